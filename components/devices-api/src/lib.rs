@@ -1,0 +1,81 @@
+//! The built-in devices API, served exactly as `seeds/devices-api.md` specifies:
+//!
+//! - `GET /devices/{device_id}/profile?jid=…[&preview=true]` — a contact or group profile;
+//! - `GET /devices/{device_id}/groups` — every group the device participates in.
+//!
+//! Successful responses are `{"data": …}`; errors are
+//! `{"error": {"code": "…", "message": "…"}}` with a fitting HTTP status.
+
+mod profile;
+
+use serde::Serialize;
+use waedge_sdk::{ErrorClass, Handler, Request, Response, authenticate, require_device, whatsapp};
+
+struct DevicesApi;
+
+impl Handler for DevicesApi {
+    fn handle(request: Request) -> Response {
+        match route(&request) {
+            Ok(data) => Response::json(200, &serde_json::json!({ "data": data })),
+            Err(error) => Response::json(
+                error.status,
+                &serde_json::json!({ "error": { "code": error.code, "message": error.message } }),
+            ),
+        }
+    }
+}
+
+waedge_sdk::export_handler!(DevicesApi);
+
+fn route(request: &Request) -> Result<serde_json::Value, ErrorClass> {
+    let segments = request.segments();
+    let [root, device, endpoint] = segments.as_slice() else {
+        return Err(ErrorClass::no_route(request.path()));
+    };
+    if root != "devices" || !matches!(endpoint.as_str(), "profile" | "groups") {
+        return Err(ErrorClass::no_route(request.path()));
+    }
+    if request.method() != "GET" {
+        return Err(ErrorClass::method_not_allowed(request.method(), "GET"));
+    }
+    let principal = authenticate(request)?;
+    // Unknown to this tenant (404) before not granted to this user (403): a token cannot
+    // probe another tenant's device ids.
+    whatsapp::get_device(device)?;
+    require_device(&principal, device)?;
+    let data = if endpoint == "profile" { profile::get(device, request.query())? } else { groups(device)? };
+    Ok(data)
+}
+
+/// One entry of `GET /devices/{device_id}/groups`.
+#[derive(Serialize)]
+struct GroupSummary {
+    jid: String,
+    name: String,
+    subject: String,
+    description: String,
+    participant_count: u32,
+    is_announce: bool,
+    is_locked: bool,
+    is_ephemeral: bool,
+    is_join_approval_required: bool,
+}
+
+fn groups(device: &str) -> Result<serde_json::Value, ErrorClass> {
+    let groups: Vec<GroupSummary> = whatsapp::list_joined_groups(device)?
+        .into_iter()
+        .map(|group| GroupSummary {
+            jid: group.jid,
+            name: group.subject.clone(),
+            subject: group.subject,
+            description: group.description.unwrap_or_default(),
+            participant_count: group.participant_count,
+            is_announce: group.is_announce,
+            is_locked: group.is_locked,
+            is_ephemeral: group.is_ephemeral,
+            is_join_approval_required: group.is_join_approval_required,
+        })
+        .collect();
+    let count = groups.len();
+    Ok(serde_json::json!({ "groups": groups, "count": count }))
+}

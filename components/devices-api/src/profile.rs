@@ -1,0 +1,126 @@
+//! `GET /devices/{device_id}/profile`: a contact or group profile, detected from the JID.
+
+use serde::Serialize;
+use waedge_jid::{Jid, Kind};
+use waedge_sdk::{ErrorClass, Error, Query, UserInfo, whatsapp};
+
+/// A contact profile. `None` fields are omitted: WhatsApp withheld them (privacy) or, for
+/// `phone_jid`/`lid`, no mapping is known.
+#[derive(Serialize)]
+struct ContactProfile {
+    jid: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phone_jid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    picture_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    picture_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    push_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    business_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verified_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    devices: Option<Vec<String>>,
+}
+
+/// A group profile. Empty strings stand for a picture or description that is not set.
+#[derive(Serialize)]
+struct GroupProfile {
+    jid: String,
+    name: String,
+    subject: String,
+    description: String,
+    picture_url: String,
+    picture_id: String,
+    participants: Vec<String>,
+}
+
+/// Serves the profile endpoint for `device`.
+pub fn get(device: &str, query: &Query) -> Result<serde_json::Value, ErrorClass> {
+    let raw = query
+        .get_non_empty("jid")
+        .ok_or_else(|| ErrorClass::validation("`jid` is required: a phone number, phone JID, LID or group JID"))?;
+    let jid = Jid::normalize(raw).map_err(|e| ErrorClass::validation(e.to_string()))?.without_device();
+    let preview = query.flag("preview").map_err(ErrorClass::validation)?.unwrap_or(false);
+    let (kind, profile) = match jid.kind() {
+        Kind::Contact => ("contact", serde_json::to_value(contact(device, &jid, preview)?)),
+        Kind::Group => ("group", serde_json::to_value(group(device, &jid, preview)?)),
+    };
+    let profile = profile.map_err(|e| ErrorClass { status: 500, code: "INTERNAL_ERROR", message: e.to_string() })?;
+    Ok(serde_json::json!({ "type": kind, "profile": profile }))
+}
+
+fn contact(device: &str, jid: &Jid, preview: bool) -> Result<ContactProfile, ErrorClass> {
+    let text = jid.to_string();
+    let info: UserInfo = whatsapp::get_user_info(device, std::slice::from_ref(&text))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ErrorClass::from(Error::NotFound))?;
+    let mapping = whatsapp::get_lid_mapping(device, &text)?;
+    let (phone_jid, lid) = if jid.is_lid() {
+        (mapping.map(|m| m.phone_jid), Some(text.clone()))
+    } else {
+        (None, info.lid.clone().or(mapping.map(|m| m.lid)))
+    };
+    let (picture_url, picture_id) = match info.picture_id.as_deref() {
+        None => (None, None),
+        Some("") => (Some(String::new()), Some(String::new())),
+        Some(_) => match whatsapp::get_profile_picture(device, &text, preview)? {
+            Some(picture) => (Some(picture.url), Some(picture.id)),
+            None => (Some(String::new()), Some(String::new())),
+        },
+    };
+    // Names may have been learned under the other identity of the same account; only the
+    // mapping WhatsApp gave links the two.
+    let alias = if jid.is_lid() { phone_jid.clone() } else { lid.clone() };
+    let names = match (whatsapp::get_contact(device, &text)?, alias) {
+        (Some(names), _) => Some(names),
+        (None, Some(alias)) => whatsapp::get_contact(device, &alias)?,
+        (None, None) => None,
+    };
+    let business_name = match info.is_business {
+        None => None,
+        Some(false) => Some(String::new()),
+        Some(true) => Some(
+            names
+                .as_ref()
+                .and_then(|c| c.business_name.clone())
+                .or_else(|| info.verified_name.clone())
+                .unwrap_or_default(),
+        ),
+    };
+    Ok(ContactProfile {
+        jid: text,
+        phone_jid,
+        lid,
+        status: info.status,
+        picture_url,
+        picture_id,
+        push_name: names.and_then(|c| c.push_name),
+        business_name,
+        verified_name: info.verified_name,
+        devices: info.devices,
+    })
+}
+
+fn group(device: &str, jid: &Jid, preview: bool) -> Result<GroupProfile, ErrorClass> {
+    let text = jid.to_string();
+    let group = whatsapp::get_group_info(device, &text)?;
+    let picture = whatsapp::get_profile_picture(device, &text, preview)?;
+    let (picture_url, picture_id) = picture.map(|p| (p.url, p.id)).unwrap_or_default();
+    Ok(GroupProfile {
+        jid: group.jid,
+        name: group.subject.clone(),
+        subject: group.subject,
+        description: group.description.unwrap_or_default(),
+        picture_url,
+        picture_id,
+        participants: group.participants,
+    })
+}

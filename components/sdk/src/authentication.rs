@@ -1,0 +1,35 @@
+//! Bearer-token authentication against the host's `auth` interface.
+
+use crate::bindings::waedge::gateway::auth::{self, Principal};
+use crate::{ErrorClass, Request};
+
+/// Verifies the request's bearer token with the host and returns its principal.
+///
+/// Fails with a 401 [`ErrorClass`] (`UNAUTHORIZED`) when the header is missing, not a
+/// `Bearer` token, or not a live token of this tenant. The token itself never appears in the
+/// error.
+pub fn authenticate(request: &Request) -> Result<Principal, ErrorClass> {
+    let token = request.bearer_token().ok_or_else(|| ErrorClass {
+        status: 401,
+        code: "UNAUTHORIZED",
+        message: "missing bearer token: send `Authorization: Bearer <token>`".to_string(),
+    })?;
+    auth::verify_token(token).ok_or_else(|| ErrorClass {
+        status: 401,
+        code: "UNAUTHORIZED",
+        message: "invalid or revoked token".to_string(),
+    })
+}
+
+/// Checks that `principal` may use `device`; a 403 [`ErrorClass`] (`FORBIDDEN`) otherwise.
+pub fn require_device(principal: &Principal, device: &str) -> Result<(), ErrorClass> {
+    if principal.devices.iter().any(|d| d == device) {
+        Ok(())
+    } else {
+        Err(ErrorClass {
+            status: 403,
+            code: "FORBIDDEN",
+            message: format!("this token may not use device `{device}`"),
+        })
+    }
+}

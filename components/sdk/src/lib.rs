@@ -1,0 +1,104 @@
+//! The waedge guest SDK: write a waedge request handler in a few lines of Rust.
+//!
+//! A handler is a WebAssembly component that exports the standard
+//! `wasi:http/incoming-handler` and imports the host's `waedge:gateway` interfaces (see
+//! `wit/gateway.wit`). This crate hides the streaming plumbing of `wasi:http`: a handler
+//! receives a whole [`Request`] and returns a whole [`Response`].
+//!
+//! ```ignore
+//! use waedge_sdk::{Handler, Request, Response, whatsapp};
+//!
+//! struct Hello;
+//!
+//! impl Handler for Hello {
+//!     fn handle(request: Request) -> Response {
+//!         let devices = whatsapp::list_devices();
+//!         Response::json(200, &serde_json::json!({
+//!             "path": request.path(),
+//!             "devices": devices.len(),
+//!         }))
+//!     }
+//! }
+//!
+//! waedge_sdk::export_handler!(Hello);
+//! ```
+//!
+//! Build it for `wasm32-unknown-unknown` and turn the core module into a component with
+//! `wasm-tools component new` (or let the waedge workspace build do both).
+#![deny(missing_docs)]
+
+mod authentication;
+mod error;
+mod query;
+mod request;
+mod response;
+mod time;
+
+/// Bindings generated from `wit/gateway.wit`, for handlers that need more than this crate
+/// wraps (outbound HTTP, raw `wasi:http` types).
+#[allow(missing_docs, reason = "generated code")]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "handler",
+        path: "../../wit",
+        generate_all,
+        pub_export_macro: true,
+        default_bindings_module: "waedge_sdk::bindings",
+    });
+}
+
+pub use bindings::waedge::gateway::types::{
+    BusinessCategory, BusinessHours, BusinessProfile, Contact, DeviceState, DeviceStatus,
+    Error, Group, LidMapping, OnWhatsapp, ProfilePicture, UserInfo,
+};
+pub use bindings::waedge::gateway::{auth, config, whatsapp};
+pub use authentication::{authenticate, require_device};
+pub use bindings::waedge::gateway::auth::Principal;
+pub use error::ErrorClass;
+pub use query::{Query, percent_decode};
+pub use request::Request;
+pub use response::Response;
+pub use time::{Timestamp, now};
+
+/// A waedge request handler: one call per HTTP request, with the whole request in hand.
+pub trait Handler {
+    /// Answers one request.
+    fn handle(request: Request) -> Response;
+}
+
+/// Serves one `wasi:http` request with handler `H`. Used by [`export_handler!`].
+#[doc(hidden)]
+pub fn serve<H: Handler>(
+    incoming: bindings::wasi::http::types::IncomingRequest,
+    out: bindings::wasi::http::types::ResponseOutparam,
+) {
+    let response = match Request::read(incoming) {
+        Ok(request) => H::handle(request),
+        Err(message) => Response::json(
+            400,
+            &serde_json::json!({ "error": { "code": "BAD_REQUEST", "message": message } }),
+        ),
+    };
+    response.send(out);
+}
+
+/// Exports a [`Handler`] as the component's `wasi:http/incoming-handler`.
+#[macro_export]
+macro_rules! export_handler {
+    ($handler:ty) => {
+        struct __WaedgeIncomingHandler;
+
+        impl $crate::bindings::exports::wasi::http::incoming_handler::Guest
+            for __WaedgeIncomingHandler
+        {
+            fn handle(
+                request: $crate::bindings::wasi::http::types::IncomingRequest,
+                response_out: $crate::bindings::wasi::http::types::ResponseOutparam,
+            ) {
+                $crate::serve::<$handler>(request, response_out)
+            }
+        }
+
+        $crate::bindings::export!(__WaedgeIncomingHandler with_types_in $crate::bindings);
+    };
+}

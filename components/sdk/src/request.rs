@@ -1,0 +1,105 @@
+//! The incoming request, read whole from `wasi:http`.
+
+use crate::bindings::wasi::http::types::{IncomingRequest, Method};
+use crate::bindings::wasi::io::streams::StreamError;
+use crate::query::Query;
+
+/// How many bytes one read from the body stream asks for.
+const READ_CHUNK: u64 = 64 * 1024;
+
+/// An HTTP request, with its body read in full. The host has already capped the body size.
+#[derive(Debug, Clone)]
+pub struct Request {
+    method: String,
+    path: String,
+    query: Query,
+    headers: Vec<(String, Vec<u8>)>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    /// Builds a request from parts: for tests of handler logic outside a Wasm host.
+    pub fn new(method: &str, path_and_query: &str, headers: Vec<(String, Vec<u8>)>, body: Vec<u8>) -> Self {
+        let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+        let headers = headers.into_iter().map(|(name, value)| (name.to_ascii_lowercase(), value)).collect();
+        Request { method: method.to_ascii_uppercase(), path: path.to_string(), query: Query::parse(query), headers, body }
+    }
+
+    /// Reads a `wasi:http` incoming request, body included.
+    pub(crate) fn read(incoming: IncomingRequest) -> Result<Self, String> {
+        let method = match incoming.method() {
+            Method::Get => "GET".to_string(),
+            Method::Head => "HEAD".to_string(),
+            Method::Post => "POST".to_string(),
+            Method::Put => "PUT".to_string(),
+            Method::Delete => "DELETE".to_string(),
+            Method::Connect => "CONNECT".to_string(),
+            Method::Options => "OPTIONS".to_string(),
+            Method::Trace => "TRACE".to_string(),
+            Method::Patch => "PATCH".to_string(),
+            Method::Other(other) => other,
+        };
+        let path_and_query = incoming.path_with_query().unwrap_or_else(|| "/".to_string());
+        let headers = incoming.headers().entries();
+        let body = read_body(&incoming)?;
+        Ok(Request::new(&method, &path_and_query, headers, body))
+    }
+
+    /// The method in upper case, e.g. `"GET"`.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The path, still percent-encoded, without the query string.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The path split on `/`, with empty segments dropped and each segment percent-decoded.
+    pub fn segments(&self) -> Vec<String> {
+        self.path.split('/').filter(|s| !s.is_empty()).map(crate::query::percent_decode).collect()
+    }
+
+    /// The parsed query string.
+    pub fn query(&self) -> &Query {
+        &self.query
+    }
+
+    /// The first value of header `name` (case-insensitive) as text, if present and valid UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, value)| std::str::from_utf8(value).ok())
+    }
+
+    /// The bearer token from the `Authorization` header, if the header uses the `Bearer` scheme.
+    pub fn bearer_token(&self) -> Option<&str> {
+        let value = self.header("authorization")?.trim();
+        let (scheme, token) = value.split_once(' ')?;
+        let token = token.trim();
+        (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+    }
+
+    /// The request body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+}
+
+fn read_body(incoming: &IncomingRequest) -> Result<Vec<u8>, String> {
+    let body = incoming.consume().map_err(|()| "request body was already consumed".to_string())?;
+    let stream = body.stream().map_err(|()| "request body stream is unavailable".to_string())?;
+    let mut bytes = Vec::new();
+    loop {
+        match stream.blocking_read(READ_CHUNK) {
+            Ok(chunk) => bytes.extend_from_slice(&chunk),
+            Err(StreamError::Closed) => break,
+            Err(StreamError::LastOperationFailed(error)) => {
+                return Err(format!("reading the request body failed: {}", error.to_debug_string()));
+            }
+        }
+    }
+    Ok(bytes)
+}

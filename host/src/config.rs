@@ -1,0 +1,334 @@
+//! The configuration file: one TOML document describing the listener, the data directory,
+//! default limits and every tenant with its users, devices, routes and settings.
+//!
+//! `waedge.toml` at the repository root is a documented example. Validation happens once, at
+//! load time, and every error names the offending entry and what to change.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::token::TokenHash;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the API listener binds to.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Directory for device sessions and other state; created if missing.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The tenant that serves requests matching no host name and no token.
+    #[serde(default)]
+    pub default_tenant: Option<String>,
+    /// Limits every tenant gets unless it overrides them.
+    #[serde(default)]
+    pub limits: Limits,
+    /// The tenants.
+    #[serde(default)]
+    pub tenants: Vec<TenantConfig>,
+}
+
+/// Per-tenant resource limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Wall-clock budget for one request, component and WhatsApp queries included.
+    pub request_timeout_ms: u64,
+    /// Linear-memory cap of one component instance, in MiB.
+    pub memory_mib: u64,
+    /// Largest request body accepted, in bytes.
+    pub max_request_body_bytes: usize,
+    /// Requests of this tenant served at once; more get 429.
+    pub max_concurrent_requests: usize,
+    /// How long WhatsApp lookups are cached, in seconds (0 disables the cache).
+    pub cache_ttl_seconds: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            request_timeout_ms: 10_000,
+            memory_mib: 64,
+            max_request_body_bytes: 1 << 20,
+            max_concurrent_requests: 256,
+            cache_ttl_seconds: 30,
+        }
+    }
+}
+
+/// Limits a tenant sets for itself; unset fields fall back to the file's `[limits]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    /// See [`Limits::request_timeout_ms`].
+    pub request_timeout_ms: Option<u64>,
+    /// See [`Limits::memory_mib`].
+    pub memory_mib: Option<u64>,
+    /// See [`Limits::max_request_body_bytes`].
+    pub max_request_body_bytes: Option<usize>,
+    /// See [`Limits::max_concurrent_requests`].
+    pub max_concurrent_requests: Option<usize>,
+    /// See [`Limits::cache_ttl_seconds`].
+    pub cache_ttl_seconds: Option<u64>,
+}
+
+impl LimitOverrides {
+    /// `defaults` with this tenant's overrides applied.
+    pub fn apply(&self, defaults: Limits) -> Limits {
+        Limits {
+            request_timeout_ms: self.request_timeout_ms.unwrap_or(defaults.request_timeout_ms),
+            memory_mib: self.memory_mib.unwrap_or(defaults.memory_mib),
+            max_request_body_bytes: self.max_request_body_bytes.unwrap_or(defaults.max_request_body_bytes),
+            max_concurrent_requests: self.max_concurrent_requests.unwrap_or(defaults.max_concurrent_requests),
+            cache_ttl_seconds: self.cache_ttl_seconds.unwrap_or(defaults.cache_ttl_seconds),
+        }
+    }
+}
+
+/// One tenant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Stable identifier, e.g. `acme`.
+    pub id: String,
+    /// Host names (without port) whose requests go to this tenant.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Limits for this tenant.
+    #[serde(default)]
+    pub limits: LimitOverrides,
+    /// Outbound HTTP: host names components of this tenant may call.
+    #[serde(default)]
+    pub outbound_hosts: Vec<String>,
+    /// Key/value settings the tenant's components read through the `config` interface.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// The tenant's WhatsApp devices.
+    #[serde(default)]
+    pub devices: Vec<DeviceConfig>,
+    /// API users and their tokens.
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+    /// Path prefixes and the component serving each.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// One WhatsApp device (a linked phone) of a tenant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// The device id used in API paths, e.g. `main`.
+    pub id: String,
+}
+
+/// One API user of a tenant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// The user id (a UUID).
+    pub id: String,
+    /// A display name.
+    #[serde(default)]
+    pub name: String,
+    /// SHA-256 of the user's API token, in hex (`waedge hash-token` prints it).
+    pub token_sha256: String,
+    /// Devices this user may use; the first is the user's own device for the contacts API.
+    #[serde(default)]
+    pub devices: Vec<String>,
+    /// Permissions passed to components.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// One route: requests whose path starts with `prefix` (at a `/` boundary) go to `component`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Path prefix, starting with `/`, e.g. `/devices`.
+    pub prefix: String,
+    /// `builtin:NAME` for a built-in component, or a path to a `.wasm` component file
+    /// (relative paths are relative to the configuration file).
+    pub component: String,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./data")
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parse error, with line and column.
+        source: Box<toml::de::Error>,
+    },
+    /// The file parses but contradicts itself.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file. Relative paths inside it (the data
+    /// directory, component files) are resolved against the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let mut config = Config::parse(&text)
+            .map_err(|e| match e {
+                ConfigError::Parse { source, .. } => ConfigError::Parse { path: path.to_path_buf(), source },
+                other => other,
+            })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.data_dir = base.join(&config.data_dir);
+        for route in config.tenants.iter_mut().flat_map(|t| t.routes.iter_mut()) {
+            if !route.component.starts_with("builtin:") {
+                route.component = base.join(&route.component).display().to_string();
+            }
+        }
+        Ok(config)
+    }
+
+    /// Parses and validates configuration text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text)
+            .map_err(|source| ConfigError::Parse { path: PathBuf::from("<config>"), source: Box::new(source) })?;
+        config.validate().map_err(ConfigError::Invalid)?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let mut tenant_ids = HashSet::new();
+        let mut hosts = HashSet::new();
+        let mut tokens = HashSet::new();
+        for tenant in &self.tenants {
+            let t = &tenant.id;
+            if !is_identifier(t) {
+                return Err(format!("tenant id `{t}`: use letters, digits, `-` and `_` only"));
+            }
+            if !tenant_ids.insert(t.as_str()) {
+                return Err(format!("tenant `{t}` is defined twice: tenant ids must be unique"));
+            }
+            for host in &tenant.hosts {
+                if !hosts.insert(host.to_ascii_lowercase()) {
+                    return Err(format!("tenant `{t}`: host `{host}` already belongs to another tenant"));
+                }
+            }
+            let mut device_ids = HashSet::new();
+            for device in &tenant.devices {
+                if !is_identifier(&device.id) {
+                    return Err(format!("tenant `{t}`: device id `{}`: use letters, digits, `-` and `_` only", device.id));
+                }
+                if !device_ids.insert(device.id.as_str()) {
+                    return Err(format!("tenant `{t}`: device `{}` is defined twice", device.id));
+                }
+            }
+            for user in &tenant.users {
+                let hash = TokenHash::from_hex(&user.token_sha256)
+                    .map_err(|e| format!("tenant `{t}`, user `{}`: token_sha256 is {e}", user.id))?;
+                if !tokens.insert(hash) {
+                    return Err(format!("tenant `{t}`, user `{}`: this token is already used by another user", user.id));
+                }
+                if let Some(unknown) = user.devices.iter().find(|d| !device_ids.contains(d.as_str())) {
+                    return Err(format!(
+                        "tenant `{t}`, user `{}`: device `{unknown}` is not a device of this tenant",
+                        user.id
+                    ));
+                }
+            }
+            for route in &tenant.routes {
+                if !route.prefix.starts_with('/') {
+                    return Err(format!("tenant `{t}`: route prefix `{}` must start with `/`", route.prefix));
+                }
+            }
+            let limits = tenant.limits.apply(self.limits);
+            if limits.max_concurrent_requests == 0 || limits.request_timeout_ms == 0 || limits.memory_mib == 0 {
+                return Err(format!("tenant `{t}`: limits must be greater than zero"));
+            }
+        }
+        if let Some(default) = &self.default_tenant
+            && !tenant_ids.contains(default.as_str())
+        {
+            return Err(format!("default_tenant `{default}` is not one of the tenants"));
+        }
+        Ok(())
+    }
+}
+
+fn is_identifier(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HASH_A: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+    fn tenant(extra: &str) -> String {
+        format!(
+            r#"
+            [[tenants]]
+            id = "acme"
+            devices = [{{ id = "main" }}]
+            users = [{{ id = "u1", token_sha256 = "{HASH_A}", devices = ["main"] }}]
+            routes = [{{ prefix = "/devices", component = "builtin:devices-api" }}]
+            {extra}
+            "#
+        )
+    }
+
+    #[test]
+    fn parses_with_defaults_and_overrides() {
+        let config = Config::parse(&format!("{}\nlimits = {{ memory_mib = 8 }}", tenant(""))).unwrap();
+        assert_eq!(config.listen, default_listen());
+        let limits = config.tenants[0].limits.apply(config.limits);
+        assert_eq!(limits.memory_mib, 8);
+        assert_eq!(limits.request_timeout_ms, Limits::default().request_timeout_ms);
+    }
+
+    #[test]
+    fn rejects_contradictions_with_a_reason() {
+        let cases = [
+            (format!("{}{}", tenant(""), tenant("")), "defined twice"),
+            (tenant("hosts = ['a']\n[[tenants]]\nid = 'b'\nhosts = ['A']"), "already belongs"),
+            (tenant("").replace("devices = [\"main\"]", "devices = [\"other\"]"), "not a device of this tenant"),
+            (tenant("").replace(HASH_A, "nothex"), "token_sha256"),
+            (tenant("").replace("\"/devices\"", "\"devices\""), "must start with `/`"),
+            (format!("default_tenant = 'nope'\n{}", tenant("")), "not one of the tenants"),
+            (tenant("").replace("\"acme\"", "\"a b\""), "letters, digits"),
+            (format!("{}\n[[tenants]]\nid = 'b'\nusers = [{{ id = 'u2', token_sha256 = '{HASH_A}' }}]", tenant("")), "already used"),
+        ];
+        for (text, expected) in cases {
+            let error = Config::parse(&text).unwrap_err().to_string();
+            assert!(error.contains(expected), "{error:?} should mention {expected:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_keys() {
+        let error = Config::parse("listen = '127.0.0.1:1'\nlisten_port = 3").unwrap_err().to_string();
+        assert!(error.contains("listen_port"), "{error}");
+    }
+}

@@ -1,0 +1,446 @@
+//! Device sessions on the real `whatsapp-rust` client.
+//!
+//! Each device has its own SQLite store (`DATA_DIR/devices/TENANT/DEVICE.db`, whatsapp-rust's
+//! own schema) and, once linked, exactly one [`Client`] owned by one run task: two clients on
+//! one store would fight over the session. On start a device whose store holds a linked
+//! account reconnects by itself — no re-pairing after a restart; an unlinked device stays
+//! [`DeviceState::Unlinked`] and makes no connection at all.
+//!
+//! The client reconnects with backoff and jitter on its own; terminal states (logged out,
+//! replaced, banned) stop its loop and are surfaced as the device state, never retried.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::task::JoinHandle;
+use whatsapp_rust::http::UreqHttpClient;
+use whatsapp_rust::request::IqError;
+use whatsapp_rust::store::SqliteStore;
+use whatsapp_rust::store::persistence_manager::PersistenceManager;
+use whatsapp_rust::store::traits::{Backend, DeviceStore};
+use whatsapp_rust::transport::TokioWebSocketTransportFactory;
+use whatsapp_rust::types::events::{ChannelEventHandler, Event, EventInterest, EventKind};
+use whatsapp_rust::wacore::iq::business::{BusinessHourMode, DayOfWeek};
+use whatsapp_rust::{Client, ContactError, GroupError, GroupMetadata, TokioRuntime};
+use waedge_jid::Jid;
+
+use super::{DeviceSession, not_connected};
+use crate::bindings::types::{
+    BusinessCategory, BusinessHours, BusinessProfile, Contact, DeviceState, DeviceStatus, Error,
+    Group, LidMapping, OnWhatsapp, ProfilePicture, UserInfo,
+};
+
+/// How often the client persists its device state between explicit flushes: a crash right
+/// after linking must not lose the link.
+const SAVE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Opens and owns every device session of the process.
+pub struct WhatsappDevices {
+    data_dir: PathBuf,
+    sessions: Mutex<Vec<Arc<WhatsappDevice>>>,
+}
+
+impl WhatsappDevices {
+    /// Sessions with their stores under `data_dir/devices`.
+    pub fn new(data_dir: &Path) -> Self {
+        WhatsappDevices { data_dir: data_dir.join("devices"), sessions: Mutex::new(Vec::new()) }
+    }
+
+    /// Opens the session of `device` of `tenant`: it reconnects in the background if its
+    /// store holds a linked account. Must be called inside a tokio runtime.
+    pub fn open(&self, tenant: &str, device: &str) -> Arc<dyn DeviceSession> {
+        let store = self.data_dir.join(tenant).join(format!("{device}.db"));
+        let session = Arc::new(WhatsappDevice::new(device, store));
+        tokio::spawn(session.clone().start());
+        self.sessions.lock().expect("sessions lock").push(session.clone());
+        session
+    }
+
+    /// Disconnects every session, flushing its store, and waits for their run loops to end.
+    pub async fn shutdown(&self) {
+        let sessions: Vec<_> = self.sessions.lock().expect("sessions lock").drain(..).collect();
+        let mut stopping = tokio::task::JoinSet::new();
+        for session in sessions {
+            stopping.spawn(async move { session.stop().await });
+        }
+        while stopping.join_next().await.is_some() {}
+    }
+}
+
+/// One device's session.
+struct WhatsappDevice {
+    store: PathBuf,
+    status: RwLock<DeviceStatus>,
+    client: RwLock<Option<Arc<Client>>>,
+    run: Mutex<Option<JoinHandle<()>>>,
+    names: Mutex<HashMap<String, Contact>>,
+}
+
+impl WhatsappDevice {
+    fn new(id: &str, store: PathBuf) -> Self {
+        WhatsappDevice {
+            store,
+            status: RwLock::new(DeviceStatus {
+                id: id.to_string(),
+                state: DeviceState::Connecting,
+                jid: None,
+                lid: None,
+                push_name: None,
+            }),
+            client: RwLock::new(None),
+            run: Mutex::new(None),
+            names: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn start(self: Arc<Self>) {
+        if let Err(e) = self.connect_if_linked().await {
+            let id = self.status().id;
+            tracing::error!(device = id, store = %self.store.display(), "cannot open the device store: {e:#}");
+            self.set_state(DeviceState::Disconnected);
+        }
+    }
+
+    async fn connect_if_linked(self: &Arc<Self>) -> anyhow::Result<()> {
+        if let Some(dir) = self.store.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let store = SqliteStore::new(&self.store.to_string_lossy()).await?;
+        let Some(device) = store.load().await?.filter(|d| d.pn.is_some()) else {
+            self.set_state(DeviceState::Unlinked);
+            return Ok(());
+        };
+        {
+            let mut status = self.status.write().expect("status lock");
+            status.jid = device.pn.as_ref().map(|j| j.to_non_ad_string());
+            status.lid = device.lid.as_ref().map(|j| j.to_non_ad_string());
+            status.push_name = Some(device.push_name.clone()).filter(|n| !n.is_empty());
+        }
+        let backend: Arc<dyn Backend> = Arc::new(store);
+        let persistence = Arc::new(PersistenceManager::new(backend).await?);
+        let client = Client::builder()
+            .with_runtime(TokioRuntime)
+            .with_persistence_manager(persistence)
+            .with_transport_factory(TokioWebSocketTransportFactory::new())
+            .with_http_client(UreqHttpClient::new())
+            .with_background_saver_interval(SAVE_INTERVAL)
+            .build()
+            .await?
+            .into_client();
+        let (handler, events) = ChannelEventHandler::new();
+        let subscription = client.subscribe(EventInterest::of(&INTERESTING_EVENTS), handler);
+        *self.client.write().expect("client lock") = Some(client.clone());
+        let session = self.clone();
+        tokio::spawn(async move {
+            let _subscription = subscription;
+            while let Ok(event) = events.recv().await {
+                session.observe(&event);
+            }
+        });
+        let runner = client.clone();
+        *self.run.lock().expect("run lock") = Some(tokio::spawn(async move { runner.run().await }));
+        Ok(())
+    }
+
+    async fn stop(&self) {
+        let client = self.client.write().expect("client lock").take();
+        if let Some(client) = client {
+            client.disconnect().await;
+        }
+        let run = self.run.lock().expect("run lock").take();
+        if let Some(run) = run {
+            let _ = run.await;
+        }
+    }
+
+    fn set_state(&self, state: DeviceState) {
+        self.status.write().expect("status lock").state = state;
+    }
+
+    /// Folds one client event into the device state and the learned contact names.
+    fn observe(&self, event: &Event) {
+        match event {
+            Event::Connected(_) => {
+                let client = self.client.read().expect("client lock").clone();
+                let mut status = self.status.write().expect("status lock");
+                if let Some(client) = client {
+                    status.jid = client.pn().map(|j| j.to_non_ad_string()).or(status.jid.take());
+                    status.lid = client.lid().map(|j| j.to_non_ad_string()).or(status.lid.take());
+                    let push_name = client.push_name();
+                    if !push_name.is_empty() {
+                        status.push_name = Some(push_name);
+                    }
+                }
+                status.state = DeviceState::Connected;
+            }
+            Event::Disconnected(_) => self.set_state(DeviceState::Disconnected),
+            Event::LoggedOut(_) => self.set_state(DeviceState::LoggedOut),
+            Event::StreamReplaced(_) => self.set_state(DeviceState::Replaced),
+            Event::TemporaryBan(_) => self.set_state(DeviceState::Banned),
+            Event::ConnectFailure(failure) if !failure.reason.should_reconnect() => {
+                self.set_state(DeviceState::LoggedOut)
+            }
+            Event::ClientOutdated(_) => {
+                tracing::error!(device = self.status().id, "WhatsApp refused this client version: upgrade waedge");
+                self.set_state(DeviceState::Disconnected);
+            }
+            Event::Messages(batch) => {
+                for message in batch.iter() {
+                    let info = &message.info;
+                    let verified = info.verified_name.as_ref().and_then(|v| v.name.clone());
+                    self.learn(&info.source.sender.to_non_ad_string(), |c| {
+                        if !info.push_name.is_empty() {
+                            c.push_name = Some(info.push_name.clone());
+                        }
+                        if verified.is_some() {
+                            c.business_name = verified.clone();
+                        }
+                    });
+                }
+            }
+            Event::ContactUpdate(update) => {
+                let full_name = update.action.full_name.clone();
+                self.learn(&update.jid.to_non_ad_string(), |c| c.full_name = full_name);
+            }
+            Event::BusinessStatusUpdate(update) => {
+                if let Some(name) = update.verified_name.clone() {
+                    self.learn(&update.jid.to_non_ad_string(), |c| c.business_name = Some(name));
+                }
+            }
+            Event::HistorySync(sync) => {
+                for entry in sync.get().map(|h| h.pushnames.as_slice()).unwrap_or_default() {
+                    if let (Some(jid), Some(name)) = (&entry.id, &entry.pushname) {
+                        let name = name.clone();
+                        self.learn(jid, |c| c.push_name = Some(name));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn learn(&self, jid: &str, update: impl FnOnce(&mut Contact)) {
+        let mut names = self.names.lock().expect("names lock");
+        let contact = names.entry(jid.to_string()).or_insert_with(|| Contact {
+            jid: jid.to_string(),
+            push_name: None,
+            business_name: None,
+            full_name: None,
+        });
+        update(contact);
+    }
+
+    /// The client, if the device is connected.
+    fn client(&self) -> Result<Arc<Client>, Error> {
+        let state = self.status.read().expect("status lock").state;
+        let client = self.client.read().expect("client lock").clone();
+        match (state, client) {
+            (DeviceState::Connected, Some(client)) => Ok(client),
+            (state, _) => Err(not_connected(state)),
+        }
+    }
+}
+
+/// The events the session listens to: state changes and whatever carries contact names.
+const INTERESTING_EVENTS: [EventKind; 11] = [
+    EventKind::Connected,
+    EventKind::Disconnected,
+    EventKind::LoggedOut,
+    EventKind::StreamReplaced,
+    EventKind::TemporaryBan,
+    EventKind::ConnectFailure,
+    EventKind::ClientOutdated,
+    EventKind::Messages,
+    EventKind::ContactUpdate,
+    EventKind::BusinessStatusUpdate,
+    EventKind::HistorySync,
+];
+
+#[async_trait]
+impl DeviceSession for WhatsappDevice {
+    fn status(&self) -> DeviceStatus {
+        self.status.read().expect("status lock").clone()
+    }
+
+    async fn user_info(&self, jids: &[Jid]) -> Result<Vec<UserInfo>, Error> {
+        let client = self.client()?;
+        let queried = jids.iter().map(to_wa).collect::<Result<Vec<_>, _>>()?;
+        let found = client.contacts().get_user_info(&queried).await.map_err(contact_error)?;
+        Ok(jids
+            .iter()
+            .zip(&queried)
+            .filter_map(|(jid, wa)| found.get(&wa.to_non_ad()).map(|info| user_info(jid, info)))
+            .collect())
+    }
+
+    async fn profile_picture(&self, jid: &Jid, preview: bool) -> Result<Option<ProfilePicture>, Error> {
+        let client = self.client()?;
+        let picture = client.contacts().get_profile_picture(&to_wa(jid)?, preview).await.map_err(contact_error)?;
+        Ok(picture.map(|p| ProfilePicture { id: p.id, url: p.url, direct_path: p.direct_path }))
+    }
+
+    async fn business_profile(&self, jid: &Jid) -> Result<Option<BusinessProfile>, Error> {
+        let client = self.client()?;
+        let profile = client.get_business_profile(&to_wa(jid)?).await.map_err(iq_error)?;
+        Ok(profile.map(|p| business_profile(jid, p)))
+    }
+
+    async fn lid_mapping(&self, jid: &Jid) -> Result<Option<LidMapping>, Error> {
+        let client = self.client()?;
+        let entry = client.get_lid_pn_entry(&to_wa(jid)?).await.map_err(|e| Error::Upstream(format!("{e:#}")))?;
+        Ok(entry.map(|e| LidMapping {
+            lid: format!("{}@lid", e.lid),
+            phone_jid: format!("{}@s.whatsapp.net", e.phone_number),
+        }))
+    }
+
+    async fn is_on_whatsapp(&self, jids: &[Jid]) -> Result<Vec<OnWhatsapp>, Error> {
+        let client = self.client()?;
+        let queried = jids.iter().map(to_wa).collect::<Result<Vec<_>, _>>()?;
+        let results = client.contacts().is_on_whatsapp(&queried).await.map_err(contact_error)?;
+        Ok(results
+            .into_iter()
+            .map(|r| OnWhatsapp {
+                jid: r.jid.to_non_ad_string(),
+                registered: r.is_registered,
+                lid: r.lid.map(|j| j.to_non_ad_string()),
+                is_business: r.is_business,
+                verified_name: r.verified_name.and_then(|v| v.name),
+            })
+            .collect())
+    }
+
+    async fn joined_groups(&self) -> Result<Vec<Group>, Error> {
+        let client = self.client()?;
+        let groups = client.groups().get_participating().await.map_err(group_error)?;
+        let mut groups: Vec<Group> = groups.into_values().map(group).collect();
+        groups.sort_by(|a, b| a.jid.cmp(&b.jid));
+        Ok(groups)
+    }
+
+    async fn group_info(&self, jid: &Jid) -> Result<Group, Error> {
+        let client = self.client()?;
+        let metadata = client.groups().get_metadata(&to_wa(jid)?).await.map_err(group_error)?;
+        Ok(group(metadata))
+    }
+
+    async fn contact(&self, jid: &Jid) -> Result<Option<Contact>, Error> {
+        self.client()?;
+        Ok(self.names.lock().expect("names lock").get(&jid.to_string()).cloned())
+    }
+}
+
+fn to_wa(jid: &Jid) -> Result<whatsapp_rust::Jid, Error> {
+    jid.to_string().parse().map_err(|e| Error::InvalidJid(format!("{jid}: {e}")))
+}
+
+/// Renders device `device` of the account `account` the canonical way (device 0 is the
+/// account itself).
+fn device_jid(account: &whatsapp_rust::Jid, device: u16) -> String {
+    match Jid::parse(&account.to_non_ad_string()) {
+        Ok(jid) => jid.with_device(device).to_string(),
+        Err(_) => account.with_device(device).to_string(),
+    }
+}
+
+/// A usync answer in the contract's terms: a field whose sub-query WhatsApp refused (privacy)
+/// is `None`; a field it answered without a value is `Some("")`.
+fn user_info(queried: &Jid, info: &whatsapp_rust::UserInfo) -> UserInfo {
+    let answered = |error: &Option<_>, value: Option<String>| error.is_none().then(|| value.unwrap_or_default());
+    UserInfo {
+        jid: queried.to_string(),
+        lid: info.lid.as_ref().map(|j| j.to_non_ad_string()),
+        status: answered(&info.status_error, info.status.clone()),
+        picture_id: answered(&info.picture_error, info.picture_id.clone()),
+        devices: (info.devices_error.is_none() && !info.devices.is_empty())
+            .then(|| info.devices.iter().map(|d| device_jid(&info.jid, *d)).collect()),
+        verified_name: answered(&info.business_error, info.verified_name.as_ref().and_then(|v| v.name.clone())),
+        is_business: info.business_error.is_none().then_some(info.is_business),
+    }
+}
+
+fn business_profile(queried: &Jid, profile: whatsapp_rust::wacore::iq::business::BusinessProfile) -> BusinessProfile {
+    let hours = profile.business_hours;
+    BusinessProfile {
+        jid: profile.wid.map_or_else(|| queried.to_string(), |j| j.to_non_ad_string()),
+        description: profile.description,
+        email: profile.email,
+        websites: profile.website,
+        categories: profile.categories.into_iter().map(|c| BusinessCategory { id: c.id, name: c.name }).collect(),
+        address: profile.address,
+        time_zone: hours.timezone,
+        hours: hours
+            .business_config
+            .unwrap_or_default()
+            .into_iter()
+            .map(|day| BusinessHours {
+                day_of_week: match day.day_of_week {
+                    DayOfWeek::Sunday => "sun".to_string(),
+                    DayOfWeek::Monday => "mon".to_string(),
+                    DayOfWeek::Tuesday => "tue".to_string(),
+                    DayOfWeek::Wednesday => "wed".to_string(),
+                    DayOfWeek::Thursday => "thu".to_string(),
+                    DayOfWeek::Friday => "fri".to_string(),
+                    DayOfWeek::Saturday => "sat".to_string(),
+                    DayOfWeek::Other(other) => other,
+                },
+                mode: match day.mode {
+                    BusinessHourMode::Open24H => "open_24h".to_string(),
+                    BusinessHourMode::SpecificHours => "specific_hours".to_string(),
+                    BusinessHourMode::AppointmentOnly => "appointment_only".to_string(),
+                    BusinessHourMode::Other(other) => other,
+                },
+                open_time: day.open_time,
+                close_time: day.close_time,
+            })
+            .collect(),
+    }
+}
+
+fn group(metadata: GroupMetadata) -> Group {
+    let participants: Vec<String> = metadata.participants.iter().map(|p| p.jid.to_non_ad_string()).collect();
+    Group {
+        jid: metadata.id.to_non_ad_string(),
+        subject: metadata.subject,
+        description: metadata.description.filter(|d| !d.is_empty()),
+        participant_count: metadata.size.unwrap_or(participants.len() as u32),
+        participants,
+        is_announce: metadata.is_announcement,
+        is_locked: metadata.is_locked,
+        is_ephemeral: metadata.ephemeral.and_then(|e| e.expiration).is_some_and(|seconds| seconds > 0),
+        is_join_approval_required: metadata.membership_approval,
+    }
+}
+
+fn iq_error(error: IqError) -> Error {
+    match error {
+        IqError::Timeout => Error::Timeout,
+        IqError::NotConnected
+        | IqError::Disconnected(_)
+        | IqError::InternalChannelClosed
+        | IqError::Socket(_)
+        | IqError::ClientState(_) => Error::DeviceNotConnected("disconnected".to_string()),
+        IqError::ServerError { code: 401 | 403, text, .. } => Error::Forbidden(text),
+        IqError::ServerError { code: 404, .. } => Error::NotFound,
+        IqError::ServerError { code: 429, backoff, .. } => Error::RateLimited(backoff.unwrap_or(60)),
+        other => Error::Upstream(other.to_string()),
+    }
+}
+
+fn contact_error(error: ContactError) -> Error {
+    match error {
+        ContactError::Iq(iq) => iq_error(iq),
+        ContactError::InvalidJid(reason) => Error::InvalidJid(reason),
+        other => Error::Upstream(other.to_string()),
+    }
+}
+
+fn group_error(error: GroupError) -> Error {
+    match error {
+        GroupError::Iq(iq) => iq_error(iq),
+        other => Error::Upstream(other.to_string()),
+    }
+}

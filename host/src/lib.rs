@@ -1,0 +1,31 @@
+//! waedge: a WhatsApp edge gateway.
+//!
+//! The host keeps WhatsApp device sessions open and serves an HTTP API over them; everything
+//! that is policy about a request — parsing, authentication, identifier normalisation and the
+//! shape of the response — runs in sandboxed WebAssembly components, one set per tenant.
+//!
+//! The modules follow the path of a request:
+//!
+//! - [`server`]: the hyper listener; turns connections into calls to the [`Gateway`].
+//! - [`tenancy`]: tenants, their users, devices and route tables; picks the tenant and the
+//!   component for a request.
+//! - [`runtime`]: the wasmtime engine, compiled components, per-request stores with their
+//!   limits, and the dispatch of one request into a component.
+//! - [`capability`]: the host side of the WIT interfaces a component imports (`whatsapp`,
+//!   `auth`, `config`, `logging`, outbound HTTP), each scoped to the calling tenant.
+//! - [`device`]: device sessions — the [`device::DeviceSession`] trait, the TTL cache in front
+//!   of it, and the `whatsapp-rust` implementation.
+//! - [`config`]: the TOML configuration file.
+#![deny(missing_docs)]
+
+pub mod bindings;
+pub mod capability;
+pub mod config;
+pub mod device;
+pub mod gateway;
+pub mod runtime;
+pub mod server;
+pub mod tenancy;
+pub mod token;
+
+pub use gateway::Gateway;

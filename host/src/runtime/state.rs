@@ -1,0 +1,66 @@
+//! Per-request store data.
+
+use std::time::Instant;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::capability::{Capabilities, outbound::OutboundPolicy};
+
+/// Resource handles (streams, fields, requests) one request may hold at once.
+const MAX_RESOURCES: usize = 10_000;
+
+/// Everything a component instance can reach while serving one request.
+///
+/// The WASI context grants nothing ambient: no files, no environment, no sockets, no
+/// inherited stdio. What a component may do beyond computing is exactly the
+/// [`Capabilities`] of its tenant and the tenant's [`OutboundPolicy`].
+pub struct RequestState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    outbound: OutboundPolicy,
+    /// The tenant-scoped host capabilities.
+    pub capabilities: Capabilities,
+}
+
+impl RequestState {
+    /// State for one request with a memory cap of `memory_bytes` per linear memory.
+    pub fn new(capabilities: Capabilities, outbound: OutboundPolicy, memory_bytes: usize) -> Self {
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
+        RequestState {
+            wasi: WasiCtx::builder().build(),
+            http: WasiHttpCtx::new(),
+            table,
+            limits: StoreLimitsBuilder::new().memory_size(memory_bytes).trap_on_grow_failure(true).build(),
+            outbound,
+            capabilities,
+        }
+    }
+
+    /// The store's resource limiter.
+    pub fn limits(&mut self) -> &mut dyn ResourceLimiter {
+        &mut self.limits
+    }
+
+    /// When this request's budget runs out.
+    pub fn deadline(&self) -> Instant {
+        self.capabilities.deadline
+    }
+}
+
+impl WasiView for RequestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for RequestState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.outbound }
+    }
+}

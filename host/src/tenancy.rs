@@ -1,0 +1,223 @@
+//! Tenants and the choice of tenant and component for a request.
+//!
+//! The path of a request through this module (DESIGN.md, steps 1 and 2):
+//!
+//! 1. **Tenant**: the `Host` header names a tenant's host → that tenant; else the bearer
+//!    token's hash belongs to a tenant's user → that tenant; else the default tenant.
+//! 2. **Component**: the tenant's route with the longest path prefix matching the request
+//!    path at a `/` boundary.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, TryAcquireError};
+
+use crate::config::{Limits, TenantConfig};
+use crate::device::DeviceSession;
+use crate::runtime::HandlerComponent;
+use crate::token::TokenHash;
+
+/// An API user of a tenant.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// The user id.
+    pub id: String,
+    /// Device ids this user may use.
+    pub devices: Vec<String>,
+    /// Permissions passed to components.
+    pub scopes: Vec<String>,
+}
+
+/// A path prefix and the component that serves it.
+pub struct Route {
+    prefix: String,
+    component: Arc<HandlerComponent>,
+}
+
+impl Route {
+    /// A route for `prefix` (trailing slashes ignored).
+    pub fn new(prefix: &str, component: Arc<HandlerComponent>) -> Self {
+        let prefix = prefix.trim_end_matches('/');
+        Route { prefix: if prefix.is_empty() { "/".into() } else { prefix.into() }, component }
+    }
+
+    fn matches(&self, path: &str) -> bool {
+        prefix_matches(&self.prefix, path)
+    }
+}
+
+/// Whether `prefix` (no trailing slash, or exactly `/`) covers `path` at a `/` boundary:
+/// `/devices` covers `/devices` and `/devices/x`, not `/devicesx`.
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    prefix == "/"
+        || path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// One tenant: its users, devices, routes, settings and limits.
+pub struct Tenant {
+    id: String,
+    limits: Limits,
+    users: HashMap<TokenHash, User>,
+    devices: BTreeMap<String, Arc<dyn DeviceSession>>,
+    routes: Vec<Route>,
+    settings: BTreeMap<String, String>,
+    outbound_hosts: Arc<[String]>,
+    in_flight: Semaphore,
+}
+
+/// A tenant over its concurrency limit.
+#[derive(Debug, thiserror::Error)]
+#[error("tenant is serving its maximum of {0} concurrent requests")]
+pub struct Overloaded(pub usize);
+
+impl Tenant {
+    /// Builds a tenant from its configuration, its device sessions and its routes.
+    pub fn new(
+        config: &TenantConfig,
+        limits: Limits,
+        devices: BTreeMap<String, Arc<dyn DeviceSession>>,
+        routes: Vec<Route>,
+    ) -> Self {
+        let users = config
+            .users
+            .iter()
+            .map(|u| {
+                let hash = TokenHash::from_hex(&u.token_sha256).expect("validated by Config::parse");
+                (hash, User { id: u.id.clone(), devices: u.devices.clone(), scopes: u.scopes.clone() })
+            })
+            .collect();
+        let mut routes = routes;
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        Tenant {
+            id: config.id.clone(),
+            limits,
+            users,
+            devices,
+            routes,
+            settings: config.config.clone(),
+            outbound_hosts: config.outbound_hosts.clone().into(),
+            in_flight: Semaphore::new(limits.max_concurrent_requests),
+        }
+    }
+
+    /// The tenant id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The tenant's limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The user owning the token with this hash, compared in constant time.
+    pub fn user_by_token(&self, hash: &TokenHash) -> Option<&User> {
+        self.users.get_key_value(hash).filter(|(stored, _)| stored.ct_eq(hash)).map(|(_, user)| user)
+    }
+
+    /// The tenant's device session named `id`.
+    pub fn device(&self, id: &str) -> Option<&Arc<dyn DeviceSession>> {
+        self.devices.get(id)
+    }
+
+    /// Every device session of the tenant, by id.
+    pub fn devices(&self) -> impl Iterator<Item = &Arc<dyn DeviceSession>> {
+        self.devices.values()
+    }
+
+    /// The tenant's key/value settings.
+    pub fn settings(&self) -> &BTreeMap<String, String> {
+        &self.settings
+    }
+
+    /// Host names the tenant's components may call.
+    pub fn outbound_hosts(&self) -> &Arc<[String]> {
+        &self.outbound_hosts
+    }
+
+    /// The component serving `path`, by longest matching prefix.
+    pub fn route(&self, path: &str) -> Option<&Arc<HandlerComponent>> {
+        self.routes.iter().find(|r| r.matches(path)).map(|r| &r.component)
+    }
+
+    /// Admits one request, or refuses it when the tenant is at its concurrency limit. The
+    /// request holds the returned permit until it finishes.
+    pub fn admit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Overloaded> {
+        self.in_flight.try_acquire().map_err(|e| match e {
+            TryAcquireError::NoPermits | TryAcquireError::Closed => {
+                Overloaded(self.limits.max_concurrent_requests)
+            }
+        })
+    }
+}
+
+/// Every tenant, indexed for tenant selection.
+#[derive(Default)]
+pub struct Tenants {
+    by_id: HashMap<String, Arc<Tenant>>,
+    by_host: HashMap<String, Arc<Tenant>>,
+    by_token: HashMap<TokenHash, Arc<Tenant>>,
+    default: Option<Arc<Tenant>>,
+}
+
+impl Tenants {
+    /// Indexes `tenants`; `hosts` gives each tenant's host names; `default` names the
+    /// fallback tenant.
+    pub fn new(tenants: Vec<(Tenant, Vec<String>)>, default: Option<&str>) -> Self {
+        let mut index = Tenants::default();
+        for (tenant, hosts) in tenants {
+            let tenant = Arc::new(tenant);
+            for host in hosts {
+                index.by_host.insert(host.to_ascii_lowercase(), tenant.clone());
+            }
+            for hash in tenant.users.keys() {
+                index.by_token.insert(*hash, tenant.clone());
+            }
+            index.by_id.insert(tenant.id.clone(), tenant);
+        }
+        index.default = default.and_then(|id| index.by_id.get(id).cloned());
+        index
+    }
+
+    /// The tenant with this id.
+    pub fn get(&self, id: &str) -> Option<&Arc<Tenant>> {
+        self.by_id.get(id)
+    }
+
+    /// Picks the tenant for a request from its `Host` header and bearer token.
+    pub fn select(&self, host: Option<&str>, bearer: Option<&str>) -> Option<&Arc<Tenant>> {
+        let by_host = host.map(strip_port).and_then(|h| self.by_host.get(&h.to_ascii_lowercase()));
+        by_host
+            .or_else(|| bearer.and_then(|token| self.by_token.get(&TokenHash::of(token))))
+            .or(self.default.as_ref())
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        // An IPv6 literal: `[::1]:8080`.
+        return host.split_once(']').map_or(host, |(addr, _)| &addr[1..]);
+    }
+    host.rsplit_once(':').map_or(host, |(name, _)| name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_match_at_segment_boundaries() {
+        assert!(prefix_matches("/devices", "/devices"));
+        assert!(prefix_matches("/devices", "/devices/main/groups"));
+        assert!(!prefix_matches("/devices", "/devicesX/main"));
+        assert!(!prefix_matches("/devices", "/contacts"));
+        assert!(prefix_matches("/", "/anything"));
+    }
+
+    #[test]
+    fn strips_ports() {
+        assert_eq!(strip_port("acme.example.com:8080"), "acme.example.com");
+        assert_eq!(strip_port("acme.example.com"), "acme.example.com");
+        assert_eq!(strip_port("[::1]:8080"), "::1");
+    }
+}

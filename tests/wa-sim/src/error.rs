@@ -1,0 +1,52 @@
+//! Errors of the sim's control API.
+
+use crate::world::WorldError;
+
+/// Why starting the sim or one of its control calls failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// Binding a listener failed.
+    #[error("cannot listen on {addr}: {cause}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        cause: std::io::Error,
+    },
+    /// Only loopback addresses are allowed.
+    #[error("{0} is not a loopback address; wa-sim only listens on 127.0.0.1")]
+    NotLoopback(std::net::SocketAddr),
+    /// The configured Noise static key is unusable.
+    #[error("invalid noise static key: {0}")]
+    NoiseKey(String),
+    /// The world fixture is invalid.
+    #[error(transparent)]
+    World(#[from] WorldError),
+    /// The phone number is not an account of the world.
+    #[error("phone {0} is not an account of the world")]
+    UnknownAccount(String),
+    /// The QR string is malformed.
+    #[error("malformed QR code: {0}")]
+    BadQr(String),
+    /// No connected client shows this QR code.
+    #[error("no connected client is showing this QR code")]
+    UnknownQr,
+    /// No client asked for a pair code for this phone number.
+    #[error("no client is waiting for a pair code for phone {0}")]
+    NoPairCodeRequest(String),
+    /// The code does not match the one the client displays.
+    #[error("the pair code does not match the client's")]
+    WrongPairCode,
+    /// The client answered the pairing with an error.
+    #[error("the client rejected the pairing: {0}")]
+    Rejected(String),
+    /// The client did not answer in time.
+    #[error("timed out waiting for the client: {0}")]
+    Timeout(&'static str),
+    /// The client went away mid-flow.
+    #[error("the client disconnected during {0}")]
+    Disconnected(&'static str),
+    /// A crypto operation failed.
+    #[error("crypto: {0}")]
+    Crypto(String),
+}

@@ -1,0 +1,72 @@
+//! Fault injection: refusing connections, IQ latency, dropping and kicking devices.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::hub::{Hub, Outbound, lock};
+use crate::stanza::login;
+use crate::world::World;
+
+/// Switches consulted by the accept loop and the connection tasks.
+#[derive(Default)]
+pub struct Faults {
+    refuse_until: Mutex<Option<Instant>>,
+    latency_ms: AtomicU64,
+}
+
+impl Faults {
+    /// Refuse (immediately close) new connections for this long.
+    pub fn refuse_for(&self, d: Duration) {
+        *lock(&self.refuse_until) = Some(Instant::now() + d);
+    }
+
+    /// Whether new connections are being refused right now.
+    pub fn refusing(&self) -> bool {
+        lock(&self.refuse_until).is_some_and(|t| Instant::now() < t)
+    }
+
+    /// Delay every IQ answer by this much (zero turns it off).
+    pub fn set_latency(&self, d: Duration) {
+        self.latency_ms.store(
+            u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// The current IQ answer delay.
+    pub fn latency(&self) -> Duration {
+        Duration::from_millis(self.latency_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// Closes the TCP connection of every client (or of one account's devices); returns
+/// how many were dropped.
+pub fn drop_connections(hub: &Hub, phone: Option<&str>) -> usize {
+    hub.broadcast(
+        |d| phone.is_none_or(|p| d.is_some_and(|d| d.phone == p)),
+        || Outbound::Close,
+    )
+}
+
+/// Logs every device of the account out: connected ones get `<stream:error code="401"/>`,
+/// and none of them may log in again (they get `<failure reason="401"/>`).
+pub fn log_out(hub: &Hub, world: &World, phone: &str) -> usize {
+    let world_devices = world
+        .account_by_phone(phone)
+        .map(|a| a.devices.as_slice())
+        .unwrap_or_default();
+    hub.remove_account_devices(phone, world_devices);
+    hub.broadcast(
+        |d| d.is_some_and(|d| d.phone == phone),
+        || Outbound::Final(login::stream_error(401)),
+    )
+}
+
+/// Tells every connected device of the account that another client replaced it.
+pub fn replace(hub: &Hub, phone: &str) -> usize {
+    hub.broadcast(
+        |d| d.is_some_and(|d| d.phone == phone),
+        || Outbound::Final(login::stream_replaced()),
+    )
+}

@@ -1,0 +1,30 @@
+//! wa-sim: a WhatsApp server on loopback for tests.
+//!
+//! It speaks the real wire protocol (WebSocket, Noise XX/IK, binary XML nodes) so the
+//! unmodified `whatsapp-rust` client can log in, link devices with QR or pair codes,
+//! and look up users, pictures, business profiles and groups, all answered from a
+//! [`World`] fixture. Faults (dropped connections, refusals, logouts, replacements,
+//! latency) can be injected through [`WaSim`] or the admin HTTP endpoint.
+#![deny(missing_docs)]
+
+pub mod admin;
+pub mod conn;
+pub mod error;
+pub mod faults;
+pub mod framing;
+pub mod handshake;
+pub mod hub;
+pub mod keyshare;
+pub mod node;
+pub mod noise;
+pub mod pairing;
+pub mod phone;
+pub mod sim;
+pub mod stanza;
+pub mod wire;
+pub mod world;
+
+pub use error::SimError;
+pub use handshake::Pattern;
+pub use sim::{SimConfig, WaSim};
+pub use world::{World, WorldError};

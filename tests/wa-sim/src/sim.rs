@@ -1,0 +1,249 @@
+//! The running sim: listeners, shared state and the control API.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::error::SimError;
+use crate::faults::{self, Faults};
+use crate::handshake::Pattern;
+use crate::hub::{Hub, Outbound};
+use crate::noise::NoiseIdentity;
+use crate::world::World;
+use crate::{admin, conn, pairing};
+
+/// State shared by the listeners, connection tasks and control API.
+pub struct Shared {
+    /// The fixture everything is answered from.
+    pub world: World,
+    /// The Noise static key and certificate chain.
+    pub noise: NoiseIdentity,
+    /// Live connections and linked devices.
+    pub hub: Hub,
+    /// Fault switches.
+    pub faults: Faults,
+    /// Completed handshakes by pattern.
+    pub handshakes: HandshakeCounts,
+}
+
+/// How many handshakes completed with each Noise pattern.
+#[derive(Debug, Default)]
+pub struct HandshakeCounts {
+    xx: AtomicUsize,
+    ik: AtomicUsize,
+    xx_fallback: AtomicUsize,
+}
+
+impl HandshakeCounts {
+    /// Counts one completed handshake.
+    pub fn record(&self, pattern: Pattern) {
+        let counter = match pattern {
+            Pattern::Xx => &self.xx,
+            Pattern::Ik => &self.ik,
+            Pattern::XxFallback => &self.xx_fallback,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Completed handshakes with this pattern so far.
+    pub fn count(&self, pattern: Pattern) -> usize {
+        match pattern {
+            Pattern::Xx => &self.xx,
+            Pattern::Ik => &self.ik,
+            Pattern::XxFallback => &self.xx_fallback,
+        }
+        .load(Ordering::Relaxed)
+    }
+}
+
+/// How to start a sim.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// WebSocket listen address; must be loopback. Port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Admin HTTP listen address (loopback), if wanted.
+    pub admin_listen: Option<SocketAddr>,
+    /// The Noise static private key. Pass the same key to a restarted sim so clients
+    /// that cached its certificate keep using IK; `None` generates one.
+    pub noise_static_key: Option<[u8; 32]>,
+    /// The world fixture.
+    pub world: World,
+}
+
+impl SimConfig {
+    /// A config listening on a free loopback port, without admin endpoint.
+    pub fn new(world: World) -> Self {
+        Self {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            admin_listen: None,
+            noise_static_key: None,
+            world,
+        }
+    }
+}
+
+/// A running simulated WhatsApp server. Dropping it (or [`WaSim::shutdown`]) stops it.
+pub struct WaSim {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl WaSim {
+    /// Binds the listeners and starts serving.
+    pub async fn start(cfg: SimConfig) -> Result<WaSim, SimError> {
+        let noise = NoiseIdentity::new(cfg.noise_static_key)
+            .map_err(|e| SimError::NoiseKey(e.to_string()))?;
+        let shared = Arc::new(Shared {
+            world: cfg.world,
+            noise,
+            hub: Hub::default(),
+            faults: Faults::default(),
+            handshakes: HandshakeCounts::default(),
+        });
+        let listener = bind(cfg.listen).await?;
+        let addr = listener.local_addr().map_err(|cause| SimError::Bind {
+            addr: cfg.listen,
+            cause,
+        })?;
+        let mut tasks = vec![tokio::spawn(accept_loop(shared.clone(), listener))];
+        let mut admin_addr = None;
+        if let Some(admin_listen) = cfg.admin_listen {
+            let admin_listener = bind(admin_listen).await?;
+            admin_addr = Some(
+                admin_listener
+                    .local_addr()
+                    .map_err(|cause| SimError::Bind {
+                        addr: admin_listen,
+                        cause,
+                    })?,
+            );
+            tasks.push(tokio::spawn(admin::serve(shared.clone(), admin_listener)));
+        }
+        tracing::info!("wa-sim listening on ws://{addr}{}", conn::WS_PATH);
+        Ok(WaSim {
+            shared,
+            addr,
+            admin_addr,
+            tasks,
+        })
+    }
+
+    /// The URL clients connect to: `ws://127.0.0.1:PORT/ws/chat`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}{}", self.addr, conn::WS_PATH)
+    }
+
+    /// The admin endpoint's base URL, if one was configured.
+    pub fn admin_url(&self) -> Option<String> {
+        self.admin_addr.map(|a| format!("http://{a}"))
+    }
+
+    /// The Noise static public key (what clients cache for IK).
+    pub fn noise_public_key(&self) -> [u8; 32] {
+        self.shared.noise.public()
+    }
+
+    /// How many client handshakes completed with `pattern` (XX, IK, XX-fallback).
+    pub fn handshakes(&self, pattern: Pattern) -> usize {
+        self.shared.handshakes.count(pattern)
+    }
+
+    /// The phone of account `phone` scans a QR code a client displays, linking it.
+    pub async fn scan_qr(&self, qr: &str, phone: &str) -> Result<(), SimError> {
+        pairing::scan_qr(&self.shared, qr, phone).await
+    }
+
+    /// The phone of account `phone` enters the pair code a client displays, linking it.
+    pub async fn enter_pair_code(&self, phone: &str, code: &str) -> Result<(), SimError> {
+        pairing::enter_pair_code(&self.shared, phone, code).await
+    }
+
+    /// Closes every client's TCP connection (clients see a disconnect and reconnect).
+    pub async fn drop_connections(&self) {
+        let n = faults::drop_connections(&self.shared.hub, None);
+        tracing::info!("fault: dropped {n} connections");
+    }
+
+    /// Closes the TCP connections of one account's devices.
+    pub async fn drop_connections_of(&self, phone: &str) {
+        let n = faults::drop_connections(&self.shared.hub, Some(phone));
+        tracing::info!("fault: dropped {n} connections of {phone}");
+    }
+
+    /// Refuses new connections for a while (they are closed right after accept).
+    pub async fn refuse_connections(&self, for_: Duration) {
+        self.shared.faults.refuse_for(for_);
+        tracing::info!("fault: refusing connections for {for_:?}");
+    }
+
+    /// Logs out every device of the account (`<stream:error code="401"/>`); they may not
+    /// log in again.
+    pub async fn log_out(&self, phone: &str) {
+        let n = faults::log_out(&self.shared.hub, &self.shared.world, phone);
+        tracing::info!("fault: logged out {phone} ({n} connected devices)");
+    }
+
+    /// Tells every connected device of the account it was replaced (`<conflict type="replaced"/>`).
+    pub async fn replace(&self, phone: &str) {
+        let n = faults::replace(&self.shared.hub, phone);
+        tracing::info!("fault: replaced {n} connections of {phone}");
+    }
+
+    /// Delays every IQ answer by `d` (zero turns it off).
+    pub fn set_latency(&self, d: Duration) {
+        self.shared.faults.set_latency(d);
+    }
+
+    /// Stops listening and closes every connection.
+    pub async fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        self.shared.hub.broadcast(|_| true, || Outbound::Close);
+    }
+}
+
+impl Drop for WaSim {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, SimError> {
+    if !addr.ip().is_loopback() {
+        return Err(SimError::NotLoopback(addr));
+    }
+    TcpListener::bind(addr)
+        .await
+        .map_err(|cause| SimError::Bind { addr, cause })
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if shared.faults.refusing() {
+            tracing::debug!("fault: refusing connection from {peer}");
+            drop(tcp);
+            continue;
+        }
+        let _ = tcp.set_nodelay(true);
+        tokio::spawn(conn::serve(shared.clone(), tcp));
+    }
+}

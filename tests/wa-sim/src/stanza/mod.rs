@@ -1,0 +1,135 @@
+//! Dispatch of the client's stanzas to their handlers.
+
+pub mod groups;
+pub mod login;
+pub mod profile;
+pub mod usync;
+
+use std::sync::Arc;
+
+use wacore_binary::Node;
+use wacore_binary::builder::NodeBuilder;
+
+use crate::hub::{ConnId, DeviceAddr, Outbound};
+use crate::node::{self, iq_result};
+use crate::sim::Shared;
+use crate::world::Account;
+use crate::{keyshare, pairing};
+
+/// The connection a stanza arrived on.
+pub struct Ctx {
+    /// Sim state.
+    pub shared: Arc<Shared>,
+    /// The connection.
+    pub conn: ConnId,
+    /// The logged-in device, `None` for an unpaired client.
+    pub device: Option<DeviceAddr>,
+}
+
+impl Ctx {
+    /// The account of the logged-in device.
+    pub fn account(&self) -> Option<&Account> {
+        self.shared
+            .world
+            .account_by_phone(&self.device.as_ref()?.phone)
+    }
+}
+
+/// Handles one stanza from the client and returns the nodes to send back.
+pub fn handle(ctx: &Ctx, stanza: &Node) -> Vec<Node> {
+    match stanza.tag.as_ref() {
+        "iq" => iq(ctx, stanza),
+        "message" => ack(stanza, "message"),
+        "ib" | "presence" | "ack" | "receipt" | "chatstate" => Vec::new(),
+        other => {
+            tracing::debug!("ignoring <{other}> from the client");
+            Vec::new()
+        }
+    }
+}
+
+fn iq(ctx: &Ctx, req: &Node) -> Vec<Node> {
+    let kind = node::attr(req, "type").unwrap_or_default();
+    if kind == "result" || kind == "error" {
+        if !ctx.shared.hub.deliver_answer(req.clone()) {
+            tracing::debug!("unsolicited iq {kind} from the client");
+        }
+        return Vec::new();
+    }
+    let world = &ctx.shared.world;
+    let xmlns = node::attr(req, "xmlns").unwrap_or_default();
+    let answer = match xmlns.as_str() {
+        "passive" => return login::passive(req),
+        "w:p" => iq_result(req, vec![]),
+        "encrypt" => {
+            share_keys_if_fresh(ctx, req);
+            login::encrypt(req)
+        }
+        "abt" => login::props(req),
+        "blocklist" => login::blocklist(req),
+        "privacy" => login::privacy(req),
+        "w:sync:app:state" => login::app_state(req),
+        "usync" => usync::answer(req, world, &ctx.shared.hub, ctx.account()),
+        "w:profile:picture" => profile::picture(req, world, ctx.account()),
+        "w:biz" => profile::business(req, world),
+        "w:g2" => groups::answer(req, world, ctx.account()),
+        "md" => md(ctx, req),
+        other => {
+            tracing::debug!("answering unsupported iq xmlns={other:?} with an empty result");
+            iq_result(req, vec![])
+        }
+    };
+    vec![answer]
+}
+
+/// `xmlns="md"`: pair-code registration, and a device unlinking itself.
+fn md(ctx: &Ctx, req: &Node) -> Node {
+    if req.get_optional_child("link_code_companion_reg").is_some() {
+        return pairing::companion_reg(&ctx.shared, ctx.conn, req);
+    }
+    if req.get_optional_child("remove-companion-device").is_some()
+        && let Some(device) = &ctx.device
+    {
+        tracing::info!("{}:{} logged itself out", device.phone, device.device);
+        ctx.shared.hub.remove_device(device);
+    }
+    iq_result(req, vec![])
+}
+
+/// A freshly linked device uploading its pre-keys gets the phone's app-state key share.
+fn share_keys_if_fresh(ctx: &Ctx, req: &Node) {
+    let (Some(device), Some(account)) = (&ctx.device, ctx.account()) else {
+        return;
+    };
+    let Some(bundle) = keyshare::UploadedBundle::parse(req) else {
+        return;
+    };
+    if !ctx.shared.hub.take_fresh(device) {
+        return;
+    }
+    let (shared, conn, account, device) =
+        (ctx.shared.clone(), ctx.conn, account.clone(), device.device);
+    tokio::spawn(async move {
+        match keyshare::key_share_message(&account, device, &bundle).await {
+            Ok(message) => {
+                tracing::info!(
+                    "phone shares an app-state key with {}:{device}",
+                    account.phone
+                );
+                shared.hub.send(conn, Outbound::Node(message));
+            }
+            Err(e) => tracing::warn!("cannot build the app-state key share: {e}"),
+        }
+    });
+}
+
+fn ack(stanza: &Node, class: &'static str) -> Vec<Node> {
+    let Some(id) = node::attr(stanza, "id") else {
+        return Vec::new();
+    };
+    let mut ack = NodeBuilder::new("ack").attr("class", class).attr("id", id);
+    if let Some(to) = node::jid_attr(stanza, "to") {
+        ack = ack.attr("from", to);
+    }
+    vec![ack.build()]
+}

@@ -1,0 +1,91 @@
+//! A restarted sim: same static key keeps IK working; a new key falls back to XX.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{SELF_LID, SELF_PHONE, TestClient};
+use wa_sim::{Pattern, SimConfig, WaSim, World};
+use whatsapp_rust::types::events::Event;
+
+fn config(listen: Option<SocketAddr>, key: [u8; 32]) -> SimConfig {
+    let world = World::load(concat!(env!("CARGO_MANIFEST_DIR"), "/worlds/demo.toml")).unwrap();
+    let mut cfg = SimConfig::new(world);
+    if let Some(listen) = listen {
+        cfg.listen = listen;
+    }
+    cfg.noise_static_key = Some(key);
+    cfg
+}
+
+fn addr_of(sim: &WaSim) -> SocketAddr {
+    sim.ws_url()
+        .trim_start_matches("ws://")
+        .trim_end_matches("/ws/chat")
+        .parse()
+        .unwrap()
+}
+
+async fn restart_with(second_key: [u8; 32]) -> (WaSim, TestClient) {
+    let first = WaSim::start(config(None, [7; 32])).await.unwrap();
+    let addr = addr_of(&first);
+    let c = TestClient::seeded(&first, SELF_PHONE, SELF_LID, 5, "Sim User").await;
+    c.connected(10).await;
+    assert_eq!(first.handshakes(Pattern::Xx), 1);
+    first.shutdown().await;
+    c.wait_for(5, "Disconnected", |e| {
+        matches!(e, Event::Disconnected(_)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let second = WaSim::start(config(Some(addr), second_key)).await.unwrap();
+    c.connected(15).await;
+    (second, c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_static_key_resumes_with_ik() {
+    let (sim, c) = restart_with([7; 32]).await;
+    assert_eq!(sim.handshakes(Pattern::Ik), 1);
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_static_key_recovers_with_xx_fallback() {
+    let (sim, c) = restart_with([9; 32]).await;
+    assert_eq!(sim.handshakes(Pattern::XxFallback), 1);
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linked_sqlite_store_logs_in_again_with_ik_after_client_restart() {
+    let sim = WaSim::start(config(None, [7; 32])).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("device.db").display().to_string();
+
+    let store = whatsapp_rust::store::SqliteStore::new(&db).await.unwrap();
+    let first = TestClient::with_backend(&sim, Arc::new(store)).await;
+    let qr = first
+        .wait_for(10, "QR code", |e| match e {
+            Event::PairingQrCode(q) => Some(q.code.clone()),
+            _ => None,
+        })
+        .await;
+    sim.scan_qr(&qr, SELF_PHONE).await.unwrap();
+    first.connected(10).await;
+    let device = first.client.pn().unwrap().device;
+    first.stop().await;
+
+    let store = whatsapp_rust::store::SqliteStore::new(&db).await.unwrap();
+    let second = TestClient::with_backend(&sim, Arc::new(store)).await;
+    second.connected(10).await;
+    assert_eq!(second.client.pn().unwrap().device, device);
+    assert_eq!(
+        sim.handshakes(Pattern::Ik),
+        1,
+        "the restarted client resumes with IK"
+    );
+    second.stop().await;
+}
