@@ -12,12 +12,16 @@ const CAROL: &str = "1a2b3c4d-5e6f-4a1b-8c2d-3e4f5a6b7c8d";
 const DAVE: &str = "2b3c4d5e-6f7a-4b2c-9d3e-4f5a6b7c8d9e";
 const EVE: &str = "3c4d5e6f-7a8b-4c3d-8e4f-5a6b7c8d9e0f";
 
-/// Two tenants. acme: alice (all devices, `main` first), carol (only the offline device),
-/// dave (no device). globex: eve. Both route both APIs to the built-in components.
-fn config() -> String {
+/// Two tenants. acme (the default tenant, if `default` is set): alice (all devices, `main`
+/// first), carol (only the offline device), dave (no device). globex: eve. Both route both
+/// APIs to the built-in components.
+fn config(default: Option<&str>) -> String {
     let hash = |token: &str| TokenHash::of(token).to_hex();
+    let default = default.map(|tenant| format!("default_tenant = {tenant:?}")).unwrap_or_default();
     format!(
         r#"
+        {default}
+
         [[tenants]]
         id = "acme"
         hosts = ["acme.test"]
@@ -51,8 +55,12 @@ fn config() -> String {
 }
 
 async fn gateway() -> TestGateway {
+    gateway_with_default(Some("acme")).await
+}
+
+async fn gateway_with_default(default: Option<&str>) -> TestGateway {
     let world = World::load(&fixtures().join("world.toml")).expect("fixture world");
-    TestGateway::start(&config(), &world).await
+    TestGateway::start(&config(default), &world).await
 }
 
 /// Asserts the body equals `expected` field for field, in the same key order.
@@ -369,9 +377,10 @@ async fn tenants_are_isolated() {
 
 #[tokio::test]
 async fn the_host_answers_what_no_component_serves() {
-    let gw = gateway().await;
-    let no_tenant = gw.get("/devices/main/groups", None).await;
+    let without_default = gateway_with_default(None).await;
+    let no_tenant = without_default.get("/devices/main/groups", None).await;
     assert_devices_error(&no_tenant, 404, "NO_TENANT");
+    let gw = gateway().await;
     let no_route = gw.get("/elsewhere", Some(ALICE)).await;
     assert_devices_error(&no_route, 404, "NO_ROUTE");
     let prefix_boundary = gw.get("/devicesX/main/groups", Some(ALICE)).await;

@@ -82,6 +82,12 @@ async fn run(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), ConnError> {
         None => pairing::pair_device(&shared, conn),
     };
     send(&mut wire, &mut transport, &greeting).await?;
+    if let Some(share) = device
+        .as_ref()
+        .and_then(|d| shared.hub.unconfirmed_key_share(d))
+    {
+        send(&mut wire, &mut transport, &share).await?;
+    }
 
     let ctx = Ctx {
         shared: shared.clone(),

@@ -46,7 +46,9 @@ pub struct Hub {
     conns: Mutex<HashMap<ConnId, Conn>>,
     linked: Mutex<HashMap<String, BTreeSet<u16>>>,
     removed: Mutex<HashSet<DeviceAddr>>,
-    fresh: Mutex<HashSet<DeviceAddr>>,
+    /// Key shares owed to freshly linked devices: `None` until the device uploads its
+    /// pre-keys, then the encrypted message, kept until the client confirms it.
+    key_shares: Mutex<HashMap<DeviceAddr, Option<Node>>>,
     waiting: Mutex<HashMap<String, oneshot::Sender<Node>>>,
 }
 
@@ -123,7 +125,7 @@ impl Hub {
 
     /// Records a newly linked companion device (it is owed an app-state key share).
     pub fn link(&self, addr: &DeviceAddr) {
-        lock(&self.fresh).insert(addr.clone());
+        lock(&self.key_shares).insert(addr.clone(), None);
         lock(&self.removed).remove(addr);
         lock(&self.linked)
             .entry(addr.phone.clone())
@@ -131,9 +133,30 @@ impl Hub {
             .insert(addr.device);
     }
 
-    /// Whether the device was just linked and still awaits its key share (clears it).
-    pub fn take_fresh(&self, addr: &DeviceAddr) -> bool {
-        lock(&self.fresh).remove(addr)
+    /// Whether the device is owed a key share that has not been built yet.
+    pub fn owes_key_share(&self, addr: &DeviceAddr) -> bool {
+        matches!(lock(&self.key_shares).get(addr), Some(None))
+    }
+
+    /// Keeps the built key share until the client confirms it.
+    pub fn store_key_share(&self, addr: &DeviceAddr, message: Node) {
+        lock(&self.key_shares).insert(addr.clone(), Some(message));
+    }
+
+    /// The built key share the device has not confirmed yet (to send it again on login).
+    pub fn unconfirmed_key_share(&self, addr: &DeviceAddr) -> Option<Node> {
+        lock(&self.key_shares).get(addr).cloned().flatten()
+    }
+
+    /// The client confirmed message `id`; if it was a key share, it is settled (`true`).
+    pub fn confirm_key_share(&self, id: &str) -> bool {
+        let mut shares = lock(&self.key_shares);
+        let before = shares.len();
+        shares.retain(|_, m| {
+            m.as_ref()
+                .is_none_or(|m| crate::node::attr(m, "id").as_deref() != Some(id))
+        });
+        shares.len() != before
     }
 
     /// Marks every linked device of an account as logged out; returns them.

@@ -86,6 +86,13 @@ impl SimConfig {
     }
 }
 
+impl Default for SimConfig {
+    /// A free loopback port, no admin endpoint, an empty world.
+    fn default() -> Self {
+        Self::new(World::default())
+    }
+}
+
 /// A running simulated WhatsApp server. Dropping it (or [`WaSim::shutdown`]) stops it.
 pub struct WaSim {
     shared: Arc<Shared>,

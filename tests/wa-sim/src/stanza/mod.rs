@@ -40,7 +40,16 @@ pub fn handle(ctx: &Ctx, stanza: &Node) -> Vec<Node> {
     match stanza.tag.as_ref() {
         "iq" => iq(ctx, stanza),
         "message" => ack(stanza, "message"),
-        "ib" | "presence" | "ack" | "receipt" | "chatstate" => Vec::new(),
+        "receipt" => {
+            if node::attr(stanza, "type").as_deref() != Some("retry")
+                && let Some(id) = node::attr(stanza, "id")
+                && ctx.shared.hub.confirm_key_share(&id)
+            {
+                tracing::debug!("the client confirmed its app-state key share");
+            }
+            Vec::new()
+        }
+        "ib" | "presence" | "ack" | "chatstate" => Vec::new(),
         other => {
             tracing::debug!("ignoring <{other}> from the client");
             Vec::new()
@@ -96,7 +105,8 @@ fn md(ctx: &Ctx, req: &Node) -> Node {
     iq_result(req, vec![])
 }
 
-/// A freshly linked device uploading its pre-keys gets the phone's app-state key share.
+/// A freshly linked device uploading its pre-keys gets the phone's app-state key share
+/// (sent again on later logins until the client's receipt confirms it).
 fn share_keys_if_fresh(ctx: &Ctx, req: &Node) {
     let (Some(device), Some(account)) = (&ctx.device, ctx.account()) else {
         return;
@@ -104,18 +114,24 @@ fn share_keys_if_fresh(ctx: &Ctx, req: &Node) {
     let Some(bundle) = keyshare::UploadedBundle::parse(req) else {
         return;
     };
-    if !ctx.shared.hub.take_fresh(device) {
+    if !ctx.shared.hub.owes_key_share(device) {
         return;
     }
-    let (shared, conn, account, device) =
-        (ctx.shared.clone(), ctx.conn, account.clone(), device.device);
+    let (shared, conn, account, device) = (
+        ctx.shared.clone(),
+        ctx.conn,
+        account.clone(),
+        device.clone(),
+    );
     tokio::spawn(async move {
-        match keyshare::key_share_message(&account, device, &bundle).await {
+        match keyshare::key_share_message(&account, device.device, &bundle).await {
             Ok(message) => {
                 tracing::info!(
-                    "phone shares an app-state key with {}:{device}",
-                    account.phone
+                    "phone shares an app-state key with {}:{}",
+                    device.phone,
+                    device.device
                 );
+                shared.hub.store_key_share(&device, message.clone());
                 shared.hub.send(conn, Outbound::Node(message));
             }
             Err(e) => tracing::warn!("cannot build the app-state key share: {e}"),
