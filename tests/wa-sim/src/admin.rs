@@ -1,7 +1,7 @@
 //! The admin HTTP endpoint (JSON) driving the simulated phones and faults.
 //!
 //! `GET /healthz`, `POST /scan-qr {"qr","phone"}`, `POST /pair-code {"phone","code"}`,
-//! `POST /faults/drop [{"phone"}]`, `POST /faults/refuse {"seconds"}`,
+//! `POST /messages {"from","to","text"}`, `POST /faults/drop [{"phone"}]`, `POST /faults/refuse {"seconds"}`,
 //! `POST /faults/logout {"phone"}`, `POST /faults/replace {"phone"}`,
 //! `POST /faults/latency {"ms"}`.
 
@@ -19,9 +19,9 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use crate::error::SimError;
-use crate::faults;
 use crate::pairing;
 use crate::sim::Shared;
+use crate::{chat, faults};
 
 const MAX_BODY: usize = 64 * 1024;
 
@@ -54,7 +54,9 @@ impl From<SimError> for Failure {
             SimError::UnknownAccount(_) | SimError::UnknownQr | SimError::NoPairCodeRequest(_) => {
                 StatusCode::NOT_FOUND
             }
-            SimError::BadQr(_) | SimError::WrongPairCode => StatusCode::BAD_REQUEST,
+            SimError::BadQr(_) | SimError::WrongPairCode | SimError::SelfMessage => {
+                StatusCode::BAD_REQUEST
+            }
             SimError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             _ => StatusCode::CONFLICT,
         };
@@ -74,6 +76,14 @@ struct ScanQr {
 struct PairCode {
     phone: String,
     code: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Text {
+    from: String,
+    to: String,
+    text: String,
 }
 
 #[derive(Deserialize)]
@@ -139,6 +149,11 @@ async fn post(shared: &Arc<Shared>, path: &str, req: Request<Incoming>) -> Resul
             let b: PairCode = parse(&body)?;
             pairing::enter_pair_code(shared, &b.phone, &b.code).await?;
             Ok(json!({"ok": true}))
+        }
+        "/messages" => {
+            let b: Text = parse(&body)?;
+            let reached = chat::send_text(shared, &b.from, &b.to, &b.text).await?;
+            Ok(json!({"delivered_to_devices": reached}))
         }
         "/faults/drop" => {
             let b: MaybePhone = if body.is_empty() {

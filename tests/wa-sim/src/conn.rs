@@ -2,6 +2,7 @@
 //! loop until either side closes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -18,6 +19,11 @@ use crate::wire::{Wire, WireError};
 
 /// The only WebSocket path the sim serves.
 pub const WS_PATH: &str = "/ws/chat";
+
+/// How long a connection stays open after a final stanza (stream error, failure) so
+/// the client reads it before the socket goes away; closing at once with unread client
+/// data in the buffer resets the connection and the client may never see the stanza.
+const GOODBYE_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 enum ConnError {
@@ -67,7 +73,7 @@ async fn run(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), ConnError> {
             );
         }
         send(&mut wire, &mut transport, &login::failure_logged_out()).await?;
-        wire.close().await;
+        wire.drain_then_close(GOODBYE_GRACE).await;
         return Ok(());
     }
 
@@ -82,11 +88,13 @@ async fn run(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), ConnError> {
         None => pairing::pair_device(&shared, conn),
     };
     send(&mut wire, &mut transport, &greeting).await?;
-    if let Some(share) = device
-        .as_ref()
-        .and_then(|d| shared.hub.unconfirmed_key_share(d))
-    {
-        send(&mut wire, &mut transport, &share).await?;
+    if let Some(d) = &device {
+        if let Some(share) = shared.hub.unconfirmed_key_share(d) {
+            send(&mut wire, &mut transport, &share).await?;
+        }
+        if shared.hub.unused_pre_keys(d) == 0 && !shared.hub.owes_key_share(d) {
+            send(&mut wire, &mut transport, &login::pre_keys_low()).await?;
+        }
     }
 
     let ctx = Ctx {
@@ -119,7 +127,8 @@ async fn run(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), ConnError> {
                 Outbound::Node(n) => send(&mut wire, &mut transport, &n).await?,
                 Outbound::Final(n) => {
                     send(&mut wire, &mut transport, &n).await?;
-                    break;
+                    wire.drain_then_close(GOODBYE_GRACE).await;
+                    return Ok(());
                 }
                 Outbound::Close => break,
             },

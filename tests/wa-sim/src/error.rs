@@ -46,6 +46,12 @@ pub enum SimError {
     /// The client went away mid-flow.
     #[error("the client disconnected during {0}")]
     Disconnected(&'static str),
+    /// Accounts do not message themselves through the sim.
+    #[error("sender and recipient are the same account")]
+    SelfMessage,
+    /// No connected device of the account can receive messages yet.
+    #[error("no connected device of {0} can receive messages (none has uploaded pre-keys)")]
+    NoReceivingDevice(String),
     /// A crypto operation failed.
     #[error("crypto: {0}")]
     Crypto(String),

@@ -1,5 +1,6 @@
 //! Live connections, linked devices and replies the sim is waiting for.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -9,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use wacore_binary::Node;
 
 use crate::pairing::PairingState;
+use crate::signal::{Bundle, DeviceKeys};
 
 /// Identifies one connection for the lifetime of the sim.
 pub type ConnId = u64;
@@ -49,6 +51,8 @@ pub struct Hub {
     /// Key shares owed to freshly linked devices: `None` until the device uploads its
     /// pre-keys, then the encrypted message, kept until the client confirms it.
     key_shares: Mutex<HashMap<DeviceAddr, Option<Node>>>,
+    /// Pre-keys uploaded by client devices and not used yet.
+    keys: Mutex<HashMap<DeviceAddr, DeviceKeys>>,
     waiting: Mutex<HashMap<String, oneshot::Sender<Node>>>,
 }
 
@@ -157,6 +161,35 @@ impl Hub {
                 .is_none_or(|m| crate::node::attr(m, "id").as_deref() != Some(id))
         });
         shares.len() != before
+    }
+
+    /// Records a device's pre-key upload.
+    pub fn add_keys(&self, addr: &DeviceAddr, upload: DeviceKeys) {
+        match lock(&self.keys).entry(addr.clone()) {
+            Entry::Occupied(mut known) => known.get_mut().merge(upload),
+            Entry::Vacant(slot) => {
+                slot.insert(upload);
+            }
+        }
+    }
+
+    /// One-time pre-keys of the device the sim has not used yet.
+    pub fn unused_pre_keys(&self, addr: &DeviceAddr) -> usize {
+        lock(&self.keys).get(addr).map_or(0, DeviceKeys::unused)
+    }
+
+    /// Uses up one of the device's pre-keys for a new session.
+    pub fn take_bundle(&self, addr: &DeviceAddr) -> Option<Bundle> {
+        lock(&self.keys).get_mut(addr)?.take_bundle()
+    }
+
+    /// The logged-in devices of an account that are connected right now.
+    pub fn connected_devices(&self, phone: &str) -> Vec<(ConnId, DeviceAddr)> {
+        lock(&self.conns)
+            .iter()
+            .filter_map(|(id, c)| Some((*id, c.device.clone()?)))
+            .filter(|(_, d)| d.phone == phone)
+            .collect()
     }
 
     /// Marks every linked device of an account as logged out; returns them.

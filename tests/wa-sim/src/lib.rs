@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod chat;
 pub mod conn;
 pub mod error;
 pub mod faults;
@@ -19,6 +20,7 @@ pub mod node;
 pub mod noise;
 pub mod pairing;
 pub mod phone;
+pub mod signal;
 pub mod sim;
 pub mod stanza;
 pub mod wire;

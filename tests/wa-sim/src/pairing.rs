@@ -144,7 +144,7 @@ pub async fn enter_pair_code(
     if !PairCodeUtils::validate_code(&code) {
         return Err(SimError::WrongPairCode);
     }
-    let waiting = |p: &crate::pairing::PairingState| {
+    let waiting = |p: &PairingState| {
         p.code
             .as_ref()
             .is_some_and(|c| c.phone == phone && c.hello.is_none())

@@ -14,7 +14,7 @@ use crate::handshake::Pattern;
 use crate::hub::{Hub, Outbound};
 use crate::noise::NoiseIdentity;
 use crate::world::World;
-use crate::{admin, conn, pairing};
+use crate::{admin, chat, conn, pairing};
 
 /// State shared by the listeners, connection tasks and control API.
 pub struct Shared {
@@ -169,6 +169,12 @@ impl WaSim {
     /// The phone of account `phone` enters the pair code a client displays, linking it.
     pub async fn enter_pair_code(&self, phone: &str, code: &str) -> Result<(), SimError> {
         pairing::enter_pair_code(&self.shared, phone, code).await
+    }
+
+    /// Account `from` sends `text` to every connected device of account `to` (the client
+    /// sees `Event::Messages` with `from`'s push name); returns how many devices it reached.
+    pub async fn send_text(&self, from: &str, to: &str, text: &str) -> Result<usize, SimError> {
+        chat::send_text(&self.shared, from, to, text).await
     }
 
     /// Closes every client's TCP connection (clients see a disconnect and reconnect).

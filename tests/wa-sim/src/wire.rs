@@ -1,5 +1,7 @@
 //! A client's WebSocket, seen as a stream of frames.
 
+use std::time::Duration;
+
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_websockets::{Message, WebSocketStream};
@@ -58,6 +60,14 @@ impl Wire {
         let framed = encode_frame(body)?;
         self.ws.send(Message::binary(framed)).await?;
         Ok(())
+    }
+
+    /// Reads and discards whatever the client still sends until it closes the socket
+    /// (or `grace` passes), then closes.
+    pub async fn drain_then_close(mut self, grace: Duration) {
+        let drain = async { while let Ok(Some(_)) = self.recv_frame().await {} };
+        let _ = tokio::time::timeout(grace, drain).await;
+        self.close().await;
     }
 
     /// Closes the TCP connection without a WebSocket close handshake.

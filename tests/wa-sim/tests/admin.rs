@@ -69,4 +69,11 @@ async fn admin_endpoints_answer_json() {
         200
     );
     assert_eq!(http(&sim, "GET", "/nope", "").await.0, 404);
+
+    let same = r#"{"from":"15550002222","to":"15550002222","text":"hi"}"#;
+    assert_eq!(http(&sim, "POST", "/messages", same).await.0, 400);
+    let nobody = r#"{"from":"15550002222","to":"15550001111","text":"hi"}"#;
+    let (status, body) = http(&sim, "POST", "/messages", nobody).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("no connected device"), "{body}");
 }

@@ -7,8 +7,6 @@ use wacore_binary::{Jid, Node};
 use crate::node::{self, SERVER, children, iq_result};
 use crate::world::Account;
 
-/// Pre-keys the sim claims to hold for every device, so clients never top up.
-const PREKEYS_ON_SERVER: u32 = 812;
 /// Privacy settings reported to every client: everything visible to everyone.
 const PRIVACY: &[(&str, &str)] = &[
     ("last", "all"),
@@ -68,19 +66,31 @@ pub fn passive(req: &Node) -> Vec<Node> {
     out
 }
 
-/// `xmlns="encrypt"`: pre-key count, uploads and digests.
-pub fn encrypt(req: &Node) -> Node {
+/// `xmlns="encrypt"`: pre-key count (`unused_pre_keys` of the device), uploads, digests.
+pub fn encrypt(req: &Node, unused_pre_keys: usize) -> Node {
     if req.get_optional_child("count").is_some() {
         return iq_result(
             req,
             vec![
                 NodeBuilder::new("count")
-                    .attr("value", PREKEYS_ON_SERVER.to_string())
+                    .attr("value", unused_pre_keys.to_string())
                     .build(),
             ],
         );
     }
     iq_result(req, vec![])
+}
+
+/// `<notification type="encrypt"><count/></notification>`: the server is short of the
+/// device's pre-keys (the client answers with an upload).
+pub fn pre_keys_low() -> Node {
+    NodeBuilder::new("notification")
+        .attr("from", SERVER)
+        .attr("type", "encrypt")
+        .attr("id", node::random_id())
+        .attr("t", node::now().to_string())
+        .children([NodeBuilder::new("count").attr("value", "0").build()])
+        .build()
 }
 
 /// `xmlns="abt"`: no A/B props.

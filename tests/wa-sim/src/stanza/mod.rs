@@ -14,7 +14,7 @@ use crate::hub::{ConnId, DeviceAddr, Outbound};
 use crate::node::{self, iq_result};
 use crate::sim::Shared;
 use crate::world::Account;
-use crate::{keyshare, pairing};
+use crate::{keyshare, pairing, signal};
 
 /// The connection a stanza arrived on.
 pub struct Ctx {
@@ -70,10 +70,7 @@ fn iq(ctx: &Ctx, req: &Node) -> Vec<Node> {
     let answer = match xmlns.as_str() {
         "passive" => return login::passive(req),
         "w:p" => iq_result(req, vec![]),
-        "encrypt" => {
-            share_keys_if_fresh(ctx, req);
-            login::encrypt(req)
-        }
+        "encrypt" => encrypt(ctx, req),
         "abt" => login::props(req),
         "blocklist" => login::blocklist(req),
         "privacy" => login::privacy(req),
@@ -105,18 +102,30 @@ fn md(ctx: &Ctx, req: &Node) -> Node {
     iq_result(req, vec![])
 }
 
-/// A freshly linked device uploading its pre-keys gets the phone's app-state key share
-/// (sent again on later logins until the client's receipt confirms it).
-fn share_keys_if_fresh(ctx: &Ctx, req: &Node) {
-    let (Some(device), Some(account)) = (&ctx.device, ctx.account()) else {
-        return;
+/// `xmlns="encrypt"`: pre-key uploads are kept (to encrypt to the device later); a
+/// freshly linked device's first upload earns it the phone's app-state key share (sent
+/// again on later logins until the client's receipt confirms it).
+fn encrypt(ctx: &Ctx, req: &Node) -> Node {
+    let Some(device) = &ctx.device else {
+        return login::encrypt(req, 0);
     };
-    let Some(bundle) = keyshare::UploadedBundle::parse(req) else {
+    if let Some(keys) = signal::DeviceKeys::parse(req) {
+        ctx.shared.hub.add_keys(device, keys);
+        share_keys_if_fresh(ctx, device);
+    }
+    login::encrypt(req, ctx.shared.hub.unused_pre_keys(device))
+}
+
+fn share_keys_if_fresh(ctx: &Ctx, device: &DeviceAddr) {
+    let Some(account) = ctx.account() else {
         return;
     };
     if !ctx.shared.hub.owes_key_share(device) {
         return;
     }
+    let Some(bundle) = ctx.shared.hub.take_bundle(device) else {
+        return;
+    };
     let (shared, conn, account, device) = (
         ctx.shared.clone(),
         ctx.conn,
