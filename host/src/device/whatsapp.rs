@@ -8,15 +8,23 @@
 //!
 //! The client reconnects with backoff and jitter on its own; terminal states (logged out,
 //! replaced, banned) stop its loop and are surfaced as the device state, never retried.
+//!
+//! An unlinked, logged-out or replaced device is linked again with
+//! [`WhatsappDevices::link_qr`] or [`WhatsappDevices::link_pair_code`]: a fresh client on the
+//! device's store (emptied first unless the device was never linked) shows QR codes until the
+//! phone links it, and then is the device's normal session.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use anyhow::Context;
 use async_trait::async_trait;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use whatsapp_rust::http::UreqHttpClient;
+use whatsapp_rust::pair_code::PairCodeOptions;
 use whatsapp_rust::request::IqError;
 use whatsapp_rust::store::SqliteStore;
 use whatsapp_rust::store::persistence_manager::PersistenceManager;
@@ -24,7 +32,7 @@ use whatsapp_rust::store::traits::{Backend, DeviceStore};
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
 use whatsapp_rust::types::events::{ChannelEventHandler, Event, EventInterest, EventKind};
 use whatsapp_rust::wacore::iq::business::{BusinessHourMode, DayOfWeek};
-use whatsapp_rust::{Client, ContactError, GroupError, GroupMetadata, TokioRuntime};
+use whatsapp_rust::{Client, ClientBuilder, ContactError, GroupError, GroupMetadata, TokioRuntime};
 use waedge_jid::Jid;
 
 use super::{DeviceSession, not_connected};
@@ -40,49 +48,154 @@ const SAVE_INTERVAL: Duration = Duration::from_secs(30);
 /// Opens and owns every device session of the process.
 pub struct WhatsappDevices {
     data_dir: PathBuf,
-    sessions: Mutex<Vec<Arc<WhatsappDevice>>>,
+    server: Server,
+    sessions: Mutex<HashMap<(String, String), Arc<WhatsappDevice>>>,
+}
+
+/// What a linking attempt reports, in order: QR codes, then exactly one of `Linked` or `Failed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// A QR code for the phone to scan, valid for `timeout`; a new one replaces it.
+    Qr {
+        /// The text to render as a QR code.
+        code: String,
+        /// How long this code stays valid.
+        timeout: Duration,
+    },
+    /// The phone linked the device and its session is connected.
+    Linked {
+        /// The account's phone JID, e.g. `6281234567890@s.whatsapp.net`.
+        jid: Option<String>,
+        /// The account's LID, e.g. `1234567890987654321@lid`.
+        lid: Option<String>,
+    },
+    /// Linking ended without a link; the device state tells where the device stands (mostly
+    /// unlinked again).
+    Failed {
+        /// Why, for people.
+        reason: String,
+    },
 }
 
 impl WhatsappDevices {
-    /// Sessions with their stores under `data_dir/devices`.
+    /// Sessions with their stores under `data_dir/devices`, connecting to WhatsApp.
     pub fn new(data_dir: &Path) -> Self {
-        WhatsappDevices { data_dir: data_dir.join("devices"), sessions: Mutex::new(Vec::new()) }
+        Self::with(data_dir, Server::default())
+    }
+
+    /// Sessions with their stores under `data_dir/devices`, connecting to the WhatsApp server
+    /// at `ws_url` (e.g. a wa-sim) instead of WhatsApp. Test builds only: the `wa-sim` feature
+    /// also turns off the server certificate check.
+    #[cfg(feature = "wa-sim")]
+    pub fn with_server(data_dir: &Path, ws_url: &str) -> Self {
+        Self::with(data_dir, Server { url: Some(ws_url.to_string()) })
+    }
+
+    fn with(data_dir: &Path, server: Server) -> Self {
+        WhatsappDevices { data_dir: data_dir.join("devices"), server, sessions: Mutex::new(HashMap::new()) }
     }
 
     /// Opens the session of `device` of `tenant`: it reconnects in the background if its
     /// store holds a linked account. Must be called inside a tokio runtime.
     pub fn open(&self, tenant: &str, device: &str) -> Arc<dyn DeviceSession> {
         let store = self.data_dir.join(tenant).join(format!("{device}.db"));
-        let session = Arc::new(WhatsappDevice::new(device, store));
+        let session = Arc::new(WhatsappDevice::new(device, store, self.server.clone()));
         tokio::spawn(session.clone().start());
-        self.sessions.lock().expect("sessions lock").push(session.clone());
+        self.sessions.lock().expect("sessions lock").insert((tenant.to_string(), device.to_string()), session.clone());
         session
+    }
+
+    /// Starts linking an unlinked, logged-out or replaced device by QR code; the events tell
+    /// which codes to show and how it ended.
+    pub async fn link_qr(&self, tenant: &str, device: &str) -> anyhow::Result<mpsc::Receiver<LinkEvent>> {
+        let (events, _) = self.session(tenant, device)?.start_linking().await?;
+        Ok(events)
+    }
+
+    /// Starts linking an unlinked, logged-out or replaced device by pair code for the account
+    /// of `phone_number` (digits with country code): returns the code to enter on the phone,
+    /// and the linking events (QR codes keep coming; either way links the device).
+    pub async fn link_pair_code(
+        &self,
+        tenant: &str,
+        device: &str,
+        phone_number: &str,
+    ) -> anyhow::Result<(String, mpsc::Receiver<LinkEvent>)> {
+        let session = self.session(tenant, device)?;
+        let (events, client) = session.start_linking().await?;
+        let requested = async {
+            client.wait_for_socket(PAIRING_SOCKET_TIMEOUT).await.context("connecting to WhatsApp")?;
+            let options = PairCodeOptions { phone_number: phone_number.to_string(), ..Default::default() };
+            client.pair_with_code(options).await.context("requesting a pair code")
+        };
+        match requested.await {
+            Ok(code) => Ok((code, events)),
+            Err(e) => {
+                session.abandon_link(DeviceState::Unlinked).await;
+                Err(e)
+            }
+        }
     }
 
     /// Disconnects every session, flushing its store, and waits for their run loops to end.
     pub async fn shutdown(&self) {
-        let sessions: Vec<_> = self.sessions.lock().expect("sessions lock").drain(..).collect();
+        let sessions: Vec<_> = self.sessions.lock().expect("sessions lock").drain().map(|(_, s)| s).collect();
         let mut stopping = tokio::task::JoinSet::new();
         for session in sessions {
             stopping.spawn(async move { session.stop().await });
         }
         while stopping.join_next().await.is_some() {}
     }
+
+    fn session(&self, tenant: &str, device: &str) -> anyhow::Result<Arc<WhatsappDevice>> {
+        let sessions = self.sessions.lock().expect("sessions lock");
+        let session = sessions.get(&(tenant.to_string(), device.to_string()));
+        session.cloned().with_context(|| format!("device {tenant}/{device} is not open"))
+    }
+}
+
+/// How long linking by pair code waits for the connection to WhatsApp.
+const PAIRING_SOCKET_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The WhatsApp server clients connect to: WhatsApp itself, or (`wa-sim` feature) another one.
+#[derive(Clone, Default)]
+struct Server {
+    #[cfg(feature = "wa-sim")]
+    url: Option<String>,
+}
+
+impl Server {
+    /// A client builder with the transport (and, for another server, a fixed client version
+    /// instead of fetching WhatsApp's).
+    fn client_builder(&self) -> ClientBuilder {
+        let builder = Client::builder().with_runtime(TokioRuntime).with_http_client(UreqHttpClient::new());
+        #[cfg(feature = "wa-sim")]
+        if let Some(url) = &self.url {
+            return builder
+                .with_transport_factory(TokioWebSocketTransportFactory::new().with_url(url.clone()))
+                .with_version_override((2, 3000, 1));
+        }
+        builder.with_transport_factory(TokioWebSocketTransportFactory::new())
+    }
 }
 
 /// One device's session.
 struct WhatsappDevice {
     store: PathBuf,
+    server: Server,
     status: RwLock<DeviceStatus>,
     client: RwLock<Option<Arc<Client>>>,
     run: Mutex<Option<JoinHandle<()>>>,
     names: Mutex<HashMap<String, Contact>>,
+    /// Where the events of the linking in progress go, if any.
+    link: Mutex<Option<mpsc::Sender<LinkEvent>>>,
 }
 
 impl WhatsappDevice {
-    fn new(id: &str, store: PathBuf) -> Self {
+    fn new(id: &str, store: PathBuf, server: Server) -> Self {
         WhatsappDevice {
             store,
+            server,
             status: RwLock::new(DeviceStatus {
                 id: id.to_string(),
                 state: DeviceState::Connecting,
@@ -93,6 +206,7 @@ impl WhatsappDevice {
             client: RwLock::new(None),
             run: Mutex::new(None),
             names: Mutex::new(HashMap::new()),
+            link: Mutex::new(None),
         }
     }
 
@@ -105,10 +219,7 @@ impl WhatsappDevice {
     }
 
     async fn connect_if_linked(self: &Arc<Self>) -> anyhow::Result<()> {
-        if let Some(dir) = self.store.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let store = SqliteStore::new(&self.store.to_string_lossy()).await?;
+        let store = self.open_store().await?;
         let Some(device) = store.load().await?.filter(|d| d.pn.is_some()) else {
             self.set_state(DeviceState::Unlinked);
             return Ok(());
@@ -119,13 +230,25 @@ impl WhatsappDevice {
             status.lid = device.lid.as_ref().map(|j| j.to_non_ad_string());
             status.push_name = Some(device.push_name.clone()).filter(|n| !n.is_empty());
         }
+        self.run_client(store).await?;
+        Ok(())
+    }
+
+    async fn open_store(&self) -> anyhow::Result<SqliteStore> {
+        if let Some(dir) = self.store.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        Ok(SqliteStore::new(&self.store.to_string_lossy()).await?)
+    }
+
+    /// Builds a client on `store`, folds its events into the session and runs it.
+    async fn run_client(self: &Arc<Self>, store: SqliteStore) -> anyhow::Result<Arc<Client>> {
         let backend: Arc<dyn Backend> = Arc::new(store);
         let persistence = Arc::new(PersistenceManager::new(backend).await?);
-        let client = Client::builder()
-            .with_runtime(TokioRuntime)
+        let client = self
+            .server
+            .client_builder()
             .with_persistence_manager(persistence)
-            .with_transport_factory(TokioWebSocketTransportFactory::new())
-            .with_http_client(UreqHttpClient::new())
             .with_background_saver_interval(SAVE_INTERVAL)
             .build()
             .await?
@@ -142,7 +265,64 @@ impl WhatsappDevice {
         });
         let runner = client.clone();
         *self.run.lock().expect("run lock") = Some(tokio::spawn(async move { runner.run().await }));
-        Ok(())
+        Ok(client)
+    }
+
+    /// Replaces the session's client with a fresh one that links the device: refused unless
+    /// the device is unlinked, logged out or replaced. A store that was linked is deleted
+    /// first, so the new link starts from fresh keys.
+    async fn start_linking(self: &Arc<Self>) -> anyhow::Result<(mpsc::Receiver<LinkEvent>, Arc<Client>)> {
+        let previous = {
+            let mut status = self.status.write().expect("status lock");
+            let previous = status.state;
+            anyhow::ensure!(
+                matches!(previous, DeviceState::Unlinked | DeviceState::LoggedOut | DeviceState::Replaced),
+                "device {} is {}: only an unlinked, logged-out or replaced device can be linked",
+                status.id,
+                super::state_name(previous),
+            );
+            *status = DeviceStatus { state: DeviceState::Connecting, jid: None, lid: None, push_name: None, ..status.clone() };
+            previous
+        };
+        let (sender, events) = mpsc::channel(LINK_EVENTS);
+        *self.link.lock().expect("link lock") = Some(sender);
+        let started = async {
+            self.stop().await;
+            // Stopping the old client may have reported it disconnected.
+            self.set_state(DeviceState::Connecting);
+            if previous != DeviceState::Unlinked {
+                delete_store(&self.store)?;
+            }
+            let store = self.open_store().await?;
+            self.run_client(store).await
+        };
+        match started.await {
+            Ok(client) => Ok((events, client)),
+            Err(e) => {
+                self.abandon_link(previous).await;
+                Err(e.context("starting a client to link"))
+            }
+        }
+    }
+
+    /// Gives up the linking in progress: its client stops and the device is left in `state`.
+    async fn abandon_link(&self, state: DeviceState) {
+        self.link.lock().expect("link lock").take();
+        self.stop().await;
+        self.set_state(state);
+    }
+
+    /// Ends the linking in progress, if any, with `event`.
+    fn finish_link(&self, event: LinkEvent) {
+        if let Some(link) = self.link.lock().expect("link lock").take() {
+            let _ = link.try_send(event);
+        }
+    }
+
+    /// The client stopped for good in `state`: a linking in progress failed.
+    fn end(&self, state: DeviceState) {
+        self.set_state(state);
+        self.finish_link(LinkEvent::Failed { reason: format!("the device is {}", super::state_name(state)) });
     }
 
     async fn stop(&self) {
@@ -175,17 +355,31 @@ impl WhatsappDevice {
                     }
                 }
                 status.state = DeviceState::Connected;
+                let linked = LinkEvent::Linked { jid: status.jid.clone(), lid: status.lid.clone() };
+                drop(status);
+                self.finish_link(linked);
             }
             Event::Disconnected(_) => self.set_state(DeviceState::Disconnected),
-            Event::LoggedOut(_) => self.set_state(DeviceState::LoggedOut),
-            Event::StreamReplaced(_) => self.set_state(DeviceState::Replaced),
-            Event::TemporaryBan(_) => self.set_state(DeviceState::Banned),
-            Event::ConnectFailure(failure) if !failure.reason.should_reconnect() => {
-                self.set_state(DeviceState::LoggedOut)
+            Event::LoggedOut(_) => self.end(DeviceState::LoggedOut),
+            Event::StreamReplaced(_) => self.end(DeviceState::Replaced),
+            Event::TemporaryBan(_) => self.end(DeviceState::Banned),
+            Event::ConnectFailure(failure) if !failure.reason.should_reconnect() => self.end(DeviceState::LoggedOut),
+            Event::PairingQrCode(qr) => {
+                if let Some(link) = self.link.lock().expect("link lock").as_ref() {
+                    let _ = link.try_send(LinkEvent::Qr { code: qr.code.clone(), timeout: qr.timeout });
+                }
+            }
+            Event::PairError(failure) => {
+                self.set_state(DeviceState::Unlinked);
+                self.finish_link(LinkEvent::Failed { reason: format!("pairing failed: {}", failure.error) });
+            }
+            Event::PairingQrCodesExhausted(_) => {
+                self.set_state(DeviceState::Unlinked);
+                self.finish_link(LinkEvent::Failed { reason: "no phone linked the device in time".to_string() });
             }
             Event::ClientOutdated(_) => {
                 tracing::error!(device = self.status().id, "WhatsApp refused this client version: upgrade waedge");
-                self.set_state(DeviceState::Disconnected);
+                self.end(DeviceState::Disconnected);
             }
             Event::Messages(batch) => {
                 for message in batch.iter() {
@@ -244,8 +438,25 @@ impl WhatsappDevice {
     }
 }
 
-/// The events the session listens to: state changes and whatever carries contact names.
-const INTERESTING_EVENTS: [EventKind; 11] = [
+/// How many linking events may wait unread: a linking shows at most six QR codes.
+const LINK_EVENTS: usize = 8;
+
+/// Deletes a device's SQLite store: the database and its WAL and shared-memory files.
+fn delete_store(db: &Path) -> std::io::Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = db.as_os_str().to_owned();
+        file.push(suffix);
+        match std::fs::remove_file(&file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The events the session listens to: state changes, linking, and whatever carries contact
+/// names.
+const INTERESTING_EVENTS: [EventKind; 14] = [
     EventKind::Connected,
     EventKind::Disconnected,
     EventKind::LoggedOut,
@@ -257,6 +468,9 @@ const INTERESTING_EVENTS: [EventKind; 11] = [
     EventKind::ContactUpdate,
     EventKind::BusinessStatusUpdate,
     EventKind::HistorySync,
+    EventKind::PairingQrCode,
+    EventKind::PairError,
+    EventKind::PairingQrCodesExhausted,
 ];
 
 #[async_trait]

@@ -1,10 +1,11 @@
-//! A real waedge gateway on a loopback port, fed by fixture devices.
+//! A real waedge gateway on a loopback port, fed by fixture devices or any device opener.
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::oneshot;
 use waedge::config::Config;
+use waedge::gateway::DeviceOpener;
 use waedge::runtime::Runtime;
 use waedge::{Gateway, server};
 
@@ -44,9 +45,13 @@ pub struct Reply {
 impl TestGateway {
     /// Starts a gateway for `config` (TOML text) whose devices answer from `world`.
     pub async fn start(config: &str, world: &World) -> TestGateway {
+        Self::start_with(config, &|tenant, device| Arc::new(world.session(tenant, device))).await
+    }
+
+    /// Starts a gateway for `config` (TOML text) whose device sessions `open_device` opens.
+    pub async fn start_with(config: &str, open_device: &DeviceOpener<'_>) -> TestGateway {
         let config = Config::parse(config).expect("the test configuration is valid");
-        let gateway = Gateway::new(&config, runtime(), &|tenant, device| Arc::new(world.session(tenant, device)))
-            .expect("the gateway starts");
+        let gateway = Gateway::new(&config, runtime(), open_device).expect("the gateway starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
