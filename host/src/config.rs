@@ -1,15 +1,19 @@
-//! The configuration file: one TOML document describing the listener, the data directory,
-//! default limits and every tenant with its users, devices, routes and settings.
+//! The configuration file: one TOML document describing the listeners, the data directory,
+//! default limits and — as the seed of an empty store — tenants with their users, devices,
+//! routes and settings.
 //!
 //! `waedge.toml` at the repository root is a documented example. Validation happens once, at
-//! load time, and every error names the offending entry and what to change.
+//! load time, and every error names the offending entry and what to change. Tenants are read
+//! from the file only on the first start; after that the [store](crate::store) is the truth
+//! and the admin API changes it.
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+use crate::store::is_identifier;
 use crate::token::TokenHash;
 
 /// The whole configuration file.
@@ -19,6 +23,14 @@ pub struct Config {
     /// Address the API listener binds to.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Address the admin API listener binds to. Keep it on loopback or a private network.
+    #[serde(default = "default_admin_listen")]
+    pub admin_listen: SocketAddr,
+    /// The WhatsApp WebSocket URL devices connect to, e.g. a wa-sim's `ws://127.0.0.1:…/ws`.
+    /// Only builds with the test-only `wa-sim` feature accept it: its certificate chain is not
+    /// WhatsApp's.
+    #[serde(default)]
+    pub whatsapp_server: Option<String>,
     /// Directory for device sessions and other state; created if missing.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
@@ -47,6 +59,10 @@ pub struct Limits {
     pub max_concurrent_requests: usize,
     /// How long WhatsApp lookups are cached, in seconds (0 disables the cache).
     pub cache_ttl_seconds: u64,
+    /// Sustained requests per second of this tenant (token bucket; 0: no rate limit).
+    pub requests_per_second: u32,
+    /// Requests the tenant may send at once above the sustained rate (the bucket's size).
+    pub burst: u32,
 }
 
 impl Default for Limits {
@@ -57,24 +73,37 @@ impl Default for Limits {
             max_request_body_bytes: 1 << 20,
             max_concurrent_requests: 256,
             cache_ttl_seconds: 30,
+            requests_per_second: 0,
+            burst: 100,
         }
     }
 }
 
-/// Limits a tenant sets for itself; unset fields fall back to the file's `[limits]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Limits a tenant sets for itself; unset fields fall back to the server's `[limits]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitOverrides {
     /// See [`Limits::request_timeout_ms`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_timeout_ms: Option<u64>,
     /// See [`Limits::memory_mib`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_mib: Option<u64>,
     /// See [`Limits::max_request_body_bytes`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_request_body_bytes: Option<usize>,
     /// See [`Limits::max_concurrent_requests`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent_requests: Option<usize>,
     /// See [`Limits::cache_ttl_seconds`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_ttl_seconds: Option<u64>,
+    /// See [`Limits::requests_per_second`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_second: Option<u32>,
+    /// See [`Limits::burst`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
 }
 
 impl LimitOverrides {
@@ -86,6 +115,8 @@ impl LimitOverrides {
             max_request_body_bytes: self.max_request_body_bytes.unwrap_or(defaults.max_request_body_bytes),
             max_concurrent_requests: self.max_concurrent_requests.unwrap_or(defaults.max_concurrent_requests),
             cache_ttl_seconds: self.cache_ttl_seconds.unwrap_or(defaults.cache_ttl_seconds),
+            requests_per_second: self.requests_per_second.unwrap_or(defaults.requests_per_second),
+            burst: self.burst.unwrap_or(defaults.burst),
         }
     }
 }
@@ -131,7 +162,7 @@ pub struct DeviceConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserConfig {
-    /// The user id (a UUID).
+    /// The user id, a UUID.
     pub id: String,
     /// A display name.
     #[serde(default)]
@@ -159,6 +190,10 @@ pub struct RouteConfig {
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8081))
 }
 
 fn default_data_dir() -> PathBuf {
@@ -245,6 +280,9 @@ impl Config {
                 }
             }
             for user in &tenant.users {
+                if uuid::Uuid::parse_str(&user.id).is_err() {
+                    return Err(format!("tenant `{t}`, user `{}`: user ids are UUIDs (`waedge new-token` prints one)", user.id));
+                }
                 let hash = TokenHash::from_hex(&user.token_sha256)
                     .map_err(|e| format!("tenant `{t}`, user `{}`: token_sha256 is {e}", user.id))?;
                 if !tokens.insert(hash) {
@@ -276,15 +314,12 @@ impl Config {
     }
 }
 
-fn is_identifier(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const HASH_A: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    const USER: &str = "0b5f1c1e-3a5e-4d0b-9c7a-2f1d8e6b4a90";
 
     fn tenant(extra: &str) -> String {
         format!(
@@ -292,7 +327,7 @@ mod tests {
             [[tenants]]
             id = "acme"
             devices = [{{ id = "main" }}]
-            users = [{{ id = "u1", token_sha256 = "{HASH_A}", devices = ["main"] }}]
+            users = [{{ id = "{USER}", token_sha256 = "{HASH_A}", devices = ["main"] }}]
             routes = [{{ prefix = "/devices", component = "builtin:devices-api" }}]
             {extra}
             "#
@@ -318,7 +353,8 @@ mod tests {
             (tenant("").replace("\"/devices\"", "\"devices\""), "must start with `/`"),
             (format!("default_tenant = 'nope'\n{}", tenant("")), "not one of the tenants"),
             (tenant("").replace("\"acme\"", "\"a b\""), "letters, digits"),
-            (format!("{}\n[[tenants]]\nid = 'b'\nusers = [{{ id = 'u2', token_sha256 = '{HASH_A}' }}]", tenant("")), "already used"),
+            (format!("{}\n[[tenants]]\nid = 'b'\nusers = [{{ id = '1b5f1c1e-3a5e-4d0b-9c7a-2f1d8e6b4a90', token_sha256 = '{HASH_A}' }}]", tenant("")), "already used"),
+            (tenant("").replace(USER, "u1"), "user ids are UUIDs"),
         ];
         for (text, expected) in cases {
             let error = Config::parse(&text).unwrap_err().to_string();

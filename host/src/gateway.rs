@@ -1,10 +1,17 @@
 //! The gateway: tenants, their components and device sessions, and the handling of one
 //! HTTP request from tenant selection to the component's response.
+//!
+//! The gateway serves from an immutable [`Tenants`] value behind an [`ArcSwap`]; after every
+//! change to the [store](crate::store), [`Gateway::reload`] builds a new one and swaps it in.
+//! Requests in flight keep the value they started with; the request path takes no lock.
+//! What must outlive a rebuild — compiled components, device sessions and their caches, each
+//! tenant's admission state — is kept in [`Parts`] and reused.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
@@ -13,65 +20,166 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::capability::Capabilities;
 use crate::capability::outbound::OutboundPolicy;
-use crate::config::{Config, RouteConfig};
-use crate::device::DeviceSession;
+use crate::config::Limits;
 use crate::device::cache::Cached;
+use crate::device::{DeviceManager, DeviceSession};
+use crate::metrics::{Metrics, Served};
 use crate::runtime::dispatch::{DispatchError, dispatch};
 use crate::runtime::state::RequestState;
 use crate::runtime::{HandlerComponent, Runtime, builtin};
+use crate::store::devices::recorded_state;
+use crate::store::{Snapshot, Store, StoreError};
+use crate::tenancy::admission::Admission;
 use crate::tenancy::{Route, Tenant, Tenants};
 use crate::token;
 
 /// The response body type of every gateway response.
 pub type ResponseBody = HyperOutgoingBody;
 
-/// Opens the device session for `(tenant id, device id)`.
-pub type DeviceOpener<'a> = dyn Fn(&str, &str) -> Arc<dyn DeviceSession> + 'a;
-
 /// Everything needed to serve requests.
 pub struct Gateway {
-    tenants: Tenants,
+    runtime: Runtime,
+    devices: Arc<dyn DeviceManager>,
+    defaults: Limits,
+    default_tenant: Option<String>,
+    metrics: Arc<Metrics>,
+    tenants: ArcSwap<Tenants>,
+    parts: Mutex<Parts>,
+}
+
+/// What a rebuild of the tenants reuses.
+#[derive(Default)]
+struct Parts {
+    /// Compiled components by name.
+    components: HashMap<String, Arc<HandlerComponent>>,
+    /// Device sessions by (tenant, device): the session and the cached view requests use.
+    sessions: HashMap<(String, String), Session>,
+    /// Admission state by tenant.
+    admissions: HashMap<String, Arc<Admission>>,
+}
+
+struct Session {
+    raw: Arc<dyn DeviceSession>,
+    ttl: Duration,
+    served: Arc<dyn DeviceSession>,
 }
 
 impl Gateway {
-    /// Builds the gateway from a validated configuration: compiles every component the routes
-    /// name (each once), and opens each device session through `open_device`.
-    pub fn new(config: &Config, runtime: &Runtime, open_device: &DeviceOpener<'_>) -> anyhow::Result<Gateway> {
-        let mut compiled: HashMap<String, Arc<HandlerComponent>> = HashMap::new();
-        let mut tenants = Vec::new();
-        for tenant in &config.tenants {
-            let limits = tenant.limits.apply(config.limits);
-            let mut routes = Vec::new();
-            for route in &tenant.routes {
-                let component = match compiled.get(&route.component) {
-                    Some(component) => component.clone(),
-                    None => {
-                        let component = Arc::new(load_component(runtime, route)?);
-                        compiled.insert(route.component.clone(), component.clone());
-                        component
-                    }
-                };
-                routes.push(Route::new(&route.prefix, component));
-            }
-            let ttl = Duration::from_secs(limits.cache_ttl_seconds);
-            let devices: BTreeMap<String, Arc<dyn DeviceSession>> = tenant
-                .devices
-                .iter()
-                .map(|device| {
-                    let session = open_device(&tenant.id, &device.id);
-                    let session: Arc<dyn DeviceSession> =
-                        if ttl.is_zero() { session } else { Arc::new(Cached::new(session, ttl)) };
-                    (device.id.clone(), session)
-                })
-                .collect();
-            tenants.push((Tenant::new(tenant, limits, devices, routes), tenant.hosts.clone()));
+    /// A gateway with no tenant yet: [`reload`](Gateway::reload) gives it the store's.
+    /// `defaults` are the limits of tenants that set none; `default_tenant` serves requests
+    /// matching no host name and no token.
+    pub fn new(
+        runtime: Runtime,
+        devices: Arc<dyn DeviceManager>,
+        defaults: Limits,
+        default_tenant: Option<String>,
+    ) -> Gateway {
+        Gateway {
+            runtime,
+            devices,
+            defaults,
+            default_tenant,
+            metrics: Arc::new(Metrics::default()),
+            tenants: ArcSwap::from_pointee(Tenants::default()),
+            parts: Mutex::new(Parts::default()),
         }
-        Ok(Gateway { tenants: Tenants::new(tenants, config.default_tenant.as_deref()) })
     }
 
-    /// The tenants.
-    pub fn tenants(&self) -> &Tenants {
-        &self.tenants
+    /// Rebuilds the tenants from the store and swaps them in. Opens the sessions of new
+    /// devices and compiles new components (CPU-heavy: call it off the async workers, e.g.
+    /// in [`Store::run`]). A route whose component cannot be loaded is left out; the
+    /// returned list says which and why.
+    pub fn reload(&self, store: &Store) -> Result<Vec<String>, StoreError> {
+        let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        let snapshot = store.snapshot()?;
+        Ok(self.load(&mut parts, &snapshot))
+    }
+
+    fn load(&self, parts: &mut Parts, snapshot: &Snapshot) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut tenants = Vec::new();
+        let mut live_sessions = HashMap::new();
+        let mut live_admissions = HashMap::new();
+        for state in &snapshot.tenants {
+            let tenant_id = &state.tenant.id;
+            let limits = state.tenant.limits.apply(self.defaults);
+            let mut routes = Vec::new();
+            for route in &state.routes {
+                match self.component_in(parts, &route.component) {
+                    Ok(component) => routes.push(Route::new(&route.prefix, component)),
+                    Err(e) => problems.push(format!("tenant `{tenant_id}`, route `{}`: {e:#}", route.prefix)),
+                }
+            }
+            let ttl = Duration::from_secs(limits.cache_ttl_seconds);
+            let mut devices = BTreeMap::new();
+            for device in &state.devices {
+                let key = (tenant_id.clone(), device.id.clone());
+                let session = match parts.sessions.remove(&key) {
+                    Some(session) if session.ttl == ttl => session,
+                    Some(session) => self.serve_session(session.raw, ttl),
+                    None => self.serve_session(self.devices.open(tenant_id, &device.id, recorded_state(device)), ttl),
+                };
+                devices.insert(device.id.clone(), session.served.clone());
+                live_sessions.insert(key, session);
+            }
+            let admission = match parts.admissions.remove(tenant_id) {
+                Some(admission) if *admission.limits() == limits => admission,
+                _ => Arc::new(Admission::new(limits)),
+            };
+            live_admissions.insert(tenant_id.clone(), admission.clone());
+            let tenant = Tenant::new(state, limits, devices, routes, admission);
+            tenants.push((tenant, state.tenant.hosts.clone()));
+        }
+        parts.sessions = live_sessions;
+        parts.admissions = live_admissions;
+        self.tenants.store(Arc::new(Tenants::new(tenants, self.default_tenant.as_deref())));
+        problems
+    }
+
+    fn serve_session(&self, raw: Arc<dyn DeviceSession>, ttl: Duration) -> Session {
+        let served: Arc<dyn DeviceSession> =
+            if ttl.is_zero() { raw.clone() } else { Arc::new(Cached::new(raw.clone(), ttl, self.metrics.clone())) };
+        Session { raw, ttl, served }
+    }
+
+    /// Checks that `name` names a component that loads: `builtin:NAME` or a readable file
+    /// holding a component for the `handler` world. Compiles it if it is new.
+    pub fn check_component(&self, name: &str) -> anyhow::Result<()> {
+        let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        self.component_in(&mut parts, name).map(drop)
+    }
+
+    fn component_in(&self, parts: &mut Parts, name: &str) -> anyhow::Result<Arc<HandlerComponent>> {
+        if let Some(component) = parts.components.get(name) {
+            return Ok(component.clone());
+        }
+        let bytes = match name.strip_prefix("builtin:") {
+            Some(builtin) => builtin::get(builtin)
+                .ok_or_else(|| {
+                    let known: Vec<_> = builtin::names().map(|n| format!("builtin:{n}")).collect();
+                    anyhow::anyhow!("unknown component `{name}`; built-ins are {}", known.join(", "))
+                })?
+                .to_vec(),
+            None => std::fs::read(name).map_err(|e| anyhow::anyhow!("cannot read component {name}: {e}"))?,
+        };
+        let component = Arc::new(self.runtime.compile(name, &bytes)?);
+        parts.components.insert(name.to_string(), component.clone());
+        Ok(component)
+    }
+
+    /// The tenants being served now.
+    pub fn tenants(&self) -> Arc<Tenants> {
+        self.tenants.load_full()
+    }
+
+    /// The device sessions' manager.
+    pub fn devices(&self) -> &Arc<dyn DeviceManager> {
+        &self.devices
+    }
+
+    /// The request metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Serves one request. Never fails: every problem becomes a JSON error response.
@@ -83,46 +191,61 @@ impl Gateway {
         let started = Instant::now();
         let method = request.method().clone();
         let path = request.uri().path().to_string();
-        let (response, tenant, component) = self.route(request).await;
+        let tenants = self.tenants();
+        let (response, served) = route(&tenants, &self.metrics, request).await;
+        let status = response.status().as_u16();
+        let elapsed = started.elapsed();
         tracing::info!(
             target: "waedge::access",
-            %method, path, tenant, component, status = response.status().as_u16(),
-            micros = started.elapsed().as_micros() as u64,
+            %method, path, tenant = served.tenant, component = served.component, status,
+            micros = elapsed.as_micros() as u64,
         );
+        self.metrics.request(&served, status, elapsed);
         response
-    }
-
-    async fn route<B>(&self, request: Request<B>) -> (Response<ResponseBody>, &str, &str)
-    where
-        B: Body<Data = Bytes>,
-        B::Error: std::error::Error + Send + Sync + 'static,
-    {
-        let headers = request.headers();
-        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-        let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(token::bearer);
-        let Some(tenant) = self.tenants.select(host, bearer) else {
-            let message = "no tenant serves this request: use a tenant's host name or API token";
-            return (error(StatusCode::NOT_FOUND, "NO_TENANT", message), "-", "-");
-        };
-        let Some(component) = tenant.route(request.uri().path()) else {
-            let message = format!("no route for `{}` on this tenant", request.uri().path());
-            return (error(StatusCode::NOT_FOUND, "NO_ROUTE", &message), tenant.id(), "-");
-        };
-        let response = serve(tenant, component, request).await;
-        (response, tenant.id(), component.name())
     }
 }
 
-async fn serve<B>(tenant: &Arc<Tenant>, component: &Arc<HandlerComponent>, request: Request<B>) -> Response<ResponseBody>
+async fn route<B>(tenants: &Tenants, metrics: &Arc<Metrics>, request: Request<B>) -> (Response<ResponseBody>, Served)
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let mut served = Served { tenant: "-".into(), route: "-".into(), component: "-".into() };
+    let headers = request.headers();
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(token::bearer);
+    let Some(tenant) = tenants.select(host, bearer) else {
+        let message = "no tenant serves this request: use a tenant's host name or API token";
+        return (error(StatusCode::NOT_FOUND, "NO_TENANT", message), served);
+    };
+    served.tenant = tenant.id().to_string();
+    let Some(route) = tenant.route(request.uri().path()) else {
+        let message = format!("no route for `{}` on this tenant", request.uri().path());
+        return (error(StatusCode::NOT_FOUND, "NO_ROUTE", &message), served);
+    };
+    served.route = route.prefix().to_string();
+    served.component = route.component().name().to_string();
+    (serve(tenant, route.component(), metrics, request).await, served)
+}
+
+async fn serve<B>(
+    tenant: &Arc<Tenant>,
+    component: &Arc<HandlerComponent>,
+    metrics: &Arc<Metrics>,
+    request: Request<B>,
+) -> Response<ResponseBody>
 where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let limits = *tenant.limits();
-    let Ok(_permit) = tenant.admit() else {
-        let mut response = error(StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS", "too many concurrent requests for this tenant; retry shortly");
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
+    let permit = match tenant.admission().admit() {
+        Ok(permit) => permit,
+        Err(refusal) => {
+            let mut response = error(StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS", &refusal.to_string());
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(refusal.retry_after_seconds()));
+            return response;
+        }
     };
     let (parts, body) = request.into_parts();
     let body = match Limited::new(body, limits.max_request_body_bytes).collect().await {
@@ -141,8 +264,15 @@ where
     let outbound = OutboundPolicy::new(tenant.outbound_hosts().clone());
     let memory = usize::try_from(limits.memory_mib << 20).unwrap_or(usize::MAX);
     let state = RequestState::new(capabilities, outbound, memory);
-    match dispatch(component, state, Request::from_parts(parts, Full::new(body))).await {
-        Ok(response) => response,
+    match dispatch(component, state, metrics.clone(), Request::from_parts(parts, Full::new(body))).await {
+        // The permit is released when the response body is done, not when its head is.
+        Ok(response) => response.map(|body| {
+            body.map_frame(move |frame| {
+                let _held = &permit;
+                frame
+            })
+            .boxed_unsync()
+        }),
         Err(failure) => {
             tracing::warn!(tenant = tenant.id(), component = &**component.name(), "{failure}");
             let (status, code) = match failure {
@@ -155,20 +285,6 @@ where
             error(status, code, &failure.to_string())
         }
     }
-}
-
-fn load_component(runtime: &Runtime, route: &RouteConfig) -> anyhow::Result<HandlerComponent> {
-    let name = &route.component;
-    let bytes = match name.strip_prefix("builtin:") {
-        Some(builtin) => builtin::get(builtin)
-            .ok_or_else(|| {
-                let known: Vec<_> = builtin::names().map(|n| format!("builtin:{n}")).collect();
-                anyhow::anyhow!("route {}: unknown component `{name}`; built-ins are {}", route.prefix, known.join(", "))
-            })?
-            .to_vec(),
-        None => std::fs::read(name).map_err(|e| anyhow::anyhow!("route {}: cannot read component {name}: {e}", route.prefix))?,
-    };
-    Ok(runtime.compile(name, &bytes)?)
 }
 
 /// A host-generated JSON error: `{"error": {"code": …, "message": …}}`.

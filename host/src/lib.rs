@@ -16,15 +16,21 @@
 //! - [`device`]: device sessions — the [`device::DeviceSession`] trait, the TTL cache in front
 //!   of it, and the `whatsapp-rust` implementation.
 //! - [`config`]: the TOML configuration file.
+//! - [`store`]: the SQLite store of tenants, users, tokens, devices and routes.
+//! - [`admin`]: the admin API on its own listener; [`metrics`] and [`qr`] serve it.
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod bindings;
 pub mod capability;
 pub mod config;
 pub mod device;
 pub mod gateway;
+pub mod metrics;
+pub mod qr;
 pub mod runtime;
 pub mod server;
+pub mod store;
 pub mod tenancy;
 pub mod token;
 

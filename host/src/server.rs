@@ -1,23 +1,39 @@
-//! The HTTP/1.1 listener: accepts connections and hands every request to the [`Gateway`].
+//! The HTTP/1.1 listeners: accept connections and hand every request to a [`Handler`] — the
+//! [`Gateway`](crate::Gateway) on the API listener, the [admin API](crate::admin) on the
+//! admin listener.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::Gateway;
+use crate::gateway::ResponseBody;
 
 /// How long in-flight requests get to finish after shutdown is requested.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `gateway` on `listener` until `shutdown` resolves, then stops accepting and lets
+/// Something that answers HTTP requests; never fails (errors are responses).
+pub trait Handler: Send + Sync + 'static {
+    /// Answers one request.
+    fn handle(&self, request: Request<Incoming>) -> impl Future<Output = Response<ResponseBody>> + Send;
+}
+
+impl Handler for crate::Gateway {
+    fn handle(&self, request: Request<Incoming>) -> impl Future<Output = Response<ResponseBody>> + Send {
+        crate::Gateway::handle(self, request)
+    }
+}
+
+/// Serves `handler` on `listener` until `shutdown` resolves, then stops accepting and lets
 /// in-flight requests finish for up to [`DRAIN_TIMEOUT`].
-pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
+pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -33,10 +49,10 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl 
             },
             () = &mut shutdown => break,
         };
-        let gateway = gateway.clone();
+        let handler = handler.clone();
         let service = service_fn(move |request| {
-            let gateway = gateway.clone();
-            async move { Ok::<_, Infallible>(gateway.handle(request).await) }
+            let handler = handler.clone();
+            async move { Ok::<_, Infallible>(handler.handle(request).await) }
         });
         let connection = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);

@@ -26,6 +26,16 @@ impl TokenHash {
         Ok(TokenHash(digest))
     }
 
+    /// A digest as stored.
+    pub fn from_bytes(digest: [u8; 32]) -> Self {
+        TokenHash(digest)
+    }
+
+    /// The digest's bytes, to store.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     /// The digest as lower-case hexadecimal.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)

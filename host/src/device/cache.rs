@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use waedge_jid::Jid;
 
 use super::DeviceSession;
+use crate::metrics::Metrics;
 use crate::bindings::types::{
     BusinessProfile, Contact, DeviceStatus, Error, Group, LidMapping, OnWhatsapp, ProfilePicture, UserInfo,
 };
@@ -47,11 +48,13 @@ impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
     }
 
     /// The cached value for `key`, or the result of `fetch`, cached when it succeeds.
-    async fn get_or_fetch<F>(&self, key: K, fetch: F) -> Result<V, Error>
+    async fn get_or_fetch<F>(&self, metrics: &Metrics, key: K, fetch: F) -> Result<V, Error>
     where
         F: Future<Output = Result<V, Error>>,
     {
-        if let Some(hit) = self.get(&key) {
+        let hit = self.get(&key);
+        metrics.cache_lookups(u64::from(hit.is_some()), u64::from(hit.is_none()));
+        if let Some(hit) = hit {
             return Ok(hit);
         }
         let value = fetch.await?;
@@ -63,6 +66,7 @@ impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
 /// A [`DeviceSession`] that caches the network look-ups of another.
 pub struct Cached {
     inner: Arc<dyn DeviceSession>,
+    metrics: Arc<Metrics>,
     users: TtlMap<Jid, Option<UserInfo>>,
     pictures: TtlMap<(Jid, bool), Option<ProfilePicture>>,
     businesses: TtlMap<Jid, Option<BusinessProfile>>,
@@ -71,10 +75,11 @@ pub struct Cached {
 }
 
 impl Cached {
-    /// Wraps `inner`, keeping answers for `ttl`.
-    pub fn new(inner: Arc<dyn DeviceSession>, ttl: Duration) -> Self {
+    /// Wraps `inner`, keeping answers for `ttl` and counting hits and misses in `metrics`.
+    pub fn new(inner: Arc<dyn DeviceSession>, ttl: Duration, metrics: Arc<Metrics>) -> Self {
         Cached {
             inner,
+            metrics,
             users: TtlMap::new(ttl),
             pictures: TtlMap::new(ttl),
             businesses: TtlMap::new(ttl),
@@ -92,6 +97,7 @@ impl DeviceSession for Cached {
 
     async fn user_info(&self, jids: &[Jid]) -> Result<Vec<UserInfo>, Error> {
         let missing: Vec<Jid> = jids.iter().filter(|j| self.users.get(j).is_none()).cloned().collect();
+        self.metrics.cache_lookups((jids.len() - missing.len()) as u64, missing.len() as u64);
         if !missing.is_empty() {
             let fetched = self.inner.user_info(&missing).await?;
             for jid in missing {
@@ -103,11 +109,11 @@ impl DeviceSession for Cached {
     }
 
     async fn profile_picture(&self, jid: &Jid, preview: bool) -> Result<Option<ProfilePicture>, Error> {
-        self.pictures.get_or_fetch((jid.clone(), preview), self.inner.profile_picture(jid, preview)).await
+        self.pictures.get_or_fetch(&self.metrics, (jid.clone(), preview), self.inner.profile_picture(jid, preview)).await
     }
 
     async fn business_profile(&self, jid: &Jid) -> Result<Option<BusinessProfile>, Error> {
-        self.businesses.get_or_fetch(jid.clone(), self.inner.business_profile(jid)).await
+        self.businesses.get_or_fetch(&self.metrics, jid.clone(), self.inner.business_profile(jid)).await
     }
 
     async fn lid_mapping(&self, jid: &Jid) -> Result<Option<LidMapping>, Error> {
@@ -119,11 +125,11 @@ impl DeviceSession for Cached {
     }
 
     async fn joined_groups(&self) -> Result<Vec<Group>, Error> {
-        self.groups.get_or_fetch((), self.inner.joined_groups()).await
+        self.groups.get_or_fetch(&self.metrics, (), self.inner.joined_groups()).await
     }
 
     async fn group_info(&self, jid: &Jid) -> Result<Group, Error> {
-        self.group_info.get_or_fetch(jid.clone(), self.inner.group_info(jid)).await
+        self.group_info.get_or_fetch(&self.metrics, jid.clone(), self.inner.group_info(jid)).await
     }
 
     async fn contact(&self, jid: &Jid) -> Result<Option<Contact>, Error> {

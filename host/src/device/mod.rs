@@ -1,7 +1,8 @@
 //! Device sessions: one live WhatsApp connection per linked phone.
 //!
-//! The [`DeviceSession`] trait is the whole surface the rest of the host uses; the `whatsapp`
-//! capability calls it and never sees a `whatsapp-rust` type. [`cache::Cached`] puts a TTL
+//! The [`DeviceSession`] trait is the whole surface the request path uses; the `whatsapp`
+//! capability calls it and never sees a `whatsapp-rust` type. The [`DeviceManager`] trait is
+//! the operator's side: open, link, log out and remove devices. [`cache::Cached`] puts a TTL
 //! cache in front of any session; [`whatsapp::WhatsappDevice`] is the real implementation on
 //! the `whatsapp-rust` client. Tests provide fixture-backed implementations.
 //!
@@ -11,7 +12,11 @@
 pub mod cache;
 pub mod whatsapp;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_trait::async_trait;
+use tokio::sync::mpsc;
 use waedge_jid::Jid;
 
 use crate::bindings::types::{
@@ -48,6 +53,76 @@ pub trait DeviceSession: Send + Sync + 'static {
 
     /// The names this device has learned for a contact.
     async fn contact(&self, jid: &Jid) -> Result<Option<Contact>, Error>;
+}
+
+/// Opens, links, logs out and removes the device sessions of the process.
+#[async_trait]
+pub trait DeviceManager: Send + Sync + 'static {
+    /// Opens the session of `device` of `tenant`, last recorded in state `remembered`: a
+    /// linked device reconnects in the background, unless `remembered` is a terminal state
+    /// (logged out, replaced, banned), which it keeps until it is linked again. Must be called
+    /// inside a tokio runtime, once per device.
+    fn open(&self, tenant: &str, device: &str, remembered: DeviceState) -> Arc<dyn DeviceSession>;
+
+    /// Starts linking an unlinked, logged-out or replaced device by QR code; the events tell
+    /// which codes to show and how it ended.
+    async fn link_qr(&self, tenant: &str, device: &str) -> anyhow::Result<mpsc::Receiver<LinkEvent>>;
+
+    /// Starts linking an unlinked, logged-out or replaced device by pair code for the account
+    /// of `phone_number` (digits with country code): returns the code to enter on the phone
+    /// and the linking events.
+    async fn link_pair_code(
+        &self,
+        tenant: &str,
+        device: &str,
+        phone_number: &str,
+    ) -> anyhow::Result<(String, mpsc::Receiver<LinkEvent>)>;
+
+    /// Stops a linking in progress; the device is unlinked again.
+    async fn cancel_link(&self, tenant: &str, device: &str) -> anyhow::Result<()>;
+
+    /// Unlinks a linked device from its WhatsApp account (as "log out" on the phone would);
+    /// it stays, logged out, until it is linked again.
+    async fn logout(&self, tenant: &str, device: &str) -> anyhow::Result<()>;
+
+    /// Logs the device out if it is linked, closes its session and deletes its session data.
+    async fn remove(&self, tenant: &str, device: &str) -> anyhow::Result<()>;
+
+    /// Disconnects every session, flushing its state, and waits for them to stop.
+    async fn shutdown(&self);
+}
+
+/// Is told every change of a device's status, with the device's tenant.
+pub type StatusObserver = Arc<dyn Fn(&str, &DeviceStatus) + Send + Sync>;
+
+/// What a linking attempt reports, in order: QR codes, then exactly one of `Linked` or `Failed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// A QR code for the phone to scan, valid for `timeout`; a new one replaces it.
+    Qr {
+        /// The text to render as a QR code.
+        code: String,
+        /// How long this code stays valid.
+        timeout: Duration,
+    },
+    /// The phone linked the device and its session is connected.
+    Linked {
+        /// The account's phone JID, e.g. `6281234567890@s.whatsapp.net`.
+        jid: Option<String>,
+        /// The account's LID, e.g. `1234567890987654321@lid`.
+        lid: Option<String>,
+    },
+    /// Linking ended without a link; the device state tells where the device stands (mostly
+    /// unlinked again).
+    Failed {
+        /// Why, for people.
+        reason: String,
+    },
+}
+
+/// Whether a device in `state` stays there until it is linked again.
+pub fn is_terminal(state: DeviceState) -> bool {
+    matches!(state, DeviceState::LoggedOut | DeviceState::Replaced | DeviceState::Banned)
 }
 
 /// The error for a query on a device whose session is not connected.

@@ -35,7 +35,7 @@ use whatsapp_rust::wacore::iq::business::{BusinessHourMode, DayOfWeek};
 use whatsapp_rust::{Client, ClientBuilder, ContactError, GroupError, GroupMetadata, TokioRuntime};
 use waedge_jid::Jid;
 
-use super::{DeviceSession, not_connected};
+use super::{DeviceManager, DeviceSession, LinkEvent, StatusObserver, is_terminal, not_connected};
 use crate::bindings::types::{
     BusinessCategory, BusinessHours, BusinessProfile, Contact, DeviceState, DeviceStatus, Error,
     Group, LidMapping, OnWhatsapp, ProfilePicture, UserInfo,
@@ -49,32 +49,8 @@ const SAVE_INTERVAL: Duration = Duration::from_secs(30);
 pub struct WhatsappDevices {
     data_dir: PathBuf,
     server: Server,
+    observer: Option<StatusObserver>,
     sessions: Mutex<HashMap<(String, String), Arc<WhatsappDevice>>>,
-}
-
-/// What a linking attempt reports, in order: QR codes, then exactly one of `Linked` or `Failed`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LinkEvent {
-    /// A QR code for the phone to scan, valid for `timeout`; a new one replaces it.
-    Qr {
-        /// The text to render as a QR code.
-        code: String,
-        /// How long this code stays valid.
-        timeout: Duration,
-    },
-    /// The phone linked the device and its session is connected.
-    Linked {
-        /// The account's phone JID, e.g. `6281234567890@s.whatsapp.net`.
-        jid: Option<String>,
-        /// The account's LID, e.g. `1234567890987654321@lid`.
-        lid: Option<String>,
-    },
-    /// Linking ended without a link; the device state tells where the device stands (mostly
-    /// unlinked again).
-    Failed {
-        /// Why, for people.
-        reason: String,
-    },
 }
 
 impl WhatsappDevices {
@@ -92,30 +68,47 @@ impl WhatsappDevices {
     }
 
     fn with(data_dir: &Path, server: Server) -> Self {
-        WhatsappDevices { data_dir: data_dir.join("devices"), server, sessions: Mutex::new(HashMap::new()) }
+        WhatsappDevices {
+            data_dir: data_dir.join("devices"),
+            server,
+            observer: None,
+            sessions: Mutex::new(HashMap::new()),
+        }
     }
 
-    /// Opens the session of `device` of `tenant`: it reconnects in the background if its
-    /// store holds a linked account. Must be called inside a tokio runtime.
-    pub fn open(&self, tenant: &str, device: &str) -> Arc<dyn DeviceSession> {
+    /// Tells `observer` every status change of every device opened from now on.
+    pub fn with_observer(mut self, observer: StatusObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn session(&self, tenant: &str, device: &str) -> anyhow::Result<Arc<WhatsappDevice>> {
+        let sessions = self.sessions.lock().expect("sessions lock");
+        let session = sessions.get(&(tenant.to_string(), device.to_string()));
+        session.cloned().with_context(|| format!("device {tenant}/{device} is not open"))
+    }
+}
+
+#[async_trait]
+impl DeviceManager for WhatsappDevices {
+    fn open(&self, tenant: &str, device: &str, remembered: DeviceState) -> Arc<dyn DeviceSession> {
         let store = self.data_dir.join(tenant).join(format!("{device}.db"));
-        let session = Arc::new(WhatsappDevice::new(device, store, self.server.clone()));
-        tokio::spawn(session.clone().start());
+        let session = Arc::new(WhatsappDevice::new(tenant, device, store, self.server.clone(), self.observer.clone()));
+        if is_terminal(remembered) {
+            session.set_state(remembered);
+        } else {
+            tokio::spawn(session.clone().start());
+        }
         self.sessions.lock().expect("sessions lock").insert((tenant.to_string(), device.to_string()), session.clone());
         session
     }
 
-    /// Starts linking an unlinked, logged-out or replaced device by QR code; the events tell
-    /// which codes to show and how it ended.
-    pub async fn link_qr(&self, tenant: &str, device: &str) -> anyhow::Result<mpsc::Receiver<LinkEvent>> {
+    async fn link_qr(&self, tenant: &str, device: &str) -> anyhow::Result<mpsc::Receiver<LinkEvent>> {
         let (events, _) = self.session(tenant, device)?.start_linking().await?;
         Ok(events)
     }
 
-    /// Starts linking an unlinked, logged-out or replaced device by pair code for the account
-    /// of `phone_number` (digits with country code): returns the code to enter on the phone,
-    /// and the linking events (QR codes keep coming; either way links the device).
-    pub async fn link_pair_code(
+    async fn link_pair_code(
         &self,
         tenant: &str,
         device: &str,
@@ -137,20 +130,44 @@ impl WhatsappDevices {
         }
     }
 
-    /// Disconnects every session, flushing its store, and waits for their run loops to end.
-    pub async fn shutdown(&self) {
+    async fn cancel_link(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
+        let session = self.session(tenant, device)?;
+        anyhow::ensure!(session.link.lock().expect("link lock").is_some(), "device {tenant}/{device} is not being linked");
+        session.finish_link(LinkEvent::Failed { reason: "linking was cancelled".to_string() });
+        session.abandon_link(DeviceState::Unlinked).await;
+        Ok(())
+    }
+
+    async fn logout(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
+        let session = self.session(tenant, device)?;
+        let state = session.status().state;
+        anyhow::ensure!(
+            !matches!(state, DeviceState::Unlinked) && !is_terminal(state),
+            "device {tenant}/{device} is {}: there is no link to log out of",
+            super::state_name(state)
+        );
+        session.logout().await;
+        Ok(())
+    }
+
+    async fn remove(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
+        let session = self.sessions.lock().expect("sessions lock").remove(&(tenant.to_string(), device.to_string()));
+        let Some(session) = session else { return Ok(()) };
+        let state = session.status().state;
+        if !matches!(state, DeviceState::Unlinked) && !is_terminal(state) {
+            session.logout().await;
+        }
+        session.stop().await;
+        delete_store(&session.store).with_context(|| format!("deleting {}", session.store.display()))
+    }
+
+    async fn shutdown(&self) {
         let sessions: Vec<_> = self.sessions.lock().expect("sessions lock").drain().map(|(_, s)| s).collect();
         let mut stopping = tokio::task::JoinSet::new();
         for session in sessions {
             stopping.spawn(async move { session.stop().await });
         }
         while stopping.join_next().await.is_some() {}
-    }
-
-    fn session(&self, tenant: &str, device: &str) -> anyhow::Result<Arc<WhatsappDevice>> {
-        let sessions = self.sessions.lock().expect("sessions lock");
-        let session = sessions.get(&(tenant.to_string(), device.to_string()));
-        session.cloned().with_context(|| format!("device {tenant}/{device} is not open"))
     }
 }
 
@@ -181,6 +198,8 @@ impl Server {
 
 /// One device's session.
 struct WhatsappDevice {
+    tenant: String,
+    observer: Option<StatusObserver>,
     store: PathBuf,
     server: Server,
     status: RwLock<DeviceStatus>,
@@ -192,8 +211,10 @@ struct WhatsappDevice {
 }
 
 impl WhatsappDevice {
-    fn new(id: &str, store: PathBuf, server: Server) -> Self {
+    fn new(tenant: &str, id: &str, store: PathBuf, server: Server, observer: Option<StatusObserver>) -> Self {
         WhatsappDevice {
+            tenant: tenant.to_string(),
+            observer,
             store,
             server,
             status: RwLock::new(DeviceStatus {
@@ -224,12 +245,11 @@ impl WhatsappDevice {
             self.set_state(DeviceState::Unlinked);
             return Ok(());
         };
-        {
-            let mut status = self.status.write().expect("status lock");
+        self.update(|status| {
             status.jid = device.pn.as_ref().map(|j| j.to_non_ad_string());
             status.lid = device.lid.as_ref().map(|j| j.to_non_ad_string());
             status.push_name = Some(device.push_name.clone()).filter(|n| !n.is_empty());
-        }
+        });
         self.run_client(store).await?;
         Ok(())
     }
@@ -272,18 +292,17 @@ impl WhatsappDevice {
     /// the device is unlinked, logged out or replaced. A store that was linked is deleted
     /// first, so the new link starts from fresh keys.
     async fn start_linking(self: &Arc<Self>) -> anyhow::Result<(mpsc::Receiver<LinkEvent>, Arc<Client>)> {
-        let previous = {
-            let mut status = self.status.write().expect("status lock");
-            let previous = status.state;
-            anyhow::ensure!(
-                matches!(previous, DeviceState::Unlinked | DeviceState::LoggedOut | DeviceState::Replaced),
-                "device {} is {}: only an unlinked, logged-out or replaced device can be linked",
-                status.id,
-                super::state_name(previous),
-            );
+        let previous = self.status().state;
+        anyhow::ensure!(
+            matches!(previous, DeviceState::Unlinked | DeviceState::LoggedOut | DeviceState::Replaced)
+                && self.link.lock().expect("link lock").is_none(),
+            "device {} is {}: only an unlinked, logged-out or replaced device that is not being linked can be linked",
+            self.status().id,
+            if self.link.lock().expect("link lock").is_some() { "being linked" } else { super::state_name(previous) },
+        );
+        self.update(|status| {
             *status = DeviceStatus { state: DeviceState::Connecting, jid: None, lid: None, push_name: None, ..status.clone() };
-            previous
-        };
+        });
         let (sender, events) = mpsc::channel(LINK_EVENTS);
         *self.link.lock().expect("link lock") = Some(sender);
         let started = async {
@@ -336,8 +355,35 @@ impl WhatsappDevice {
         }
     }
 
+    /// Logs the client out of WhatsApp (the phone forgets the device) and stops it; the
+    /// device stays logged out until linked again.
+    async fn logout(&self) {
+        let client = self.client.read().expect("client lock").clone();
+        if let Some(client) = client {
+            client.logout().await;
+        }
+        self.stop().await;
+        self.set_state(DeviceState::LoggedOut);
+    }
+
     fn set_state(&self, state: DeviceState) {
-        self.status.write().expect("status lock").state = state;
+        self.update(|status| status.state = state);
+    }
+
+    /// Changes the status and tells the observer.
+    fn update(&self, change: impl FnOnce(&mut DeviceStatus)) {
+        let status = {
+            let mut status = self.status.write().expect("status lock");
+            let before = status.clone();
+            change(&mut status);
+            if *status == before {
+                return;
+            }
+            status.clone()
+        };
+        if let Some(observer) = &self.observer {
+            observer(&self.tenant, &status);
+        }
     }
 
     /// Folds one client event into the device state and the learned contact names.
@@ -345,19 +391,19 @@ impl WhatsappDevice {
         match event {
             Event::Connected(_) => {
                 let client = self.client.read().expect("client lock").clone();
-                let mut status = self.status.write().expect("status lock");
-                if let Some(client) = client {
-                    status.jid = client.pn().map(|j| j.to_non_ad_string()).or(status.jid.take());
-                    status.lid = client.lid().map(|j| j.to_non_ad_string()).or(status.lid.take());
-                    let push_name = client.push_name();
-                    if !push_name.is_empty() {
-                        status.push_name = Some(push_name);
+                self.update(|status| {
+                    if let Some(client) = client {
+                        status.jid = client.pn().map(|j| j.to_non_ad_string()).or(status.jid.take());
+                        status.lid = client.lid().map(|j| j.to_non_ad_string()).or(status.lid.take());
+                        let push_name = client.push_name();
+                        if !push_name.is_empty() {
+                            status.push_name = Some(push_name);
+                        }
                     }
-                }
-                status.state = DeviceState::Connected;
-                let linked = LinkEvent::Linked { jid: status.jid.clone(), lid: status.lid.clone() };
-                drop(status);
-                self.finish_link(linked);
+                    status.state = DeviceState::Connected;
+                });
+                let status = self.status();
+                self.finish_link(LinkEvent::Linked { jid: status.jid, lid: status.lid });
             }
             Event::Disconnected(_) => self.set_state(DeviceState::Disconnected),
             Event::LoggedOut(_) => self.end(DeviceState::LoggedOut),

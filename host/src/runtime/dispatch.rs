@@ -19,6 +19,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::HandlerComponent;
 use super::state::RequestState;
+use crate::metrics::Metrics;
 
 /// Why a component produced no response.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,7 @@ pub enum DispatchError {
 pub async fn dispatch(
     component: &HandlerComponent,
     state: RequestState,
+    metrics: std::sync::Arc<Metrics>,
     request: hyper::Request<Full<Bytes>>,
 ) -> Result<Response<HyperOutgoingBody>, DispatchError> {
     let deadline = state.deadline();
@@ -64,8 +66,11 @@ pub async fn dispatch(
     });
     let (incoming, outparam) = resources.map_err(|e| DispatchError::Trap(format!("{e:#}")))?;
     let pre = component.pre.clone();
+    let name = component.name.clone();
     let task = tokio::spawn(async move {
+        let started = Instant::now();
         let proxy = pre.instantiate_async(&mut store).await?;
+        metrics.instantiated(&name, started.elapsed());
         proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await
     });
     match tokio::time::timeout_at(deadline.into(), receiver).await {

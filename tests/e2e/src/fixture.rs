@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -10,11 +11,12 @@ use waedge::bindings::types::{
     BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group, LidMapping, OnWhatsapp,
     ProfilePicture, UserInfo,
 };
-use waedge::device::{DeviceSession, not_connected};
+use tokio::sync::mpsc;
+use waedge::device::{DeviceManager, DeviceSession, LinkEvent, not_connected};
 use waedge_jid::Jid;
 
 /// Every fixture device, by `tenant/device` key.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct World {
     /// The devices.
     pub devices: BTreeMap<String, DeviceWorld>,
@@ -96,6 +98,39 @@ impl World {
         });
         FixtureDevice { id: device.to_string(), world }
     }
+}
+
+/// Opens fixture sessions from a [`World`]. Fixture devices are linked (or not) by the world
+/// file: linking, logging out and removing them are refused.
+pub struct FixtureDevices(pub World);
+
+#[async_trait]
+impl DeviceManager for FixtureDevices {
+    fn open(&self, tenant: &str, device: &str, _remembered: DeviceState) -> Arc<dyn DeviceSession> {
+        Arc::new(self.0.session(tenant, device))
+    }
+
+    async fn link_qr(&self, _: &str, _: &str) -> anyhow::Result<mpsc::Receiver<LinkEvent>> {
+        anyhow::bail!("fixture devices are linked by the world file")
+    }
+
+    async fn link_pair_code(&self, _: &str, _: &str, _: &str) -> anyhow::Result<(String, mpsc::Receiver<LinkEvent>)> {
+        anyhow::bail!("fixture devices are linked by the world file")
+    }
+
+    async fn cancel_link(&self, _: &str, _: &str) -> anyhow::Result<()> {
+        anyhow::bail!("fixture devices are never being linked")
+    }
+
+    async fn logout(&self, _: &str, _: &str) -> anyhow::Result<()> {
+        anyhow::bail!("fixture devices are linked by the world file")
+    }
+
+    async fn remove(&self, _: &str, _: &str) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    async fn shutdown(&self) {}
 }
 
 /// A device session answering from a [`DeviceWorld`].

@@ -2,7 +2,10 @@
 //!
 //! - [`fixture`]: a [`DeviceSession`](waedge::device::DeviceSession) answering from a fixture
 //!   file, standing in for a linked phone;
-//! - [`server`]: a real waedge gateway on a loopback port, and a small HTTP client for it.
+//! - [`server`]: a real waedge gateway and admin API on loopback ports, and a small HTTP
+//!   client for them;
+//! - [`tenants`]: the two test tenants most tests start from.
 
 pub mod fixture;
 pub mod server;
+pub mod tenants;

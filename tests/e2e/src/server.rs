@@ -1,15 +1,18 @@
-//! A real waedge gateway on a loopback port, fed by fixture devices or any device opener.
+//! A real waedge gateway and its admin API on loopback ports, over an in-memory store seeded
+//! from a configuration, fed by fixture devices or any device manager.
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use tokio::sync::oneshot;
+use tokio::sync::watch;
+use waedge::admin::Admin;
 use waedge::config::Config;
-use waedge::gateway::DeviceOpener;
+use waedge::device::{DeviceManager, DeviceSession};
 use waedge::runtime::Runtime;
+use waedge::store::Store;
 use waedge::{Gateway, server};
 
-use crate::fixture::World;
+use crate::fixture::{FixtureDevices, World};
 
 /// The directory holding the fixture files.
 pub fn fixtures() -> PathBuf {
@@ -22,11 +25,15 @@ fn runtime() -> &'static Runtime {
     RUNTIME.get_or_init(|| Runtime::new().expect("the Wasm runtime starts"))
 }
 
-/// A running gateway. Stops when dropped.
+/// A running gateway with its admin API. Stops when dropped.
 pub struct TestGateway {
     base: String,
+    admin_base: String,
+    admin_token: String,
     client: reqwest::Client,
-    _stop: oneshot::Sender<()>,
+    gateway: Arc<Gateway>,
+    store: Store,
+    _stop: watch::Sender<bool>,
 }
 
 /// A response, with the body parsed as JSON.
@@ -45,20 +52,46 @@ pub struct Reply {
 impl TestGateway {
     /// Starts a gateway for `config` (TOML text) whose devices answer from `world`.
     pub async fn start(config: &str, world: &World) -> TestGateway {
-        Self::start_with(config, &|tenant, device| Arc::new(world.session(tenant, device))).await
+        Self::start_with(config, Arc::new(FixtureDevices(world.clone()))).await
     }
 
-    /// Starts a gateway for `config` (TOML text) whose device sessions `open_device` opens.
-    pub async fn start_with(config: &str, open_device: &DeviceOpener<'_>) -> TestGateway {
+    /// Starts a gateway for `config` (TOML text) whose device sessions `devices` manages.
+    pub async fn start_with(config: &str, devices: Arc<dyn DeviceManager>) -> TestGateway {
         let config = Config::parse(config).expect("the test configuration is valid");
-        let gateway = Gateway::new(&config, runtime(), open_device).expect("the gateway starts");
+        let store = Store::open_in_memory().expect("an in-memory store");
+        store.seed(&config).expect("the configuration seeds the store");
+        let (_, admin_token) = store.create_admin_token().expect("an admin token");
+        let gateway = Arc::new(Gateway::new(runtime().clone(), devices, config.limits, config.default_tenant.clone()));
+        let problems = gateway.reload(&store).expect("the store reads");
+        assert!(problems.is_empty(), "{problems:?}");
+        let (stop, stopping) = watch::channel(false);
+        let stopped = |mut stopping: watch::Receiver<bool>| async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(server::serve(listener, Arc::new(gateway), async move {
-            let _ = stopped.await;
-        }));
-        TestGateway { base, client: reqwest::Client::new(), _stop: stop }
+        tokio::spawn(server::serve(listener, gateway.clone(), stopped(stopping.clone())));
+        let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+        let admin_base = format!("http://{}", admin_listener.local_addr().unwrap());
+        let admin = Arc::new(Admin::new(store.clone(), gateway.clone()));
+        tokio::spawn(server::serve(admin_listener, admin, stopped(stopping)));
+        TestGateway { base, admin_base, admin_token, client: reqwest::Client::new(), gateway, store, _stop: stop }
+    }
+
+    /// The session of `device` of `tenant` as requests see it.
+    pub fn device(&self, tenant: &str, device: &str) -> Arc<dyn DeviceSession> {
+        let tenants = self.gateway.tenants();
+        tenants.get(tenant).and_then(|t| t.device(device)).cloned().expect("the device exists")
+    }
+
+    /// The store the gateway serves from.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The admin token the gateway was started with.
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
     }
 
     /// `GET path` with an optional bearer token.
@@ -82,11 +115,38 @@ impl TestGateway {
         if let Some(host) = host {
             request = request.header(reqwest::header::HOST, host);
         }
-        let response = request.send().await.expect("the gateway answers");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await.expect("a readable body");
-        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-        Reply { status, headers, json, text }
+        reply(request).await
     }
+
+    /// An admin API request with the admin token; `body` is sent as JSON unless `Null`.
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: serde_json::Value) -> Reply {
+        self.admin_as(method, path, Some(&self.admin_token), body).await
+    }
+
+    /// An admin API request with any token (or none).
+    pub async fn admin_as(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: serde_json::Value,
+    ) -> Reply {
+        let mut request = self.client.request(method, format!("{}{path}", self.admin_base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if !body.is_null() {
+            request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.to_string());
+        }
+        reply(request).await
+    }
+}
+
+async fn reply(request: reqwest::RequestBuilder) -> Reply {
+    let response = request.send().await.expect("the server answers");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("a readable body");
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    Reply { status, headers, json, text }
 }

@@ -2,14 +2,14 @@
 //! WhatsApp server on loopback: linking by QR code, lookups over HTTP answered from the sim's
 //! world (`fixtures/wa-world.toml`), reconnects, logout and restarts.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use wa_sim::{Pattern, SimConfig, WaSim};
 use waedge::bindings::types::DeviceState;
-use waedge::device::DeviceSession;
-use waedge::device::whatsapp::{LinkEvent, WhatsappDevices};
+use waedge::device::whatsapp::WhatsappDevices;
+use waedge::device::{DeviceManager, DeviceSession, LinkEvent};
 use waedge::token::TokenHash;
 use waedge_e2e::server::{Reply, TestGateway, fixtures};
 
@@ -21,7 +21,7 @@ const SELF_PHONE: &str = "6285550000001";
 struct Live {
     sim: WaSim,
     data_dir: tempfile::TempDir,
-    devices: WhatsappDevices,
+    devices: Arc<WhatsappDevices>,
     main: Arc<dyn DeviceSession>,
     gateway: TestGateway,
 }
@@ -29,15 +29,14 @@ struct Live {
 impl Live {
     /// Starts everything; device `main` is not linked yet unless `data_dir` holds its store.
     async fn start(sim: WaSim, data_dir: tempfile::TempDir) -> Live {
-        let devices = WhatsappDevices::with_server(data_dir.path(), &sim.ws_url());
-        let opened = Mutex::new(None);
+        let devices = Arc::new(WhatsappDevices::with_server(data_dir.path(), &sim.ws_url()));
         let config = format!(
             r#"
             default_tenant = "acme"
             [[tenants]]
             id = "acme"
             devices = [{{ id = "main" }}]
-            users = [{{ id = "alice", token_sha256 = "{}", devices = ["main"] }}]
+            users = [{{ id = "a11ce000-0000-4000-8000-000000000001", token_sha256 = "{}", devices = ["main"] }}]
             routes = [
               {{ prefix = "/devices", component = "builtin:devices-api" }},
               {{ prefix = "/contacts", component = "builtin:contacts-api" }},
@@ -45,13 +44,8 @@ impl Live {
             "#,
             TokenHash::of(TOKEN).to_hex()
         );
-        let gateway = TestGateway::start_with(&config, &|tenant, device| {
-            let session = devices.open(tenant, device);
-            *opened.lock().unwrap() = Some(session.clone());
-            session
-        })
-        .await;
-        let main = opened.into_inner().unwrap().expect("device main is opened");
+        let gateway = TestGateway::start_with(&config, devices.clone()).await;
+        let main = gateway.device("acme", "main");
         Live { sim, data_dir, devices, main, gateway }
     }
 

@@ -3,56 +3,9 @@
 //! and every bad input answered with the right status and JSON error.
 
 use serde_json::{Value, json};
-use waedge::token::TokenHash;
 use waedge_e2e::fixture::World;
 use waedge_e2e::server::{Reply, TestGateway, fixtures};
-
-const ALICE: &str = "0d6f5c1e-8a3b-4c2d-9e1f-2a3b4c5d6e7f";
-const CAROL: &str = "1a2b3c4d-5e6f-4a1b-8c2d-3e4f5a6b7c8d";
-const DAVE: &str = "2b3c4d5e-6f7a-4b2c-9d3e-4f5a6b7c8d9e";
-const EVE: &str = "3c4d5e6f-7a8b-4c3d-8e4f-5a6b7c8d9e0f";
-
-/// Two tenants. acme (the default tenant, if `default` is set): alice (all devices, `main`
-/// first), carol (only the offline device), dave (no device). globex: eve. Both route both
-/// APIs to the built-in components.
-fn config(default: Option<&str>) -> String {
-    let hash = |token: &str| TokenHash::of(token).to_hex();
-    let default = default.map(|tenant| format!("default_tenant = {tenant:?}")).unwrap_or_default();
-    format!(
-        r#"
-        {default}
-
-        [[tenants]]
-        id = "acme"
-        hosts = ["acme.test"]
-        limits = {{ max_request_body_bytes = 65536 }}
-        devices = [{{ id = "main" }}, {{ id = "stranger" }}, {{ id = "offline" }}, {{ id = "fresh" }}]
-        users = [
-          {{ id = "alice", token_sha256 = "{alice}", devices = ["main", "stranger", "offline", "fresh"] }},
-          {{ id = "carol", token_sha256 = "{carol}", devices = ["offline"] }},
-          {{ id = "dave", token_sha256 = "{dave}" }},
-        ]
-        routes = [
-          {{ prefix = "/devices", component = "builtin:devices-api" }},
-          {{ prefix = "/contacts", component = "builtin:contacts-api" }},
-        ]
-
-        [[tenants]]
-        id = "globex"
-        hosts = ["globex.test"]
-        devices = [{{ id = "main" }}]
-        users = [{{ id = "eve", token_sha256 = "{eve}", devices = ["main"] }}]
-        routes = [
-          {{ prefix = "/devices", component = "builtin:devices-api" }},
-          {{ prefix = "/contacts", component = "builtin:contacts-api" }},
-        ]
-        "#,
-        alice = hash(ALICE),
-        carol = hash(CAROL),
-        dave = hash(DAVE),
-        eve = hash(EVE),
-    )
-}
+use waedge_e2e::tenants::{ALICE, CAROL, DAVE, EVE, config};
 
 async fn gateway() -> TestGateway {
     gateway_with_default(Some("acme")).await

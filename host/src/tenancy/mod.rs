@@ -6,16 +6,22 @@
 //!    token's hash belongs to a tenant's user → that tenant; else the default tenant.
 //! 2. **Component**: the tenant's route with the longest path prefix matching the request
 //!    path at a `/` boundary.
+//! 3. **Admission**: the tenant's [`admission::Admission`] (rate and concurrency limits).
+//!
+//! A [`Tenants`] value is immutable: the gateway builds a new one from the store after every
+//! change and swaps it in, so the request path never takes a lock to find its tenant.
+
+pub mod admission;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use tokio::sync::{Semaphore, TryAcquireError};
-
-use crate::config::{Limits, TenantConfig};
+use crate::config::Limits;
 use crate::device::DeviceSession;
 use crate::runtime::HandlerComponent;
+use crate::store::TenantSnapshot;
 use crate::token::TokenHash;
+use admission::Admission;
 
 /// An API user of a tenant.
 #[derive(Debug, Clone)]
@@ -44,6 +50,16 @@ impl Route {
     fn matches(&self, path: &str) -> bool {
         prefix_matches(&self.prefix, path)
     }
+
+    /// The path prefix, e.g. `/devices`.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The component serving the route.
+    pub fn component(&self) -> &Arc<HandlerComponent> {
+        &self.component
+    }
 }
 
 /// Whether `prefix` (no trailing slash, or exactly `/`) covers `path` at a `/` boundary:
@@ -62,41 +78,39 @@ pub struct Tenant {
     routes: Vec<Route>,
     settings: BTreeMap<String, String>,
     outbound_hosts: Arc<[String]>,
-    in_flight: Semaphore,
+    admission: Arc<Admission>,
 }
 
-/// A tenant over its concurrency limit.
-#[derive(Debug, thiserror::Error)]
-#[error("tenant is serving its maximum of {0} concurrent requests")]
-pub struct Overloaded(pub usize);
-
 impl Tenant {
-    /// Builds a tenant from its configuration, its device sessions and its routes.
+    /// Builds a tenant from its stored state, effective limits, device sessions, routes and
+    /// admission state (kept across rebuilds, so limits hold while the tenant changes).
     pub fn new(
-        config: &TenantConfig,
+        snapshot: &TenantSnapshot,
         limits: Limits,
         devices: BTreeMap<String, Arc<dyn DeviceSession>>,
         routes: Vec<Route>,
+        admission: Arc<Admission>,
     ) -> Self {
-        let users = config
+        let users = snapshot
             .users
             .iter()
-            .map(|u| {
-                let hash = TokenHash::from_hex(&u.token_sha256).expect("validated by Config::parse");
-                (hash, User { id: u.id.clone(), devices: u.devices.clone(), scopes: u.scopes.clone() })
+            .flat_map(|(user, hashes)| {
+                let user = User { id: user.id.clone(), devices: user.devices.clone(), scopes: user.scopes.clone() };
+                hashes.iter().map(move |hash| (*hash, user.clone()))
             })
             .collect();
         let mut routes = routes;
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        let tenant = &snapshot.tenant;
         Tenant {
-            id: config.id.clone(),
+            id: tenant.id.clone(),
             limits,
             users,
             devices,
             routes,
-            settings: config.config.clone(),
-            outbound_hosts: config.outbound_hosts.clone().into(),
-            in_flight: Semaphore::new(limits.max_concurrent_requests),
+            settings: tenant.settings.clone(),
+            outbound_hosts: tenant.outbound_hosts.clone().into(),
+            admission,
         }
     }
 
@@ -125,6 +139,11 @@ impl Tenant {
         self.devices.values()
     }
 
+    /// The tenant's rate and concurrency limiter.
+    pub fn admission(&self) -> &Arc<Admission> {
+        &self.admission
+    }
+
     /// The tenant's key/value settings.
     pub fn settings(&self) -> &BTreeMap<String, String> {
         &self.settings
@@ -135,19 +154,9 @@ impl Tenant {
         &self.outbound_hosts
     }
 
-    /// The component serving `path`, by longest matching prefix.
-    pub fn route(&self, path: &str) -> Option<&Arc<HandlerComponent>> {
-        self.routes.iter().find(|r| r.matches(path)).map(|r| &r.component)
-    }
-
-    /// Admits one request, or refuses it when the tenant is at its concurrency limit. The
-    /// request holds the returned permit until it finishes.
-    pub fn admit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Overloaded> {
-        self.in_flight.try_acquire().map_err(|e| match e {
-            TryAcquireError::NoPermits | TryAcquireError::Closed => {
-                Overloaded(self.limits.max_concurrent_requests)
-            }
-        })
+    /// The route serving `path`, by longest matching prefix.
+    pub fn route(&self, path: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.matches(path))
     }
 }
 
@@ -182,6 +191,11 @@ impl Tenants {
     /// The tenant with this id.
     pub fn get(&self, id: &str) -> Option<&Arc<Tenant>> {
         self.by_id.get(id)
+    }
+
+    /// Every tenant, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Tenant>> {
+        self.by_id.values()
     }
 
     /// Picks the tenant for a request from its `Host` header and bearer token.

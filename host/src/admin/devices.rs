@@ -1,0 +1,212 @@
+//! `/v1/tenants/{tenant}/devices…`: devices, their live status, linking (QR as JSON, PNG and
+//! server-sent events; pair code), log-out and removal.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, StatusCode, header};
+use http_body_util::BodyExt;
+use http_body_util::channel::Channel;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::watch;
+use wasmtime_wasi_http::Error as BodyError;
+
+use super::link::{LinkState, first_news};
+use super::{Admin, Answer, Call, Failure, json, no_content, no_endpoint, respond};
+use crate::device::state_name;
+use crate::store::DeviceRecord;
+
+/// How long `POST …/link` waits for the first QR code.
+const FIRST_CODE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often an idle event stream sends a comment, so proxies keep it open.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// A device as the admin API shows it: the stored record with the live session's state.
+#[derive(Debug, Serialize)]
+pub struct DeviceView {
+    #[serde(flatten)]
+    record: DeviceRecord,
+    /// Whether a linking is in progress.
+    linking: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewDevice {
+    id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PairCodeRequest {
+    phone_number: String,
+}
+
+/// Answers `/v1/tenants/{tenant}/devices` followed by `rest`.
+pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> Answer {
+    let t = tenant.to_string();
+    match (&call.method, rest) {
+        (&Method::GET, []) => {
+            let records = admin.read(move |store| store.devices(&t)).await?;
+            let views: Vec<_> = records.into_iter().map(|record| view(admin, record)).collect();
+            json(StatusCode::OK, &json!({ "devices": views }))
+        }
+        (&Method::POST, []) => {
+            let new: NewDevice = call.json()?;
+            let record = admin.change(move |store| store.create_device(&t, &new.id)).await?;
+            json(StatusCode::CREATED, &view(admin, record))
+        }
+        (&Method::GET, [device]) => json(StatusCode::OK, &current(admin, tenant, device).await?),
+        (&Method::DELETE, [device]) => {
+            current(admin, tenant, device).await?;
+            remove_session(admin, tenant, device).await?;
+            let d = device.to_string();
+            admin.change(move |store| store.delete_device(&t, &d)).await?;
+            no_content()
+        }
+        (&Method::POST, [device, "logout"]) => {
+            current(admin, tenant, device).await?;
+            admin.gateway.devices().logout(tenant, device).await.map_err(|e| Failure::conflict(format!("{e:#}")))?;
+            json(StatusCode::OK, &current(admin, tenant, device).await?)
+        }
+        (&Method::POST, [device, "link"]) => {
+            let mut watch = start_qr(admin, tenant, device).await?;
+            json(StatusCode::OK, &first_news(&mut watch, FIRST_CODE_TIMEOUT).await)
+        }
+        (&Method::GET, [device, "link"]) => {
+            current(admin, tenant, device).await?;
+            let watch = admin.links.last(tenant, device).ok_or_else(|| not_linking(tenant, device))?;
+            let state = watch.borrow().clone();
+            json(StatusCode::OK, &state)
+        }
+        (&Method::DELETE, [device, "link"]) => {
+            current(admin, tenant, device).await?;
+            admin.links.in_progress(tenant, device).ok_or_else(|| not_linking(tenant, device))?;
+            admin.gateway.devices().cancel_link(tenant, device).await.map_err(|e| Failure::conflict(format!("{e:#}")))?;
+            no_content()
+        }
+        (&Method::GET, [device, "link", "qr.png"]) => {
+            current(admin, tenant, device).await?;
+            let watch = admin.links.in_progress(tenant, device).ok_or_else(|| not_linking(tenant, device))?;
+            let state = watch.borrow().clone();
+            let LinkState::Qr { code, .. } = state else {
+                return Err(Failure::conflict("no QR code yet: WhatsApp has not sent one; retry in a second"));
+            };
+            let png = crate::qr::png(&code).map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "QR_FAILED", e.to_string()))?;
+            let mut response = respond(StatusCode::OK, "image/png", png);
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            Ok(response)
+        }
+        (&Method::GET, [device, "link", "events"]) => {
+            let watch = start_qr(admin, tenant, device).await?;
+            Ok(event_stream(watch))
+        }
+        (&Method::POST, [device, "pair-code"]) => {
+            let request: PairCodeRequest = call.json()?;
+            let phone: String = request.phone_number.chars().filter(char::is_ascii_digit).collect();
+            if phone.len() < 7 || phone.len() > 15 {
+                return Err(Failure::invalid("phone_number: give the account's number with country code, e.g. 6281234567890"));
+            }
+            current(admin, tenant, device).await?;
+            if admin.links.in_progress(tenant, device).is_some() {
+                return Err(Failure::conflict("this device is being linked already; cancel with DELETE …/link first"));
+            }
+            let (code, events) = admin
+                .gateway
+                .devices()
+                .link_pair_code(tenant, device, &phone)
+                .await
+                .map_err(|e| Failure::conflict(format!("{e:#}")))?;
+            admin.links.follow(tenant, device, events, Some(code.clone()));
+            json(StatusCode::OK, &json!({ "pair_code": code }))
+        }
+        _ => Err(no_endpoint(call)),
+    }
+}
+
+/// The device's record with its live state; 404 if the tenant or device does not exist.
+async fn current(admin: &Admin, tenant: &str, device: &str) -> Result<DeviceView, Failure> {
+    let (t, d) = (tenant.to_string(), device.to_string());
+    let record = admin.read(move |store| store.device(&t, &d)).await?;
+    Ok(view(admin, record))
+}
+
+fn view(admin: &Admin, mut record: DeviceRecord) -> DeviceView {
+    let tenants = admin.gateway.tenants();
+    if let Some(session) = tenants.get(&record.tenant).and_then(|t| t.device(&record.id)) {
+        let status = session.status();
+        record.state = state_name(status.state).to_string();
+        record.jid = status.jid.or(record.jid);
+        record.lid = status.lid.or(record.lid);
+        record.push_name = status.push_name.or(record.push_name);
+    }
+    let linking = admin.links.in_progress(&record.tenant, &record.id).is_some();
+    DeviceView { record, linking }
+}
+
+/// The linking by QR code of the device in progress, or a new one.
+async fn start_qr(admin: &Admin, tenant: &str, device: &str) -> Result<watch::Receiver<LinkState>, Failure> {
+    let current = current(admin, tenant, device).await?;
+    if let Some(watch) = admin.links.in_progress(tenant, device) {
+        return Ok(watch);
+    }
+    if !matches!(current.record.state.as_str(), "unlinked" | "logged-out" | "replaced") {
+        return Err(Failure::conflict(format!(
+            "device `{device}` is {}: only an unlinked, logged-out or replaced device can be linked; log it out first",
+            current.record.state
+        )));
+    }
+    let events = admin.gateway.devices().link_qr(tenant, device).await.map_err(|e| Failure::conflict(format!("{e:#}")))?;
+    Ok(admin.links.follow(tenant, device, events, None))
+}
+
+/// Logs out and closes the session of a device about to be deleted.
+pub async fn remove_session(admin: &Admin, tenant: &str, device: &str) -> Result<(), Failure> {
+    admin.gateway.devices().remove(tenant, device).await.map_err(|e| {
+        tracing::error!(tenant, device, "removing the device session failed: {e:#}");
+        Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "DEVICE_REMOVAL_FAILED", format!("{e:#}"))
+    })
+}
+
+fn not_linking(tenant: &str, device: &str) -> Failure {
+    Failure::new(
+        StatusCode::NOT_FOUND,
+        "NOT_LINKING",
+        format!("device `{tenant}/{device}` is not being linked; start with POST …/link or …/pair-code"),
+    )
+}
+
+/// A `text/event-stream` of the linking's states: `event: qr|linked|failed` with the state as
+/// JSON, until the linking ends.
+fn event_stream(mut watch: watch::Receiver<LinkState>) -> http::Response<crate::gateway::ResponseBody> {
+    let (mut sender, body) = Channel::<Bytes, BodyError>::new(4);
+    tokio::spawn(async move {
+        loop {
+            let state = watch.borrow_and_update().clone();
+            if state != LinkState::Starting {
+                let data = serde_json::to_string(&state).expect("link states serialise");
+                let event = format!("event: {}\ndata: {data}\n\n", state.event_name());
+                if sender.send_data(Bytes::from(event)).await.is_err() || state.is_final() {
+                    return;
+                }
+            }
+            loop {
+                match tokio::time::timeout(KEEP_ALIVE, watch.changed()).await {
+                    Ok(Ok(())) => break,
+                    Ok(Err(_closed)) => return,
+                    Err(_idle) => {
+                        if sender.send_data(Bytes::from_static(b": waiting\n\n")).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    let mut response = http::Response::new(body.boxed_unsync());
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

@@ -1,0 +1,54 @@
+//! The open endpoints of the admin listener: `/healthz`, `/readyz`, `/metrics`,
+//! `/openapi.json` and the pairing page `/pair`.
+
+use std::collections::BTreeMap;
+
+use http::{Method, StatusCode};
+use serde_json::json;
+
+use super::{Admin, Answer, Call, json, no_endpoint, respond};
+use crate::device::state_name;
+
+/// The OpenAPI 3.1 document of the admin API and of the two built-in APIs.
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+/// The pairing page: shows the rotating QR code of a device and turns to "linked".
+const PAIR_PAGE: &str = include_str!("pair.html");
+
+/// Answers the open endpoint `name`.
+pub async fn answer(admin: &Admin, call: &Call, name: &str) -> Answer {
+    if call.method != Method::GET {
+        return Err(no_endpoint(call));
+    }
+    match name {
+        "healthz" => json(StatusCode::OK, &json!({ "status": "ok" })),
+        "readyz" => {
+            admin.read(|store| store.is_empty()).await?;
+            let tenants = admin.gateway.tenants();
+            let mut devices: BTreeMap<&str, usize> = BTreeMap::new();
+            for tenant in tenants.iter() {
+                for device in tenant.devices() {
+                    *devices.entry(state_name(device.status().state)).or_default() += 1;
+                }
+            }
+            json(StatusCode::OK, &json!({ "status": "ready", "tenants": tenants.iter().count(), "devices": devices }))
+        }
+        "metrics" => {
+            let tenants = admin.gateway.tenants();
+            let states: Vec<(String, String, &'static str)> = tenants
+                .iter()
+                .flat_map(|tenant| {
+                    tenant.devices().map(|device| {
+                        let status = device.status();
+                        (tenant.id().to_string(), status.id, state_name(status.state))
+                    })
+                })
+                .collect();
+            let text = admin.gateway.metrics().render(states.iter().map(|(t, d, s)| (t.as_str(), d.as_str(), *s)));
+            Ok(respond(StatusCode::OK, "text/plain; version=0.0.4", text))
+        }
+        "openapi.json" => Ok(respond(StatusCode::OK, "application/json", OPENAPI)),
+        "pair" => Ok(respond(StatusCode::OK, "text/html; charset=utf-8", PAIR_PAGE)),
+        _ => Err(no_endpoint(call)),
+    }
+}

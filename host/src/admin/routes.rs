@@ -1,0 +1,38 @@
+//! `/v1/tenants/{tenant}/routes`: list, set (`PUT` with `{prefix, component}`) and delete
+//! (`DELETE ?prefix=/x`) routes.
+
+use http::{Method, StatusCode};
+use serde_json::json;
+
+use super::{Admin, Answer, Call, Failure, json, no_content, no_endpoint};
+use crate::store::RouteRecord;
+
+/// Answers `/v1/tenants/{tenant}/routes`.
+pub async fn answer(admin: &Admin, call: &Call, tenant: &str) -> Answer {
+    let tenant = tenant.to_string();
+    match call.method {
+        Method::GET => {
+            let routes = admin.read(move |store| store.routes(&tenant)).await?;
+            json(StatusCode::OK, &json!({ "routes": routes }))
+        }
+        Method::PUT => {
+            let route: RouteRecord = call.json()?;
+            let gateway = admin.gateway.clone();
+            let component = route.component.clone();
+            // Compiling is CPU work: off the async workers, like every store call.
+            admin
+                .read(move |_| Ok(gateway.check_component(&component)))
+                .await?
+                .map_err(|e| Failure::invalid(format!("route component: {e:#}")))?;
+            json(StatusCode::OK, &admin.change(move |store| store.put_route(&tenant, route)).await?)
+        }
+        Method::DELETE => {
+            let prefix = call
+                .query("prefix")
+                .ok_or_else(|| Failure::invalid("say which route to delete: `?prefix=/devices`"))?;
+            admin.change(move |store| store.delete_route(&tenant, &prefix)).await?;
+            no_content()
+        }
+        _ => Err(no_endpoint(call)),
+    }
+}

@@ -1,0 +1,44 @@
+//! `/v1/tenants` and `/v1/tenants/{tenant}`.
+
+use http::{Method, StatusCode};
+use serde_json::json;
+
+use super::{Admin, Answer, Call, json, no_content, no_endpoint};
+use crate::store::tenants::{NewTenant, TenantPatch};
+
+/// Answers the tenant collection (`tenant` is `None`) or one tenant.
+pub async fn answer(admin: &Admin, call: &Call, tenant: Option<&str>) -> Answer {
+    match (&call.method, tenant) {
+        (&Method::GET, None) => {
+            let tenants = admin.read(|store| store.tenants()).await?;
+            json(StatusCode::OK, &json!({ "tenants": tenants }))
+        }
+        (&Method::POST, None) => {
+            let new: NewTenant = call.json()?;
+            let tenant = admin.change(move |store| store.create_tenant(new)).await?;
+            json(StatusCode::CREATED, &tenant)
+        }
+        (&Method::GET, Some(id)) => {
+            let id = id.to_string();
+            json(StatusCode::OK, &admin.read(move |store| store.tenant(&id)).await?)
+        }
+        (&Method::PATCH, Some(id)) => {
+            let patch: TenantPatch = call.json()?;
+            let id = id.to_string();
+            json(StatusCode::OK, &admin.change(move |store| store.update_tenant(&id, patch)).await?)
+        }
+        (&Method::DELETE, Some(id)) => {
+            let devices = {
+                let id = id.to_string();
+                admin.read(move |store| store.devices(&id)).await?
+            };
+            for device in devices {
+                super::devices::remove_session(admin, id, &device.id).await?;
+            }
+            let id = id.to_string();
+            admin.change(move |store| store.delete_tenant(&id)).await?;
+            no_content()
+        }
+        _ => Err(no_endpoint(call)),
+    }
+}

@@ -1,0 +1,53 @@
+//! `/v1/tenants/{tenant}/users…`: users and their API tokens.
+
+use http::{Method, StatusCode};
+use serde_json::json;
+
+use super::{Admin, Answer, Call, json, no_content, no_endpoint};
+use crate::store::users::NewUser;
+
+/// Answers `/v1/tenants/{tenant}/users` followed by `rest`.
+pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> Answer {
+    let tenant = tenant.to_string();
+    match (&call.method, rest) {
+        (&Method::GET, []) => {
+            let users = admin.read(move |store| store.users(&tenant)).await?;
+            json(StatusCode::OK, &json!({ "users": users }))
+        }
+        (&Method::POST, []) => {
+            let new: NewUser = call.json()?;
+            json(StatusCode::CREATED, &admin.change(move |store| store.create_user(&tenant, new)).await?)
+        }
+        (&Method::GET, [user]) => {
+            let user = user.to_string();
+            json(StatusCode::OK, &admin.read(move |store| store.user(&tenant, &user)).await?)
+        }
+        (&Method::PUT, [user]) => {
+            let new: NewUser = call.json()?;
+            let user = user.to_string();
+            json(StatusCode::OK, &admin.change(move |store| store.update_user(&tenant, &user, new)).await?)
+        }
+        (&Method::DELETE, [user]) => {
+            let user = user.to_string();
+            admin.change(move |store| store.delete_user(&tenant, &user)).await?;
+            no_content()
+        }
+        (&Method::GET, [user, "tokens"]) => {
+            let user = user.to_string();
+            let tokens = admin.read(move |store| store.tokens(&tenant, &user)).await?;
+            json(StatusCode::OK, &json!({ "tokens": tokens }))
+        }
+        (&Method::POST, [user, "tokens"]) => {
+            let user = user.to_string();
+            let (record, token) = admin.change(move |store| store.create_token(&tenant, &user)).await?;
+            let mut body = serde_json::to_value(&record).expect("token records serialise");
+            body["token"] = json!(token);
+            json(StatusCode::CREATED, &body)
+        }
+        (&Method::DELETE, [user, "tokens", token]) => {
+            let (user, token) = (user.to_string(), token.to_string());
+            json(StatusCode::OK, &admin.change(move |store| store.revoke_token(&tenant, &user, &token)).await?)
+        }
+        _ => Err(no_endpoint(call)),
+    }
+}

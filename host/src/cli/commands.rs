@@ -1,0 +1,346 @@
+//! The admin-API commands: `tenant`, `user`, `token`, `device` and `route`.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use serde_json::{Map, Value, json};
+
+use super::Connection;
+use super::client::{Client, segment};
+use super::output;
+
+/// A resource of the admin API and what to do with it.
+#[derive(Subcommand)]
+pub enum Resource {
+    /// Tenants: the customers waedge serves.
+    #[command(subcommand)]
+    Tenant(TenantAction),
+    /// API users of a tenant.
+    #[command(subcommand)]
+    User(UserAction),
+    /// API tokens of a user.
+    #[command(subcommand)]
+    Token(TokenAction),
+    /// WhatsApp devices of a tenant: create, link, status, log out, delete.
+    #[command(subcommand)]
+    Device(DeviceAction),
+    /// Routes of a tenant: path prefix → component.
+    #[command(subcommand)]
+    Route(RouteAction),
+}
+
+/// `waedge tenant …`
+#[derive(Subcommand)]
+pub enum TenantAction {
+    /// List tenants.
+    List,
+    /// Show one tenant.
+    Show { tenant: String },
+    /// Create a tenant.
+    Create {
+        tenant: String,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// A host name whose requests go to the tenant (repeat for more).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// A limit, e.g. `requests_per_second=50` (repeat for more).
+        #[arg(long = "limit", value_parser = key_value)]
+        limits: Vec<(String, String)>,
+    },
+    /// Change a tenant's name, host names or limits.
+    Update {
+        tenant: String,
+        /// New display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Replace the host names (repeat for more).
+        #[arg(long = "host")]
+        hosts: Option<Vec<String>>,
+        /// A limit, e.g. `requests_per_second=50` (repeat; replaces all limits).
+        #[arg(long = "limit", value_parser = key_value)]
+        limits: Option<Vec<(String, String)>>,
+    },
+    /// Delete a tenant with its users, tokens, devices (logged out) and routes.
+    Delete { tenant: String },
+}
+
+/// `waedge user …`
+#[derive(Subcommand)]
+pub enum UserAction {
+    /// List the users of a tenant.
+    List { tenant: String },
+    /// Create a user; prints its id.
+    Create {
+        tenant: String,
+        /// Display name.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// A device the user may use (repeat; the first is the user's own).
+        #[arg(long = "device")]
+        devices: Vec<String>,
+        /// A scope (repeat for more).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
+    /// Delete a user and its tokens.
+    Delete { tenant: String, user: String },
+}
+
+/// `waedge token …`
+#[derive(Subcommand)]
+pub enum TokenAction {
+    /// List a user's tokens (never the tokens themselves).
+    List { tenant: String, user: String },
+    /// Create a token for a user and print it (once: only its hash is kept).
+    Create { tenant: String, user: String },
+    /// Revoke a token; it stops working at once.
+    Revoke { tenant: String, user: String, token_id: String },
+}
+
+/// `waedge device …`
+#[derive(Subcommand)]
+pub enum DeviceAction {
+    /// List the devices of a tenant with their state.
+    List { tenant: String },
+    /// Create an (unlinked) device.
+    Create { tenant: String, device: String },
+    /// Show a device's state and WhatsApp identity.
+    Status { tenant: String, device: String },
+    /// Link a device by QR code: prints the code in the terminal, redraws it as WhatsApp
+    /// rotates it, and ends when the phone has linked the device.
+    Link { tenant: String, device: String },
+    /// Link a device by pair code: prints the code to enter on the phone, then waits.
+    PairCode {
+        tenant: String,
+        device: String,
+        /// The account's phone number with country code, e.g. 6281234567890.
+        phone_number: String,
+    },
+    /// Log a device out of WhatsApp (the phone forgets it).
+    Logout { tenant: String, device: String },
+    /// Delete a device, logging it out first.
+    Delete { tenant: String, device: String },
+}
+
+/// `waedge route …`
+#[derive(Subcommand)]
+pub enum RouteAction {
+    /// List a tenant's routes.
+    List { tenant: String },
+    /// Route a path prefix to a component (`builtin:NAME` or a .wasm file on the server).
+    Set { tenant: String, prefix: String, component: String },
+    /// Delete the route with this prefix.
+    Delete { tenant: String, prefix: String },
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .ok_or_else(|| format!("`{text}`: write NAME=VALUE, e.g. requests_per_second=50"))
+}
+
+fn limits(pairs: &[(String, String)]) -> anyhow::Result<Value> {
+    let mut limits = Map::new();
+    for (name, value) in pairs {
+        let number: u64 = value.parse().map_err(|_| anyhow::anyhow!("limit {name}: `{value}` is not a whole number"))?;
+        limits.insert(name.clone(), json!(number));
+    }
+    Ok(Value::Object(limits))
+}
+
+/// Runs one admin-API command.
+pub fn run(resource: Resource, connection: &Connection) -> anyhow::Result<ExitCode> {
+    let client = Client::new(connection)?;
+    let print = Printer { json: connection.json };
+    match resource {
+        Resource::Tenant(action) => tenant(&client, &print, action),
+        Resource::User(action) => user(&client, &print, action),
+        Resource::Token(action) => token(&client, &print, action),
+        Resource::Device(action) => device(&client, &print, action),
+        Resource::Route(action) => route(&client, &print, action),
+    }
+}
+
+/// Prints answers as tables or JSON.
+struct Printer {
+    json: bool,
+}
+
+impl Printer {
+    fn list(&self, answer: &Value, key: &str, columns: &[(&str, &str)]) -> anyhow::Result<ExitCode> {
+        if self.json {
+            output::json(answer);
+        } else {
+            let items = answer[key].as_array().cloned().unwrap_or_default();
+            let rows = items.iter().map(|item| columns.iter().map(|(_, field)| output::cell(&item[*field])).collect());
+            output::table(&columns.iter().map(|(header, _)| *header).collect::<Vec<_>>(), rows);
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn one(&self, answer: &Value) -> anyhow::Result<ExitCode> {
+        if self.json { output::json(answer) } else { output::record(answer) }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn done(&self, message: &str) -> anyhow::Result<ExitCode> {
+        if self.json {
+            output::json(&json!({ "ok": true }));
+        } else {
+            println!("{message}");
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+const TENANT_COLUMNS: &[(&str, &str)] = &[("ID", "id"), ("NAME", "name"), ("HOSTS", "hosts"), ("LIMITS", "limits")];
+const DEVICE_COLUMNS: &[(&str, &str)] =
+    &[("ID", "id"), ("STATE", "state"), ("JID", "jid"), ("NAME", "push_name"), ("LINKING", "linking")];
+
+fn tenant(client: &Client, print: &Printer, action: TenantAction) -> anyhow::Result<ExitCode> {
+    match action {
+        TenantAction::List => print.list(&client.get("/v1/tenants")?, "tenants", TENANT_COLUMNS),
+        TenantAction::Show { tenant } => print.one(&client.get(&format!("/v1/tenants/{}", segment(&tenant)))?),
+        TenantAction::Create { tenant, name, hosts, limits: pairs } => {
+            let body = json!({ "id": tenant, "name": name, "hosts": hosts, "limits": limits(&pairs)? });
+            print.one(&client.post("/v1/tenants", &body)?)
+        }
+        TenantAction::Update { tenant, name, hosts, limits: pairs } => {
+            let mut body = Map::new();
+            if let Some(name) = name {
+                body.insert("name".into(), json!(name));
+            }
+            if let Some(hosts) = hosts {
+                body.insert("hosts".into(), json!(hosts));
+            }
+            if let Some(pairs) = pairs {
+                body.insert("limits".into(), limits(&pairs)?);
+            }
+            print.one(&client.patch(&format!("/v1/tenants/{}", segment(&tenant)), &Value::Object(body))?)
+        }
+        TenantAction::Delete { tenant } => {
+            client.delete(&format!("/v1/tenants/{}", segment(&tenant)))?;
+            print.done(&format!("Tenant {tenant} deleted."))
+        }
+    }
+}
+
+fn user(client: &Client, print: &Printer, action: UserAction) -> anyhow::Result<ExitCode> {
+    match action {
+        UserAction::List { tenant } => {
+            let answer = client.get(&format!("/v1/tenants/{}/users", segment(&tenant)))?;
+            print.list(&answer, "users", &[("ID", "id"), ("NAME", "name"), ("DEVICES", "devices"), ("SCOPES", "scopes")])
+        }
+        UserAction::Create { tenant, name, devices, scopes } => {
+            let body = json!({ "name": name, "devices": devices, "scopes": scopes });
+            print.one(&client.post(&format!("/v1/tenants/{}/users", segment(&tenant)), &body)?)
+        }
+        UserAction::Delete { tenant, user } => {
+            client.delete(&format!("/v1/tenants/{}/users/{}", segment(&tenant), segment(&user)))?;
+            print.done(&format!("User {user} deleted."))
+        }
+    }
+}
+
+fn token(client: &Client, print: &Printer, action: TokenAction) -> anyhow::Result<ExitCode> {
+    let tokens = |tenant: &str, user: &str| format!("/v1/tenants/{}/users/{}/tokens", segment(tenant), segment(user));
+    match action {
+        TokenAction::List { tenant, user } => {
+            let answer = client.get(&tokens(&tenant, &user))?;
+            print.list(&answer, "tokens", &[("ID", "id"), ("CREATED", "created_at"), ("REVOKED", "revoked_at")])
+        }
+        TokenAction::Create { tenant, user } => {
+            let answer = client.post(&tokens(&tenant, &user), &Value::Null)?;
+            if print.json {
+                output::json(&answer);
+            } else {
+                println!("{}", answer["token"].as_str().unwrap_or_default());
+                eprintln!("Token {} created. It is shown only now: store it.", output::cell(&answer["id"]));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TokenAction::Revoke { tenant, user, token_id } => {
+            let answer = client.delete(&format!("{}/{}", tokens(&tenant, &user), segment(&token_id)))?;
+            if print.json { output::json(&answer) } else { println!("Token {token_id} revoked.") }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn device(client: &Client, print: &Printer, action: DeviceAction) -> anyhow::Result<ExitCode> {
+    let devices = |tenant: &str| format!("/v1/tenants/{}/devices", segment(tenant));
+    let one = |tenant: &str, device: &str| format!("{}/{}", devices(tenant), segment(device));
+    match action {
+        DeviceAction::List { tenant } => print.list(&client.get(&devices(&tenant))?, "devices", DEVICE_COLUMNS),
+        DeviceAction::Create { tenant, device } => print.one(&client.post(&devices(&tenant), &json!({ "id": device }))?),
+        DeviceAction::Status { tenant, device } => print.one(&client.get(&one(&tenant, &device))?),
+        DeviceAction::Link { tenant, device } => follow_link(client, print, &format!("{}/link/events", one(&tenant, &device))),
+        DeviceAction::PairCode { tenant, device, phone_number } => {
+            let answer = client.post(&format!("{}/pair-code", one(&tenant, &device)), &json!({ "phone_number": phone_number }))?;
+            if print.json {
+                output::json(&answer);
+            } else {
+                println!("Pair code: {}", output::cell(&answer["pair_code"]));
+                println!("On the phone: WhatsApp → Linked devices → Link a device → Link with phone number instead.");
+            }
+            follow_link(client, print, &format!("{}/link/events", one(&tenant, &device)))
+        }
+        DeviceAction::Logout { tenant, device } => print.one(&client.post(&format!("{}/logout", one(&tenant, &device)), &Value::Null)?),
+        DeviceAction::Delete { tenant, device } => {
+            client.delete(&one(&tenant, &device))?;
+            print.done(&format!("Device {device} deleted."))
+        }
+    }
+}
+
+/// Follows a linking's events: draws each QR code (or prints the events as JSON lines) and
+/// ends with success when the device is linked.
+fn follow_link(client: &Client, print: &Printer, path: &str) -> anyhow::Result<ExitCode> {
+    let mut linked = false;
+    let terminal = std::io::stdout().is_terminal();
+    client.events(path, |event| {
+        if print.json {
+            println!("{}", event.data);
+        } else {
+            match event.name.as_str() {
+                "qr" => {
+                    let code = event.data["code"].as_str().unwrap_or_default();
+                    if terminal {
+                        print!("\x1b[2J\x1b[H");
+                    }
+                    println!("{}", waedge::qr::terminal(code)?);
+                    println!("Scan with WhatsApp → Linked devices → Link a device. The code changes every {} s.", output::cell(&event.data["expires_in_seconds"]));
+                    if !terminal {
+                        println!("code: {code}");
+                    }
+                }
+                "linked" => println!("Linked: {}", output::cell(&event.data["jid"])),
+                "failed" => println!("Not linked: {}", output::cell(&event.data["reason"])),
+                _ => {}
+            }
+            std::io::stdout().flush()?;
+        }
+        linked = event.name == "linked";
+        Ok(!matches!(event.name.as_str(), "linked" | "failed"))
+    })?;
+    Ok(if linked { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn route(client: &Client, print: &Printer, action: RouteAction) -> anyhow::Result<ExitCode> {
+    let routes = |tenant: &str| format!("/v1/tenants/{}/routes", segment(tenant));
+    match action {
+        RouteAction::List { tenant } => {
+            print.list(&client.get(&routes(&tenant))?, "routes", &[("PREFIX", "prefix"), ("COMPONENT", "component")])
+        }
+        RouteAction::Set { tenant, prefix, component } => {
+            print.one(&client.put(&routes(&tenant), &json!({ "prefix": prefix, "component": component }))?)
+        }
+        RouteAction::Delete { tenant, prefix } => {
+            client.delete(&format!("{}?prefix={}", routes(&tenant), segment(&prefix)))?;
+            print.done(&format!("Route {prefix} deleted."))
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The command line: `serve` runs the gateway; `admin-token` works on the store directly;
+//! everything else talks to a running gateway's admin API ([`client`]) and prints human
+//! tables or, with `--json`, the API's JSON ([`output`]).
+
+mod client;
+mod commands;
+mod output;
+mod serve;
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use waedge::config::Config;
+use waedge::token::TokenHash;
+
+pub use commands::Resource;
+
+/// WhatsApp edge gateway: device sessions in the host, request logic in Wasm components.
+#[derive(Parser)]
+#[command(version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (API and admin listeners).
+    Serve {
+        /// The configuration file.
+        #[arg(long, short, default_value = "waedge.toml")]
+        config: PathBuf,
+    },
+    /// Create, list and revoke admin-API tokens (works on the store directly: run it where
+    /// the data directory is).
+    AdminToken {
+        #[command(subcommand)]
+        action: AdminTokenAction,
+        /// The configuration file naming the data directory.
+        #[arg(long, short, default_value = "waedge.toml", global = true)]
+        config: PathBuf,
+    },
+    /// Print the SHA-256 of an API token read from standard input (for `token_sha256`).
+    HashToken,
+    /// Make a new API token and print it with its hash (for a configuration file's seed).
+    NewToken,
+    /// Everything else talks to a running gateway's admin API.
+    #[command(flatten)]
+    Remote(Resource),
+}
+
+#[derive(Subcommand)]
+enum AdminTokenAction {
+    /// Create an admin token and print it (once: only its hash is kept).
+    Create,
+    /// List admin tokens (never the tokens themselves).
+    List,
+    /// Revoke an admin token by its id.
+    Revoke {
+        /// The token's id, from `admin-token list`.
+        id: String,
+    },
+}
+
+/// Where the admin API is and how to authenticate, and how to print answers.
+#[derive(Args, Clone)]
+pub struct Connection {
+    /// The admin API's base URL.
+    #[arg(long, env = "WAEDGE_ADMIN_URL", default_value = "http://127.0.0.1:8081", global = true)]
+    pub admin_url: String,
+    /// An admin token (`waedge admin-token create` makes one).
+    #[arg(long, env = "WAEDGE_ADMIN_TOKEN", hide_env_values = true, global = true)]
+    pub admin_token: Option<String>,
+    /// Print the admin API's JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// Parses the command line and runs the command.
+pub fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => {
+            let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
+            runtime.block_on(serve::serve(&config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::AdminToken { action, config } => admin_token(action, &config),
+        Command::HashToken => {
+            let mut token = String::new();
+            std::io::stdin().read_to_string(&mut token).context("reading the token from standard input")?;
+            println!("{}", TokenHash::of(token.trim()).to_hex());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::NewToken => {
+            let token = uuid::Uuid::new_v4().to_string();
+            println!("token:        {token}\ntoken_sha256: {}", TokenHash::of(&token).to_hex());
+            eprintln!("Store the token now: only its hash is kept.");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Remote(resource) => commands::run(resource, &cli.connection),
+    }
+}
+
+fn admin_token(action: AdminTokenAction, config: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config)?;
+    let store = serve::open_store(&config)?;
+    match action {
+        AdminTokenAction::Create => {
+            let (record, token) = store.create_admin_token()?;
+            println!("{token}");
+            eprintln!("Admin token {} created. It is shown only now: export WAEDGE_ADMIN_TOKEN={token}", record.id);
+        }
+        AdminTokenAction::List => {
+            let rows = store.admin_tokens()?.into_iter().map(|t| {
+                vec![t.id, t.created_at, t.revoked_at.unwrap_or_else(|| "-".into())]
+            });
+            output::table(&["ID", "CREATED", "REVOKED"], rows);
+        }
+        AdminTokenAction::Revoke { id } => {
+            store.revoke_admin_token(&id)?;
+            eprintln!("Admin token {id} revoked.");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,165 @@
+//! Process metrics in the Prometheus text format, served by the admin API at `/metrics`.
+//!
+//! Counters and histograms live behind one mutex each and are updated once per request;
+//! device states are read from the sessions at scrape time.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the latency histogram buckets.
+const BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// A cumulative histogram of durations.
+#[derive(Default, Clone)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        for (count, bound) in self.counts.iter_mut().zip(BUCKETS) {
+            if seconds <= bound {
+                *count += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (count, bound) in self.counts.iter().zip(BUCKETS) {
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {count}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
+}
+
+/// Which tenant, route and component served a request.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Served {
+    /// The tenant id, or `-` when no tenant was found.
+    pub tenant: String,
+    /// The route prefix, or `-`.
+    pub route: String,
+    /// The component name, or `-`.
+    pub component: String,
+}
+
+/// The gateway's metrics.
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(Served, u16), u64>>,
+    latency: Mutex<BTreeMap<Served, Histogram>>,
+    instantiation: Mutex<BTreeMap<String, Histogram>>,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts one request with its status and latency.
+    pub fn request(&self, served: &Served, status: u16, elapsed: Duration) {
+        *lock(&self.requests).entry((served.clone(), status)).or_default() += 1;
+        lock(&self.latency).entry(served.clone()).or_default().observe(elapsed);
+    }
+
+    /// Records how long instantiating `component` took.
+    pub fn instantiated(&self, component: &str, elapsed: Duration) {
+        lock(&self.instantiation).entry(component.to_string()).or_default().observe(elapsed);
+    }
+
+    /// Counts WhatsApp look-ups answered from the cache (`hits`) and from WhatsApp (`misses`).
+    pub fn cache_lookups(&self, hits: u64, misses: u64) {
+        self.cache_hits.fetch_add(hits, Ordering::Relaxed);
+        self.cache_misses.fetch_add(misses, Ordering::Relaxed);
+    }
+
+    /// The metrics in Prometheus text format; `devices` gives `(tenant, device, state)` of
+    /// every device session.
+    pub fn render<'a>(&self, devices: impl Iterator<Item = (&'a str, &'a str, &'static str)>) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP waedge_requests_total Requests served, by tenant, route, component and status.\n");
+        out.push_str("# TYPE waedge_requests_total counter\n");
+        for ((served, status), count) in lock(&self.requests).iter() {
+            let _ = writeln!(out, "waedge_requests_total{{{},status=\"{status}\"}} {count}", labels(served));
+        }
+        out.push_str("# HELP waedge_request_duration_seconds Request latency, by tenant, route and component.\n");
+        out.push_str("# TYPE waedge_request_duration_seconds histogram\n");
+        for (served, histogram) in lock(&self.latency).iter() {
+            histogram.render(&mut out, "waedge_request_duration_seconds", &labels(served));
+        }
+        out.push_str("# HELP waedge_component_instantiation_seconds Time to instantiate a component for a request.\n");
+        out.push_str("# TYPE waedge_component_instantiation_seconds histogram\n");
+        for (component, histogram) in lock(&self.instantiation).iter() {
+            let labels = format!("component=\"{}\"", escape(component));
+            histogram.render(&mut out, "waedge_component_instantiation_seconds", &labels);
+        }
+        out.push_str("# HELP waedge_cache_lookups_total WhatsApp look-ups, by whether the cache answered.\n");
+        out.push_str("# TYPE waedge_cache_lookups_total counter\n");
+        let _ = writeln!(out, "waedge_cache_lookups_total{{result=\"hit\"}} {}", self.cache_hits.load(Ordering::Relaxed));
+        let _ = writeln!(out, "waedge_cache_lookups_total{{result=\"miss\"}} {}", self.cache_misses.load(Ordering::Relaxed));
+        out.push_str("# HELP waedge_device_state Device sessions, 1 for the state each is in.\n");
+        out.push_str("# TYPE waedge_device_state gauge\n");
+        for (tenant, device, state) in devices {
+            let _ = writeln!(
+                out,
+                "waedge_device_state{{tenant=\"{}\",device=\"{}\",state=\"{state}\"}} 1",
+                escape(tenant),
+                escape(device)
+            );
+        }
+        out
+    }
+}
+
+fn labels(served: &Served) -> String {
+    format!(
+        "tenant=\"{}\",route=\"{}\",component=\"{}\"",
+        escape(&served.tenant),
+        escape(&served.route),
+        escape(&served.component)
+    )
+}
+
+/// Escapes a label value: backslash, double quote and newline.
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_histograms_and_gauges() {
+        let metrics = Metrics::default();
+        let served = Served { tenant: "acme".into(), route: "/devices".into(), component: "builtin:devices-api".into() };
+        metrics.request(&served, 200, Duration::from_millis(3));
+        metrics.request(&served, 200, Duration::from_millis(30));
+        metrics.cache_lookups(1, 0);
+        let text = metrics.render([("acme", "main", "connected")].into_iter());
+        let labels = r#"tenant="acme",route="/devices",component="builtin:devices-api""#;
+        assert!(text.contains(&format!("waedge_requests_total{{{labels},status=\"200\"}} 2\n")), "{text}");
+        assert!(text.contains(&format!("waedge_request_duration_seconds_bucket{{{labels},le=\"0.005\"}} 1\n")), "{text}");
+        assert!(text.contains(&format!("waedge_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} 2\n")), "{text}");
+        assert!(text.contains("waedge_cache_lookups_total{result=\"hit\"} 1\n"), "{text}");
+        assert!(text.contains("waedge_device_state{tenant=\"acme\",device=\"main\",state=\"connected\"} 1\n"), "{text}");
+    }
+
+    #[test]
+    fn escapes_label_values() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

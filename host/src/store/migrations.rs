@@ -1,0 +1,92 @@
+//! The schema, as an append-only list of migrations.
+//!
+//! `PRAGMA user_version` records how many have been applied; [`migrate`] applies the rest in
+//! one transaction each. Never edit a released migration: add a new one.
+
+use rusqlite::{Connection, Transaction};
+
+/// Every migration, in order; the database's `user_version` is the number applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: tenants, their host names, users, API tokens, devices, routes, component versions
+    //    and the admin tokens.
+    r#"
+    CREATE TABLE tenants (
+        id             TEXT PRIMARY KEY,
+        name           TEXT NOT NULL,
+        limits         TEXT NOT NULL,      -- JSON: LimitOverrides
+        outbound_hosts TEXT NOT NULL,      -- JSON: [host]
+        settings       TEXT NOT NULL,      -- JSON: {key: value}
+        created_at     TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE tenant_hosts (
+        host      TEXT PRIMARY KEY,        -- lower case, no port
+        tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE
+    ) STRICT;
+    CREATE TABLE devices (
+        tenant_id  TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        id         TEXT NOT NULL,
+        state      TEXT NOT NULL,          -- WIT device-state name
+        jid        TEXT,
+        lid        TEXT,
+        push_name  TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, id)
+    ) STRICT;
+    CREATE TABLE users (
+        id         TEXT PRIMARY KEY,       -- UUID v4
+        tenant_id  TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        name       TEXT NOT NULL,
+        devices    TEXT NOT NULL,          -- JSON: [device id]
+        scopes     TEXT NOT NULL,          -- JSON: [scope]
+        created_at TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE tokens (
+        id         TEXT PRIMARY KEY,       -- UUID v4, not the token
+        user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        sha256     BLOB NOT NULL UNIQUE,   -- the token itself is never stored
+        created_at TEXT NOT NULL,
+        revoked_at TEXT
+    ) STRICT;
+    CREATE TABLE routes (
+        tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        prefix    TEXT NOT NULL,
+        component TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, prefix)
+    ) STRICT;
+    CREATE TABLE component_versions (
+        tenant_id  TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        name       TEXT NOT NULL,
+        sha256     TEXT NOT NULL,
+        size       INTEGER NOT NULL,
+        bytes      BLOB NOT NULL,
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        active     INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (tenant_id, name, sha256)
+    ) STRICT;
+    CREATE TABLE admin_tokens (
+        id         TEXT PRIMARY KEY,
+        sha256     BLOB NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT
+    ) STRICT;
+    "#,
+];
+
+/// Brings the schema up to date.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let applied: u32 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    for (index, sql) in (1u32..).zip(MIGRATIONS).skip(applied as usize) {
+        let tx: Transaction<'_> = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// The schema version this build writes.
+pub fn latest() -> u32 {
+    MIGRATIONS.len() as u32
+}

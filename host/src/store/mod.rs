@@ -1,0 +1,202 @@
+//! The persistent store: tenants, their host names, users, API tokens, devices, routes and
+//! component versions, in one SQLite database in the data directory (`waedge.db`).
+//!
+//! The store is the truth about what exists; the [`Gateway`](crate::Gateway) serves from a
+//! [`Snapshot`] of it and is rebuilt from a fresh snapshot after every change, so a revoked
+//! token or a deleted route stops working as soon as the change is acknowledged. Writes are
+//! transactions in WAL mode with `synchronous = FULL`: an acknowledged change survives a
+//! `kill -9` or a power cut.
+//!
+//! API tokens are never stored, only their SHA-256 ([`TokenHash`]).
+//!
+//! Each concept has its module: [`tenants`], [`users`] (and their tokens), [`devices`],
+//! [`routes`], [`admin`] (admin-API tokens) and [`seed`] (the configuration file as the seed
+//! of an empty store). The schema is in [`migrations`].
+
+pub mod admin;
+pub mod devices;
+pub mod migrations;
+pub mod routes;
+pub mod seed;
+pub mod tenants;
+pub mod users;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::token::TokenHash;
+pub use devices::DeviceRecord;
+pub use routes::RouteRecord;
+pub use tenants::TenantRecord;
+pub use users::{TokenRecord, UserRecord};
+
+/// A handle on the store; clones share one connection.
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The named thing does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The change contradicts what exists (a duplicate id, host name or token).
+    #[error("{0}")]
+    Conflict(String),
+    /// The input is not acceptable; the message says what to change.
+    #[error("{0}")]
+    Invalid(String),
+    /// SQLite failed.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// Everything the gateway serves from, read in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Every tenant with its parts.
+    pub tenants: Vec<TenantSnapshot>,
+}
+
+/// One tenant and everything that belongs to it.
+#[derive(Debug, Clone)]
+pub struct TenantSnapshot {
+    /// The tenant, with its host names.
+    pub tenant: TenantRecord,
+    /// Its users, each with the hashes of its unrevoked tokens.
+    pub users: Vec<(UserRecord, Vec<TokenHash>)>,
+    /// Its devices.
+    pub devices: Vec<DeviceRecord>,
+    /// Its routes.
+    pub routes: Vec<RouteRecord>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        Store::init(Connection::open_with_flags(path, flags)?)
+    }
+
+    /// A store that lives in memory only (tests).
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        Store::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Store, StoreError> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: u32 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        if version > migrations::latest() {
+            return Err(StoreError::Invalid(format!(
+                "the database has schema version {version}, newer than this waedge knows ({}): run a newer waedge",
+                migrations::latest()
+            )));
+        }
+        migrations::migrate(&mut conn)?;
+        Ok(Store { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// Runs `f` on the store on a blocking thread, off the async workers.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store)).await.expect("store task panicked")
+    }
+
+    /// Runs `f` in one transaction: all of its changes or none.
+    pub(crate) fn transaction<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a transaction half-applied (it rolls
+        // back on drop), so a poisoned lock is still a consistent connection.
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether the store has no tenant yet (a fresh data directory).
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        let count: i64 = self.lock().query_row("SELECT count(*) FROM tenants", [], |row| row.get(0))?;
+        Ok(count == 0)
+    }
+
+    /// Reads everything the gateway serves from, consistently.
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        self.transaction(|tx| {
+            let mut tenants = Vec::new();
+            for tenant in tenants::list(tx)? {
+                let id = tenant.id.clone();
+                let users = users::list(tx, &id)?
+                    .into_iter()
+                    .map(|user| {
+                        let hashes = users::active_token_hashes(tx, &user.id)?;
+                        Ok((user, hashes))
+                    })
+                    .collect::<Result<_, StoreError>>()?;
+                tenants.push(TenantSnapshot {
+                    users,
+                    devices: devices::list(tx, &id)?,
+                    routes: routes::list(tx, &id)?,
+                    tenant,
+                });
+            }
+            Ok(Snapshot { tenants })
+        })
+    }
+}
+
+/// The current time as RFC 3339 UTC with seconds, e.g. `2026-11-22T05:54:42Z`.
+pub(crate) fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Turns a unique-constraint failure into [`StoreError::Conflict`] with `message`.
+pub(crate) fn conflict_on_unique(error: rusqlite::Error, message: impl FnOnce() -> String) -> StoreError {
+    match error {
+        rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+            StoreError::Conflict(message())
+        }
+        other => StoreError::Sqlite(other),
+    }
+}
+
+/// Reads a JSON column.
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
+    serde_json::from_str(text).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))
+}
+
+/// Writes a JSON column.
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("store values serialise")
+}
+
+/// Whether `id` is a valid tenant or device id: 1–64 letters, digits, `-` or `_`.
+pub fn is_identifier(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// [`StoreError::Invalid`] unless `id` [is an identifier](is_identifier).
+pub(crate) fn check_identifier(what: &str, id: &str) -> Result<(), StoreError> {
+    if is_identifier(id) {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!("{what} id `{id}`: use 1 to 64 letters, digits, `-` and `_`")))
+    }
+}

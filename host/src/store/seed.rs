@@ -1,0 +1,62 @@
+//! The configuration file as the seed of an empty store.
+//!
+//! On the first start (no tenant in the store yet) the tenants of the configuration file are
+//! written to the store; from then on the store is the truth and the file's tenants are
+//! ignored, so changes made through the admin API are never overwritten by a restart.
+
+use super::routes::RouteRecord;
+use super::tenants::NewTenant;
+use super::users::NewUser;
+use super::{Store, StoreError};
+use crate::config::Config;
+use crate::token::TokenHash;
+
+impl Store {
+    /// Writes the configuration's tenants into the store if it has none; returns whether it
+    /// did. All of it or nothing: a failure leaves the store empty.
+    pub fn seed(&self, config: &Config) -> Result<bool, StoreError> {
+        if !self.is_empty()? {
+            return Ok(false);
+        }
+        let seeded = self.seed_tenants(config);
+        if seeded.is_err() {
+            // Undo the partial seed so the next start tries again from an empty store.
+            for tenant in &config.tenants {
+                let _ = self.delete_tenant(&tenant.id);
+            }
+        }
+        seeded.map(|()| true)
+    }
+
+    fn seed_tenants(&self, config: &Config) -> Result<(), StoreError> {
+        for tenant in &config.tenants {
+            let t = &tenant.id;
+            self.create_tenant(NewTenant {
+                id: t.clone(),
+                name: None,
+                hosts: tenant.hosts.clone(),
+                limits: tenant.limits.clone(),
+                outbound_hosts: tenant.outbound_hosts.clone(),
+                settings: tenant.config.clone(),
+            })?;
+            for device in &tenant.devices {
+                self.create_device(t, &device.id)?;
+            }
+            for user in &tenant.users {
+                let new = NewUser {
+                    id: Some(user.id.clone()),
+                    name: user.name.clone(),
+                    devices: user.devices.clone(),
+                    scopes: user.scopes.clone(),
+                };
+                let created = self.create_user(t, new)?;
+                let hash = TokenHash::from_hex(&user.token_sha256).map_err(StoreError::Invalid)?;
+                self.add_token(t, &created.id, &hash)?;
+            }
+            for route in &tenant.routes {
+                self.put_route(t, RouteRecord { prefix: route.prefix.clone(), component: route.component.clone() })?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,290 @@
+//! The real `waedge` binary against wa-sim, driven the way an operator drives it: from an
+//! empty data directory to a linked device and a working API token with only the CLI; then
+//! every endpoint of both built-in APIs compared with the sim's world, a restart, an outage
+//! of WhatsApp, and an unlink from the phone.
+//!
+//! Needs a test build (`wa-sim` feature: devices may connect to a server that is not
+//! WhatsApp); `cargo test --workspace` has it.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{Reply, Waedge, admin_token, cli_ok, write_config};
+use wa_sim::{Pattern, SimConfig, WaSim};
+
+/// The account the device links to (Acme Support in the world).
+const SELF_PHONE: &str = "6285550000001";
+
+fn world() -> wa_sim::World {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/e2e/fixtures/wa-world.toml");
+    wa_sim::World::load(path).expect("the wa-sim world loads")
+}
+
+fn handshakes(sim: &WaSim) -> usize {
+    [Pattern::Xx, Pattern::Ik, Pattern::XxFallback].into_iter().map(|p| sim.handshakes(p)).sum()
+}
+
+/// Asserts a 200 and returns the body's `data`.
+fn data(reply: &Reply) -> &Value {
+    assert_eq!(reply.status, 200, "body: {}", reply.text);
+    &reply.json["data"]
+}
+
+/// Runs `waedge device link acme main` and scans the first QR code it prints with the
+/// simulated phone; returns what the command printed.
+async fn link_with_cli(sim: &WaSim, admin: (&str, &str)) -> String {
+    let mut child = Command::new(support::WAEDGE)
+        .args(["device", "link", "acme", "main"])
+        .env("WAEDGE_ADMIN_URL", admin.0)
+        .env("WAEDGE_ADMIN_TOKEN", admin.1)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("waedge device link runs");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (lines, printed) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let mut output = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let code = loop {
+        let line = printed.recv_timeout(deadline - Instant::now()).expect("the CLI prints a QR code");
+        output.push_str(&line);
+        output.push('\n');
+        if let Some(code) = line.strip_prefix("code: ") {
+            break code.to_string();
+        }
+    };
+    sim.scan_qr(&code, SELF_PHONE).await.expect("the phone scans the QR code");
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().expect("the CLI ends");
+    output.extend(printed.try_iter().map(|line| line + "\n"));
+    assert!(status.success(), "waedge device link failed:\n{output}");
+    output
+}
+
+/// Every endpoint of both APIs, compared with the world, through device `main`.
+async fn check_lookups(waedge: &Waedge, token: &str) {
+    // John Doe writes to the device: that is how it learns his push name.
+    // (The caller has the sim send the text.)
+    let john = json!({
+        "jid": "6281234567890@s.whatsapp.net",
+        "lid": "1234567890987654321@lid",
+        "status": "Available",
+        "picture_url": "https://pps.whatsapp.net/v/t61/john-full.jpg",
+        "picture_id": "1059769838",
+        "push_name": "John Doe",
+        "business_name": "",
+        "verified_name": "",
+        "devices": ["6281234567890@s.whatsapp.net", "6281234567890:1@s.whatsapp.net"],
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for query in ["6281234567890", "6281234567890@s.whatsapp.net"] {
+        loop {
+            let reply = waedge.api(&format!("/devices/main/profile?jid={query}"), token).await;
+            if data(&reply)["profile"]["push_name"].is_string() || Instant::now() > deadline {
+                assert_eq!(data(&reply), &json!({"type": "contact", "profile": john}), "{query}");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let by_lid = waedge.api("/devices/main/profile?jid=1234567890987654321@lid", token).await;
+    let profile = &data(&by_lid)["profile"];
+    assert_eq!(profile["jid"], "1234567890987654321@lid");
+    assert_eq!(profile["phone_jid"], "6281234567890@s.whatsapp.net");
+    assert_eq!(profile["lid"], "1234567890987654321@lid");
+    assert_eq!((&profile["status"], &profile["picture_id"]), (&json!("Available"), &json!("1059769838")));
+    let preview = waedge.api("/devices/main/profile?jid=6281234567890&preview=true", token).await;
+    assert_eq!(data(&preview)["profile"]["picture_url"], "https://pps.whatsapp.net/v/t61/john-preview.jpg");
+
+    let groups = waedge.api("/devices/main/groups", token).await;
+    assert_eq!(
+        data(&groups),
+        &json!({"groups": [
+            {
+                "jid": "120363406798553856@g.us",
+                "name": "My Group Chat",
+                "subject": "My Group Chat",
+                "description": "Group description or topic",
+                "participant_count": 3,
+                "is_announce": false,
+                "is_locked": false,
+                "is_ephemeral": false,
+                "is_join_approval_required": false,
+            },
+            {
+                "jid": "6281234567890-1580000000@g.us",
+                "name": "Family",
+                "subject": "Family",
+                "description": "",
+                "participant_count": 2,
+                "is_announce": true,
+                "is_locked": true,
+                "is_ephemeral": true,
+                "is_join_approval_required": true,
+            },
+        ], "count": 2})
+    );
+    let group = waedge.api("/devices/main/profile?jid=120363406798553856@g.us", token).await;
+    assert_eq!(
+        data(&group),
+        &json!({"type": "group", "profile": {
+            "jid": "120363406798553856@g.us",
+            "name": "My Group Chat",
+            "subject": "My Group Chat",
+            "description": "Group description or topic",
+            "picture_url": "https://pps.whatsapp.net/v/t61/group-full.jpg",
+            "picture_id": "1700000901",
+            "participants": ["6281234567890@s.whatsapp.net", "6285550000001@s.whatsapp.net", "6289876543210@s.whatsapp.net"],
+        }})
+    );
+    let former = waedge.api("/devices/main/profile?jid=120363000000000001@g.us", token).await;
+    assert_eq!((former.status, &former.json["error"]["code"]), (403, &json!("FORBIDDEN")), "{}", former.text);
+    let unknown = waedge.api("/devices/main/profile?jid=120363999999999999@g.us", token).await;
+    assert_eq!((unknown.status, &unknown.json["error"]["code"]), (404, &json!("NOT_FOUND")), "{}", unknown.text);
+
+    let hidden = waedge.api("/devices/main/profile?jid=5511999999999", token).await;
+    assert_eq!(
+        data(&hidden),
+        &json!({"type": "contact", "profile": {"jid": "5511999999999@s.whatsapp.net", "lid": "5511000000000001@lid", "business_name": "", "verified_name": ""}})
+    );
+    let contact = waedge.api("/contacts/profile?number=6281234567890", token).await;
+    assert_eq!(
+        contact.json,
+        json!({"success": true, "data": {"jid": "6281234567890@s.whatsapp.net", "user_info": {
+            "Status": "Available",
+            "PictureID": "1059769838",
+            "Devices": ["6281234567890@s.whatsapp.net", "6281234567890:1@s.whatsapp.net"],
+            "VerifiedName": null,
+        }, "business_profile": null}}),
+        "{}",
+        contact.text
+    );
+    let business = waedge.api("/contacts/profile?number=14155550123", token).await;
+    assert_eq!(business.status, 200, "{}", business.text);
+    assert_eq!(business.json["data"]["user_info"]["VerifiedName"], "Bay Bikes");
+    assert_eq!(
+        business.json["data"]["business_profile"],
+        json!({
+            "JID": "14155550123@s.whatsapp.net",
+            "Description": "Bicycles and repairs in San Francisco",
+            "Email": "hello@baybikes.example",
+            "Websites": ["https://baybikes.example"],
+            "Categories": [{"ID": "1223524174334504", "Name": "Bicycle Shop"}],
+            "Address": "1 Market St, San Francisco",
+            "BusinessHoursTimeZone": "America/Los_Angeles",
+            "BusinessHours": [
+                {"DayOfWeek": "mon", "Mode": "specific_hours", "OpenTime": 540, "CloseTime": 1080},
+                {"DayOfWeek": "sun", "Mode": "appointment_only", "OpenTime": null, "CloseTime": null},
+            ],
+        })
+    );
+}
+
+/// Polls the device's status through the CLI until it is `state`.
+fn wait_for_state(admin: (&str, &str), state: &str, seconds: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        let status: Value = serde_json::from_str(&cli_ok(&["device", "status", "acme", "main", "--json"], Some(admin)))
+            .expect("device status prints JSON");
+        if status["state"] == state {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "device main is {}, not {state}", status["state"]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_goes_from_an_empty_data_dir_to_a_working_api_with_the_cli_alone() {
+    let sim = WaSim::start(SimConfig::new(world())).await.expect("wa-sim starts");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = write_config(dir.path(), &format!("whatsapp_server = \"{}\"", sim.ws_url()));
+    let admin_token = admin_token(&config);
+    let waedge = Waedge::start(&config);
+    let admin = (waedge.admin.as_str(), admin_token.as_str());
+
+    // Tenant, device, routes, user and token: nothing but the CLI.
+    cli_ok(&["tenant", "create", "acme", "--name", "Acme Corp", "--host", "acme.test"], Some(admin));
+    cli_ok(&["device", "create", "acme", "main"], Some(admin));
+    cli_ok(&["route", "set", "acme", "/devices", "builtin:devices-api"], Some(admin));
+    cli_ok(&["route", "set", "acme", "/contacts", "builtin:contacts-api"], Some(admin));
+    let user: Value = serde_json::from_str(&cli_ok(
+        &["user", "create", "acme", "--name", "Alice", "--device", "main", "--json"],
+        Some(admin),
+    ))
+    .expect("user create prints JSON");
+    let user_id = user["id"].as_str().expect("a user id");
+    let token = cli_ok(&["token", "create", "acme", user_id], Some(admin)).trim().to_string();
+    assert!(uuid::Uuid::parse_str(&token).is_ok(), "an API token is a UUID: {token}");
+    let routes = cli_ok(&["route", "list", "acme"], Some(admin));
+    assert!(routes.contains("/contacts  builtin:contacts-api") && routes.contains("/devices   builtin:devices-api"), "{routes}");
+
+    // Before linking, the API says what is wrong.
+    let early = waedge.api("/devices/main/groups", &token).await;
+    assert_eq!((early.status, &early.json["error"]["code"]), (503, &json!("DEVICE_NOT_CONNECTED")), "{}", early.text);
+
+    let printed = link_with_cli(&sim, admin).await;
+    assert!(printed.contains("Linked: 6285550000001@s.whatsapp.net"), "{printed}");
+    let status = wait_for_state(admin, "connected", 10);
+    assert_eq!((&status["jid"], &status["lid"]), (&json!("6285550000001@s.whatsapp.net"), &json!("900000000000001@lid")));
+
+    assert_eq!(sim.send_text("6281234567890", SELF_PHONE, "hi").await.expect("John Doe sends a text"), 1);
+    check_lookups(&waedge, &token).await;
+
+    // Restart: everything is still there and the device comes back without pairing.
+    let before_restart = handshakes(&sim);
+    let log = waedge.stop();
+    let waedge = Waedge::start(&config);
+    let admin = (waedge.admin.as_str(), admin_token.as_str());
+    wait_for_state(admin, "connected", 15);
+    assert!(handshakes(&sim) > before_restart, "the device reconnected");
+    assert_eq!(data(&waedge.api("/devices/main/groups", &token).await)["count"], 2);
+    let tenants = cli_ok(&["tenant", "list"], Some(admin));
+    assert!(tenants.contains("acme") && tenants.contains("Acme Corp") && tenants.contains("acme.test"), "{tenants}");
+
+    // WhatsApp goes away for a while: the API says so; then the device is back by itself.
+    sim.refuse_connections(Duration::from_secs(3)).await;
+    sim.drop_connections().await;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut saw_outage = false;
+    while Instant::now() < deadline && !saw_outage {
+        let reply = waedge.api("/devices/main/groups", &token).await;
+        saw_outage = reply.status == 503 && reply.json["error"]["code"] == "DEVICE_NOT_CONNECTED";
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(saw_outage, "the API reports the outage");
+    wait_for_state(admin, "connected", 30);
+    assert_eq!(data(&waedge.api("/devices/main/groups", &token).await)["count"], 2);
+
+    // Unlinked from the phone: logged out, and no reconnect loop.
+    sim.log_out(SELF_PHONE).await;
+    wait_for_state(admin, "logged-out", 10);
+    let after_logout = handshakes(&sim);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(handshakes(&sim), after_logout, "a logged-out device does not reconnect");
+    let reply = waedge.api("/devices/main/groups", &token).await;
+    assert_eq!((reply.status, &reply.json["error"]["code"]), (503, &json!("DEVICE_NOT_CONNECTED")), "{}", reply.text);
+
+    // …not even after a restart.
+    let log = log + &waedge.stop();
+    let waedge = Waedge::start(&config);
+    let admin = (waedge.admin.as_str(), admin_token.as_str());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(handshakes(&sim), after_logout, "a logged-out device does not reconnect after a restart");
+    wait_for_state(admin, "logged-out", 1);
+
+    // Secrets never reach the log.
+    let log = log + &waedge.stop();
+    for secret in [&token, &admin_token] {
+        assert!(!log.contains(secret.as_str()), "a token appears in the log");
+    }
+    assert!(log.contains("waedge::access"), "the log has access lines: {log}");
+}

@@ -1,0 +1,236 @@
+//! The admin API over HTTP: tenants, users, tokens, devices and routes change what the
+//! gateway serves at once; every bad input gets a JSON error; no tenant reaches another's
+//! users, tokens, devices or routes.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use waedge_e2e::fixture::World;
+use waedge_e2e::server::{Reply, TestGateway, fixtures};
+use waedge_e2e::tenants::{ALICE, EVE, config};
+
+const ALICE_ID: &str = "a11ce000-0000-4000-8000-000000000001";
+const EVE_ID: &str = "e7e00000-0000-4000-8000-000000000004";
+
+async fn gateway() -> TestGateway {
+    let world = World::load(&fixtures().join("world.toml")).expect("fixture world");
+    TestGateway::start(&config(None), &world).await
+}
+
+fn assert_error(reply: &Reply, status: u16, code: &str) {
+    assert_eq!((reply.status, reply.json["error"]["code"].as_str()), (status, Some(code)), "body: {}", reply.text);
+    let message = reply.json["error"]["message"].as_str().unwrap_or_default();
+    assert!(!message.is_empty(), "an error says what is wrong: {}", reply.text);
+}
+
+#[tokio::test]
+async fn the_admin_api_needs_an_admin_token() {
+    let gw = gateway().await;
+    assert_error(&gw.admin_as(Method::GET, "/v1/tenants", None, Value::Null).await, 401, "UNAUTHORIZED");
+    assert_error(&gw.admin_as(Method::GET, "/v1/tenants", Some(ALICE), Value::Null).await, 401, "UNAUTHORIZED");
+    let revoked = gw.store().create_admin_token().unwrap();
+    gw.store().revoke_admin_token(&revoked.0.id).unwrap();
+    assert_error(&gw.admin_as(Method::GET, "/v1/tenants", Some(&revoked.1), Value::Null).await, 401, "UNAUTHORIZED");
+    // Health, readiness and metrics are open.
+    let health = gw.admin_as(Method::GET, "/healthz", None, Value::Null).await;
+    assert_eq!((health.status, health.json.clone()), (200, json!({"status": "ok"})));
+    let ready = gw.admin_as(Method::GET, "/readyz", None, Value::Null).await;
+    assert_eq!((ready.status, &ready.json["status"], &ready.json["tenants"]), (200, &json!("ready"), &json!(2)));
+    assert_eq!(ready.json["devices"]["connected"], 3, "{}", ready.text);
+}
+
+#[tokio::test]
+async fn tenants_are_created_changed_and_deleted() {
+    let gw = gateway().await;
+    let created = gw
+        .admin(Method::POST, "/v1/tenants", json!({"id": "initech", "name": "Initech", "hosts": ["Initech.Test"], "limits": {"requests_per_second": 5}}))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(
+        (&created.json["id"], &created.json["name"], &created.json["hosts"], &created.json["limits"]),
+        (&json!("initech"), &json!("Initech"), &json!(["initech.test"]), &json!({"requests_per_second": 5}))
+    );
+    assert!(created.json["created_at"].as_str().unwrap().ends_with('Z'));
+    let listed = gw.admin(Method::GET, "/v1/tenants", Value::Null).await;
+    let ids: Vec<&str> = listed.json["tenants"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["acme", "globex", "initech"]);
+
+    let patched = gw.admin(Method::PATCH, "/v1/tenants/initech", json!({"hosts": ["initech.example"]})).await;
+    assert_eq!((patched.status, &patched.json["hosts"], &patched.json["name"]), (200, &json!(["initech.example"]), &json!("Initech")));
+
+    assert_error(&gw.admin(Method::POST, "/v1/tenants", json!({"id": "initech"})).await, 409, "CONFLICT");
+    assert_error(&gw.admin(Method::POST, "/v1/tenants", json!({"id": "x", "hosts": ["acme.test"]})).await, 409, "CONFLICT");
+    assert_error(&gw.admin(Method::POST, "/v1/tenants", json!({"id": "a b"})).await, 400, "INVALID");
+    assert_error(&gw.admin(Method::POST, "/v1/tenants", json!({"id": "y", "colour": "red"})).await, 400, "INVALID");
+    assert_error(&gw.admin(Method::POST, "/v1/tenants", json!({"id": "z", "limits": {"memory_mib": 0}})).await, 400, "INVALID");
+    assert_error(&gw.admin(Method::POST, "/v1/tenants", json!({"id": "w", "hosts": ["http://w.test:80"]})).await, 400, "INVALID");
+    assert_error(&gw.admin(Method::GET, "/v1/tenants/nope", Value::Null).await, 404, "NOT_FOUND");
+    assert_error(&gw.admin(Method::PUT, "/v1/tenants/initech", json!({})).await, 404, "NO_ENDPOINT");
+    let not_json = gw.admin_as(Method::GET, "/v1/nothing", Some(gw.admin_token()), Value::Null).await;
+    assert_error(&not_json, 404, "NO_ENDPOINT");
+
+    assert_eq!(gw.admin(Method::DELETE, "/v1/tenants/initech", Value::Null).await.status, 204);
+    assert_error(&gw.admin(Method::GET, "/v1/tenants/initech", Value::Null).await, 404, "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn a_new_users_token_works_at_once_and_stops_when_revoked() {
+    let gw = gateway().await;
+    let user = gw.admin(Method::POST, "/v1/tenants/acme/users", json!({"name": "Bob", "devices": ["main"]})).await;
+    assert_eq!(user.status, 201, "{}", user.text);
+    let user_id = user.json["id"].as_str().unwrap().to_string();
+    assert_eq!(uuid::Uuid::parse_str(&user_id).unwrap().get_version_num(), 4);
+    assert_eq!((&user.json["tenant"], &user.json["devices"]), (&json!("acme"), &json!(["main"])));
+
+    let created = gw.admin(Method::POST, &format!("/v1/tenants/acme/users/{user_id}/tokens"), Value::Null).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let token = created.json["token"].as_str().unwrap().to_string();
+    let token_id = created.json["id"].as_str().unwrap().to_string();
+    assert_ne!(token, token_id);
+    let reply = gw.get("/devices/main/groups", Some(&token)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+
+    let listed = gw.admin(Method::GET, &format!("/v1/tenants/acme/users/{user_id}/tokens"), Value::Null).await;
+    assert_eq!(listed.json["tokens"].as_array().unwrap().len(), 1);
+    assert!(!listed.text.contains(&token), "a token is never shown again");
+    assert!(listed.json["tokens"][0].get("token").is_none());
+    assert_eq!(listed.json["tokens"][0]["revoked_at"], Value::Null);
+
+    let revoked = gw.admin(Method::DELETE, &format!("/v1/tenants/acme/users/{user_id}/tokens/{token_id}"), Value::Null).await;
+    assert_eq!(revoked.status, 200, "{}", revoked.text);
+    assert!(revoked.json["revoked_at"].is_string());
+    // Refused by the very next request: with no default tenant, no tenant knows the token.
+    assert_eq!(gw.get("/devices/main/groups", Some(&token)).await.json["error"]["code"], "NO_TENANT");
+    // And refused by the tenant's components when the tenant is chosen by host name.
+    let by_host = gw.request(Method::GET, "/devices/main/groups", Some(&token), Some("acme.test"), Vec::new()).await;
+    assert_eq!(by_host.status, 401, "{}", by_host.text);
+
+    assert_error(&gw.admin(Method::POST, "/v1/tenants/acme/users", json!({"devices": ["nope"]})).await, 400, "INVALID");
+    assert_error(&gw.admin(Method::POST, "/v1/tenants/acme/users", json!({"id": "bob"})).await, 400, "INVALID");
+    assert_eq!(gw.admin(Method::DELETE, &format!("/v1/tenants/acme/users/{user_id}"), Value::Null).await.status, 204);
+}
+
+#[tokio::test]
+async fn no_tenant_reaches_anothers_users_tokens_devices_or_routes() {
+    let gw = gateway().await;
+    // Admin paths are scoped by tenant: globex's user is not acme's.
+    for (method, path) in [
+        (Method::GET, format!("/v1/tenants/acme/users/{EVE_ID}")),
+        (Method::PUT, format!("/v1/tenants/acme/users/{EVE_ID}")),
+        (Method::DELETE, format!("/v1/tenants/acme/users/{EVE_ID}")),
+        (Method::GET, format!("/v1/tenants/acme/users/{EVE_ID}/tokens")),
+        (Method::POST, format!("/v1/tenants/acme/users/{EVE_ID}/tokens")),
+        (Method::GET, format!("/v1/tenants/globex/users/{ALICE_ID}")),
+        (Method::GET, "/v1/tenants/globex/devices/stranger".to_string()),
+        (Method::DELETE, "/v1/tenants/globex/devices/offline".to_string()),
+        (Method::POST, "/v1/tenants/globex/devices/fresh/link".to_string()),
+    ] {
+        let reply = gw.admin(method.clone(), &path, json!({})).await;
+        assert_error(&reply, 404, "NOT_FOUND");
+    }
+    let eve_tokens = gw.store().tokens("globex", EVE_ID).unwrap();
+    let reply = gw
+        .admin(Method::DELETE, &format!("/v1/tenants/acme/users/{ALICE_ID}/tokens/{}", eve_tokens[0].id), Value::Null)
+        .await;
+    assert_error(&reply, 404, "NOT_FOUND");
+    assert_error(&gw.admin(Method::POST, "/v1/tenants/acme/users", json!({"devices": ["main", "nope"]})).await, 400, "INVALID");
+    // A globex user cannot be given an acme-only device.
+    let reply = gw.admin(Method::PUT, &format!("/v1/tenants/globex/users/{EVE_ID}"), json!({"devices": ["stranger"]})).await;
+    assert_error(&reply, 400, "INVALID");
+
+    // On the API: a tenant's token, device and route are its own.
+    let on_globex = gw.request(Method::GET, "/devices/main/groups", Some(ALICE), Some("globex.test"), Vec::new()).await;
+    assert_eq!(on_globex.status, 401, "acme's token on globex: {}", on_globex.text);
+    let stranger = gw.get("/devices/stranger/groups", Some(EVE)).await;
+    assert!(matches!(stranger.status, 403 | 404), "globex has no device `stranger`: {}", stranger.text);
+    let route = gw.admin(Method::PUT, "/v1/tenants/acme/routes", json!({"prefix": "/acme-only", "component": "builtin:devices-api"})).await;
+    assert_eq!(route.status, 200, "{}", route.text);
+    let elsewhere = gw.get("/acme-only/main/groups", Some(EVE)).await;
+    assert_error(&elsewhere, 404, "NO_ROUTE");
+    // Deleting a tenant leaves the other serving.
+    assert_eq!(gw.admin(Method::DELETE, "/v1/tenants/acme", Value::Null).await.status, 204);
+    assert_eq!(gw.get("/devices/main/groups", Some(ALICE)).await.json["error"]["code"], "NO_TENANT");
+    assert_eq!(gw.get("/devices/main/groups", Some(EVE)).await.status, 200);
+}
+
+#[tokio::test]
+async fn devices_and_routes_change_what_is_served() {
+    let gw = gateway().await;
+    let created = gw.admin(Method::POST, "/v1/tenants/globex/devices", json!({"id": "second"})).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!((&created.json["state"], &created.json["linking"], &created.json["jid"]), (&json!("unlinked"), &json!(false), &Value::Null));
+    assert_error(&gw.admin(Method::POST, "/v1/tenants/globex/devices", json!({"id": "second"})).await, 409, "CONFLICT");
+    assert_error(&gw.admin(Method::POST, "/v1/tenants/globex/devices", json!({"id": "no/slash"})).await, 400, "INVALID");
+    let main = gw.admin(Method::GET, "/v1/tenants/globex/devices/main", Value::Null).await;
+    assert_eq!(main.json["state"], "connected", "{}", main.text);
+    let listed = gw.admin(Method::GET, "/v1/tenants/globex/devices", Value::Null).await;
+    assert_eq!(listed.json["devices"].as_array().unwrap().len(), 2);
+    // Fixture devices are linked by their world file; a connected device is not linked again.
+    assert_error(&gw.admin(Method::POST, "/v1/tenants/globex/devices/main/link", Value::Null).await, 409, "CONFLICT");
+    assert_error(&gw.admin(Method::GET, "/v1/tenants/globex/devices/main/link/qr.png", Value::Null).await, 404, "NOT_LINKING");
+    let pair = gw.admin(Method::POST, "/v1/tenants/globex/devices/second/pair-code", json!({"phone_number": "12"})).await;
+    assert_error(&pair, 400, "INVALID");
+
+    let bad = gw.admin(Method::PUT, "/v1/tenants/globex/routes", json!({"prefix": "/x", "component": "builtin:nope"})).await;
+    assert_error(&bad, 400, "INVALID");
+    assert!(bad.json["error"]["message"].as_str().unwrap().contains("builtin:devices-api"), "names the built-ins: {}", bad.text);
+    assert_error(&gw.admin(Method::PUT, "/v1/tenants/globex/routes", json!({"prefix": "x", "component": "builtin:devices-api"})).await, 400, "INVALID");
+    let moved = gw.admin(Method::PUT, "/v1/tenants/globex/routes", json!({"prefix": "/v2/devices/", "component": "builtin:devices-api"})).await;
+    assert_eq!((moved.status, &moved.json["prefix"]), (200, &json!("/v2/devices")));
+    assert_eq!(gw.admin(Method::DELETE, "/v1/tenants/globex/routes?prefix=%2Fdevices", Value::Null).await.status, 204);
+    assert_error(&gw.get("/devices/main/groups", Some(EVE)).await, 404, "NO_ROUTE");
+    assert_error(&gw.admin(Method::DELETE, "/v1/tenants/globex/routes?prefix=/devices", Value::Null).await, 404, "NOT_FOUND");
+    assert_error(&gw.admin(Method::DELETE, "/v1/tenants/globex/routes", Value::Null).await, 400, "INVALID");
+    let routes = gw.admin(Method::GET, "/v1/tenants/globex/routes", Value::Null).await;
+    assert_eq!(
+        routes.json,
+        json!({"routes": [
+            {"prefix": "/contacts", "component": "builtin:contacts-api"},
+            {"prefix": "/v2/devices", "component": "builtin:devices-api"},
+        ]})
+    );
+    assert_eq!(gw.admin(Method::DELETE, "/v1/tenants/globex/devices/second", Value::Null).await.status, 204);
+    assert_error(&gw.admin(Method::GET, "/v1/tenants/globex/devices/second", Value::Null).await, 404, "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn a_tenant_over_its_rate_gets_429_with_retry_after() {
+    let gw = gateway().await;
+    let limited = gw.admin(Method::PATCH, "/v1/tenants/globex", json!({"limits": {"requests_per_second": 1, "burst": 2}})).await;
+    assert_eq!(limited.status, 200, "{}", limited.text);
+    let statuses: Vec<u16> = {
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            statuses.push(gw.get("/devices/main/groups", Some(EVE)).await.status);
+        }
+        statuses
+    };
+    assert_eq!(statuses, [200, 200, 429]);
+    let refused = gw.get("/devices/main/groups", Some(EVE)).await;
+    assert_error(&refused, 429, "TOO_MANY_REQUESTS");
+    let retry_after: u64 = refused.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    // Other tenants are not affected.
+    assert_eq!(gw.get("/devices/main/groups", Some(ALICE)).await.status, 200);
+
+    let capped = gw.admin(Method::PATCH, "/v1/tenants/globex", json!({"limits": {"max_request_body_bytes": 10}})).await;
+    assert_eq!(capped.status, 200);
+    let big = gw.request(Method::POST, "/devices/main/groups", Some(EVE), None, vec![b'x'; 11]).await;
+    assert_error(&big, 413, "PAYLOAD_TOO_LARGE");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_tenant_route_component_and_status() {
+    let gw = gateway().await;
+    assert_eq!(gw.get("/devices/main/groups", Some(EVE)).await.status, 200);
+    assert_eq!(gw.get("/devices/main/groups", Some(EVE)).await.status, 200);
+    let metrics = gw.admin_as(Method::GET, "/metrics", None, Value::Null).await;
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.headers["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = &metrics.text;
+    let labels = r#"tenant="globex",route="/devices",component="builtin:devices-api""#;
+    assert!(text.contains(&format!("waedge_requests_total{{{labels},status=\"200\"}} 2\n")), "{text}");
+    assert!(text.contains(&format!("waedge_request_duration_seconds_count{{{labels}}} 2\n")), "{text}");
+    assert!(text.contains("waedge_component_instantiation_seconds_count{component=\"builtin:devices-api\"} 2\n"), "{text}");
+    assert!(text.contains("waedge_cache_lookups_total{result=\"hit\"} 1\n"), "the second call hit the cache: {text}");
+    assert!(text.contains("waedge_device_state{tenant=\"globex\",device=\"main\",state=\"connected\"} 1\n"), "{text}");
+}
