@@ -33,6 +33,10 @@ use crate::tenancy::admission::Admission;
 use crate::tenancy::{Route, Tenant, Tenants};
 use crate::token;
 
+/// The response header naming the component (and, for a tenant's own component, the
+/// version) that served the request: `builtin:devices-api`, `acme/hmac-auth@1a2b3c4d5e6f`.
+pub const COMPONENT_HEADER: &str = "x-waedge-component";
+
 /// The response body type of every gateway response.
 pub type ResponseBody = HyperOutgoingBody;
 
@@ -92,21 +96,32 @@ impl Gateway {
     pub fn reload(&self, store: &Store) -> Result<Vec<String>, StoreError> {
         let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
         let snapshot = store.snapshot()?;
-        Ok(self.load(&mut parts, &snapshot))
+        Ok(self.load(&mut parts, &snapshot, store))
     }
 
-    fn load(&self, parts: &mut Parts, snapshot: &Snapshot) -> Vec<String> {
+    fn load(&self, parts: &mut Parts, snapshot: &Snapshot, store: &Store) -> Vec<String> {
         let mut problems = Vec::new();
         let mut tenants = Vec::new();
         let mut live_sessions = HashMap::new();
         let mut live_admissions = HashMap::new();
+        let mut live_components = HashMap::new();
         for state in &snapshot.tenants {
             let tenant_id = &state.tenant.id;
             let limits = state.tenant.limits.apply(self.defaults);
             let mut routes = Vec::new();
             for route in &state.routes {
-                match self.component_in(parts, &route.component) {
-                    Ok(component) => routes.push(Route::new(&route.prefix, component)),
+                let component = match route.component.strip_prefix("component:") {
+                    Some(name) => match state.components.iter().find(|c| c.name == name && c.active) {
+                        Some(active) => self.deployed_in(parts, store, tenant_id, name, &active.sha256),
+                        None => Err(anyhow::anyhow!("component `{name}` has no active version: deploy it")),
+                    },
+                    None => self.component_in(parts, &route.component),
+                };
+                match component {
+                    Ok(component) => {
+                        live_components.insert(component.name().to_string(), component.clone());
+                        routes.push(Route::new(&route.prefix, component));
+                    }
                     Err(e) => problems.push(format!("tenant `{tenant_id}`, route `{}`: {e:#}", route.prefix)),
                 }
             }
@@ -132,6 +147,15 @@ impl Gateway {
         }
         parts.sessions = live_sessions;
         parts.admissions = live_admissions;
+        // Compiled versions still in the store stay compiled, so a rollback is only a swap;
+        // anything else no route serves is dropped.
+        let stored: std::collections::HashSet<String> = snapshot
+            .tenants
+            .iter()
+            .flat_map(|t| t.components.iter().map(|v| deployed_key(&t.tenant.id, &v.name, &v.sha256)))
+            .collect();
+        parts.components.retain(|key, _| stored.contains(key));
+        parts.components.extend(live_components);
         self.tenants.store(Arc::new(Tenants::new(tenants, self.default_tenant.as_deref())));
         problems
     }
@@ -147,6 +171,36 @@ impl Gateway {
     pub fn check_component(&self, name: &str) -> anyhow::Result<()> {
         let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
         self.component_in(&mut parts, name).map(drop)
+    }
+
+    /// Validates and compiles version `sha256` of `tenant`'s component `name`, ready for the
+    /// reload that activates it. CPU-heavy: call it off the async workers.
+    pub fn prepare_component(&self, tenant: &str, name: &str, sha256: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        let key = deployed_key(tenant, name, sha256);
+        let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        if !parts.components.contains_key(&key) {
+            let component = Arc::new(self.runtime.compile(&key, bytes)?);
+            parts.components.insert(key, component);
+        }
+        Ok(())
+    }
+
+    fn deployed_in(
+        &self,
+        parts: &mut Parts,
+        store: &Store,
+        tenant: &str,
+        name: &str,
+        sha256: &str,
+    ) -> anyhow::Result<Arc<HandlerComponent>> {
+        let key = deployed_key(tenant, name, sha256);
+        if let Some(component) = parts.components.get(&key) {
+            return Ok(component.clone());
+        }
+        let bytes = store.component_bytes(tenant, name, sha256)?;
+        let component = Arc::new(self.runtime.compile(&key, &bytes)?);
+        parts.components.insert(key, component.clone());
+        Ok(component)
     }
 
     fn component_in(&self, parts: &mut Parts, name: &str) -> anyhow::Result<Arc<HandlerComponent>> {
@@ -265,14 +319,20 @@ where
     let memory = usize::try_from(limits.memory_mib << 20).unwrap_or(usize::MAX);
     let state = RequestState::new(capabilities, outbound, memory);
     match dispatch(component, state, metrics.clone(), Request::from_parts(parts, Full::new(body))).await {
-        // The permit is released when the response body is done, not when its head is.
-        Ok(response) => response.map(|body| {
-            body.map_frame(move |frame| {
-                let _held = &permit;
-                frame
-            })
-            .boxed_unsync()
-        }),
+        Ok(response) => {
+            // The permit is released when the response body is done, not when its head is.
+            let mut response = response.map(|body| {
+                body.map_frame(move |frame| {
+                    let _held = &permit;
+                    frame
+                })
+                .boxed_unsync()
+            });
+            if let Ok(name) = HeaderValue::from_str(component.name()) {
+                response.headers_mut().insert(COMPONENT_HEADER, name);
+            }
+            response
+        }
         Err(failure) => {
             tracing::warn!(tenant = tenant.id(), component = &**component.name(), "{failure}");
             let (status, code) = match failure {
@@ -285,6 +345,12 @@ where
             error(status, code, &failure.to_string())
         }
     }
+}
+
+/// The name a deployed version is compiled, logged and measured under:
+/// `TENANT/NAME@` and the first 12 hex digits of its hash.
+fn deployed_key(tenant: &str, name: &str, sha256: &str) -> String {
+    format!("{tenant}/{name}@{}", &sha256[..sha256.len().min(12)])
 }
 
 /// A host-generated JSON error: `{"error": {"code": …, "message": …}}`.

@@ -1,7 +1,7 @@
 //! The real `waedge` binary against wa-sim, driven the way an operator drives it: from an
 //! empty data directory to a linked device and a working API token with only the CLI; then
-//! every endpoint of both built-in APIs compared with the sim's world, a restart, an outage
-//! of WhatsApp, and an unlink from the phone.
+//! every endpoint of both built-in APIs compared with the sim's world, a crash and a clean
+//! restart, an outage of WhatsApp, and an unlink from the phone.
 //!
 //! Needs a test build (`wa-sim` feature: devices may connect to a server that is not
 //! WhatsApp); `cargo test --workspace` has it.
@@ -239,9 +239,9 @@ async fn an_operator_goes_from_an_empty_data_dir_to_a_working_api_with_the_cli_a
     assert_eq!(sim.send_text("6281234567890", SELF_PHONE, "hi").await.expect("John Doe sends a text"), 1);
     check_lookups(&waedge, &token).await;
 
-    // Restart: everything is still there and the device comes back without pairing.
+    // A crash (SIGKILL): everything is still there and the device comes back without pairing.
     let before_restart = handshakes(&sim);
-    let log = waedge.stop();
+    let log = waedge.kill();
     let waedge = Waedge::start(&config);
     let admin = (waedge.admin.as_str(), admin_token.as_str());
     wait_for_state(admin, "connected", 15);

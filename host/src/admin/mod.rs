@@ -8,15 +8,17 @@
 //! is then applied to the running gateway before the response is sent.
 //!
 //! One module per resource: [`tenants`], [`users`] (and tokens), [`devices`] (and linking,
-//! with [`link`] holding the linkings in progress), [`routes`], and [`ops`] (health,
-//! metrics, OpenAPI, pairing page).
+//! with [`link`] holding the linkings in progress), [`routes`], [`components`] (deploys and
+//! versions), and [`ops`] (health, metrics, OpenAPI, pairing page).
 
+pub mod components;
 pub mod devices;
 pub mod link;
 pub mod ops;
 pub mod routes;
 pub mod tenants;
 pub mod users;
+pub mod watch;
 
 use std::sync::Arc;
 
@@ -50,6 +52,8 @@ pub struct Call {
     query: Option<String>,
     headers: http::HeaderMap,
     body: Bytes,
+    /// The id of the admin token that authenticated the call (empty before that).
+    author: String,
 }
 
 /// An admin API answer before it becomes a response: a value to send as JSON, or an error.
@@ -109,20 +113,23 @@ impl Admin {
             }
             _ => {}
         }
-        self.authenticate(&call).await?;
+        let author = self.authenticate(&call).await?;
+        let call = Call { author, ..call };
         match segments.as_slice() {
             ["v1", "tenants", rest @ ..] => match rest {
                 [] | [_] => tenants::answer(self, &call, rest.first().copied()).await,
                 [tenant, "users", rest @ ..] => users::answer(self, &call, tenant, rest).await,
                 [tenant, "devices", rest @ ..] => devices::answer(self, &call, tenant, rest).await,
                 [tenant, "routes"] => routes::answer(self, &call, tenant).await,
+                [tenant, "components", rest @ ..] => components::answer(self, &call, tenant, rest).await,
                 _ => Err(no_endpoint(&call)),
             },
             _ => Err(no_endpoint(&call)),
         }
     }
 
-    async fn authenticate(&self, call: &Call) -> Result<(), Failure> {
+    /// Checks the call's admin token; returns the token's id.
+    async fn authenticate(&self, call: &Call) -> Result<String, Failure> {
         let bearer = call.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(token::bearer);
         let Some(bearer) = bearer else {
             return Err(Failure::new(
@@ -132,10 +139,9 @@ impl Admin {
             ));
         };
         let hash = TokenHash::of(bearer);
-        if self.store.run(move |store| store.is_admin_token(&hash)).await? {
-            Ok(())
-        } else {
-            Err(Failure::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "this admin token is unknown or revoked"))
+        match self.store.run(move |store| store.admin_token_id(&hash)).await? {
+            Some(id) => Ok(id),
+            None => Err(Failure::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "this admin token is unknown or revoked")),
         }
     }
 
@@ -187,8 +193,10 @@ impl Handler for Admin {
 
 async fn read_call(request: Request<Incoming>) -> Result<Call, Failure> {
     let (parts, body) = request.into_parts();
-    let body = Limited::new(body, MAX_BODY).collect().await.map_err(|_| {
-        Failure::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", format!("admin request bodies are at most {MAX_BODY} bytes"))
+    // Component uploads are the only large bodies.
+    let limit = if parts.uri.path().contains("/components/") { components::MAX_COMPONENT } else { MAX_BODY };
+    let body = Limited::new(body, limit).collect().await.map_err(|_| {
+        Failure::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", format!("this request's body may be at most {limit} bytes"))
     })?;
     Ok(Call {
         method: parts.method,
@@ -196,6 +204,7 @@ async fn read_call(request: Request<Incoming>) -> Result<Call, Failure> {
         query: parts.uri.query().map(str::to_string),
         headers: parts.headers,
         body: body.to_bytes(),
+        author: String::new(),
     })
 }
 

@@ -17,13 +17,26 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str) -> Answer {
         }
         Method::PUT => {
             let route: RouteRecord = call.json()?;
-            let gateway = admin.gateway.clone();
-            let component = route.component.clone();
-            // Compiling is CPU work: off the async workers, like every store call.
-            admin
-                .read(move |_| Ok(gateway.check_component(&component)))
-                .await?
-                .map_err(|e| Failure::invalid(format!("route component: {e:#}")))?;
+            match route.component.strip_prefix("component:") {
+                Some(name) => {
+                    let (t, name) = (tenant.clone(), name.to_string());
+                    let versions = admin.read(move |store| store.component_versions(&t)).await?;
+                    if !versions.iter().any(|v| v.name == name && v.active) {
+                        return Err(Failure::invalid(format!(
+                            "route component: tenant `{tenant}` has no active component `{name}`; deploy it first"
+                        )));
+                    }
+                }
+                None => {
+                    let gateway = admin.gateway.clone();
+                    let component = route.component.clone();
+                    // Compiling is CPU work: off the async workers, like every store call.
+                    admin
+                        .read(move |_| Ok(gateway.check_component(&component)))
+                        .await?
+                        .map_err(|e| Failure::invalid(format!("route component: {e:#}")))?;
+                }
+            }
             json(StatusCode::OK, &admin.change(move |store| store.put_route(&tenant, route)).await?)
         }
         Method::DELETE => {

@@ -54,6 +54,13 @@ impl Client {
         self.answer("POST", path, response)
     }
 
+    /// `POST path` with raw bytes of `content_type`.
+    pub fn post_bytes(&self, path: &str, content_type: &str, bytes: &[u8]) -> anyhow::Result<Value> {
+        let request = self.agent.post(self.url(path)).header("authorization", self.bearer());
+        let response = request.header("content-type", content_type).send(bytes);
+        self.answer("POST", path, response)
+    }
+
     /// `PUT path` with a JSON body.
     pub fn put(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         let request = self.agent.put(self.url(path)).header("authorization", self.bearer());

@@ -28,6 +28,58 @@ pub enum Resource {
     /// Routes of a tenant: path prefix → component.
     #[command(subcommand)]
     Route(RouteAction),
+    /// A tenant's own Wasm components: deploy, list versions, activate (roll back), delete.
+    #[command(subcommand)]
+    Component(ComponentAction),
+}
+
+/// `waedge component …`
+#[derive(Subcommand)]
+pub enum ComponentAction {
+    /// Deploy a .wasm component for a tenant and activate it (the swap is atomic: requests in
+    /// flight finish on the old version).
+    Deploy {
+        /// The component file.
+        file: std::path::PathBuf,
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// The component's name (default: the file name without `.wasm`).
+        #[arg(long)]
+        name: Option<String>,
+        /// Also route this path prefix to the component.
+        #[arg(long)]
+        route: Option<String>,
+        /// Store the version without activating it.
+        #[arg(long)]
+        no_activate: bool,
+    },
+    /// List a tenant's components and their versions.
+    List {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Activate an earlier (or later) version: a rollback is a swap like any other.
+    Activate {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// The component's name.
+        name: String,
+        /// The version's SHA-256 (from `component list`).
+        sha256: String,
+    },
+    /// Delete an inactive version.
+    Delete {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// The component's name.
+        name: String,
+        /// The version's SHA-256.
+        sha256: String,
+    },
 }
 
 /// `waedge tenant …`
@@ -161,6 +213,7 @@ pub fn run(resource: Resource, connection: &Connection) -> anyhow::Result<ExitCo
         Resource::Token(action) => token(&client, &print, action),
         Resource::Device(action) => device(&client, &print, action),
         Resource::Route(action) => route(&client, &print, action),
+        Resource::Component(action) => component(&client, &print, action),
     }
 }
 
@@ -341,6 +394,43 @@ fn route(client: &Client, print: &Printer, action: RouteAction) -> anyhow::Resul
         RouteAction::Delete { tenant, prefix } => {
             client.delete(&format!("{}?prefix={}", routes(&tenant), segment(&prefix)))?;
             print.done(&format!("Route {prefix} deleted."))
+        }
+    }
+}
+
+fn component(client: &Client, print: &Printer, action: ComponentAction) -> anyhow::Result<ExitCode> {
+    let components = |tenant: &str| format!("/v1/tenants/{}/components", segment(tenant));
+    match action {
+        ComponentAction::Deploy { file, tenant, name, route, no_activate } => {
+            let name = match name {
+                Some(name) => name,
+                None => file
+                    .file_stem()
+                    .and_then(|stem| stem.to_str())
+                    .map(str::to_string)
+                    .ok_or_else(|| anyhow::anyhow!("{}: name the component with --name", file.display()))?,
+            };
+            let bytes = std::fs::read(&file).map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+            let path = format!("{}/{}?activate={}", components(&tenant), segment(&name), !no_activate);
+            let version = client.post_bytes(&path, "application/wasm", &bytes)?;
+            if let Some(prefix) = route {
+                let body = json!({ "prefix": prefix, "component": format!("component:{name}") });
+                client.put(&format!("/v1/tenants/{}/routes", segment(&tenant)), &body)?;
+            }
+            print.one(&version)
+        }
+        ComponentAction::List { tenant } => print.list(
+            &client.get(&components(&tenant))?,
+            "components",
+            &[("NAME", "name"), ("SHA256", "sha256"), ("SIZE", "size"), ("ACTIVE", "active"), ("CREATED", "created_at"), ("BY", "created_by")],
+        ),
+        ComponentAction::Activate { tenant, name, sha256 } => {
+            let path = format!("{}/{}/versions/{}/activate", components(&tenant), segment(&name), segment(&sha256));
+            print.one(&client.post(&path, &Value::Null)?)
+        }
+        ComponentAction::Delete { tenant, name, sha256 } => {
+            client.delete(&format!("{}/{}/versions/{}", components(&tenant), segment(&name), segment(&sha256)))?;
+            print.done(&format!("Version {sha256} of {name} deleted."))
         }
     }
 }

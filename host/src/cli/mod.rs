@@ -35,6 +35,9 @@ enum Command {
         /// The configuration file.
         #[arg(long, short, default_value = "waedge.toml")]
         config: PathBuf,
+        /// Redeploy DIR/TENANT/NAME.wasm as TENANT's component NAME whenever it changes.
+        #[arg(long, value_name = "DIR")]
+        watch: Option<PathBuf>,
     },
     /// Create, list and revoke admin-API tokens (works on the store directly: run it where
     /// the data directory is).
@@ -85,9 +88,9 @@ pub struct Connection {
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config } => {
+        Command::Serve { config, watch } => {
             let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
-            runtime.block_on(serve::serve(&config))?;
+            runtime.block_on(serve::serve(&config, watch))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::AdminToken { action, config } => admin_token(action, &config),

@@ -1,6 +1,6 @@
 //! `waedge serve`: the gateway and its admin API, with the store in the data directory.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -29,8 +29,9 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-/// Runs the gateway until SIGINT or SIGTERM.
-pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
+/// Runs the gateway until SIGINT or SIGTERM; with `watch`, redeploys the components in that
+/// directory as they change.
+pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
     let store = open_store(&config)?;
     if store.admin_tokens()?.iter().all(|t| t.revoked_at.is_some()) {
@@ -57,12 +58,20 @@ pub async fn serve(config_path: &Path) -> anyhow::Result<()> {
         let _ = stopping.wait_for(|stop| *stop).await;
     };
     let api = server::serve(api, gateway.clone(), stopped(stopping.clone()));
-    let admin = server::serve(admin, Arc::new(Admin::new(store, gateway)), stopped(stopping));
+    let handler = Arc::new(Admin::new(store, gateway));
+    let watcher = watch.map(|dir| {
+        let handler = handler.clone();
+        tokio::spawn(async move { waedge::admin::watch::watch(&handler, dir).await })
+    });
+    let admin = server::serve(admin, handler, stopped(stopping));
     let signal = async move {
         shutdown_signal().await;
         let _ = stop.send(true);
     };
     tokio::join!(api, admin, signal);
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
     devices.shutdown().await;
     tracing::info!("waedge stopped");
     Ok(())

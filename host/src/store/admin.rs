@@ -30,17 +30,17 @@ impl Store {
         Ok((AdminTokenRecord { id, created_at, revoked_at: None }, token))
     }
 
-    /// Whether `hash` is the hash of an unrevoked admin token (compared in constant time).
-    pub fn is_admin_token(&self, hash: &TokenHash) -> Result<bool, StoreError> {
-        let stored: Option<[u8; 32]> = self
+    /// The id of the unrevoked admin token whose hash is `hash` (compared in constant time).
+    pub fn admin_token_id(&self, hash: &TokenHash) -> Result<Option<String>, StoreError> {
+        let stored: Option<(String, [u8; 32])> = self
             .lock()
             .query_row(
-                "SELECT sha256 FROM admin_tokens WHERE sha256 = ?1 AND revoked_at IS NULL",
+                "SELECT id, sha256 FROM admin_tokens WHERE sha256 = ?1 AND revoked_at IS NULL",
                 [hash.as_bytes().as_slice()],
-                |row| row.get(0),
+                |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .optional()?;
-        Ok(stored.is_some_and(|stored| TokenHash::from_bytes(stored).ct_eq(hash)))
+        Ok(stored.filter(|(_, stored)| TokenHash::from_bytes(*stored).ct_eq(hash)).map(|(id, _)| id))
     }
 
     /// Every admin token, revoked ones included.

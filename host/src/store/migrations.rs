@@ -65,6 +65,7 @@ const MIGRATIONS: &[&str] = &[
         active     INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (tenant_id, name, sha256)
     ) STRICT;
+    CREATE UNIQUE INDEX one_active_version ON component_versions (tenant_id, name) WHERE active = 1;
     CREATE TABLE admin_tokens (
         id         TEXT PRIMARY KEY,
         sha256     BLOB NOT NULL UNIQUE,

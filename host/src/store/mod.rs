@@ -10,10 +10,11 @@
 //! API tokens are never stored, only their SHA-256 ([`TokenHash`]).
 //!
 //! Each concept has its module: [`tenants`], [`users`] (and their tokens), [`devices`],
-//! [`routes`], [`admin`] (admin-API tokens) and [`seed`] (the configuration file as the seed
+//! [`routes`], [`components`] (deployed versions), [`admin`] (admin-API tokens) and [`seed`] (the configuration file as the seed
 //! of an empty store). The schema is in [`migrations`].
 
 pub mod admin;
+pub mod components;
 pub mod devices;
 pub mod migrations;
 pub mod routes;
@@ -73,6 +74,8 @@ pub struct TenantSnapshot {
     pub devices: Vec<DeviceRecord>,
     /// Its routes.
     pub routes: Vec<RouteRecord>,
+    /// Every version of each of its components.
+    pub components: Vec<components::VersionRef>,
 }
 
 impl Store {
@@ -154,6 +157,7 @@ impl Store {
                     users,
                     devices: devices::list(tx, &id)?,
                     routes: routes::list(tx, &id)?,
+                    components: components::refs(tx, &id)?,
                     tenant,
                 });
             }

@@ -11,7 +11,8 @@ use super::{Store, StoreError, tenants};
 pub struct RouteRecord {
     /// Path prefix starting with `/`, without a trailing `/` (except the root), e.g. `/devices`.
     pub prefix: String,
-    /// The component: `builtin:NAME`, or a path to a `.wasm` component file.
+    /// The component: `builtin:NAME`, `component:NAME` (the active version of one of the
+    /// tenant's deployed components), or a path to a `.wasm` component file on the server.
     pub component: String,
 }
 

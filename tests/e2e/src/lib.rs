@@ -1,11 +1,13 @@
 //! Test harness for waedge end-to-end tests.
 //!
+//! - [`browser`]: headless Chromium over WebDriver;
 //! - [`fixture`]: a [`DeviceSession`](waedge::device::DeviceSession) answering from a fixture
 //!   file, standing in for a linked phone;
 //! - [`server`]: a real waedge gateway and admin API on loopback ports, and a small HTTP
 //!   client for them;
 //! - [`tenants`]: the two test tenants most tests start from.
 
+pub mod browser;
 pub mod fixture;
 pub mod server;
 pub mod tenants;

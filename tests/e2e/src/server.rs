@@ -89,6 +89,11 @@ impl TestGateway {
         &self.store
     }
 
+    /// The admin listener's base URL, e.g. `http://127.0.0.1:PORT`.
+    pub fn admin_base(&self) -> &str {
+        &self.admin_base
+    }
+
     /// The admin token the gateway was started with.
     pub fn admin_token(&self) -> &str {
         &self.admin_token
@@ -121,6 +126,17 @@ impl TestGateway {
     /// An admin API request with the admin token; `body` is sent as JSON unless `Null`.
     pub async fn admin(&self, method: reqwest::Method, path: &str, body: serde_json::Value) -> Reply {
         self.admin_as(method, path, Some(&self.admin_token), body).await
+    }
+
+    /// An admin API `POST` of raw bytes (a component upload) with the admin token.
+    pub async fn admin_upload(&self, path: &str, bytes: Vec<u8>) -> Reply {
+        let request = self
+            .client
+            .post(format!("{}{path}", self.admin_base))
+            .bearer_auth(&self.admin_token)
+            .header(reqwest::header::CONTENT_TYPE, "application/wasm")
+            .body(bytes);
+        reply(request).await
     }
 
     /// An admin API request with any token (or none).

@@ -1,0 +1,75 @@
+//! `/v1/tenants/{tenant}/components…`: deploy a tenant's component (the `.wasm` as the request
+//! body), list its versions, activate one (deploy or roll back) and delete inactive ones.
+//!
+//! A deploy validates and compiles the component off the request path before anything is
+//! stored: what is not a component for the `handler` world is refused with wasmtime's reason
+//! (the missing export, the unknown import). Activating swaps the gateway's snapshot:
+//! requests in flight finish on the version they started with, new ones get the new one.
+
+use http::{Method, StatusCode};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{Admin, Answer, Call, Failure, json, no_content, no_endpoint};
+
+/// The largest component accepted, in bytes.
+pub const MAX_COMPONENT: usize = 32 << 20;
+
+/// Answers `/v1/tenants/{tenant}/components` followed by `rest`.
+pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> Answer {
+    let t = tenant.to_string();
+    match (&call.method, rest) {
+        (&Method::GET, []) => {
+            let versions = admin.read(move |store| store.component_versions(&t)).await?;
+            json(StatusCode::OK, &json!({ "components": versions }))
+        }
+        (&Method::POST, [name]) => {
+            let activate = call.query("activate").is_none_or(|value| value != "false");
+            let version = deploy(admin, tenant, name, call.body.to_vec(), &call.author, activate).await?;
+            json(StatusCode::CREATED, &version)
+        }
+        (&Method::POST, [name, "versions", sha256, "activate"]) => {
+            let (n, sha) = (name.to_string(), sha256.to_string());
+            json(StatusCode::OK, &admin.change(move |store| store.activate_component(&t, &n, &sha)).await?)
+        }
+        (&Method::DELETE, [name, "versions", sha256]) => {
+            let (n, sha) = (name.to_string(), sha256.to_string());
+            admin.change(move |store| store.delete_component_version(&t, &n, &sha)).await?;
+            no_content()
+        }
+        _ => Err(no_endpoint(call)),
+    }
+}
+
+/// Validates, compiles and stores `bytes` as a version of `tenant`'s component `name`, and
+/// activates it if asked; returns the version.
+pub async fn deploy(
+    admin: &Admin,
+    tenant: &str,
+    name: &str,
+    bytes: Vec<u8>,
+    author: &str,
+    activate: bool,
+) -> Result<crate::store::components::ComponentVersion, Failure> {
+    if bytes.is_empty() {
+        return Err(Failure::invalid("send the component's .wasm file as the request body"));
+    }
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    let t = tenant.to_string();
+    admin.read(move |store| store.tenant(&t).map(drop)).await?;
+    let gateway = admin.gateway.clone();
+    let (t, n, sha, compiled_bytes) = (tenant.to_string(), name.to_string(), sha256.clone(), bytes.clone());
+    admin
+        .read(move |_| Ok(gateway.prepare_component(&t, &n, &sha, &compiled_bytes)))
+        .await?
+        .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, "INVALID_COMPONENT", format!("{e:#}")))?;
+    let (t, n, author) = (tenant.to_string(), name.to_string(), author.to_string());
+    let version = admin
+        .change(move |store| {
+            let version = store.add_component_version(&t, &n, &sha256, &bytes, &author)?;
+            if activate { store.activate_component(&t, &n, &sha256) } else { Ok(version) }
+        })
+        .await?;
+    tracing::info!(tenant, component = name, sha256 = version.sha256, activate, "component deployed");
+    Ok(version)
+}

@@ -1,0 +1,151 @@
+//! Tenant components: every deployed version of each, by content hash, and which one is
+//! active. A route names a tenant component as `component:NAME`; it serves the active version.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::{Store, StoreError, check_identifier, now, tenants};
+
+/// One deployed version of a tenant component, as listed (without its bytes).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ComponentVersion {
+    /// The component's name, e.g. `hmac-auth`.
+    pub name: String,
+    /// The tenant it belongs to.
+    pub tenant: String,
+    /// SHA-256 of the component's bytes, in hex: the version's identity.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// When it was deployed (RFC 3339).
+    pub created_at: String,
+    /// Who deployed it (the id of the admin token, or `watch:PATH`).
+    pub created_by: String,
+    /// Whether this is the version routes serve.
+    pub active: bool,
+}
+
+/// A stored version, as the gateway needs to know it: a route to `component:NAME` serves
+/// the active version of `NAME`; compiled inactive versions are kept for a quick rollback.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionRef {
+    /// The component's name.
+    pub name: String,
+    /// The version's hash.
+    pub sha256: String,
+    /// Whether it is the active version.
+    pub active: bool,
+}
+
+impl Store {
+    /// Records a version of `tenant`'s component `name` (nothing changes if that version is
+    /// already there) and returns it. It is not active until [`Store::activate_component`].
+    pub fn add_component_version(
+        &self,
+        tenant: &str,
+        name: &str,
+        sha256: &str,
+        bytes: &[u8],
+        created_by: &str,
+    ) -> Result<ComponentVersion, StoreError> {
+        check_identifier("component", name)?;
+        self.transaction(|tx| {
+            tenants::require(tx, tenant)?;
+            tx.execute(
+                "INSERT INTO component_versions (tenant_id, name, sha256, size, bytes, created_at, created_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+                params![tenant, name, sha256, bytes.len() as i64, bytes, now(), created_by],
+            )?;
+            version(tx, tenant, name, sha256)
+        })
+    }
+
+    /// Makes `sha256` the active version of `tenant`'s component `name` (a deploy, or a
+    /// rollback to an earlier version).
+    pub fn activate_component(&self, tenant: &str, name: &str, sha256: &str) -> Result<ComponentVersion, StoreError> {
+        self.transaction(|tx| {
+            version(tx, tenant, name, sha256)?;
+            tx.execute("UPDATE component_versions SET active = 0 WHERE tenant_id = ?1 AND name = ?2 AND active = 1", [tenant, name])?;
+            tx.execute(
+                "UPDATE component_versions SET active = 1 WHERE tenant_id = ?1 AND name = ?2 AND sha256 = ?3",
+                [tenant, name, sha256],
+            )?;
+            version(tx, tenant, name, sha256)
+        })
+    }
+
+    /// Every version of every component of `tenant`, newest first within each name.
+    pub fn component_versions(&self, tenant: &str) -> Result<Vec<ComponentVersion>, StoreError> {
+        let conn = self.lock();
+        tenants::require(&conn, tenant)?;
+        let mut statement = conn.prepare(
+            "SELECT name, tenant_id, sha256, size, created_at, created_by, active FROM component_versions
+             WHERE tenant_id = ?1 ORDER BY name, created_at DESC, sha256",
+        )?;
+        Ok(statement.query_map([tenant], read)?.collect::<Result<_, _>>()?)
+    }
+
+    /// Deletes an inactive version; the active one cannot be deleted.
+    pub fn delete_component_version(&self, tenant: &str, name: &str, sha256: &str) -> Result<(), StoreError> {
+        self.transaction(|tx| {
+            if version(tx, tenant, name, sha256)?.active {
+                return Err(StoreError::Conflict(format!(
+                    "version {sha256} of component `{name}` is active: activate another version first"
+                )));
+            }
+            tx.execute(
+                "DELETE FROM component_versions WHERE tenant_id = ?1 AND name = ?2 AND sha256 = ?3",
+                [tenant, name, sha256],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The bytes of a version.
+    pub fn component_bytes(&self, tenant: &str, name: &str, sha256: &str) -> Result<Vec<u8>, StoreError> {
+        self.lock()
+            .query_row(
+                "SELECT bytes FROM component_versions WHERE tenant_id = ?1 AND name = ?2 AND sha256 = ?3",
+                [tenant, name, sha256],
+                |row| row.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| not_found(tenant, name, sha256))
+    }
+}
+
+/// Every version of every component of `tenant`, without the bytes.
+pub(super) fn refs(conn: &Connection, tenant: &str) -> Result<Vec<VersionRef>, StoreError> {
+    let mut statement =
+        conn.prepare_cached("SELECT name, sha256, active FROM component_versions WHERE tenant_id = ?1 ORDER BY name")?;
+    let refs = statement.query_map([tenant], |row| Ok(VersionRef { name: row.get(0)?, sha256: row.get(1)?, active: row.get(2)? }))?;
+    Ok(refs.collect::<Result<_, _>>()?)
+}
+
+fn version(conn: &Connection, tenant: &str, name: &str, sha256: &str) -> Result<ComponentVersion, StoreError> {
+    tenants::require(conn, tenant)?;
+    conn.query_row(
+        "SELECT name, tenant_id, sha256, size, created_at, created_by, active FROM component_versions
+         WHERE tenant_id = ?1 AND name = ?2 AND sha256 = ?3",
+        [tenant, name, sha256],
+        read,
+    )
+    .optional()?
+    .ok_or_else(|| not_found(tenant, name, sha256))
+}
+
+fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<ComponentVersion> {
+    Ok(ComponentVersion {
+        name: row.get(0)?,
+        tenant: row.get(1)?,
+        sha256: row.get(2)?,
+        size: row.get::<_, i64>(3)? as u64,
+        created_at: row.get(4)?,
+        created_by: row.get(5)?,
+        active: row.get(6)?,
+    })
+}
+
+fn not_found(tenant: &str, name: &str, sha256: &str) -> StoreError {
+    StoreError::NotFound(format!("tenant `{tenant}` has no version {sha256} of component `{name}`"))
+}

@@ -1,0 +1,168 @@
+//! Tenant components over the admin API: deploy, versions, rollback, refusals with the
+//! reason, and a hot swap under load with no failed request and a clean switch point.
+//!
+//! The versions are the built-in components' own bytes: `devices-api`, and the same bytes
+//! with a custom section added (another hash, the same behaviour). The `x-waedge-component`
+//! response header says which version served each request.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use waedge::runtime::builtin;
+use waedge_e2e::fixture::World;
+use waedge_e2e::server::{Reply, TestGateway, fixtures};
+use waedge_e2e::tenants::{EVE, config};
+
+async fn gateway() -> TestGateway {
+    let world = World::load(&fixtures().join("world.toml")).expect("fixture world");
+    TestGateway::start(&config(None), &world).await
+}
+
+/// `component` with a custom section carrying `note` appended: a new version (new hash)
+/// that behaves the same.
+fn with_note(component: &[u8], note: &str) -> Vec<u8> {
+    let name = b"note";
+    let mut payload = vec![name.len() as u8];
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(note.as_bytes());
+    assert!(payload.len() < 128, "one-byte LEB128 size");
+    let mut bytes = component.to_vec();
+    bytes.push(0); // custom section id
+    bytes.push(payload.len() as u8);
+    bytes.extend_from_slice(&payload);
+    bytes
+}
+
+fn devices_api() -> Vec<u8> {
+    builtin::get("devices-api").expect("the built-in devices API").to_vec()
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Which version served: the `x-waedge-component` header.
+fn served_by(reply: &Reply) -> String {
+    reply.headers.get("x-waedge-component").and_then(|v| v.to_str().ok()).unwrap_or("none").to_string()
+}
+
+async fn route_to_api(gw: &TestGateway) {
+    let route = gw.admin(Method::PUT, "/v1/tenants/globex/routes", json!({"prefix": "/devices", "component": "component:api"})).await;
+    assert_eq!(route.status, 200, "{}", route.text);
+}
+
+#[tokio::test]
+async fn a_component_is_deployed_rolled_back_and_its_versions_kept() {
+    let gw = gateway().await;
+    let (v1, v2) = (devices_api(), with_note(&devices_api(), "v2"));
+    let first = gw.admin_upload("/v1/tenants/globex/components/api", v1.clone()).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    assert_eq!((&first.json["name"], &first.json["sha256"], &first.json["active"]), (&json!("api"), &json!(sha256(&v1)), &json!(true)));
+    assert_eq!(first.json["size"], v1.len());
+    let author = gw.store().admin_tokens().unwrap()[0].id.clone();
+    assert_eq!(first.json["created_by"], author, "the deploying admin token is recorded");
+    route_to_api(&gw).await;
+    let reply = gw.get("/devices/main/groups", Some(EVE)).await;
+    assert_eq!((reply.status, served_by(&reply)), (200, format!("globex/api@{}", &sha256(&v1)[..12])), "{}", reply.text);
+    assert_eq!(reply.json["data"], json!({"groups": [], "count": 0}), "globex's device is in no group");
+
+    let second = gw.admin_upload("/v1/tenants/globex/components/api", v2.clone()).await;
+    assert_eq!(second.status, 201, "{}", second.text);
+    let reply = gw.get("/devices/main/groups", Some(EVE)).await;
+    assert_eq!(served_by(&reply), format!("globex/api@{}", &sha256(&v2)[..12]));
+
+    let listed = gw.admin(Method::GET, "/v1/tenants/globex/components", Value::Null).await;
+    let versions = listed.json["components"].as_array().unwrap();
+    assert_eq!(versions.len(), 2);
+    let active: Vec<&Value> = versions.iter().filter(|v| v["active"] == true).collect();
+    assert_eq!((active.len(), &active[0]["sha256"]), (1, &json!(sha256(&v2))));
+
+    // Rollback is a swap like any other.
+    let back = gw.admin(Method::POST, &format!("/v1/tenants/globex/components/api/versions/{}/activate", sha256(&v1)), Value::Null).await;
+    assert_eq!((back.status, &back.json["active"]), (200, &json!(true)), "{}", back.text);
+    assert_eq!(served_by(&gw.get("/devices/main/groups", Some(EVE)).await), format!("globex/api@{}", &sha256(&v1)[..12]));
+
+    let delete_active = gw.admin(Method::DELETE, &format!("/v1/tenants/globex/components/api/versions/{}", sha256(&v1)), Value::Null).await;
+    assert_eq!((delete_active.status, &delete_active.json["error"]["code"]), (409, &json!("CONFLICT")), "{}", delete_active.text);
+    let delete = gw.admin(Method::DELETE, &format!("/v1/tenants/globex/components/api/versions/{}", sha256(&v2)), Value::Null).await;
+    assert_eq!(delete.status, 204, "{}", delete.text);
+
+    // A version can be stored without being served yet.
+    let staged = gw.admin_upload("/v1/tenants/globex/components/api?activate=false", with_note(&v1, "v3")).await;
+    assert_eq!((staged.status, &staged.json["active"]), (201, &json!(false)), "{}", staged.text);
+    assert_eq!(served_by(&gw.get("/devices/main/groups", Some(EVE)).await), format!("globex/api@{}", &sha256(&v1)[..12]));
+    // Another tenant sees none of it.
+    let acme = gw.admin(Method::GET, "/v1/tenants/acme/components", Value::Null).await;
+    assert_eq!(acme.json, json!({"components": []}));
+}
+
+#[tokio::test]
+async fn what_is_not_a_handler_component_is_refused_with_the_reason() {
+    let gw = gateway().await;
+    let cases: [(&[u8], &str); 3] = [
+        (b"not wasm at all", "magic"),
+        (b"\0asm\x01\0\0\0", "component"),
+        (b"\0asm\x0d\0\x01\0", "incoming-handler"),
+    ];
+    for (bytes, reason) in cases {
+        let reply = gw.admin_upload("/v1/tenants/globex/components/bad", bytes.to_vec()).await;
+        assert_eq!((reply.status, &reply.json["error"]["code"]), (400, &json!("INVALID_COMPONENT")), "{}", reply.text);
+        let message = reply.json["error"]["message"].as_str().unwrap();
+        assert!(message.contains(reason), "{message:?} should mention {reason:?}");
+    }
+    let empty = gw.admin_upload("/v1/tenants/globex/components/bad", Vec::new()).await;
+    assert_eq!((empty.status, &empty.json["error"]["code"]), (400, &json!("INVALID")));
+    assert_eq!(gw.admin(Method::GET, "/v1/tenants/globex/components", Value::Null).await.json, json!({"components": []}));
+    let route = gw.admin(Method::PUT, "/v1/tenants/globex/routes", json!({"prefix": "/x", "component": "component:bad"})).await;
+    assert_eq!((route.status, &route.json["error"]["code"]), (400, &json!("INVALID")), "{}", route.text);
+    let unknown = gw.admin_upload("/v1/tenants/nope/components/api", devices_api()).await;
+    assert_eq!(unknown.status, 404, "{}", unknown.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hot_swap_under_load_fails_no_request_and_switches_cleanly() {
+    let gw = Arc::new(gateway().await);
+    let (v1, v2) = (devices_api(), with_note(&devices_api(), "v2"));
+    let served = [v1.clone(), v2.clone()].map(|v| format!("globex/api@{}", &sha256(&v)[..12]));
+    assert_eq!(gw.admin_upload("/v1/tenants/globex/components/api", v2.clone()).await.status, 201);
+    assert_eq!(gw.admin_upload("/v1/tenants/globex/components/api", v1.clone()).await.status, 201);
+    route_to_api(&gw).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (gw, stop, served) = (gw.clone(), stop.clone(), served.clone());
+            tokio::spawn(async move {
+                let mut seen = [0usize; 2];
+                while !stop.load(Ordering::Relaxed) {
+                    let reply = gw.get("/devices/main/groups", Some(EVE)).await;
+                    assert_eq!((reply.status, &reply.json["data"]["count"]), (200, &json!(0)), "a request failed: {}", reply.text);
+                    let version = served.iter().position(|s| *s == served_by(&reply));
+                    seen[version.unwrap_or_else(|| panic!("served by {}", served_by(&reply)))] += 1;
+                }
+                seen
+            })
+        })
+        .collect();
+    for swap in 0..20 {
+        let next = swap % 2 + 1; // v2, v1, v2, …
+        let sha = sha256(if next == 1 { &v1 } else { &v2 });
+        let activated = gw.admin(Method::POST, &format!("/v1/tenants/globex/components/api/versions/{sha}/activate"), Value::Null).await;
+        assert_eq!(activated.status, 200, "{}", activated.text);
+        // The switch point is clean: once the swap is acknowledged, new requests get it.
+        let after = gw.get("/devices/main/groups", Some(EVE)).await;
+        assert_eq!(served_by(&after), served[next - 1], "swap {swap}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut total = [0usize; 2];
+    for client in clients {
+        let seen = client.await.expect("no client saw a failure");
+        total = [total[0] + seen[0], total[1] + seen[1]];
+    }
+    assert!(total[0] > 0 && total[1] > 0, "both versions served under load: {total:?}");
+}
