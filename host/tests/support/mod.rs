@@ -76,8 +76,14 @@ pub fn admin_token(config: &Path) -> String {
 impl Waedge {
     /// Starts `waedge serve --config CONFIG` and waits until both listeners are up.
     pub fn start(config: &Path) -> Waedge {
+        Self::start_with(config, &[])
+    }
+
+    /// Like [`Waedge::start`], with more arguments for `serve`.
+    pub fn start_with(config: &Path, args: &[&str]) -> Waedge {
         let mut child = Command::new(WAEDGE)
             .args(["serve", "--config", config.to_str().unwrap()])
+            .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -145,16 +145,21 @@ async fn every_admin_operation_answers_as_documented() {
     let doc = document();
     let gw = gateway().await;
     let token = gw.store().create_token("globex", EVE_ID).unwrap().0.id;
+    let component = waedge::runtime::builtin::get("devices-api").unwrap();
+    let sha = gw.store().add_component_version("globex", "api", &hex::encode(<sha2::Sha256 as sha2::Digest>::digest(component)), component, "test").unwrap().sha256;
+    let staged = gw.store().add_component_version("globex", "api", &"0".repeat(64), b"old", "test").unwrap().sha256;
     // Deletions last, the tenant's very last, so every other call finds what it needs.
     let mut operations = operations(&doc, "admin");
     operations.sort_by_key(|(method, path, _)| (*method == Method::DELETE, path == "/v1/tenants/{tenant}"));
-    assert_eq!(operations.len(), 32);
+    assert_eq!(operations.len(), 36);
     for (method, template, operation) in operations {
         let path = template
             .replace("{tenant}", "globex")
             .replace("{device}", "main")
             .replace("{user}", EVE_ID)
-            .replace("{token_id}", &token);
+            .replace("{token_id}", &token)
+            .replace("{name}", "api")
+            .replace("{sha256}", if method == Method::DELETE { &staged } else { &sha });
         let path = if template.ends_with("/routes") && method == Method::DELETE { format!("{path}?prefix=/contacts") } else { path };
         let body = match (method.as_str(), template.as_str()) {
             ("POST", "/v1/tenants") => json!({"id": "initech", "hosts": ["initech.test"]}),
