@@ -59,6 +59,14 @@ pub struct Limits {
     pub max_concurrent_requests: usize,
     /// How long WhatsApp lookups are cached, in seconds (0 disables the cache).
     pub cache_ttl_seconds: u64,
+    /// Largest response body a component may send, in bytes; more is a 500.
+    pub max_response_body_bytes: usize,
+    /// Outbound HTTP requests one request's component may make.
+    pub max_outbound_requests: usize,
+    /// Wasm instances one request's component may create (a component is several).
+    pub max_instances: usize,
+    /// Wasm tables one request's component may create.
+    pub max_tables: usize,
     /// Sustained requests per second of this tenant (token bucket; 0: no rate limit).
     pub requests_per_second: u32,
     /// Requests the tenant may send at once above the sustained rate (the bucket's size).
@@ -73,6 +81,10 @@ impl Default for Limits {
             max_request_body_bytes: 1 << 20,
             max_concurrent_requests: 256,
             cache_ttl_seconds: 30,
+            max_response_body_bytes: 8 << 20,
+            max_outbound_requests: 16,
+            max_instances: 64,
+            max_tables: 64,
             requests_per_second: 0,
             burst: 100,
         }
@@ -98,6 +110,18 @@ pub struct LimitOverrides {
     /// See [`Limits::cache_ttl_seconds`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_ttl_seconds: Option<u64>,
+    /// See [`Limits::max_response_body_bytes`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response_body_bytes: Option<usize>,
+    /// See [`Limits::max_outbound_requests`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_outbound_requests: Option<usize>,
+    /// See [`Limits::max_instances`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_instances: Option<usize>,
+    /// See [`Limits::max_tables`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tables: Option<usize>,
     /// See [`Limits::requests_per_second`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests_per_second: Option<u32>,
@@ -115,6 +139,10 @@ impl LimitOverrides {
             max_request_body_bytes: self.max_request_body_bytes.unwrap_or(defaults.max_request_body_bytes),
             max_concurrent_requests: self.max_concurrent_requests.unwrap_or(defaults.max_concurrent_requests),
             cache_ttl_seconds: self.cache_ttl_seconds.unwrap_or(defaults.cache_ttl_seconds),
+            max_response_body_bytes: self.max_response_body_bytes.unwrap_or(defaults.max_response_body_bytes),
+            max_outbound_requests: self.max_outbound_requests.unwrap_or(defaults.max_outbound_requests),
+            max_instances: self.max_instances.unwrap_or(defaults.max_instances),
+            max_tables: self.max_tables.unwrap_or(defaults.max_tables),
             requests_per_second: self.requests_per_second.unwrap_or(defaults.requests_per_second),
             burst: self.burst.unwrap_or(defaults.burst),
         }
@@ -136,6 +164,9 @@ pub struct TenantConfig {
     /// Outbound HTTP: host names components of this tenant may call.
     #[serde(default)]
     pub outbound_hosts: Vec<String>,
+    /// Of those, the hosts that may resolve to loopback, private or link-local addresses.
+    #[serde(default)]
+    pub outbound_private_hosts: Vec<String>,
     /// Key/value settings the tenant's components read through the `config` interface.
     #[serde(default)]
     pub config: BTreeMap<String, String>,

@@ -26,6 +26,7 @@ use crate::device::{DeviceManager, DeviceSession};
 use crate::metrics::{Metrics, Served};
 use crate::runtime::dispatch::{DispatchError, dispatch};
 use crate::runtime::state::RequestState;
+use crate::runtime::violation::Reporter;
 use crate::runtime::{HandlerComponent, Runtime, builtin};
 use crate::store::devices::recorded_state;
 use crate::store::{Snapshot, Store, StoreError};
@@ -310,41 +311,63 @@ where
         }
         Err(_) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "the request body could not be read"),
     };
-    let capabilities = Capabilities {
-        tenant: tenant.clone(),
-        component: component.name().clone(),
-        deadline: Instant::now() + Duration::from_millis(limits.request_timeout_ms),
-    };
-    let outbound = OutboundPolicy::new(tenant.outbound_hosts().clone());
-    let memory = usize::try_from(limits.memory_mib << 20).unwrap_or(usize::MAX);
-    let state = RequestState::new(capabilities, outbound, memory);
-    match dispatch(component, state, metrics.clone(), Request::from_parts(parts, Full::new(body))).await {
-        Ok(response) => {
-            // The permit is released when the response body is done, not when its head is.
-            let mut response = response.map(|body| {
-                body.map_frame(move |frame| {
-                    let _held = &permit;
-                    frame
-                })
-                .boxed_unsync()
-            });
-            if let Ok(name) = HeaderValue::from_str(component.name()) {
-                response.headers_mut().insert(COMPONENT_HEADER, name);
-            }
-            response
-        }
-        Err(failure) => {
-            tracing::warn!(tenant = tenant.id(), component = &**component.name(), "{failure}");
-            let (status, code) = match failure {
-                DispatchError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "COMPONENT_TIMEOUT"),
-                DispatchError::MemoryLimit => (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_MEMORY_LIMIT"),
-                DispatchError::Trap(_) | DispatchError::NoResponse | DispatchError::Refused(_) => {
-                    (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_FAILED")
+    let deadline = Instant::now() + Duration::from_millis(limits.request_timeout_ms);
+    let capabilities = Capabilities { tenant: tenant.clone(), component: component.name().clone(), deadline };
+    let reporter = Reporter::new(tenant.id(), component.name().clone(), metrics.clone());
+    let outbound = OutboundPolicy::new(
+        tenant.outbound_hosts().clone(),
+        tenant.outbound_private_hosts().clone(),
+        limits.max_outbound_requests,
+        reporter.clone(),
+    );
+    let state = RequestState::new(capabilities, outbound, &limits);
+    let failure = match dispatch(component, state, metrics.clone(), Request::from_parts(parts, Full::new(body))).await {
+        Ok(response) => match buffer(response, limits.max_response_body_bytes, deadline).await {
+            Ok(mut response) => {
+                if let Ok(name) = HeaderValue::from_str(component.name()) {
+                    response.headers_mut().insert(COMPONENT_HEADER, name);
                 }
-            };
-            error(status, code, &failure.to_string())
+                drop(permit);
+                return response;
+            }
+            Err(failure) => failure,
+        },
+        Err(failure) => failure,
+    };
+    let (status, code, limit) = match failure {
+        DispatchError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "COMPONENT_TIMEOUT", "request_timeout_ms"),
+        DispatchError::MemoryLimit => (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_MEMORY_LIMIT", "memory_mib"),
+        DispatchError::ResponseTooLarge(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_RESPONSE_TOO_LARGE", "max_response_body_bytes")
         }
-    }
+        DispatchError::Trap(_) | DispatchError::NoResponse | DispatchError::Refused(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_FAILED", "trap")
+        }
+    };
+    reporter.violation(limit, &failure.to_string());
+    error(status, code, &failure.to_string())
+}
+
+/// Reads the component's whole response body, up to `max_bytes` and until `deadline`, so a
+/// component that sends too much or stalls gets a clean JSON error instead of a cut-off
+/// response.
+async fn buffer(
+    response: Response<ResponseBody>,
+    max_bytes: usize,
+    deadline: Instant,
+) -> Result<Response<ResponseBody>, DispatchError> {
+    let (parts, body) = response.into_parts();
+    let collected = tokio::time::timeout_at(deadline.into(), Limited::new(body, max_bytes).collect())
+        .await
+        .map_err(|_elapsed| DispatchError::Timeout)?;
+    let body = match collected {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            return Err(DispatchError::ResponseTooLarge(max_bytes));
+        }
+        Err(e) => return Err(DispatchError::Trap(format!("while sending its response body: {e}"))),
+    };
+    Ok(Response::from_parts(parts, Full::new(body).map_err(|never| match never {}).boxed_unsync()))
 }
 
 /// The name a deployed version is compiled, logged and measured under:

@@ -62,6 +62,7 @@ pub struct Metrics {
     instantiation: Mutex<BTreeMap<String, Histogram>>,
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
+    violations: Mutex<BTreeMap<(String, String, String), u64>>,
 }
 
 impl Metrics {
@@ -74,6 +75,11 @@ impl Metrics {
     /// Records how long instantiating `component` took.
     pub fn instantiated(&self, component: &str, elapsed: Duration) {
         lock(&self.instantiation).entry(component.to_string()).or_default().observe(elapsed);
+    }
+
+    /// Counts a component of `tenant` hitting `limit`.
+    pub fn violation(&self, tenant: &str, component: &str, limit: &str) {
+        *lock(&self.violations).entry((tenant.to_string(), component.to_string(), limit.to_string())).or_default() += 1;
     }
 
     /// Counts WhatsApp look-ups answered from the cache (`hits`) and from WhatsApp (`misses`).
@@ -106,6 +112,17 @@ impl Metrics {
         out.push_str("# TYPE waedge_cache_lookups_total counter\n");
         let _ = writeln!(out, "waedge_cache_lookups_total{{result=\"hit\"}} {}", self.cache_hits.load(Ordering::Relaxed));
         let _ = writeln!(out, "waedge_cache_lookups_total{{result=\"miss\"}} {}", self.cache_misses.load(Ordering::Relaxed));
+        out.push_str("# HELP waedge_sandbox_violations_total Components stopped at a limit, by tenant, component and limit.\n");
+        out.push_str("# TYPE waedge_sandbox_violations_total counter\n");
+        for ((tenant, component, limit), count) in lock(&self.violations).iter() {
+            let _ = writeln!(
+                out,
+                "waedge_sandbox_violations_total{{tenant=\"{}\",component=\"{}\",limit=\"{}\"}} {count}",
+                escape(tenant),
+                escape(component),
+                escape(limit)
+            );
+        }
         out.push_str("# HELP waedge_device_state Device sessions, 1 for the state each is in.\n");
         out.push_str("# TYPE waedge_device_state gauge\n");
         for (tenant, device, state) in devices {

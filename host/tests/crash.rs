@@ -1,6 +1,6 @@
 //! Durability: `kill -9` while the admin API is busy writing loses nothing it acknowledged —
-//! tenants, devices, routes, users and their tokens are all there after a restart, and the
-//! tokens work.
+//! tenants, devices, component versions, routes, users and their tokens are all there after
+//! a restart, and the tokens work.
 
 mod support;
 
@@ -15,10 +15,11 @@ use support::{Waedge, admin_token, write_config};
 struct Written {
     tenant: String,
     token: String,
+    component: String,
 }
 
-/// Creates tenant after tenant (device, route, user, token) until the server goes away;
-/// records each one whose every write was acknowledged.
+/// Creates tenant after tenant (device, component, route, user, token) until the server goes
+/// away; records each one whose every write was acknowledged.
 async fn write_until_killed(admin: String, admin_token: String, written: Arc<Mutex<Vec<Written>>>) {
     let http = reqwest::Client::new();
     let call = |method: Method, path: String, body: Value| {
@@ -37,16 +38,25 @@ async fn write_until_killed(admin: String, admin_token: String, written: Arc<Mut
         let steps = async {
             call(Method::POST, "/v1/tenants".into(), json!({ "id": tenant })).await?;
             call(Method::POST, format!("/v1/tenants/{tenant}/devices"), json!({"id": "main"})).await?;
-            let route = json!({"prefix": "/devices", "component": "builtin:devices-api"});
+            let deploy = http
+                .post(format!("{admin}/v1/tenants/{tenant}/components/api"))
+                .bearer_auth(&admin_token)
+                .body(waedge::runtime::builtin::get("devices-api").expect("the built-in").to_vec());
+            let version = deploy.send().await.ok()?;
+            assert_eq!(version.status(), 201);
+            let version: Value = serde_json::from_str(&version.text().await.ok()?).ok()?;
+            let route = json!({"prefix": "/devices", "component": "component:api"});
             call(Method::PUT, format!("/v1/tenants/{tenant}/routes"), route).await?;
             let user = call(Method::POST, format!("/v1/tenants/{tenant}/users"), json!({"devices": ["main"]})).await?;
             let user = user["id"].as_str()?.to_string();
-            call(Method::POST, format!("/v1/tenants/{tenant}/users/{user}/tokens"), Value::Null).await
+            let token = call(Method::POST, format!("/v1/tenants/{tenant}/users/{user}/tokens"), Value::Null).await?;
+            Some((token, version))
         };
         match steps.await {
-            Some(token) => {
+            Some((token, version)) => {
                 let token = token["token"].as_str().expect("a token").to_string();
-                written.lock().unwrap().push(Written { tenant, token });
+                let component = format!("{tenant}/api@{}", &version["sha256"].as_str().expect("a hash")[..12]);
+                written.lock().unwrap().push(Written { tenant, token, component });
             }
             None => return,
         }
@@ -74,13 +84,14 @@ async fn kill_9_during_writes_loses_nothing_acknowledged() {
     assert!(written.len() >= 10);
     let tenants = waedge.admin(Method::GET, "/v1/tenants", &admin_token, Value::Null).await;
     let ids: Vec<&str> = tenants.json["tenants"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
-    for Written { tenant, token } in &written {
+    for Written { tenant, token, component } in &written {
         assert!(ids.contains(&tenant.as_str()), "tenant {tenant} survived");
         let device = waedge.admin(Method::GET, &format!("/v1/tenants/{tenant}/devices/main"), &admin_token, Value::Null).await;
         assert_eq!((device.status, &device.json["state"]), (200, &json!("unlinked")), "{}", device.text);
         // The token is known and routed to the tenant's component: the device is just not linked.
         let reply = waedge.api("/devices/main/groups", token).await;
         assert_eq!((reply.status, &reply.json["error"]["code"]), (503, &json!("DEVICE_NOT_CONNECTED")), "{tenant}: {}", reply.text);
+        assert_eq!(reply.headers["x-waedge-component"], component.as_str(), "the deployed version serves");
     }
     // And the store takes new writes.
     let after = waedge.admin(Method::POST, "/v1/tenants", &admin_token, json!({"id": "after-crash"})).await;

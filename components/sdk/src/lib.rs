@@ -29,6 +29,7 @@
 
 mod authentication;
 mod error;
+pub mod outbound;
 mod query;
 mod request;
 mod response;

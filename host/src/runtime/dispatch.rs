@@ -33,6 +33,9 @@ pub enum DispatchError {
     /// The component trapped (a panic, an `unreachable`, a failed host call).
     #[error("the component failed: {0}")]
     Trap(String),
+    /// The component's response body was larger than the tenant allows.
+    #[error("the component's response body was larger than {0} bytes")]
+    ResponseTooLarge(usize),
     /// The component returned without setting a response.
     #[error("the component returned without a response")]
     NoResponse,

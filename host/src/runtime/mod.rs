@@ -5,11 +5,13 @@
 //!   single epoch ticker thread.
 //! - [`state`] is the per-request store data: WASI contexts and the tenant's capabilities.
 //! - [`dispatch`] runs one HTTP request through a component under its deadline.
+//! - [`violation`] reports a component hitting a limit.
 
 pub mod builtin;
 pub mod dispatch;
 pub mod engine;
 pub mod state;
+pub mod violation;
 
 use std::sync::Arc;
 

@@ -8,6 +8,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::capability::{Capabilities, outbound::OutboundPolicy};
+use crate::config::Limits;
 
 /// Resource handles (streams, fields, requests) one request may hold at once.
 const MAX_RESOURCES: usize = 10_000;
@@ -28,15 +29,22 @@ pub struct RequestState {
 }
 
 impl RequestState {
-    /// State for one request with a memory cap of `memory_bytes` per linear memory.
-    pub fn new(capabilities: Capabilities, outbound: OutboundPolicy, memory_bytes: usize) -> Self {
+    /// State for one request under `limits`: memory per linear memory, instances and tables.
+    pub fn new(capabilities: Capabilities, outbound: OutboundPolicy, limits: &Limits) -> Self {
+        let memory_bytes = usize::try_from(limits.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
         RequestState {
             wasi: WasiCtx::builder().build(),
             http: WasiHttpCtx::new(),
             table,
-            limits: StoreLimitsBuilder::new().memory_size(memory_bytes).trap_on_grow_failure(true).build(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(memory_bytes)
+                .instances(limits.max_instances)
+                .tables(limits.max_tables)
+                .memories(limits.max_instances)
+                .trap_on_grow_failure(true)
+                .build(),
             outbound,
             capabilities,
         }

@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
         name           TEXT NOT NULL,
         limits         TEXT NOT NULL,      -- JSON: LimitOverrides
         outbound_hosts TEXT NOT NULL,      -- JSON: [host]
+        outbound_private_hosts TEXT NOT NULL DEFAULT '[]', -- JSON: [host] that may be internal
         settings       TEXT NOT NULL,      -- JSON: {key: value}
         created_at     TEXT NOT NULL
     ) STRICT;

@@ -37,6 +37,7 @@ impl Store {
                 hosts: tenant.hosts.clone(),
                 limits: tenant.limits.clone(),
                 outbound_hosts: tenant.outbound_hosts.clone(),
+                outbound_private_hosts: tenant.outbound_private_hosts.clone(),
                 settings: tenant.config.clone(),
             })?;
             for device in &tenant.devices {

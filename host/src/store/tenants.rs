@@ -21,6 +21,8 @@ pub struct TenantRecord {
     pub limits: LimitOverrides,
     /// Host names the tenant's components may call with outbound HTTP.
     pub outbound_hosts: Vec<String>,
+    /// Of those, the hosts allowed to resolve to loopback, private or link-local addresses.
+    pub outbound_private_hosts: Vec<String>,
     /// Key/value settings components read through the `config` interface.
     pub settings: BTreeMap<String, String>,
     /// When the tenant was created (RFC 3339).
@@ -45,6 +47,9 @@ pub struct NewTenant {
     /// See [`TenantRecord::outbound_hosts`].
     #[serde(default)]
     pub outbound_hosts: Vec<String>,
+    /// See [`TenantRecord::outbound_private_hosts`].
+    #[serde(default)]
+    pub outbound_private_hosts: Vec<String>,
     /// See [`TenantRecord::settings`].
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
@@ -62,6 +67,8 @@ pub struct TenantPatch {
     pub limits: Option<LimitOverrides>,
     /// New outbound allow-list.
     pub outbound_hosts: Option<Vec<String>>,
+    /// New list of outbound hosts that may resolve to internal addresses.
+    pub outbound_private_hosts: Option<Vec<String>>,
     /// New settings.
     pub settings: Option<BTreeMap<String, String>>,
 }
@@ -75,12 +82,14 @@ impl Store {
         let id = new.id.clone();
         self.transaction(|tx| {
             tx.execute(
-                "INSERT INTO tenants (id, name, limits, outbound_hosts, settings, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO tenants (id, name, limits, outbound_hosts, outbound_private_hosts, settings, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     new.id,
                     new.name.unwrap_or_else(|| new.id.clone()),
                     to_json(&new.limits),
                     to_json(&new.outbound_hosts),
+                    to_json(&new.outbound_private_hosts),
                     to_json(&new.settings),
                     now()
                 ],
@@ -112,10 +121,19 @@ impl Store {
             tenant.name = patch.name.unwrap_or(tenant.name);
             tenant.limits = patch.limits.unwrap_or(tenant.limits);
             tenant.outbound_hosts = patch.outbound_hosts.unwrap_or(tenant.outbound_hosts);
+            tenant.outbound_private_hosts = patch.outbound_private_hosts.unwrap_or(tenant.outbound_private_hosts);
             tenant.settings = patch.settings.unwrap_or(tenant.settings);
             tx.execute(
-                "UPDATE tenants SET name = ?2, limits = ?3, outbound_hosts = ?4, settings = ?5 WHERE id = ?1",
-                params![id, tenant.name, to_json(&tenant.limits), to_json(&tenant.outbound_hosts), to_json(&tenant.settings)],
+                "UPDATE tenants SET name = ?2, limits = ?3, outbound_hosts = ?4, outbound_private_hosts = ?5, settings = ?6
+                 WHERE id = ?1",
+                params![
+                    id,
+                    tenant.name,
+                    to_json(&tenant.limits),
+                    to_json(&tenant.outbound_hosts),
+                    to_json(&tenant.outbound_private_hosts),
+                    to_json(&tenant.settings)
+                ],
             )?;
             if let Some(hosts) = &hosts {
                 tx.execute("DELETE FROM tenant_hosts WHERE tenant_id = ?1", [id])?;
@@ -136,7 +154,7 @@ impl Store {
 
 pub(super) fn get(conn: &Connection, id: &str) -> Result<TenantRecord, StoreError> {
     conn.query_row(
-        "SELECT id, name, limits, outbound_hosts, settings, created_at FROM tenants WHERE id = ?1",
+        "SELECT id, name, limits, outbound_hosts, outbound_private_hosts, settings, created_at FROM tenants WHERE id = ?1",
         [id],
         read,
     )
@@ -147,7 +165,7 @@ pub(super) fn get(conn: &Connection, id: &str) -> Result<TenantRecord, StoreErro
 
 pub(super) fn list(conn: &Connection) -> Result<Vec<TenantRecord>, StoreError> {
     let mut statement =
-        conn.prepare("SELECT id, name, limits, outbound_hosts, settings, created_at FROM tenants ORDER BY id")?;
+        conn.prepare("SELECT id, name, limits, outbound_hosts, outbound_private_hosts, settings, created_at FROM tenants ORDER BY id")?;
     let tenants = statement.query_map([], read)?.collect::<Result<Vec<_>, _>>()?;
     tenants.into_iter().map(|tenant| with_hosts(conn, tenant)).collect()
 }
@@ -169,8 +187,9 @@ fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<TenantRecord> {
         hosts: Vec::new(),
         limits: from_json(&row.get::<_, String>(2)?)?,
         outbound_hosts: from_json(&row.get::<_, String>(3)?)?,
-        settings: from_json(&row.get::<_, String>(4)?)?,
-        created_at: row.get(5)?,
+        outbound_private_hosts: from_json(&row.get::<_, String>(4)?)?,
+        settings: from_json(&row.get::<_, String>(5)?)?,
+        created_at: row.get(6)?,
     })
 }
 
@@ -213,6 +232,8 @@ fn check_limits(limits: &LimitOverrides) -> Result<(), StoreError> {
         ("request_timeout_ms", limits.request_timeout_ms == Some(0)),
         ("memory_mib", limits.memory_mib == Some(0)),
         ("max_concurrent_requests", limits.max_concurrent_requests == Some(0)),
+        ("max_instances", limits.max_instances == Some(0)),
+        ("max_tables", limits.max_tables == Some(0)),
     ];
     match zero.iter().find(|(_, is_zero)| *is_zero) {
         Some((name, _)) => Err(StoreError::Invalid(format!("limits.{name} must be greater than zero"))),

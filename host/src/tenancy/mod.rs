@@ -78,6 +78,7 @@ pub struct Tenant {
     routes: Vec<Route>,
     settings: BTreeMap<String, String>,
     outbound_hosts: Arc<[String]>,
+    outbound_private_hosts: Arc<[String]>,
     admission: Arc<Admission>,
 }
 
@@ -110,6 +111,7 @@ impl Tenant {
             routes,
             settings: tenant.settings.clone(),
             outbound_hosts: tenant.outbound_hosts.clone().into(),
+            outbound_private_hosts: tenant.outbound_private_hosts.clone().into(),
             admission,
         }
     }
@@ -152,6 +154,11 @@ impl Tenant {
     /// Host names the tenant's components may call.
     pub fn outbound_hosts(&self) -> &Arc<[String]> {
         &self.outbound_hosts
+    }
+
+    /// Outbound hosts that may resolve to internal addresses.
+    pub fn outbound_private_hosts(&self) -> &Arc<[String]> {
+        &self.outbound_private_hosts
     }
 
     /// The route serving `path`, by longest matching prefix.

@@ -1,6 +1,7 @@
 //! Test harness for waedge end-to-end tests.
 //!
 //! - [`browser`]: headless Chromium over WebDriver;
+//! - [`guests`]: the test components of `tests/guests/` (a hostile probe);
 //! - [`fixture`]: a [`DeviceSession`](waedge::device::DeviceSession) answering from a fixture
 //!   file, standing in for a linked phone;
 //! - [`server`]: a real waedge gateway and admin API on loopback ports, and a small HTTP
@@ -9,5 +10,6 @@
 
 pub mod browser;
 pub mod fixture;
+pub mod guests;
 pub mod server;
 pub mod tenants;

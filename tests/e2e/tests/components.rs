@@ -166,3 +166,18 @@ async fn a_hot_swap_under_load_fails_no_request_and_switches_cleanly() {
     }
     assert!(total[0] > 0 && total[1] > 0, "both versions served under load: {total:?}");
 }
+
+#[tokio::test]
+async fn the_sdk_readme_example_is_a_working_plugin() {
+    let gw = gateway().await;
+    let hello = waedge_e2e::guests::get("hello").to_vec();
+    assert_eq!(gw.admin_upload("/v1/tenants/globex/components/hello", hello).await.status, 201);
+    let route = gw.admin(Method::PUT, "/v1/tenants/globex/routes", json!({"prefix": "/hello", "component": "component:hello"})).await;
+    assert_eq!(route.status, 200, "{}", route.text);
+    let reply = gw.get("/hello?device=main", Some(EVE)).await;
+    assert_eq!((reply.status, reply.json.clone()), (200, json!({"user": "e7e00000-0000-4000-8000-000000000004", "groups": 0})));
+    let anonymous = gw.request(Method::GET, "/hello", None, Some("globex.test"), Vec::new()).await;
+    assert_eq!((anonymous.status, &anonymous.json["error"]["code"]), (401, &json!("UNAUTHORIZED")), "{}", anonymous.text);
+    let stranger = gw.get("/hello?device=stranger", Some(EVE)).await;
+    assert_eq!((stranger.status, &stranger.json["error"]["code"]), (403, &json!("FORBIDDEN")), "{}", stranger.text);
+}

@@ -1,0 +1,118 @@
+//! Hostile components are contained: a real component (`tests/guests/probe`) that loops,
+//! allocates without end, recurses without end, panics, answers too much, calls forbidden
+//! addresses and floods outbound calls — each stopped with a clean JSON error, a log line and
+//! a metric naming the limit, while another tenant's requests keep succeeding.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use waedge_e2e::fixture::World;
+use waedge_e2e::guests;
+use waedge_e2e::server::{Reply, TestGateway, fixtures};
+use waedge_e2e::tenants::{ALICE, EVE, config};
+
+/// A loopback HTTP server answering `200 ok` to anything; returns its port.
+async fn loopback_server() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
+            });
+        }
+    });
+    port
+}
+
+fn assert_error(reply: &Reply, status: u16, code: &str) {
+    assert_eq!((reply.status, reply.json["error"]["code"].as_str()), (status, Some(code)), "{}", reply.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hostile_components_are_contained_and_other_tenants_keep_working() {
+    let world = World::load(&fixtures().join("world.toml")).expect("fixture world");
+    let gw = Arc::new(TestGateway::start(&config(None), &world).await);
+    let deployed = gw.admin_upload("/v1/tenants/globex/components/probe", guests::get("probe").to_vec()).await;
+    assert_eq!(deployed.status, 201, "{}", deployed.text);
+    let route = gw.admin(Method::PUT, "/v1/tenants/globex/routes", json!({"prefix": "/probe", "component": "component:probe"})).await;
+    assert_eq!(route.status, 200, "{}", route.text);
+    let limits = json!({"limits": {
+        "request_timeout_ms": 1500, "memory_mib": 16, "max_response_body_bytes": 4096, "max_outbound_requests": 3,
+    }, "outbound_hosts": ["127.0.0.1", "localhost", "api.example.com"]});
+    assert_eq!(gw.admin(Method::PATCH, "/v1/tenants/globex", limits).await.status, 200);
+
+    // acme's traffic runs all along and must never notice.
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicUsize::new(0));
+    let neighbour = {
+        let (gw, stop, served) = (gw.clone(), stop.clone(), served.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let reply = gw.get("/devices/main/groups", Some(ALICE)).await;
+                assert_eq!(reply.status, 200, "acme failed while globex's component misbehaved: {}", reply.text);
+                served.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+
+    let hello = gw.get("/probe/hello", Some(EVE)).await;
+    assert_eq!((hello.status, hello.json.clone()), (200, json!({"probe": "hello"})));
+
+    let started = Instant::now();
+    assert_error(&gw.get("/probe/loop", Some(EVE)).await, 504, "COMPONENT_TIMEOUT");
+    assert!(started.elapsed() < Duration::from_secs(5), "stopped near its 1.5 s deadline: {:?}", started.elapsed());
+    assert_error(&gw.get("/probe/bomb", Some(EVE)).await, 500, "COMPONENT_MEMORY_LIMIT");
+    assert_error(&gw.get("/probe/recurse", Some(EVE)).await, 500, "COMPONENT_FAILED");
+    assert_error(&gw.get("/probe/panic", Some(EVE)).await, 500, "COMPONENT_FAILED");
+    assert_error(&gw.get("/probe/big?bytes=5000", Some(EVE)).await, 500, "COMPONENT_RESPONSE_TOO_LARGE");
+    let small = gw.get("/probe/big?bytes=4000", Some(EVE)).await;
+    assert_eq!((small.status, small.text.len()), (200, 4000));
+
+    // Outbound: the allow-list, internal addresses, the per-request cap.
+    let port = loopback_server().await;
+    let loopback = format!("http://127.0.0.1:{port}/");
+    let denied = gw.get("/probe/fetch?url=http://example.org/", Some(EVE)).await;
+    assert_eq!(denied.status, 502, "{}", denied.text);
+    assert!(denied.json["error"].as_str().unwrap().contains("HttpRequestDenied"), "{}", denied.text);
+    let internal = gw.get(&format!("/probe/fetch?url={loopback}"), Some(EVE)).await;
+    assert_eq!(internal.status, 502, "{}", internal.text);
+    assert!(internal.json["error"].as_str().unwrap().contains("DestinationIpProhibited"), "{}", internal.text);
+    let allowed = gw.admin(Method::PATCH, "/v1/tenants/globex", json!({"outbound_private_hosts": ["127.0.0.1"]})).await;
+    assert_eq!(allowed.status, 200, "{}", allowed.text);
+    let fetched = gw.get(&format!("/probe/fetch?url={loopback}"), Some(EVE)).await;
+    assert_eq!((fetched.status, fetched.json.clone()), (200, json!({"status": 200, "bytes": 2})), "{}", fetched.text);
+    let flood = gw.get(&format!("/probe/flood?n=10&url={loopback}"), Some(EVE)).await;
+    assert_eq!((&flood.json["ok"], &flood.json["refused"]), (&json!(3), &json!(7)), "{}", flood.text);
+
+    stop.store(true, Ordering::Relaxed);
+    neighbour.await.expect("acme's requests all succeeded");
+    assert!(served.load(Ordering::Relaxed) > 10, "acme was served throughout");
+
+    let metrics = gw.admin_as(Method::GET, "/metrics", None, Value::Null).await.text;
+    let probe = format!("globex/probe@{}", &deployed.json["sha256"].as_str().unwrap()[..12]);
+    for limit in [
+        "request_timeout_ms",
+        "memory_mib",
+        "trap",
+        "max_response_body_bytes",
+        "outbound_hosts",
+        "outbound_address",
+        "max_outbound_requests",
+    ] {
+        let line = format!("waedge_sandbox_violations_total{{tenant=\"globex\",component=\"{probe}\",limit=\"{limit}\"}}");
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
+}
