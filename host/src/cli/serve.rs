@@ -37,7 +37,9 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
     if store.admin_tokens()?.iter().all(|t| t.revoked_at.is_some()) {
         tracing::warn!("no admin token yet: run `waedge admin-token create` to use the admin API and the CLI");
     }
-    let runtime = Runtime::new().map_err(|e| anyhow::anyhow!("starting the Wasm runtime: {e:#}"))?;
+    let runtime = Runtime::new()
+        .map_err(|e| anyhow::anyhow!("starting the Wasm runtime: {e:#}"))?
+        .with_cache(config.data_dir.join("compiled"));
     let devices = Arc::new(whatsapp_devices(&config)?.with_observer(store.status_recorder()));
     let gateway = Arc::new(Gateway::new(
         runtime,
