@@ -24,9 +24,9 @@ impl Browser {
         let (Some(chromium), Some(driver)) = (chromium, driver) else {
             assert!(
                 std::env::var_os("CI").is_none(),
-                "chromium and chromedriver are needed: scripts/setup --browser installs them"
+                "chromium and chromedriver are needed: scripts/setup --test-tools installs them"
             );
-            eprintln!("skipped: no chromium/chromedriver (scripts/setup --browser installs them)");
+            eprintln!("skipped: no chromium/chromedriver (scripts/setup --test-tools installs them)");
             return None;
         };
         let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();

@@ -181,3 +181,58 @@ async fn the_sdk_readme_example_is_a_working_plugin() {
     let stranger = gw.get("/hello?device=stranger", Some(EVE)).await;
     assert_eq!((stranger.status, &stranger.json["error"]["code"]), (403, &json!("FORBIDDEN")), "{}", stranger.text);
 }
+
+/// `componentize-py`, as `scripts/setup --test-tools` installs it, or from `PATH`.
+fn componentize_py() -> Option<std::path::PathBuf> {
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let installed = workspace.join("target/tools/py/bin/componentize-py");
+    if installed.is_file() {
+        return Some(installed);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join("componentize-py")).find(|tool| tool.is_file())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_plugin_built_with_componentize_py_is_served_unchanged() {
+    let Some(tool) = componentize_py() else {
+        assert!(std::env::var_os("CI").is_none(), "componentize-py is needed: scripts/setup --test-tools installs it");
+        eprintln!("skipped: no componentize-py (scripts/setup --test-tools installs it)");
+        return;
+    };
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = tempfile::tempdir().unwrap();
+    let component = out.path().join("python-groups.wasm");
+    let built = tokio::process::Command::new(tool)
+        .arg("-d")
+        .arg(workspace.join("wit"))
+        .args(["-w", "handler", "componentize", "app", "-o"])
+        .arg(&component)
+        .current_dir(workspace.join("components/examples/python-groups"))
+        .output()
+        .await
+        .expect("componentize-py runs");
+    assert!(built.status.success(), "componentize-py failed: {}", String::from_utf8_lossy(&built.stderr));
+
+    let gw = gateway().await;
+    let deployed = gw.admin_upload("/v1/tenants/acme/components/py", std::fs::read(&component).unwrap()).await;
+    assert_eq!(deployed.status, 201, "{}", deployed.text);
+    let route = gw.admin(Method::PUT, "/v1/tenants/acme/routes", json!({"prefix": "/py", "component": "component:py"})).await;
+    assert_eq!(route.status, 200, "{}", route.text);
+    let reply = gw.get("/py/main/groups", Some(waedge_e2e::tenants::ALICE)).await;
+    assert_eq!(
+        (reply.status, reply.json.clone()),
+        (200, json!({
+            "language": "python",
+            "device": "main",
+            "user": "a11ce000-0000-4000-8000-000000000001",
+            "groups": ["My Group Chat", "Family"],
+        })),
+        "{}",
+        reply.text
+    );
+    let refused = gw.get("/py/main/groups", Some("0d6f5c1e-0000-4000-8000-000000000000")).await;
+    assert_eq!(refused.json["error"]["code"], "NO_TENANT", "{}", refused.text);
+    let forbidden = gw.get("/py/nope/groups", Some(waedge_e2e::tenants::ALICE)).await;
+    assert_eq!((forbidden.status, &forbidden.json["error"]["code"]), (403, &json!("FORBIDDEN")), "{}", forbidden.text);
+}
