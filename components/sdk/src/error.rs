@@ -37,6 +37,14 @@ impl From<Error> for ErrorClass {
 }
 
 impl ErrorClass {
+    /// The error as a response: its status and `{"error": {"code": …, "message": …}}`.
+    pub fn into_response(self) -> crate::Response {
+        crate::Response::json(
+            self.status,
+            &serde_json::json!({ "error": { "code": self.code, "message": self.message } }),
+        )
+    }
+
     /// A 400 error for a malformed request parameter.
     pub fn validation(message: impl Into<String>) -> Self {
         ErrorClass { status: 400, code: "VALIDATION_ERROR", message: message.into() }

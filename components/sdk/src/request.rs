@@ -12,6 +12,7 @@ const READ_CHUNK: u64 = 64 * 1024;
 pub struct Request {
     method: String,
     path: String,
+    raw_query: Option<String>,
     query: Query,
     headers: Vec<(String, Vec<u8>)>,
     body: Vec<u8>,
@@ -20,9 +21,13 @@ pub struct Request {
 impl Request {
     /// Builds a request from parts: for tests of handler logic outside a Wasm host.
     pub fn new(method: &str, path_and_query: &str, headers: Vec<(String, Vec<u8>)>, body: Vec<u8>) -> Self {
-        let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+        let (path, raw_query) = match path_and_query.split_once('?') {
+            Some((path, query)) => (path, Some(query.to_string())),
+            None => (path_and_query, None),
+        };
+        let query = Query::parse(raw_query.as_deref().unwrap_or_default());
         let headers = headers.into_iter().map(|(name, value)| (name.to_ascii_lowercase(), value)).collect();
-        Request { method: method.to_ascii_uppercase(), path: path.to_string(), query: Query::parse(query), headers, body }
+        Request { method: method.to_ascii_uppercase(), path: path.to_string(), raw_query, query, headers, body }
     }
 
     /// Reads a `wasi:http` incoming request, body included.
@@ -58,6 +63,11 @@ impl Request {
     /// The path split on `/`, with empty segments dropped and each segment percent-decoded.
     pub fn segments(&self) -> Vec<String> {
         self.path.split('/').filter(|s| !s.is_empty()).map(crate::query::percent_decode).collect()
+    }
+
+    /// The query string as sent (without `?`), e.g. to verify a signature over it.
+    pub fn query_string(&self) -> Option<&str> {
+        self.raw_query.as_deref()
     }
 
     /// The parsed query string.

@@ -6,10 +6,12 @@
 //!   file, standing in for a linked phone;
 //! - [`server`]: a real waedge gateway and admin API on loopback ports, and a small HTTP
 //!   client for them;
+//! - [`stub`]: a stub HTTP service for outbound calls;
 //! - [`tenants`]: the two test tenants most tests start from.
 
 pub mod browser;
 pub mod fixture;
 pub mod guests;
 pub mod server;
+pub mod stub;
 pub mod tenants;

@@ -89,6 +89,11 @@ impl TestGateway {
         &self.store
     }
 
+    /// The API listener's base URL, e.g. `http://127.0.0.1:PORT`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// The admin listener's base URL, e.g. `http://127.0.0.1:PORT`.
     pub fn admin_base(&self) -> &str {
         &self.admin_base

@@ -236,3 +236,94 @@ async fn a_python_plugin_built_with_componentize_py_is_served_unchanged() {
     let forbidden = gw.get("/py/nope/groups", Some(waedge_e2e::tenants::ALICE)).await;
     assert_eq!((forbidden.status, &forbidden.json["error"]["code"]), (403, &json!("FORBIDDEN")), "{}", forbidden.text);
 }
+
+/// HMAC-SHA256 of `message` under `key`, in hex (RFC 2104, with SHA-256's 64-byte blocks).
+fn hmac_sha256(key: &[u8], message: &[u8]) -> String {
+    let mut block = [0u8; 64];
+    block[..key.len()].copy_from_slice(key);
+    let pad = |byte: u8| block.iter().map(|k| k ^ byte).collect::<Vec<u8>>();
+    let inner = Sha256::digest([pad(0x36), message.to_vec()].concat());
+    hex::encode(Sha256::digest([pad(0x5c), inner.to_vec()].concat()))
+}
+
+async fn deploy_example(gw: &TestGateway, name: &str, prefix: &str) {
+    let deployed = gw.admin_upload(&format!("/v1/tenants/acme/components/{name}"), waedge_e2e::guests::get(name).to_vec()).await;
+    assert_eq!(deployed.status, 201, "{}", deployed.text);
+    let route = gw.admin(Method::PUT, "/v1/tenants/acme/routes", json!({"prefix": prefix, "component": format!("component:{name}")})).await;
+    assert_eq!(route.status, 200, "{}", route.text);
+}
+
+#[tokio::test]
+async fn the_example_plugins_sign_mask_and_enrich() {
+    let gw = gateway().await;
+    let crm = waedge_e2e::stub::serve(r#"{"customer":"John Doe","tier":"gold"}"#).await;
+    let settings = json!({
+        "settings": {"hmac_secret": "s3cret", "hmac_devices": "main", "crm_url": format!("http://127.0.0.1:{crm}/crm")},
+        "outbound_hosts": ["127.0.0.1"],
+        "outbound_private_hosts": ["127.0.0.1"],
+    });
+    assert_eq!(gw.admin(Method::PATCH, "/v1/tenants/acme", settings).await.status, 200);
+    deploy_example(&gw, "hmac-auth", "/signed").await;
+    deploy_example(&gw, "mask-phones", "/masked").await;
+    deploy_example(&gw, "enrich", "/enriched").await;
+
+    // (a) HMAC-signed requests instead of a bearer token.
+    let signed = |path: &str, timestamp: u64, secret: &str| {
+        let signature = hmac_sha256(secret.as_bytes(), format!("GET\n{path}\n{timestamp}").as_bytes());
+        (path.to_string(), timestamp.to_string(), signature)
+    };
+    let call = |(path, timestamp, signature): (String, String, String)| {
+        let gw = &gw;
+        async move {
+            let response = reqwest::Client::new()
+                .get(format!("{}{path}", gw.base()))
+                .header("host", "acme.test")
+                .header("x-waedge-timestamp", timestamp)
+                .header("x-waedge-signature", signature)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let json: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap_or(Value::Null);
+            (status, json)
+        }
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let (status, body) = call(signed("/signed/main/groups", now, "s3cret")).await;
+    assert_eq!((status, &body["data"]["count"]), (200, &json!(2)), "{body}");
+    assert_eq!(body["data"]["groups"][0], json!({"jid": "120363406798553856@g.us", "subject": "My Group Chat", "participant_count": 3}));
+    let (status, body) = call(signed("/signed/main/groups", now, "wrong")).await;
+    assert_eq!((status, &body["error"]["code"]), (401, &json!("UNAUTHORIZED")), "{body}");
+    let (status, body) = call(signed("/signed/main/groups", now - 3600, "s3cret")).await;
+    assert_eq!((status, &body["error"]["code"]), (401, &json!("UNAUTHORIZED")), "a replayed old request: {body}");
+    let (status, body) = call(signed("/signed/stranger/groups", now, "s3cret")).await;
+    assert_eq!((status, &body["error"]["code"]), (403, &json!("FORBIDDEN")), "{body}");
+
+    // (b) Phone numbers masked in the response.
+    let masked = gw.get("/masked/main/profile?jid=+62 812-3456-7890", Some(waedge_e2e::tenants::ALICE)).await;
+    assert_eq!(
+        (masked.status, masked.json.clone()),
+        (200, json!({"data": {
+            "jid": "6281*****7890@s.whatsapp.net",
+            "lid": "1234567890987654321@lid",
+            "status": "Available",
+            "devices": ["6281*****7890@s.whatsapp.net", "6281*****7890:1@s.whatsapp.net"],
+        }})),
+        "{}",
+        masked.text
+    );
+
+    // (c) The profile enriched from the tenant's CRM over outbound HTTP.
+    let enriched = gw.get("/enriched/main/profile?jid=6281234567890", Some(waedge_e2e::tenants::ALICE)).await;
+    assert_eq!(
+        (enriched.status, enriched.json.clone()),
+        (200, json!({"data": {
+            "jid": "6281234567890@s.whatsapp.net",
+            "status": "Available",
+            "crm": {"customer": "John Doe", "tier": "gold"},
+            "crm_error": null,
+        }})),
+        "{}",
+        enriched.text
+    );
+}

@@ -9,33 +9,10 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use waedge_e2e::fixture::World;
 use waedge_e2e::guests;
 use waedge_e2e::server::{Reply, TestGateway, fixtures};
 use waedge_e2e::tenants::{ALICE, EVE, config};
-
-/// A loopback HTTP server answering `200 ok` to anything; returns its port.
-async fn loopback_server() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buffer = [0u8; 1024];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buffer).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&buffer[..n]),
-                    }
-                }
-                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
-            });
-        }
-    });
-    port
-}
 
 fn assert_error(reply: &Reply, status: u16, code: &str) {
     assert_eq!((reply.status, reply.json["error"]["code"].as_str()), (status, Some(code)), "{}", reply.text);
@@ -82,7 +59,7 @@ async fn hostile_components_are_contained_and_other_tenants_keep_working() {
     assert_eq!((small.status, small.text.len()), (200, 4000));
 
     // Outbound: the allow-list, internal addresses, the per-request cap.
-    let port = loopback_server().await;
+    let port = waedge_e2e::stub::serve("ok").await;
     let loopback = format!("http://127.0.0.1:{port}/");
     let denied = gw.get("/probe/fetch?url=http://example.org/", Some(EVE)).await;
     assert_eq!(denied.status, 502, "{}", denied.text);

@@ -1,0 +1,56 @@
+//! Example plugin: an edge call. `GET /enriched/{device}/profile?jid=…` answers a contact's
+//! WhatsApp profile together with what the tenant's CRM knows about the number, fetched over
+//! outbound HTTP from the URL in the tenant's `crm_url` setting (`…?phone=DIGITS`). The CRM
+//! host must be on the tenant's `outbound_hosts`; if the CRM cannot be reached the profile is
+//! still answered, with `crm: null` and the reason.
+
+use serde_json::{Value, json};
+use waedge_sdk::{ErrorClass, Handler, Request, Response, authenticate, config, outbound, require_device, whatsapp};
+
+struct Enrich;
+
+impl Handler for Enrich {
+    fn handle(request: Request) -> Response {
+        match serve(&request) {
+            Ok(response) => response,
+            Err(error) => error.into_response(),
+        }
+    }
+}
+
+fn serve(request: &Request) -> Result<Response, ErrorClass> {
+    let segments = request.segments();
+    let [_, device, endpoint] = segments.as_slice() else { return Err(ErrorClass::no_route(request.path())) };
+    if endpoint != "profile" {
+        return Err(ErrorClass::no_route(request.path()));
+    }
+    require_device(&authenticate(request)?, device)?;
+    let jid = request.query().get_non_empty("jid").ok_or_else(|| ErrorClass::validation("give the contact as ?jid="))?;
+    let jid = waedge_jid::Jid::normalize(jid).map_err(|e| ErrorClass::validation(e.to_string()))?.to_string();
+    let info = whatsapp::get_user_info(device, &[jid.clone()])?.into_iter().next().ok_or_else(|| ErrorClass {
+        status: 404,
+        code: "NOT_FOUND",
+        message: format!("{jid} is not on WhatsApp"),
+    })?;
+    let phone: String = jid.split('@').next().unwrap_or_default().chars().filter(char::is_ascii_digit).collect();
+    let (crm, crm_error) = match crm_record(&phone) {
+        Ok(record) => (record, Value::Null),
+        Err(reason) => (Value::Null, json!(reason)),
+    };
+    Ok(Response::json(
+        200,
+        &json!({ "data": { "jid": info.jid, "status": info.status, "crm": crm, "crm_error": crm_error } }),
+    ))
+}
+
+/// What the CRM answers for `phone`, as JSON.
+fn crm_record(phone: &str) -> Result<Value, String> {
+    let base = config::get("crm_url").ok_or("this tenant has no `crm_url` setting")?;
+    let fetched = outbound::get(&format!("{base}?phone={phone}"))?;
+    if fetched.status != 200 {
+        return Err(format!("the CRM answered {}", fetched.status));
+    }
+    serde_json::from_slice(&fetched.body).map_err(|e| format!("the CRM's answer is not JSON: {e}"))
+}
+
+waedge_sdk::export_handler!(Enrich);
