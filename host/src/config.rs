@@ -34,7 +34,8 @@ pub struct Config {
     /// Directory for device sessions and other state; created if missing.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
-    /// The tenant that serves requests matching no host name and no token.
+    /// The tenant that serves requests matching no host name and no token (it may be one
+    /// created later through the admin API).
     #[serde(default)]
     pub default_tenant: Option<String>,
     /// Limits every tenant gets unless it overrides them.
@@ -130,7 +131,55 @@ pub struct LimitOverrides {
     pub burst: Option<u32>,
 }
 
+/// The range each limit must lie in: `(name, value, least, most)`.
+fn ranges(limits: &LimitOverrides) -> [(&'static str, Option<u64>, u64, u64); 11] {
+    let size = |value: Option<usize>| value.map(|v| v as u64);
+    [
+        ("request_timeout_ms", limits.request_timeout_ms, 1, 600_000),
+        ("memory_mib", limits.memory_mib, 1, 4096),
+        ("max_request_body_bytes", size(limits.max_request_body_bytes), 0, 1 << 30),
+        ("max_concurrent_requests", size(limits.max_concurrent_requests), 1, 1_000_000),
+        ("cache_ttl_seconds", limits.cache_ttl_seconds, 0, 86_400),
+        ("max_response_body_bytes", size(limits.max_response_body_bytes), 0, 1 << 30),
+        ("max_outbound_requests", size(limits.max_outbound_requests), 0, 10_000),
+        ("max_instances", size(limits.max_instances), 1, 10_000),
+        ("max_tables", size(limits.max_tables), 1, 10_000),
+        ("requests_per_second", limits.requests_per_second.map(u64::from), 0, 1_000_000),
+        ("burst", limits.burst.map(u64::from), 0, 1_000_000),
+    ]
+}
+
 impl LimitOverrides {
+    /// Every limit set, as overrides (for checking the file's `[limits]`).
+    pub fn of(limits: &Limits) -> Self {
+        LimitOverrides {
+            request_timeout_ms: Some(limits.request_timeout_ms),
+            memory_mib: Some(limits.memory_mib),
+            max_request_body_bytes: Some(limits.max_request_body_bytes),
+            max_concurrent_requests: Some(limits.max_concurrent_requests),
+            cache_ttl_seconds: Some(limits.cache_ttl_seconds),
+            max_response_body_bytes: Some(limits.max_response_body_bytes),
+            max_outbound_requests: Some(limits.max_outbound_requests),
+            max_instances: Some(limits.max_instances),
+            max_tables: Some(limits.max_tables),
+            requests_per_second: Some(limits.requests_per_second),
+            burst: Some(limits.burst),
+        }
+    }
+
+    /// Checks every limit that is set against its range; the error names the limit and says
+    /// what it may be, e.g. `memory_mib: 0 is out of range; use 1 to 4096`.
+    pub fn check(&self) -> Result<(), String> {
+        for (name, value, least, most) in ranges(self) {
+            if let Some(value) = value
+                && !(least..=most).contains(&value)
+            {
+                return Err(format!("{name}: {value} is out of range; use {least} to {most}"));
+            }
+        }
+        Ok(())
+    }
+
     /// `defaults` with this tenant's overrides applied.
     pub fn apply(&self, defaults: Limits) -> Limits {
         Limits {
@@ -312,7 +361,7 @@ impl Config {
             }
             for user in &tenant.users {
                 if uuid::Uuid::parse_str(&user.id).is_err() {
-                    return Err(format!("tenant `{t}`, user `{}`: user ids are UUIDs (`waedge new-token` prints one)", user.id));
+                    return Err(format!("tenant `{t}`, user `{}`: user ids are UUIDs", user.id));
                 }
                 let hash = TokenHash::from_hex(&user.token_sha256)
                     .map_err(|e| format!("tenant `{t}`, user `{}`: token_sha256 is {e}", user.id))?;
@@ -331,16 +380,9 @@ impl Config {
                     return Err(format!("tenant `{t}`: route prefix `{}` must start with `/`", route.prefix));
                 }
             }
-            let limits = tenant.limits.apply(self.limits);
-            if limits.max_concurrent_requests == 0 || limits.request_timeout_ms == 0 || limits.memory_mib == 0 {
-                return Err(format!("tenant `{t}`: limits must be greater than zero"));
-            }
+            tenant.limits.check().map_err(|problem| format!("tenant `{t}`, limits.{problem}"))?;
         }
-        if let Some(default) = &self.default_tenant
-            && !tenant_ids.contains(default.as_str())
-        {
-            return Err(format!("default_tenant `{default}` is not one of the tenants"));
-        }
+        LimitOverrides::of(&self.limits).check().map_err(|problem| format!("[limits] {problem}"))?;
         Ok(())
     }
 }
@@ -382,7 +424,8 @@ mod tests {
             (tenant("").replace("devices = [\"main\"]", "devices = [\"other\"]"), "not a device of this tenant"),
             (tenant("").replace(HASH_A, "nothex"), "token_sha256"),
             (tenant("").replace("\"/devices\"", "\"devices\""), "must start with `/`"),
-            (format!("default_tenant = 'nope'\n{}", tenant("")), "not one of the tenants"),
+            (tenant("limits = { memory_mib = 0 }"), "memory_mib: 0 is out of range; use 1 to 4096"),
+            (format!("[limits]\nmax_concurrent_requests = 100000000000\n{}", tenant("")), "max_concurrent_requests"),
             (tenant("").replace("\"acme\"", "\"a b\""), "letters, digits"),
             (format!("{}\n[[tenants]]\nid = 'b'\nusers = [{{ id = '1b5f1c1e-3a5e-4d0b-9c7a-2f1d8e6b4a90', token_sha256 = '{HASH_A}' }}]", tenant("")), "already used"),
             (tenant("").replace(USER, "u1"), "user ids are UUIDs"),

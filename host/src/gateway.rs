@@ -3,7 +3,8 @@
 //!
 //! The gateway serves from an immutable [`Tenants`] value behind an [`ArcSwap`]; after every
 //! change to the [store](crate::store), [`Gateway::reload`] builds a new one and swaps it in.
-//! Requests in flight keep the value they started with; the request path takes no lock.
+//! Requests in flight keep the value they started with; finding the tenant and component
+//! takes no lock.
 //! What must outlive a rebuild — compiled components, device sessions and their caches, each
 //! tenant's admission state — is kept in [`Parts`] and reused.
 
@@ -139,7 +140,7 @@ impl Gateway {
                 live_sessions.insert(key, session);
             }
             let admission = match parts.admissions.remove(tenant_id) {
-                Some(admission) if *admission.limits() == limits => admission,
+                Some(admission) if admission.enforces(&limits) => admission,
                 _ => Arc::new(Admission::new(limits)),
             };
             live_admissions.insert(tenant_id.clone(), admission.clone());
@@ -215,7 +216,7 @@ impl Gateway {
                     anyhow::anyhow!("unknown component `{name}`; built-ins are {}", known.join(", "))
                 })?
                 .to_vec(),
-            None => std::fs::read(name).map_err(|e| anyhow::anyhow!("cannot read component {name}: {e}"))?,
+            None => read_component_file(name)?,
         };
         let component = Arc::new(self.runtime.compile(name, &bytes)?);
         parts.components.insert(name.to_string(), component.clone());
@@ -368,6 +369,15 @@ async fn buffer(
         Err(e) => return Err(DispatchError::Trap(format!("while sending its response body: {e}"))),
     };
     Ok(Response::from_parts(parts, Full::new(body).map_err(|never| match never {}).boxed_unsync()))
+}
+
+/// Reads a component file named by a route: a regular file of at most the deploy size limit.
+fn read_component_file(path: &str) -> anyhow::Result<Vec<u8>> {
+    let meta = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("cannot read component {path}: {e}"))?;
+    let limit = crate::admin::components::MAX_COMPONENT as u64;
+    anyhow::ensure!(meta.is_file(), "component {path} is not a regular file");
+    anyhow::ensure!(meta.len() <= limit, "component {path} is larger than {limit} bytes");
+    std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read component {path}: {e}"))
 }
 
 /// The name a deployed version is compiled, logged and measured under:

@@ -72,7 +72,9 @@ async fn kill_9_during_writes_loses_nothing_acknowledged() {
     let written = Arc::new(Mutex::new(Vec::new()));
     let writer = tokio::spawn(write_until_killed(waedge.admin.clone(), admin_token.clone(), written.clone()));
     // Let a good number of writes through, then crash in the middle of the next ones.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while written.lock().unwrap().len() < 10 {
+        assert!(!writer.is_finished() && std::time::Instant::now() < deadline, "the writes stalled:\n{}", waedge.log());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(137)).await;

@@ -63,7 +63,8 @@ async fn link_with_cli(sim: &WaSim, admin: (&str, &str)) -> String {
         }
     };
     sim.scan_qr(&code, SELF_PHONE).await.expect("the phone scans the QR code");
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().expect("the CLI ends");
+    let waited = tokio::time::timeout(Duration::from_secs(60), tokio::task::spawn_blocking(move || child.wait()));
+    let status = waited.await.expect("the CLI ends once the device is linked").unwrap().expect("the CLI ends");
     output.extend(printed.try_iter().map(|line| line + "\n"));
     assert!(status.success(), "waedge device link failed:\n{output}");
     output

@@ -118,7 +118,7 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
                 .link_pair_code(tenant, device, &phone)
                 .await
                 .map_err(|e| Failure::conflict(format!("{e:#}")))?;
-            admin.links.follow(tenant, device, events, Some(code.clone()));
+            admin.links.follow(tenant, device, events, Some(code.clone()), admin.gateway.devices().clone());
             json(StatusCode::OK, &json!({ "pair_code": code }))
         }
         _ => Err(no_endpoint(call)),
@@ -137,9 +137,9 @@ fn view(admin: &Admin, mut record: DeviceRecord) -> DeviceView {
     if let Some(session) = tenants.get(&record.tenant).and_then(|t| t.device(&record.id)) {
         let status = session.status();
         record.state = state_name(status.state).to_string();
-        record.jid = status.jid.or(record.jid);
-        record.lid = status.lid.or(record.lid);
-        record.push_name = status.push_name.or(record.push_name);
+        record.jid = status.jid;
+        record.lid = status.lid;
+        record.push_name = status.push_name;
     }
     let linking = admin.links.in_progress(&record.tenant, &record.id).is_some();
     DeviceView { record, linking }
@@ -151,14 +151,14 @@ async fn start_qr(admin: &Admin, tenant: &str, device: &str) -> Result<watch::Re
     if let Some(watch) = admin.links.in_progress(tenant, device) {
         return Ok(watch);
     }
-    if !matches!(current.record.state.as_str(), "unlinked" | "logged-out" | "replaced") {
+    if !matches!(current.record.state.as_str(), "unlinked" | "logged-out" | "replaced" | "banned") {
         return Err(Failure::conflict(format!(
-            "device `{device}` is {}: only an unlinked, logged-out or replaced device can be linked; log it out first",
+            "device `{device}` is {}: only an unlinked, logged-out, replaced or banned device can be linked; log it out first",
             current.record.state
         )));
     }
     let events = admin.gateway.devices().link_qr(tenant, device).await.map_err(|e| Failure::conflict(format!("{e:#}")))?;
-    Ok(admin.links.follow(tenant, device, events, None))
+    Ok(admin.links.follow(tenant, device, events, None, admin.gateway.devices().clone()))
 }
 
 /// Logs out and closes the session of a device about to be deleted.

@@ -3,13 +3,17 @@
 //! events, the pairing page, the CLI) see the same rotating QR code and the same outcome.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
-use crate::device::LinkEvent;
+use crate::device::{DeviceManager, LinkEvent};
+
+/// How long a linking may take in all before it is cancelled: WhatsApp rotates its QR codes
+/// for about three minutes; this also ends a linking stuck before its first code.
+const LINK_DEADLINE: Duration = Duration::from_secs(300);
 
 /// Where a linking stands.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -76,19 +80,32 @@ impl Links {
         by_device.get(&(tenant.to_string(), device.to_string())).cloned()
     }
 
-    /// Follows a new linking's `events`; `pair_code` is shown with every QR code.
+    /// Follows a new linking's `events`; `pair_code` is shown with every QR code. A linking
+    /// still going after [`LINK_DEADLINE`] is cancelled through `devices`.
     pub fn follow(
         &self,
         tenant: &str,
         device: &str,
         mut events: mpsc::Receiver<LinkEvent>,
         pair_code: Option<String>,
+        devices: Arc<dyn DeviceManager>,
     ) -> watch::Receiver<LinkState> {
         let (sender, receiver) = watch::channel(LinkState::Starting);
         let mut by_device = self.by_device.lock().unwrap_or_else(|p| p.into_inner());
         by_device.insert((tenant.to_string(), device.to_string()), receiver.clone());
+        let (tenant, device) = (tenant.to_string(), device.to_string());
         tokio::spawn(async move {
-            while let Some(event) = events.recv().await {
+            let deadline = tokio::time::Instant::now() + LINK_DEADLINE;
+            loop {
+                let event = match tokio::time::timeout_at(deadline, events.recv()).await {
+                    Ok(Some(event)) => event,
+                    Ok(None) => break,
+                    Err(_late) => {
+                        let _ = devices.cancel_link(&tenant, &device).await;
+                        sender.send_replace(LinkState::Failed { reason: "no phone linked the device in time".into() });
+                        return;
+                    }
+                };
                 let state = match event {
                     LinkEvent::Qr { code, timeout } => {
                         LinkState::Qr { code, expires_in_seconds: timeout.as_secs(), pair_code: pair_code.clone() }

@@ -50,9 +50,8 @@ pub struct Call {
     method: Method,
     path: String,
     query: Option<String>,
-    headers: http::HeaderMap,
     body: Bytes,
-    /// The id of the admin token that authenticated the call (empty before that).
+    /// The id of the admin token that authenticated the call (empty for the open endpoints).
     author: String,
 }
 
@@ -113,8 +112,6 @@ impl Admin {
             }
             _ => {}
         }
-        let author = self.authenticate(&call).await?;
-        let call = Call { author, ..call };
         match segments.as_slice() {
             ["v1", "tenants", rest @ ..] => match rest {
                 [] | [_] => tenants::answer(self, &call, rest.first().copied()).await,
@@ -128,9 +125,9 @@ impl Admin {
         }
     }
 
-    /// Checks the call's admin token; returns the token's id.
-    async fn authenticate(&self, call: &Call) -> Result<String, Failure> {
-        let bearer = call.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(token::bearer);
+    /// Checks the request's admin token; returns the token's id.
+    async fn authenticate(&self, headers: &http::HeaderMap) -> Result<String, Failure> {
+        let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(token::bearer);
         let Some(bearer) = bearer else {
             return Err(Failure::new(
                 StatusCode::UNAUTHORIZED,
@@ -181,30 +178,36 @@ impl Handler for Admin {
     async fn handle(&self, request: Request<Incoming>) -> Response<ResponseBody> {
         let method = request.method().clone();
         let path = request.uri().path().to_string();
-        let answer = match read_call(request).await {
-            Ok(call) => self.answer(call).await,
-            Err(failure) => Err(failure),
-        };
+        let answer = async {
+            let (parts, body) = request.into_parts();
+            // The token is checked before the body is read: no one without a token makes the
+            // server buffer an upload.
+            let author = match parts.uri.path().starts_with("/v1/") {
+                true => self.authenticate(&parts.headers).await?,
+                false => String::new(),
+            };
+            self.answer(read_call(parts, body, author).await?).await
+        }
+        .await;
         let response = answer.unwrap_or_else(|f| error(f.status, f.code, &f.message));
         tracing::info!(target: "waedge::admin", %method, path, status = response.status().as_u16());
         response
     }
 }
 
-async fn read_call(request: Request<Incoming>) -> Result<Call, Failure> {
-    let (parts, body) = request.into_parts();
+async fn read_call(parts: http::request::Parts, body: Incoming, author: String) -> Result<Call, Failure> {
     // Component uploads are the only large bodies.
     let limit = if parts.uri.path().contains("/components/") { components::MAX_COMPONENT } else { MAX_BODY };
-    let body = Limited::new(body, limit).collect().await.map_err(|_| {
-        Failure::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", format!("this request's body may be at most {limit} bytes"))
+    let body = Limited::new(body, limit).collect().await.map_err(|e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
+        Some(_) => Failure::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", format!("this request's body may be at most {limit} bytes")),
+        None => Failure::invalid("the request body could not be read"),
     })?;
     Ok(Call {
         method: parts.method,
         path: parts.uri.path().to_string(),
         query: parts.uri.query().map(str::to_string),
-        headers: parts.headers,
         body: body.to_bytes(),
-        author: String::new(),
+        author,
     })
 }
 

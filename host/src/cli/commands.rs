@@ -88,9 +88,13 @@ pub enum TenantAction {
     /// List tenants.
     List,
     /// Show one tenant.
-    Show { tenant: String },
+    Show {
+        /// The tenant id.
+        tenant: String,
+    },
     /// Create a tenant.
     Create {
+        /// The tenant id.
         tenant: String,
         /// Display name.
         #[arg(long)]
@@ -104,6 +108,7 @@ pub enum TenantAction {
     },
     /// Change a tenant's name, host names or limits.
     Update {
+        /// The tenant id.
         tenant: String,
         /// New display name.
         #[arg(long)]
@@ -116,16 +121,23 @@ pub enum TenantAction {
         limits: Option<Vec<(String, String)>>,
     },
     /// Delete a tenant with its users, tokens, devices (logged out) and routes.
-    Delete { tenant: String },
+    Delete {
+        /// The tenant id.
+        tenant: String,
+    },
 }
 
 /// `waedge user …`
 #[derive(Subcommand)]
 pub enum UserAction {
     /// List the users of a tenant.
-    List { tenant: String },
+    List {
+        /// The tenant id.
+        tenant: String,
+    },
     /// Create a user; prints its id.
     Create {
+        /// The tenant id.
         tenant: String,
         /// Display name.
         #[arg(long, default_value = "")]
@@ -138,54 +150,121 @@ pub enum UserAction {
         scopes: Vec<String>,
     },
     /// Delete a user and its tokens.
-    Delete { tenant: String, user: String },
+    Delete {
+        /// The tenant id.
+        tenant: String,
+        /// The user's id.
+        user: String,
+    },
 }
 
 /// `waedge token …`
 #[derive(Subcommand)]
 pub enum TokenAction {
     /// List a user's tokens (never the tokens themselves).
-    List { tenant: String, user: String },
+    List {
+        /// The tenant id.
+        tenant: String,
+        /// The user's id.
+        user: String,
+    },
     /// Create a token for a user and print it (once: only its hash is kept).
-    Create { tenant: String, user: String },
+    Create {
+        /// The tenant id.
+        tenant: String,
+        /// The user's id.
+        user: String,
+    },
     /// Revoke a token; it stops working at once.
-    Revoke { tenant: String, user: String, token_id: String },
+    Revoke {
+        /// The tenant id.
+        tenant: String,
+        /// The user's id.
+        user: String,
+        /// The token's id (from `token list`).
+        token_id: String,
+    },
 }
 
 /// `waedge device …`
 #[derive(Subcommand)]
 pub enum DeviceAction {
     /// List the devices of a tenant with their state.
-    List { tenant: String },
+    List {
+        /// The tenant id.
+        tenant: String,
+    },
     /// Create an (unlinked) device.
-    Create { tenant: String, device: String },
+    Create {
+        /// The tenant id.
+        tenant: String,
+        /// The device id.
+        device: String,
+    },
     /// Show a device's state and WhatsApp identity.
-    Status { tenant: String, device: String },
+    Status {
+        /// The tenant id.
+        tenant: String,
+        /// The device id.
+        device: String,
+    },
     /// Link a device by QR code: prints the code in the terminal, redraws it as WhatsApp
     /// rotates it, and ends when the phone has linked the device.
-    Link { tenant: String, device: String },
+    Link {
+        /// The tenant id.
+        tenant: String,
+        /// The device id.
+        device: String,
+    },
     /// Link a device by pair code: prints the code to enter on the phone, then waits.
     PairCode {
+        /// The tenant id.
         tenant: String,
+        /// The device id.
         device: String,
         /// The account's phone number with country code, e.g. 6281234567890.
         phone_number: String,
     },
     /// Log a device out of WhatsApp (the phone forgets it).
-    Logout { tenant: String, device: String },
+    Logout {
+        /// The tenant id.
+        tenant: String,
+        /// The device id.
+        device: String,
+    },
     /// Delete a device, logging it out first.
-    Delete { tenant: String, device: String },
+    Delete {
+        /// The tenant id.
+        tenant: String,
+        /// The device id.
+        device: String,
+    },
 }
 
 /// `waedge route …`
 #[derive(Subcommand)]
 pub enum RouteAction {
     /// List a tenant's routes.
-    List { tenant: String },
+    List {
+        /// The tenant id.
+        tenant: String,
+    },
     /// Route a path prefix to a component (`builtin:NAME` or a .wasm file on the server).
-    Set { tenant: String, prefix: String, component: String },
+    Set {
+        /// The tenant id.
+        tenant: String,
+        /// The path prefix, e.g. `/devices`.
+        prefix: String,
+        /// `builtin:NAME`, `component:NAME` or a .wasm file on the server.
+        component: String,
+    },
     /// Delete the route with this prefix.
-    Delete { tenant: String, prefix: String },
+    Delete {
+        /// The tenant id.
+        tenant: String,
+        /// The path prefix, e.g. `/devices`.
+        prefix: String,
+    },
 }
 
 fn key_value(text: &str) -> Result<(String, String), String> {

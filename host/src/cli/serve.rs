@@ -50,6 +50,11 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
     for problem in gateway.reload(&store)? {
         tracing::warn!("{problem}");
     }
+    if let Some(default) = &config.default_tenant
+        && gateway.tenants().get(default).is_none()
+    {
+        tracing::warn!("default_tenant `{default}` does not exist (yet): requests without a tenant get 404 NO_TENANT");
+    }
     let api = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let admin = tokio::net::TcpListener::bind(config.admin_listen)
         .await

@@ -64,11 +64,11 @@ pub trait DeviceManager: Send + Sync + 'static {
     /// inside a tokio runtime, once per device.
     fn open(&self, tenant: &str, device: &str, remembered: DeviceState) -> Arc<dyn DeviceSession>;
 
-    /// Starts linking an unlinked, logged-out or replaced device by QR code; the events tell
-    /// which codes to show and how it ended.
+    /// Starts linking an unlinked, logged-out, replaced or banned device by QR code; the
+    /// events tell which codes to show and how it ended.
     async fn link_qr(&self, tenant: &str, device: &str) -> anyhow::Result<mpsc::Receiver<LinkEvent>>;
 
-    /// Starts linking an unlinked, logged-out or replaced device by pair code for the account
+    /// Starts linking an unlinked, logged-out, replaced or banned device by pair code for the account
     /// of `phone_number` (digits with country code): returns the code to enter on the phone
     /// and the linking events.
     async fn link_pair_code(

@@ -94,12 +94,19 @@ impl DeviceManager for WhatsappDevices {
     fn open(&self, tenant: &str, device: &str, remembered: DeviceState) -> Arc<dyn DeviceSession> {
         let store = self.data_dir.join(tenant).join(format!("{device}.db"));
         let session = Arc::new(WhatsappDevice::new(tenant, device, store, self.server.clone(), self.observer.clone()));
-        if is_terminal(remembered) {
-            session.set_state(remembered);
-        } else {
-            tokio::spawn(session.clone().start());
-        }
-        self.sessions.lock().expect("sessions lock").insert((tenant.to_string(), device.to_string()), session.clone());
+        let replaced = self.sessions.lock().expect("sessions lock").insert((tenant.to_string(), device.to_string()), session.clone());
+        let starting = session.clone();
+        tokio::spawn(async move {
+            // Never two clients on one store: a session opened again first stops the old one.
+            if let Some(old) = replaced {
+                old.stop().await;
+            }
+            if is_terminal(remembered) {
+                starting.set_state(remembered);
+            } else {
+                starting.start().await;
+            }
+        });
         session
     }
 
@@ -292,19 +299,23 @@ impl WhatsappDevice {
     /// the device is unlinked, logged out or replaced. A store that was linked is deleted
     /// first, so the new link starts from fresh keys.
     async fn start_linking(self: &Arc<Self>) -> anyhow::Result<(mpsc::Receiver<LinkEvent>, Arc<Client>)> {
-        let previous = self.status().state;
-        anyhow::ensure!(
-            matches!(previous, DeviceState::Unlinked | DeviceState::LoggedOut | DeviceState::Replaced)
-                && self.link.lock().expect("link lock").is_none(),
-            "device {} is {}: only an unlinked, logged-out or replaced device that is not being linked can be linked",
-            self.status().id,
-            if self.link.lock().expect("link lock").is_some() { "being linked" } else { super::state_name(previous) },
-        );
+        let (sender, events) = mpsc::channel(LINK_EVENTS);
+        let previous = {
+            // Checked and claimed under one lock: two linkings can never both start.
+            let mut link = self.link.lock().expect("link lock");
+            let previous = self.status().state;
+            anyhow::ensure!(
+                link.is_none() && (previous == DeviceState::Unlinked || is_terminal(previous)),
+                "device {} is {}: only an unlinked, logged-out, replaced or banned device that is not being linked can be linked",
+                self.status().id,
+                if link.is_some() { "being linked" } else { super::state_name(previous) },
+            );
+            *link = Some(sender);
+            previous
+        };
         self.update(|status| {
             *status = DeviceStatus { state: DeviceState::Connecting, jid: None, lid: None, push_name: None, ..status.clone() };
         });
-        let (sender, events) = mpsc::channel(LINK_EVENTS);
-        *self.link.lock().expect("link lock") = Some(sender);
         let started = async {
             self.stop().await;
             // Stopping the old client may have reported it disconnected.

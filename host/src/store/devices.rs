@@ -68,8 +68,7 @@ impl Store {
     /// meanwhile is left deleted.
     pub fn record_device_status(&self, tenant: &str, status: &DeviceStatus) -> Result<(), StoreError> {
         self.lock().execute(
-            "UPDATE devices SET state = ?3, jid = coalesce(?4, jid), lid = coalesce(?5, lid),
-                 push_name = coalesce(?6, push_name), updated_at = ?7
+            "UPDATE devices SET state = ?3, jid = ?4, lid = ?5, push_name = ?6, updated_at = ?7
              WHERE tenant_id = ?1 AND id = ?2",
             params![tenant, status.id, state_name(status.state), status.jid, status.lid, status.push_name, now()],
         )?;

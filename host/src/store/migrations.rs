@@ -67,6 +67,10 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (tenant_id, name, sha256)
     ) STRICT;
     CREATE UNIQUE INDEX one_active_version ON component_versions (tenant_id, name) WHERE active = 1;
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) STRICT;
     CREATE TABLE admin_tokens (
         id         TEXT PRIMARY KEY,
         sha256     BLOB NOT NULL UNIQUE,
@@ -78,11 +82,15 @@ const MIGRATIONS: &[&str] = &[
 
 /// Brings the schema up to date.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
-    let applied: u32 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    for (index, sql) in (1u32..).zip(MIGRATIONS).skip(applied as usize) {
-        let tx: Transaction<'_> = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", index)?;
+    for (index, sql) in (1u32..).zip(MIGRATIONS) {
+        // Read the version under the write lock: two processes opening a new store at once
+        // must not both apply a migration.
+        let tx: Transaction<'_> = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let applied: u32 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        if applied < index {
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", index)?;
+        }
         tx.commit()?;
     }
     Ok(())

@@ -122,7 +122,9 @@ impl Store {
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut conn = self.lock();
-        let tx = conn.transaction()?;
+        // IMMEDIATE: take the write lock at the start, so another process writing (the CLI's
+        // `admin-token`) makes this wait (busy timeout) instead of failing mid-transaction.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let value = f(&tx)?;
         tx.commit()?;
         Ok(value)
@@ -134,10 +136,25 @@ impl Store {
         self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Whether the store has no tenant yet (a fresh data directory).
+    /// Whether the store has no tenant.
     pub fn is_empty(&self) -> Result<bool, StoreError> {
         let count: i64 = self.lock().query_row("SELECT count(*) FROM tenants", [], |row| row.get(0))?;
         Ok(count == 0)
+    }
+
+    /// A value of the store's own bookkeeping.
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        use rusqlite::OptionalExtension;
+        Ok(self.lock().query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| row.get(0)).optional()?)
+    }
+
+    /// Sets a value of the store's own bookkeeping.
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.lock().execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )?;
+        Ok(())
     }
 
     /// Reads everything the gateway serves from, consistently.

@@ -1,8 +1,9 @@
 //! The configuration file as the seed of an empty store.
 //!
-//! On the first start (no tenant in the store yet) the tenants of the configuration file are
-//! written to the store; from then on the store is the truth and the file's tenants are
-//! ignored, so changes made through the admin API are never overwritten by a restart.
+//! On the first start the tenants of the configuration file are written to the store, and the
+//! store records that it was seeded; from then on the store is the truth and the file's
+//! tenants are ignored, so changes made through the admin API (deleting every tenant
+//! included) are never undone by a restart.
 
 use super::routes::RouteRecord;
 use super::tenants::NewTenant;
@@ -12,20 +13,24 @@ use crate::config::Config;
 use crate::token::TokenHash;
 
 impl Store {
-    /// Writes the configuration's tenants into the store if it has none; returns whether it
-    /// did. All of it or nothing: a failure leaves the store empty.
+    /// Writes the configuration's tenants into the store unless it was seeded before;
+    /// returns whether it did. A seed interrupted by a crash or a failure is undone and done
+    /// again at the next start; the store counts as seeded only once all of it is written.
     pub fn seed(&self, config: &Config) -> Result<bool, StoreError> {
-        if !self.is_empty()? {
+        if self.meta("seeded")?.is_some() {
             return Ok(false);
         }
-        let seeded = self.seed_tenants(config);
-        if seeded.is_err() {
-            // Undo the partial seed so the next start tries again from an empty store.
-            for tenant in &config.tenants {
-                let _ = self.delete_tenant(&tenant.id);
+        // Only an interrupted seed can have left tenants behind: nothing else writes tenants
+        // before the store is seeded.
+        for tenant in &config.tenants {
+            match self.delete_tenant(&tenant.id) {
+                Ok(()) | Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
             }
         }
-        seeded.map(|()| true)
+        self.seed_tenants(config)?;
+        self.set_meta("seeded", &super::now())?;
+        Ok(true)
     }
 
     fn seed_tenants(&self, config: &Config) -> Result<(), StoreError> {

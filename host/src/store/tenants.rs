@@ -228,15 +228,5 @@ fn normalize_hosts(hosts: &[String]) -> Result<Vec<String>, StoreError> {
 }
 
 fn check_limits(limits: &LimitOverrides) -> Result<(), StoreError> {
-    let zero = [
-        ("request_timeout_ms", limits.request_timeout_ms == Some(0)),
-        ("memory_mib", limits.memory_mib == Some(0)),
-        ("max_concurrent_requests", limits.max_concurrent_requests == Some(0)),
-        ("max_instances", limits.max_instances == Some(0)),
-        ("max_tables", limits.max_tables == Some(0)),
-    ];
-    match zero.iter().find(|(_, is_zero)| *is_zero) {
-        Some((name, _)) => Err(StoreError::Invalid(format!("limits.{name} must be greater than zero"))),
-        None => Ok(()),
-    }
+    limits.check().map_err(|problem| StoreError::Invalid(format!("limits.{problem}")))
 }

@@ -57,9 +57,12 @@ impl Admission {
         Admission { limits, in_flight: Arc::new(Semaphore::new(limits.max_concurrent_requests)), bucket }
     }
 
-    /// The limits this limiter enforces.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
+    /// Whether this limiter already enforces what `limits` asks for (rate, burst and
+    /// concurrency), so a tenant change that leaves them alone keeps the bucket and the
+    /// requests in flight.
+    pub fn enforces(&self, limits: &Limits) -> bool {
+        (self.limits.requests_per_second, self.limits.burst, self.limits.max_concurrent_requests)
+            == (limits.requests_per_second, limits.burst, limits.max_concurrent_requests)
     }
 
     /// Admits one request: it holds the returned permit until its response is complete.

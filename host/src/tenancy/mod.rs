@@ -1,6 +1,6 @@
 //! Tenants and the choice of tenant and component for a request.
 //!
-//! The path of a request through this module (DESIGN.md, steps 1 and 2):
+//! The path of a request through this module (the design's steps 1 and 2):
 //!
 //! 1. **Tenant**: the `Host` header names a tenant's host → that tenant; else the bearer
 //!    token's hash belongs to a tenant's user → that tenant; else the default tenant.
