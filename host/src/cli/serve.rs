@@ -47,7 +47,10 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
         config.limits,
         config.default_tenant.clone(),
     ));
-    for problem in gateway.reload(&store)? {
+    // Compiling every route's component is CPU work: off the async workers.
+    let loading = (gateway.clone(), store.clone());
+    let problems = tokio::task::spawn_blocking(move || loading.0.reload(&loading.1)).await.context("loading the tenants")??;
+    for problem in problems {
         tracing::warn!("{problem}");
     }
     if let Some(default) = &config.default_tenant

@@ -81,8 +81,8 @@ pub trait DeviceManager: Send + Sync + 'static {
     /// Stops a linking in progress; the device is unlinked again.
     async fn cancel_link(&self, tenant: &str, device: &str) -> anyhow::Result<()>;
 
-    /// Unlinks a linked device from its WhatsApp account (as "log out" on the phone would);
-    /// it stays, logged out, until it is linked again.
+    /// Unlinks a connected device from its WhatsApp account (as "log out" on the phone
+    /// would); it stays, logged out, until it is linked again.
     async fn logout(&self, tenant: &str, device: &str) -> anyhow::Result<()>;
 
     /// Logs the device out if it is linked, closes its session and deletes its session data.

@@ -148,9 +148,11 @@ impl DeviceManager for WhatsappDevices {
     async fn logout(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
         let session = self.session(tenant, device)?;
         let state = session.status().state;
+        // Only a connected client can tell WhatsApp; otherwise the phone would keep listing
+        // a device whose keys are gone.
         anyhow::ensure!(
-            !matches!(state, DeviceState::Unlinked) && !is_terminal(state),
-            "device {tenant}/{device} is {}: there is no link to log out of",
+            state == DeviceState::Connected,
+            "device {tenant}/{device} is {}: only a connected device can be logged out (delete it to drop it anyway)",
             super::state_name(state)
         );
         session.logout().await;
@@ -383,16 +385,13 @@ impl WhatsappDevice {
 
     /// Changes the status and tells the observer.
     fn update(&self, change: impl FnOnce(&mut DeviceStatus)) {
-        let status = {
-            let mut status = self.status.write().expect("status lock");
-            let before = status.clone();
-            change(&mut status);
-            if *status == before {
-                return;
-            }
-            status.clone()
-        };
-        if let Some(observer) = &self.observer {
+        let mut status = self.status.write().expect("status lock");
+        let before = status.clone();
+        change(&mut status);
+        // Told under the lock (the observer only queues it), so changes reach it in order.
+        if *status != before
+            && let Some(observer) = &self.observer
+        {
             observer(&self.tenant, &status);
         }
     }
