@@ -36,6 +36,12 @@ impl From<Error> for ErrorClass {
     }
 }
 
+impl From<ErrorClass> for crate::Response {
+    fn from(error: ErrorClass) -> Self {
+        error.into_response()
+    }
+}
+
 impl ErrorClass {
     /// The error as a response: its status and `{"error": {"code": …, "message": …}}`.
     pub fn into_response(self) -> crate::Response {

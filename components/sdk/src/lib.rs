@@ -29,6 +29,7 @@
 
 mod authentication;
 mod error;
+mod lookup;
 pub mod outbound;
 mod query;
 mod request;
@@ -56,6 +57,7 @@ pub use bindings::waedge::gateway::{auth, config, whatsapp};
 pub use authentication::{authenticate, require_device};
 pub use bindings::waedge::gateway::auth::Principal;
 pub use error::ErrorClass;
+pub use lookup::{user_info, user_jid};
 pub use query::{Query, percent_decode};
 pub use request::Request;
 pub use response::Response;

@@ -5,16 +5,13 @@
 //! still answered, with `crm: null` and the reason.
 
 use serde_json::{Value, json};
-use waedge_sdk::{ErrorClass, Handler, Request, Response, authenticate, config, outbound, require_device, whatsapp};
+use waedge_sdk::{ErrorClass, Handler, Request, Response, authenticate, config, outbound, require_device, user_info, user_jid};
 
 struct Enrich;
 
 impl Handler for Enrich {
     fn handle(request: Request) -> Response {
-        match serve(&request) {
-            Ok(response) => response,
-            Err(error) => error.into_response(),
-        }
+        serve(&request).unwrap_or_else(Response::from)
     }
 }
 
@@ -25,13 +22,8 @@ fn serve(request: &Request) -> Result<Response, ErrorClass> {
         return Err(ErrorClass::no_route(request.path()));
     }
     require_device(&authenticate(request)?, device)?;
-    let jid = request.query().get_non_empty("jid").ok_or_else(|| ErrorClass::validation("give the contact as ?jid="))?;
-    let jid = waedge_jid::Jid::normalize(jid).map_err(|e| ErrorClass::validation(e.to_string()))?.to_string();
-    let info = whatsapp::get_user_info(device, &[jid.clone()])?.into_iter().next().ok_or_else(|| ErrorClass {
-        status: 404,
-        code: "NOT_FOUND",
-        message: format!("{jid} is not on WhatsApp"),
-    })?;
+    let jid = user_jid(request, "jid")?;
+    let info = user_info(device, &jid)?;
     let phone: String = jid.split('@').next().unwrap_or_default().chars().filter(char::is_ascii_digit).collect();
     let (crm, crm_error) = match crm_record(&phone) {
         Ok(record) => (record, Value::Null),

@@ -22,10 +22,7 @@ struct HmacAuth;
 
 impl Handler for HmacAuth {
     fn handle(request: Request) -> Response {
-        match serve(&request) {
-            Ok(response) => response,
-            Err(error) => error.into_response(),
-        }
+        serve(&request).unwrap_or_else(Response::from)
     }
 }
 

@@ -3,16 +3,13 @@
 //! not see numbers. LIDs, which are not phone numbers, are left alone.
 
 use serde_json::json;
-use waedge_sdk::{ErrorClass, Handler, Request, Response, authenticate, require_device, whatsapp};
+use waedge_sdk::{ErrorClass, Handler, Request, Response, authenticate, require_device, user_info, user_jid};
 
 struct MaskPhones;
 
 impl Handler for MaskPhones {
     fn handle(request: Request) -> Response {
-        match serve(&request) {
-            Ok(response) => response,
-            Err(error) => error.into_response(),
-        }
+        serve(&request).unwrap_or_else(Response::from)
     }
 }
 
@@ -23,13 +20,7 @@ fn serve(request: &Request) -> Result<Response, ErrorClass> {
         return Err(ErrorClass::no_route(request.path()));
     }
     require_device(&authenticate(request)?, device)?;
-    let jid = request.query().get_non_empty("jid").ok_or_else(|| ErrorClass::validation("give the contact as ?jid="))?;
-    let jid = waedge_jid::Jid::normalize(jid).map_err(|e| ErrorClass::validation(e.to_string()))?.to_string();
-    let info = whatsapp::get_user_info(device, &[jid.clone()])?.into_iter().next().ok_or_else(|| ErrorClass {
-        status: 404,
-        code: "NOT_FOUND",
-        message: format!("{} is not on WhatsApp", mask(&jid)),
-    })?;
+    let info = user_info(device, &user_jid(request, "jid")?)?;
     Ok(Response::json(
         200,
         &json!({ "data": {
