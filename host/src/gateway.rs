@@ -187,6 +187,25 @@ impl Gateway {
         Ok(())
     }
 
+    /// Sends `GET path` through version `sha256` of `tenant`'s component `name` (prepared,
+    /// not necessarily active) as a smoke test; returns the status and the start of the body.
+    pub async fn smoke(&self, tenant: &str, name: &str, sha256: &str, path: &str) -> anyhow::Result<(u16, String)> {
+        let tenants = self.tenants();
+        let tenant = tenants.get(tenant).ok_or_else(|| anyhow::anyhow!("tenant `{tenant}` does not exist"))?.clone();
+        let key = deployed_key(tenant.id(), name, sha256);
+        let component = {
+            let parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+            parts.components.get(&key).cloned()
+        };
+        let component = component.ok_or_else(|| anyhow::anyhow!("version {sha256} of `{name}` is not prepared"))?;
+        let request = Request::get(path).header(header::HOST, "localhost").body(Full::new(Bytes::new()))?;
+        let response = serve(&tenant, &component, &self.metrics, request).await;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let start = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+        Ok((status, start))
+    }
+
     fn deployed_in(
         &self,
         parts: &mut Parts,
@@ -338,6 +357,8 @@ where
     let (status, code, limit) = match failure {
         DispatchError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "COMPONENT_TIMEOUT", "request_timeout_ms"),
         DispatchError::MemoryLimit => (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_MEMORY_LIMIT", "memory_mib"),
+        DispatchError::InstanceLimit => (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_INSTANCE_LIMIT", "max_instances"),
+        DispatchError::TableLimit => (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_TABLE_LIMIT", "max_tables"),
         DispatchError::ResponseTooLarge(_) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_RESPONSE_TOO_LARGE", "max_response_body_bytes")
         }

@@ -25,7 +25,8 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
         }
         (&Method::POST, [name]) => {
             let activate = call.query("activate").is_none_or(|value| value != "false");
-            let version = deploy(admin, tenant, name, call.body.to_vec(), &call.author, activate).await?;
+            let smoke = call.query("smoke");
+            let version = deploy(admin, tenant, name, call.body.to_vec(), &call.author, activate, smoke.as_deref()).await?;
             json(StatusCode::CREATED, &version)
         }
         (&Method::POST, [name, "versions", sha256, "activate"]) => {
@@ -42,7 +43,8 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
 }
 
 /// Validates, compiles and stores `bytes` as a version of `tenant`'s component `name`, and
-/// activates it if asked; returns the version.
+/// activates it if asked; returns the version. With `smoke`, a `GET smoke` is sent through
+/// the new version first, and a 5xx answer refuses the deploy.
 pub async fn deploy(
     admin: &Admin,
     tenant: &str,
@@ -50,6 +52,7 @@ pub async fn deploy(
     bytes: Vec<u8>,
     author: &str,
     activate: bool,
+    smoke: Option<&str>,
 ) -> Result<crate::store::components::ComponentVersion, Failure> {
     if bytes.is_empty() {
         return Err(Failure::invalid("send the component's .wasm file as the request body"));
@@ -63,6 +66,20 @@ pub async fn deploy(
         .read(move |_| Ok(gateway.prepare_component(&t, &n, &sha, &compiled_bytes)))
         .await?
         .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, "INVALID_COMPONENT", format!("{e:#}")))?;
+    if let Some(path) = smoke {
+        if !path.starts_with('/') {
+            return Err(Failure::invalid("smoke: give a path starting with `/`, e.g. `?smoke=/hello`"));
+        }
+        let (status, body) = admin
+            .gateway
+            .smoke(tenant, name, &sha256, path)
+            .await
+            .map_err(|e| Failure::invalid(format!("smoke: {e:#}")))?;
+        if status >= 500 {
+            let message = format!("the smoke request GET {path} answered {status}: {body}; the version was not deployed");
+            return Err(Failure::new(StatusCode::BAD_REQUEST, "SMOKE_FAILED", message));
+        }
+    }
     let (t, n, author) = (tenant.to_string(), name.to_string(), author.to_string());
     let version = admin
         .change(move |store| {

@@ -41,7 +41,7 @@ pub async fn watch(admin: &Admin, dir: PathBuf) {
                 }
             };
             let author = format!("watch:{}", path.display());
-            match deploy(admin, &tenant, &name, bytes, &author, true).await {
+            match deploy(admin, &tenant, &name, bytes, &author, true, None).await {
                 Ok(version) => tracing::info!(tenant, component = name, sha256 = version.sha256, "redeployed {}", path.display()),
                 Err(failure) => tracing::warn!(tenant, component = name, "{}: not deployed: {}", path.display(), failure.message),
             }

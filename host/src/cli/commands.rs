@@ -53,6 +53,9 @@ pub enum ComponentAction {
         /// Store the version without activating it.
         #[arg(long)]
         no_activate: bool,
+        /// Send `GET PATH` through the new version first; a 5xx answer refuses the deploy.
+        #[arg(long, value_name = "PATH")]
+        smoke: Option<String>,
     },
     /// List a tenant's components and their versions.
     List {
@@ -480,7 +483,7 @@ fn route(client: &Client, print: &Printer, action: RouteAction) -> anyhow::Resul
 fn component(client: &Client, print: &Printer, action: ComponentAction) -> anyhow::Result<ExitCode> {
     let components = |tenant: &str| format!("/v1/tenants/{}/components", segment(tenant));
     match action {
-        ComponentAction::Deploy { file, tenant, name, route, no_activate } => {
+        ComponentAction::Deploy { file, tenant, name, route, no_activate, smoke } => {
             let name = match name {
                 Some(name) => name,
                 None => file
@@ -490,7 +493,10 @@ fn component(client: &Client, print: &Printer, action: ComponentAction) -> anyho
                     .ok_or_else(|| anyhow::anyhow!("{}: name the component with --name", file.display()))?,
             };
             let bytes = std::fs::read(&file).map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
-            let path = format!("{}/{}?activate={}", components(&tenant), segment(&name), !no_activate);
+            let mut path = format!("{}/{}?activate={}", components(&tenant), segment(&name), !no_activate);
+            if let Some(smoke) = smoke {
+                path.push_str(&format!("&smoke={}", segment(&smoke)));
+            }
             let version = client.post_bytes(&path, "application/wasm", &bytes)?;
             if let Some(prefix) = route {
                 let body = json!({ "prefix": prefix, "component": format!("component:{name}") });

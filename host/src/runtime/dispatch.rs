@@ -33,6 +33,12 @@ pub enum DispatchError {
     /// The component trapped (a panic, an `unreachable`, a failed host call).
     #[error("the component failed: {0}")]
     Trap(String),
+    /// The component needs more Wasm instances than the tenant allows.
+    #[error("the component needs more Wasm instances than this tenant allows (max_instances)")]
+    InstanceLimit,
+    /// The component needs more Wasm tables than the tenant allows.
+    #[error("the component needs more Wasm tables than this tenant allows (max_tables)")]
+    TableLimit,
     /// The component's response body was larger than the tenant allows.
     #[error("the component's response body was larger than {0} bytes")]
     ResponseTooLarge(usize),
@@ -98,6 +104,10 @@ fn classify(error: wasmtime::Error) -> DispatchError {
     let text = format!("{error:#}");
     if text.contains("forcing trap when growing memory") || text.contains("memory limit") {
         DispatchError::MemoryLimit
+    } else if text.contains("instance count too high") || text.contains("memory count too high") {
+        DispatchError::InstanceLimit
+    } else if text.contains("table count too high") || text.contains("table elements") {
+        DispatchError::TableLimit
     } else {
         DispatchError::Trap(first_line(&text))
     }

@@ -45,6 +45,12 @@ async fn hostile_components_are_contained_and_other_tenants_keep_working() {
         })
     };
 
+    // A deploy can smoke-test the new version first: a 5xx refuses it, and nothing changes.
+    let smoked = gw.admin_upload("/v1/tenants/globex/components/probe?smoke=/probe/panic", guests::get("probe").to_vec()).await;
+    assert_eq!((smoked.status, &smoked.json["error"]["code"]), (400, &json!("SMOKE_FAILED")), "{}", smoked.text);
+    let smoked = gw.admin_upload("/v1/tenants/globex/components/probe?smoke=/probe/hello", guests::get("probe").to_vec()).await;
+    assert_eq!(smoked.status, 201, "{}", smoked.text);
+
     let hello = gw.get("/probe/hello", Some(EVE)).await;
     assert_eq!((hello.status, hello.json.clone()), (200, json!({"probe": "hello"})));
 
@@ -74,6 +80,18 @@ async fn hostile_components_are_contained_and_other_tenants_keep_working() {
     let flood = gw.get(&format!("/probe/flood?n=10&url={loopback}"), Some(EVE)).await;
     assert_eq!((&flood.json["ok"], &flood.json["refused"]), (&json!(3), &json!(7)), "{}", flood.text);
 
+    // Instance and table caps: a tenant allowing fewer than the component needs gets a clean
+    // error naming the cap.
+    let tight = gw.admin(Method::PATCH, "/v1/tenants/globex", json!({"limits": {"max_instances": 1}})).await;
+    assert_eq!(tight.status, 200, "{}", tight.text);
+    assert_error(&gw.get("/probe/hello", Some(EVE)).await, 500, "COMPONENT_INSTANCE_LIMIT");
+    let tight = gw.admin(Method::PATCH, "/v1/tenants/globex", json!({"limits": {"max_tables": 1}})).await;
+    assert_eq!(tight.status, 200, "{}", tight.text);
+    assert_error(&gw.get("/probe/hello", Some(EVE)).await, 500, "COMPONENT_TABLE_LIMIT");
+    let relaxed = gw.admin(Method::PATCH, "/v1/tenants/globex", json!({"limits": {}})).await;
+    assert_eq!(relaxed.status, 200, "{}", relaxed.text);
+    assert_eq!(gw.get("/probe/hello", Some(EVE)).await.status, 200);
+
     stop.store(true, Ordering::Relaxed);
     neighbour.await.expect("acme's requests all succeeded");
     assert!(served.load(Ordering::Relaxed) > 10, "acme was served throughout");
@@ -88,6 +106,8 @@ async fn hostile_components_are_contained_and_other_tenants_keep_working() {
         "outbound_hosts",
         "outbound_address",
         "max_outbound_requests",
+        "max_instances",
+        "max_tables",
     ] {
         let line = format!("waedge_sandbox_violations_total{{tenant=\"globex\",component=\"{probe}\",limit=\"{limit}\"}}");
         assert!(metrics.contains(&line), "{line} in\n{metrics}");
