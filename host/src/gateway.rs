@@ -106,7 +106,7 @@ impl Gateway {
         let mut tenants = Vec::new();
         let mut live_sessions = HashMap::new();
         let mut live_admissions = HashMap::new();
-        let mut live_components = HashMap::new();
+        let mut live_components: Vec<Arc<HandlerComponent>> = Vec::new();
         for state in &snapshot.tenants {
             let tenant_id = &state.tenant.id;
             let limits = state.tenant.limits.apply(self.defaults);
@@ -121,7 +121,7 @@ impl Gateway {
                 };
                 match component {
                     Ok(component) => {
-                        live_components.insert(component.name().to_string(), component.clone());
+                        live_components.push(component.clone());
                         routes.push(Route::new(&route.prefix, component));
                     }
                     Err(e) => problems.push(format!("tenant `{tenant_id}`, route `{}`: {e:#}", route.prefix)),
@@ -156,8 +156,8 @@ impl Gateway {
             .iter()
             .flat_map(|t| t.components.iter().map(|v| deployed_key(&t.tenant.id, &v.name, &v.sha256)))
             .collect();
-        parts.components.retain(|key, _| stored.contains(key));
-        parts.components.extend(live_components);
+        parts.components
+            .retain(|key, component| stored.contains(key) || live_components.iter().any(|live| Arc::ptr_eq(live, component)));
         self.tenants.store(Arc::new(Tenants::new(tenants, self.default_tenant.as_deref())));
         problems
     }
@@ -225,7 +225,16 @@ impl Gateway {
     }
 
     fn component_in(&self, parts: &mut Parts, name: &str) -> anyhow::Result<Arc<HandlerComponent>> {
-        if let Some(component) = parts.components.get(name) {
+        // A file is known by its path and its modification time and size, so an edited file
+        // is compiled again at the next reload.
+        let key = match name.strip_prefix("builtin:") {
+            Some(_) => name.to_string(),
+            None => match std::fs::metadata(name).and_then(|m| Ok((m.modified()?, m.len()))) {
+                Ok((modified, len)) => format!("file:{name}@{modified:?}+{len}"),
+                Err(e) => anyhow::bail!("cannot read component {name}: {e}"),
+            },
+        };
+        if let Some(component) = parts.components.get(&key) {
             return Ok(component.clone());
         }
         let bytes = match name.strip_prefix("builtin:") {
@@ -238,7 +247,7 @@ impl Gateway {
             None => read_component_file(name)?,
         };
         let component = Arc::new(self.runtime.compile(name, &bytes)?);
-        parts.components.insert(name.to_string(), component.clone());
+        parts.components.insert(key, component.clone());
         Ok(component)
     }
 

@@ -60,9 +60,11 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
         (&Method::GET, [device]) => json(StatusCode::OK, &current(admin, tenant, device).await?),
         (&Method::DELETE, [device]) => {
             current(admin, tenant, device).await?;
-            remove_session(admin, tenant, device).await?;
+            // The store first: once the device is gone from it, nothing serves it any more;
+            // then its WhatsApp session is logged out and its data deleted.
             let d = device.to_string();
             admin.change(move |store| store.delete_device(&t, &d)).await?;
+            remove_session(admin, tenant, device).await?;
             no_content()
         }
         (&Method::POST, [device, "logout"]) => {

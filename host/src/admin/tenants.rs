@@ -32,11 +32,12 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: Option<&str>) -> Answer 
                 let id = id.to_string();
                 admin.read(move |store| store.devices(&id)).await?
             };
+            // The store first (see devices.rs), then each device's WhatsApp session.
+            let tenant = id.to_string();
+            admin.change(move |store| store.delete_tenant(&tenant)).await?;
             for device in devices {
                 super::devices::remove_session(admin, id, &device.id).await?;
             }
-            let id = id.to_string();
-            admin.change(move |store| store.delete_tenant(&id)).await?;
             no_content()
         }
         _ => Err(no_endpoint(call)),

@@ -3,7 +3,7 @@
 use http::{Method, StatusCode};
 use serde_json::json;
 
-use super::{Admin, Answer, Call, json, no_content, no_endpoint};
+use super::{Admin, Answer, Call, Failure, json, no_content, no_endpoint};
 use crate::store::users::NewUser;
 
 /// Answers `/v1/tenants/{tenant}/users` followed by `rest`.
@@ -23,6 +23,9 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
             json(StatusCode::OK, &admin.read(move |store| store.user(&tenant, &user)).await?)
         }
         (&Method::PUT, [user]) => {
+            if call.body.iter().all(u8::is_ascii_whitespace) {
+                return Err(Failure::invalid("send the user's new name, devices and scopes as JSON"));
+            }
             let new: NewUser = call.json()?;
             let user = user.to_string();
             json(StatusCode::OK, &admin.change(move |store| store.update_user(&tenant, &user, new)).await?)

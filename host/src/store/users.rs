@@ -71,7 +71,7 @@ impl Store {
                 "INSERT INTO users (id, tenant_id, name, devices, scopes, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![id, tenant, new.name, to_json(&new.devices), to_json(&new.scopes), now()],
             )
-            .map_err(|e| conflict_on_unique(e, || format!("user `{id}` already exists")))?;
+            .map_err(|e| conflict_on_unique(e, || format!("the user id `{id}` cannot be used; leave `id` out to get a fresh one")))?;
             get(tx, tenant, &id)
         })
     }

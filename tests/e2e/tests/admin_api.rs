@@ -106,6 +106,12 @@ async fn a_new_users_token_works_at_once_and_stops_when_revoked() {
 
     assert_error(&gw.admin(Method::POST, "/v1/tenants/acme/users", json!({"devices": ["nope"]})).await, 400, "INVALID");
     assert_error(&gw.admin(Method::POST, "/v1/tenants/acme/users", json!({"id": "bob"})).await, 400, "INVALID");
+    // Replacing a user needs its new state: an empty body does not wipe it.
+    assert_error(&gw.admin(Method::PUT, &format!("/v1/tenants/acme/users/{user_id}"), Value::Null).await, 400, "INVALID");
+    // Another tenant's user id cannot be taken, and the answer does not say whose it is.
+    let taken = gw.admin(Method::POST, "/v1/tenants/acme/users", json!({"id": EVE_ID})).await;
+    assert_error(&taken, 409, "CONFLICT");
+    assert!(!taken.text.contains("globex") && !taken.text.contains("exists"), "{}", taken.text);
     assert_eq!(gw.admin(Method::DELETE, &format!("/v1/tenants/acme/users/{user_id}"), Value::Null).await.status, 204);
 }
 
