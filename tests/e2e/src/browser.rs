@@ -109,6 +109,8 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // Chromium is chromedriver's child and outlives it: end it first.
+        let _ = Command::new("pkill").args(["-TERM", "-P", &self.driver.id().to_string()]).status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
