@@ -56,7 +56,8 @@ pub struct Gateway {
 /// What a rebuild of the tenants reuses.
 #[derive(Default)]
 struct Parts {
-    /// Compiled components by name.
+    /// Compiled components: built-ins by name, files by path and stamp, deployed versions by
+    /// [`deployed_key`].
     components: HashMap<String, Arc<HandlerComponent>>,
     /// Device sessions by (tenant, device): the session and the cached view requests use.
     sessions: HashMap<(String, String), Session>,
@@ -64,6 +65,26 @@ struct Parts {
     admissions: HashMap<String, Arc<Admission>>,
 }
 
+impl Parts {
+    /// The component compiled under `key`; compiled now (named `name`, from what `bytes`
+    /// reads) if it is not yet.
+    fn compiled(
+        &mut self,
+        runtime: &Runtime,
+        key: String,
+        name: &str,
+        bytes: impl FnOnce() -> anyhow::Result<Vec<u8>>,
+    ) -> anyhow::Result<Arc<HandlerComponent>> {
+        if let Some(component) = self.components.get(&key) {
+            return Ok(component.clone());
+        }
+        let component = Arc::new(runtime.compile(name, &bytes()?)?);
+        self.components.insert(key, component.clone());
+        Ok(component)
+    }
+}
+
+/// A device's session and the (cached) view of it requests use.
 struct Session {
     raw: Arc<dyn DeviceSession>,
     ttl: Duration,
@@ -180,11 +201,7 @@ impl Gateway {
     pub fn prepare_component(&self, tenant: &str, name: &str, sha256: &str, bytes: &[u8]) -> anyhow::Result<()> {
         let key = deployed_key(tenant, name, sha256);
         let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
-        if !parts.components.contains_key(&key) {
-            let component = Arc::new(self.runtime.compile(&key, bytes)?);
-            parts.components.insert(key, component);
-        }
-        Ok(())
+        parts.compiled(&self.runtime, key.clone(), &key, || Ok(bytes.to_vec())).map(drop)
     }
 
     /// Sends `GET path` through version `sha256` of `tenant`'s component `name` (prepared,
@@ -215,40 +232,26 @@ impl Gateway {
         sha256: &str,
     ) -> anyhow::Result<Arc<HandlerComponent>> {
         let key = deployed_key(tenant, name, sha256);
-        if let Some(component) = parts.components.get(&key) {
-            return Ok(component.clone());
-        }
-        let bytes = store.component_bytes(tenant, name, sha256)?;
-        let component = Arc::new(self.runtime.compile(&key, &bytes)?);
-        parts.components.insert(key, component.clone());
-        Ok(component)
+        parts.compiled(&self.runtime, key.clone(), &key, || Ok(store.component_bytes(tenant, name, sha256)?))
     }
 
     fn component_in(&self, parts: &mut Parts, name: &str) -> anyhow::Result<Arc<HandlerComponent>> {
-        // A file is known by its path and its modification time and size, so an edited file
-        // is compiled again at the next reload.
-        let key = match name.strip_prefix("builtin:") {
-            Some(_) => name.to_string(),
-            None => match std::fs::metadata(name).and_then(|m| Ok((m.modified()?, m.len()))) {
-                Ok((modified, len)) => format!("file:{name}@{modified:?}+{len}"),
-                Err(e) => anyhow::bail!("cannot read component {name}: {e}"),
-            },
-        };
-        if let Some(component) = parts.components.get(&key) {
-            return Ok(component.clone());
-        }
-        let bytes = match name.strip_prefix("builtin:") {
-            Some(builtin) => builtin::get(builtin)
-                .ok_or_else(|| {
+        match name.strip_prefix("builtin:") {
+            Some(builtin) => parts.compiled(&self.runtime, name.to_string(), name, || {
+                builtin::get(builtin).map(<[u8]>::to_vec).ok_or_else(|| {
                     let known: Vec<_> = builtin::names().map(|n| format!("builtin:{n}")).collect();
                     anyhow::anyhow!("unknown component `{name}`; built-ins are {}", known.join(", "))
-                })?
-                .to_vec(),
-            None => read_component_file(name)?,
-        };
-        let component = Arc::new(self.runtime.compile(name, &bytes)?);
-        parts.components.insert(key, component.clone());
-        Ok(component)
+                })
+            }),
+            None => {
+                // A file is known by its path, modification time and size, so an edited file
+                // is compiled again at the next reload.
+                let meta = std::fs::metadata(name).map_err(|e| anyhow::anyhow!("cannot read component {name}: {e}"))?;
+                let modified = meta.modified().map_err(|e| anyhow::anyhow!("cannot read component {name}: {e}"))?;
+                let key = format!("file:{name}@{modified:?}+{}", meta.len());
+                parts.compiled(&self.runtime, key, name, || read_component_file(name, &meta))
+            }
+        }
     }
 
     /// The tenants being served now.
@@ -401,9 +404,9 @@ async fn buffer(
     Ok(Response::from_parts(parts, Full::new(body).map_err(|never| match never {}).boxed_unsync()))
 }
 
-/// Reads a component file named by a route: a regular file of at most the deploy size limit.
-fn read_component_file(path: &str) -> anyhow::Result<Vec<u8>> {
-    let meta = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("cannot read component {path}: {e}"))?;
+/// Reads a component file named by a route (`meta` is its metadata): a regular file of at
+/// most the deploy size limit.
+fn read_component_file(path: &str, meta: &std::fs::Metadata) -> anyhow::Result<Vec<u8>> {
     let limit = crate::admin::components::MAX_COMPONENT as u64;
     anyhow::ensure!(meta.is_file(), "component {path} is not a regular file");
     anyhow::ensure!(meta.len() <= limit, "component {path} is larger than {limit} bytes");
