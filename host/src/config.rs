@@ -68,6 +68,9 @@ pub struct Limits {
     pub max_instances: usize,
     /// Wasm tables one request's component may create.
     pub max_tables: usize,
+    /// Requests one component instance serves, one after another, before it is retired; what
+    /// it keeps in memory lasts that long (within the tenant). 1: a fresh instance per request.
+    pub requests_per_instance: u32,
     /// Sustained requests per second of this tenant (token bucket; 0: no rate limit).
     pub requests_per_second: u32,
     /// Requests the tenant may send at once above the sustained rate (the bucket's size).
@@ -86,6 +89,7 @@ impl Default for Limits {
             max_outbound_requests: 16,
             max_instances: 64,
             max_tables: 64,
+            requests_per_instance: 100,
             requests_per_second: 0,
             burst: 100,
         }
@@ -123,6 +127,9 @@ pub struct LimitOverrides {
     /// See [`Limits::max_tables`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tables: Option<usize>,
+    /// See [`Limits::requests_per_instance`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_instance: Option<u32>,
     /// See [`Limits::requests_per_second`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests_per_second: Option<u32>,
@@ -132,7 +139,7 @@ pub struct LimitOverrides {
 }
 
 /// The range each limit must lie in: `(name, value, least, most)`.
-fn ranges(limits: &LimitOverrides) -> [(&'static str, Option<u64>, u64, u64); 11] {
+fn ranges(limits: &LimitOverrides) -> [(&'static str, Option<u64>, u64, u64); 12] {
     let size = |value: Option<usize>| value.map(|v| v as u64);
     [
         ("request_timeout_ms", limits.request_timeout_ms, 1, 600_000),
@@ -144,6 +151,7 @@ fn ranges(limits: &LimitOverrides) -> [(&'static str, Option<u64>, u64, u64); 11
         ("max_outbound_requests", size(limits.max_outbound_requests), 0, 10_000),
         ("max_instances", size(limits.max_instances), 1, 10_000),
         ("max_tables", size(limits.max_tables), 1, 10_000),
+        ("requests_per_instance", limits.requests_per_instance.map(u64::from), 1, 10_000),
         ("requests_per_second", limits.requests_per_second.map(u64::from), 0, 1_000_000),
         ("burst", limits.burst.map(u64::from), 0, 1_000_000),
     ]
@@ -162,6 +170,7 @@ impl LimitOverrides {
             max_outbound_requests: Some(limits.max_outbound_requests),
             max_instances: Some(limits.max_instances),
             max_tables: Some(limits.max_tables),
+            requests_per_instance: Some(limits.requests_per_instance),
             requests_per_second: Some(limits.requests_per_second),
             burst: Some(limits.burst),
         }
@@ -192,6 +201,7 @@ impl LimitOverrides {
             max_outbound_requests: self.max_outbound_requests.unwrap_or(defaults.max_outbound_requests),
             max_instances: self.max_instances.unwrap_or(defaults.max_instances),
             max_tables: self.max_tables.unwrap_or(defaults.max_tables),
+            requests_per_instance: self.requests_per_instance.unwrap_or(defaults.requests_per_instance),
             requests_per_second: self.requests_per_second.unwrap_or(defaults.requests_per_second),
             burst: self.burst.unwrap_or(defaults.burst),
         }

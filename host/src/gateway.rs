@@ -5,8 +5,9 @@
 //! change to the [store](crate::store), [`Gateway::reload`] builds a new one and swaps it in.
 //! Requests in flight keep the value they started with; finding the tenant and component
 //! takes no lock.
-//! What must outlive a rebuild — compiled components, device sessions and their caches, each
-//! tenant's admission state — is kept in [`Parts`] and reused.
+//! What must outlive a rebuild — compiled components, each tenant's warm instances of them,
+//! device sessions and their caches, each tenant's admission state — is kept in [`Parts`] and
+//! reused.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -26,7 +27,7 @@ use crate::device::cache::Cached;
 use crate::device::{DeviceManager, DeviceSession};
 use crate::metrics::{Metrics, Served};
 use crate::runtime::dispatch::{DispatchError, dispatch};
-use crate::runtime::state::RequestState;
+use crate::runtime::pool::InstancePool;
 use crate::runtime::violation::Reporter;
 use crate::runtime::{HandlerComponent, Runtime, builtin};
 use crate::store::devices::recorded_state;
@@ -63,6 +64,8 @@ struct Parts {
     sessions: HashMap<(String, String), Session>,
     /// Admission state by tenant.
     admissions: HashMap<String, Arc<Admission>>,
+    /// Instance pools by tenant.
+    pools: HashMap<String, Vec<Arc<InstancePool>>>,
 }
 
 impl Parts {
@@ -127,10 +130,13 @@ impl Gateway {
         let mut tenants = Vec::new();
         let mut live_sessions = HashMap::new();
         let mut live_admissions = HashMap::new();
+        let mut live_pools = HashMap::new();
         let mut live_components: Vec<Arc<HandlerComponent>> = Vec::new();
         for state in &snapshot.tenants {
             let tenant_id = &state.tenant.id;
             let limits = state.tenant.limits.apply(self.defaults);
+            let mut old_pools = parts.pools.remove(tenant_id).unwrap_or_default();
+            let mut pools: Vec<Arc<InstancePool>> = Vec::new();
             let mut routes = Vec::new();
             for route in &state.routes {
                 let component = match route.component.strip_prefix("component:") {
@@ -143,7 +149,23 @@ impl Gateway {
                 match component {
                     Ok(component) => {
                         live_components.push(component.clone());
-                        routes.push(Route::new(&route.prefix, component));
+                        // Warm instances survive a reload unless the component or the limits
+                        // they were made under changed; routes sharing a component share them.
+                        let reusable = |pool: &Arc<InstancePool>| {
+                            Arc::ptr_eq(pool.component(), &component) && *pool.limits() == limits
+                        };
+                        let pool = match pools.iter().find(|p| reusable(p)) {
+                            Some(pool) => pool.clone(),
+                            None => {
+                                let pool = match old_pools.iter().position(reusable) {
+                                    Some(at) => old_pools.swap_remove(at),
+                                    None => Arc::new(self.runtime.pool(component, limits)),
+                                };
+                                pools.push(pool.clone());
+                                pool
+                            }
+                        };
+                        routes.push(Route::new(&route.prefix, pool));
                     }
                     Err(e) => problems.push(format!("tenant `{tenant_id}`, route `{}`: {e:#}", route.prefix)),
                 }
@@ -165,11 +187,13 @@ impl Gateway {
                 _ => Arc::new(Admission::new(limits)),
             };
             live_admissions.insert(tenant_id.clone(), admission.clone());
+            live_pools.insert(tenant_id.clone(), pools);
             let tenant = Tenant::new(state, limits, devices, routes, admission);
             tenants.push((tenant, state.tenant.hosts.clone()));
         }
         parts.sessions = live_sessions;
         parts.admissions = live_admissions;
+        parts.pools = live_pools;
         // Compiled versions still in the store stay compiled, so a rollback is only a swap;
         // anything else no route serves is dropped.
         let stored: std::collections::HashSet<String> = snapshot
@@ -215,8 +239,9 @@ impl Gateway {
             parts.components.get(&key).cloned()
         };
         let component = component.ok_or_else(|| anyhow::anyhow!("version {sha256} of `{name}` is not prepared"))?;
+        let instances = Arc::new(self.runtime.pool(component, *tenant.limits()));
         let request = Request::get(path).header(header::HOST, "localhost").body(Full::new(Bytes::new()))?;
-        let response = serve(&tenant, &component, &self.metrics, request).await;
+        let response = serve(&tenant, &instances, &self.metrics, request).await;
         let status = response.status().as_u16();
         let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         let start = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
@@ -251,6 +276,15 @@ impl Gateway {
                 let key = format!("file:{name}@{modified:?}+{}", meta.len());
                 parts.compiled(&self.runtime, key, name, || read_component_file(name, &meta))
             }
+        }
+    }
+
+    /// Retires the warm instances that have been idle for longer than
+    /// [`IDLE_TIMEOUT`](crate::runtime::pool::IDLE_TIMEOUT), returning their memory. Call it
+    /// periodically.
+    pub fn retire_idle_instances(&self) {
+        for tenant in self.tenants().iter() {
+            tenant.routes().iter().for_each(|route| route.instances().retire_idle());
         }
     }
 
@@ -312,12 +346,12 @@ where
     };
     served.route = route.prefix().to_string();
     served.component = route.component().name().to_string();
-    (serve(tenant, route.component(), metrics, request).await, served)
+    (serve(tenant, route.instances(), metrics, request).await, served)
 }
 
 async fn serve<B>(
     tenant: &Arc<Tenant>,
-    component: &Arc<HandlerComponent>,
+    instances: &Arc<InstancePool>,
     metrics: &Arc<Metrics>,
     request: Request<B>,
 ) -> Response<ResponseBody>
@@ -325,7 +359,8 @@ where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let limits = *tenant.limits();
+    let limits = *instances.limits();
+    let component = instances.component();
     let permit = match tenant.admission().admit() {
         Ok(permit) => permit,
         Err(refusal) => {
@@ -352,18 +387,24 @@ where
         limits.max_outbound_requests,
         reporter.clone(),
     );
-    let state = RequestState::new(capabilities, outbound, &limits);
-    let failure = match dispatch(component, state, metrics.clone(), Request::from_parts(parts, Full::new(body))).await {
-        Ok(response) => match buffer(response, limits.max_response_body_bytes, deadline).await {
-            Ok(mut response) => {
-                if let Ok(name) = HeaderValue::from_str(component.name()) {
-                    response.headers_mut().insert(COMPONENT_HEADER, name);
-                }
-                drop(permit);
-                return response;
+    #[cfg(feature = "bench")]
+    if parts.uri.path().starts_with(crate::bench::PREFIX) {
+        let mut capabilities = capabilities;
+        let mut response = crate::bench::serve(&mut capabilities, &parts).await;
+        response.headers_mut().insert(COMPONENT_HEADER, HeaderValue::from_static("native"));
+        drop(permit);
+        return response;
+    }
+    let request = Request::from_parts(parts, Full::new(body));
+    let failure = match dispatch(instances, capabilities, outbound, metrics, request, limits.max_response_body_bytes).await {
+        Ok(response) => {
+            let (mut parts, body) = response.into_parts();
+            if let Ok(name) = HeaderValue::from_str(component.name()) {
+                parts.headers.insert(COMPONENT_HEADER, name);
             }
-            Err(failure) => failure,
-        },
+            drop(permit);
+            return Response::from_parts(parts, Full::new(body).map_err(|never| match never {}).boxed_unsync());
+        }
         Err(failure) => failure,
     };
     let (status, code, limit) = match failure {
@@ -380,28 +421,6 @@ where
     };
     reporter.violation(limit, &failure.to_string());
     error(status, code, &failure.to_string())
-}
-
-/// Reads the component's whole response body, up to `max_bytes` and until `deadline`, so a
-/// component that sends too much or stalls gets a clean JSON error instead of a cut-off
-/// response.
-async fn buffer(
-    response: Response<ResponseBody>,
-    max_bytes: usize,
-    deadline: Instant,
-) -> Result<Response<ResponseBody>, DispatchError> {
-    let (parts, body) = response.into_parts();
-    let collected = tokio::time::timeout_at(deadline.into(), Limited::new(body, max_bytes).collect())
-        .await
-        .map_err(|_elapsed| DispatchError::Timeout)?;
-    let body = match collected {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return Err(DispatchError::ResponseTooLarge(max_bytes));
-        }
-        Err(e) => return Err(DispatchError::Trap(format!("while sending its response body: {e}"))),
-    };
-    Ok(Response::from_parts(parts, Full::new(body).map_err(|never| match never {}).boxed_unsync()))
 }
 
 /// Reads a component file named by a route (`meta` is its metadata): a regular file of at
@@ -421,7 +440,12 @@ fn deployed_key(tenant: &str, name: &str, sha256: &str) -> String {
 
 /// A host-generated JSON error: `{"error": {"code": …, "message": …}}`.
 pub fn error(status: StatusCode, code: &str, message: &str) -> Response<ResponseBody> {
-    let body = serde_json::json!({ "error": { "code": code, "message": message } }).to_string();
+    json_response(status, &serde_json::json!({ "error": { "code": code, "message": message } }))
+}
+
+/// A host-generated JSON response.
+pub fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response<ResponseBody> {
+    let body = serde_json::to_string(value).unwrap_or_default();
     let mut response = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed_unsync());
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -33,6 +33,7 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
 /// directory as they change.
 pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
+    raise_open_files_limit();
     let store = open_store(&config)?;
     if store.admin_tokens()?.iter().all(|t| t.revoked_at.is_some()) {
         tracing::warn!("no admin token yet: run `waedge admin-token create` to use the admin API and the CLI");
@@ -67,6 +68,7 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
     let stopped = |mut stopping: watch::Receiver<bool>| async move {
         let _ = stopping.wait_for(|stop| *stop).await;
     };
+    let sweeper = tokio::spawn(retire_idle_instances(gateway.clone()));
     let api = server::serve(api, gateway.clone(), stopped(stopping.clone()));
     let handler = Arc::new(Admin::new(store, gateway));
     let watcher = watch.map(|dir| {
@@ -82,6 +84,7 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
     if let Some(watcher) = watcher {
         watcher.abort();
     }
+    sweeper.abort();
     devices.shutdown().await;
     tracing::info!("waedge stopped");
     Ok(())
@@ -101,6 +104,31 @@ fn whatsapp_devices(config: &Config) -> anyhow::Result<WhatsappDevices> {
             "`whatsapp_server` is set, but this build only connects to WhatsApp: remove the key, or use a \
              test build (`cargo build -p waedge --features wa-sim`) to connect to a wa-sim"
         ),
+    }
+}
+
+/// Every device holds a WhatsApp connection and its store's files open: lift the soft limit
+/// on open files (often 1,024) to the hard one, as far as the system allows.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max && {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
+        }
+    };
+    if raised {
+        tracing::debug!("open files limit raised to {}", limit.rlim_cur);
+    }
+}
+
+/// Periodically returns the memory of component instances no request has needed for a while.
+async fn retire_idle_instances(gateway: Arc<Gateway>) {
+    let mut tick = tokio::time::interval(waedge::runtime::pool::IDLE_TIMEOUT / 3);
+    loop {
+        tick.tick().await;
+        gateway.retire_idle_instances();
     }
 }
 

@@ -1,24 +1,27 @@
 //! Running one HTTP request through a component.
 //!
-//! Every request gets a fresh instance in a fresh store, so nothing one request leaves in
-//! memory can reach the next. The store carries the tenant's memory cap and the request's
-//! deadline: on every epoch tick the guest yields to tokio (a busy guest cannot starve other
-//! requests on the same worker thread) until the deadline, when it is interrupted. A guest
-//! parked in a host call is covered too: the whole request is bounded by the same deadline.
+//! The request gets an instance from the tenant's [`InstancePool`]: a warm one that served
+//! earlier requests of the same tenant, or a new one. The store carries the tenant's memory
+//! cap and the request's deadline: on every epoch tick the guest yields to tokio (a busy
+//! guest cannot starve other requests on the same worker thread) until the deadline, when it
+//! is interrupted. A guest parked in a host call is covered too: the whole request is bounded
+//! by the same deadline. Only an instance whose call returned cleanly, with its response read,
+//! goes back to the pool.
 
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::Response;
 use tokio::sync::oneshot;
-use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime::Trap;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use super::HandlerComponent;
-use super::state::RequestState;
+use super::pool::InstancePool;
+use crate::capability::Capabilities;
+use crate::capability::outbound::OutboundPolicy;
 use crate::metrics::Metrics;
 
 /// Why a component produced no response.
@@ -50,50 +53,86 @@ pub enum DispatchError {
     Refused(ErrorCode),
 }
 
-/// Serves `request` with a new instance of `component`.
+/// Serves `request` with an instance from `pool`, scoped to `capabilities` and `outbound`,
+/// and reads the component's whole response body, up to `max_body` bytes: a component that
+/// sends too much, or stalls, gets a clean error instead of a cut-off response.
 ///
-/// Returns once the component has set its response head; the body then streams from the
-/// still-running instance, under the same deadline.
+/// The call and the reading of its response run in this one future: no task is spawned and
+/// nothing crosses threads, and dropping the future (the client went away) drops the
+/// instance.
 pub async fn dispatch(
-    component: &HandlerComponent,
-    state: RequestState,
-    metrics: std::sync::Arc<Metrics>,
+    pool: &InstancePool,
+    capabilities: Capabilities,
+    outbound: OutboundPolicy,
+    metrics: &Metrics,
     request: hyper::Request<Full<Bytes>>,
-) -> Result<Response<HyperOutgoingBody>, DispatchError> {
-    let deadline = state.deadline();
-    let mut store = Store::new(component.pre.engine(), state);
-    store.limiter(RequestState::limits);
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| {
-        Ok(if Instant::now() < deadline { UpdateDeadline::Yield(1) } else { UpdateDeadline::Interrupt })
-    });
+    max_body: usize,
+) -> Result<Response<Bytes>, DispatchError> {
+    let deadline = capabilities.deadline;
+    let mut instance = pool.take(capabilities, outbound);
+    instance.store.set_epoch_deadline(1);
     let (sender, receiver) = oneshot::channel();
-    let mut http = store.data_mut().http();
+    let mut http = instance.store.data_mut().http();
     let resources = http.new_incoming_request(Scheme::Http, request).and_then(|incoming| {
         let outparam = http.new_response_outparam(sender)?;
         Ok((incoming, outparam))
     });
     let (incoming, outparam) = resources.map_err(|e| DispatchError::Trap(format!("{e:#}")))?;
-    let pre = component.pre.clone();
-    let name = component.name.clone();
-    let task = tokio::spawn(async move {
-        let started = Instant::now();
-        let proxy = pre.instantiate_async(&mut store).await?;
-        metrics.instantiated(&name, started.elapsed());
-        proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await
-    });
-    match tokio::time::timeout_at(deadline.into(), receiver).await {
-        Err(_elapsed) => {
-            task.abort();
-            Err(DispatchError::Timeout)
+    let call = async {
+        let proxy = match instance.proxy.take() {
+            Some(proxy) => proxy,
+            None => {
+                let started = Instant::now();
+                let proxy = pool.component().pre.instantiate_async(&mut instance.store).await?;
+                metrics.instantiated(pool.component().name(), started.elapsed());
+                proxy
+            }
+        };
+        proxy.wasi_http_incoming_handler().call_handle(&mut instance.store, incoming, outparam).await?;
+        wasmtime::Result::Ok(proxy)
+    };
+    let response = async {
+        match receiver.await {
+            Ok(Ok(response)) => read_body(response, max_body).await.map(Some),
+            Ok(Err(code)) => Err(DispatchError::Refused(code)),
+            // The call ended without answering; its result says why.
+            Err(_no_response) => Ok(None),
         }
-        Ok(Ok(Ok(response))) => Ok(response),
-        Ok(Ok(Err(code))) => Err(DispatchError::Refused(code)),
-        Ok(Err(_no_response)) => match task.await {
-            Ok(Ok(())) => Err(DispatchError::NoResponse),
-            Ok(Err(error)) => Err(classify(error)),
-            Err(join) => Err(DispatchError::Trap(join.to_string())),
-        },
+    };
+    // The response is read while the call runs (a large body needs both), but the call decides:
+    // when it fails, nothing else is waited for; when it returns, the response was set or
+    // never will be.
+    let served = async {
+        tokio::pin!(call, response);
+        let mut answered = None;
+        let called = loop {
+            tokio::select! {
+                called = &mut call => break called,
+                answer = &mut response, if answered.is_none() => answered = Some(answer?),
+            }
+        };
+        let proxy = called.map_err(classify)?;
+        let answer = match answered {
+            Some(answer) => answer,
+            None => response.await?,
+        };
+        Ok((proxy, answer))
+    };
+    let (proxy, answer) =
+        tokio::time::timeout_at(deadline.into(), served).await.map_err(|_elapsed| DispatchError::Timeout)??;
+    let response = answer.ok_or(DispatchError::NoResponse)?;
+    instance.proxy = Some(proxy);
+    pool.put(instance);
+    Ok(response)
+}
+
+/// The response with its body read whole, up to `max_body` bytes.
+async fn read_body(response: Response<HyperOutgoingBody>, max_body: usize) -> Result<Response<Bytes>, DispatchError> {
+    let (parts, body) = response.into_parts();
+    match Limited::new(body, max_body).collect().await {
+        Ok(collected) => Ok(Response::from_parts(parts, collected.to_bytes())),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(DispatchError::ResponseTooLarge(max_body)),
+        Err(e) => Err(DispatchError::Trap(format!("while sending its response body: {e}"))),
     }
 }
 

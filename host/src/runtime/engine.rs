@@ -4,10 +4,13 @@
 //! copy-on-write mapping instead of fresh `mmap`s. Deadlines use epoch interruption: one
 //! thread bumps the engine's epoch every [`EPOCH_TICK`], and each store decides on every tick
 //! whether to yield to tokio or to stop the guest.
+//!
+//! With `WAEDGE_PERFMAP=1` in the environment, compiled guest functions are written to
+//! `/tmp/perf-PID.map`, so `perf record` / `perf report` name them.
 
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy};
 
 /// How often the epoch advances: the granularity of deadlines and of cooperative yielding.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -40,6 +43,9 @@ pub fn new() -> wasmtime::Result<Engine> {
         // the address space of a small VM.
         .memory_reservation(MAX_MEMORY_BYTES as u64)
         .memory_guard_size(64 << 10);
+    if std::env::var_os("WAEDGE_PERFMAP").is_some_and(|v| v == "1") {
+        config.profiler(ProfilingStrategy::PerfMap);
+    }
     let engine = Engine::new(&config)?;
     let weak = engine.weak();
     std::thread::Builder::new().name("waedge-epoch".into()).spawn(move || {

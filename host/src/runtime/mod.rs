@@ -1,15 +1,18 @@
-//! The component runtime: one wasmtime [`Engine`] for the process, components compiled once
-//! into [`HandlerComponent`]s, and a fresh, limited [`Store`](wasmtime::Store) per request.
+//! The component runtime: one wasmtime [`Engine`](wasmtime::Engine) for the process,
+//! components compiled once into [`HandlerComponent`]s, and limited instances of them kept
+//! per tenant in [`InstancePool`](pool::InstancePool)s.
 //!
 //! - [`engine`] configures the engine (pooling allocator, epoch interruption) and runs the
 //!   single epoch ticker thread.
-//! - [`state`] is the per-request store data: WASI contexts and the tenant's capabilities.
+//! - [`state`] is the store data: WASI contexts and the current request's capabilities.
+//! - [`pool`] keeps warm instances of one component for one tenant.
 //! - [`dispatch`] runs one HTTP request through a component under its deadline.
 //! - [`violation`] reports a component hitting a limit.
 
 pub mod builtin;
 pub mod dispatch;
 pub mod engine;
+pub mod pool;
 pub mod state;
 pub mod violation;
 
@@ -22,6 +25,8 @@ use wasmtime::component::{Component, Linker};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::capability;
+use crate::config::Limits;
+use pool::{IdleBudget, InstancePool};
 use state::RequestState;
 
 /// The engine and linker every component is compiled and linked with.
@@ -30,6 +35,7 @@ pub struct Runtime {
     engine: wasmtime::Engine,
     linker: Arc<Linker<RequestState>>,
     cache: Option<PathBuf>,
+    idle: Arc<IdleBudget>,
 }
 
 /// A compiled, import-checked component, ready to be instantiated per request.
@@ -54,7 +60,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         capability::add_to_linker(&mut linker)?;
-        Ok(Runtime { engine, linker: Arc::new(linker), cache: None })
+        Ok(Runtime { engine, linker: Arc::new(linker), cache: None, idle: Arc::default() })
     }
 
     /// Keeps compiled components in `dir`, keyed by the SHA-256 of the component and the
@@ -78,6 +84,11 @@ impl Runtime {
         let pre = self.linker.instantiate_pre(&component).map_err(refuse)?;
         let pre = ProxyPre::new(pre).map_err(refuse)?;
         Ok(HandlerComponent { name: name.into(), pre })
+    }
+
+    /// An empty instance pool for one tenant's use of `component` under `limits`.
+    pub fn pool(&self, component: Arc<HandlerComponent>, limits: Limits) -> InstancePool {
+        InstancePool::new(component, limits, self.idle.clone())
     }
 }
 

@@ -1,4 +1,4 @@
-//! Per-request store data.
+//! The store data of a component instance: what the request it is serving may reach.
 
 use std::time::Instant;
 
@@ -48,6 +48,20 @@ impl RequestState {
             outbound,
             capabilities,
         }
+    }
+
+    /// Hands the state to the next request an instance serves: its capabilities and outbound
+    /// policy (with fresh counters) replace the last request's.
+    pub fn renew(&mut self, capabilities: Capabilities, outbound: OutboundPolicy) {
+        self.capabilities = capabilities;
+        self.outbound = outbound;
+        self.http = WasiHttpCtx::new();
+    }
+
+    /// Whether the component holds no resource (stream, request, response, …) any more, so
+    /// the next request starts from an empty resource table.
+    pub fn is_quiescent(&self) -> bool {
+        self.table.is_empty()
     }
 
     /// The store's resource limiter.

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use crate::config::Limits;
 use crate::device::DeviceSession;
 use crate::runtime::HandlerComponent;
+use crate::runtime::pool::InstancePool;
 use crate::store::TenantSnapshot;
 use crate::token::TokenHash;
 use admission::Admission;
@@ -34,17 +35,17 @@ pub struct User {
     pub scopes: Vec<String>,
 }
 
-/// A path prefix and the component that serves it.
+/// A path prefix and the component that serves it, with the tenant's instances of it.
 pub struct Route {
     prefix: String,
-    component: Arc<HandlerComponent>,
+    instances: Arc<InstancePool>,
 }
 
 impl Route {
     /// A route for `prefix` (trailing slashes ignored).
-    pub fn new(prefix: &str, component: Arc<HandlerComponent>) -> Self {
+    pub fn new(prefix: &str, instances: Arc<InstancePool>) -> Self {
         let prefix = prefix.trim_end_matches('/');
-        Route { prefix: if prefix.is_empty() { "/".into() } else { prefix.into() }, component }
+        Route { prefix: if prefix.is_empty() { "/".into() } else { prefix.into() }, instances }
     }
 
     fn matches(&self, path: &str) -> bool {
@@ -58,7 +59,12 @@ impl Route {
 
     /// The component serving the route.
     pub fn component(&self) -> &Arc<HandlerComponent> {
-        &self.component
+        self.instances.component()
+    }
+
+    /// The tenant's instances of the component.
+    pub fn instances(&self) -> &Arc<InstancePool> {
+        &self.instances
     }
 }
 
@@ -164,6 +170,11 @@ impl Tenant {
     /// The route serving `path`, by longest matching prefix.
     pub fn route(&self, path: &str) -> Option<&Route> {
         self.routes.iter().find(|r| r.matches(path))
+    }
+
+    /// Every route, longest prefix first.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
     }
 }
 

@@ -2,6 +2,7 @@
 //! segment picks the behaviour:
 //!
 //! - `hello`: `200 {"probe": "hello"}`, a well-behaved answer;
+//! - `count`: `200 {"served": N}`, the number of requests this instance has served;
 //! - `loop`: spins forever;
 //! - `bomb`: allocates memory until something stops it;
 //! - `recurse`: recurses without end;
@@ -11,18 +12,24 @@
 //! - `flood?url=U&n=N`: N outbound GETs of U; answers how many went through.
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::json;
 use waedge_sdk::{Handler, Request, Response, outbound};
 
 struct Probe;
 
+/// Requests this instance has served.
+static SERVED: AtomicU32 = AtomicU32::new(0);
+
 impl Handler for Probe {
     fn handle(request: Request) -> Response {
         let segments = request.segments();
         let query = request.query();
+        let served = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
         match segments.last().map(String::as_str) {
             Some("hello") => Response::json(200, &json!({ "probe": "hello" })),
+            Some("count") => Response::json(200, &json!({ "served": served })),
             Some("loop") => loop {
                 black_box(());
             },

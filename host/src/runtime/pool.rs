@@ -1,0 +1,150 @@
+//! Warm instances: a component instance that answered a request cleanly may answer the next
+//! requests of the same tenant, one at a time, instead of a new instance being made for each.
+//!
+//! Making an instance is the largest part of what a small component costs per request
+//! (a store, the instantiation, the first touches of its memory, and returning the memory to
+//! the pooling allocator afterwards). An [`InstancePool`] keeps instances of one component for
+//! one tenant, so nothing crosses tenants; within the tenant an instance serves at most
+//! [`Limits::requests_per_instance`] requests, and whatever the component keeps in its
+//! memory between them is its own. An instance is retired instead of kept when its request
+//! trapped, timed out or was abandoned, when it still holds a resource (a stream, a request)
+//! after answering, when it has served its share, or when it has been idle for
+//! [`IDLE_TIMEOUT`]. `requests_per_instance = 1` gives every request a fresh instance.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use wasmtime::Store;
+use wasmtime_wasi_http::p2::bindings::Proxy;
+
+use super::HandlerComponent;
+use super::state::RequestState;
+use crate::capability::Capabilities;
+use crate::capability::outbound::OutboundPolicy;
+use crate::config::Limits;
+
+/// How long an instance may wait for its next request before it is retired.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Instances kept idle in all pools together, so warm instances never starve the pooling
+/// allocator of slots for new ones.
+const MAX_IDLE_TOTAL: usize = 256;
+
+/// The idle instances of all pools, counted against [`MAX_IDLE_TOTAL`].
+#[derive(Default)]
+pub struct IdleBudget(AtomicUsize);
+
+impl IdleBudget {
+    fn reserve(&self) -> bool {
+        self.0.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_IDLE_TOTAL).then_some(n + 1)).is_ok()
+    }
+
+    fn release(&self, count: usize) {
+        self.0.fetch_sub(count, Ordering::AcqRel);
+    }
+}
+
+/// One tenant's instances of one component.
+pub struct InstancePool {
+    component: Arc<HandlerComponent>,
+    limits: Limits,
+    /// Idle instances beyond this many are retired: more than one per core only holds memory.
+    max_idle: usize,
+    idle: Mutex<Vec<Instance>>,
+    budget: Arc<IdleBudget>,
+}
+
+/// An instantiated component in its store.
+pub struct Instance {
+    /// The store, with the state of the request it serves (or served last).
+    pub store: Store<RequestState>,
+    /// The instance's `wasi:http/incoming-handler` export; `None` until instantiated.
+    pub proxy: Option<Proxy>,
+    served: u32,
+    idle_since: Instant,
+}
+
+impl InstancePool {
+    /// An empty pool for `component` under the tenant's `limits`.
+    pub fn new(component: Arc<HandlerComponent>, limits: Limits, budget: Arc<IdleBudget>) -> Self {
+        let max_idle = std::thread::available_parallelism().map_or(1, |n| n.get());
+        InstancePool { component, limits, max_idle, idle: Mutex::new(Vec::new()), budget }
+    }
+
+    /// The component this pool instantiates.
+    pub fn component(&self) -> &Arc<HandlerComponent> {
+        &self.component
+    }
+
+    /// The limits every instance of this pool runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// An idle instance, handed the next request's `capabilities` and `outbound` policy, or a
+    /// new store holding them (not yet instantiated: [`Instance::proxy`] is `None`).
+    pub fn take(&self, capabilities: Capabilities, outbound: OutboundPolicy) -> Instance {
+        let warm = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match warm {
+            Some(mut instance) => {
+                self.budget.release(1);
+                instance.store.data_mut().renew(capabilities, outbound);
+                instance
+            }
+            None => {
+                let state = RequestState::new(capabilities, outbound, &self.limits);
+                Instance { store: new_store(&self.component, state), proxy: None, served: 0, idle_since: Instant::now() }
+            }
+        }
+    }
+
+    /// Keeps `instance`, which has just answered a request cleanly, for a later request if
+    /// it may serve more; retires it otherwise.
+    pub fn put(&self, mut instance: Instance) {
+        instance.served += 1;
+        if instance.served >= self.limits.requests_per_instance || !instance.store.data().is_quiescent() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        self.expire(&mut idle);
+        if idle.len() < self.max_idle && self.budget.reserve() {
+            instance.idle_since = Instant::now();
+            idle.push(instance);
+        }
+    }
+
+    /// Retires the instances idle for longer than [`IDLE_TIMEOUT`].
+    pub fn retire_idle(&self) {
+        self.expire(&mut self.idle.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    fn expire(&self, idle: &mut Vec<Instance>) {
+        // Instances are pushed in the order they went idle: the stale ones are at the front.
+        let stale = idle.iter().take_while(|i| i.idle_since.elapsed() >= IDLE_TIMEOUT).count();
+        idle.drain(..stale);
+        self.budget.release(stale);
+    }
+}
+
+impl Drop for InstancePool {
+    fn drop(&mut self) {
+        let idle = self.idle.get_mut().unwrap_or_else(|p| p.into_inner());
+        self.budget.release(idle.len());
+    }
+}
+
+/// A store for `state` with the tenant's limits and the request deadline's epoch callback.
+fn new_store(component: &HandlerComponent, state: RequestState) -> Store<RequestState> {
+    let mut store = Store::new(component.pre.engine(), state);
+    store.limiter(RequestState::limits);
+    // On every epoch tick: yield to tokio until the current request's deadline, then stop.
+    store.epoch_deadline_callback(|store| {
+        Ok(if Instant::now() < store.data().deadline() {
+            wasmtime::UpdateDeadline::Yield(1)
+        } else {
+            wasmtime::UpdateDeadline::Interrupt
+        })
+    });
+    store
+}
