@@ -16,7 +16,7 @@ struct DevicesApi;
 impl Handler for DevicesApi {
     fn handle(request: Request) -> Response {
         match route(&request) {
-            Ok(data) => Response::json(200, &serde_json::json!({ "data": data })),
+            Ok(data) => Response::json(200, &Envelope { data }),
             Err(error) => Response::json(
                 error.status,
                 &serde_json::json!({ "error": { "code": error.code, "message": error.message } }),
@@ -27,7 +27,21 @@ impl Handler for DevicesApi {
 
 waedge_sdk::export_handler!(DevicesApi);
 
-fn route(request: &Request) -> Result<serde_json::Value, ErrorClass> {
+/// A successful answer: `{"data": …}`.
+#[derive(Serialize)]
+struct Envelope {
+    data: Data,
+}
+
+/// What an endpoint answers.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Data {
+    Profile(profile::Profile),
+    Groups(Groups),
+}
+
+fn route(request: &Request) -> Result<Data, ErrorClass> {
     let segments = request.segments();
     let [root, device, endpoint] = segments.as_slice() else {
         return Err(ErrorClass::no_route(request.path()));
@@ -43,8 +57,11 @@ fn route(request: &Request) -> Result<serde_json::Value, ErrorClass> {
     // probe another tenant's device ids.
     whatsapp::get_device(device)?;
     require_device(&principal, device)?;
-    let data = if endpoint == "profile" { profile::get(device, request.query())? } else { groups(device)? };
-    Ok(data)
+    if endpoint == "profile" {
+        Ok(Data::Profile(profile::get(device, request.query())?))
+    } else {
+        Ok(Data::Groups(groups(device)?))
+    }
 }
 
 /// One entry of `GET /devices/{device_id}/groups`.
@@ -61,7 +78,14 @@ struct GroupSummary {
     is_join_approval_required: bool,
 }
 
-fn groups(device: &str) -> Result<serde_json::Value, ErrorClass> {
+/// `GET /devices/{device_id}/groups`.
+#[derive(Serialize)]
+struct Groups {
+    groups: Vec<GroupSummary>,
+    count: usize,
+}
+
+fn groups(device: &str) -> Result<Groups, ErrorClass> {
     let groups: Vec<GroupSummary> = whatsapp::list_joined_groups(device)?
         .into_iter()
         .map(|group| GroupSummary {
@@ -76,6 +100,5 @@ fn groups(device: &str) -> Result<serde_json::Value, ErrorClass> {
             is_join_approval_required: group.is_join_approval_required,
         })
         .collect();
-    let count = groups.len();
-    Ok(serde_json::json!({ "groups": groups, "count": count }))
+    Ok(Groups { count: groups.len(), groups })
 }

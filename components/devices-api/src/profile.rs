@@ -4,10 +4,20 @@ use serde::Serialize;
 use waedge_jid::{Jid, Kind};
 use waedge_sdk::{ErrorClass, Error, Query, UserInfo, whatsapp};
 
+/// A profile, written as `{"type": "contact" | "group", "profile": {…}}`.
+#[derive(Serialize)]
+#[serde(tag = "type", content = "profile", rename_all = "lowercase")]
+pub enum Profile {
+    /// A user's profile.
+    Contact(ContactProfile),
+    /// A group's profile.
+    Group(GroupProfile),
+}
+
 /// A contact profile. `None` fields are omitted: WhatsApp withheld them (privacy) or, for
 /// `phone_jid`/`lid`, no mapping is known.
 #[derive(Serialize)]
-struct ContactProfile {
+pub struct ContactProfile {
     jid: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     phone_jid: Option<String>,
@@ -31,7 +41,7 @@ struct ContactProfile {
 
 /// A group profile. Empty strings stand for a picture or description that is not set.
 #[derive(Serialize)]
-struct GroupProfile {
+pub struct GroupProfile {
     jid: String,
     name: String,
     subject: String,
@@ -42,18 +52,16 @@ struct GroupProfile {
 }
 
 /// Serves the profile endpoint for `device`.
-pub fn get(device: &str, query: &Query) -> Result<serde_json::Value, ErrorClass> {
+pub fn get(device: &str, query: &Query) -> Result<Profile, ErrorClass> {
     let raw = query
         .get_non_empty("jid")
         .ok_or_else(|| ErrorClass::validation("`jid` is required: a phone number, phone JID, LID or group JID"))?;
     let jid = Jid::normalize(raw).map_err(|e| ErrorClass::validation(e.to_string()))?.without_device();
     let preview = query.flag("preview").map_err(ErrorClass::validation)?.unwrap_or(false);
-    let (kind, profile) = match jid.kind() {
-        Kind::Contact => ("contact", serde_json::to_value(contact(device, &jid, preview)?)),
-        Kind::Group => ("group", serde_json::to_value(group(device, &jid, preview)?)),
-    };
-    let profile = profile.map_err(|e| ErrorClass { status: 500, code: "INTERNAL_ERROR", message: e.to_string() })?;
-    Ok(serde_json::json!({ "type": kind, "profile": profile }))
+    Ok(match jid.kind() {
+        Kind::Contact => Profile::Contact(contact(device, &jid, preview)?),
+        Kind::Group => Profile::Group(group(device, &jid, preview)?),
+    })
 }
 
 fn contact(device: &str, jid: &Jid, preview: bool) -> Result<ContactProfile, ErrorClass> {
