@@ -21,6 +21,8 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+#[cfg(feature = "bench")]
+pub mod bench;
 pub mod bindings;
 pub mod capability;
 pub mod config;

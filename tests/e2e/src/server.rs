@@ -55,6 +55,11 @@ impl TestGateway {
         Self::start_with(config, Arc::new(FixtureDevices(world.clone()))).await
     }
 
+    /// The gateway itself, for calling it without a socket.
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
     /// Starts a gateway for `config` (TOML text) whose device sessions `devices` manages.
     pub async fn start_with(config: &str, devices: Arc<dyn DeviceManager>) -> TestGateway {
         let config = Config::parse(config).expect("the test configuration is valid");

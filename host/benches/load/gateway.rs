@@ -1,0 +1,176 @@
+//! The gateway under load: one `waedge serve` child process on a fresh data directory,
+//! pointed at the sim, with the admin API calls the scenarios make and its resident memory.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::report;
+use crate::sim::Sim;
+use crate::support::{self, Reply, Waedge};
+
+/// The file (under `target/bench/`) a failed run leaves the gateway's log in.
+pub const LOG: &str = "waedge.log";
+
+/// A running gateway with an admin token.
+pub struct Gateway {
+    // Declared first so that the process ends before its data directory is removed.
+    waedge: Waedge,
+    admin_token: String,
+    pid: u32,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+/// The limits of every benchmark tenant: WhatsApp's answers stay cached for the whole run, so
+/// the scenarios measure the gateway rather than the sim; everything else is the default.
+fn limits(requests_per_instance: Option<u32>) -> Value {
+    let mut limits = json!({ "cache_ttl_seconds": 86_400 });
+    if let Some(n) = requests_per_instance {
+        limits["requests_per_instance"] = n.into();
+    }
+    limits
+}
+
+impl Gateway {
+    /// Starts `waedge serve` on a new data directory with its devices connecting to `sim`.
+    pub async fn start(sim: &Sim) -> Arc<Gateway> {
+        let setting = format!("whatsapp_server = \"{}\"", sim.url());
+        let started = tokio::task::spawn_blocking(move || {
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let config = support::write_config(dir.path(), &setting);
+            let admin_token = support::admin_token(&config);
+            let waedge = Waedge::start(&config);
+            Gateway { waedge, admin_token, pid: child_pid(), http: reqwest::Client::new(), _dir: dir }
+        });
+        Arc::new(started.await.expect("starting waedge"))
+    }
+
+    /// The API listener's base URL.
+    pub fn api(&self) -> &str {
+        &self.waedge.api
+    }
+
+    /// `GET path` on the API listener with an API token.
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.waedge.api(path, token).await
+    }
+
+    /// An admin API call that must succeed; returns the answer's JSON.
+    pub async fn admin(&self, method: Method, path: &str, body: Value) -> Value {
+        let reply = self.waedge.admin(method.clone(), path, &self.admin_token, body).await;
+        succeeded(reply.status, &reply.text, reply.json, &format!("{method} {path}"))
+    }
+
+    /// Creates a tenant with the benchmark [`limits`].
+    pub async fn create_tenant(&self, tenant: &str) {
+        self.admin(Method::POST, "/v1/tenants", json!({ "id": tenant, "limits": limits(None) })).await;
+    }
+
+    /// Sets the tenant's `requests_per_instance` (`None`: back to the default).
+    pub async fn set_requests_per_instance(&self, tenant: &str, n: Option<u32>) {
+        self.admin(Method::PATCH, &format!("/v1/tenants/{tenant}"), json!({ "limits": limits(n) })).await;
+    }
+
+    /// Routes `prefix` of the tenant to `component`.
+    pub async fn route(&self, tenant: &str, prefix: &str, component: &str) {
+        let route = json!({ "prefix": prefix, "component": component });
+        self.admin(Method::PUT, &format!("/v1/tenants/{tenant}/routes"), route).await;
+    }
+
+    /// Creates a user of the tenant that may use `device`, and returns a new API token of it.
+    pub async fn user_token(&self, tenant: &str, device: &str) -> String {
+        let users = format!("/v1/tenants/{tenant}/users");
+        let user = self.admin(Method::POST, &users, json!({ "name": "bench", "devices": [device] })).await;
+        let id = user["id"].as_str().expect("a new user has an id");
+        let token = self.admin(Method::POST, &format!("{users}/{id}/tokens"), Value::Null).await;
+        token["token"].as_str().expect("a new token is shown once").to_string()
+    }
+
+    /// Deploys (and activates) `bytes` as version of the tenant's component `name`; returns
+    /// its SHA-256.
+    pub async fn deploy(&self, tenant: &str, name: &str, bytes: Vec<u8>) -> String {
+        let path = format!("/v1/tenants/{tenant}/components/{name}");
+        let request = self.http.post(format!("{}{path}", self.waedge.admin)).bearer_auth(&self.admin_token);
+        let response = request.header("content-type", "application/wasm").body(bytes).send().await;
+        let response = response.unwrap_or_else(|e| panic!("deploying to {path}: {e}; is waedge still running?"));
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let version = succeeded(status, &text, json, &format!("POST {path}"));
+        version["sha256"].as_str().expect("a deployed version has a sha256").to_string()
+    }
+
+    /// Activates version `sha256` of the tenant's component `name`.
+    pub async fn activate(&self, tenant: &str, name: &str, sha256: &str) {
+        let path = format!("/v1/tenants/{tenant}/components/{name}/versions/{sha256}/activate");
+        self.admin(Method::POST, &path, Value::Null).await;
+    }
+
+    /// The live state of each of the tenant's device sessions (`connected`, `connecting`, …) by
+    /// id, from `waedge_device_state` in `/metrics`, which reads the sessions, not the store.
+    pub async fn device_states(&self, tenant: &str) -> HashMap<String, String> {
+        let metrics = self.waedge.admin(Method::GET, "/metrics", &self.admin_token, Value::Null).await;
+        assert_eq!(metrics.status, 200, "GET /metrics answered {}; see target/bench/{LOG}", metrics.text);
+        let prefix = format!("waedge_device_state{{tenant=\"{tenant}\",device=\"");
+        let state = |line: &str| {
+            let (device, rest) = line.strip_prefix(&prefix)?.split_once("\",state=\"")?;
+            Some((device.to_string(), rest.split_once('"')?.0.to_string()))
+        };
+        metrics.text.lines().filter_map(state).collect()
+    }
+
+    /// The process's resident memory (`VmRSS`) in megabytes (10⁶ bytes).
+    pub fn rss_mb(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
+        let kib: f64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no VmRSS in /proc/{}/status: has waedge exited?", self.pid));
+        kib * 1024.0 / 1e6
+    }
+}
+
+impl Drop for Gateway {
+    /// When the run fails, keeps the gateway's log for the one-line failure to point to.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let path = report::output(LOG);
+            match std::fs::write(&path, self.waedge.log()) {
+                Ok(()) => eprintln!("load bench: waedge's log is in {}", path.display()),
+                Err(e) => eprintln!("load bench: could not keep waedge's log in {}: {e}", path.display()),
+            }
+        }
+    }
+}
+
+/// The JSON of a 2xx answer to `call`; anything else ends the run with the answer.
+fn succeeded(status: u16, text: &str, json: Value, call: &str) -> Value {
+    assert!(
+        (200..300).contains(&status),
+        "admin API {call} answered {status}: {}; see target/bench/{LOG}",
+        text.trim()
+    );
+    json
+}
+
+/// The process id of the `waedge` child of this process (there is one at a time).
+fn child_pid() -> u32 {
+    let parent = std::process::id().to_string();
+    let is_ours = |pid: &str| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // `pid (comm) state ppid …`: comm may hold anything, so read around its last `)`.
+        let Some((name, rest)) = stat.rsplit_once(')') else { return false };
+        name.ends_with("(waedge") && rest.split_whitespace().nth(1) == Some(parent.as_str())
+    };
+    let entries = std::fs::read_dir("/proc").expect("/proc lists processes: run the bench on Linux");
+    let names = entries.filter_map(|entry| entry.ok()?.file_name().into_string().ok());
+    let mut ours = names.filter(|name| name.bytes().all(|b| b.is_ascii_digit()) && is_ours(name));
+    match (ours.next(), ours.next()) {
+        (Some(pid), None) => pid.parse().expect("a process id"),
+        _ => panic!("expected exactly one waedge child process in /proc; is an earlier one still running?"),
+    }
+}

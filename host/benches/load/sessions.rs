@@ -1,0 +1,152 @@
+//! Scenario 3, device sessions: the gateway's resident memory per linked device, and how the
+//! devices come back when WhatsApp restarts — all at once (a storm) or spread out.
+
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::Sizes;
+use crate::gateway::{Gateway, LOG};
+use crate::link::{self, Link, POLL};
+use crate::report::{Progress, Row, Table, elapsed, megabytes};
+use crate::sim::Sim;
+
+/// The tenant that owns every device.
+const TENANT: &str = "fleet";
+/// Its admin device list.
+const DEVICE_LIST: &str = "/v1/tenants/fleet/devices";
+/// How long WhatsApp stays away.
+const DOWN: Duration = Duration::from_secs(2);
+/// Target: resident memory per device, in megabytes.
+const MB_PER_DEVICE: f64 = 1.0;
+/// Target: seconds from the restart until every device is connected again.
+const ALL_BACK_SECONDS: f64 = 30.0;
+
+/// Runs the scenario on a fresh gateway.
+pub async fn run(sim: &mut Sim, sizes: &Sizes) -> Table {
+    println!("\n3. Device sessions");
+    let gateway = Gateway::start(sim).await;
+    gateway.create_tenant(TENANT).await;
+    tokio::time::sleep(sizes.settle).await;
+    let idle = gateway.rss_mb();
+    let (mut rows, mut notes, mut linked) = (Vec::new(), Vec::new(), 0);
+    for &n in sizes.devices {
+        let phones = sim.phones(n - linked);
+        let links = phones.into_iter().zip(linked..n);
+        let links = links.map(|(phone, i)| Link { tenant: TENANT.into(), device: format!("d{i:04}"), phone }).collect();
+        let started = Instant::now();
+        link::link_all(&gateway, sim, links).await;
+        notes.push(format!("Linked devices {}–{n} in {:.1} s.", linked + 1, started.elapsed().as_secs_f64()));
+        linked = n;
+        tokio::time::sleep(sizes.settle).await;
+        let rss = gateway.rss_mb();
+        let per_device = (rss - idle) / n as f64;
+        println!("  {n} devices: {} ({per_device:.2} MB/device)", megabytes(rss));
+        let measured = format!("{} → {per_device:.2} MB/device", megabytes(rss));
+        rows.push(
+            Row::info(format!("RSS with {n} devices connected"), megabytes(idle), measured, Some(rss / idle))
+                .target(&format!("≤ {MB_PER_DEVICE} MB/device"), per_device <= MB_PER_DEVICE),
+        );
+    }
+
+    println!("  restarting wa-sim ({} s down)", DOWN.as_secs());
+    let listed = Instant::now();
+    gateway.admin(Method::GET, DEVICE_LIST, Value::Null).await;
+    let list_idle = listed.elapsed();
+    let mut list_slowest = Duration::ZERO;
+    let reconnect = async { tokio::join!(sim.restart(DOWN), reconnects(&gateway, linked, sizes.reconnect_deadline)) };
+    let (restarted, (back, slowest_poll)) = tokio::select! {
+        done = reconnect => done,
+        never = time_device_lists(&gateway, &mut list_slowest) => match never {},
+    };
+    let times: Vec<Duration> = back.values().map(|at| at.saturating_duration_since(restarted)).collect();
+    let all = times.iter().max().map_or(0.0, Duration::as_secs_f64);
+    if !sizes.full {
+        let n = back.len();
+        assert_eq!(n, linked, "only {n}/{linked} devices reconnected after the wa-sim restart; see target/bench/{LOG}");
+    }
+    let measured = format!("{all:.1} s ({}/{linked} back)", back.len());
+    let pass = back.len() == linked && all <= ALL_BACK_SECONDS;
+    let list_ratio = list_slowest.as_secs_f64() / list_idle.as_secs_f64();
+    rows.extend([
+        Row::info("all devices connected again after a wa-sim restart", "—", measured, None)
+            .target(&format!("≤ {ALL_BACK_SECONDS} s"), pass),
+        Row::info(
+            "slowest admin device list answer while reconnecting (baseline: idle)",
+            elapsed(list_idle),
+            elapsed(list_slowest),
+            Some(list_ratio),
+        ),
+    ]);
+    notes.push(format!(
+        "Devices `connected` again, by second after the restart: {}. Live session states from `/metrics`, polled \
+         every {} ms; the slowest poll took {}.",
+        histogram(&times),
+        POLL.as_millis(),
+        elapsed(slowest_poll)
+    ));
+    notes.push(format!(
+        "RSS is the waedge process's VmRSS after {} s idle; baseline: no device. wa-sim was down for {} s.",
+        sizes.settle.as_secs(),
+        DOWN.as_secs()
+    ));
+    Table { title: "3. Device sessions".into(), rows, notes }
+}
+
+/// When each of the tenant's `total` devices was seen connected again after it was seen
+/// down, polling the live states every [`POLL`] until all are back or `deadline` passes; and
+/// the slowest poll, which bounds how precise those times are.
+async fn reconnects(gateway: &Gateway, total: usize, deadline: Duration) -> (HashMap<String, Instant>, Duration) {
+    let until = Instant::now() + deadline;
+    let (mut down, mut back, mut slowest) = (HashSet::new(), HashMap::new(), Duration::ZERO);
+    let mut progress = Progress::new("devices back", total);
+    while back.len() < total && Instant::now() < until {
+        let asked = Instant::now();
+        let states = gateway.device_states(TENANT).await;
+        let answered = Instant::now();
+        slowest = slowest.max(answered - asked);
+        for (device, state) in states {
+            if state != "connected" {
+                down.insert(device);
+            } else if down.contains(&device) {
+                back.entry(device).or_insert(answered);
+            }
+        }
+        progress.advance_to(back.len());
+        tokio::time::sleep(POLL).await;
+    }
+    (back, slowest)
+}
+
+/// Asks for the admin device list (which reads the store the reconnecting sessions write
+/// their states to) back to back, keeping the slowest answer's time in `slowest`, until dropped.
+async fn time_device_lists(gateway: &Gateway, slowest: &mut Duration) -> Infallible {
+    loop {
+        let asked = Instant::now();
+        gateway.admin(Method::GET, DEVICE_LIST, Value::Null).await;
+        *slowest = (*slowest).max(asked.elapsed());
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// How many `times` fall in each second, from the first second to the last, with runs of
+/// empty seconds merged: `0–2 s: 0 · 2–3 s: 412 · 3–4 s: 588`.
+fn histogram(times: &[Duration]) -> String {
+    let Some(last) = times.iter().max() else { return "none".into() };
+    let mut counts = vec![0; last.as_secs() as usize + 1];
+    for time in times {
+        counts[time.as_secs() as usize] += 1;
+    }
+    let mut buckets: Vec<(usize, usize, usize)> = Vec::new(); // (from, to, count)
+    for (second, &count) in counts.iter().enumerate() {
+        match buckets.last_mut() {
+            Some((_, to, 0)) if count == 0 => *to = second + 1,
+            _ => buckets.push((second, second + 1, count)),
+        }
+    }
+    let buckets: Vec<String> = buckets.iter().map(|(from, to, n)| format!("{from}–{to} s: {n}")).collect();
+    buckets.join(" · ")
+}

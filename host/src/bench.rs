@@ -1,0 +1,159 @@
+//! The benchmarks' baseline (cargo feature `bench`; never part of a release build).
+//!
+//! A request whose path starts with [`PREFIX`] is answered by [`serve`], a native port of the
+//! built-in devices API's contact profile (`GET /devices/{device}/profile?jid=…`), instead of
+//! by the route's component. Everything around it — tenant selection, routing, admission,
+//! the body limit, the deadline, the access log, the metrics — is what a component request
+//! gets, and it makes the same host calls on the same cached sessions and writes the same
+//! JSON, so the difference between `/native/devices/…` and `/devices/…` is the cost of the
+//! Wasm edge. It serves only what the benchmark asks (a contact's profile; query values taken
+//! as sent) and answers anything else with an error.
+
+use http::StatusCode;
+use http::request::Parts;
+use hyper::Response;
+use serde::Serialize;
+use waedge_jid::Jid;
+
+use crate::bindings::types::Error;
+use crate::bindings::{auth, whatsapp};
+use crate::capability::Capabilities;
+use crate::gateway::{ResponseBody, error, json_response};
+use crate::token;
+
+/// Paths under this prefix are served natively.
+pub const PREFIX: &str = "/native/";
+
+/// A failed request: status, error code and message.
+type Failure = (StatusCode, &'static str, String);
+
+/// A successful answer: `{"data": {"type": "contact", "profile": {…}}}`.
+#[derive(Serialize)]
+struct Envelope {
+    data: Data,
+}
+
+#[derive(Serialize)]
+struct Data {
+    r#type: &'static str,
+    profile: ContactProfile,
+}
+
+/// The contact profile, with the component's fields in the component's order.
+#[derive(Serialize)]
+struct ContactProfile {
+    jid: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phone_jid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    picture_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    picture_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    push_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    business_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verified_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    devices: Option<Vec<String>>,
+}
+
+/// Answers `request` natively within `capabilities`.
+pub async fn serve(capabilities: &mut Capabilities, request: &Parts) -> Response<ResponseBody> {
+    match profile(capabilities, request).await {
+        Ok(profile) => json_response(StatusCode::OK, &Envelope { data: Data { r#type: "contact", profile } }),
+        Err((status, code, message)) => error(status, code, &message),
+    }
+}
+
+async fn profile(capabilities: &mut Capabilities, request: &Parts) -> Result<ContactProfile, Failure> {
+    let path = request.uri.path().strip_prefix(PREFIX).unwrap_or_default();
+    let segments: Vec<&str> = path.split('/').collect();
+    let ["devices", device, "profile"] = segments.as_slice() else {
+        return Err((StatusCode::NOT_FOUND, "NOT_FOUND", format!("no native endpoint at `{}`", request.uri.path())));
+    };
+    let device = device.to_string();
+    if request.method != http::Method::GET {
+        return Err((StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "use GET".into()));
+    }
+    let unauthorized = || (StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "missing or invalid bearer token".to_string());
+    let bearer = request.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(token::bearer);
+    let token = bearer.ok_or_else(unauthorized)?.to_string();
+    let principal = auth::Host::verify_token(capabilities, token).await.ok_or_else(unauthorized)?;
+    whatsapp::Host::get_device(capabilities, device.clone()).await.map_err(failure)?;
+    if !principal.devices.contains(&device) {
+        return Err((StatusCode::FORBIDDEN, "FORBIDDEN", format!("this token may not use device `{device}`")));
+    }
+    let raw = request.uri.query().unwrap_or_default().split('&').find_map(|pair| pair.strip_prefix("jid="));
+    let raw = raw.ok_or_else(|| (StatusCode::BAD_REQUEST, "VALIDATION_ERROR", "`jid` is required".to_string()))?;
+    let jid = Jid::normalize(raw).map_err(|e| (StatusCode::BAD_REQUEST, "VALIDATION_ERROR", e.to_string()))?;
+    let jid = jid.without_device();
+    if jid.is_group() {
+        return Err((StatusCode::BAD_REQUEST, "VALIDATION_ERROR", "the native baseline serves contacts only".into()));
+    }
+    contact(capabilities, &device, &jid).await
+}
+
+/// The contact profile, field for field as the built-in component builds it.
+async fn contact(capabilities: &mut Capabilities, device: &str, jid: &Jid) -> Result<ContactProfile, Failure> {
+    use whatsapp::Host;
+    let text = jid.to_string();
+    let infos = capabilities.get_user_info(device.into(), vec![text.clone()]).await.map_err(failure)?;
+    let info = infos.into_iter().next().ok_or_else(|| failure(Error::NotFound))?;
+    let mapping = capabilities.get_lid_mapping(device.into(), text.clone()).await.map_err(failure)?;
+    let (phone_jid, lid) = if jid.is_lid() {
+        (mapping.map(|m| m.phone_jid), Some(text.clone()))
+    } else {
+        (None, info.lid.clone().or(mapping.map(|m| m.lid)))
+    };
+    let (picture_url, picture_id) = match info.picture_id.as_deref() {
+        None => (None, None),
+        Some("") => (Some(String::new()), Some(String::new())),
+        Some(_) => match capabilities.get_profile_picture(device.into(), text.clone(), false).await.map_err(failure)? {
+            Some(picture) => (Some(picture.url), Some(picture.id)),
+            None => (Some(String::new()), Some(String::new())),
+        },
+    };
+    let alias = if jid.is_lid() { phone_jid.clone() } else { lid.clone() };
+    let names = match (capabilities.get_contact(device.into(), text.clone()).await.map_err(failure)?, alias) {
+        (Some(names), _) => Some(names),
+        (None, Some(alias)) => capabilities.get_contact(device.into(), alias).await.map_err(failure)?,
+        (None, None) => None,
+    };
+    let business_name = match info.is_business {
+        None => None,
+        Some(false) => Some(String::new()),
+        Some(true) => Some(
+            (names.as_ref().and_then(|c| c.business_name.clone()).or_else(|| info.verified_name.clone()))
+                .unwrap_or_default(),
+        ),
+    };
+    Ok(ContactProfile {
+        jid: text,
+        phone_jid,
+        lid,
+        status: info.status,
+        picture_url,
+        picture_id,
+        push_name: names.and_then(|c| c.push_name),
+        business_name,
+        verified_name: info.verified_name,
+        devices: info.devices,
+    })
+}
+
+fn failure(error: Error) -> Failure {
+    match error {
+        Error::DeviceNotFound => (StatusCode::NOT_FOUND, "DEVICE_NOT_FOUND", "no such device for this tenant".into()),
+        Error::DeviceNotConnected(state) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "DEVICE_NOT_CONNECTED", format!("the device is {state}"))
+        }
+        Error::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND", "WhatsApp has no such user or group".into()),
+        other => (StatusCode::BAD_GATEWAY, "UPSTREAM_ERROR", format!("{other:?}")),
+    }
+}
