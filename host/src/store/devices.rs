@@ -64,27 +64,37 @@ impl Store {
         list(&conn, tenant)
     }
 
-    /// Records a device's state and identity as its session reports them. A device deleted
-    /// meanwhile is left deleted.
-    pub fn record_device_status(&self, tenant: &str, status: &DeviceStatus) -> Result<(), StoreError> {
-        self.lock().execute(
-            "UPDATE devices SET state = ?3, jid = ?4, lid = ?5, push_name = ?6, updated_at = ?7
-             WHERE tenant_id = ?1 AND id = ?2",
-            params![tenant, status.id, state_name(status.state), status.jid, status.lid, status.push_name, now()],
-        )?;
-        Ok(())
+    /// Records devices' states and identities as their sessions report them, in one
+    /// transaction, in order (a later status of a device wins). A device deleted meanwhile is
+    /// left deleted.
+    pub fn record_device_statuses(&self, changes: &[(String, DeviceStatus)]) -> Result<(), StoreError> {
+        self.transaction(|tx| {
+            let mut update = tx.prepare_cached(
+                "UPDATE devices SET state = ?3, jid = ?4, lid = ?5, push_name = ?6, updated_at = ?7
+                 WHERE tenant_id = ?1 AND id = ?2",
+            )?;
+            for (tenant, status) in changes {
+                let state = state_name(status.state);
+                update.execute(params![tenant, status.id, state, status.jid, status.lid, status.push_name, now()])?;
+            }
+            Ok(())
+        })
     }
 
     /// An observer for device sessions that records every status change, in order, off the
-    /// caller's thread. Must be called inside a tokio runtime.
+    /// caller's thread. Changes that arrive while a write is under way are written together
+    /// in the next transaction, so a thousand devices reconnecting at once cost a few
+    /// commits, not thousands. Must be called inside a tokio runtime.
     pub fn status_recorder(&self) -> StatusObserver {
         let (sender, mut changes) = mpsc::unbounded_channel::<(String, DeviceStatus)>();
         let store = self.clone();
         tokio::spawn(async move {
-            while let Some((tenant, status)) = changes.recv().await {
-                let device = status.id.clone();
-                if let Err(e) = store.run(move |store| store.record_device_status(&tenant, &status)).await {
-                    tracing::error!(device, "recording the device status failed: {e}");
+            let mut batch = Vec::new();
+            while changes.recv_many(&mut batch, MAX_STATUS_BATCH).await > 0 {
+                let written = std::mem::take(&mut batch);
+                let count = written.len();
+                if let Err(e) = store.run(move |store| store.record_device_statuses(&written)).await {
+                    tracing::error!("recording {count} device status change(s) failed: {e}");
                 }
             }
         });
@@ -108,6 +118,9 @@ impl Store {
         })
     }
 }
+
+/// The most status changes one transaction records.
+const MAX_STATUS_BATCH: usize = 1024;
 
 /// The state a device was last recorded in, parsed back; unknown names read as unlinked.
 pub fn recorded_state(record: &DeviceRecord) -> DeviceState {
