@@ -12,6 +12,9 @@ use crate::report::{Row, Table, millis, per_second};
 use crate::sim::{CONTACT, Sim, contact_profile};
 use crate::wrk::{self, Stats, Target};
 
+/// Instantiations of the built-in devices API, in `/metrics`.
+const INSTANTIATIONS: &str = "waedge_component_instantiation_seconds_count{component=\"builtin:devices-api\"}";
+
 /// The tenant of scenarios 1 and 2.
 pub const TENANT: &str = "bench";
 
@@ -71,6 +74,7 @@ pub async fn run(bench: &Bench, sizes: &Sizes) -> Table {
 
     let (native_load, component_load) = ([bench.target(&native_path)], [bench.target(&component_path)]);
     let (mut native_runs, mut component_runs) = (Vec::new(), Vec::new());
+    let instantiated_before = gateway.metric_sum(INSTANTIATIONS).await;
     for round in 1..=sizes.rounds {
         let native = wrk::run(gateway.api(), &native_load, sizes.load).await;
         println!("  round {round}/{}: native    {native}", sizes.rounds);
@@ -80,6 +84,9 @@ pub async fn run(bench: &Bench, sizes: &Sizes) -> Table {
         component_runs.push(component);
     }
     let (native, component) = (Stats::combine(&native_runs), Stats::combine(&component_runs));
+    let instantiated = gateway.metric_sum(INSTANTIATIONS).await - instantiated_before;
+    let served: u64 = component_runs.iter().map(|run| run.requests).sum();
+    let instances_per_1000 = 1000.0 * instantiated / served.max(1) as f64;
     gateway.set_requests_per_instance(TENANT, Some(1)).await;
     let fresh = wrk::run(gateway.api(), &component_load, sizes.load).await;
     gateway.set_requests_per_instance(TENANT, None).await;
@@ -107,6 +114,7 @@ pub async fn run(bench: &Bench, sizes: &Sizes) -> Table {
                 .target("≥ 0.80×", throughput >= 0.8),
             latency("p50 latency", |s| s.latency_us.p50, &component),
             latency("p99 latency", |s| s.latency_us.p99, &component),
+            Row::info("instances made per 1000 component requests", "—", format!("{instances_per_1000:.1}"), None),
             Row::info("failed requests", native.failures().to_string(), component.failures().to_string(), None)
                 .target("0", failures == 0),
             Row::info(

@@ -109,17 +109,31 @@ impl Gateway {
         self.admin(Method::POST, &path, Value::Null).await;
     }
 
+    /// The gateway's Prometheus metrics.
+    async fn metrics(&self) -> String {
+        let metrics = self.waedge.admin(Method::GET, "/metrics", &self.admin_token, Value::Null).await;
+        assert_eq!(metrics.status, 200, "GET /metrics answered {}; see target/bench/{LOG}", metrics.text);
+        metrics.text
+    }
+
+    /// The sum of the samples in `/metrics` whose line starts with `prefix` (a metric name and
+    /// the start of its labels).
+    pub async fn metric_sum(&self, prefix: &str) -> f64 {
+        let text = self.metrics().await;
+        let value = |line: &str| line.strip_prefix(prefix)?.rsplit_once(' ')?.1.parse::<f64>().ok();
+        text.lines().filter_map(value).sum()
+    }
+
     /// The live state of each of the tenant's device sessions (`connected`, `connecting`, …) by
     /// id, from `waedge_device_state` in `/metrics`, which reads the sessions, not the store.
     pub async fn device_states(&self, tenant: &str) -> HashMap<String, String> {
-        let metrics = self.waedge.admin(Method::GET, "/metrics", &self.admin_token, Value::Null).await;
-        assert_eq!(metrics.status, 200, "GET /metrics answered {}; see target/bench/{LOG}", metrics.text);
+        let metrics = self.metrics().await;
         let prefix = format!("waedge_device_state{{tenant=\"{tenant}\",device=\"");
         let state = |line: &str| {
             let (device, rest) = line.strip_prefix(&prefix)?.split_once("\",state=\"")?;
             Some((device.to_string(), rest.split_once('"')?.0.to_string()))
         };
-        metrics.text.lines().filter_map(state).collect()
+        metrics.lines().filter_map(state).collect()
     }
 
     /// The process's resident memory (`VmRSS`) in megabytes (10⁶ bytes).
