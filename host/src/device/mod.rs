@@ -10,6 +10,7 @@
 //! [`crate::bindings::types`], so what a session returns is exactly what a component sees.
 
 pub mod cache;
+pub mod reconnect;
 pub mod whatsapp;
 
 use std::sync::Arc;

@@ -6,8 +6,9 @@
 //! account reconnects by itself — no re-pairing after a restart; an unlinked device stays
 //! [`DeviceState::Unlinked`] and makes no connection at all.
 //!
-//! The client reconnects with backoff and jitter on its own; terminal states (logged out,
-//! replaced, banned) stop its loop and are surfaced as the device state, never retried.
+//! The client reconnects with backoff on its own, each attempt spread by
+//! [`SpreadReconnects`]; terminal states (logged out, replaced, banned) stop its loop and are
+//! surfaced as the device state, never retried.
 //!
 //! An unlinked, logged-out or replaced device is linked again with
 //! [`WhatsappDevices::link_qr`] or [`WhatsappDevices::link_pair_code`]: a fresh client on the
@@ -16,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -35,6 +37,7 @@ use whatsapp_rust::wacore::iq::business::{BusinessHourMode, DayOfWeek};
 use whatsapp_rust::{Client, ClientBuilder, ContactError, GroupError, GroupMetadata, TokioRuntime};
 use waedge_jid::Jid;
 
+use super::reconnect::SpreadReconnects;
 use super::{DeviceManager, DeviceSession, LinkEvent, StatusObserver, is_terminal, not_connected};
 use crate::bindings::types::{
     BusinessCategory, BusinessHours, BusinessProfile, Contact, DeviceState, DeviceStatus, Error,
@@ -192,16 +195,17 @@ struct Server {
 
 impl Server {
     /// A client builder with the transport (and, for another server, a fixed client version
-    /// instead of fetching WhatsApp's).
-    fn client_builder(&self) -> ClientBuilder {
+    /// instead of fetching WhatsApp's); reconnects are spread once `was_connected` is set.
+    fn client_builder(&self, was_connected: Arc<AtomicBool>) -> ClientBuilder {
         let builder = Client::builder().with_runtime(TokioRuntime).with_http_client(UreqHttpClient::new());
         #[cfg(feature = "wa-sim")]
         if let Some(url) = &self.url {
+            let transport = TokioWebSocketTransportFactory::new().with_url(url.clone());
             return builder
-                .with_transport_factory(TokioWebSocketTransportFactory::new().with_url(url.clone()))
+                .with_transport_factory(SpreadReconnects::new(transport, was_connected))
                 .with_version_override((2, 3000, 1));
         }
-        builder.with_transport_factory(TokioWebSocketTransportFactory::new())
+        builder.with_transport_factory(SpreadReconnects::new(TokioWebSocketTransportFactory::new(), was_connected))
     }
 }
 
@@ -274,9 +278,11 @@ impl WhatsappDevice {
     async fn run_client(self: &Arc<Self>, store: SqliteStore) -> anyhow::Result<Arc<Client>> {
         let backend: Arc<dyn Backend> = Arc::new(store);
         let persistence = Arc::new(PersistenceManager::new(backend).await?);
+        // A new client's first connection (at start, or right after pairing) is not delayed.
+        let was_connected = Arc::new(AtomicBool::new(false));
         let client = self
             .server
-            .client_builder()
+            .client_builder(was_connected.clone())
             .with_persistence_manager(persistence)
             .with_background_saver_interval(SAVE_INTERVAL)
             .build()
@@ -289,6 +295,9 @@ impl WhatsappDevice {
         tokio::spawn(async move {
             let _subscription = subscription;
             while let Ok(event) = events.recv().await {
+                if matches!(*event, Event::Connected(_)) {
+                    was_connected.store(true, Ordering::Relaxed);
+                }
                 session.observe(&event);
             }
         });
