@@ -65,7 +65,8 @@ async fn link_with_cli(sim: &WaSim, admin: (&str, &str)) -> String {
     sim.scan_qr(&code, SELF_PHONE).await.expect("the phone scans the QR code");
     let waited = tokio::time::timeout(Duration::from_secs(60), tokio::task::spawn_blocking(move || child.wait()));
     let status = waited.await.expect("the CLI ends once the device is linked").unwrap().expect("the CLI ends");
-    output.extend(printed.try_iter().map(|line| line + "\n"));
+    // The reader ends at the end of the pipe: everything the CLI printed is collected.
+    output.extend(printed.iter().map(|line| line + "\n"));
     assert!(status.success(), "waedge device link failed:\n{output}");
     output
 }
