@@ -8,10 +8,11 @@
 //!
 //! The devices answer from the fixture world (no WhatsApp round trip), so what is measured is
 //! routing, admission, the component and its host calls. `cargo bench --bench dispatch`
-//! prints criterion's estimates; `cargo test` runs each once.
+//! prints criterion's estimates and then each median as a ratio to the native one;
+//! `cargo test` runs each once.
 
 use bytes::Bytes;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use http_body_util::{BodyExt, Full};
 use waedge::Gateway;
 use waedge_e2e::fixture::World;
@@ -53,5 +54,34 @@ fn per_request(c: &mut Criterion) {
     group.finish();
 }
 
+/// Each path's median as a ratio to the native one, from the estimates criterion just wrote
+/// (`target/criterion/GET _devices_{id}_profile/NAME/new/estimates.json`).
+fn print_ratios() {
+    let exe = std::env::current_exe().expect("the bench's path");
+    // target/release/deps/dispatch-… → target/criterion
+    let Some(criterion) = exe.ancestors().nth(3).map(|target| target.join("criterion")) else { return };
+    let median = |name: &str| -> Option<f64> {
+        let group = std::fs::read_dir(&criterion).ok()?.filter_map(Result::ok).find(|entry| {
+            entry.file_name().to_string_lossy().contains("profile")
+        })?;
+        let text = std::fs::read_to_string(group.path().join(name).join("new/estimates.json")).ok()?;
+        serde_json::from_str::<serde_json::Value>(&text).ok()?["median"]["point_estimate"].as_f64()
+    };
+    let Some(native) = median("native") else { return };
+    println!("\nmedians against the native baseline ({:.1} µs):", native / 1e3);
+    for name in ["warm instance", "fresh instance"] {
+        if let Some(measured) = median(name) {
+            println!("  {name}: {:.1} µs = {:.1}× native", measured / 1e3, measured / native);
+        }
+    }
+}
+
 criterion_group!(benches, per_request);
-criterion_main!(benches);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    if std::env::args().any(|arg| arg == "--bench") {
+        print_ratios();
+    }
+}
