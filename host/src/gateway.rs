@@ -149,22 +149,7 @@ impl Gateway {
                 match component {
                     Ok(component) => {
                         live_components.push(component.clone());
-                        // Warm instances survive a reload unless the component or the limits
-                        // they were made under changed; routes sharing a component share them.
-                        let reusable = |pool: &Arc<InstancePool>| {
-                            Arc::ptr_eq(pool.component(), &component) && *pool.limits() == limits
-                        };
-                        let pool = match pools.iter().find(|p| reusable(p)) {
-                            Some(pool) => pool.clone(),
-                            None => {
-                                let pool = match old_pools.iter().position(reusable) {
-                                    Some(at) => old_pools.swap_remove(at),
-                                    None => Arc::new(self.runtime.pool(component, limits)),
-                                };
-                                pools.push(pool.clone());
-                                pool
-                            }
-                        };
+                        let pool = self.pool_for(&mut pools, &mut old_pools, component, limits);
                         routes.push(Route::new(&route.prefix, pool));
                     }
                     Err(e) => problems.push(format!("tenant `{tenant_id}`, route `{}`: {e:#}", route.prefix)),
@@ -205,6 +190,28 @@ impl Gateway {
             .retain(|key, component| stored.contains(key) || live_components.iter().any(|live| Arc::ptr_eq(live, component)));
         self.tenants.store(Arc::new(Tenants::new(tenants, self.default_tenant.as_deref())));
         problems
+    }
+
+    /// The tenant's instances of `component` under `limits`: the pool another of its routes
+    /// already uses, else the one it had before the reload (warm instances survive a reload
+    /// unless the component or the limits they were made under changed), else a new one.
+    fn pool_for(
+        &self,
+        pools: &mut Vec<Arc<InstancePool>>,
+        old_pools: &mut Vec<Arc<InstancePool>>,
+        component: Arc<HandlerComponent>,
+        limits: Limits,
+    ) -> Arc<InstancePool> {
+        let reusable = |pool: &Arc<InstancePool>| Arc::ptr_eq(pool.component(), &component) && *pool.limits() == limits;
+        if let Some(pool) = pools.iter().find(|pool| reusable(pool)) {
+            return pool.clone();
+        }
+        let pool = match old_pools.iter().position(reusable) {
+            Some(at) => old_pools.swap_remove(at),
+            None => Arc::new(self.runtime.pool(component, limits)),
+        };
+        pools.push(pool.clone());
+        pool
     }
 
     fn serve_session(&self, raw: Arc<dyn DeviceSession>, ttl: Duration) -> Session {

@@ -1,6 +1,6 @@
 //! The HTTP/1.1 listeners: accept connections and hand every request to a [`Handler`] — the
 //! [`Gateway`](crate::Gateway) on the API listener, the [admin API](crate::admin) on the
-//! admin listener.
+//! admin listener — and the open-files limit they and the device sessions need.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -65,4 +65,24 @@ pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, shutdown:
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
         tracing::warn!("some connections were still busy after {DRAIN_TIMEOUT:?}; closing them");
     }
+}
+
+/// Lifts the process's soft limit on open files (often 1,024) to its hard limit: every device
+/// holds a WhatsApp connection and its store's files open, every client a socket. Returns the
+/// soft limit now in force.
+pub fn raise_open_files_limit() -> std::io::Result<u64> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(limit.rlim_cur)
 }

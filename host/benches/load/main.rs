@@ -89,7 +89,10 @@ async fn main() {
         println!("load bench skipped: {missing}");
         return;
     }
-    raise_open_files_limit();
+    // wa-sim, in this process, holds a connection per device (a thousand in a full run).
+    if let Err(e) = waedge::server::raise_open_files_limit() {
+        eprintln!("load bench: cannot raise the open-files limit ({e}); with many devices raise it first (ulimit -n)");
+    }
     println!("waedge load bench ({mode} run, wrk {}): {}", sizes.load, report::machine());
     let most_devices = sizes.devices.last().copied().unwrap_or(0);
     let mut sim = Sim::start(1 + most_devices + sizes.tenants).await;
@@ -110,20 +113,4 @@ async fn main() {
 fn shown(table: Table) -> Table {
     println!("\n{}", table.markdown());
     table
-}
-
-/// Lifts this process's soft limit on open files to the hard one: wa-sim holds a connection
-/// per device (a thousand in a full run).
-fn raise_open_files_limit() {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
-    let raised = unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
-        }
-    };
-    if !raised {
-        eprintln!("load bench: could not raise the open-file limit; with many devices raise it first (ulimit -n)");
-    }
 }

@@ -33,7 +33,10 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
 /// directory as they change.
 pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
-    raise_open_files_limit();
+    match server::raise_open_files_limit() {
+        Ok(files) => tracing::debug!("up to {files} open files"),
+        Err(e) => tracing::warn!("cannot raise the open-files limit ({e}); many devices may need `ulimit -n`"),
+    }
     let store = open_store(&config)?;
     if store.admin_tokens()?.iter().all(|t| t.revoked_at.is_some()) {
         tracing::warn!("no admin token yet: run `waedge admin-token create` to use the admin API and the CLI");
@@ -104,22 +107,6 @@ fn whatsapp_devices(config: &Config) -> anyhow::Result<WhatsappDevices> {
             "`whatsapp_server` is set, but this build only connects to WhatsApp: remove the key, or use a \
              test build (`cargo build -p waedge --features wa-sim`) to connect to a wa-sim"
         ),
-    }
-}
-
-/// Every device holds a WhatsApp connection and its store's files open: lift the soft limit
-/// on open files (often 1,024) to the hard one, as far as the system allows.
-fn raise_open_files_limit() {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
-    let raised = unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max && {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
-        }
-    };
-    if raised {
-        tracing::debug!("open files limit raised to {}", limit.rlim_cur);
     }
 }
 

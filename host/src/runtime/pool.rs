@@ -31,17 +31,27 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// allocator of slots for new ones.
 const MAX_IDLE_TOTAL: usize = 256;
 
-/// The idle instances of all pools, counted against [`MAX_IDLE_TOTAL`].
-#[derive(Default)]
-pub struct IdleBudget(AtomicUsize);
+/// The idle instances of all pools, counted against [`MAX_IDLE_TOTAL`], and how many one pool
+/// keeps: one per core (more only holds memory, as a pool serves one request per instance).
+pub struct IdleBudget {
+    idle: AtomicUsize,
+    per_pool: usize,
+}
+
+impl Default for IdleBudget {
+    fn default() -> Self {
+        let per_pool = std::thread::available_parallelism().map_or(1, |n| n.get());
+        IdleBudget { idle: AtomicUsize::new(0), per_pool }
+    }
+}
 
 impl IdleBudget {
     fn reserve(&self) -> bool {
-        self.0.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_IDLE_TOTAL).then_some(n + 1)).is_ok()
+        self.idle.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_IDLE_TOTAL).then_some(n + 1)).is_ok()
     }
 
     fn release(&self, count: usize) {
-        self.0.fetch_sub(count, Ordering::AcqRel);
+        self.idle.fetch_sub(count, Ordering::AcqRel);
     }
 }
 
@@ -49,8 +59,6 @@ impl IdleBudget {
 pub struct InstancePool {
     component: Arc<HandlerComponent>,
     limits: Limits,
-    /// Idle instances beyond this many are retired: more than one per core only holds memory.
-    max_idle: usize,
     idle: Mutex<Vec<Instance>>,
     budget: Arc<IdleBudget>,
 }
@@ -68,8 +76,7 @@ pub struct Instance {
 impl InstancePool {
     /// An empty pool for `component` under the tenant's `limits`.
     pub fn new(component: Arc<HandlerComponent>, limits: Limits, budget: Arc<IdleBudget>) -> Self {
-        let max_idle = std::thread::available_parallelism().map_or(1, |n| n.get());
-        InstancePool { component, limits, max_idle, idle: Mutex::new(Vec::new()), budget }
+        InstancePool { component, limits, idle: Mutex::new(Vec::new()), budget }
     }
 
     /// The component this pool instantiates.
@@ -108,7 +115,7 @@ impl InstancePool {
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         self.expire(&mut idle);
-        if idle.len() < self.max_idle && self.budget.reserve() {
+        if idle.len() < self.budget.per_pool && self.budget.reserve() {
             instance.idle_since = Instant::now();
             idle.push(instance);
         }
