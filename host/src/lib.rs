@@ -18,6 +18,7 @@
 //! - [`config`]: the TOML configuration file.
 //! - [`store`]: the SQLite store of tenants, users, tokens, devices and routes.
 //! - [`admin`]: the admin API on its own listener; [`metrics`] and [`qr`] serve it.
+//! - [`cli`]: the `waedge` command, the composition root of `waedge serve`.
 #![deny(missing_docs)]
 
 pub mod admin;
@@ -25,6 +26,7 @@ pub mod admin;
 pub mod bench;
 pub mod bindings;
 pub mod capability;
+pub mod cli;
 pub mod config;
 pub mod device;
 pub mod gateway;

@@ -446,7 +446,7 @@ fn follow_link(client: &Client, print: &Printer, path: &str) -> anyhow::Result<E
                     if terminal {
                         print!("\x1b[2J\x1b[H");
                     }
-                    println!("{}", waedge::qr::terminal(code)?);
+                    println!("{}", crate::qr::terminal(code)?);
                     println!("Scan with WhatsApp → Linked devices → Link a device. The code changes every {} s.", output::cell(&event.data["expires_in_seconds"]));
                     if !terminal {
                         println!("code: {code}");

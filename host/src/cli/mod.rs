@@ -7,16 +7,16 @@ mod commands;
 mod output;
 mod serve;
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use waedge::config::Config;
-use waedge::token::TokenHash;
+use crate::config::Config;
+use crate::token::TokenHash;
 
-pub use commands::Resource;
+use commands::Resource;
 
 /// WhatsApp edge gateway: device sessions in the host, request logic in Wasm components.
 #[derive(Parser)]
@@ -84,8 +84,27 @@ pub struct Connection {
     pub json: bool,
 }
 
+/// The `waedge` command: sets up logging to standard error, parses the command line and runs
+/// the command; an error is printed as one line.
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Parses the command line and runs the command.
-pub fn run() -> anyhow::Result<ExitCode> {
+fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config, watch } => {

@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::sync::watch;
-use waedge::admin::Admin;
-use waedge::config::Config;
-use waedge::device::DeviceManager;
-use waedge::device::whatsapp::WhatsappDevices;
-use waedge::runtime::Runtime;
-use waedge::store::Store;
-use waedge::{Gateway, server};
+use crate::admin::Admin;
+use crate::config::Config;
+use crate::device::DeviceManager;
+use crate::device::whatsapp::WhatsappDevices;
+use crate::runtime::Runtime;
+use crate::store::Store;
+use crate::{Gateway, server};
 
 /// The store's file in the data directory.
 pub const STORE_FILE: &str = "waedge.db";
@@ -76,7 +76,7 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
     let handler = Arc::new(Admin::new(store, gateway));
     let watcher = watch.map(|dir| {
         let handler = handler.clone();
-        tokio::spawn(async move { waedge::admin::watch::watch(&handler, dir).await })
+        tokio::spawn(async move { crate::admin::watch::watch(&handler, dir).await })
     });
     let admin = server::serve(admin, handler, stopped(stopping));
     let signal = async move {
@@ -112,7 +112,7 @@ fn whatsapp_devices(config: &Config) -> anyhow::Result<WhatsappDevices> {
 
 /// Periodically returns the memory of component instances no request has needed for a while.
 async fn retire_idle_instances(gateway: Arc<Gateway>) {
-    let mut tick = tokio::time::interval(waedge::runtime::pool::IDLE_TIMEOUT / 3);
+    let mut tick = tokio::time::interval(crate::runtime::pool::IDLE_TIMEOUT / 3);
     loop {
         tick.tick().await;
         gateway.retire_idle_instances();

@@ -10,8 +10,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The binary under test, built with the features of this test build.
-pub const WAEDGE: &str = env!("CARGO_BIN_EXE_waedge");
+/// The binary under test: `waedge-sim` (the same command with the `wa-sim` feature, so that
+/// `whatsapp_server` works) whenever this test build has it, else `waedge`. Never
+/// `target/*/waedge` in a build with the feature: cargo copies whichever variant of `waedge`
+/// was built last to that path, so a `cargo build --bin waedge` would swap it.
+pub const WAEDGE: &str = match option_env!("CARGO_BIN_EXE_waedge-sim") {
+    Some(path) => path,
+    None => env!("CARGO_BIN_EXE_waedge"),
+};
 
 /// A response with the body parsed as JSON (`Null` when it is not JSON).
 #[derive(Debug)]
