@@ -15,7 +15,8 @@ fn main() {
     let mut table = String::from("/// Every built-in component: (name, component bytes).\n");
     table.push_str("pub(crate) static BUILTIN_COMPONENTS: &[(&str, &[u8])] = &[\n");
     for guest in &guests {
-        writeln!(table, "    ({:?}, include_bytes!({:?})),", guest.name, guest.component.display().to_string()).unwrap();
+        writeln!(table, "    ({:?}, include_bytes!({:?})),", guest.name, guest.component.display().to_string())
+            .unwrap();
     }
     table.push_str("];\n");
     fs::write(out_dir.join("builtin_components.rs"), table).expect("OUT_DIR is writable");

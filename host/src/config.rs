@@ -318,13 +318,12 @@ impl Config {
     /// Reads, parses and validates a configuration file. Relative paths inside it (the data
     /// directory, component files) are resolved against the file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        let mut config = Config::parse(&text)
-            .map_err(|e| match e {
-                ConfigError::Parse { source, .. } => ConfigError::Parse { path: path.to_path_buf(), source },
-                other => other,
-            })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let mut config = Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { source, .. } => ConfigError::Parse { path: path.to_path_buf(), source },
+            other => other,
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.data_dir = base.join(&config.data_dir);
         for route in config.tenants.iter_mut().flat_map(|t| t.routes.iter_mut()) {
@@ -363,7 +362,10 @@ impl Config {
             let mut device_ids = HashSet::new();
             for device in &tenant.devices {
                 if !is_identifier(&device.id) {
-                    return Err(format!("tenant `{t}`: device id `{}`: use letters, digits, `-` and `_` only", device.id));
+                    return Err(format!(
+                        "tenant `{t}`: device id `{}`: use letters, digits, `-` and `_` only",
+                        device.id
+                    ));
                 }
                 if !device_ids.insert(device.id.as_str()) {
                     return Err(format!("tenant `{t}`: device `{}` is defined twice", device.id));
@@ -376,7 +378,10 @@ impl Config {
                 let hash = TokenHash::from_hex(&user.token_sha256)
                     .map_err(|e| format!("tenant `{t}`, user `{}`: token_sha256 is {e}", user.id))?;
                 if !tokens.insert(hash) {
-                    return Err(format!("tenant `{t}`, user `{}`: this token is already used by another user", user.id));
+                    return Err(format!(
+                        "tenant `{t}`, user `{}`: this token is already used by another user",
+                        user.id
+                    ));
                 }
                 if let Some(unknown) = user.devices.iter().find(|d| !device_ids.contains(d.as_str())) {
                     return Err(format!(
@@ -437,7 +442,13 @@ mod tests {
             (tenant("limits = { memory_mib = 0 }"), "memory_mib: 0 is out of range; use 1 to 4096"),
             (format!("[limits]\nmax_concurrent_requests = 100000000000\n{}", tenant("")), "max_concurrent_requests"),
             (tenant("").replace("\"acme\"", "\"a b\""), "letters, digits"),
-            (format!("{}\n[[tenants]]\nid = 'b'\nusers = [{{ id = '1b5f1c1e-3a5e-4d0b-9c7a-2f1d8e6b4a90', token_sha256 = '{HASH_A}' }}]", tenant("")), "already used"),
+            (
+                format!(
+                    "{}\n[[tenants]]\nid = 'b'\nusers = [{{ id = '1b5f1c1e-3a5e-4d0b-9c7a-2f1d8e6b4a90', token_sha256 = '{HASH_A}' }}]",
+                    tenant("")
+                ),
+                "already used",
+            ),
             (tenant("").replace(USER, "u1"), "user ids are UUIDs"),
         ];
         for (text, expected) in cases {

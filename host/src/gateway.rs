@@ -186,8 +186,9 @@ impl Gateway {
             .iter()
             .flat_map(|t| t.components.iter().map(|v| deployed_key(&t.tenant.id, &v.name, &v.sha256)))
             .collect();
-        parts.components
-            .retain(|key, component| stored.contains(key) || live_components.iter().any(|live| Arc::ptr_eq(live, component)));
+        parts.components.retain(|key, component| {
+            stored.contains(key) || live_components.iter().any(|live| Arc::ptr_eq(live, component))
+        });
         self.tenants.store(Arc::new(Tenants::new(tenants, self.default_tenant.as_deref())));
         problems
     }
@@ -403,21 +404,24 @@ where
         return response;
     }
     let request = Request::from_parts(parts, Full::new(body));
-    let failure = match dispatch(instances, capabilities, outbound, metrics, request, limits.max_response_body_bytes).await {
-        Ok(response) => {
-            let (mut parts, body) = response.into_parts();
-            if let Ok(name) = HeaderValue::from_str(component.name()) {
-                parts.headers.insert(COMPONENT_HEADER, name);
+    let failure =
+        match dispatch(instances, capabilities, outbound, metrics, request, limits.max_response_body_bytes).await {
+            Ok(response) => {
+                let (mut parts, body) = response.into_parts();
+                if let Ok(name) = HeaderValue::from_str(component.name()) {
+                    parts.headers.insert(COMPONENT_HEADER, name);
+                }
+                drop(permit);
+                return Response::from_parts(parts, Full::new(body).map_err(|never| match never {}).boxed_unsync());
             }
-            drop(permit);
-            return Response::from_parts(parts, Full::new(body).map_err(|never| match never {}).boxed_unsync());
-        }
-        Err(failure) => failure,
-    };
+            Err(failure) => failure,
+        };
     let (status, code, limit) = match failure {
         DispatchError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "COMPONENT_TIMEOUT", "request_timeout_ms"),
         DispatchError::MemoryLimit => (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_MEMORY_LIMIT", "memory_mib"),
-        DispatchError::InstanceLimit => (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_INSTANCE_LIMIT", "max_instances"),
+        DispatchError::InstanceLimit => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_INSTANCE_LIMIT", "max_instances")
+        }
         DispatchError::TableLimit => (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_TABLE_LIMIT", "max_tables"),
         DispatchError::ResponseTooLarge(_) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_RESPONSE_TOO_LARGE", "max_response_body_bytes")

@@ -110,9 +110,16 @@ impl Metrics {
         }
         out.push_str("# HELP waedge_cache_lookups_total WhatsApp look-ups, by whether the cache answered.\n");
         out.push_str("# TYPE waedge_cache_lookups_total counter\n");
-        let _ = writeln!(out, "waedge_cache_lookups_total{{result=\"hit\"}} {}", self.cache_hits.load(Ordering::Relaxed));
-        let _ = writeln!(out, "waedge_cache_lookups_total{{result=\"miss\"}} {}", self.cache_misses.load(Ordering::Relaxed));
-        out.push_str("# HELP waedge_sandbox_violations_total Components stopped at a limit, by tenant, component and limit.\n");
+        let _ =
+            writeln!(out, "waedge_cache_lookups_total{{result=\"hit\"}} {}", self.cache_hits.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "waedge_cache_lookups_total{{result=\"miss\"}} {}",
+            self.cache_misses.load(Ordering::Relaxed)
+        );
+        out.push_str(
+            "# HELP waedge_sandbox_violations_total Components stopped at a limit, by tenant, component and limit.\n",
+        );
         out.push_str("# TYPE waedge_sandbox_violations_total counter\n");
         for ((tenant, component, limit), count) in lock(&self.violations).iter() {
             let _ = writeln!(
@@ -162,17 +169,27 @@ mod tests {
     #[test]
     fn renders_counters_histograms_and_gauges() {
         let metrics = Metrics::default();
-        let served = Served { tenant: "acme".into(), route: "/devices".into(), component: "builtin:devices-api".into() };
+        let served =
+            Served { tenant: "acme".into(), route: "/devices".into(), component: "builtin:devices-api".into() };
         metrics.request(&served, 200, Duration::from_millis(3));
         metrics.request(&served, 200, Duration::from_millis(30));
         metrics.cache_lookups(1, 0);
         let text = metrics.render([("acme", "main", "connected")].into_iter());
         let labels = r#"tenant="acme",route="/devices",component="builtin:devices-api""#;
         assert!(text.contains(&format!("waedge_requests_total{{{labels},status=\"200\"}} 2\n")), "{text}");
-        assert!(text.contains(&format!("waedge_request_duration_seconds_bucket{{{labels},le=\"0.005\"}} 1\n")), "{text}");
-        assert!(text.contains(&format!("waedge_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} 2\n")), "{text}");
+        assert!(
+            text.contains(&format!("waedge_request_duration_seconds_bucket{{{labels},le=\"0.005\"}} 1\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("waedge_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} 2\n")),
+            "{text}"
+        );
         assert!(text.contains("waedge_cache_lookups_total{result=\"hit\"} 1\n"), "{text}");
-        assert!(text.contains("waedge_device_state{tenant=\"acme\",device=\"main\",state=\"connected\"} 1\n"), "{text}");
+        assert!(
+            text.contains("waedge_device_state{tenant=\"acme\",device=\"main\",state=\"connected\"} 1\n"),
+            "{text}"
+        );
     }
 
     #[test]

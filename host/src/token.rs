@@ -71,10 +71,7 @@ mod tests {
         assert_eq!(TokenHash::from_hex(&hash.to_hex()).unwrap(), hash);
         assert!(hash.ct_eq(&TokenHash::of("0b5f1c1e-3a5e-4d0b-9c7a-2f1d8e6b4a90")));
         assert!(!hash.ct_eq(&TokenHash::of("0b5f1c1e-3a5e-4d0b-9c7a-2f1d8e6b4a91")));
-        assert_eq!(
-            TokenHash::of("abc").to_hex(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(TokenHash::of("abc").to_hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]

@@ -24,7 +24,11 @@ async fn write_until_killed(admin: String, admin_token: String, written: Arc<Mut
     let http = reqwest::Client::new();
     let call = |method: Method, path: String, body: Value| {
         let request = http.request(method, format!("{admin}{path}")).bearer_auth(&admin_token);
-        let request = if body.is_null() { request } else { request.header("content-type", "application/json").body(body.to_string()) };
+        let request = if body.is_null() {
+            request
+        } else {
+            request.header("content-type", "application/json").body(body.to_string())
+        };
         async move {
             let response = request.send().await.ok()?;
             let status = response.status();
@@ -85,14 +89,21 @@ async fn kill_9_during_writes_loses_nothing_acknowledged() {
     let written = std::mem::take(&mut *written.lock().unwrap());
     assert!(written.len() >= 10);
     let tenants = waedge.admin(Method::GET, "/v1/tenants", &admin_token, Value::Null).await;
-    let ids: Vec<&str> = tenants.json["tenants"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> =
+        tenants.json["tenants"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
     for Written { tenant, token, component } in &written {
         assert!(ids.contains(&tenant.as_str()), "tenant {tenant} survived");
-        let device = waedge.admin(Method::GET, &format!("/v1/tenants/{tenant}/devices/main"), &admin_token, Value::Null).await;
+        let device =
+            waedge.admin(Method::GET, &format!("/v1/tenants/{tenant}/devices/main"), &admin_token, Value::Null).await;
         assert_eq!((device.status, &device.json["state"]), (200, &json!("unlinked")), "{}", device.text);
         // The token is known and routed to the tenant's component: the device is just not linked.
         let reply = waedge.api("/devices/main/groups", token).await;
-        assert_eq!((reply.status, &reply.json["error"]["code"]), (503, &json!("DEVICE_NOT_CONNECTED")), "{tenant}: {}", reply.text);
+        assert_eq!(
+            (reply.status, &reply.json["error"]["code"]),
+            (503, &json!("DEVICE_NOT_CONNECTED")),
+            "{tenant}: {}",
+            reply.text
+        );
         assert_eq!(reply.headers["x-waedge-component"], component.as_str(), "the deployed version serves");
     }
     // And the store takes new writes.

@@ -227,7 +227,10 @@ async fn an_operator_goes_from_an_empty_data_dir_to_a_working_api_with_the_cli_a
     let token = cli_ok(&["token", "create", "acme", user_id], Some(admin)).trim().to_string();
     assert!(uuid::Uuid::parse_str(&token).is_ok(), "an API token is a UUID: {token}");
     let routes = cli_ok(&["route", "list", "acme"], Some(admin));
-    assert!(routes.contains("/contacts  builtin:contacts-api") && routes.contains("/devices   builtin:devices-api"), "{routes}");
+    assert!(
+        routes.contains("/contacts  builtin:contacts-api") && routes.contains("/devices   builtin:devices-api"),
+        "{routes}"
+    );
 
     // Before linking, the API says what is wrong.
     let early = waedge.api("/devices/main/groups", &token).await;
@@ -236,7 +239,10 @@ async fn an_operator_goes_from_an_empty_data_dir_to_a_working_api_with_the_cli_a
     let printed = link_with_cli(&sim, admin).await;
     assert!(printed.contains("Linked: 6285550000001@s.whatsapp.net"), "{printed}");
     let status = wait_for_state(admin, "connected", 10);
-    assert_eq!((&status["jid"], &status["lid"]), (&json!("6285550000001@s.whatsapp.net"), &json!("900000000000001@lid")));
+    assert_eq!(
+        (&status["jid"], &status["lid"]),
+        (&json!("6285550000001@s.whatsapp.net"), &json!("900000000000001@lid"))
+    );
 
     assert_eq!(sim.send_text("6281234567890", SELF_PHONE, "hi").await.expect("John Doe sends a text"), 1);
     check_lookups(&waedge, &token).await;

@@ -51,7 +51,10 @@ async fn a_deployed_component_survives_restarts_and_follows_its_file_under_watch
     let first = version("first");
     let file = dir.path().join("api.wasm");
     write(&file, &first);
-    let deployed = cli_ok(&["component", "deploy", file.to_str().unwrap(), "--tenant", "acme", "--route", "/devices"], Some(admin));
+    let deployed = cli_ok(
+        &["component", "deploy", file.to_str().unwrap(), "--tenant", "acme", "--route", "/devices"],
+        Some(admin),
+    );
     assert!(deployed.contains(&hex::encode(Sha256::digest(&first))), "{deployed}");
     assert_eq!(served_by(&waedge, &token).await, served_as(&first));
 

@@ -15,7 +15,8 @@ fn main() {
     let mut table = String::from("/// Every test component: (name, component bytes).\n");
     table.push_str("static GUESTS: &[(&str, &[u8])] = &[\n");
     for guest in &guests {
-        writeln!(table, "    ({:?}, include_bytes!({:?})),", guest.name, guest.component.display().to_string()).unwrap();
+        writeln!(table, "    ({:?}, include_bytes!({:?})),", guest.name, guest.component.display().to_string())
+            .unwrap();
     }
     table.push_str("];\n");
     fs::write(out_dir.join("guests.rs"), table).expect("OUT_DIR is writable");

@@ -65,9 +65,7 @@ fn contact_jid(query: &Query) -> Result<Jid, ErrorClass> {
         (Some(jid), _) => Jid::normalize(jid),
         (None, Some(number)) => Jid::from_phone_number(number),
         (None, None) => {
-            return Err(ErrorClass::validation(
-                "either `jid` or `number` is required, e.g. ?number=5511999999999",
-            ));
+            return Err(ErrorClass::validation("either `jid` or `number` is required, e.g. ?number=5511999999999"));
         }
     }
     .map_err(|e| ErrorClass::validation(e.to_string()))?;

@@ -60,7 +60,12 @@ impl From<BusinessProfile> for Business {
             business_hours: profile
                 .hours
                 .into_iter()
-                .map(|h| Hours { day_of_week: h.day_of_week, mode: h.mode, open_time: h.open_time, close_time: h.close_time })
+                .map(|h| Hours {
+                    day_of_week: h.day_of_week,
+                    mode: h.mode,
+                    open_time: h.open_time,
+                    close_time: h.close_time,
+                })
                 .collect(),
         }
     }

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 use waedge_jid::{Jid, Kind};
-use waedge_sdk::{ErrorClass, Error, Query, UserInfo, whatsapp};
+use waedge_sdk::{Error, ErrorClass, Query, UserInfo, whatsapp};
 
 /// A profile, written as `{"type": "contact" | "group", "profile": {…}}`.
 #[derive(Serialize)]

@@ -16,10 +16,7 @@ pub(crate) enum Problem {
     /// A `+` anywhere but at the start of a phone number.
     MisplacedPlus,
     /// The wrong number of digits.
-    Length {
-        found: usize,
-        expected: RangeInclusive<usize>,
-    },
+    Length { found: usize, expected: RangeInclusive<usize> },
     /// A leading `0`, where the country code should be.
     LeadingZero,
 }
@@ -29,21 +26,16 @@ impl Problem {
     /// `hint` (which says what to send instead).
     pub(crate) fn at(self, subject: impl Display, hint: impl Display) -> JidError {
         let (kind, message) = match self {
-            Problem::Character(c) => (
-                ErrorKind::InvalidCharacter,
-                format!("invalid character {c:?} in {subject}: {hint}"),
-            ),
+            Problem::Character(c) => {
+                (ErrorKind::InvalidCharacter, format!("invalid character {c:?} in {subject}: {hint}"))
+            }
             Problem::MisplacedPlus => (
                 ErrorKind::InvalidCharacter,
                 format!("misplaced '+' in {subject}: '+' may only start the number; {hint}"),
             ),
             Problem::Length { found, expected } => (
                 ErrorKind::InvalidLength,
-                format!(
-                    "{subject} has {found} digits, expected {} to {}: {hint}",
-                    expected.start(),
-                    expected.end()
-                ),
+                format!("{subject} has {found} digits, expected {} to {}: {hint}", expected.start(), expected.end()),
             ),
             Problem::LeadingZero => (
                 ErrorKind::MissingCountryCode,
@@ -65,16 +57,10 @@ pub(crate) struct Digits {
 
 /// A phone number in E.164 format without its `+`: 7 to 15 digits, the first being part of the
 /// country code and so never 0.
-pub(crate) const E164: Digits = Digits {
-    len: 7..=15,
-    leading_zero: false,
-};
+pub(crate) const E164: Digits = Digits { len: 7..=15, leading_zero: false };
 
 /// A numeric id assigned by WhatsApp, such as a LID or a group id: 1 to 24 digits.
-pub(crate) const NUMERIC_ID: Digits = Digits {
-    len: 1..=24,
-    leading_zero: true,
-};
+pub(crate) const NUMERIC_ID: Digits = Digits { len: 1..=24, leading_zero: true };
 
 impl Digits {
     /// Checks `text` against this rule.
@@ -87,10 +73,7 @@ impl Digits {
         }
         // Only ASCII digits are left, so bytes are characters.
         if !self.len.contains(&text.len()) {
-            return Err(Problem::Length {
-                found: text.len(),
-                expected: self.len.clone(),
-            });
+            return Err(Problem::Length { found: text.len(), expected: self.len.clone() });
         }
         Ok(())
     }

@@ -82,10 +82,7 @@ impl Jid {
         let Some((user, domain)) = input.split_once('@') else {
             return Err(JidError::new(
                 ErrorKind::NotAJid,
-                format!(
-                    "{input:?} is not a JID, it has no '@': send a JID like {}",
-                    Server::Phone.example()
-                ),
+                format!("{input:?} is not a JID, it has no '@': send a JID like {}", Server::Phone.example()),
             ));
         };
         if domain.contains('@') {
@@ -111,14 +108,8 @@ impl Jid {
             None => (user, None),
         };
         let user = check_user(user, server, input)?;
-        let device = device
-            .map(|device| parse_device(device, server, input))
-            .transpose()?;
-        Ok(Jid {
-            user: user.to_owned(),
-            device: device.filter(|&device| device != 0),
-            server,
-        })
+        let device = device.map(|device| parse_device(device, server, input)).transpose()?;
+        Ok(Jid { user: user.to_owned(), device: device.filter(|&device| device != 0), server })
     }
 
     /// Reads a phone number in international format, such as `+62 812-3456-7890`,
@@ -136,19 +127,12 @@ impl Jid {
         if input.contains('@') {
             return Err(JidError::new(
                 ErrorKind::NotAPhoneNumber,
-                format!(
-                    "{input:?} is not a phone number, it contains '@': {}",
-                    phone::HINT
-                ),
+                format!("{input:?} is not a phone number, it contains '@': {}", phone::HINT),
             ));
         }
         let user = phone::e164_digits(input)
             .map_err(|problem| problem.at(format_args!("phone number {input:?}"), phone::HINT))?;
-        Ok(Jid {
-            user,
-            device: None,
-            server: Server::Phone,
-        })
+        Ok(Jid { user, device: None, server: Server::Phone })
     }
 
     /// Reads either a JID, as [`Jid::parse`] does, or a phone number, as
@@ -158,11 +142,7 @@ impl Jid {
     ///
     /// If the input is neither a valid JID nor a valid phone number.
     pub fn normalize(input: &str) -> Result<Jid, JidError> {
-        if input.contains('@') {
-            Jid::parse(input)
-        } else {
-            Jid::from_phone_number(input)
-        }
+        if input.contains('@') { Jid::parse(input) } else { Jid::from_phone_number(input) }
     }
 
     /// The user part: the digits before `:` or `@`, or `CREATOR-TIMESTAMP` for legacy groups.
@@ -212,10 +192,7 @@ impl Jid {
     /// without a suffix. Groups have no devices: a group JID is returned unchanged.
     pub fn with_device(&self, device: u16) -> Jid {
         let device = (device != 0 && !self.is_group()).then_some(device);
-        Jid {
-            device,
-            ..self.clone()
-        }
+        Jid { device, ..self.clone() }
     }
 }
 
@@ -253,10 +230,7 @@ fn trimmed(input: &str) -> Result<&str, JidError> {
 fn check_user<'a>(user: &'a str, server: Server, input: &str) -> Result<&'a str, JidError> {
     let check = |part: &str, rule: &Digits| {
         rule.check(part).map_err(|problem| {
-            problem.at(
-                format_args!("{part:?} of JID {input:?}"),
-                format_args!("send a JID like {}", server.example()),
-            )
+            problem.at(format_args!("{part:?} of JID {input:?}"), format_args!("send a JID like {}", server.example()))
         })
     };
     match server {

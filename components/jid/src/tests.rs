@@ -2,9 +2,7 @@ use crate::{ErrorKind, Jid, JidError, Kind, Server};
 
 /// The canonical text `input` normalises to.
 fn canonical(input: &str) -> String {
-    Jid::normalize(input)
-        .unwrap_or_else(|error| panic!("{input:?} was rejected: {error}"))
-        .to_string()
+    Jid::normalize(input).unwrap_or_else(|error| panic!("{input:?} was rejected: {error}")).to_string()
 }
 
 /// Asserts that `result` is an error of `kind` whose message mentions each of `parts` and says
@@ -17,10 +15,7 @@ fn assert_rejected(result: Result<Jid, JidError>, kind: ErrorKind, parts: &[&str
     let message = error.to_string();
     assert_eq!(error.kind(), kind, "{message}");
     for part in parts.iter().chain(&["send "]) {
-        assert!(
-            message.contains(part),
-            "{message:?} does not mention {part:?}"
-        );
+        assert!(message.contains(part), "{message:?} does not mention {part:?}");
     }
 }
 
@@ -38,10 +33,7 @@ fn phone_numbers_in_international_format() {
         ("0062 812 3456 7890", "6281234567890@s.whatsapp.net"),
         ("6281234567890", "6281234567890@s.whatsapp.net"),
         ("62.812.3456.7890", "6281234567890@s.whatsapp.net"),
-        (
-            "+62\u{a0}812\u{a0}3456\u{a0}7890",
-            "6281234567890@s.whatsapp.net",
-        ),
+        ("+62\u{a0}812\u{a0}3456\u{a0}7890", "6281234567890@s.whatsapp.net"),
         ("  +6281234567890\n\t", "6281234567890@s.whatsapp.net"),
         ("+1 (555) 123-4567", "15551234567@s.whatsapp.net"),
         ("00 (1) 555 123 4567", "15551234567@s.whatsapp.net"),
@@ -63,17 +55,10 @@ fn phone_number_jid_fields() {
 #[test]
 fn empty_input() {
     for input in ["", "   ", "\u{a0}\t\n"] {
-        for result in [
-            Jid::normalize(input),
-            Jid::parse(input),
-            Jid::from_phone_number(input),
-        ] {
+        for result in [Jid::normalize(input), Jid::parse(input), Jid::from_phone_number(input)] {
             let error = result.unwrap_err();
             assert_eq!(error.kind(), ErrorKind::Empty);
-            assert_eq!(
-                error.to_string(),
-                "empty identifier: send a phone number in international format or a JID"
-            );
+            assert_eq!(error.to_string(), "empty identifier: send a phone number in international format or a JID");
         }
     }
 }
@@ -144,58 +129,27 @@ fn phone_number_with_at_sign() {
 #[test]
 fn jids() {
     for (input, expected) in [
-        (
-            "6281234567890@s.whatsapp.net",
-            "6281234567890@s.whatsapp.net",
-        ),
+        ("6281234567890@s.whatsapp.net", "6281234567890@s.whatsapp.net"),
         ("6281234567890@c.us", "6281234567890@s.whatsapp.net"),
-        (
-            "6281234567890@S.WhatsApp.NET",
-            "6281234567890@s.whatsapp.net",
-        ),
+        ("6281234567890@S.WhatsApp.NET", "6281234567890@s.whatsapp.net"),
         ("6281234567890@C.US", "6281234567890@s.whatsapp.net"),
-        (
-            "+6281234567890@s.whatsapp.net",
-            "6281234567890@s.whatsapp.net",
-        ),
-        (
-            "  6281234567890@s.whatsapp.net\n",
-            "6281234567890@s.whatsapp.net",
-        ),
-        (
-            "6281234567890:3@s.whatsapp.net",
-            "6281234567890:3@s.whatsapp.net",
-        ),
-        (
-            "6281234567890:0@s.whatsapp.net",
-            "6281234567890@s.whatsapp.net",
-        ),
+        ("+6281234567890@s.whatsapp.net", "6281234567890@s.whatsapp.net"),
+        ("  6281234567890@s.whatsapp.net\n", "6281234567890@s.whatsapp.net"),
+        ("6281234567890:3@s.whatsapp.net", "6281234567890:3@s.whatsapp.net"),
+        ("6281234567890:0@s.whatsapp.net", "6281234567890@s.whatsapp.net"),
         ("6281234567890:007@c.us", "6281234567890:7@s.whatsapp.net"),
-        (
-            "6281234567890:65535@s.whatsapp.net",
-            "6281234567890:65535@s.whatsapp.net",
-        ),
+        ("6281234567890:65535@s.whatsapp.net", "6281234567890:65535@s.whatsapp.net"),
         ("123456789012345@lid", "123456789012345@lid"),
         ("123456789012345:2@LID", "123456789012345:2@lid"),
         ("123456789012345:0@lid", "123456789012345@lid"),
         ("1@lid", "1@lid"),
-        (
-            "012345678901234567890123@lid",
-            "012345678901234567890123@lid",
-        ),
+        ("012345678901234567890123@lid", "012345678901234567890123@lid"),
         ("120363406798553856@g.us", "120363406798553856@g.us"),
         ("120363406798553856@G.US", "120363406798553856@g.us"),
-        (
-            "6281234567890-1234567890@g.us",
-            "6281234567890-1234567890@g.us",
-        ),
+        ("6281234567890-1234567890@g.us", "6281234567890-1234567890@g.us"),
     ] {
         assert_eq!(canonical(input), expected, "{input:?}");
-        assert_eq!(
-            Jid::parse(input).unwrap().to_string(),
-            expected,
-            "{input:?}"
-        );
+        assert_eq!(Jid::parse(input).unwrap().to_string(), expected, "{input:?}");
     }
 }
 
@@ -205,19 +159,12 @@ fn jid_fields() {
     assert_eq!(jid.user(), "123456789012345");
     assert_eq!(jid.device(), Some(2));
     assert_eq!(jid.server(), Server::Lid);
-    assert_eq!(
-        Jid::parse("6281234567890@c.us"),
-        Jid::parse("6281234567890:0@s.whatsapp.net")
-    );
+    assert_eq!(Jid::parse("6281234567890@c.us"), Jid::parse("6281234567890:0@s.whatsapp.net"));
 }
 
 #[test]
 fn jid_without_at_sign() {
-    assert_rejected(
-        Jid::parse("6281234567890"),
-        ErrorKind::NotAJid,
-        &["\"6281234567890\"", "no '@'"],
-    );
+    assert_rejected(Jid::parse("6281234567890"), ErrorKind::NotAJid, &["\"6281234567890\"", "no '@'"]);
 }
 
 #[test]
@@ -229,18 +176,12 @@ fn jid_servers() {
             ("120363406798553856@newsletter", "\"newsletter\""),
             ("6281234567890@", "server \"\""),
             ("6281234567890@ s.whatsapp.net", "\" s.whatsapp.net\""),
-            (
-                "6281234567890@s.whatsapp.net.evil",
-                "\"s.whatsapp.net.evil\"",
-            ),
+            ("6281234567890@s.whatsapp.net.evil", "\"s.whatsapp.net.evil\""),
         ],
     );
     assert_all_rejected(
         ErrorKind::MultipleAt,
-        &[
-            ("62812@34567890@s.whatsapp.net", "more than one '@'"),
-            ("@@", "\"@@\""),
-        ],
+        &[("62812@34567890@s.whatsapp.net", "more than one '@'"), ("@@", "\"@@\"")],
     );
 }
 
@@ -249,10 +190,7 @@ fn jid_user_characters() {
     assert_all_rejected(
         ErrorKind::InvalidCharacter,
         &[
-            (
-                "62 812 3456 7890@s.whatsapp.net",
-                "' ' in \"62 812 3456 7890\"",
-            ),
+            ("62 812 3456 7890@s.whatsapp.net", "' ' in \"62 812 3456 7890\""),
             ("62-812-3456-7890@s.whatsapp.net", "'-'"),
             ("++6281234567890@s.whatsapp.net", "'+'"),
             ("6281234567890+@s.whatsapp.net", "'+'"),
@@ -274,18 +212,12 @@ fn jid_user_lengths() {
             ("1234567890123456@c.us", "has 16 digits, expected 7 to 15"),
             ("@s.whatsapp.net", "has 0 digits"),
             (":2@s.whatsapp.net", "has 0 digits"),
-            (
-                "1234567890123456789012345@lid",
-                "has 25 digits, expected 1 to 24",
-            ),
+            ("1234567890123456789012345@lid", "has 25 digits, expected 1 to 24"),
             (&long, "has 1000 digits"),
             ("@lid", "has 0 digits"),
             ("1234567890123456789012345@g.us", "has 25 digits"),
             ("@g.us", "has 0 digits"),
-            (
-                "-1234567890@g.us",
-                "\"\" of JID \"-1234567890@g.us\" has 0 digits",
-            ),
+            ("-1234567890@g.us", "\"\" of JID \"-1234567890@g.us\" has 0 digits"),
             ("6281234567890-@g.us", "has 0 digits"),
         ],
     );
@@ -302,10 +234,7 @@ fn jid_devices() {
         ErrorKind::InvalidDevice,
         &[
             ("6281234567890:65536@s.whatsapp.net", "\"65536\""),
-            (
-                "6281234567890:99999999999999999999@s.whatsapp.net",
-                "\"99999999999999999999\"",
-            ),
+            ("6281234567890:99999999999999999999@s.whatsapp.net", "\"99999999999999999999\""),
             ("6281234567890:@s.whatsapp.net", "device \"\""),
             ("6281234567890:+1@s.whatsapp.net", "\"+1\""),
             ("6281234567890:-1@s.whatsapp.net", "\"-1\""),
@@ -323,22 +252,10 @@ fn kinds() {
     let phone = Jid::normalize("+6281234567890").unwrap();
     let lid = Jid::normalize("123456789012345@lid").unwrap();
     let group = Jid::normalize("120363406798553856@g.us").unwrap();
-    assert_eq!(
-        [phone.kind(), lid.kind(), group.kind()],
-        [Kind::Contact, Kind::Contact, Kind::Group]
-    );
-    assert_eq!(
-        [phone.is_phone(), phone.is_lid(), phone.is_group()],
-        [true, false, false]
-    );
-    assert_eq!(
-        [lid.is_phone(), lid.is_lid(), lid.is_group()],
-        [false, true, false]
-    );
-    assert_eq!(
-        [group.is_phone(), group.is_lid(), group.is_group()],
-        [false, false, true]
-    );
+    assert_eq!([phone.kind(), lid.kind(), group.kind()], [Kind::Contact, Kind::Contact, Kind::Group]);
+    assert_eq!([phone.is_phone(), phone.is_lid(), phone.is_group()], [true, false, false]);
+    assert_eq!([lid.is_phone(), lid.is_lid(), lid.is_group()], [false, true, false]);
+    assert_eq!([group.is_phone(), group.is_lid(), group.is_group()], [false, false, true]);
 }
 
 #[test]
@@ -349,17 +266,8 @@ fn devices() {
     assert_eq!(third.device(), Some(3));
     assert_eq!(third.without_device(), main);
     assert_eq!(third.with_device(0), main);
-    assert_eq!(
-        main.with_device(0).to_string(),
-        "6281234567890@s.whatsapp.net"
-    );
-    assert_eq!(
-        Jid::parse("123456789012345@lid")
-            .unwrap()
-            .with_device(2)
-            .to_string(),
-        "123456789012345:2@lid"
-    );
+    assert_eq!(main.with_device(0).to_string(), "6281234567890@s.whatsapp.net");
+    assert_eq!(Jid::parse("123456789012345@lid").unwrap().with_device(2).to_string(), "123456789012345:2@lid");
     let group = Jid::parse("120363406798553856@g.us").unwrap();
     assert_eq!(group.with_device(4), group);
 }
@@ -376,17 +284,10 @@ fn from_str_is_normalize() {
 #[test]
 fn error_is_std_error() {
     let error: Box<dyn std::error::Error> = Box::new(Jid::normalize("abc").unwrap_err());
-    assert!(
-        error
-            .to_string()
-            .starts_with("invalid character 'a' in phone number \"abc\"")
-    );
+    assert!(error.to_string().starts_with("invalid character 'a' in phone number \"abc\""));
 }
 
 #[test]
 fn server_domains() {
-    assert_eq!(
-        [Server::Phone, Server::Lid, Server::Group].map(Server::domain),
-        ["s.whatsapp.net", "lid", "g.us"]
-    );
+    assert_eq!([Server::Phone, Server::Lid, Server::Group].map(Server::domain), ["s.whatsapp.net", "lid", "g.us"]);
 }

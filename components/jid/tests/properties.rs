@@ -22,9 +22,9 @@ fn e164() -> impl Strategy<Value = String> {
 /// Text the user part of a valid JID on `server` may be, before normalisation.
 fn user(server: Server) -> BoxedStrategy<String> {
     match server {
-        Server::Phone => (e164(), any::<bool>())
-            .prop_map(|(digits, plus)| if plus { format!("+{digits}") } else { digits })
-            .boxed(),
+        Server::Phone => {
+            (e164(), any::<bool>()).prop_map(|(digits, plus)| if plus { format!("+{digits}") } else { digits }).boxed()
+        }
         Server::Lid => "[0-9]{1,24}".boxed(),
         Server::Group => "[0-9]{1,24}(-[0-9]{1,24})?".boxed(),
     }
@@ -33,9 +33,7 @@ fn user(server: Server) -> BoxedStrategy<String> {
 /// Spellings of the domain of `server` accepted on input.
 fn domain(server: Server) -> BoxedStrategy<&'static str> {
     match server {
-        Server::Phone => {
-            prop::sample::select(vec!["s.whatsapp.net", "c.us", "S.WhatsApp.Net", "C.US"]).boxed()
-        }
+        Server::Phone => prop::sample::select(vec!["s.whatsapp.net", "c.us", "S.WhatsApp.Net", "C.US"]).boxed(),
         Server::Lid => prop::sample::select(vec!["lid", "LID"]).boxed(),
         Server::Group => prop::sample::select(vec!["g.us", "G.us"]).boxed(),
     }
@@ -45,11 +43,7 @@ fn domain(server: Server) -> BoxedStrategy<&'static str> {
 /// once normalised.
 fn valid_jid() -> impl Strategy<Value = (String, Server, String, Option<u16>)> {
     prop::sample::select(vec![Server::Phone, Server::Lid, Server::Group]).prop_flat_map(|server| {
-        let device = if server == Server::Group {
-            Just(None).boxed()
-        } else {
-            any::<Option<u16>>().boxed()
-        };
+        let device = if server == Server::Group { Just(None).boxed() } else { any::<Option<u16>>().boxed() };
         (user(server), device, domain(server)).prop_map(move |(user, device, domain)| {
             let input = match device {
                 Some(device) => format!("{user}:{device}@{domain}"),
@@ -65,16 +59,14 @@ fn valid_jid() -> impl Strategy<Value = (String, Server, String, Option<u16>)> {
 fn formatted_phone_number() -> impl Strategy<Value = (String, String)> {
     let prefix = prop::sample::select(vec!["", "+", "00"]);
     let separator = prop::sample::select(vec!["", "", " ", "-", ".", "(", ")", "\u{a0}", " - "]);
-    (e164(), prefix, prop::collection::vec(separator, 15)).prop_map(
-        |(digits, prefix, separators)| {
-            let mut input = prefix.to_owned();
-            for (digit, separator) in digits.chars().zip(separators) {
-                input.push(digit);
-                input.push_str(separator);
-            }
-            (input, digits)
-        },
-    )
+    (e164(), prefix, prop::collection::vec(separator, 15)).prop_map(|(digits, prefix, separators)| {
+        let mut input = prefix.to_owned();
+        for (digit, separator) in digits.chars().zip(separators) {
+            input.push(digit);
+            input.push_str(separator);
+        }
+        (input, digits)
+    })
 }
 
 proptest! {

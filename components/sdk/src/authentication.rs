@@ -26,10 +26,6 @@ pub fn require_device(principal: &Principal, device: &str) -> Result<(), ErrorCl
     if principal.devices.iter().any(|d| d == device) {
         Ok(())
     } else {
-        Err(ErrorClass {
-            status: 403,
-            code: "FORBIDDEN",
-            message: format!("this token may not use device `{device}`"),
-        })
+        Err(ErrorClass { status: 403, code: "FORBIDDEN", message: format!("this token may not use device `{device}`") })
     }
 }

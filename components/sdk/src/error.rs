@@ -21,14 +21,14 @@ impl From<Error> for ErrorClass {
             Error::DeviceNotConnected(state) => (
                 503,
                 "DEVICE_NOT_CONNECTED",
-                format!("the device is not connected to WhatsApp (state: {state}); link it or wait for it to reconnect"),
+                format!(
+                    "the device is not connected to WhatsApp (state: {state}); link it or wait for it to reconnect"
+                ),
             ),
             Error::InvalidJid(reason) => (400, "INVALID_JID", reason),
             Error::NotFound => (404, "NOT_FOUND", "WhatsApp has no such user or group".to_string()),
             Error::Forbidden(reason) => (403, "FORBIDDEN", reason),
-            Error::RateLimited(seconds) => {
-                (429, "RATE_LIMITED", format!("too many requests; retry in {seconds} s"))
-            }
+            Error::RateLimited(seconds) => (429, "RATE_LIMITED", format!("too many requests; retry in {seconds} s")),
             Error::Timeout => (504, "TIMEOUT", "WhatsApp did not answer in time; retry".to_string()),
             Error::Upstream(reason) => (502, "UPSTREAM_ERROR", format!("WhatsApp returned an error: {reason}")),
         };

@@ -49,13 +49,13 @@ pub mod bindings {
     });
 }
 
-pub use bindings::waedge::gateway::types::{
-    BusinessCategory, BusinessHours, BusinessProfile, Contact, DeviceState, DeviceStatus,
-    Error, Group, LidMapping, OnWhatsapp, ProfilePicture, UserInfo,
-};
-pub use bindings::waedge::gateway::{auth, config, whatsapp};
 pub use authentication::{authenticate, require_device};
 pub use bindings::waedge::gateway::auth::Principal;
+pub use bindings::waedge::gateway::types::{
+    BusinessCategory, BusinessHours, BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group, LidMapping,
+    OnWhatsapp, ProfilePicture, UserInfo,
+};
+pub use bindings::waedge::gateway::{auth, config, whatsapp};
 pub use error::ErrorClass;
 pub use lookup::{user_info, user_jid};
 pub use query::{Query, percent_decode};
@@ -77,10 +77,9 @@ pub fn serve<H: Handler>(
 ) {
     let response = match Request::read(incoming) {
         Ok(request) => H::handle(request),
-        Err(message) => Response::json(
-            400,
-            &serde_json::json!({ "error": { "code": "BAD_REQUEST", "message": message } }),
-        ),
+        Err(message) => {
+            Response::json(400, &serde_json::json!({ "error": { "code": "BAD_REQUEST", "message": message } }))
+        }
     };
     response.send(out);
 }

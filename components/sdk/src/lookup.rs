@@ -7,7 +7,10 @@ use crate::{ErrorClass, Request, UserInfo, whatsapp};
 /// (`+62 812-3456-7890`), a phone JID or a LID, normalised; a 400 when it is missing or is
 /// none of those.
 pub fn user_jid(request: &Request, name: &str) -> Result<String, ErrorClass> {
-    let value = request.query().get_non_empty(name).ok_or_else(|| ErrorClass::validation(format!("give the contact as ?{name}=")))?;
+    let value = request
+        .query()
+        .get_non_empty(name)
+        .ok_or_else(|| ErrorClass::validation(format!("give the contact as ?{name}=")))?;
     let jid = waedge_jid::Jid::normalize(value).map_err(|e| ErrorClass::validation(format!("{name}: {e}")))?;
     if jid.is_group() {
         return Err(ErrorClass::validation(format!("{name}: a group is not a contact")));

@@ -53,7 +53,9 @@ pub fn get(url: &str) -> Result<Fetched, String> {
         match stream.blocking_read(64 * 1024) {
             Ok(chunk) => body.extend_from_slice(&chunk),
             Err(StreamError::Closed) => break,
-            Err(StreamError::LastOperationFailed(e)) => return Err(format!("reading the body: {}", e.to_debug_string())),
+            Err(StreamError::LastOperationFailed(e)) => {
+                return Err(format!("reading the body: {}", e.to_debug_string()));
+            }
         }
     }
     Ok(Fetched { status, body })

@@ -78,10 +78,7 @@ impl Request {
     /// The first value of header `name` (case-insensitive) as text, if present and valid UTF-8.
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .and_then(|(_, value)| std::str::from_utf8(value).ok())
+        self.headers.iter().find(|(n, _)| *n == name).and_then(|(_, value)| std::str::from_utf8(value).ok())
     }
 
     /// The bearer token from the `Authorization` header, if the header uses the `Bearer` scheme.

@@ -52,15 +52,14 @@ pub fn build(workspace: &Path, dirs: &[&str], out_dir: &Path) -> Vec<Guest> {
     }
     guests.sort();
     let toolchain = Toolchain::detect().unwrap_or_else(|| fail(INSTALL_HINT));
-    let target_dir = env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace.join("target"))
-        .join("guests");
+    let target_dir =
+        env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace.join("target")).join("guests");
     toolchain.build(workspace, &target_dir, &guests);
     guests
         .into_iter()
         .map(|name| {
-            let core = target_dir.join(WASM_TARGET).join(GUEST_PROFILE).join(format!("{}.wasm", name.replace('-', "_")));
+            let core =
+                target_dir.join(WASM_TARGET).join(GUEST_PROFILE).join(format!("{}.wasm", name.replace('-', "_")));
             let module = fs::read(&core).unwrap_or_else(|e| fail(&format!("reading {}: {e}", core.display())));
             let component = wit_component::ComponentEncoder::default()
                 .module(&module)
@@ -88,10 +87,7 @@ fn guest_crates(dir: &Path) -> Vec<String> {
 }
 
 fn package_name(manifest: &str) -> Option<String> {
-    manifest
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("name = "))
-        .map(|name| name.trim_matches('"').to_string())
+    manifest.lines().find_map(|line| line.trim().strip_prefix("name = ")).map(|name| name.trim_matches('"').to_string())
 }
 
 /// A way to compile Rust for `wasm32-unknown-unknown`.

@@ -26,7 +26,8 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
         (&Method::POST, [name]) => {
             let activate = call.query("activate").is_none_or(|value| value != "false");
             let smoke = call.query("smoke");
-            let version = deploy(admin, tenant, name, call.body.to_vec(), &call.author, activate, smoke.as_deref()).await?;
+            let version =
+                deploy(admin, tenant, name, call.body.to_vec(), &call.author, activate, smoke.as_deref()).await?;
             json(StatusCode::CREATED, &version)
         }
         (&Method::POST, [name, "versions", sha256, "activate"]) => {
@@ -76,7 +77,8 @@ pub async fn deploy(
             .await
             .map_err(|e| Failure::invalid(format!("smoke: {e:#}")))?;
         if status >= 500 {
-            let message = format!("the smoke request GET {path} answered {status}: {body}; the version was not deployed");
+            let message =
+                format!("the smoke request GET {path} answered {status}: {body}; the version was not deployed");
             return Err(Failure::new(StatusCode::BAD_REQUEST, "SMOKE_FAILED", message));
         }
     }

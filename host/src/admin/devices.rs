@@ -85,7 +85,12 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
         (&Method::DELETE, [device, "link"]) => {
             current(admin, tenant, device).await?;
             admin.links.in_progress(tenant, device).ok_or_else(|| not_linking(tenant, device))?;
-            admin.gateway.devices().cancel_link(tenant, device).await.map_err(|e| Failure::conflict(format!("{e:#}")))?;
+            admin
+                .gateway
+                .devices()
+                .cancel_link(tenant, device)
+                .await
+                .map_err(|e| Failure::conflict(format!("{e:#}")))?;
             no_content()
         }
         (&Method::GET, [device, "link", "qr.png"]) => {
@@ -95,7 +100,8 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
             let LinkState::Qr { code, .. } = state else {
                 return Err(Failure::conflict("no QR code yet: WhatsApp has not sent one; retry in a second"));
             };
-            let png = crate::qr::png(&code).map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "QR_FAILED", e.to_string()))?;
+            let png = crate::qr::png(&code)
+                .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "QR_FAILED", e.to_string()))?;
             let mut response = respond(StatusCode::OK, "image/png", png);
             response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             Ok(response)
@@ -108,7 +114,9 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
             let request: PairCodeRequest = call.json()?;
             let phone: String = request.phone_number.chars().filter(char::is_ascii_digit).collect();
             if phone.len() < 7 || phone.len() > 15 {
-                return Err(Failure::invalid("phone_number: give the account's number with country code, e.g. 6281234567890"));
+                return Err(Failure::invalid(
+                    "phone_number: give the account's number with country code, e.g. 6281234567890",
+                ));
             }
             current(admin, tenant, device).await?;
             if admin.links.in_progress(tenant, device).is_some() {
@@ -159,7 +167,8 @@ async fn start_qr(admin: &Admin, tenant: &str, device: &str) -> Result<watch::Re
             current.record.state
         )));
     }
-    let events = admin.gateway.devices().link_qr(tenant, device).await.map_err(|e| Failure::conflict(format!("{e:#}")))?;
+    let events =
+        admin.gateway.devices().link_qr(tenant, device).await.map_err(|e| Failure::conflict(format!("{e:#}")))?;
     Ok(admin.links.follow(tenant, device, events, None, admin.gateway.devices().clone()))
 }
 

@@ -138,7 +138,9 @@ impl Admin {
         let hash = TokenHash::of(bearer);
         match self.store.run(move |store| store.admin_token_id(&hash)).await? {
             Some(id) => Ok(id),
-            None => Err(Failure::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "this admin token is unknown or revoked")),
+            None => {
+                Err(Failure::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "this admin token is unknown or revoked"))
+            }
         }
     }
 
@@ -198,9 +200,15 @@ impl Handler for Admin {
 async fn read_call(parts: http::request::Parts, body: Incoming, author: String) -> Result<Call, Failure> {
     // Component uploads are the only large bodies.
     let limit = if parts.uri.path().contains("/components/") { components::MAX_COMPONENT } else { MAX_BODY };
-    let body = Limited::new(body, limit).collect().await.map_err(|e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
-        Some(_) => Failure::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", format!("this request's body may be at most {limit} bytes")),
-        None => Failure::invalid("the request body could not be read"),
+    let body = Limited::new(body, limit).collect().await.map_err(|e| {
+        match e.downcast_ref::<http_body_util::LengthLimitError>() {
+            Some(_) => Failure::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                format!("this request's body may be at most {limit} bytes"),
+            ),
+            None => Failure::invalid("the request body could not be read"),
+        }
     })?;
     Ok(Call {
         method: parts.method,
@@ -215,7 +223,8 @@ impl Call {
     /// The body parsed as JSON into `T` (an empty body reads as `{}`).
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Failure> {
         let body: &[u8] = if self.body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &self.body };
-        serde_json::from_slice(body).map_err(|e| Failure::invalid(format!("the request body is not valid JSON for this endpoint: {e}")))
+        serde_json::from_slice(body)
+            .map_err(|e| Failure::invalid(format!("the request body is not valid JSON for this endpoint: {e}")))
     }
 
     /// The decoded query parameter `name`.
@@ -233,7 +242,10 @@ fn percent_decode(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
         match (bytes[i], hex) {
             (b'%', Some(byte)) => {
                 out.push(byte);

@@ -42,8 +42,12 @@ pub async fn watch(admin: &Admin, dir: PathBuf) {
             };
             let author = format!("watch:{}", path.display());
             match deploy(admin, &tenant, &name, bytes, &author, true, None).await {
-                Ok(version) => tracing::info!(tenant, component = name, sha256 = version.sha256, "redeployed {}", path.display()),
-                Err(failure) => tracing::warn!(tenant, component = name, "{}: not deployed: {}", path.display(), failure.message),
+                Ok(version) => {
+                    tracing::info!(tenant, component = name, sha256 = version.sha256, "redeployed {}", path.display())
+                }
+                Err(failure) => {
+                    tracing::warn!(tenant, component = name, "{}: not deployed: {}", path.display(), failure.message)
+                }
             }
         }
         tokio::time::sleep(POLL).await;
@@ -61,9 +65,10 @@ fn scan(dir: &Path) -> Vec<(String, String, PathBuf, Stamp)> {
             if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
                 continue;
             }
-            let (Some(tenant), Some(name)) =
-                (tenant.file_name().to_str().map(str::to_string), path.file_stem().and_then(|s| s.to_str()).map(str::to_string))
-            else {
+            let (Some(tenant), Some(name)) = (
+                tenant.file_name().to_str().map(str::to_string),
+                path.file_stem().and_then(|s| s.to_str()).map(str::to_string),
+            ) else {
                 continue;
             };
             if let Ok(meta) = file.metadata()

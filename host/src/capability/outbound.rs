@@ -30,7 +30,12 @@ pub struct OutboundPolicy {
 impl OutboundPolicy {
     /// A policy allowing `allowed_hosts` (host names, compared case-insensitively), of which
     /// `private_hosts` may resolve to internal addresses, for at most `max_requests` calls.
-    pub fn new(allowed_hosts: Arc<[String]>, private_hosts: Arc<[String]>, max_requests: usize, reporter: Reporter) -> Self {
+    pub fn new(
+        allowed_hosts: Arc<[String]>,
+        private_hosts: Arc<[String]>,
+        max_requests: usize,
+        reporter: Reporter,
+    ) -> Self {
         OutboundPolicy { allowed_hosts, private_hosts, remaining: max_requests, reporter }
     }
 
@@ -75,12 +80,8 @@ pub fn is_internal(ip: IpAddr) -> bool {
 }
 
 type ResponseFuture = Box<
-    dyn Future<
-            Output = Result<
-                (http::Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>),
-                Error,
-            >,
-        > + Send,
+    dyn Future<Output = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>), Error>>
+        + Send,
 >;
 
 impl WasiHttpHooks for OutboundPolicy {
@@ -114,7 +115,10 @@ impl WasiHttpHooks for OutboundPolicy {
                     .await
                     .map_err(|e| Error::DnsError { rcode: Some(e.to_string()), info_code: None })?;
                 if let Some(internal) = addresses.map(|a| a.ip()).find(|ip| is_internal(*ip)) {
-                    reporter.violation("outbound_address", &format!("`{host}` resolves to the internal address {internal}"));
+                    reporter.violation(
+                        "outbound_address",
+                        &format!("`{host}` resolves to the internal address {internal}"),
+                    );
                     return Err(Error::DestinationIpProhibited);
                 }
             }
@@ -131,7 +135,8 @@ mod tests {
 
     #[test]
     fn permits_only_listed_hosts() {
-        let policy = OutboundPolicy::new(vec!["api.example.com".to_string()].into(), Arc::from([]), 1, Reporter::detached());
+        let policy =
+            OutboundPolicy::new(vec!["api.example.com".to_string()].into(), Arc::from([]), 1, Reporter::detached());
         assert!(policy.permits("API.example.com"));
         assert!(!policy.permits("example.com"));
         assert!(!policy.permits("127.0.0.1"));
@@ -139,7 +144,19 @@ mod tests {
 
     #[test]
     fn knows_internal_addresses() {
-        for internal in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1"] {
+        for internal in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
             assert!(is_internal(internal.parse().unwrap()), "{internal}");
         }
         for public in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "100.128.0.1"] {

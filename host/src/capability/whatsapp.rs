@@ -11,8 +11,7 @@ use waedge_jid::Jid;
 
 use super::Capabilities;
 use crate::bindings::types::{
-    BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group, LidMapping, OnWhatsapp,
-    ProfilePicture, UserInfo,
+    BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group, LidMapping, OnWhatsapp, ProfilePicture, UserInfo,
 };
 use crate::bindings::whatsapp::Host;
 use crate::device::{DeviceSession, not_connected};

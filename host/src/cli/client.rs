@@ -119,7 +119,8 @@ impl Client {
         let mut response = response.map_err(|e| self.unreachable(e))?;
         let status = response.status();
         let text = response.body_mut().read_to_string().context("reading the admin API's answer")?;
-        let body: Value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let body: Value =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         if status.is_success() {
             return Ok(body);
         }

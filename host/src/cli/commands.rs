@@ -279,7 +279,8 @@ fn key_value(text: &str) -> Result<(String, String), String> {
 fn limits(pairs: &[(String, String)]) -> anyhow::Result<Value> {
     let mut limits = Map::new();
     for (name, value) in pairs {
-        let number: u64 = value.parse().map_err(|_| anyhow::anyhow!("limit {name}: `{value}` is not a whole number"))?;
+        let number: u64 =
+            value.parse().map_err(|_| anyhow::anyhow!("limit {name}: `{value}` is not a whole number"))?;
         limits.insert(name.clone(), json!(number));
     }
     Ok(Value::Object(limits))
@@ -317,7 +318,11 @@ impl Printer {
     }
 
     fn one(&self, answer: &Value) -> anyhow::Result<ExitCode> {
-        if self.json { output::json(answer) } else { output::record(answer) }
+        if self.json {
+            output::json(answer)
+        } else {
+            output::record(answer)
+        }
         Ok(ExitCode::SUCCESS)
     }
 
@@ -367,7 +372,11 @@ fn user(client: &Client, print: &Printer, action: UserAction) -> anyhow::Result<
     match action {
         UserAction::List { tenant } => {
             let answer = client.get(&format!("/v1/tenants/{}/users", segment(&tenant)))?;
-            print.list(&answer, "users", &[("ID", "id"), ("NAME", "name"), ("DEVICES", "devices"), ("SCOPES", "scopes")])
+            print.list(
+                &answer,
+                "users",
+                &[("ID", "id"), ("NAME", "name"), ("DEVICES", "devices"), ("SCOPES", "scopes")],
+            )
         }
         UserAction::Create { tenant, name, devices, scopes } => {
             let body = json!({ "name": name, "devices": devices, "scopes": scopes });
@@ -399,7 +408,11 @@ fn token(client: &Client, print: &Printer, action: TokenAction) -> anyhow::Resul
         }
         TokenAction::Revoke { tenant, user, token_id } => {
             let answer = client.delete(&format!("{}/{}", tokens(&tenant, &user), segment(&token_id)))?;
-            if print.json { output::json(&answer) } else { println!("Token {token_id} revoked.") }
+            if print.json {
+                output::json(&answer)
+            } else {
+                println!("Token {token_id} revoked.")
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -410,11 +423,16 @@ fn device(client: &Client, print: &Printer, action: DeviceAction) -> anyhow::Res
     let one = |tenant: &str, device: &str| format!("{}/{}", devices(tenant), segment(device));
     match action {
         DeviceAction::List { tenant } => print.list(&client.get(&devices(&tenant))?, "devices", DEVICE_COLUMNS),
-        DeviceAction::Create { tenant, device } => print.one(&client.post(&devices(&tenant), &json!({ "id": device }))?),
+        DeviceAction::Create { tenant, device } => {
+            print.one(&client.post(&devices(&tenant), &json!({ "id": device }))?)
+        }
         DeviceAction::Status { tenant, device } => print.one(&client.get(&one(&tenant, &device))?),
-        DeviceAction::Link { tenant, device } => follow_link(client, print, &format!("{}/link/events", one(&tenant, &device))),
+        DeviceAction::Link { tenant, device } => {
+            follow_link(client, print, &format!("{}/link/events", one(&tenant, &device)))
+        }
         DeviceAction::PairCode { tenant, device, phone_number } => {
-            let answer = client.post(&format!("{}/pair-code", one(&tenant, &device)), &json!({ "phone_number": phone_number }))?;
+            let answer = client
+                .post(&format!("{}/pair-code", one(&tenant, &device)), &json!({ "phone_number": phone_number }))?;
             if print.json {
                 output::json(&answer);
             } else {
@@ -423,7 +441,9 @@ fn device(client: &Client, print: &Printer, action: DeviceAction) -> anyhow::Res
             }
             follow_link(client, print, &format!("{}/link/events", one(&tenant, &device)))
         }
-        DeviceAction::Logout { tenant, device } => print.one(&client.post(&format!("{}/logout", one(&tenant, &device)), &Value::Null)?),
+        DeviceAction::Logout { tenant, device } => {
+            print.one(&client.post(&format!("{}/logout", one(&tenant, &device)), &Value::Null)?)
+        }
         DeviceAction::Delete { tenant, device } => {
             client.delete(&one(&tenant, &device))?;
             print.done(&format!("Device {device} deleted."))
@@ -447,7 +467,10 @@ fn follow_link(client: &Client, print: &Printer, path: &str) -> anyhow::Result<E
                         print!("\x1b[2J\x1b[H");
                     }
                     println!("{}", crate::qr::terminal(code)?);
-                    println!("Scan with WhatsApp → Linked devices → Link a device. The code changes every {} s.", output::cell(&event.data["expires_in_seconds"]));
+                    println!(
+                        "Scan with WhatsApp → Linked devices → Link a device. The code changes every {} s.",
+                        output::cell(&event.data["expires_in_seconds"])
+                    );
                     if !terminal {
                         println!("code: {code}");
                     }
@@ -507,7 +530,14 @@ fn component(client: &Client, print: &Printer, action: ComponentAction) -> anyho
         ComponentAction::List { tenant } => print.list(
             &client.get(&components(&tenant))?,
             "components",
-            &[("NAME", "name"), ("SHA256", "sha256"), ("SIZE", "size"), ("ACTIVE", "active"), ("CREATED", "created_at"), ("BY", "created_by")],
+            &[
+                ("NAME", "name"),
+                ("SHA256", "sha256"),
+                ("SIZE", "size"),
+                ("ACTIVE", "active"),
+                ("CREATED", "created_at"),
+                ("BY", "created_by"),
+            ],
         ),
         ComponentAction::Activate { tenant, name, sha256 } => {
             let path = format!("{}/{}/versions/{}/activate", components(&tenant), segment(&name), segment(&sha256));

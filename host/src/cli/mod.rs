@@ -11,10 +11,10 @@ use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
 use crate::config::Config;
 use crate::token::TokenHash;
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
 
 use commands::Resource;
 
@@ -90,9 +90,7 @@ pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     match run() {
         Ok(code) => code,
@@ -139,9 +137,10 @@ fn admin_token(action: AdminTokenAction, config: &std::path::Path) -> anyhow::Re
             eprintln!("Admin token {} created. It is shown only now: export WAEDGE_ADMIN_TOKEN={token}", record.id);
         }
         AdminTokenAction::List => {
-            let rows = store.admin_tokens()?.into_iter().map(|t| {
-                vec![t.id, t.created_at, t.revoked_at.unwrap_or_else(|| "-".into())]
-            });
+            let rows = store
+                .admin_tokens()?
+                .into_iter()
+                .map(|t| vec![t.id, t.created_at, t.revoked_at.unwrap_or_else(|| "-".into())]);
             output::table(&["ID", "CREATED", "REVOKED"], rows);
         }
         AdminTokenAction::Revoke { id } => {

@@ -3,8 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Context;
-use tokio::sync::watch;
 use crate::admin::Admin;
 use crate::config::Config;
 use crate::device::DeviceManager;
@@ -12,6 +10,8 @@ use crate::device::whatsapp::WhatsappDevices;
 use crate::runtime::Runtime;
 use crate::store::Store;
 use crate::{Gateway, server};
+use anyhow::Context;
+use tokio::sync::watch;
 
 /// The store's file in the data directory.
 pub const STORE_FILE: &str = "waedge.db";
@@ -24,7 +24,11 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
     let path = config.data_dir.join(STORE_FILE);
     let store = Store::open(&path).with_context(|| format!("opening the store {}", path.display()))?;
     if store.seed(config).context("seeding the store from the configuration")? {
-        tracing::info!("new store {}: seeded {} tenant(s) from the configuration", path.display(), config.tenants.len());
+        tracing::info!(
+            "new store {}: seeded {} tenant(s) from the configuration",
+            path.display(),
+            config.tenants.len()
+        );
     }
     Ok(store)
 }
@@ -53,7 +57,8 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
     ));
     // Compiling every route's component is CPU work: off the async workers.
     let loading = (gateway.clone(), store.clone());
-    let problems = tokio::task::spawn_blocking(move || loading.0.reload(&loading.1)).await.context("loading the tenants")??;
+    let problems =
+        tokio::task::spawn_blocking(move || loading.0.reload(&loading.1)).await.context("loading the tenants")??;
     for problem in problems {
         tracing::warn!("{problem}");
     }
@@ -62,7 +67,8 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
     {
         tracing::warn!("default_tenant `{default}` does not exist (yet): requests without a tenant get 404 NO_TENANT");
     }
-    let api = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let api =
+        tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let admin = tokio::net::TcpListener::bind(config.admin_listen)
         .await
         .with_context(|| format!("binding the admin listener {}", config.admin_listen))?;

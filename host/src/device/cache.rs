@@ -14,10 +14,10 @@ use async_trait::async_trait;
 use waedge_jid::Jid;
 
 use super::DeviceSession;
-use crate::metrics::Metrics;
 use crate::bindings::types::{
     BusinessProfile, Contact, DeviceStatus, Error, Group, LidMapping, OnWhatsapp, ProfilePicture, UserInfo,
 };
+use crate::metrics::Metrics;
 
 /// Entries kept per map before expired ones are swept.
 const SWEEP_THRESHOLD: usize = 4096;
@@ -109,7 +109,9 @@ impl DeviceSession for Cached {
     }
 
     async fn profile_picture(&self, jid: &Jid, preview: bool) -> Result<Option<ProfilePicture>, Error> {
-        self.pictures.get_or_fetch(&self.metrics, (jid.clone(), preview), self.inner.profile_picture(jid, preview)).await
+        self.pictures
+            .get_or_fetch(&self.metrics, (jid.clone(), preview), self.inner.profile_picture(jid, preview))
+            .await
     }
 
     async fn business_profile(&self, jid: &Jid) -> Result<Option<BusinessProfile>, Error> {

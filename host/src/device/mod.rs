@@ -21,8 +21,7 @@ use tokio::sync::mpsc;
 use waedge_jid::Jid;
 
 use crate::bindings::types::{
-    BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group, LidMapping, OnWhatsapp,
-    ProfilePicture, UserInfo,
+    BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group, LidMapping, OnWhatsapp, ProfilePicture, UserInfo,
 };
 
 /// One device's WhatsApp session.

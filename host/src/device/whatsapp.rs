@@ -25,6 +25,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use waedge_jid::Jid;
 use whatsapp_rust::http::UreqHttpClient;
 use whatsapp_rust::pair_code::PairCodeOptions;
 use whatsapp_rust::request::IqError;
@@ -35,13 +36,12 @@ use whatsapp_rust::transport::TokioWebSocketTransportFactory;
 use whatsapp_rust::types::events::{ChannelEventHandler, Event, EventInterest, EventKind};
 use whatsapp_rust::wacore::iq::business::{BusinessHourMode, DayOfWeek};
 use whatsapp_rust::{Client, ClientBuilder, ContactError, GroupError, GroupMetadata, TokioRuntime};
-use waedge_jid::Jid;
 
 use super::reconnect::SpreadReconnects;
 use super::{DeviceManager, DeviceSession, LinkEvent, StatusObserver, is_terminal, not_connected};
 use crate::bindings::types::{
-    BusinessCategory, BusinessHours, BusinessProfile, Contact, DeviceState, DeviceStatus, Error,
-    Group, LidMapping, OnWhatsapp, ProfilePicture, UserInfo,
+    BusinessCategory, BusinessHours, BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group, LidMapping,
+    OnWhatsapp, ProfilePicture, UserInfo,
 };
 
 /// How often the client persists its device state between explicit flushes: a crash right
@@ -97,7 +97,11 @@ impl DeviceManager for WhatsappDevices {
     fn open(&self, tenant: &str, device: &str, remembered: DeviceState) -> Arc<dyn DeviceSession> {
         let store = self.data_dir.join(tenant).join(format!("{device}.db"));
         let session = Arc::new(WhatsappDevice::new(tenant, device, store, self.server.clone(), self.observer.clone()));
-        let replaced = self.sessions.lock().expect("sessions lock").insert((tenant.to_string(), device.to_string()), session.clone());
+        let replaced = self
+            .sessions
+            .lock()
+            .expect("sessions lock")
+            .insert((tenant.to_string(), device.to_string()), session.clone());
         let starting = session.clone();
         tokio::spawn(async move {
             // Never two clients on one store: a session opened again first stops the old one.
@@ -142,7 +146,10 @@ impl DeviceManager for WhatsappDevices {
 
     async fn cancel_link(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
         let session = self.session(tenant, device)?;
-        anyhow::ensure!(session.link.lock().expect("link lock").is_some(), "device {tenant}/{device} is not being linked");
+        anyhow::ensure!(
+            session.link.lock().expect("link lock").is_some(),
+            "device {tenant}/{device} is not being linked"
+        );
         session.finish_link(LinkEvent::Failed { reason: "linking was cancelled".to_string() });
         session.abandon_link(DeviceState::Unlinked).await;
         Ok(())
@@ -325,7 +332,13 @@ impl WhatsappDevice {
             previous
         };
         self.update(|status| {
-            *status = DeviceStatus { state: DeviceState::Connecting, jid: None, lid: None, push_name: None, ..status.clone() };
+            *status = DeviceStatus {
+                state: DeviceState::Connecting,
+                jid: None,
+                lid: None,
+                push_name: None,
+                ..status.clone()
+            };
         });
         let started = async {
             self.stop().await;

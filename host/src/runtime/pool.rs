@@ -101,7 +101,12 @@ impl InstancePool {
             }
             None => {
                 let state = RequestState::new(capabilities, outbound, &self.limits);
-                Instance { store: new_store(&self.component, state), proxy: None, served: 0, idle_since: Instant::now() }
+                Instance {
+                    store: new_store(&self.component, state),
+                    proxy: None,
+                    served: 0,
+                    idle_since: Instant::now(),
+                }
             }
         }
     }

@@ -46,16 +46,21 @@ impl Store {
     /// Every admin token, revoked ones included.
     pub fn admin_tokens(&self) -> Result<Vec<AdminTokenRecord>, StoreError> {
         let conn = self.lock();
-        let mut statement = conn.prepare("SELECT id, created_at, revoked_at FROM admin_tokens ORDER BY created_at, id")?;
-        let tokens = statement
-            .query_map([], |row| Ok(AdminTokenRecord { id: row.get(0)?, created_at: row.get(1)?, revoked_at: row.get(2)? }))?;
+        let mut statement =
+            conn.prepare("SELECT id, created_at, revoked_at FROM admin_tokens ORDER BY created_at, id")?;
+        let tokens = statement.query_map([], |row| {
+            Ok(AdminTokenRecord { id: row.get(0)?, created_at: row.get(1)?, revoked_at: row.get(2)? })
+        })?;
         Ok(tokens.collect::<Result<_, _>>()?)
     }
 
     /// Revokes the admin token `id`.
     pub fn revoke_admin_token(&self, id: &str) -> Result<(), StoreError> {
         let conn = self.lock();
-        match conn.execute("UPDATE admin_tokens SET revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1", params![id, now()])? {
+        match conn.execute(
+            "UPDATE admin_tokens SET revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1",
+            params![id, now()],
+        )? {
             0 => Err(StoreError::NotFound(format!("there is no admin token `{id}`"))),
             _ => Ok(()),
         }

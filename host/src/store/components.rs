@@ -65,7 +65,10 @@ impl Store {
     pub fn activate_component(&self, tenant: &str, name: &str, sha256: &str) -> Result<ComponentVersion, StoreError> {
         self.transaction(|tx| {
             version(tx, tenant, name, sha256)?;
-            tx.execute("UPDATE component_versions SET active = 0 WHERE tenant_id = ?1 AND name = ?2 AND active = 1", [tenant, name])?;
+            tx.execute(
+                "UPDATE component_versions SET active = 0 WHERE tenant_id = ?1 AND name = ?2 AND active = 1",
+                [tenant, name],
+            )?;
             tx.execute(
                 "UPDATE component_versions SET active = 1 WHERE tenant_id = ?1 AND name = ?2 AND sha256 = ?3",
                 [tenant, name, sha256],
@@ -118,7 +121,8 @@ impl Store {
 pub(super) fn refs(conn: &Connection, tenant: &str) -> Result<Vec<VersionRef>, StoreError> {
     let mut statement =
         conn.prepare_cached("SELECT name, sha256, active FROM component_versions WHERE tenant_id = ?1 ORDER BY name")?;
-    let refs = statement.query_map([tenant], |row| Ok(VersionRef { name: row.get(0)?, sha256: row.get(1)?, active: row.get(2)? }))?;
+    let refs = statement
+        .query_map([tenant], |row| Ok(VersionRef { name: row.get(0)?, sha256: row.get(1)?, active: row.get(2)? }))?;
     Ok(refs.collect::<Result<_, _>>()?)
 }
 

@@ -200,7 +200,8 @@ pub(crate) fn conflict_on_unique(error: rusqlite::Error, message: impl FnOnce() 
 
 /// Reads a JSON column.
 pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
-    serde_json::from_str(text).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))
+    serde_json::from_str(text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))
 }
 
 /// Writes a JSON column.

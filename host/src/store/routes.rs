@@ -57,14 +57,17 @@ impl Store {
 pub(super) fn list(conn: &Connection, tenant: &str) -> Result<Vec<RouteRecord>, StoreError> {
     let mut statement =
         conn.prepare_cached("SELECT prefix, component FROM routes WHERE tenant_id = ?1 ORDER BY prefix")?;
-    let routes = statement.query_map([tenant], |row| Ok(RouteRecord { prefix: row.get(0)?, component: row.get(1)? }))?;
+    let routes =
+        statement.query_map([tenant], |row| Ok(RouteRecord { prefix: row.get(0)?, component: row.get(1)? }))?;
     Ok(routes.collect::<Result<_, _>>()?)
 }
 
 /// `/devices/` → `/devices`; refuses prefixes not starting with `/`.
 fn normalize_prefix(prefix: &str) -> Result<String, StoreError> {
     if !prefix.starts_with('/') || prefix.contains(['?', '#', ' ']) {
-        return Err(StoreError::Invalid(format!("route prefix `{prefix}`: must be a path starting with `/`, e.g. `/devices`")));
+        return Err(StoreError::Invalid(format!(
+            "route prefix `{prefix}`: must be a path starting with `/`, e.g. `/devices`"
+        )));
     }
     let trimmed = prefix.trim_end_matches('/');
     Ok(if trimmed.is_empty() { "/".into() } else { trimmed.into() })

@@ -71,7 +71,11 @@ impl Store {
                 "INSERT INTO users (id, tenant_id, name, devices, scopes, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![id, tenant, new.name, to_json(&new.devices), to_json(&new.scopes), now()],
             )
-            .map_err(|e| conflict_on_unique(e, || format!("the user id `{id}` cannot be used; leave `id` out to get a fresh one")))?;
+            .map_err(|e| {
+                conflict_on_unique(e, || {
+                    format!("the user id `{id}` cannot be used; leave `id` out to get a fresh one")
+                })
+            })?;
             get(tx, tenant, &id)
         })
     }
@@ -216,7 +220,8 @@ fn parse_uuid(id: &str) -> Result<String, StoreError> {
 }
 
 fn check_devices(conn: &Connection, tenant: &str, devices: &[String]) -> Result<(), StoreError> {
-    let mut statement = conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM devices WHERE tenant_id = ?1 AND id = ?2)")?;
+    let mut statement =
+        conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM devices WHERE tenant_id = ?1 AND id = ?2)")?;
     for device in devices {
         if !statement.query_row([tenant, device], |row| row.get::<_, bool>(0))? {
             return Err(StoreError::Invalid(format!(

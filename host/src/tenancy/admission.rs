@@ -51,9 +51,8 @@ struct Bucket {
 impl Admission {
     /// A limiter for `limits`, with a full bucket.
     pub fn new(limits: Limits) -> Self {
-        let bucket = (limits.requests_per_second > 0).then(|| {
-            Mutex::new(Bucket { tokens: f64::from(limits.burst.max(1)), refilled: Instant::now() })
-        });
+        let bucket = (limits.requests_per_second > 0)
+            .then(|| Mutex::new(Bucket { tokens: f64::from(limits.burst.max(1)), refilled: Instant::now() }));
         Admission { limits, in_flight: Arc::new(Semaphore::new(limits.max_concurrent_requests)), bucket }
     }
 

@@ -71,8 +71,7 @@ impl Route {
 /// Whether `prefix` (no trailing slash, or exactly `/`) covers `path` at a `/` boundary:
 /// `/devices` covers `/devices` and `/devices/x`, not `/devicesx`.
 fn prefix_matches(prefix: &str, path: &str) -> bool {
-    prefix == "/"
-        || path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    prefix == "/" || path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// One tenant: its users, devices, routes, settings and limits.
@@ -219,9 +218,7 @@ impl Tenants {
     /// Picks the tenant for a request from its `Host` header and bearer token.
     pub fn select(&self, host: Option<&str>, bearer: Option<&str>) -> Option<&Arc<Tenant>> {
         let by_host = host.map(strip_port).and_then(|h| self.by_host.get(&h.to_ascii_lowercase()));
-        by_host
-            .or_else(|| bearer.and_then(|token| self.by_token.get(&TokenHash::of(token))))
-            .or(self.default.as_ref())
+        by_host.or_else(|| bearer.and_then(|token| self.by_token.get(&TokenHash::of(token)))).or(self.default.as_ref())
     }
 }
 

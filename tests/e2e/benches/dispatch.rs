@@ -38,7 +38,8 @@ fn per_request(c: &mut Criterion) {
     let world = World::load(&fixtures().join("world.toml")).expect("the fixture world");
     let routes = "{ prefix = \"/devices\", component = \"builtin:devices-api\" },\n          { prefix = \"/native\", component = \"builtin:devices-api\" },";
     let warm = config(None).replacen("{ prefix = \"/devices\", component = \"builtin:devices-api\" },", routes, 1);
-    let fresh = warm.replacen("max_request_body_bytes = 65536", "max_request_body_bytes = 65536, requests_per_instance = 1", 1);
+    let fresh =
+        warm.replacen("max_request_body_bytes = 65536", "max_request_body_bytes = 65536, requests_per_instance = 1", 1);
     let warm = runtime.block_on(TestGateway::start(&warm, &world));
     let fresh = runtime.block_on(TestGateway::start(&fresh, &world));
     let native = format!("/native{PROFILE}");
@@ -61,9 +62,10 @@ fn print_ratios() {
     // target/release/deps/dispatch-… → target/criterion
     let Some(criterion) = exe.ancestors().nth(3).map(|target| target.join("criterion")) else { return };
     let median = |name: &str| -> Option<f64> {
-        let group = std::fs::read_dir(&criterion).ok()?.filter_map(Result::ok).find(|entry| {
-            entry.file_name().to_string_lossy().contains("profile")
-        })?;
+        let group = std::fs::read_dir(&criterion)
+            .ok()?
+            .filter_map(Result::ok)
+            .find(|entry| entry.file_name().to_string_lossy().contains("profile"))?;
         let text = std::fs::read_to_string(group.path().join(name).join("new/estimates.json")).ok()?;
         serde_json::from_str::<serde_json::Value>(&text).ok()?["median"]["point_estimate"].as_f64()
     };

@@ -19,7 +19,8 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium. `None` (with a note on standard error)
     /// when they are not installed, unless `CI` is set: then their absence fails the test.
     pub async fn start() -> Option<Browser> {
-        let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().find(|p| std::path::Path::new(p).exists());
+        let chromium =
+            ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().find(|p| std::path::Path::new(p).exists());
         let driver = which("chromedriver");
         let (Some(chromium), Some(driver)) = (chromium, driver) else {
             assert!(
@@ -101,7 +102,8 @@ impl Browser {
             .await
             .expect("chromedriver answers");
         let status = response.status();
-        let answer: Value = serde_json::from_str(&response.text().await.expect("a body")).expect("WebDriver answers JSON");
+        let answer: Value =
+            serde_json::from_str(&response.text().await.expect("a body")).expect("WebDriver answers JSON");
         assert!(status.is_success(), "WebDriver {path}: {answer}");
         answer["value"].clone()
     }

@@ -7,11 +7,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use waedge::bindings::types::{
-    BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group, LidMapping, OnWhatsapp,
-    ProfilePicture, UserInfo,
-};
 use tokio::sync::mpsc;
+use waedge::bindings::types::{
+    BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group, LidMapping, OnWhatsapp, ProfilePicture, UserInfo,
+};
 use waedge::device::{DeviceManager, DeviceSession, LinkEvent, not_connected};
 use waedge_jid::Jid;
 
@@ -173,12 +172,7 @@ impl DeviceSession for FixtureDevice {
 
     async fn profile_picture(&self, jid: &Jid, preview: bool) -> Result<Option<ProfilePicture>, Error> {
         let text = jid.to_string();
-        Ok(self
-            .connected()?
-            .pictures
-            .iter()
-            .find(|p| p.jid == text && p.preview == preview)
-            .map(|p| p.picture.clone()))
+        Ok(self.connected()?.pictures.iter().find(|p| p.jid == text && p.preview == preview).map(|p| p.picture.clone()))
     }
 
     async fn business_profile(&self, jid: &Jid) -> Result<Option<BusinessProfile>, Error> {

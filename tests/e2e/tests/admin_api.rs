@@ -55,14 +55,29 @@ async fn tenants_are_created_changed_and_deleted() {
     assert_eq!(ids, ["acme", "globex", "initech"]);
 
     let patched = gw.admin(Method::PATCH, "/v1/tenants/initech", json!({"hosts": ["initech.example"]})).await;
-    assert_eq!((patched.status, &patched.json["hosts"], &patched.json["name"]), (200, &json!(["initech.example"]), &json!("Initech")));
+    assert_eq!(
+        (patched.status, &patched.json["hosts"], &patched.json["name"]),
+        (200, &json!(["initech.example"]), &json!("Initech"))
+    );
 
     assert_error(&gw.admin(Method::POST, "/v1/tenants", json!({"id": "initech"})).await, 409, "CONFLICT");
-    assert_error(&gw.admin(Method::POST, "/v1/tenants", json!({"id": "x", "hosts": ["acme.test"]})).await, 409, "CONFLICT");
+    assert_error(
+        &gw.admin(Method::POST, "/v1/tenants", json!({"id": "x", "hosts": ["acme.test"]})).await,
+        409,
+        "CONFLICT",
+    );
     assert_error(&gw.admin(Method::POST, "/v1/tenants", json!({"id": "a b"})).await, 400, "INVALID");
     assert_error(&gw.admin(Method::POST, "/v1/tenants", json!({"id": "y", "colour": "red"})).await, 400, "INVALID");
-    assert_error(&gw.admin(Method::POST, "/v1/tenants", json!({"id": "z", "limits": {"memory_mib": 0}})).await, 400, "INVALID");
-    assert_error(&gw.admin(Method::POST, "/v1/tenants", json!({"id": "w", "hosts": ["http://w.test:80"]})).await, 400, "INVALID");
+    assert_error(
+        &gw.admin(Method::POST, "/v1/tenants", json!({"id": "z", "limits": {"memory_mib": 0}})).await,
+        400,
+        "INVALID",
+    );
+    assert_error(
+        &gw.admin(Method::POST, "/v1/tenants", json!({"id": "w", "hosts": ["http://w.test:80"]})).await,
+        400,
+        "INVALID",
+    );
     assert_error(&gw.admin(Method::GET, "/v1/tenants/nope", Value::Null).await, 404, "NOT_FOUND");
     assert_error(&gw.admin(Method::PUT, "/v1/tenants/initech", json!({})).await, 404, "NO_ENDPOINT");
     let not_json = gw.admin_as(Method::GET, "/v1/nothing", Some(gw.admin_token()), Value::Null).await;
@@ -95,7 +110,8 @@ async fn a_new_users_token_works_at_once_and_stops_when_revoked() {
     assert!(listed.json["tokens"][0].get("token").is_none());
     assert_eq!(listed.json["tokens"][0]["revoked_at"], Value::Null);
 
-    let revoked = gw.admin(Method::DELETE, &format!("/v1/tenants/acme/users/{user_id}/tokens/{token_id}"), Value::Null).await;
+    let revoked =
+        gw.admin(Method::DELETE, &format!("/v1/tenants/acme/users/{user_id}/tokens/{token_id}"), Value::Null).await;
     assert_eq!(revoked.status, 200, "{}", revoked.text);
     assert!(revoked.json["revoked_at"].is_string());
     // Refused by the very next request: with no default tenant, no tenant knows the token.
@@ -107,7 +123,11 @@ async fn a_new_users_token_works_at_once_and_stops_when_revoked() {
     assert_error(&gw.admin(Method::POST, "/v1/tenants/acme/users", json!({"devices": ["nope"]})).await, 400, "INVALID");
     assert_error(&gw.admin(Method::POST, "/v1/tenants/acme/users", json!({"id": "bob"})).await, 400, "INVALID");
     // Replacing a user needs its new state: an empty body does not wipe it.
-    assert_error(&gw.admin(Method::PUT, &format!("/v1/tenants/acme/users/{user_id}"), Value::Null).await, 400, "INVALID");
+    assert_error(
+        &gw.admin(Method::PUT, &format!("/v1/tenants/acme/users/{user_id}"), Value::Null).await,
+        400,
+        "INVALID",
+    );
     // Another tenant's user id cannot be taken, and the answer does not say whose it is.
     let taken = gw.admin(Method::POST, "/v1/tenants/acme/users", json!({"id": EVE_ID})).await;
     assert_error(&taken, 409, "CONFLICT");
@@ -138,9 +158,14 @@ async fn no_tenant_reaches_anothers_users_tokens_devices_or_routes() {
         .admin(Method::DELETE, &format!("/v1/tenants/acme/users/{ALICE_ID}/tokens/{}", eve_tokens[0].id), Value::Null)
         .await;
     assert_error(&reply, 404, "NOT_FOUND");
-    assert_error(&gw.admin(Method::POST, "/v1/tenants/acme/users", json!({"devices": ["main", "nope"]})).await, 400, "INVALID");
+    assert_error(
+        &gw.admin(Method::POST, "/v1/tenants/acme/users", json!({"devices": ["main", "nope"]})).await,
+        400,
+        "INVALID",
+    );
     // A globex user cannot be given an acme-only device.
-    let reply = gw.admin(Method::PUT, &format!("/v1/tenants/globex/users/{EVE_ID}"), json!({"devices": ["stranger"]})).await;
+    let reply =
+        gw.admin(Method::PUT, &format!("/v1/tenants/globex/users/{EVE_ID}"), json!({"devices": ["stranger"]})).await;
     assert_error(&reply, 400, "INVALID");
 
     // On the API: a tenant's token, device and route are its own.
@@ -148,7 +173,13 @@ async fn no_tenant_reaches_anothers_users_tokens_devices_or_routes() {
     assert_eq!(on_globex.status, 401, "acme's token on globex: {}", on_globex.text);
     let stranger = gw.get("/devices/stranger/groups", Some(EVE)).await;
     assert!(matches!(stranger.status, 403 | 404), "globex has no device `stranger`: {}", stranger.text);
-    let route = gw.admin(Method::PUT, "/v1/tenants/acme/routes", json!({"prefix": "/acme-only", "component": "builtin:devices-api"})).await;
+    let route = gw
+        .admin(
+            Method::PUT,
+            "/v1/tenants/acme/routes",
+            json!({"prefix": "/acme-only", "component": "builtin:devices-api"}),
+        )
+        .await;
     assert_eq!(route.status, 200, "{}", route.text);
     let elsewhere = gw.get("/acme-only/main/groups", Some(EVE)).await;
     assert_error(&elsewhere, 404, "NO_ROUTE");
@@ -163,28 +194,60 @@ async fn devices_and_routes_change_what_is_served() {
     let gw = gateway().await;
     let created = gw.admin(Method::POST, "/v1/tenants/globex/devices", json!({"id": "second"})).await;
     assert_eq!(created.status, 201, "{}", created.text);
-    assert_eq!((&created.json["state"], &created.json["linking"], &created.json["jid"]), (&json!("unlinked"), &json!(false), &Value::Null));
+    assert_eq!(
+        (&created.json["state"], &created.json["linking"], &created.json["jid"]),
+        (&json!("unlinked"), &json!(false), &Value::Null)
+    );
     assert_error(&gw.admin(Method::POST, "/v1/tenants/globex/devices", json!({"id": "second"})).await, 409, "CONFLICT");
-    assert_error(&gw.admin(Method::POST, "/v1/tenants/globex/devices", json!({"id": "no/slash"})).await, 400, "INVALID");
+    assert_error(
+        &gw.admin(Method::POST, "/v1/tenants/globex/devices", json!({"id": "no/slash"})).await,
+        400,
+        "INVALID",
+    );
     let main = gw.admin(Method::GET, "/v1/tenants/globex/devices/main", Value::Null).await;
     assert_eq!(main.json["state"], "connected", "{}", main.text);
     let listed = gw.admin(Method::GET, "/v1/tenants/globex/devices", Value::Null).await;
     assert_eq!(listed.json["devices"].as_array().unwrap().len(), 2);
     // Fixture devices are linked by their world file; a connected device is not linked again.
     assert_error(&gw.admin(Method::POST, "/v1/tenants/globex/devices/main/link", Value::Null).await, 409, "CONFLICT");
-    assert_error(&gw.admin(Method::GET, "/v1/tenants/globex/devices/main/link/qr.png", Value::Null).await, 404, "NOT_LINKING");
-    let pair = gw.admin(Method::POST, "/v1/tenants/globex/devices/second/pair-code", json!({"phone_number": "12"})).await;
+    assert_error(
+        &gw.admin(Method::GET, "/v1/tenants/globex/devices/main/link/qr.png", Value::Null).await,
+        404,
+        "NOT_LINKING",
+    );
+    let pair =
+        gw.admin(Method::POST, "/v1/tenants/globex/devices/second/pair-code", json!({"phone_number": "12"})).await;
     assert_error(&pair, 400, "INVALID");
 
-    let bad = gw.admin(Method::PUT, "/v1/tenants/globex/routes", json!({"prefix": "/x", "component": "builtin:nope"})).await;
+    let bad =
+        gw.admin(Method::PUT, "/v1/tenants/globex/routes", json!({"prefix": "/x", "component": "builtin:nope"})).await;
     assert_error(&bad, 400, "INVALID");
-    assert!(bad.json["error"]["message"].as_str().unwrap().contains("builtin:devices-api"), "names the built-ins: {}", bad.text);
-    assert_error(&gw.admin(Method::PUT, "/v1/tenants/globex/routes", json!({"prefix": "x", "component": "builtin:devices-api"})).await, 400, "INVALID");
-    let moved = gw.admin(Method::PUT, "/v1/tenants/globex/routes", json!({"prefix": "/v2/devices/", "component": "builtin:devices-api"})).await;
+    assert!(
+        bad.json["error"]["message"].as_str().unwrap().contains("builtin:devices-api"),
+        "names the built-ins: {}",
+        bad.text
+    );
+    assert_error(
+        &gw.admin(Method::PUT, "/v1/tenants/globex/routes", json!({"prefix": "x", "component": "builtin:devices-api"}))
+            .await,
+        400,
+        "INVALID",
+    );
+    let moved = gw
+        .admin(
+            Method::PUT,
+            "/v1/tenants/globex/routes",
+            json!({"prefix": "/v2/devices/", "component": "builtin:devices-api"}),
+        )
+        .await;
     assert_eq!((moved.status, &moved.json["prefix"]), (200, &json!("/v2/devices")));
     assert_eq!(gw.admin(Method::DELETE, "/v1/tenants/globex/routes?prefix=%2Fdevices", Value::Null).await.status, 204);
     assert_error(&gw.get("/devices/main/groups", Some(EVE)).await, 404, "NO_ROUTE");
-    assert_error(&gw.admin(Method::DELETE, "/v1/tenants/globex/routes?prefix=/devices", Value::Null).await, 404, "NOT_FOUND");
+    assert_error(
+        &gw.admin(Method::DELETE, "/v1/tenants/globex/routes?prefix=/devices", Value::Null).await,
+        404,
+        "NOT_FOUND",
+    );
     assert_error(&gw.admin(Method::DELETE, "/v1/tenants/globex/routes", Value::Null).await, 400, "INVALID");
     let routes = gw.admin(Method::GET, "/v1/tenants/globex/routes", Value::Null).await;
     assert_eq!(
@@ -201,7 +264,8 @@ async fn devices_and_routes_change_what_is_served() {
 #[tokio::test]
 async fn a_tenant_over_its_rate_gets_429_with_retry_after() {
     let gw = gateway().await;
-    let limited = gw.admin(Method::PATCH, "/v1/tenants/globex", json!({"limits": {"requests_per_second": 1, "burst": 2}})).await;
+    let limited =
+        gw.admin(Method::PATCH, "/v1/tenants/globex", json!({"limits": {"requests_per_second": 1, "burst": 2}})).await;
     assert_eq!(limited.status, 200, "{}", limited.text);
     let statuses: Vec<u16> = {
         let mut statuses = Vec::new();
@@ -237,7 +301,10 @@ async fn metrics_count_requests_by_tenant_route_component_and_status() {
     assert!(text.contains(&format!("waedge_requests_total{{{labels},status=\"200\"}} 2\n")), "{text}");
     assert!(text.contains(&format!("waedge_request_duration_seconds_count{{{labels}}} 2\n")), "{text}");
     // The second request was served by the instance the first one made.
-    assert!(text.contains("waedge_component_instantiation_seconds_count{component=\"builtin:devices-api\"} 1\n"), "{text}");
+    assert!(
+        text.contains("waedge_component_instantiation_seconds_count{component=\"builtin:devices-api\"} 1\n"),
+        "{text}"
+    );
     assert!(text.contains("waedge_cache_lookups_total{result=\"hit\"} 1\n"), "the second call hit the cache: {text}");
     assert!(text.contains("waedge_device_state{tenant=\"globex\",device=\"main\",state=\"connected\"} 1\n"), "{text}");
 }

@@ -12,7 +12,8 @@ use waedge_e2e::tenants::{ALICE, EVE, config};
 
 /// Deploys the probe as `tenant`'s component on `/probe` with `requests_per_instance`.
 async fn deploy_probe(gw: &TestGateway, tenant: &str, requests_per_instance: u32) {
-    let deployed = gw.admin_upload(&format!("/v1/tenants/{tenant}/components/probe"), guests::get("probe").to_vec()).await;
+    let deployed =
+        gw.admin_upload(&format!("/v1/tenants/{tenant}/components/probe"), guests::get("probe").to_vec()).await;
     assert_eq!(deployed.status, 201, "{}", deployed.text);
     let route = json!({"prefix": "/probe", "component": "component:probe"});
     assert_eq!(gw.admin(Method::PUT, &format!("/v1/tenants/{tenant}/routes"), route).await.status, 200);
@@ -46,13 +47,19 @@ async fn instances_serve_their_tenant_in_turn_and_are_retired_by_traps_and_limit
     // A trap retires the instance: the next request starts on a fresh one.
     assert_eq!(served(&gw, ALICE).await, 2);
     let panicked = gw.get("/probe/panic", Some(ALICE)).await;
-    assert_eq!((panicked.status, &panicked.json["error"]["code"]), (500, &json!("COMPONENT_FAILED")), "{}", panicked.text);
+    assert_eq!(
+        (panicked.status, &panicked.json["error"]["code"]),
+        (500, &json!("COMPONENT_FAILED")),
+        "{}",
+        panicked.text
+    );
     assert_eq!(served(&gw, ALICE).await, 1);
 
     // New limits mean new instances.
     assert_eq!(served(&gw, ALICE).await, 2);
     let limits = json!({"limits": {"requests_per_instance": 100}});
     assert_eq!(gw.admin(Method::PATCH, "/v1/tenants/acme", limits).await.status, 200);
-    let counts = [served(&gw, ALICE).await, served(&gw, ALICE).await, served(&gw, ALICE).await, served(&gw, ALICE).await];
+    let counts =
+        [served(&gw, ALICE).await, served(&gw, ALICE).await, served(&gw, ALICE).await, served(&gw, ALICE).await];
     assert_eq!(counts, [1, 2, 3, 4]);
 }

@@ -89,7 +89,9 @@ fn mismatches(doc: &Value, schema: &Value, value: &Value, at: &str) -> Vec<Strin
                 Some(property) => found.extend(mismatches(doc, property, item, &format!("{at}.{key}"))),
                 None => match schema.get("additionalProperties") {
                     Some(Value::Bool(false)) => found.push(format!("{at}: `{key}` is not documented")),
-                    Some(extra @ Value::Object(_)) => found.extend(mismatches(doc, extra, item, &format!("{at}.{key}"))),
+                    Some(extra @ Value::Object(_)) => {
+                        found.extend(mismatches(doc, extra, item, &format!("{at}.{key}")))
+                    }
                     _ => {}
                 },
             }
@@ -146,7 +148,17 @@ async fn every_admin_operation_answers_as_documented() {
     let gw = gateway().await;
     let token = gw.store().create_token("globex", EVE_ID).unwrap().0.id;
     let component = waedge::runtime::builtin::get("devices-api").unwrap();
-    let sha = gw.store().add_component_version("globex", "api", &hex::encode(<sha2::Sha256 as sha2::Digest>::digest(component)), component, "test").unwrap().sha256;
+    let sha = gw
+        .store()
+        .add_component_version(
+            "globex",
+            "api",
+            &hex::encode(<sha2::Sha256 as sha2::Digest>::digest(component)),
+            component,
+            "test",
+        )
+        .unwrap()
+        .sha256;
     let staged = gw.store().add_component_version("globex", "api", &"0".repeat(64), b"old", "test").unwrap().sha256;
     // Deletions last, the tenant's very last, so every other call finds what it needs.
     let mut operations = operations(&doc, "admin");
@@ -160,7 +172,11 @@ async fn every_admin_operation_answers_as_documented() {
             .replace("{token_id}", &token)
             .replace("{name}", "api")
             .replace("{sha256}", if method == Method::DELETE { &staged } else { &sha });
-        let path = if template.ends_with("/routes") && method == Method::DELETE { format!("{path}?prefix=/contacts") } else { path };
+        let path = if template.ends_with("/routes") && method == Method::DELETE {
+            format!("{path}?prefix=/contacts")
+        } else {
+            path
+        };
         let body = match (method.as_str(), template.as_str()) {
             ("POST", "/v1/tenants") => json!({"id": "initech", "hosts": ["initech.test"]}),
             ("POST", "/v1/tenants/{tenant}/devices") => json!({"id": "second"}),

@@ -24,7 +24,9 @@ async fn hostile_components_are_contained_and_other_tenants_keep_working() {
     let gw = Arc::new(TestGateway::start(&config(None), &world).await);
     let deployed = gw.admin_upload("/v1/tenants/globex/components/probe", guests::get("probe").to_vec()).await;
     assert_eq!(deployed.status, 201, "{}", deployed.text);
-    let route = gw.admin(Method::PUT, "/v1/tenants/globex/routes", json!({"prefix": "/probe", "component": "component:probe"})).await;
+    let route = gw
+        .admin(Method::PUT, "/v1/tenants/globex/routes", json!({"prefix": "/probe", "component": "component:probe"}))
+        .await;
     assert_eq!(route.status, 200, "{}", route.text);
     let limits = json!({"limits": {
         "request_timeout_ms": 1500, "memory_mib": 16, "max_response_body_bytes": 4096, "max_outbound_requests": 3,
@@ -46,9 +48,11 @@ async fn hostile_components_are_contained_and_other_tenants_keep_working() {
     };
 
     // A deploy can smoke-test the new version first: a 5xx refuses it, and nothing changes.
-    let smoked = gw.admin_upload("/v1/tenants/globex/components/probe?smoke=/probe/panic", guests::get("probe").to_vec()).await;
+    let smoked =
+        gw.admin_upload("/v1/tenants/globex/components/probe?smoke=/probe/panic", guests::get("probe").to_vec()).await;
     assert_eq!((smoked.status, &smoked.json["error"]["code"]), (400, &json!("SMOKE_FAILED")), "{}", smoked.text);
-    let smoked = gw.admin_upload("/v1/tenants/globex/components/probe?smoke=/probe/hello", guests::get("probe").to_vec()).await;
+    let smoked =
+        gw.admin_upload("/v1/tenants/globex/components/probe?smoke=/probe/hello", guests::get("probe").to_vec()).await;
     assert_eq!(smoked.status, 201, "{}", smoked.text);
 
     let hello = gw.get("/probe/hello", Some(EVE)).await;
@@ -109,7 +113,8 @@ async fn hostile_components_are_contained_and_other_tenants_keep_working() {
         "max_instances",
         "max_tables",
     ] {
-        let line = format!("waedge_sandbox_violations_total{{tenant=\"globex\",component=\"{probe}\",limit=\"{limit}\"}}");
+        let line =
+            format!("waedge_sandbox_violations_total{{tenant=\"globex\",component=\"{probe}\",limit=\"{limit}\"}}");
         assert!(metrics.contains(&line), "{line} in\n{metrics}");
     }
 }

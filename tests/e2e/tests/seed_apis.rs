@@ -86,7 +86,9 @@ async fn devices_contact_profile_hidden_by_privacy_matches_the_seed_example() {
 #[tokio::test]
 async fn devices_contact_profile_by_phone_number_with_preview() {
     let gw = gateway().await;
-    for query in ["jid=6281234567890&preview=true", "jid=%2B62%20812-3456-7890&preview=1", "jid=0062.812.3456.7890&preview=true"] {
+    for query in
+        ["jid=6281234567890&preview=true", "jid=%2B62%20812-3456-7890&preview=1", "jid=0062.812.3456.7890&preview=true"]
+    {
         let reply = gw.get(&format!("/devices/main/profile?{query}"), Some(ALICE)).await;
         assert_eq!(reply.status, 200, "{query}: {}", reply.text);
         let profile = &reply.json["data"]["profile"];
@@ -126,7 +128,10 @@ async fn devices_group_without_picture_or_membership() {
     let family = gw.get("/devices/main/profile?jid=6281234567890-1580000000@g.us", Some(ALICE)).await;
     assert_eq!(family.status, 200, "{}", family.text);
     let profile = &family.json["data"]["profile"];
-    assert_eq!((&profile["picture_url"], &profile["picture_id"], &profile["description"]), (&json!(""), &json!(""), &json!("")));
+    assert_eq!(
+        (&profile["picture_url"], &profile["picture_id"], &profile["description"]),
+        (&json!(""), &json!(""), &json!(""))
+    );
     let former = gw.get("/devices/main/profile?jid=120363000000000001@g.us", Some(ALICE)).await;
     assert_devices_error(&former, 403, "FORBIDDEN");
     let unknown = gw.get("/devices/main/profile?jid=120363999999999999@g.us", Some(ALICE)).await;
@@ -215,7 +220,12 @@ async fn contacts_profile_matches_the_seed_example() {
     // The document's own curl: both parameters, `jid` wins.
     let both = gw.get("/contacts/profile?jid=5511999999999%40s.whatsapp.net&number=5511999999999", Some(ALICE)).await;
     assert_body(&both, 200, expected.clone());
-    for query in ["number=5511999999999", "number=%2B55%2011%2099999-9999", "number=(55)%2011.99999.9999", "jid=5511999999999@c.us"] {
+    for query in [
+        "number=5511999999999",
+        "number=%2B55%2011%2099999-9999",
+        "number=(55)%2011.99999.9999",
+        "jid=5511999999999@c.us",
+    ] {
         let reply = gw.get(&format!("/contacts/profile?{query}"), Some(ALICE)).await;
         assert_body(&reply, 200, expected.clone());
     }
@@ -272,7 +282,11 @@ async fn contacts_profile_picture_full_preview_and_none() {
     assert_eq!(preview.json["data"]["picture"]["url"], "https://pps.whatsapp.net/v/t61/john-preview.jpg");
     assert_eq!(preview.json["data"]["picture"]["direct_path"], Value::Null);
     let none = gw.get("/contacts/profile-picture?number=5511999999999", Some(ALICE)).await;
-    assert_body(&none, 200, json!({"success": true, "data": {"jid": "5511999999999@s.whatsapp.net", "preview": false, "picture": null}}));
+    assert_body(
+        &none,
+        200,
+        json!({"success": true, "data": {"jid": "5511999999999@s.whatsapp.net", "preview": false, "picture": null}}),
+    );
 }
 
 #[tokio::test]
@@ -299,7 +313,9 @@ async fn contacts_api_rejects_bad_input_with_json_errors() {
         let reply = gw.get(path, token).await;
         assert_contacts_error(&reply, status, code);
     }
-    let post = gw.request(reqwest::Method::DELETE, "/contacts/profile?number=5511999999999", Some(ALICE), None, Vec::new()).await;
+    let post = gw
+        .request(reqwest::Method::DELETE, "/contacts/profile?number=5511999999999", Some(ALICE), None, Vec::new())
+        .await;
     assert_contacts_error(&post, 405, "METHOD_NOT_ALLOWED");
 }
 
@@ -317,11 +333,20 @@ async fn tenants_are_isolated() {
     for (token, host) in [(EVE, "acme.test"), (ALICE, "globex.test")] {
         let reply = gw.request(reqwest::Method::GET, path, Some(token), Some(host), Vec::new()).await;
         assert_devices_error(&reply, 401, "UNAUTHORIZED");
-        let contacts = gw.request(reqwest::Method::GET, "/contacts/profile?number=6281234567890", Some(token), Some(host), Vec::new()).await;
+        let contacts = gw
+            .request(
+                reqwest::Method::GET,
+                "/contacts/profile?number=6281234567890",
+                Some(token),
+                Some(host),
+                Vec::new(),
+            )
+            .await;
         assert_contacts_error(&contacts, 401, "UNAUTHORIZED");
     }
     // A device id only another tenant has is unknown here.
-    let other = gw.request(reqwest::Method::GET, "/devices/stranger/groups", Some(EVE), Some("globex.test"), Vec::new()).await;
+    let other =
+        gw.request(reqwest::Method::GET, "/devices/stranger/groups", Some(EVE), Some("globex.test"), Vec::new()).await;
     assert_devices_error(&other, 404, "DEVICE_NOT_FOUND");
     // The right host with the right token.
     let own = gw.request(reqwest::Method::GET, path, Some(EVE), Some("globex.test:8080"), Vec::new()).await;

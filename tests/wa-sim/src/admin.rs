@@ -35,10 +35,7 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| route(shared.clone(), req));
             let io = hyper_util::rt::TokioIo::new(tcp);
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, service)
-                .await
-            {
+            if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await {
                 tracing::debug!("admin connection: {e}");
             }
         });
@@ -51,12 +48,8 @@ struct Failure(StatusCode, String);
 impl From<SimError> for Failure {
     fn from(e: SimError) -> Self {
         let status = match e {
-            SimError::UnknownAccount(_) | SimError::UnknownQr | SimError::NoPairCodeRequest(_) => {
-                StatusCode::NOT_FOUND
-            }
-            SimError::BadQr(_) | SimError::WrongPairCode | SimError::SelfMessage => {
-                StatusCode::BAD_REQUEST
-            }
+            SimError::UnknownAccount(_) | SimError::UnknownQr | SimError::NoPairCodeRequest(_) => StatusCode::NOT_FOUND,
+            SimError::BadQr(_) | SimError::WrongPairCode | SimError::SelfMessage => StatusCode::BAD_REQUEST,
             SimError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             _ => StatusCode::CONFLICT,
         };
@@ -110,19 +103,13 @@ struct Millis {
     ms: u64,
 }
 
-async fn route(
-    shared: Arc<Shared>,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let result = match (method, path.as_str()) {
         (Method::GET, "/healthz") => Ok(json!({"ok": true})),
         (Method::POST, _) => post(&shared, &path, req).await,
-        _ => Err(Failure(
-            StatusCode::NOT_FOUND,
-            format!("no such endpoint: {path}"),
-        )),
+        _ => Err(Failure(StatusCode::NOT_FOUND, format!("no such endpoint: {path}"))),
     };
     let (status, body) = match result {
         Ok(v) => (StatusCode::OK, v),
@@ -130,10 +117,7 @@ async fn route(
     };
     let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
+    resp.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
     Ok(resp)
 }
 
@@ -156,11 +140,7 @@ async fn post(shared: &Arc<Shared>, path: &str, req: Request<Incoming>) -> Resul
             Ok(json!({"delivered_to_devices": reached}))
         }
         "/faults/drop" => {
-            let b: MaybePhone = if body.is_empty() {
-                MaybePhone::default()
-            } else {
-                parse(&body)?
-            };
+            let b: MaybePhone = if body.is_empty() { MaybePhone::default() } else { parse(&body)? };
             Ok(json!({"dropped": faults::drop_connections(&shared.hub, b.phone.as_deref())}))
         }
         "/faults/refuse" => {
@@ -183,10 +163,7 @@ async fn post(shared: &Arc<Shared>, path: &str, req: Request<Incoming>) -> Resul
             shared.faults.set_latency(Duration::from_millis(b.ms));
             Ok(json!({"ok": true}))
         }
-        _ => Err(Failure(
-            StatusCode::NOT_FOUND,
-            format!("no such endpoint: {path}"),
-        )),
+        _ => Err(Failure(StatusCode::NOT_FOUND, format!("no such endpoint: {path}"))),
     }
 }
 
@@ -206,6 +183,5 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, Failure> {
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
-    serde_json::from_slice(body)
-        .map_err(|e| Failure(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body).map_err(|e| Failure(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
 }

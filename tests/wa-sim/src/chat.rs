@@ -12,35 +12,19 @@ use crate::sim::Shared;
 
 /// Delivers a text from account `from` to every connected device of account `to`;
 /// returns how many devices it reached.
-pub async fn send_text(
-    shared: &Shared,
-    from: &str,
-    to: &str,
-    text: &str,
-) -> Result<usize, SimError> {
-    let account = |phone: &str| {
-        shared
-            .world
-            .account_by_phone(phone)
-            .ok_or_else(|| SimError::UnknownAccount(phone.to_owned()))
-    };
+pub async fn send_text(shared: &Shared, from: &str, to: &str, text: &str) -> Result<usize, SimError> {
+    let account =
+        |phone: &str| shared.world.account_by_phone(phone).ok_or_else(|| SimError::UnknownAccount(phone.to_owned()));
     let (sender, recipient) = (account(from)?, account(to)?);
     if sender.phone == recipient.phone {
         return Err(SimError::SelfMessage);
     }
-    let content = wa::Message {
-        conversation: Some(text.to_owned()),
-        ..Default::default()
-    };
+    let content = wa::Message { conversation: Some(text.to_owned()), ..Default::default() };
     wait_for_pre_keys(shared, &recipient.phone).await;
     let mut reached = 0;
     for (conn, device) in shared.hub.connected_devices(&recipient.phone) {
         let Some(bundle) = shared.hub.take_bundle(&device) else {
-            tracing::warn!(
-                "{}:{} has no pre-keys left to encrypt to",
-                device.phone,
-                device.device
-            );
+            tracing::warn!("{}:{} has no pre-keys left to encrypt to", device.phone, device.device);
             continue;
         };
         let message = signal::message(
@@ -71,11 +55,7 @@ const PRE_KEY_WAIT: Duration = Duration::from_secs(5);
 async fn wait_for_pre_keys(shared: &Shared, phone: &str) {
     let deadline = tokio::time::Instant::now() + PRE_KEY_WAIT;
     while tokio::time::Instant::now() < deadline
-        && shared
-            .hub
-            .connected_devices(phone)
-            .iter()
-            .any(|(_, d)| shared.hub.unused_pre_keys(d) == 0)
+        && shared.hub.connected_devices(phone).iter().any(|(_, d)| shared.hub.unused_pre_keys(d) == 0)
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

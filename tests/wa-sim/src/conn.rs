@@ -58,19 +58,12 @@ async fn run(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), ConnError> {
     let device = login_device(&done.payload);
     tracing::debug!(?device, pattern = ?done.pattern, "handshake complete");
 
-    let account = device
-        .as_ref()
-        .and_then(|d| shared.world.account_by_phone(&d.phone));
+    let account = device.as_ref().and_then(|d| shared.world.account_by_phone(&d.phone));
     if let Some(d) = &device
         && (account.is_none() || shared.hub.is_removed(d))
     {
         if account.is_none() {
-            tracing::warn!(
-                "{}:{} tried to log in, but {} is not an account of the world",
-                d.phone,
-                d.device,
-                d.phone
-            );
+            tracing::warn!("{}:{} tried to log in, but {} is not an account of the world", d.phone, d.device, d.phone);
         }
         send(&mut wire, &mut transport, &login::failure_logged_out()).await?;
         wire.drain_then_close(GOODBYE_GRACE).await;
@@ -79,10 +72,7 @@ async fn run(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), ConnError> {
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let conn = shared.hub.register(tx.clone(), device.clone());
-    let _registration = Registration {
-        shared: shared.clone(),
-        conn,
-    };
+    let _registration = Registration { shared: shared.clone(), conn };
     let greeting = match account {
         Some(account) => login::success(account),
         None => pairing::pair_device(&shared, conn),
@@ -97,11 +87,7 @@ async fn run(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), ConnError> {
         }
     }
 
-    let ctx = Ctx {
-        shared: shared.clone(),
-        conn,
-        device,
-    };
+    let ctx = Ctx { shared: shared.clone(), conn, device };
     loop {
         tokio::select! {
             frame = wire.recv_frame() => {
@@ -148,10 +134,7 @@ async fn send(wire: &mut Wire, transport: &mut Transport, node: &Node) -> Result
 fn login_device(payload: &wa::ClientPayload) -> Option<DeviceAddr> {
     let phone = payload.username?;
     let device = u16::try_from(payload.device.unwrap_or(0)).ok()?;
-    Some(DeviceAddr {
-        phone: phone.to_string(),
-        device,
-    })
+    Some(DeviceAddr { phone: phone.to_string(), device })
 }
 
 /// Removes the connection from the hub when the task ends, however it ends.

@@ -28,10 +28,7 @@ impl Faults {
 
     /// Delay every IQ answer by this much (zero turns it off).
     pub fn set_latency(&self, d: Duration) {
-        self.latency_ms.store(
-            u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
+        self.latency_ms.store(u64::try_from(d.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     /// The current IQ answer delay.
@@ -43,30 +40,18 @@ impl Faults {
 /// Closes the TCP connection of every client (or of one account's devices); returns
 /// how many were dropped.
 pub fn drop_connections(hub: &Hub, phone: Option<&str>) -> usize {
-    hub.broadcast(
-        |d| phone.is_none_or(|p| d.is_some_and(|d| d.phone == p)),
-        || Outbound::Close,
-    )
+    hub.broadcast(|d| phone.is_none_or(|p| d.is_some_and(|d| d.phone == p)), || Outbound::Close)
 }
 
 /// Logs every device of the account out: connected ones get `<stream:error code="401"/>`,
 /// and none of them may log in again (they get `<failure reason="401"/>`).
 pub fn log_out(hub: &Hub, world: &World, phone: &str) -> usize {
-    let world_devices = world
-        .account_by_phone(phone)
-        .map(|a| a.devices.as_slice())
-        .unwrap_or_default();
+    let world_devices = world.account_by_phone(phone).map(|a| a.devices.as_slice()).unwrap_or_default();
     hub.remove_account_devices(phone, world_devices);
-    hub.broadcast(
-        |d| d.is_some_and(|d| d.phone == phone),
-        || Outbound::Final(login::stream_error(401)),
-    )
+    hub.broadcast(|d| d.is_some_and(|d| d.phone == phone), || Outbound::Final(login::stream_error(401)))
 }
 
 /// Tells every connected device of the account that another client replaced it.
 pub fn replace(hub: &Hub, phone: &str) -> usize {
-    hub.broadcast(
-        |d| d.is_some_and(|d| d.phone == phone),
-        || Outbound::Final(login::stream_replaced()),
-    )
+    hub.broadcast(|d| d.is_some_and(|d| d.phone == phone), || Outbound::Final(login::stream_replaced()))
 }

@@ -2,9 +2,7 @@
 //! key, and XX-fallback when an IK attempt used a static key we do not own.
 
 use wacore::libsignal::protocol::KeyPair;
-use wacore_binary::consts::{
-    NOISE_PATTERN_IK, NOISE_PATTERN_XX, NOISE_PATTERN_XXFALLBACK, WA_CONN_HEADER,
-};
+use wacore_binary::consts::{NOISE_PATTERN_IK, NOISE_PATTERN_XX, NOISE_PATTERN_XXFALLBACK, WA_CONN_HEADER};
 use wacore_noise::NoiseHandshake;
 use waproto::buffa::{self, Message as _};
 use waproto::whatsapp as wa;
@@ -56,31 +54,17 @@ pub struct Established {
 /// Runs the responder side of the handshake on a fresh connection.
 pub async fn respond(wire: &mut Wire, id: &NoiseIdentity) -> Result<Established, HandshakeError> {
     let hello = recv_message(wire).await?;
-    let hello = hello
-        .client_hello
-        .into_option()
-        .ok_or(HandshakeError::Missing("client_hello"))?;
+    let hello = hello.client_hello.into_option().ok_or(HandshakeError::Missing("client_hello"))?;
     let client_eph = key32(hello.ephemeral, "client ephemeral")?;
     match (hello.r#static, hello.payload) {
-        (Some(enc_static), Some(enc_payload)) => {
-            match ik(wire, id, &client_eph, &enc_static, &enc_payload).await {
-                Ok(done) => Ok(done),
-                Err(HandshakeError::Noise(e)) => {
-                    tracing::info!(
-                        "IK with an unknown server key ({e}); answering with XX-fallback"
-                    );
-                    xx(
-                        wire,
-                        id,
-                        &client_eph,
-                        NOISE_PATTERN_XXFALLBACK,
-                        Pattern::XxFallback,
-                    )
-                    .await
-                }
-                Err(e) => Err(e),
+        (Some(enc_static), Some(enc_payload)) => match ik(wire, id, &client_eph, &enc_static, &enc_payload).await {
+            Ok(done) => Ok(done),
+            Err(HandshakeError::Noise(e)) => {
+                tracing::info!("IK with an unknown server key ({e}); answering with XX-fallback");
+                xx(wire, id, &client_eph, NOISE_PATTERN_XXFALLBACK, Pattern::XxFallback).await
             }
-        }
+            Err(e) => Err(e),
+        },
         _ => xx(wire, id, &client_eph, NOISE_PATTERN_XX, Pattern::Xx).await,
     }
 }
@@ -104,21 +88,10 @@ async fn xx(
     send_server_hello(wire, eph_pub, Some(enc_static), enc_cert).await?;
 
     let finish = recv_message(wire).await?;
-    let finish = finish
-        .client_finish
-        .into_option()
-        .ok_or(HandshakeError::Missing("client_finish"))?;
-    let client_static = noise.decrypt(
-        &finish
-            .r#static
-            .ok_or(HandshakeError::Missing("client static"))?,
-    )?;
+    let finish = finish.client_finish.into_option().ok_or(HandshakeError::Missing("client_finish"))?;
+    let client_static = noise.decrypt(&finish.r#static.ok_or(HandshakeError::Missing("client static"))?)?;
     noise.mix_shared_secret(eph.private_key.serialize(), &client_static)?;
-    let payload = noise.decrypt(
-        &finish
-            .payload
-            .ok_or(HandshakeError::Missing("client payload"))?,
-    )?;
+    let payload = noise.decrypt(&finish.payload.ok_or(HandshakeError::Missing("client payload"))?)?;
     established(noise, &payload, pattern)
 }
 
@@ -147,19 +120,10 @@ async fn ik(
     established(noise, &payload, Pattern::Ik)
 }
 
-fn established(
-    noise: NoiseHandshake,
-    payload: &[u8],
-    pattern: Pattern,
-) -> Result<Established, HandshakeError> {
-    let payload = wa::ClientPayload::decode_from_slice(payload)
-        .map_err(|e| HandshakeError::Decode(e.to_string()))?;
+fn established(noise: NoiseHandshake, payload: &[u8], pattern: Pattern) -> Result<Established, HandshakeError> {
+    let payload = wa::ClientPayload::decode_from_slice(payload).map_err(|e| HandshakeError::Decode(e.to_string()))?;
     let (c2s, s2c) = noise.finish()?;
-    Ok(Established {
-        transport: Transport::new(c2s, s2c),
-        payload,
-        pattern,
-    })
+    Ok(Established { transport: Transport::new(c2s, s2c), payload, pattern })
 }
 
 async fn send_server_hello(
@@ -183,8 +147,7 @@ async fn send_server_hello(
 
 async fn recv_message(wire: &mut Wire) -> Result<wa::HandshakeMessage, HandshakeError> {
     let frame = wire.recv_frame().await?.ok_or(HandshakeError::Closed)?;
-    wa::HandshakeMessage::decode_from_slice(&frame)
-        .map_err(|e| HandshakeError::Decode(e.to_string()))
+    wa::HandshakeMessage::decode_from_slice(&frame).map_err(|e| HandshakeError::Decode(e.to_string()))
 }
 
 fn key32(bytes: Option<Vec<u8>>, what: &'static str) -> Result<[u8; 32], HandshakeError> {

@@ -58,26 +58,12 @@ pub struct Hub {
 
 impl Hub {
     /// Registers a new connection; `device` is `None` for an unpaired client.
-    pub fn register(
-        &self,
-        tx: mpsc::UnboundedSender<Outbound>,
-        device: Option<DeviceAddr>,
-    ) -> ConnId {
+    pub fn register(&self, tx: mpsc::UnboundedSender<Outbound>, device: Option<DeviceAddr>) -> ConnId {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         if let Some(d) = &device {
-            lock(&self.linked)
-                .entry(d.phone.clone())
-                .or_default()
-                .insert(d.device);
+            lock(&self.linked).entry(d.phone.clone()).or_default().insert(d.device);
         }
-        lock(&self.conns).insert(
-            id,
-            Conn {
-                tx,
-                device,
-                pairing: PairingState::default(),
-            },
-        );
+        lock(&self.conns).insert(id, Conn { tx, device, pairing: PairingState::default() });
         id
     }
 
@@ -88,24 +74,14 @@ impl Hub {
 
     /// Queues a message for one connection; `false` if it is gone.
     pub fn send(&self, id: ConnId, msg: Outbound) -> bool {
-        lock(&self.conns)
-            .get(&id)
-            .is_some_and(|c| c.tx.send(msg).is_ok())
+        lock(&self.conns).get(&id).is_some_and(|c| c.tx.send(msg).is_ok())
     }
 
     /// Queues a message (built per connection) for every connection matching `filter`;
     /// returns how many were reached.
-    pub fn broadcast(
-        &self,
-        filter: impl Fn(Option<&DeviceAddr>) -> bool,
-        msg: impl Fn() -> Outbound,
-    ) -> usize {
+    pub fn broadcast(&self, filter: impl Fn(Option<&DeviceAddr>) -> bool, msg: impl Fn() -> Outbound) -> usize {
         let conns = lock(&self.conns);
-        conns
-            .values()
-            .filter(|c| filter(c.device.as_ref()))
-            .filter(|c| c.tx.send(msg()).is_ok())
-            .count()
+        conns.values().filter(|c| filter(c.device.as_ref())).filter(|c| c.tx.send(msg()).is_ok()).count()
     }
 
     /// Runs `f` on a connection's pairing state.
@@ -116,10 +92,7 @@ impl Hub {
     /// The first connection whose pairing state satisfies `pred`.
     pub fn find_pairing(&self, pred: impl Fn(&PairingState) -> bool) -> Option<ConnId> {
         let conns = lock(&self.conns);
-        conns
-            .iter()
-            .find(|(_, c)| c.device.is_none() && pred(&c.pairing))
-            .map(|(id, _)| *id)
+        conns.iter().find(|(_, c)| c.device.is_none() && pred(&c.pairing)).map(|(id, _)| *id)
     }
 
     /// Companion devices linked at runtime (or seen logging in) for an account.
@@ -131,10 +104,7 @@ impl Hub {
     pub fn link(&self, addr: &DeviceAddr) {
         lock(&self.key_shares).insert(addr.clone(), None);
         lock(&self.removed).remove(addr);
-        lock(&self.linked)
-            .entry(addr.phone.clone())
-            .or_default()
-            .insert(addr.device);
+        lock(&self.linked).entry(addr.phone.clone()).or_default().insert(addr.device);
     }
 
     /// Whether the device is owed a key share that has not been built yet.
@@ -156,10 +126,7 @@ impl Hub {
     pub fn confirm_key_share(&self, id: &str) -> bool {
         let mut shares = lock(&self.key_shares);
         let before = shares.len();
-        shares.retain(|_, m| {
-            m.as_ref()
-                .is_none_or(|m| crate::node::attr(m, "id").as_deref() != Some(id))
-        });
+        shares.retain(|_, m| m.as_ref().is_none_or(|m| crate::node::attr(m, "id").as_deref() != Some(id)));
         shares.len() != before
     }
 
@@ -194,32 +161,18 @@ impl Hub {
 
     /// Marks every linked device of an account as logged out; returns them.
     pub fn remove_account_devices(&self, phone: &str, world_devices: &[u16]) -> Vec<DeviceAddr> {
-        let mut devices: BTreeSet<u16> = self
-            .linked
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(phone)
-            .unwrap_or_default();
+        let mut devices: BTreeSet<u16> =
+            self.linked.lock().unwrap_or_else(PoisonError::into_inner).remove(phone).unwrap_or_default();
         devices.extend(world_devices.iter().copied());
-        let addrs: Vec<DeviceAddr> = devices
-            .into_iter()
-            .map(|device| DeviceAddr {
-                phone: phone.to_owned(),
-                device,
-            })
-            .collect();
+        let addrs: Vec<DeviceAddr> =
+            devices.into_iter().map(|device| DeviceAddr { phone: phone.to_owned(), device }).collect();
         lock(&self.removed).extend(addrs.iter().cloned());
         addrs
     }
 
     /// Marks one device as logged out (the client unlinked itself).
     pub fn remove_device(&self, addr: &DeviceAddr) {
-        if let Some(set) = self
-            .linked
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get_mut(&addr.phone)
-        {
+        if let Some(set) = self.linked.lock().unwrap_or_else(PoisonError::into_inner).get_mut(&addr.phone) {
             set.remove(&addr.device);
         }
         lock(&self.removed).insert(addr.clone());
@@ -233,9 +186,7 @@ impl Hub {
     /// A device id for a new companion of the account, unused by `taken` and linked ones.
     pub fn free_device_id(&self, phone: &str, taken: &[u16]) -> u16 {
         let linked = self.linked_devices(phone);
-        (1..)
-            .find(|d| !taken.contains(d) && !linked.contains(d))
-            .unwrap_or(u16::MAX)
+        (1..).find(|d| !taken.contains(d) && !linked.contains(d)).unwrap_or(u16::MAX)
     }
 
     /// Sends a server-initiated IQ to a connection and waits for the client's answer.
@@ -247,10 +198,7 @@ impl Hub {
             lock(&self.waiting).remove(&iq_id);
             return None;
         }
-        let answer = tokio::time::timeout(timeout, rx)
-            .await
-            .ok()
-            .and_then(Result::ok);
+        let answer = tokio::time::timeout(timeout, rx).await.ok().and_then(Result::ok);
         lock(&self.waiting).remove(&iq_id);
         answer
     }
@@ -260,12 +208,7 @@ impl Hub {
         let Some(id) = crate::node::attr(&answer, "id") else {
             return false;
         };
-        match self
-            .waiting
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&id)
-        {
+        match self.waiting.lock().unwrap_or_else(PoisonError::into_inner).remove(&id) {
             Some(tx) => {
                 let _ = tx.send(answer);
                 true

@@ -12,22 +12,9 @@ use crate::signal::{self, Bundle, SignalResult};
 use crate::world::Account;
 
 /// The `<message>` from the account's phone carrying a fresh app-state key to `device`.
-pub async fn key_share_message(
-    account: &Account,
-    device: u16,
-    bundle: &Bundle,
-) -> SignalResult<Node> {
+pub async fn key_share_message(account: &Account, device: u16, bundle: &Bundle) -> SignalResult<Node> {
     let content = share(&Phone::of(account), device);
-    signal::message(
-        account,
-        &account.phone,
-        device,
-        bundle,
-        "protocol",
-        None,
-        &content,
-    )
-    .await
+    signal::message(account, &account.phone, device, bundle, "protocol", None, &content).await
 }
 
 /// A `protocolMessage` sharing one random app-state sync key.
@@ -49,9 +36,7 @@ fn share(phone: &Phone, device: u16) -> wa::Message {
     wa::Message {
         protocol_message: buffa::MessageField::some(wa::message::ProtocolMessage {
             r#type: Some(wa::message::protocol_message::Type::APP_STATE_SYNC_KEY_SHARE),
-            app_state_sync_key_share: buffa::MessageField::some(
-                wa::message::AppStateSyncKeyShare { keys: vec![key] },
-            ),
+            app_state_sync_key_share: buffa::MessageField::some(wa::message::AppStateSyncKeyShare { keys: vec![key] }),
             ..Default::default()
         }),
         ..Default::default()

@@ -13,10 +13,7 @@ const USAGE: &str = "usage: wa-sim --world FILE [--listen 127.0.0.1:PORT] [--adm
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "wa_sim=info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "wa_sim=info".into()))
         .with_writer(std::io::stderr)
         .init();
     let cfg = parse_args(std::env::args().skip(1))?;
@@ -26,9 +23,7 @@ async fn main() -> anyhow::Result<()> {
         println!("admin {admin}");
     }
     println!("noise-public-key {}", hex::encode(sim.noise_public_key()));
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for ctrl-c")?;
+    tokio::signal::ctrl_c().await.context("waiting for ctrl-c")?;
     sim.shutdown().await;
     Ok(())
 }
@@ -39,21 +34,14 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<SimConfi
     let mut admin: Option<SocketAddr> = None;
     let mut key: Option<[u8; 32]> = None;
     while let Some(flag) = args.next() {
-        let mut value = || {
-            args.next()
-                .with_context(|| format!("{flag} needs a value\n{USAGE}"))
-        };
+        let mut value = || args.next().with_context(|| format!("{flag} needs a value\n{USAGE}"));
         match flag.as_str() {
             "--world" => world = Some(World::load(value()?)?),
             "--listen" => listen = Some(value()?.parse().context("--listen")?),
             "--admin" => admin = Some(value()?.parse().context("--admin")?),
             "--static-key" => {
                 let bytes = hex::decode(value()?).context("--static-key must be hex")?;
-                key = Some(
-                    bytes
-                        .try_into()
-                        .map_err(|_| anyhow::anyhow!("--static-key must be 32 bytes"))?,
-                );
+                key = Some(bytes.try_into().map_err(|_| anyhow::anyhow!("--static-key must be 32 bytes"))?);
             }
             "-h" | "--help" => {
                 println!("{USAGE}");

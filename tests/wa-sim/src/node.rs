@@ -38,9 +38,7 @@ pub fn child_bytes<'a>(node: &'a Node, tag: &str) -> Option<&'a [u8]> {
 /// A node carrying free text. Text is sent as bytes: the codec would turn any string
 /// containing '@' into a JID, which the client then fails to decode.
 pub fn text(tag: &'static str, value: &str) -> Node {
-    NodeBuilder::new(tag)
-        .bytes(value.as_bytes().to_vec())
-        .build()
+    NodeBuilder::new(tag).bytes(value.as_bytes().to_vec()).build()
 }
 
 /// `<iq type="result" id=…>` answering `req`, with the given children.
@@ -61,19 +59,13 @@ pub fn iq_error(req: &Node, code: u16, text: &str) -> Node {
         .attr("type", "error")
         .attr("from", attr(req, "to").unwrap_or_else(|| SERVER.to_owned()))
         .attr("id", attr(req, "id").unwrap_or_default())
-        .children([NodeBuilder::new("error")
-            .attr("code", code.to_string())
-            .attr("text", text)
-            .build()])
+        .children([NodeBuilder::new("error").attr("code", code.to_string()).attr("text", text).build()])
         .build()
 }
 
 /// A per-field `<error code text/>` child used inside usync and picture answers.
 pub fn error_child(code: u16, text: &str) -> Node {
-    NodeBuilder::new("error")
-        .attr("code", code.to_string())
-        .attr("text", text)
-        .build()
+    NodeBuilder::new("error").attr("code", code.to_string()).attr("text", text).build()
 }
 
 /// A fresh random stanza id.
@@ -84,7 +76,5 @@ pub fn random_id() -> String {
 
 /// Current unix time in seconds.
 pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

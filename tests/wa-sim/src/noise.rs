@@ -33,12 +33,8 @@ impl NoiseIdentity {
             Some(bytes) => KeyPair::try_from(PrivateKey::deserialize(&bytes)?)?,
             None => KeyPair::generate(&mut rand::rng()),
         };
-        let cert_chain =
-            wacore_noise::test_util::build_cert_chain_bytes(&static_public(&static_key));
-        Ok(Self {
-            static_key,
-            cert_chain,
-        })
+        let cert_chain = wacore_noise::test_util::build_cert_chain_bytes(&static_public(&static_key));
+        Ok(Self { static_key, cert_chain })
     }
 
     /// The static public key (raw 32 bytes).
@@ -64,19 +60,12 @@ pub struct Transport {
 impl Transport {
     /// From the handshake's split: client→server and server→client ciphers.
     pub fn new(client_to_server: NoiseCipher, server_to_client: NoiseCipher) -> Self {
-        Self {
-            read: client_to_server,
-            write: server_to_client,
-            read_n: 0,
-            write_n: 0,
-        }
+        Self { read: client_to_server, write: server_to_client, read_n: 0, write_n: 0 }
     }
 
     /// Decrypts and decodes one client frame.
     pub fn open(&mut self, mut frame: Vec<u8>) -> Result<Node, CipherError> {
-        self.read
-            .decrypt_in_place_with_counter(self.read_n, &mut frame)
-            .map_err(CipherError::Decrypt)?;
+        self.read.decrypt_in_place_with_counter(self.read_n, &mut frame).map_err(CipherError::Decrypt)?;
         self.read_n = self.read_n.wrapping_add(1);
         let plain = wacore_binary::util::unpack(&frame)?;
         Ok(wacore_binary::marshal::unmarshal_ref(&plain)?.to_owned())
@@ -85,10 +74,7 @@ impl Transport {
     /// Encodes and encrypts one node for the client.
     pub fn seal(&mut self, node: &Node) -> Result<Vec<u8>, CipherError> {
         let plain = wacore_binary::marshal(node)?;
-        let out = self
-            .write
-            .encrypt_with_counter(self.write_n, &plain)
-            .map_err(CipherError::Encrypt)?;
+        let out = self.write.encrypt_with_counter(self.write_n, &plain).map_err(CipherError::Encrypt)?;
         self.write_n = self.write_n.wrapping_add(1);
         Ok(out)
     }

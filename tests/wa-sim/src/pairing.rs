@@ -53,12 +53,8 @@ struct PrimaryHello {
 
 /// The `<pair-device>` IQ offering QR refs to a freshly connected unpaired client.
 pub fn pair_device(shared: &Shared, conn: ConnId) -> Node {
-    let refs: Vec<String> = (0..QR_REFS)
-        .map(|_| format!("2@{}", node::random_id()))
-        .collect();
-    let ref_nodes = refs
-        .iter()
-        .map(|r| NodeBuilder::new("ref").bytes(r.as_bytes().to_vec()).build());
+    let refs: Vec<String> = (0..QR_REFS).map(|_| format!("2@{}", node::random_id())).collect();
+    let ref_nodes = refs.iter().map(|r| NodeBuilder::new("ref").bytes(r.as_bytes().to_vec()).build());
     shared.hub.with_pairing(conn, |p| p.qr_refs = refs.clone());
     NodeBuilder::new("iq")
         .attr("from", SERVER)
@@ -71,8 +67,7 @@ pub fn pair_device(shared: &Shared, conn: ConnId) -> Node {
 
 /// The phone scans a QR code shown by a client and links it to the account.
 pub async fn scan_qr(shared: &Arc<Shared>, qr: &str, phone: &str) -> Result<(), SimError> {
-    let (pairing_ref, _noise, identity) =
-        PairUtils::parse_qr_code(qr).map_err(|e| SimError::BadQr(e.to_string()))?;
+    let (pairing_ref, _noise, identity) = PairUtils::parse_qr_code(qr).map_err(|e| SimError::BadQr(e.to_string()))?;
     let adv_secret = qr
         .split(',')
         .nth(3)
@@ -80,10 +75,7 @@ pub async fn scan_qr(shared: &Arc<Shared>, qr: &str, phone: &str) -> Result<(), 
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
         .ok_or_else(|| SimError::BadQr("bad ADV secret field".into()))?;
     let phone = account_phone(shared, phone)?;
-    let conn = shared
-        .hub
-        .find_pairing(|p| p.qr_refs.contains(&pairing_ref))
-        .ok_or(SimError::UnknownQr)?;
+    let conn = shared.hub.find_pairing(|p| p.qr_refs.contains(&pairing_ref)).ok_or(SimError::UnknownQr)?;
     link(shared, conn, &phone, identity, adv_secret).await
 }
 
@@ -120,46 +112,24 @@ fn companion_hello(shared: &Shared, conn: ConnId, req: &Node, reg: &Node) -> Nod
         hello: None,
     };
     shared.hub.with_pairing(conn, |p| p.code = Some(request));
-    let answer = NodeBuilder::new("link_code_companion_reg").children([NodeBuilder::new(
-        "link_code_pairing_ref",
-    )
-    .bytes(pairing_ref)
-    .build()]);
+    let answer = NodeBuilder::new("link_code_companion_reg")
+        .children([NodeBuilder::new("link_code_pairing_ref").bytes(pairing_ref).build()]);
     iq_result(req, vec![answer.build()])
 }
 
 /// The phone side of "enter the code on your phone": answers the client's
 /// `companion_hello` with `primary_hello`, then completes the link.
-pub async fn enter_pair_code(
-    shared: &Arc<Shared>,
-    phone: &str,
-    code: &str,
-) -> Result<(), SimError> {
+pub async fn enter_pair_code(shared: &Arc<Shared>, phone: &str, code: &str) -> Result<(), SimError> {
     let phone = account_phone(shared, phone)?;
-    let code: String = code
-        .chars()
-        .filter(|c| *c != '-' && !c.is_whitespace())
-        .collect::<String>()
-        .to_uppercase();
+    let code: String = code.chars().filter(|c| *c != '-' && !c.is_whitespace()).collect::<String>().to_uppercase();
     if !PairCodeUtils::validate_code(&code) {
         return Err(SimError::WrongPairCode);
     }
-    let waiting = |p: &PairingState| {
-        p.code
-            .as_ref()
-            .is_some_and(|c| c.phone == phone && c.hello.is_none())
-    };
-    let conn = shared
-        .hub
-        .find_pairing(waiting)
-        .ok_or_else(|| SimError::NoPairCodeRequest(phone.clone()))?;
+    let waiting = |p: &PairingState| p.code.as_ref().is_some_and(|c| c.phone == phone && c.hello.is_none());
+    let conn = shared.hub.find_pairing(waiting).ok_or_else(|| SimError::NoPairCodeRequest(phone.clone()))?;
     let (wrapped, pairing_ref) = shared
         .hub
-        .with_pairing(conn, |p| {
-            p.code
-                .as_ref()
-                .map(|c| (c.wrapped_companion_ephemeral.clone(), c.pairing_ref.clone()))
-        })
+        .with_pairing(conn, |p| p.code.as_ref().map(|c| (c.wrapped_companion_ephemeral.clone(), c.pairing_ref.clone())))
         .flatten()
         .ok_or(SimError::Disconnected("pair code entry"))?;
 
@@ -169,30 +139,20 @@ pub async fn enter_pair_code(
     let slow_code = code.clone();
     let (companion_ephemeral, wrapped_primary) = tokio::task::spawn_blocking(move || {
         let companion = PairCodeUtils::decrypt_primary_ephemeral_pub(&wrapped, &slow_code);
-        (
-            companion,
-            PairCodeUtils::encrypt_ephemeral_pub(&ephemeral_pub, &slow_code),
-        )
+        (companion, PairCodeUtils::encrypt_ephemeral_pub(&ephemeral_pub, &slow_code))
     })
     .await
     .map_err(|e| SimError::Crypto(e.to_string()))?;
     let companion_ephemeral = companion_ephemeral.map_err(|e| SimError::Crypto(e.to_string()))?;
 
     let (tx, rx) = oneshot::channel();
-    let hello = PrimaryHello {
-        ephemeral,
-        companion_ephemeral,
-        outcome: tx,
-    };
+    let hello = PrimaryHello { ephemeral, companion_ephemeral, outcome: tx };
     shared.hub.with_pairing(conn, |p| {
         if let Some(c) = p.code.as_mut() {
             c.hello = Some(hello);
         }
     });
-    let account = shared
-        .world
-        .account_by_phone(&phone)
-        .ok_or_else(|| SimError::UnknownAccount(phone.clone()))?;
+    let account = shared.world.account_by_phone(&phone).ok_or_else(|| SimError::UnknownAccount(phone.clone()))?;
     let notification = NodeBuilder::new("notification")
         .attr("from", SERVER)
         .attr("type", "link_code_companion_reg")
@@ -204,12 +164,8 @@ pub async fn enter_pair_code(
                 NodeBuilder::new("link_code_pairing_wrapped_primary_ephemeral_pub")
                     .bytes(wrapped_primary.to_vec())
                     .build(),
-                NodeBuilder::new("primary_identity_pub")
-                    .bytes(Phone::of(account).public().to_vec())
-                    .build(),
-                NodeBuilder::new("link_code_pairing_ref")
-                    .bytes(pairing_ref)
-                    .build(),
+                NodeBuilder::new("primary_identity_pub").bytes(Phone::of(account).public().to_vec()).build(),
+                NodeBuilder::new("link_code_pairing_ref").bytes(pairing_ref).build(),
             ])
             .build()])
         .build();
@@ -225,24 +181,16 @@ pub async fn enter_pair_code(
 
 fn companion_finish(shared: &Arc<Shared>, conn: ConnId, req: &Node, reg: &Node) -> Node {
     let request = shared.hub.with_pairing(conn, |p| p.code.take()).flatten();
-    let Some(CodeRequest {
-        phone,
-        hello: Some(hello),
-        ..
-    }) = request
-    else {
+    let Some(CodeRequest { phone, hello: Some(hello), .. }) = request else {
         return iq_error(req, 400, "bad-request");
     };
     let bundle = child_bytes(reg, "link_code_pairing_wrapped_key_bundle");
-    let identity =
-        child_bytes(reg, "companion_identity_public").and_then(|b| <[u8; 32]>::try_from(b).ok());
+    let identity = child_bytes(reg, "companion_identity_public").and_then(|b| <[u8; 32]>::try_from(b).ok());
     let secrets = match (bundle, identity) {
         (Some(bundle), Some(identity)) => {
             open_key_bundle(shared, &phone, &hello, bundle, &identity).map(|adv| (identity, adv))
         }
-        _ => Err(SimError::Rejected(
-            "companion_finish lacks the key bundle or identity".into(),
-        )),
+        _ => Err(SimError::Rejected("companion_finish lacks the key bundle or identity".into())),
     };
     match secrets {
         Err(e) => {
@@ -273,17 +221,10 @@ fn open_key_bundle(
     if wrapped.len() < 32 + 12 + 16 {
         return Err(SimError::Rejected("key bundle too short".into()));
     }
-    let account = shared
-        .world
-        .account_by_phone(phone)
-        .ok_or_else(|| SimError::UnknownAccount(phone.into()))?;
+    let account = shared.world.account_by_phone(phone).ok_or_else(|| SimError::UnknownAccount(phone.into()))?;
     let primary = Phone::of(account);
-    let companion_eph =
-        PublicKey::from_djb_public_key_bytes(&hello.companion_ephemeral).map_err(|e| crypto(&e))?;
-    let ephemeral_shared = hello
-        .ephemeral
-        .calculate_agreement(&companion_eph)
-        .map_err(|e| crypto(&e))?;
+    let companion_eph = PublicKey::from_djb_public_key_bytes(&hello.companion_ephemeral).map_err(|e| crypto(&e))?;
+    let ephemeral_shared = hello.ephemeral.calculate_agreement(&companion_eph).map_err(|e| crypto(&e))?;
     let identity_shared = primary.agree(companion_identity).map_err(|e| crypto(&e))?;
 
     let (salt, rest) = wrapped.split_at(32);
@@ -293,18 +234,13 @@ fn open_key_bundle(
         .map_err(|e| crypto(&e))?;
     let iv: [u8; 12] = iv.try_into().map_err(|_| SimError::Crypto("iv".into()))?;
     let mut bundle = Vec::new();
-    aes_256_gcm_decrypt(&key, &iv, b"", ciphertext, &mut bundle)
-        .map_err(|_| SimError::WrongPairCode)?;
-    if bundle.len() != 96
-        || bundle[..32] != companion_identity[..]
-        || bundle[32..64] != primary.public()[..]
-    {
+    aes_256_gcm_decrypt(&key, &iv, b"", ciphertext, &mut bundle).map_err(|_| SimError::WrongPairCode)?;
+    if bundle.len() != 96 || bundle[..32] != companion_identity[..] || bundle[32..64] != primary.public()[..] {
         return Err(SimError::WrongPairCode);
     }
     let secret_input = [&ephemeral_shared[..], &identity_shared[..], &bundle[64..]].concat();
     let mut adv_secret = [0u8; 32];
-    wacore::crypto::hkdf_sha256_into(&secret_input, None, b"adv_secret", &mut adv_secret)
-        .map_err(|e| crypto(&e))?;
+    wacore::crypto::hkdf_sha256_into(&secret_input, None, b"adv_secret", &mut adv_secret).map_err(|e| crypto(&e))?;
     Ok(adv_secret)
 }
 
@@ -317,25 +253,18 @@ async fn link(
     identity: [u8; 32],
     adv_secret: [u8; 32],
 ) -> Result<(), SimError> {
-    let account = shared
-        .world
-        .account_by_phone(phone)
-        .ok_or_else(|| SimError::UnknownAccount(phone.into()))?;
+    let account = shared.world.account_by_phone(phone).ok_or_else(|| SimError::UnknownAccount(phone.into()))?;
     let device = shared.hub.free_device_id(phone, &account.devices);
     let device_identity = Phone::of(account)
         .device_identity(device, &identity, &adv_secret)
         .map_err(|e| SimError::Crypto(e.to_string()))?;
     let success = NodeBuilder::new("pair-success").children([
-        NodeBuilder::new("device-identity")
-            .bytes(device_identity)
-            .build(),
+        NodeBuilder::new("device-identity").bytes(device_identity).build(),
         NodeBuilder::new("device")
             .attr("jid", Jid::pn_device(account.phone.as_str(), device))
             .attr("lid", Jid::lid_device(account.lid.as_str(), device))
             .build(),
-        NodeBuilder::new("biz")
-            .attr("name", account.push_name.as_str())
-            .build(),
+        NodeBuilder::new("biz").attr("name", account.push_name.as_str()).build(),
         NodeBuilder::new("platform").attr("name", "smbi").build(),
     ]);
     let iq = NodeBuilder::new("iq")
@@ -345,11 +274,7 @@ async fn link(
         .attr("id", node::random_id())
         .children([success.build()])
         .build();
-    let answer = shared
-        .hub
-        .request(conn, iq, CLIENT_ANSWER)
-        .await
-        .ok_or(SimError::Timeout("pair-device-sign"))?;
+    let answer = shared.hub.request(conn, iq, CLIENT_ANSWER).await.ok_or(SimError::Timeout("pair-device-sign"))?;
     if node::attr(&answer, "type").as_deref() != Some("result")
         || answer.get_optional_child("pair-device-sign").is_none()
     {
@@ -359,19 +284,10 @@ async fn link(
             .unwrap_or_else(|| "no signature".into());
         return Err(SimError::Rejected(why));
     }
-    let addr = DeviceAddr {
-        phone: account.phone.clone(),
-        device,
-    };
+    let addr = DeviceAddr { phone: account.phone.clone(), device };
     shared.hub.link(&addr);
-    tracing::info!(
-        "linked {}:{} — restarting its stream",
-        addr.phone,
-        addr.device
-    );
-    shared
-        .hub
-        .send(conn, Outbound::Final(login::stream_error(515)));
+    tracing::info!("linked {}:{} — restarting its stream", addr.phone, addr.device);
+    shared.hub.send(conn, Outbound::Final(login::stream_error(515)));
     Ok(())
 }
 

@@ -44,16 +44,12 @@ impl Phone {
 
     /// The account key as a Signal identity (public, private).
     pub fn signal_identity(&self) -> Result<(PublicKey, PrivateKey), CurveError> {
-        Ok((
-            self.key.public_key,
-            PrivateKey::deserialize(self.key.private_key.serialize())?,
-        ))
+        Ok((self.key.public_key, PrivateKey::deserialize(self.key.private_key.serialize())?))
     }
 
     /// Diffie-Hellman between the account key and a peer's raw public key.
     pub fn agree(&self, their_public: &[u8; 32]) -> Result<[u8; 32], CurveError> {
-        self.key
-            .calculate_agreement(&PublicKey::from_djb_public_key_bytes(their_public)?)
+        self.key.calculate_agreement(&PublicKey::from_djb_public_key_bytes(their_public)?)
     }
 
     /// The `<device-identity>` of a `pair-success`: an `ADVSignedDeviceIdentityHMAC`
@@ -109,11 +105,7 @@ impl Phone {
     }
 
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, CurveError> {
-        Ok(self
-            .key
-            .private_key
-            .calculate_signature(message, &mut rand::rng())?
-            .to_vec())
+        Ok(self.key.private_key.calculate_signature(message, &mut rand::rng())?.to_vec())
     }
 }
 
@@ -126,10 +118,6 @@ pub fn verified_name_certificate(name: &str, serial: u64) -> Vec<u8> {
         ..Default::default()
     }
     .encode_to_vec();
-    wa::VerifiedNameCertificate {
-        details: Some(details),
-        signature: Some(vec![0; 64]),
-        ..Default::default()
-    }
-    .encode_to_vec()
+    wa::VerifiedNameCertificate { details: Some(details), signature: Some(vec![0; 64]), ..Default::default() }
+        .encode_to_vec()
 }

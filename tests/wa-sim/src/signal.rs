@@ -7,9 +7,8 @@
 use std::collections::HashMap;
 
 use wacore::libsignal::protocol::{
-    self as signal, CiphertextMessage, Direction, IdentityChange, IdentityKey, IdentityKeyPair,
-    IdentityKeyStore, PreKeyBundle, ProtocolAddress, PublicKey, SessionRecord, SessionStore,
-    SignalProtocolError, UsePQRatchet,
+    self as signal, CiphertextMessage, Direction, IdentityChange, IdentityKey, IdentityKeyPair, IdentityKeyStore,
+    PreKeyBundle, ProtocolAddress, PublicKey, SessionRecord, SessionStore, SignalProtocolError, UsePQRatchet,
 };
 use wacore::messages::MessageUtils;
 use wacore_binary::builder::NodeBuilder;
@@ -45,18 +44,12 @@ pub struct Bundle {
 impl DeviceKeys {
     /// Parses a pre-key upload; `None` if it is not one (or is malformed).
     pub fn parse(upload: &Node) -> Option<DeviceKeys> {
-        let registration_id =
-            u32::from_be_bytes(child_bytes(upload, "registration")?.try_into().ok()?);
+        let registration_id = u32::from_be_bytes(child_bytes(upload, "registration")?.try_into().ok()?);
         let identity = child_bytes(upload, "identity")?.try_into().ok()?;
         let skey = upload.get_optional_child("skey")?;
         let pre_keys = children(upload.get_optional_child("list")?)
             .iter()
-            .filter_map(|k| {
-                Some((
-                    id24(child_bytes(k, "id")?)?,
-                    child_bytes(k, "value")?.try_into().ok()?,
-                ))
-            })
+            .filter_map(|k| Some((id24(child_bytes(k, "id")?)?, child_bytes(k, "value")?.try_into().ok()?)))
             .collect();
         Some(DeviceKeys {
             registration_id,
@@ -117,10 +110,7 @@ pub async fn message(
     let prekey_bundle = PreKeyBundle::new(
         bundle.registration_id,
         u32::from(device).into(),
-        Some((
-            bundle.pre_key.0.into(),
-            PublicKey::from_djb_public_key_bytes(&bundle.pre_key.1)?,
-        )),
+        Some((bundle.pre_key.0.into(), PublicKey::from_djb_public_key_bytes(&bundle.pre_key.1)?)),
         bundle.signed_pre_key.0.into(),
         PublicKey::from_djb_public_key_bytes(&bundle.signed_pre_key.1)?,
         bundle.signed_pre_key.2.clone(),
@@ -128,25 +118,15 @@ pub async fn message(
     )?;
     let mut sessions = Sessions::default();
     let mut rng = rand::make_rng::<rand::rngs::StdRng>();
-    signal::process_prekey_bundle(
-        &recipient,
-        &mut sessions,
-        &mut store,
-        &prekey_bundle,
-        &mut rng,
-        UsePQRatchet::No,
-    )
-    .await?;
+    signal::process_prekey_bundle(&recipient, &mut sessions, &mut store, &prekey_bundle, &mut rng, UsePQRatchet::No)
+        .await?;
     let plaintext = MessageUtils::pad_message_v2(content.encode_to_vec());
-    let ciphertext =
-        signal::message_encrypt(&plaintext, &recipient, &mut sessions, &mut store).await?;
+    let ciphertext = signal::message_encrypt(&plaintext, &recipient, &mut sessions, &mut store).await?;
     let (enc_type, bytes) = match &ciphertext {
         CiphertextMessage::PreKeySignalMessage(m) => ("pkmsg", m.serialized().to_vec()),
         CiphertextMessage::SignalMessage(m) => ("msg", m.serialized().to_vec()),
         _ => {
-            return Err(SignalProtocolError::InvalidArgument(
-                "unexpected ciphertext kind".into(),
-            ));
+            return Err(SignalProtocolError::InvalidArgument("unexpected ciphertext kind".into()));
         }
     };
     let mut b = NodeBuilder::new("message")
@@ -160,11 +140,7 @@ pub async fn message(
     if sender.phone == recipient_phone {
         b = b.attr("category", "peer");
     }
-    let enc = NodeBuilder::new("enc")
-        .attr("v", "2")
-        .attr("type", enc_type)
-        .bytes(bytes)
-        .build();
+    let enc = NodeBuilder::new("enc").attr("v", "2").attr("type", enc_type).bytes(bytes).build();
     Ok(b.children([enc]).build())
 }
 
@@ -177,10 +153,7 @@ struct PhoneStore {
 impl PhoneStore {
     fn new(phone: &Phone) -> SignalResult<Self> {
         let (public, private) = phone.signal_identity()?;
-        Ok(Self {
-            identity: IdentityKeyPair::new(IdentityKey::new(public), private),
-            peers: HashMap::new(),
-        })
+        Ok(Self { identity: IdentityKeyPair::new(IdentityKey::new(public), private), peers: HashMap::new() })
     }
 }
 
@@ -205,12 +178,7 @@ impl IdentityKeyStore for PhoneStore {
         }
     }
 
-    async fn is_trusted_identity(
-        &self,
-        _: &ProtocolAddress,
-        _: &IdentityKey,
-        _: Direction,
-    ) -> SignalResult<bool> {
+    async fn is_trusted_identity(&self, _: &ProtocolAddress, _: &IdentityKey, _: Direction) -> SignalResult<bool> {
         Ok(true)
     }
 
@@ -233,11 +201,7 @@ impl SessionStore for Sessions {
         Ok(self.0.contains_key(address))
     }
 
-    async fn store_session(
-        &mut self,
-        address: &ProtocolAddress,
-        record: SessionRecord,
-    ) -> SignalResult<()> {
+    async fn store_session(&mut self, address: &ProtocolAddress, record: SessionRecord) -> SignalResult<()> {
         self.0.insert(address.clone(), record);
         Ok(())
     }

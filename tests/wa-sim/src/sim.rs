@@ -77,12 +77,7 @@ pub struct SimConfig {
 impl SimConfig {
     /// A config listening on a free loopback port, without admin endpoint.
     pub fn new(world: World) -> Self {
-        Self {
-            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-            admin_listen: None,
-            noise_static_key: None,
-            world,
-        }
+        Self { listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), admin_listen: None, noise_static_key: None, world }
     }
 }
 
@@ -104,8 +99,7 @@ pub struct WaSim {
 impl WaSim {
     /// Binds the listeners and starts serving.
     pub async fn start(cfg: SimConfig) -> Result<WaSim, SimError> {
-        let noise = NoiseIdentity::new(cfg.noise_static_key)
-            .map_err(|e| SimError::NoiseKey(e.to_string()))?;
+        let noise = NoiseIdentity::new(cfg.noise_static_key).map_err(|e| SimError::NoiseKey(e.to_string()))?;
         let shared = Arc::new(Shared {
             world: cfg.world,
             noise,
@@ -114,31 +108,17 @@ impl WaSim {
             handshakes: HandshakeCounts::default(),
         });
         let listener = bind(cfg.listen).await?;
-        let addr = listener.local_addr().map_err(|cause| SimError::Bind {
-            addr: cfg.listen,
-            cause,
-        })?;
+        let addr = listener.local_addr().map_err(|cause| SimError::Bind { addr: cfg.listen, cause })?;
         let mut tasks = vec![tokio::spawn(accept_loop(shared.clone(), listener))];
         let mut admin_addr = None;
         if let Some(admin_listen) = cfg.admin_listen {
             let admin_listener = bind(admin_listen).await?;
-            admin_addr = Some(
-                admin_listener
-                    .local_addr()
-                    .map_err(|cause| SimError::Bind {
-                        addr: admin_listen,
-                        cause,
-                    })?,
-            );
+            admin_addr =
+                Some(admin_listener.local_addr().map_err(|cause| SimError::Bind { addr: admin_listen, cause })?);
             tasks.push(tokio::spawn(admin::serve(shared.clone(), admin_listener)));
         }
         tracing::info!("wa-sim listening on ws://{addr}{}", conn::WS_PATH);
-        Ok(WaSim {
-            shared,
-            addr,
-            admin_addr,
-            tasks,
-        })
+        Ok(WaSim { shared, addr, admin_addr, tasks })
     }
 
     /// The URL clients connect to: `ws://127.0.0.1:PORT/ws/chat`.
@@ -236,9 +216,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, SimError> {
     if !addr.ip().is_loopback() {
         return Err(SimError::NotLoopback(addr));
     }
-    TcpListener::bind(addr)
-        .await
-        .map_err(|cause| SimError::Bind { addr, cause })
+    TcpListener::bind(addr).await.map_err(|cause| SimError::Bind { addr, cause })
 }
 
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {

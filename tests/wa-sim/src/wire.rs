@@ -28,10 +28,7 @@ pub struct Wire {
 impl Wire {
     /// Wraps an upgraded WebSocket.
     pub fn new(ws: WebSocketStream<TcpStream>) -> Self {
-        Self {
-            ws,
-            reader: FrameReader::new(),
-        }
+        Self { ws, reader: FrameReader::new() }
     }
 
     /// The next frame body; `Ok(None)` once the client has closed the socket.

@@ -252,10 +252,8 @@ impl World {
     /// Reads, parses and validates a world file.
     pub fn load(path: impl AsRef<Path>) -> Result<World, WorldError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|cause| WorldError::Io {
-            path: path.display().to_string(),
-            cause,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|cause| WorldError::Io { path: path.display().to_string(), cause })?;
         World::from_toml_str(&text)
     }
 
@@ -308,10 +306,7 @@ impl World {
                 p.validate()?;
             }
             if a.devices.contains(&0) {
-                return invalid(format!(
-                    "account {}: device 0 is the phone itself, list companions only",
-                    a.phone
-                ));
+                return invalid(format!("account {}: device 0 is the phone itself, list companions only", a.phone));
             }
             if let Some(b) = &a.business {
                 check_attr_text("verified_name", &b.verified_name)?;
@@ -343,10 +338,7 @@ impl World {
                     (Some(phone), None) => check_digits("participant phone", phone)?,
                     (None, Some(lid)) => check_digits("participant lid", lid)?,
                     _ => {
-                        return invalid(format!(
-                            "group {}: each participant needs exactly one of phone or lid",
-                            g.id
-                        ));
+                        return invalid(format!("group {}: each participant needs exactly one of phone or lid", g.id));
                     }
                 }
             }
@@ -376,18 +368,14 @@ impl Group {
 
     /// The participant reported as creator: the first super-admin, else the first member.
     pub fn creator(&self) -> &Participant {
-        self.participants
-            .iter()
-            .find(|p| p.role == Role::Superadmin)
-            .unwrap_or(&self.participants[0])
+        self.participants.iter().find(|p| p.role == Role::Superadmin).unwrap_or(&self.participants[0])
     }
 }
 
 impl Participant {
     /// Whether this participant entry refers to the account.
     pub fn is(&self, account: &Account) -> bool {
-        self.phone.as_deref() == Some(account.phone.as_str())
-            || self.lid.as_deref() == Some(account.lid.as_str())
+        self.phone.as_deref() == Some(account.phone.as_str()) || self.lid.as_deref() == Some(account.lid.as_str())
     }
 }
 
@@ -406,9 +394,7 @@ fn check_digits(what: &str, value: &str) -> Result<(), WorldError> {
 /// encode them as a JID and the client would drop the whole stanza.
 fn check_attr_text(what: &str, value: &str) -> Result<(), WorldError> {
     if value.contains('@') {
-        return invalid(format!(
-            "{what} {value:?} must not contain '@' (it is sent as a node attribute)"
-        ));
+        return invalid(format!("{what} {value:?} must not contain '@' (it is sent as a node attribute)"));
     }
     Ok(())
 }
@@ -419,8 +405,7 @@ mod tests {
 
     #[test]
     fn demo_world_parses() {
-        let world = World::load(concat!(env!("CARGO_MANIFEST_DIR"), "/worlds/demo.toml"))
-            .expect("demo world");
+        let world = World::load(concat!(env!("CARGO_MANIFEST_DIR"), "/worlds/demo.toml")).expect("demo world");
         assert!(world.account_by_phone("+15550001111").is_some());
         assert!(!world.groups.is_empty());
     }
@@ -437,19 +422,13 @@ mod tests {
             lid = "3"
             push_name = "b"
         "#;
-        assert!(matches!(
-            World::from_toml_str(dup),
-            Err(WorldError::Invalid(_))
-        ));
+        assert!(matches!(World::from_toml_str(dup), Err(WorldError::Invalid(_))));
         let at = r#"
             [[accounts]]
             phone = "1"
             lid = "2"
             push_name = "me@home"
         "#;
-        assert!(matches!(
-            World::from_toml_str(at),
-            Err(WorldError::Invalid(_))
-        ));
+        assert!(matches!(World::from_toml_str(at), Err(WorldError::Invalid(_))));
     }
 }

@@ -32,10 +32,7 @@ async fn http(sim: &WaSim, method: &str, path: &str, body: &str) -> (u16, String
 #[tokio::test]
 async fn admin_endpoints_answer_json() {
     let sim = sim_with_admin().await;
-    assert_eq!(
-        http(&sim, "GET", "/healthz", "").await,
-        (200, r#"{"ok":true}"#.to_owned())
-    );
+    assert_eq!(http(&sim, "GET", "/healthz", "").await, (200, r#"{"ok":true}"#.to_owned()));
 
     let (status, body) = http(&sim, "POST", "/faults/latency", "{not json").await;
     assert_eq!(status, 400);
@@ -45,29 +42,12 @@ async fn admin_endpoints_answer_json() {
     assert_eq!(status, 404);
     assert!(body.contains("not an account"), "{body}");
 
-    let (status, body) = http(
-        &sim,
-        "POST",
-        "/scan-qr",
-        r#"{"qr":"x","phone":"15550001111"}"#,
-    )
-    .await;
+    let (status, body) = http(&sim, "POST", "/scan-qr", r#"{"qr":"x","phone":"15550001111"}"#).await;
     assert_eq!(status, 400, "{body}");
 
-    assert_eq!(
-        http(&sim, "POST", "/faults/latency", r#"{"ms":5}"#).await.0,
-        200
-    );
-    assert_eq!(
-        http(&sim, "POST", "/faults/drop", "").await,
-        (200, r#"{"dropped":0}"#.to_owned())
-    );
-    assert_eq!(
-        http(&sim, "POST", "/faults/refuse", r#"{"seconds":1}"#)
-            .await
-            .0,
-        200
-    );
+    assert_eq!(http(&sim, "POST", "/faults/latency", r#"{"ms":5}"#).await.0, 200);
+    assert_eq!(http(&sim, "POST", "/faults/drop", "").await, (200, r#"{"dropped":0}"#.to_owned()));
+    assert_eq!(http(&sim, "POST", "/faults/refuse", r#"{"seconds":1}"#).await.0, 200);
     assert_eq!(http(&sim, "GET", "/nope", "").await.0, 404);
 
     let same = r#"{"from":"15550002222","to":"15550002222","text":"hi"}"#;

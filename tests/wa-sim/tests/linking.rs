@@ -18,21 +18,12 @@ async fn qr_scan_links_and_logs_in_as_the_account() {
             _ => None,
         })
         .await;
-    assert!(matches!(
-        sim.scan_qr(&qr, "15559999999").await,
-        Err(wa_sim::SimError::UnknownAccount(_))
-    ));
+    assert!(matches!(sim.scan_qr(&qr, "15559999999").await, Err(wa_sim::SimError::UnknownAccount(_))));
     let scanned = Instant::now();
-    sim.scan_qr(&qr, SELF_PHONE)
-        .await
-        .expect("phone links the client");
+    sim.scan_qr(&qr, SELF_PHONE).await.expect("phone links the client");
     c.connected(20).await;
     // The phone's key share spares the client its 10 s wait for app-state keys.
-    assert!(
-        scanned.elapsed() < Duration::from_secs(9),
-        "Connected after {:?}",
-        scanned.elapsed()
-    );
+    assert!(scanned.elapsed() < Duration::from_secs(9), "Connected after {:?}", scanned.elapsed());
     let pn = c.client.pn().expect("pn after pairing");
     let lid = c.client.lid().expect("lid after pairing");
     assert_eq!(pn.user, SELF_PHONE);
@@ -47,26 +38,12 @@ async fn qr_scan_links_and_logs_in_as_the_account() {
 async fn pair_code_links_and_logs_in_as_the_account() {
     let sim = start_sim().await;
     let c = TestClient::fresh(&sim).await;
-    c.wait_for(10, "socket up (QR code)", |e| {
-        matches!(e, Event::PairingQrCode(_)).then_some(())
-    })
-    .await;
-    let options = PairCodeOptions {
-        phone_number: SELF_PHONE.to_owned(),
-        ..Default::default()
-    };
+    c.wait_for(10, "socket up (QR code)", |e| matches!(e, Event::PairingQrCode(_)).then_some(())).await;
+    let options = PairCodeOptions { phone_number: SELF_PHONE.to_owned(), ..Default::default() };
     let code = c.client.pair_with_code(options).await.expect("pair code");
-    assert!(matches!(
-        sim.enter_pair_code(SELF_PHONE, "not-a-code").await,
-        Err(wa_sim::SimError::WrongPairCode)
-    ));
-    assert!(matches!(
-        sim.enter_pair_code("15550002222", &code).await,
-        Err(wa_sim::SimError::NoPairCodeRequest(_))
-    ));
-    sim.enter_pair_code(SELF_PHONE, &code)
-        .await
-        .expect("phone links the client");
+    assert!(matches!(sim.enter_pair_code(SELF_PHONE, "not-a-code").await, Err(wa_sim::SimError::WrongPairCode)));
+    assert!(matches!(sim.enter_pair_code("15550002222", &code).await, Err(wa_sim::SimError::NoPairCodeRequest(_))));
+    sim.enter_pair_code(SELF_PHONE, &code).await.expect("phone links the client");
     c.connected(30).await;
     assert_eq!(c.client.pn().expect("pn").user, SELF_PHONE);
     assert_eq!(c.client.lid().expect("lid").user, SELF_LID);

@@ -21,11 +21,7 @@ fn config(listen: Option<SocketAddr>, key: [u8; 32]) -> SimConfig {
 }
 
 fn addr_of(sim: &WaSim) -> SocketAddr {
-    sim.ws_url()
-        .trim_start_matches("ws://")
-        .trim_end_matches("/ws/chat")
-        .parse()
-        .unwrap()
+    sim.ws_url().trim_start_matches("ws://").trim_end_matches("/ws/chat").parse().unwrap()
 }
 
 async fn restart_with(second_key: [u8; 32]) -> (WaSim, TestClient) {
@@ -35,10 +31,7 @@ async fn restart_with(second_key: [u8; 32]) -> (WaSim, TestClient) {
     c.connected(10).await;
     assert_eq!(first.handshakes(Pattern::Xx), 1);
     first.shutdown().await;
-    c.wait_for(5, "Disconnected", |e| {
-        matches!(e, Event::Disconnected(_)).then_some(())
-    })
-    .await;
+    c.wait_for(5, "Disconnected", |e| matches!(e, Event::Disconnected(_)).then_some(())).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let second = WaSim::start(config(Some(addr), second_key)).await.unwrap();
     c.connected(15).await;
@@ -52,21 +45,11 @@ async fn same_static_key_resumes_with_ik() {
     // The new sim knows none of the client's pre-keys: it asks for an upload at login,
     // after which contacts can message the device again.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while sim
-        .send_text("15550002222", SELF_PHONE, "after restart")
-        .await
-        .is_err()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no pre-keys after restart"
-        );
+    while sim.send_text("15550002222", SELF_PHONE, "after restart").await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "no pre-keys after restart");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    c.wait_for(5, "Messages", |e| {
-        matches!(e, Event::Messages(_)).then_some(())
-    })
-    .await;
+    c.wait_for(5, "Messages", |e| matches!(e, Event::Messages(_)).then_some(())).await;
     c.stop().await;
 }
 
@@ -101,9 +84,6 @@ async fn linked_sqlite_store_logs_in_again_with_ik_after_client_restart() {
     let second = TestClient::with_backend(&sim, Arc::new(store)).await;
     second.connected(10).await;
     assert_eq!(second.client.pn().unwrap().device, device);
-    assert!(
-        sim.handshakes(Pattern::Ik) > ik_before,
-        "the restarted client resumes with IK"
-    );
+    assert!(sim.handshakes(Pattern::Ik) > ik_before, "the restarted client resumes with IK");
     second.stop().await;
 }

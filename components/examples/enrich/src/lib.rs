@@ -5,7 +5,9 @@
 //! still answered, with `crm: null` and the reason.
 
 use serde_json::{Value, json};
-use waedge_sdk::{ErrorClass, Handler, Request, Response, authenticate, config, outbound, require_device, user_info, user_jid};
+use waedge_sdk::{
+    ErrorClass, Handler, Request, Response, authenticate, config, outbound, require_device, user_info, user_jid,
+};
 
 struct Enrich;
 

@@ -48,7 +48,9 @@ impl Handler for Probe {
             Some("fetch") => {
                 let url = query.get("url").unwrap_or_default();
                 match outbound::get(url) {
-                    Ok(fetched) => Response::json(200, &json!({ "status": fetched.status, "bytes": fetched.body.len() })),
+                    Ok(fetched) => {
+                        Response::json(200, &json!({ "status": fetched.status, "bytes": fetched.body.len() }))
+                    }
                     Err(error) => Response::json(502, &json!({ "error": error })),
                 }
             }

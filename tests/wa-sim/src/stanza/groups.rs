@@ -13,10 +13,7 @@ pub fn answer(req: &Node, world: &World, viewer: Option<&Account>) -> Node {
     };
     if req.get_optional_child("participating").is_some() {
         let groups = world.groups_of(viewer).map(|g| group_node(g, world));
-        return iq_result(
-            req,
-            vec![NodeBuilder::new("groups").children(groups).build()],
-        );
+        return iq_result(req, vec![NodeBuilder::new("groups").children(groups).build()]);
     }
     if req.get_optional_child("query").is_some() {
         let target = node::jid_attr(req, "to").filter(|j| j.server == wacore_binary::Server::Group);
@@ -63,11 +60,7 @@ fn group_node(g: &Group, world: &World) -> Node {
         children.push(NodeBuilder::new("locked").build());
     }
     if let Some(seconds) = g.ephemeral {
-        children.push(
-            NodeBuilder::new("ephemeral")
-                .attr("expiration", seconds.to_string())
-                .build(),
-        );
+        children.push(NodeBuilder::new("ephemeral").attr("expiration", seconds.to_string()).build());
     }
     if g.join_approval {
         children.push(
@@ -84,10 +77,7 @@ fn group_node(g: &Group, world: &World) -> Node {
         .attr("creation", g.created_at.to_string())
         .attr("creator", creator)
         .attr("size", g.participants.len().to_string())
-        .attr(
-            "addressing_mode",
-            if g.lid_addressed { "lid" } else { "pn" },
-        )
+        .attr("addressing_mode", if g.lid_addressed { "lid" } else { "pn" })
         .children(children)
         .build()
 }
@@ -95,11 +85,7 @@ fn group_node(g: &Group, world: &World) -> Node {
 /// The participant's JID in this group's addressing mode (falls back to what is known).
 fn address(g: &Group, p: &Participant, world: &World) -> Jid {
     let (pn, lid) = identities(p, world);
-    let preferred = if g.lid_addressed {
-        lid.clone().or(pn.clone())
-    } else {
-        pn.clone().or(lid.clone())
-    };
+    let preferred = if g.lid_addressed { lid.clone().or(pn.clone()) } else { pn.clone().or(lid.clone()) };
     preferred.unwrap_or_else(|| Jid::pn("0"))
 }
 

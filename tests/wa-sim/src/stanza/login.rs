@@ -30,26 +30,17 @@ pub fn success(account: &Account) -> Node {
 
 /// `<failure reason="401"/>`: the device is not (or no longer) registered.
 pub fn failure_logged_out() -> Node {
-    NodeBuilder::new("failure")
-        .attr("reason", "401")
-        .attr("location", "sim")
-        .build()
+    NodeBuilder::new("failure").attr("reason", "401").attr("location", "sim").build()
 }
 
 /// `<stream:error code=…/>`, e.g. 515 (restart) or 401 (logged out).
 pub fn stream_error(code: u16) -> Node {
-    NodeBuilder::new("stream:error")
-        .attr("code", code.to_string())
-        .build()
+    NodeBuilder::new("stream:error").attr("code", code.to_string()).build()
 }
 
 /// `<stream:error><conflict type="replaced"/></stream:error>`: another client took over.
 pub fn stream_replaced() -> Node {
-    NodeBuilder::new("stream:error")
-        .children([NodeBuilder::new("conflict")
-            .attr("type", "replaced")
-            .build()])
-        .build()
+    NodeBuilder::new("stream:error").children([NodeBuilder::new("conflict").attr("type", "replaced").build()]).build()
 }
 
 /// `xmlns="passive"`: answered, and going active ends the (empty) offline queue.
@@ -69,14 +60,7 @@ pub fn passive(req: &Node) -> Vec<Node> {
 /// `xmlns="encrypt"`: pre-key count (`unused_pre_keys` of the device), uploads, digests.
 pub fn encrypt(req: &Node, unused_pre_keys: usize) -> Node {
     if req.get_optional_child("count").is_some() {
-        return iq_result(
-            req,
-            vec![
-                NodeBuilder::new("count")
-                    .attr("value", unused_pre_keys.to_string())
-                    .build(),
-            ],
-        );
+        return iq_result(req, vec![NodeBuilder::new("count").attr("value", unused_pre_keys.to_string()).build()]);
     }
     iq_result(req, vec![])
 }
@@ -95,15 +79,7 @@ pub fn pre_keys_low() -> Node {
 
 /// `xmlns="abt"`: no A/B props.
 pub fn props(req: &Node) -> Node {
-    iq_result(
-        req,
-        vec![
-            NodeBuilder::new("props")
-                .attr("protocol", "1")
-                .attr("hash", "wa-sim")
-                .build(),
-        ],
-    )
+    iq_result(req, vec![NodeBuilder::new("props").attr("protocol", "1").attr("hash", "wa-sim").build()])
 }
 
 /// `xmlns="blocklist"`: nobody is blocked.
@@ -113,38 +89,18 @@ pub fn blocklist(req: &Node) -> Node {
 
 /// `xmlns="privacy"`: the privacy settings.
 pub fn privacy(req: &Node) -> Node {
-    let categories = PRIVACY.iter().map(|(name, value)| {
-        NodeBuilder::new("category")
-            .attr("name", *name)
-            .attr("value", *value)
-            .build()
-    });
-    iq_result(
-        req,
-        vec![NodeBuilder::new("privacy").children(categories).build()],
-    )
+    let categories = PRIVACY
+        .iter()
+        .map(|(name, value)| NodeBuilder::new("category").attr("name", *name).attr("value", *value).build());
+    iq_result(req, vec![NodeBuilder::new("privacy").children(categories).build()])
 }
 
 /// `xmlns="w:sync:app:state"`: every requested collection is empty at version 0.
 pub fn app_state(req: &Node) -> Node {
-    let requested = req
-        .get_optional_child("sync")
-        .map(children)
-        .unwrap_or_default();
-    let collections = requested
-        .iter()
-        .filter(|c| c.tag == "collection")
-        .filter_map(|c| {
-            let name = node::attr(c, "name")?;
-            Some(
-                NodeBuilder::new("collection")
-                    .attr("name", name)
-                    .attr("version", "0")
-                    .build(),
-            )
-        });
-    iq_result(
-        req,
-        vec![NodeBuilder::new("sync").children(collections).build()],
-    )
+    let requested = req.get_optional_child("sync").map(children).unwrap_or_default();
+    let collections = requested.iter().filter(|c| c.tag == "collection").filter_map(|c| {
+        let name = node::attr(c, "name")?;
+        Some(NodeBuilder::new("collection").attr("name", name).attr("version", "0").build())
+    });
+    iq_result(req, vec![NodeBuilder::new("sync").children(collections).build()])
 }

@@ -29,9 +29,7 @@ pub struct Ctx {
 impl Ctx {
     /// The account of the logged-in device.
     pub fn account(&self) -> Option<&Account> {
-        self.shared
-            .world
-            .account_by_phone(&self.device.as_ref()?.phone)
+        self.shared.world.account_by_phone(&self.device.as_ref()?.phone)
     }
 }
 
@@ -126,20 +124,11 @@ fn share_keys_if_fresh(ctx: &Ctx, device: &DeviceAddr) {
     let Some(bundle) = ctx.shared.hub.take_bundle(device) else {
         return;
     };
-    let (shared, conn, account, device) = (
-        ctx.shared.clone(),
-        ctx.conn,
-        account.clone(),
-        device.clone(),
-    );
+    let (shared, conn, account, device) = (ctx.shared.clone(), ctx.conn, account.clone(), device.clone());
     tokio::spawn(async move {
         match keyshare::key_share_message(&account, device.device, &bundle).await {
             Ok(message) => {
-                tracing::info!(
-                    "phone shares an app-state key with {}:{}",
-                    device.phone,
-                    device.device
-                );
+                tracing::info!("phone shares an app-state key with {}:{}", device.phone, device.device);
                 shared.hub.store_key_share(&device, message.clone());
                 shared.hub.send(conn, Outbound::Node(message));
             }

@@ -12,10 +12,7 @@ pub fn picture(req: &Node, world: &World, viewer: Option<&Account>) -> Node {
     let Some(target) = node::jid_attr(req, "target") else {
         return iq_error(req, 400, "bad-request");
     };
-    let preview = req
-        .get_optional_child("picture")
-        .and_then(|p| node::attr(p, "type"))
-        .is_none_or(|t| t == "preview");
+    let preview = req.get_optional_child("picture").and_then(|p| node::attr(p, "type")).is_none_or(|t| t == "preview");
     let found: Result<&Picture, (u16, &str)> = if target.server == wacore_binary::Server::Group {
         match world.group(&target.user) {
             Some(g) if viewer.is_none_or(|v| !g.has_member(v)) => Err((401, "not-authorized")),
@@ -62,15 +59,7 @@ pub fn business(req: &Node, world: &World) -> Node {
         let account = world.account_by_jid(jid)?;
         Some(profile_node(jid, account.business.as_ref()?))
     });
-    iq_result(
-        req,
-        vec![
-            NodeBuilder::new("business_profile")
-                .attr("v", "244")
-                .children(profile)
-                .build(),
-        ],
-    )
+    iq_result(req, vec![NodeBuilder::new("business_profile").attr("v", "244").children(profile).build()])
 }
 
 fn profile_node(jid: &Jid, b: &Business) -> Node {
@@ -79,12 +68,10 @@ fn profile_node(jid: &Jid, b: &Business) -> Node {
     parts.extend(b.email.as_deref().map(|e| text("email", e)));
     parts.extend(b.websites.iter().map(|w| text("website", w)));
     if !b.categories.is_empty() {
-        let cats = b.categories.iter().map(|c| {
-            NodeBuilder::new("category")
-                .attr("id", c.id.as_str())
-                .bytes(c.name.as_bytes().to_vec())
-                .build()
-        });
+        let cats = b
+            .categories
+            .iter()
+            .map(|c| NodeBuilder::new("category").attr("id", c.id.as_str()).bytes(c.name.as_bytes().to_vec()).build());
         parts.push(NodeBuilder::new("categories").children(cats).build());
     }
     if let Some(h) = &b.hours {
@@ -100,17 +87,9 @@ fn profile_node(jid: &Jid, b: &Business) -> Node {
             }
             n.build()
         });
-        parts.push(
-            NodeBuilder::new("business_hours")
-                .attr("timezone", h.timezone.as_str())
-                .children(days)
-                .build(),
-        );
+        parts.push(NodeBuilder::new("business_hours").attr("timezone", h.timezone.as_str()).children(days).build());
     }
-    NodeBuilder::new("profile")
-        .attr("jid", jid.clone())
-        .children(parts)
-        .build()
+    NodeBuilder::new("profile").attr("jid", jid.clone()).children(parts).build()
 }
 
 #[cfg(test)]
@@ -119,10 +98,7 @@ mod tests {
 
     #[test]
     fn direct_path_is_the_url_path() {
-        assert_eq!(
-            direct_path("https://pps.whatsapp.net/v/t61/a.jpg?oh=1"),
-            "/v/t61/a.jpg?oh=1"
-        );
+        assert_eq!(direct_path("https://pps.whatsapp.net/v/t61/a.jpg?oh=1"), "/v/t61/a.jpg?oh=1");
         assert_eq!(direct_path("https://host"), "/");
     }
 }

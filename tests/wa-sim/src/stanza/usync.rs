@@ -19,13 +19,8 @@ pub fn answer(req: &Node, world: &World, hub: &Hub, viewer: Option<&Account>) ->
     let Some(usync) = req.get_optional_child("usync") else {
         return node::iq_error(req, 400, "bad-request");
     };
-    let protocols: Vec<&str> = usync
-        .get_optional_child("query")
-        .map(children)
-        .unwrap_or_default()
-        .iter()
-        .map(|p| p.tag.as_ref())
-        .collect();
+    let protocols: Vec<&str> =
+        usync.get_optional_child("query").map(children).unwrap_or_default().iter().map(|p| p.tag.as_ref()).collect();
     let users = usync
         .get_optional_child("list")
         .map(children)
@@ -34,29 +29,16 @@ pub fn answer(req: &Node, world: &World, hub: &Hub, viewer: Option<&Account>) ->
         .filter(|u| u.tag == "user")
         .filter_map(queried_jid)
         .map(|jid| {
-            let q = Lookup {
-                hub,
-                viewer,
-                account: world.account_by_jid(&jid),
-            };
+            let q = Lookup { hub, viewer, account: world.account_by_jid(&jid) };
             q.user(jid, &protocols)
         });
-    let mut reply = NodeBuilder::new("usync")
-        .attr("last", "true")
-        .attr("index", "0");
+    let mut reply = NodeBuilder::new("usync").attr("last", "true").attr("index", "0");
     for key in ["sid", "mode", "context"] {
         if let Some(v) = node::attr(usync, key) {
             reply = reply.attr(key, v);
         }
     }
-    iq_result(
-        req,
-        vec![
-            reply
-                .children([NodeBuilder::new("list").children(users).build()])
-                .build(),
-        ],
-    )
+    iq_result(req, vec![reply.children([NodeBuilder::new("list").children(users).build()]).build()])
 }
 
 /// The user a `<user>` entry asks about: its `jid`, or the phone in `<contact>`.
@@ -65,11 +47,8 @@ fn queried_jid(user: &Node) -> Option<Jid> {
         return Some(jid.to_non_ad());
     }
     let contact = user.get_optional_child("contact")?;
-    let phone = String::from_utf8_lossy(node::content_bytes(contact)?)
-        .trim_start_matches('+')
-        .to_owned();
-    (!phone.is_empty() && phone.chars().all(|c| c.is_ascii_digit()))
-        .then(|| Jid::pn(phone.as_str()))
+    let phone = String::from_utf8_lossy(node::content_bytes(contact)?).trim_start_matches('+').to_owned();
+    (!phone.is_empty() && phone.chars().all(|c| c.is_ascii_digit())).then(|| Jid::pn(phone.as_str()))
 }
 
 struct Lookup<'a> {
@@ -97,68 +76,40 @@ impl Lookup<'_> {
         let hidden_from_viewer = self.viewer.is_none_or(|v| v.phone != account.phone);
         let privacy = account.privacy;
         match protocol {
-            "lid" if jid.is_pn() => Some(
-                NodeBuilder::new("lid")
-                    .attr("val", Jid::lid(account.lid.as_str()))
-                    .build(),
-            ),
+            "lid" if jid.is_pn() => Some(NodeBuilder::new("lid").attr("val", Jid::lid(account.lid.as_str())).build()),
             "status" if privacy.hide_about && hidden_from_viewer => Some(not_authorized("status")),
             "status" => Some(match &account.about {
-                Some(about) => {
-                    with_attr(text("status", about), "t", account.about_set_at.to_string())
-                }
+                Some(about) => with_attr(text("status", about), "t", account.about_set_at.to_string()),
                 None => NodeBuilder::new("status").build(),
             }),
-            "picture" if privacy.hide_picture && hidden_from_viewer => {
-                Some(not_authorized("picture"))
-            }
+            "picture" if privacy.hide_picture && hidden_from_viewer => Some(not_authorized("picture")),
             "picture" => Some(match &account.picture {
-                Some(p) => NodeBuilder::new("picture")
-                    .attr("id", p.id.as_str())
-                    .build(),
-                None => NodeBuilder::new("picture")
-                    .children([error_child(404, "item-not-found")])
-                    .build(),
+                Some(p) => NodeBuilder::new("picture").attr("id", p.id.as_str()).build(),
+                None => NodeBuilder::new("picture").children([error_child(404, "item-not-found")]).build(),
             }),
             "business" => account.business.as_ref().map(|b| {
                 let cert = verified_name_certificate(&b.verified_name, serial_of(account));
-                NodeBuilder::new("business")
-                    .children([NodeBuilder::new("verified_name").bytes(cert).build()])
-                    .build()
+                NodeBuilder::new("business").children([NodeBuilder::new("verified_name").bytes(cert).build()]).build()
             }),
-            "devices" if privacy.hide_devices && hidden_from_viewer => {
-                Some(not_authorized("devices"))
-            }
+            "devices" if privacy.hide_devices && hidden_from_viewer => Some(not_authorized("devices")),
             "devices" => Some(self.devices(account)),
             _ => None,
         }
     }
 
     fn devices(&self, account: &Account) -> Node {
-        let companions: BTreeSet<u16> = account
-            .devices
-            .iter()
-            .copied()
-            .chain(self.hub.linked_devices(&account.phone))
-            .collect();
-        let list = std::iter::once(NodeBuilder::new("device").attr("id", "0").build()).chain(
-            companions.iter().map(|d| {
-                NodeBuilder::new("device")
-                    .attr("id", d.to_string())
-                    .attr("key-index", d.to_string())
-                    .build()
-            }),
-        );
+        let companions: BTreeSet<u16> =
+            account.devices.iter().copied().chain(self.hub.linked_devices(&account.phone)).collect();
+        let list =
+            std::iter::once(NodeBuilder::new("device").attr("id", "0").build()).chain(companions.iter().map(|d| {
+                NodeBuilder::new("device").attr("id", d.to_string()).attr("key-index", d.to_string()).build()
+            }));
         let mut parts = vec![NodeBuilder::new("device-list").children(list).build()];
         if !companions.is_empty() {
             let companions: Vec<u16> = companions.into_iter().collect();
             match Phone::of(account).key_index_list(&companions) {
-                Ok(bytes) => parts.push(
-                    NodeBuilder::new("key-index-list")
-                        .attr("ts", node::now().to_string())
-                        .bytes(bytes)
-                        .build(),
-                ),
+                Ok(bytes) => parts
+                    .push(NodeBuilder::new("key-index-list").attr("ts", node::now().to_string()).bytes(bytes).build()),
                 Err(e) => {
                     tracing::warn!("cannot sign the key index list of {}: {e}", account.phone)
                 }
@@ -174,9 +125,7 @@ fn serial_of(account: &Account) -> u64 {
 }
 
 fn not_authorized(tag: &'static str) -> Node {
-    NodeBuilder::new(tag)
-        .children([error_child(401, "not-authorized")])
-        .build()
+    NodeBuilder::new(tag).children([error_child(401, "not-authorized")]).build()
 }
 
 fn with_attr(mut n: Node, key: &'static str, value: String) -> Node {
@@ -190,30 +139,16 @@ mod tests {
     use crate::world::World;
 
     fn usync_iq(jid: &str, protocols: &[&str]) -> Node {
-        let query = NodeBuilder::new("query").children(
-            protocols
-                .iter()
-                .map(|p| NodeBuilder::new_dynamic(p.to_string()).build()),
-        );
-        let user = NodeBuilder::new("user")
-            .attr("jid", jid.parse::<Jid>().unwrap())
-            .build();
-        let usync = NodeBuilder::new("usync").children([
-            query.build(),
-            NodeBuilder::new("list").children([user]).build(),
-        ]);
-        NodeBuilder::new("iq")
-            .attr("id", "1")
-            .children([usync.build()])
-            .build()
+        let query = NodeBuilder::new("query")
+            .children(protocols.iter().map(|p| NodeBuilder::new_dynamic(p.to_string()).build()));
+        let user = NodeBuilder::new("user").attr("jid", jid.parse::<Jid>().unwrap()).build();
+        let usync =
+            NodeBuilder::new("usync").children([query.build(), NodeBuilder::new("list").children([user]).build()]);
+        NodeBuilder::new("iq").attr("id", "1").children([usync.build()]).build()
     }
 
     fn user_of(reply: &Node) -> &Node {
-        let list = reply
-            .get_optional_child("usync")
-            .unwrap()
-            .get_optional_child("list")
-            .unwrap();
+        let list = reply.get_optional_child("usync").unwrap().get_optional_child("list").unwrap();
         &children(list)[0]
     }
 
@@ -221,27 +156,16 @@ mod tests {
     fn hidden_fields_are_per_field_errors_but_not_for_the_owner() {
         let world = World::load(concat!(env!("CARGO_MANIFEST_DIR"), "/worlds/demo.toml")).unwrap();
         let hub = Hub::default();
-        let req = usync_iq(
-            "15550003333@s.whatsapp.net",
-            &["status", "picture", "devices"],
-        );
+        let req = usync_iq("15550003333@s.whatsapp.net", &["status", "picture", "devices"]);
         let viewer = world.account_by_phone("15550001111");
         let reply = answer(&req, &world, &hub, viewer);
         for field in children(user_of(&reply)) {
-            assert!(
-                field.get_optional_child("error").is_some(),
-                "{} not hidden",
-                field.tag
-            );
+            assert!(field.get_optional_child("error").is_some(), "{} not hidden", field.tag);
         }
         let owner = world.account_by_phone("15550003333");
         let reply = answer(&req, &world, &hub, owner);
         for field in children(user_of(&reply)) {
-            assert!(
-                field.get_optional_child("error").is_none(),
-                "{} hidden from owner",
-                field.tag
-            );
+            assert!(field.get_optional_child("error").is_none(), "{} hidden from owner", field.tag);
         }
     }
 }

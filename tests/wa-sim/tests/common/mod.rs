@@ -19,19 +19,13 @@ pub const SELF_LID: &str = "100000000000001";
 /// Starts a sim on a free port with the demo world.
 pub async fn start_sim() -> WaSim {
     init_logs();
-    let world =
-        World::load(concat!(env!("CARGO_MANIFEST_DIR"), "/worlds/demo.toml")).expect("demo world");
-    WaSim::start(SimConfig::new(world))
-        .await
-        .expect("sim starts")
+    let world = World::load(concat!(env!("CARGO_MANIFEST_DIR"), "/worlds/demo.toml")).expect("demo world");
+    WaSim::start(SimConfig::new(world)).await.expect("sim starts")
 }
 
 fn init_logs() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "wa_sim=info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "wa_sim=info".into()))
         .with_test_writer()
         .try_init();
 }
@@ -47,37 +41,19 @@ pub struct TestClient {
 impl TestClient {
     /// A client whose store is empty (it will ask to be linked).
     pub async fn fresh(sim: &WaSim) -> TestClient {
-        Self::with_backend(
-            sim,
-            Arc::new(whatsapp_rust::wacore::store::InMemoryBackend::new()),
-        )
-        .await
+        Self::with_backend(sim, Arc::new(whatsapp_rust::wacore::store::InMemoryBackend::new())).await
     }
 
     /// A client over a storage backend (in memory, SQLite, …).
     pub async fn with_backend(sim: &WaSim, backend: Arc<dyn Backend>) -> TestClient {
-        let pm = Arc::new(
-            PersistenceManager::new(backend)
-                .await
-                .expect("persistence manager"),
-        );
+        let pm = Arc::new(PersistenceManager::new(backend).await.expect("persistence manager"));
         Self::with_store(sim, pm).await
     }
 
     /// A client pre-seeded as device `device` of the account (already paired).
-    pub async fn seeded(
-        sim: &WaSim,
-        phone: &str,
-        lid: &str,
-        device: u16,
-        push_name: &str,
-    ) -> TestClient {
+    pub async fn seeded(sim: &WaSim, phone: &str, lid: &str, device: u16, push_name: &str) -> TestClient {
         let backend = Arc::new(whatsapp_rust::wacore::store::InMemoryBackend::new());
-        let pm = Arc::new(
-            PersistenceManager::new(backend)
-                .await
-                .expect("persistence manager"),
-        );
+        let pm = Arc::new(PersistenceManager::new(backend).await.expect("persistence manager"));
         seed(&pm, phone, lid, device, push_name).await;
         Self::with_store(sim, pm).await
     }
@@ -98,21 +74,11 @@ impl TestClient {
         client.subscribe_handler(handler).detach();
         let runner = client.clone();
         let run = tokio::spawn(async move { runner.run().await });
-        TestClient {
-            client,
-            pm,
-            events,
-            run,
-        }
+        TestClient { client, pm, events, run }
     }
 
     /// Waits for the first event matching `pred`, failing the test after `secs`.
-    pub async fn wait_for<T>(
-        &self,
-        secs: u64,
-        what: &str,
-        mut pred: impl FnMut(&Event) -> Option<T>,
-    ) -> T {
+    pub async fn wait_for<T>(&self, secs: u64, what: &str, mut pred: impl FnMut(&Event) -> Option<T>) -> T {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
         loop {
             let ev = tokio::time::timeout_at(deadline, self.events.recv())
@@ -127,10 +93,7 @@ impl TestClient {
 
     /// Waits for `Event::Connected`.
     pub async fn connected(&self, secs: u64) {
-        self.wait_for(secs, "Connected", |e| {
-            matches!(e, Event::Connected(_)).then_some(())
-        })
-        .await;
+        self.wait_for(secs, "Connected", |e| matches!(e, Event::Connected(_)).then_some(())).await;
     }
 
     /// Whether the client's run loop has ended (it gave up reconnecting).
@@ -147,11 +110,8 @@ impl TestClient {
 
 /// Seeds a store as an already-linked device.
 pub async fn seed(pm: &PersistenceManager, phone: &str, lid: &str, device: u16, push_name: &str) {
-    pm.process_command(DeviceCommand::SetId(Some(Jid::pn_device(phone, device))))
-        .await;
-    pm.process_command(DeviceCommand::SetLid(Some(Jid::lid_device(lid, device))))
-        .await;
-    pm.process_command(DeviceCommand::SetPushName(push_name.to_owned()))
-        .await;
+    pm.process_command(DeviceCommand::SetId(Some(Jid::pn_device(phone, device)))).await;
+    pm.process_command(DeviceCommand::SetLid(Some(Jid::lid_device(lid, device)))).await;
+    pm.process_command(DeviceCommand::SetPushName(push_name.to_owned())).await;
     pm.flush().await.expect("flush");
 }
