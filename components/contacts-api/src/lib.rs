@@ -20,15 +20,12 @@ impl Handler for ContactsApi {
     fn handle(request: Request) -> Response {
         match route(&request) {
             Ok(data) => Response::json(200, &serde_json::json!({ "success": true, "data": data })),
-            Err(error) => Response::json(
-                error.status,
-                &serde_json::json!({
-                    "success": false,
-                    "error": error.message,
-                    "error_code": error.code,
-                    "timestamp": waedge_sdk::now().to_rfc3339(),
-                }),
-            ),
+            Err(error) => error.respond(&serde_json::json!({
+                "success": false,
+                "error": error.message,
+                "error_code": error.code,
+                "timestamp": waedge_sdk::now().to_rfc3339(),
+            })),
         }
     }
 }
@@ -42,7 +39,7 @@ fn route(request: &Request) -> Result<serde_json::Value, ErrorClass> {
         _ => return Err(ErrorClass::no_route(request.path())),
     };
     if request.method() != "GET" {
-        return Err(ErrorClass::method_not_allowed(request.method(), "GET"));
+        return Err(ErrorClass::method_not_allowed(request.method(), &["GET"]));
     }
     let principal = authenticate(request)?;
     let device = user_device(&principal)?;
@@ -52,10 +49,8 @@ fn route(request: &Request) -> Result<serde_json::Value, ErrorClass> {
 
 /// The device a user's lookups run on: the first device the token grants.
 fn user_device(principal: &Principal) -> Result<&str, ErrorClass> {
-    principal.devices.first().map(String::as_str).ok_or_else(|| ErrorClass {
-        status: 403,
-        code: "FORBIDDEN",
-        message: "this token is not allowed to use any device; ask the operator to grant one".to_string(),
+    principal.devices.first().map(String::as_str).ok_or_else(|| {
+        ErrorClass::new(403, "FORBIDDEN", "this token is not allowed to use any device; ask the operator to grant one")
     })
 }
 

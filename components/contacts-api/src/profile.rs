@@ -103,7 +103,7 @@ pub fn picture(device: &str, contact: &Jid, query: &Query) -> Result<serde_json:
 }
 
 fn not_on_whatsapp(jid: &str) -> ErrorClass {
-    ErrorClass { status: 404, code: "NOT_FOUND", message: format!("{jid} is not on WhatsApp") }
+    ErrorClass::new(404, "NOT_FOUND", format!("{jid} is not on WhatsApp"))
 }
 
 /// Host errors in this API's vocabulary: identifier problems are validation errors.

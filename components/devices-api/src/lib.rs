@@ -17,10 +17,7 @@ impl Handler for DevicesApi {
     fn handle(request: Request) -> Response {
         match route(&request) {
             Ok(data) => Response::json(200, &Envelope { data }),
-            Err(error) => Response::json(
-                error.status,
-                &serde_json::json!({ "error": { "code": error.code, "message": error.message } }),
-            ),
+            Err(error) => error.into_response(),
         }
     }
 }
@@ -50,7 +47,7 @@ fn route(request: &Request) -> Result<Data, ErrorClass> {
         return Err(ErrorClass::no_route(request.path()));
     }
     if request.method() != "GET" {
-        return Err(ErrorClass::method_not_allowed(request.method(), "GET"));
+        return Err(ErrorClass::method_not_allowed(request.method(), &["GET"]));
     }
     let principal = authenticate(request)?;
     // Unknown to this tenant (404) before not granted to this user (403): a token cannot

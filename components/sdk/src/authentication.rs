@@ -9,16 +9,10 @@ use crate::{ErrorClass, Request};
 /// `Bearer` token, or not a live token of this tenant. The token itself never appears in the
 /// error.
 pub fn authenticate(request: &Request) -> Result<Principal, ErrorClass> {
-    let token = request.bearer_token().ok_or_else(|| ErrorClass {
-        status: 401,
-        code: "UNAUTHORIZED",
-        message: "missing bearer token: send `Authorization: Bearer <token>`".to_string(),
+    let token = request.bearer_token().ok_or_else(|| {
+        ErrorClass::new(401, "UNAUTHORIZED", "missing bearer token: send `Authorization: Bearer <token>`")
     })?;
-    auth::verify_token(token).ok_or_else(|| ErrorClass {
-        status: 401,
-        code: "UNAUTHORIZED",
-        message: "invalid or revoked token".to_string(),
-    })
+    auth::verify_token(token).ok_or_else(|| ErrorClass::new(401, "UNAUTHORIZED", "invalid or revoked token"))
 }
 
 /// Checks that `principal` may use `device`; a 403 [`ErrorClass`] (`FORBIDDEN`) otherwise.
@@ -26,6 +20,6 @@ pub fn require_device(principal: &Principal, device: &str) -> Result<(), ErrorCl
     if principal.devices.iter().any(|d| d == device) {
         Ok(())
     } else {
-        Err(ErrorClass { status: 403, code: "FORBIDDEN", message: format!("this token may not use device `{device}`") })
+        Err(ErrorClass::new(403, "FORBIDDEN", format!("this token may not use device `{device}`")))
     }
 }

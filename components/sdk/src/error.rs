@@ -12,6 +12,8 @@ pub struct ErrorClass {
     pub code: &'static str,
     /// A human-readable explanation.
     pub message: String,
+    /// Headers the response must carry, e.g. `Allow` on a 405 (RFC 9110 §15.5.6).
+    pub headers: Vec<(String, String)>,
 }
 
 impl From<Error> for ErrorClass {
@@ -32,7 +34,7 @@ impl From<Error> for ErrorClass {
             Error::Timeout => (504, "TIMEOUT", "WhatsApp did not answer in time; retry".to_string()),
             Error::Upstream(reason) => (502, "UPSTREAM_ERROR", format!("WhatsApp returned an error: {reason}")),
         };
-        ErrorClass { status, code, message }
+        ErrorClass::new(status, code, message)
     }
 }
 
@@ -43,30 +45,68 @@ impl From<ErrorClass> for crate::Response {
 }
 
 impl ErrorClass {
-    /// The error as a response: its status and `{"error": {"code": …, "message": …}}`.
+    /// An error with `status`, `code` and `message`, and no extra headers.
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        ErrorClass { status, code, message: message.into(), headers: Vec::new() }
+    }
+
+    /// The error as a response: its status, its headers and
+    /// `{"error": {"code": …, "message": …}}`.
     pub fn into_response(self) -> crate::Response {
-        crate::Response::json(
-            self.status,
-            &serde_json::json!({ "error": { "code": self.code, "message": self.message } }),
-        )
+        self.respond(&serde_json::json!({ "error": { "code": self.code, "message": self.message } }))
+    }
+
+    /// The error as a response with `body` as JSON, for handlers whose error envelope differs
+    /// from [`ErrorClass::into_response`]'s: the error's status and headers.
+    pub fn respond(&self, body: &impl serde::Serialize) -> crate::Response {
+        let mut response = crate::Response::json(self.status, body);
+        response.headers.extend(self.headers.iter().cloned());
+        response
     }
 
     /// A 400 error for a malformed request parameter.
     pub fn validation(message: impl Into<String>) -> Self {
-        ErrorClass { status: 400, code: "VALIDATION_ERROR", message: message.into() }
+        ErrorClass::new(400, "VALIDATION_ERROR", message)
     }
 
     /// A 404 error for a path the handler does not serve.
     pub fn no_route(path: &str) -> Self {
-        ErrorClass { status: 404, code: "NOT_FOUND", message: format!("no endpoint at `{path}`") }
+        ErrorClass::new(404, "NOT_FOUND", format!("no endpoint at `{path}`"))
     }
 
-    /// A 405 error for a method the endpoint does not accept.
-    pub fn method_not_allowed(method: &str, allowed: &str) -> Self {
-        ErrorClass {
-            status: 405,
-            code: "METHOD_NOT_ALLOWED",
-            message: format!("{method} is not allowed here; use {allowed}"),
-        }
+    /// A 405 error for a method the endpoint does not accept, with the `Allow` header listing
+    /// the methods it does accept.
+    pub fn method_not_allowed(method: &str, allowed: &[&str]) -> Self {
+        let mut error = ErrorClass::new(
+            405,
+            "METHOD_NOT_ALLOWED",
+            format!("{method} is not allowed here; use {}", allowed.join(" or ")),
+        );
+        error.headers.push(("allow".to_string(), allowed.join(", ")));
+        error
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_not_allowed_lists_the_allowed_methods() {
+        let response = ErrorClass::method_not_allowed("DELETE", &["GET", "HEAD"]).into_response();
+        assert_eq!(response.status, 405);
+        assert!(response.headers.contains(&("allow".to_string(), "GET, HEAD".to_string())));
+        let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+        assert_eq!(body["error"]["code"], "METHOD_NOT_ALLOWED");
+        assert_eq!(body["error"]["message"], "DELETE is not allowed here; use GET or HEAD");
+    }
+
+    #[test]
+    fn respond_keeps_status_and_headers_with_another_envelope() {
+        let error = ErrorClass::method_not_allowed("POST", &["GET"]);
+        let response = error.respond(&serde_json::json!({ "success": false, "error_code": error.code }));
+        assert_eq!(response.status, 405);
+        assert!(response.headers.contains(&("allow".to_string(), "GET".to_string())));
+        assert_eq!(response.body, br#"{"success":false,"error_code":"METHOD_NOT_ALLOWED"}"#);
     }
 }

@@ -55,7 +55,7 @@ pub use bindings::waedge::gateway::types::{
     BusinessCategory, BusinessHours, BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group, LidMapping,
     OnWhatsapp, ProfilePicture, UserInfo,
 };
-pub use bindings::waedge::gateway::{auth, config, whatsapp};
+pub use bindings::waedge::gateway::{auth, config, logging, whatsapp};
 pub use error::ErrorClass;
 pub use lookup::{user_info, user_jid};
 pub use query::{Query, percent_decode};

@@ -20,9 +20,8 @@ pub fn user_jid(request: &Request, name: &str) -> Result<String, ErrorClass> {
 
 /// What WhatsApp tells `device` about the user `jid`; a 404 when it is not on WhatsApp.
 pub fn user_info(device: &str, jid: &str) -> Result<UserInfo, ErrorClass> {
-    whatsapp::get_user_info(device, &[jid.to_string()])?.into_iter().next().ok_or_else(|| ErrorClass {
-        status: 404,
-        code: "NOT_FOUND",
-        message: "this contact is not on WhatsApp".to_string(),
-    })
+    whatsapp::get_user_info(device, &[jid.to_string()])?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ErrorClass::new(404, "NOT_FOUND", "this contact is not on WhatsApp"))
 }

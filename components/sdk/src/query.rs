@@ -1,8 +1,12 @@
 //! Query-string parsing.
 
-/// A parsed query string: `key=value` pairs in order, percent-decoded.
+/// A parsed query string: `key=value` pairs in order, decoded as
+/// `application/x-www-form-urlencoded`.
 ///
-/// `+` is kept as a literal plus sign (RFC 3986), so `?number=+6281…` keeps its `+`.
+/// That is how clients build query strings (`URLSearchParams`, Python's `urlencode`,
+/// `curl --data-urlencode -G`): `+` is a space and `%2B` a plus, so
+/// `?number=%2B62+812-3456-7890` reads as `+62 812-3456-7890`. A `%` not followed by two hex
+/// digits stays as it is; invalid UTF-8 is replaced.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Query {
     pairs: Vec<(String, String)>,
@@ -11,15 +15,7 @@ pub struct Query {
 impl Query {
     /// Parses `a=1&b=2` (without the leading `?`).
     pub fn parse(query: &str) -> Self {
-        let pairs = query
-            .split('&')
-            .filter(|pair| !pair.is_empty())
-            .map(|pair| {
-                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                (percent_decode(key), percent_decode(value))
-            })
-            .collect();
-        Query { pairs }
+        Query { pairs: form_urlencoded::parse(query.as_bytes()).into_owned().collect() }
     }
 
     /// The first value of `key`, if present.
@@ -44,29 +40,10 @@ impl Query {
     }
 }
 
-/// Decodes `%XX` escapes. Invalid escapes are kept as they are; invalid UTF-8 is replaced.
+/// Decodes the `%XX` escapes of a path segment; `+` stays a plus there. A `%` not followed by
+/// two hex digits stays as it is; invalid UTF-8 is replaced.
 pub fn percent_decode(input: &str) -> String {
-    let bytes = input.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(input).decode_utf8_lossy().into_owned()
 }
 
 #[cfg(test)]
@@ -74,8 +51,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decodes_pairs_and_keeps_plus() {
-        let q = Query::parse("jid=5511999999999%40s.whatsapp.net&number=+55%2011&preview=true&empty");
+    fn decodes_pairs() {
+        let q = Query::parse("jid=5511999999999%40s.whatsapp.net&number=%2B55%2011&preview=true&empty");
         assert_eq!(q.get("jid"), Some("5511999999999@s.whatsapp.net"));
         assert_eq!(q.get("number"), Some("+55 11"));
         assert_eq!(q.flag("preview"), Ok(Some(true)));
@@ -85,9 +62,34 @@ mod tests {
     }
 
     #[test]
+    fn plus_is_a_space_and_escaped_plus_a_plus() {
+        // What `URLSearchParams({number: "+62 812-3456-7890"})` writes.
+        let q = Query::parse("number=%2B62+812-3456-7890&the+key=a+%2b+b");
+        assert_eq!(q.get("number"), Some("+62 812-3456-7890"));
+        assert_eq!(q.get("the key"), Some("a + b"));
+    }
+
+    #[test]
+    fn an_escape_needs_two_hex_digits() {
+        // `u8::from_str_radix("+a", 16)` is `Ok(10)`: a `%+A` must not become a newline.
+        assert_eq!(percent_decode("%+A"), "%+A");
+        assert_eq!(percent_decode("%-A%+0a"), "%-A%+0a");
+        assert_eq!(percent_decode("%0a%0D"), "\n\r");
+        assert_eq!(Query::parse("jid=%+A").get("jid"), Some("% A"));
+        assert_eq!(Query::parse("jid=%2B%+0A").get("jid"), Some("+% 0A"));
+    }
+
+    #[test]
+    fn path_segments_keep_plus() {
+        assert_eq!(percent_decode("a+b%2Bc%2fd"), "a+b+c/d");
+    }
+
+    #[test]
     fn bad_escapes_and_flags() {
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%ff"), "\u{fffd}");
+        assert_eq!(Query::parse("q=100%&r=%zz%4").get("r"), Some("%zz%4"));
         assert!(Query::parse("preview=maybe").flag("preview").unwrap_err().contains("preview"));
     }
 }

@@ -35,11 +35,7 @@ fn serve(request: &Request) -> Result<Response, ErrorClass> {
     verify(request)?;
     let allowed = config::get("hmac_devices").unwrap_or_default();
     if !allowed.split(',').any(|d| d.trim() == device) {
-        return Err(ErrorClass {
-            status: 403,
-            code: "FORBIDDEN",
-            message: format!("signed requests may not use device `{device}`"),
-        });
+        return Err(ErrorClass::new(403, "FORBIDDEN", format!("signed requests may not use device `{device}`")));
     }
     let groups = whatsapp::list_joined_groups(device)?;
     let groups: Vec<_> = groups
@@ -51,7 +47,7 @@ fn serve(request: &Request) -> Result<Response, ErrorClass> {
 
 /// Checks the timestamp and the signature of `request`.
 fn verify(request: &Request) -> Result<(), ErrorClass> {
-    let unauthorized = |message: &str| ErrorClass { status: 401, code: "UNAUTHORIZED", message: message.to_string() };
+    let unauthorized = |message: &str| ErrorClass::new(401, "UNAUTHORIZED", message);
     let secret =
         config::get("hmac_secret").ok_or_else(|| unauthorized("signed requests are not set up for this tenant"))?;
     let timestamp = request.header("x-waedge-timestamp").ok_or_else(|| unauthorized("missing x-waedge-timestamp"))?;
