@@ -1,5 +1,8 @@
 //! `waedge serve`: the gateway and its admin API, with the store in the data directory.
 
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -15,6 +18,59 @@ use tokio::sync::watch;
 
 /// The store's file in the data directory.
 pub const STORE_FILE: &str = "waedge.db";
+
+/// The file in the data directory that `waedge serve` holds an exclusive lock on.
+pub const LOCK_FILE: &str = ".lock";
+
+/// The exclusive claim of one process on a data directory, held until it is dropped (or the
+/// process ends, however it ends: the kernel releases the lock with the file).
+///
+/// Two gateways on one data directory would run two WhatsApp clients on every device store:
+/// WhatsApp replaces one stream with the other, and both processes write the same Signal
+/// state. `admin-token` does not take it: it only writes `waedge.db`, which SQLite shares
+/// safely, and it must work while the gateway runs (the first admin token is made that way).
+pub struct DataDirLock {
+    _file: File,
+}
+
+impl DataDirLock {
+    /// Claims `data_dir` (creating it) for this process, writing the process id into the
+    /// lock file; fails, naming the holder's process id, while another process holds it.
+    pub fn acquire(data_dir: &Path) -> anyhow::Result<DataDirLock> {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+        let path = data_dir.join(LOCK_FILE);
+        let mut file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        // SAFETY: flock on a descriptor this function owns, with constant flags.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let error = std::io::Error::last_os_error();
+            if error.kind() != std::io::ErrorKind::WouldBlock {
+                return Err(error).with_context(|| format!("locking {}", path.display()));
+            }
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = match holder.trim() {
+                "" => "another process".to_string(),
+                pid => format!("process {pid}"),
+            };
+            anyhow::bail!(
+                "the data directory {} is in use by {holder} (it holds {}): one waedge per data directory; \
+                 stop that one first, or give this one its own `data_dir`",
+                data_dir.display(),
+                path.display()
+            );
+        }
+        file.set_len(0).and_then(|()| file.rewind()).with_context(|| format!("writing {}", path.display()))?;
+        writeln!(file, "{}", std::process::id()).with_context(|| format!("writing {}", path.display()))?;
+        Ok(DataDirLock { _file: file })
+    }
+}
 
 /// Opens the store of `config` (creating the data directory), seeding an empty one from the
 /// configuration's tenants.
@@ -41,6 +97,7 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
         Ok(files) => tracing::debug!("up to {files} open files"),
         Err(e) => tracing::warn!("cannot raise the open-files limit ({e}); many devices may need `ulimit -n`"),
     }
+    let _claim = DataDirLock::acquire(&config.data_dir)?;
     let store = open_store(&config)?;
     if store.admin_tokens()?.iter().all(|t| t.revoked_at.is_some()) {
         tracing::warn!("no admin token yet: run `waedge admin-token create` to use the admin API and the CLI");
@@ -133,4 +190,20 @@ async fn shutdown_signal() {
         _ = terminate.recv() => {}
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_claim_on_a_data_directory_is_refused_with_the_holders_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DataDirLock::acquire(dir.path()).expect("the first claim");
+        let refused = DataDirLock::acquire(dir.path()).err().expect("a second claim is refused");
+        let message = format!("{refused:#}");
+        assert!(message.contains(&format!("in use by process {}", std::process::id())), "{message}");
+        drop(first);
+        DataDirLock::acquire(dir.path()).expect("claimed again once released");
+    }
 }

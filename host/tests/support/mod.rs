@@ -119,6 +119,11 @@ impl Waedge {
         Waedge { child, api, admin, log, http: reqwest::Client::new() }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the process logged so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
