@@ -92,8 +92,20 @@ pub trait DeviceManager: Send + Sync + 'static {
     async fn shutdown(&self);
 }
 
-/// Is told every change of a device's status, with the device's tenant.
-pub type StatusObserver = Arc<dyn Fn(&str, &DeviceStatus) + Send + Sync>;
+/// Is told every change of a device's status, with the device's tenant, and records it.
+#[async_trait]
+pub trait StatusObserver: Send + Sync + 'static {
+    /// Notes a change, to be recorded soon after; never waits. Of the changes of one device
+    /// not recorded yet, the latest wins.
+    fn changed(&self, tenant: &str, status: &DeviceStatus);
+
+    /// Notes a change the device must not forget in a crash (a terminal state) and returns
+    /// once it is recorded, with every change noted before it.
+    async fn settled(&self, tenant: &str, status: &DeviceStatus) -> anyhow::Result<()>;
+
+    /// Returns once every change noted so far is recorded.
+    async fn flushed(&self) -> anyhow::Result<()>;
+}
 
 /// What a linking attempt reports, in order: QR codes, then exactly one of `Linked` or `Failed`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -29,9 +29,9 @@ use waedge_jid::Jid;
 use whatsapp_rust::http::UreqHttpClient;
 use whatsapp_rust::pair_code::PairCodeOptions;
 use whatsapp_rust::request::IqError;
-use whatsapp_rust::store::SqliteStore;
 use whatsapp_rust::store::persistence_manager::PersistenceManager;
 use whatsapp_rust::store::traits::{Backend, DeviceStore};
+use whatsapp_rust::store::{SqliteStore, SqliteStoreConfig, Synchronous};
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
 use whatsapp_rust::types::events::{ChannelEventHandler, Event, EventInterest, EventKind};
 use whatsapp_rust::wacore::iq::business::{BusinessHourMode, DayOfWeek};
@@ -44,15 +44,23 @@ use crate::bindings::types::{
     OnWhatsapp, ProfilePicture, UserInfo,
 };
 
-/// How often the client persists its device state between explicit flushes: a crash right
-/// after linking must not lose the link.
-const SAVE_INTERVAL: Duration = Duration::from_secs(30);
+/// The longest a change of the client's device state (identity, prekey counters, push
+/// name) waits to be written. The client's saver writes as soon as it is told of a change;
+/// a change made while a write is under way is only caught at the saver's next tick.
+const SAVE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How a device store is opened: `synchronous = FULL`, as `waedge.db` — a committed Signal
+/// session, prekey or app-state change survives a power cut, like everything else the gateway
+/// acknowledged (the library's default, NORMAL, may lose the last transactions).
+fn store_config() -> SqliteStoreConfig {
+    SqliteStoreConfig { synchronous: Synchronous::Full, ..SqliteStoreConfig::default() }
+}
 
 /// Opens and owns every device session of the process.
 pub struct WhatsappDevices {
     data_dir: PathBuf,
     server: Server,
-    observer: Option<StatusObserver>,
+    observer: Option<Arc<dyn StatusObserver>>,
     sessions: Mutex<HashMap<(String, String), Arc<WhatsappDevice>>>,
 }
 
@@ -80,7 +88,7 @@ impl WhatsappDevices {
     }
 
     /// Tells `observer` every status change of every device opened from now on.
-    pub fn with_observer(mut self, observer: StatusObserver) -> Self {
+    pub fn with_observer(mut self, observer: Arc<dyn StatusObserver>) -> Self {
         self.observer = Some(observer);
         self
     }
@@ -219,7 +227,7 @@ impl Server {
 /// One device's session.
 struct WhatsappDevice {
     tenant: String,
-    observer: Option<StatusObserver>,
+    observer: Option<Arc<dyn StatusObserver>>,
     store: PathBuf,
     server: Server,
     status: RwLock<DeviceStatus>,
@@ -231,7 +239,7 @@ struct WhatsappDevice {
 }
 
 impl WhatsappDevice {
-    fn new(tenant: &str, id: &str, store: PathBuf, server: Server, observer: Option<StatusObserver>) -> Self {
+    fn new(tenant: &str, id: &str, store: PathBuf, server: Server, observer: Option<Arc<dyn StatusObserver>>) -> Self {
         WhatsappDevice {
             tenant: tenant.to_string(),
             observer,
@@ -278,7 +286,7 @@ impl WhatsappDevice {
         if let Some(dir) = self.store.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        Ok(SqliteStore::new(&self.store.to_string_lossy()).await?)
+        Ok(SqliteStore::with_config(&self.store.to_string_lossy(), store_config()).await?)
     }
 
     /// Builds a client on `store`, folds its events into the session and runs it.
@@ -305,7 +313,7 @@ impl WhatsappDevice {
                 if matches!(*event, Event::Connected(_)) {
                     was_connected.store(true, Ordering::Relaxed);
                 }
-                session.observe(&event);
+                session.observe(&event).await;
             }
         });
         let runner = client.clone();
@@ -374,9 +382,23 @@ impl WhatsappDevice {
     }
 
     /// The client stopped for good in `state`: a linking in progress failed.
-    fn end(&self, state: DeviceState) {
+    async fn end(&self, state: DeviceState) {
+        if is_terminal(state) {
+            self.settle(state).await;
+        }
         self.set_state(state);
         self.finish_link(LinkEvent::Failed { reason: format!("the device is {}", super::state_name(state)) });
+    }
+
+    /// Records the terminal `state` before anyone can see it: once the device shows it, a
+    /// crash cannot make a restart reconnect a device WhatsApp dropped.
+    async fn settle(&self, state: DeviceState) {
+        let Some(observer) = &self.observer else { return };
+        let mut settled = self.status();
+        settled.state = state;
+        if let Err(e) = observer.settled(&self.tenant, &settled).await {
+            tracing::error!(device = settled.id, "recording that the device is {}: {e:#}", super::state_name(state));
+        }
     }
 
     async fn stop(&self) {
@@ -398,6 +420,7 @@ impl WhatsappDevice {
             client.logout().await;
         }
         self.stop().await;
+        self.settle(DeviceState::LoggedOut).await;
         self.set_state(DeviceState::LoggedOut);
     }
 
@@ -414,12 +437,12 @@ impl WhatsappDevice {
         if *status != before
             && let Some(observer) = &self.observer
         {
-            observer(&self.tenant, &status);
+            observer.changed(&self.tenant, &status);
         }
     }
 
     /// Folds one client event into the device state and the learned contact names.
-    fn observe(&self, event: &Event) {
+    async fn observe(&self, event: &Event) {
         match event {
             Event::Connected(_) => {
                 let client = self.client.read().expect("client lock").clone();
@@ -438,10 +461,12 @@ impl WhatsappDevice {
                 self.finish_link(LinkEvent::Linked { jid: status.jid, lid: status.lid });
             }
             Event::Disconnected(_) => self.set_state(DeviceState::Disconnected),
-            Event::LoggedOut(_) => self.end(DeviceState::LoggedOut),
-            Event::StreamReplaced(_) => self.end(DeviceState::Replaced),
-            Event::TemporaryBan(_) => self.end(DeviceState::Banned),
-            Event::ConnectFailure(failure) if !failure.reason.should_reconnect() => self.end(DeviceState::LoggedOut),
+            Event::LoggedOut(_) => self.end(DeviceState::LoggedOut).await,
+            Event::StreamReplaced(_) => self.end(DeviceState::Replaced).await,
+            Event::TemporaryBan(_) => self.end(DeviceState::Banned).await,
+            Event::ConnectFailure(failure) if !failure.reason.should_reconnect() => {
+                self.end(DeviceState::LoggedOut).await
+            }
             Event::PairingQrCode(qr) => {
                 if let Some(link) = self.link.lock().expect("link lock").as_ref() {
                     let _ = link.try_send(LinkEvent::Qr { code: qr.code.clone(), timeout: qr.timeout });
@@ -457,7 +482,7 @@ impl WhatsappDevice {
             }
             Event::ClientOutdated(_) => {
                 tracing::error!(device = self.status().id, "WhatsApp refused this client version: upgrade waedge");
-                self.end(DeviceState::Disconnected);
+                self.end(DeviceState::Disconnected).await;
             }
             Event::Messages(batch) => {
                 for message in batch.iter() {
@@ -734,5 +759,17 @@ fn group_error(error: GroupError) -> Error {
     match error {
         GroupError::Iq(iq) => iq_error(iq),
         other => Error::Upstream(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_stores_are_as_durable_as_the_gateway_store() {
+        // The library applies the configured pragma (its own tests check that it reaches
+        // SQLite); what can regress here is the configuration.
+        assert!(matches!(store_config().synchronous, Synchronous::Full));
     }
 }

@@ -3,13 +3,18 @@
 //! The session itself (keys, prekeys, app state) lives in whatsapp-rust's own store per device
 //! ([`crate::device::whatsapp`]); this table is the directory of devices and what an operator
 //! sees about each. Terminal states (logged out, replaced, banned) are recorded here so a
-//! restart does not reconnect a device WhatsApp has dropped.
+//! restart does not reconnect a device WhatsApp has dropped; sessions record them
+//! ([`StatusObserver::settled`]) before anyone can see them, so a crash right after cannot
+//! forget them.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, watch};
 
 use super::{Store, StoreError, check_identifier, conflict_on_unique, now, tenants};
 use crate::bindings::types::{DeviceState, DeviceStatus};
@@ -42,6 +47,8 @@ impl Store {
         check_identifier("device", id)?;
         self.transaction(|tx| {
             tenants::require(tx, tenant)?;
+            let twins = "SELECT id FROM devices WHERE tenant_id = ?1 AND id = ?2 COLLATE NOCASE AND id <> ?2";
+            tenants::refuse_case_twin(tx, twins, &[&tenant, &id], "device")?;
             let at = now();
             tx.execute(
                 "INSERT INTO devices (tenant_id, id, state, created_at, updated_at) VALUES (?1, ?2, 'unlinked', ?3, ?3)",
@@ -81,26 +88,17 @@ impl Store {
         })
     }
 
-    /// An observer for device sessions that records every status change, in order, off the
-    /// caller's thread. Changes that arrive while a write is under way are written together
-    /// in the next transaction, so a thousand devices reconnecting at once cost a few
-    /// commits, not thousands. Must be called inside a tokio runtime.
-    pub fn status_recorder(&self) -> StatusObserver {
-        let (sender, mut changes) = mpsc::unbounded_channel::<(String, DeviceStatus)>();
-        let store = self.clone();
-        tokio::spawn(async move {
-            let mut batch = Vec::new();
-            while changes.recv_many(&mut batch, MAX_STATUS_BATCH).await > 0 {
-                let written = std::mem::take(&mut batch);
-                let count = written.len();
-                if let Err(e) = store.run(move |store| store.record_device_statuses(&written)).await {
-                    tracing::error!("recording {count} device status change(s) failed: {e}");
-                }
-            }
-        });
-        Arc::new(move |tenant: &str, status: &DeviceStatus| {
-            let _ = sender.send((tenant.to_string(), status.clone()));
-        })
+    /// An observer for device sessions that records their status changes off the callers'
+    /// threads. Changes that arrive while a write is under way are written together in the
+    /// next transaction, so a thousand devices reconnecting at once cost a few commits, not
+    /// thousands; what waits is the latest status of each device, so the backlog is bounded by
+    /// the number of devices, and a failed write is retried, never dropped. Must be called
+    /// inside a tokio runtime.
+    pub fn status_recorder(&self) -> Arc<dyn StatusObserver> {
+        let (recorded, watcher) = watch::channel(0);
+        let queue = Arc::new(StatusQueue { pending: Mutex::new(Pending::default()), wake: Notify::new() });
+        tokio::spawn(record_statuses(self.clone(), queue.clone(), recorded));
+        Arc::new(StatusRecorder { queue, recorded: watcher })
     }
 
     /// Deletes the device `id` of `tenant` and removes it from its users.
@@ -119,8 +117,111 @@ impl Store {
     }
 }
 
-/// The most status changes one transaction records.
-const MAX_STATUS_BATCH: usize = 1024;
+/// How long the recorder waits before it retries a failed write.
+const RECORD_RETRY: Duration = Duration::from_secs(1);
+
+/// [`Store::status_recorder`]: notes changes in a queue that a task writes; once it is
+/// dropped, the task ends.
+struct StatusRecorder {
+    queue: Arc<StatusQueue>,
+    /// How many of the changes noted (in order) are recorded.
+    recorded: watch::Receiver<u64>,
+}
+
+/// The device statuses noted and not yet recorded.
+struct StatusQueue {
+    pending: Mutex<Pending>,
+    /// Wakes the writer when a change is noted.
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct Pending {
+    /// The latest unrecorded status of each device, by tenant and device id.
+    latest: HashMap<(String, String), DeviceStatus>,
+    /// How many changes were noted so far.
+    noted: u64,
+}
+
+impl StatusQueue {
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl StatusRecorder {
+    /// Notes a change; returns its number.
+    fn note(&self, tenant: &str, status: &DeviceStatus) -> u64 {
+        let noted = {
+            let mut pending = self.queue.pending();
+            pending.latest.insert((tenant.to_string(), status.id.clone()), status.clone());
+            pending.noted += 1;
+            pending.noted
+        };
+        self.queue.wake.notify_one();
+        noted
+    }
+
+    /// Waits until the change numbered `noted` is recorded.
+    async fn recorded(&self, noted: u64) -> anyhow::Result<()> {
+        let mut recorded = self.recorded.clone();
+        recorded.wait_for(|recorded| *recorded >= noted).await.map_err(|_| anyhow::anyhow!("the store is closed"))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl StatusObserver for StatusRecorder {
+    fn changed(&self, tenant: &str, status: &DeviceStatus) {
+        self.note(tenant, status);
+    }
+
+    async fn settled(&self, tenant: &str, status: &DeviceStatus) -> anyhow::Result<()> {
+        let noted = self.note(tenant, status);
+        self.recorded(noted).await
+    }
+
+    async fn flushed(&self) -> anyhow::Result<()> {
+        let noted = self.queue.pending().noted;
+        self.recorded(noted).await
+    }
+}
+
+/// Writes what gathers in `queue` until its recorder is dropped, telling `recorded` how far it
+/// got.
+async fn record_statuses(store: Store, queue: Arc<StatusQueue>, recorded: watch::Sender<u64>) {
+    loop {
+        let (latest, noted) = {
+            let mut pending = queue.pending();
+            (std::mem::take(&mut pending.latest), pending.noted)
+        };
+        if latest.is_empty() {
+            tokio::select! {
+                () = queue.wake.notified() => continue,
+                () = recorded.closed() => return,
+            }
+        }
+        let changes: Arc<Vec<(String, DeviceStatus)>> =
+            Arc::new(latest.into_iter().map(|((tenant, _), status)| (tenant, status)).collect());
+        let written = changes.clone();
+        match store.run(move |store| store.record_device_statuses(&written)).await {
+            Ok(()) => {
+                recorded.send_replace(noted);
+            }
+            Err(e) => {
+                tracing::error!("recording {} device status change(s) failed, retrying: {e}", changes.len());
+                {
+                    let mut pending = queue.pending();
+                    for (tenant, status) in changes.iter() {
+                        // A change noted meanwhile is newer: it wins.
+                        pending.latest.entry((tenant.clone(), status.id.clone())).or_insert_with(|| status.clone());
+                    }
+                }
+                tokio::time::sleep(RECORD_RETRY).await;
+            }
+        }
+    }
+}
 
 /// The state a device was last recorded in, parsed back; unknown names read as unlinked.
 pub fn recorded_state(record: &DeviceRecord) -> DeviceState {
@@ -172,4 +273,45 @@ fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
 
 fn device_not_found(tenant: &str, id: &str) -> StoreError {
     StoreError::NotFound(format!("tenant `{tenant}` has no device `{id}`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(state: DeviceState) -> DeviceStatus {
+        DeviceStatus { id: "main".to_string(), state, jid: None, lid: None, push_name: None }
+    }
+
+    fn with_device(store: Store) -> Store {
+        let tenant = serde_json::from_value(serde_json::json!({ "id": "acme" })).unwrap();
+        store.create_tenant(tenant).unwrap();
+        store.create_device("acme", "main").unwrap();
+        store
+    }
+
+    #[tokio::test]
+    async fn a_settled_status_is_recorded_when_settled_returns() {
+        let store = with_device(Store::open_in_memory().unwrap());
+        let recorder = store.status_recorder();
+        recorder.changed("acme", &status(DeviceState::Connected));
+        recorder.settled("acme", &status(DeviceState::LoggedOut)).await.unwrap();
+        assert_eq!(store.device("acme", "main").unwrap().state, "logged-out");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_status_whose_write_failed_is_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("waedge.db");
+        let store = with_device(Store::open(&path).unwrap());
+        let recorder = store.status_recorder();
+        // Another process holds the write lock longer than the busy timeout: the write fails.
+        let mut other = Connection::open(&path).unwrap();
+        let holding = other.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).unwrap();
+        recorder.changed("acme", &status(DeviceState::Banned));
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        holding.rollback().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), recorder.flushed()).await.expect("recorded in time").unwrap();
+        assert_eq!(store.device("acme", "main").unwrap().state, "banned");
+    }
 }

@@ -1,0 +1,139 @@
+//! Device sessions of the real `waedge` binary against wa-sim, where they end: a device
+//! logged out from the phone just before a crash is not forgotten.
+//!
+//! Needs a test build (`wa-sim` feature: devices may connect to a server that is not
+//! WhatsApp); `cargo test --workspace` has it.
+
+#![cfg(feature = "wa-sim")]
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::{Waedge, admin_token, write_config};
+use wa_sim::{Pattern, SimConfig, WaSim};
+
+/// The account the devices link to (Acme Support in the world).
+const SELF_PHONE: &str = "6285550000001";
+
+fn world() -> wa_sim::World {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/e2e/fixtures/wa-world.toml");
+    wa_sim::World::load(path).expect("the wa-sim world loads")
+}
+
+fn handshakes(sim: &WaSim) -> usize {
+    [Pattern::Xx, Pattern::Ik, Pattern::XxFallback].into_iter().map(|p| sim.handshakes(p)).sum()
+}
+
+/// A sim and a gateway on a fresh data directory pointed at it, with tenant `acme`.
+struct Live {
+    sim: WaSim,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    admin_token: String,
+    waedge: Waedge,
+}
+
+impl Live {
+    async fn start() -> Live {
+        let sim = WaSim::start(SimConfig::new(world())).await.expect("wa-sim starts");
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let config = write_config(dir.path(), &format!("whatsapp_server = \"{}\"", sim.ws_url()));
+        let admin_token = admin_token(&config);
+        let waedge = Waedge::start(&config);
+        let live = Live { sim, dir, config, admin_token, waedge };
+        live.call(Method::POST, "/v1/tenants", json!({"id": "acme"}), 201).await;
+        live
+    }
+
+    /// An admin call that must answer `status`; returns its JSON.
+    async fn call(&self, method: Method, path: &str, body: Value, status: u16) -> Value {
+        let reply = self.waedge.admin(method.clone(), path, &self.admin_token, body).await;
+        assert_eq!(reply.status, status, "{method} {path}: {}", reply.text);
+        reply.json
+    }
+
+    /// The state of device `id` as the admin API shows it.
+    async fn state(&self, id: &str) -> String {
+        let device = self.call(Method::GET, &format!("/v1/tenants/acme/devices/{id}"), Value::Null, 200).await;
+        device["state"].as_str().expect("a state").to_string()
+    }
+
+    /// Waits up to `seconds` for device `id` to be in `state`.
+    async fn wait_for_state(&self, id: &str, state: &str, seconds: u64) {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        loop {
+            let now = self.state(id).await;
+            if now == state {
+                return;
+            }
+            assert!(Instant::now() < deadline, "device {id} is {now}, not {state}:\n{}", self.waedge.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Creates device `id` and waits until its session is up (unlinked).
+    async fn create_device(&self, id: &str) {
+        self.call(Method::POST, "/v1/tenants/acme/devices", json!({"id": id}), 201).await;
+        self.wait_for_state(id, "unlinked", 10).await;
+    }
+
+    /// Creates device `main` and links it by QR code to [`SELF_PHONE`].
+    async fn linked_main(&self) {
+        self.create_device("main").await;
+        let link = self.call(Method::POST, "/v1/tenants/acme/devices/main/link", Value::Null, 200).await;
+        let code = link["code"].as_str().unwrap_or_else(|| panic!("a QR code: {link}"));
+        self.sim.scan_qr(code, SELF_PHONE).await.expect("the phone scans the QR code");
+        self.wait_for_state("main", "connected", 20).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_from_the_phone_seen_just_before_a_crash_is_not_forgotten() {
+    let live = Live::start().await;
+    live.linked_main().await;
+    live.call(
+        Method::PUT,
+        "/v1/tenants/acme/routes",
+        json!({"prefix": "/devices", "component": "builtin:devices-api"}),
+        200,
+    )
+    .await;
+    let user = live.call(Method::POST, "/v1/tenants/acme/users", json!({"devices": ["main"]}), 201).await;
+    let path = format!("/v1/tenants/acme/users/{}/tokens", user["id"].as_str().expect("a user id"));
+    let token = live.call(Method::POST, &path, Value::Null, 201).await;
+    let token = token["token"].as_str().expect("a token").to_string();
+
+    // The store is slow to write (another writer holds it for 2 s): whatever the gateway shows
+    // meanwhile must already be written.
+    let mut other = rusqlite::Connection::open(live.dir.path().join("data/waedge.db")).expect("waedge.db opens");
+    let holder = std::thread::spawn(move || {
+        let busy = other.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).expect("the write lock");
+        std::thread::sleep(Duration::from_secs(2));
+        busy.rollback().expect("the write lock is released");
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    live.sim.log_out(SELF_PHONE).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = live.waedge.api("/devices/main/groups", &token).await;
+        if reply.json["error"]["message"].as_str().is_some_and(|m| m.contains("logged-out")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the device does not show the logout: {}", reply.text);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let Live { sim, dir, config, admin_token, waedge } = live;
+    waedge.kill();
+    holder.join().expect("the other writer ends");
+
+    let after_crash = handshakes(&sim);
+    let waedge = Waedge::start(&config);
+    let live = Live { sim, dir, config, admin_token, waedge };
+    live.wait_for_state("main", "logged-out", 5).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(handshakes(&live.sim), after_crash, "a logged-out device does not reconnect after a crash");
+}
