@@ -1,5 +1,6 @@
 //! Device sessions of the real `waedge` binary against wa-sim, where they end: a device
-//! logged out from the phone just before a crash is not forgotten.
+//! deleted while it is being linked leaves nothing behind, and a logout from the phone is not
+//! forgotten in a crash.
 //!
 //! Needs a test build (`wa-sim` feature: devices may connect to a server that is not
 //! WhatsApp); `cargo test --workspace` has it.
@@ -89,6 +90,45 @@ impl Live {
         self.sim.scan_qr(code, SELF_PHONE).await.expect("the phone scans the QR code");
         self.wait_for_state("main", "connected", 20).await;
     }
+
+    /// The file of device `id`'s store.
+    fn store(&self, id: &str) -> PathBuf {
+        self.dir.path().join("data/devices/acme").join(format!("{id}.db"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_deleted_while_it_is_being_linked_leaves_no_client_and_no_store() {
+    let live = Live::start().await;
+    // The delete lands at a different moment of the linking each round: before it starts,
+    // while its client starts, and once it shows a QR code.
+    let rounds = 24;
+    for round in 0..rounds {
+        let id = format!("d{round}");
+        live.create_device(&id).await;
+        let link_path = format!("/v1/tenants/acme/devices/{id}/link");
+        let link = live.waedge.admin(Method::POST, &link_path, &live.admin_token, Value::Null);
+        let delete = async {
+            tokio::time::sleep(Duration::from_millis(2 * round)).await;
+            live.waedge
+                .admin(Method::DELETE, &format!("/v1/tenants/acme/devices/{id}"), &live.admin_token, Value::Null)
+                .await
+        };
+        let (_, deleted) = tokio::join!(link, delete);
+        assert_eq!(deleted.status, 204, "{}", deleted.text);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while live.sim.connections() > 0 {
+        assert!(Instant::now() < deadline, "a deleted device still has a client connected to WhatsApp");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for round in 0..rounds {
+        let store = live.store(&format!("d{round}"));
+        assert!(!store.exists(), "{} is left behind", store.display());
+    }
+    // The id used again is a new device.
+    live.create_device("d0").await;
+    assert_eq!(live.state("d0").await, "unlinked");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

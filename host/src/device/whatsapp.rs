@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -56,12 +56,27 @@ fn store_config() -> SqliteStoreConfig {
     SqliteStoreConfig { synchronous: Synchronous::Full, ..SqliteStoreConfig::default() }
 }
 
+/// A device: its tenant and its id.
+type Key = (String, String);
+
+/// The lock of a device's operations (see [`WhatsappDevices`]).
+type Operation = tokio::sync::Mutex<()>;
+
+/// The operation locks in use, by device.
+type Operations = Mutex<HashMap<Key, Weak<Operation>>>;
+
 /// Opens and owns every device session of the process.
+///
+/// Whatever starts, stops or deletes a device's client (opening the session, linking,
+/// cancelling a linking, logging out, removing) holds the device's operation lock: a removal
+/// waits for a linking that is starting its client, and then stops that client, so no client
+/// and no store outlive their device.
 pub struct WhatsappDevices {
     data_dir: PathBuf,
     server: Server,
     observer: Option<Arc<dyn StatusObserver>>,
-    sessions: Mutex<HashMap<(String, String), Arc<WhatsappDevice>>>,
+    sessions: Arc<Mutex<HashMap<Key, Arc<WhatsappDevice>>>>,
+    operations: Arc<Operations>,
 }
 
 impl WhatsappDevices {
@@ -83,7 +98,8 @@ impl WhatsappDevices {
             data_dir: data_dir.join("devices"),
             server,
             observer: None,
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Arc::default(),
+            operations: Arc::default(),
         }
     }
 
@@ -93,28 +109,61 @@ impl WhatsappDevices {
         self
     }
 
+    /// The open session of a device (not one being removed).
     fn session(&self, tenant: &str, device: &str) -> anyhow::Result<Arc<WhatsappDevice>> {
         let sessions = self.sessions.lock().expect("sessions lock");
-        let session = sessions.get(&(tenant.to_string(), device.to_string()));
+        let session = sessions.get(&key(tenant, device)).filter(|s| !s.removed.load(Ordering::Acquire));
         session.cloned().with_context(|| format!("device {tenant}/{device} is not open"))
     }
+
+    /// The lock of the device's operations (see [`WhatsappDevices`]).
+    fn operation(&self, tenant: &str, device: &str) -> Arc<Operation> {
+        operation(&self.operations, &key(tenant, device))
+    }
+
+    fn store_of(&self, tenant: &str, device: &str) -> PathBuf {
+        self.data_dir.join(tenant).join(format!("{device}.db"))
+    }
+}
+
+fn key(tenant: &str, device: &str) -> Key {
+    (tenant.to_string(), device.to_string())
+}
+
+/// The operation lock of device `key`: the one in use, or a new one. A lock lives as long as
+/// someone holds or waits for it.
+fn operation(operations: &Operations, key: &Key) -> Arc<Operation> {
+    let mut operations = operations.lock().expect("operations lock");
+    if let Some(operation) = operations.get(key).and_then(Weak::upgrade) {
+        return operation;
+    }
+    operations.retain(|_, operation| operation.strong_count() > 0);
+    let operation = Arc::new(Operation::default());
+    operations.insert(key.clone(), Arc::downgrade(&operation));
+    operation
 }
 
 #[async_trait]
 impl DeviceManager for WhatsappDevices {
     fn open(&self, tenant: &str, device: &str, remembered: DeviceState) -> Arc<dyn DeviceSession> {
-        let store = self.data_dir.join(tenant).join(format!("{device}.db"));
+        let store = self.store_of(tenant, device);
         let session = Arc::new(WhatsappDevice::new(tenant, device, store, self.server.clone(), self.observer.clone()));
-        let replaced = self
-            .sessions
-            .lock()
-            .expect("sessions lock")
-            .insert((tenant.to_string(), device.to_string()), session.clone());
+        let replaced = self.sessions.lock().expect("sessions lock").insert(key(tenant, device), session.clone());
+        let operation = self.operation(tenant, device);
         let starting = session.clone();
         tokio::spawn(async move {
-            // Never two clients on one store: a session opened again first stops the old one.
+            let _operation = operation.lock().await;
+            // Never two clients on one store: a session opened again first stops the old one;
+            // and a device removed before its store could be deleted is not inherited.
             if let Some(old) = replaced {
                 old.stop().await;
+                if old.removed.load(Ordering::Acquire)
+                    && let Err(e) = delete_store(&old.store)
+                {
+                    tracing::error!(device = old.status().id, "deleting the store of a removed device: {e}");
+                    starting.set_state(DeviceState::Disconnected);
+                    return;
+                }
             }
             if is_terminal(remembered) {
                 starting.set_state(remembered);
@@ -126,6 +175,8 @@ impl DeviceManager for WhatsappDevices {
     }
 
     async fn link_qr(&self, tenant: &str, device: &str) -> anyhow::Result<mpsc::Receiver<LinkEvent>> {
+        let operation = self.operation(tenant, device);
+        let _operation = operation.lock().await;
         let (events, _) = self.session(tenant, device)?.start_linking().await?;
         Ok(events)
     }
@@ -136,8 +187,13 @@ impl DeviceManager for WhatsappDevices {
         device: &str,
         phone_number: &str,
     ) -> anyhow::Result<(String, mpsc::Receiver<LinkEvent>)> {
-        let session = self.session(tenant, device)?;
-        let (events, client) = session.start_linking().await?;
+        let operation = self.operation(tenant, device);
+        let (session, events, client) = {
+            let _operation = operation.lock().await;
+            let session = self.session(tenant, device)?;
+            let (events, client) = session.start_linking().await?;
+            (session, events, client)
+        };
         let requested = async {
             client.wait_for_socket(PAIRING_SOCKET_TIMEOUT).await.context("connecting to WhatsApp")?;
             let options = PairCodeOptions { phone_number: phone_number.to_string(), ..Default::default() };
@@ -146,13 +202,19 @@ impl DeviceManager for WhatsappDevices {
         match requested.await {
             Ok(code) => Ok((code, events)),
             Err(e) => {
-                session.abandon_link(DeviceState::Unlinked).await;
+                // Unless something else (a cancel, a removal) took over the device meanwhile.
+                let _operation = operation.lock().await;
+                if session.runs(&client) {
+                    session.abandon_link(DeviceState::Unlinked).await;
+                }
                 Err(e)
             }
         }
     }
 
     async fn cancel_link(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
+        let operation = self.operation(tenant, device);
+        let _operation = operation.lock().await;
         let session = self.session(tenant, device)?;
         anyhow::ensure!(
             session.link.lock().expect("link lock").is_some(),
@@ -164,6 +226,8 @@ impl DeviceManager for WhatsappDevices {
     }
 
     async fn logout(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
+        let operation = self.operation(tenant, device);
+        let _operation = operation.lock().await;
         let session = self.session(tenant, device)?;
         let state = session.status().state;
         // Only a connected client can tell WhatsApp; otherwise the phone would keep listing
@@ -178,14 +242,16 @@ impl DeviceManager for WhatsappDevices {
     }
 
     async fn remove(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
-        let session = self.sessions.lock().expect("sessions lock").remove(&(tenant.to_string(), device.to_string()));
-        let Some(session) = session else { return Ok(()) };
-        let state = session.status().state;
-        if !matches!(state, DeviceState::Unlinked) && !is_terminal(state) {
-            session.logout().await;
-        }
-        session.stop().await;
-        delete_store(&session.store).with_context(|| format!("deleting {}", session.store.display()))
+        let removal = Removal {
+            key: key(tenant, device),
+            store: self.store_of(tenant, device),
+            sessions: self.sessions.clone(),
+            operations: self.operations.clone(),
+            observer: self.observer.clone(),
+        };
+        // A task of its own, which finishes even if the caller goes away: a removal cut short
+        // would leave a client running or a store behind.
+        tokio::spawn(removal.run()).await.context("removing the device session")?
     }
 
     async fn shutdown(&self) {
@@ -200,6 +266,53 @@ impl DeviceManager for WhatsappDevices {
 
 /// How long linking by pair code waits for the connection to WhatsApp.
 const PAIRING_SOCKET_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often, and how long apart, a removal tries to delete a device store.
+const DELETE_ATTEMPTS: u32 = 5;
+const DELETE_RETRY: Duration = Duration::from_millis(200);
+
+/// Everything removing one device needs, so that it can run in a task of its own.
+struct Removal {
+    key: Key,
+    store: PathBuf,
+    sessions: Arc<Mutex<HashMap<Key, Arc<WhatsappDevice>>>>,
+    operations: Arc<Operations>,
+    observer: Option<Arc<dyn StatusObserver>>,
+}
+
+impl Removal {
+    /// Closes the device's session (logging it out of WhatsApp if it is linked), deletes its
+    /// store, and only then forgets the session. Idempotent: a removal that failed to delete
+    /// the store keeps the (closed) session, and is finished by the next removal or by the
+    /// next session opened for the same id.
+    async fn run(self) -> anyhow::Result<()> {
+        let operation = operation(&self.operations, &self.key);
+        let _operation = operation.lock().await;
+        let session = self.sessions.lock().expect("sessions lock").get(&self.key).cloned();
+        if let Some(session) = &session {
+            session.close().await;
+        }
+        let mut attempt = 1;
+        while let Err(e) = delete_store(&self.store) {
+            anyhow::ensure!(attempt < DELETE_ATTEMPTS, "deleting {}: {e}", self.store.display());
+            attempt += 1;
+            tokio::time::sleep(DELETE_RETRY).await;
+        }
+        // Whatever the closed session noted is written now, before the id can be used again.
+        if let Some(observer) = &self.observer
+            && let Err(e) = observer.flushed().await
+        {
+            tracing::warn!("recording the last states of a removed device: {e:#}");
+        }
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        if let (Some(session), Some(current)) = (&session, sessions.get(&self.key))
+            && Arc::ptr_eq(session, current)
+        {
+            sessions.remove(&self.key);
+        }
+        Ok(())
+    }
+}
 
 /// The WhatsApp server clients connect to: WhatsApp itself, or (`wa-sim` feature) another one.
 #[derive(Clone, Default)]
@@ -236,6 +349,8 @@ struct WhatsappDevice {
     names: Mutex<HashMap<String, Contact>>,
     /// Where the events of the linking in progress go, if any.
     link: Mutex<Option<mpsc::Sender<LinkEvent>>>,
+    /// Set when the device is being removed: the session reports nothing any more.
+    removed: AtomicBool,
 }
 
 impl WhatsappDevice {
@@ -256,6 +371,7 @@ impl WhatsappDevice {
             run: Mutex::new(None),
             names: Mutex::new(HashMap::new()),
             link: Mutex::new(None),
+            removed: AtomicBool::new(false),
         }
     }
 
@@ -367,6 +483,23 @@ impl WhatsappDevice {
         }
     }
 
+    /// Whether `client` is the session's client.
+    fn runs(&self, client: &Arc<Client>) -> bool {
+        self.client.read().expect("client lock").as_ref().is_some_and(|running| Arc::ptr_eq(running, client))
+    }
+
+    /// Ends the session of a device being removed: it reports nothing any more, a linking in
+    /// progress fails, a linked device is logged out of WhatsApp, and the client stops.
+    async fn close(&self) {
+        self.removed.store(true, Ordering::Release);
+        self.finish_link(LinkEvent::Failed { reason: "the device was deleted".to_string() });
+        let status = self.status();
+        if status.jid.is_some() && !is_terminal(status.state) {
+            self.logout().await;
+        }
+        self.stop().await;
+    }
+
     /// Gives up the linking in progress: its client stops and the device is left in `state`.
     async fn abandon_link(&self, state: DeviceState) {
         self.link.lock().expect("link lock").take();
@@ -393,7 +526,7 @@ impl WhatsappDevice {
     /// Records the terminal `state` before anyone can see it: once the device shows it, a
     /// crash cannot make a restart reconnect a device WhatsApp dropped.
     async fn settle(&self, state: DeviceState) {
-        let Some(observer) = &self.observer else { return };
+        let Some(observer) = self.observer() else { return };
         let mut settled = self.status();
         settled.state = state;
         if let Err(e) = observer.settled(&self.tenant, &settled).await {
@@ -435,10 +568,15 @@ impl WhatsappDevice {
         change(&mut status);
         // Told under the lock (the observer only queues it), so changes reach it in order.
         if *status != before
-            && let Some(observer) = &self.observer
+            && let Some(observer) = self.observer()
         {
             observer.changed(&self.tenant, &status);
         }
+    }
+
+    /// Who is told of status changes: no one once the device is being removed.
+    fn observer(&self) -> Option<&Arc<dyn StatusObserver>> {
+        self.observer.as_ref().filter(|_| !self.removed.load(Ordering::Acquire))
     }
 
     /// Folds one client event into the device state and the learned contact names.

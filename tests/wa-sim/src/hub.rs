@@ -67,6 +67,11 @@ impl Hub {
         id
     }
 
+    /// How many connections are open, logged in or pairing.
+    pub fn connection_count(&self) -> usize {
+        lock(&self.conns).len()
+    }
+
     /// Forgets a closed connection.
     pub fn unregister(&self, id: ConnId) {
         lock(&self.conns).remove(&id);

@@ -141,6 +141,11 @@ impl WaSim {
         self.shared.handshakes.count(pattern)
     }
 
+    /// How many client connections are open right now, logged in or pairing.
+    pub fn connections(&self) -> usize {
+        self.shared.hub.connection_count()
+    }
+
     /// The phone of account `phone` scans a QR code a client displays, linking it.
     pub async fn scan_qr(&self, qr: &str, phone: &str) -> Result<(), SimError> {
         pairing::scan_qr(&self.shared, qr, phone).await
