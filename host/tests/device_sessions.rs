@@ -1,6 +1,6 @@
 //! Device sessions of the real `waedge` binary against wa-sim, where they end: a device
-//! deleted while it is being linked leaves nothing behind, and a logout from the phone is not
-//! forgotten in a crash.
+//! deleted while it is being linked leaves nothing behind, a logout from the phone is not
+//! forgotten in a crash, and a replaced session comes back on its own keys.
 //!
 //! Needs a test build (`wa-sim` feature: devices may connect to a server that is not
 //! WhatsApp); `cargo test --workspace` has it.
@@ -9,7 +9,8 @@
 
 mod support;
 
-use std::path::PathBuf;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
@@ -97,6 +98,13 @@ impl Live {
     }
 }
 
+/// The identity key a device store holds: the keys of its WhatsApp session.
+fn identity_key(store: &Path) -> Vec<u8> {
+    let db = rusqlite::Connection::open_with_flags(store, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("the device store opens");
+    db.query_row("SELECT identity_key FROM device", [], |row| row.get(0)).expect("the store holds a device")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_deleted_while_it_is_being_linked_leaves_no_client_and_no_store() {
     let live = Live::start().await;
@@ -176,4 +184,45 @@ async fn a_logout_from_the_phone_seen_just_before_a_crash_is_not_forgotten() {
     live.wait_for_state("main", "logged-out", 5).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(handshakes(&live.sim), after_crash, "a logged-out device does not reconnect after a crash");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_device_reconnects_on_its_own_keys() {
+    let live = Live::start().await;
+    live.linked_main().await;
+    let store = live.store("main");
+    let (inode, keys) = (std::fs::metadata(&store).expect("the store").ino(), identity_key(&store));
+
+    live.sim.replace(SELF_PHONE).await;
+    live.wait_for_state("main", "replaced", 10).await;
+    let before = handshakes(&live.sim);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(handshakes(&live.sim), before, "a replaced device does not fight the other session by itself");
+
+    let device = live.call(Method::POST, "/v1/tenants/acme/devices/main/reconnect", Value::Null, 200).await;
+    assert!(matches!(device["state"].as_str(), Some("connecting" | "connected")), "{device}");
+    live.wait_for_state("main", "connected", 20).await;
+    assert_eq!(std::fs::metadata(&store).expect("the store").ino(), inode, "the same store file");
+    assert_eq!(identity_key(&store), keys, "the same WhatsApp session");
+
+    // Only a replaced, banned or disconnected device is reconnected.
+    let refused = live
+        .waedge
+        .admin(Method::POST, "/v1/tenants/acme/devices/main/reconnect", &live.admin_token, Value::Null)
+        .await;
+    assert_eq!((refused.status, &refused.json["error"]["code"]), (409, &json!("CONFLICT")), "{}", refused.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_temporarily_banned_device_comes_back_on_its_own_keys_when_the_ban_is_over() {
+    let live = Live::start().await;
+    live.linked_main().await;
+    let store = live.store("main");
+    let (inode, keys) = (std::fs::metadata(&store).expect("the store").ino(), identity_key(&store));
+
+    live.sim.ban(SELF_PHONE, Duration::from_secs(8)).await;
+    live.wait_for_state("main", "banned", 15).await;
+    live.wait_for_state("main", "connected", 30).await;
+    assert_eq!(std::fs::metadata(&store).expect("the store").ino(), inode, "the same store file");
+    assert_eq!(identity_key(&store), keys, "the same WhatsApp session");
 }

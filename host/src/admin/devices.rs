@@ -1,5 +1,5 @@
 //! `/v1/tenants/{tenant}/devices…`: devices, their live status, linking (QR as JSON, PNG and
-//! server-sent events; pair code), log-out and removal.
+//! server-sent events; pair code), reconnecting, log-out and removal.
 
 use std::time::Duration;
 
@@ -70,6 +70,11 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
         (&Method::POST, [device, "logout"]) => {
             current(admin, tenant, device).await?;
             admin.gateway.devices().logout(tenant, device).await.map_err(|e| Failure::conflict(format!("{e:#}")))?;
+            json(StatusCode::OK, &current(admin, tenant, device).await?)
+        }
+        (&Method::POST, [device, "reconnect"]) => {
+            current(admin, tenant, device).await?;
+            admin.gateway.devices().reconnect(tenant, device).await.map_err(|e| Failure::conflict(format!("{e:#}")))?;
             json(StatusCode::OK, &current(admin, tenant, device).await?)
         }
         (&Method::POST, [device, "link"]) => {

@@ -228,6 +228,13 @@ pub enum DeviceAction {
         /// The account's phone number with country code, e.g. 6281234567890.
         phone_number: String,
     },
+    /// Connect a replaced, banned or disconnected device again, on its own session.
+    Reconnect {
+        /// The tenant id.
+        tenant: String,
+        /// The device id.
+        device: String,
+    },
     /// Log a device out of WhatsApp (the phone forgets it).
     Logout {
         /// The tenant id.
@@ -440,6 +447,9 @@ fn device(client: &Client, print: &Printer, action: DeviceAction) -> anyhow::Res
                 println!("On the phone: WhatsApp → Linked devices → Link a device → Link with phone number instead.");
             }
             follow_link(client, print, &format!("{}/link/events", one(&tenant, &device)))
+        }
+        DeviceAction::Reconnect { tenant, device } => {
+            print.one(&client.post(&format!("{}/reconnect", one(&tenant, &device)), &Value::Null)?)
         }
         DeviceAction::Logout { tenant, device } => {
             print.one(&client.post(&format!("{}/logout", one(&tenant, &device)), &Value::Null)?)

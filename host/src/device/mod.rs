@@ -59,9 +59,10 @@ pub trait DeviceSession: Send + Sync + 'static {
 #[async_trait]
 pub trait DeviceManager: Send + Sync + 'static {
     /// Opens the session of `device` of `tenant`, last recorded in state `remembered`: a
-    /// linked device reconnects in the background, unless `remembered` is a terminal state
-    /// (logged out, replaced, banned), which it keeps until it is linked again. Must be called
-    /// inside a tokio runtime, once per device.
+    /// linked device reconnects in the background, unless it was logged out (it stays so until
+    /// it is linked again) or replaced (until it is reconnected or linked again); a banned
+    /// device tries once, and WhatsApp says whether the ban is over. Must be called inside a
+    /// tokio runtime, once per device.
     fn open(&self, tenant: &str, device: &str, remembered: DeviceState) -> Arc<dyn DeviceSession>;
 
     /// Starts linking an unlinked, logged-out, replaced or banned device by QR code; the
@@ -80,6 +81,11 @@ pub trait DeviceManager: Send + Sync + 'static {
 
     /// Stops a linking in progress; the device is unlinked again.
     async fn cancel_link(&self, tenant: &str, device: &str) -> anyhow::Result<()>;
+
+    /// Connects a replaced, banned or disconnected device again, on its own session: no new
+    /// link, the keys are kept. For a replaced device this takes the session back from the
+    /// other client ("use here").
+    async fn reconnect(&self, tenant: &str, device: &str) -> anyhow::Result<()>;
 
     /// Unlinks a connected device from its WhatsApp account (as "log out" on the phone
     /// would); it stays, logged out, until it is linked again.
@@ -132,7 +138,8 @@ pub enum LinkEvent {
     },
 }
 
-/// Whether a device in `state` stays there until it is linked again.
+/// Whether a device in `state` has no client and gets none by itself: logged out, replaced,
+/// or banned (until the ban is over).
 pub fn is_terminal(state: DeviceState) -> bool {
     matches!(state, DeviceState::LoggedOut | DeviceState::Replaced | DeviceState::Banned)
 }

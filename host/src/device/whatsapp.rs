@@ -8,9 +8,13 @@
 //!
 //! The client reconnects with backoff on its own, each attempt spread by
 //! [`SpreadReconnects`]; terminal states (logged out, replaced, banned) stop its loop and are
-//! surfaced as the device state, never retried.
+//! surfaced as the device state. None of them deletes the session's keys: a temporary ban
+//! ends with a reconnect when WhatsApp said it would, and a replaced device (another client
+//! took over its session) is taken back with [`WhatsappDevices::reconnect`] — as "use here"
+//! in WhatsApp Web, never by itself, which would make the two clients kick each other out in
+//! turn.
 //!
-//! An unlinked, logged-out or replaced device is linked again with
+//! An unlinked, logged-out, replaced or banned device is linked again with
 //! [`WhatsappDevices::link_qr`] or [`WhatsappDevices::link_pair_code`]: a fresh client on the
 //! device's store (emptied first unless the device was never linked) shows QR codes until the
 //! phone links it, and then is the device's normal session.
@@ -147,9 +151,16 @@ fn operation(operations: &Operations, key: &Key) -> Arc<Operation> {
 impl DeviceManager for WhatsappDevices {
     fn open(&self, tenant: &str, device: &str, remembered: DeviceState) -> Arc<dyn DeviceSession> {
         let store = self.store_of(tenant, device);
-        let session = Arc::new(WhatsappDevice::new(tenant, device, store, self.server.clone(), self.observer.clone()));
-        let replaced = self.sessions.lock().expect("sessions lock").insert(key(tenant, device), session.clone());
         let operation = self.operation(tenant, device);
+        let session = Arc::new(WhatsappDevice::new(
+            tenant,
+            device,
+            store,
+            self.server.clone(),
+            self.observer.clone(),
+            operation.clone(),
+        ));
+        let replaced = self.sessions.lock().expect("sessions lock").insert(key(tenant, device), session.clone());
         let starting = session.clone();
         tokio::spawn(async move {
             let _operation = operation.lock().await;
@@ -165,7 +176,8 @@ impl DeviceManager for WhatsappDevices {
                     return;
                 }
             }
-            if is_terminal(remembered) {
+            // A banned device tries again: WhatsApp says whether the ban is over.
+            if is_terminal(remembered) && remembered != DeviceState::Banned {
                 starting.set_state(remembered);
             } else {
                 starting.start().await;
@@ -222,6 +234,20 @@ impl DeviceManager for WhatsappDevices {
         );
         session.finish_link(LinkEvent::Failed { reason: "linking was cancelled".to_string() });
         session.abandon_link(DeviceState::Unlinked).await;
+        Ok(())
+    }
+
+    async fn reconnect(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
+        let operation = self.operation(tenant, device);
+        let _operation = operation.lock().await;
+        let session = self.session(tenant, device)?;
+        let state = session.status().state;
+        anyhow::ensure!(
+            matches!(state, DeviceState::Replaced | DeviceState::Banned | DeviceState::Disconnected),
+            "device {tenant}/{device} is {}: only a replaced, banned or disconnected device can be reconnected",
+            super::state_name(state)
+        );
+        session.restart().await;
         Ok(())
     }
 
@@ -351,10 +377,20 @@ struct WhatsappDevice {
     link: Mutex<Option<mpsc::Sender<LinkEvent>>>,
     /// Set when the device is being removed: the session reports nothing any more.
     removed: AtomicBool,
+    /// The device's operation lock (see [`WhatsappDevices`]), for the session's own
+    /// operations: the reconnect at the end of a ban.
+    operation: Arc<Operation>,
 }
 
 impl WhatsappDevice {
-    fn new(tenant: &str, id: &str, store: PathBuf, server: Server, observer: Option<Arc<dyn StatusObserver>>) -> Self {
+    fn new(
+        tenant: &str,
+        id: &str,
+        store: PathBuf,
+        server: Server,
+        observer: Option<Arc<dyn StatusObserver>>,
+        operation: Arc<Operation>,
+    ) -> Self {
         WhatsappDevice {
             tenant: tenant.to_string(),
             observer,
@@ -372,7 +408,29 @@ impl WhatsappDevice {
             names: Mutex::new(HashMap::new()),
             link: Mutex::new(None),
             removed: AtomicBool::new(false),
+            operation,
         }
+    }
+
+    /// Replaces the client with a new one on the same store (the same WhatsApp session).
+    async fn restart(self: &Arc<Self>) {
+        self.stop().await;
+        self.set_state(DeviceState::Connecting);
+        self.clone().start().await;
+    }
+
+    /// Reconnects a banned device once `ban` is over, unless it is no longer banned by then
+    /// (relinked, reconnected, removed).
+    fn reconnect_after(self: &Arc<Self>, ban: Duration) {
+        let session = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(ban.max(MIN_BAN)).await;
+            let _operation = session.operation.lock().await;
+            if session.status().state == DeviceState::Banned && !session.removed.load(Ordering::Acquire) {
+                tracing::info!(device = session.status().id, "the temporary ban is over: reconnecting");
+                session.restart().await;
+            }
+        });
     }
 
     async fn start(self: Arc<Self>) {
@@ -580,7 +638,7 @@ impl WhatsappDevice {
     }
 
     /// Folds one client event into the device state and the learned contact names.
-    async fn observe(&self, event: &Event) {
+    async fn observe(self: &Arc<Self>, event: &Event) {
         match event {
             Event::Connected(_) => {
                 let client = self.client.read().expect("client lock").clone();
@@ -601,7 +659,16 @@ impl WhatsappDevice {
             Event::Disconnected(_) => self.set_state(DeviceState::Disconnected),
             Event::LoggedOut(_) => self.end(DeviceState::LoggedOut).await,
             Event::StreamReplaced(_) => self.end(DeviceState::Replaced).await,
-            Event::TemporaryBan(_) => self.end(DeviceState::Banned).await,
+            Event::TemporaryBan(ban) => {
+                let ends_in = ban.expire.to_std().unwrap_or_default();
+                tracing::warn!(
+                    device = self.status().id,
+                    "temporarily banned by WhatsApp for {ends_in:?}: {}",
+                    ban.code
+                );
+                self.end(DeviceState::Banned).await;
+                self.reconnect_after(ends_in);
+            }
             Event::ConnectFailure(failure) if !failure.reason.should_reconnect() => {
                 self.end(DeviceState::LoggedOut).await
             }
@@ -678,6 +745,9 @@ impl WhatsappDevice {
         }
     }
 }
+
+/// The least a banned device waits before it tries again, whatever the ban said.
+const MIN_BAN: Duration = Duration::from_secs(5);
 
 /// How many linking events may wait unread: a linking shows at most six QR codes.
 const LINK_EVENTS: usize = 8;

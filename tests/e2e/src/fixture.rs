@@ -121,6 +121,10 @@ impl DeviceManager for FixtureDevices {
         anyhow::bail!("fixture devices are never being linked")
     }
 
+    async fn reconnect(&self, _: &str, _: &str) -> anyhow::Result<()> {
+        anyhow::bail!("fixture devices are connected by the world file")
+    }
+
     async fn logout(&self, _: &str, _: &str) -> anyhow::Result<()> {
         anyhow::bail!("fixture devices are linked by the world file")
     }

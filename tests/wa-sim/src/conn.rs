@@ -70,6 +70,14 @@ async fn run(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), ConnError> {
         return Ok(());
     }
 
+    if let Some(left) = device.as_ref().and_then(|d| shared.faults.ban_left(&d.phone)) {
+        // Whole seconds, rounded up: a ban never looks over before it is.
+        let expire = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+        send(&mut wire, &mut transport, &login::failure_temp_banned(expire)).await?;
+        wire.drain_then_close(GOODBYE_GRACE).await;
+        return Ok(());
+    }
+
     let (tx, mut rx) = mpsc::unbounded_channel();
     let conn = shared.hub.register(tx.clone(), device.clone());
     let _registration = Registration { shared: shared.clone(), conn };

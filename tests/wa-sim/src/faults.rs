@@ -1,5 +1,6 @@
 //! Fault injection: refusing connections, IQ latency, dropping and kicking devices.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -13,6 +14,8 @@ use crate::world::World;
 pub struct Faults {
     refuse_until: Mutex<Option<Instant>>,
     latency_ms: AtomicU64,
+    /// Accounts temporarily banned, until when.
+    bans: Mutex<HashMap<String, Instant>>,
 }
 
 impl Faults {
@@ -29,6 +32,17 @@ impl Faults {
     /// Delay every IQ answer by this much (zero turns it off).
     pub fn set_latency(&self, d: Duration) {
         self.latency_ms.store(u64::try_from(d.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Bans the account's devices from logging in for this long.
+    pub fn ban_for(&self, phone: &str, d: Duration) {
+        lock(&self.bans).insert(phone.to_string(), Instant::now() + d);
+    }
+
+    /// How much longer the account is banned, if it is.
+    pub fn ban_left(&self, phone: &str) -> Option<Duration> {
+        let until = *lock(&self.bans).get(phone)?;
+        until.checked_duration_since(Instant::now()).filter(|left| !left.is_zero())
     }
 
     /// The current IQ answer delay.

@@ -193,6 +193,14 @@ impl WaSim {
         tracing::info!("fault: replaced {n} connections of {phone}");
     }
 
+    /// Bans the account temporarily: its connected devices are dropped, and every login of
+    /// its devices gets `<failure reason="402" expire=…/>` until `for_` has passed.
+    pub async fn ban(&self, phone: &str, for_: Duration) {
+        self.shared.faults.ban_for(phone, for_);
+        let n = faults::drop_connections(&self.shared.hub, Some(phone));
+        tracing::info!("fault: banned {phone} for {for_:?} ({n} connected devices)");
+    }
+
     /// Delays every IQ answer by `d` (zero turns it off).
     pub fn set_latency(&self, d: Duration) {
         self.shared.faults.set_latency(d);

@@ -33,6 +33,17 @@ pub fn failure_logged_out() -> Node {
     NodeBuilder::new("failure").attr("reason", "401").attr("location", "sim").build()
 }
 
+/// `<failure reason="402" code="101" expire=…/>`: the account is banned for `expire`
+/// more seconds (reason 101: messages to too many people not in their address books).
+pub fn failure_temp_banned(expire: u64) -> Node {
+    NodeBuilder::new("failure")
+        .attr("reason", "402")
+        .attr("code", "101")
+        .attr("expire", expire.to_string())
+        .attr("location", "sim")
+        .build()
+}
+
 /// `<stream:error code=…/>`, e.g. 515 (restart) or 401 (logged out).
 pub fn stream_error(code: u16) -> Node {
     NodeBuilder::new("stream:error").attr("code", code.to_string()).build()
