@@ -24,14 +24,14 @@ use crate::bindings;
 use crate::runtime::state::RequestState;
 use crate::tenancy::Tenant;
 
-/// What one request's component may reach: its tenant, and its deadline.
+/// What one request's component may reach: its tenant, its deadline and its share of the log.
 pub struct Capabilities {
     /// The tenant the request was routed to.
     pub tenant: Arc<Tenant>,
-    /// The component serving the request, for log lines.
-    pub component: Arc<str>,
     /// When the request's budget runs out; host calls give up then.
     pub deadline: Instant,
+    /// Where the component's log lines go, within the request's log budget.
+    pub log: logging::ComponentLog,
 }
 
 impl Capabilities {

@@ -18,16 +18,23 @@ fn assert_error(reply: &Reply, status: u16, code: &str) {
     assert_eq!((reply.status, reply.json["error"]["code"].as_str()), (status, Some(code)), "{}", reply.text);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn hostile_components_are_contained_and_other_tenants_keep_working() {
-    let world = World::load(&fixtures().join("world.toml")).expect("fixture world");
-    let gw = Arc::new(TestGateway::start(&config(None), &world).await);
+/// Deploys the probe as globex's `component:probe`, routed at `/probe`; returns the
+/// component's label in metrics.
+async fn deploy_probe(gw: &TestGateway) -> String {
     let deployed = gw.admin_upload("/v1/tenants/globex/components/probe", guests::get("probe").to_vec()).await;
     assert_eq!(deployed.status, 201, "{}", deployed.text);
     let route = gw
         .admin(Method::PUT, "/v1/tenants/globex/routes", json!({"prefix": "/probe", "component": "component:probe"}))
         .await;
     assert_eq!(route.status, 200, "{}", route.text);
+    format!("globex/probe@{}", &deployed.json["sha256"].as_str().unwrap()[..12])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hostile_components_are_contained_and_other_tenants_keep_working() {
+    let world = World::load(&fixtures().join("world.toml")).expect("fixture world");
+    let gw = Arc::new(TestGateway::start(&config(None), &world).await);
+    let probe = deploy_probe(&gw).await;
     let limits = json!({"limits": {
         "request_timeout_ms": 1500, "memory_mib": 16, "max_response_body_bytes": 4096, "max_outbound_requests": 3,
     }, "outbound_hosts": ["127.0.0.1", "localhost", "api.example.com"]});
@@ -101,7 +108,6 @@ async fn hostile_components_are_contained_and_other_tenants_keep_working() {
     assert!(served.load(Ordering::Relaxed) > 10, "acme was served throughout");
 
     let metrics = gw.admin_as(Method::GET, "/metrics", None, Value::Null).await.text;
-    let probe = format!("globex/probe@{}", &deployed.json["sha256"].as_str().unwrap()[..12]);
     for limit in [
         "request_timeout_ms",
         "memory_mib",
@@ -117,4 +123,68 @@ async fn hostile_components_are_contained_and_other_tenants_keep_working() {
             format!("waedge_sandbox_violations_total{{tenant=\"globex\",component=\"{probe}\",limit=\"{limit}\"}}");
         assert!(metrics.contains(&line), "{line} in\n{metrics}");
     }
+}
+
+/// The host's log as the operator's log file would hold it: every event of the process.
+#[derive(Clone, Default)]
+struct HostLog(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl HostLog {
+    /// Sends every log event of this process (all its threads) to a new `HostLog`.
+    fn install() -> HostLog {
+        let log = HostLog::default();
+        let subscriber = tracing_subscriber::fmt().with_writer(log.clone()).with_ansi(false).finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only test of this file that reads the log");
+        log
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for HostLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for HostLog {
+    type Writer = HostLog;
+
+    fn make_writer(&'a self) -> HostLog {
+        self.clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_cannot_forge_or_flood_the_log() {
+    use waedge::capability::logging::MAX_LINES_PER_REQUEST;
+
+    let log = HostLog::install();
+    let world = World::load(&fixtures().join("world.toml")).expect("fixture world");
+    let gw = TestGateway::start(&config(None), &world).await;
+    let probe = deploy_probe(&gw).await;
+
+    let flood = gw.get("/probe/log?n=10000", Some(EVE)).await;
+    assert_eq!((flood.status, flood.json.clone()), (200, json!({"logged": 10000})), "{}", flood.text);
+
+    let text = log.text();
+    let component_lines: Vec<&str> = text.lines().filter(|line| line.contains("waedge::component")).collect();
+    assert_eq!(component_lines.len(), MAX_LINES_PER_REQUEST as usize, "at most the cap is logged");
+    for line in &component_lines {
+        assert!(line.contains(r"\nFORGED waedge::access") && line.contains("tenant=\"globex\""), "{line}");
+    }
+    assert!(!text.lines().any(|line| line.starts_with("FORGED")), "a component forged a log line:\n{text}");
+    let violations = text.lines().filter(|line| line.contains("limit=\"log\"")).count();
+    assert_eq!(violations, 1, "one violation per request, not one per dropped line:\n{text}");
+
+    let metrics = gw.admin_as(Method::GET, "/metrics", None, Value::Null).await.text;
+    let line = format!("waedge_sandbox_violations_total{{tenant=\"globex\",component=\"{probe}\",limit=\"log\"}} 1");
+    assert!(metrics.contains(&line), "{line} in\n{metrics}");
 }
