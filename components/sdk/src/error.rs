@@ -50,6 +50,12 @@ impl ErrorClass {
         ErrorClass { status, code, message: message.into(), headers: Vec::new() }
     }
 
+    /// The error with one more response header.
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
     /// The error as a response: its status, its headers and
     /// `{"error": {"code": …, "message": …}}`.
     pub fn into_response(self) -> crate::Response {
@@ -77,13 +83,8 @@ impl ErrorClass {
     /// A 405 error for a method the endpoint does not accept, with the `Allow` header listing
     /// the methods it does accept.
     pub fn method_not_allowed(method: &str, allowed: &[&str]) -> Self {
-        let mut error = ErrorClass::new(
-            405,
-            "METHOD_NOT_ALLOWED",
-            format!("{method} is not allowed here; use {}", allowed.join(" or ")),
-        );
-        error.headers.push(("allow".to_string(), allowed.join(", ")));
-        error
+        let message = format!("{method} is not allowed here; use {}", allowed.join(" or "));
+        ErrorClass::new(405, "METHOD_NOT_ALLOWED", message).with_header("allow", &allowed.join(", "))
     }
 }
 
