@@ -14,12 +14,15 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::Response;
 use tokio::sync::oneshot;
-use wasmtime::Trap;
-use wasmtime_wasi_http::WasiHttpView;
+use wasmtime::component::ResourceTableError;
+use wasmtime::{PoolConcurrencyLimitError, Trap};
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{FieldMapError, WasiHttpView};
 
+use super::limiter::MemoryLimitExceeded;
 use super::pool::InstancePool;
+use super::state::{MAX_FIELDS_BYTES, MAX_RESOURCES};
 use crate::capability::Capabilities;
 use crate::capability::outbound::OutboundPolicy;
 use crate::metrics::Metrics;
@@ -33,6 +36,13 @@ pub enum DispatchError {
     /// The component hit its memory cap.
     #[error("the component exceeded its memory limit")]
     MemoryLimit,
+    /// The component held more resource handles (fields, streams, requests) at once than the
+    /// host allows a request.
+    #[error("the component held more than {MAX_RESOURCES} resource handles (fields, streams, requests) at once")]
+    ResourceLimit,
+    /// The component built headers or trailers larger than the host allows.
+    #[error("the component built headers or trailers larger than {MAX_FIELDS_BYTES} bytes")]
+    FieldsTooLarge,
     /// The component trapped (a panic, an `unreachable`, a failed host call).
     #[error("the component failed: {0}")]
     Trap(String),
@@ -51,6 +61,10 @@ pub enum DispatchError {
     /// The component answered with a `wasi:http` error instead of a response.
     #[error("the component answered with an error: {0:?}")]
     Refused(ErrorCode),
+    /// The host had no instance slot for the request: the tenant's share of the instance
+    /// pool, or the pool itself, is in use. Not the component's fault.
+    #[error("the host is at capacity: {0}; retry shortly")]
+    Capacity(String),
 }
 
 /// Serves `request` with an instance from `pool`, scoped to `capabilities` and `outbound`,
@@ -69,6 +83,8 @@ pub async fn dispatch(
     max_body: usize,
 ) -> Result<Response<Bytes>, DispatchError> {
     let deadline = capabilities.deadline;
+    // Declared before the instance, so it is returned after the instance is dropped or kept.
+    let _slot = pool.share().take().map_err(|in_use| DispatchError::Capacity(in_use.to_string()))?;
     let mut instance = pool.take(capabilities, outbound);
     instance.store.set_epoch_deadline(1);
     let (sender, receiver) = oneshot::channel();
@@ -140,12 +156,26 @@ fn classify(error: wasmtime::Error) -> DispatchError {
     if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
         return DispatchError::Timeout;
     }
+    if let Some(full) = error.downcast_ref::<PoolConcurrencyLimitError>() {
+        return DispatchError::Capacity(format!("the instance pool is full ({full})"));
+    }
+    if error.downcast_ref::<MemoryLimitExceeded>().is_some() {
+        return DispatchError::MemoryLimit;
+    }
+    if matches!(error.downcast_ref::<ResourceTableError>(), Some(ResourceTableError::Full)) {
+        return DispatchError::ResourceLimit;
+    }
+    if matches!(
+        error.downcast_ref::<FieldMapError>(),
+        Some(FieldMapError::TotalSizeTooBig | FieldMapError::TooManyFields)
+    ) {
+        return DispatchError::FieldsTooLarge;
+    }
+    // wasmtime checks these counts itself; only its message says which one it refused.
     let text = format!("{error:#}");
-    if text.contains("forcing trap when growing memory") || text.contains("memory limit") {
-        DispatchError::MemoryLimit
-    } else if text.contains("instance count too high") || text.contains("memory count too high") {
+    if text.contains("instance count too high") {
         DispatchError::InstanceLimit
-    } else if text.contains("table count too high") || text.contains("table elements") {
+    } else if text.contains("table count too high") {
         DispatchError::TableLimit
     } else {
         DispatchError::Trap(first_line(&text))
@@ -154,4 +184,62 @@ fn classify(error: wasmtime::Error) -> DispatchError {
 
 fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or_default().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use wasmtime::Store;
+    use wasmtime::component::{Component, Linker};
+
+    use super::super::limiter::Limiter;
+    use super::*;
+
+    /// The smallest component: no imports, no exports, nothing inside.
+    const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";
+
+    /// A component of `memories` core instances, each of a module defining one memory of
+    /// `pages` 64 KiB pages (the pool allows one memory per module, four per component).
+    fn component_with_memories(memories: u8, pages: u8) -> Vec<u8> {
+        let module = [b"\0asm\x01\0\0\0".as_slice(), &[0x05, 0x03, 0x01, 0x00, pages]].concat();
+        let mut component = b"\0asm\x0d\0\x01\0".to_vec();
+        for _ in 0..memories {
+            component.extend([0x01, module.len() as u8]);
+            component.extend(&module);
+        }
+        // The core instance section: instantiate each module with no arguments.
+        component.extend([0x02, 1 + 3 * memories, memories]);
+        (0..memories).for_each(|index| component.extend([0x00, index, 0x00]));
+        component
+    }
+
+    #[tokio::test]
+    async fn memory_mib_caps_all_of_an_instances_memories_together() {
+        let engine = super::super::engine::new(4).unwrap();
+        let limits = crate::config::Limits { memory_mib: 2, ..Default::default() };
+        let linker = Linker::<Limiter>::new(&engine);
+        let instantiate = async |bytes: Vec<u8>| {
+            let component = Component::new(&engine, bytes).unwrap();
+            let mut store = Store::new(&engine, Limiter::new(&limits));
+            store.limiter(|limiter| limiter);
+            linker.instantiate_async(&mut store, &component).await.map(drop)
+        };
+        // 20 pages are 1.25 MiB, 62.5% of memory_mib: one memory fits, two do not.
+        instantiate(component_with_memories(1, 20)).await.expect("one memory under memory_mib");
+        let over = instantiate(component_with_memories(2, 20)).await.unwrap_err();
+        assert!(matches!(classify(over), DispatchError::MemoryLimit));
+    }
+
+    #[tokio::test]
+    async fn a_full_pool_is_a_capacity_error_not_a_trap() {
+        let engine = super::super::engine::new(1).unwrap();
+        let component = Component::new(&engine, EMPTY_COMPONENT).unwrap();
+        let linker = Linker::<()>::new(&engine);
+        let mut holder = Store::new(&engine, ());
+        linker.instantiate_async(&mut holder, &component).await.expect("the one slot is free");
+        let full = linker.instantiate_async(&mut Store::new(&engine, ()), &component).await.unwrap_err();
+        match classify(full) {
+            DispatchError::Capacity(why) => assert!(why.contains("maximum concurrent limit of 1"), "{why}"),
+            other => panic!("a full pool is the host's capacity, not the component's failure: {other:?}"),
+        }
+    }
 }

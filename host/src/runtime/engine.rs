@@ -15,23 +15,36 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 /// How often the epoch advances: the granularity of deadlines and of cooperative yielding.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// The largest linear memory any tenant may configure; per-tenant caps are enforced below it.
-pub const MAX_MEMORY_BYTES: usize = 256 << 20;
+/// The largest `memory_mib` a tenant may configure: the size of a memory slot of the pool.
+pub const MAX_MEMORY_MIB: u64 = 256;
 
-/// Instances that may exist at once across all tenants.
-const POOL_INSTANCES: u32 = 1_000;
+/// [`MAX_MEMORY_MIB`] in bytes; per-tenant caps are enforced below it.
+pub const MAX_MEMORY_BYTES: usize = (MAX_MEMORY_MIB as usize) << 20;
 
-/// Creates the engine and starts its epoch ticker (which stops when the engine is dropped).
-pub fn new() -> wasmtime::Result<Engine> {
+/// Core instances one component may create (the pool refuses a component needing more).
+const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+
+/// Linear memories one component may define.
+const MAX_MEMORIES_PER_COMPONENT: u32 = 4;
+
+/// Tables one component may define.
+const MAX_TABLES_PER_COMPONENT: u32 = 8;
+
+/// Creates the engine, with a pool of `slots` instances (see [`capacity`](super::capacity)),
+/// and starts its epoch ticker (which stops when the engine is dropped).
+pub fn new(slots: u32) -> wasmtime::Result<Engine> {
+    // Every total is `slots` times the most one instance may hold, so only the number of
+    // stores can exhaust the pool. Instance counts cost nothing up front; memories, tables and
+    // stacks are reserved address space, not memory.
     let mut pool = PoolingAllocationConfig::new();
-    pool.total_component_instances(POOL_INSTANCES)
-        .total_core_instances(POOL_INSTANCES * 4)
-        .total_memories(POOL_INSTANCES * 2)
-        .total_tables(POOL_INSTANCES * 4)
-        .total_stacks(POOL_INSTANCES)
-        .max_core_instances_per_component(32)
-        .max_memories_per_component(4)
-        .max_tables_per_component(8)
+    pool.total_component_instances(slots)
+        .total_core_instances(slots * MAX_CORE_INSTANCES_PER_COMPONENT)
+        .total_memories(slots * MAX_MEMORIES_PER_COMPONENT)
+        .total_tables(slots * MAX_TABLES_PER_COMPONENT)
+        .total_stacks(slots)
+        .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
         .max_memory_size(MAX_MEMORY_BYTES)
         .max_unused_warm_slots(100)
         .decommit_batch_size(32);
@@ -39,8 +52,8 @@ pub fn new() -> wasmtime::Result<Engine> {
     config
         .epoch_interruption(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-        // Reserve exactly the cap per memory (no 4 GiB slots): 1,000 slots stay well inside
-        // the address space of a small VM.
+        // Reserve exactly the cap per memory (no 4 GiB slots): 4,000 memories of 256 MiB are
+        // 1 TiB of the 128 TiB of address space.
         .memory_reservation(MAX_MEMORY_BYTES as u64)
         .memory_guard_size(64 << 10);
     if std::env::var_os("WAEDGE_PERFMAP").is_some_and(|v| v == "1") {

@@ -4,19 +4,25 @@
 //!
 //! - [`engine`] configures the engine (pooling allocator, epoch interruption) and runs the
 //!   single epoch ticker thread.
+//! - [`artefact`] keeps compiled components on disk, checked before they are loaded.
+//! - [`capacity`] sizes the instance pool and gives each tenant a share of it.
 //! - [`state`] is the store data: WASI contexts and the current request's capabilities.
+//! - [`limiter`] caps what one instance may allocate.
 //! - [`pool`] keeps warm instances of one component for one tenant.
 //! - [`dispatch`] runs one HTTP request through a component under its deadline.
 //! - [`violation`] reports a component hitting a limit.
 
+pub mod artefact;
 pub mod builtin;
+pub mod capacity;
 pub mod dispatch;
 pub mod engine;
+pub mod limiter;
 pub mod pool;
 pub mod state;
 pub mod violation;
 
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -26,6 +32,8 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::capability;
 use crate::config::Limits;
+use artefact::ArtefactCache;
+use capacity::Share;
 use pool::{IdleBudget, InstancePool};
 use state::RequestState;
 
@@ -34,13 +42,16 @@ use state::RequestState;
 pub struct Runtime {
     engine: wasmtime::Engine,
     linker: Arc<Linker<RequestState>>,
-    cache: Option<PathBuf>,
+    cache: Option<Arc<ArtefactCache>>,
     idle: Arc<IdleBudget>,
+    /// Slots of the pooling allocator for requests in flight, divided between tenants.
+    in_flight: usize,
 }
 
 /// A compiled, import-checked component, ready to be instantiated per request.
 pub struct HandlerComponent {
     name: Arc<str>,
+    sha256: String,
     pre: ProxyPre<RequestState>,
 }
 
@@ -53,71 +64,82 @@ pub struct ComponentError {
 }
 
 impl Runtime {
-    /// Creates the engine, starts its epoch ticker and links every host interface.
+    /// Creates the engine, with a pool of [`capacity::SLOTS`] instances, starts its epoch
+    /// ticker and links every host interface.
     pub fn new() -> wasmtime::Result<Self> {
-        let engine = engine::new()?;
+        Self::with_slots(capacity::SLOTS)
+    }
+
+    /// [`Runtime::new`] with a pool of `slots` instances (at least 2): for a host with little
+    /// address space, and for tests that fill the pool.
+    pub fn with_slots(slots: u32) -> wasmtime::Result<Self> {
+        wasmtime::ensure!(slots >= 2, "the instance pool needs at least 2 slots");
+        let (idle, in_flight) = capacity::split(slots);
+        let engine = engine::new(slots)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         capability::add_to_linker(&mut linker)?;
-        Ok(Runtime { engine, linker: Arc::new(linker), cache: None, idle: Arc::default() })
+        let idle = Arc::new(IdleBudget::new(idle));
+        Ok(Runtime { engine, linker: Arc::new(linker), cache: None, idle, in_flight })
     }
 
-    /// Keeps compiled components in `dir`, keyed by the SHA-256 of the component and the
-    /// engine's compatibility hash, so a restart does not compile them again. Only artefacts
-    /// this runtime compiled itself are ever loaded: there is no way to hand it a precompiled
-    /// one.
+    /// Keeps compiled components in `dir` (see [`artefact`]), so a restart does not compile
+    /// them again. Only artefacts this runtime compiled itself are ever loaded: there is no
+    /// way to hand it a precompiled one.
     pub fn with_cache(mut self, dir: PathBuf) -> Self {
-        self.cache = Some(dir);
+        self.cache = Some(Arc::new(ArtefactCache::new(dir, &self.engine)));
         self
+    }
+
+    /// Removes the cached artefacts of every component whose SHA-256 (hex) is not in `keep`.
+    pub fn retain_cached(&self, keep: &HashSet<&str>) {
+        if let Some(cache) = &self.cache {
+            let removed = cache.retain(keep);
+            if removed > 0 {
+                tracing::info!(removed, "removed unused compiled components");
+            }
+        }
     }
 
     /// Compiles `bytes` and checks that the component exports `wasi:http/incoming-handler` and
     /// imports nothing the host does not provide. CPU-heavy: call it off the request path.
     pub fn compile(&self, name: &str, bytes: &[u8]) -> Result<HandlerComponent, ComponentError> {
         let refuse = |reason| ComponentError { name: name.to_string(), reason };
+        let sha256 = hex::encode(Sha256::digest(bytes));
         let component = match &self.cache {
-            Some(dir) => self.compile_cached(dir, bytes),
+            Some(cache) => self.compile_cached(cache, &sha256, bytes),
             None => Component::new(&self.engine, bytes),
         }
         .map_err(refuse)?;
         let pre = self.linker.instantiate_pre(&component).map_err(refuse)?;
         let pre = ProxyPre::new(pre).map_err(refuse)?;
-        Ok(HandlerComponent { name: name.into(), pre })
+        Ok(HandlerComponent { name: name.into(), sha256, pre })
     }
 
-    /// An empty instance pool for one tenant's use of `component` under `limits`.
-    pub fn pool(&self, component: Arc<HandlerComponent>, limits: Limits) -> InstancePool {
-        InstancePool::new(component, limits, self.idle.clone())
+    /// An empty instance pool for one tenant's use of `component` under `limits`, taking
+    /// slots of the tenant's `share`.
+    pub fn pool(&self, component: Arc<HandlerComponent>, limits: Limits, share: Arc<Share>) -> InstancePool {
+        InstancePool::new(component, limits, share, self.idle.clone())
+    }
+
+    /// The size of each tenant's [`Share`] when there are `tenants`: an even split of the slots
+    /// for requests in flight (at least one).
+    pub fn share_size(&self, tenants: usize) -> usize {
+        (self.in_flight / tenants.max(1)).max(1)
     }
 }
 
 impl Runtime {
-    /// The compiled form of `bytes` from the cache, or compiled now and cached. A cache that
-    /// cannot be read or written only costs the compile.
-    fn compile_cached(&self, dir: &std::path::Path, bytes: &[u8]) -> wasmtime::Result<Component> {
-        let mut engine_hash = DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut engine_hash);
-        let key = format!("{}-{:016x}.cwasm", hex::encode(Sha256::digest(bytes)), engine_hash.finish());
-        let path = dir.join(key);
-        if path.is_file() {
-            // SAFETY: the file was written by `Component::serialize` of this same engine
-            // configuration (the compatibility hash is in its name) into the operator's data
-            // directory; tenants cannot place files there.
-            match unsafe { Component::deserialize_file(&self.engine, &path) } {
-                Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!("ignoring the unreadable cached component {}: {e:#}", path.display()),
-            }
+    /// The compiled form of `bytes` (whose SHA-256 is `sha256`) from the cache, or compiled
+    /// now and cached. A cache that cannot be read or written only costs the compile.
+    fn compile_cached(&self, cache: &ArtefactCache, sha256: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
+        if let Some(component) = cache.load(&self.engine, sha256) {
+            return Ok(component);
         }
         let component = Component::new(&self.engine, bytes)?;
-        let written = component.serialize().map_err(std::io::Error::other).and_then(|artefact| {
-            std::fs::create_dir_all(dir)?;
-            let partial = path.with_extension("partial");
-            std::fs::write(&partial, artefact)?;
-            std::fs::rename(&partial, &path)
-        });
-        if let Err(e) = written {
-            tracing::warn!("cannot cache the compiled component in {}: {e}", dir.display());
+        if let Err(e) = cache.store(sha256, &component) {
+            tracing::warn!("cannot cache the compiled component {sha256}: {e}");
         }
         Ok(component)
     }
@@ -128,26 +150,81 @@ impl HandlerComponent {
     pub fn name(&self) -> &Arc<str> {
         &self.name
     }
+
+    /// The SHA-256 (hex) of the component's bytes.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The cache directory's files and their contents.
+    fn cached(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| (e.file_name().into_string().unwrap(), std::fs::read(e.path()).unwrap()))
+            .collect();
+        files.sort();
+        files
+    }
+
     #[test]
     fn compiled_components_are_cached_by_content_and_engine() {
         let dir = tempfile::tempdir().unwrap();
         let runtime = Runtime::new().unwrap().with_cache(dir.path().to_path_buf());
         let bytes = builtin::get("devices-api").unwrap();
+        let compiled = runtime.compile("builtin:devices-api", bytes).unwrap();
+        assert_eq!(compiled.sha256(), hex::encode(Sha256::digest(bytes)));
+        let files = cached(dir.path());
+        assert_eq!(files.len(), 1);
+        let (name, artefact) = &files[0];
+        assert!(name.starts_with(&format!("{}-", compiled.sha256())) && name.ends_with(".cwasm"), "{name}");
+        let (digest, serialized) = artefact.split_at(32);
+        assert_eq!(digest, Sha256::digest(serialized).as_slice(), "the artefact's own digest comes first");
+        // The second compile loads the artefact: nothing is written.
+        let path = dir.path().join(name);
+        let written = std::fs::metadata(&path).unwrap().modified().unwrap();
         runtime.compile("builtin:devices-api", bytes).unwrap();
-        let cached: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(cached.len(), 1);
-        let name = cached[0].to_str().unwrap();
-        assert!(name.starts_with(&hex::encode(Sha256::digest(bytes))) && name.ends_with(".cwasm"), "{name}");
-        // The second compile loads the artefact; a damaged one is compiled again.
+        assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), written);
+    }
+
+    #[test]
+    fn damaged_artefacts_are_discarded_and_compiled_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = Runtime::new().unwrap().with_cache(dir.path().to_path_buf());
+        let bytes = builtin::get("devices-api").unwrap();
         runtime.compile("builtin:devices-api", bytes).unwrap();
-        std::fs::write(dir.path().join(name), b"damaged").unwrap();
-        runtime.compile("builtin:devices-api", bytes).unwrap();
-        assert_ne!(std::fs::read(dir.path().join(name)).unwrap(), b"damaged");
+        let [(name, intact)] = <[_; 1]>::try_from(cached(dir.path())).unwrap();
+        let path = dir.path().join(&name);
+        // One flipped bit in the code (a valid ELF still), a truncated file, a foreign file.
+        let mut flipped = intact.clone();
+        flipped[intact.len() / 2] ^= 0x01;
+        let damaged = [flipped, intact[..intact.len() - 100].to_vec(), b"damaged".to_vec()];
+        for damage in damaged {
+            std::fs::write(&path, &damage).unwrap();
+            runtime.compile("builtin:devices-api", bytes).unwrap();
+            let [(rewritten, artefact)] = <[_; 1]>::try_from(cached(dir.path())).unwrap();
+            assert_eq!(rewritten, name);
+            assert_ne!(artefact, damage, "the damaged artefact was loaded instead of compiled again");
+            let (digest, serialized) = artefact.split_at(32);
+            assert_eq!(digest, Sha256::digest(serialized).as_slice());
+        }
+    }
+
+    #[test]
+    fn unused_artefacts_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = Runtime::new().unwrap().with_cache(dir.path().to_path_buf());
+        let devices = runtime.compile("builtin:devices-api", builtin::get("devices-api").unwrap()).unwrap();
+        let contacts = runtime.compile("builtin:contacts-api", builtin::get("contacts-api").unwrap()).unwrap();
+        std::fs::write(dir.path().join("stale.partial"), b"left by a crash").unwrap();
+        runtime.retain_cached(&HashSet::from([devices.sha256()]));
+        let names: Vec<_> = cached(dir.path()).into_iter().map(|(name, _)| name).collect();
+        assert_eq!(names.len(), 1);
+        assert!(names[0].starts_with(devices.sha256()) && !names[0].starts_with(contacts.sha256()), "{names:?}");
     }
 }

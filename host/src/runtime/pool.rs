@@ -19,6 +19,7 @@ use wasmtime::Store;
 use wasmtime_wasi_http::p2::bindings::Proxy;
 
 use super::HandlerComponent;
+use super::capacity::Share;
 use super::state::RequestState;
 use crate::capability::Capabilities;
 use crate::capability::outbound::OutboundPolicy;
@@ -27,27 +28,25 @@ use crate::config::Limits;
 /// How long an instance may wait for its next request before it is retired.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Instances kept idle in all pools together, so warm instances never starve the pooling
-/// allocator of slots for new ones.
-const MAX_IDLE_TOTAL: usize = 256;
-
-/// The idle instances of all pools, counted against [`MAX_IDLE_TOTAL`], and how many one pool
-/// keeps: one per core (more only holds memory, as a pool serves one request per instance).
+/// The idle instances of all pools, counted against the slots the pooling allocator keeps for
+/// them (see [`capacity`](super::capacity)), so warm instances never take the slots of
+/// requests; and how many one pool keeps: one per core (more only holds memory, as a pool
+/// serves one request per instance).
 pub struct IdleBudget {
     idle: AtomicUsize,
+    max_idle: usize,
     per_pool: usize,
 }
 
-impl Default for IdleBudget {
-    fn default() -> Self {
-        let per_pool = std::thread::available_parallelism().map_or(1, |n| n.get());
-        IdleBudget { idle: AtomicUsize::new(0), per_pool }
-    }
-}
-
 impl IdleBudget {
+    /// A budget of `max_idle` instances in all pools together.
+    pub fn new(max_idle: usize) -> Self {
+        let per_pool = std::thread::available_parallelism().map_or(1, |n| n.get());
+        IdleBudget { idle: AtomicUsize::new(0), max_idle, per_pool }
+    }
+
     fn reserve(&self) -> bool {
-        self.idle.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_IDLE_TOTAL).then_some(n + 1)).is_ok()
+        self.idle.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max_idle).then_some(n + 1)).is_ok()
     }
 
     fn release(&self, count: usize) {
@@ -59,6 +58,7 @@ impl IdleBudget {
 pub struct InstancePool {
     component: Arc<HandlerComponent>,
     limits: Limits,
+    share: Arc<Share>,
     idle: Mutex<Vec<Instance>>,
     budget: Arc<IdleBudget>,
 }
@@ -74,9 +74,10 @@ pub struct Instance {
 }
 
 impl InstancePool {
-    /// An empty pool for `component` under the tenant's `limits`.
-    pub fn new(component: Arc<HandlerComponent>, limits: Limits, budget: Arc<IdleBudget>) -> Self {
-        InstancePool { component, limits, idle: Mutex::new(Vec::new()), budget }
+    /// An empty pool for `component` under the tenant's `limits`, whose requests take slots
+    /// of the tenant's `share` of the pooling allocator.
+    pub fn new(component: Arc<HandlerComponent>, limits: Limits, share: Arc<Share>, budget: Arc<IdleBudget>) -> Self {
+        InstancePool { component, limits, share, idle: Mutex::new(Vec::new()), budget }
     }
 
     /// The component this pool instantiates.
@@ -87,6 +88,11 @@ impl InstancePool {
     /// The limits every instance of this pool runs under.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// The tenant's share of the pooling allocator.
+    pub fn share(&self) -> &Arc<Share> {
+        &self.share
     }
 
     /// An idle instance, handed the next request's `capabilities` and `outbound` policy, or a

@@ -2,16 +2,27 @@
 
 use std::time::Instant;
 
+use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
-use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use super::limiter::Limiter;
 use crate::capability::{Capabilities, outbound::OutboundPolicy};
 use crate::config::Limits;
 
 /// Resource handles (streams, fields, requests) one request may hold at once.
-const MAX_RESOURCES: usize = 10_000;
+///
+/// With [`MAX_FIELDS_BYTES`], this bounds the host memory a request's `wasi:http` fields can
+/// hold, which its linear memory does not count: 1,000 × 8 KiB = 8 MiB, an eighth of the
+/// default `memory_mib`. (A guest keeps one copy of a header in its memory and may hand it to
+/// the host once per handle.)
+pub const MAX_RESOURCES: usize = 1_000;
+
+/// The size of one `wasi:http` fields value (headers or trailers) a component builds, in
+/// wasmtime's accounting: names and values plus a few dozen bytes per entry. Room for about a
+/// hundred ordinary headers.
+pub const MAX_FIELDS_BYTES: usize = 8 << 10;
 
 /// Everything a component instance can reach while serving one request.
 ///
@@ -22,29 +33,23 @@ pub struct RequestState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limiter: Limiter,
     outbound: OutboundPolicy,
     /// The tenant-scoped host capabilities.
     pub capabilities: Capabilities,
 }
 
 impl RequestState {
-    /// State for one request under `limits`: memory per linear memory, instances and tables.
+    /// State for one request under `limits`: memory of the whole instance, instances and
+    /// tables (see [`Limiter`]).
     pub fn new(capabilities: Capabilities, outbound: OutboundPolicy, limits: &Limits) -> Self {
-        let memory_bytes = usize::try_from(limits.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
         RequestState {
             wasi: WasiCtx::builder().build(),
-            http: WasiHttpCtx::new(),
+            http: http_ctx(),
             table,
-            limits: StoreLimitsBuilder::new()
-                .memory_size(memory_bytes)
-                .instances(limits.max_instances)
-                .tables(limits.max_tables)
-                .memories(limits.max_instances)
-                .trap_on_grow_failure(true)
-                .build(),
+            limiter: Limiter::new(limits),
             outbound,
             capabilities,
         }
@@ -55,7 +60,7 @@ impl RequestState {
     pub fn renew(&mut self, capabilities: Capabilities, outbound: OutboundPolicy) {
         self.capabilities = capabilities;
         self.outbound = outbound;
-        self.http = WasiHttpCtx::new();
+        self.http = http_ctx();
     }
 
     /// Whether the component holds no resource (stream, request, response, …) any more, so
@@ -66,13 +71,20 @@ impl RequestState {
 
     /// The store's resource limiter.
     pub fn limits(&mut self) -> &mut dyn ResourceLimiter {
-        &mut self.limits
+        &mut self.limiter
     }
 
     /// When this request's budget runs out.
     pub fn deadline(&self) -> Instant {
         self.capabilities.deadline
     }
+}
+
+/// A `wasi:http` context whose fields are capped at [`MAX_FIELDS_BYTES`].
+fn http_ctx() -> WasiHttpCtx {
+    let mut http = WasiHttpCtx::new();
+    http.set_field_size_limit(MAX_FIELDS_BYTES);
+    http
 }
 
 impl WasiView for RequestState {

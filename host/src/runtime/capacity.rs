@@ -1,0 +1,97 @@
+//! The capacity of the instance pool, and each tenant's share of it.
+//!
+//! The pooling allocator is sized in *slots*. One slot holds one instance of any component
+//! the engine accepts: the component instance, its core instances, memories and tables up to
+//! the per-component maxima, and a fiber stack (see [`engine`](super::engine)). A store takes
+//! one slot from its first instantiation until it is dropped, so the pool cannot run out
+//! while fewer stores than slots exist. The slots are split:
+//!
+//! - a quarter at most for warm instances waiting for their next request (the
+//!   [`IdleBudget`](super::pool::IdleBudget));
+//! - the rest for requests in flight, divided evenly between the tenants. A request takes a
+//!   [`Slot`] of its tenant's [`Share`] for as long as it holds an instance; when the share is
+//!   in use, the tenant's next request is refused with a capacity error, however many its own
+//!   limits allow, and every other tenant's share stays free. (With more tenants than
+//!   slots, each still gets one; should the pool itself run out, that too is a capacity
+//!   error, never the component's failure.)
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Instances the pool of a [`Runtime::new`](super::Runtime::new) holds.
+pub const SLOTS: u32 = 1_000;
+
+/// One tenant's share of the slots for requests in flight.
+#[derive(Debug)]
+pub struct Share {
+    used: AtomicUsize,
+    size: AtomicUsize,
+}
+
+/// A slot of a [`Share`], held by one request; returned when dropped.
+#[derive(Debug)]
+pub struct Slot(Arc<Share>);
+
+/// Why a request got no slot: its tenant's share is in use.
+#[derive(Debug, thiserror::Error)]
+#[error("this tenant's share of the instance pool ({0} instances) is in use")]
+pub struct ShareInUse(pub usize);
+
+impl Share {
+    /// A share of `size` slots.
+    pub fn new(size: usize) -> Arc<Share> {
+        Arc::new(Share { used: AtomicUsize::new(0), size: AtomicUsize::new(size) })
+    }
+
+    /// A slot, if fewer than the share's size are in use.
+    pub fn take(self: &Arc<Self>) -> Result<Slot, ShareInUse> {
+        let size = self.size.load(Ordering::Acquire);
+        match self.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| (used < size).then_some(used + 1)) {
+            Ok(_) => Ok(Slot(self.clone())),
+            Err(_) => Err(ShareInUse(size)),
+        }
+    }
+
+    /// Resizes the share (when tenants come or go). Slots in use above a smaller size stay
+    /// until their requests end.
+    pub fn resize(&self, size: usize) {
+        self.size.store(size, Ordering::Release);
+    }
+
+    /// The share's size.
+    pub fn size(&self) -> usize {
+        self.size.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.used.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// How `slots` are split: (slots for idle instances, slots for requests in flight).
+pub fn split(slots: u32) -> (usize, usize) {
+    let slots = slots as usize;
+    (slots / 4, slots - slots / 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_share_hands_out_at_most_its_size() {
+        let share = Share::new(2);
+        let (a, b) = (share.take().unwrap(), share.take().unwrap());
+        assert_eq!(share.take().unwrap_err().0, 2);
+        drop(a);
+        let c = share.take().unwrap();
+        share.resize(1);
+        drop((b, c));
+        let d = share.take().unwrap();
+        assert!(share.take().is_err());
+        drop(d);
+        assert!(share.take().is_ok());
+    }
+}
