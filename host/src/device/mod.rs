@@ -91,7 +91,10 @@ pub trait DeviceManager: Send + Sync + 'static {
     /// would); it stays, logged out, until it is linked again.
     async fn logout(&self, tenant: &str, device: &str) -> anyhow::Result<()>;
 
-    /// Logs the device out if it is linked, closes its session and deletes its session data.
+    /// Logs the device out if it is linked, closes its session and deletes its session data;
+    /// a linking in progress fails. Waits for an operation on the device under way (a linking
+    /// starting its client), finishes even if the caller goes away, and may be called again
+    /// after a failure: once it returns `Ok`, no client and no store of the device are left.
     async fn remove(&self, tenant: &str, device: &str) -> anyhow::Result<()>;
 
     /// Disconnects every session, flushing its state, and waits for them to stop.
