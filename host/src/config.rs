@@ -8,7 +8,7 @@
 //! and the admin API changes it.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -23,14 +23,32 @@ pub struct Config {
     /// Address the API listener binds to.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// Address the admin API listener binds to. Keep it on loopback or a private network.
+    /// Address the admin API listener binds to: a loopback address unless
+    /// `admin_allow_remote` says otherwise.
     #[serde(default = "default_admin_listen")]
     pub admin_listen: SocketAddr,
+    /// Lets `admin_listen` be an address other machines reach. The admin API speaks plain
+    /// HTTP and its tokens rule every tenant: only set this behind a TLS-terminating proxy or
+    /// on a network that only operators reach.
+    #[serde(default)]
+    pub admin_allow_remote: bool,
+    /// Limits on the connections of both listeners.
+    #[serde(default)]
+    pub connections: Connections,
     /// The WhatsApp WebSocket URL devices connect to, e.g. a wa-sim's `ws://127.0.0.1:…/ws`.
     /// Only builds with the test-only `wa-sim` feature accept it: its certificate chain is not
     /// WhatsApp's.
     #[serde(default)]
     pub whatsapp_server: Option<String>,
+    /// The DNS server (UDP) outbound HTTP looks names up at instead of the system's, e.g. a
+    /// test's own server on loopback. Only builds with the test-only `wa-sim` feature accept it.
+    #[serde(default)]
+    pub dns_server: Option<SocketAddr>,
+    /// Addresses outbound HTTP treats as globally reachable although they are not, so a test
+    /// can reach a listener of its own (e.g. `127.0.0.2`) as a public host. Only builds with
+    /// the test-only `wa-sim` feature accept it.
+    #[serde(default)]
+    pub public_test_addresses: Vec<IpAddr>,
     /// Directory for device sessions and other state; created if missing.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
@@ -46,140 +64,157 @@ pub struct Config {
     pub tenants: Vec<TenantConfig>,
 }
 
-/// Per-tenant resource limits.
+/// Limits on the connections of both listeners: what a client that never finishes a request,
+/// or opens many connections, can hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Limits {
-    /// Wall-clock budget for one request, component and WhatsApp queries included.
-    pub request_timeout_ms: u64,
-    /// Linear-memory cap of one component instance, in MiB.
-    pub memory_mib: u64,
-    /// Largest request body accepted, in bytes.
-    pub max_request_body_bytes: usize,
-    /// Requests of this tenant served at once; more get 429.
-    pub max_concurrent_requests: usize,
-    /// How long WhatsApp lookups are cached, in seconds (0 disables the cache).
-    pub cache_ttl_seconds: u64,
-    /// Largest response body a component may send, in bytes; more is a 500.
-    pub max_response_body_bytes: usize,
-    /// Outbound HTTP requests one request's component may make.
-    pub max_outbound_requests: usize,
-    /// Wasm instances one request's component may create (a component is several).
-    pub max_instances: usize,
-    /// Wasm tables one request's component may create.
-    pub max_tables: usize,
-    /// Requests one component instance serves, one after another, before it is retired; what
-    /// it keeps in memory lasts that long (within the tenant). 1: a fresh instance per request.
-    pub requests_per_instance: u32,
-    /// Sustained requests per second of this tenant (token bucket; 0: no rate limit).
-    pub requests_per_second: u32,
-    /// Requests the tenant may send at once above the sustained rate (the bucket's size).
-    pub burst: u32,
+pub struct Connections {
+    /// Time a client has to send a request's headers, and the longest an HTTP/1.1 connection
+    /// waits idle for its next request.
+    pub header_read_timeout_ms: u64,
+    /// Time a client has to send a request's whole body.
+    pub body_read_timeout_ms: u64,
+    /// A connection with no request in flight for this long is closed (HTTP/2 too).
+    pub idle_timeout_ms: u64,
+    /// Connections open at once, per listener; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// Connections open at once from one client address (IPv6: one /64), per listener.
+    pub max_connections_per_client: usize,
+    /// Largest header block of a request, in bytes.
+    pub max_header_bytes: usize,
+    /// Most header fields in a request.
+    pub max_headers: usize,
+    /// Requests in flight at once on one HTTP/2 connection.
+    pub max_concurrent_streams: u32,
 }
 
-impl Default for Limits {
+impl Default for Connections {
     fn default() -> Self {
-        Limits {
-            request_timeout_ms: 10_000,
-            memory_mib: 64,
-            max_request_body_bytes: 1 << 20,
-            max_concurrent_requests: 256,
-            cache_ttl_seconds: 30,
-            max_response_body_bytes: 8 << 20,
-            max_outbound_requests: 16,
-            max_instances: 64,
-            max_tables: 64,
-            requests_per_instance: 100,
-            requests_per_second: 0,
-            burst: 100,
+        Connections {
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 60_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 10_000,
+            max_connections_per_client: 256,
+            max_header_bytes: 64 << 10,
+            max_headers: 100,
+            max_concurrent_streams: 100,
         }
     }
 }
 
-/// Limits a tenant sets for itself; unset fields fall back to the server's `[limits]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitOverrides {
-    /// See [`Limits::request_timeout_ms`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_timeout_ms: Option<u64>,
-    /// See [`Limits::memory_mib`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory_mib: Option<u64>,
-    /// See [`Limits::max_request_body_bytes`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_request_body_bytes: Option<usize>,
-    /// See [`Limits::max_concurrent_requests`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_concurrent_requests: Option<usize>,
-    /// See [`Limits::cache_ttl_seconds`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cache_ttl_seconds: Option<u64>,
-    /// See [`Limits::max_response_body_bytes`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_response_body_bytes: Option<usize>,
-    /// See [`Limits::max_outbound_requests`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_outbound_requests: Option<usize>,
-    /// See [`Limits::max_instances`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_instances: Option<usize>,
-    /// See [`Limits::max_tables`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_tables: Option<usize>,
-    /// See [`Limits::requests_per_instance`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requests_per_instance: Option<u32>,
-    /// See [`Limits::requests_per_second`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requests_per_second: Option<u32>,
-    /// See [`Limits::burst`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub burst: Option<u32>,
+impl Connections {
+    fn check(&self) -> Result<(), String> {
+        let ranges = [
+            ("header_read_timeout_ms", self.header_read_timeout_ms, 100, 600_000),
+            ("body_read_timeout_ms", self.body_read_timeout_ms, 100, 3_600_000),
+            ("idle_timeout_ms", self.idle_timeout_ms, 100, 3_600_000),
+            ("max_connections", self.max_connections as u64, 1, 1_000_000),
+            ("max_connections_per_client", self.max_connections_per_client as u64, 1, 1_000_000),
+            // hyper reads HTTP/1.1 into a buffer of at least 8 KiB.
+            ("max_header_bytes", self.max_header_bytes as u64, 8 << 10, 16 << 20),
+            ("max_headers", self.max_headers as u64, 1, 10_000),
+            ("max_concurrent_streams", u64::from(self.max_concurrent_streams), 1, 10_000),
+        ];
+        match ranges.into_iter().find(|&(_, value, least, most)| !(least..=most).contains(&value)) {
+            Some((name, value, least, most)) => Err(format!("{name}: {value} is out of range; use {least} to {most}")),
+            None => Ok(()),
+        }
+    }
 }
 
-/// The range each limit must lie in: `(name, value, least, most)`.
-fn ranges(limits: &LimitOverrides) -> [(&'static str, Option<u64>, u64, u64); 12] {
-    let size = |value: Option<usize>| value.map(|v| v as u64);
-    [
-        ("request_timeout_ms", limits.request_timeout_ms, 1, 600_000),
-        ("memory_mib", limits.memory_mib, 1, 4096),
-        ("max_request_body_bytes", size(limits.max_request_body_bytes), 0, 1 << 30),
-        ("max_concurrent_requests", size(limits.max_concurrent_requests), 1, 1_000_000),
-        ("cache_ttl_seconds", limits.cache_ttl_seconds, 0, 86_400),
-        ("max_response_body_bytes", size(limits.max_response_body_bytes), 0, 1 << 30),
-        ("max_outbound_requests", size(limits.max_outbound_requests), 0, 10_000),
-        ("max_instances", size(limits.max_instances), 1, 10_000),
-        ("max_tables", size(limits.max_tables), 1, 10_000),
-        ("requests_per_instance", limits.requests_per_instance.map(u64::from), 1, 10_000),
-        ("requests_per_second", limits.requests_per_second.map(u64::from), 0, 1_000_000),
-        ("burst", limits.burst.map(u64::from), 0, 1_000_000),
-    ]
+/// Defines [`Limits`] (every limit with its default), [`LimitOverrides`] (what a tenant sets
+/// for itself) and the range each limit must lie in, from one list.
+macro_rules! limits {
+    ($($(#[doc = $doc:expr])+ $name:ident: $ty:ty = $default:expr, $least:literal..=$most:expr;)+) => {
+        /// Per-tenant resource limits.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct Limits {
+            $($(#[doc = $doc])+ pub $name: $ty,)+
+        }
+
+        impl Default for Limits {
+            fn default() -> Self {
+                Limits { $($name: $default,)+ }
+            }
+        }
+
+        /// Limits a tenant sets for itself; unset fields fall back to the server's `[limits]`.
+        #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct LimitOverrides {
+            $(
+                #[doc = concat!("See [`Limits::", stringify!($name), "`].")]
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub $name: Option<$ty>,
+            )+
+        }
+
+        impl LimitOverrides {
+            /// Every limit set, as overrides (for checking the file's `[limits]`).
+            pub fn of(limits: &Limits) -> Self {
+                LimitOverrides { $($name: Some(limits.$name),)+ }
+            }
+
+            /// `defaults` with this tenant's overrides applied.
+            pub fn apply(&self, defaults: Limits) -> Limits {
+                Limits { $($name: self.$name.unwrap_or(defaults.$name),)+ }
+            }
+
+            /// The range each limit must lie in: `(name, value, least, most)`.
+            fn ranges(&self) -> Vec<(&'static str, Option<u64>, u64, u64)> {
+                vec![$((stringify!($name), self.$name.map(|v| v as u64), $least, $most),)+]
+            }
+        }
+    };
+}
+
+limits! {
+    /// Wall-clock budget for one request, from its arrival: reading its body, the component
+    /// and WhatsApp queries included.
+    request_timeout_ms: u64 = 10_000, 1..=600_000;
+    /// Linear-memory cap of one component instance, in MiB: all its memories together. At most
+    /// the instance pool's largest memory.
+    memory_mib: u64 = 64, 1..=crate::runtime::engine::MAX_MEMORY_MIB;
+    /// Largest request body accepted, in bytes.
+    max_request_body_bytes: usize = 1 << 20, 0..=1 << 30;
+    /// Requests with a valid API token of this tenant served at once; more get 429.
+    max_concurrent_requests: usize = 256, 1..=1_000_000;
+    /// Requests without a valid API token of this tenant (signed webhooks, public routes, and
+    /// strangers) served at once; more get 429. A budget of their own, so that they can never
+    /// take the one of the tenant's users.
+    anonymous_concurrent_requests: usize = 32, 1..=1_000_000;
+    /// Of those, requests from one client address at once (IPv6: one /64).
+    anonymous_concurrent_per_client: usize = 8, 1..=1_000_000;
+    /// Sustained requests per second without a valid API token (token bucket of `burst`
+    /// requests; 0: no rate limit).
+    anonymous_requests_per_second: u32 = 0, 0..=1_000_000;
+    /// How long WhatsApp lookups are cached, in seconds (0 disables the cache).
+    cache_ttl_seconds: u64 = 30, 0..=86_400;
+    /// Largest response body a component may send, in bytes; more is a 500.
+    max_response_body_bytes: usize = 8 << 20, 0..=1 << 30;
+    /// Outbound HTTP requests one request's component may make.
+    max_outbound_requests: usize = 16, 0..=10_000;
+    /// Wasm instances one request's component may create (a component is several).
+    max_instances: usize = 64, 1..=10_000;
+    /// Wasm tables one request's component may create.
+    max_tables: usize = 64, 1..=10_000;
+    /// Requests one component instance serves, one after another, before it is retired; what
+    /// it keeps in memory lasts that long (within the tenant). 1: a fresh instance per request.
+    requests_per_instance: u32 = 100, 1..=10_000;
+    /// Sustained requests per second with a valid API token of this tenant (token bucket; 0: no
+    /// rate limit).
+    requests_per_second: u32 = 0, 0..=1_000_000;
+    /// Requests the tenant may send at once above the sustained rate (the bucket's size).
+    burst: u32 = 100, 0..=1_000_000;
 }
 
 impl LimitOverrides {
-    /// Every limit set, as overrides (for checking the file's `[limits]`).
-    pub fn of(limits: &Limits) -> Self {
-        LimitOverrides {
-            request_timeout_ms: Some(limits.request_timeout_ms),
-            memory_mib: Some(limits.memory_mib),
-            max_request_body_bytes: Some(limits.max_request_body_bytes),
-            max_concurrent_requests: Some(limits.max_concurrent_requests),
-            cache_ttl_seconds: Some(limits.cache_ttl_seconds),
-            max_response_body_bytes: Some(limits.max_response_body_bytes),
-            max_outbound_requests: Some(limits.max_outbound_requests),
-            max_instances: Some(limits.max_instances),
-            max_tables: Some(limits.max_tables),
-            requests_per_instance: Some(limits.requests_per_instance),
-            requests_per_second: Some(limits.requests_per_second),
-            burst: Some(limits.burst),
-        }
-    }
-
     /// Checks every limit that is set against its range; the error names the limit and says
-    /// what it may be, e.g. `memory_mib: 0 is out of range; use 1 to 4096`.
+    /// what it may be, e.g. `memory_mib: 0 is out of range; use 1 to 256`.
     pub fn check(&self) -> Result<(), String> {
-        for (name, value, least, most) in ranges(self) {
+        for (name, value, least, most) in self.ranges() {
             if let Some(value) = value
                 && !(least..=most).contains(&value)
             {
@@ -187,24 +222,6 @@ impl LimitOverrides {
             }
         }
         Ok(())
-    }
-
-    /// `defaults` with this tenant's overrides applied.
-    pub fn apply(&self, defaults: Limits) -> Limits {
-        Limits {
-            request_timeout_ms: self.request_timeout_ms.unwrap_or(defaults.request_timeout_ms),
-            memory_mib: self.memory_mib.unwrap_or(defaults.memory_mib),
-            max_request_body_bytes: self.max_request_body_bytes.unwrap_or(defaults.max_request_body_bytes),
-            max_concurrent_requests: self.max_concurrent_requests.unwrap_or(defaults.max_concurrent_requests),
-            cache_ttl_seconds: self.cache_ttl_seconds.unwrap_or(defaults.cache_ttl_seconds),
-            max_response_body_bytes: self.max_response_body_bytes.unwrap_or(defaults.max_response_body_bytes),
-            max_outbound_requests: self.max_outbound_requests.unwrap_or(defaults.max_outbound_requests),
-            max_instances: self.max_instances.unwrap_or(defaults.max_instances),
-            max_tables: self.max_tables.unwrap_or(defaults.max_tables),
-            requests_per_instance: self.requests_per_instance.unwrap_or(defaults.requests_per_instance),
-            requests_per_second: self.requests_per_second.unwrap_or(defaults.requests_per_second),
-            burst: self.burst.unwrap_or(defaults.burst),
-        }
     }
 }
 
@@ -351,8 +368,10 @@ impl Config {
             if !is_identifier(t) {
                 return Err(format!("tenant id `{t}`: use letters, digits, `-` and `_` only"));
             }
-            if !tenant_ids.insert(t.as_str()) {
-                return Err(format!("tenant `{t}` is defined twice: tenant ids must be unique"));
+            if !tenant_ids.insert(t.to_ascii_lowercase()) {
+                return Err(format!(
+                    "tenant `{t}` is defined twice: tenant ids must be unique, also ignoring case (they name directories)"
+                ));
             }
             for host in &tenant.hosts {
                 if !hosts.insert(host.to_ascii_lowercase()) {
@@ -360,6 +379,7 @@ impl Config {
                 }
             }
             let mut device_ids = HashSet::new();
+            let mut folded_device_ids = HashSet::new();
             for device in &tenant.devices {
                 if !is_identifier(&device.id) {
                     return Err(format!(
@@ -367,8 +387,11 @@ impl Config {
                         device.id
                     ));
                 }
-                if !device_ids.insert(device.id.as_str()) {
-                    return Err(format!("tenant `{t}`: device `{}` is defined twice", device.id));
+                if !device_ids.insert(device.id.as_str()) || !folded_device_ids.insert(device.id.to_ascii_lowercase()) {
+                    return Err(format!(
+                        "tenant `{t}`: device `{}` is defined twice (ids must differ also ignoring case)",
+                        device.id
+                    ));
                 }
             }
             for user in &tenant.users {
@@ -398,6 +421,16 @@ impl Config {
             tenant.limits.check().map_err(|problem| format!("tenant `{t}`, limits.{problem}"))?;
         }
         LimitOverrides::of(&self.limits).check().map_err(|problem| format!("[limits] {problem}"))?;
+        self.connections.check().map_err(|problem| format!("[connections] {problem}"))?;
+        if !self.admin_listen.ip().is_loopback() && !self.admin_allow_remote {
+            return Err(format!(
+                "admin_listen = \"{}\" is not a loopback address: the admin API (plain HTTP, tokens that rule \
+                 every tenant, /metrics naming every tenant and device) would be reachable from other machines. \
+                 Keep it on 127.0.0.1 or [::1] and reach it through SSH or a TLS-terminating proxy, or set \
+                 admin_allow_remote = true if only operators can reach that address",
+                self.admin_listen
+            ));
+        }
         Ok(())
     }
 }
@@ -435,11 +468,13 @@ mod tests {
     fn rejects_contradictions_with_a_reason() {
         let cases = [
             (format!("{}{}", tenant(""), tenant("")), "defined twice"),
+            (format!("{}{}", tenant(""), tenant("").replace("\"acme\"", "\"Acme\"")), "also ignoring case"),
             (tenant("hosts = ['a']\n[[tenants]]\nid = 'b'\nhosts = ['A']"), "already belongs"),
             (tenant("").replace("devices = [\"main\"]", "devices = [\"other\"]"), "not a device of this tenant"),
             (tenant("").replace(HASH_A, "nothex"), "token_sha256"),
             (tenant("").replace("\"/devices\"", "\"devices\""), "must start with `/`"),
-            (tenant("limits = { memory_mib = 0 }"), "memory_mib: 0 is out of range; use 1 to 4096"),
+            (tenant("limits = { memory_mib = 0 }"), "memory_mib: 0 is out of range; use 1 to 256"),
+            (tenant("limits = { memory_mib = 1024 }"), "memory_mib: 1024 is out of range; use 1 to 256"),
             (format!("[limits]\nmax_concurrent_requests = 100000000000\n{}", tenant("")), "max_concurrent_requests"),
             (tenant("").replace("\"acme\"", "\"a b\""), "letters, digits"),
             (
@@ -455,6 +490,24 @@ mod tests {
             let error = Config::parse(&text).unwrap_err().to_string();
             assert!(error.contains(expected), "{error:?} should mention {expected:?}");
         }
+    }
+
+    #[test]
+    fn the_admin_listener_stays_on_loopback_unless_told_otherwise() {
+        let error = Config::parse("admin_listen = '0.0.0.0:8081'").unwrap_err().to_string();
+        assert!(error.contains("not a loopback address") && error.contains("admin_allow_remote"), "{error}");
+        assert!(Config::parse("admin_listen = '[::1]:8081'").is_ok());
+        let config = Config::parse("admin_listen = '0.0.0.0:8081'\nadmin_allow_remote = true").unwrap();
+        assert!(config.admin_allow_remote);
+    }
+
+    #[test]
+    fn connection_limits_are_checked() {
+        let config = Config::parse("[connections]\nmax_connections_per_client = 4").unwrap();
+        assert_eq!(config.connections.max_connections_per_client, 4);
+        assert_eq!(config.connections.header_read_timeout_ms, Connections::default().header_read_timeout_ms);
+        let error = Config::parse("[connections]\nmax_header_bytes = 100").unwrap_err().to_string();
+        assert!(error.contains("[connections] max_header_bytes: 100 is out of range; use 8192 to"), "{error}");
     }
 
     #[test]

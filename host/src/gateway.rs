@@ -21,20 +21,23 @@ use hyper::body::Body;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::capability::Capabilities;
-use crate::capability::outbound::OutboundPolicy;
+use crate::capability::logging::ComponentLog;
+use crate::capability::outbound::{Outbound, OutboundPolicy};
 use crate::config::Limits;
 use crate::device::cache::Cached;
 use crate::device::{DeviceManager, DeviceSession};
 use crate::metrics::{Metrics, Served};
 use crate::runtime::dispatch::{DispatchError, dispatch};
+use crate::runtime::capacity::Share;
 use crate::runtime::pool::InstancePool;
 use crate::runtime::violation::Reporter;
 use crate::runtime::{HandlerComponent, Runtime, builtin};
 use crate::store::devices::recorded_state;
 use crate::store::{Snapshot, Store, StoreError};
-use crate::tenancy::admission::Admission;
+use crate::server::connections::BodyError;
+use crate::tenancy::admission::{Admission, Caller, ClientAddr, Refusal};
 use crate::tenancy::{Route, Tenant, Tenants};
-use crate::token;
+use crate::token::{self, TokenHash};
 
 /// The response header naming the component (and, for a tenant's own component, the
 /// version) that served the request: `builtin:devices-api`, `acme/hmac-auth@1a2b3c4d5e6f`.
@@ -50,6 +53,7 @@ pub struct Gateway {
     defaults: Limits,
     default_tenant: Option<String>,
     metrics: Arc<Metrics>,
+    outbound: Arc<Outbound>,
     tenants: ArcSwap<Tenants>,
     parts: Mutex<Parts>,
 }
@@ -66,6 +70,8 @@ struct Parts {
     admissions: HashMap<String, Arc<Admission>>,
     /// Instance pools by tenant.
     pools: HashMap<String, Vec<Arc<InstancePool>>>,
+    /// Each tenant's share of the pooling allocator.
+    shares: HashMap<String, Arc<Share>>,
 }
 
 impl Parts {
@@ -110,9 +116,17 @@ impl Gateway {
             defaults,
             default_tenant,
             metrics: Arc::new(Metrics::default()),
+            outbound: Arc::new(Outbound::system()),
             tenants: ArcSwap::from_pointee(Tenants::default()),
             parts: Mutex::new(Parts::default()),
         }
+    }
+
+    /// The gateway with components' outbound HTTP sent through `outbound` (else the system's
+    /// resolver is used).
+    pub fn with_outbound(mut self, outbound: Outbound) -> Gateway {
+        self.outbound = Arc::new(outbound);
+        self
     }
 
     /// Rebuilds the tenants from the store and swaps them in. Opens the sessions of new
@@ -131,11 +145,13 @@ impl Gateway {
         let mut live_sessions = HashMap::new();
         let mut live_admissions = HashMap::new();
         let mut live_pools = HashMap::new();
+        let mut live_shares = HashMap::new();
         let mut live_components: Vec<Arc<HandlerComponent>> = Vec::new();
         for state in &snapshot.tenants {
             let tenant_id = &state.tenant.id;
             let limits = state.tenant.limits.apply(self.defaults);
             let mut old_pools = parts.pools.remove(tenant_id).unwrap_or_default();
+            let share = parts.shares.remove(tenant_id).unwrap_or_else(|| Share::new(0));
             let mut pools: Vec<Arc<InstancePool>> = Vec::new();
             let mut routes = Vec::new();
             for route in &state.routes {
@@ -149,10 +165,13 @@ impl Gateway {
                 match component {
                     Ok(component) => {
                         live_components.push(component.clone());
-                        let pool = self.pool_for(&mut pools, &mut old_pools, component, limits);
+                        let pool = self.pool_for(&mut pools, &mut old_pools, component, limits, &share);
                         routes.push(Route::new(&route.prefix, pool));
                     }
-                    Err(e) => problems.push(format!("tenant `{tenant_id}`, route `{}`: {e:#}", route.prefix)),
+                    Err(e) => {
+                        problems.push(format!("tenant `{tenant_id}`, route `{}`: {e:#}", route.prefix));
+                        routes.push(Route::unavailable(&route.prefix, &route.component));
+                    }
                 }
             }
             let ttl = Duration::from_secs(limits.cache_ttl_seconds);
@@ -173,12 +192,16 @@ impl Gateway {
             };
             live_admissions.insert(tenant_id.clone(), admission.clone());
             live_pools.insert(tenant_id.clone(), pools);
+            live_shares.insert(tenant_id.clone(), share);
             let tenant = Tenant::new(state, limits, devices, routes, admission);
             tenants.push((tenant, state.tenant.hosts.clone()));
         }
         parts.sessions = live_sessions;
         parts.admissions = live_admissions;
         parts.pools = live_pools;
+        let share_size = self.runtime.share_size(live_shares.len());
+        live_shares.values().for_each(|share| share.resize(share_size));
+        parts.shares = live_shares;
         // Compiled versions still in the store stay compiled, so a rollback is only a swap;
         // anything else no route serves is dropped.
         let stored: std::collections::HashSet<String> = snapshot
@@ -189,6 +212,11 @@ impl Gateway {
         parts.components.retain(|key, component| {
             stored.contains(key) || live_components.iter().any(|live| Arc::ptr_eq(live, component))
         });
+        // So are their artefacts on disk, and those of every other stored version.
+        let mut used: std::collections::HashSet<&str> =
+            snapshot.tenants.iter().flat_map(|t| t.components.iter().map(|v| v.sha256.as_str())).collect();
+        used.extend(parts.components.values().map(|component| component.sha256()));
+        self.runtime.retain_cached(&used);
         self.tenants.store(Arc::new(Tenants::new(tenants, self.default_tenant.as_deref())));
         problems
     }
@@ -202,6 +230,7 @@ impl Gateway {
         old_pools: &mut Vec<Arc<InstancePool>>,
         component: Arc<HandlerComponent>,
         limits: Limits,
+        share: &Arc<Share>,
     ) -> Arc<InstancePool> {
         let reusable = |pool: &Arc<InstancePool>| Arc::ptr_eq(pool.component(), &component) && *pool.limits() == limits;
         if let Some(pool) = pools.iter().find(|pool| reusable(pool)) {
@@ -209,7 +238,7 @@ impl Gateway {
         }
         let pool = match old_pools.iter().position(reusable) {
             Some(at) => old_pools.swap_remove(at),
-            None => Arc::new(self.runtime.pool(component, limits)),
+            None => Arc::new(self.runtime.pool(component, limits, share.clone())),
         };
         pools.push(pool.clone());
         pool
@@ -232,8 +261,13 @@ impl Gateway {
     /// reload that activates it. CPU-heavy: call it off the async workers.
     pub fn prepare_component(&self, tenant: &str, name: &str, sha256: &str, bytes: &[u8]) -> anyhow::Result<()> {
         let key = deployed_key(tenant, name, sha256);
-        let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
-        parts.compiled(&self.runtime, key.clone(), &key, || Ok(bytes.to_vec())).map(drop)
+        if self.parts.lock().unwrap_or_else(|p| p.into_inner()).components.contains_key(&key) {
+            return Ok(());
+        }
+        // Compiled without the lock: a reload (a token revocation, say) does not wait for it.
+        let component = Arc::new(self.runtime.compile(&deployed_name(tenant, name, sha256), bytes)?);
+        self.parts.lock().unwrap_or_else(|p| p.into_inner()).components.entry(key).or_insert(component);
+        Ok(())
     }
 
     /// Sends `GET path` through version `sha256` of `tenant`'s component `name` (prepared,
@@ -242,14 +276,15 @@ impl Gateway {
         let tenants = self.tenants();
         let tenant = tenants.get(tenant).ok_or_else(|| anyhow::anyhow!("tenant `{tenant}` does not exist"))?.clone();
         let key = deployed_key(tenant.id(), name, sha256);
-        let component = {
+        let (component, share) = {
             let parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
-            parts.components.get(&key).cloned()
+            (parts.components.get(&key).cloned(), parts.shares.get(tenant.id()).cloned())
         };
         let component = component.ok_or_else(|| anyhow::anyhow!("version {sha256} of `{name}` is not prepared"))?;
-        let instances = Arc::new(self.runtime.pool(component, *tenant.limits()));
+        let share = share.ok_or_else(|| anyhow::anyhow!("tenant `{}` is not loaded yet", tenant.id()))?;
+        let instances = Arc::new(self.runtime.pool(component, *tenant.limits(), share));
         let request = Request::get(path).header(header::HOST, "localhost").body(Full::new(Bytes::new()))?;
-        let response = serve(&tenant, &instances, &self.metrics, request).await;
+        let response = serve(&tenant, &instances, &self.metrics, &self.outbound, Caller::User, Instant::now(), request).await;
         let status = response.status().as_u16();
         let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         let start = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
@@ -265,7 +300,8 @@ impl Gateway {
         sha256: &str,
     ) -> anyhow::Result<Arc<HandlerComponent>> {
         let key = deployed_key(tenant, name, sha256);
-        parts.compiled(&self.runtime, key.clone(), &key, || Ok(store.component_bytes(tenant, name, sha256)?))
+        let display = deployed_name(tenant, name, sha256);
+        parts.compiled(&self.runtime, key, &display, || Ok(store.component_bytes(tenant, name, sha256)?))
     }
 
     fn component_in(&self, parts: &mut Parts, name: &str) -> anyhow::Result<Arc<HandlerComponent>> {
@@ -292,7 +328,7 @@ impl Gateway {
     /// periodically.
     pub fn retire_idle_instances(&self) {
         for tenant in self.tenants().iter() {
-            tenant.routes().iter().for_each(|route| route.instances().retire_idle());
+            tenant.routes().iter().filter_map(|route| route.instances().ok()).for_each(|pool| pool.retire_idle());
         }
     }
 
@@ -321,7 +357,7 @@ impl Gateway {
         let method = request.method().clone();
         let path = request.uri().path().to_string();
         let tenants = self.tenants();
-        let (response, served) = route(&tenants, &self.metrics, request).await;
+        let (response, served) = route(&tenants, &self.metrics, &self.outbound, request).await;
         let status = response.status().as_u16();
         let elapsed = started.elapsed();
         tracing::info!(
@@ -334,33 +370,87 @@ impl Gateway {
     }
 }
 
-async fn route<B>(tenants: &Tenants, metrics: &Arc<Metrics>, request: Request<B>) -> (Response<ResponseBody>, Served)
+async fn route<B>(
+    tenants: &Tenants,
+    metrics: &Arc<Metrics>,
+    outbound: &Arc<Outbound>,
+    request: Request<B>,
+) -> (Response<ResponseBody>, Served)
 where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
+    let arrived = Instant::now();
     let mut served = Served { tenant: "-".into(), route: "-".into(), component: "-".into() };
+    let path = request.uri().path();
+    if authority(&request).is_none() {
+        let message = "the request has no valid Host header: send the host name the gateway is reached by";
+        return (Envelope::of_path(path).error(StatusCode::BAD_REQUEST, "BAD_REQUEST", message), served);
+    }
     let headers = request.headers();
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(token::bearer);
-    let Some(tenant) = tenants.select(host, bearer) else {
-        let message = "no tenant serves this request: use a tenant's host name or API token";
-        return (error(StatusCode::NOT_FOUND, "NO_TENANT", message), served);
+    let token = bearer.map(TokenHash::of);
+    let Some(tenant) = tenants.select(host, token.as_ref()) else {
+        return (unauthorized(Envelope::of_path(path), token.is_some()), served);
     };
     served.tenant = tenant.id().to_string();
-    let Some(route) = tenant.route(request.uri().path()) else {
-        let message = format!("no route for `{}` on this tenant", request.uri().path());
-        return (error(StatusCode::NOT_FOUND, "NO_ROUTE", &message), served);
+    let Some(route) = tenant.route(path) else {
+        let message = format!("no route for `{path}` on this tenant");
+        return (Envelope::of_path(path).error(StatusCode::NOT_FOUND, "NO_ROUTE", &message), served);
     };
     served.route = route.prefix().to_string();
-    served.component = route.component().name().to_string();
-    (serve(tenant, route.instances(), metrics, request).await, served)
+    let instances = match route.instances() {
+        Ok(instances) => instances,
+        Err(component) => {
+            served.component = component.to_string();
+            let message = "the component serving this path cannot be loaded; the operator can see why in the gateway's log";
+            let envelope = Envelope::of_component(component);
+            return (envelope.error(StatusCode::SERVICE_UNAVAILABLE, "COMPONENT_UNAVAILABLE", message), served);
+        }
+    };
+    served.component = instances.component().name().to_string();
+    let caller = match token.as_ref().and_then(|token| tenant.user_by_token(token)) {
+        Some(_) => Caller::User,
+        None => {
+            let client = request.extensions().get::<ClientAddr>().copied();
+            Caller::Anonymous(client.unwrap_or(ClientAddr(std::net::Ipv6Addr::UNSPECIFIED.into())))
+        }
+    };
+    (serve(tenant, instances, metrics, outbound, caller, arrived, request).await, served)
+}
+
+/// The request's authority: its `Host` header, or the authority of its URI (HTTP/2), if it
+/// is a valid one.
+fn authority<B>(request: &Request<B>) -> Option<http::uri::Authority> {
+    match request.headers().get(header::HOST) {
+        Some(host) => host.to_str().ok()?.parse().ok(),
+        None => request.uri().authority().cloned(),
+    }
+}
+
+/// 401 for a request no tenant serves: its token is missing (`known_token` false) or unknown.
+fn unauthorized(envelope: Envelope, sent_token: bool) -> Response<ResponseBody> {
+    let (message, challenge) = if sent_token {
+        (
+            "the API token is not valid (revoked, or never issued): ask the operator for a new one",
+            "Bearer error=\"invalid_token\"",
+        )
+    } else {
+        ("this API needs an API token: send `Authorization: Bearer <token>`", "Bearer")
+    };
+    let mut response = envelope.error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message);
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    response
 }
 
 async fn serve<B>(
     tenant: &Arc<Tenant>,
     instances: &Arc<InstancePool>,
     metrics: &Arc<Metrics>,
+    outbound: &Arc<Outbound>,
+    caller: Caller,
+    arrived: Instant,
     request: Request<B>,
 ) -> Response<ResponseBody>
 where
@@ -369,31 +459,47 @@ where
 {
     let limits = *instances.limits();
     let component = instances.component();
-    let permit = match tenant.admission().admit() {
-        Ok(permit) => permit,
-        Err(refusal) => {
-            let mut response = error(StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS", &refusal.to_string());
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(refusal.retry_after_seconds()));
-            return response;
-        }
+    let envelope = Envelope::of_component(component.name());
+    let too_many = |refusal: Refusal| {
+        let mut response = envelope.error(StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS", &refusal.to_string());
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(refusal.retry_after_seconds()));
+        response
     };
+    // The rate is charged first (cheap); the body is read under the request's deadline; only
+    // then is a concurrency slot held, so a slow upload never holds one.
+    if let Err(refusal) = tenant.admission().check_rate(&caller) {
+        return too_many(refusal);
+    }
+    let deadline = arrived + Duration::from_millis(limits.request_timeout_ms);
     let (parts, body) = request.into_parts();
-    let body = match Limited::new(body, limits.max_request_body_bytes).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+    let body = match tokio::time::timeout_at(deadline.into(), Limited::new(body, limits.max_request_body_bytes).collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
             let message = format!("request body is larger than {} bytes", limits.max_request_body_bytes);
-            return error(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", &message);
+            return envelope.error(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", &message);
         }
-        Err(_) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "the request body could not be read"),
+        Ok(Err(e)) if !matches!(e.downcast_ref::<BodyError>(), Some(BodyError::TimedOut(_))) => {
+            return envelope.error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "the request body could not be read");
+        }
+        Ok(Err(_)) | Err(_) => {
+            let message = "the request body did not arrive in time; send it at once";
+            return envelope.error(StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT", message);
+        }
     };
-    let deadline = Instant::now() + Duration::from_millis(limits.request_timeout_ms);
-    let capabilities = Capabilities { tenant: tenant.clone(), component: component.name().clone(), deadline };
+    let permit = match tenant.admission().hold(&caller) {
+        Ok(permit) => permit,
+        Err(refusal) => return too_many(refusal),
+    };
     let reporter = Reporter::new(tenant.id(), component.name().clone(), metrics.clone());
+    let log = ComponentLog::new(tenant.id(), component.name().clone(), reporter.clone());
+    let capabilities = Capabilities { tenant: tenant.clone(), deadline, log };
     let outbound = OutboundPolicy::new(
+        outbound.clone(),
         tenant.outbound_hosts().clone(),
         tenant.outbound_private_hosts().clone(),
         limits.max_outbound_requests,
         reporter.clone(),
+        deadline,
     );
     #[cfg(feature = "bench")]
     if parts.uri.path().starts_with(crate::bench::PREFIX) {
@@ -419,6 +525,9 @@ where
     let (status, code, limit) = match failure {
         DispatchError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "COMPONENT_TIMEOUT", "request_timeout_ms"),
         DispatchError::MemoryLimit => (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_MEMORY_LIMIT", "memory_mib"),
+        DispatchError::ResourceLimit | DispatchError::FieldsTooLarge => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_RESOURCE_LIMIT", "host_resources")
+        }
         DispatchError::InstanceLimit => {
             (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_INSTANCE_LIMIT", "max_instances")
         }
@@ -428,6 +537,12 @@ where
         }
         DispatchError::Trap(_) | DispatchError::NoResponse | DispatchError::Refused(_) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_FAILED", "trap")
+        }
+        // The host's limit, not the component's: no violation.
+        DispatchError::Capacity(_) => {
+            let mut response = error(StatusCode::SERVICE_UNAVAILABLE, "CAPACITY", &failure.to_string());
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
+            return response;
         }
     };
     reporter.violation(limit, &failure.to_string());
@@ -443,10 +558,58 @@ fn read_component_file(path: &str, meta: &std::fs::Metadata) -> anyhow::Result<V
     std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read component {path}: {e}"))
 }
 
-/// The name a deployed version is compiled, logged and measured under:
-/// `TENANT/NAME@` and the first 12 hex digits of its hash.
+/// The key a deployed version is compiled under: `TENANT/NAME@` and its whole hash, so two
+/// versions are never taken for one another.
 fn deployed_key(tenant: &str, name: &str, sha256: &str) -> String {
+    format!("{tenant}/{name}@{sha256}")
+}
+
+/// The name a deployed version is logged and measured under: `TENANT/NAME@` and the first 12
+/// hex digits of its hash (a display name only: [`deployed_key`] tells versions apart).
+fn deployed_name(tenant: &str, name: &str, sha256: &str) -> String {
     format!("{tenant}/{name}@{}", &sha256[..sha256.len().min(12)])
+}
+
+/// The shape of a host-generated error: that of the API the request is for, so a client
+/// reads the host's errors the way it reads the API's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Envelope {
+    /// `{"error": {"code": …, "message": …}}`: the devices API's and the host's own.
+    Standard,
+    /// `{"success": false, "error": …, "error_code": …, "timestamp": …}`: the contacts API's
+    /// (`seeds/contacts-api.md`).
+    Contacts,
+}
+
+impl Envelope {
+    /// The envelope of the API served by `component`.
+    fn of_component(component: &str) -> Self {
+        if component == "builtin:contacts-api" { Envelope::Contacts } else { Envelope::Standard }
+    }
+
+    /// The envelope of the API at `path` when no route is known yet: the contacts API's under
+    /// `/contacts`, where the configurations this host ships serve it.
+    fn of_path(path: &str) -> Self {
+        if crate::tenancy::prefix_matches("/contacts", path) { Envelope::Contacts } else { Envelope::Standard }
+    }
+
+    fn error(self, status: StatusCode, code: &str, message: &str) -> Response<ResponseBody> {
+        match self {
+            Envelope::Standard => error(status, code, message),
+            Envelope::Contacts => {
+                /// The contacts API's error, its fields in the seed's order.
+                #[derive(serde::Serialize)]
+                struct ContactsError<'a> {
+                    success: bool,
+                    error: &'a str,
+                    error_code: &'a str,
+                    timestamp: String,
+                }
+                let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                json_response(status, &ContactsError { success: false, error: message, error_code: code, timestamp })
+            }
+        }
+    }
 }
 
 /// A host-generated JSON error: `{"error": {"code": …, "message": …}}`.

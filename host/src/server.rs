@@ -1,40 +1,67 @@
-//! The HTTP/1.1 listeners: accept connections and hand every request to a [`Handler`] — the
-//! [`Gateway`](crate::Gateway) on the API listener, the [admin API](crate::admin) on the
-//! admin listener — and the open-files limit they and the device sessions need.
+//! The listeners: accept connections, speak HTTP/1.1 or HTTP/2 on them, and hand every request
+//! to a [`Handler`] — the [`Gateway`](crate::Gateway) on the API listener, the
+//! [admin API](crate::admin) on the admin listener — and the open-files limit they and the
+//! device sessions need.
+//!
+//! A connection costs a file descriptor and buffers, so what a client can hold is bounded
+//! before any request is read ([`Connections`]): how many connections are open at once, in all
+//! and from one client address (an excess connection is closed as soon as it is accepted);
+//! how long a client may take to send a request's headers and its body; how long a connection
+//! may stay idle; how large a header block may be, and how many requests an HTTP/2 connection
+//! may have in flight.
+
+pub mod connections;
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
+use crate::config::Connections;
 use crate::gateway::ResponseBody;
+use crate::tenancy::admission::ClientAddr;
+use connections::{Activity, ConnectionGate, TimedBody};
 
 /// How long in-flight requests get to finish after shutdown is requested.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Something that answers HTTP requests; never fails (errors are responses).
+/// The request body handlers read: the connection's body, failing with
+/// [`BodyTimeout`](connections::BodyTimeout) when the client takes longer than
+/// `body_read_timeout_ms` to send it.
+pub type RequestBody = TimedBody<Incoming>;
+
+/// Something that answers HTTP requests; never fails (errors are responses). The client's
+/// address is in the request's extensions as a [`ClientAddr`].
 pub trait Handler: Send + Sync + 'static {
     /// Answers one request.
-    fn handle(&self, request: Request<Incoming>) -> impl Future<Output = Response<ResponseBody>> + Send;
+    fn handle(&self, request: Request<RequestBody>) -> impl Future<Output = Response<ResponseBody>> + Send;
 }
 
 impl Handler for crate::Gateway {
-    fn handle(&self, request: Request<Incoming>) -> impl Future<Output = Response<ResponseBody>> + Send {
+    fn handle(&self, request: Request<RequestBody>) -> impl Future<Output = Response<ResponseBody>> + Send {
         crate::Gateway::handle(self, request)
     }
 }
 
-/// Serves `handler` on `listener` until `shutdown` resolves, then stops accepting and lets
-/// in-flight requests finish for up to [`DRAIN_TIMEOUT`].
-pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, shutdown: impl Future<Output = ()>) {
-    let graceful = GracefulShutdown::new();
+/// Serves `handler` on `listener` under `limits` until `shutdown` resolves, then stops
+/// accepting and lets in-flight requests finish for up to [`DRAIN_TIMEOUT`].
+pub async fn serve<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    limits: Connections,
+    shutdown: impl Future<Output = ()>,
+) {
+    let gate = Arc::new(ConnectionGate::new(limits.max_connections, limits.max_connections_per_client));
+    let builder = Arc::new(http_builder(&limits));
+    let (stop, stopping) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -49,21 +76,96 @@ pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, shutdown:
             },
             () = &mut shutdown => break,
         };
+        // Refused early: before a task, a buffer or a byte of the request.
+        let Some(pass) = gate.admit(peer.ip()) else {
+            tracing::debug!(%peer, "connection refused: too many open connections");
+            continue;
+        };
+        let connection = Connection { builder: builder.clone(), limits, stopping: stopping.clone() };
         let handler = handler.clone();
-        let service = service_fn(move |request| {
-            let handler = handler.clone();
-            async move { Ok::<_, Infallible>(handler.handle(request).await) }
-        });
-        let connection = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(%peer, "connection ended: {e}");
-            }
+            connection.run(stream, peer, handler).await;
+            drop(pass);
         });
     }
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+    let _ = stop.send(true);
+    if tokio::time::timeout(DRAIN_TIMEOUT, gate.drained()).await.is_err() {
         tracing::warn!("some connections were still busy after {DRAIN_TIMEOUT:?}; closing them");
+    }
+}
+
+/// HTTP/1.1 and HTTP/2 (by prior knowledge, as behind a proxy) with the limits' timeouts and
+/// sizes.
+fn http_builder(limits: &Connections) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
+        .max_buf_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        // Pings find peers that went away without closing.
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
+}
+
+/// One accepted connection and what it runs under.
+struct Connection {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    limits: Connections,
+    stopping: watch::Receiver<bool>,
+}
+
+impl Connection {
+    /// Serves the connection's requests until the client closes it, it stays idle for
+    /// `idle_timeout_ms`, or the listener shuts down (then in-flight requests finish first).
+    async fn run<H: Handler>(mut self, stream: TcpStream, peer: SocketAddr, handler: Arc<H>) {
+        let activity = Arc::new(Activity::default());
+        let body_timeout = Duration::from_millis(self.limits.body_read_timeout_ms);
+        let service = {
+            let activity = activity.clone();
+            service_fn(move |request: Request<Incoming>| {
+                let handler = handler.clone();
+                let busy = activity.begin();
+                async move {
+                    let mut request = request.map(|body| TimedBody::new(body, body_timeout));
+                    request.extensions_mut().insert(ClientAddr(peer.ip()));
+                    let response = handler.handle(request).await;
+                    drop(busy);
+                    Ok::<_, Infallible>(response)
+                }
+            })
+        };
+        let connection = self.builder.serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(connection);
+        let idle = Duration::from_millis(self.limits.idle_timeout_ms);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                ended = connection.as_mut() => {
+                    if let Err(e) = ended {
+                        tracing::debug!(%peer, "connection ended: {e}");
+                    }
+                    return;
+                }
+                _ = self.stopping.wait_for(|stop| *stop), if !closing => {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                () = activity.idle_for(idle), if !closing => {
+                    tracing::debug!(%peer, "closing a connection idle for {idle:?}");
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
     }
 }
 

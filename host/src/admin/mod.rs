@@ -21,28 +21,40 @@ pub mod users;
 pub mod watch;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::Gateway;
 use crate::gateway::{ResponseBody, error};
-use crate::server::Handler;
+use crate::server::connections::BodyError;
+use crate::tenancy::admission::ClientAddr;
+use crate::server::{Handler, RequestBody};
 use crate::store::{Store, StoreError};
 use crate::token::{self, TokenHash};
 
 /// Largest JSON body the admin API reads.
 const MAX_BODY: usize = 1 << 20;
 
-/// The admin API's state: the store and the gateway it changes.
+/// How long a change's call waits for the gateway to apply it before answering 503 (the
+/// gateway keeps retrying).
+const APPLY_WAIT: Duration = Duration::from_secs(30);
+
+/// The admin API's state: the store and the gateway it changes. Cheap to clone: every call
+/// runs on a clone of its own.
+#[derive(Clone)]
 pub struct Admin {
     store: Store,
     gateway: Arc<Gateway>,
-    links: link::Links,
+    links: Arc<link::Links>,
+    /// Whether a committed change has not reached the gateway yet (a reload failed and is
+    /// being retried).
+    stale: Arc<AtomicBool>,
 }
 
 /// A request's method, path segments, query and body, read whole.
@@ -100,7 +112,7 @@ impl From<StoreError> for Failure {
 impl Admin {
     /// The admin API over `store`, applying changes to `gateway`.
     pub fn new(store: Store, gateway: Arc<Gateway>) -> Self {
-        Admin { store, gateway, links: link::Links::default() }
+        Admin { store, gateway, links: Arc::default(), stale: Arc::default() }
     }
 
     async fn answer(&self, call: Call) -> Answer {
@@ -144,26 +156,56 @@ impl Admin {
         }
     }
 
-    /// Runs `change` on the store, then rebuilds the gateway from it; answers what `change`
-    /// returned.
+    /// Runs `change` on the store, then applies it to the gateway; answers what `change`
+    /// returned once the gateway serves it.
     async fn change<T, F>(&self, change: F) -> Result<T, Failure>
     where
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     {
         let value = self.store.run(change).await?;
-        self.reload().await?;
+        self.apply().await?;
         Ok(value)
     }
 
-    /// Rebuilds the gateway from the store.
-    async fn reload(&self) -> Result<(), Failure> {
-        let gateway = self.gateway.clone();
-        let problems = self.store.run(move |store| gateway.reload(store)).await?;
-        for problem in problems {
-            tracing::warn!("{problem}");
+    /// Rebuilds the gateway from the store. A failed rebuild is retried until one succeeds;
+    /// meanwhile the gateway is stale (`/readyz` says so). Answers once the gateway serves
+    /// what the store holds, or with 503 after [`APPLY_WAIT`] while the retries go on.
+    async fn apply(&self) -> Result<(), Failure> {
+        let admin = self.clone();
+        let applied = tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let gateway = admin.gateway.clone();
+                match admin.store.run(move |store| gateway.reload(store)).await {
+                    Ok(problems) => {
+                        admin.stale.store(false, Ordering::SeqCst);
+                        problems.iter().for_each(|problem| tracing::warn!("{problem}"));
+                        return;
+                    }
+                    Err(e) => {
+                        admin.stale.store(true, Ordering::SeqCst);
+                        tracing::error!("a stored change is not applied yet (retrying in {backoff:?}): {e}");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        });
+        match tokio::time::timeout(APPLY_WAIT, applied).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(Failure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "NOT_APPLIED",
+                "the change is stored, but the gateway has not applied it yet; it keeps retrying (see /readyz and \
+                 the server log)",
+            )),
         }
-        Ok(())
+    }
+
+    /// Whether a stored change has not reached the gateway yet.
+    pub fn is_stale(&self) -> bool {
+        self.stale.load(Ordering::SeqCst)
     }
 
     /// Reads something from the store.
@@ -177,18 +219,38 @@ impl Admin {
 }
 
 impl Handler for Admin {
-    async fn handle(&self, request: Request<Incoming>) -> Response<ResponseBody> {
+    async fn handle(&self, request: Request<RequestBody>) -> Response<ResponseBody> {
         let method = request.method().clone();
         let path = request.uri().path().to_string();
         let answer = async {
             let (parts, body) = request.into_parts();
+            let client = parts.extensions.get::<ClientAddr>().map(|client| client.0);
+            let local = client.is_none_or(|ip| ip.to_canonical().is_loopback());
+            if local && !names_this_machine(&parts) {
+                // A web page the operator visits may point its own host name at 127.0.0.1
+                // (DNS rebinding): its requests name that host, not this machine.
+                return Err(Failure::new(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    "MISDIRECTED_REQUEST",
+                    "the admin API answers only requests for localhost or a loopback address",
+                ));
+            }
             // The token is checked before the body is read: no one without a token makes the
-            // server buffer an upload.
-            let author = match parts.uri.path().starts_with("/v1/") {
+            // server buffer an upload. /metrics names every tenant and device: only clients on
+            // this machine read it without a token.
+            let path = parts.uri.path();
+            let author = match path.starts_with("/v1/") || (path == "/metrics" && !local) {
                 true => self.authenticate(&parts.headers).await?,
                 false => String::new(),
             };
-            self.answer(read_call(parts, body, author).await?).await
+            let call = read_call(parts, body, author).await?;
+            // On a task of its own: a client that goes away cannot stop a change half-way
+            // (stored but not applied, a device deleted but its session running).
+            let admin = self.clone();
+            tokio::spawn(async move { admin.answer(call).await }).await.unwrap_or_else(|e| {
+                tracing::error!("an admin call failed: {e}");
+                Err(Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "the call failed; see the server log"))
+            })
         }
         .await;
         let response = answer.unwrap_or_else(|f| error(f.status, f.code, &f.message));
@@ -197,9 +259,21 @@ impl Handler for Admin {
     }
 }
 
-async fn read_call(parts: http::request::Parts, body: Incoming, author: String) -> Result<Call, Failure> {
-    // Component uploads are the only large bodies.
-    let limit = if parts.uri.path().contains("/components/") { components::MAX_COMPONENT } else { MAX_BODY };
+/// Whether the request's `Host` names this machine: `localhost` or a loopback address, any
+/// port (a request without one is HTTP/1.0 from a local tool).
+fn names_this_machine(parts: &http::request::Parts) -> bool {
+    let Some(host) = parts.headers.get(header::HOST) else { return true };
+    let Some(authority) = host.to_str().ok().and_then(|h| h.parse::<http::uri::Authority>().ok()) else {
+        return false;
+    };
+    let name = authority.host().trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+async fn read_call(parts: http::request::Parts, body: RequestBody, author: String) -> Result<Call, Failure> {
+    // Component uploads (authenticated by then) are the only large bodies.
+    let upload = !author.is_empty() && parts.uri.path().contains("/components/");
+    let limit = if upload { components::MAX_COMPONENT } else { MAX_BODY };
     let body = Limited::new(body, limit).collect().await.map_err(|e| {
         match e.downcast_ref::<http_body_util::LengthLimitError>() {
             Some(_) => Failure::new(
@@ -207,7 +281,12 @@ async fn read_call(parts: http::request::Parts, body: Incoming, author: String) 
                 "PAYLOAD_TOO_LARGE",
                 format!("this request's body may be at most {limit} bytes"),
             ),
-            None => Failure::invalid("the request body could not be read"),
+            None => match e.downcast_ref::<BodyError>() {
+                Some(timeout @ BodyError::TimedOut(_)) => {
+                    Failure::new(StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT", format!("{timeout}; send it at once"))
+                }
+                _ => Failure::invalid("the request body could not be read"),
+            },
         }
     })?;
     Ok(Call {
@@ -227,37 +306,12 @@ impl Call {
             .map_err(|e| Failure::invalid(format!("the request body is not valid JSON for this endpoint: {e}")))
     }
 
-    /// The decoded query parameter `name`.
+    /// The first value of query parameter `name`, decoded as `application/x-www-form-urlencoded`
+    /// (`+` is a space, `%2B` a plus, a `%` without two hex digits stays as it is).
     pub fn query(&self, name: &str) -> Option<String> {
         let query = self.query.as_deref()?;
-        query.split('&').filter_map(|pair| pair.split_once('=')).find(|(key, _)| *key == name).map(|(_, value)| {
-            let value = value.replace('+', " ");
-            percent_decode(&value)
-        })
+        form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
     }
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A JSON response.
@@ -296,8 +350,21 @@ mod tests {
 
     #[test]
     fn decodes_query_values() {
-        assert_eq!(percent_decode("%2Fdevices%2fx"), "/devices/x");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
+        let call = |query: &str| Call {
+            method: Method::GET,
+            path: "/v1/tenants/acme/routes".to_string(),
+            query: Some(query.to_string()),
+            body: Bytes::new(),
+            author: "test".to_string(),
+        };
+        let value = |query: &str, name: &str| call(query).query(name);
+        assert_eq!(value("prefix=%2Fdevices%2fx", "prefix").as_deref(), Some("/devices/x"));
+        assert_eq!(value("a=1&prefix=%2Fa+b%2Bc", "prefix").as_deref(), Some("/a b+c"));
+        assert_eq!(value("prefix=100%&smoke=%zz", "smoke").as_deref(), Some("%zz"));
+        // `u8::from_str_radix("+A", 16)` is `Ok(10)`: `%+A` must not decode to a newline.
+        assert_eq!(value("prefix=%+A%-a", "prefix").as_deref(), Some("% A%-a"));
+        assert_eq!(value("activate", "activate").as_deref(), Some(""));
+        assert_eq!(value("prefix=x", "smoke"), None);
+        assert_eq!(call("").query("prefix"), None);
     }
 }

@@ -31,7 +31,10 @@ pub async fn answer(admin: &Admin, call: &Call, name: &str) -> Answer {
                     *devices.entry(state_name(device.status().state)).or_default() += 1;
                 }
             }
-            json(StatusCode::OK, &json!({ "status": "ready", "tenants": tenants.iter().count(), "devices": devices }))
+            // Stale: a stored change has not reached the gateway yet (it is being retried).
+            let (status, word) =
+                if admin.is_stale() { (StatusCode::SERVICE_UNAVAILABLE, "stale") } else { (StatusCode::OK, "ready") };
+            json(status, &json!({ "status": word, "tenants": tenants.iter().count(), "devices": devices }))
         }
         "metrics" => {
             let tenants = admin.gateway.tenants();

@@ -35,10 +35,14 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: Option<&str>) -> Answer 
             // The store first (see devices.rs), then each device's WhatsApp session.
             let tenant = id.to_string();
             admin.change(move |store| store.delete_tenant(&tenant)).await?;
+            // Every session goes, even when one fails to: the first failure is the answer.
+            let mut failure = None;
             for device in devices {
-                super::devices::remove_session(admin, id, &device.id).await?;
+                if let Err(e) = super::devices::remove_session(admin, id, &device.id).await {
+                    failure.get_or_insert(e);
+                }
             }
-            no_content()
+            failure.map_or_else(no_content, Err)
         }
         _ => Err(no_endpoint(call)),
     }

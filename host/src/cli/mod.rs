@@ -76,8 +76,9 @@ pub struct Connection {
     /// The admin API's base URL.
     #[arg(long, env = "WAEDGE_ADMIN_URL", default_value = "http://127.0.0.1:8081", global = true)]
     pub admin_url: String,
-    /// An admin token (`waedge admin-token create` makes one).
-    #[arg(long, env = "WAEDGE_ADMIN_TOKEN", hide_env_values = true, global = true)]
+    /// The admin token, from the environment variable `WAEDGE_ADMIN_TOKEN` only: a command
+    /// line is visible to every user of the machine (`ps`).
+    #[arg(skip = std::env::var("WAEDGE_ADMIN_TOKEN").ok().filter(|token| !token.is_empty()))]
     pub admin_token: Option<String>,
     /// Print the admin API's JSON instead of tables.
     #[arg(long, global = true)]
@@ -133,8 +134,12 @@ fn admin_token(action: AdminTokenAction, config: &std::path::Path) -> anyhow::Re
     match action {
         AdminTokenAction::Create => {
             let (record, token) = store.create_admin_token()?;
+            // Standard output only, once: standard error often ends up in a log.
             println!("{token}");
-            eprintln!("Admin token {} created. It is shown only now: export WAEDGE_ADMIN_TOKEN={token}", record.id);
+            eprintln!(
+                "Admin token {} created. It is printed above, only this once: put it in WAEDGE_ADMIN_TOKEN.",
+                record.id
+            );
         }
         AdminTokenAction::List => {
             let rows = store

@@ -10,8 +10,10 @@ use crate::admin::Admin;
 use crate::config::Config;
 use crate::device::DeviceManager;
 use crate::device::whatsapp::WhatsappDevices;
+use crate::capability::outbound::Outbound;
 use crate::runtime::Runtime;
 use crate::store::Store;
+use crate::token::TokenHash;
 use crate::{Gateway, server};
 use anyhow::Context;
 use tokio::sync::watch;
@@ -102,6 +104,7 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
     if store.admin_tokens()?.iter().all(|t| t.revoked_at.is_some()) {
         tracing::warn!("no admin token yet: run `waedge admin-token create` to use the admin API and the CLI");
     }
+    refuse_public_demo_token(&config, &store)?;
     let runtime = Runtime::new()
         .map_err(|e| anyhow::anyhow!("starting the Wasm runtime: {e:#}"))?
         .with_cache(config.data_dir.join("compiled"));
@@ -111,7 +114,8 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
         devices.clone() as Arc<dyn DeviceManager>,
         config.limits,
         config.default_tenant.clone(),
-    ));
+    )
+    .with_outbound(Outbound::from_config(&config)?));
     // Compiling every route's component is CPU work: off the async workers.
     let loading = (gateway.clone(), store.clone());
     let problems =
@@ -135,13 +139,13 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
         let _ = stopping.wait_for(|stop| *stop).await;
     };
     let sweeper = tokio::spawn(retire_idle_instances(gateway.clone()));
-    let api = server::serve(api, gateway.clone(), stopped(stopping.clone()));
+    let api = server::serve(api, gateway.clone(), config.connections, stopped(stopping.clone()));
     let handler = Arc::new(Admin::new(store, gateway));
     let watcher = watch.map(|dir| {
         let handler = handler.clone();
         tokio::spawn(async move { crate::admin::watch::watch(&handler, dir).await })
     });
-    let admin = server::serve(admin, handler, stopped(stopping));
+    let admin = server::serve(admin, handler, config.connections, stopped(stopping));
     let signal = async move {
         shutdown_signal().await;
         let _ = stop.send(true);
@@ -154,6 +158,32 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
     devices.shutdown().await;
     tracing::info!("waedge stopped");
     Ok(())
+}
+
+/// SHA-256 of the demo API token `waedge.toml` seeds: the token is printed in the README, so
+/// anyone can use it.
+const DEMO_TOKEN_SHA256: &str = "3cce807e4702794a873c76d7276b0e8c1cb4d09b6c6d82707a382c9cfc4b68a0";
+
+/// Refuses to serve other machines while the public demo token is valid: it is fine for
+/// trying waedge on one machine, never past it.
+fn refuse_public_demo_token(config: &Config, store: &Store) -> anyhow::Result<()> {
+    let demo = TokenHash::from_hex(DEMO_TOKEN_SHA256).expect("a digest");
+    let snapshot = store.snapshot()?;
+    let holder = snapshot.tenants.iter().find_map(|tenant| {
+        let users = tenant.users.iter();
+        users.filter(|(_, hashes)| hashes.contains(&demo)).map(|(user, _)| (&tenant.tenant.id, &user.id)).next()
+    });
+    let Some((tenant, user)) = holder else { return Ok(()) };
+    let revoke = format!("revoke it (`waedge token list {tenant} {user}`, then `waedge token revoke {tenant} {user} ID`)");
+    if config.listen.ip().is_loopback() {
+        tracing::warn!("user {user} of tenant `{tenant}` still has the public demo token from waedge.toml; {revoke}");
+        return Ok(());
+    }
+    anyhow::bail!(
+        "`listen = \"{}\"` serves other machines, but user {user} of tenant `{tenant}` still has the public demo \
+         token from waedge.toml, which anyone can read in the README: {revoke}, or listen on loopback",
+        config.listen
+    )
 }
 
 /// The device sessions, connecting to WhatsApp — or, in test builds, to `whatsapp_server`.

@@ -81,6 +81,7 @@ impl Store {
         let hosts = normalize_hosts(&new.hosts)?;
         let id = new.id.clone();
         self.transaction(|tx| {
+            refuse_case_twin(tx, "SELECT id FROM tenants WHERE id = ?1 COLLATE NOCASE AND id <> ?1", &[&id], "tenant")?;
             tx.execute(
                 "INSERT INTO tenants (id, name, limits, outbound_hosts, outbound_private_hosts, settings, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -229,4 +230,22 @@ fn normalize_hosts(hosts: &[String]) -> Result<Vec<String>, StoreError> {
 
 fn check_limits(limits: &LimitOverrides) -> Result<(), StoreError> {
     limits.check().map_err(|problem| StoreError::Invalid(format!("limits.{problem}")))
+}
+
+/// Refuses an id that differs from an existing one (found by `query` with `params`) only in
+/// case: ids name directories, and on a case-insensitive file system (macOS, Windows, SMB)
+/// `Acme` and `acme` would share one device store — two tenants on one WhatsApp account.
+pub(super) fn refuse_case_twin(
+    tx: &rusqlite::Transaction,
+    query: &str,
+    params: &[&dyn rusqlite::ToSql],
+    what: &str,
+) -> Result<(), StoreError> {
+    let twin: Option<String> = tx.query_row(query, params, |row| row.get(0)).optional()?;
+    match twin {
+        Some(twin) => Err(StoreError::Conflict(format!(
+            "{what} `{twin}` already exists: ids that differ only in case would share files; choose another id"
+        ))),
+        None => Ok(()),
+    }
 }

@@ -1,7 +1,14 @@
 //! Admission of a tenant's requests: a token bucket for the request rate and a semaphore for
-//! concurrency. Both refuse at once, never queue: a refused request gets 429 with the time to
-//! wait in `Retry-After`.
+//! concurrency, twice — one budget for requests with a valid API token of the tenant, one for
+//! the rest — plus a cap per client address on the rest. All of them refuse at once, never
+//! queue: a refused request gets 429 with the time to wait in `Retry-After`.
+//!
+//! The two budgets are why a stranger cannot stop a tenant: requests without a token (a
+//! tenant's public routes and signed webhooks accept them, so the host cannot refuse them
+//! outright) can use up only their own budget, never the one of the tenant's users.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -9,36 +16,112 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Limits;
 
+/// The address a request came from: its connection's peer. The listener puts it in every
+/// request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
+impl ClientAddr {
+    /// What per-client limits count by: the IPv4 address, or the /64 of an IPv6 address (one
+    /// subscriber's usual allocation, so a client cannot dodge a cap by changing addresses).
+    pub fn key(self) -> IpAddr {
+        match self.0.to_canonical() {
+            IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+            v4 => v4,
+        }
+    }
+}
+
+/// Who sends a request, as far as admission is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// The request carries a valid API token of the tenant.
+    User,
+    /// It does not; it came from this address.
+    Anonymous(ClientAddr),
+}
+
 /// One tenant's limiter. The gateway keeps it across rebuilds of the tenant as long as the
 /// limits stay the same.
 pub struct Admission {
     limits: Limits,
+    users: Budget,
+    anonymous: Budget,
+    anonymous_per_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// A rate and a concurrency limit.
+struct Budget {
     in_flight: Arc<Semaphore>,
+    concurrency: usize,
     bucket: Option<Mutex<Bucket>>,
+    rate: u32,
+    burst: u32,
 }
 
 /// Why a request was not admitted.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Refusal {
-    /// The tenant already serves its maximum of concurrent requests.
-    #[error("this tenant is serving its maximum of {0} concurrent requests; retry shortly")]
-    Concurrency(usize),
-    /// The tenant sent more than its rate allows; retry after the given time.
-    #[error("this tenant is over its rate of {rate} requests per second; retry in {} s", retry_after.as_secs().max(1))]
+    /// The tenant already serves its maximum of concurrent requests of the caller's kind.
+    #[error("this tenant is serving its maximum of {limit} concurrent requests{}; retry shortly", without_token(*.anonymous))]
+    Concurrency {
+        /// The maximum.
+        limit: usize,
+        /// Whether it is the budget of requests without a valid API token.
+        anonymous: bool,
+    },
+    /// This client already has its maximum of requests without a token in flight.
+    #[error(
+        "this client already has {0} requests without a valid API token in flight on this tenant; wait for them, \
+         or send the API token"
+    )]
+    Client(usize),
+    /// The caller's kind of request is over its rate; retry after the given time.
+    #[error(
+        "this tenant is over its rate of {rate} requests per second{}; retry in {} s",
+        without_token(*.anonymous),
+        retry_after.as_secs().max(1)
+    )]
     Rate {
-        /// The tenant's sustained rate.
+        /// The sustained rate.
         rate: u32,
         /// When the next request would be admitted.
         retry_after: Duration,
+        /// Whether it is the budget of requests without a valid API token.
+        anonymous: bool,
     },
+}
+
+fn without_token(anonymous: bool) -> &'static str {
+    if anonymous { " without a valid API token" } else { "" }
 }
 
 impl Refusal {
     /// Whole seconds to wait before retrying, at least one (the `Retry-After` value).
     pub fn retry_after_seconds(&self) -> u64 {
         match self {
-            Refusal::Concurrency(_) => 1,
+            Refusal::Concurrency { .. } | Refusal::Client(_) => 1,
             Refusal::Rate { retry_after, .. } => retry_after.as_secs_f64().ceil().max(1.0) as u64,
+        }
+    }
+}
+
+/// An admitted request's place; dropping it frees the place.
+pub struct Permit {
+    _slot: OwnedSemaphorePermit,
+    client: Option<(Arc<Mutex<HashMap<IpAddr, usize>>>, IpAddr)>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some((per_client, key)) = &self.client {
+            let mut per_client = per_client.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(count) = per_client.get_mut(key) {
+                *count -= 1;
+                if *count == 0 {
+                    per_client.remove(key);
+                }
+            }
         }
     }
 }
@@ -48,38 +131,17 @@ struct Bucket {
     refilled: Instant,
 }
 
-impl Admission {
-    /// A limiter for `limits`, with a full bucket.
-    pub fn new(limits: Limits) -> Self {
-        let bucket = (limits.requests_per_second > 0)
-            .then(|| Mutex::new(Bucket { tokens: f64::from(limits.burst.max(1)), refilled: Instant::now() }));
-        Admission { limits, in_flight: Arc::new(Semaphore::new(limits.max_concurrent_requests)), bucket }
+impl Budget {
+    fn new(concurrency: usize, rate: u32, burst: u32) -> Self {
+        let bucket = (rate > 0).then(|| Mutex::new(Bucket { tokens: f64::from(burst.max(1)), refilled: Instant::now() }));
+        Budget { in_flight: Arc::new(Semaphore::new(concurrency)), concurrency, bucket, rate, burst }
     }
 
-    /// Whether this limiter already enforces what `limits` asks for (rate, burst and
-    /// concurrency), so a tenant change that leaves them alone keeps the bucket and the
-    /// requests in flight.
-    pub fn enforces(&self, limits: &Limits) -> bool {
-        (self.limits.requests_per_second, self.limits.burst, self.limits.max_concurrent_requests)
-            == (limits.requests_per_second, limits.burst, limits.max_concurrent_requests)
-    }
-
-    /// Admits one request: it holds the returned permit until its response is complete.
-    pub fn admit(&self) -> Result<OwnedSemaphorePermit, Refusal> {
-        let permit = self
-            .in_flight
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Refusal::Concurrency(self.limits.max_concurrent_requests))?;
-        if let Some(bucket) = &self.bucket {
-            self.take_token(&mut bucket.lock().unwrap_or_else(|p| p.into_inner()))?;
-        }
-        Ok(permit)
-    }
-
-    fn take_token(&self, bucket: &mut Bucket) -> Result<(), Refusal> {
-        let rate = f64::from(self.limits.requests_per_second);
-        let capacity = f64::from(self.limits.burst.max(1));
+    fn take_token(&self, anonymous: bool) -> Result<(), Refusal> {
+        let Some(bucket) = &self.bucket else { return Ok(()) };
+        let mut bucket = bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let rate = f64::from(self.rate);
+        let capacity = f64::from(self.burst.max(1));
         let now = Instant::now();
         bucket.tokens = (bucket.tokens + now.duration_since(bucket.refilled).as_secs_f64() * rate).min(capacity);
         bucket.refilled = now;
@@ -88,8 +150,78 @@ impl Admission {
             Ok(())
         } else {
             let retry_after = Duration::from_secs_f64((1.0 - bucket.tokens) / rate);
-            Err(Refusal::Rate { rate: self.limits.requests_per_second, retry_after })
+            Err(Refusal::Rate { rate: self.rate, retry_after, anonymous })
         }
+    }
+
+    fn slot(&self, anonymous: bool) -> Result<OwnedSemaphorePermit, Refusal> {
+        self.in_flight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Refusal::Concurrency { limit: self.concurrency, anonymous })
+    }
+}
+
+impl Admission {
+    /// A limiter for `limits`, with full buckets.
+    pub fn new(limits: Limits) -> Self {
+        Admission {
+            limits,
+            users: Budget::new(limits.max_concurrent_requests, limits.requests_per_second, limits.burst),
+            anonymous: Budget::new(
+                limits.anonymous_concurrent_requests,
+                limits.anonymous_requests_per_second,
+                limits.burst,
+            ),
+            anonymous_per_client: Arc::default(),
+        }
+    }
+
+    /// Whether this limiter already enforces what `limits` asks for, so a tenant change that
+    /// leaves them alone keeps the buckets and the requests in flight.
+    pub fn enforces(&self, limits: &Limits) -> bool {
+        let admission = |l: &Limits| {
+            (
+                l.requests_per_second,
+                l.burst,
+                l.max_concurrent_requests,
+                l.anonymous_concurrent_requests,
+                l.anonymous_concurrent_per_client,
+                l.anonymous_requests_per_second,
+            )
+        };
+        admission(&self.limits) == admission(limits)
+    }
+
+    fn budget(&self, caller: &Caller) -> (&Budget, bool) {
+        match caller {
+            Caller::User => (&self.users, false),
+            Caller::Anonymous(_) => (&self.anonymous, true),
+        }
+    }
+
+    /// Charges one request of `caller` to its rate. Cheap: call it before reading the body.
+    pub fn check_rate(&self, caller: &Caller) -> Result<(), Refusal> {
+        let (budget, anonymous) = self.budget(caller);
+        budget.take_token(anonymous)
+    }
+
+    /// Takes a concurrency slot for one request of `caller`: it holds the returned permit
+    /// until its response is complete.
+    pub fn hold(&self, caller: &Caller) -> Result<Permit, Refusal> {
+        let (budget, anonymous) = self.budget(caller);
+        let Caller::Anonymous(addr) = caller else {
+            return Ok(Permit { _slot: budget.slot(anonymous)?, client: None });
+        };
+        let key = addr.key();
+        let mut per_client = self.anonymous_per_client.lock().unwrap_or_else(|p| p.into_inner());
+        let count = per_client.entry(key).or_default();
+        if *count >= self.limits.anonymous_concurrent_per_client {
+            return Err(Refusal::Client(self.limits.anonymous_concurrent_per_client));
+        }
+        let slot = budget.slot(anonymous)?;
+        *count += 1;
+        Ok(Permit { _slot: slot, client: Some((self.anonymous_per_client.clone(), key)) })
     }
 }
 
@@ -101,12 +233,21 @@ mod tests {
         Limits { requests_per_second: rate, burst, max_concurrent_requests: concurrent, ..Limits::default() }
     }
 
+    fn stranger(ip: &str) -> Caller {
+        Caller::Anonymous(ClientAddr(ip.parse().unwrap()))
+    }
+
+    fn admit(admission: &Admission, caller: &Caller) -> Result<Permit, Refusal> {
+        admission.check_rate(caller)?;
+        admission.hold(caller)
+    }
+
     #[test]
     fn the_bucket_allows_a_burst_then_refuses_with_the_wait() {
         let admission = Admission::new(limits(2, 3, 100));
-        let permits: Vec<_> = (0..3).map(|_| admission.admit().expect("within the burst")).collect();
-        let refusal = admission.admit().unwrap_err();
-        let Refusal::Rate { rate: 2, retry_after } = refusal.clone() else { panic!("{refusal:?}") };
+        let permits: Vec<_> = (0..3).map(|_| admit(&admission, &Caller::User).expect("within the burst")).collect();
+        let refusal = admit(&admission, &Caller::User).err().unwrap();
+        let Refusal::Rate { rate: 2, retry_after, anonymous: false } = refusal.clone() else { panic!("{refusal:?}") };
         assert!(retry_after <= Duration::from_millis(500), "{retry_after:?}");
         assert_eq!(refusal.retry_after_seconds(), 1);
         drop(permits);
@@ -115,18 +256,63 @@ mod tests {
     #[test]
     fn concurrency_is_capped_until_a_permit_is_dropped() {
         let admission = Admission::new(limits(0, 0, 2));
-        let first = admission.admit().unwrap();
-        let _second = admission.admit().unwrap();
-        assert_eq!(admission.admit().unwrap_err(), Refusal::Concurrency(2));
+        let first = admit(&admission, &Caller::User).unwrap();
+        let _second = admit(&admission, &Caller::User).unwrap();
+        assert_eq!(admit(&admission, &Caller::User).err(), Some(Refusal::Concurrency { limit: 2, anonymous: false }));
         drop(first);
-        assert!(admission.admit().is_ok());
+        assert!(admit(&admission, &Caller::User).is_ok());
     }
 
     #[test]
     fn no_rate_limit_when_the_rate_is_zero() {
         let admission = Admission::new(limits(0, 1, 1000));
         for _ in 0..500 {
-            drop(admission.admit().unwrap());
+            drop(admit(&admission, &Caller::User).unwrap());
         }
+    }
+
+    #[test]
+    fn requests_without_a_token_cannot_take_the_users_budget() {
+        let limits = Limits {
+            anonymous_concurrent_requests: 3,
+            anonymous_concurrent_per_client: 2,
+            anonymous_requests_per_second: 1,
+            burst: 4,
+            ..limits(1, 4, 2)
+        };
+        let admission = Admission::new(limits);
+        // Strangers from several addresses fill their budget...
+        let held: Vec<_> = ["198.51.100.1", "198.51.100.2", "198.51.100.3"]
+            .iter()
+            .map(|ip| admit(&admission, &stranger(ip)).expect("within the anonymous budget"))
+            .collect();
+        assert_eq!(
+            admit(&admission, &stranger("198.51.100.4")).err(),
+            Some(Refusal::Concurrency { limit: 3, anonymous: true })
+        );
+        // ...and drain their bucket...
+        let refusal = admission.check_rate(&stranger("198.51.100.5")).unwrap_err();
+        assert!(matches!(refusal, Refusal::Rate { anonymous: true, .. }), "{refusal:?}");
+        // ...while the users' budget is whole.
+        let users: Vec<_> = (0..2).map(|_| admit(&admission, &Caller::User).expect("the users' budget")).collect();
+        drop((held, users));
+    }
+
+    #[test]
+    fn one_client_cannot_take_the_whole_anonymous_budget() {
+        let limits = Limits { anonymous_concurrent_requests: 10, anonymous_concurrent_per_client: 2, ..Limits::default() };
+        let admission = Admission::new(limits);
+        let first = admit(&admission, &stranger("203.0.113.9")).unwrap();
+        let _second = admit(&admission, &stranger("203.0.113.9")).unwrap();
+        assert_eq!(admit(&admission, &stranger("203.0.113.9")).err(), Some(Refusal::Client(2)));
+        assert!(admit(&admission, &stranger("203.0.113.10")).is_ok(), "another client");
+        drop(first);
+        assert!(admit(&admission, &stranger("203.0.113.9")).is_ok(), "a finished request frees its place");
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_slash_64() {
+        assert_eq!(ClientAddr("2001:db8:1:2:3:4:5:6".parse().unwrap()).key(), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+        assert_eq!(ClientAddr("::ffff:192.0.2.7".parse().unwrap()).key(), "192.0.2.7".parse::<IpAddr>().unwrap());
     }
 }

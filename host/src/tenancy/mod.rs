@@ -18,7 +18,6 @@ use std::sync::Arc;
 
 use crate::config::Limits;
 use crate::device::DeviceSession;
-use crate::runtime::HandlerComponent;
 use crate::runtime::pool::InstancePool;
 use crate::store::TenantSnapshot;
 use crate::token::TokenHash;
@@ -35,17 +34,30 @@ pub struct User {
     pub scopes: Vec<String>,
 }
 
-/// A path prefix and the component that serves it, with the tenant's instances of it.
+/// A path prefix and the component that serves it, with the tenant's instances of it — or,
+/// when that component could not be loaded, the prefix alone: its requests are refused, never
+/// served by a route with a shorter prefix.
 pub struct Route {
     prefix: String,
-    instances: Arc<InstancePool>,
+    target: Target,
+}
+
+/// What serves a route.
+enum Target {
+    Instances(Arc<InstancePool>),
+    /// The component (as the route names it) that could not be loaded.
+    Unavailable(String),
 }
 
 impl Route {
     /// A route for `prefix` (trailing slashes ignored).
     pub fn new(prefix: &str, instances: Arc<InstancePool>) -> Self {
-        let prefix = prefix.trim_end_matches('/');
-        Route { prefix: if prefix.is_empty() { "/".into() } else { prefix.into() }, instances }
+        Route { prefix: normalise(prefix), target: Target::Instances(instances) }
+    }
+
+    /// A route for `prefix` whose component, `component`, could not be loaded.
+    pub fn unavailable(prefix: &str, component: &str) -> Self {
+        Route { prefix: normalise(prefix), target: Target::Unavailable(component.to_string()) }
     }
 
     fn matches(&self, path: &str) -> bool {
@@ -57,20 +69,24 @@ impl Route {
         &self.prefix
     }
 
-    /// The component serving the route.
-    pub fn component(&self) -> &Arc<HandlerComponent> {
-        self.instances.component()
+    /// The tenant's instances of the component serving the route; `Err` names the component
+    /// that could not be loaded.
+    pub fn instances(&self) -> Result<&Arc<InstancePool>, &str> {
+        match &self.target {
+            Target::Instances(instances) => Ok(instances),
+            Target::Unavailable(component) => Err(component),
+        }
     }
+}
 
-    /// The tenant's instances of the component.
-    pub fn instances(&self) -> &Arc<InstancePool> {
-        &self.instances
-    }
+fn normalise(prefix: &str) -> String {
+    let prefix = prefix.trim_end_matches('/');
+    if prefix.is_empty() { "/".into() } else { prefix.into() }
 }
 
 /// Whether `prefix` (no trailing slash, or exactly `/`) covers `path` at a `/` boundary:
 /// `/devices` covers `/devices` and `/devices/x`, not `/devicesx`.
-fn prefix_matches(prefix: &str, path: &str) -> bool {
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
     prefix == "/" || path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
@@ -215,10 +231,10 @@ impl Tenants {
         self.by_id.values()
     }
 
-    /// Picks the tenant for a request from its `Host` header and bearer token.
-    pub fn select(&self, host: Option<&str>, bearer: Option<&str>) -> Option<&Arc<Tenant>> {
+    /// Picks the tenant for a request from its `Host` header and its bearer token's hash.
+    pub fn select(&self, host: Option<&str>, token: Option<&TokenHash>) -> Option<&Arc<Tenant>> {
         let by_host = host.map(strip_port).and_then(|h| self.by_host.get(&h.to_ascii_lowercase()));
-        by_host.or_else(|| bearer.and_then(|token| self.by_token.get(&TokenHash::of(token)))).or(self.default.as_ref())
+        by_host.or_else(|| token.and_then(|token| self.by_token.get(token))).or(self.default.as_ref())
     }
 }
 

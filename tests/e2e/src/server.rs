@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::sync::watch;
 use waedge::admin::Admin;
+use waedge::capability::outbound::Outbound;
 use waedge::config::Config;
 use waedge::device::{DeviceManager, DeviceSession};
 use waedge::runtime::Runtime;
@@ -66,7 +67,9 @@ impl TestGateway {
         let store = Store::open_in_memory().expect("an in-memory store");
         store.seed(&config).expect("the configuration seeds the store");
         let (_, admin_token) = store.create_admin_token().expect("an admin token");
-        let gateway = Arc::new(Gateway::new(runtime().clone(), devices, config.limits, config.default_tenant.clone()));
+        let outbound = Outbound::from_config(&config).expect("the test build accepts the outbound settings");
+        let gateway = Gateway::new(runtime().clone(), devices, config.limits, config.default_tenant.clone());
+        let gateway = Arc::new(gateway.with_outbound(outbound));
         let problems = gateway.reload(&store).expect("the store reads");
         assert!(problems.is_empty(), "{problems:?}");
         let (stop, stopping) = watch::channel(false);
@@ -75,11 +78,11 @@ impl TestGateway {
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
         let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(server::serve(listener, gateway.clone(), stopped(stopping.clone())));
+        tokio::spawn(server::serve(listener, gateway.clone(), config.connections, stopped(stopping.clone())));
         let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
         let admin_base = format!("http://{}", admin_listener.local_addr().unwrap());
         let admin = Arc::new(Admin::new(store.clone(), gateway.clone()));
-        tokio::spawn(server::serve(admin_listener, admin, stopped(stopping)));
+        tokio::spawn(server::serve(admin_listener, admin, config.connections, stopped(stopping)));
         TestGateway { base, admin_base, admin_token, client: reqwest::Client::new(), gateway, store, _stop: stop }
     }
 

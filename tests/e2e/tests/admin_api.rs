@@ -61,6 +61,11 @@ async fn tenants_are_created_changed_and_deleted() {
     );
 
     assert_error(&gw.admin(Method::POST, "/v1/tenants", json!({"id": "initech"})).await, 409, "CONFLICT");
+    // Ids name directories: on a case-insensitive file system `Initech` would share `initech`'s
+    // device stores.
+    let twin = gw.admin(Method::POST, "/v1/tenants", json!({"id": "Initech"})).await;
+    assert_error(&twin, 409, "CONFLICT");
+    assert!(twin.text.contains("differ only in case"), "{}", twin.text);
     assert_error(
         &gw.admin(Method::POST, "/v1/tenants", json!({"id": "x", "hosts": ["acme.test"]})).await,
         409,
@@ -115,7 +120,8 @@ async fn a_new_users_token_works_at_once_and_stops_when_revoked() {
     assert_eq!(revoked.status, 200, "{}", revoked.text);
     assert!(revoked.json["revoked_at"].is_string());
     // Refused by the very next request: with no default tenant, no tenant knows the token.
-    assert_eq!(gw.get("/devices/main/groups", Some(&token)).await.json["error"]["code"], "NO_TENANT");
+    let refused = gw.get("/devices/main/groups", Some(&token)).await;
+    assert_eq!((refused.status, &refused.json["error"]["code"]), (401, &Value::from("UNAUTHORIZED")), "{}", refused.text);
     // And refused by the tenant's components when the tenant is chosen by host name.
     let by_host = gw.request(Method::GET, "/devices/main/groups", Some(&token), Some("acme.test"), Vec::new()).await;
     assert_eq!(by_host.status, 401, "{}", by_host.text);
@@ -185,7 +191,7 @@ async fn no_tenant_reaches_anothers_users_tokens_devices_or_routes() {
     assert_error(&elsewhere, 404, "NO_ROUTE");
     // Deleting a tenant leaves the other serving.
     assert_eq!(gw.admin(Method::DELETE, "/v1/tenants/acme", Value::Null).await.status, 204);
-    assert_eq!(gw.get("/devices/main/groups", Some(ALICE)).await.json["error"]["code"], "NO_TENANT");
+    assert_eq!(gw.get("/devices/main/groups", Some(ALICE)).await.json["error"]["code"], "UNAUTHORIZED");
     assert_eq!(gw.get("/devices/main/groups", Some(EVE)).await.status, 200);
 }
 
@@ -199,6 +205,7 @@ async fn devices_and_routes_change_what_is_served() {
         (&json!("unlinked"), &json!(false), &Value::Null)
     );
     assert_error(&gw.admin(Method::POST, "/v1/tenants/globex/devices", json!({"id": "second"})).await, 409, "CONFLICT");
+    assert_error(&gw.admin(Method::POST, "/v1/tenants/globex/devices", json!({"id": "SECOND"})).await, 409, "CONFLICT");
     assert_error(
         &gw.admin(Method::POST, "/v1/tenants/globex/devices", json!({"id": "no/slash"})).await,
         400,

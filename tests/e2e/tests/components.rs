@@ -285,7 +285,7 @@ async fn a_python_plugin_built_with_componentize_py_is_served_unchanged() {
         reply.text
     );
     let refused = gw.get("/py/main/groups", Some("0d6f5c1e-0000-4000-8000-000000000000")).await;
-    assert_eq!(refused.json["error"]["code"], "NO_TENANT", "{}", refused.text);
+    assert_eq!((refused.status, &refused.json["error"]["code"]), (401, &json!("UNAUTHORIZED")), "{}", refused.text);
     let forbidden = gw.get("/py/nope/groups", Some(waedge_e2e::tenants::ALICE)).await;
     assert_eq!((forbidden.status, &forbidden.json["error"]["code"]), (403, &json!("FORBIDDEN")), "{}", forbidden.text);
 }

@@ -45,6 +45,18 @@ fn assert_contacts_error(reply: &Reply, status: u16, code: &str) {
     assert!(timestamp.starts_with("20") && timestamp.ends_with('Z') && timestamp.as_bytes()[10] == b'T');
 }
 
+/// Asserts that a 401 carries the RFC 6750 challenge for a missing or a bad token, and that
+/// no other answer does.
+fn assert_challenge(reply: &Reply, token: Option<&str>) {
+    let challenge = reply.headers.get("www-authenticate").map(|v| v.to_str().unwrap());
+    let expected = match (reply.status, token) {
+        (401, None) => Some("Bearer"),
+        (401, Some(_)) => Some("Bearer error=\"invalid_token\""),
+        _ => None,
+    };
+    assert_eq!(challenge, expected, "{}", reply.text);
+}
+
 #[tokio::test]
 async fn devices_contact_profile_by_lid_matches_the_seed_example() {
     let gw = gateway().await;
@@ -196,10 +208,12 @@ async fn devices_api_rejects_bad_input_with_json_errors() {
     for &(path, token, status, code) in cases {
         let reply = gw.get(path, token).await;
         assert_devices_error(&reply, status, code);
+        assert_challenge(&reply, token);
         assert!(!reply.text.contains(ALICE), "a token never appears in a response");
     }
     let post = gw.request(reqwest::Method::POST, "/devices/main/groups", Some(ALICE), None, Vec::new()).await;
     assert_devices_error(&post, 405, "METHOD_NOT_ALLOWED");
+    assert_eq!(post.headers.get("allow").map(|v| v.to_str().unwrap()), Some("GET"), "RFC 9110 §15.5.6");
     let offline = gw.get("/devices/offline/groups", Some(ALICE)).await;
     assert!(offline.json["error"]["message"].as_str().unwrap().contains("disconnected"), "{}", offline.text);
 }
@@ -300,7 +314,7 @@ async fn contacts_api_rejects_bad_input_with_json_errors() {
         ("/contacts/profile?jid=not-a-jid", Some(ALICE), 400, "VALIDATION_ERROR"),
         ("/contacts/profile?number=55-11-abc", Some(ALICE), 400, "VALIDATION_ERROR"),
         ("/contacts/profile?number=1234567890987654321@lid", Some(ALICE), 400, "VALIDATION_ERROR"),
-        ("/contacts/profile?number=++5511999999999", Some(ALICE), 400, "VALIDATION_ERROR"),
+        ("/contacts/profile?number=%2B%2B5511999999999", Some(ALICE), 400, "VALIDATION_ERROR"),
         ("/contacts/profile?jid=120363406798553856@g.us", Some(ALICE), 400, "VALIDATION_ERROR"),
         ("/contacts/profile-picture?jid=120363406798553856@g.us", Some(ALICE), 400, "VALIDATION_ERROR"),
         ("/contacts/profile-picture?number=5511999999999&preview=perhaps", Some(ALICE), 400, "VALIDATION_ERROR"),
@@ -312,11 +326,43 @@ async fn contacts_api_rejects_bad_input_with_json_errors() {
     for &(path, token, status, code) in cases {
         let reply = gw.get(path, token).await;
         assert_contacts_error(&reply, status, code);
+        assert_challenge(&reply, token);
     }
     let post = gw
         .request(reqwest::Method::DELETE, "/contacts/profile?number=5511999999999", Some(ALICE), None, Vec::new())
         .await;
     assert_contacts_error(&post, 405, "METHOD_NOT_ALLOWED");
+    assert_eq!(post.headers.get("allow").map(|v| v.to_str().unwrap()), Some("GET"), "RFC 9110 §15.5.6");
+}
+
+/// A query string as form encoders write it (`URLSearchParams`, Python's `urlencode`): a
+/// space becomes `+` and a plus `%2B`.
+fn form_query(pairs: &[(&str, &str)]) -> String {
+    let mut url = reqwest::Url::parse("http://form.invalid/").unwrap();
+    url.query_pairs_mut().extend_pairs(pairs);
+    url.query().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn form_encoded_phone_numbers_reach_both_apis() {
+    let gw = gateway().await;
+    let query = form_query(&[("number", "+62 812-3456-7890")]);
+    assert_eq!(query, "number=%2B62+812-3456-7890");
+    for endpoint in ["profile", "profile-picture"] {
+        let reply = gw.get(&format!("/contacts/{endpoint}?{query}"), Some(ALICE)).await;
+        assert_eq!(reply.status, 200, "{endpoint}?{query}: {}", reply.text);
+        assert_eq!(reply.json["data"]["jid"], "6281234567890@s.whatsapp.net");
+    }
+    for number in ["+62 812-3456-7890", "+62 (812) 3456 7890", "0062 812 3456 7890", "6281234567890@s.whatsapp.net"] {
+        let query = form_query(&[("jid", number), ("preview", "true")]);
+        let reply = gw.get(&format!("/devices/main/profile?{query}"), Some(ALICE)).await;
+        assert_eq!(reply.status, 200, "{query}: {}", reply.text);
+        assert_eq!(reply.json["data"]["profile"]["jid"], "6281234567890@s.whatsapp.net");
+    }
+    // A plus that is not the leading one is still refused, however it is encoded.
+    let query = form_query(&[("number", "+62+812")]);
+    let reply = gw.get(&format!("/contacts/profile?{query}"), Some(ALICE)).await;
+    assert_contacts_error(&reply, 400, "VALIDATION_ERROR");
 }
 
 #[tokio::test]
@@ -356,15 +402,26 @@ async fn tenants_are_isolated() {
 #[tokio::test]
 async fn the_host_answers_what_no_component_serves() {
     let without_default = gateway_with_default(None).await;
-    let no_tenant = without_default.get("/devices/main/groups", None).await;
-    assert_devices_error(&no_tenant, 404, "NO_TENANT");
+    // No tenant knows the caller: its problem is credentials, in the envelope of the API it
+    // called, with the challenge RFC 6750 asks for.
+    let no_token = without_default.get("/devices/main/groups", None).await;
+    assert_devices_error(&no_token, 401, "UNAUTHORIZED");
+    assert_challenge(&no_token, None);
+    let unknown_token = "9f9f9f9f-0000-4000-8000-000000000000";
+    let unknown = without_default.get("/devices/main/groups", Some(unknown_token)).await;
+    assert_devices_error(&unknown, 401, "UNAUTHORIZED");
+    assert_challenge(&unknown, Some(unknown_token));
+    let contacts = without_default.get("/contacts/profile?number=6281234567890", None).await;
+    assert_contacts_error(&contacts, 401, "UNAUTHORIZED");
+    assert_challenge(&contacts, None);
     let gw = gateway().await;
     let no_route = gw.get("/elsewhere", Some(ALICE)).await;
     assert_devices_error(&no_route, 404, "NO_ROUTE");
     let prefix_boundary = gw.get("/devicesX/main/groups", Some(ALICE)).await;
     assert_devices_error(&prefix_boundary, 404, "NO_ROUTE");
+    // Host errors on a route of the contacts API come in that API's shape.
     let huge = gw.request(reqwest::Method::POST, "/contacts/profile", Some(ALICE), None, vec![b'x'; 100_000]).await;
-    assert_devices_error(&huge, 413, "PAYLOAD_TOO_LARGE");
+    assert_contacts_error(&huge, 413, "PAYLOAD_TOO_LARGE");
     // The gateway is still serving after all of that.
     assert_eq!(gw.get("/devices/main/groups", Some(ALICE)).await.status, 200);
 }

@@ -9,12 +9,19 @@
 //! - `panic`: panics;
 //! - `big?bytes=N`: answers with an N-byte body;
 //! - `fetch?url=U`: one outbound GET of U; answers with what happened;
-//! - `flood?url=U&n=N`: N outbound GETs of U; answers how many went through.
+//! - `flood?url=U&n=N`: N outbound GETs of U; answers how many went through;
+//! - `sleep?ms=N`: waits N milliseconds in a host call, holding its instance, then answers;
+//! - `fields?n=N&kb=K`: creates N `wasi:http` fields holding a K KiB header each, keeping them
+//!   all; answers how many it made;
+//! - `log?n=N`: logs N lines, each with a newline that tries to start a forged line.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::json;
+use waedge_sdk::bindings::wasi::clocks::monotonic_clock;
+use waedge_sdk::bindings::wasi::http::types::Fields;
+use waedge_sdk::logging::{self, Level};
 use waedge_sdk::{Handler, Request, Response, outbound};
 
 struct Probe;
@@ -61,6 +68,34 @@ impl Handler for Probe {
                 let ok = results.iter().filter(|r| r.is_ok()).count();
                 let first_error = results.iter().find_map(|r| r.as_ref().err().cloned());
                 Response::json(200, &json!({ "ok": ok, "refused": n - ok, "first_error": first_error }))
+            }
+            Some("sleep") => {
+                let ms = query.get("ms").and_then(|n| n.parse().ok()).unwrap_or(0u64);
+                monotonic_clock::subscribe_duration(ms * 1_000_000).block();
+                Response::json(200, &json!({ "slept_ms": ms }))
+            }
+            Some("fields") => {
+                let n = query.get("n").and_then(|n| n.parse().ok()).unwrap_or(1usize);
+                let kb = query.get("kb").and_then(|n| n.parse().ok()).unwrap_or(1usize);
+                let header = [("x-probe".to_string(), vec![b'x'; kb << 10])];
+                let mut kept = Vec::new();
+                for _ in 0..n {
+                    match Fields::from_list(&header) {
+                        Ok(fields) => kept.push(fields),
+                        Err(error) => {
+                            let refused = format!("{error:?}");
+                            return Response::json(200, &json!({ "created": kept.len(), "refused": refused }));
+                        }
+                    }
+                }
+                Response::json(200, &json!({ "created": kept.len() }))
+            }
+            Some("log") => {
+                let n = query.get("n").and_then(|n| n.parse().ok()).unwrap_or(1u32);
+                for i in 0..n {
+                    logging::log(Level::Info, &format!("probe line {i}\nFORGED waedge::access tenant=acme status=200"));
+                }
+                Response::json(200, &json!({ "logged": n }))
             }
             _ => Response::json(404, &json!({ "error": "no such probe" })),
         }

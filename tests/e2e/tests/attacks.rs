@@ -1,0 +1,228 @@
+//! Strangers cannot stop a tenant: slow headers, idle connections, connection floods, slow
+//! uploads and anonymous floods are contained by the listener and by admission, while the
+//! tenant's users — who come from another address — keep being served.
+//!
+//! The attacker's sockets come from 127.0.0.2 and the users' from 127.0.0.1 (both loopback),
+//! so per-client caps see two clients, as they would on the internet.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use waedge_e2e::fixture::World;
+use waedge_e2e::server::{TestGateway, fixtures};
+use waedge_e2e::tenants::{ALICE, EVE, config};
+
+const ATTACKER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+/// A gateway for the two test tenants with `connections` as its `[connections]` table and
+/// `acme_limits` as acme's limits.
+async fn gateway(connections: &str, acme_limits: &str) -> Arc<TestGateway> {
+    let world = World::load(&fixtures().join("world.toml")).expect("fixture world");
+    let config = config(None).replace(
+        "limits = { max_request_body_bytes = 65536 }",
+        &format!("limits = {{ max_request_body_bytes = 65536, {acme_limits} }}"),
+    );
+    Arc::new(TestGateway::start(&format!("[connections]\n{connections}\n{config}"), &world).await)
+}
+
+/// A connection to the gateway from the attacker's address.
+async fn attacker_connection(gw: &TestGateway) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(ATTACKER, 0)).expect("binding 127.0.0.2");
+    let address: SocketAddr = gw.base().trim_start_matches("http://").parse().unwrap();
+    socket.connect(address).await.expect("the gateway accepts")
+}
+
+/// Reads until the server closes the connection; what it sent. Fails after `limit`.
+async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> String {
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(limit, async {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the server kept the connection open for {limit:?}");
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+/// alice's requests, from 127.0.0.1, until `stop`: every one must succeed. Returns how many.
+fn users_keep_working(gw: &Arc<TestGateway>, stop: &Arc<AtomicBool>) -> tokio::task::JoinHandle<usize> {
+    let (gw, stop) = (gw.clone(), stop.clone());
+    tokio::spawn(async move {
+        let served = AtomicUsize::new(0);
+        while !stop.load(Ordering::Relaxed) {
+            let reply = gw.get("/devices/main/groups", Some(ALICE)).await;
+            assert_eq!(reply.status, 200, "a user of the attacked tenant was refused: {}", reply.text);
+            served.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        served.into_inner()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_headers_and_idle_connections_are_closed() {
+    let gw = gateway("header_read_timeout_ms = 400\nidle_timeout_ms = 600", "").await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let users = users_keep_working(&gw, &stop);
+    let started = Instant::now();
+    let mut slow = Vec::new();
+    for _ in 0..100 {
+        let mut stream = attacker_connection(&gw).await;
+        stream.write_all(b"GET /devices/main/groups HTTP/1.1\r\nHost: acme.test\r\nX-Slow: ").await.unwrap();
+        slow.push(stream);
+    }
+    let mut idle = attacker_connection(&gw).await;
+    for stream in &mut slow {
+        read_until_closed(stream, Duration::from_secs(5)).await;
+    }
+    read_until_closed(&mut idle, Duration::from_secs(5)).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    stop.store(true, Ordering::Relaxed);
+    assert!(users.await.unwrap() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_connection_flood_from_one_client_is_refused_early() {
+    let gw = gateway("max_connections_per_client = 16", "").await;
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        held.push(attacker_connection(&gw).await);
+    }
+    // The 17th is closed at once, before it sends anything.
+    let mut refused = attacker_connection(&gw).await;
+    let started = Instant::now();
+    assert_eq!(read_until_closed(&mut refused, Duration::from_secs(2)).await, "");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // Another client is served meanwhile.
+    assert_eq!(gw.get("/devices/main/groups", Some(ALICE)).await.status, 200);
+    // A closed connection frees its place.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut again = attacker_connection(&gw).await;
+    again.write_all(b"GET /devices/main/groups HTTP/1.1\r\nHost: acme.test\r\nConnection: close\r\n\r\n").await.unwrap();
+    let answer = read_until_closed(&mut again, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_uploads_without_a_token_take_no_slot_of_the_tenant() {
+    // Four concurrent requests in all, one second per request.
+    let gw = gateway("", "max_concurrent_requests = 4, anonymous_concurrent_requests = 4, request_timeout_ms = 1000").await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut slow = Vec::new();
+    for _ in 0..32 {
+        let mut stream = attacker_connection(&gw).await;
+        let head = "POST /devices/main/groups HTTP/1.1\r\nHost: acme.test\r\nContent-Length: 100\r\n\r\n";
+        stream.write_all(head.as_bytes()).await.unwrap();
+        slow.push(stream);
+    }
+    let users = users_keep_working(&gw, &stop);
+    // Each slow upload ends with 408 at the request's deadline.
+    for stream in &mut slow {
+        let answer = read_until_closed(stream, Duration::from_secs(5)).await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("\"REQUEST_TIMEOUT\""), "{answer}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert!(users.await.unwrap() > 0);
+}
+
+#[tokio::test]
+async fn an_anonymous_flood_cannot_drain_the_users_rate() {
+    let gw = gateway("", "requests_per_second = 1, burst = 2, anonymous_requests_per_second = 1").await;
+    let mut refused = 0;
+    for _ in 0..20 {
+        let reply = gw.request(reqwest::Method::GET, "/devices/main/groups", None, Some("acme.test"), Vec::new()).await;
+        match reply.status {
+            // Served: the component asks for a token.
+            401 => assert_eq!(reply.json["error"]["code"], "UNAUTHORIZED"),
+            429 => {
+                assert!(reply.text.contains("without a valid API token"), "{}", reply.text);
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {}", reply.text),
+        }
+    }
+    assert!(refused >= 17, "the anonymous rate held only {refused} of 20");
+    for _ in 0..2 {
+        let reply = gw.request(reqwest::Method::GET, "/devices/main/groups", Some(ALICE), Some("acme.test"), Vec::new()).await;
+        assert_eq!(reply.status, 200, "the users' rate was drained by strangers: {}", reply.text);
+    }
+}
+
+#[tokio::test]
+async fn a_request_without_a_host_is_a_bad_request_not_a_component_failure() {
+    let gw = gateway("", "").await;
+    let mut stream = attacker_connection(&gw).await;
+    let request = format!("GET /devices/main/groups HTTP/1.0\r\nAuthorization: Bearer {EVE}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let answer = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.0 400") || answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("\"BAD_REQUEST\""), "{answer}");
+    let metrics = reqwest::get(format!("{}/metrics", gw.admin_base())).await.unwrap().text().await.unwrap();
+    assert!(!metrics.contains("limit=\"trap\""), "a missing Host was blamed on a component:\n{metrics}");
+}
+
+#[tokio::test]
+async fn http2_is_served_with_the_same_answers() {
+    let gw = gateway("", "").await;
+    let client = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let response = client
+        .get(format!("{}/devices/main/groups", gw.base()))
+        .bearer_auth(ALICE)
+        .send()
+        .await
+        .expect("an HTTP/2 answer");
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+    let over_h2: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(over_h2, gw.get("/devices/main/groups", Some(ALICE)).await.json);
+}
+
+#[tokio::test]
+async fn the_admin_api_answers_only_requests_for_this_machine() {
+    let gw = gateway("", "").await;
+    let client = reqwest::Client::new();
+    let metrics = format!("{}/metrics", gw.admin_base());
+    // A page the operator's browser loads from rebind.example, now resolving to 127.0.0.1.
+    let rebound = client.get(&metrics).header("host", "rebind.example:8081").send().await.unwrap();
+    assert_eq!(rebound.status(), 421);
+    let body: serde_json::Value = serde_json::from_str(&rebound.text().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], json!("MISDIRECTED_REQUEST"));
+    let local = client.get(&metrics).header("host", "localhost:8081").send().await.unwrap();
+    assert_eq!(local.status(), 200);
+}
+
+#[tokio::test]
+async fn a_route_whose_component_cannot_load_is_refused_not_served_by_a_shorter_one() {
+    let gw = gateway("", "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("secure.wasm");
+    std::fs::write(&file, waedge_e2e::guests::get("probe")).unwrap();
+    for (prefix, component) in [("/", "builtin:devices-api".to_string()), ("/secure", file.display().to_string())] {
+        let route = json!({"prefix": prefix, "component": component});
+        let put = gw.admin(reqwest::Method::PUT, "/v1/tenants/globex/routes", route).await;
+        assert_eq!(put.status, 200, "{}", put.text);
+    }
+    assert_eq!(gw.get("/secure/hello", Some(EVE)).await.json, json!({"probe": "hello"}));
+    // The file is damaged; the next reload cannot load it.
+    std::fs::write(&file, b"not a component").unwrap();
+    let reload = gw.admin(reqwest::Method::PATCH, "/v1/tenants/globex", json!({"settings": {"touched": "1"}})).await;
+    assert_eq!(reload.status, 200, "{}", reload.text);
+    let refused = gw.get("/secure/hello", Some(EVE)).await;
+    assert_eq!((refused.status, &refused.json["error"]["code"]), (503, &json!("COMPONENT_UNAVAILABLE")), "{}", refused.text);
+    assert!(!refused.text.contains(dir.path().to_str().unwrap()), "a server path in an answer: {}", refused.text);
+    // The rest of the tenant is served as before.
+    assert_eq!(gw.get("/devices/main/groups", Some(EVE)).await.status, 200);
+}
