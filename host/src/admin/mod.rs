@@ -33,9 +33,9 @@ use serde::de::DeserializeOwned;
 use crate::Gateway;
 use crate::gateway::{ResponseBody, error};
 use crate::server::connections::BodyError;
-use crate::tenancy::admission::ClientAddr;
 use crate::server::{Handler, RequestBody};
 use crate::store::{Store, StoreError};
+use crate::tenancy::admission::ClientAddr;
 use crate::token::{self, TokenHash};
 
 /// Largest JSON body the admin API reads.
@@ -113,6 +113,31 @@ impl Admin {
     /// The admin API over `store`, applying changes to `gateway`.
     pub fn new(store: Store, gateway: Arc<Gateway>) -> Self {
         Admin { store, gateway, links: Arc::default(), stale: Arc::default() }
+    }
+
+    /// Checks who may make the call, reads it and answers it.
+    async fn call(&self, request: Request<RequestBody>) -> Answer {
+        let (parts, body) = request.into_parts();
+        let client = parts.extensions.get::<ClientAddr>().map(|client| client.0);
+        let local = client.is_none_or(|ip| ip.to_canonical().is_loopback());
+        if local && !names_this_machine(&parts) {
+            // A web page the operator visits may point its own host name at 127.0.0.1 (DNS
+            // rebinding): its requests name that host, not this machine.
+            return Err(Failure::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                "MISDIRECTED_REQUEST",
+                "the admin API answers only requests for localhost or a loopback address",
+            ));
+        }
+        // The token is checked before the body is read: no one without a token makes the
+        // server buffer an upload. /metrics names every tenant and device: only clients on
+        // this machine read it without a token.
+        let path = parts.uri.path();
+        let author = match path.starts_with("/v1/") || (path == "/metrics" && !local) {
+            true => self.authenticate(&parts.headers).await?,
+            false => String::new(),
+        };
+        self.answer(read_call(parts, body, author).await?).await
     }
 
     async fn answer(&self, call: Call) -> Answer {
@@ -222,37 +247,13 @@ impl Handler for Admin {
     async fn handle(&self, request: Request<RequestBody>) -> Response<ResponseBody> {
         let method = request.method().clone();
         let path = request.uri().path().to_string();
-        let answer = async {
-            let (parts, body) = request.into_parts();
-            let client = parts.extensions.get::<ClientAddr>().map(|client| client.0);
-            let local = client.is_none_or(|ip| ip.to_canonical().is_loopback());
-            if local && !names_this_machine(&parts) {
-                // A web page the operator visits may point its own host name at 127.0.0.1
-                // (DNS rebinding): its requests name that host, not this machine.
-                return Err(Failure::new(
-                    StatusCode::MISDIRECTED_REQUEST,
-                    "MISDIRECTED_REQUEST",
-                    "the admin API answers only requests for localhost or a loopback address",
-                ));
-            }
-            // The token is checked before the body is read: no one without a token makes the
-            // server buffer an upload. /metrics names every tenant and device: only clients on
-            // this machine read it without a token.
-            let path = parts.uri.path();
-            let author = match path.starts_with("/v1/") || (path == "/metrics" && !local) {
-                true => self.authenticate(&parts.headers).await?,
-                false => String::new(),
-            };
-            let call = read_call(parts, body, author).await?;
-            // On a task of its own: a client that goes away cannot stop a change half-way
-            // (stored but not applied, a device deleted but its session running).
-            let admin = self.clone();
-            tokio::spawn(async move { admin.answer(call).await }).await.unwrap_or_else(|e| {
-                tracing::error!("an admin call failed: {e}");
-                Err(Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "the call failed; see the server log"))
-            })
-        }
-        .await;
+        // On a task of its own: a client that goes away cannot stop a call half-way (a change
+        // stored but not applied, a device deleted while its session runs on).
+        let admin = self.clone();
+        let answer = tokio::spawn(async move { admin.call(request).await }).await.unwrap_or_else(|e| {
+            tracing::error!("an admin call failed: {e}");
+            Err(Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "the call failed; see the server log"))
+        });
         let response = answer.unwrap_or_else(|f| error(f.status, f.code, &f.message));
         tracing::info!(target: "waedge::admin", %method, path, status = response.status().as_u16());
         response

@@ -226,3 +226,30 @@ async fn a_route_whose_component_cannot_load_is_refused_not_served_by_a_shorter_
     // The rest of the tenant is served as before.
     assert_eq!(gw.get("/devices/main/groups", Some(EVE)).await.status, 200);
 }
+
+#[tokio::test]
+async fn a_revocation_whose_client_hangs_up_still_takes_effect() {
+    let gw = gateway("", "").await;
+    let user = "a11ce000-0000-4000-8000-000000000001";
+    let listed = gw.admin(reqwest::Method::GET, &format!("/v1/tenants/acme/users/{user}/tokens"), json!(null)).await;
+    let token_id = listed.json["tokens"][0]["id"].as_str().expect("alice's token").to_string();
+    assert_eq!(gw.get("/devices/main/groups", Some(ALICE)).await.status, 200);
+    // The operator's script sends the revocation and is killed before any answer.
+    let address: SocketAddr = gw.admin_base().trim_start_matches("http://").parse().unwrap();
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    let request = format!(
+        "DELETE /v1/tenants/acme/users/{user}/tokens/{token_id} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\r\n",
+        gw.admin_token()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    drop(stream);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let reply = gw.get("/devices/main/groups", Some(ALICE)).await;
+        if reply.status == 401 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the revoked token still works: {} {}", reply.status, reply.text);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
