@@ -24,6 +24,11 @@ impl Reporter {
         Reporter { tenant: "-".into(), component: "-".into(), metrics: None }
     }
 
+    /// The tenant whose component this reports on.
+    pub fn tenant(&self) -> &Arc<str> {
+        &self.tenant
+    }
+
     /// Records that the component hit `limit`; `what` says how, for the log.
     pub fn violation(&self, limit: &str, what: &str) {
         tracing::warn!(tenant = &*self.tenant, component = &*self.component, limit, "sandbox: {what}");

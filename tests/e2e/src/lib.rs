@@ -1,6 +1,7 @@
 //! Test harness for waedge end-to-end tests.
 //!
 //! - [`browser`]: headless Chromium over WebDriver;
+//! - [`dns`]: a scripted DNS server for outbound calls by name;
 //! - [`guests`]: the test components of `tests/guests/` (a hostile probe);
 //! - [`fixture`]: a [`DeviceSession`](waedge::device::DeviceSession) answering from a fixture
 //!   file, standing in for a linked phone;
@@ -10,6 +11,7 @@
 //! - [`tenants`]: the two test tenants most tests start from.
 
 pub mod browser;
+pub mod dns;
 pub mod fixture;
 pub mod guests;
 pub mod server;

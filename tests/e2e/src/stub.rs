@@ -1,13 +1,39 @@
 //! A stub HTTP service on loopback, for components' outbound calls.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Serves `body` (as JSON, status 200) to every request on a loopback port; returns the port.
 pub async fn serve(body: &'static str) -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
-    let port = listener.local_addr().expect("a bound port").port();
+    listen(IpAddr::V4(Ipv4Addr::LOCALHOST), 0, body).await.expect("a loopback port").port
+}
+
+/// A stub listening on one address, counting the connections it accepted.
+pub struct Stub {
+    /// The port it listens on.
+    pub port: u16,
+    connections: Arc<AtomicUsize>,
+}
+
+impl Stub {
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+/// Serves `body` (as JSON, status 200) to every request on `ip`:`port` (0: any free port).
+pub async fn listen(ip: IpAddr, port: u16, body: &'static str) -> std::io::Result<Stub> {
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, port)).await?;
+    let port = listener.local_addr()?.port();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let accepted = connections.clone();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
+            accepted.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
                 let mut request = Vec::new();
                 let mut buffer = [0u8; 1024];
@@ -26,5 +52,5 @@ pub async fn serve(body: &'static str) -> u16 {
             });
         }
     });
-    port
+    Ok(Stub { port, connections })
 }
