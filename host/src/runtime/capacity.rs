@@ -57,11 +57,6 @@ impl Share {
     pub fn resize(&self, size: usize) {
         self.size.store(size, Ordering::Release);
     }
-
-    /// The share's size.
-    pub fn size(&self) -> usize {
-        self.size.load(Ordering::Acquire)
-    }
 }
 
 impl Drop for Slot {
