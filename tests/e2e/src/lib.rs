@@ -3,6 +3,7 @@
 //! - [`browser`]: headless Chromium over WebDriver;
 //! - [`dns`]: a scripted DNS server for outbound calls by name;
 //! - [`guests`]: the test components of `tests/guests/` (a hostile probe);
+//! - [`host`]: a gateway called in-process, on a runtime of the test's choosing;
 //! - [`fixture`]: a [`DeviceSession`](waedge::device::DeviceSession) answering from a fixture
 //!   file, standing in for a linked phone;
 //! - [`server`]: a real waedge gateway and admin API on loopback ports, and a small HTTP
@@ -14,6 +15,7 @@ pub mod browser;
 pub mod dns;
 pub mod fixture;
 pub mod guests;
+pub mod host;
 pub mod server;
 pub mod stub;
 pub mod tenants;
