@@ -15,20 +15,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{Waedge, admin_token, write_config};
-use wa_sim::{Pattern, SimConfig, WaSim};
-
-/// The account the devices link to (Acme Support in the world).
-const SELF_PHONE: &str = "6285550000001";
-
-fn world() -> wa_sim::World {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/e2e/fixtures/wa-world.toml");
-    wa_sim::World::load(path).expect("the wa-sim world loads")
-}
-
-fn handshakes(sim: &WaSim) -> usize {
-    [Pattern::Xx, Pattern::Ik, Pattern::XxFallback].into_iter().map(|p| sim.handshakes(p)).sum()
-}
+use support::{SELF_PHONE, Waedge, admin_token, handshakes, world, write_config};
+use wa_sim::{SimConfig, WaSim};
 
 /// A sim and a gateway on a fresh data directory pointed at it, with tenant `acme`.
 struct Live {
@@ -98,11 +86,14 @@ impl Live {
     }
 }
 
-/// The identity key a device store holds: the keys of its WhatsApp session.
-fn identity_key(store: &Path) -> Vec<u8> {
+/// Which store file a device has (its inode) and which WhatsApp session it holds (its
+/// identity key).
+fn session_of(store: &Path) -> (u64, Vec<u8>) {
+    let inode = std::fs::metadata(store).expect("the device store").ino();
     let db = rusqlite::Connection::open_with_flags(store, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .expect("the device store opens");
-    db.query_row("SELECT identity_key FROM device", [], |row| row.get(0)).expect("the store holds a device")
+    let key = db.query_row("SELECT identity_key FROM device", [], |row| row.get(0)).expect("the store holds a device");
+    (inode, key)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,19 +182,18 @@ async fn a_replaced_device_reconnects_on_its_own_keys() {
     let live = Live::start().await;
     live.linked_main().await;
     let store = live.store("main");
-    let (inode, keys) = (std::fs::metadata(&store).expect("the store").ino(), identity_key(&store));
+    let before = session_of(&store);
 
     live.sim.replace(SELF_PHONE).await;
     live.wait_for_state("main", "replaced", 10).await;
-    let before = handshakes(&live.sim);
+    let connects = handshakes(&live.sim);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(handshakes(&live.sim), before, "a replaced device does not fight the other session by itself");
+    assert_eq!(handshakes(&live.sim), connects, "a replaced device does not fight the other session by itself");
 
     let device = live.call(Method::POST, "/v1/tenants/acme/devices/main/reconnect", Value::Null, 200).await;
     assert!(matches!(device["state"].as_str(), Some("connecting" | "connected")), "{device}");
     live.wait_for_state("main", "connected", 20).await;
-    assert_eq!(std::fs::metadata(&store).expect("the store").ino(), inode, "the same store file");
-    assert_eq!(identity_key(&store), keys, "the same WhatsApp session");
+    assert_eq!(session_of(&store), before, "the same store file, with the same WhatsApp session");
 
     // Only a replaced, banned or disconnected device is reconnected.
     let refused = live
@@ -218,11 +208,10 @@ async fn a_temporarily_banned_device_comes_back_on_its_own_keys_when_the_ban_is_
     let live = Live::start().await;
     live.linked_main().await;
     let store = live.store("main");
-    let (inode, keys) = (std::fs::metadata(&store).expect("the store").ino(), identity_key(&store));
+    let before = session_of(&store);
 
     live.sim.ban(SELF_PHONE, Duration::from_secs(8)).await;
     live.wait_for_state("main", "banned", 15).await;
     live.wait_for_state("main", "connected", 30).await;
-    assert_eq!(std::fs::metadata(&store).expect("the store").ino(), inode, "the same store file");
-    assert_eq!(identity_key(&store), keys, "the same WhatsApp session");
+    assert_eq!(session_of(&store), before, "the same store file, with the same WhatsApp session");
 }

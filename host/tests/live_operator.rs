@@ -13,20 +13,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Reply, Waedge, admin_token, cli_ok, write_config};
-use wa_sim::{Pattern, SimConfig, WaSim};
-
-/// The account the device links to (Acme Support in the world).
-const SELF_PHONE: &str = "6285550000001";
-
-fn world() -> wa_sim::World {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/e2e/fixtures/wa-world.toml");
-    wa_sim::World::load(path).expect("the wa-sim world loads")
-}
-
-fn handshakes(sim: &WaSim) -> usize {
-    [Pattern::Xx, Pattern::Ik, Pattern::XxFallback].into_iter().map(|p| sim.handshakes(p)).sum()
-}
+use support::{Reply, SELF_PHONE, Waedge, admin_token, cli_ok, handshakes, world, write_config};
+use wa_sim::{SimConfig, WaSim};
 
 /// Asserts a 200 and returns the body's `data`.
 fn data(reply: &Reply) -> &Value {

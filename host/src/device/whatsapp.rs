@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedMutexGuard, mpsc};
 use tokio::task::JoinHandle;
 use waedge_jid::Jid;
 use whatsapp_rust::http::UreqHttpClient;
@@ -125,6 +125,13 @@ impl WhatsappDevices {
         operation(&self.operations, &key(tenant, device))
     }
 
+    /// The open session of a device, taken once no other operation runs on it, with the
+    /// operation lock that keeps it so.
+    async fn locked(&self, tenant: &str, device: &str) -> anyhow::Result<(OwnedMutexGuard<()>, Arc<WhatsappDevice>)> {
+        let operation = self.operation(tenant, device).lock_owned().await;
+        Ok((operation, self.session(tenant, device)?))
+    }
+
     fn store_of(&self, tenant: &str, device: &str) -> PathBuf {
         self.data_dir.join(tenant).join(format!("{device}.db"))
     }
@@ -187,9 +194,8 @@ impl DeviceManager for WhatsappDevices {
     }
 
     async fn link_qr(&self, tenant: &str, device: &str) -> anyhow::Result<mpsc::Receiver<LinkEvent>> {
-        let operation = self.operation(tenant, device);
-        let _operation = operation.lock().await;
-        let (events, _) = self.session(tenant, device)?.start_linking().await?;
+        let (_operation, session) = self.locked(tenant, device).await?;
+        let (events, _) = session.start_linking().await?;
         Ok(events)
     }
 
@@ -199,10 +205,8 @@ impl DeviceManager for WhatsappDevices {
         device: &str,
         phone_number: &str,
     ) -> anyhow::Result<(String, mpsc::Receiver<LinkEvent>)> {
-        let operation = self.operation(tenant, device);
         let (session, events, client) = {
-            let _operation = operation.lock().await;
-            let session = self.session(tenant, device)?;
+            let (_operation, session) = self.locked(tenant, device).await?;
             let (events, client) = session.start_linking().await?;
             (session, events, client)
         };
@@ -215,7 +219,7 @@ impl DeviceManager for WhatsappDevices {
             Ok(code) => Ok((code, events)),
             Err(e) => {
                 // Unless something else (a cancel, a removal) took over the device meanwhile.
-                let _operation = operation.lock().await;
+                let _operation = session.operation.lock().await;
                 if session.runs(&client) {
                     session.abandon_link(DeviceState::Unlinked).await;
                 }
@@ -225,9 +229,7 @@ impl DeviceManager for WhatsappDevices {
     }
 
     async fn cancel_link(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
-        let operation = self.operation(tenant, device);
-        let _operation = operation.lock().await;
-        let session = self.session(tenant, device)?;
+        let (_operation, session) = self.locked(tenant, device).await?;
         anyhow::ensure!(
             session.link.lock().expect("link lock").is_some(),
             "device {tenant}/{device} is not being linked"
@@ -238,9 +240,7 @@ impl DeviceManager for WhatsappDevices {
     }
 
     async fn reconnect(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
-        let operation = self.operation(tenant, device);
-        let _operation = operation.lock().await;
-        let session = self.session(tenant, device)?;
+        let (_operation, session) = self.locked(tenant, device).await?;
         let state = session.status().state;
         anyhow::ensure!(
             matches!(state, DeviceState::Replaced | DeviceState::Banned | DeviceState::Disconnected),
@@ -252,9 +252,7 @@ impl DeviceManager for WhatsappDevices {
     }
 
     async fn logout(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
-        let operation = self.operation(tenant, device);
-        let _operation = operation.lock().await;
-        let session = self.session(tenant, device)?;
+        let (_operation, session) = self.locked(tenant, device).await?;
         let state = session.status().state;
         // Only a connected client can tell WhatsApp; otherwise the phone would keep listing
         // a device whose keys are gone.

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use wa_sim::{Pattern, WaSim};
 
 /// The binary under test: `waedge-sim` (the same command with the `wa-sim` feature, so that
 /// `whatsapp_server` works) whenever this test build has it, else `waedge`. Never
@@ -18,6 +19,20 @@ pub const WAEDGE: &str = match option_env!("CARGO_BIN_EXE_waedge-sim") {
     Some(path) => path,
     None => env!("CARGO_BIN_EXE_waedge"),
 };
+
+/// The account the live tests link devices to (Acme Support in the world).
+pub const SELF_PHONE: &str = "6285550000001";
+
+/// The wa-sim world of the live tests.
+pub fn world() -> wa_sim::World {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/e2e/fixtures/wa-world.toml");
+    wa_sim::World::load(path).expect("the wa-sim world loads")
+}
+
+/// Every handshake the sim completed so far: how often clients connected.
+pub fn handshakes(sim: &WaSim) -> usize {
+    [Pattern::Xx, Pattern::Ik, Pattern::XxFallback].into_iter().map(|p| sim.handshakes(p)).sum()
+}
 
 /// A response with the body parsed as JSON (`Null` when it is not JSON).
 #[derive(Debug)]
