@@ -6,10 +6,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use tokio::sync::Mutex;
 use waedge::runtime::Runtime;
 use waedge_e2e::guests;
 use waedge_e2e::host::{Answer, Host};
 use waedge_e2e::tenants::{ALICE, EVE};
+
+/// Held by each test of this file: the memory one measures is the gateway's, not the other
+/// test's.
+static ALONE: Mutex<()> = Mutex::const_new(());
 
 /// acme's requests, one after another until `stop` is set: every answer.
 fn neighbour(host: &Arc<Host>, stop: &Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<Answer>> {
@@ -33,6 +38,7 @@ fn assert_all_served(answers: &[Answer]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_tenant_cannot_take_the_instance_pool() {
+    let _alone = ALONE.lock().await;
     // 16 slots: 4 for idle instances, 12 for requests in flight, 6 for each of the 2 tenants.
     let host = Arc::new(Host::new(Runtime::with_slots(16).expect("the runtime starts")));
     host.deploy("globex", "probe", guests::get("probe"));
@@ -80,6 +86,7 @@ fn reset_peak() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn host_memory_held_for_a_component_is_bounded() {
+    let _alone = ALONE.lock().await;
     let host = Arc::new(Host::new(Runtime::new().expect("the runtime starts")));
     host.deploy("globex", "probe", guests::get("probe"));
 
