@@ -168,7 +168,7 @@ impl DeviceManager for WhatsappDevices {
             operation.clone(),
         ));
         let replaced = self.sessions.lock().expect("sessions lock").insert(key(tenant, device), session.clone());
-        let starting = session.clone();
+        let (starting, sessions, key) = (session.clone(), self.sessions.clone(), key(tenant, device));
         tokio::spawn(async move {
             let _operation = operation.lock().await;
             // Never two clients on one store: a session opened again first stops the old one;
@@ -180,6 +180,12 @@ impl DeviceManager for WhatsappDevices {
                 {
                     tracing::error!(device = old.status().id, "deleting the store of a removed device: {e}");
                     starting.set_state(DeviceState::Disconnected);
+                    // The removal stays pending: nothing can link or reconnect this id until a
+                    // removal (or a restart) deletes the store.
+                    let mut sessions = sessions.lock().expect("sessions lock");
+                    if sessions.get(&key).is_some_and(|current| Arc::ptr_eq(current, &starting)) {
+                        sessions.insert(key, old);
+                    }
                     return;
                 }
             }
