@@ -93,8 +93,14 @@ async fn kill_9_during_writes_loses_nothing_acknowledged() {
         tenants.json["tenants"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
     for Written { tenant, token, component } in &written {
         assert!(ids.contains(&tenant.as_str()), "tenant {tenant} survived");
-        let device =
-            waedge.admin(Method::GET, &format!("/v1/tenants/{tenant}/devices/main"), &admin_token, Value::Null).await;
+        // A session reads its store in the background after the start: `connecting` until then.
+        let path = format!("/v1/tenants/{tenant}/devices/main");
+        let mut device = waedge.admin(Method::GET, &path, &admin_token, Value::Null).await;
+        let opened = std::time::Instant::now() + Duration::from_secs(10);
+        while device.json["state"] == "connecting" && std::time::Instant::now() < opened {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            device = waedge.admin(Method::GET, &path, &admin_token, Value::Null).await;
+        }
         assert_eq!((device.status, &device.json["state"]), (200, &json!("unlinked")), "{}", device.text);
         // The token is known and routed to the tenant's component: the device is just not linked.
         let reply = waedge.api("/devices/main/groups", token).await;
