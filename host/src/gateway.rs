@@ -27,14 +27,14 @@ use crate::config::Limits;
 use crate::device::cache::Cached;
 use crate::device::{DeviceManager, DeviceSession};
 use crate::metrics::{Metrics, Served};
-use crate::runtime::dispatch::{DispatchError, dispatch};
 use crate::runtime::capacity::Share;
+use crate::runtime::dispatch::{DispatchError, dispatch};
 use crate::runtime::pool::InstancePool;
 use crate::runtime::violation::Reporter;
 use crate::runtime::{HandlerComponent, Runtime, builtin};
+use crate::server::connections::BodyError;
 use crate::store::devices::recorded_state;
 use crate::store::{Snapshot, Store, StoreError};
-use crate::server::connections::BodyError;
 use crate::tenancy::admission::{Admission, Caller, ClientAddr, Refusal};
 use crate::tenancy::{Route, Tenant, Tenants};
 use crate::token::{self, TokenHash};
@@ -284,7 +284,8 @@ impl Gateway {
         let share = share.ok_or_else(|| anyhow::anyhow!("tenant `{}` is not loaded yet", tenant.id()))?;
         let instances = Arc::new(self.runtime.pool(component, *tenant.limits(), share));
         let request = Request::get(path).header(header::HOST, "localhost").body(Full::new(Bytes::new()))?;
-        let response = serve(&tenant, &instances, &self.metrics, &self.outbound, Caller::User, Instant::now(), request).await;
+        let response =
+            serve(&tenant, &instances, &self.metrics, &self.outbound, Caller::User, Instant::now(), request).await;
         let status = response.status().as_u16();
         let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         let start = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
@@ -404,7 +405,8 @@ where
         Ok(instances) => instances,
         Err(component) => {
             served.component = component.to_string();
-            let message = "the component serving this path cannot be loaded; the operator can see why in the gateway's log";
+            let message =
+                "the component serving this path cannot be loaded; the operator can see why in the gateway's log";
             let envelope = Envelope::of_component(component);
             return (envelope.error(StatusCode::SERVICE_UNAVAILABLE, "COMPONENT_UNAVAILABLE", message), served);
         }
@@ -472,20 +474,23 @@ where
     }
     let deadline = arrived + Duration::from_millis(limits.request_timeout_ms);
     let (parts, body) = request.into_parts();
-    let body = match tokio::time::timeout_at(deadline.into(), Limited::new(body, limits.max_request_body_bytes).collect()).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            let message = format!("request body is larger than {} bytes", limits.max_request_body_bytes);
-            return envelope.error(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", &message);
-        }
-        Ok(Err(e)) if !matches!(e.downcast_ref::<BodyError>(), Some(BodyError::TimedOut(_))) => {
-            return envelope.error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "the request body could not be read");
-        }
-        Ok(Err(_)) | Err(_) => {
-            let message = "the request body did not arrive in time; send it at once";
-            return envelope.error(StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT", message);
-        }
-    };
+    let body =
+        match tokio::time::timeout_at(deadline.into(), Limited::new(body, limits.max_request_body_bytes).collect())
+            .await
+        {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                let message = format!("request body is larger than {} bytes", limits.max_request_body_bytes);
+                return envelope.error(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", &message);
+            }
+            Ok(Err(e)) if !matches!(e.downcast_ref::<BodyError>(), Some(BodyError::TimedOut(_))) => {
+                return envelope.error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "the request body could not be read");
+            }
+            Ok(Err(_)) | Err(_) => {
+                let message = "the request body did not arrive in time; send it at once";
+                return envelope.error(StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT", message);
+            }
+        };
     let permit = match tenant.admission().hold(&caller) {
         Ok(permit) => permit,
         Err(refusal) => return too_many(refusal),

@@ -46,7 +46,8 @@ fn the_public_demo_token_serves_only_this_machine() {
     let log = gateway.stop();
     assert!(log.contains("still has the public demo token"), "{log}");
     // Listening for other machines: refused, saying what to do.
-    let text = std::fs::read_to_string(&config).unwrap().replacen("listen = \"127.0.0.1:0\"", "listen = \"0.0.0.0:0\"", 1);
+    let text =
+        std::fs::read_to_string(&config).unwrap().replacen("listen = \"127.0.0.1:0\"", "listen = \"0.0.0.0:0\"", 1);
     std::fs::write(&config, text).unwrap();
     let output = Command::new(support::WAEDGE).args(["serve", "--config", &config]).output().expect("waedge runs");
     assert!(!output.status.success(), "waedge served other machines with the demo token");

@@ -25,9 +25,10 @@ pub struct Event {
 impl Client {
     /// A client for the admin API `connection` names; fails without an admin token.
     pub fn new(connection: &Connection) -> anyhow::Result<Client> {
-        let token = connection.admin_token.clone().context(
-            "no admin token: set WAEDGE_ADMIN_TOKEN (`waedge admin-token create` makes one)",
-        )?;
+        let token = connection
+            .admin_token
+            .clone()
+            .context("no admin token: set WAEDGE_ADMIN_TOKEN (`waedge admin-token create` makes one)")?;
         let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         Ok(Client { agent, base: connection.admin_url.trim_end_matches('/').to_string(), token })
     }

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::admin::Admin;
+use crate::capability::outbound::Outbound;
 use crate::config::Config;
 use crate::device::DeviceManager;
 use crate::device::whatsapp::WhatsappDevices;
-use crate::capability::outbound::Outbound;
 use crate::runtime::Runtime;
 use crate::store::Store;
 use crate::token::TokenHash;
@@ -109,13 +109,10 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
         .map_err(|e| anyhow::anyhow!("starting the Wasm runtime: {e:#}"))?
         .with_cache(config.data_dir.join("compiled"));
     let devices = Arc::new(whatsapp_devices(&config)?.with_observer(store.status_recorder()));
-    let gateway = Arc::new(Gateway::new(
-        runtime,
-        devices.clone() as Arc<dyn DeviceManager>,
-        config.limits,
-        config.default_tenant.clone(),
-    )
-    .with_outbound(Outbound::from_config(&config)?));
+    let gateway = Arc::new(
+        Gateway::new(runtime, devices.clone() as Arc<dyn DeviceManager>, config.limits, config.default_tenant.clone())
+            .with_outbound(Outbound::from_config(&config)?),
+    );
     // Compiling every route's component is CPU work: off the async workers.
     let loading = (gateway.clone(), store.clone());
     let problems =
@@ -174,7 +171,8 @@ fn refuse_public_demo_token(config: &Config, store: &Store) -> anyhow::Result<()
         users.filter(|(_, hashes)| hashes.contains(&demo)).map(|(user, _)| (&tenant.tenant.id, &user.id)).next()
     });
     let Some((tenant, user)) = holder else { return Ok(()) };
-    let revoke = format!("revoke it (`waedge token list {tenant} {user}`, then `waedge token revoke {tenant} {user} ID`)");
+    let revoke =
+        format!("revoke it (`waedge token list {tenant} {user}`, then `waedge token revoke {tenant} {user} ID`)");
     if config.listen.ip().is_loopback() {
         tracing::warn!("user {user} of tenant `{tenant}` still has the public demo token from waedge.toml; {revoke}");
         return Ok(());

@@ -133,7 +133,8 @@ struct Bucket {
 
 impl Budget {
     fn new(concurrency: usize, rate: u32, burst: u32) -> Self {
-        let bucket = (rate > 0).then(|| Mutex::new(Bucket { tokens: f64::from(burst.max(1)), refilled: Instant::now() }));
+        let bucket =
+            (rate > 0).then(|| Mutex::new(Bucket { tokens: f64::from(burst.max(1)), refilled: Instant::now() }));
         Budget { in_flight: Arc::new(Semaphore::new(concurrency)), concurrency, bucket, rate, burst }
     }
 
@@ -300,7 +301,8 @@ mod tests {
 
     #[test]
     fn one_client_cannot_take_the_whole_anonymous_budget() {
-        let limits = Limits { anonymous_concurrent_requests: 10, anonymous_concurrent_per_client: 2, ..Limits::default() };
+        let limits =
+            Limits { anonymous_concurrent_requests: 10, anonymous_concurrent_per_client: 2, ..Limits::default() };
         let admission = Admission::new(limits);
         let first = admit(&admission, &stranger("203.0.113.9")).unwrap();
         let _second = admit(&admission, &stranger("203.0.113.9")).unwrap();
@@ -312,7 +314,10 @@ mod tests {
 
     #[test]
     fn ipv6_clients_are_counted_by_their_slash_64() {
-        assert_eq!(ClientAddr("2001:db8:1:2:3:4:5:6".parse().unwrap()).key(), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            ClientAddr("2001:db8:1:2:3:4:5:6".parse().unwrap()).key(),
+            "2001:db8:1:2::".parse::<IpAddr>().unwrap()
+        );
         assert_eq!(ClientAddr("::ffff:192.0.2.7".parse().unwrap()).key(), "192.0.2.7".parse::<IpAddr>().unwrap());
     }
 }

@@ -121,7 +121,12 @@ async fn a_new_users_token_works_at_once_and_stops_when_revoked() {
     assert!(revoked.json["revoked_at"].is_string());
     // Refused by the very next request: with no default tenant, no tenant knows the token.
     let refused = gw.get("/devices/main/groups", Some(&token)).await;
-    assert_eq!((refused.status, &refused.json["error"]["code"]), (401, &Value::from("UNAUTHORIZED")), "{}", refused.text);
+    assert_eq!(
+        (refused.status, &refused.json["error"]["code"]),
+        (401, &Value::from("UNAUTHORIZED")),
+        "{}",
+        refused.text
+    );
     // And refused by the tenant's components when the tenant is chosen by host name.
     let by_host = gw.request(Method::GET, "/devices/main/groups", Some(&token), Some("acme.test"), Vec::new()).await;
     assert_eq!(by_host.status, 401, "{}", by_host.text);

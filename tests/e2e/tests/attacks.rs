@@ -110,7 +110,10 @@ async fn a_connection_flood_from_one_client_is_refused_early() {
     drop(held.pop());
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut again = attacker_connection(&gw).await;
-    again.write_all(b"GET /devices/main/groups HTTP/1.1\r\nHost: acme.test\r\nConnection: close\r\n\r\n").await.unwrap();
+    again
+        .write_all(b"GET /devices/main/groups HTTP/1.1\r\nHost: acme.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
     let answer = read_until_closed(&mut again, Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
 }
@@ -118,7 +121,8 @@ async fn a_connection_flood_from_one_client_is_refused_early() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_uploads_without_a_token_take_no_slot_of_the_tenant() {
     // Four concurrent requests in all, one second per request.
-    let gw = gateway("", "max_concurrent_requests = 4, anonymous_concurrent_requests = 4, request_timeout_ms = 1000").await;
+    let gw =
+        gateway("", "max_concurrent_requests = 4, anonymous_concurrent_requests = 4, request_timeout_ms = 1000").await;
     let stop = Arc::new(AtomicBool::new(false));
     let mut slow = Vec::new();
     for _ in 0..32 {
@@ -156,7 +160,8 @@ async fn an_anonymous_flood_cannot_drain_the_users_rate() {
     }
     assert!(refused >= 17, "the anonymous rate held only {refused} of 20");
     for _ in 0..2 {
-        let reply = gw.request(reqwest::Method::GET, "/devices/main/groups", Some(ALICE), Some("acme.test"), Vec::new()).await;
+        let reply =
+            gw.request(reqwest::Method::GET, "/devices/main/groups", Some(ALICE), Some("acme.test"), Vec::new()).await;
         assert_eq!(reply.status, 200, "the users' rate was drained by strangers: {}", reply.text);
     }
 }
@@ -221,7 +226,12 @@ async fn a_route_whose_component_cannot_load_is_refused_not_served_by_a_shorter_
     let reload = gw.admin(reqwest::Method::PATCH, "/v1/tenants/globex", json!({"settings": {"touched": "1"}})).await;
     assert_eq!(reload.status, 200, "{}", reload.text);
     let refused = gw.get("/secure/hello", Some(EVE)).await;
-    assert_eq!((refused.status, &refused.json["error"]["code"]), (503, &json!("COMPONENT_UNAVAILABLE")), "{}", refused.text);
+    assert_eq!(
+        (refused.status, &refused.json["error"]["code"]),
+        (503, &json!("COMPONENT_UNAVAILABLE")),
+        "{}",
+        refused.text
+    );
     assert!(!refused.text.contains(dir.path().to_str().unwrap()), "a server path in an answer: {}", refused.text);
     // The rest of the tenant is served as before.
     assert_eq!(gw.get("/devices/main/groups", Some(EVE)).await.status, 200);
