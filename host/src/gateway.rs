@@ -384,15 +384,15 @@ where
     let arrived = Instant::now();
     let mut served = Served { tenant: "-".into(), route: "-".into(), component: "-".into() };
     let path = request.uri().path();
-    if authority(&request).is_none() {
+    // HTTP/1.1 names the host in `Host`, HTTP/2 in the URI's authority.
+    let Some(authority) = authority(&request) else {
         let message = "the request has no valid Host header: send the host name the gateway is reached by";
         return (Envelope::of_path(path).error(StatusCode::BAD_REQUEST, "BAD_REQUEST", message), served);
-    }
+    };
     let headers = request.headers();
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(token::bearer);
     let token = bearer.map(TokenHash::of);
-    let Some(tenant) = tenants.select(host, token.as_ref()) else {
+    let Some(tenant) = tenants.select(Some(authority.host()), token.as_ref()) else {
         return (unauthorized(Envelope::of_path(path), token.is_some()), served);
     };
     served.tenant = tenant.id().to_string();
@@ -467,11 +467,13 @@ where
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(refusal.retry_after_seconds()));
         response
     };
-    // The rate is charged first (cheap); the body is read under the request's deadline; only
-    // then is a concurrency slot held, so a slow upload never holds one.
-    if let Err(refusal) = tenant.admission().check_rate(&caller) {
-        return too_many(refusal);
-    }
+    // The rate and a place among the bodies being read are taken first (cheap); the body is
+    // read under the request's deadline; only then is a place among the requests being served
+    // held, so a slow upload never holds one.
+    let ticket = match tenant.admission().admit(&caller) {
+        Ok(ticket) => ticket,
+        Err(refusal) => return too_many(refusal),
+    };
     let deadline = arrived + Duration::from_millis(limits.request_timeout_ms);
     let (parts, body) = request.into_parts();
     let body =
@@ -491,7 +493,7 @@ where
                 return envelope.error(StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT", message);
             }
         };
-    let permit = match tenant.admission().hold(&caller) {
+    let permit = match ticket.hold() {
         Ok(permit) => permit,
         Err(refusal) => return too_many(refusal),
     };

@@ -143,6 +143,11 @@ impl Connection {
                 }
             })
         };
+        let header_timeout = Duration::from_millis(self.limits.header_read_timeout_ms);
+        if !speaks_http(&stream, header_timeout).await {
+            tracing::debug!(%peer, "closing a connection that sent no request within {header_timeout:?}");
+            return;
+        }
         let connection = self.builder.serve_connection(TokioIo::new(stream), service);
         tokio::pin!(connection);
         let idle = Duration::from_millis(self.limits.idle_timeout_ms);
@@ -167,6 +172,29 @@ impl Connection {
             }
         }
     }
+}
+
+/// Whether the client, within `timeout`, sends enough for the HTTP version to be known: the
+/// first bytes of an HTTP/1.1 request, or HTTP/2's whole preface. hyper's header-read timer
+/// starts only after that, so without this a client that sends nothing (or half a preface)
+/// would hold its connection until the idle timeout.
+async fn speaks_http(stream: &TcpStream, timeout: Duration) -> bool {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let known = async {
+        let mut start = [0u8; PREFACE.len()];
+        loop {
+            let seen = match stream.peek(&mut start).await {
+                Ok(0) | Err(_) => return false,
+                Ok(seen) => seen,
+            };
+            if seen == PREFACE.len() || start[..seen] != PREFACE[..seen] {
+                return true;
+            }
+            // Part of the preface: peek again once more may have arrived.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(timeout, known).await.unwrap_or(false)
 }
 
 /// Lifts the process's soft limit on open files (often 1,024) to its hard limit: every device

@@ -43,7 +43,8 @@ impl Gateway {
             let config = support::write_config(dir.path(), &setting);
             let admin_token = support::admin_token(&config);
             let waedge = Waedge::start(&config);
-            Gateway { waedge, admin_token, pid: child_pid(), http: reqwest::Client::new(), _dir: dir }
+            let pid = waedge.pid();
+            Gateway { waedge, admin_token, pid, http: reqwest::Client::new(), _dir: dir }
         });
         Arc::new(started.await.expect("starting waedge"))
     }
@@ -169,22 +170,4 @@ fn succeeded(status: u16, text: &str, json: Value, call: &str) -> Value {
         text.trim()
     );
     json
-}
-
-/// The process id of the `waedge` child of this process (there is one at a time).
-fn child_pid() -> u32 {
-    let parent = std::process::id().to_string();
-    let is_ours = |pid: &str| {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // `pid (comm) state ppid …`: comm may hold anything, so read around its last `)`.
-        let Some((name, rest)) = stat.rsplit_once(')') else { return false };
-        name.ends_with("(waedge") && rest.split_whitespace().nth(1) == Some(parent.as_str())
-    };
-    let entries = std::fs::read_dir("/proc").expect("/proc lists processes: run the bench on Linux");
-    let names = entries.filter_map(|entry| entry.ok()?.file_name().into_string().ok());
-    let mut ours = names.filter(|name| name.bytes().all(|b| b.is_ascii_digit()) && is_ours(name));
-    match (ours.next(), ours.next()) {
-        (Some(pid), None) => pid.parse().expect("a process id"),
-        _ => panic!("expected exactly one waedge child process in /proc; is an earlier one still running?"),
-    }
 }

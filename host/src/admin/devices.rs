@@ -61,11 +61,13 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
         (&Method::DELETE, [device]) => {
             current(admin, tenant, device).await?;
             // The store first: once the device is gone from it, nothing serves it any more;
-            // then its WhatsApp session is logged out and its data deleted.
+            // then its WhatsApp session is logged out and its data deleted — even when the
+            // gateway cannot apply the deletion yet, so no client outlives its device.
             let d = device.to_string();
-            admin.change(move |store| store.delete_device(&t, &d)).await?;
-            remove_session(admin, tenant, device).await?;
-            no_content()
+            admin.commit(move |store| store.delete_device(&t, &d)).await?;
+            let removed = remove_session(admin, tenant, device).await;
+            admin.apply().await?;
+            removed.and_then(|()| no_content())
         }
         (&Method::POST, [device, "logout"]) => {
             current(admin, tenant, device).await?;

@@ -55,6 +55,8 @@ pub struct Admin {
     /// Whether a committed change has not reached the gateway yet (a reload failed and is
     /// being retried).
     stale: Arc<AtomicBool>,
+    /// Whether the admin listener may be reached from other machines (`admin_allow_remote`).
+    remote: bool,
 }
 
 /// A request's method, path segments, query and body, read whole.
@@ -112,7 +114,14 @@ impl From<StoreError> for Failure {
 impl Admin {
     /// The admin API over `store`, applying changes to `gateway`.
     pub fn new(store: Store, gateway: Arc<Gateway>) -> Self {
-        Admin { store, gateway, links: Arc::default(), stale: Arc::default() }
+        Admin { store, gateway, links: Arc::default(), stale: Arc::default(), remote: false }
+    }
+
+    /// The admin API as reachable from other machines (`admin_allow_remote`): `/metrics`
+    /// then needs an admin token from every client.
+    pub fn reachable_remotely(mut self, remote: bool) -> Self {
+        self.remote = remote;
+        self
     }
 
     /// Checks who may make the call, reads it and answers it.
@@ -130,10 +139,8 @@ impl Admin {
             ));
         }
         // The token is checked before the body is read: no one without a token makes the
-        // server buffer an upload. /metrics names every tenant and device: only clients on
-        // this machine read it without a token.
-        let path = parts.uri.path();
-        let author = match path.starts_with("/v1/") || (path == "/metrics" && !local) {
+        // server buffer an upload.
+        let author = match needs_token(parts.uri.path(), local && !self.remote) {
             true => self.authenticate(&parts.headers).await?,
             false => String::new(),
         };
@@ -188,9 +195,18 @@ impl Admin {
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     {
-        let value = self.store.run(change).await?;
+        let value = self.commit(change).await?;
         self.apply().await?;
         Ok(value)
+    }
+
+    /// Runs `change` on the store; the gateway does not see it before [`Admin::apply`].
+    async fn commit<T, F>(&self, change: F) -> Result<T, Failure>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        Ok(self.store.run(change).await?)
     }
 
     /// Rebuilds the gateway from the store. A failed rebuild is retried until one succeeds;
@@ -260,13 +276,25 @@ impl Handler for Admin {
     }
 }
 
+/// Whether a call to `path` needs an admin token: every `/v1/` call, and `/metrics` (which
+/// names every tenant and device) unless it comes from this machine with the admin listener
+/// kept to it (`only_this_machine`) — a proxy on this machine makes every client look local.
+fn needs_token(path: &str, only_this_machine: bool) -> bool {
+    path.starts_with("/v1/") || (path.trim_end_matches('/') == "/metrics" && !only_this_machine)
+}
+
 /// Whether the request's `Host` names this machine: `localhost` or a loopback address, any
 /// port (a request without one is HTTP/1.0 from a local tool).
 fn names_this_machine(parts: &http::request::Parts) -> bool {
-    let Some(host) = parts.headers.get(header::HOST) else { return true };
-    let Some(authority) = host.to_str().ok().and_then(|h| h.parse::<http::uri::Authority>().ok()) else {
-        return false;
+    let authority = match parts.headers.get(header::HOST) {
+        Some(host) => host.to_str().ok().and_then(|h| h.parse::<http::uri::Authority>().ok()),
+        // HTTP/2 names the host in the URI; HTTP/1.0 from a local tool may name none.
+        None => match parts.uri.authority() {
+            Some(authority) => Some(authority.clone()),
+            None => return true,
+        },
     };
+    let Some(authority) = authority else { return false };
     let name = authority.host().trim_start_matches('[').trim_end_matches(']');
     name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
@@ -348,6 +376,15 @@ pub fn no_endpoint(call: &Call) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_need_a_token_unless_only_this_machine_can_ask() {
+        assert!(!needs_token("/metrics", true));
+        assert!(needs_token("/metrics", false));
+        assert!(needs_token("/metrics/", false), "a trailing slash is the same endpoint");
+        assert!(needs_token("/v1/tenants", true));
+        assert!(!needs_token("/healthz", false));
+    }
 
     #[test]
     fn decodes_query_values() {

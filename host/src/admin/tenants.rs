@@ -28,13 +28,16 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: Option<&str>) -> Answer 
             json(StatusCode::OK, &admin.change(move |store| store.update_tenant(&id, patch)).await?)
         }
         (&Method::DELETE, Some(id)) => {
-            let devices = {
-                let id = id.to_string();
-                admin.read(move |store| store.devices(&id)).await?
-            };
-            // The store first (see devices.rs), then each device's WhatsApp session.
+            // The store first (see devices.rs), with the devices it held, then each device's
+            // WhatsApp session — even when the gateway cannot apply the deletion yet.
             let tenant = id.to_string();
-            admin.change(move |store| store.delete_tenant(&tenant)).await?;
+            let devices = admin
+                .commit(move |store| {
+                    let devices = store.devices(&tenant)?;
+                    store.delete_tenant(&tenant)?;
+                    Ok(devices)
+                })
+                .await?;
             // Every session goes, even when one fails to: the first failure is the answer.
             let mut failure = None;
             for device in devices {
@@ -42,6 +45,7 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: Option<&str>) -> Answer 
                     failure.get_or_insert(e);
                 }
             }
+            admin.apply().await?;
             failure.map_or_else(no_content, Err)
         }
         _ => Err(no_endpoint(call)),

@@ -137,7 +137,7 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
     };
     let sweeper = tokio::spawn(retire_idle_instances(gateway.clone()));
     let api = server::serve(api, gateway.clone(), config.connections, stopped(stopping.clone()));
-    let handler = Arc::new(Admin::new(store, gateway));
+    let handler = Arc::new(Admin::new(store, gateway).reachable_remotely(config.admin_allow_remote));
     let watcher = watch.map(|dir| {
         let handler = handler.clone();
         tokio::spawn(async move { crate::admin::watch::watch(&handler, dir).await })

@@ -50,19 +50,23 @@ pub struct Admission {
     anonymous_per_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
 }
 
-/// A rate and a concurrency limit.
+/// A rate, and concurrency limits: requests whose body is being read, and requests being
+/// served, each at most `concurrency`.
 struct Budget {
+    reading: Arc<Semaphore>,
     in_flight: Arc<Semaphore>,
     concurrency: usize,
     bucket: Option<Mutex<Bucket>>,
     rate: u32,
     burst: u32,
+    anonymous: bool,
 }
 
 /// Why a request was not admitted.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Refusal {
-    /// The tenant already serves its maximum of concurrent requests of the caller's kind.
+    /// The tenant already reads or serves its maximum of concurrent requests of the caller's
+    /// kind.
     #[error("this tenant is serving its maximum of {limit} concurrent requests{}; retry shortly", without_token(*.anonymous))]
     Concurrency {
         /// The maximum.
@@ -106,21 +110,33 @@ impl Refusal {
     }
 }
 
-/// An admitted request's place; dropping it frees the place.
-pub struct Permit {
-    _slot: OwnedSemaphorePermit,
-    client: Option<(Arc<Mutex<HashMap<IpAddr, usize>>>, IpAddr)>,
+/// An admitted request whose body may now be read; [`Ticket::hold`] then takes its place
+/// among the requests being served.
+pub struct Ticket<'a> {
+    budget: &'a Budget,
+    _reading: OwnedSemaphorePermit,
+    client: Option<ClientPlace>,
 }
 
-impl Drop for Permit {
+/// A request being served; dropping it frees its place.
+pub struct Permit {
+    _slot: OwnedSemaphorePermit,
+    _client: Option<ClientPlace>,
+}
+
+/// A request counted against its client's cap until dropped.
+struct ClientPlace {
+    per_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    key: IpAddr,
+}
+
+impl Drop for ClientPlace {
     fn drop(&mut self) {
-        if let Some((per_client, key)) = &self.client {
-            let mut per_client = per_client.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(count) = per_client.get_mut(key) {
-                *count -= 1;
-                if *count == 0 {
-                    per_client.remove(key);
-                }
+        let mut per_client = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = per_client.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                per_client.remove(&self.key);
             }
         }
     }
@@ -132,13 +148,21 @@ struct Bucket {
 }
 
 impl Budget {
-    fn new(concurrency: usize, rate: u32, burst: u32) -> Self {
+    fn new(concurrency: usize, rate: u32, burst: u32, anonymous: bool) -> Self {
         let bucket =
             (rate > 0).then(|| Mutex::new(Bucket { tokens: f64::from(burst.max(1)), refilled: Instant::now() }));
-        Budget { in_flight: Arc::new(Semaphore::new(concurrency)), concurrency, bucket, rate, burst }
+        Budget {
+            reading: Arc::new(Semaphore::new(concurrency)),
+            in_flight: Arc::new(Semaphore::new(concurrency)),
+            concurrency,
+            bucket,
+            rate,
+            burst,
+            anonymous,
+        }
     }
 
-    fn take_token(&self, anonymous: bool) -> Result<(), Refusal> {
+    fn take_token(&self) -> Result<(), Refusal> {
         let Some(bucket) = &self.bucket else { return Ok(()) };
         let mut bucket = bucket.lock().unwrap_or_else(|p| p.into_inner());
         let rate = f64::from(self.rate);
@@ -151,15 +175,15 @@ impl Budget {
             Ok(())
         } else {
             let retry_after = Duration::from_secs_f64((1.0 - bucket.tokens) / rate);
-            Err(Refusal::Rate { rate: self.rate, retry_after, anonymous })
+            Err(Refusal::Rate { rate: self.rate, retry_after, anonymous: self.anonymous })
         }
     }
 
-    fn slot(&self, anonymous: bool) -> Result<OwnedSemaphorePermit, Refusal> {
-        self.in_flight
+    fn slot(&self, semaphore: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, Refusal> {
+        semaphore
             .clone()
             .try_acquire_owned()
-            .map_err(|_| Refusal::Concurrency { limit: self.concurrency, anonymous })
+            .map_err(|_| Refusal::Concurrency { limit: self.concurrency, anonymous: self.anonymous })
     }
 }
 
@@ -168,11 +192,12 @@ impl Admission {
     pub fn new(limits: Limits) -> Self {
         Admission {
             limits,
-            users: Budget::new(limits.max_concurrent_requests, limits.requests_per_second, limits.burst),
+            users: Budget::new(limits.max_concurrent_requests, limits.requests_per_second, limits.burst, false),
             anonymous: Budget::new(
                 limits.anonymous_concurrent_requests,
                 limits.anonymous_requests_per_second,
                 limits.burst,
+                true,
             ),
             anonymous_per_client: Arc::default(),
         }
@@ -194,35 +219,38 @@ impl Admission {
         admission(&self.limits) == admission(limits)
     }
 
-    fn budget(&self, caller: &Caller) -> (&Budget, bool) {
-        match caller {
-            Caller::User => (&self.users, false),
-            Caller::Anonymous(_) => (&self.anonymous, true),
-        }
-    }
-
-    /// Charges one request of `caller` to its rate. Cheap: call it before reading the body.
-    pub fn check_rate(&self, caller: &Caller) -> Result<(), Refusal> {
-        let (budget, anonymous) = self.budget(caller);
-        budget.take_token(anonymous)
-    }
-
-    /// Takes a concurrency slot for one request of `caller`: it holds the returned permit
-    /// until its response is complete.
-    pub fn hold(&self, caller: &Caller) -> Result<Permit, Refusal> {
-        let (budget, anonymous) = self.budget(caller);
-        let Caller::Anonymous(addr) = caller else {
-            return Ok(Permit { _slot: budget.slot(anonymous)?, client: None });
+    /// Admits one request of `caller` to have its body read: charges its rate, takes one of
+    /// the reading places of its kind and, without a token, one of its client's. Bodies being
+    /// read are bounded like requests being served, each kind on its own.
+    pub fn admit(&self, caller: &Caller) -> Result<Ticket<'_>, Refusal> {
+        let budget = match caller {
+            Caller::User => &self.users,
+            Caller::Anonymous(_) => &self.anonymous,
         };
-        let key = addr.key();
+        budget.take_token()?;
+        let client = match caller {
+            Caller::User => None,
+            Caller::Anonymous(addr) => Some(self.client_place(addr.key())?),
+        };
+        Ok(Ticket { budget, _reading: budget.slot(&budget.reading)?, client })
+    }
+
+    fn client_place(&self, key: IpAddr) -> Result<ClientPlace, Refusal> {
         let mut per_client = self.anonymous_per_client.lock().unwrap_or_else(|p| p.into_inner());
-        let count = per_client.entry(key).or_default();
-        if *count >= self.limits.anonymous_concurrent_per_client {
+        let count = per_client.get(&key).copied().unwrap_or(0);
+        if count >= self.limits.anonymous_concurrent_per_client {
             return Err(Refusal::Client(self.limits.anonymous_concurrent_per_client));
         }
-        let slot = budget.slot(anonymous)?;
-        *count += 1;
-        Ok(Permit { _slot: slot, client: Some((self.anonymous_per_client.clone(), key)) })
+        per_client.insert(key, count + 1);
+        Ok(ClientPlace { per_client: self.anonymous_per_client.clone(), key })
+    }
+}
+
+impl Ticket<'_> {
+    /// Takes a place among the requests being served (its body read): the request holds the
+    /// returned permit until its response is complete.
+    pub fn hold(self) -> Result<Permit, Refusal> {
+        Ok(Permit { _slot: self.budget.slot(&self.budget.in_flight)?, _client: self.client })
     }
 }
 
@@ -239,8 +267,7 @@ mod tests {
     }
 
     fn admit(admission: &Admission, caller: &Caller) -> Result<Permit, Refusal> {
-        admission.check_rate(caller)?;
-        admission.hold(caller)
+        admission.admit(caller)?.hold()
     }
 
     #[test]
@@ -292,7 +319,7 @@ mod tests {
             Some(Refusal::Concurrency { limit: 3, anonymous: true })
         );
         // ...and drain their bucket...
-        let refusal = admission.check_rate(&stranger("198.51.100.5")).unwrap_err();
+        let refusal = admission.admit(&stranger("198.51.100.5")).err().unwrap();
         assert!(matches!(refusal, Refusal::Rate { anonymous: true, .. }), "{refusal:?}");
         // ...while the users' budget is whole.
         let users: Vec<_> = (0..2).map(|_| admit(&admission, &Caller::User).expect("the users' budget")).collect();
@@ -310,6 +337,25 @@ mod tests {
         assert!(admit(&admission, &stranger("203.0.113.10")).is_ok(), "another client");
         drop(first);
         assert!(admit(&admission, &stranger("203.0.113.9")).is_ok(), "a finished request frees its place");
+    }
+
+    #[test]
+    fn bodies_being_read_have_places_of_their_own_and_refusals_leave_nothing_behind() {
+        let limits = Limits { anonymous_concurrent_requests: 2, anonymous_concurrent_per_client: 8, ..limits(0, 1, 2) };
+        let admission = Admission::new(limits);
+        // Two slow uploads without a token fill the anonymous reading places...
+        let reading: Vec<_> = (0..2).map(|i| admission.admit(&stranger(&format!("192.0.2.{i}"))).unwrap()).collect();
+        assert!(matches!(admission.admit(&stranger("192.0.2.9")), Err(Refusal::Concurrency { anonymous: true, .. })));
+        // ...and the refused client is not remembered.
+        assert_eq!(admission.anonymous_per_client.lock().unwrap().len(), 2);
+        // Users still read and are served.
+        let user = admission.admit(&Caller::User).unwrap().hold().unwrap();
+        // A request whose body is read frees its reading place once it is being served.
+        let served: Vec<_> = reading.into_iter().map(|ticket| ticket.hold().unwrap()).collect();
+        let third = admission.admit(&stranger("192.0.2.3")).expect("a reading place again");
+        assert!(matches!(third.hold(), Err(Refusal::Concurrency { anonymous: true, .. })), "but no serving place");
+        drop((user, served));
+        assert!(admission.anonymous_per_client.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -72,7 +72,8 @@ fn users_keep_working(gw: &Arc<TestGateway>, stop: &Arc<AtomicBool>) -> tokio::t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_headers_and_idle_connections_are_closed() {
-    let gw = gateway("header_read_timeout_ms = 400\nidle_timeout_ms = 600", "").await;
+    // Only the header timeout can close these: the idle timeout is a minute.
+    let gw = gateway("header_read_timeout_ms = 400\nidle_timeout_ms = 60000", "").await;
     let stop = Arc::new(AtomicBool::new(false));
     let users = users_keep_working(&gw, &stop);
     let started = Instant::now();
@@ -82,11 +83,17 @@ async fn slow_headers_and_idle_connections_are_closed() {
         stream.write_all(b"GET /devices/main/groups HTTP/1.1\r\nHost: acme.test\r\nX-Slow: ").await.unwrap();
         slow.push(stream);
     }
+    let mut silent = attacker_connection(&gw).await;
+    let mut half_preface = attacker_connection(&gw).await;
+    half_preface.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
     let mut idle = attacker_connection(&gw).await;
-    for stream in &mut slow {
+    idle.write_all(b"GET /devices/main/groups HTTP/1.1\r\nHost: acme.test\r\n\r\n").await.unwrap();
+    for stream in slow.iter_mut().chain([&mut silent, &mut half_preface]) {
         read_until_closed(stream, Duration::from_secs(5)).await;
     }
-    read_until_closed(&mut idle, Duration::from_secs(5)).await;
+    // A kept-alive connection waiting for its next request is closed too, after its answer.
+    let answer = read_until_closed(&mut idle, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
     assert!(started.elapsed() < Duration::from_secs(5));
     stop.store(true, Ordering::Relaxed);
     assert!(users.await.unwrap() > 0);
@@ -132,12 +139,19 @@ async fn slow_uploads_without_a_token_take_no_slot_of_the_tenant() {
         slow.push(stream);
     }
     let users = users_keep_working(&gw, &stop);
-    // Each slow upload ends with 408 at the request's deadline.
+    // The uploads that got a reading place end with 408 at the request's deadline; the rest
+    // were refused at once.
+    let mut timed_out = 0;
     for stream in &mut slow {
         let answer = read_until_closed(stream, Duration::from_secs(5)).await;
-        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-        assert!(answer.contains("\"REQUEST_TIMEOUT\""), "{answer}");
+        if answer.starts_with("HTTP/1.1 408") {
+            assert!(answer.contains("\"REQUEST_TIMEOUT\""), "{answer}");
+            timed_out += 1;
+        } else {
+            assert!(answer.starts_with("HTTP/1.1 429") && answer.contains("without a valid API token"), "{answer}");
+        }
     }
+    assert_eq!(timed_out, 4, "the anonymous reading places");
     stop.store(true, Ordering::Relaxed);
     assert!(users.await.unwrap() > 0);
 }
@@ -193,6 +207,15 @@ async fn http2_is_served_with_the_same_answers() {
     assert_eq!(response.status(), 200);
     let over_h2: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
     assert_eq!(over_h2, gw.get("/devices/main/groups", Some(ALICE)).await.json);
+    // HTTP/2 names the host in `:authority`, not `Host`: it selects the tenant all the same
+    // (here the request has no token, so only the host name can).
+    let address: SocketAddr = gw.base().trim_start_matches("http://").parse().unwrap();
+    let client = reqwest::Client::builder().http2_prior_knowledge().resolve("acme.test", address).build().unwrap();
+    let url = format!("http://acme.test:{}/devices/main/groups", address.port());
+    let response = client.get(url).send().await.expect("an HTTP/2 answer");
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    let served_by = response.headers().get("x-waedge-component").map(|v| v.to_str().unwrap().to_string());
+    assert_eq!((response.status().as_u16(), served_by.as_deref()), (401, Some("builtin:devices-api")));
 }
 
 #[tokio::test]
