@@ -1,5 +1,6 @@
 //! A TTL cache in front of a [`DeviceSession`], so a burst of API calls about the same
-//! contact or group becomes one WhatsApp query.
+//! contact or group becomes one WhatsApp query: concurrent misses on one key wait for one
+//! fetch, and each map holds a bounded number of entries.
 //!
 //! Only successful answers are cached; errors (a dropped connection, a timeout) are retried
 //! by the next request. Local look-ups that never touch the network (LID mappings, contact
@@ -19,47 +20,83 @@ use crate::bindings::types::{
 };
 use crate::metrics::Metrics;
 
-/// Entries kept per map before expired ones are swept.
-const SWEEP_THRESHOLD: usize = 4096;
+/// Entries one map keeps at most: distinct contacts one device is asked about within a TTL.
+const CAPACITY: usize = 10_000;
 
-/// A map whose entries expire `ttl` after insertion.
+/// A map whose entries expire `ttl` after insertion, of at most [`CAPACITY`] entries, where
+/// concurrent misses on one key make one fetch.
 struct TtlMap<K, V> {
     ttl: Duration,
+    capacity: usize,
     entries: Mutex<HashMap<K, (Instant, V)>>,
+    /// A turn per key being fetched: the first miss fetches, the others wait for it.
+    fetching: Mutex<HashMap<K, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
+impl<K: Eq + Hash + Clone, V: Clone> TtlMap<K, V> {
     fn new(ttl: Duration) -> Self {
-        TtlMap { ttl, entries: Mutex::new(HashMap::new()) }
+        Self::with_capacity(ttl, CAPACITY)
+    }
+
+    fn with_capacity(ttl: Duration, capacity: usize) -> Self {
+        TtlMap { ttl, capacity, entries: Mutex::default(), fetching: Mutex::default() }
     }
 
     fn get(&self, key: &K) -> Option<V> {
-        let entries = self.entries.lock().expect("cache lock");
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries.get(key).filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, v)| v.clone())
     }
 
     fn insert(&self, key: K, value: V) {
-        let mut entries = self.entries.lock().expect("cache lock");
-        if entries.len() >= SWEEP_THRESHOLD {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= self.capacity && !entries.contains_key(&key) {
+            // Full: drop what has expired and, if that is not an eighth, an eighth more, so
+            // the next sweep is an eighth of the capacity away (constant work per insert).
             let ttl = self.ttl;
             entries.retain(|_, (at, _)| at.elapsed() < ttl);
+            let excess = (entries.len() + (self.capacity / 8).max(1)).saturating_sub(self.capacity);
+            let evicted: Vec<K> = entries.keys().take(excess).cloned().collect();
+            evicted.iter().for_each(|key| drop(entries.remove(key)));
         }
         entries.insert(key, (Instant::now(), value));
     }
 
-    /// The cached value for `key`, or the result of `fetch`, cached when it succeeds.
+    /// The cached value for `key`, or the result of `fetch`, cached when it succeeds. While a
+    /// fetch of `key` is under way, other callers wait for it instead of fetching again.
     async fn get_or_fetch<F>(&self, metrics: &Metrics, key: K, fetch: F) -> Result<V, Error>
     where
         F: Future<Output = Result<V, Error>>,
     {
-        let hit = self.get(&key);
-        metrics.cache_lookups(u64::from(hit.is_some()), u64::from(hit.is_none()));
-        if let Some(hit) = hit {
+        if let Some(hit) = self.get(&key) {
+            metrics.cache_lookups(1, 0);
             return Ok(hit);
         }
-        let value = fetch.await?;
-        self.insert(key, value.clone());
-        Ok(value)
+        let turn = self.fetching.lock().unwrap_or_else(|p| p.into_inner()).entry(key.clone()).or_default().clone();
+        let answer = {
+            let _turn = turn.lock().await;
+            match self.get(&key) {
+                Some(hit) => {
+                    metrics.cache_lookups(1, 0);
+                    Ok(hit)
+                }
+                None => {
+                    metrics.cache_lookups(0, 1);
+                    fetch.await.inspect(|value| self.insert(key.clone(), value.clone()))
+                }
+            }
+        };
+        let mut fetching = self.fetching.lock().unwrap_or_else(|p| p.into_inner());
+        // The map's reference and this one: nobody else waits for this key.
+        if Arc::strong_count(&turn) == 2 {
+            fetching.remove(&key);
+        }
+        answer
+    }
+
+    /// Entries held now, expired ones included.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.lock().unwrap().len()
     }
 }
 
@@ -136,5 +173,55 @@ impl DeviceSession for Cached {
 
     async fn contact(&self, jid: &Jid) -> Result<Option<Contact>, Error> {
         self.inner.contact(jid).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_misses_on_one_key_make_one_fetch() {
+        let map = Arc::new(TtlMap::<u32, u32>::new(Duration::from_secs(60)));
+        let metrics = Arc::new(Metrics::default());
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let callers: Vec<_> = (0..50)
+            .map(|_| {
+                let (map, metrics, fetches) = (map.clone(), metrics.clone(), fetches.clone());
+                tokio::spawn(async move {
+                    let fetch = async {
+                        fetches.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok(7)
+                    };
+                    map.get_or_fetch(&metrics, 1, fetch).await
+                })
+            })
+            .collect();
+        for caller in callers {
+            assert_eq!(caller.await.unwrap().unwrap(), 7);
+        }
+        assert_eq!(fetches.load(Ordering::SeqCst), 1, "one WhatsApp query for 50 concurrent misses");
+        assert!(map.fetching.lock().unwrap().is_empty(), "no turn is left behind");
+    }
+
+    #[tokio::test]
+    async fn a_failed_fetch_is_not_cached_and_the_next_caller_fetches_again() {
+        let map = TtlMap::<u32, u32>::new(Duration::from_secs(60));
+        let metrics = Metrics::default();
+        assert!(map.get_or_fetch(&metrics, 1, async { Err(Error::Timeout) }).await.is_err());
+        assert_eq!(map.get_or_fetch(&metrics, 1, async { Ok(2) }).await.unwrap(), 2);
+    }
+
+    #[test]
+    fn the_map_stays_within_its_capacity() {
+        let map = TtlMap::<u32, u32>::with_capacity(Duration::from_secs(3600), 1000);
+        for key in 0..100_000 {
+            map.insert(key, key);
+            assert!(map.len() <= 1000, "{} entries", map.len());
+        }
+        assert_eq!(map.get(&99_999), Some(99_999), "the newest entry is kept");
     }
 }
