@@ -11,7 +11,9 @@
 //! - the rest for requests in flight, divided evenly between the tenants. A request takes a
 //!   [`Slot`] of its tenant's [`Share`] for as long as it holds an instance; when the share is
 //!   in use, the tenant's next request is refused with a capacity error, however many its own
-//!   limits allow, and every other tenant's share stays free. (With more tenants than
+//!   limits allow, and every other tenant's share stays free. Requests without a valid token
+//!   of the tenant may hold at most half of its share, so strangers cannot take the rest from
+//!   the tenant's users. (With more tenants than
 //!   slots, each still gets one; should the pool itself run out, that too is a capacity
 //!   error, never the component's failure.)
 
@@ -25,12 +27,17 @@ pub const SLOTS: u32 = 1_000;
 #[derive(Debug)]
 pub struct Share {
     used: AtomicUsize,
+    /// Of `used`, the slots of requests without a valid token of the tenant.
+    anonymous: AtomicUsize,
     size: AtomicUsize,
 }
 
 /// A slot of a [`Share`], held by one request; returned when dropped.
 #[derive(Debug)]
-pub struct Slot(Arc<Share>);
+pub struct Slot {
+    share: Arc<Share>,
+    anonymous: bool,
+}
 
 /// Why a request got no slot: its tenant's share is in use.
 #[derive(Debug, thiserror::Error)]
@@ -40,15 +47,28 @@ pub struct ShareInUse(pub usize);
 impl Share {
     /// A share of `size` slots.
     pub fn new(size: usize) -> Arc<Share> {
-        Arc::new(Share { used: AtomicUsize::new(0), size: AtomicUsize::new(size) })
+        Arc::new(Share { used: AtomicUsize::new(0), anonymous: AtomicUsize::new(0), size: AtomicUsize::new(size) })
     }
 
-    /// A slot, if fewer than the share's size are in use.
-    pub fn take(self: &Arc<Self>) -> Result<Slot, ShareInUse> {
+    /// A slot, if fewer than the share's size are in use — and, for a request without a valid
+    /// token of the tenant (`anonymous`), if such requests hold fewer than half of it.
+    pub fn take(self: &Arc<Self>, anonymous: bool) -> Result<Slot, ShareInUse> {
         let size = self.size.load(Ordering::Acquire);
-        match self.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| (used < size).then_some(used + 1)) {
-            Ok(_) => Ok(Slot(self.clone())),
-            Err(_) => Err(ShareInUse(size)),
+        let below = |most: usize| move |used: usize| (used < most).then_some(used + 1);
+        if anonymous {
+            let most = (size / 2).max(1);
+            if self.anonymous.fetch_update(Ordering::AcqRel, Ordering::Acquire, below(most)).is_err() {
+                return Err(ShareInUse(most));
+            }
+        }
+        match self.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, below(size)) {
+            Ok(_) => Ok(Slot { share: self.clone(), anonymous }),
+            Err(_) => {
+                if anonymous {
+                    self.anonymous.fetch_sub(1, Ordering::AcqRel);
+                }
+                Err(ShareInUse(size))
+            }
         }
     }
 
@@ -61,7 +81,10 @@ impl Share {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.used.fetch_sub(1, Ordering::AcqRel);
+        self.share.used.fetch_sub(1, Ordering::AcqRel);
+        if self.anonymous {
+            self.share.anonymous.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -78,15 +101,29 @@ mod tests {
     #[test]
     fn a_share_hands_out_at_most_its_size() {
         let share = Share::new(2);
-        let (a, b) = (share.take().unwrap(), share.take().unwrap());
-        assert_eq!(share.take().unwrap_err().0, 2);
+        let (a, b) = (share.take(false).unwrap(), share.take(false).unwrap());
+        assert_eq!(share.take(false).unwrap_err().0, 2);
         drop(a);
-        let c = share.take().unwrap();
+        let c = share.take(false).unwrap();
         share.resize(1);
         drop((b, c));
-        let d = share.take().unwrap();
-        assert!(share.take().is_err());
+        let d = share.take(false).unwrap();
+        assert!(share.take(false).is_err());
         drop(d);
-        assert!(share.take().is_ok());
+        assert!(share.take(false).is_ok());
+    }
+
+    #[test]
+    fn requests_without_a_token_hold_at_most_half_of_a_share() {
+        let share = Share::new(4);
+        let strangers = [share.take(true).unwrap(), share.take(true).unwrap()];
+        assert_eq!(share.take(true).unwrap_err().0, 2, "half of the share");
+        let users = [share.take(false).unwrap(), share.take(false).unwrap()];
+        assert!(share.take(false).is_err(), "the share is in use");
+        drop(strangers);
+        let stranger = share.take(true).expect("a stranger's slot came back");
+        drop((users, stranger));
+        assert_eq!(share.used.load(Ordering::Acquire), 0);
+        assert_eq!(share.anonymous.load(Ordering::Acquire), 0);
     }
 }

@@ -20,6 +20,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{FieldMapError, WasiHttpView};
 
+use super::capacity::Slot;
 use super::limiter::MemoryLimitExceeded;
 use super::pool::InstancePool;
 use super::state::{MAX_FIELDS_BYTES, MAX_RESOURCES};
@@ -67,8 +68,9 @@ pub enum DispatchError {
     Capacity(String),
 }
 
-/// Serves `request` with an instance from `pool`, scoped to `capabilities` and `outbound`,
-/// and reads the component's whole response body, up to `max_body` bytes: a component that
+/// Serves `request` with an instance from `pool`, in the instance slot `slot` of the
+/// tenant's share (see [`Share::take`](super::capacity::Share::take)), scoped to
+/// `capabilities` and `outbound`, and reads the component's whole response body, up to `max_body` bytes: a component that
 /// sends too much, or stalls, gets a clean error instead of a cut-off response.
 ///
 /// The call and the reading of its response run in this one future: no task is spawned and
@@ -76,6 +78,7 @@ pub enum DispatchError {
 /// instance.
 pub async fn dispatch(
     pool: &InstancePool,
+    slot: Slot,
     capabilities: Capabilities,
     outbound: OutboundPolicy,
     metrics: &Metrics,
@@ -83,8 +86,8 @@ pub async fn dispatch(
     max_body: usize,
 ) -> Result<Response<Bytes>, DispatchError> {
     let deadline = capabilities.deadline;
-    // Declared before the instance, so it is returned after the instance is dropped or kept.
-    let _slot = pool.share().take().map_err(|in_use| DispatchError::Capacity(in_use.to_string()))?;
+    // Bound before the instance, so it is returned after the instance is dropped or kept.
+    let _slot = slot;
     let mut instance = pool.take(capabilities, outbound);
     instance.store.set_epoch_deadline(1);
     let (sender, receiver) = oneshot::channel();

@@ -123,3 +123,26 @@ async fn host_memory_held_for_a_component_is_bounded() {
     let grown = peak.saturating_sub(before);
     assert!(grown < 96 << 20, "the gateway grew by {} MiB", grown >> 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unsent_bodies_hold_little_host_memory() {
+    let _alone = ALONE.lock().await;
+    let host = Arc::new(Host::new(Runtime::new().expect("the runtime starts")));
+    host.deploy("globex", "probe", guests::get("probe"));
+    // Warm up, so growth below is the bodies' alone.
+    assert_eq!(host.get("/probe/bodies?n=10&kb=1024", EVE).await.status, 200);
+
+    reset_peak();
+    let (before, _) = memory();
+    // 4 requests, each writing 1 MiB into each of 200 bodies it never sends.
+    for _ in 0..4 {
+        let answer = host.get("/probe/bodies?n=200&kb=1024", EVE).await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        let json: serde_json::Value = serde_json::from_str(&answer.text).unwrap();
+        let taken = json["taken"].as_u64().unwrap();
+        assert!(taken <= 200 * 16 << 10, "the host buffered {taken} bytes of unsent bodies");
+    }
+    let (_, peak) = memory();
+    let grown = peak.saturating_sub(before);
+    assert!(grown < 64 << 20, "the gateway grew by {} MiB", grown >> 20);
+}

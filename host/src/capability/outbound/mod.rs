@@ -193,7 +193,16 @@ fn contains(hosts: &[String], host: &str) -> bool {
 
 type ResponseFuture = Box<dyn Future<Output = Result<send::Sent, Error>> + Send>;
 
+/// The most a body the component writes (an outbound request's or its response's) buffers in
+/// the host before the component must wait for it to be sent: wasmtime's default is 1 MiB per
+/// body, and a component may hold hundreds of unsent bodies.
+pub const BODY_CHUNK: usize = 16 << 10;
+
 impl WasiHttpHooks for OutboundPolicy {
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        BODY_CHUNK
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,

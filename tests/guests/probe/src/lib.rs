@@ -13,14 +13,17 @@
 //! - `sleep?ms=N`: waits N milliseconds in a host call, holding its instance, then answers;
 //! - `fields?n=N&kb=K`: creates N `wasi:http` fields holding a K KiB header each, keeping them
 //!   all; answers how many it made;
-//! - `log?n=N`: logs N lines, each with a newline that tries to start a forged line.
+//! - `log?n=N`: logs N lines, each with a newline that tries to start a forged line;
+//! - `bodies?n=N&kb=K`: creates N outgoing responses and writes as much as the host takes,
+//!   up to K KiB, into each one's body without ever sending it, keeping them all; answers how
+//!   many bytes the host took.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::json;
 use waedge_sdk::bindings::wasi::clocks::monotonic_clock;
-use waedge_sdk::bindings::wasi::http::types::Fields;
+use waedge_sdk::bindings::wasi::http::types::{Fields, OutgoingResponse};
 use waedge_sdk::logging::{self, Level};
 use waedge_sdk::{Handler, Request, Response, outbound};
 
@@ -89,6 +92,25 @@ impl Handler for Probe {
                     }
                 }
                 Response::json(200, &json!({ "created": kept.len() }))
+            }
+            Some("bodies") => {
+                let n = query.get("n").and_then(|n| n.parse().ok()).unwrap_or(1usize);
+                let kb = query.get("kb").and_then(|n| n.parse().ok()).unwrap_or(1usize);
+                let chunk = vec![b'x'; kb << 10];
+                let (mut kept, mut taken) = (Vec::new(), 0u64);
+                for _ in 0..n {
+                    let response = OutgoingResponse::new(Fields::new());
+                    let Ok(body) = response.body() else { break };
+                    let Ok(stream) = body.write() else { break };
+                    // As much as the host takes without anyone reading: its buffer.
+                    let room = stream.check_write().unwrap_or(0).min(chunk.len() as u64) as usize;
+                    if stream.write(&chunk[..room]).is_ok() {
+                        taken += room as u64;
+                    }
+                    // Children before parents: a resource is dropped only after its children.
+                    kept.push((stream, body, response));
+                }
+                Response::json(200, &json!({ "bodies": kept.len(), "taken": taken }))
             }
             Some("log") => {
                 let n = query.get("n").and_then(|n| n.parse().ok()).unwrap_or(1u32);
