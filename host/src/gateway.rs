@@ -72,7 +72,13 @@ struct Parts {
     pools: HashMap<String, Vec<Arc<InstancePool>>>,
     /// Each tenant's share of the pooling allocator.
     shares: HashMap<String, Arc<Share>>,
+    /// Deployed versions compiled by [`Gateway::prepare_component`] and when: kept through
+    /// reloads for [`PREPARED_FOR`], the time a deploy takes to store them.
+    prepared: HashMap<String, Instant>,
 }
+
+/// How long a version compiled for a deploy stays compiled before the store holds it.
+const PREPARED_FOR: Duration = Duration::from_secs(600);
 
 impl Parts {
     /// The component compiled under `key`; compiled now (named `name`, from what `bytes`
@@ -209,14 +215,37 @@ impl Gateway {
             .iter()
             .flat_map(|t| t.components.iter().map(|v| deployed_key(&t.tenant.id, &v.name, &v.sha256)))
             .collect();
+        parts.prepared.retain(|key, at| !stored.contains(key) && at.elapsed() < PREPARED_FOR);
+        let prepared = &parts.prepared;
         parts.components.retain(|key, component| {
-            stored.contains(key) || live_components.iter().any(|live| Arc::ptr_eq(live, component))
+            stored.contains(key)
+                || prepared.contains_key(key)
+                || live_components.iter().any(|live| Arc::ptr_eq(live, component))
         });
         // So are their artefacts on disk, and those of every other stored version.
         let mut used: std::collections::HashSet<&str> =
             snapshot.tenants.iter().flat_map(|t| t.components.iter().map(|v| v.sha256.as_str())).collect();
         used.extend(parts.components.values().map(|component| component.sha256()));
         self.runtime.retain_cached(&used);
+        // Metrics keep the series of what is served or stored, nothing of what is gone.
+        let mut kept: HashMap<&str, std::collections::HashSet<String>> = HashMap::new();
+        for state in &snapshot.tenants {
+            let id = state.tenant.id.as_str();
+            let names = state.components.iter().map(|v| deployed_name(id, &v.name, &v.sha256));
+            kept.entry(id).or_default().extend(names);
+        }
+        for (tenant, _) in &tenants {
+            let served = tenant.routes().iter().map(|route| match route.instances() {
+                Ok(instances) => instances.component().name().to_string(),
+                Err(component) => component.to_string(),
+            });
+            kept.entry(tenant.id()).or_default().extend(served);
+        }
+        let anywhere: std::collections::HashSet<&String> = kept.values().flatten().collect();
+        self.metrics.retire(|tenant, component| match tenant {
+            "" => anywhere.contains(&component.to_string()),
+            tenant => kept.get(tenant).is_some_and(|names| names.contains(component)),
+        });
         self.tenants.store(Arc::new(Tenants::new(tenants, self.default_tenant.as_deref())));
         problems
     }
@@ -266,7 +295,10 @@ impl Gateway {
         }
         // Compiled without the lock: a reload (a token revocation, say) does not wait for it.
         let component = Arc::new(self.runtime.compile(&deployed_name(tenant, name, sha256), bytes)?);
-        self.parts.lock().unwrap_or_else(|p| p.into_inner()).components.entry(key).or_insert(component);
+        let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        // Kept through the reloads that may run before the deploy has stored the version.
+        parts.prepared.insert(key.clone(), Instant::now());
+        parts.components.entry(key).or_insert(component);
         Ok(())
     }
 
@@ -319,7 +351,11 @@ impl Gateway {
                 let meta = std::fs::metadata(name).map_err(|e| anyhow::anyhow!("cannot read component {name}: {e}"))?;
                 let modified = meta.modified().map_err(|e| anyhow::anyhow!("cannot read component {name}: {e}"))?;
                 let key = format!("file:{name}@{modified:?}+{}", meta.len());
-                parts.compiled(&self.runtime, key, name, || read_component_file(name, &meta))
+                // Named by its file name only: the name is in a response header, and a server
+                // path is nobody's business outside.
+                let file_name = std::path::Path::new(name).file_name().unwrap_or_default().to_string_lossy();
+                let display = format!("file:{file_name}");
+                parts.compiled(&self.runtime, key, &display, || read_component_file(name, &meta))
             }
         }
     }
@@ -517,18 +553,24 @@ where
         return response;
     }
     let request = Request::from_parts(parts, Full::new(body));
-    let failure =
-        match dispatch(instances, capabilities, outbound, metrics, request, limits.max_response_body_bytes).await {
-            Ok(response) => {
-                let (mut parts, body) = response.into_parts();
-                if let Ok(name) = HeaderValue::from_str(component.name()) {
-                    parts.headers.insert(COMPONENT_HEADER, name);
-                }
-                drop(permit);
-                return Response::from_parts(parts, Full::new(body).map_err(|never| match never {}).boxed_unsync());
+    let anonymous = matches!(caller, Caller::Anonymous(_));
+    let dispatched = match instances.share().take(anonymous) {
+        Ok(slot) => {
+            dispatch(instances, slot, capabilities, outbound, metrics, request, limits.max_response_body_bytes).await
+        }
+        Err(in_use) => Err(DispatchError::Capacity(in_use.to_string())),
+    };
+    let failure = match dispatched {
+        Ok(response) => {
+            let (mut parts, body) = response.into_parts();
+            if let Ok(name) = HeaderValue::from_str(component.name()) {
+                parts.headers.insert(COMPONENT_HEADER, name);
             }
-            Err(failure) => failure,
-        };
+            drop(permit);
+            return Response::from_parts(parts, Full::new(body).map_err(|never| match never {}).boxed_unsync());
+        }
+        Err(failure) => failure,
+    };
     let (status, code, limit) = match failure {
         DispatchError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "COMPONENT_TIMEOUT", "request_timeout_ms"),
         DispatchError::MemoryLimit => (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_MEMORY_LIMIT", "memory_mib"),

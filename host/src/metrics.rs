@@ -66,8 +66,10 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Counts one request with its status and latency.
+    /// Counts one request with its status and latency. A status outside 100–599 (a component
+    /// may answer any code up to 999) is counted as 0, so components cannot mint series.
     pub fn request(&self, served: &Served, status: u16, elapsed: Duration) {
+        let status = if (100..=599).contains(&status) { status } else { 0 };
         *lock(&self.requests).entry((served.clone(), status)).or_default() += 1;
         lock(&self.latency).entry(served.clone()).or_default().observe(elapsed);
     }
@@ -80,6 +82,19 @@ impl Metrics {
     /// Counts a component of `tenant` hitting `limit`.
     pub fn violation(&self, tenant: &str, component: &str, limit: &str) {
         *lock(&self.violations).entry((tenant.to_string(), component.to_string(), limit.to_string())).or_default() += 1;
+    }
+
+    /// Drops every series of a component that `serves(tenant, component)` says is no longer
+    /// served or kept (a deleted version, a removed route, a deleted tenant), so series do
+    /// not pile up with redeploys. Requests no tenant or no route took are kept.
+    pub fn retire(&self, serves: impl Fn(&str, &str) -> bool) {
+        let kept = |served: &Served| served.component == "-" || serves(&served.tenant, &served.component);
+        lock(&self.requests).retain(|(served, _), _| kept(served));
+        lock(&self.latency).retain(|served, _| kept(served));
+        lock(&self.violations).retain(|(tenant, component, _), _| serves(tenant, component));
+        let live: std::collections::BTreeSet<String> =
+            lock(&self.latency).keys().map(|s| s.component.clone()).collect();
+        lock(&self.instantiation).retain(|component, _| live.contains(component) || serves("", component));
     }
 
     /// Counts WhatsApp look-ups answered from the cache (`hits`) and from WhatsApp (`misses`).
@@ -190,6 +205,23 @@ mod tests {
             text.contains("waedge_device_state{tenant=\"acme\",device=\"main\",state=\"connected\"} 1\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn series_of_retired_components_and_odd_statuses_do_not_pile_up() {
+        let metrics = Metrics::default();
+        let served =
+            |component: &str| Served { tenant: "acme".into(), route: "/x".into(), component: component.into() };
+        metrics.request(&served("acme/x@111111111111"), 200, Duration::from_millis(1));
+        metrics.request(&served("acme/x@222222222222"), 200, Duration::from_millis(1));
+        metrics.request(&served("acme/x@222222222222"), 999, Duration::from_millis(1));
+        metrics.instantiated("acme/x@111111111111", Duration::from_millis(1));
+        metrics.violation("acme", "acme/x@111111111111", "trap");
+        metrics.retire(|_, component| component == "acme/x@222222222222");
+        let text = metrics.render(std::iter::empty());
+        assert!(!text.contains("111111111111"), "{text}");
+        assert!(text.contains("component=\"acme/x@222222222222\",status=\"200\"} 1"), "{text}");
+        assert!(text.contains("status=\"0\"} 1") && !text.contains("status=\"999\""), "{text}");
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub struct Admin {
     stale: Arc<AtomicBool>,
     /// Whether the admin listener may be reached from other machines (`admin_allow_remote`).
     remote: bool,
+    /// Successful reloads so far; its lock is the reloads' turn.
+    reloads: Arc<tokio::sync::Mutex<u64>>,
 }
 
 /// A request's method, path segments, query and body, read whole.
@@ -114,7 +116,7 @@ impl From<StoreError> for Failure {
 impl Admin {
     /// The admin API over `store`, applying changes to `gateway`.
     pub fn new(store: Store, gateway: Arc<Gateway>) -> Self {
-        Admin { store, gateway, links: Arc::default(), stale: Arc::default(), remote: false }
+        Admin { store, gateway, links: Arc::default(), stale: Arc::default(), remote: false, reloads: Arc::default() }
     }
 
     /// The admin API as reachable from other machines (`admin_allow_remote`): `/metrics`
@@ -215,16 +217,25 @@ impl Admin {
     async fn apply(&self) -> Result<(), Failure> {
         let admin = self.clone();
         let applied = tokio::spawn(async move {
+            // Reloads take turns; one that starts after this change was stored applies it,
+            // whoever asked for it, so concurrent changes share their reloads.
+            let seen = *admin.reloads.lock().await;
             let mut backoff = Duration::from_millis(100);
             loop {
+                let mut reloads = admin.reloads.lock().await;
+                if *reloads > seen {
+                    return;
+                }
                 let gateway = admin.gateway.clone();
                 match admin.store.run(move |store| gateway.reload(store)).await {
                     Ok(problems) => {
+                        *reloads += 1;
                         admin.stale.store(false, Ordering::SeqCst);
                         problems.iter().for_each(|problem| tracing::warn!("{problem}"));
                         return;
                     }
                     Err(e) => {
+                        drop(reloads);
                         admin.stale.store(true, Ordering::SeqCst);
                         tracing::error!("a stored change is not applied yet (retrying in {backoff:?}): {e}");
                         tokio::time::sleep(backoff).await;

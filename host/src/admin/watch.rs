@@ -33,10 +33,10 @@ pub async fn watch(admin: &Admin, dir: PathBuf) {
                 continue; // changed since the last poll: wait until it stops changing
             }
             deployed.insert(path.clone(), stamp);
-            let bytes = match std::fs::read(&path) {
+            let bytes = match read_at_most(&path, super::components::MAX_COMPONENT) {
                 Ok(bytes) => bytes,
                 Err(e) => {
-                    tracing::warn!("{}: {e}", path.display());
+                    tracing::warn!("{}: not deployed: {e}", path.display());
                     continue;
                 }
             };
@@ -52,6 +52,18 @@ pub async fn watch(admin: &Admin, dir: PathBuf) {
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// The file's bytes if it holds at most `limit` of them (the deploy limit: a file that grows
+/// while it is read is caught too).
+fn read_at_most(path: &Path, limit: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.take(limit as u64 + 1).read_to_end(&mut bytes)?;
+    if bytes.len() > limit {
+        return Err(std::io::Error::other(format!("larger than {limit} bytes, the deploy limit")));
+    }
+    Ok(bytes)
 }
 
 /// Every `DIR/TENANT/NAME.wasm` with its stamp.
@@ -79,4 +91,19 @@ fn scan(dir: &Path) -> Vec<(String, String, PathBuf, Stamp)> {
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_over_the_deploy_limit_are_not_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.wasm");
+        std::fs::write(&path, vec![0u8; 101]).unwrap();
+        let error = read_at_most(&path, 100).unwrap_err().to_string();
+        assert!(error.contains("larger than 100 bytes"), "{error}");
+        assert_eq!(read_at_most(&path, 101).unwrap().len(), 101);
+    }
 }

@@ -319,4 +319,8 @@ async fn metrics_count_requests_by_tenant_route_component_and_status() {
     );
     assert!(text.contains("waedge_cache_lookups_total{result=\"hit\"} 1\n"), "the second call hit the cache: {text}");
     assert!(text.contains("waedge_device_state{tenant=\"globex\",device=\"main\",state=\"connected\"} 1\n"), "{text}");
+    // A deleted tenant's series go with it.
+    assert_eq!(gw.admin(Method::DELETE, "/v1/tenants/globex", Value::Null).await.status, 204);
+    let after = gw.admin_as(Method::GET, "/metrics", None, Value::Null).await.text;
+    assert!(!after.contains("tenant=\"globex\""), "{after}");
 }

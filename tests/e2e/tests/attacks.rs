@@ -243,7 +243,10 @@ async fn a_route_whose_component_cannot_load_is_refused_not_served_by_a_shorter_
         let put = gw.admin(reqwest::Method::PUT, "/v1/tenants/globex/routes", route).await;
         assert_eq!(put.status, 200, "{}", put.text);
     }
-    assert_eq!(gw.get("/secure/hello", Some(EVE)).await.json, json!({"probe": "hello"}));
+    let served = gw.get("/secure/hello", Some(EVE)).await;
+    assert_eq!(served.json, json!({"probe": "hello"}));
+    // The response says which component served it, never where it lies on the server.
+    assert_eq!(served.headers["x-waedge-component"], "file:secure.wasm");
     // The file is damaged; the next reload cannot load it.
     std::fs::write(&file, b"not a component").unwrap();
     let reload = gw.admin(reqwest::Method::PATCH, "/v1/tenants/globex", json!({"settings": {"touched": "1"}})).await;

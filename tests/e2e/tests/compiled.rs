@@ -26,6 +26,20 @@ async fn versions_sharing_a_hash_prefix_are_compiled_apart() {
     assert!(status != 200 && !body.contains("probe"), "the second version ran the first's code: {status} {body}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_compiled_for_a_deploy_survives_reloads_until_it_is_stored() {
+    let world = World::load(&fixtures().join("world.toml")).expect("fixture world");
+    let gw = TestGateway::start(&config(None), &world).await;
+    let gateway = gw.gateway();
+    let sha256 = "7b".repeat(32);
+    // Deploys compile outside the lock other reloads need: a reload (another operator's
+    // change) may run before this deploy has stored its version.
+    gateway.prepare_component("globex", "y", &sha256, guests::get("probe")).expect("probe compiles");
+    gateway.reload(gw.store()).expect("the store reads");
+    let (status, body) = gateway.smoke("globex", "y", &sha256, "/y/hello").await.expect("still prepared");
+    assert_eq!((status, body.as_str()), (200, r#"{"probe":"hello"}"#));
+}
+
 /// A runtime caching compiled components in `cache`: a fresh one, as after a restart.
 fn cached(cache: &Path) -> Runtime {
     Runtime::new().expect("the runtime starts").with_cache(cache.to_path_buf())
