@@ -141,6 +141,18 @@ impl TestGateway {
         self.admin_as(method, path, Some(&self.admin_token), body).await
     }
 
+    /// Deploys the probe component (`tests/guests/probe`) as globex's `component:probe`,
+    /// routed at `/probe`; returns its name in logs and metrics (`globex/probe@SHA12`).
+    pub async fn deploy_probe(&self) -> String {
+        let deployed =
+            self.admin_upload("/v1/tenants/globex/components/probe", crate::guests::get("probe").to_vec()).await;
+        assert_eq!(deployed.status, 201, "{}", deployed.text);
+        let route = serde_json::json!({"prefix": "/probe", "component": "component:probe"});
+        let routed = self.admin(reqwest::Method::PUT, "/v1/tenants/globex/routes", route).await;
+        assert_eq!(routed.status, 200, "{}", routed.text);
+        format!("globex/probe@{}", &deployed.json["sha256"].as_str().expect("the version's hash")[..12])
+    }
+
     /// An admin API `POST` of raw bytes (a component upload) with the admin token.
     pub async fn admin_upload(&self, path: &str, bytes: Vec<u8>) -> Reply {
         let request = self

@@ -12,7 +12,6 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use waedge_e2e::dns::{DnsServer, Question};
 use waedge_e2e::fixture::World;
-use waedge_e2e::guests;
 use waedge_e2e::server::{Reply, TestGateway, fixtures};
 use waedge_e2e::stub::{self, Stub};
 use waedge_e2e::tenants::{ALICE, EVE, config};
@@ -23,12 +22,7 @@ async fn gateway(dns: &DnsServer, extra: &str, tenant: Value) -> TestGateway {
     let settings = format!("dns_server = \"{}\"\n{extra}\n{}", dns.address(), config(None));
     let world = World::load(&fixtures().join("world.toml")).expect("fixture world");
     let gw = TestGateway::start(&settings, &world).await;
-    let deployed = gw.admin_upload("/v1/tenants/globex/components/probe", guests::get("probe").to_vec()).await;
-    assert_eq!(deployed.status, 201, "{}", deployed.text);
-    let route = gw
-        .admin(Method::PUT, "/v1/tenants/globex/routes", json!({"prefix": "/probe", "component": "component:probe"}))
-        .await;
-    assert_eq!(route.status, 200, "{}", route.text);
+    gw.deploy_probe().await;
     let patched = gw.admin(Method::PATCH, "/v1/tenants/globex", tenant).await;
     assert_eq!(patched.status, 200, "{}", patched.text);
     gw

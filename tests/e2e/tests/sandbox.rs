@@ -18,23 +18,11 @@ fn assert_error(reply: &Reply, status: u16, code: &str) {
     assert_eq!((reply.status, reply.json["error"]["code"].as_str()), (status, Some(code)), "{}", reply.text);
 }
 
-/// Deploys the probe as globex's `component:probe`, routed at `/probe`; returns the
-/// component's label in metrics.
-async fn deploy_probe(gw: &TestGateway) -> String {
-    let deployed = gw.admin_upload("/v1/tenants/globex/components/probe", guests::get("probe").to_vec()).await;
-    assert_eq!(deployed.status, 201, "{}", deployed.text);
-    let route = gw
-        .admin(Method::PUT, "/v1/tenants/globex/routes", json!({"prefix": "/probe", "component": "component:probe"}))
-        .await;
-    assert_eq!(route.status, 200, "{}", route.text);
-    format!("globex/probe@{}", &deployed.json["sha256"].as_str().unwrap()[..12])
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hostile_components_are_contained_and_other_tenants_keep_working() {
     let world = World::load(&fixtures().join("world.toml")).expect("fixture world");
     let gw = Arc::new(TestGateway::start(&config(None), &world).await);
-    let probe = deploy_probe(&gw).await;
+    let probe = gw.deploy_probe().await;
     let limits = json!({"limits": {
         "request_timeout_ms": 1500, "memory_mib": 16, "max_response_body_bytes": 4096, "max_outbound_requests": 3,
     }, "outbound_hosts": ["127.0.0.1", "localhost", "api.example.com"]});
@@ -169,7 +157,7 @@ async fn a_component_cannot_forge_or_flood_the_log() {
     let log = HostLog::install();
     let world = World::load(&fixtures().join("world.toml")).expect("fixture world");
     let gw = TestGateway::start(&config(None), &world).await;
-    let probe = deploy_probe(&gw).await;
+    let probe = gw.deploy_probe().await;
 
     let flood = gw.get("/probe/log?n=10000", Some(EVE)).await;
     assert_eq!((flood.status, flood.json.clone()), (200, json!({"logged": 10000})), "{}", flood.text);
