@@ -75,7 +75,8 @@ async fn linked_sqlite_store_logs_in_again_with_ik_after_client_restart() {
         })
         .await;
     sim.scan_qr(&qr, SELF_PHONE).await.unwrap();
-    first.connected(10).await;
+    // Now and then the client waits out its app-state grace (~10 s) after pairing.
+    first.connected(30).await;
     let device = first.client.pn().unwrap().device;
     first.stop().await;
     let ik_before = sim.handshakes(Pattern::Ik);
