@@ -123,7 +123,9 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
     if let Some(default) = &config.default_tenant
         && gateway.tenants().get(default).is_none()
     {
-        tracing::warn!("default_tenant `{default}` does not exist (yet): requests no tenant takes get 401 UNAUTHORIZED");
+        tracing::warn!(
+            "default_tenant `{default}` does not exist (yet): requests no tenant takes get 401 UNAUTHORIZED"
+        );
     }
     let api =
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
