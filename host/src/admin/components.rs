@@ -20,7 +20,7 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
     let t = tenant.to_string();
     match (&call.method, rest) {
         (&Method::GET, []) => {
-            let versions = admin.read(move |store| store.component_versions(&t)).await?;
+            let versions = admin.run(move |store| store.component_versions(&t)).await?;
             json(StatusCode::OK, &json!({ "components": versions }))
         }
         (&Method::POST, [name]) => {
@@ -60,11 +60,11 @@ pub async fn deploy(
     }
     let sha256 = hex::encode(Sha256::digest(&bytes));
     let t = tenant.to_string();
-    admin.read(move |store| store.tenant(&t).map(drop)).await?;
+    admin.run(move |store| store.tenant(&t).map(drop)).await?;
     let gateway = admin.gateway.clone();
     let (t, n, sha, compiled_bytes) = (tenant.to_string(), name.to_string(), sha256.clone(), bytes.clone());
     admin
-        .read(move |_| Ok(gateway.prepare_component(&t, &n, &sha, &compiled_bytes)))
+        .run(move |_| Ok(gateway.prepare_component(&t, &n, &sha, &compiled_bytes)))
         .await?
         .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, "INVALID_COMPONENT", format!("{e:#}")))?;
     if let Some(path) = smoke {

@@ -48,7 +48,7 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
     let t = tenant.to_string();
     match (&call.method, rest) {
         (&Method::GET, []) => {
-            let records = admin.read(move |store| store.devices(&t)).await?;
+            let records = admin.run(move |store| store.devices(&t)).await?;
             let views: Vec<_> = records.into_iter().map(|record| view(admin, record)).collect();
             json(StatusCode::OK, &json!({ "devices": views }))
         }
@@ -64,7 +64,7 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
             // then its WhatsApp session is logged out and its data deleted — even when the
             // gateway cannot apply the deletion yet, so no client outlives its device.
             let d = device.to_string();
-            admin.commit(move |store| store.delete_device(&t, &d)).await?;
+            admin.run(move |store| store.delete_device(&t, &d)).await?;
             let removed = remove_session(admin, tenant, device).await;
             admin.apply().await?;
             removed.and_then(|()| no_content())
@@ -145,7 +145,7 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
 /// The device's record with its live state; 404 if the tenant or device does not exist.
 async fn current(admin: &Admin, tenant: &str, device: &str) -> Result<DeviceView, Failure> {
     let (t, d) = (tenant.to_string(), device.to_string());
-    let record = admin.read(move |store| store.device(&t, &d)).await?;
+    let record = admin.run(move |store| store.device(&t, &d)).await?;
     Ok(view(admin, record))
 }
 

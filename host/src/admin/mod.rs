@@ -197,18 +197,9 @@ impl Admin {
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     {
-        let value = self.commit(change).await?;
+        let value = self.run(change).await?;
         self.apply().await?;
         Ok(value)
-    }
-
-    /// Runs `change` on the store; the gateway does not see it before [`Admin::apply`].
-    async fn commit<T, F>(&self, change: F) -> Result<T, Failure>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-    {
-        Ok(self.store.run(change).await?)
     }
 
     /// Rebuilds the gateway from the store. A failed rebuild is retried until one succeeds;
@@ -260,13 +251,14 @@ impl Admin {
         self.stale.load(Ordering::SeqCst)
     }
 
-    /// Reads something from the store.
-    async fn read<T, F>(&self, read: F) -> Result<T, Failure>
+    /// Runs `work` on the store, off the async workers: a read, or a change the gateway does
+    /// not see before [`Admin::apply`] (see [`Admin::change`]).
+    async fn run<T, F>(&self, work: F) -> Result<T, Failure>
     where
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     {
-        Ok(self.store.run(read).await?)
+        Ok(self.store.run(work).await?)
     }
 }
 

@@ -23,7 +23,7 @@ pub async fn answer(admin: &Admin, call: &Call, name: &str) -> Answer {
     match name {
         "healthz" => json(StatusCode::OK, &json!({ "status": "ok" })),
         "readyz" => {
-            admin.read(|store| store.is_empty()).await?;
+            admin.run(|store| store.is_empty()).await?;
             let tenants = admin.gateway.tenants();
             let mut devices: BTreeMap<&str, usize> = BTreeMap::new();
             for tenant in tenants.iter() {

@@ -12,7 +12,7 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str) -> Answer {
     let tenant = tenant.to_string();
     match call.method {
         Method::GET => {
-            let routes = admin.read(move |store| store.routes(&tenant)).await?;
+            let routes = admin.run(move |store| store.routes(&tenant)).await?;
             json(StatusCode::OK, &json!({ "routes": routes }))
         }
         Method::PUT => {
@@ -20,7 +20,7 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str) -> Answer {
             match route.component.strip_prefix("component:") {
                 Some(name) => {
                     let (t, name) = (tenant.clone(), name.to_string());
-                    let versions = admin.read(move |store| store.component_versions(&t)).await?;
+                    let versions = admin.run(move |store| store.component_versions(&t)).await?;
                     if !versions.iter().any(|v| v.name == name && v.active) {
                         return Err(Failure::invalid(format!(
                             "route component: tenant `{tenant}` has no active component `{name}`; deploy it first"
@@ -32,7 +32,7 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str) -> Answer {
                     let component = route.component.clone();
                     // Compiling is CPU work: off the async workers, like every store call.
                     admin
-                        .read(move |_| Ok(gateway.check_component(&component)))
+                        .run(move |_| Ok(gateway.check_component(&component)))
                         .await?
                         .map_err(|e| Failure::invalid(format!("route component: {e:#}")))?;
                 }

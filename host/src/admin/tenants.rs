@@ -10,7 +10,7 @@ use crate::store::tenants::{NewTenant, TenantPatch};
 pub async fn answer(admin: &Admin, call: &Call, tenant: Option<&str>) -> Answer {
     match (&call.method, tenant) {
         (&Method::GET, None) => {
-            let tenants = admin.read(|store| store.tenants()).await?;
+            let tenants = admin.run(|store| store.tenants()).await?;
             json(StatusCode::OK, &json!({ "tenants": tenants }))
         }
         (&Method::POST, None) => {
@@ -20,7 +20,7 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: Option<&str>) -> Answer 
         }
         (&Method::GET, Some(id)) => {
             let id = id.to_string();
-            json(StatusCode::OK, &admin.read(move |store| store.tenant(&id)).await?)
+            json(StatusCode::OK, &admin.run(move |store| store.tenant(&id)).await?)
         }
         (&Method::PATCH, Some(id)) => {
             let patch: TenantPatch = call.json()?;
@@ -32,7 +32,7 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: Option<&str>) -> Answer 
             // WhatsApp session — even when the gateway cannot apply the deletion yet.
             let tenant = id.to_string();
             let devices = admin
-                .commit(move |store| {
+                .run(move |store| {
                     let devices = store.devices(&tenant)?;
                     store.delete_tenant(&tenant)?;
                     Ok(devices)

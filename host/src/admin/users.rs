@@ -11,7 +11,7 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
     let tenant = tenant.to_string();
     match (&call.method, rest) {
         (&Method::GET, []) => {
-            let users = admin.read(move |store| store.users(&tenant)).await?;
+            let users = admin.run(move |store| store.users(&tenant)).await?;
             json(StatusCode::OK, &json!({ "users": users }))
         }
         (&Method::POST, []) => {
@@ -20,7 +20,7 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
         }
         (&Method::GET, [user]) => {
             let user = user.to_string();
-            json(StatusCode::OK, &admin.read(move |store| store.user(&tenant, &user)).await?)
+            json(StatusCode::OK, &admin.run(move |store| store.user(&tenant, &user)).await?)
         }
         (&Method::PUT, [user]) => {
             if call.body.iter().all(u8::is_ascii_whitespace) {
@@ -37,7 +37,7 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
         }
         (&Method::GET, [user, "tokens"]) => {
             let user = user.to_string();
-            let tokens = admin.read(move |store| store.tokens(&tenant, &user)).await?;
+            let tokens = admin.run(move |store| store.tokens(&tenant, &user)).await?;
             json(StatusCode::OK, &json!({ "tokens": tokens }))
         }
         (&Method::POST, [user, "tokens"]) => {
