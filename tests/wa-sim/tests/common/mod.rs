@@ -23,9 +23,12 @@ pub async fn start_sim() -> WaSim {
     WaSim::start(SimConfig::new(world)).await.expect("sim starts")
 }
 
+/// The sim's own log, plus the client's app-state log: a failed test prints it, and
+/// the app-state lines tell whether the phone's key share arrived and was stored.
 fn init_logs() {
+    let default = "wa_sim=info,Client/AppState=debug";
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "wa_sim=info".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into()))
         .with_test_writer()
         .try_init();
 }
