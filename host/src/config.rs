@@ -208,6 +208,10 @@ limits! {
     requests_per_second: u32 = 0, 0..=1_000_000;
     /// Requests the tenant may send at once above the sustained rate (the bucket's size).
     burst: u32 = 100, 0..=1_000_000;
+    /// Guest CPU time all the tenant's requests together may use, in thousandths of a core
+    /// (1000: one core), with up to a second of it at once; above it, its components are
+    /// slowed down, so that they cannot starve other tenants or the device sessions.
+    cpu_millicores: u32 = 1000, 1..=1_000_000;
 }
 
 impl LimitOverrides {

@@ -28,6 +28,7 @@ use crate::device::cache::Cached;
 use crate::device::{DeviceManager, DeviceSession};
 use crate::metrics::{Metrics, Served};
 use crate::runtime::capacity::Share;
+use crate::runtime::cpu::CpuUse;
 use crate::runtime::dispatch::{DispatchError, dispatch};
 use crate::runtime::pool::InstancePool;
 use crate::runtime::violation::Reporter;
@@ -157,7 +158,8 @@ impl Gateway {
             let tenant_id = &state.tenant.id;
             let limits = state.tenant.limits.apply(self.defaults);
             let mut old_pools = parts.pools.remove(tenant_id).unwrap_or_default();
-            let share = parts.shares.remove(tenant_id).unwrap_or_else(|| Share::new(0));
+            let share = parts.shares.remove(tenant_id).unwrap_or_else(|| Share::new(0, limits.cpu_millicores));
+            share.cpu().set_millicores(limits.cpu_millicores);
             let mut pools: Vec<Arc<InstancePool>> = Vec::new();
             let mut routes = Vec::new();
             for route in &state.routes {
@@ -382,6 +384,12 @@ impl Gateway {
     /// The request metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// What each loaded tenant's guests have used of its CPU budget.
+    pub fn cpu_use(&self) -> Vec<(String, CpuUse)> {
+        let parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        parts.shares.iter().map(|(tenant, share)| (tenant.clone(), share.cpu().used())).collect()
     }
 
     /// Serves one request. Never fails: every problem becomes a JSON error response.

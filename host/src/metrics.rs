@@ -104,8 +104,13 @@ impl Metrics {
     }
 
     /// The metrics in Prometheus text format; `devices` gives `(tenant, device, state)` of
-    /// every device session.
-    pub fn render<'a>(&self, devices: impl Iterator<Item = (&'a str, &'a str, &'static str)>) -> String {
+    /// every device session, `cpu` gives `(tenant, seconds, throttled seconds)`: the CPU time
+    /// each tenant's guests were charged, and how long they waited for being over budget.
+    pub fn render<'a>(
+        &self,
+        devices: impl Iterator<Item = (&'a str, &'a str, &'static str)>,
+        cpu: impl Iterator<Item = (&'a str, f64, f64)>,
+    ) -> String {
         let mut out = String::new();
         out.push_str("# HELP waedge_requests_total Requests served, by tenant, route, component and status.\n");
         out.push_str("# TYPE waedge_requests_total counter\n");
@@ -144,6 +149,20 @@ impl Metrics {
                 escape(component),
                 escape(limit)
             );
+        }
+        out.push_str("# HELP waedge_guest_cpu_seconds_total Guest CPU time charged to each tenant's budget.\n");
+        out.push_str("# TYPE waedge_guest_cpu_seconds_total counter\n");
+        let cpu: Vec<_> = cpu.collect();
+        for (tenant, seconds, _) in &cpu {
+            let _ = writeln!(out, "waedge_guest_cpu_seconds_total{{tenant=\"{}\"}} {seconds}", escape(tenant));
+        }
+        out.push_str(
+            "# HELP waedge_guest_cpu_throttled_seconds_total Time guests waited because their tenant was over its CPU budget.\n",
+        );
+        out.push_str("# TYPE waedge_guest_cpu_throttled_seconds_total counter\n");
+        for (tenant, _, throttled) in &cpu {
+            let _ =
+                writeln!(out, "waedge_guest_cpu_throttled_seconds_total{{tenant=\"{}\"}} {throttled}", escape(tenant));
         }
         out.push_str("# HELP waedge_device_state Device sessions, 1 for the state each is in.\n");
         out.push_str("# TYPE waedge_device_state gauge\n");
@@ -189,7 +208,7 @@ mod tests {
         metrics.request(&served, 200, Duration::from_millis(3));
         metrics.request(&served, 200, Duration::from_millis(30));
         metrics.cache_lookups(1, 0);
-        let text = metrics.render([("acme", "main", "connected")].into_iter());
+        let text = metrics.render([("acme", "main", "connected")].into_iter(), [("acme", 0.25, 0.5)].into_iter());
         let labels = r#"tenant="acme",route="/devices",component="builtin:devices-api""#;
         assert!(text.contains(&format!("waedge_requests_total{{{labels},status=\"200\"}} 2\n")), "{text}");
         assert!(
@@ -205,6 +224,8 @@ mod tests {
             text.contains("waedge_device_state{tenant=\"acme\",device=\"main\",state=\"connected\"} 1\n"),
             "{text}"
         );
+        assert!(text.contains("waedge_guest_cpu_seconds_total{tenant=\"acme\"} 0.25\n"), "{text}");
+        assert!(text.contains("waedge_guest_cpu_throttled_seconds_total{tenant=\"acme\"} 0.5\n"), "{text}");
     }
 
     #[test]
@@ -218,7 +239,7 @@ mod tests {
         metrics.instantiated("acme/x@111111111111", Duration::from_millis(1));
         metrics.violation("acme", "acme/x@111111111111", "trap");
         metrics.retire(|_, component| component == "acme/x@222222222222");
-        let text = metrics.render(std::iter::empty());
+        let text = metrics.render(std::iter::empty(), std::iter::empty());
         assert!(!text.contains("111111111111"), "{text}");
         assert!(text.contains("component=\"acme/x@222222222222\",status=\"200\"} 1"), "{text}");
         assert!(text.contains("status=\"0\"} 1") && !text.contains("status=\"999\""), "{text}");

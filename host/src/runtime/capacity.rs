@@ -16,20 +16,26 @@
 //!   the tenant's users. (With more tenants than
 //!   slots, each still gets one; should the pool itself run out, that too is a capacity
 //!   error, never the component's failure.)
+//!
+//! A share also holds the tenant's budget of guest CPU time (see [`cpu`](super::cpu)): the
+//! other thing all tenants share.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::cpu::CpuBudget;
+
 /// Instances the pool of a [`Runtime::new`](super::Runtime::new) holds.
 pub const SLOTS: u32 = 1_000;
 
-/// One tenant's share of the slots for requests in flight.
+/// One tenant's share of the slots for requests in flight, and its CPU budget.
 #[derive(Debug)]
 pub struct Share {
     used: AtomicUsize,
     /// Of `used`, the slots of requests without a valid token of the tenant.
     anonymous: AtomicUsize,
     size: AtomicUsize,
+    cpu: CpuBudget,
 }
 
 /// A slot of a [`Share`], held by one request; returned when dropped.
@@ -45,9 +51,19 @@ pub struct Slot {
 pub struct ShareInUse(pub usize);
 
 impl Share {
-    /// A share of `size` slots.
-    pub fn new(size: usize) -> Arc<Share> {
-        Arc::new(Share { used: AtomicUsize::new(0), anonymous: AtomicUsize::new(0), size: AtomicUsize::new(size) })
+    /// A share of `size` slots and `millicores` thousandths of a core.
+    pub fn new(size: usize, millicores: u32) -> Arc<Share> {
+        Arc::new(Share {
+            used: AtomicUsize::new(0),
+            anonymous: AtomicUsize::new(0),
+            size: AtomicUsize::new(size),
+            cpu: CpuBudget::new(millicores),
+        })
+    }
+
+    /// The tenant's budget of guest CPU time.
+    pub fn cpu(&self) -> &CpuBudget {
+        &self.cpu
     }
 
     /// A slot, if fewer than the share's size are in use — and, for a request without a valid
@@ -100,7 +116,7 @@ mod tests {
 
     #[test]
     fn a_share_hands_out_at_most_its_size() {
-        let share = Share::new(2);
+        let share = Share::new(2, 1000);
         let (a, b) = (share.take(false).unwrap(), share.take(false).unwrap());
         assert_eq!(share.take(false).unwrap_err().0, 2);
         drop(a);
@@ -115,7 +131,7 @@ mod tests {
 
     #[test]
     fn requests_without_a_token_hold_at_most_half_of_a_share() {
-        let share = Share::new(4);
+        let share = Share::new(4, 1000);
         let strangers = [share.take(true).unwrap(), share.take(true).unwrap()];
         assert_eq!(share.take(true).unwrap_err().0, 2, "half of the share");
         let users = [share.take(false).unwrap(), share.take(false).unwrap()];

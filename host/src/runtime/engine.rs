@@ -3,7 +3,8 @@
 //! Instances come from the pooling allocator, so instantiation is a few microseconds of
 //! copy-on-write mapping instead of fresh `mmap`s. Deadlines use epoch interruption: one
 //! thread bumps the engine's epoch every [`EPOCH_TICK`], and each store decides on every tick
-//! whether to yield to tokio or to stop the guest.
+//! whether to yield to tokio (at once, or after a wait when its tenant is over its CPU
+//! budget) or to stop the guest.
 //!
 //! With `WAEDGE_PERFMAP=1` in the environment, compiled guest functions are written to
 //! `/tmp/perf-PID.map`, so `perf record` / `perf report` name them.
@@ -12,7 +13,8 @@ use std::time::Duration;
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy};
 
-/// How often the epoch advances: the granularity of deadlines and of cooperative yielding.
+/// How often the epoch advances: the granularity of deadlines, of cooperative yielding and of
+/// CPU accounting.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// The largest `memory_mib` a tenant may configure: the size of a memory slot of the pool.

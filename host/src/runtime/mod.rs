@@ -6,6 +6,7 @@
 //!   single epoch ticker thread.
 //! - [`artefact`] keeps compiled components on disk, checked before they are loaded.
 //! - [`capacity`] sizes the instance pool and gives each tenant a share of it.
+//! - [`cpu`] budgets each tenant's guest CPU time.
 //! - [`state`] is the store data: WASI contexts and the current request's capabilities.
 //! - [`limiter`] caps what one instance may allocate.
 //! - [`pool`] keeps warm instances of one component for one tenant.
@@ -15,6 +16,7 @@
 pub mod artefact;
 pub mod builtin;
 pub mod capacity;
+pub mod cpu;
 pub mod dispatch;
 pub mod engine;
 pub mod limiter;

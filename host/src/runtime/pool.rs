@@ -108,7 +108,7 @@ impl InstancePool {
             None => {
                 let state = RequestState::new(capabilities, outbound, &self.limits);
                 Instance {
-                    store: new_store(&self.component, state),
+                    store: new_store(&self.component, &self.share, state),
                     proxy: None,
                     served: 0,
                     idle_since: Instant::now(),
@@ -152,16 +152,26 @@ impl Drop for InstancePool {
     }
 }
 
-/// A store for `state` with the tenant's limits and the request deadline's epoch callback.
-fn new_store(component: &HandlerComponent, state: RequestState) -> Store<RequestState> {
+/// A store for `state` with the tenant's limits and, on every epoch tick, the request
+/// deadline and the tenant's CPU budget (`share`).
+fn new_store(component: &HandlerComponent, share: &Arc<Share>, state: RequestState) -> Store<RequestState> {
     let mut store = Store::new(component.pre.engine(), state);
     store.limiter(RequestState::limits);
-    // On every epoch tick: yield to tokio until the current request's deadline, then stop.
-    store.epoch_deadline_callback(|store| {
-        Ok(if Instant::now() < store.data().deadline() {
+    let share = share.clone();
+    // On every tick: stop at the request's deadline; else charge the tick and yield to tokio,
+    // for as long as the tenant is over its CPU budget (never past the deadline).
+    store.epoch_deadline_callback(move |store| {
+        let deadline = store.data().deadline();
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(wasmtime::UpdateDeadline::Interrupt);
+        }
+        let wait = share.cpu().charge(now);
+        Ok(if wait.is_zero() {
             wasmtime::UpdateDeadline::Yield(1)
         } else {
-            wasmtime::UpdateDeadline::Interrupt
+            let until = (now + wait).min(deadline);
+            wasmtime::UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep_until(until.into())))
         })
     });
     store

@@ -1,0 +1,99 @@
+//! A tenant's busy components cannot take the machine: its guests get the CPU time of its
+//! `cpu_millicores` and wait for more, while another tenant keeps being served.
+//!
+//! The CPU time is the process's own (`/proc/self/stat`), measured around the attack: it is
+//! what the other tenants, the device sessions and the admin API would have lost.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use waedge_e2e::fixture::World;
+use waedge_e2e::server::{TestGateway, fixtures};
+use waedge_e2e::tenants::{ALICE, EVE, config};
+
+/// CPU time this process has used, user and system, from `/proc/self/stat` (in the kernel's
+/// user-visible clock ticks, 100 a second on Linux).
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat (Linux)");
+    // Fields after the command name, which is in parentheses and may hold spaces: the third
+    // field of the line (the state) is the first here; utime and stime are the 14th and 15th.
+    let fields: Vec<u64> = stat[stat.rfind(')').expect("a command name") + 2..]
+        .split(' ')
+        .skip(11)
+        .take(2)
+        .map(|f| f.parse().unwrap())
+        .collect();
+    Duration::from_millis((fields[0] + fields[1]) * 10)
+}
+
+/// The value of `series` in a Prometheus text, e.g. `waedge_x{tenant="acme"}`.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tenant_over_its_cpu_budget_is_slowed_down_and_the_others_are_not() {
+    let world = World::load(&fixtures().join("world.toml")).expect("fixture world");
+    let gw = Arc::new(TestGateway::start(&config(None), &world).await);
+    gw.deploy_probe().await;
+    // A tenth of a core for globex, whose probe spins for the whole of its 3 s deadline.
+    let limits = json!({"limits": {"request_timeout_ms": 3000, "cpu_millicores": 100}});
+    assert_eq!(gw.admin(Method::PATCH, "/v1/tenants/globex", limits).await.status, 200);
+
+    // acme's users come every 50 ms all along, and are served.
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicUsize::new(0));
+    let neighbour = {
+        let (gw, stop, served) = (gw.clone(), stop.clone(), served.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let reply = gw.get("/devices/main/groups", Some(ALICE)).await;
+                assert_eq!(reply.status, 200, "acme failed while globex spun: {}", reply.text);
+                served.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+
+    let before = process_cpu();
+    let started = Instant::now();
+    let spinners: Vec<_> = (0..8)
+        .map(|_| {
+            let gw = gw.clone();
+            tokio::spawn(async move { gw.get("/probe/loop", Some(EVE)).await })
+        })
+        .collect();
+    for spinner in spinners {
+        let reply = spinner.await.unwrap();
+        assert_eq!(
+            (reply.status, reply.json["error"]["code"].as_str()),
+            (504, Some("COMPONENT_TIMEOUT")),
+            "{}",
+            reply.text
+        );
+    }
+    let (wall, used) = (started.elapsed(), process_cpu() - before);
+    eprintln!("the process used {used:?} of CPU in {wall:?}");
+    stop.store(true, Ordering::Relaxed);
+    neighbour.await.expect("acme was served all along");
+    assert!(served.load(Ordering::Relaxed) >= 10, "acme was served while globex spun");
+
+    // Eight spinning guests would keep every core busy for the 3 s. Held to a tenth of a core
+    // (plus its burst: a second of that rate), globex's share is a few tenths of a second; acme,
+    // the test's own client and the gateway take the rest of the allowance.
+    let allowance = wall.mul_f64(0.1) + Duration::from_millis(1500);
+    assert!(used < allowance, "the process used {used:?} of CPU in {wall:?}; allowed {allowance:?}");
+
+    let metrics = gw.admin_as(Method::GET, "/metrics", None, Value::Null).await.text;
+    let throttled = |tenant: &str| {
+        metric(&metrics, &format!("waedge_guest_cpu_throttled_seconds_total{{tenant=\"{tenant}\"}}"))
+            .unwrap_or_else(|| panic!("no throttled series for {tenant}: {metrics}"))
+    };
+    assert!(throttled("globex") > 1.0, "globex's guests waited: {metrics}");
+    assert_eq!(throttled("acme"), 0.0, "acme never went over its share: {metrics}");
+    let charged = metric(&metrics, "waedge_guest_cpu_seconds_total{tenant=\"globex\"}").expect("globex's CPU");
+    assert!(charged > 0.1, "globex was charged for its spinning: {metrics}");
+}
