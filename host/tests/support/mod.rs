@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
+pub mod attacks;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -179,6 +181,85 @@ impl Waedge {
             request = request.header("content-type", "application/json").body(body.to_string());
         }
         reply(request).await
+    }
+}
+
+impl Waedge {
+    /// An admin call with an admin token that must answer `status`; returns its JSON.
+    pub async fn admin_expect(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Value,
+        status: u16,
+    ) -> Value {
+        let reply = self.admin(method.clone(), path, token, body).await;
+        assert_eq!(reply.status, status, "{method} {path}: {}", reply.text);
+        reply.json
+    }
+
+    /// The state of `tenant`'s device `device` as the admin API shows it (`connected`, …).
+    pub async fn device_state(&self, token: &str, tenant: &str, device: &str) -> String {
+        let path = format!("/v1/tenants/{tenant}/devices/{device}");
+        let status = self.admin_expect(reqwest::Method::GET, &path, token, Value::Null, 200).await;
+        status["state"].as_str().unwrap_or_else(|| panic!("{path} has no state: {status}")).to_string()
+    }
+
+    /// Waits up to `patience` for the device to be in `state`, polling every 100 ms.
+    pub async fn wait_for_device(&self, token: &str, tenant: &str, device: &str, state: &str, patience: Duration) {
+        let deadline = Instant::now() + patience;
+        loop {
+            let now = self.device_state(token, tenant, device).await;
+            if now == state {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{tenant}/{device} is {now}, not {state}, after {patience:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Creates `tenant`'s device `device` and links it by QR code to the account `phone` of
+    /// `sim`, waiting up to `patience` for each step; returns once it is connected.
+    pub async fn link_new_device(
+        &self,
+        token: &str,
+        sim: &WaSim,
+        (tenant, device, phone): (&str, &str, &str),
+        patience: Duration,
+    ) {
+        let devices = format!("/v1/tenants/{tenant}/devices");
+        self.admin_expect(reqwest::Method::POST, &devices, token, serde_json::json!({ "id": device }), 201).await;
+        // A new device is `connecting` until its (empty) session store is open.
+        self.wait_for_device(token, tenant, device, "unlinked", patience).await;
+        let path = format!("{devices}/{device}/link");
+        let link = self.admin_expect(reqwest::Method::POST, &path, token, Value::Null, 200).await;
+        let code =
+            link["code"].as_str().unwrap_or_else(|| panic!("{path} shows no QR code ({link}); is wa-sim reachable?"));
+        sim.scan_qr(code, phone).await.unwrap_or_else(|e| panic!("{path}: {phone} could not scan the QR code: {e}"));
+        self.wait_for_device(token, tenant, device, "connected", patience).await;
+    }
+
+    /// Creates a user of `tenant` that may use `devices` and returns a new API token of it.
+    pub async fn new_user_token(&self, token: &str, tenant: &str, devices: &[&str]) -> String {
+        let users = format!("/v1/tenants/{tenant}/users");
+        let user = self
+            .admin_expect(reqwest::Method::POST, &users, token, serde_json::json!({ "devices": devices }), 201)
+            .await;
+        let id = user["id"].as_str().unwrap_or_else(|| panic!("a new user has an id: {user}"));
+        let tokens = format!("{users}/{id}/tokens");
+        let created = self.admin_expect(reqwest::Method::POST, &tokens, token, Value::Null, 201).await;
+        created["token"].as_str().unwrap_or_else(|| panic!("a new token is shown once: {created}")).to_string()
+    }
+
+    /// Deploys `bytes` as `tenant`'s component `name` (activated at once) with the admin token
+    /// `token`; returns the new version's JSON.
+    pub async fn deploy(&self, token: &str, tenant: &str, name: &str, bytes: Vec<u8>) -> Value {
+        let path = format!("/v1/tenants/{tenant}/components/{name}");
+        let request = self.http.post(format!("{}{path}", self.admin)).bearer_auth(token);
+        let deployed = reply(request.header("content-type", "application/wasm").body(bytes)).await;
+        assert_eq!(deployed.status, 201, "POST {path}: {}", deployed.text);
+        deployed.json
     }
 }
 
