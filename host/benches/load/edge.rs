@@ -36,7 +36,7 @@ impl Bench {
         let phone = sim.phones(1).remove(0);
         let main = Link { tenant: TENANT.into(), device: "main".into(), phone: phone.clone() };
         link::link_all(&gateway, sim, vec![main]).await;
-        let token = gateway.user_token(TENANT, "main").await;
+        let token = gateway.user_token(TENANT, &["main"]).await;
         for prefix in ["/devices", "/native"] {
             gateway.route(TENANT, prefix, "builtin:devices-api").await;
         }

@@ -3,9 +3,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
+use wa_sim::WaSim;
 
 use crate::report;
 use crate::sim::Sim;
@@ -20,7 +22,6 @@ pub struct Gateway {
     waedge: Waedge,
     admin_token: String,
     pid: u32,
-    http: reqwest::Client,
     _dir: tempfile::TempDir,
 }
 
@@ -44,7 +45,7 @@ impl Gateway {
             let admin_token = support::admin_token(&config);
             let waedge = Waedge::start(&config);
             let pid = waedge.pid();
-            Gateway { waedge, admin_token, pid, http: reqwest::Client::new(), _dir: dir }
+            Gateway { waedge, admin_token, pid, _dir: dir }
         });
         Arc::new(started.await.expect("starting waedge"))
     }
@@ -81,27 +82,22 @@ impl Gateway {
         self.admin(Method::PUT, &format!("/v1/tenants/{tenant}/routes"), route).await;
     }
 
-    /// Creates a user of the tenant that may use `device`, and returns a new API token of it.
-    pub async fn user_token(&self, tenant: &str, device: &str) -> String {
-        let users = format!("/v1/tenants/{tenant}/users");
-        let user = self.admin(Method::POST, &users, json!({ "name": "bench", "devices": [device] })).await;
-        let id = user["id"].as_str().expect("a new user has an id");
-        let token = self.admin(Method::POST, &format!("{users}/{id}/tokens"), Value::Null).await;
-        token["token"].as_str().expect("a new token is shown once").to_string()
+    /// Creates a user of the tenant that may use `devices`, and returns a new API token of it.
+    pub async fn user_token(&self, tenant: &str, devices: &[&str]) -> String {
+        self.waedge.new_user_token(&self.admin_token, tenant, devices).await
     }
 
     /// Deploys (and activates) `bytes` as version of the tenant's component `name`; returns
     /// its SHA-256.
     pub async fn deploy(&self, tenant: &str, name: &str, bytes: Vec<u8>) -> String {
-        let path = format!("/v1/tenants/{tenant}/components/{name}");
-        let request = self.http.post(format!("{}{path}", self.waedge.admin)).bearer_auth(&self.admin_token);
-        let response = request.header("content-type", "application/wasm").body(bytes).send().await;
-        let response = response.unwrap_or_else(|e| panic!("deploying to {path}: {e}; is waedge still running?"));
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
-        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let version = succeeded(status, &text, json, &format!("POST {path}"));
+        let version = self.waedge.deploy(&self.admin_token, tenant, name, bytes).await;
         version["sha256"].as_str().expect("a deployed version has a sha256").to_string()
+    }
+
+    /// Creates the tenant's device `device` and links it by QR code to the account `phone`
+    /// of `sim`, waiting up to `patience` for each step of the linking.
+    pub async fn link(&self, sim: &WaSim, (tenant, device, phone): (&str, &str, &str), patience: Duration) {
+        self.waedge.link_new_device(&self.admin_token, sim, (tenant, device, phone), patience).await;
     }
 
     /// Activates version `sha256` of the tenant's component `name`.

@@ -3,10 +3,8 @@
 //! until the device is connected.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use reqwest::Method;
-use serde_json::{Value, json};
 use tokio::task::JoinSet;
 use wa_sim::WaSim;
 
@@ -18,7 +16,7 @@ use crate::sim::Sim;
 const PARALLEL: usize = 16;
 /// How long a device may take to reach the next state of its linking.
 const STATE_DEADLINE: Duration = Duration::from_secs(60);
-/// How often the device's state is polled.
+/// How often the scenarios poll the gateway for a state they wait for.
 pub const POLL: Duration = Duration::from_millis(100);
 
 /// One device to create and link.
@@ -53,28 +51,5 @@ pub async fn link_all(gateway: &Arc<Gateway>, sim: &Sim, links: Vec<Link>) {
 /// Creates one device, links it by QR code and waits until it is connected.
 async fn link_one(gateway: Arc<Gateway>, sim: Arc<WaSim>, link: Link) {
     let Link { tenant, device, phone } = link;
-    let devices = format!("/v1/tenants/{tenant}/devices");
-    gateway.admin(Method::POST, &devices, json!({ "id": device })).await;
-    // A new device is `connecting` until the gateway has opened its (empty) session store.
-    let this = format!("{devices}/{device}");
-    wait_until(&gateway, &this, "unlinked").await;
-    let linking = gateway.admin(Method::POST, &format!("{this}/link"), Value::Null).await;
-    let Some(code) = linking["code"].as_str() else {
-        panic!("{this}: the linking showed no QR code ({linking}); is wa-sim reachable from waedge?");
-    };
-    sim.scan_qr(code, &phone).await.unwrap_or_else(|e| panic!("{this}: phone {phone} could not scan the QR code: {e}"));
-    wait_until(&gateway, &this, "connected").await;
-}
-
-/// Polls the device at admin `path` until it is in `state`.
-async fn wait_until(gateway: &Gateway, path: &str, state: &str) {
-    let deadline = Instant::now() + STATE_DEADLINE;
-    loop {
-        let status = gateway.admin(Method::GET, path, Value::Null).await;
-        if status["state"] == state {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{path} is {}, not {state}, after {STATE_DEADLINE:?}", status["state"]);
-        tokio::time::sleep(POLL).await;
-    }
+    gateway.link(&sim, (&tenant, &device, &phone), STATE_DEADLINE).await;
 }

@@ -4,18 +4,20 @@
 //! `cargo bench` (which passes `--bench`) runs it at full size in a release build;
 //! `cargo test` runs it at tiny sizes as a smoke run that asserts what must hold at any size
 //! (no failed requests, the swaps happen, every device comes back), so it cannot rot.
-//! Four scenarios, each a table of figures next to a baseline measured in the same run:
+//! Five scenarios, each a table of figures next to a baseline measured in the same run:
 //!
 //! 1. [`edge`]: a component against the native baseline of the same endpoint.
 //! 2. [`hot_swap`]: the same load while a tenant component is swapped every 100 ms.
 //! 3. [`sessions`]: memory per device session, and the reconnect after a WhatsApp restart.
 //! 4. [`tenants`]: memory and latency with a component of its own per tenant.
+//! 5. [`attacks`]: a victim tenant's users while each availability attack runs.
 //!
 //! The report goes to `target/bench/report.md` (`report-smoke.md` for a smoke run).
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
+mod attacks;
 mod edge;
 mod gateway;
 mod hot_swap;
@@ -75,7 +77,7 @@ const SMOKE: Sizes = Sizes {
     reconnect_deadline: Duration::from_secs(30),
 };
 
-/// Runs the four scenarios at the sizes of this run and writes the report.
+/// Runs the five scenarios at the sizes of this run and writes the report.
 #[tokio::main]
 async fn main() {
     let sizes = if std::env::args().any(|arg| arg == "--bench") { &FULL } else { &SMOKE };
@@ -97,13 +99,17 @@ async fn main() {
     let most_devices = sizes.devices.last().copied().unwrap_or(0);
     let mut sim = Sim::start(1 + most_devices + sizes.tenants).await;
     let mut tables = Vec::new();
+    // Scenario 5 runs on scenario 1's gateway, but comes last in the report.
+    let attack_table;
     {
         let bench = edge::Bench::setup(&mut sim).await;
         tables.push(shown(edge::run(&bench, sizes).await));
         tables.push(shown(hot_swap::run(&bench, sizes).await));
+        attack_table = shown(attacks::run(&bench, sizes).await);
     }
     tables.push(shown(sessions::run(&mut sim, sizes).await));
     tables.push(shown(tenants::run(&mut sim, sizes).await));
+    tables.push(attack_table);
     let heading = format!("waedge load benchmark ({mode} run, wrk {})", sizes.load);
     let file = if sizes.full { "report.md" } else { "report-smoke.md" };
     println!("report written to {}", report::write(&heading, &tables, file).display());

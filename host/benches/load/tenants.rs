@@ -26,7 +26,7 @@ pub async fn run(sim: &mut Sim, sizes: &Sizes) -> Table {
     link::link_all(&gateway, sim, links.collect()).await;
     let mut targets = Vec::new();
     for tenant in &tenants {
-        targets.push(Target { path: contact_profile(), token: gateway.user_token(tenant, "main").await });
+        targets.push(Target { path: contact_profile(), token: gateway.user_token(tenant, &["main"]).await });
     }
 
     let (shared, shared_rss) = measure(&gateway, &targets, sizes, "shared built-in").await;
