@@ -35,6 +35,9 @@ pub struct Config {
     /// Limits on the connections of both listeners.
     #[serde(default)]
     pub connections: Connections,
+    /// What compiling one component a tenant deploys may use.
+    #[serde(default)]
+    pub compile: CompileBudget,
     /// The WhatsApp WebSocket URL devices connect to, e.g. a wa-sim's `ws://127.0.0.1:…/ws`.
     /// Only builds with the test-only `wa-sim` feature accept it: its certificate chain is not
     /// WhatsApp's.
@@ -103,9 +106,40 @@ impl Default for Connections {
     }
 }
 
+/// What compiling one component a tenant deploys may use: it is compiled in a child process
+/// under these limits, and refused when it needs more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompileBudget {
+    /// CPU time of all the compiler's threads together, in seconds.
+    pub cpu_seconds: u64,
+    /// Address space of the compiler process, in MiB.
+    pub memory_mib: u64,
+}
+
+impl Default for CompileBudget {
+    fn default() -> Self {
+        CompileBudget { cpu_seconds: 60, memory_mib: 4096 }
+    }
+}
+
+impl CompileBudget {
+    fn check(&self) -> Result<(), String> {
+        in_ranges([("cpu_seconds", self.cpu_seconds, 1, 3600), ("memory_mib", self.memory_mib, 256, 1 << 20)])
+    }
+}
+
+/// `Ok` when every `(name, value, least, most)` has its value in range; else says which not.
+fn in_ranges<const N: usize>(ranges: [(&str, u64, u64, u64); N]) -> Result<(), String> {
+    match ranges.into_iter().find(|&(_, value, least, most)| !(least..=most).contains(&value)) {
+        Some((name, value, least, most)) => Err(format!("{name}: {value} is out of range; use {least} to {most}")),
+        None => Ok(()),
+    }
+}
+
 impl Connections {
     fn check(&self) -> Result<(), String> {
-        let ranges = [
+        in_ranges([
             ("header_read_timeout_ms", self.header_read_timeout_ms, 100, 600_000),
             ("body_read_timeout_ms", self.body_read_timeout_ms, 100, 3_600_000),
             ("idle_timeout_ms", self.idle_timeout_ms, 100, 3_600_000),
@@ -115,11 +149,7 @@ impl Connections {
             ("max_header_bytes", self.max_header_bytes as u64, 8 << 10, 16 << 20),
             ("max_headers", self.max_headers as u64, 1, 10_000),
             ("max_concurrent_streams", u64::from(self.max_concurrent_streams), 1, 10_000),
-        ];
-        match ranges.into_iter().find(|&(_, value, least, most)| !(least..=most).contains(&value)) {
-            Some((name, value, least, most)) => Err(format!("{name}: {value} is out of range; use {least} to {most}")),
-            None => Ok(()),
-        }
+        ])
     }
 }
 
@@ -426,6 +456,7 @@ impl Config {
         }
         LimitOverrides::of(&self.limits).check().map_err(|problem| format!("[limits] {problem}"))?;
         self.connections.check().map_err(|problem| format!("[connections] {problem}"))?;
+        self.compile.check().map_err(|problem| format!("[compile] {problem}"))?;
         if !self.admin_listen.ip().is_loopback() && !self.admin_allow_remote {
             return Err(format!(
                 "admin_listen = \"{}\" is not a loopback address: the admin API (plain HTTP, tokens that rule \
@@ -512,6 +543,14 @@ mod tests {
         assert_eq!(config.connections.header_read_timeout_ms, Connections::default().header_read_timeout_ms);
         let error = Config::parse("[connections]\nmax_header_bytes = 100").unwrap_err().to_string();
         assert!(error.contains("[connections] max_header_bytes: 100 is out of range; use 8192 to"), "{error}");
+    }
+
+    #[test]
+    fn the_compile_budget_is_checked() {
+        let config = Config::parse("[compile]\ncpu_seconds = 5").unwrap();
+        assert_eq!(config.compile, CompileBudget { cpu_seconds: 5, memory_mib: 4096 });
+        let error = Config::parse("[compile]\nmemory_mib = 10").unwrap_err().to_string();
+        assert!(error.contains("[compile] memory_mib: 10 is out of range; use 256 to 1048576"), "{error}");
     }
 
     #[test]

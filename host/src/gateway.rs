@@ -32,7 +32,7 @@ use crate::runtime::cpu::CpuUse;
 use crate::runtime::dispatch::{DispatchError, dispatch};
 use crate::runtime::pool::InstancePool;
 use crate::runtime::violation::Reporter;
-use crate::runtime::{HandlerComponent, Runtime, builtin};
+use crate::runtime::{ComponentError, HandlerComponent, Runtime, builtin};
 use crate::server::connections::BodyError;
 use crate::store::devices::recorded_state;
 use crate::store::{Snapshot, Store, StoreError};
@@ -82,11 +82,11 @@ struct Parts {
 const PREPARED_FOR: Duration = Duration::from_secs(600);
 
 impl Parts {
-    /// The component compiled under `key`; compiled now (named `name`, from what `bytes`
-    /// reads) if it is not yet.
+    /// The component compiled under `key`; compiled now by `compile` (named `name`, from what
+    /// `bytes` reads) if it is not yet.
     fn compiled(
         &mut self,
-        runtime: &Runtime,
+        compile: impl FnOnce(&str, &[u8]) -> Result<HandlerComponent, ComponentError>,
         key: String,
         name: &str,
         bytes: impl FnOnce() -> anyhow::Result<Vec<u8>>,
@@ -94,7 +94,7 @@ impl Parts {
         if let Some(component) = self.components.get(&key) {
             return Ok(component.clone());
         }
-        let component = Arc::new(runtime.compile(name, &bytes()?)?);
+        let component = Arc::new(compile(name, &bytes()?)?);
         self.components.insert(key, component.clone());
         Ok(component)
     }
@@ -296,7 +296,7 @@ impl Gateway {
             return Ok(());
         }
         // Compiled without the lock: a reload (a token revocation, say) does not wait for it.
-        let component = Arc::new(self.runtime.compile(&deployed_name(tenant, name, sha256), bytes)?);
+        let component = Arc::new(self.runtime.compile_deployed(&deployed_name(tenant, name, sha256), bytes)?);
         let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
         // Kept through the reloads that may run before the deploy has stored the version.
         parts.prepared.insert(key.clone(), Instant::now());
@@ -336,17 +336,23 @@ impl Gateway {
     ) -> anyhow::Result<Arc<HandlerComponent>> {
         let key = deployed_key(tenant, name, sha256);
         let display = deployed_name(tenant, name, sha256);
-        parts.compiled(&self.runtime, key, &display, || Ok(store.component_bytes(tenant, name, sha256)?))
+        let compile = |name: &str, bytes: &[u8]| self.runtime.compile_deployed(name, bytes);
+        parts.compiled(compile, key, &display, || Ok(store.component_bytes(tenant, name, sha256)?))
     }
 
     fn component_in(&self, parts: &mut Parts, name: &str) -> anyhow::Result<Arc<HandlerComponent>> {
         match name.strip_prefix("builtin:") {
-            Some(builtin) => parts.compiled(&self.runtime, name.to_string(), name, || {
-                builtin::get(builtin).map(<[u8]>::to_vec).ok_or_else(|| {
-                    let known: Vec<_> = builtin::names().map(|n| format!("builtin:{n}")).collect();
-                    anyhow::anyhow!("unknown component `{name}`; built-ins are {}", known.join(", "))
-                })
-            }),
+            Some(builtin) => parts.compiled(
+                |name, bytes| self.runtime.compile(name, bytes),
+                name.to_string(),
+                name,
+                || {
+                    builtin::get(builtin).map(<[u8]>::to_vec).ok_or_else(|| {
+                        let known: Vec<_> = builtin::names().map(|n| format!("builtin:{n}")).collect();
+                        anyhow::anyhow!("unknown component `{name}`; built-ins are {}", known.join(", "))
+                    })
+                },
+            ),
             None => {
                 // A file is known by its path, modification time and size, so an edited file
                 // is compiled again at the next reload.
@@ -357,7 +363,12 @@ impl Gateway {
                 // path is nobody's business outside.
                 let file_name = std::path::Path::new(name).file_name().unwrap_or_default().to_string_lossy();
                 let display = format!("file:{file_name}");
-                parts.compiled(&self.runtime, key, &display, || read_component_file(name, &meta))
+                parts.compiled(
+                    |name, bytes| self.runtime.compile(name, bytes),
+                    key,
+                    &display,
+                    || read_component_file(name, &meta),
+                )
             }
         }
     }

@@ -85,3 +85,107 @@ async fn a_deployed_component_survives_restarts_and_follows_its_file_under_watch
     assert_eq!(listed.lines().count(), 3, "a header and two versions:\n{listed}");
     assert!(listed.contains("watch:"), "the watcher is recorded as the author:\n{listed}");
 }
+
+/// Appends `value` to `out` as unsigned LEB128.
+fn leb(out: &mut Vec<u8>, mut value: usize) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// Appends section `id` holding `content` to `out`.
+fn section(out: &mut Vec<u8>, id: u8, content: &[u8]) {
+    out.push(id);
+    leb(out, content.len());
+    out.extend_from_slice(content);
+}
+
+/// A component instantiating one core module made to take Cranelift long to compile (over
+/// a minute of CPU time on a 2-core CI machine; 2 MB): three exported functions of 10,000
+/// locals, each a chain of 50,000 steps `c = a * b + param` over locals far apart, returning
+/// the sum of all locals (so nothing folds to a constant or is dead).
+fn slow_to_compile() -> Vec<u8> {
+    const FUNCTIONS: u8 = 3;
+    const LOCALS: usize = 10_000;
+    let mut body = Vec::new();
+    leb(&mut body, 1);
+    leb(&mut body, LOCALS);
+    body.push(0x7e); // i64
+    for i in 0..50_000 {
+        // local.get a, local.get b, i64.mul, local.get 0 (the parameter), i64.add, local.set c
+        body.push(0x20);
+        leb(&mut body, i * 7_919 % LOCALS);
+        body.push(0x20);
+        leb(&mut body, (i * 104_729 + 1) % LOCALS);
+        body.extend_from_slice(&[0x7e, 0x20, 0, 0x7c, 0x21]);
+        leb(&mut body, i % LOCALS + 1);
+    }
+    for local in 0..LOCALS {
+        body.push(0x20);
+        leb(&mut body, local);
+        if local > 0 {
+            body.push(0x7c); // i64.add
+        }
+    }
+    body.push(0x0b); // end
+    let mut functions = vec![FUNCTIONS];
+    functions.extend(std::iter::repeat_n(0u8, FUNCTIONS.into()));
+    let mut exports = vec![FUNCTIONS];
+    let mut code = vec![FUNCTIONS];
+    for function in 0..FUNCTIONS {
+        exports.extend_from_slice(&[2, b'f', b'0' + function, 0, function]);
+        leb(&mut code, body.len());
+        code.extend_from_slice(&body);
+    }
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    section(&mut module, 1, &[1, 0x60, 1, 0x7e, 1, 0x7e]); // one type: [i64] -> [i64]
+    section(&mut module, 3, &functions);
+    section(&mut module, 7, &exports);
+    section(&mut module, 10, &code);
+    let mut component = b"\0asm\x0d\0\x01\0".to_vec();
+    section(&mut component, 1, &module); // the core module
+    section(&mut component, 2, &[1, 0, 0, 0]); // one core instance of it, without imports
+    component
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_that_takes_too_long_to_compile_is_refused_at_the_budget() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = write_config(dir.path(), "[compile]\ncpu_seconds = 1");
+    let admin_token = admin_token(&config);
+    let waedge = Waedge::start(&config);
+    let admin = (waedge.admin.as_str(), admin_token.as_str());
+    cli_ok(&["tenant", "create", "acme"], Some(admin));
+    // An ordinary component compiles (in the child process) well within a second.
+    waedge.deploy(&admin_token, "acme", "api", version("fits")).await;
+
+    let started = Instant::now();
+    let path = format!("{}/v1/tenants/acme/components/slow", waedge.admin);
+    let refused = reqwest::Client::new()
+        .post(path)
+        .bearer_auth(&admin_token)
+        .header("content-type", "application/wasm")
+        .body(slow_to_compile())
+        .send()
+        .await
+        .expect("waedge answers");
+    let status = refused.status().as_u16();
+    let body: serde_json::Value = serde_json::from_str(&refused.text().await.expect("a body")).expect("a JSON error");
+    assert_eq!((status, &body["error"]["code"]), (400, &serde_json::json!("INVALID_COMPONENT")), "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("1 s of CPU time") && message.contains("[compile] cpu_seconds"), "{message}");
+    println!("refused after {:?}", started.elapsed());
+
+    // Nothing was stored, and the gateway goes on: the next deploy works.
+    let components = waedge
+        .admin_expect(reqwest::Method::GET, "/v1/tenants/acme/components", &admin_token, serde_json::Value::Null, 200)
+        .await;
+    assert!(!components.to_string().contains("\"slow\""), "{components}");
+    waedge.deploy(&admin_token, "acme", "api", version("after")).await;
+}

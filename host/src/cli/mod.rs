@@ -52,6 +52,10 @@ enum Command {
     HashToken,
     /// Make a new API token and print it with its hash (for a configuration file's seed).
     NewToken,
+    /// Compile a component read from standard input into standard output: the child process
+    /// `serve` runs, under its `[compile]` budget, for each component a tenant deploys.
+    #[command(name = crate::runtime::compiler::SUBCOMMAND, hide = true)]
+    CompileComponent,
     /// Everything else talks to a running gateway's admin API.
     #[command(flatten)]
     Remote(Resource),
@@ -124,6 +128,7 @@ fn run() -> anyhow::Result<ExitCode> {
             eprintln!("Store the token now: only its hash is kept.");
             Ok(ExitCode::SUCCESS)
         }
+        Command::CompileComponent => Ok(crate::runtime::compiler::serve_child()),
         Command::Remote(resource) => commands::run(resource, &cli.connection),
     }
 }

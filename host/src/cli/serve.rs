@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::device::DeviceManager;
 use crate::device::whatsapp::WhatsappDevices;
 use crate::runtime::Runtime;
+use crate::runtime::compiler::IsolatedCompiler;
 use crate::store::Store;
 use crate::token::TokenHash;
 use crate::{Gateway, server};
@@ -105,9 +106,11 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
         tracing::warn!("no admin token yet: run `waedge admin-token create` to use the admin API and the CLI");
     }
     refuse_public_demo_token(&config, &store)?;
+    let executable = std::env::current_exe().context("finding this program, which compiles deployed components")?;
     let runtime = Runtime::new()
         .map_err(|e| anyhow::anyhow!("starting the Wasm runtime: {e:#}"))?
-        .with_cache(config.data_dir.join("compiled"));
+        .with_cache(config.data_dir.join("compiled"))
+        .with_isolated_compiler(IsolatedCompiler::new(executable, config.compile));
     let devices = Arc::new(whatsapp_devices(&config)?.with_observer(store.status_recorder()));
     let gateway = Arc::new(
         Gateway::new(runtime, devices.clone() as Arc<dyn DeviceManager>, config.limits, config.default_tenant.clone())

@@ -50,14 +50,8 @@ pub fn new(slots: u32) -> wasmtime::Result<Engine> {
         .max_memory_size(MAX_MEMORY_BYTES)
         .max_unused_warm_slots(100)
         .decommit_batch_size(32);
-    let mut config = Config::new();
-    config
-        .epoch_interruption(true)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-        // Reserve exactly the cap per memory (no 4 GiB slots): 4,000 memories of 256 MiB are
-        // 1 TiB of the 128 TiB of address space.
-        .memory_reservation(MAX_MEMORY_BYTES as u64)
-        .memory_guard_size(64 << 10);
+    let mut config = code_config();
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     if std::env::var_os("WAEDGE_PERFMAP").is_some_and(|v| v == "1") {
         config.profiler(ProfilingStrategy::PerfMap);
     }
@@ -71,4 +65,23 @@ pub fn new(slots: u32) -> wasmtime::Result<Engine> {
         }
     })?;
     Ok(engine)
+}
+
+/// An engine that only compiles, into code the engine of [`new`] loads: the same settings,
+/// without the instance pool (whose address space a compiler process does not need) and
+/// without an epoch ticker.
+pub fn compiler() -> wasmtime::Result<Engine> {
+    Engine::new(&code_config())
+}
+
+/// The settings compiled code depends on, shared by [`new`] and [`compiler`].
+fn code_config() -> Config {
+    let mut config = Config::new();
+    config
+        .epoch_interruption(true)
+        // Reserve exactly the cap per memory (no 4 GiB slots): 4,000 memories of 256 MiB are
+        // 1 TiB of the 128 TiB of address space.
+        .memory_reservation(MAX_MEMORY_BYTES as u64)
+        .memory_guard_size(64 << 10);
+    config
 }

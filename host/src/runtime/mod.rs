@@ -5,6 +5,7 @@
 //! - [`engine`] configures the engine (pooling allocator, epoch interruption) and runs the
 //!   single epoch ticker thread.
 //! - [`artefact`] keeps compiled components on disk, checked before they are loaded.
+//! - [`compiler`] compiles tenants' components in a child process, under a budget.
 //! - [`capacity`] sizes the instance pool and gives each tenant a share of it.
 //! - [`cpu`] budgets each tenant's guest CPU time.
 //! - [`state`] is the store data: WASI contexts and the current request's capabilities.
@@ -16,6 +17,7 @@
 pub mod artefact;
 pub mod builtin;
 pub mod capacity;
+pub mod compiler;
 pub mod cpu;
 pub mod dispatch;
 pub mod engine;
@@ -36,6 +38,7 @@ use crate::capability;
 use crate::config::Limits;
 use artefact::ArtefactCache;
 use capacity::Share;
+use compiler::IsolatedCompiler;
 use pool::{IdleBudget, InstancePool};
 use state::RequestState;
 
@@ -45,6 +48,8 @@ pub struct Runtime {
     engine: wasmtime::Engine,
     linker: Arc<Linker<RequestState>>,
     cache: Option<Arc<ArtefactCache>>,
+    /// Where deployed components are compiled; in process when `None`.
+    isolated: Option<IsolatedCompiler>,
     idle: Arc<IdleBudget>,
     /// Slots of the pooling allocator for requests in flight, divided between tenants.
     in_flight: usize,
@@ -83,7 +88,7 @@ impl Runtime {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         capability::add_to_linker(&mut linker)?;
         let idle = Arc::new(IdleBudget::new(idle));
-        Ok(Runtime { engine, linker: Arc::new(linker), cache: None, idle, in_flight })
+        Ok(Runtime { engine, linker: Arc::new(linker), cache: None, isolated: None, idle, in_flight })
     }
 
     /// Keeps compiled components in `dir` (see [`artefact`]), so a restart does not compile
@@ -104,14 +109,41 @@ impl Runtime {
         }
     }
 
-    /// Compiles `bytes` and checks that the component exports `wasi:http/incoming-handler` and
-    /// imports nothing the host does not provide. CPU-heavy: call it off the request path.
+    /// Compiles components that tenants deploy with `compiler`, in a child process under its
+    /// budget (see [`compiler`]), instead of in process.
+    pub fn with_isolated_compiler(mut self, compiler: IsolatedCompiler) -> Self {
+        self.isolated = Some(compiler);
+        self
+    }
+
+    /// Compiles `bytes`, a component the operator provides (a built-in, a file in the
+    /// configuration), in process, and checks that it exports `wasi:http/incoming-handler`
+    /// and imports nothing the host does not provide. CPU-heavy: call it off the request path.
     pub fn compile(&self, name: &str, bytes: &[u8]) -> Result<HandlerComponent, ComponentError> {
+        self.compile_with(name, bytes, None)
+    }
+
+    /// [`Runtime::compile`] for a component a tenant deployed: in a child process under the
+    /// compile budget, when the runtime has one ([`Runtime::with_isolated_compiler`]).
+    pub fn compile_deployed(&self, name: &str, bytes: &[u8]) -> Result<HandlerComponent, ComponentError> {
+        self.compile_with(name, bytes, self.isolated.as_ref())
+    }
+
+    fn compile_with(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        isolated: Option<&IsolatedCompiler>,
+    ) -> Result<HandlerComponent, ComponentError> {
         let refuse = |reason| ComponentError { name: name.to_string(), reason };
         let sha256 = hex::encode(Sha256::digest(bytes));
-        let component = match &self.cache {
-            Some(cache) => self.compile_cached(cache, &sha256, bytes),
+        let compile = |bytes: &[u8]| match isolated {
+            Some(compiler) => compiler.compile(&self.engine, bytes),
             None => Component::new(&self.engine, bytes),
+        };
+        let component = match &self.cache {
+            Some(cache) => self.compile_cached(cache, &sha256, bytes, compile),
+            None => compile(bytes),
         }
         .map_err(refuse)?;
         let pre = self.linker.instantiate_pre(&component).map_err(refuse)?;
@@ -134,12 +166,18 @@ impl Runtime {
 
 impl Runtime {
     /// The compiled form of `bytes` (whose SHA-256 is `sha256`) from the cache, or compiled
-    /// now and cached. A cache that cannot be read or written only costs the compile.
-    fn compile_cached(&self, cache: &ArtefactCache, sha256: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
+    /// now by `compile` and cached. A cache that cannot be read or written only costs the compile.
+    fn compile_cached(
+        &self,
+        cache: &ArtefactCache,
+        sha256: &str,
+        bytes: &[u8],
+        compile: impl FnOnce(&[u8]) -> wasmtime::Result<Component>,
+    ) -> wasmtime::Result<Component> {
         if let Some(component) = cache.load(&self.engine, sha256) {
             return Ok(component);
         }
-        let component = Component::new(&self.engine, bytes)?;
+        let component = compile(bytes)?;
         if let Err(e) = cache.store(sha256, &component) {
             tracing::warn!("cannot cache the compiled component {sha256}: {e}");
         }

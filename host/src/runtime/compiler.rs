@@ -1,0 +1,156 @@
+//! Compiling tenants' components in a child process, under a budget of CPU time and memory.
+//!
+//! A component is code a tenant chose; compiling it is work the tenant chose too, and a
+//! component can be made to take Cranelift minutes and gigabytes (huge functions, many
+//! locals, deep control flow). So a deployed component is compiled by a child process — this
+//! same executable, started as `waedge compile-component` — whose CPU time (`RLIMIT_CPU`, all
+//! its compiler threads together) and address space (`RLIMIT_AS`) are capped, and which is
+//! killed when its wall-clock time runs out as well. The gateway only waits for it, and loads
+//! what it wrote: the code of [`engine::compiler`](super::engine::compiler), which has the
+//! settings of the gateway's engine. A compile over budget refuses the deploy with a reason
+//! that names the budget; nothing else waits on it.
+//!
+//! Components the operator provides (the built-ins, files named in the configuration) are
+//! compiled in process.
+
+use std::io::{Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+use crate::config::CompileBudget;
+
+/// The subcommand that runs the child's side ([`serve_child`]).
+pub const SUBCOMMAND: &str = "compile-component";
+
+/// Compiles components in child processes of `executable` (this program) under `budget`.
+#[derive(Debug, Clone)]
+pub struct IsolatedCompiler {
+    executable: PathBuf,
+    budget: CompileBudget,
+}
+
+/// The child's exit code when it could not compile the component (its reason on standard
+/// error).
+const REFUSED: i32 = 2;
+
+impl IsolatedCompiler {
+    /// A compiler running `executable compile-component` for each component.
+    pub fn new(executable: PathBuf, budget: CompileBudget) -> Self {
+        IsolatedCompiler { executable, budget }
+    }
+
+    /// Compiles `bytes` in a child process and loads the result into `engine`.
+    pub fn compile(&self, engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
+        let code = self.run_child(bytes)?;
+        // SAFETY: `code` is what `Engine::precompile_component` wrote a moment ago, in a child
+        // process of this same executable, through a pipe only this process holds; and
+        // `deserialize` checks that it was compiled with this engine's settings.
+        unsafe { Component::deserialize(engine, &code) }
+    }
+
+    fn run_child(&self, bytes: &[u8]) -> wasmtime::Result<Vec<u8>> {
+        let CompileBudget { cpu_seconds, memory_mib } = self.budget;
+        let mut command = Command::new(&self.executable);
+        command.arg(SUBCOMMAND).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let (cpu, memory) = (
+            libc::rlimit { rlim_cur: cpu_seconds, rlim_max: cpu_seconds + 1 },
+            libc::rlimit { rlim_cur: memory_mib << 20, rlim_max: memory_mib << 20 },
+        );
+        // SAFETY: between fork and exec the closure only calls setrlimit, which is
+        // async-signal-safe, with pointers to values made before the fork.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_CPU, &cpu) != 0 || libc::setrlimit(libc::RLIMIT_AS, &memory) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().map_err(|e| {
+            wasmtime::format_err!("cannot start the compiler process {}: {e}", self.executable.display())
+        })?;
+        let mut stdin = child.stdin.take().expect("piped");
+        let mut stdout = child.stdout.take().expect("piped");
+        let mut stderr = child.stderr.take().expect("piped");
+        let input = bytes.to_vec();
+        // The pipes are served by threads, so a child that neither reads nor writes cannot
+        // block this one: it only has to wait out the deadline.
+        let writer = std::thread::spawn(move || stdin.write_all(&input));
+        let reader = std::thread::spawn(move || {
+            let mut code = Vec::new();
+            stdout.read_to_end(&mut code).map(|_| code)
+        });
+        let errors = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.by_ref().take(64 << 10).read_to_string(&mut text);
+            text
+        });
+        // CPU time is the budget; wall-clock time on a busy machine may be longer.
+        let deadline = Instant::now() + Duration::from_secs(cpu_seconds * 4 + 10);
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let _ = writer.join();
+        let code = reader.join().map_err(|_| wasmtime::format_err!("reading the compiler's output failed"))?;
+        let errors = errors.join().unwrap_or_default();
+        let over_cpu = || {
+            wasmtime::format_err!(
+                "compiling it took more than the {cpu_seconds} s of CPU time a deploy may use \
+                 (`[compile] cpu_seconds`): make the component smaller or simpler, or raise the budget"
+            )
+        };
+        let Some(status) = status else {
+            return Err(over_cpu());
+        };
+        if status.success() {
+            return Ok(code?);
+        }
+        match status.signal() {
+            Some(libc::SIGXCPU | libc::SIGKILL) => Err(over_cpu()),
+            _ if errors.contains("memory allocation") => Err(wasmtime::format_err!(
+                "compiling it needed more than the {memory_mib} MiB of memory a deploy may use \
+                 (`[compile] memory_mib`): make the component smaller or simpler, or raise the budget"
+            )),
+            _ if status.code() == Some(REFUSED) => Err(wasmtime::format_err!("{}", errors.trim())),
+            _ => Err(wasmtime::format_err!("the compiler process failed ({status}): {}", errors.trim())),
+        }
+    }
+}
+
+/// The child's side: reads a component from standard input and writes its compiled code to
+/// standard output; a component that does not compile exits with [`REFUSED`] and the
+/// reason on standard error.
+pub fn serve_child() -> ExitCode {
+    let mut bytes = Vec::new();
+    if let Err(e) = std::io::stdin().read_to_end(&mut bytes) {
+        eprintln!("reading the component from standard input: {e}");
+        return ExitCode::FAILURE;
+    }
+    let compiled = super::engine::compiler().and_then(|engine| engine.precompile_component(&bytes));
+    match compiled {
+        Ok(code) => match std::io::stdout().lock().write_all(&code) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("writing the compiled component: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::from(REFUSED as u8)
+        }
+    }
+}
