@@ -125,7 +125,7 @@ impl Default for CompileBudget {
 
 impl CompileBudget {
     fn check(&self) -> Result<(), String> {
-        in_ranges([("cpu_seconds", self.cpu_seconds, 1, 3600), ("memory_mib", self.memory_mib, 256, 1 << 20)])
+        in_ranges([("cpu_seconds", self.cpu_seconds, 1, 3600), ("memory_mib", self.memory_mib, 128, 1 << 20)])
     }
 }
 
@@ -550,7 +550,7 @@ mod tests {
         let config = Config::parse("[compile]\ncpu_seconds = 5").unwrap();
         assert_eq!(config.compile, CompileBudget { cpu_seconds: 5, memory_mib: 4096 });
         let error = Config::parse("[compile]\nmemory_mib = 10").unwrap_err().to_string();
-        assert!(error.contains("[compile] memory_mib: 10 is out of range; use 256 to 1048576"), "{error}");
+        assert!(error.contains("[compile] memory_mib: 10 is out of range; use 128 to 1048576"), "{error}");
     }
 
     #[test]
