@@ -34,6 +34,7 @@ use crate::Gateway;
 use crate::gateway::{ResponseBody, error};
 use crate::server::connections::BodyError;
 use crate::server::{Handler, RequestBody};
+use crate::store::admin::AdminTokenCheck;
 use crate::store::{Store, StoreError};
 use crate::tenancy::admission::ClientAddr;
 use crate::token::{self, TokenHash};
@@ -182,11 +183,13 @@ impl Admin {
             ));
         };
         let hash = TokenHash::of(bearer);
-        match self.store.run(move |store| store.admin_token_id(&hash)).await? {
-            Some(id) => Ok(id),
-            None => {
-                Err(Failure::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "this admin token is unknown or revoked"))
-            }
+        let unauthorized = |message: String| Failure::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message);
+        match self.store.run(move |store| store.check_admin_token(&hash)).await? {
+            AdminTokenCheck::Live(id) => Ok(id),
+            AdminTokenCheck::Expired(at) => Err(unauthorized(format!(
+                "this admin token expired at {at}; `waedge admin-token create` makes a new one"
+            ))),
+            AdminTokenCheck::Unknown => Err(unauthorized("this admin token is unknown or revoked".into())),
         }
     }
 

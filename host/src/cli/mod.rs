@@ -64,7 +64,12 @@ enum Command {
 #[derive(Subcommand)]
 enum AdminTokenAction {
     /// Create an admin token and print it (once: only its hash is kept).
-    Create,
+    Create {
+        /// Make it expire after this long: a number and a unit, `s`, `m`, `h` or `d` (e.g.
+        /// `90d`, `12h`). Without it, it lasts until revoked.
+        #[arg(long, value_name = "LIFETIME", value_parser = lifetime)]
+        expires_in: Option<std::time::Duration>,
+    },
     /// List admin tokens (never the tokens themselves).
     List,
     /// Revoke an admin token by its id.
@@ -137,21 +142,22 @@ fn admin_token(action: AdminTokenAction, config: &std::path::Path) -> anyhow::Re
     let config = Config::load(config)?;
     let store = serve::open_store(&config)?;
     match action {
-        AdminTokenAction::Create => {
-            let (record, token) = store.create_admin_token()?;
+        AdminTokenAction::Create { expires_in } => {
+            let (record, token) = store.create_admin_token(expires_in)?;
             // Standard output only, once: standard error often ends up in a log.
             println!("{token}");
+            let until = record.expires_at.map(|at| format!(" It expires at {at}.")).unwrap_or_default();
             eprintln!(
-                "Admin token {} created. It is printed above, only this once: put it in WAEDGE_ADMIN_TOKEN.",
+                "Admin token {} created. It is printed above, only this once: put it in WAEDGE_ADMIN_TOKEN.{until}",
                 record.id
             );
         }
         AdminTokenAction::List => {
-            let rows = store
-                .admin_tokens()?
-                .into_iter()
-                .map(|t| vec![t.id, t.created_at, t.revoked_at.unwrap_or_else(|| "-".into())]);
-            output::table(&["ID", "CREATED", "REVOKED"], rows);
+            let rows = store.admin_tokens()?.into_iter().map(|t| {
+                let or_dash = |at: Option<String>| at.unwrap_or_else(|| "-".into());
+                vec![t.id, t.created_at, or_dash(t.expires_at), or_dash(t.revoked_at)]
+            });
+            output::table(&["ID", "CREATED", "EXPIRES", "REVOKED"], rows);
         }
         AdminTokenAction::Revoke { id } => {
             store.revoke_admin_token(&id)?;
@@ -159,4 +165,43 @@ fn admin_token(action: AdminTokenAction, config: &std::path::Path) -> anyhow::Re
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Parses a lifetime such as `90d`, `12h`, `30m` or `3600s` (at least a second, at most 100
+/// years).
+fn lifetime(text: &str) -> Result<std::time::Duration, String> {
+    let usage = || format!("`{text}` is not a lifetime: give a number and a unit, s, m, h or d (e.g. 90d)");
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(usage)?;
+    let count: i64 = text[..split].parse().map_err(|_| usage())?;
+    let seconds = match &text[split..] {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(usage()),
+    };
+    match count.checked_mul(seconds) {
+        Some(total @ 1..=3_155_760_000) => Ok(std::time::Duration::from_secs(total as u64)),
+        _ => Err(format!("`{text}`: a lifetime is at least 1s and at most 36525d")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetimes_have_a_unit_and_stay_in_range() {
+        let seconds = |s| Ok(std::time::Duration::from_secs(s));
+        assert_eq!(lifetime("90d"), seconds(90 * 86_400));
+        assert_eq!(lifetime("12h"), seconds(12 * 3_600));
+        assert_eq!(lifetime("30m"), seconds(1_800));
+        assert_eq!(lifetime("1s"), seconds(1));
+        for bad in ["", "90", "d", "-1d", "1.5h", "2w", "1 d"] {
+            assert!(lifetime(bad).unwrap_err().contains("is not a lifetime"), "{bad}");
+        }
+        for out in ["0s", "36526d", "99999999999999999d"] {
+            assert!(lifetime(out).is_err(), "{out}");
+        }
+    }
 }

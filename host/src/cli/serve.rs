@@ -102,8 +102,8 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
     }
     let _claim = DataDirLock::acquire(&config.data_dir)?;
     let store = open_store(&config)?;
-    if store.admin_tokens()?.iter().all(|t| t.revoked_at.is_some()) {
-        tracing::warn!("no admin token yet: run `waedge admin-token create` to use the admin API and the CLI");
+    if !store.admin_tokens()?.iter().any(|t| t.is_live()) {
+        tracing::warn!("no live admin token: run `waedge admin-token create` to use the admin API and the CLI");
     }
     refuse_public_demo_token(&config, &store)?;
     let executable = std::env::current_exe().context("finding this program, which compiles deployed components")?;

@@ -78,6 +78,10 @@ const MIGRATIONS: &[&str] = &[
         revoked_at TEXT
     ) STRICT;
     "#,
+    // 2: admin tokens may expire.
+    r#"
+    ALTER TABLE admin_tokens ADD COLUMN expires_at TEXT; -- RFC 3339, UTC; NULL: never
+    "#,
 ];
 
 /// Brings the schema up to date.

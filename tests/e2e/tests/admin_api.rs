@@ -27,9 +27,21 @@ async fn the_admin_api_needs_an_admin_token() {
     let gw = gateway().await;
     assert_error(&gw.admin_as(Method::GET, "/v1/tenants", None, Value::Null).await, 401, "UNAUTHORIZED");
     assert_error(&gw.admin_as(Method::GET, "/v1/tenants", Some(ALICE), Value::Null).await, 401, "UNAUTHORIZED");
-    let revoked = gw.store().create_admin_token().unwrap();
+    let revoked = gw.store().create_admin_token(None).unwrap();
     gw.store().revoke_admin_token(&revoked.0.id).unwrap();
     assert_error(&gw.admin_as(Method::GET, "/v1/tenants", Some(&revoked.1), Value::Null).await, 401, "UNAUTHORIZED");
+    // A token made to expire works until then, and is refused with the reason afterwards.
+    let (_, lasting) = gw.store().create_admin_token(Some(std::time::Duration::from_secs(3_600))).unwrap();
+    assert_eq!(gw.admin_as(Method::GET, "/v1/tenants", Some(&lasting), Value::Null).await.status, 200);
+    let (expired, token) = gw.store().create_admin_token(Some(std::time::Duration::ZERO)).unwrap();
+    let refused = gw.admin_as(Method::GET, "/v1/tenants", Some(&token), Value::Null).await;
+    assert_error(&refused, 401, "UNAUTHORIZED");
+    let at = expired.expires_at.expect("an expiry");
+    assert!(
+        refused.json["error"]["message"].as_str().unwrap().contains(&format!("expired at {at}")),
+        "{}",
+        refused.text
+    );
     // Health, readiness and metrics are open.
     let health = gw.admin_as(Method::GET, "/healthz", None, Value::Null).await;
     assert_eq!((health.status, health.json.clone()), (200, json!({"status": "ok"})));
