@@ -21,7 +21,7 @@ use hyper::body::Body;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::capability::Capabilities;
-use crate::capability::logging::ComponentLog;
+use crate::capability::logging::{ComponentLog, tenant_log_rate};
 use crate::capability::outbound::{Outbound, OutboundPolicy};
 use crate::config::Limits;
 use crate::device::cache::Cached;
@@ -158,7 +158,10 @@ impl Gateway {
             let tenant_id = &state.tenant.id;
             let limits = state.tenant.limits.apply(self.defaults);
             let mut old_pools = parts.pools.remove(tenant_id).unwrap_or_default();
-            let share = parts.shares.remove(tenant_id).unwrap_or_else(|| Share::new(0, limits.cpu_millicores));
+            let share = parts
+                .shares
+                .remove(tenant_id)
+                .unwrap_or_else(|| Share::new(0, limits.cpu_millicores, tenant_log_rate()));
             share.cpu().set_millicores(limits.cpu_millicores);
             let mut pools: Vec<Arc<InstancePool>> = Vec::new();
             let mut routes = Vec::new();
@@ -553,7 +556,8 @@ where
         Err(refusal) => return too_many(refusal),
     };
     let reporter = Reporter::new(tenant.id(), component.name().clone(), metrics.clone());
-    let log = ComponentLog::new(tenant.id(), component.name().clone(), reporter.clone());
+    let log_rate = instances.share().log_rate().clone();
+    let log = ComponentLog::new(tenant.id(), component.name().clone(), log_rate, reporter.clone());
     let capabilities = Capabilities { tenant: tenant.clone(), deadline, log };
     let outbound = OutboundPolicy::new(
         outbound.clone(),

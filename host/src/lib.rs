@@ -32,6 +32,7 @@ pub mod device;
 pub mod gateway;
 pub mod metrics;
 pub mod qr;
+pub mod rate;
 pub mod runtime;
 pub mod server;
 pub mod store;

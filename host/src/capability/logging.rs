@@ -5,14 +5,17 @@
 //! separators and bidirectional overrides are escaped (`\n`, `\u{1b}`, `\u{202e}`), and a
 //! backslash is doubled so an escape in the log always means the component sent that
 //! character. Each request may log at most [`MAX_LINES_PER_REQUEST`] lines and
-//! [`MAX_BYTES_PER_REQUEST`] bytes; further lines are dropped, and the first dropped line is
-//! reported once as a sandbox violation with `limit="log"`.
+//! [`MAX_BYTES_PER_REQUEST`] bytes, and all of a tenant's requests together at most
+//! [`TENANT_BYTES_PER_SECOND`] (with a burst of [`TENANT_BURST_BYTES`]); further lines are
+//! dropped, and the first dropped line of a request is reported as a sandbox violation with
+//! `limit="log"`.
 
 use std::fmt::Write;
 use std::sync::Arc;
 
 use super::Capabilities;
 use crate::bindings::logging::{Host, Level};
+use crate::rate::TokenBucket;
 use crate::runtime::violation::Reporter;
 
 /// Longer messages are cut: a component must not be able to flood the log with one call.
@@ -26,6 +29,18 @@ pub const MAX_LINES_PER_REQUEST: u32 = 100;
 /// How many bytes of (escaped) messages one request's component may log.
 pub const MAX_BYTES_PER_REQUEST: usize = 64 * 1024;
 
+/// How many bytes of messages all of one tenant's requests may log a second, sustained: many
+/// requests each within their cap must not fill the operator's disk either.
+pub const TENANT_BYTES_PER_SECOND: usize = 64 * 1024;
+
+/// How many bytes above the sustained rate a tenant may log at once.
+pub const TENANT_BURST_BYTES: usize = 1 << 20;
+
+/// A tenant's log rate: one per tenant, kept across its requests.
+pub fn tenant_log_rate() -> TokenBucket {
+    TokenBucket::new(TENANT_BYTES_PER_SECOND as f64, TENANT_BURST_BYTES as f64)
+}
+
 /// The log of one request's component: who is logging, and how much of the per-request
 /// budget is spent.
 pub struct ComponentLog {
@@ -34,14 +49,16 @@ pub struct ComponentLog {
     lines: u32,
     bytes: usize,
     dropped: bool,
+    tenant_rate: Arc<TokenBucket>,
     reporter: Reporter,
 }
 
 impl ComponentLog {
-    /// A fresh budget for one request of `component` of `tenant`; `reporter` records the
-    /// violation when the component logs more than it may.
-    pub fn new(tenant: &str, component: Arc<str>, reporter: Reporter) -> Self {
-        ComponentLog { tenant: tenant.into(), component, lines: 0, bytes: 0, dropped: false, reporter }
+    /// A fresh budget for one request of `component` of `tenant`, within the tenant's
+    /// `tenant_rate` (see [`tenant_log_rate`]); `reporter` records the violation when the
+    /// component logs more than it may.
+    pub fn new(tenant: &str, component: Arc<str>, tenant_rate: Arc<TokenBucket>, reporter: Reporter) -> Self {
+        ComponentLog { tenant: tenant.into(), component, lines: 0, bytes: 0, dropped: false, tenant_rate, reporter }
     }
 
     /// Writes `message` at `level` as one escaped line, unless the request's budget is spent.
@@ -63,21 +80,20 @@ impl ComponentLog {
     /// Spends one line of `bytes` from the budget; `false` when it does not fit. The first
     /// refusal is reported as a violation, the later ones are dropped silently.
     fn take(&mut self, bytes: usize) -> bool {
-        if !self.dropped && self.lines < MAX_LINES_PER_REQUEST && self.bytes + bytes <= MAX_BYTES_PER_REQUEST {
+        if self.dropped {
+            return false;
+        }
+        let refusal = if self.lines >= MAX_LINES_PER_REQUEST || self.bytes + bytes > MAX_BYTES_PER_REQUEST {
+            format!("more than {MAX_LINES_PER_REQUEST} log lines or {MAX_BYTES_PER_REQUEST} bytes in one request")
+        } else if self.tenant_rate.take(bytes as f64).is_err() {
+            format!("the tenant's components logged more than {TENANT_BYTES_PER_SECOND} bytes a second")
+        } else {
             self.lines += 1;
             self.bytes += bytes;
             return true;
-        }
-        if !self.dropped {
-            self.dropped = true;
-            self.reporter.violation(
-                "log",
-                &format!(
-                    "more than {MAX_LINES_PER_REQUEST} log lines or {MAX_BYTES_PER_REQUEST} bytes in one request; \
-                     the rest of this request's lines are dropped"
-                ),
-            );
-        }
+        };
+        self.dropped = true;
+        self.reporter.violation("log", &format!("{refusal}; the rest of this request's lines are dropped"));
         false
     }
 }
@@ -167,7 +183,7 @@ mod tests {
     }
 
     fn component_log() -> ComponentLog {
-        ComponentLog::new("acme", "probe".into(), Reporter::detached())
+        ComponentLog::new("acme", "probe".into(), Arc::new(tenant_log_rate()), Reporter::detached())
     }
 
     #[test]
@@ -228,5 +244,25 @@ mod tests {
         let logged = text.lines().filter(|line| line.contains("waedge::component")).count();
         assert_eq!(logged, MAX_BYTES_PER_REQUEST / MAX_MESSAGE_BYTES);
         assert_eq!(text.lines().filter(|line| line.contains("sandbox:")).count(), 1, "{text}");
+    }
+
+    #[test]
+    fn a_tenants_requests_together_log_at_most_its_rate() {
+        let rate = Arc::new(tenant_log_rate());
+        let text = captured(|| {
+            // Requests each within their own cap, as many as fit in the tenant's burst and more.
+            for _ in 0..TENANT_BURST_BYTES / MAX_BYTES_PER_REQUEST + 5 {
+                let mut log = ComponentLog::new("acme", "probe".into(), rate.clone(), Reporter::detached());
+                for _ in 0..MAX_BYTES_PER_REQUEST / MAX_MESSAGE_BYTES {
+                    log.write(Level::Info, &"z".repeat(MAX_MESSAGE_BYTES));
+                }
+            }
+        });
+        let logged: usize = text.lines().filter(|line| line.contains("waedge::component")).count();
+        let burst_lines = TENANT_BURST_BYTES / MAX_MESSAGE_BYTES;
+        // The burst, and what the rate refilled while the test ran (well under a second).
+        assert!(logged >= burst_lines && logged < burst_lines + 16, "{logged} lines logged");
+        let refused = text.lines().filter(|line| line.contains("logged more than 65536 bytes a second")).count();
+        assert!((4..=5).contains(&refused), "one violation per request over the rate: {refused}");
     }
 }

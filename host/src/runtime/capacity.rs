@@ -17,18 +17,20 @@
 //!   slots, each still gets one; should the pool itself run out, that too is a capacity
 //!   error, never the component's failure.)
 //!
-//! A share also holds the tenant's budget of guest CPU time (see [`cpu`](super::cpu)): the
-//! other thing all tenants share.
+//! A share also holds the tenant's budget of guest CPU time (see [`cpu`](super::cpu)) and
+//! its rate of component log lines (see [`logging`](crate::capability::logging)): the other
+//! things all tenants share.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::cpu::CpuBudget;
+use crate::rate::TokenBucket;
 
 /// Instances the pool of a [`Runtime::new`](super::Runtime::new) holds.
 pub const SLOTS: u32 = 1_000;
 
-/// One tenant's share of the slots for requests in flight, and its CPU budget.
+/// One tenant's share of the slots for requests in flight, its CPU budget and its log rate.
 #[derive(Debug)]
 pub struct Share {
     used: AtomicUsize,
@@ -36,6 +38,7 @@ pub struct Share {
     anonymous: AtomicUsize,
     size: AtomicUsize,
     cpu: CpuBudget,
+    log: Arc<TokenBucket>,
 }
 
 /// A slot of a [`Share`], held by one request; returned when dropped.
@@ -51,19 +54,25 @@ pub struct Slot {
 pub struct ShareInUse(pub usize);
 
 impl Share {
-    /// A share of `size` slots and `millicores` thousandths of a core.
-    pub fn new(size: usize, millicores: u32) -> Arc<Share> {
+    /// A share of `size` slots, `millicores` thousandths of a core and `log_rate`.
+    pub fn new(size: usize, millicores: u32, log_rate: TokenBucket) -> Arc<Share> {
         Arc::new(Share {
             used: AtomicUsize::new(0),
             anonymous: AtomicUsize::new(0),
             size: AtomicUsize::new(size),
             cpu: CpuBudget::new(millicores),
+            log: Arc::new(log_rate),
         })
     }
 
     /// The tenant's budget of guest CPU time.
     pub fn cpu(&self) -> &CpuBudget {
         &self.cpu
+    }
+
+    /// The tenant's rate of component log bytes.
+    pub fn log_rate(&self) -> &Arc<TokenBucket> {
+        &self.log
     }
 
     /// A slot, if fewer than the share's size are in use — and, for a request without a valid
@@ -116,7 +125,7 @@ mod tests {
 
     #[test]
     fn a_share_hands_out_at_most_its_size() {
-        let share = Share::new(2, 1000);
+        let share = Share::new(2, 1000, TokenBucket::new(1.0, 1.0));
         let (a, b) = (share.take(false).unwrap(), share.take(false).unwrap());
         assert_eq!(share.take(false).unwrap_err().0, 2);
         drop(a);
@@ -131,7 +140,7 @@ mod tests {
 
     #[test]
     fn requests_without_a_token_hold_at_most_half_of_a_share() {
-        let share = Share::new(4, 1000);
+        let share = Share::new(4, 1000, TokenBucket::new(1.0, 1.0));
         let strangers = [share.take(true).unwrap(), share.take(true).unwrap()];
         assert_eq!(share.take(true).unwrap_err().0, 2, "half of the share");
         let users = [share.take(false).unwrap(), share.take(false).unwrap()];

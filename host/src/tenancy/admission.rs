@@ -10,11 +10,12 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Limits;
+use crate::rate::TokenBucket;
 
 /// The address a request came from: its connection's peer. The listener puts it in every
 /// request's extensions.
@@ -56,9 +57,8 @@ struct Budget {
     reading: Arc<Semaphore>,
     in_flight: Arc<Semaphore>,
     concurrency: usize,
-    bucket: Option<Mutex<Bucket>>,
+    bucket: Option<TokenBucket>,
     rate: u32,
-    burst: u32,
     anonymous: bool,
 }
 
@@ -142,41 +142,26 @@ impl Drop for ClientPlace {
     }
 }
 
-struct Bucket {
-    tokens: f64,
-    refilled: Instant,
-}
-
 impl Budget {
     fn new(concurrency: usize, rate: u32, burst: u32, anonymous: bool) -> Self {
-        let bucket =
-            (rate > 0).then(|| Mutex::new(Bucket { tokens: f64::from(burst.max(1)), refilled: Instant::now() }));
+        let bucket = (rate > 0).then(|| TokenBucket::new(f64::from(rate), f64::from(burst.max(1))));
         Budget {
             reading: Arc::new(Semaphore::new(concurrency)),
             in_flight: Arc::new(Semaphore::new(concurrency)),
             concurrency,
             bucket,
             rate,
-            burst,
             anonymous,
         }
     }
 
     fn take_token(&self) -> Result<(), Refusal> {
         let Some(bucket) = &self.bucket else { return Ok(()) };
-        let mut bucket = bucket.lock().unwrap_or_else(|p| p.into_inner());
-        let rate = f64::from(self.rate);
-        let capacity = f64::from(self.burst.max(1));
-        let now = Instant::now();
-        bucket.tokens = (bucket.tokens + now.duration_since(bucket.refilled).as_secs_f64() * rate).min(capacity);
-        bucket.refilled = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            let retry_after = Duration::from_secs_f64((1.0 - bucket.tokens) / rate);
-            Err(Refusal::Rate { rate: self.rate, retry_after, anonymous: self.anonymous })
-        }
+        bucket.take(1.0).map_err(|retry_after| Refusal::Rate {
+            rate: self.rate,
+            retry_after,
+            anonymous: self.anonymous,
+        })
     }
 
     fn slot(&self, semaphore: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, Refusal> {
