@@ -10,7 +10,8 @@
 //! normal requests.
 //!
 //! `WAEDGE_FUZZ_ITERATIONS` sets the number of inputs (default [`ITERATIONS`]) and
-//! `WAEDGE_FUZZ_SEED` the seed (default [`SEED`]): the same seed sends the same inputs.
+//! `WAEDGE_FUZZ_SEED` the seed (default [`SEED`]): the same seed sends the same inputs. A long
+//! run reports its progress every [`GATEWAY_INPUTS`] inputs.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -31,6 +32,10 @@ const SEED: u64 = 0x000a_d417_f022;
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Inputs between two checks that the gateway still serves normal requests.
 const HEALTH_EVERY: u64 = 250;
+/// Inputs one gateway takes before a fresh one replaces it. Every stored component version
+/// stays compiled and is reloaded with every change (rollbacks are swaps), so a gateway slows
+/// down as the mutated components that still compile pile up.
+const GATEWAY_INPUTS: u64 = 20_000;
 /// Findings kept before the run stops: enough to tell one bug from several.
 const MAX_FINDINGS: usize = 20;
 /// The largest body the admin API reads (`host/src/admin/mod.rs`, `MAX_BODY`).
@@ -45,13 +50,9 @@ const USER: &str = "f0220000-0000-4000-8000-000000000001";
 async fn mutated_admin_bodies_get_json_errors_and_never_break_the_gateway() {
     let iterations = env_number("WAEDGE_FUZZ_ITERATIONS", ITERATIONS);
     let seed = env_number("WAEDGE_FUZZ_SEED", SEED);
-    let gw = gateway().await;
     let client = reqwest::Client::builder().timeout(ANSWER_TIMEOUT).build().expect("an HTTP client");
     let endpoints = endpoints();
-    for endpoint in &endpoints {
-        let answer = send(&gw, &client, endpoint, endpoint.body.to_bytes()).await;
-        assert_eq!(answer.status(), Some(endpoint.accepted), "{}: the unmutated body: {answer:?}", endpoint.name());
-    }
+    let mut gw = gateway(&client, &endpoints).await;
 
     let mut rng = Rng::new(seed);
     let mut findings = Vec::new();
@@ -72,6 +73,10 @@ async fn mutated_admin_bodies_get_json_errors_and_never_break_the_gateway() {
         if sent % HEALTH_EVERY == 0 {
             assert_serves(&gw).await;
         }
+        if sent % GATEWAY_INPUTS == 0 && sent < iterations {
+            eprintln!("{sent} inputs in {:.1?}, {} findings so far", started.elapsed(), findings.len());
+            gw = gateway(&client, &endpoints).await;
+        }
     }
     assert_serves(&gw).await;
     let elapsed = started.elapsed();
@@ -79,8 +84,9 @@ async fn mutated_admin_bodies_get_json_errors_and_never_break_the_gateway() {
     assert!(findings.is_empty(), "{} findings:\n{}", findings.len(), findings.join("\n"));
 }
 
-/// The test tenants and the tenant [`TENANT`] with its device and user.
-async fn gateway() -> TestGateway {
+/// A gateway with the test tenants and the tenant [`TENANT`] with its device and user, where
+/// every endpoint's unmutated body gets the status it is documented to get.
+async fn gateway(client: &reqwest::Client, endpoints: &[Endpoint]) -> TestGateway {
     let world = World::load(&fixtures().join("world.toml")).expect("fixture world");
     let gw = TestGateway::start(&config(None), &world).await;
     let setup = [
@@ -91,6 +97,10 @@ async fn gateway() -> TestGateway {
     for (path, body) in setup {
         let created = gw.admin(Method::POST, &path, body).await;
         assert_eq!(created.status, 201, "{path}: {}", created.text);
+    }
+    for endpoint in endpoints {
+        let answer = send(&gw, client, endpoint, endpoint.body.to_bytes()).await;
+        assert_eq!(answer.status(), Some(endpoint.accepted), "{}: the unmutated body: {answer:?}", endpoint.name());
     }
     gw
 }
