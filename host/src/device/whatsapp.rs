@@ -41,6 +41,7 @@ use whatsapp_rust::types::events::{ChannelEventHandler, Event, EventInterest, Ev
 use whatsapp_rust::wacore::iq::business::{BusinessHourMode, DayOfWeek};
 use whatsapp_rust::{Client, ClientBuilder, ContactError, GroupError, GroupMetadata, TokioRuntime};
 
+use super::names::LearnedNames;
 use super::reconnect::SpreadReconnects;
 use super::{DeviceManager, DeviceSession, LinkEvent, StatusObserver, is_terminal, not_connected};
 use crate::bindings::types::{
@@ -376,7 +377,7 @@ struct WhatsappDevice {
     status: RwLock<DeviceStatus>,
     client: RwLock<Option<Arc<Client>>>,
     run: Mutex<Option<JoinHandle<()>>>,
-    names: Mutex<HashMap<String, Contact>>,
+    names: LearnedNames,
     /// Where the events of the linking in progress go, if any.
     link: Mutex<Option<mpsc::Sender<LinkEvent>>>,
     /// Set when the device is being removed: the session reports nothing any more.
@@ -409,7 +410,7 @@ impl WhatsappDevice {
             }),
             client: RwLock::new(None),
             run: Mutex::new(None),
-            names: Mutex::new(HashMap::new()),
+            names: LearnedNames::default(),
             link: Mutex::new(None),
             removed: AtomicBool::new(false),
             operation,
@@ -697,7 +698,7 @@ impl WhatsappDevice {
                 for message in batch.iter() {
                     let info = &message.info;
                     let verified = info.verified_name.as_ref().and_then(|v| v.name.clone());
-                    self.learn(&info.source.sender.to_non_ad_string(), |c| {
+                    self.names.learn(&info.source.sender.to_non_ad_string(), |c| {
                         if !info.push_name.is_empty() {
                             c.push_name = Some(info.push_name.clone());
                         }
@@ -709,34 +710,23 @@ impl WhatsappDevice {
             }
             Event::ContactUpdate(update) => {
                 let full_name = update.action.full_name.clone();
-                self.learn(&update.jid.to_non_ad_string(), |c| c.full_name = full_name);
+                self.names.learn(&update.jid.to_non_ad_string(), |c| c.full_name = full_name);
             }
             Event::BusinessStatusUpdate(update) => {
                 if let Some(name) = update.verified_name.clone() {
-                    self.learn(&update.jid.to_non_ad_string(), |c| c.business_name = Some(name));
+                    self.names.learn(&update.jid.to_non_ad_string(), |c| c.business_name = Some(name));
                 }
             }
             Event::HistorySync(sync) => {
                 for entry in sync.get().map(|h| h.pushnames.as_slice()).unwrap_or_default() {
                     if let (Some(jid), Some(name)) = (&entry.id, &entry.pushname) {
                         let name = name.clone();
-                        self.learn(jid, |c| c.push_name = Some(name));
+                        self.names.learn(jid, |c| c.push_name = Some(name));
                     }
                 }
             }
             _ => {}
         }
-    }
-
-    fn learn(&self, jid: &str, update: impl FnOnce(&mut Contact)) {
-        let mut names = self.names.lock().expect("names lock");
-        let contact = names.entry(jid.to_string()).or_insert_with(|| Contact {
-            jid: jid.to_string(),
-            push_name: None,
-            business_name: None,
-            full_name: None,
-        });
-        update(contact);
     }
 
     /// The client, if the device is connected.
@@ -858,7 +848,7 @@ impl DeviceSession for WhatsappDevice {
 
     async fn contact(&self, jid: &Jid) -> Result<Option<Contact>, Error> {
         self.client()?;
-        Ok(self.names.lock().expect("names lock").get(&jid.to_string()).cloned())
+        Ok(self.names.get(&jid.to_string()))
     }
 }
 
