@@ -612,13 +612,13 @@ where
         }
         // The host's limit, not the component's: no violation.
         DispatchError::Capacity(_) => {
-            let mut response = error(StatusCode::SERVICE_UNAVAILABLE, "CAPACITY", &failure.to_string());
+            let mut response = envelope.error(StatusCode::SERVICE_UNAVAILABLE, "CAPACITY", &failure.to_string());
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
             return response;
         }
     };
     reporter.violation(limit, &failure.to_string());
-    error(status, code, &failure.to_string())
+    envelope.error(status, code, &failure.to_string())
 }
 
 /// Reads a component file named by a route (`meta` is its metadata): a regular file of at

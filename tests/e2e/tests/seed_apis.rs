@@ -333,6 +333,13 @@ async fn contacts_api_rejects_bad_input_with_json_errors() {
         .await;
     assert_contacts_error(&post, 405, "METHOD_NOT_ALLOWED");
     assert_eq!(post.headers.get("allow").map(|v| v.to_str().unwrap()), Some("GET"), "RFC 9110 §15.5.6");
+
+    // The host's own errors for the component keep the contacts API's envelope too: with a
+    // memory cap below what the component starts with, it cannot be instantiated.
+    let limits = json!({"limits": {"memory_mib": 1}});
+    assert_eq!(gw.admin(reqwest::Method::PATCH, "/v1/tenants/acme", limits).await.status, 200);
+    let starved = gw.get("/contacts/profile?number=5511999999999", Some(ALICE)).await;
+    assert_contacts_error(&starved, 500, "COMPONENT_MEMORY_LIMIT");
 }
 
 /// A query string as form encoders write it (`URLSearchParams`, Python's `urlencode`): a
