@@ -220,6 +220,9 @@ limits! {
     /// Sustained requests per second without a valid API token (token bucket of `burst`
     /// requests; 0: no rate limit).
     anonymous_requests_per_second: u32 = 0, 0..=1_000_000;
+    /// Of those, sustained requests per second from one client address (IPv6: one /64), in a
+    /// token bucket of `burst` requests of its own; 0: no rate limit per client.
+    anonymous_requests_per_second_per_client: u32 = 0, 0..=1_000_000;
     /// How long WhatsApp lookups are cached, in seconds (0 disables the cache).
     cache_ttl_seconds: u64 = 30, 0..=86_400;
     /// Largest response body a component may send, in bytes; more is a 500.

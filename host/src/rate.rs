@@ -24,6 +24,13 @@ impl TokenBucket {
         TokenBucket { rate, capacity, state: Mutex::new(State { tokens: capacity, refilled: Instant::now() }) }
     }
 
+    /// Whether the bucket has refilled to its capacity: one that nobody drew from lately, which
+    /// can be forgotten and made again full without anyone noticing.
+    pub fn is_full(&self) -> bool {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.tokens + state.refilled.elapsed().as_secs_f64() * self.rate >= self.capacity
+    }
+
     /// Takes `amount` tokens if the bucket holds them; else takes nothing and answers how
     /// long until it would hold them (at most the capacity counts: more is never possible).
     pub fn take(&self, amount: f64) -> Result<(), Duration> {
@@ -53,5 +60,8 @@ mod tests {
         std::thread::sleep(wait);
         assert!(bucket.take(1.0).is_ok());
         assert!(bucket.take(2.5).is_err(), "nothing taken when there is not enough");
+        assert!(!bucket.is_full());
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(bucket.is_full());
     }
 }

@@ -49,7 +49,14 @@ pub struct Admission {
     users: Budget,
     anonymous: Budget,
     anonymous_per_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    /// Each client's rate of requests without a token, for at most [`RATED_CLIENTS`] clients.
+    anonymous_client_rates: Mutex<HashMap<IpAddr, TokenBucket>>,
 }
+
+/// Clients whose rate of requests without a token is followed at once. A client whose bucket
+/// is full again is forgotten when room is needed; when none is, a new client is held to the
+/// tenant's anonymous rate only, so that many addresses cannot lock new ones out.
+pub const RATED_CLIENTS: usize = 10_000;
 
 /// A rate, and concurrency limits: requests whose body is being read, and requests being
 /// served, each at most `concurrency`.
@@ -73,6 +80,18 @@ pub enum Refusal {
         limit: usize,
         /// Whether it is the budget of requests without a valid API token.
         anonymous: bool,
+    },
+    /// This client is over its rate of requests without a token.
+    #[error(
+        "this client is over its rate of {rate} requests per second without a valid API token on this tenant; \
+         retry in {} s, or send the API token",
+        retry_after.as_secs().max(1)
+    )]
+    ClientRate {
+        /// The sustained rate per client.
+        rate: u32,
+        /// When the client's next request would be admitted.
+        retry_after: Duration,
     },
     /// This client already has its maximum of requests without a token in flight.
     #[error(
@@ -105,7 +124,9 @@ impl Refusal {
     pub fn retry_after_seconds(&self) -> u64 {
         match self {
             Refusal::Concurrency { .. } | Refusal::Client(_) => 1,
-            Refusal::Rate { retry_after, .. } => retry_after.as_secs_f64().ceil().max(1.0) as u64,
+            Refusal::Rate { retry_after, .. } | Refusal::ClientRate { retry_after, .. } => {
+                retry_after.as_secs_f64().ceil().max(1.0) as u64
+            }
         }
     }
 }
@@ -185,6 +206,7 @@ impl Admission {
                 true,
             ),
             anonymous_per_client: Arc::default(),
+            anonymous_client_rates: Mutex::default(),
         }
     }
 
@@ -199,6 +221,7 @@ impl Admission {
                 l.anonymous_concurrent_requests,
                 l.anonymous_concurrent_per_client,
                 l.anonymous_requests_per_second,
+                l.anonymous_requests_per_second_per_client,
             )
         };
         admission(&self.limits) == admission(limits)
@@ -212,12 +235,33 @@ impl Admission {
             Caller::User => &self.users,
             Caller::Anonymous(_) => &self.anonymous,
         };
+        if let Caller::Anonymous(addr) = caller {
+            self.take_client_token(addr.key())?;
+        }
         budget.take_token()?;
         let client = match caller {
             Caller::User => None,
             Caller::Anonymous(addr) => Some(self.client_place(addr.key())?),
         };
         Ok(Ticket { budget, _reading: budget.slot(&budget.reading)?, client })
+    }
+
+    /// Charges one request to the rate of client `key`, if there is a rate per client.
+    fn take_client_token(&self, key: IpAddr) -> Result<(), Refusal> {
+        let rate = self.limits.anonymous_requests_per_second_per_client;
+        if rate == 0 {
+            return Ok(());
+        }
+        let mut rates = self.anonymous_client_rates.lock().unwrap_or_else(|p| p.into_inner());
+        if !rates.contains_key(&key) && rates.len() >= RATED_CLIENTS {
+            rates.retain(|_, bucket| !bucket.is_full());
+            if rates.len() >= RATED_CLIENTS {
+                return Ok(());
+            }
+        }
+        let bucket =
+            rates.entry(key).or_insert_with(|| TokenBucket::new(f64::from(rate), f64::from(self.limits.burst.max(1))));
+        bucket.take(1.0).map_err(|retry_after| Refusal::ClientRate { rate, retry_after })
     }
 
     fn client_place(&self, key: IpAddr) -> Result<ClientPlace, Refusal> {
@@ -350,5 +394,43 @@ mod tests {
             "2001:db8:1:2::".parse::<IpAddr>().unwrap()
         );
         assert_eq!(ClientAddr("::ffff:192.0.2.7".parse().unwrap()).key(), "192.0.2.7".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn one_client_is_held_to_its_own_rate() {
+        let limits = Limits {
+            anonymous_requests_per_second_per_client: 1,
+            burst: 3,
+            ..Limits::default()
+        };
+        let admission = Admission::new(limits);
+        for _ in 0..3 {
+            drop(admit(&admission, &stranger("198.51.100.1")).expect("within the client's burst"));
+        }
+        let refusal = admit(&admission, &stranger("198.51.100.1")).err().unwrap();
+        assert!(matches!(refusal, Refusal::ClientRate { rate: 1, .. }), "{refusal:?}");
+        assert_eq!(refusal.retry_after_seconds(), 1);
+        // Another client, and the tenant's users, are not held to that client's rate.
+        assert!(admit(&admission, &stranger("198.51.100.2")).is_ok());
+        assert!(admit(&admission, &Caller::User).is_ok());
+    }
+
+    #[test]
+    fn rated_clients_are_bounded_and_idle_ones_forgotten() {
+        let limits = Limits { anonymous_requests_per_second_per_client: 1, burst: 1, ..Limits::default() };
+        let admission = Admission::new(limits);
+        let address = |n: usize| stranger(&format!("10.{}.{}.{}", n >> 16, (n >> 8) & 255, n & 255));
+        for n in 0..RATED_CLIENTS {
+            drop(admit(&admission, &address(n)).unwrap());
+        }
+        // Every bucket is empty: a new client is held to the tenant's rate only, and not
+        // remembered.
+        assert!(admit(&admission, &address(RATED_CLIENTS)).is_ok());
+        assert_eq!(admission.anonymous_client_rates.lock().unwrap().len(), RATED_CLIENTS);
+        // A second later the buckets are full again, and the idle clients are forgotten.
+        std::thread::sleep(Duration::from_millis(1100));
+        drop(admit(&admission, &address(RATED_CLIENTS + 1)).unwrap());
+        assert_eq!(admission.anonymous_client_rates.lock().unwrap().len(), 1);
+        assert!(admit(&admission, &address(RATED_CLIENTS + 1)).is_err(), "its own rate applies");
     }
 }
