@@ -21,3 +21,68 @@ mod generated {
 }
 
 pub use generated::waedge::gateway::{auth, config, logging, types, whatsapp};
+
+use std::fmt;
+use std::str::FromStr;
+
+use types::DeviceState;
+
+impl DeviceState {
+    /// Every state, in the contract's order.
+    pub const ALL: [DeviceState; 7] = [
+        DeviceState::Unlinked,
+        DeviceState::Connecting,
+        DeviceState::Connected,
+        DeviceState::Disconnected,
+        DeviceState::LoggedOut,
+        DeviceState::Replaced,
+        DeviceState::Banned,
+    ];
+
+    /// The state's name in the contract (and in the store, the APIs and the metrics), e.g.
+    /// `logged-out`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceState::Unlinked => "unlinked",
+            DeviceState::Connecting => "connecting",
+            DeviceState::Connected => "connected",
+            DeviceState::Disconnected => "disconnected",
+            DeviceState::LoggedOut => "logged-out",
+            DeviceState::Replaced => "replaced",
+            DeviceState::Banned => "banned",
+        }
+    }
+}
+
+impl fmt::Display for DeviceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A name that is not a device state's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a device state")]
+pub struct UnknownDeviceState(pub String);
+
+impl FromStr for DeviceState {
+    type Err = UnknownDeviceState;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        DeviceState::ALL.into_iter().find(|state| state.name() == name).ok_or_else(|| UnknownDeviceState(name.into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_states_read_back_what_they_write() {
+        for state in DeviceState::ALL {
+            assert_eq!(state.to_string().parse(), Ok(state));
+        }
+        assert_eq!("logged-out".parse(), Ok(DeviceState::LoggedOut));
+        assert_eq!("LoggedOut".parse::<DeviceState>(), Err(UnknownDeviceState("LoggedOut".into())));
+    }
+}

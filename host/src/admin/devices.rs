@@ -14,8 +14,10 @@ use wasmtime_wasi_http::Error as BodyError;
 
 use super::link::{LinkState, first_news};
 use super::{Admin, Answer, Call, Failure, json, no_content, no_endpoint, respond};
-use crate::device::state_name;
+use crate::bindings::types::DeviceState;
+use crate::device::is_terminal;
 use crate::store::DeviceRecord;
+use crate::store::devices::recorded_state;
 
 /// How long `POST …/link` waits for the first QR code.
 const FIRST_CODE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -153,7 +155,7 @@ fn view(admin: &Admin, mut record: DeviceRecord) -> DeviceView {
     let tenants = admin.gateway.tenants();
     if let Some(session) = tenants.get(&record.tenant).and_then(|t| t.device(&record.id)) {
         let status = session.status();
-        record.state = state_name(status.state).to_string();
+        record.state = status.state.to_string();
         record.jid = status.jid;
         record.lid = status.lid;
         record.push_name = status.push_name;
@@ -168,7 +170,8 @@ async fn start_qr(admin: &Admin, tenant: &str, device: &str) -> Result<watch::Re
     if let Some(watch) = admin.links.in_progress(tenant, device) {
         return Ok(watch);
     }
-    if !matches!(current.record.state.as_str(), "unlinked" | "logged-out" | "replaced" | "banned") {
+    let state = recorded_state(&current.record);
+    if !(state == DeviceState::Unlinked || is_terminal(state)) {
         return Err(Failure::conflict(format!(
             "device `{device}` is {}: only an unlinked, logged-out, replaced or banned device can be linked; log it out first",
             current.record.state

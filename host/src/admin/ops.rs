@@ -7,7 +7,6 @@ use http::{Method, StatusCode};
 use serde_json::json;
 
 use super::{Admin, Answer, Call, json, no_endpoint, respond};
-use crate::device::state_name;
 
 /// The OpenAPI 3.1 document of the admin API and of the two built-in APIs.
 pub const OPENAPI: &str = include_str!("../../openapi.json");
@@ -28,7 +27,7 @@ pub async fn answer(admin: &Admin, call: &Call, name: &str) -> Answer {
             let mut devices: BTreeMap<&str, usize> = BTreeMap::new();
             for tenant in tenants.iter() {
                 for device in tenant.devices() {
-                    *devices.entry(state_name(device.status().state)).or_default() += 1;
+                    *devices.entry(device.status().state.name()).or_default() += 1;
                 }
             }
             // Stale: a stored change has not reached the gateway yet (it is being retried).
@@ -43,7 +42,7 @@ pub async fn answer(admin: &Admin, call: &Call, name: &str) -> Answer {
                 .flat_map(|tenant| {
                     tenant.devices().map(|device| {
                         let status = device.status();
-                        (tenant.id().to_string(), status.id, state_name(status.state))
+                        (tenant.id().to_string(), status.id, status.state.name())
                     })
                 })
                 .collect();

@@ -150,18 +150,5 @@ pub fn is_terminal(state: DeviceState) -> bool {
 
 /// The error for a query on a device whose session is not connected.
 pub fn not_connected(state: DeviceState) -> Error {
-    Error::DeviceNotConnected(state_name(state).to_string())
-}
-
-/// The WIT name of a device state, e.g. `"logged-out"`.
-pub fn state_name(state: DeviceState) -> &'static str {
-    match state {
-        DeviceState::Unlinked => "unlinked",
-        DeviceState::Connecting => "connecting",
-        DeviceState::Connected => "connected",
-        DeviceState::Disconnected => "disconnected",
-        DeviceState::LoggedOut => "logged-out",
-        DeviceState::Replaced => "replaced",
-        DeviceState::Banned => "banned",
-    }
+    Error::DeviceNotConnected(state.to_string())
 }

@@ -252,7 +252,7 @@ impl DeviceManager for WhatsappDevices {
         anyhow::ensure!(
             matches!(state, DeviceState::Replaced | DeviceState::Banned | DeviceState::Disconnected),
             "device {tenant}/{device} is {}: only a replaced, banned or disconnected device can be reconnected",
-            super::state_name(state)
+            state
         );
         session.restart().await;
         Ok(())
@@ -266,7 +266,7 @@ impl DeviceManager for WhatsappDevices {
         anyhow::ensure!(
             state == DeviceState::Connected,
             "device {tenant}/{device} is {}: only a connected device can be logged out (delete it to drop it anyway)",
-            super::state_name(state)
+            state
         );
         session.logout().await;
         Ok(())
@@ -513,7 +513,7 @@ impl WhatsappDevice {
                 link.is_none() && (previous == DeviceState::Unlinked || is_terminal(previous)),
                 "device {} is {}: only an unlinked, logged-out, replaced or banned device that is not being linked can be linked",
                 self.status().id,
-                if link.is_some() { "being linked" } else { super::state_name(previous) },
+                if link.is_some() { "being linked" } else { previous.name() },
             );
             *link = Some(sender);
             previous
@@ -583,7 +583,7 @@ impl WhatsappDevice {
             self.settle(state).await;
         }
         self.set_state(state);
-        self.finish_link(LinkEvent::Failed { reason: format!("the device is {}", super::state_name(state)) });
+        self.finish_link(LinkEvent::Failed { reason: format!("the device is {}", state) });
     }
 
     /// Records the terminal `state` before anyone can see it: once the device shows it, a
@@ -593,7 +593,7 @@ impl WhatsappDevice {
         let mut settled = self.status();
         settled.state = state;
         if let Err(e) = observer.settled(&self.tenant, &settled).await {
-            tracing::error!(device = settled.id, "recording that the device is {}: {e:#}", super::state_name(state));
+            tracing::error!(device = settled.id, "recording that the device is {}: {e:#}", state);
         }
     }
 

@@ -18,7 +18,7 @@ use tokio::sync::{Notify, watch};
 
 use super::{Store, StoreError, check_identifier, conflict_on_unique, now, tenants};
 use crate::bindings::types::{DeviceState, DeviceStatus};
-use crate::device::{StatusObserver, state_name};
+use crate::device::StatusObserver;
 
 /// A device as stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -81,7 +81,7 @@ impl Store {
                  WHERE tenant_id = ?1 AND id = ?2",
             )?;
             for (tenant, status) in changes {
-                let state = state_name(status.state);
+                let state = status.state.name();
                 update.execute(params![tenant, status.id, state, status.jid, status.lid, status.push_name, now()])?;
             }
             Ok(())
@@ -225,17 +225,7 @@ async fn record_statuses(store: Store, queue: Arc<StatusQueue>, recorded: watch:
 
 /// The state a device was last recorded in, parsed back; unknown names read as unlinked.
 pub fn recorded_state(record: &DeviceRecord) -> DeviceState {
-    [
-        DeviceState::Connecting,
-        DeviceState::Connected,
-        DeviceState::Disconnected,
-        DeviceState::LoggedOut,
-        DeviceState::Replaced,
-        DeviceState::Banned,
-    ]
-    .into_iter()
-    .find(|state| state_name(*state) == record.state)
-    .unwrap_or(DeviceState::Unlinked)
+    record.state.parse().unwrap_or(DeviceState::Unlinked)
 }
 
 pub(super) fn list(conn: &Connection, tenant: &str) -> Result<Vec<DeviceRecord>, StoreError> {

@@ -183,8 +183,14 @@ mod tests {
                 lookups.spawn(async move { resolver.lookup(&tenant, &format!("n{n}.t{t}.test"), until).await });
             }
         }
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        let queried: HashSet<String> = names.lock().unwrap().iter().cloned().collect();
+        // Until every tenant's 64 have reached the server, or shortly before the lookups end.
+        let queried = loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let queried: HashSet<String> = names.lock().unwrap().iter().cloned().collect();
+            if queried.len() >= 5 * TENANT_LOOKUPS || Instant::now() + Duration::from_millis(500) >= until {
+                break queried;
+            }
+        };
         for t in 0..5 {
             let of_tenant = queried.iter().filter(|name| name.ends_with(&format!(".t{t}.test"))).count();
             assert_eq!(of_tenant, TENANT_LOOKUPS, "tenant t{t}'s lookups in flight");
