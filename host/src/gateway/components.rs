@@ -1,0 +1,150 @@
+//! The component registry: the built-ins, component files and deployed versions the routes
+//! name, compiled once and kept in [`Parts`] across reloads.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Request, header};
+use http_body_util::{BodyExt, Full};
+
+use crate::runtime::{ComponentError, HandlerComponent, builtin};
+use crate::store::Store;
+use crate::tenancy::admission::Caller;
+
+use super::request::serve;
+use super::{Gateway, Parts};
+
+impl Parts {
+    /// The component compiled under `key`; compiled now by `compile` (named `name`, from what
+    /// `bytes` reads) if it is not yet.
+    fn compiled(
+        &mut self,
+        compile: impl FnOnce(&str, &[u8]) -> Result<HandlerComponent, ComponentError>,
+        key: String,
+        name: &str,
+        bytes: impl FnOnce() -> anyhow::Result<Vec<u8>>,
+    ) -> anyhow::Result<Arc<HandlerComponent>> {
+        if let Some(component) = self.components.get(&key) {
+            return Ok(component.clone());
+        }
+        let component = Arc::new(compile(name, &bytes()?)?);
+        self.components.insert(key, component.clone());
+        Ok(component)
+    }
+}
+
+impl Gateway {
+    /// Checks that `name` names a component that loads: `builtin:NAME` or a readable file
+    /// holding a component for the `handler` world. Compiles it if it is new.
+    pub fn check_component(&self, name: &str) -> anyhow::Result<()> {
+        let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        self.component_in(&mut parts, name).map(drop)
+    }
+
+    /// Validates and compiles version `sha256` of `tenant`'s component `name`, ready for the
+    /// reload that activates it. CPU-heavy: call it off the async workers.
+    pub fn prepare_component(&self, tenant: &str, name: &str, sha256: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        let key = deployed_key(tenant, name, sha256);
+        if self.parts.lock().unwrap_or_else(|p| p.into_inner()).components.contains_key(&key) {
+            return Ok(());
+        }
+        // Compiled without the lock: a reload (a token revocation, say) does not wait for it.
+        let component = Arc::new(self.runtime.compile_deployed(&deployed_name(tenant, name, sha256), bytes)?);
+        let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        // Kept through the reloads that may run before the deploy has stored the version.
+        parts.prepared.insert(key.clone(), Instant::now());
+        parts.components.entry(key).or_insert(component);
+        Ok(())
+    }
+
+    /// Sends `GET path` through version `sha256` of `tenant`'s component `name` (prepared,
+    /// not necessarily active) as a smoke test; returns the status and the start of the body.
+    pub async fn smoke(&self, tenant: &str, name: &str, sha256: &str, path: &str) -> anyhow::Result<(u16, String)> {
+        let tenants = self.tenants();
+        let tenant = tenants.get(tenant).ok_or_else(|| anyhow::anyhow!("tenant `{tenant}` does not exist"))?.clone();
+        let key = deployed_key(tenant.id(), name, sha256);
+        let (component, share) = {
+            let parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+            (parts.components.get(&key).cloned(), parts.shares.get(tenant.id()).cloned())
+        };
+        let component = component.ok_or_else(|| anyhow::anyhow!("version {sha256} of `{name}` is not prepared"))?;
+        let share = share.ok_or_else(|| anyhow::anyhow!("tenant `{}` is not loaded yet", tenant.id()))?;
+        let instances = Arc::new(self.runtime.pool(component, *tenant.limits(), share));
+        let request = Request::get(path).header(header::HOST, "localhost").body(Full::new(Bytes::new()))?;
+        let response =
+            serve(&tenant, &instances, &self.metrics, &self.outbound, Caller::User, Instant::now(), request).await;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let start = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+        Ok((status, start))
+    }
+
+    pub(super) fn deployed_in(
+        &self,
+        parts: &mut Parts,
+        store: &Store,
+        tenant: &str,
+        name: &str,
+        sha256: &str,
+    ) -> anyhow::Result<Arc<HandlerComponent>> {
+        let key = deployed_key(tenant, name, sha256);
+        let display = deployed_name(tenant, name, sha256);
+        let compile = |name: &str, bytes: &[u8]| self.runtime.compile_deployed(name, bytes);
+        parts.compiled(compile, key, &display, || Ok(store.component_bytes(tenant, name, sha256)?))
+    }
+
+    pub(super) fn component_in(&self, parts: &mut Parts, name: &str) -> anyhow::Result<Arc<HandlerComponent>> {
+        match name.strip_prefix("builtin:") {
+            Some(builtin) => parts.compiled(
+                |name, bytes| self.runtime.compile(name, bytes),
+                name.to_string(),
+                name,
+                || {
+                    builtin::get(builtin).map(<[u8]>::to_vec).ok_or_else(|| {
+                        let known: Vec<_> = builtin::names().map(|n| format!("builtin:{n}")).collect();
+                        anyhow::anyhow!("unknown component `{name}`; built-ins are {}", known.join(", "))
+                    })
+                },
+            ),
+            None => {
+                // A file is known by its path, modification time and size, so an edited file
+                // is compiled again at the next reload.
+                let meta = std::fs::metadata(name).map_err(|e| anyhow::anyhow!("cannot read component {name}: {e}"))?;
+                let modified = meta.modified().map_err(|e| anyhow::anyhow!("cannot read component {name}: {e}"))?;
+                let key = format!("file:{name}@{modified:?}+{}", meta.len());
+                // Named by its file name only: the name is in a response header, and a server
+                // path is nobody's business outside.
+                let file_name = std::path::Path::new(name).file_name().unwrap_or_default().to_string_lossy();
+                let display = format!("file:{file_name}");
+                parts.compiled(
+                    |name, bytes| self.runtime.compile(name, bytes),
+                    key,
+                    &display,
+                    || read_component_file(name, &meta),
+                )
+            }
+        }
+    }
+}
+
+/// Reads a component file named by a route (`meta` is its metadata): a regular file of at
+/// most the deploy size limit.
+fn read_component_file(path: &str, meta: &std::fs::Metadata) -> anyhow::Result<Vec<u8>> {
+    let limit = crate::admin::components::MAX_COMPONENT as u64;
+    anyhow::ensure!(meta.is_file(), "component {path} is not a regular file");
+    anyhow::ensure!(meta.len() <= limit, "component {path} is larger than {limit} bytes");
+    std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read component {path}: {e}"))
+}
+
+/// The key a deployed version is compiled under: `TENANT/NAME@` and its whole hash, so two
+/// versions are never taken for one another.
+pub(super) fn deployed_key(tenant: &str, name: &str, sha256: &str) -> String {
+    format!("{tenant}/{name}@{sha256}")
+}
+
+/// The name a deployed version is logged and measured under: `TENANT/NAME@` and the first 12
+/// hex digits of its hash (a display name only: [`deployed_key`] tells versions apart).
+pub(super) fn deployed_name(tenant: &str, name: &str, sha256: &str) -> String {
+    format!("{tenant}/{name}@{}", &sha256[..sha256.len().min(12)])
+}

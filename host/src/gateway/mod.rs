@@ -1,0 +1,303 @@
+//! The gateway: tenants, their components and device sessions, and the handling of one
+//! HTTP request from tenant selection to the component's response.
+//!
+//! The gateway serves from an immutable [`Tenants`] value behind an [`ArcSwap`]; after every
+//! change to the [store](crate::store), [`Gateway::reload`] builds a new one and swaps it in.
+//! Requests in flight keep the value they started with; finding the tenant and component
+//! takes no lock.
+//! What must outlive a rebuild — compiled components, each tenant's warm instances of them,
+//! device sessions and their caches, each tenant's admission state — is kept in [`Parts`] and
+//! reused.
+//!
+//! - [`request`]: one request, from tenant selection through admission to the component's
+//!   answer (or the host's error, in the [`envelope`] of the API the request is for);
+//! - [`components`]: the component registry — compiling, preparing and smoke-testing the
+//!   built-ins, component files and deployed versions the routes name;
+//! - this module: the gateway itself and the reconciler that rebuilds the tenants from the
+//!   store, carrying over what must outlive a rebuild.
+
+mod components;
+mod envelope;
+mod request;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use crate::capability::logging::tenant_log_rate;
+use crate::capability::outbound::Outbound;
+use crate::config::Limits;
+use crate::device::cache::Cached;
+use crate::device::{DeviceManager, DeviceSession};
+use crate::metrics::Metrics;
+use crate::runtime::capacity::Share;
+use crate::runtime::cpu::CpuUse;
+use crate::runtime::pool::InstancePool;
+use crate::runtime::{HandlerComponent, Runtime};
+use crate::store::devices::recorded_state;
+use crate::store::{Snapshot, Store, StoreError};
+use crate::tenancy::admission::Admission;
+use crate::tenancy::{Route, Tenant, Tenants};
+
+pub use envelope::{error, json_response};
+
+use components::{deployed_key, deployed_name};
+
+/// The response header naming the component (and, for a tenant's own component, the
+/// version) that served the request: `builtin:devices-api`, `acme/hmac-auth@1a2b3c4d5e6f`.
+pub const COMPONENT_HEADER: &str = "x-waedge-component";
+
+/// The response body type of every gateway response.
+pub type ResponseBody = HyperOutgoingBody;
+
+/// Everything needed to serve requests.
+pub struct Gateway {
+    runtime: Runtime,
+    devices: Arc<dyn DeviceManager>,
+    defaults: Limits,
+    default_tenant: Option<String>,
+    metrics: Arc<Metrics>,
+    outbound: Arc<Outbound>,
+    tenants: ArcSwap<Tenants>,
+    parts: Mutex<Parts>,
+}
+
+/// What a rebuild of the tenants reuses.
+#[derive(Default)]
+struct Parts {
+    /// Compiled components: built-ins by name, files by path and stamp, deployed versions by
+    /// [`deployed_key`](components::deployed_key).
+    components: HashMap<String, Arc<HandlerComponent>>,
+    /// Device sessions by (tenant, device): the session and the cached view requests use.
+    sessions: HashMap<(String, String), Session>,
+    /// Admission state by tenant.
+    admissions: HashMap<String, Arc<Admission>>,
+    /// Instance pools by tenant.
+    pools: HashMap<String, Vec<Arc<InstancePool>>>,
+    /// Each tenant's share of the pooling allocator.
+    shares: HashMap<String, Arc<Share>>,
+    /// Deployed versions compiled by [`Gateway::prepare_component`] and when: kept through
+    /// reloads for [`PREPARED_FOR`], the time a deploy takes to store them.
+    prepared: HashMap<String, Instant>,
+}
+
+/// How long a version compiled for a deploy stays compiled before the store holds it.
+const PREPARED_FOR: Duration = Duration::from_secs(600);
+
+/// A device's session and the (cached) view of it requests use.
+struct Session {
+    raw: Arc<dyn DeviceSession>,
+    ttl: Duration,
+    served: Arc<dyn DeviceSession>,
+}
+
+impl Gateway {
+    /// A gateway with no tenant yet: [`reload`](Gateway::reload) gives it the store's.
+    /// `defaults` are the limits of tenants that set none; `default_tenant` serves requests
+    /// matching no host name and no token.
+    pub fn new(
+        runtime: Runtime,
+        devices: Arc<dyn DeviceManager>,
+        defaults: Limits,
+        default_tenant: Option<String>,
+    ) -> Gateway {
+        Gateway {
+            runtime,
+            devices,
+            defaults,
+            default_tenant,
+            metrics: Arc::new(Metrics::default()),
+            outbound: Arc::new(Outbound::system()),
+            tenants: ArcSwap::from_pointee(Tenants::default()),
+            parts: Mutex::new(Parts::default()),
+        }
+    }
+
+    /// The gateway with components' outbound HTTP sent through `outbound` (else the system's
+    /// resolver is used).
+    pub fn with_outbound(mut self, outbound: Outbound) -> Gateway {
+        self.outbound = Arc::new(outbound);
+        self
+    }
+
+    /// Rebuilds the tenants from the store and swaps them in. Opens the sessions of new
+    /// devices and compiles new components (CPU-heavy: call it off the async workers, e.g.
+    /// in [`Store::run`]). A route whose component cannot be loaded is left out; the
+    /// returned list says which and why.
+    pub fn reload(&self, store: &Store) -> Result<Vec<String>, StoreError> {
+        let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        let snapshot = store.snapshot()?;
+        Ok(self.load(&mut parts, &snapshot, store))
+    }
+
+    fn load(&self, parts: &mut Parts, snapshot: &Snapshot, store: &Store) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut tenants = Vec::new();
+        let mut live_sessions = HashMap::new();
+        let mut live_admissions = HashMap::new();
+        let mut live_pools = HashMap::new();
+        let mut live_shares = HashMap::new();
+        let mut live_components: Vec<Arc<HandlerComponent>> = Vec::new();
+        for state in &snapshot.tenants {
+            let tenant_id = &state.tenant.id;
+            let limits = state.tenant.limits.apply(self.defaults);
+            let mut old_pools = parts.pools.remove(tenant_id).unwrap_or_default();
+            let share = parts
+                .shares
+                .remove(tenant_id)
+                .unwrap_or_else(|| Share::new(0, limits.cpu_millicores, tenant_log_rate()));
+            share.cpu().set_millicores(limits.cpu_millicores);
+            let mut pools: Vec<Arc<InstancePool>> = Vec::new();
+            let mut routes = Vec::new();
+            for route in &state.routes {
+                let component = match route.component.strip_prefix("component:") {
+                    Some(name) => match state.components.iter().find(|c| c.name == name && c.active) {
+                        Some(active) => self.deployed_in(parts, store, tenant_id, name, &active.sha256),
+                        None => Err(anyhow::anyhow!("component `{name}` has no active version: deploy it")),
+                    },
+                    None => self.component_in(parts, &route.component),
+                };
+                match component {
+                    Ok(component) => {
+                        live_components.push(component.clone());
+                        let pool = self.pool_for(&mut pools, &mut old_pools, component, limits, &share);
+                        routes.push(Route::new(&route.prefix, pool));
+                    }
+                    Err(e) => {
+                        problems.push(format!("tenant `{tenant_id}`, route `{}`: {e:#}", route.prefix));
+                        routes.push(Route::unavailable(&route.prefix, &route.component));
+                    }
+                }
+            }
+            let ttl = Duration::from_secs(limits.cache_ttl_seconds);
+            let mut devices = BTreeMap::new();
+            for device in &state.devices {
+                let key = (tenant_id.clone(), device.id.clone());
+                let session = match parts.sessions.remove(&key) {
+                    Some(session) if session.ttl == ttl => session,
+                    Some(session) => self.serve_session(session.raw, ttl),
+                    None => self.serve_session(self.devices.open(tenant_id, &device.id, recorded_state(device)), ttl),
+                };
+                devices.insert(device.id.clone(), session.served.clone());
+                live_sessions.insert(key, session);
+            }
+            let admission = match parts.admissions.remove(tenant_id) {
+                Some(admission) if admission.enforces(&limits) => admission,
+                _ => Arc::new(Admission::new(limits)),
+            };
+            live_admissions.insert(tenant_id.clone(), admission.clone());
+            live_pools.insert(tenant_id.clone(), pools);
+            live_shares.insert(tenant_id.clone(), share);
+            let tenant = Tenant::new(state, limits, devices, routes, admission);
+            tenants.push((tenant, state.tenant.hosts.clone()));
+        }
+        parts.sessions = live_sessions;
+        parts.admissions = live_admissions;
+        parts.pools = live_pools;
+        let share_size = self.runtime.share_size(live_shares.len());
+        live_shares.values().for_each(|share| share.resize(share_size));
+        parts.shares = live_shares;
+        // Compiled versions still in the store stay compiled, so a rollback is only a swap;
+        // anything else no route serves is dropped.
+        let stored: std::collections::HashSet<String> = snapshot
+            .tenants
+            .iter()
+            .flat_map(|t| t.components.iter().map(|v| deployed_key(&t.tenant.id, &v.name, &v.sha256)))
+            .collect();
+        parts.prepared.retain(|key, at| !stored.contains(key) && at.elapsed() < PREPARED_FOR);
+        let prepared = &parts.prepared;
+        parts.components.retain(|key, component| {
+            stored.contains(key)
+                || prepared.contains_key(key)
+                || live_components.iter().any(|live| Arc::ptr_eq(live, component))
+        });
+        // So are their artefacts on disk, and those of every other stored version.
+        let mut used: std::collections::HashSet<&str> =
+            snapshot.tenants.iter().flat_map(|t| t.components.iter().map(|v| v.sha256.as_str())).collect();
+        used.extend(parts.components.values().map(|component| component.sha256()));
+        self.runtime.retain_cached(&used);
+        // Metrics keep the series of what is served or stored, nothing of what is gone.
+        let mut kept: HashMap<&str, std::collections::HashSet<String>> = HashMap::new();
+        for state in &snapshot.tenants {
+            let id = state.tenant.id.as_str();
+            let names = state.components.iter().map(|v| deployed_name(id, &v.name, &v.sha256));
+            kept.entry(id).or_default().extend(names);
+        }
+        for (tenant, _) in &tenants {
+            let served = tenant.routes().iter().map(|route| match route.instances() {
+                Ok(instances) => instances.component().name().to_string(),
+                Err(component) => component.to_string(),
+            });
+            kept.entry(tenant.id()).or_default().extend(served);
+        }
+        let anywhere: std::collections::HashSet<&String> = kept.values().flatten().collect();
+        self.metrics.retire(|tenant, component| match tenant {
+            "" => anywhere.contains(&component.to_string()),
+            tenant => kept.get(tenant).is_some_and(|names| names.contains(component)),
+        });
+        self.tenants.store(Arc::new(Tenants::new(tenants, self.default_tenant.as_deref())));
+        problems
+    }
+
+    /// The tenant's instances of `component` under `limits`: the pool another of its routes
+    /// already uses, else the one it had before the reload (warm instances survive a reload
+    /// unless the component or the limits they were made under changed), else a new one.
+    fn pool_for(
+        &self,
+        pools: &mut Vec<Arc<InstancePool>>,
+        old_pools: &mut Vec<Arc<InstancePool>>,
+        component: Arc<HandlerComponent>,
+        limits: Limits,
+        share: &Arc<Share>,
+    ) -> Arc<InstancePool> {
+        let reusable = |pool: &Arc<InstancePool>| Arc::ptr_eq(pool.component(), &component) && *pool.limits() == limits;
+        if let Some(pool) = pools.iter().find(|pool| reusable(pool)) {
+            return pool.clone();
+        }
+        let pool = match old_pools.iter().position(reusable) {
+            Some(at) => old_pools.swap_remove(at),
+            None => Arc::new(self.runtime.pool(component, limits, share.clone())),
+        };
+        pools.push(pool.clone());
+        pool
+    }
+
+    fn serve_session(&self, raw: Arc<dyn DeviceSession>, ttl: Duration) -> Session {
+        let served: Arc<dyn DeviceSession> =
+            if ttl.is_zero() { raw.clone() } else { Arc::new(Cached::new(raw.clone(), ttl, self.metrics.clone())) };
+        Session { raw, ttl, served }
+    }
+
+    /// Retires the warm instances that have been idle for longer than
+    /// [`IDLE_TIMEOUT`](crate::runtime::pool::IDLE_TIMEOUT), returning their memory. Call it
+    /// periodically.
+    pub fn retire_idle_instances(&self) {
+        for tenant in self.tenants().iter() {
+            tenant.routes().iter().filter_map(|route| route.instances().ok()).for_each(|pool| pool.retire_idle());
+        }
+    }
+
+    /// The tenants being served now.
+    pub fn tenants(&self) -> Arc<Tenants> {
+        self.tenants.load_full()
+    }
+
+    /// The device sessions' manager.
+    pub fn devices(&self) -> &Arc<dyn DeviceManager> {
+        &self.devices
+    }
+
+    /// The request metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// What each loaded tenant's guests have used of its CPU budget.
+    pub fn cpu_use(&self) -> Vec<(String, CpuUse)> {
+        let parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        parts.shares.iter().map(|(tenant, share)| (tenant.clone(), share.cpu().used())).collect()
+    }
+}

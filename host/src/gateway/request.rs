@@ -1,0 +1,241 @@
+//! One request: the tenant (host name, token, default), the route, admission, the body read
+//! under the deadline, and the component's answer or the host's error.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body;
+
+use crate::capability::Capabilities;
+use crate::capability::logging::ComponentLog;
+use crate::capability::outbound::{Outbound, OutboundPolicy};
+use crate::metrics::{Metrics, Served};
+use crate::runtime::dispatch::{DispatchError, dispatch};
+use crate::runtime::pool::InstancePool;
+use crate::runtime::violation::Reporter;
+use crate::server::connections::BodyError;
+use crate::tenancy::admission::{Caller, ClientAddr, Refusal};
+use crate::tenancy::{Tenant, Tenants};
+use crate::token::{self, TokenHash};
+
+use super::envelope::Envelope;
+use super::{COMPONENT_HEADER, Gateway, ResponseBody};
+
+impl Gateway {
+    /// Serves one request. Never fails: every problem becomes a JSON error response.
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<ResponseBody>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let started = Instant::now();
+        let method = request.method().clone();
+        let path = request.uri().path().to_string();
+        let tenants = self.tenants();
+        let (response, served) = route(&tenants, &self.metrics, &self.outbound, request).await;
+        let status = response.status().as_u16();
+        let elapsed = started.elapsed();
+        tracing::info!(
+            target: "waedge::access",
+            %method, path, tenant = served.tenant, component = served.component, status,
+            micros = elapsed.as_micros() as u64,
+        );
+        self.metrics.request(&served, status, elapsed);
+        response
+    }
+}
+
+async fn route<B>(
+    tenants: &Tenants,
+    metrics: &Arc<Metrics>,
+    outbound: &Arc<Outbound>,
+    request: Request<B>,
+) -> (Response<ResponseBody>, Served)
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let arrived = Instant::now();
+    let mut served = Served { tenant: "-".into(), route: "-".into(), component: "-".into() };
+    let path = request.uri().path();
+    // HTTP/1.1 names the host in `Host`, HTTP/2 in the URI's authority.
+    let Some(authority) = authority(&request) else {
+        let message = "the request has no valid Host header: send the host name the gateway is reached by";
+        return (Envelope::of_path(path).error(StatusCode::BAD_REQUEST, "BAD_REQUEST", message), served);
+    };
+    let headers = request.headers();
+    let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(token::bearer);
+    let token = bearer.map(TokenHash::of);
+    let Some(tenant) = tenants.select(Some(authority.host()), token.as_ref()) else {
+        return (unauthorized(Envelope::of_path(path), token.is_some()), served);
+    };
+    served.tenant = tenant.id().to_string();
+    let Some(route) = tenant.route(path) else {
+        let message = format!("no route for `{path}` on this tenant");
+        return (Envelope::of_path(path).error(StatusCode::NOT_FOUND, "NO_ROUTE", &message), served);
+    };
+    served.route = route.prefix().to_string();
+    let instances = match route.instances() {
+        Ok(instances) => instances,
+        Err(component) => {
+            served.component = component.to_string();
+            let message =
+                "the component serving this path cannot be loaded; the operator can see why in the gateway's log";
+            let envelope = Envelope::of_component(component);
+            return (envelope.error(StatusCode::SERVICE_UNAVAILABLE, "COMPONENT_UNAVAILABLE", message), served);
+        }
+    };
+    served.component = instances.component().name().to_string();
+    let caller = match token.as_ref().and_then(|token| tenant.user_by_token(token)) {
+        Some(_) => Caller::User,
+        None => {
+            let client = request.extensions().get::<ClientAddr>().copied();
+            Caller::Anonymous(client.unwrap_or(ClientAddr(std::net::Ipv6Addr::UNSPECIFIED.into())))
+        }
+    };
+    (serve(tenant, instances, metrics, outbound, caller, arrived, request).await, served)
+}
+
+/// The request's authority: its `Host` header, or the authority of its URI (HTTP/2), if it
+/// is a valid one.
+fn authority<B>(request: &Request<B>) -> Option<http::uri::Authority> {
+    match request.headers().get(header::HOST) {
+        Some(host) => host.to_str().ok()?.parse().ok(),
+        None => request.uri().authority().cloned(),
+    }
+}
+
+/// 401 for a request no tenant serves: its token is missing (`known_token` false) or unknown.
+fn unauthorized(envelope: Envelope, sent_token: bool) -> Response<ResponseBody> {
+    let (message, challenge) = if sent_token {
+        (
+            "the API token is not valid (revoked, or never issued): ask the operator for a new one",
+            "Bearer error=\"invalid_token\"",
+        )
+    } else {
+        ("this API needs an API token: send `Authorization: Bearer <token>`", "Bearer")
+    };
+    let mut response = envelope.error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message);
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    response
+}
+
+pub(super) async fn serve<B>(
+    tenant: &Arc<Tenant>,
+    instances: &Arc<InstancePool>,
+    metrics: &Arc<Metrics>,
+    outbound: &Arc<Outbound>,
+    caller: Caller,
+    arrived: Instant,
+    request: Request<B>,
+) -> Response<ResponseBody>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let limits = *instances.limits();
+    let component = instances.component();
+    let envelope = Envelope::of_component(component.name());
+    let too_many = |refusal: Refusal| {
+        let mut response = envelope.error(StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS", &refusal.to_string());
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(refusal.retry_after_seconds()));
+        response
+    };
+    // The rate and a place among the bodies being read are taken first (cheap); the body is
+    // read under the request's deadline; only then is a place among the requests being served
+    // held, so a slow upload never holds one.
+    let ticket = match tenant.admission().admit(&caller) {
+        Ok(ticket) => ticket,
+        Err(refusal) => return too_many(refusal),
+    };
+    let deadline = arrived + Duration::from_millis(limits.request_timeout_ms);
+    let (parts, body) = request.into_parts();
+    let body =
+        match tokio::time::timeout_at(deadline.into(), Limited::new(body, limits.max_request_body_bytes).collect())
+            .await
+        {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                let message = format!("request body is larger than {} bytes", limits.max_request_body_bytes);
+                return envelope.error(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", &message);
+            }
+            Ok(Err(e)) if !matches!(e.downcast_ref::<BodyError>(), Some(BodyError::TimedOut(_))) => {
+                return envelope.error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "the request body could not be read");
+            }
+            Ok(Err(_)) | Err(_) => {
+                let message = "the request body did not arrive in time; send it at once";
+                return envelope.error(StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT", message);
+            }
+        };
+    let permit = match ticket.hold() {
+        Ok(permit) => permit,
+        Err(refusal) => return too_many(refusal),
+    };
+    let reporter = Reporter::new(tenant.id(), component.name().clone(), metrics.clone());
+    let log_rate = instances.share().log_rate().clone();
+    let log = ComponentLog::new(tenant.id(), component.name().clone(), log_rate, reporter.clone());
+    let capabilities = Capabilities { tenant: tenant.clone(), deadline, log };
+    let outbound = OutboundPolicy::new(
+        outbound.clone(),
+        tenant.outbound_hosts().clone(),
+        tenant.outbound_private_hosts().clone(),
+        limits.max_outbound_requests,
+        reporter.clone(),
+        deadline,
+    );
+    #[cfg(feature = "bench")]
+    if parts.uri.path().starts_with(crate::bench::PREFIX) {
+        let mut capabilities = capabilities;
+        let mut response = crate::bench::serve(&mut capabilities, &parts).await;
+        response.headers_mut().insert(COMPONENT_HEADER, HeaderValue::from_static("native"));
+        drop(permit);
+        return response;
+    }
+    let request = Request::from_parts(parts, Full::new(body));
+    let anonymous = matches!(caller, Caller::Anonymous(_));
+    let dispatched = match instances.share().take(anonymous) {
+        Ok(slot) => {
+            dispatch(instances, slot, capabilities, outbound, metrics, request, limits.max_response_body_bytes).await
+        }
+        Err(in_use) => Err(DispatchError::Capacity(in_use.to_string())),
+    };
+    let failure = match dispatched {
+        Ok(response) => {
+            let (mut parts, body) = response.into_parts();
+            if let Ok(name) = HeaderValue::from_str(component.name()) {
+                parts.headers.insert(COMPONENT_HEADER, name);
+            }
+            drop(permit);
+            return Response::from_parts(parts, Full::new(body).map_err(|never| match never {}).boxed_unsync());
+        }
+        Err(failure) => failure,
+    };
+    let (status, code, limit) = match failure {
+        DispatchError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "COMPONENT_TIMEOUT", "request_timeout_ms"),
+        DispatchError::MemoryLimit => (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_MEMORY_LIMIT", "memory_mib"),
+        DispatchError::ResourceLimit | DispatchError::FieldsTooLarge => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_RESOURCE_LIMIT", "host_resources")
+        }
+        DispatchError::InstanceLimit => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_INSTANCE_LIMIT", "max_instances")
+        }
+        DispatchError::TableLimit => (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_TABLE_LIMIT", "max_tables"),
+        DispatchError::ResponseTooLarge(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_RESPONSE_TOO_LARGE", "max_response_body_bytes")
+        }
+        DispatchError::Trap(_) | DispatchError::NoResponse | DispatchError::Refused(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_FAILED", "trap")
+        }
+        // The host's limit, not the component's: no violation.
+        DispatchError::Capacity(_) => {
+            let mut response = envelope.error(StatusCode::SERVICE_UNAVAILABLE, "CAPACITY", &failure.to_string());
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
+            return response;
+        }
+    };
+    reporter.violation(limit, &failure.to_string());
+    envelope.error(status, code, &failure.to_string())
+}
