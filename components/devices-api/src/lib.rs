@@ -33,6 +33,7 @@ struct Envelope {
 /// What an endpoint answers.
 #[derive(Serialize)]
 #[serde(untagged)]
+#[allow(clippy::large_enum_variant, reason = "one value per request, moved once: a box would only add an allocation")]
 enum Data {
     Profile(profile::Profile),
     Groups(Groups),

@@ -219,7 +219,7 @@ mod tests {
     async fn a_body_that_does_not_arrive_in_time_fails() {
         let (_sender, body) = http_body_util::channel::Channel::<Bytes, std::io::Error>::new(1);
         let timed = TimedBody::new(body, Duration::from_millis(50));
-        let error = timed.collect().await.err().expect("a timeout");
+        let error = timed.collect().await.expect_err("a timeout");
         assert!(matches!(error, BodyError::TimedOut(_)), "{error}");
     }
 

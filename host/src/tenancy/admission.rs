@@ -398,11 +398,7 @@ mod tests {
 
     #[test]
     fn one_client_is_held_to_its_own_rate() {
-        let limits = Limits {
-            anonymous_requests_per_second_per_client: 1,
-            burst: 3,
-            ..Limits::default()
-        };
+        let limits = Limits { anonymous_requests_per_second_per_client: 1, burst: 3, ..Limits::default() };
         let admission = Admission::new(limits);
         for _ in 0..3 {
             drop(admit(&admission, &stranger("198.51.100.1")).expect("within the client's burst"));

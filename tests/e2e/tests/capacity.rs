@@ -140,7 +140,7 @@ async fn unsent_bodies_hold_little_host_memory() {
         assert_eq!(answer.status, 200, "{answer:?}");
         let json: serde_json::Value = serde_json::from_str(&answer.text).unwrap();
         let taken = json["taken"].as_u64().unwrap();
-        assert!(taken <= 200 * 16 << 10, "the host buffered {taken} bytes of unsent bodies");
+        assert!(taken <= (200 * 16) << 10, "the host buffered {taken} bytes of unsent bodies");
     }
     let (_, peak) = memory();
     let grown = peak.saturating_sub(before);
