@@ -78,16 +78,22 @@ fn guest_crates(dir: &Path) -> Vec<String> {
     let mut guests: Vec<String> = fs::read_dir(dir)
         .unwrap_or_else(|e| fail(&format!("reading {}: {e}", dir.display())))
         .filter_map(|entry| {
-            let manifest = fs::read_to_string(entry.ok()?.path().join("Cargo.toml")).ok()?;
-            manifest.contains("\"cdylib\"").then(|| package_name(&manifest))?
+            let path = entry.ok()?.path().join("Cargo.toml");
+            let manifest = fs::read_to_string(&path).ok()?;
+            let manifest: toml::Table =
+                toml::from_str(&manifest).unwrap_or_else(|e| fail(&format!("reading {}: {e}", path.display())));
+            guest_name(&manifest)
         })
         .collect();
     guests.sort();
     guests
 }
 
-fn package_name(manifest: &str) -> Option<String> {
-    manifest.lines().find_map(|line| line.trim().strip_prefix("name = ")).map(|name| name.trim_matches('"').to_string())
+/// The package name in `manifest` if it builds a `cdylib`.
+fn guest_name(manifest: &toml::Table) -> Option<String> {
+    let crate_types = manifest.get("lib")?.get("crate-type")?.as_array()?;
+    crate_types.iter().any(|kind| kind.as_str() == Some("cdylib")).then_some(())?;
+    Some(manifest.get("package")?.get("name")?.as_str()?.to_string())
 }
 
 /// A way to compile Rust for `wasm32-unknown-unknown`.
@@ -172,4 +178,23 @@ fn fail(message: &str) -> ! {
     eprintln!("error: {message}");
     println!("cargo::error={message}");
     std::process::exit(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(text: &str) -> toml::Table {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn a_guest_is_a_package_that_builds_a_cdylib() {
+        let guest = "[package]\nname = \"devices-api\" # the built-in\n[lib]\ncrate-type = [\"rlib\", \"cdylib\"]\n";
+        assert_eq!(guest_name(&manifest(guest)), Some("devices-api".to_string()));
+        let library = "[package]\nname = \"waedge-sdk\"\n[dependencies]\nname = \"cdylib\"\n";
+        assert_eq!(guest_name(&manifest(library)), None, "words in the wrong place do not count");
+        let binary = "[package]\nname = \"tool\"\n[lib]\ncrate-type = [\"rlib\"]\n";
+        assert_eq!(guest_name(&manifest(binary)), None);
+    }
 }
