@@ -201,18 +201,16 @@ async fn speaks_http(stream: &TcpStream, timeout: Duration) -> bool {
 /// holds a WhatsApp connection and its store's files open, every client a socket. Returns the
 /// soft limit now in force.
 pub fn raise_open_files_limit() -> std::io::Result<u64> {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            limit.rlim_cur = limit.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
+    rlimit::increase_nofile_limit(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_open_files_limit_is_raised_to_the_hard_limit() {
+        let raised = super::raise_open_files_limit().expect("the limit can be raised");
+        let (soft, hard) = rlimit::Resource::NOFILE.get().unwrap();
+        assert_eq!(soft, raised, "the limit in force is the one answered");
+        assert_eq!(soft, hard, "raised to the hard limit");
     }
-    Ok(limit.rlim_cur)
 }
