@@ -10,7 +10,6 @@ use http_body_util::channel::Channel;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::watch;
-use wasmtime_wasi_http::Error as BodyError;
 
 use super::link::{LinkState, first_news};
 use super::{Admin, Answer, Call, Failure, json, no_content, no_endpoint, respond};
@@ -201,7 +200,7 @@ fn not_linking(tenant: &str, device: &str) -> Failure {
 /// A `text/event-stream` of the linking's states: `event: qr|linked|failed` with the state as
 /// JSON, until the linking ends.
 fn event_stream(mut watch: watch::Receiver<LinkState>) -> http::Response<crate::gateway::ResponseBody> {
-    let (mut sender, body) = Channel::<Bytes, BodyError>::new(4);
+    let (mut sender, body) = Channel::<Bytes, std::convert::Infallible>::new(4);
     tokio::spawn(async move {
         loop {
             let state = watch.borrow_and_update().clone();

@@ -21,11 +21,13 @@ mod envelope;
 mod request;
 
 use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
 
 use crate::capability::logging::tenant_log_rate;
 use crate::capability::outbound::Outbound;
@@ -50,8 +52,10 @@ use components::{deployed_key, deployed_name};
 /// version) that served the request: `builtin:devices-api`, `acme/hmac-auth@1a2b3c4d5e6f`.
 pub const COMPONENT_HEADER: &str = "x-waedge-component";
 
-/// The response body type of every gateway response.
-pub type ResponseBody = HyperOutgoingBody;
+/// The response body type of every gateway and admin response: bytes that are all there (a
+/// component's whole response, a JSON error) or streamed by the host (server-sent events),
+/// and never fail.
+pub type ResponseBody = UnsyncBoxBody<Bytes, Infallible>;
 
 /// Everything needed to serve requests.
 pub struct Gateway {
