@@ -26,13 +26,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::Gateway;
 use crate::gateway::{ResponseBody, error};
-use crate::server::connections::BodyError;
+use crate::server::connections::{BodyError, ReadError, read_body};
 use crate::server::{Handler, RequestBody};
 use crate::store::admin::AdminTokenCheck;
 use crate::store::{Store, StoreError};
@@ -309,26 +309,24 @@ async fn read_call(parts: http::request::Parts, body: RequestBody, author: Strin
     // Component uploads (authenticated by then) are the only large bodies.
     let upload = !author.is_empty() && parts.uri.path().contains("/components/");
     let limit = if upload { components::MAX_COMPONENT } else { MAX_BODY };
-    let body = Limited::new(body, limit).collect().await.map_err(|e| {
-        match e.downcast_ref::<http_body_util::LengthLimitError>() {
-            Some(_) => Failure::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PAYLOAD_TOO_LARGE",
-                format!("this request's body may be at most {limit} bytes"),
-            ),
-            None => match e.downcast_ref::<BodyError>() {
-                Some(timeout @ BodyError::TimedOut(_)) => {
-                    Failure::new(StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT", format!("{timeout}; send it at once"))
-                }
-                _ => Failure::invalid("the request body could not be read"),
-            },
-        }
+    let body = read_body(body, limit).await.map_err(|e| match e {
+        ReadError::TooLarge(limit) => Failure::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            format!("this request's body may be at most {limit} bytes"),
+        ),
+        ReadError::Failed(e) => match e.downcast_ref::<BodyError>() {
+            Some(timeout @ BodyError::TimedOut(_)) => {
+                Failure::new(StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT", format!("{timeout}; send it at once"))
+            }
+            _ => Failure::invalid("the request body could not be read"),
+        },
     })?;
     Ok(Call {
         method: parts.method,
         path: parts.uri.path().to_string(),
         query: parts.uri.query().map(str::to_string),
-        body: body.to_bytes(),
+        body,
         author,
     })
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
 
 use crate::capability::Capabilities;
@@ -16,7 +16,7 @@ use crate::metrics::{Metrics, Served};
 use crate::runtime::dispatch::{DispatchError, dispatch};
 use crate::runtime::pool::InstancePool;
 use crate::runtime::violation::Reporter;
-use crate::server::connections::BodyError;
+use crate::server::connections::{BodyError, ReadError, read_body};
 use crate::tenancy::admission::{Caller, ClientAddr, Refusal};
 use crate::tenancy::{Tenant, Tenants};
 use crate::token::{self, TokenHash};
@@ -153,23 +153,20 @@ where
     };
     let deadline = arrived + Duration::from_millis(limits.request_timeout_ms);
     let (parts, body) = request.into_parts();
-    let body =
-        match tokio::time::timeout_at(deadline.into(), Limited::new(body, limits.max_request_body_bytes).collect())
-            .await
-        {
-            Ok(Ok(collected)) => collected.to_bytes(),
-            Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-                let message = format!("request body is larger than {} bytes", limits.max_request_body_bytes);
-                return envelope.error(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", &message);
-            }
-            Ok(Err(e)) if !matches!(e.downcast_ref::<BodyError>(), Some(BodyError::TimedOut(_))) => {
-                return envelope.error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "the request body could not be read");
-            }
-            Ok(Err(_)) | Err(_) => {
-                let message = "the request body did not arrive in time; send it at once";
-                return envelope.error(StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT", message);
-            }
-        };
+    let body = match tokio::time::timeout_at(deadline.into(), read_body(body, limits.max_request_body_bytes)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(ReadError::TooLarge(limit))) => {
+            let message = format!("request body is larger than {limit} bytes");
+            return envelope.error(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", &message);
+        }
+        Ok(Err(ReadError::Failed(e))) if !matches!(e.downcast_ref::<BodyError>(), Some(BodyError::TimedOut(_))) => {
+            return envelope.error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "the request body could not be read");
+        }
+        Ok(Err(ReadError::Failed(_))) | Err(_) => {
+            let message = "the request body did not arrive in time; send it at once";
+            return envelope.error(StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT", message);
+        }
+    };
     let permit = match ticket.hold() {
         Ok(permit) => permit,
         Err(refusal) => return too_many(refusal),
