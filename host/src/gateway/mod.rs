@@ -204,8 +204,10 @@ impl Gateway {
         let share_size = self.runtime.share_size(live_shares.len());
         live_shares.values().for_each(|share| share.resize(share_size));
         parts.shares = live_shares;
-        // Compiled versions still in the store stay compiled, so a rollback is only a swap;
-        // anything else no route serves is dropped.
+        // What no route serves is dropped from memory, but for versions compiled for a deploy
+        // that has not stored them yet: a tenant with many stored versions holds the memory of
+        // the ones it serves only. An inactive stored version keeps its compiled artefact on
+        // disk, so activating it again (a rollback) loads it instead of compiling it.
         let stored: std::collections::HashSet<String> = snapshot
             .tenants
             .iter()
@@ -214,11 +216,9 @@ impl Gateway {
         parts.prepared.retain(|key, at| !stored.contains(key) && at.elapsed() < PREPARED_FOR);
         let prepared = &parts.prepared;
         parts.components.retain(|key, component| {
-            stored.contains(key)
-                || prepared.contains_key(key)
-                || live_components.iter().any(|live| Arc::ptr_eq(live, component))
+            prepared.contains_key(key) || live_components.iter().any(|live| Arc::ptr_eq(live, component))
         });
-        // So are their artefacts on disk, and those of every other stored version.
+        // The artefacts on disk of what is compiled, and of every stored version.
         let mut used: std::collections::HashSet<&str> =
             snapshot.tenants.iter().flat_map(|t| t.components.iter().map(|v| v.sha256.as_str())).collect();
         used.extend(parts.components.values().map(|component| component.sha256()));
