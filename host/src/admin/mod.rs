@@ -34,7 +34,7 @@ use crate::Gateway;
 use crate::gateway::{ResponseBody, error};
 use crate::server::connections::{BodyError, ReadError, read_body};
 use crate::server::{Handler, RequestBody};
-use crate::store::admin::AdminTokenCheck;
+use crate::store::admin::{AdminScope, AdminTokenCheck};
 use crate::store::{Store, StoreError};
 use crate::tenancy::admission::ClientAddr;
 use crate::token::{self, TokenHash};
@@ -144,7 +144,11 @@ impl Admin {
         // The token is checked before the body is read: no one without a token makes the
         // server buffer an upload.
         let author = match needs_token(parts.uri.path(), local && !self.remote) {
-            true => self.authenticate(&parts.headers).await?,
+            true => {
+                let (id, scope) = self.authenticate(&parts.headers).await?;
+                authorize(&scope, &parts.method, parts.uri.path())?;
+                id
+            }
             false => String::new(),
         };
         self.answer(read_call(parts, body, author).await?).await
@@ -172,8 +176,8 @@ impl Admin {
         }
     }
 
-    /// Checks the request's admin token; returns the token's id.
-    async fn authenticate(&self, headers: &http::HeaderMap) -> Result<String, Failure> {
+    /// Checks the request's admin token; returns the token's id and scope.
+    async fn authenticate(&self, headers: &http::HeaderMap) -> Result<(String, AdminScope), Failure> {
         let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(token::bearer);
         let Some(bearer) = bearer else {
             return Err(Failure::new(
@@ -185,7 +189,7 @@ impl Admin {
         let hash = TokenHash::of(bearer);
         let unauthorized = |message: String| Failure::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message);
         match self.store.run(move |store| store.check_admin_token(&hash)).await? {
-            AdminTokenCheck::Live(id) => Ok(id),
+            AdminTokenCheck::Live(id, scope) => Ok((id, scope)),
             AdminTokenCheck::Expired(at) => Err(unauthorized(format!(
                 "this admin token expired at {at}; `waedge admin-token create` makes a new one"
             ))),
@@ -303,6 +307,27 @@ fn names_this_machine(parts: &http::request::Parts) -> bool {
     let Some(authority) = authority else { return false };
     let name = authority.host().trim_start_matches('[').trim_end_matches(']');
     name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether a token of `scope` may make this call (403 when not). A token of one tenant may
+/// use what is under `/v1/tenants/{tenant}/` and read the tenant itself; changing the tenant
+/// (its limits, hosts, outbound allow-list) or deleting it stays with the operator's tokens,
+/// and so does everything about the whole gateway (the tenant list, metrics).
+fn authorize(scope: &AdminScope, method: &Method, path: &str) -> Result<(), Failure> {
+    let forbidden = |message: String| Failure::new(StatusCode::FORBIDDEN, "FORBIDDEN", message);
+    let reads = matches!(*method, Method::GET | Method::HEAD);
+    if scope.read_only && !reads {
+        return Err(forbidden("this admin token may only read (GET); a change needs another token".into()));
+    }
+    let Some(tenant) = &scope.tenant else { return Ok(()) };
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    match segments.as_slice() {
+        ["v1", "tenants", own, rest @ ..] if own == tenant && (!rest.is_empty() || reads) => Ok(()),
+        _ => Err(forbidden(format!(
+            "this admin token is limited to tenant `{tenant}`: its users, devices, routes and components \
+             (/v1/tenants/{tenant}/…), and reading the tenant"
+        ))),
+    }
 }
 
 async fn read_call(parts: http::request::Parts, body: RequestBody, author: String) -> Result<Call, Failure> {

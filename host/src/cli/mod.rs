@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::config::Config;
+use crate::store::admin::AdminScope;
 use crate::token::TokenHash;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -69,6 +70,13 @@ enum AdminTokenAction {
         /// `90d`, `12h`). Without it, it lasts until revoked.
         #[arg(long, value_name = "LIFETIME", value_parser = lifetime)]
         expires_in: Option<std::time::Duration>,
+        /// Limit it to this tenant: its users, devices, routes and components, and reading
+        /// the tenant (not changing its limits, hosts or allow-lists, nor other tenants).
+        #[arg(long, value_name = "TENANT")]
+        tenant: Option<String>,
+        /// Limit it to reading (GET).
+        #[arg(long)]
+        read_only: bool,
     },
     /// List admin tokens (never the tokens themselves).
     List,
@@ -142,22 +150,23 @@ fn admin_token(action: AdminTokenAction, config: &std::path::Path) -> anyhow::Re
     let config = Config::load(config)?;
     let store = serve::open_store(&config)?;
     match action {
-        AdminTokenAction::Create { expires_in } => {
-            let (record, token) = store.create_admin_token(expires_in)?;
+        AdminTokenAction::Create { expires_in, tenant, read_only } => {
+            let (record, token) = store.create_admin_token(expires_in, AdminScope { tenant, read_only })?;
             // Standard output only, once: standard error often ends up in a log.
             println!("{token}");
             let until = record.expires_at.map(|at| format!(" It expires at {at}.")).unwrap_or_default();
             eprintln!(
-                "Admin token {} created. It is printed above, only this once: put it in WAEDGE_ADMIN_TOKEN.{until}",
-                record.id
+                "Admin token {} ({}) created. It is printed above, only this once: put it in \
+                 WAEDGE_ADMIN_TOKEN.{until}",
+                record.id, record.scope
             );
         }
         AdminTokenAction::List => {
             let rows = store.admin_tokens()?.into_iter().map(|t| {
                 let or_dash = |at: Option<String>| at.unwrap_or_else(|| "-".into());
-                vec![t.id, t.created_at, or_dash(t.expires_at), or_dash(t.revoked_at)]
+                vec![t.id, t.scope.to_string(), t.created_at, or_dash(t.expires_at), or_dash(t.revoked_at)]
             });
-            output::table(&["ID", "CREATED", "EXPIRES", "REVOKED"], rows);
+            output::table(&["ID", "SCOPE", "CREATED", "EXPIRES", "REVOKED"], rows);
         }
         AdminTokenAction::Revoke { id } => {
             store.revoke_admin_token(&id)?;

@@ -82,6 +82,11 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE admin_tokens ADD COLUMN expires_at TEXT; -- RFC 3339, UTC; NULL: never
     "#,
+    // 3: admin tokens may be limited to one tenant (and go with it) and to reading.
+    r#"
+    ALTER TABLE admin_tokens ADD COLUMN tenant TEXT REFERENCES tenants(id) ON DELETE CASCADE;
+    ALTER TABLE admin_tokens ADD COLUMN read_only INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// Brings the schema up to date.

@@ -66,7 +66,7 @@ impl TestGateway {
         let config = Config::parse(config).expect("the test configuration is valid");
         let store = Store::open_in_memory().expect("an in-memory store");
         store.seed(&config).expect("the configuration seeds the store");
-        let (_, admin_token) = store.create_admin_token(None).expect("an admin token");
+        let (_, admin_token) = store.create_admin_token(None, Default::default()).expect("an admin token");
         let outbound = Outbound::from_config(&config).expect("the test build accepts the outbound settings");
         let gateway = Gateway::new(runtime().clone(), devices, config.limits, config.default_tenant.clone());
         let gateway = Arc::new(gateway.with_outbound(outbound));

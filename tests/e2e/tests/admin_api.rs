@@ -27,13 +27,14 @@ async fn the_admin_api_needs_an_admin_token() {
     let gw = gateway().await;
     assert_error(&gw.admin_as(Method::GET, "/v1/tenants", None, Value::Null).await, 401, "UNAUTHORIZED");
     assert_error(&gw.admin_as(Method::GET, "/v1/tenants", Some(ALICE), Value::Null).await, 401, "UNAUTHORIZED");
-    let revoked = gw.store().create_admin_token(None).unwrap();
+    let revoked = gw.store().create_admin_token(None, Default::default()).unwrap();
     gw.store().revoke_admin_token(&revoked.0.id).unwrap();
     assert_error(&gw.admin_as(Method::GET, "/v1/tenants", Some(&revoked.1), Value::Null).await, 401, "UNAUTHORIZED");
     // A token made to expire works until then, and is refused with the reason afterwards.
-    let (_, lasting) = gw.store().create_admin_token(Some(std::time::Duration::from_secs(3_600))).unwrap();
+    let (_, lasting) =
+        gw.store().create_admin_token(Some(std::time::Duration::from_secs(3_600)), Default::default()).unwrap();
     assert_eq!(gw.admin_as(Method::GET, "/v1/tenants", Some(&lasting), Value::Null).await.status, 200);
-    let (expired, token) = gw.store().create_admin_token(Some(std::time::Duration::ZERO)).unwrap();
+    let (expired, token) = gw.store().create_admin_token(Some(std::time::Duration::ZERO), Default::default()).unwrap();
     let refused = gw.admin_as(Method::GET, "/v1/tenants", Some(&token), Value::Null).await;
     assert_error(&refused, 401, "UNAUTHORIZED");
     let at = expired.expires_at.expect("an expiry");
@@ -48,6 +49,33 @@ async fn the_admin_api_needs_an_admin_token() {
     let ready = gw.admin_as(Method::GET, "/readyz", None, Value::Null).await;
     assert_eq!((ready.status, &ready.json["status"], &ready.json["tenants"]), (200, &json!("ready"), &json!(2)));
     assert_eq!(ready.json["devices"]["connected"], 3, "{}", ready.text);
+}
+
+#[tokio::test]
+async fn an_admin_token_of_one_tenant_reaches_that_tenant_only() {
+    let gw = gateway().await;
+    let scope = |read_only| waedge::store::admin::AdminScope { tenant: Some("acme".into()), read_only };
+    let (_, acme) = gw.store().create_admin_token(None, scope(false)).unwrap();
+    let (_, reader) = gw.store().create_admin_token(None, scope(true)).unwrap();
+    let get = async |path: &str, token: &str| gw.admin_as(Method::GET, path, Some(token), Value::Null).await;
+    assert_eq!(get("/v1/tenants/acme", &acme).await.status, 200);
+    assert_eq!(get("/v1/tenants/acme/devices", &acme).await.status, 200);
+    for elsewhere in ["/v1/tenants/globex", "/v1/tenants/globex/devices", "/v1/tenants", "/v1/tenants/acmex/users"] {
+        assert_error(&get(elsewhere, &acme).await, 403, "FORBIDDEN");
+    }
+    // Its own users, devices, routes and components, but not its limits.
+    let raise = json!({"limits": {"requests_per_second": 100_000}});
+    assert_error(&gw.admin_as(Method::PATCH, "/v1/tenants/acme", Some(&acme), raise).await, 403, "FORBIDDEN");
+    assert_error(&gw.admin_as(Method::DELETE, "/v1/tenants/acme", Some(&acme), Value::Null).await, 403, "FORBIDDEN");
+    let user = json!({"name": "Zed", "devices": ["main"]});
+    let created = gw.admin_as(Method::POST, "/v1/tenants/acme/users", Some(&acme), user.clone()).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    // A read-only token reads, and changes nothing.
+    assert_error(&gw.admin_as(Method::POST, "/v1/tenants/acme/users", Some(&reader), user).await, 403, "FORBIDDEN");
+    assert_eq!(get("/v1/tenants/acme/users", &reader).await.status, 200);
+    // Deleting the tenant takes its tokens with it.
+    assert_eq!(gw.admin(Method::DELETE, "/v1/tenants/acme", Value::Null).await.status, 204);
+    assert_error(&get("/v1/tenants/acme/users", &acme).await, 401, "UNAUTHORIZED");
 }
 
 #[tokio::test]
