@@ -38,6 +38,10 @@ pub struct Config {
     /// What compiling one component a tenant deploys may use.
     #[serde(default)]
     pub compile: CompileBudget,
+    /// Resident memory of the process, in MiB, above which new API requests are refused with
+    /// `503 CAPACITY` until it is below again (the admin API is never refused). Unset: none.
+    #[serde(default)]
+    pub memory_watermark_mib: Option<u64>,
     /// The WhatsApp WebSocket URL devices connect to, e.g. a wa-sim's `ws://127.0.0.1:…/ws`.
     /// Only builds with the test-only `wa-sim` feature accept it: its certificate chain is not
     /// WhatsApp's.
@@ -460,6 +464,9 @@ impl Config {
         LimitOverrides::of(&self.limits).check().map_err(|problem| format!("[limits] {problem}"))?;
         self.connections.check().map_err(|problem| format!("[connections] {problem}"))?;
         self.compile.check().map_err(|problem| format!("[compile] {problem}"))?;
+        if let Some(mib) = self.memory_watermark_mib {
+            in_ranges([("memory_watermark_mib", mib, 1, 1 << 30)])?;
+        }
         if !self.admin_listen.ip().is_loopback() && !self.admin_allow_remote {
             return Err(format!(
                 "admin_listen = \"{}\" is not a loopback address: the admin API (plain HTTP, tokens that rule \

@@ -30,6 +30,7 @@ pub mod cli;
 pub mod config;
 pub mod device;
 pub mod gateway;
+pub mod memory;
 pub mod metrics;
 pub mod qr;
 pub mod rate;

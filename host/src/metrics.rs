@@ -54,6 +54,13 @@ pub struct Served {
     pub component: String,
 }
 
+impl Served {
+    /// A request no tenant took (yet): `-` for all three.
+    pub fn nobody() -> Self {
+        Served { tenant: "-".into(), route: "-".into(), component: "-".into() }
+    }
+}
+
 /// The gateway's metrics.
 #[derive(Default)]
 pub struct Metrics {

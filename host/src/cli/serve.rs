@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::admin::Admin;
-use crate::capability::outbound::Outbound;
 use crate::config::Config;
 use crate::device::DeviceManager;
 use crate::device::whatsapp::WhatsappDevices;
@@ -112,10 +111,7 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
         .with_cache(config.data_dir.join("compiled"))
         .with_isolated_compiler(IsolatedCompiler::new(executable, config.compile));
     let devices = Arc::new(whatsapp_devices(&config)?.with_observer(store.status_recorder()));
-    let gateway = Arc::new(
-        Gateway::new(runtime, devices.clone() as Arc<dyn DeviceManager>, config.limits, config.default_tenant.clone())
-            .with_outbound(Outbound::from_config(&config)?),
-    );
+    let gateway = Arc::new(Gateway::from_config(runtime, devices.clone() as Arc<dyn DeviceManager>, &config)?);
     // Compiling every route's component is CPU work: off the async workers.
     let loading = (gateway.clone(), store.clone());
     let problems =

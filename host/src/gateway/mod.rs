@@ -31,9 +31,10 @@ use http_body_util::combinators::UnsyncBoxBody;
 
 use crate::capability::logging::tenant_log_rate;
 use crate::capability::outbound::Outbound;
-use crate::config::Limits;
+use crate::config::{Config, Limits};
 use crate::device::cache::Cached;
 use crate::device::{DeviceManager, DeviceSession};
+use crate::memory::Watermark;
 use crate::metrics::Metrics;
 use crate::runtime::capacity::Share;
 use crate::runtime::cpu::CpuUse;
@@ -67,6 +68,8 @@ pub struct Gateway {
     outbound: Arc<Outbound>,
     tenants: ArcSwap<Tenants>,
     parts: Mutex<Parts>,
+    /// Above it, new requests are shed.
+    watermark: Option<Watermark>,
 }
 
 /// What a rebuild of the tenants reuses.
@@ -117,7 +120,17 @@ impl Gateway {
             outbound: Arc::new(Outbound::system()),
             tenants: ArcSwap::from_pointee(Tenants::default()),
             parts: Mutex::new(Parts::default()),
+            watermark: None,
         }
+    }
+
+    /// The gateway of `config`, on `runtime` and `devices`: its default limits and tenant,
+    /// outbound settings and memory watermark. What `waedge serve` runs, and the tests.
+    pub fn from_config(runtime: Runtime, devices: Arc<dyn DeviceManager>, config: &Config) -> anyhow::Result<Gateway> {
+        let mut gateway = Gateway::new(runtime, devices, config.limits, config.default_tenant.clone())
+            .with_outbound(Outbound::from_config(config)?);
+        gateway.watermark = config.memory_watermark_mib.map(Watermark::new);
+        Ok(gateway)
     }
 
     /// The gateway with components' outbound HTTP sent through `outbound` (else the system's

@@ -34,8 +34,18 @@ impl Gateway {
         let started = Instant::now();
         let method = request.method().clone();
         let path = request.uri().path().to_string();
-        let tenants = self.tenants();
-        let (response, served) = route(&tenants, &self.metrics, &self.outbound, request).await;
+        let (response, served) = match &self.watermark {
+            // Shed before anything is read or looked up: it is the cheapest answer there is.
+            Some(watermark) if watermark.exceeded() => {
+                let message =
+                    format!("the gateway is above its memory watermark ({} MiB); retry shortly", watermark.mib());
+                let mut response =
+                    Envelope::of_path(&path).error(StatusCode::SERVICE_UNAVAILABLE, "CAPACITY", &message);
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
+                (response, Served::nobody())
+            }
+            _ => route(&self.tenants(), &self.metrics, &self.outbound, request).await,
+        };
         let status = response.status().as_u16();
         let elapsed = started.elapsed();
         tracing::info!(
@@ -59,7 +69,7 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let arrived = Instant::now();
-    let mut served = Served { tenant: "-".into(), route: "-".into(), component: "-".into() };
+    let mut served = Served::nobody();
     let path = request.uri().path();
     // HTTP/1.1 names the host in `Host`, HTTP/2 in the URI's authority.
     let Some(authority) = authority(&request) else {

@@ -6,7 +6,6 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::sync::watch;
 use waedge::admin::Admin;
-use waedge::capability::outbound::Outbound;
 use waedge::config::Config;
 use waedge::device::{DeviceManager, DeviceSession};
 use waedge::runtime::Runtime;
@@ -67,9 +66,9 @@ impl TestGateway {
         let store = Store::open_in_memory().expect("an in-memory store");
         store.seed(&config).expect("the configuration seeds the store");
         let (_, admin_token) = store.create_admin_token(None, Default::default()).expect("an admin token");
-        let outbound = Outbound::from_config(&config).expect("the test build accepts the outbound settings");
-        let gateway = Gateway::new(runtime().clone(), devices, config.limits, config.default_tenant.clone());
-        let gateway = Arc::new(gateway.with_outbound(outbound));
+        let gateway =
+            Gateway::from_config(runtime().clone(), devices, &config).expect("the test build takes the settings");
+        let gateway = Arc::new(gateway);
         let problems = gateway.reload(&store).expect("the store reads");
         assert!(problems.is_empty(), "{problems:?}");
         let (stop, stopping) = watch::channel(false);

@@ -179,6 +179,21 @@ async fn an_oversized_upload_gets_its_413_not_a_reset() {
 }
 
 #[tokio::test]
+async fn above_its_memory_watermark_the_gateway_sheds_requests_but_not_the_operator() {
+    // A watermark far below what any process holds: every API request is shed.
+    let world = World::load(&fixtures().join("world.toml")).expect("fixture world");
+    let gw = TestGateway::start(&format!("memory_watermark_mib = 1\n{}", config(None)), &world).await;
+    let shed = gw.get("/devices/main/groups", Some(ALICE)).await;
+    assert_eq!((shed.status, shed.json["error"]["code"].as_str()), (503, Some("CAPACITY")), "{}", shed.text);
+    assert!(shed.json["error"]["message"].as_str().unwrap().contains("memory watermark (1 MiB)"), "{}", shed.text);
+    assert_eq!(shed.headers.get("retry-after").map(|v| v.to_str().unwrap()), Some("1"));
+    let contacts = gw.get("/contacts/profile?number=5511999999999", Some(ALICE)).await;
+    assert_eq!((contacts.status, &contacts.json["error_code"]), (503, &json!("CAPACITY")), "{}", contacts.text);
+    // The operator still gets through.
+    assert_eq!(gw.admin(reqwest::Method::GET, "/v1/tenants", serde_json::Value::Null).await.status, 200);
+}
+
+#[tokio::test]
 async fn an_anonymous_flood_cannot_drain_the_users_rate() {
     let gw = gateway("", "requests_per_second = 1, burst = 2, anonymous_requests_per_second = 1").await;
     let mut refused = 0;
