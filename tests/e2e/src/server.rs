@@ -190,3 +190,35 @@ async fn reply(request: reqwest::RequestBuilder) -> Reply {
     let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
     Reply { status, headers, json, text }
 }
+
+/// Another tenant's user, served all along while a test attacks the gateway: `GET path` with
+/// `token` every `pause`, each of which must answer 200.
+pub struct Neighbour {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<usize>,
+}
+
+impl Neighbour {
+    /// Starts the requests against `gw`.
+    pub fn start(gw: &Arc<TestGateway>, path: &'static str, token: &'static str, pause: std::time::Duration) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (gw, stopped) = (gw.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            let mut served = 0;
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                let reply = gw.get(path, Some(token)).await;
+                assert_eq!(reply.status, 200, "the neighbour's GET {path} failed during the attack: {}", reply.text);
+                served += 1;
+                tokio::time::sleep(pause).await;
+            }
+            served
+        });
+        Neighbour { stop, task }
+    }
+
+    /// Stops the requests; how many were served (all of them succeeded, or this panics).
+    pub async fn stop(self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.task.await.expect("every request of the neighbour succeeded")
+    }
+}

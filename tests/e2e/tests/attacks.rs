@@ -7,14 +7,13 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use waedge_e2e::fixture::World;
-use waedge_e2e::server::{TestGateway, fixtures};
+use waedge_e2e::server::{Neighbour, TestGateway, fixtures};
 use waedge_e2e::tenants::{ALICE, EVE, config};
 
 const ATTACKER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
@@ -28,6 +27,11 @@ async fn gateway(connections: &str, acme_limits: &str) -> Arc<TestGateway> {
         &format!("limits = {{ max_request_body_bytes = 65536, {acme_limits} }}"),
     );
     Arc::new(TestGateway::start(&format!("[connections]\n{connections}\n{config}"), &world).await)
+}
+
+/// alice's requests, from 127.0.0.1, every 20 ms until stopped: every one must succeed.
+fn users_keep_working(gw: &Arc<TestGateway>) -> Neighbour {
+    Neighbour::start(gw, "/devices/main/groups", ALICE, Duration::from_millis(20))
 }
 
 /// A connection to the gateway from the attacker's address.
@@ -55,27 +59,11 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> String {
     String::from_utf8_lossy(&received).into_owned()
 }
 
-/// alice's requests, from 127.0.0.1, until `stop`: every one must succeed. Returns how many.
-fn users_keep_working(gw: &Arc<TestGateway>, stop: &Arc<AtomicBool>) -> tokio::task::JoinHandle<usize> {
-    let (gw, stop) = (gw.clone(), stop.clone());
-    tokio::spawn(async move {
-        let served = AtomicUsize::new(0);
-        while !stop.load(Ordering::Relaxed) {
-            let reply = gw.get("/devices/main/groups", Some(ALICE)).await;
-            assert_eq!(reply.status, 200, "a user of the attacked tenant was refused: {}", reply.text);
-            served.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        served.into_inner()
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_headers_and_idle_connections_are_closed() {
     // Only the header timeout can close these: the idle timeout is a minute.
     let gw = gateway("header_read_timeout_ms = 400\nidle_timeout_ms = 60000", "").await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let users = users_keep_working(&gw, &stop);
+    let users = users_keep_working(&gw);
     let started = Instant::now();
     let mut slow = Vec::new();
     for _ in 0..100 {
@@ -95,8 +83,7 @@ async fn slow_headers_and_idle_connections_are_closed() {
     let answer = read_until_closed(&mut idle, Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
     assert!(started.elapsed() < Duration::from_secs(5));
-    stop.store(true, Ordering::Relaxed);
-    assert!(users.await.unwrap() > 0);
+    assert!(users.stop().await > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -130,7 +117,6 @@ async fn slow_uploads_without_a_token_take_no_slot_of_the_tenant() {
     // Four concurrent requests in all, one second per request.
     let gw =
         gateway("", "max_concurrent_requests = 4, anonymous_concurrent_requests = 4, request_timeout_ms = 1000").await;
-    let stop = Arc::new(AtomicBool::new(false));
     let mut slow = Vec::new();
     for _ in 0..32 {
         let mut stream = attacker_connection(&gw).await;
@@ -138,7 +124,7 @@ async fn slow_uploads_without_a_token_take_no_slot_of_the_tenant() {
         stream.write_all(head.as_bytes()).await.unwrap();
         slow.push(stream);
     }
-    let users = users_keep_working(&gw, &stop);
+    let users = users_keep_working(&gw);
     // The uploads that got a reading place end with 408 at the request's deadline; the rest
     // were refused at once.
     let mut timed_out = 0;
@@ -152,8 +138,7 @@ async fn slow_uploads_without_a_token_take_no_slot_of_the_tenant() {
         }
     }
     assert_eq!(timed_out, 4, "the anonymous reading places");
-    stop.store(true, Ordering::Relaxed);
-    assert!(users.await.unwrap() > 0);
+    assert!(users.stop().await > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

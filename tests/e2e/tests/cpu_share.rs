@@ -5,13 +5,12 @@
 //! what the other tenants, the device sessions and the admin API would have lost.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
 use waedge_e2e::fixture::World;
-use waedge_e2e::server::{TestGateway, fixtures};
+use waedge_e2e::server::{Neighbour, TestGateway, fixtures};
 use waedge_e2e::tenants::{ALICE, EVE, config};
 
 /// CPU time this process has used, user and system, from `/proc/self/stat` (in the kernel's
@@ -44,19 +43,7 @@ async fn a_tenant_over_its_cpu_budget_is_slowed_down_and_the_others_are_not() {
     assert_eq!(gw.admin(Method::PATCH, "/v1/tenants/globex", limits).await.status, 200);
 
     // acme's users come every 50 ms all along, and are served.
-    let stop = Arc::new(AtomicBool::new(false));
-    let served = Arc::new(AtomicUsize::new(0));
-    let neighbour = {
-        let (gw, stop, served) = (gw.clone(), stop.clone(), served.clone());
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let reply = gw.get("/devices/main/groups", Some(ALICE)).await;
-                assert_eq!(reply.status, 200, "acme failed while globex spun: {}", reply.text);
-                served.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-    };
+    let neighbour = Neighbour::start(&gw, "/devices/main/groups", ALICE, Duration::from_millis(50));
 
     let before = process_cpu();
     let started = Instant::now();
@@ -77,9 +64,7 @@ async fn a_tenant_over_its_cpu_budget_is_slowed_down_and_the_others_are_not() {
     }
     let (wall, used) = (started.elapsed(), process_cpu() - before);
     eprintln!("the process used {used:?} of CPU in {wall:?}");
-    stop.store(true, Ordering::Relaxed);
-    neighbour.await.expect("acme was served all along");
-    assert!(served.load(Ordering::Relaxed) >= 10, "acme was served while globex spun");
+    assert!(neighbour.stop().await >= 10, "acme was served while globex spun");
 
     // Eight spinning guests would keep every core busy for the 3 s. Held to a tenth of a core
     // (plus its burst: a second of that rate), globex's share is a few tenths of a second; acme,

@@ -4,14 +4,13 @@
 //! a metric naming the limit, while another tenant's requests keep succeeding.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
 use waedge_e2e::fixture::World;
 use waedge_e2e::guests;
-use waedge_e2e::server::{Reply, TestGateway, fixtures};
+use waedge_e2e::server::{Neighbour, Reply, TestGateway, fixtures};
 use waedge_e2e::tenants::{ALICE, EVE, config};
 
 fn assert_error(reply: &Reply, status: u16, code: &str) {
@@ -29,18 +28,7 @@ async fn hostile_components_are_contained_and_other_tenants_keep_working() {
     assert_eq!(gw.admin(Method::PATCH, "/v1/tenants/globex", limits).await.status, 200);
 
     // acme's traffic runs all along and must never notice.
-    let stop = Arc::new(AtomicBool::new(false));
-    let served = Arc::new(AtomicUsize::new(0));
-    let neighbour = {
-        let (gw, stop, served) = (gw.clone(), stop.clone(), served.clone());
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let reply = gw.get("/devices/main/groups", Some(ALICE)).await;
-                assert_eq!(reply.status, 200, "acme failed while globex's component misbehaved: {}", reply.text);
-                served.fetch_add(1, Ordering::Relaxed);
-            }
-        })
-    };
+    let neighbour = Neighbour::start(&gw, "/devices/main/groups", ALICE, Duration::ZERO);
 
     // A deploy can smoke-test the new version first: a 5xx refuses it, and nothing changes.
     let smoked =
@@ -91,9 +79,7 @@ async fn hostile_components_are_contained_and_other_tenants_keep_working() {
     assert_eq!(relaxed.status, 200, "{}", relaxed.text);
     assert_eq!(gw.get("/probe/hello", Some(EVE)).await.status, 200);
 
-    stop.store(true, Ordering::Relaxed);
-    neighbour.await.expect("acme's requests all succeeded");
-    assert!(served.load(Ordering::Relaxed) > 10, "acme was served throughout");
+    assert!(neighbour.stop().await > 10, "acme was served throughout");
 
     let metrics = gw.admin_as(Method::GET, "/metrics", None, Value::Null).await.text;
     for limit in [
