@@ -199,9 +199,9 @@ async fn a_component_that_takes_too_long_to_compile_is_refused_at_the_budget() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_component_that_takes_too_much_memory_to_compile_is_refused_at_the_budget() {
-    let message = refusal_of_slow_component("memory_mib = 192").await;
+    let message = refusal_of_slow_component("memory_mib = 160\ncpu_seconds = 600").await;
     assert!(
-        message.contains("more than the 192 MiB of memory") && message.contains("[compile] memory_mib"),
+        message.contains("more than the 160 MiB of memory") && message.contains("[compile] memory_mib"),
         "{message}"
     );
 }

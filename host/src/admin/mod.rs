@@ -70,6 +70,8 @@ pub struct Call {
     body: Bytes,
     /// The id of the admin token that authenticated the call (empty for the open endpoints).
     author: String,
+    /// What that token may do (everything for the open endpoints, which change nothing).
+    scope: AdminScope,
 }
 
 /// An admin API answer before it becomes a response: a value to send as JSON, or an error.
@@ -143,15 +145,15 @@ impl Admin {
         }
         // The token is checked before the body is read: no one without a token makes the
         // server buffer an upload.
-        let author = match needs_token(parts.uri.path(), local && !self.remote) {
+        let (author, scope) = match needs_token(parts.uri.path(), local && !self.remote) {
             true => {
                 let (id, scope) = self.authenticate(&parts.headers).await?;
                 authorize(&scope, &parts.method, parts.uri.path())?;
-                id
+                (id, scope)
             }
-            false => String::new(),
+            false => (String::new(), AdminScope::default()),
         };
-        self.answer(read_call(parts, body, author).await?).await
+        self.answer(read_call(parts, body, author, scope).await?).await
     }
 
     async fn answer(&self, call: Call) -> Answer {
@@ -312,12 +314,18 @@ fn names_this_machine(parts: &http::request::Parts) -> bool {
 /// Whether a token of `scope` may make this call (403 when not). A token of one tenant may
 /// use what is under `/v1/tenants/{tenant}/` and read the tenant itself; changing the tenant
 /// (its limits, hosts, outbound allow-list) or deleting it stays with the operator's tokens,
-/// and so does everything about the whole gateway (the tenant list, metrics).
+/// and so does everything about the whole gateway (the tenant list, metrics). Anything about
+/// linking is a change, `GET` included: following a linking starts one, and whoever sees its
+/// QR code can link the device to their own phone.
 fn authorize(scope: &AdminScope, method: &Method, path: &str) -> Result<(), Failure> {
     let forbidden = |message: String| Failure::new(StatusCode::FORBIDDEN, "FORBIDDEN", message);
-    let reads = matches!(*method, Method::GET | Method::HEAD);
+    let linking = path.split('/').any(|segment| segment == "link");
+    let reads = matches!(*method, Method::GET | Method::HEAD) && !linking;
     if scope.read_only && !reads {
-        return Err(forbidden("this admin token may only read (GET); a change needs another token".into()));
+        return Err(forbidden(
+            "this admin token may only read (GET, and not the linking of a device); a change needs another token"
+                .into(),
+        ));
     }
     let Some(tenant) = &scope.tenant else { return Ok(()) };
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
@@ -330,7 +338,12 @@ fn authorize(scope: &AdminScope, method: &Method, path: &str) -> Result<(), Fail
     }
 }
 
-async fn read_call(parts: http::request::Parts, body: RequestBody, author: String) -> Result<Call, Failure> {
+async fn read_call(
+    parts: http::request::Parts,
+    body: RequestBody,
+    author: String,
+    scope: AdminScope,
+) -> Result<Call, Failure> {
     // Component uploads (authenticated by then) are the only large bodies.
     let upload = !author.is_empty() && parts.uri.path().contains("/components/");
     let limit = if upload { components::MAX_COMPONENT } else { MAX_BODY };
@@ -353,6 +366,7 @@ async fn read_call(parts: http::request::Parts, body: RequestBody, author: Strin
         query: parts.uri.query().map(str::to_string),
         body,
         author,
+        scope,
     })
 }
 
@@ -423,6 +437,7 @@ mod tests {
             query: Some(query.to_string()),
             body: Bytes::new(),
             author: "test".to_string(),
+            scope: AdminScope::default(),
         };
         let value = |query: &str, name: &str| call(query).query(name);
         assert_eq!(value("prefix=%2Fdevices%2fx", "prefix").as_deref(), Some("/devices/x"));

@@ -27,6 +27,14 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str) -> Answer {
                         )));
                     }
                 }
+                None if call.scope.tenant.is_some() && !route.component.starts_with("builtin:") => {
+                    return Err(Failure::new(
+                        StatusCode::FORBIDDEN,
+                        "FORBIDDEN",
+                        "a tenant's admin token routes to `component:NAME` or `builtin:NAME`: component files on \
+                         the server are the operator's",
+                    ));
+                }
                 None => {
                     let gateway = admin.gateway.clone();
                     let component = route.component.clone();

@@ -105,7 +105,12 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
         tracing::warn!("no live admin token: run `waedge admin-token create` to use the admin API and the CLI");
     }
     refuse_public_demo_token(&config, &store)?;
-    let executable = std::env::current_exe().context("finding this program, which compiles deployed components")?;
+    // The program running now, even if an upgrade has replaced its file since: the compiled
+    // code must be this engine's.
+    let executable = match Path::new("/proc/self/exe") {
+        linux if linux.exists() => linux.to_path_buf(),
+        _ => std::env::current_exe().context("finding this program, which compiles deployed components")?,
+    };
     let runtime = Runtime::new()
         .map_err(|e| anyhow::anyhow!("starting the Wasm runtime: {e:#}"))?
         .with_cache(config.data_dir.join("compiled"))

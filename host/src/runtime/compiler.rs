@@ -3,12 +3,13 @@
 //! A component is code a tenant chose; compiling it is work the tenant chose too, and a
 //! component can be made to take Cranelift minutes and gigabytes (huge functions, many
 //! locals, deep control flow). So a deployed component is compiled by a child process — this
-//! same executable, started as `waedge compile-component` — whose CPU time (`RLIMIT_CPU`, all
-//! its compiler threads together) and address space (`RLIMIT_AS`) are capped, and which is
-//! killed when its wall-clock time runs out as well. The gateway only waits for it, and loads
-//! what it wrote: the code of [`engine::compiler`](super::engine::compiler), which has the
+//! same executable, started as `waedge compile-component` — whose CPU time (`RLIMIT_CPU`) and
+//! address space (`RLIMIT_AS`) are capped, and which is killed when its wall-clock time runs
+//! out as well. It compiles on one thread (a deploy takes one core, not all of them), and at
+//! most [`COMPILES_AT_ONCE`] run at a time; more wait for their turn. The gateway loads what
+//! the child wrote: the code of [`engine::compiler`](super::engine::compiler), which has the
 //! settings of the gateway's engine. A compile over budget refuses the deploy with a reason
-//! that names the budget; nothing else waits on it.
+//! that names the budget.
 //!
 //! Components the operator provides (the built-ins, files named in the configuration) are
 //! compiled in process.
@@ -17,6 +18,7 @@ use std::io::{Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use wasmtime::Engine;
@@ -27,11 +29,17 @@ use crate::config::CompileBudget;
 /// The subcommand that runs the child's side ([`serve_child`]).
 pub const SUBCOMMAND: &str = "compile-component";
 
+/// Compiles running at once; more wait for their turn. Each compiles on one thread, so
+/// compiling takes at most this many cores, and this many budgets of memory.
+pub const COMPILES_AT_ONCE: usize = 2;
+
 /// Compiles components in child processes of `executable` (this program) under `budget`.
 #[derive(Debug, Clone)]
 pub struct IsolatedCompiler {
     executable: PathBuf,
     budget: CompileBudget,
+    /// Compiles running now, and the wake-up of those waiting for their turn.
+    running: Arc<(Mutex<usize>, Condvar)>,
 }
 
 /// The child's exit code when it could not compile the component (its reason on standard
@@ -41,16 +49,32 @@ const REFUSED: i32 = 2;
 impl IsolatedCompiler {
     /// A compiler running `executable compile-component` for each component.
     pub fn new(executable: PathBuf, budget: CompileBudget) -> Self {
-        IsolatedCompiler { executable, budget }
+        IsolatedCompiler { executable, budget, running: Arc::default() }
     }
 
-    /// Compiles `bytes` in a child process and loads the result into `engine`.
+    /// Compiles `bytes` in a child process, when fewer than [`COMPILES_AT_ONCE`] run, and
+    /// loads the result into `engine`. Blocks: call it off the async workers.
     pub fn compile(&self, engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
-        let code = self.run_child(bytes)?;
+        let code = {
+            let _turn = self.turn();
+            self.run_child(bytes)?
+        };
         // SAFETY: `code` is what `Engine::precompile_component` wrote a moment ago, in a child
-        // process of this same executable, through a pipe only this process holds; and
-        // `deserialize` checks that it was compiled with this engine's settings.
+        // process of this same executable, through a pipe only this process holds: code of
+        // this program's compiler, which is trusted as this process is. (`deserialize` checks
+        // its header and that it was compiled with this engine's settings, not the code.)
         unsafe { Component::deserialize(engine, &code) }
+    }
+
+    /// Waits for a turn among the [`COMPILES_AT_ONCE`]; the turn ends when dropped.
+    fn turn(&self) -> Turn<'_> {
+        let (count, freed) = &*self.running;
+        let mut running = count.lock().unwrap_or_else(|p| p.into_inner());
+        while *running >= COMPILES_AT_ONCE {
+            running = freed.wait(running).unwrap_or_else(|p| p.into_inner());
+        }
+        *running += 1;
+        Turn(&self.running)
     }
 
     fn run_child(&self, bytes: &[u8]) -> wasmtime::Result<Vec<u8>> {
@@ -93,7 +117,11 @@ impl IsolatedCompiler {
         // CPU time is the budget; wall-clock time on a busy machine may be longer.
         let deadline = Instant::now() + Duration::from_secs(cpu_seconds * 4 + 10);
         let status = loop {
-            if let Some(status) = child.try_wait()? {
+            let exited = child.try_wait().inspect_err(|_| {
+                let _ = child.kill();
+                let _ = child.wait();
+            })?;
+            if let Some(status) = exited {
                 break Some(status);
             }
             if Instant::now() >= deadline {
@@ -127,6 +155,17 @@ impl IsolatedCompiler {
             _ if status.code() == Some(REFUSED) => Err(wasmtime::format_err!("{}", errors.trim())),
             _ => Err(wasmtime::format_err!("the compiler process failed ({status}): {}", errors.trim())),
         }
+    }
+}
+
+/// A compile's turn among the [`COMPILES_AT_ONCE`].
+struct Turn<'a>(&'a (Mutex<usize>, Condvar));
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let (count, freed) = self.0;
+        *count.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        freed.notify_one();
     }
 }
 

@@ -2,10 +2,14 @@
 //!
 //! Guest code checks the engine's epoch, which a thread bumps every
 //! [`EPOCH_TICK`](super::engine::EPOCH_TICK); at every tick a guest is found running, its
-//! store yields to tokio and its tenant is charged one tick of CPU time. (A guest waiting on
-//! the host — WhatsApp, an outbound request — is not running and is not charged. A guest that
-//! runs for less than a tick is charged a whole one as often as it is running when a tick
-//! comes: in proportion to its CPU time, on average.)
+//! store yields to tokio and its tenant is charged one tick of CPU time. A guest that runs
+//! for less than a tick is charged a whole one as often as it is running when a tick comes:
+//! in proportion to its CPU time, on average.
+//!
+//! A guest waiting on the host (WhatsApp, an outbound request) is not running, but its epoch
+//! deadline goes by meanwhile, so it is called back as soon as it runs again. Only a call back
+//! within [`RUNNING_GAP`] of the guest's previous one (or of its request's start, or of the
+//! end of a wait for the budget) is charged: a longer gap is time spent waiting.
 //!
 //! The budget is a rate: `cpu_millicores` thousandths of a core, for all the tenant's
 //! requests together, of which up to [`BURST`]'s worth may be spent at once. A guest whose
@@ -20,6 +24,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::engine::EPOCH_TICK;
+
+/// A guest called back within this time of its previous tick has been running since, and is
+/// charged; after a longer gap it was waiting on the host, and is not.
+pub const RUNNING_GAP: Duration = Duration::from_millis(EPOCH_TICK.as_millis() as u64 * 3 / 2);
 
 /// How far ahead of its rate a tenant may run before its guests are slowed down: a second's
 /// worth of its rate (a second of CPU time at one core, a tenth of one at 100 millicores).

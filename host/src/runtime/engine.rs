@@ -71,7 +71,10 @@ pub fn new(slots: u32) -> wasmtime::Result<Engine> {
 /// without the instance pool (whose address space a compiler process does not need) and
 /// without an epoch ticker.
 pub fn compiler() -> wasmtime::Result<Engine> {
-    Engine::new(&code_config())
+    let mut config = code_config();
+    // One core per compile: a tenant's deploy does not take the machine's.
+    config.parallel_compilation(false);
+    Engine::new(&config)
 }
 
 /// The settings compiled code depends on, shared by [`new`] and [`compiler`].

@@ -158,15 +158,21 @@ fn new_store(component: &HandlerComponent, share: &Arc<Share>, state: RequestSta
     let mut store = Store::new(component.pre.engine(), state);
     store.limiter(RequestState::limits);
     let share = share.clone();
-    // On every tick: stop at the request's deadline; else charge the tick and yield to tokio,
-    // for as long as the tenant is over its CPU budget (never past the deadline).
-    store.epoch_deadline_callback(move |store| {
-        let deadline = store.data().deadline();
-        let now = Instant::now();
+    // On every tick: stop at the request's deadline; else charge the tick (see `cpu`) and
+    // yield to tokio, for as long as the tenant is over its CPU budget (never past the
+    // deadline).
+    store.epoch_deadline_callback(move |mut store| {
+        let state = store.data_mut();
+        let (deadline, now) = (state.deadline(), Instant::now());
         if now >= deadline {
             return Ok(wasmtime::UpdateDeadline::Interrupt);
         }
-        let wait = share.cpu().charge(now);
+        let wait = if now.saturating_duration_since(state.ticked()) <= super::cpu::RUNNING_GAP {
+            share.cpu().charge(now)
+        } else {
+            Duration::ZERO
+        };
+        state.tick(now + wait);
         Ok(if wait.is_zero() {
             wasmtime::UpdateDeadline::Yield(1)
         } else {

@@ -35,6 +35,9 @@ pub struct RequestState {
     table: ResourceTable,
     limiter: Limiter,
     outbound: OutboundPolicy,
+    /// When the guest last got an epoch tick, or the request started (see
+    /// [`cpu`](super::cpu)).
+    ticked: Instant,
     /// The tenant-scoped host capabilities.
     pub capabilities: Capabilities,
 }
@@ -51,6 +54,7 @@ impl RequestState {
             table,
             limiter: Limiter::new(limits),
             outbound,
+            ticked: Instant::now(),
             capabilities,
         }
     }
@@ -61,6 +65,7 @@ impl RequestState {
         self.capabilities = capabilities;
         self.outbound = outbound;
         self.http = http_ctx();
+        self.ticked = Instant::now();
     }
 
     /// Whether the component holds no resource (stream, request, response, …) any more, so
@@ -72,6 +77,16 @@ impl RequestState {
     /// The store's resource limiter.
     pub fn limits(&mut self) -> &mut dyn ResourceLimiter {
         &mut self.limiter
+    }
+
+    /// When the guest last got an epoch tick (or, before its first, when the request started).
+    pub fn ticked(&self) -> Instant {
+        self.ticked
+    }
+
+    /// Records an epoch tick of the guest; `at` is when it runs on.
+    pub fn tick(&mut self, at: Instant) {
+        self.ticked = at;
     }
 
     /// When this request's budget runs out.

@@ -70,7 +70,13 @@ async fn an_admin_token_of_one_tenant_reaches_that_tenant_only() {
     let user = json!({"name": "Zed", "devices": ["main"]});
     let created = gw.admin_as(Method::POST, "/v1/tenants/acme/users", Some(&acme), user.clone()).await;
     assert_eq!(created.status, 201, "{}", created.text);
-    // A read-only token reads, and changes nothing.
+    // Not to a component file on the server, which only the operator's tokens name.
+    let file = json!({"prefix": "/x", "component": "/etc/hostname"});
+    assert_error(&gw.admin_as(Method::PUT, "/v1/tenants/acme/routes", Some(&acme), file).await, 403, "FORBIDDEN");
+    // A read-only token reads, and changes nothing; following a linking or its QR code is a change.
+    for linking in ["/v1/tenants/acme/devices/main/link", "/v1/tenants/acme/devices/main/link/events"] {
+        assert_error(&get(linking, &reader).await, 403, "FORBIDDEN");
+    }
     assert_error(&gw.admin_as(Method::POST, "/v1/tenants/acme/users", Some(&reader), user).await, 403, "FORBIDDEN");
     assert_eq!(get("/v1/tenants/acme/users", &reader).await.status, 200);
     // Deleting the tenant takes its tokens with it.

@@ -82,3 +82,29 @@ async fn a_tenant_over_its_cpu_budget_is_slowed_down_and_the_others_are_not() {
     let charged = metric(&metrics, "waedge_guest_cpu_seconds_total{tenant=\"globex\"}").expect("globex's CPU");
     assert!(charged > 0.1, "globex was charged for its spinning: {metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn time_a_guest_spends_waiting_on_the_host_is_not_charged() {
+    let world = World::load(&fixtures().join("world.toml")).expect("fixture world");
+    let gw = Arc::new(TestGateway::start(&config(None), &world).await);
+    gw.deploy_probe().await;
+    // A tenth of a core: a second's worth of burst is ten ticks.
+    let limits = json!({"limits": {"request_timeout_ms": 5000, "cpu_millicores": 100}});
+    assert_eq!(gw.admin(Method::PATCH, "/v1/tenants/globex", limits).await.status, 200);
+    // Thirty requests that each wait 300 ms in a host call, and compute next to nothing.
+    // Charged a tick each for the wait (its epoch deadline goes by meanwhile), they would
+    // overrun the burst threefold and wait for the budget.
+    let sleepers: Vec<_> = (0..30)
+        .map(|_| {
+            let gw = gw.clone();
+            tokio::spawn(async move { gw.get("/probe/sleep?ms=300", Some(EVE)).await })
+        })
+        .collect();
+    for sleeper in sleepers {
+        let reply = sleeper.await.unwrap();
+        assert_eq!((reply.status, reply.json["slept_ms"].as_u64()), (200, Some(300)), "{}", reply.text);
+    }
+    let metrics = gw.admin_as(Method::GET, "/metrics", None, Value::Null).await.text;
+    let series = "waedge_guest_cpu_throttled_seconds_total{tenant=\"globex\"}";
+    assert_eq!(metric(&metrics, series), Some(0.0), "{metrics}");
+}
