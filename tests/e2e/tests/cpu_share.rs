@@ -33,14 +33,21 @@ fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_tenant_over_its_cpu_budget_is_slowed_down_and_the_others_are_not() {
+/// A gateway where globex serves the probe with a tenth of a core (a second's worth of burst:
+/// ten ticks) and requests of `timeout_ms`.
+async fn gateway_with_a_tenth_of_a_core_for_globex(timeout_ms: u64) -> Arc<TestGateway> {
     let world = World::load(&fixtures().join("world.toml")).expect("fixture world");
     let gw = Arc::new(TestGateway::start(&config(None), &world).await);
     gw.deploy_probe().await;
-    // A tenth of a core for globex, whose probe spins for the whole of its 3 s deadline.
-    let limits = json!({"limits": {"request_timeout_ms": 3000, "cpu_millicores": 100}});
+    let limits = json!({"limits": {"request_timeout_ms": timeout_ms, "cpu_millicores": 100}});
     assert_eq!(gw.admin(Method::PATCH, "/v1/tenants/globex", limits).await.status, 200);
+    gw
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tenant_over_its_cpu_budget_is_slowed_down_and_the_others_are_not() {
+    // globex's probe spins for the whole of its 3 s deadline.
+    let gw = gateway_with_a_tenth_of_a_core_for_globex(3000).await;
 
     // acme's users come every 50 ms all along, and are served.
     let neighbour = Neighbour::start(&gw, "/devices/main/groups", ALICE, Duration::from_millis(50));
@@ -85,12 +92,7 @@ async fn a_tenant_over_its_cpu_budget_is_slowed_down_and_the_others_are_not() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn time_a_guest_spends_waiting_on_the_host_is_not_charged() {
-    let world = World::load(&fixtures().join("world.toml")).expect("fixture world");
-    let gw = Arc::new(TestGateway::start(&config(None), &world).await);
-    gw.deploy_probe().await;
-    // A tenth of a core: a second's worth of burst is ten ticks.
-    let limits = json!({"limits": {"request_timeout_ms": 5000, "cpu_millicores": 100}});
-    assert_eq!(gw.admin(Method::PATCH, "/v1/tenants/globex", limits).await.status, 200);
+    let gw = gateway_with_a_tenth_of_a_core_for_globex(5000).await;
     // Thirty requests that each wait 300 ms in a host call, and compute next to nothing.
     // Charged a tick each for the wait (its epoch deadline goes by meanwhile), they would
     // overrun the burst threefold and wait for the budget.
