@@ -7,7 +7,7 @@
 //! is smaller than the sum of the caps. The admin API is never shed: the operator must be
 //! able to act on an overloaded gateway.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a reading of the resident memory is reused.
@@ -17,14 +17,23 @@ const READ_EVERY: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 pub struct Watermark {
     limit_bytes: u64,
-    /// The last reading: when, and whether the process was above the watermark.
-    last: Mutex<Option<(Instant, bool)>>,
+    /// Readings are timed from here.
+    since: Instant,
+    /// When the last reading was taken, in milliseconds from `since` (0: never).
+    read_at: AtomicU64,
+    /// Whether the process was above the watermark at the last reading.
+    above: AtomicBool,
 }
 
 impl Watermark {
     /// A watermark at `mib` MiB of resident memory.
     pub fn new(mib: u64) -> Self {
-        Watermark { limit_bytes: mib.saturating_mul(1 << 20), last: Mutex::new(None) }
+        Watermark {
+            limit_bytes: mib.saturating_mul(1 << 20),
+            since: Instant::now(),
+            read_at: AtomicU64::new(0),
+            above: AtomicBool::new(false),
+        }
     }
 
     /// The watermark in MiB.
@@ -32,18 +41,19 @@ impl Watermark {
         self.limit_bytes >> 20
     }
 
-    /// Whether the process's resident memory is above the watermark (read at most every
-    /// [`READ_EVERY`]; a system without `/proc` is never above it).
+    /// Whether the process's resident memory is above the watermark. It is read at most every
+    /// [`READ_EVERY`], by one request, without a lock; a system without `/proc` is never above.
     pub fn exceeded(&self) -> bool {
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        match *last {
-            Some((at, above)) if at.elapsed() < READ_EVERY => above,
-            _ => {
-                let above = resident_bytes().is_some_and(|bytes| bytes > self.limit_bytes);
-                *last = Some((Instant::now(), above));
-                above
-            }
+        // 1 + elapsed: a first reading is due at once.
+        let now = 1 + self.since.elapsed().as_millis() as u64;
+        let last = self.read_at.load(Ordering::Acquire);
+        let due = last == 0 || now.saturating_sub(last) >= READ_EVERY.as_millis() as u64;
+        if due && self.read_at.compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            let above = resident_bytes().is_some_and(|bytes| bytes > self.limit_bytes);
+            self.above.store(above, Ordering::Release);
+            return above;
         }
+        self.above.load(Ordering::Acquire)
     }
 }
 

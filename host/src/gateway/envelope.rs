@@ -29,6 +29,13 @@ impl Envelope {
         if crate::tenancy::prefix_matches("/contacts", path) { Envelope::Contacts } else { Envelope::Standard }
     }
 
+    /// `503 CAPACITY` with `Retry-After: 1`: the host, not the request, is short of something.
+    pub(super) fn capacity(self, message: &str) -> Response<ResponseBody> {
+        let mut response = self.error(StatusCode::SERVICE_UNAVAILABLE, "CAPACITY", message);
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
+        response
+    }
+
     pub(super) fn error(self, status: StatusCode, code: &str, message: &str) -> Response<ResponseBody> {
         match self {
             Envelope::Standard => error(status, code, message),

@@ -39,10 +39,7 @@ impl Gateway {
             Some(watermark) if watermark.exceeded() => {
                 let message =
                     format!("the gateway is above its memory watermark ({} MiB); retry shortly", watermark.mib());
-                let mut response =
-                    Envelope::of_path(&path).error(StatusCode::SERVICE_UNAVAILABLE, "CAPACITY", &message);
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
-                (response, Served::nobody())
+                (Envelope::of_path(&path).capacity(&message), Served::nobody())
             }
             _ => route(&self.tenants(), &self.metrics, &self.outbound, request).await,
         };
@@ -237,11 +234,7 @@ where
             (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_FAILED", "trap")
         }
         // The host's limit, not the component's: no violation.
-        DispatchError::Capacity(_) => {
-            let mut response = envelope.error(StatusCode::SERVICE_UNAVAILABLE, "CAPACITY", &failure.to_string());
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
-            return response;
-        }
+        DispatchError::Capacity(_) => return envelope.capacity(&failure.to_string()),
     };
     reporter.violation(limit, &failure.to_string());
     envelope.error(status, code, &failure.to_string())

@@ -17,7 +17,7 @@
 use std::io::{Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -98,62 +98,64 @@ impl IsolatedCompiler {
         let mut child = command.spawn().map_err(|e| {
             wasmtime::format_err!("cannot start the compiler process {}: {e}", self.executable.display())
         })?;
-        let mut stdin = child.stdin.take().expect("piped");
-        let mut stdout = child.stdout.take().expect("piped");
+        let (mut stdin, mut stdout) = (child.stdin.take().expect("piped"), child.stdout.take().expect("piped"));
         let mut stderr = child.stderr.take().expect("piped");
-        let input = bytes.to_vec();
         // The pipes are served by threads, so a child that neither reads nor writes cannot
         // block this one: it only has to wait out the deadline.
-        let writer = std::thread::spawn(move || stdin.write_all(&input));
-        let reader = std::thread::spawn(move || {
-            let mut code = Vec::new();
-            stdout.read_to_end(&mut code).map(|_| code)
+        let (status, code, errors) = std::thread::scope(|scope| {
+            scope.spawn(move || stdin.write_all(bytes));
+            let code = scope.spawn(move || {
+                let mut code = Vec::new();
+                stdout.read_to_end(&mut code).map(|_| code)
+            });
+            let errors = scope.spawn(move || {
+                let mut text = String::new();
+                let _ = stderr.by_ref().take(64 << 10).read_to_string(&mut text);
+                text
+            });
+            // CPU time is the budget; wall-clock time on a busy machine may be longer.
+            let status = wait(&mut child, Duration::from_secs(cpu_seconds * 4 + 10));
+            (status, code.join(), errors.join().unwrap_or_default())
         });
-        let errors = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.by_ref().take(64 << 10).read_to_string(&mut text);
-            text
-        });
-        // CPU time is the budget; wall-clock time on a busy machine may be longer.
-        let deadline = Instant::now() + Duration::from_secs(cpu_seconds * 4 + 10);
-        let status = loop {
-            let exited = child.try_wait().inspect_err(|_| {
-                let _ = child.kill();
-                let _ = child.wait();
-            })?;
-            if let Some(status) = exited {
-                break Some(status);
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let _ = writer.join();
-        let code = reader.join().map_err(|_| wasmtime::format_err!("reading the compiler's output failed"))?;
-        let errors = errors.join().unwrap_or_default();
         let over_cpu = || {
             wasmtime::format_err!(
                 "compiling it took more than the {cpu_seconds} s of CPU time a deploy may use \
                  (`[compile] cpu_seconds`): make the component smaller or simpler, or raise the budget"
             )
         };
-        let Some(status) = status else {
+        let Some(status) = status? else {
             return Err(over_cpu());
         };
         if status.success() {
-            return Ok(code?);
+            return code
+                .map_err(|_| wasmtime::format_err!("reading the compiler's output failed"))?
+                .map_err(Into::into);
         }
         match status.signal() {
+            _ if status.code() == Some(REFUSED) => Err(wasmtime::format_err!("{}", errors.trim())),
             Some(libc::SIGXCPU | libc::SIGKILL) => Err(over_cpu()),
             _ if errors.contains("memory allocation") => Err(wasmtime::format_err!(
                 "compiling it needed more than the {memory_mib} MiB of memory a deploy may use \
                  (`[compile] memory_mib`): make the component smaller or simpler, or raise the budget"
             )),
-            _ if status.code() == Some(REFUSED) => Err(wasmtime::format_err!("{}", errors.trim())),
             _ => Err(wasmtime::format_err!("the compiler process failed ({status}): {}", errors.trim())),
+        }
+    }
+}
+
+/// Waits for `child` to exit, at most `limit` (then it is killed: `None`). A child that
+/// cannot be waited for is killed too.
+fn wait(child: &mut Child, limit: Duration) -> std::io::Result<Option<ExitStatus>> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(Some(status)),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            outcome => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return outcome.map(|_| None);
+            }
         }
     }
 }

@@ -50,13 +50,24 @@ pub struct Admission {
     anonymous: Budget,
     anonymous_per_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
     /// Each client's rate of requests without a token, for at most [`RATED_CLIENTS`] clients.
-    anonymous_client_rates: Mutex<HashMap<IpAddr, TokenBucket>>,
+    anonymous_client_rates: Mutex<ClientRates>,
 }
 
 /// Clients whose rate of requests without a token is followed at once. A client whose bucket
 /// is full again is forgotten when room is needed; when none is, a new client is held to the
 /// tenant's anonymous rate only, so that many addresses cannot lock new ones out.
 pub const RATED_CLIENTS: usize = 10_000;
+
+/// How often, at most, a full map of client rates is swept for idle clients: a stream of new
+/// addresses must not make every request go over all of them.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// The clients whose rate is followed, and when the map was last swept.
+#[derive(Default)]
+struct ClientRates {
+    buckets: HashMap<IpAddr, TokenBucket>,
+    swept: Option<std::time::Instant>,
+}
 
 /// A rate, and concurrency limits: requests whose body is being read, and requests being
 /// served, each at most `concurrency`.
@@ -253,14 +264,17 @@ impl Admission {
             return Ok(());
         }
         let mut rates = self.anonymous_client_rates.lock().unwrap_or_else(|p| p.into_inner());
-        if !rates.contains_key(&key) && rates.len() >= RATED_CLIENTS {
-            rates.retain(|_, bucket| !bucket.is_full());
-            if rates.len() >= RATED_CLIENTS {
+        if !rates.buckets.contains_key(&key) && rates.buckets.len() >= RATED_CLIENTS {
+            if rates.swept.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
+                rates.buckets.retain(|_, bucket| !bucket.is_full());
+                rates.swept = Some(std::time::Instant::now());
+            }
+            if rates.buckets.len() >= RATED_CLIENTS {
                 return Ok(());
             }
         }
-        let bucket =
-            rates.entry(key).or_insert_with(|| TokenBucket::new(f64::from(rate), f64::from(self.limits.burst.max(1))));
+        let burst = f64::from(self.limits.burst.max(1));
+        let bucket = rates.buckets.entry(key).or_insert_with(|| TokenBucket::new(f64::from(rate), burst));
         bucket.take(1.0).map_err(|retry_after| Refusal::ClientRate { rate, retry_after })
     }
 
@@ -422,11 +436,16 @@ mod tests {
         // Every bucket is empty: a new client is held to the tenant's rate only, and not
         // remembered.
         assert!(admit(&admission, &address(RATED_CLIENTS)).is_ok());
-        assert_eq!(admission.anonymous_client_rates.lock().unwrap().len(), RATED_CLIENTS);
+        assert_eq!(admission.anonymous_client_rates.lock().unwrap().buckets.len(), RATED_CLIENTS);
+        // The next new client within the second does not sweep again.
+        let swept = admission.anonymous_client_rates.lock().unwrap().swept;
+        assert!(swept.is_some());
+        assert!(admit(&admission, &address(RATED_CLIENTS + 2)).is_ok());
+        assert_eq!(admission.anonymous_client_rates.lock().unwrap().swept, swept);
         // A second later the buckets are full again, and the idle clients are forgotten.
         std::thread::sleep(Duration::from_millis(1100));
         drop(admit(&admission, &address(RATED_CLIENTS + 1)).unwrap());
-        assert_eq!(admission.anonymous_client_rates.lock().unwrap().len(), 1);
+        assert_eq!(admission.anonymous_client_rates.lock().unwrap().buckets.len(), 1);
         assert!(admit(&admission, &address(RATED_CLIENTS + 1)).is_err(), "its own rate applies");
     }
 }
