@@ -103,6 +103,16 @@ mod tests {
     }
 
     #[test]
+    fn a_device_not_connected_names_its_state() {
+        let error = ErrorClass::from(Error::DeviceNotConnected(crate::DeviceState::LoggedOut));
+        assert_eq!((error.status, error.code), (503, "DEVICE_NOT_CONNECTED"));
+        assert_eq!(
+            error.message,
+            "the device is not connected to WhatsApp (state: logged-out); link it or wait for it to reconnect"
+        );
+    }
+
+    #[test]
     fn respond_keeps_status_and_headers_with_another_envelope() {
         let error = ErrorClass::method_not_allowed("POST", &["GET"]);
         let response = error.respond(&serde_json::json!({ "success": false, "error_code": error.code }));

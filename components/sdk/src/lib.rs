@@ -2,8 +2,8 @@
 //!
 //! A handler is a WebAssembly component that exports the standard
 //! `wasi:http/incoming-handler` and imports the host's `waedge:gateway` interfaces (see
-//! `wit/gateway.wit`). This crate hides the streaming plumbing of `wasi:http`: a handler
-//! receives a whole [`Request`] and returns a whole [`Response`].
+//! `wit/gateway.wit`, world `handler`). This crate hides the streaming plumbing of `wasi:http`:
+//! a handler receives a whole [`Request`] and returns a whole [`Response`].
 //!
 //! ```ignore
 //! use waedge_sdk::{Handler, Request, Response, whatsapp};
@@ -14,7 +14,7 @@
 //!     fn handle(request: Request) -> Response {
 //!         let devices = whatsapp::list_devices();
 //!         Response::json(200, &serde_json::json!({
-//!             "path": request.path(),
+//!             "path": request.route_path(),
 //!             "devices": devices.len(),
 //!         }))
 //!     }
@@ -24,20 +24,26 @@
 //! ```
 //!
 //! Build it for `wasm32-unknown-unknown` and turn the core module into a component with
-//! `wasm-tools component new` (or let the waedge workspace build do both).
+//! `wasm-tools component new` (or let the waedge workspace build do both); or build it with
+//! `cargo build --target wasm32-wasip2`, whose output is already a component targeting the
+//! `handler` world.
 #![deny(missing_docs)]
 
 mod authentication;
+pub mod config;
 mod error;
+pub mod logging;
 mod lookup;
+mod names;
 pub mod outbound;
 mod query;
 mod request;
 mod response;
 mod time;
 
-/// Bindings generated from `wit/gateway.wit`, for handlers that need more than this crate
-/// wraps (outbound HTTP, raw `wasi:http` types).
+/// Bindings generated from `wit/gateway.wit` (world `handler`), for handlers that need more
+/// than this crate wraps: raw `wasi:http` types, `wasi:config/store` as
+/// `bindings::wasi::config::store`, `wasi:logging` as `bindings::wasi::logging::logging`.
 #[allow(missing_docs, reason = "generated code")]
 pub mod bindings {
     wit_bindgen::generate!({
@@ -52,10 +58,11 @@ pub mod bindings {
 pub use authentication::{authenticate, require_device};
 pub use bindings::waedge::gateway::auth::Principal;
 pub use bindings::waedge::gateway::types::{
-    BusinessCategory, BusinessHours, BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group, LidMapping,
-    OnWhatsapp, ProfilePicture, UserInfo,
+    BusinessCategory, BusinessHours, BusinessProfile, Contact, ContactProfile, DayOfWeek, DeviceState, DeviceStatus,
+    Error, Group, LidMapping, OnWhatsapp, OpeningMode, ProfileExtras, ProfilePicture, UserInfo,
 };
-pub use bindings::waedge::gateway::{auth, config, logging, whatsapp};
+pub use bindings::waedge::gateway::whatsapp::Device;
+pub use bindings::waedge::gateway::{auth, whatsapp};
 pub use error::ErrorClass;
 pub use lookup::{user_info, user_jid};
 pub use query::{Query, percent_decode};
@@ -64,6 +71,10 @@ pub use response::Response;
 pub use time::{Timestamp, now};
 
 /// A waedge request handler: one call per HTTP request, with the whole request in hand.
+///
+/// `handle` takes no `self`: the host reuses an instance for up to `requests_per_instance`
+/// requests of one tenant, so what lives between requests lives in statics, and lives as long
+/// as the instance does.
 pub trait Handler {
     /// Answers one request.
     fn handle(request: Request) -> Response;
@@ -77,9 +88,7 @@ pub fn serve<H: Handler>(
 ) {
     let response = match Request::read(incoming) {
         Ok(request) => H::handle(request),
-        Err(message) => {
-            Response::json(400, &serde_json::json!({ "error": { "code": "BAD_REQUEST", "message": message } }))
-        }
+        Err(message) => ErrorClass::new(400, "BAD_REQUEST", message).into_response(),
     };
     response.send(out);
 }

@@ -1,7 +1,7 @@
 //! The look-ups most handlers start with: a contact named in the query, and what WhatsApp
 //! knows about it.
 
-use crate::{ErrorClass, Request, UserInfo, whatsapp};
+use crate::{Device, ErrorClass, Request, UserInfo};
 
 /// The query parameter `name` as a user JID: a phone number as people write it
 /// (`+62 812-3456-7890`), a phone JID or a LID, normalised; a 400 when it is missing or is
@@ -19,8 +19,9 @@ pub fn user_jid(request: &Request, name: &str) -> Result<String, ErrorClass> {
 }
 
 /// What WhatsApp tells `device` about the user `jid`; a 404 when it is not on WhatsApp.
-pub fn user_info(device: &str, jid: &str) -> Result<UserInfo, ErrorClass> {
-    whatsapp::get_user_info(device, &[jid.to_string()])?
+pub fn user_info(device: &Device, jid: &str) -> Result<UserInfo, ErrorClass> {
+    device
+        .get_user_info(&[jid.to_string()])?
         .into_iter()
         .next()
         .ok_or_else(|| ErrorClass::new(404, "NOT_FOUND", "this contact is not on WhatsApp"))

@@ -1,5 +1,8 @@
 //! The incoming request, read whole from `wasi:http`.
 
+use std::cell::OnceCell;
+
+use crate::bindings::waedge::gateway::request_context;
 use crate::bindings::wasi::http::types::{IncomingRequest, Method};
 use crate::bindings::wasi::io::streams::StreamError;
 use crate::query::Query;
@@ -16,6 +19,10 @@ pub struct Request {
     query: Query,
     headers: Vec<(String, Vec<u8>)>,
     body: Vec<u8>,
+    /// The matched route's prefix, asked of the host on first use.
+    route_prefix: OnceCell<String>,
+    /// The host's request id, asked of the host on first use.
+    id: OnceCell<String>,
 }
 
 impl Request {
@@ -27,7 +34,22 @@ impl Request {
         };
         let query = Query::parse(raw_query.as_deref().unwrap_or_default());
         let headers = headers.into_iter().map(|(name, value)| (name.to_ascii_lowercase(), value)).collect();
-        Request { method: method.to_ascii_uppercase(), path: path.to_string(), raw_query, query, headers, body }
+        Request {
+            method: method.to_ascii_uppercase(),
+            path: path.to_string(),
+            raw_query,
+            query,
+            headers,
+            body,
+            route_prefix: OnceCell::new(),
+            id: OnceCell::new(),
+        }
+    }
+
+    /// The request with its route prefix and id given instead of asked of the host: for tests
+    /// outside a Wasm host, with [`Request::new`].
+    pub fn with_context(self, route_prefix: &str, id: &str) -> Self {
+        Request { route_prefix: OnceCell::from(route_prefix.to_string()), id: OnceCell::from(id.to_string()), ..self }
     }
 
     /// Reads a `wasi:http` incoming request, body included.
@@ -62,7 +84,36 @@ impl Request {
 
     /// The path split on `/`, with empty segments dropped and each segment percent-decoded.
     pub fn segments(&self) -> Vec<String> {
-        self.path.split('/').filter(|s| !s.is_empty()).map(crate::query::percent_decode).collect()
+        split_segments(&self.path)
+    }
+
+    /// The prefix of the route the request matched, e.g. `/devices`, or `/` for a catch-all
+    /// route: the same handler answers under whatever prefix the operator routes to it.
+    pub fn route_prefix(&self) -> &str {
+        self.route_prefix.get_or_init(request_context::route_prefix)
+    }
+
+    /// The path after the route prefix, still percent-encoded: `/main/groups` for
+    /// `/signed/main/groups` routed at `/signed`; empty for the prefix itself. The whole path
+    /// if it does not start with the prefix (it always does when the host routed it).
+    pub fn route_path(&self) -> &str {
+        let prefix = self.route_prefix().trim_end_matches('/');
+        match self.path.strip_prefix(prefix) {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
+            _ => &self.path,
+        }
+    }
+
+    /// [`Request::route_path`] split like [`Request::segments`]: `["main", "groups"]` for
+    /// `/signed/main/groups` routed at `/signed`.
+    pub fn route_segments(&self) -> Vec<String> {
+        split_segments(self.route_path())
+    }
+
+    /// The host's id for this request: the response carries it in `x-request-id` and the
+    /// host's log lines about the request carry it. Quote it in logs and outbound calls.
+    pub fn id(&self) -> &str {
+        self.id.get_or_init(request_context::request_id)
     }
 
     /// The query string as sent (without `?`), e.g. to verify a signature over it.
@@ -95,6 +146,11 @@ impl Request {
     }
 }
 
+/// `path` split on `/`, with empty segments dropped and each segment percent-decoded.
+fn split_segments(path: &str) -> Vec<String> {
+    path.split('/').filter(|s| !s.is_empty()).map(crate::query::percent_decode).collect()
+}
+
 fn read_body(incoming: &IncomingRequest) -> Result<Vec<u8>, String> {
     let body = incoming.consume().map_err(|()| "request body was already consumed".to_string())?;
     let stream = body.stream().map_err(|()| "request body stream is unavailable".to_string())?;
@@ -109,4 +165,35 @@ fn read_body(incoming: &IncomingRequest) -> Result<Vec<u8>, String> {
         }
     }
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routed(prefix: &str, path: &str) -> Request {
+        Request::new("GET", path, Vec::new(), Vec::new()).with_context(prefix, "req-1")
+    }
+
+    #[test]
+    fn the_route_path_follows_the_prefix() {
+        let request = routed("/signed", "/signed/main/groups?x=1");
+        assert_eq!((request.route_prefix(), request.id()), ("/signed", "req-1"));
+        assert_eq!(request.route_path(), "/main/groups");
+        assert_eq!(request.route_segments(), ["main", "groups"]);
+        assert_eq!(routed("/api/v1/", "/api/v1/main%2Fx/groups").route_segments(), ["main/x", "groups"]);
+        assert_eq!(routed("/signed", "/signed").route_path(), "");
+    }
+
+    #[test]
+    fn a_catch_all_route_keeps_the_whole_path() {
+        assert_eq!(routed("/", "/main/groups").route_path(), "/main/groups");
+        assert_eq!(routed("/", "/").route_path(), "/");
+    }
+
+    #[test]
+    fn a_path_outside_the_prefix_stays_whole() {
+        assert_eq!(routed("/signed", "/signedx/main").route_path(), "/signedx/main");
+        assert_eq!(routed("/signed", "/other").route_segments(), ["other"]);
+    }
 }
