@@ -9,16 +9,13 @@
 mod profile;
 
 use serde::Serialize;
-use waedge_sdk::{ErrorClass, Handler, Request, Response, authenticate, require_device, whatsapp};
+use waedge_sdk::{Device, ErrorClass, Handler, Request, Response, authenticate, require_device, whatsapp};
 
 struct DevicesApi;
 
 impl Handler for DevicesApi {
     fn handle(request: Request) -> Response {
-        match route(&request) {
-            Ok(data) => Response::json(200, &Envelope { data }),
-            Err(error) => error.into_response(),
-        }
+        route(&request).map(|data| Response::json(200, &Envelope { data })).unwrap_or_else(Response::from)
     }
 }
 
@@ -41,7 +38,7 @@ enum Data {
 
 fn route(request: &Request) -> Result<Data, ErrorClass> {
     let segments = request.segments();
-    let [root, device, endpoint] = segments.as_slice() else {
+    let [root, device_id, endpoint] = segments.as_slice() else {
         return Err(ErrorClass::no_route(request.path()));
     };
     if root != "devices" || !matches!(endpoint.as_str(), "profile" | "groups") {
@@ -53,12 +50,12 @@ fn route(request: &Request) -> Result<Data, ErrorClass> {
     let principal = authenticate(request)?;
     // Unknown to this tenant (404) before not granted to this user (403): a token cannot
     // probe another tenant's device ids.
-    whatsapp::get_device(device)?;
-    require_device(&principal, device)?;
+    let device = whatsapp::open_device(device_id)?;
+    require_device(&principal, device_id)?;
     if endpoint == "profile" {
-        Ok(Data::Profile(profile::get(device, request.query())?))
+        Ok(Data::Profile(profile::get(&device, request.query())?))
     } else {
-        Ok(Data::Groups(groups(device)?))
+        Ok(Data::Groups(groups(&device)?))
     }
 }
 
@@ -83,8 +80,9 @@ struct Groups {
     count: usize,
 }
 
-fn groups(device: &str) -> Result<Groups, ErrorClass> {
-    let groups: Vec<GroupSummary> = whatsapp::list_joined_groups(device)?
+fn groups(device: &Device) -> Result<Groups, ErrorClass> {
+    let groups: Vec<GroupSummary> = device
+        .list_joined_groups()?
         .into_iter()
         .map(|group| GroupSummary {
             jid: group.jid,

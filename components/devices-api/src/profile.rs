@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 use waedge_jid::{Jid, Kind};
-use waedge_sdk::{Error, ErrorClass, Query, UserInfo, whatsapp};
+use waedge_sdk::{Device, ErrorClass, ProfileExtras, Query};
 
 /// A profile, written as `{"type": "contact" | "group", "profile": {…}}`.
 #[derive(Serialize)]
@@ -52,7 +52,7 @@ pub struct GroupProfile {
 }
 
 /// Serves the profile endpoint for `device`.
-pub fn get(device: &str, query: &Query) -> Result<Profile, ErrorClass> {
+pub fn get(device: &Device, query: &Query) -> Result<Profile, ErrorClass> {
     let raw = query
         .get_non_empty("jid")
         .ok_or_else(|| ErrorClass::validation("`jid` is required: a phone number, phone JID, LID or group JID"))?;
@@ -64,34 +64,27 @@ pub fn get(device: &str, query: &Query) -> Result<Profile, ErrorClass> {
     })
 }
 
-fn contact(device: &str, jid: &Jid, preview: bool) -> Result<ContactProfile, ErrorClass> {
+fn contact(device: &Device, jid: &Jid, preview: bool) -> Result<ContactProfile, ErrorClass> {
     let text = jid.to_string();
-    let info: UserInfo = whatsapp::get_user_info(device, std::slice::from_ref(&text))?
-        .into_iter()
-        .next()
-        .ok_or_else(|| ErrorClass::from(Error::NotFound))?;
-    let mapping = whatsapp::get_lid_mapping(device, &text)?;
+    let extras = if preview { ProfileExtras::PICTURE | ProfileExtras::PREVIEW } else { ProfileExtras::PICTURE };
+    // The host finds the names under the other identity of the same account too, linked only
+    // by the mapping WhatsApp gave.
+    let profile = device.get_contact_profile(&text, extras)?;
+    let info = profile.info;
     let (phone_jid, lid) = if jid.is_lid() {
-        (mapping.map(|m| m.phone_jid), Some(text.clone()))
+        (profile.lid_mapping.map(|m| m.phone_jid), Some(text.clone()))
     } else {
-        (None, info.lid.clone().or(mapping.map(|m| m.lid)))
+        (None, info.lid.clone().or(profile.lid_mapping.map(|m| m.lid)))
     };
     let (picture_url, picture_id) = match info.picture_id.as_deref() {
         None => (None, None),
         Some("") => (Some(String::new()), Some(String::new())),
-        Some(_) => match whatsapp::get_profile_picture(device, &text, preview)? {
+        Some(_) => match profile.picture {
             Some(picture) => (Some(picture.url), Some(picture.id)),
             None => (Some(String::new()), Some(String::new())),
         },
     };
-    // Names may have been learned under the other identity of the same account; only the
-    // mapping WhatsApp gave links the two.
-    let alias = if jid.is_lid() { phone_jid.clone() } else { lid.clone() };
-    let names = match (whatsapp::get_contact(device, &text)?, alias) {
-        (Some(names), _) => Some(names),
-        (None, Some(alias)) => whatsapp::get_contact(device, &alias)?,
-        (None, None) => None,
-    };
+    let names = profile.names;
     let business_name = match info.is_business {
         None => None,
         Some(false) => Some(String::new()),
@@ -117,10 +110,10 @@ fn contact(device: &str, jid: &Jid, preview: bool) -> Result<ContactProfile, Err
     })
 }
 
-fn group(device: &str, jid: &Jid, preview: bool) -> Result<GroupProfile, ErrorClass> {
+fn group(device: &Device, jid: &Jid, preview: bool) -> Result<GroupProfile, ErrorClass> {
     let text = jid.to_string();
-    let group = whatsapp::get_group_info(device, &text)?;
-    let picture = whatsapp::get_profile_picture(device, &text, preview)?;
+    let group = device.get_group_info(&text)?;
+    let picture = device.get_profile_picture(&text, preview)?;
     let (picture_url, picture_id) = picture.map(|p| (p.url, p.id)).unwrap_or_default();
     Ok(GroupProfile {
         jid: group.jid,
