@@ -2,7 +2,31 @@
 
 use serde::Serialize;
 use waedge_jid::Jid;
-use waedge_sdk::{BusinessProfile, Error, ErrorClass, Query, whatsapp};
+use waedge_sdk::{BusinessProfile, Device, Error, ErrorClass, ProfileExtras, Query, whatsapp};
+
+/// `data` of `GET /contacts/profile`.
+#[derive(Serialize)]
+pub struct Profile {
+    jid: String,
+    user_info: UserInfo,
+    business_profile: Option<Business>,
+}
+
+/// `data` of `GET /contacts/profile-picture`.
+#[derive(Serialize)]
+pub struct Picture {
+    jid: String,
+    preview: bool,
+    picture: Option<PictureData>,
+}
+
+/// `data.picture`, when there is one.
+#[derive(Serialize)]
+struct PictureData {
+    id: String,
+    url: String,
+    direct_path: Option<String>,
+}
 
 /// `data.user_info`, in the field spelling the API document uses.
 #[derive(Serialize)]
@@ -61,8 +85,8 @@ impl From<BusinessProfile> for Business {
                 .hours
                 .into_iter()
                 .map(|h| Hours {
-                    day_of_week: h.day_of_week,
-                    mode: h.mode,
+                    day_of_week: h.day_of_week.as_str().to_string(),
+                    mode: h.mode.as_str().to_string(),
                     open_time: h.open_time,
                     close_time: h.close_time,
                 })
@@ -72,34 +96,35 @@ impl From<BusinessProfile> for Business {
 }
 
 /// `GET /contacts/profile`.
-pub fn user_profile(device: &str, contact: &Jid, _query: &Query) -> Result<serde_json::Value, ErrorClass> {
+pub fn user_profile(device: &str, contact: &Jid) -> Result<Profile, ErrorClass> {
     let jid = contact.to_string();
-    let info = whatsapp::get_user_info(device, std::slice::from_ref(&jid))
-        .map_err(api_error)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| not_on_whatsapp(&jid))?;
-    let business_profile = if info.is_business == Some(true) {
-        whatsapp::get_business_profile(device, &jid).map_err(api_error)?.map(Business::from)
-    } else {
-        None
-    };
+    let profile =
+        open(device)?.get_contact_profile(&jid, ProfileExtras::BUSINESS_PROFILE).map_err(|error| match error {
+            Error::NotFound => not_on_whatsapp(&jid),
+            other => api_error(other),
+        })?;
+    let info = profile.info;
     let user_info = UserInfo {
         status: info.status.unwrap_or_default(),
         picture_id: info.picture_id.unwrap_or_default(),
         devices: info.devices.unwrap_or_default(),
         verified_name: info.verified_name.filter(|name| !name.is_empty()),
     };
-    Ok(serde_json::json!({ "jid": jid, "user_info": user_info, "business_profile": business_profile }))
+    Ok(Profile { jid, user_info, business_profile: profile.business_profile.map(Business::from) })
 }
 
 /// `GET /contacts/profile-picture`.
-pub fn picture(device: &str, contact: &Jid, query: &Query) -> Result<serde_json::Value, ErrorClass> {
+pub fn picture(device: &str, contact: &Jid, query: &Query) -> Result<Picture, ErrorClass> {
     let preview = query.flag("preview").map_err(ErrorClass::validation)?.unwrap_or(false);
     let jid = contact.to_string();
-    let picture = whatsapp::get_profile_picture(device, &jid, preview).map_err(api_error)?;
-    let picture = picture.map(|p| serde_json::json!({ "id": p.id, "url": p.url, "direct_path": p.direct_path }));
-    Ok(serde_json::json!({ "jid": jid, "preview": preview, "picture": picture }))
+    let picture = open(device)?.get_profile_picture(&jid, preview).map_err(api_error)?;
+    let picture = picture.map(|p| PictureData { id: p.id, url: p.url, direct_path: p.direct_path });
+    Ok(Picture { jid, preview, picture })
+}
+
+/// The user's device, opened for the look-ups (after the request is validated).
+fn open(device: &str) -> Result<Device, ErrorClass> {
+    whatsapp::open_device(device).map_err(api_error)
 }
 
 fn not_on_whatsapp(jid: &str) -> ErrorClass {
