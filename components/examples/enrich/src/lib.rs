@@ -1,12 +1,14 @@
-//! Example plugin: an edge call. `GET /enriched/{device}/profile?jid=…` answers a contact's
-//! WhatsApp profile together with what the tenant's CRM knows about the number, fetched over
-//! outbound HTTP from the URL in the tenant's `crm_url` setting (`…?phone=DIGITS`). The CRM
-//! host must be on the tenant's `outbound_hosts`; if the CRM cannot be reached the profile is
-//! still answered, with `crm: null` and the reason.
+//! Example plugin: an edge call. `GET /enriched/{device}/profile?jid=…` (routed at
+//! `/enriched`, or any other prefix) answers a contact's WhatsApp profile together with what
+//! the tenant's CRM knows about the number, fetched over outbound HTTP from the URL in the
+//! tenant's `crm_url` setting (`…?phone=DIGITS`). The CRM host must be on the tenant's
+//! `outbound_hosts`; if the CRM cannot be reached the profile is still answered, with
+//! `crm: null` and the reason.
 
 use serde_json::{Value, json};
 use waedge_sdk::{
     ErrorClass, Handler, Request, Response, authenticate, config, outbound, require_device, user_info, user_jid,
+    whatsapp,
 };
 
 struct Enrich;
@@ -18,14 +20,14 @@ impl Handler for Enrich {
 }
 
 fn serve(request: &Request) -> Result<Response, ErrorClass> {
-    let segments = request.segments();
-    let [_, device, endpoint] = segments.as_slice() else { return Err(ErrorClass::no_route(request.path())) };
+    let segments = request.route_segments();
+    let [device, endpoint] = segments.as_slice() else { return Err(ErrorClass::no_route(request.path())) };
     if endpoint != "profile" {
         return Err(ErrorClass::no_route(request.path()));
     }
     require_device(&authenticate(request)?, device)?;
     let jid = user_jid(request, "jid")?;
-    let info = user_info(device, &jid)?;
+    let info = user_info(&whatsapp::open_device(device)?, &jid)?;
     let phone: String = jid.split('@').next().unwrap_or_default().chars().filter(char::is_ascii_digit).collect();
     let (crm, crm_error) = match crm_record(&phone) {
         Ok(record) => (record, Value::Null),

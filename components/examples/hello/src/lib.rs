@@ -8,19 +8,16 @@ struct Hello;
 
 impl Handler for Hello {
     fn handle(request: Request) -> Response {
-        let principal = match authenticate(&request) {
-            Ok(principal) => principal,
-            Err(error) => return error.into_response(),
-        };
-        let device = request.query().get("device").unwrap_or("main").to_string();
-        if let Err(error) = require_device(&principal, &device) {
-            return error.into_response();
-        }
-        match whatsapp::list_joined_groups(&device) {
-            Ok(groups) => Response::json(200, &json!({ "user": principal.user, "groups": groups.len() })),
-            Err(error) => ErrorClass::from(error).into_response(),
-        }
+        count_groups(&request).unwrap_or_else(Response::from)
     }
+}
+
+fn count_groups(request: &Request) -> Result<Response, ErrorClass> {
+    let principal = authenticate(request)?;
+    let device = request.query().get("device").unwrap_or("main");
+    require_device(&principal, device)?;
+    let groups = whatsapp::open_device(device)?.list_joined_groups()?;
+    Ok(Response::json(200, &json!({ "user": principal.user, "groups": groups.len() })))
 }
 
 waedge_sdk::export_handler!(Hello);

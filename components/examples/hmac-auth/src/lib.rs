@@ -7,8 +7,9 @@
 //! ```
 //!
 //! The tenant's settings hold the secret (`hmac_secret`) and the devices signed requests may
-//! use (`hmac_devices`, comma-separated). `GET /signed/{device}/groups` then answers like the
-//! devices API's groups endpoint.
+//! use (`hmac_devices`, comma-separated). `GET /signed/{device}/groups` (routed at `/signed`,
+//! or any other prefix; the signature covers the whole path) then answers like the devices
+//! API's groups endpoint.
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::json;
@@ -27,8 +28,8 @@ impl Handler for HmacAuth {
 }
 
 fn serve(request: &Request) -> Result<Response, ErrorClass> {
-    let segments = request.segments();
-    let [_, device, endpoint] = segments.as_slice() else { return Err(ErrorClass::no_route(request.path())) };
+    let segments = request.route_segments();
+    let [device, endpoint] = segments.as_slice() else { return Err(ErrorClass::no_route(request.path())) };
     if endpoint != "groups" {
         return Err(ErrorClass::no_route(request.path()));
     }
@@ -37,7 +38,7 @@ fn serve(request: &Request) -> Result<Response, ErrorClass> {
     if !allowed.split(',').any(|d| d.trim() == device) {
         return Err(ErrorClass::new(403, "FORBIDDEN", format!("signed requests may not use device `{device}`")));
     }
-    let groups = whatsapp::list_joined_groups(device)?;
+    let groups = whatsapp::open_device(device)?.list_joined_groups()?;
     let groups: Vec<_> = groups
         .iter()
         .map(|g| json!({ "jid": g.jid, "subject": g.subject, "participant_count": g.participants.len() }))

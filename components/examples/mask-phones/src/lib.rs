@@ -1,9 +1,10 @@
-//! Example plugin: response shaping. `GET /masked/{device}/profile?jid=…` answers a contact's
-//! profile with every phone number masked (`6281****7890`), for a tenant whose agents must
-//! not see numbers. LIDs, which are not phone numbers, are left alone.
+//! Example plugin: response shaping. `GET /masked/{device}/profile?jid=…` (routed at
+//! `/masked`, or any other prefix) answers a contact's profile with every phone number masked
+//! (`6281****7890`), for a tenant whose agents must not see numbers. LIDs, which are not phone
+//! numbers, are left alone.
 
 use serde_json::json;
-use waedge_sdk::{ErrorClass, Handler, Request, Response, authenticate, require_device, user_info, user_jid};
+use waedge_sdk::{ErrorClass, Handler, Request, Response, authenticate, require_device, user_info, user_jid, whatsapp};
 
 struct MaskPhones;
 
@@ -14,13 +15,13 @@ impl Handler for MaskPhones {
 }
 
 fn serve(request: &Request) -> Result<Response, ErrorClass> {
-    let segments = request.segments();
-    let [_, device, endpoint] = segments.as_slice() else { return Err(ErrorClass::no_route(request.path())) };
+    let segments = request.route_segments();
+    let [device, endpoint] = segments.as_slice() else { return Err(ErrorClass::no_route(request.path())) };
     if endpoint != "profile" {
         return Err(ErrorClass::no_route(request.path()));
     }
     require_device(&authenticate(request)?, device)?;
-    let info = user_info(device, &user_jid(request, "jid")?)?;
+    let info = user_info(&whatsapp::open_device(device)?, &user_jid(request, "jid")?)?;
     Ok(Response::json(
         200,
         &json!({ "data": {
