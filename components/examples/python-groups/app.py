@@ -50,7 +50,8 @@ class IncomingHandler(exports.IncomingHandler):
         if device not in principal.devices:
             return error(response_out, 403, "FORBIDDEN", f"this token may not use device `{device}`")
         try:
-            groups = whatsapp.list_joined_groups(device)
+            with whatsapp.open_device(device) as opened:
+                groups = opened.list_joined_groups()
         except Err as failure:
             return error(response_out, 502, "WHATSAPP_ERROR", repr(failure.value))
         respond(response_out, 200, {
