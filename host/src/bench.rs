@@ -20,8 +20,7 @@ use hyper::Response;
 use serde::Serialize;
 use waedge_jid::Jid;
 
-use crate::bindings::types::Error;
-use crate::bindings::{auth, whatsapp};
+use crate::bindings::types::{Error, ProfileExtras};
 use crate::capability::Capabilities;
 use crate::gateway::{ResponseBody, error, json_response};
 use crate::token;
@@ -89,8 +88,8 @@ async fn profile(capabilities: &mut Capabilities, request: &Parts) -> Result<Con
     let unauthorized = || (StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "missing or invalid bearer token".to_string());
     let bearer = request.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(token::bearer);
     let token = bearer.ok_or_else(unauthorized)?.to_string();
-    let principal = auth::Host::verify_token(capabilities, token).await.ok_or_else(unauthorized)?;
-    whatsapp::Host::get_device(capabilities, device.clone()).await.map_err(failure)?;
+    let principal = capabilities.principal(&token).ok_or_else(unauthorized)?;
+    capabilities.session(&device).map_err(failure)?;
     if !principal.devices.contains(&device) {
         return Err((StatusCode::FORBIDDEN, "FORBIDDEN", format!("this token may not use device `{device}`")));
     }
@@ -106,29 +105,19 @@ async fn profile(capabilities: &mut Capabilities, request: &Parts) -> Result<Con
 
 /// The contact profile, field for field as the built-in component builds it.
 async fn contact(capabilities: &mut Capabilities, device: &str, jid: &Jid) -> Result<ContactProfile, Failure> {
-    use whatsapp::Host;
     let text = jid.to_string();
-    let infos = capabilities.get_user_info(device.into(), vec![text.clone()]).await.map_err(failure)?;
-    let info = infos.into_iter().next().ok_or_else(|| failure(Error::NotFound))?;
-    let mapping = capabilities.get_lid_mapping(device.into(), text.clone()).await.map_err(failure)?;
+    let session = capabilities.session(device).map_err(failure)?;
+    let profile = capabilities.contact_profile(&*session, &text, ProfileExtras::PICTURE).await.map_err(failure)?;
+    let (info, mapping, names) = (profile.info, profile.lid_mapping, profile.names);
     let (phone_jid, lid) = if jid.is_lid() {
         (mapping.map(|m| m.phone_jid), Some(text.clone()))
     } else {
         (None, info.lid.clone().or(mapping.map(|m| m.lid)))
     };
-    let (picture_url, picture_id) = match info.picture_id.as_deref() {
-        None => (None, None),
-        Some("") => (Some(String::new()), Some(String::new())),
-        Some(_) => match capabilities.get_profile_picture(device.into(), text.clone(), false).await.map_err(failure)? {
-            Some(picture) => (Some(picture.url), Some(picture.id)),
-            None => (Some(String::new()), Some(String::new())),
-        },
-    };
-    let alias = if jid.is_lid() { phone_jid.clone() } else { lid.clone() };
-    let names = match (capabilities.get_contact(device.into(), text.clone()).await.map_err(failure)?, alias) {
-        (Some(names), _) => Some(names),
-        (None, Some(alias)) => capabilities.get_contact(device.into(), alias).await.map_err(failure)?,
-        (None, None) => None,
+    let (picture_url, picture_id) = match (info.picture_id.as_deref(), profile.picture) {
+        (None, _) => (None, None),
+        (Some(_), Some(picture)) => (Some(picture.url), Some(picture.id)),
+        (Some(_), None) => (Some(String::new()), Some(String::new())),
     };
     let business_name = match info.is_business {
         None => None,

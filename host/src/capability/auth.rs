@@ -1,17 +1,19 @@
 //! `waedge:gateway/auth`: verifying API tokens of the calling tenant only.
 
-use super::Capabilities;
+use super::{Capabilities, CapabilitiesView};
 use crate::bindings::auth::{Host, Principal};
 use crate::token::TokenHash;
 
-impl Host for Capabilities {
+impl Capabilities {
+    /// The principal of `token`, when it is a live token of the calling tenant.
+    pub fn principal(&self, token: &str) -> Option<Principal> {
+        let user = self.tenant.user_by_token(&TokenHash::of(token))?;
+        Some(Principal { user: user.id.clone(), devices: user.devices.clone(), scopes: user.scopes.clone() })
+    }
+}
+
+impl Host for CapabilitiesView<'_> {
     async fn verify_token(&mut self, token: String) -> Option<Principal> {
-        let user = self.tenant.user_by_token(&TokenHash::of(&token))?;
-        Some(Principal {
-            tenant: self.tenant.id().to_string(),
-            user: user.id.clone(),
-            devices: user.devices.clone(),
-            scopes: user.scopes.clone(),
-        })
+        self.capabilities.principal(&token)
     }
 }

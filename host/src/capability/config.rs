@@ -1,14 +1,18 @@
-//! `waedge:gateway/config`: the tenant's key/value settings.
+//! `wasi:config/store`: the tenant's key/value settings, the standard draft interface.
+//!
+//! The settings live in the tenant's snapshot, so reading them never fails: the interface's
+//! `error` is never returned.
 
-use super::Capabilities;
-use crate::bindings::config::Host;
+use super::CapabilitiesView;
+use crate::bindings::config::{Error, Host};
 
-impl Host for Capabilities {
-    async fn get(&mut self, key: String) -> Option<String> {
-        self.tenant.settings().get(&key).cloned()
+impl Host for CapabilitiesView<'_> {
+    async fn get(&mut self, key: String) -> Result<Option<String>, Error> {
+        Ok(self.capabilities.tenant.settings().get(&key).cloned())
     }
 
-    async fn get_all(&mut self) -> Vec<(String, String)> {
-        self.tenant.settings().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    /// Every setting, sorted by key.
+    async fn get_all(&mut self) -> Result<Vec<(String, String)>, Error> {
+        Ok(self.capabilities.tenant.settings().iter().map(|(k, v)| (k.clone(), v.clone())).collect())
     }
 }

@@ -1,4 +1,7 @@
-//! `waedge:gateway/logging`: component log lines in the host's log.
+//! `wasi:logging/logging`: component log lines in the host's log, the standard draft interface.
+//!
+//! A line carries the tenant, the component and the component's `context` as fields; it is
+//! written inside the request's span, so it carries the request id too.
 //!
 //! The log is shared by every tenant and read by the operator's tools, so a component's
 //! message is written as one line that it cannot break out of: control characters, line
@@ -13,13 +16,16 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use super::Capabilities;
+use super::CapabilitiesView;
 use crate::bindings::logging::{Host, Level};
 use crate::rate::TokenBucket;
 use crate::runtime::violation::Reporter;
 
 /// Longer messages are cut: a component must not be able to flood the log with one call.
 const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// Longer contexts are cut: a context names a part of the component, it is not a message.
+const MAX_CONTEXT_BYTES: usize = 256;
 
 /// How many lines one request's component may log. A constant, not a tenant limit: the log
 /// is the operator's, shared by all tenants, and a tenant that needs more should count in its
@@ -61,19 +67,24 @@ impl ComponentLog {
         ComponentLog { tenant: tenant.into(), component, lines: 0, bytes: 0, dropped: false, tenant_rate, reporter }
     }
 
-    /// Writes `message` at `level` as one escaped line, unless the request's budget is spent.
-    pub fn write(&mut self, level: Level, message: &str) {
+    /// Writes `message` at `level`, with the component's `context` (may be empty), as one
+    /// escaped line, unless the request's budget is spent.
+    pub fn write(&mut self, level: Level, context: &str, message: &str) {
         let line = one_line(message, MAX_MESSAGE_BYTES);
-        if !self.take(line.len()) {
+        let context = one_line(context, MAX_CONTEXT_BYTES);
+        if !self.take(line.len() + context.len()) {
             return;
         }
-        let (tenant, component) = (&*self.tenant, &*self.component);
+        let (tenant, component, context) = (&*self.tenant, &*self.component, &*context);
         match level {
-            Level::Trace => tracing::trace!(target: "waedge::component", tenant, component, "{line}"),
-            Level::Debug => tracing::debug!(target: "waedge::component", tenant, component, "{line}"),
-            Level::Info => tracing::info!(target: "waedge::component", tenant, component, "{line}"),
-            Level::Warn => tracing::warn!(target: "waedge::component", tenant, component, "{line}"),
-            Level::Error => tracing::error!(target: "waedge::component", tenant, component, "{line}"),
+            Level::Trace => tracing::trace!(target: "waedge::component", tenant, component, context, "{line}"),
+            Level::Debug => tracing::debug!(target: "waedge::component", tenant, component, context, "{line}"),
+            Level::Info => tracing::info!(target: "waedge::component", tenant, component, context, "{line}"),
+            Level::Warn => tracing::warn!(target: "waedge::component", tenant, component, context, "{line}"),
+            Level::Error => tracing::error!(target: "waedge::component", tenant, component, context, "{line}"),
+            Level::Critical => {
+                tracing::error!(target: "waedge::component", tenant, component, context, critical = true, "{line}")
+            }
         }
     }
 
@@ -98,9 +109,9 @@ impl ComponentLog {
     }
 }
 
-impl Host for Capabilities {
-    async fn log(&mut self, level: Level, message: String) {
-        self.log.write(level, &message);
+impl Host for CapabilitiesView<'_> {
+    async fn log(&mut self, level: Level, context: String, message: String) {
+        self.capabilities.log.write(level, &context, &message);
     }
 }
 
@@ -190,7 +201,7 @@ mod tests {
     fn a_message_cannot_forge_a_line() {
         let forged =
             "x\n2026-12-05T01:00:00Z  INFO waedge::access: tenant=globex status=200\r\u{1b}[2K\u{2028}\u{202e}";
-        let text = captured(|| component_log().write(Level::Info, forged));
+        let text = captured(|| component_log().write(Level::Info, "", forged));
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(text.ends_with('\n'));
         assert!(
@@ -223,7 +234,7 @@ mod tests {
         let text = captured(|| {
             let mut log = component_log();
             for i in 0..10_000 {
-                log.write(Level::Info, &format!("line {i}"));
+                log.write(Level::Info, "", &format!("line {i}"));
             }
         });
         let logged = text.lines().filter(|line| line.contains("waedge::component")).count();
@@ -238,7 +249,7 @@ mod tests {
         let text = captured(|| {
             let mut log = component_log();
             for _ in 0..MAX_LINES_PER_REQUEST {
-                log.write(Level::Warn, &"y".repeat(MAX_MESSAGE_BYTES));
+                log.write(Level::Warn, "", &"y".repeat(MAX_MESSAGE_BYTES));
             }
         });
         let logged = text.lines().filter(|line| line.contains("waedge::component")).count();
@@ -254,7 +265,7 @@ mod tests {
             for _ in 0..TENANT_BURST_BYTES / MAX_BYTES_PER_REQUEST + 5 {
                 let mut log = ComponentLog::new("acme", "probe".into(), rate.clone(), Reporter::detached());
                 for _ in 0..MAX_BYTES_PER_REQUEST / MAX_MESSAGE_BYTES {
-                    log.write(Level::Info, &"z".repeat(MAX_MESSAGE_BYTES));
+                    log.write(Level::Info, "", &"z".repeat(MAX_MESSAGE_BYTES));
                 }
             }
         });

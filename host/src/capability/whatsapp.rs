@@ -1,36 +1,164 @@
 //! `waedge:gateway/whatsapp`: WhatsApp queries, only on the calling tenant's devices.
 //!
-//! Every call names a device id; an id the tenant does not have is `device-not-found`,
-//! whether or not another tenant has it. JID arguments are parsed strictly (components
-//! normalise user input; the host only checks it). Queries need a connected device and are
-//! bounded by the request's deadline.
+//! A component opens a device by id; an id the tenant does not have is `device-not-found`,
+//! whether or not another tenant has it. The opened device is an [`OpenDevice`] in the
+//! store's resource table, so every further call is on a device the tenant owns. JID
+//! arguments are parsed strictly (components normalise user input; the host only checks it).
+//! Queries need a connected device and are bounded by the request's deadline.
 
 use std::sync::Arc;
 
 use waedge_jid::Jid;
+use wasmtime::component::Resource;
 
-use super::Capabilities;
+use super::{Capabilities, CapabilitiesView};
 use crate::bindings::types::{
-    BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group, LidMapping, OnWhatsapp, ProfilePicture, UserInfo,
+    BusinessProfile, Contact, ContactProfile, DeviceState, DeviceStatus, Error, Group, LidMapping, OnWhatsapp,
+    ProfileExtras, ProfilePicture, UserInfo,
 };
-use crate::bindings::whatsapp::Host;
+use crate::bindings::whatsapp::{Host, HostDevice};
 use crate::device::{DeviceSession, not_connected};
 
 /// The most JIDs one user-info or is-on-whatsapp call may carry.
 pub const MAX_JIDS_PER_CALL: usize = 100;
 
+/// A device a component opened: one of its tenant's sessions.
+pub struct OpenDevice(Arc<dyn DeviceSession>);
+
 impl Capabilities {
-    /// The tenant's session for `device`, if it is connected.
-    fn connected(&self, device: &str) -> Result<Arc<dyn DeviceSession>, Error> {
-        let session = self.tenant.device(device).ok_or(Error::DeviceNotFound)?;
-        match session.status().state {
-            DeviceState::Connected => Ok(session.clone()),
-            other => Err(not_connected(other)),
-        }
+    /// The tenant's session for `device`.
+    pub fn session(&self, device: &str) -> Result<Arc<dyn DeviceSession>, Error> {
+        self.tenant.device(device).cloned().ok_or(Error::DeviceNotFound)
     }
 
     async fn query<T>(&self, call: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
         self.within_deadline(call, Err(Error::Timeout)).await
+    }
+
+    /// User info for `jids` from `session`.
+    pub async fn user_info(&self, session: &dyn DeviceSession, jids: &[String]) -> Result<Vec<UserInfo>, Error> {
+        connected(session)?;
+        let jids = parse_contacts(jids)?;
+        self.query(session.user_info(&jids)).await
+    }
+
+    /// The profile picture of `jid` from `session`.
+    pub async fn profile_picture(
+        &self,
+        session: &dyn DeviceSession,
+        jid: &str,
+        preview: bool,
+    ) -> Result<Option<ProfilePicture>, Error> {
+        connected(session)?;
+        let jid = parse(jid)?;
+        self.query(session.profile_picture(&jid, preview)).await
+    }
+
+    /// The business profile of `jid` from `session`.
+    pub async fn business_profile(
+        &self,
+        session: &dyn DeviceSession,
+        jid: &str,
+    ) -> Result<Option<BusinessProfile>, Error> {
+        connected(session)?;
+        let jid = parse_contact(jid)?;
+        self.query(session.business_profile(&jid)).await
+    }
+
+    /// The LID ↔ phone mapping of `jid` that `session` knows.
+    pub async fn lid_mapping(&self, session: &dyn DeviceSession, jid: &str) -> Result<Option<LidMapping>, Error> {
+        connected(session)?;
+        let jid = parse_contact(jid)?;
+        self.query(session.lid_mapping(&jid)).await
+    }
+
+    /// Whether each of `jids` is on WhatsApp, asked through `session`.
+    pub async fn is_on_whatsapp(&self, session: &dyn DeviceSession, jids: &[String]) -> Result<Vec<OnWhatsapp>, Error> {
+        connected(session)?;
+        let jids = parse_contacts(jids)?;
+        self.query(session.is_on_whatsapp(&jids)).await
+    }
+
+    /// Every group `session`'s account participates in.
+    pub async fn joined_groups(&self, session: &dyn DeviceSession) -> Result<Vec<Group>, Error> {
+        connected(session)?;
+        self.query(session.joined_groups()).await
+    }
+
+    /// The group `jid`, as `session` sees it.
+    pub async fn group_info(&self, session: &dyn DeviceSession, jid: &str) -> Result<Group, Error> {
+        connected(session)?;
+        let jid = parse(jid)?;
+        if !jid.is_group() {
+            return Err(Error::InvalidJid(format!("{jid} is not a group JID (…@g.us)")));
+        }
+        self.query(session.group_info(&jid)).await
+    }
+
+    /// The names `session` learned for `jid`.
+    pub async fn contact(&self, session: &dyn DeviceSession, jid: &str) -> Result<Option<Contact>, Error> {
+        connected(session)?;
+        let jid = parse_contact(jid)?;
+        self.query(session.contact(&jid)).await
+    }
+
+    /// Everything a profile shows of the contact `jid`, in one call (see the contract's
+    /// `get-contact-profile`): the user info first, then the rest at once.
+    pub async fn contact_profile(
+        &self,
+        session: &dyn DeviceSession,
+        jid: &str,
+        extras: ProfileExtras,
+    ) -> Result<ContactProfile, Error> {
+        connected(session)?;
+        let jid = parse_contact(jid)?;
+        self.query(async {
+            let info =
+                session.user_info(std::slice::from_ref(&jid)).await?.into_iter().next().ok_or(Error::NotFound)?;
+            let lid_mapping = session.lid_mapping(&jid).await?;
+            let picture = async {
+                let shown = info.picture_id.as_deref().is_some_and(|id| !id.is_empty());
+                if extras.contains(ProfileExtras::PICTURE) && shown {
+                    session.profile_picture(&jid, extras.contains(ProfileExtras::PREVIEW)).await
+                } else {
+                    Ok(None)
+                }
+            };
+            let business_profile = async {
+                if extras.contains(ProfileExtras::BUSINESS_PROFILE) && info.is_business == Some(true) {
+                    session.business_profile(&jid).await
+                } else {
+                    Ok(None)
+                }
+            };
+            // Names may have been learned under the other identity of the same account; only
+            // the mapping WhatsApp gave links the two.
+            let alias = if jid.is_lid() {
+                lid_mapping.as_ref().map(|m| m.phone_jid.clone())
+            } else {
+                info.lid.clone().or_else(|| lid_mapping.as_ref().map(|m| m.lid.clone()))
+            };
+            let names = async {
+                match session.contact(&jid).await? {
+                    Some(names) => Ok(Some(names)),
+                    None => match alias.as_deref().map(Jid::parse) {
+                        Some(Ok(alias)) => session.contact(&alias).await,
+                        _ => Ok(None),
+                    },
+                }
+            };
+            let (picture, business_profile, names) = tokio::try_join!(picture, business_profile, names)?;
+            Ok(ContactProfile { info, lid_mapping, picture, business_profile, names })
+        })
+        .await
+    }
+}
+
+/// `Ok` when `session` is connected, else the error that says in which state it is.
+fn connected(session: &dyn DeviceSession) -> Result<(), Error> {
+    match session.status().state {
+        DeviceState::Connected => Ok(()),
+        other => Err(not_connected(other)),
     }
 }
 
@@ -53,67 +181,101 @@ fn parse_contacts(jids: &[String]) -> Result<Vec<Jid>, Error> {
     jids.iter().map(|jid| parse_contact(jid)).collect()
 }
 
-impl Host for Capabilities {
+impl CapabilitiesView<'_> {
+    /// The session behind a device the component opened. The component model only hands the
+    /// host handles of this table, so a miss cannot happen; it would read as an unknown device.
+    fn opened(&self, device: &Resource<OpenDevice>) -> Result<Arc<dyn DeviceSession>, Error> {
+        self.table.get(device).map(|open| open.0.clone()).map_err(|_| Error::DeviceNotFound)
+    }
+}
+
+impl Host for CapabilitiesView<'_> {
     async fn list_devices(&mut self) -> Vec<DeviceStatus> {
-        self.tenant.devices().map(|session| session.status()).collect()
+        self.capabilities.tenant.devices().map(|session| session.status()).collect()
     }
 
-    async fn get_device(&mut self, device: String) -> Result<DeviceStatus, Error> {
-        self.tenant.device(&device).map(|session| session.status()).ok_or(Error::DeviceNotFound)
+    async fn open_device(&mut self, id: String) -> Result<Resource<OpenDevice>, Error> {
+        let session = self.capabilities.session(&id)?;
+        // A full table is the component holding too many handles: a limit like any other,
+        // which the runtime reports when the component next fails.
+        self.table.push(OpenDevice(session)).map_err(|e| Error::Upstream(format!("cannot open more devices: {e}")))
+    }
+}
+
+impl HostDevice for CapabilitiesView<'_> {
+    async fn status(&mut self, device: Resource<OpenDevice>) -> wasmtime::Result<DeviceStatus> {
+        Ok(self.table.get(&device)?.0.status())
     }
 
-    async fn get_user_info(&mut self, device: String, jids: Vec<String>) -> Result<Vec<UserInfo>, Error> {
-        let session = self.connected(&device)?;
-        let jids = parse_contacts(&jids)?;
-        self.query(session.user_info(&jids)).await
+    async fn get_user_info(&mut self, device: Resource<OpenDevice>, jids: Vec<String>) -> Result<Vec<UserInfo>, Error> {
+        let session = self.opened(&device)?;
+        self.capabilities.user_info(&*session, &jids).await
     }
 
     async fn get_profile_picture(
         &mut self,
-        device: String,
+        device: Resource<OpenDevice>,
         jid: String,
         preview: bool,
     ) -> Result<Option<ProfilePicture>, Error> {
-        let session = self.connected(&device)?;
-        let jid = parse(&jid)?;
-        self.query(session.profile_picture(&jid, preview)).await
+        let session = self.opened(&device)?;
+        self.capabilities.profile_picture(&*session, &jid, preview).await
     }
 
-    async fn get_business_profile(&mut self, device: String, jid: String) -> Result<Option<BusinessProfile>, Error> {
-        let session = self.connected(&device)?;
-        let jid = parse_contact(&jid)?;
-        self.query(session.business_profile(&jid)).await
+    async fn get_business_profile(
+        &mut self,
+        device: Resource<OpenDevice>,
+        jid: String,
+    ) -> Result<Option<BusinessProfile>, Error> {
+        let session = self.opened(&device)?;
+        self.capabilities.business_profile(&*session, &jid).await
     }
 
-    async fn get_lid_mapping(&mut self, device: String, jid: String) -> Result<Option<LidMapping>, Error> {
-        let session = self.connected(&device)?;
-        let jid = parse_contact(&jid)?;
-        self.query(session.lid_mapping(&jid)).await
+    async fn get_lid_mapping(
+        &mut self,
+        device: Resource<OpenDevice>,
+        jid: String,
+    ) -> Result<Option<LidMapping>, Error> {
+        let session = self.opened(&device)?;
+        self.capabilities.lid_mapping(&*session, &jid).await
     }
 
-    async fn is_on_whatsapp(&mut self, device: String, jids: Vec<String>) -> Result<Vec<OnWhatsapp>, Error> {
-        let session = self.connected(&device)?;
-        let jids = parse_contacts(&jids)?;
-        self.query(session.is_on_whatsapp(&jids)).await
+    async fn is_on_whatsapp(
+        &mut self,
+        device: Resource<OpenDevice>,
+        jids: Vec<String>,
+    ) -> Result<Vec<OnWhatsapp>, Error> {
+        let session = self.opened(&device)?;
+        self.capabilities.is_on_whatsapp(&*session, &jids).await
     }
 
-    async fn list_joined_groups(&mut self, device: String) -> Result<Vec<Group>, Error> {
-        let session = self.connected(&device)?;
-        self.query(session.joined_groups()).await
+    async fn list_joined_groups(&mut self, device: Resource<OpenDevice>) -> Result<Vec<Group>, Error> {
+        let session = self.opened(&device)?;
+        self.capabilities.joined_groups(&*session).await
     }
 
-    async fn get_group_info(&mut self, device: String, jid: String) -> Result<Group, Error> {
-        let session = self.connected(&device)?;
-        let jid = parse(&jid)?;
-        if !jid.is_group() {
-            return Err(Error::InvalidJid(format!("{jid} is not a group JID (…@g.us)")));
-        }
-        self.query(session.group_info(&jid)).await
+    async fn get_group_info(&mut self, device: Resource<OpenDevice>, jid: String) -> Result<Group, Error> {
+        let session = self.opened(&device)?;
+        self.capabilities.group_info(&*session, &jid).await
     }
 
-    async fn get_contact(&mut self, device: String, jid: String) -> Result<Option<Contact>, Error> {
-        let session = self.connected(&device)?;
-        let jid = parse_contact(&jid)?;
-        self.query(session.contact(&jid)).await
+    async fn get_contact(&mut self, device: Resource<OpenDevice>, jid: String) -> Result<Option<Contact>, Error> {
+        let session = self.opened(&device)?;
+        self.capabilities.contact(&*session, &jid).await
+    }
+
+    async fn get_contact_profile(
+        &mut self,
+        device: Resource<OpenDevice>,
+        jid: String,
+        extras: ProfileExtras,
+    ) -> Result<ContactProfile, Error> {
+        let session = self.opened(&device)?;
+        self.capabilities.contact_profile(&*session, &jid, extras).await
+    }
+
+    async fn drop(&mut self, device: Resource<OpenDevice>) -> wasmtime::Result<()> {
+        self.table.delete(device)?;
+        Ok(())
     }
 }

@@ -150,5 +150,5 @@ pub fn is_terminal(state: DeviceState) -> bool {
 
 /// The error for a query on a device whose session is not connected.
 pub fn not_connected(state: DeviceState) -> Error {
-    Error::DeviceNotConnected(state.to_string())
+    Error::DeviceNotConnected(state)
 }

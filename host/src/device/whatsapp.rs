@@ -45,8 +45,8 @@ use super::names::LearnedNames;
 use super::reconnect::SpreadReconnects;
 use super::{DeviceManager, DeviceSession, LinkEvent, StatusObserver, is_terminal, not_connected};
 use crate::bindings::types::{
-    BusinessCategory, BusinessHours, BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group, LidMapping,
-    OnWhatsapp, ProfilePicture, UserInfo,
+    self, BusinessCategory, BusinessHours, BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group,
+    LidMapping, OnWhatsapp, OpeningMode, ProfilePicture, UserInfo,
 };
 
 /// The longest a change of the client's device state (identity, prekey counters, push
@@ -897,20 +897,20 @@ fn business_profile(queried: &Jid, profile: whatsapp_rust::wacore::iq::business:
             .into_iter()
             .map(|day| BusinessHours {
                 day_of_week: match day.day_of_week {
-                    DayOfWeek::Sunday => "sun".to_string(),
-                    DayOfWeek::Monday => "mon".to_string(),
-                    DayOfWeek::Tuesday => "tue".to_string(),
-                    DayOfWeek::Wednesday => "wed".to_string(),
-                    DayOfWeek::Thursday => "thu".to_string(),
-                    DayOfWeek::Friday => "fri".to_string(),
-                    DayOfWeek::Saturday => "sat".to_string(),
-                    DayOfWeek::Other(other) => other,
+                    DayOfWeek::Sunday => types::DayOfWeek::Sunday,
+                    DayOfWeek::Monday => types::DayOfWeek::Monday,
+                    DayOfWeek::Tuesday => types::DayOfWeek::Tuesday,
+                    DayOfWeek::Wednesday => types::DayOfWeek::Wednesday,
+                    DayOfWeek::Thursday => types::DayOfWeek::Thursday,
+                    DayOfWeek::Friday => types::DayOfWeek::Friday,
+                    DayOfWeek::Saturday => types::DayOfWeek::Saturday,
+                    DayOfWeek::Other(other) => types::DayOfWeek::Other(other),
                 },
                 mode: match day.mode {
-                    BusinessHourMode::Open24H => "open_24h".to_string(),
-                    BusinessHourMode::SpecificHours => "specific_hours".to_string(),
-                    BusinessHourMode::AppointmentOnly => "appointment_only".to_string(),
-                    BusinessHourMode::Other(other) => other,
+                    BusinessHourMode::Open24H => OpeningMode::OpenAllDay,
+                    BusinessHourMode::SpecificHours => OpeningMode::SpecificHours,
+                    BusinessHourMode::AppointmentOnly => OpeningMode::AppointmentOnly,
+                    BusinessHourMode::Other(other) => OpeningMode::Other(other),
                 },
                 open_time: day.open_time,
                 close_time: day.close_time,
@@ -941,7 +941,7 @@ fn iq_error(error: IqError) -> Error {
         | IqError::Disconnected(_)
         | IqError::InternalChannelClosed
         | IqError::Socket(_)
-        | IqError::ClientState(_) => Error::DeviceNotConnected("disconnected".to_string()),
+        | IqError::ClientState(_) => Error::DeviceNotConnected(DeviceState::Disconnected),
         IqError::ServerError { code: 401 | 403, text, .. } => Error::Forbidden(text),
         IqError::ServerError { code: 404, .. } => Error::NotFound,
         IqError::ServerError { code: 429, backoff, .. } => Error::RateLimited(backoff.unwrap_or(60)),

@@ -8,11 +8,12 @@ use bytes::Bytes;
 use http::{Request, header};
 use http_body_util::{BodyExt, Full};
 
+use crate::capability::request::RequestContext;
 use crate::runtime::{ComponentError, HandlerComponent, builtin};
 use crate::store::Store;
 use crate::tenancy::admission::Caller;
 
-use super::request::serve;
+use super::request::{Arrival, serve};
 use super::{Gateway, Parts};
 
 impl Parts {
@@ -72,8 +73,10 @@ impl Gateway {
         let share = share.ok_or_else(|| anyhow::anyhow!("tenant `{}` is not loaded yet", tenant.id()))?;
         let instances = Arc::new(self.runtime.pool(component, *tenant.limits(), share));
         let request = Request::get(path).header(header::HOST, "localhost").body(Full::new(Bytes::new()))?;
-        let response =
-            serve(&tenant, &instances, &self.metrics, &self.outbound, Caller::User, Instant::now(), request).await;
+        // A smoke request takes no route: its component sees the whole path under `/`.
+        let context = RequestContext { id: RequestContext::new_id(), route_prefix: "/".into() };
+        let arrival = Arrival { caller: Caller::User, at: Instant::now(), context };
+        let response = serve(&tenant, &instances, &self.metrics, &self.outbound, arrival, request).await;
         let status = response.status().as_u16();
         let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         let start = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();

@@ -53,6 +53,10 @@ use components::{deployed_key, deployed_name};
 /// version) that served the request: `builtin:devices-api`, `acme/hmac-auth@1a2b3c4d5e6f`.
 pub const COMPONENT_HEADER: &str = "x-waedge-component";
 
+/// The response header carrying the request's id (see the contract's `request-context`),
+/// which the gateway's log lines about the request carry as `request_id`.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
 /// The response body type of every gateway and admin response: bytes that are all there (a
 /// component's whole response, a JSON error) or streamed by the host (server-sent events),
 /// and never fail.

@@ -9,9 +9,12 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
 
+use tracing::Instrument;
+
 use crate::capability::Capabilities;
 use crate::capability::logging::ComponentLog;
 use crate::capability::outbound::{Outbound, OutboundPolicy};
+use crate::capability::request::RequestContext;
 use crate::metrics::{Metrics, Served};
 use crate::runtime::dispatch::{DispatchError, dispatch};
 use crate::runtime::pool::InstancePool;
@@ -22,7 +25,7 @@ use crate::tenancy::{Tenant, Tenants};
 use crate::token::{self, TokenHash};
 
 use super::envelope::Envelope;
-use super::{COMPONENT_HEADER, Gateway, ResponseBody};
+use super::{COMPONENT_HEADER, Gateway, REQUEST_ID_HEADER, ResponseBody};
 
 impl Gateway {
     /// Serves one request. Never fails: every problem becomes a JSON error response.
@@ -32,26 +35,35 @@ impl Gateway {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let started = Instant::now();
+        let id = RequestContext::new_id();
+        let span = tracing::info_span!("request", request_id = &*id);
         let method = request.method().clone();
         let path = request.uri().path().to_string();
-        let (response, served) = match &self.watermark {
-            // Shed before anything is read or looked up: it is the cheapest answer there is.
-            Some(watermark) if watermark.exceeded() => {
-                let message =
-                    format!("the gateway is above its memory watermark ({} MiB); retry shortly", watermark.mib());
-                (Envelope::of_path(&path).capacity(&message), Served::nobody())
+        async {
+            let (mut response, served) = match &self.watermark {
+                // Shed before anything is read or looked up: it is the cheapest answer there is.
+                Some(watermark) if watermark.exceeded() => {
+                    let message =
+                        format!("the gateway is above its memory watermark ({} MiB); retry shortly", watermark.mib());
+                    (Envelope::of_path(&path).capacity(&message), Served::nobody())
+                }
+                _ => route(&self.tenants(), &self.metrics, &self.outbound, id.clone(), request).await,
+            };
+            if let Ok(value) = HeaderValue::from_str(&id) {
+                response.headers_mut().insert(REQUEST_ID_HEADER, value);
             }
-            _ => route(&self.tenants(), &self.metrics, &self.outbound, request).await,
-        };
-        let status = response.status().as_u16();
-        let elapsed = started.elapsed();
-        tracing::info!(
-            target: "waedge::access",
-            %method, path, tenant = served.tenant, component = served.component, status,
-            micros = elapsed.as_micros() as u64,
-        );
-        self.metrics.request(&served, status, elapsed);
-        response
+            let status = response.status().as_u16();
+            let elapsed = started.elapsed();
+            tracing::info!(
+                target: "waedge::access",
+                %method, path, tenant = served.tenant, component = served.component, status,
+                micros = elapsed.as_micros() as u64,
+            );
+            self.metrics.request(&served, status, elapsed);
+            response
+        }
+        .instrument(span)
+        .await
     }
 }
 
@@ -59,6 +71,7 @@ async fn route<B>(
     tenants: &Tenants,
     metrics: &Arc<Metrics>,
     outbound: &Arc<Outbound>,
+    id: Arc<str>,
     request: Request<B>,
 ) -> (Response<ResponseBody>, Served)
 where
@@ -103,7 +116,8 @@ where
             Caller::Anonymous(client.unwrap_or(ClientAddr(std::net::Ipv6Addr::UNSPECIFIED.into())))
         }
     };
-    (serve(tenant, instances, metrics, outbound, caller, arrived, request).await, served)
+    let arrival = Arrival { caller, at: arrived, context: RequestContext { id, route_prefix: route.prefix().into() } };
+    (serve(tenant, instances, metrics, outbound, arrival, request).await, served)
 }
 
 /// The request's authority: its `Host` header, or the authority of its URI (HTTP/2), if it
@@ -130,19 +144,27 @@ fn unauthorized(envelope: Envelope, sent_token: bool) -> Response<ResponseBody> 
     response
 }
 
+/// Who sent a request, when it arrived, and what its component may know of it.
+pub(super) struct Arrival {
+    pub(super) caller: Caller,
+    pub(super) at: Instant,
+    pub(super) context: RequestContext,
+}
+
+/// Serves `request`, which `arrival` says about, with `instances` of `tenant`'s component.
 pub(super) async fn serve<B>(
     tenant: &Arc<Tenant>,
     instances: &Arc<InstancePool>,
     metrics: &Arc<Metrics>,
     outbound: &Arc<Outbound>,
-    caller: Caller,
-    arrived: Instant,
+    arrival: Arrival,
     request: Request<B>,
 ) -> Response<ResponseBody>
 where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
+    let Arrival { caller, at: arrived, context } = arrival;
     let limits = *instances.limits();
     let component = instances.component();
     let envelope = Envelope::of_component(component.name());
@@ -181,7 +203,7 @@ where
     let reporter = Reporter::new(tenant.id(), component.name().clone(), metrics.clone());
     let log_rate = instances.share().log_rate().clone();
     let log = ComponentLog::new(tenant.id(), component.name().clone(), log_rate, reporter.clone());
-    let capabilities = Capabilities { tenant: tenant.clone(), deadline, log };
+    let capabilities = Capabilities { tenant: tenant.clone(), deadline, log, request: context };
     let outbound = OutboundPolicy::new(
         outbound.clone(),
         tenant.outbound_hosts().clone(),

@@ -84,9 +84,12 @@ impl Runtime {
         let (idle, in_flight) = capacity::split(slots);
         let engine = engine::new(slots)?;
         let mut linker = Linker::new(&engine);
+        // The `platform` world of wit/gateway.wit: `wasi:cli/imports` (exactly what this
+        // links, inert in an empty context), `wasi:http`'s types and outgoing handler, and the
+        // contract's own interfaces (with those of every earlier contract version).
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        capability::add_to_linker(&mut linker)?;
+        capability::add_to_linker(&mut linker, RequestState::capabilities_view)?;
         let idle = Arc::new(IdleBudget::new(idle));
         Ok(Runtime { engine, linker: Arc::new(linker), cache: None, isolated: None, idle, in_flight })
     }

@@ -8,7 +8,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::limiter::Limiter;
-use crate::capability::{Capabilities, outbound::OutboundPolicy};
+use crate::capability::{Capabilities, CapabilitiesView, outbound::OutboundPolicy};
 use crate::config::Limits;
 
 /// Resource handles (streams, fields, requests) one request may hold at once.
@@ -92,6 +92,11 @@ impl RequestState {
     /// When this request's budget runs out.
     pub fn deadline(&self) -> Instant {
         self.capabilities.deadline
+    }
+
+    /// What the host interfaces see of this state: the capabilities and the resource table.
+    pub fn capabilities_view(&mut self) -> CapabilitiesView<'_> {
+        CapabilitiesView { capabilities: &mut self.capabilities, table: &mut self.table }
     }
 }
 
