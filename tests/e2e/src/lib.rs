@@ -4,10 +4,12 @@
 //! - [`dns`]: a scripted DNS server for outbound calls by name;
 //! - [`guests`]: the test components of `tests/guests/` (a hostile probe);
 //! - [`host`]: a gateway called in-process, on a runtime of the test's choosing;
+//! - [`log`]: the host's log, for tests that read it;
 //! - [`fixture`]: a [`DeviceSession`](waedge::device::DeviceSession) answering from a fixture
 //!   file, standing in for a linked phone;
 //! - [`server`]: a real waedge gateway and admin API on loopback ports, and a small HTTP
 //!   client for them;
+//! - [`signing`]: request signatures of the example `hmac-auth` plugin;
 //! - [`stub`]: a stub HTTP service for outbound calls;
 //! - [`tenants`]: the two test tenants most tests start from.
 
@@ -16,6 +18,8 @@ pub mod dns;
 pub mod fixture;
 pub mod guests;
 pub mod host;
+pub mod log;
 pub mod server;
+pub mod signing;
 pub mod stub;
 pub mod tenants;

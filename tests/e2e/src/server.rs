@@ -135,6 +135,15 @@ impl TestGateway {
         reply(request).await
     }
 
+    /// `GET path` for the tenant reached as `host`, with `headers` and no bearer token.
+    pub async fn get_with_headers(&self, path: &str, host: &str, headers: &[(&str, String)]) -> Reply {
+        let mut request = self.client.get(format!("{}{path}", self.base)).header(reqwest::header::HOST, host);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        reply(request).await
+    }
+
     /// An admin API request with the admin token; `body` is sent as JSON unless `Null`.
     pub async fn admin(&self, method: reqwest::Method, path: &str, body: serde_json::Value) -> Reply {
         self.admin_as(method, path, Some(&self.admin_token), body).await

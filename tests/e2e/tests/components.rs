@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use waedge::runtime::builtin;
 use waedge_e2e::fixture::World;
 use waedge_e2e::server::{Reply, TestGateway, fixtures};
+use waedge_e2e::signing::signed_get;
 use waedge_e2e::tenants::{EVE, config};
 
 async fn gateway() -> TestGateway {
@@ -290,15 +291,6 @@ async fn a_python_plugin_built_with_componentize_py_is_served_unchanged() {
     assert_eq!((forbidden.status, &forbidden.json["error"]["code"]), (403, &json!("FORBIDDEN")), "{}", forbidden.text);
 }
 
-/// HMAC-SHA256 of `message` under `key`, in hex (RFC 2104, with SHA-256's 64-byte blocks).
-fn hmac_sha256(key: &[u8], message: &[u8]) -> String {
-    let mut block = [0u8; 64];
-    block[..key.len()].copy_from_slice(key);
-    let pad = |byte: u8| block.iter().map(|k| k ^ byte).collect::<Vec<u8>>();
-    let inner = Sha256::digest([pad(0x36), message.to_vec()].concat());
-    hex::encode(Sha256::digest([pad(0x5c), inner.to_vec()].concat()))
-}
-
 async fn deploy_example(gw: &TestGateway, name: &str, prefix: &str) {
     let deployed =
         gw.admin_upload(&format!("/v1/tenants/acme/components/{name}"), waedge_e2e::guests::get(name).to_vec()).await;
@@ -328,38 +320,27 @@ async fn the_example_plugins_sign_mask_and_enrich() {
     deploy_example(&gw, "enrich", "/enriched").await;
 
     // (a) HMAC-signed requests instead of a bearer token.
-    let signed = |path: &str, timestamp: u64, secret: &str| {
-        let signature = hmac_sha256(secret.as_bytes(), format!("GET\n{path}\n{timestamp}").as_bytes());
-        (path.to_string(), timestamp.to_string(), signature)
-    };
-    let call = |(path, timestamp, signature): (String, String, String)| {
+    let call = |path: &str, timestamp: u64, secret: &str| {
+        let headers = signed_get(path, timestamp, secret);
         let gw = &gw;
+        let path = path.to_string();
         async move {
-            let response = reqwest::Client::new()
-                .get(format!("{}{path}", gw.base()))
-                .header("host", "acme.test")
-                .header("x-waedge-timestamp", timestamp)
-                .header("x-waedge-signature", signature)
-                .send()
-                .await
-                .unwrap();
-            let status = response.status().as_u16();
-            let json: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap_or(Value::Null);
-            (status, json)
+            let reply = gw.get_with_headers(&path, "acme.test", &headers).await;
+            (reply.status, reply.json)
         }
     };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let (status, body) = call(signed("/signed/main/groups", now, "s3cret")).await;
+    let (status, body) = call("/signed/main/groups", now, "s3cret").await;
     assert_eq!((status, &body["data"]["count"]), (200, &json!(2)), "{body}");
     assert_eq!(
         body["data"]["groups"][0],
         json!({"jid": "120363406798553856@g.us", "subject": "My Group Chat", "participant_count": 3})
     );
-    let (status, body) = call(signed("/signed/main/groups", now, "wrong")).await;
+    let (status, body) = call("/signed/main/groups", now, "wrong").await;
     assert_eq!((status, &body["error"]["code"]), (401, &json!("UNAUTHORIZED")), "{body}");
-    let (status, body) = call(signed("/signed/main/groups", now - 3600, "s3cret")).await;
+    let (status, body) = call("/signed/main/groups", now - 3600, "s3cret").await;
     assert_eq!((status, &body["error"]["code"]), (401, &json!("UNAUTHORIZED")), "a replayed old request: {body}");
-    let (status, body) = call(signed("/signed/stranger/groups", now, "s3cret")).await;
+    let (status, body) = call("/signed/stranger/groups", now, "s3cret").await;
     assert_eq!((status, &body["error"]["code"]), (403, &json!("FORBIDDEN")), "{body}");
 
     // (b) Phone numbers masked in the response.

@@ -10,6 +10,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use waedge_e2e::fixture::World;
 use waedge_e2e::guests;
+use waedge_e2e::log::HostLog;
 use waedge_e2e::server::{Neighbour, Reply, TestGateway, fixtures};
 use waedge_e2e::tenants::{ALICE, EVE, config};
 
@@ -96,43 +97,6 @@ async fn hostile_components_are_contained_and_other_tenants_keep_working() {
         let line =
             format!("waedge_sandbox_violations_total{{tenant=\"globex\",component=\"{probe}\",limit=\"{limit}\"}}");
         assert!(metrics.contains(&line), "{line} in\n{metrics}");
-    }
-}
-
-/// The host's log as the operator's log file would hold it: every event of the process.
-#[derive(Clone, Default)]
-struct HostLog(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl HostLog {
-    /// Sends every log event of this process (all its threads) to a new `HostLog`.
-    fn install() -> HostLog {
-        let log = HostLog::default();
-        let subscriber = tracing_subscriber::fmt().with_writer(log.clone()).with_ansi(false).finish();
-        tracing::subscriber::set_global_default(subscriber).expect("the only test of this file that reads the log");
-        log
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl std::io::Write for HostLog {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for HostLog {
-    type Writer = HostLog;
-
-    fn make_writer(&'a self) -> HostLog {
-        self.clone()
     }
 }
 

@@ -14,6 +14,7 @@
 //! - `fields?n=N&kb=K`: creates N `wasi:http` fields holding a K KiB header each, keeping them
 //!   all; answers how many it made;
 //! - `log?n=N`: logs N lines, each with a newline that tries to start a forged line;
+//! - `context`: `200 {"route_prefix": P, "request_id": ID}`, the request context the host gave;
 //! - `bodies?n=N&kb=K`: creates N outgoing responses and writes as much as the host takes,
 //!   up to K KiB, into each one's body without ever sending it, keeping them all; answers how
 //!   many bytes the host took.
@@ -118,6 +119,9 @@ impl Handler for Probe {
                     logging::log(Level::Info, &format!("probe line {i}\nFORGED waedge::access tenant=acme status=200"));
                 }
                 Response::json(200, &json!({ "logged": n }))
+            }
+            Some("context") => {
+                Response::json(200, &json!({ "route_prefix": request.route_prefix(), "request_id": request.id() }))
             }
             _ => Response::json(404, &json!({ "error": "no such probe" })),
         }

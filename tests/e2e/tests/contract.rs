@@ -1,0 +1,199 @@
+//! The contract between host and components, version by version.
+//!
+//! - Components built against contract 0.1.0, kept byte for byte as they were built in
+//!   `fixtures/contract-0.1.0`, are deployed on today's host and answer what the current
+//!   components answer: a host upgrade never breaks a deployed plugin.
+//! - The host links exactly the `platform` world: a component importing all of it (and of
+//!   0.1.0's world) is accepted, one importing anything else is refused with the import's name.
+//! - The request context: the id in `x-request-id` is the one the host's log lines and the
+//!   component see, and the component sees the prefix of the route it was reached by.
+
+use std::path::{Path, PathBuf};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use waedge::runtime::Runtime;
+use waedge_e2e::fixture::World;
+use waedge_e2e::log::HostLog;
+use waedge_e2e::server::{Reply, TestGateway, fixtures};
+use waedge_e2e::signing::signed_get;
+use waedge_e2e::tenants::{ALICE, EVE, config};
+
+async fn gateway() -> TestGateway {
+    let world = World::load(&fixtures().join("world.toml")).expect("fixture world");
+    TestGateway::start(&config(None), &world).await
+}
+
+/// A component built against contract 0.1.0, as it was built.
+fn built_against_0_1_0(name: &str) -> Vec<u8> {
+    std::fs::read(fixtures().join("contract-0.1.0").join(format!("{name}.wasm"))).expect("the 0.1.0 fixture")
+}
+
+/// Deploys `bytes` as `tenant`'s component `name`, routed at `prefix`.
+async fn deploy(gw: &TestGateway, tenant: &str, name: &str, bytes: Vec<u8>, prefix: &str) {
+    let deployed = gw.admin_upload(&format!("/v1/tenants/{tenant}/components/{name}"), bytes).await;
+    assert_eq!(deployed.status, 201, "{}", deployed.text);
+    let route = json!({"prefix": prefix, "component": format!("component:{name}")});
+    let routed = gw.admin(Method::PUT, &format!("/v1/tenants/{tenant}/routes"), route).await;
+    assert_eq!(routed.status, 200, "{}", routed.text);
+}
+
+fn served_by(reply: &Reply) -> &str {
+    reply.headers.get("x-waedge-component").and_then(|v| v.to_str().ok()).unwrap_or("none")
+}
+
+#[tokio::test]
+async fn a_devices_api_built_against_0_1_0_answers_as_the_current_one() {
+    let gw = gateway().await;
+    // Every kind of answer: contacts (by LID, by number with a preview, a business, one
+    // hidden by privacy), groups, and the errors whose payload changed type in 0.2.0 (a
+    // device that is not connected) or that the host raises (unknown device, bad JID).
+    let paths = [
+        "/devices/main/profile?jid=1234567890987654321@lid",
+        "/devices/main/profile?jid=6281234567890&preview=true",
+        "/devices/main/profile?jid=14155550123",
+        "/devices/main/profile?jid=5511999999999",
+        "/devices/main/profile?jid=120363406798553856@g.us",
+        "/devices/main/groups",
+        "/devices/offline/groups",
+        "/devices/offline/profile?jid=6281234567890",
+        "/devices/nope/groups",
+        "/devices/main/profile?jid=not-a-number",
+    ];
+    let mut current = Vec::new();
+    for path in paths {
+        let reply = gw.get(path, Some(ALICE)).await;
+        assert_eq!(served_by(&reply), "builtin:devices-api");
+        current.push((reply.status, reply.json));
+    }
+    assert_eq!(current[0].0, 200);
+    assert_eq!(current[6], (503, current[6].1.clone()), "the offline device's groups: {}", current[6].1);
+
+    deploy(&gw, "acme", "legacy", built_against_0_1_0("devices-api"), "/devices").await;
+    for (path, current) in paths.into_iter().zip(current) {
+        let legacy = gw.get(path, Some(ALICE)).await;
+        assert!(served_by(&legacy).starts_with("acme/legacy@"), "{path}: served by {}", served_by(&legacy));
+        assert_eq!((legacy.status, legacy.json), current, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_plugin_built_against_0_1_0_reads_its_settings() {
+    let gw = gateway().await;
+    let settings = json!({"settings": {"hmac_secret": "s3cret", "hmac_devices": "main"}});
+    assert_eq!(gw.admin(Method::PATCH, "/v1/tenants/acme", settings).await.status, 200);
+    deploy(&gw, "acme", "signed", built_against_0_1_0("hmac-auth"), "/signed").await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let signed = |secret: &str| {
+        let headers = signed_get("/signed/main/groups", now, secret);
+        let gw = &gw;
+        async move { gw.get_with_headers("/signed/main/groups", "acme.test", &headers).await }
+    };
+    let reply = signed("s3cret").await;
+    assert_eq!((reply.status, &reply.json["data"]["count"]), (200, &json!(2)), "{}", reply.text);
+    let wrong = signed("wrong").await;
+    assert_eq!((wrong.status, &wrong.json["error"]["code"]), (401, &json!("UNAUTHORIZED")), "{}", wrong.text);
+}
+
+#[tokio::test]
+async fn a_plugin_built_against_0_1_0_logs_into_the_hosts_log_with_the_request_id() {
+    let log = HostLog::install();
+    let gw = gateway().await;
+    deploy(&gw, "globex", "old-probe", built_against_0_1_0("probe"), "/old-probe").await;
+    let reply = gw.get("/old-probe/log?n=2", Some(EVE)).await;
+    assert_eq!((reply.status, reply.json.clone()), (200, json!({"logged": 2})), "{}", reply.text);
+    let id = request_id(&reply);
+    let text = log.text();
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("waedge::component") && l.contains(&id)).collect();
+    assert_eq!(lines.len(), 2, "two component lines carry the request id {id}:\n{text}");
+    assert!(lines.iter().all(|l| l.contains("probe line") && l.contains("tenant=\"globex\"")), "{lines:#?}");
+}
+
+/// The request id of `reply`, checked to be what the host promises: 32 hex digits.
+fn request_id(reply: &Reply) -> String {
+    let id = reply.headers.get("x-request-id").and_then(|v| v.to_str().ok()).expect("an x-request-id header");
+    assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{id:?}");
+    id.to_string()
+}
+
+#[tokio::test]
+async fn a_component_sees_its_route_prefix_and_the_request_id_the_log_carries() {
+    let log = HostLog::install();
+    let gw = gateway().await;
+    gw.deploy_probe().await;
+    let reply = gw.get("/probe/context", Some(EVE)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let id = request_id(&reply);
+    assert_eq!(reply.json, json!({"route_prefix": "/probe", "request_id": id}));
+    let text = log.text();
+    let access = text.lines().find(|l| l.contains("waedge::access") && l.contains(&id));
+    assert!(access.is_some_and(|l| l.contains("path=\"/probe/context\"")), "the access line carries {id}:\n{text}");
+
+    // Every answer carries an id, the host's own errors too, and no two are the same.
+    let unrouted = gw.get("/nowhere", Some(EVE)).await;
+    assert_eq!(unrouted.status, 404);
+    assert_ne!(request_id(&unrouted), id);
+}
+
+/// The workspace's `wit/` directory.
+fn wit() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wit")
+}
+
+/// A component that imports everything `world` (of the package at `main`, with extra WIT
+/// text `extra` pushed after it) imports and exports what it exports, doing nothing: the
+/// most any toolchain targeting the world can ask of the host.
+fn importing_all_of(main: &Path, extra: Option<&str>, world: &str) -> Vec<u8> {
+    let mut resolve = wit_parser::Resolve::default();
+    let (mut package, _) = resolve.push_dir(main).expect("the WIT parses");
+    if let Some(text) = extra {
+        package = resolve.push_str("extra.wit", text).expect("the extra WIT parses");
+    }
+    let world = resolve.select_world(&[package], Some(world)).expect("the world exists");
+    let abi = wit_parser::ManglingAndAbi::Legacy(wit_parser::LiftLowerAbi::Sync);
+    let mut module = wit_component::dummy_module(&resolve, world, abi);
+    wit_component::embed_component_metadata(&mut module, &resolve, world, wit_component::StringEncoding::UTF8)
+        .expect("metadata embeds");
+    wit_component::ComponentEncoder::default()
+        .module(&module)
+        .and_then(|encoder| encoder.validate(true).encode())
+        .expect("the component encodes")
+}
+
+#[test]
+fn the_host_links_the_whole_platform_world_of_every_contract_version() {
+    let runtime = Runtime::new().unwrap();
+    for (dir, version) in [(wit(), "0.2.0"), (wit().join("compat/0.1.0"), "0.1.0")] {
+        let component = importing_all_of(&dir, None, "handler");
+        if let Err(e) = runtime.compile(&format!("handler@{version}"), &component) {
+            panic!("a component importing all of handler@{version} is refused: {e}");
+        }
+    }
+}
+
+/// A plugin's world: the handler world and one interface the host does not offer.
+const PLUGIN_WITH_AN_UNKNOWN_IMPORT: &str = "package test:extra;\n\
+     interface storage { get: func(key: string) -> option<string>; }\n\
+     world plugin { include waedge:gateway/handler@0.2.0; import storage; }";
+
+#[test]
+fn an_import_outside_the_platform_world_is_refused_with_its_name() {
+    let component = importing_all_of(&wit(), Some(PLUGIN_WITH_AN_UNKNOWN_IMPORT), "plugin");
+    let refused = Runtime::new().unwrap().compile("plugin", &component).err().expect("the import is refused");
+    let message = format!("{refused:#}");
+    assert!(message.contains("test:extra/storage"), "the refusal names the import: {message}");
+}
+
+#[tokio::test]
+async fn the_refusal_of_an_unknown_import_reaches_the_operator() {
+    let gw = gateway().await;
+    let component = importing_all_of(&wit(), Some(PLUGIN_WITH_AN_UNKNOWN_IMPORT), "plugin");
+    let reply = gw.admin_upload("/v1/tenants/globex/components/plugin", component).await;
+    assert_eq!((reply.status, &reply.json["error"]["code"]), (400, &json!("INVALID_COMPONENT")), "{}", reply.text);
+    let message = reply.json["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("test:extra/storage"), "{message}");
+    assert_eq!(
+        gw.admin(Method::GET, "/v1/tenants/globex/components", Value::Null).await.json,
+        json!({"components": []})
+    );
+}
