@@ -32,6 +32,7 @@
 mod authentication;
 pub mod config;
 mod error;
+mod io;
 pub mod logging;
 mod lookup;
 mod names;

@@ -4,11 +4,7 @@ use std::cell::OnceCell;
 
 use crate::bindings::waedge::gateway::request_context;
 use crate::bindings::wasi::http::types::{IncomingRequest, Method};
-use crate::bindings::wasi::io::streams::StreamError;
 use crate::query::Query;
-
-/// How many bytes one read from the body stream asks for.
-const READ_CHUNK: u64 = 64 * 1024;
 
 /// An HTTP request, with its body read in full. The host has already capped the body size.
 #[derive(Debug, Clone)]
@@ -154,17 +150,7 @@ fn split_segments(path: &str) -> Vec<String> {
 fn read_body(incoming: &IncomingRequest) -> Result<Vec<u8>, String> {
     let body = incoming.consume().map_err(|()| "request body was already consumed".to_string())?;
     let stream = body.stream().map_err(|()| "request body stream is unavailable".to_string())?;
-    let mut bytes = Vec::new();
-    loop {
-        match stream.blocking_read(READ_CHUNK) {
-            Ok(chunk) => bytes.extend_from_slice(&chunk),
-            Err(StreamError::Closed) => break,
-            Err(StreamError::LastOperationFailed(error)) => {
-                return Err(format!("reading the request body failed: {}", error.to_debug_string()));
-            }
-        }
-    }
-    Ok(bytes)
+    crate::io::read_all(&stream).map_err(|error| format!("reading the request body failed: {error}"))
 }
 
 #[cfg(test)]

@@ -2,9 +2,6 @@
 
 use crate::bindings::wasi::http::types::{Fields, OutgoingBody, OutgoingResponse, ResponseOutparam};
 
-/// `wasi:io` output streams accept at most this many bytes per blocking write.
-const WRITE_CHUNK: usize = 4096;
-
 /// An HTTP response built by a handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
@@ -54,10 +51,8 @@ impl Response {
         let Ok(body) = response.body() else { return };
         ResponseOutparam::set(out, Ok(response));
         let Ok(stream) = body.write() else { return };
-        for chunk in self.body.chunks(WRITE_CHUNK) {
-            if stream.blocking_write_and_flush(chunk).is_err() {
-                return;
-            }
+        if crate::io::write_all(&stream, &self.body).is_err() {
+            return;
         }
         drop(stream);
         let _ = OutgoingBody::finish(body, None);
