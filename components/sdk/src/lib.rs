@@ -42,6 +42,10 @@ mod request;
 mod response;
 mod time;
 
+/// The `http` crate, whose request and response types [`Request`] and [`Response`] convert
+/// to and from (`TryFrom`/`From`): the version this crate was built with.
+pub use http;
+
 /// Bindings generated from `wit/gateway.wit` (world `handler`), for handlers that need more
 /// than this crate wraps: raw `wasi:http` types, `wasi:config/store` as
 /// `bindings::wasi::config::store`, `wasi:logging` as `bindings::wasi::logging::logging`.

@@ -142,6 +142,35 @@ impl Request {
     }
 }
 
+/// The request as the `http` crate's: method, path and query, headers and body. Fails when
+/// one of them is not valid there (only possible for a request built with [`Request::new`],
+/// e.g. from a path with a space). The route prefix and the request id stay behind.
+impl TryFrom<Request> for http::Request<Vec<u8>> {
+    type Error = http::Error;
+
+    fn try_from(request: Request) -> Result<Self, http::Error> {
+        let uri = match &request.raw_query {
+            Some(query) => format!("{}?{query}", request.path),
+            None => request.path,
+        };
+        let builder = http::Request::builder().method(request.method.as_str()).uri(uri);
+        let builder = request.headers.iter().fold(builder, |builder, (name, value)| builder.header(name, &value[..]));
+        builder.body(request.body)
+    }
+}
+
+/// A request from the `http` crate's: for tests of handler logic, or a handler written
+/// against `http` types. Its route prefix and id are asked of the host on first use, as for
+/// a request the host sent; outside a Wasm host, give them with [`Request::with_context`].
+impl From<http::Request<Vec<u8>>> for Request {
+    fn from(request: http::Request<Vec<u8>>) -> Self {
+        let (parts, body) = request.into_parts();
+        let path_and_query = parts.uri.path_and_query().map_or("/", http::uri::PathAndQuery::as_str);
+        let headers = parts.headers.iter().map(|(name, value)| (name.to_string(), value.as_bytes().to_vec())).collect();
+        Request::new(parts.method.as_str(), path_and_query, headers, body)
+    }
+}
+
 /// `path` split on `/`, with empty segments dropped and each segment percent-decoded.
 fn split_segments(path: &str) -> Vec<String> {
     path.split('/').filter(|s| !s.is_empty()).map(crate::query::percent_decode).collect()
@@ -175,6 +204,34 @@ mod tests {
     fn a_catch_all_route_keeps_the_whole_path() {
         assert_eq!(routed("/", "/main/groups").route_path(), "/main/groups");
         assert_eq!(routed("/", "/").route_path(), "/");
+    }
+
+    #[test]
+    fn converts_to_and_from_the_http_crates_request() {
+        let built = http::Request::post("/api/main/notes?x=a+b")
+            .header("X-Trace", "t1")
+            .header("x-trace", "t2")
+            .body(b"{}".to_vec())
+            .unwrap();
+        let request = Request::from(built).with_context("/api", "req-1");
+        assert_eq!(
+            (request.method(), request.route_path(), request.query().get("x")),
+            ("POST", "/main/notes", Some("a b"))
+        );
+        assert_eq!((request.header("x-trace"), request.body()), (Some("t1"), &b"{}"[..]));
+
+        let back = http::Request::try_from(request).unwrap();
+        assert_eq!((back.method().as_str(), back.uri().to_string()), ("POST", "/api/main/notes?x=a+b".to_string()));
+        let traces: Vec<_> = back.headers().get_all("x-trace").iter().filter_map(|v| v.to_str().ok()).collect();
+        assert_eq!((traces, back.body()), (vec!["t1", "t2"], &b"{}".to_vec()));
+    }
+
+    #[test]
+    fn a_request_http_cannot_carry_fails_to_convert() {
+        let request = Request::new("GET", "/a b", Vec::new(), Vec::new());
+        assert!(http::Request::try_from(request).is_err());
+        let request = Request::new("GET", "/", vec![("bad name".to_string(), Vec::new())], Vec::new());
+        assert!(http::Request::try_from(request).is_err());
     }
 
     #[test]
