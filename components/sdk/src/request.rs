@@ -124,8 +124,7 @@ impl Request {
 
     /// The first value of header `name` (case-insensitive) as text, if present and valid UTF-8.
     pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(n, _)| *n == name).and_then(|(_, value)| std::str::from_utf8(value).ok())
+        find_header(&self.headers, name)
     }
 
     /// The bearer token from the `Authorization` header, if the header uses the `Bearer` scheme.
@@ -169,6 +168,13 @@ impl From<http::Request<Vec<u8>>> for Request {
         let headers = parts.headers.iter().map(|(name, value)| (name.to_string(), value.as_bytes().to_vec())).collect();
         Request::new(parts.method.as_str(), path_and_query, headers, body)
     }
+}
+
+/// The first value of header `name` (case-insensitive) in `headers`, whose names are lower
+/// case, as text, if present and valid UTF-8.
+pub(crate) fn find_header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str> {
+    let name = name.to_ascii_lowercase();
+    headers.iter().find(|(n, _)| *n == name).and_then(|(_, value)| std::str::from_utf8(value).ok())
 }
 
 /// `path` split on `/`, with empty segments dropped and each segment percent-decoded.

@@ -42,11 +42,11 @@ fn serve(request: &Request) -> Result<Response, ErrorClass> {
 /// What the CRM answers for `phone`, as JSON.
 fn crm_record(phone: &str) -> Result<Value, String> {
     let base = config::get("crm_url").ok_or("this tenant has no `crm_url` setting")?;
-    let fetched = outbound::get(&format!("{base}?phone={phone}"))?;
+    let fetched = outbound::get(&format!("{base}?phone={phone}")).map_err(|e| e.to_string())?;
     if fetched.status != 200 {
         return Err(format!("the CRM answered {}", fetched.status));
     }
-    serde_json::from_slice(&fetched.body).map_err(|e| format!("the CRM's answer is not JSON: {e}"))
+    fetched.json().map_err(|e| format!("the CRM's answer is not JSON: {e}"))
 }
 
 waedge_sdk::export_handler!(Enrich);

@@ -62,15 +62,15 @@ impl Handler for Probe {
                     Ok(fetched) => {
                         Response::json(200, &json!({ "status": fetched.status, "bytes": fetched.body.len() }))
                     }
-                    Err(error) => Response::json(502, &json!({ "error": error })),
+                    Err(error) => Response::json(502, &json!({ "error": error.to_string() })),
                 }
             }
             Some("flood") => {
                 let url = query.get("url").unwrap_or_default();
                 let n = query.get("n").and_then(|n| n.parse().ok()).unwrap_or(1usize);
-                let results: Vec<Result<outbound::Fetched, String>> = (0..n).map(|_| outbound::get(url)).collect();
+                let results: Vec<_> = (0..n).map(|_| outbound::get(url)).collect();
                 let ok = results.iter().filter(|r| r.is_ok()).count();
-                let first_error = results.iter().find_map(|r| r.as_ref().err().cloned());
+                let first_error = results.iter().find_map(|r| r.as_ref().err().map(ToString::to_string));
                 Response::json(200, &json!({ "ok": ok, "refused": n - ok, "first_error": first_error }))
             }
             Some("sleep") => {
