@@ -40,6 +40,7 @@ pub mod outbound;
 mod query;
 mod request;
 mod response;
+mod router;
 mod time;
 
 /// The `http` crate, whose request and response types [`Request`] and [`Response`] convert
@@ -73,6 +74,7 @@ pub use lookup::{user_info, user_jid};
 pub use query::{Query, percent_decode};
 pub use request::Request;
 pub use response::Response;
+pub use router::{Params, Router};
 pub use time::{Timestamp, now};
 
 /// A waedge request handler: one call per HTTP request, with the whole request in hand.

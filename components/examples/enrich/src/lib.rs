@@ -1,30 +1,26 @@
 //! Example plugin: an edge call. `GET /enriched/{device}/profile?jid=…` (routed at
-//! `/enriched`, or any other prefix) answers a contact's WhatsApp profile together with what
-//! the tenant's CRM knows about the number, fetched over outbound HTTP from the URL in the
-//! tenant's `crm_url` setting (`…?phone=DIGITS`). The CRM host must be on the tenant's
-//! `outbound_hosts`; if the CRM cannot be reached the profile is still answered, with
-//! `crm: null` and the reason.
+//! `/enriched`, or any other prefix; another method is a 405) answers a contact's WhatsApp
+//! profile together with what the tenant's CRM knows about the number, fetched over outbound
+//! HTTP from the URL in the tenant's `crm_url` setting (`…?phone=DIGITS`). The CRM host must
+//! be on the tenant's `outbound_hosts`; if the CRM cannot be reached the profile is still
+//! answered, with `crm: null` and the reason.
 
 use serde_json::{Value, json};
 use waedge_sdk::{
-    ErrorClass, Handler, Request, Response, authenticate, config, outbound, require_device, user_info, user_jid,
-    whatsapp,
+    ErrorClass, Handler, Params, Request, Response, Router, authenticate, config, outbound, require_device, user_info,
+    user_jid, whatsapp,
 };
 
 struct Enrich;
 
 impl Handler for Enrich {
     fn handle(request: Request) -> Response {
-        serve(&request).unwrap_or_else(Response::from)
+        Router::new().get("/:device/profile", profile).handle(&request)
     }
 }
 
-fn serve(request: &Request) -> Result<Response, ErrorClass> {
-    let segments = request.route_segments();
-    let [device, endpoint] = segments.as_slice() else { return Err(ErrorClass::no_route(request.path())) };
-    if endpoint != "profile" {
-        return Err(ErrorClass::no_route(request.path()));
-    }
+fn profile(request: &Request, params: &Params) -> Result<Response, ErrorClass> {
+    let device = &params["device"];
     require_device(&authenticate(request)?, device)?;
     let jid = user_jid(request, "jid")?;
     let info = user_info(&whatsapp::open_device(device)?, &jid)?;
