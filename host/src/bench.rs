@@ -1,11 +1,12 @@
 //! The benchmarks' baseline (cargo feature `bench`; never part of a release build).
 //!
-//! A request whose path starts with [`PREFIX`] is answered by [`serve`], a native port of the
-//! built-in devices API's contact profile (`GET /devices/{device}/profile?jid=…`), instead of
-//! by the route's component. Everything around it — tenant selection, routing, admission,
-//! the body limit, the deadline, the access log, the metrics — is what a component request
-//! gets, and it makes the same host calls on the same cached sessions and writes the same
-//! JSON, so the difference between `/native/devices/…` and `/devices/…` is the cost of the
+//! [`NativeProfile`] is a native port of the built-in devices API's contact profile
+//! (`GET {prefix}/devices/{device}/profile?jid=…`), served by routes naming
+//! `native:devices-profile` ([`NAME`]) in the builds that register it (`app::gateway`).
+//! Everything around it — tenant selection, routing, admission, the body limit, the
+//! deadline, the access log, the metrics — is what a component request gets, and it makes
+//! the same host calls on the same cached sessions and writes the same JSON, so the
+//! difference between a route to it and a route to `builtin:devices-api` is the cost of the
 //! Wasm edge. It serves only what the benchmark asks (a contact's profile; query values taken
 //! as sent) and answers anything else with an error.
 //!
@@ -14,6 +15,7 @@
 //! two answer the same JSON, so a change to one that is not made to the other fails
 //! `cargo test`.
 
+use async_trait::async_trait;
 use http::StatusCode;
 use http::request::Parts;
 use hyper::Response;
@@ -21,12 +23,27 @@ use serde::Serialize;
 use waedge_jid::Jid;
 
 use crate::bindings::types::{Error, ProfileExtras};
+use crate::body::ResponseBody;
 use crate::capability::Capabilities;
-use crate::gateway::{ResponseBody, error, json_response};
+use crate::gateway::{error, json_response};
+use crate::tenancy::native::NativeHandler;
 use crate::token;
 
-/// Paths under this prefix are served natively.
-pub const PREFIX: &str = "/native/";
+/// The name routes give it: `native:devices-profile`.
+pub const NAME: &str = "devices-profile";
+
+/// The native contact profile endpoint.
+pub struct NativeProfile;
+
+#[async_trait]
+impl NativeHandler for NativeProfile {
+    async fn serve(&self, capabilities: Capabilities, request: &Parts) -> Response<ResponseBody> {
+        match profile(&capabilities, request).await {
+            Ok(profile) => json_response(StatusCode::OK, &Envelope { data: Data { r#type: "contact", profile } }),
+            Err((status, code, message)) => error(status, code, &message),
+        }
+    }
+}
 
 /// A failed request: status, error code and message.
 type Failure = (StatusCode, &'static str, String);
@@ -67,17 +84,10 @@ struct ContactProfile {
     devices: Option<Vec<String>>,
 }
 
-/// Answers `request` natively within `capabilities`.
-pub async fn serve(capabilities: &mut Capabilities, request: &Parts) -> Response<ResponseBody> {
-    match profile(capabilities, request).await {
-        Ok(profile) => json_response(StatusCode::OK, &Envelope { data: Data { r#type: "contact", profile } }),
-        Err((status, code, message)) => error(status, code, &message),
-    }
-}
-
-async fn profile(capabilities: &mut Capabilities, request: &Parts) -> Result<ContactProfile, Failure> {
-    let path = request.uri.path().strip_prefix(PREFIX).unwrap_or_default();
-    let segments: Vec<&str> = path.split('/').collect();
+async fn profile(capabilities: &Capabilities, request: &Parts) -> Result<ContactProfile, Failure> {
+    let prefix = capabilities.request.route_prefix.trim_end_matches('/');
+    let path = request.uri.path().strip_prefix(prefix).unwrap_or_default();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let ["devices", device, "profile"] = segments.as_slice() else {
         return Err((StatusCode::NOT_FOUND, "NOT_FOUND", format!("no native endpoint at `{}`", request.uri.path())));
     };
@@ -104,7 +114,7 @@ async fn profile(capabilities: &mut Capabilities, request: &Parts) -> Result<Con
 }
 
 /// The contact profile, field for field as the built-in component builds it.
-async fn contact(capabilities: &mut Capabilities, device: &str, jid: &Jid) -> Result<ContactProfile, Failure> {
+async fn contact(capabilities: &Capabilities, device: &str, jid: &Jid) -> Result<ContactProfile, Failure> {
     let text = jid.to_string();
     let session = capabilities.session(device).map_err(failure)?;
     let profile = capabilities.contact_profile(&*session, &text, ProfileExtras::PICTURE).await.map_err(failure)?;

@@ -27,7 +27,7 @@ mod generated {
             "wasi:random": wasmtime_wasi::p2::bindings::random,
             "wasi:sockets": wasmtime_wasi::p2::bindings::sockets,
             "wasi:http": wasmtime_wasi_http::p2::bindings::http,
-            "waedge:gateway/whatsapp.device": crate::capability::whatsapp::OpenDevice,
+            "waedge:gateway/whatsapp.device": crate::bindings::OpenDevice,
         },
     });
 }
@@ -35,6 +35,14 @@ mod generated {
 pub use generated::waedge::gateway::{auth, request_context, types, whatsapp};
 pub use generated::wasi::config::store as config;
 pub use generated::wasi::logging::logging;
+
+/// A device a component opened, the contract's `device` resource: the id of one of the
+/// calling tenant's devices, in the store's resource table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenDevice {
+    /// The device id.
+    pub id: String,
+}
 
 /// Contract 0.1.0 (`wit/compat/0.1.0`), served to the components built against it.
 pub mod v0_1 {

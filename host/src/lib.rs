@@ -17,26 +17,30 @@
 //!   of it, and the `whatsapp-rust` implementation.
 //! - [`config`]: the TOML configuration file.
 //! - [`store`]: the SQLite store of tenants, users, tokens, devices and routes.
-//! - [`admin`]: the admin API on its own listener; [`metrics`] and [`qr`] serve it.
+//! - [`telemetry`]: the metrics and the sandbox-violation reports every layer writes to.
+//! - [`admin`]: the admin API on its own listener; [`qr`] serves it.
 //! - [`cli`]: the `waedge` command, the composition root of `waedge serve`.
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod app;
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod bindings;
+pub mod body;
 pub mod capability;
 pub mod cli;
 pub mod config;
 pub mod device;
 pub mod gateway;
+pub mod limits;
 pub mod memory;
-pub mod metrics;
 pub mod qr;
 pub mod rate;
 pub mod runtime;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod tenancy;
 pub mod token;
 

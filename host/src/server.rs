@@ -1,6 +1,6 @@
 //! The listeners: accept connections, speak HTTP/1.1 or HTTP/2 on them, and hand every request
 //! to a [`Handler`] — the [`Gateway`](crate::Gateway) on the API listener, the
-//! [admin API](crate::admin) on the admin listener — and the open-files limit they and the
+//! admin API on the admin listener — and the open-files limit they and the
 //! device sessions need.
 //!
 //! A connection costs a file descriptor and buffers, so what a client can hold is bounded
@@ -25,8 +25,8 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::body::ResponseBody;
 use crate::config::Connections;
-use crate::gateway::ResponseBody;
 use crate::tenancy::admission::ClientAddr;
 use connections::{Activity, ConnectionGate, TimedBody};
 

@@ -19,7 +19,7 @@ const INSTANTIATIONS: &str = "waedge_component_instantiation_seconds_count{compo
 pub const TENANT: &str = "bench";
 
 /// Tenant [`TENANT`] on its own gateway: device `main` linked, a token that may use it, and
-/// `/devices` and `/native` routed to the built-in devices API.
+/// `/devices` routed to the built-in devices API and `/native` to its native port.
 pub struct Bench {
     /// Its gateway.
     pub gateway: Arc<Gateway>,
@@ -37,9 +37,8 @@ impl Bench {
         let main = Link { tenant: TENANT.into(), device: "main".into(), phone: phone.clone() };
         link::link_all(&gateway, sim, vec![main]).await;
         let token = gateway.user_token(TENANT, &["main"]).await;
-        for prefix in ["/devices", "/native"] {
-            gateway.route(TENANT, prefix, "builtin:devices-api").await;
-        }
+        gateway.route(TENANT, "/devices", "builtin:devices-api").await;
+        gateway.route(TENANT, "/native", "native:devices-profile").await;
         let deadline = Instant::now() + Duration::from_secs(10);
         while !matches!(sim.server().send_text(CONTACT, &phone, "hello").await, Ok(n) if n > 0) {
             assert!(Instant::now() < deadline, "the contact's text never reached device main; see wa-sim's warnings");

@@ -12,9 +12,6 @@ use sha2::{Digest, Sha256};
 
 use super::{Admin, Answer, Call, Failure, json, no_content, no_endpoint};
 
-/// The largest component accepted, in bytes.
-pub const MAX_COMPONENT: usize = 32 << 20;
-
 /// Answers `/v1/tenants/{tenant}/components` followed by `rest`.
 pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> Answer {
     let t = tenant.to_string();

@@ -152,7 +152,7 @@ async fn current(admin: &Admin, tenant: &str, device: &str) -> Result<DeviceView
 
 fn view(admin: &Admin, mut record: DeviceRecord) -> DeviceView {
     let tenants = admin.gateway.tenants();
-    if let Some(session) = tenants.get(&record.tenant).and_then(|t| t.device(&record.id)) {
+    if let Some(session) = tenants.get(&record.tenant).and_then(|t| t.scope().device(&record.id)) {
         let status = session.status();
         record.state = status.state.to_string();
         record.jid = status.jid;
@@ -199,7 +199,7 @@ fn not_linking(tenant: &str, device: &str) -> Failure {
 
 /// A `text/event-stream` of the linking's states: `event: qr|linked|failed` with the state as
 /// JSON, until the linking ends.
-fn event_stream(mut watch: watch::Receiver<LinkState>) -> http::Response<crate::gateway::ResponseBody> {
+fn event_stream(mut watch: watch::Receiver<LinkState>) -> http::Response<crate::body::ResponseBody> {
     let (mut sender, body) = Channel::<Bytes, std::convert::Infallible>::new(4);
     tokio::spawn(async move {
         loop {

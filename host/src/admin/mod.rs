@@ -31,8 +31,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::Gateway;
-use crate::gateway::{ResponseBody, error};
-use crate::server::connections::{BodyError, ReadError, read_body};
+use crate::body::ResponseBody;
+use crate::body::{BodyError, ReadError, read_body};
+use crate::gateway::error;
 use crate::server::{Handler, RequestBody};
 use crate::store::admin::{AdminScope, AdminTokenCheck};
 use crate::store::{Store, StoreError};
@@ -346,7 +347,7 @@ async fn read_call(
 ) -> Result<Call, Failure> {
     // Component uploads (authenticated by then) are the only large bodies.
     let upload = !author.is_empty() && parts.uri.path().contains("/components/");
-    let limit = if upload { components::MAX_COMPONENT } else { MAX_BODY };
+    let limit = if upload { crate::runtime::MAX_COMPONENT_BYTES } else { MAX_BODY };
     let body = read_body(body, limit).await.map_err(|e| match e {
         ReadError::TooLarge(limit) => Failure::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -26,7 +26,7 @@ pub async fn answer(admin: &Admin, call: &Call, name: &str) -> Answer {
             let tenants = admin.gateway.tenants();
             let mut devices: BTreeMap<&str, usize> = BTreeMap::new();
             for tenant in tenants.iter() {
-                for device in tenant.devices() {
+                for device in tenant.scope().devices() {
                     *devices.entry(device.status().state.name()).or_default() += 1;
                 }
             }
@@ -40,7 +40,7 @@ pub async fn answer(admin: &Admin, call: &Call, name: &str) -> Answer {
             let states: Vec<(String, String, &'static str)> = tenants
                 .iter()
                 .flat_map(|tenant| {
-                    tenant.devices().map(|device| {
+                    tenant.scope().devices().map(|device| {
                         let status = device.status();
                         (tenant.id().to_string(), status.id, status.state.name())
                     })

@@ -5,7 +5,7 @@ use http::{Method, StatusCode};
 use serde_json::json;
 
 use super::{Admin, Answer, Call, Failure, json, no_content, no_endpoint};
-use crate::store::RouteRecord;
+use crate::store::{ComponentRef, RouteRecord};
 
 /// Answers `/v1/tenants/{tenant}/routes`.
 pub async fn answer(admin: &Admin, call: &Call, tenant: &str) -> Answer {
@@ -17,9 +17,9 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str) -> Answer {
         }
         Method::PUT => {
             let route: RouteRecord = call.json()?;
-            match route.component.strip_prefix("component:") {
-                Some(name) => {
-                    let (t, name) = (tenant.clone(), name.to_string());
+            match &route.component {
+                ComponentRef::Deployed(name) => {
+                    let (t, name) = (tenant.clone(), name.clone());
                     let versions = admin.run(move |store| store.component_versions(&t)).await?;
                     if !versions.iter().any(|v| v.name == name && v.active) {
                         return Err(Failure::invalid(format!(
@@ -27,7 +27,7 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str) -> Answer {
                         )));
                     }
                 }
-                None if call.scope.tenant.is_some() && !route.component.starts_with("builtin:") => {
+                ComponentRef::File(_) | ComponentRef::Native(_) if call.scope.tenant.is_some() => {
                     return Err(Failure::new(
                         StatusCode::FORBIDDEN,
                         "FORBIDDEN",
@@ -35,7 +35,7 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str) -> Answer {
                          the server are the operator's",
                     ));
                 }
-                None => {
+                _ => {
                     let gateway = admin.gateway.clone();
                     let component = route.component.clone();
                     // Compiling is CPU work: off the async workers, like every store call.

@@ -33,7 +33,7 @@ pub async fn watch(admin: &Admin, dir: PathBuf) {
                 continue; // changed since the last poll: wait until it stops changing
             }
             deployed.insert(path.clone(), stamp);
-            let bytes = match read_at_most(&path, super::components::MAX_COMPONENT) {
+            let bytes = match read_at_most(&path, crate::runtime::MAX_COMPONENT_BYTES) {
                 Ok(bytes) => bytes,
                 Err(e) => {
                     tracing::warn!("{}: not deployed: {e}", path.display());

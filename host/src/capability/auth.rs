@@ -7,7 +7,7 @@ use crate::token::TokenHash;
 impl Capabilities {
     /// The principal of `token`, when it is a live token of the calling tenant.
     pub fn principal(&self, token: &str) -> Option<Principal> {
-        let user = self.tenant.user_by_token(&TokenHash::of(token))?;
+        let user = self.scope.user_by_token(&TokenHash::of(token))?;
         Some(Principal { user: user.id.clone(), devices: user.devices.clone(), scopes: user.scopes.clone() })
     }
 }

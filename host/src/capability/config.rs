@@ -8,11 +8,11 @@ use crate::bindings::config::{Error, Host};
 
 impl Host for CapabilitiesView<'_> {
     async fn get(&mut self, key: String) -> Result<Option<String>, Error> {
-        Ok(self.capabilities.tenant.settings().get(&key).cloned())
+        Ok(self.capabilities.scope.settings().get(&key).cloned())
     }
 
     /// Every setting, sorted by key.
     async fn get_all(&mut self) -> Result<Vec<(String, String)>, Error> {
-        Ok(self.capabilities.tenant.settings().iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        Ok(self.capabilities.scope.settings().iter().map(|(k, v)| (k.clone(), v.clone())).collect())
     }
 }

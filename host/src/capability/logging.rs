@@ -19,7 +19,7 @@ use std::sync::Arc;
 use super::CapabilitiesView;
 use crate::bindings::logging::{Host, Level};
 use crate::rate::TokenBucket;
-use crate::runtime::violation::Reporter;
+use crate::telemetry::violation::Reporter;
 
 /// Longer messages are cut: a component must not be able to flood the log with one call.
 const MAX_MESSAGE_BYTES: usize = 4096;

@@ -1,7 +1,7 @@
 //! The host side of the interfaces a component imports, each scoped to the calling tenant.
 //!
-//! A component never names its tenant: the scope comes from [`Capabilities`], which the host
-//! builds from the route the request took. Like `wasmtime-wasi-http`, the interfaces are
+//! A component never names its tenant: the [`scope::Scope`] of [`Capabilities`] is the tenant
+//! the request was routed to, and all a host interface can reach of it. Like `wasmtime-wasi-http`, the interfaces are
 //! linked into any store data `T` by [`add_to_linker`] with a getter that returns a
 //! [`CapabilitiesView`]: the request's capabilities and the store's resource table. Every
 //! interface lives in its own module:
@@ -19,6 +19,7 @@ pub mod config;
 pub mod logging;
 pub mod outbound;
 pub mod request;
+pub mod scope;
 mod v0_1;
 pub mod whatsapp;
 
@@ -28,13 +29,13 @@ use std::time::Instant;
 use wasmtime::component::{HasData, Linker, ResourceTable};
 
 use crate::bindings;
-use crate::tenancy::Tenant;
+use scope::Scope;
 
 /// What one request's component may reach: its tenant, its deadline, its share of the log
 /// and what it may know of the request.
 pub struct Capabilities {
-    /// The tenant the request was routed to.
-    pub tenant: Arc<Tenant>,
+    /// What the tenant the request was routed to lets its components reach.
+    pub scope: Arc<Scope>,
     /// When the request's budget runs out; host calls give up then.
     pub deadline: Instant,
     /// Where the component's log lines go, within the request's log budget.

@@ -28,7 +28,7 @@ impl types::Host for CapabilitiesView<'_> {}
 
 impl whatsapp::Host for CapabilitiesView<'_> {
     async fn list_devices(&mut self) -> Vec<types::DeviceStatus> {
-        self.capabilities.tenant.devices().map(|session| status(session.status())).collect()
+        self.capabilities.scope.devices().map(|session| status(session.status())).collect()
     }
 
     async fn get_device(&mut self, device: String) -> Result<types::DeviceStatus, types::Error> {
@@ -124,7 +124,7 @@ impl auth::Host for CapabilitiesView<'_> {
     async fn verify_token(&mut self, token: String) -> Option<auth::Principal> {
         let principal = self.capabilities.principal(&token)?;
         Some(auth::Principal {
-            tenant: self.capabilities.tenant.id().to_string(),
+            tenant: self.capabilities.scope.tenant().to_string(),
             user: principal.user,
             devices: principal.devices,
             scopes: principal.scopes,

@@ -12,6 +12,7 @@ use waedge_jid::Jid;
 use wasmtime::component::Resource;
 
 use super::{Capabilities, CapabilitiesView};
+use crate::bindings::OpenDevice;
 use crate::bindings::types::{
     BusinessProfile, Contact, ContactProfile, DeviceState, DeviceStatus, Error, Group, LidMapping, OnWhatsapp,
     ProfileExtras, ProfilePicture, UserInfo,
@@ -22,13 +23,10 @@ use crate::device::{DeviceSession, not_connected};
 /// The most JIDs one user-info or is-on-whatsapp call may carry.
 pub const MAX_JIDS_PER_CALL: usize = 100;
 
-/// A device a component opened: one of its tenant's sessions.
-pub struct OpenDevice(Arc<dyn DeviceSession>);
-
 impl Capabilities {
     /// The tenant's session for `device`.
     pub fn session(&self, device: &str) -> Result<Arc<dyn DeviceSession>, Error> {
-        self.tenant.device(device).cloned().ok_or(Error::DeviceNotFound)
+        self.scope.device(device).cloned().ok_or(Error::DeviceNotFound)
     }
 
     async fn query<T>(&self, call: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
@@ -183,28 +181,31 @@ fn parse_contacts(jids: &[String]) -> Result<Vec<Jid>, Error> {
 
 impl CapabilitiesView<'_> {
     /// The session behind a device the component opened. The component model only hands the
-    /// host handles of this table, so a miss cannot happen; it would read as an unknown device.
+    /// host handles of this table, and the tenant's devices do not change during a request,
+    /// so a miss cannot happen; it would read as an unknown device.
     fn opened(&self, device: &Resource<OpenDevice>) -> Result<Arc<dyn DeviceSession>, Error> {
-        self.table.get(device).map(|open| open.0.clone()).map_err(|_| Error::DeviceNotFound)
+        let open = self.table.get(device).map_err(|_| Error::DeviceNotFound)?;
+        self.capabilities.session(&open.id)
     }
 }
 
 impl Host for CapabilitiesView<'_> {
     async fn list_devices(&mut self) -> Vec<DeviceStatus> {
-        self.capabilities.tenant.devices().map(|session| session.status()).collect()
+        self.capabilities.scope.devices().map(|session| session.status()).collect()
     }
 
     async fn open_device(&mut self, id: String) -> Result<Resource<OpenDevice>, Error> {
-        let session = self.capabilities.session(&id)?;
+        self.capabilities.session(&id)?;
         // A full table is the component holding too many handles: a limit like any other,
         // which the runtime reports when the component next fails.
-        self.table.push(OpenDevice(session)).map_err(|e| Error::Upstream(format!("cannot open more devices: {e}")))
+        self.table.push(OpenDevice { id }).map_err(|e| Error::Upstream(format!("cannot open more devices: {e}")))
     }
 }
 
 impl HostDevice for CapabilitiesView<'_> {
     async fn status(&mut self, device: Resource<OpenDevice>) -> wasmtime::Result<DeviceStatus> {
-        Ok(self.table.get(&device)?.0.status())
+        let id = &self.table.get(&device)?.id;
+        Ok(self.capabilities.session(id).map_err(|_| wasmtime::format_err!("device `{id}` vanished"))?.status())
     }
 
     async fn get_user_info(&mut self, device: Resource<OpenDevice>, jids: Vec<String>) -> Result<Vec<UserInfo>, Error> {

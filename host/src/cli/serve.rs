@@ -8,13 +8,13 @@ use std::sync::Arc;
 
 use crate::admin::Admin;
 use crate::config::Config;
-use crate::device::DeviceManager;
 use crate::device::whatsapp::WhatsappDevices;
+use crate::device::{DeviceManager, recorder};
 use crate::runtime::Runtime;
 use crate::runtime::compiler::IsolatedCompiler;
 use crate::store::Store;
 use crate::token::TokenHash;
-use crate::{Gateway, server};
+use crate::{Gateway, app, server};
 use anyhow::Context;
 use tokio::sync::watch;
 
@@ -81,7 +81,7 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let path = config.data_dir.join(STORE_FILE);
     let store = Store::open(&path).with_context(|| format!("opening the store {}", path.display()))?;
-    if store.seed(config).context("seeding the store from the configuration")? {
+    if config.seed(&store).context("seeding the store from the configuration")? {
         tracing::info!(
             "new store {}: seeded {} tenant(s) from the configuration",
             path.display(),
@@ -115,8 +115,8 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
         .map_err(|e| anyhow::anyhow!("starting the Wasm runtime: {e:#}"))?
         .with_cache(config.data_dir.join("compiled"))
         .with_isolated_compiler(IsolatedCompiler::new(executable, config.compile));
-    let devices = Arc::new(whatsapp_devices(&config)?.with_observer(store.status_recorder()));
-    let gateway = Arc::new(Gateway::from_config(runtime, devices.clone() as Arc<dyn DeviceManager>, &config)?);
+    let devices = Arc::new(whatsapp_devices(&config)?.with_observer(recorder::status_recorder(&store)));
+    let gateway = Arc::new(app::gateway(runtime, devices.clone() as Arc<dyn DeviceManager>, &config)?);
     // Compiling every route's component is CPU work: off the async workers.
     let loading = (gateway.clone(), store.clone());
     let problems =

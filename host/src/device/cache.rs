@@ -18,7 +18,7 @@ use super::DeviceSession;
 use crate::bindings::types::{
     BusinessProfile, Contact, DeviceStatus, Error, Group, LidMapping, OnWhatsapp, ProfilePicture, UserInfo,
 };
-use crate::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 
 /// Entries one map keeps at most: distinct contacts one device is asked about within a TTL.
 const CAPACITY: usize = 10_000;

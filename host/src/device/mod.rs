@@ -4,7 +4,9 @@
 //! capability calls it and never sees a `whatsapp-rust` type. The [`DeviceManager`] trait is
 //! the operator's side: open, link, log out and remove devices. [`cache::Cached`] puts a TTL
 //! cache in front of any session; [`whatsapp::WhatsappDevice`] is the real implementation on
-//! the `whatsapp-rust` client, with the contact names it learns in [`names::LearnedNames`]. Tests provide fixture-backed implementations.
+//! the `whatsapp-rust` client, with the contact names it learns in [`names::LearnedNames`];
+//! [`recorder`] writes the statuses sessions report into the store. Tests provide
+//! fixture-backed implementations.
 //!
 //! Arguments are already-validated [`Jid`]s; answers use the WIT types of
 //! [`crate::bindings::types`], so what a session returns is exactly what a component sees.
@@ -12,6 +14,7 @@
 pub mod cache;
 pub mod names;
 pub mod reconnect;
+pub mod recorder;
 pub mod whatsapp;
 
 use std::sync::Arc;

@@ -10,10 +10,10 @@ use http_body_util::{BodyExt, Full};
 
 use crate::capability::request::RequestContext;
 use crate::runtime::{ComponentError, HandlerComponent, builtin};
-use crate::store::Store;
+use crate::store::{ComponentRef, Store};
 use crate::tenancy::admission::Caller;
 
-use super::request::{Arrival, serve};
+use super::request::{Answerer, Arrival, serve};
 use super::{Gateway, Parts};
 
 impl Parts {
@@ -36,11 +36,15 @@ impl Parts {
 }
 
 impl Gateway {
-    /// Checks that `name` names a component that loads: `builtin:NAME` or a readable file
-    /// holding a component for the `handler` world. Compiles it if it is new.
-    pub fn check_component(&self, name: &str) -> anyhow::Result<()> {
+    /// Checks that `component` is one a route can be served by: a built-in, a readable file
+    /// holding a component for the `handler` world (compiled if it is new), or a registered
+    /// native handler. A deployed component is checked against the store instead.
+    pub fn check_component(&self, component: &ComponentRef) -> anyhow::Result<()> {
+        if let ComponentRef::Native(name) = component {
+            return self.native(name).map(drop);
+        }
         let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
-        self.component_in(&mut parts, name).map(drop)
+        self.component_in(&mut parts, component).map(drop)
     }
 
     /// Validates and compiles version `sha256` of `tenant`'s component `name`, ready for the
@@ -76,7 +80,8 @@ impl Gateway {
         // A smoke request takes no route: its component sees the whole path under `/`.
         let context = RequestContext { id: RequestContext::new_id(), route_prefix: "/".into() };
         let arrival = Arrival { caller: Caller::User, at: Instant::now(), context };
-        let response = serve(&tenant, &instances, &self.metrics, &self.outbound, arrival, request).await;
+        let answerer = Answerer::Component(&instances);
+        let response = serve(&tenant, answerer, &self.metrics, &self.outbound, arrival, request).await;
         let status = response.status().as_u16();
         let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         let start = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
@@ -97,20 +102,31 @@ impl Gateway {
         parts.compiled(compile, key, &display, || Ok(store.component_bytes(tenant, name, sha256)?))
     }
 
-    pub(super) fn component_in(&self, parts: &mut Parts, name: &str) -> anyhow::Result<Arc<HandlerComponent>> {
-        match name.strip_prefix("builtin:") {
-            Some(builtin) => parts.compiled(
-                |name, bytes| self.runtime.compile(name, bytes),
-                name.to_string(),
-                name,
-                || {
-                    builtin::get(builtin).map(<[u8]>::to_vec).ok_or_else(|| {
-                        let known: Vec<_> = builtin::names().map(|n| format!("builtin:{n}")).collect();
-                        anyhow::anyhow!("unknown component `{name}`; built-ins are {}", known.join(", "))
-                    })
-                },
-            ),
-            None => {
+    /// The compiled built-in or file `component`.
+    pub(super) fn component_in(
+        &self,
+        parts: &mut Parts,
+        component: &ComponentRef,
+    ) -> anyhow::Result<Arc<HandlerComponent>> {
+        match component {
+            ComponentRef::Builtin(builtin) => {
+                let name = component.to_string();
+                parts.compiled(
+                    |name, bytes| self.runtime.compile(name, bytes),
+                    name.clone(),
+                    &name,
+                    || {
+                        builtin::get(builtin).map(<[u8]>::to_vec).ok_or_else(|| {
+                            let known: Vec<_> = builtin::names().map(|n| format!("builtin:{n}")).collect();
+                            anyhow::anyhow!("unknown component `{name}`; built-ins are {}", known.join(", "))
+                        })
+                    },
+                )
+            }
+            ComponentRef::Deployed(_) | ComponentRef::Native(_) => {
+                anyhow::bail!("`{component}` is not a built-in or a file")
+            }
+            ComponentRef::File(name) => {
                 // A file is known by its path, modification time and size, so an edited file
                 // is compiled again at the next reload.
                 let meta = std::fs::metadata(name).map_err(|e| anyhow::anyhow!("cannot read component {name}: {e}"))?;
@@ -134,7 +150,7 @@ impl Gateway {
 /// Reads a component file named by a route (`meta` is its metadata): a regular file of at
 /// most the deploy size limit.
 fn read_component_file(path: &str, meta: &std::fs::Metadata) -> anyhow::Result<Vec<u8>> {
-    let limit = crate::admin::components::MAX_COMPONENT as u64;
+    let limit = crate::runtime::MAX_COMPONENT_BYTES as u64;
     anyhow::ensure!(meta.is_file(), "component {path} is not a regular file");
     anyhow::ensure!(meta.len() <= limit, "component {path} is larger than {limit} bytes");
     std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read component {path}: {e}"))

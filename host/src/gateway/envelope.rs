@@ -4,7 +4,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 
-use super::ResponseBody;
+use crate::body::ResponseBody;
 
 /// The shape of a host-generated error: that of the API the request is for, so a client
 /// reads the host's errors the way it reads the API's own.

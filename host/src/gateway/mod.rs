@@ -21,28 +21,27 @@ mod envelope;
 mod request;
 
 use std::collections::{BTreeMap, HashMap};
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
-use http_body_util::combinators::UnsyncBoxBody;
 
 use crate::capability::logging::tenant_log_rate;
 use crate::capability::outbound::Outbound;
-use crate::config::{Config, Limits};
+use crate::config::Config;
 use crate::device::cache::Cached;
 use crate::device::{DeviceManager, DeviceSession};
+use crate::limits::Limits;
 use crate::memory::Watermark;
-use crate::metrics::Metrics;
 use crate::runtime::capacity::Share;
 use crate::runtime::cpu::CpuUse;
 use crate::runtime::pool::InstancePool;
 use crate::runtime::{HandlerComponent, Runtime};
 use crate::store::devices::recorded_state;
-use crate::store::{Snapshot, Store, StoreError};
+use crate::store::{ComponentRef, Snapshot, Store, StoreError};
+use crate::telemetry::metrics::Metrics;
 use crate::tenancy::admission::Admission;
+use crate::tenancy::native::{NativeHandler, NativeRoute};
 use crate::tenancy::{Route, Tenant, Tenants};
 
 pub use envelope::{error, json_response};
@@ -57,11 +56,6 @@ pub const COMPONENT_HEADER: &str = "x-waedge-component";
 /// which the gateway's log lines about the request carry as `request_id`.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// The response body type of every gateway and admin response: bytes that are all there (a
-/// component's whole response, a JSON error) or streamed by the host (server-sent events),
-/// and never fail.
-pub type ResponseBody = UnsyncBoxBody<Bytes, Infallible>;
-
 /// Everything needed to serve requests.
 pub struct Gateway {
     runtime: Runtime,
@@ -74,6 +68,8 @@ pub struct Gateway {
     parts: Mutex<Parts>,
     /// Above it, new requests are shed.
     watermark: Option<Watermark>,
+    /// The native handlers `native:NAME` routes may name, by name.
+    natives: HashMap<String, Arc<dyn NativeHandler>>,
 }
 
 /// What a rebuild of the tenants reuses.
@@ -125,6 +121,7 @@ impl Gateway {
             tenants: ArcSwap::from_pointee(Tenants::default()),
             parts: Mutex::new(Parts::default()),
             watermark: None,
+            natives: HashMap::new(),
         }
     }
 
@@ -142,6 +139,19 @@ impl Gateway {
     pub fn with_outbound(mut self, outbound: Outbound) -> Gateway {
         self.outbound = Arc::new(outbound);
         self
+    }
+
+    /// The gateway with `handler` for the routes naming `native:NAME`.
+    pub fn with_native(mut self, name: &str, handler: Arc<dyn NativeHandler>) -> Gateway {
+        self.natives.insert(name.to_string(), handler);
+        self
+    }
+
+    /// The native handler `name`.
+    fn native(&self, name: &str) -> anyhow::Result<Arc<dyn NativeHandler>> {
+        self.natives.get(name).cloned().ok_or_else(|| {
+            anyhow::anyhow!("this build has no native handler `{name}` (only the benchmarks' builds have one)")
+        })
     }
 
     /// Rebuilds the tenants from the store and swaps them in. Opens the sessions of new
@@ -174,12 +184,22 @@ impl Gateway {
             let mut pools: Vec<Arc<InstancePool>> = Vec::new();
             let mut routes = Vec::new();
             for route in &state.routes {
-                let component = match route.component.strip_prefix("component:") {
-                    Some(name) => match state.components.iter().find(|c| c.name == name && c.active) {
+                let component = match &route.component {
+                    ComponentRef::Native(name) => match self.native(name) {
+                        Ok(handler) => {
+                            let name = route.component.to_string().into();
+                            let native = NativeRoute { name, handler, limits, share: share.clone() };
+                            routes.push(Route::native(&route.prefix, native));
+                            continue;
+                        }
+                        Err(e) => Err(e),
+                    },
+                    ComponentRef::Deployed(name) => match state.components.iter().find(|c| &c.name == name && c.active)
+                    {
                         Some(active) => self.deployed_in(parts, store, tenant_id, name, &active.sha256),
                         None => Err(anyhow::anyhow!("component `{name}` has no active version: deploy it")),
                     },
-                    None => self.component_in(parts, &route.component),
+                    other => self.component_in(parts, other),
                 };
                 match component {
                     Ok(component) => {
@@ -189,7 +209,7 @@ impl Gateway {
                     }
                     Err(e) => {
                         problems.push(format!("tenant `{tenant_id}`, route `{}`: {e:#}", route.prefix));
-                        routes.push(Route::unavailable(&route.prefix, &route.component));
+                        routes.push(Route::unavailable(&route.prefix, &route.component.to_string()));
                     }
                 }
             }
@@ -248,10 +268,7 @@ impl Gateway {
             kept.entry(id).or_default().extend(names);
         }
         for (tenant, _) in &tenants {
-            let served = tenant.routes().iter().map(|route| match route.instances() {
-                Ok(instances) => instances.component().name().to_string(),
-                Err(component) => component.to_string(),
-            });
+            let served = tenant.routes().iter().map(|route| route.served_by().to_string());
             kept.entry(tenant.id()).or_default().extend(served);
         }
         let anywhere: std::collections::HashSet<&String> = kept.values().flatten().collect();
@@ -297,7 +314,7 @@ impl Gateway {
     /// periodically.
     pub fn retire_idle_instances(&self) {
         for tenant in self.tenants().iter() {
-            tenant.routes().iter().filter_map(|route| route.instances().ok()).for_each(|pool| pool.retire_idle());
+            tenant.routes().iter().filter_map(Route::instances).for_each(|pool| pool.retire_idle());
         }
     }
 

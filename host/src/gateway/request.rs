@@ -11,21 +11,25 @@ use hyper::body::Body;
 
 use tracing::Instrument;
 
+use crate::body::{BodyError, ReadError, read_body};
 use crate::capability::Capabilities;
 use crate::capability::logging::ComponentLog;
 use crate::capability::outbound::{Outbound, OutboundPolicy};
 use crate::capability::request::RequestContext;
-use crate::metrics::{Metrics, Served};
+use crate::limits::Limits;
+use crate::runtime::capacity::Share;
 use crate::runtime::dispatch::{DispatchError, dispatch};
 use crate::runtime::pool::InstancePool;
-use crate::runtime::violation::Reporter;
-use crate::server::connections::{BodyError, ReadError, read_body};
+use crate::telemetry::metrics::{Metrics, Served};
+use crate::telemetry::violation::Reporter;
 use crate::tenancy::admission::{Caller, ClientAddr, Refusal};
-use crate::tenancy::{Tenant, Tenants};
+use crate::tenancy::native::NativeRoute;
+use crate::tenancy::{Target, Tenant, Tenants};
 use crate::token::{self, TokenHash};
 
 use super::envelope::Envelope;
-use super::{COMPONENT_HEADER, Gateway, REQUEST_ID_HEADER, ResponseBody};
+use super::{COMPONENT_HEADER, Gateway, REQUEST_ID_HEADER};
+use crate::body::ResponseBody;
 
 impl Gateway {
     /// Serves one request. Never fails: every problem becomes a JSON error response.
@@ -98,18 +102,18 @@ where
         return (Envelope::of_path(path).error(StatusCode::NOT_FOUND, "NO_ROUTE", &message), served);
     };
     served.route = route.prefix().to_string();
-    let instances = match route.instances() {
-        Ok(instances) => instances,
-        Err(component) => {
-            served.component = component.to_string();
+    served.component = route.served_by().to_string();
+    let answerer = match route.target() {
+        Target::Component(instances) => Answerer::Component(instances),
+        Target::Native(native) => Answerer::Native(native),
+        Target::Unavailable(component) => {
             let message =
                 "the component serving this path cannot be loaded; the operator can see why in the gateway's log";
             let envelope = Envelope::of_component(component);
             return (envelope.error(StatusCode::SERVICE_UNAVAILABLE, "COMPONENT_UNAVAILABLE", message), served);
         }
     };
-    served.component = instances.component().name().to_string();
-    let caller = match token.as_ref().and_then(|token| tenant.user_by_token(token)) {
+    let caller = match token.as_ref().and_then(|token| tenant.scope().user_by_token(token)) {
         Some(_) => Caller::User,
         None => {
             let client = request.extensions().get::<ClientAddr>().copied();
@@ -117,7 +121,7 @@ where
         }
     };
     let arrival = Arrival { caller, at: arrived, context: RequestContext { id, route_prefix: route.prefix().into() } };
-    (serve(tenant, instances, metrics, outbound, arrival, request).await, served)
+    (serve(tenant, answerer, metrics, outbound, arrival, request).await, served)
 }
 
 /// The request's authority: its `Host` header, or the authority of its URI (HTTP/2), if it
@@ -151,10 +155,43 @@ pub(super) struct Arrival {
     pub(super) context: RequestContext,
 }
 
-/// Serves `request`, which `arrival` says about, with `instances` of `tenant`'s component.
+/// What answers a request: a component, through the tenant's instances of it, or host code.
+#[derive(Clone, Copy)]
+pub(super) enum Answerer<'a> {
+    Component(&'a Arc<InstancePool>),
+    Native(&'a NativeRoute),
+}
+
+impl Answerer<'_> {
+    /// Its name, as responses, logs and metrics show it.
+    fn name(&self) -> &Arc<str> {
+        match self {
+            Answerer::Component(instances) => instances.component().name(),
+            Answerer::Native(native) => &native.name,
+        }
+    }
+
+    /// The limits it answers under.
+    fn limits(&self) -> Limits {
+        match self {
+            Answerer::Component(instances) => *instances.limits(),
+            Answerer::Native(native) => native.limits,
+        }
+    }
+
+    /// The tenant's share of the host it answers from.
+    fn share(&self) -> &Arc<Share> {
+        match self {
+            Answerer::Component(instances) => instances.share(),
+            Answerer::Native(native) => &native.share,
+        }
+    }
+}
+
+/// Serves `request`, which `arrival` says about, with `answerer` of `tenant`.
 pub(super) async fn serve<B>(
     tenant: &Arc<Tenant>,
-    instances: &Arc<InstancePool>,
+    answerer: Answerer<'_>,
     metrics: &Arc<Metrics>,
     outbound: &Arc<Outbound>,
     arrival: Arrival,
@@ -165,9 +202,8 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let Arrival { caller, at: arrived, context } = arrival;
-    let limits = *instances.limits();
-    let component = instances.component();
-    let envelope = Envelope::of_component(component.name());
+    let (limits, name) = (answerer.limits(), answerer.name());
+    let envelope = Envelope::of_component(name);
     let too_many = |refusal: Refusal| {
         let mut response = envelope.error(StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS", &refusal.to_string());
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(refusal.retry_after_seconds()));
@@ -200,10 +236,10 @@ where
         Ok(permit) => permit,
         Err(refusal) => return too_many(refusal),
     };
-    let reporter = Reporter::new(tenant.id(), component.name().clone(), metrics.clone());
-    let log_rate = instances.share().log_rate().clone();
-    let log = ComponentLog::new(tenant.id(), component.name().clone(), log_rate, reporter.clone());
-    let capabilities = Capabilities { tenant: tenant.clone(), deadline, log, request: context };
+    let reporter = Reporter::new(tenant.id(), name.clone(), metrics.clone());
+    let log_rate = answerer.share().log_rate().clone();
+    let log = ComponentLog::new(tenant.id(), name.clone(), log_rate, reporter.clone());
+    let capabilities = Capabilities { scope: tenant.scope().clone(), deadline, log, request: context };
     let outbound = OutboundPolicy::new(
         outbound.clone(),
         tenant.outbound_hosts().clone(),
@@ -212,14 +248,17 @@ where
         reporter.clone(),
         deadline,
     );
-    #[cfg(feature = "bench")]
-    if parts.uri.path().starts_with(crate::bench::PREFIX) {
-        let mut capabilities = capabilities;
-        let mut response = crate::bench::serve(&mut capabilities, &parts).await;
-        response.headers_mut().insert(COMPONENT_HEADER, HeaderValue::from_static("native"));
-        drop(permit);
-        return response;
-    }
+    let instances = match answerer {
+        Answerer::Component(instances) => instances,
+        Answerer::Native(native) => {
+            let mut response = native.handler.serve(capabilities, &parts).await;
+            if let Ok(name) = HeaderValue::from_str(name) {
+                response.headers_mut().insert(COMPONENT_HEADER, name);
+            }
+            drop(permit);
+            return response;
+        }
+    };
     let request = Request::from_parts(parts, Full::new(body));
     let anonymous = matches!(caller, Caller::Anonymous(_));
     let dispatched = match instances.share().take(anonymous) {
@@ -231,7 +270,7 @@ where
     let failure = match dispatched {
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
-            if let Ok(name) = HeaderValue::from_str(component.name()) {
+            if let Ok(name) = HeaderValue::from_str(name) {
                 parts.headers.insert(COMPONENT_HEADER, name);
             }
             drop(permit);

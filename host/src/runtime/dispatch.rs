@@ -26,7 +26,7 @@ use super::pool::InstancePool;
 use super::state::{MAX_FIELDS_BYTES, MAX_RESOURCES};
 use crate::capability::Capabilities;
 use crate::capability::outbound::OutboundPolicy;
-use crate::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 
 /// Why a component produced no response.
 #[derive(Debug, thiserror::Error)]
@@ -218,7 +218,7 @@ mod tests {
     #[tokio::test]
     async fn memory_mib_caps_all_of_an_instances_memories_together() {
         let engine = super::super::engine::new(4).unwrap();
-        let limits = crate::config::Limits { memory_mib: 2, ..Default::default() };
+        let limits = crate::limits::Limits { memory_mib: 2, ..Default::default() };
         let linker = Linker::<Limiter>::new(&engine);
         let instantiate = async |bytes: Vec<u8>| {
             let component = Component::new(&engine, bytes).unwrap();

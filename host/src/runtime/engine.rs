@@ -13,12 +13,11 @@ use std::time::Duration;
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy};
 
+use crate::limits::MAX_MEMORY_MIB;
+
 /// How often the epoch advances: the granularity of deadlines, of cooperative yielding and of
 /// CPU accounting.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
-
-/// The largest `memory_mib` a tenant may configure: the size of a memory slot of the pool.
-pub const MAX_MEMORY_MIB: u64 = 256;
 
 /// [`MAX_MEMORY_MIB`] in bytes; per-tenant caps are enforced below it.
 pub const MAX_MEMORY_BYTES: usize = (MAX_MEMORY_MIB as usize) << 20;

@@ -9,7 +9,7 @@
 
 use wasmtime::ResourceLimiter;
 
-use crate::config::Limits;
+use crate::limits::Limits;
 
 /// Enforces one tenant's [`Limits`] on one store.
 #[derive(Debug)]

@@ -12,7 +12,6 @@
 //! - [`limiter`] caps what one instance may allocate.
 //! - [`pool`] keeps warm instances of one component for one tenant.
 //! - [`dispatch`] runs one HTTP request through a component under its deadline.
-//! - [`violation`] reports a component hitting a limit.
 
 pub mod artefact;
 pub mod builtin;
@@ -24,7 +23,6 @@ pub mod engine;
 pub mod limiter;
 pub mod pool;
 pub mod state;
-pub mod violation;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -35,12 +33,15 @@ use wasmtime::component::{Component, Linker};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::capability;
-use crate::config::Limits;
+use crate::limits::Limits;
 use artefact::ArtefactCache;
 use capacity::Share;
 use compiler::IsolatedCompiler;
 use pool::{IdleBudget, InstancePool};
 use state::RequestState;
+
+/// The largest component accepted, in bytes (a deploy, a file a route names).
+pub const MAX_COMPONENT_BYTES: usize = 32 << 20;
 
 /// The engine and linker every component is compiled and linked with.
 #[derive(Clone)]

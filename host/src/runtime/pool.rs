@@ -23,7 +23,7 @@ use super::capacity::Share;
 use super::state::RequestState;
 use crate::capability::Capabilities;
 use crate::capability::outbound::OutboundPolicy;
-use crate::config::Limits;
+use crate::limits::Limits;
 
 /// How long an instance may wait for its next request before it is retired.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);

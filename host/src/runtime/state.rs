@@ -9,7 +9,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::limiter::Limiter;
 use crate::capability::{Capabilities, CapabilitiesView, outbound::OutboundPolicy};
-use crate::config::Limits;
+use crate::limits::Limits;
 
 /// Resource handles (streams, fields, requests) one request may hold at once.
 ///

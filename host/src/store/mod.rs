@@ -1,7 +1,7 @@
 //! The persistent store: tenants, their host names, users, API tokens, devices, routes and
 //! component versions, in one SQLite database in the data directory (`waedge.db`).
 //!
-//! The store is the truth about what exists; the [`Gateway`](crate::Gateway) serves from a
+//! The store is the truth about what exists; the gateway serves from a
 //! [`Snapshot`] of it and is rebuilt from a fresh snapshot after every change, so a revoked
 //! token or a deleted route stops working as soon as the change is acknowledged. Writes are
 //! transactions in WAL mode with `synchronous = FULL`: an acknowledged change survives a
@@ -10,15 +10,15 @@
 //! API tokens are never stored, only their SHA-256 ([`TokenHash`]).
 //!
 //! Each concept has its module: [`tenants`], [`users`] (and their tokens), [`devices`],
-//! [`routes`], [`components`] (deployed versions), [`admin`] (admin-API tokens) and [`seed`] (the configuration file as the seed
-//! of an empty store). The schema is in [`migrations`].
+//! [`routes`], [`components`] (deployed versions) and [`admin`] (admin-API tokens). The schema is
+//! in [`migrations`]. The configuration file seeds an empty store (`Config::seed`): the store
+//! knows nothing of the file.
 
 pub mod admin;
 pub mod components;
 pub mod devices;
 pub mod migrations;
 pub mod routes;
-pub mod seed;
 pub mod tenants;
 pub mod users;
 
@@ -29,7 +29,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::token::TokenHash;
 pub use devices::DeviceRecord;
-pub use routes::RouteRecord;
+pub use routes::{ComponentRef, RouteRecord};
 pub use tenants::TenantRecord;
 pub use users::{TokenRecord, UserRecord};
 
@@ -155,6 +155,17 @@ impl Store {
             [key, value],
         )?;
         Ok(())
+    }
+
+    /// Whether the store was seeded (see [`Store::mark_seeded`]).
+    pub fn is_seeded(&self) -> Result<bool, StoreError> {
+        Ok(self.meta("seeded")?.is_some())
+    }
+
+    /// Records that the store was seeded, now: from then on it is the truth, and a
+    /// configuration file's tenants are not written into it again.
+    pub fn mark_seeded(&self) -> Result<(), StoreError> {
+        self.set_meta("seeded", &now())
     }
 
     /// Reads everything the gateway serves from, consistently.

@@ -1,9 +1,73 @@
 //! Routes of a tenant: a path prefix and the component serving it.
 
+use std::fmt;
+use std::str::FromStr;
+
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError, tenants};
+
+/// What a route names as its component, spelt the same in the admin API, the configuration
+/// file and the store: `builtin:NAME`, `component:NAME`, `native:NAME`, or a file path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum ComponentRef {
+    /// `builtin:NAME`: a component built into waedge (`builtin:devices-api`).
+    Builtin(String),
+    /// `component:NAME`: the active version of one of the tenant's deployed components.
+    Deployed(String),
+    /// `native:NAME`: host code registered with the gateway instead of a component (the
+    /// benchmarks' baseline); a build that registers none refuses it.
+    Native(String),
+    /// A path to a `.wasm` component file on the server: anything without one of the prefixes.
+    File(String),
+}
+
+impl FromStr for ComponentRef {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let named = |name: &str, kind: fn(String) -> ComponentRef| match name.trim() {
+            "" => Err(format!("`{text}` names no component: say which, e.g. `builtin:devices-api`")),
+            name => Ok(kind(name.to_string())),
+        };
+        if let Some(name) = text.strip_prefix("builtin:") {
+            named(name, ComponentRef::Builtin)
+        } else if let Some(name) = text.strip_prefix("component:") {
+            named(name, ComponentRef::Deployed)
+        } else if let Some(name) = text.strip_prefix("native:") {
+            named(name, ComponentRef::Native)
+        } else {
+            named(text, ComponentRef::File)
+        }
+    }
+}
+
+impl fmt::Display for ComponentRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ComponentRef::Builtin(name) => write!(f, "builtin:{name}"),
+            ComponentRef::Deployed(name) => write!(f, "component:{name}"),
+            ComponentRef::Native(name) => write!(f, "native:{name}"),
+            ComponentRef::File(path) => f.write_str(path),
+        }
+    }
+}
+
+impl TryFrom<String> for ComponentRef {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
+impl From<ComponentRef> for String {
+    fn from(component: ComponentRef) -> Self {
+        component.to_string()
+    }
+}
 
 /// A route as stored and as the admin API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -11,9 +75,8 @@ use super::{Store, StoreError, tenants};
 pub struct RouteRecord {
     /// Path prefix starting with `/`, without a trailing `/` (except the root), e.g. `/devices`.
     pub prefix: String,
-    /// The component: `builtin:NAME`, `component:NAME` (the active version of one of the
-    /// tenant's deployed components), or a path to a `.wasm` component file on the server.
-    pub component: String,
+    /// The component serving it.
+    pub component: ComponentRef,
 }
 
 impl Store {
@@ -27,15 +90,12 @@ impl Store {
     /// Sets the component serving `route.prefix` for `tenant` (creating or replacing the route).
     pub fn put_route(&self, tenant: &str, route: RouteRecord) -> Result<RouteRecord, StoreError> {
         let route = RouteRecord { prefix: normalize_prefix(&route.prefix)?, component: route.component };
-        if route.component.trim().is_empty() {
-            return Err(StoreError::Invalid("route component: name a component, e.g. `builtin:devices-api`".into()));
-        }
         self.transaction(|tx| {
             tenants::require(tx, tenant)?;
             tx.execute(
                 "INSERT INTO routes (tenant_id, prefix, component) VALUES (?1, ?2, ?3)
                  ON CONFLICT (tenant_id, prefix) DO UPDATE SET component = excluded.component",
-                params![tenant, route.prefix, route.component],
+                params![tenant, route.prefix, route.component.to_string()],
             )?;
             Ok(route)
         })
@@ -57,8 +117,13 @@ impl Store {
 pub(super) fn list(conn: &Connection, tenant: &str) -> Result<Vec<RouteRecord>, StoreError> {
     let mut statement =
         conn.prepare_cached("SELECT prefix, component FROM routes WHERE tenant_id = ?1 ORDER BY prefix")?;
-    let routes =
-        statement.query_map([tenant], |row| Ok(RouteRecord { prefix: row.get(0)?, component: row.get(1)? }))?;
+    let routes = statement.query_map([tenant], |row| {
+        let component: String = row.get(1)?;
+        let component = component
+            .parse()
+            .map_err(|e: String| rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, e.into()))?;
+        Ok(RouteRecord { prefix: row.get(0)?, component })
+    })?;
     Ok(routes.collect::<Result<_, _>>()?)
 }
 

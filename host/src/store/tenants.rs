@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError, check_identifier, conflict_on_unique, from_json, now, to_json};
-use crate::config::LimitOverrides;
+use crate::limits::LimitOverrides;
 
 /// A tenant as stored and as the admin API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::Limits;
+use crate::limits::Limits;
 use crate::rate::TokenBucket;
 
 /// The address a request came from: its connection's peer. The listener puts it in every

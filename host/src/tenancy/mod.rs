@@ -12,27 +12,19 @@
 //! change and swaps it in, so the request path never takes a lock to find its tenant.
 
 pub mod admission;
+pub mod native;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::config::Limits;
+use crate::capability::scope::{Scope, User};
 use crate::device::DeviceSession;
+use crate::limits::Limits;
 use crate::runtime::pool::InstancePool;
 use crate::store::TenantSnapshot;
 use crate::token::TokenHash;
 use admission::Admission;
-
-/// An API user of a tenant.
-#[derive(Debug, Clone)]
-pub struct User {
-    /// The user id.
-    pub id: String,
-    /// Device ids this user may use.
-    pub devices: Vec<String>,
-    /// Permissions passed to components.
-    pub scopes: Vec<String>,
-}
+use native::NativeRoute;
 
 /// A path prefix and the component that serves it, with the tenant's instances of it — or,
 /// when that component could not be loaded, the prefix alone: its requests are refused, never
@@ -43,8 +35,11 @@ pub struct Route {
 }
 
 /// What serves a route.
-enum Target {
-    Instances(Arc<InstancePool>),
+pub enum Target {
+    /// The tenant's instances of the component.
+    Component(Arc<InstancePool>),
+    /// Host code instead of a component.
+    Native(NativeRoute),
     /// The component (as the route names it) that could not be loaded.
     Unavailable(String),
 }
@@ -52,7 +47,12 @@ enum Target {
 impl Route {
     /// A route for `prefix` (trailing slashes ignored).
     pub fn new(prefix: &str, instances: Arc<InstancePool>) -> Self {
-        Route { prefix: normalise(prefix), target: Target::Instances(instances) }
+        Route { prefix: normalise(prefix), target: Target::Component(instances) }
+    }
+
+    /// A route for `prefix` served by host code.
+    pub fn native(prefix: &str, native: NativeRoute) -> Self {
+        Route { prefix: normalise(prefix), target: Target::Native(native) }
     }
 
     /// A route for `prefix` whose component, `component`, could not be loaded.
@@ -69,12 +69,26 @@ impl Route {
         &self.prefix
     }
 
-    /// The tenant's instances of the component serving the route; `Err` names the component
-    /// that could not be loaded.
-    pub fn instances(&self) -> Result<&Arc<InstancePool>, &str> {
+    /// What serves the route.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// The tenant's instances of the component serving the route, if a component does.
+    pub fn instances(&self) -> Option<&Arc<InstancePool>> {
         match &self.target {
-            Target::Instances(instances) => Ok(instances),
-            Target::Unavailable(component) => Err(component),
+            Target::Component(instances) => Some(instances),
+            Target::Native(_) | Target::Unavailable(_) => None,
+        }
+    }
+
+    /// The name of what serves the route: the component's (`builtin:devices-api`,
+    /// `acme/hello@1a2b3c4d5e6f`), the native handler's, or the one that could not be loaded.
+    pub fn served_by(&self) -> &str {
+        match &self.target {
+            Target::Component(instances) => instances.component().name(),
+            Target::Native(native) => &native.name,
+            Target::Unavailable(component) => component,
         }
     }
 }
@@ -92,12 +106,9 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
 
 /// One tenant: its users, devices, routes, settings and limits.
 pub struct Tenant {
-    id: String,
+    scope: Arc<Scope>,
     limits: Limits,
-    users: HashMap<TokenHash, User>,
-    devices: BTreeMap<String, Arc<dyn DeviceSession>>,
     routes: Vec<Route>,
-    settings: BTreeMap<String, String>,
     outbound_hosts: Arc<[String]>,
     outbound_private_hosts: Arc<[String]>,
     admission: Arc<Admission>,
@@ -113,7 +124,7 @@ impl Tenant {
         routes: Vec<Route>,
         admission: Arc<Admission>,
     ) -> Self {
-        let users = snapshot
+        let users: HashMap<TokenHash, User> = snapshot
             .users
             .iter()
             .flat_map(|(user, hashes)| {
@@ -125,12 +136,9 @@ impl Tenant {
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         let tenant = &snapshot.tenant;
         Tenant {
-            id: tenant.id.clone(),
+            scope: Arc::new(Scope::new(&tenant.id, users, devices, tenant.settings.clone())),
             limits,
-            users,
-            devices,
             routes,
-            settings: tenant.settings.clone(),
             outbound_hosts: tenant.outbound_hosts.clone().into(),
             outbound_private_hosts: tenant.outbound_private_hosts.clone().into(),
             admission,
@@ -139,7 +147,12 @@ impl Tenant {
 
     /// The tenant id.
     pub fn id(&self) -> &str {
-        &self.id
+        self.scope.tenant()
+    }
+
+    /// What the tenant's components may reach.
+    pub fn scope(&self) -> &Arc<Scope> {
+        &self.scope
     }
 
     /// The tenant's limits.
@@ -147,29 +160,9 @@ impl Tenant {
         &self.limits
     }
 
-    /// The user owning the token with this hash, compared in constant time.
-    pub fn user_by_token(&self, hash: &TokenHash) -> Option<&User> {
-        self.users.get_key_value(hash).filter(|(stored, _)| stored.ct_eq(hash)).map(|(_, user)| user)
-    }
-
-    /// The tenant's device session named `id`.
-    pub fn device(&self, id: &str) -> Option<&Arc<dyn DeviceSession>> {
-        self.devices.get(id)
-    }
-
-    /// Every device session of the tenant, by id.
-    pub fn devices(&self) -> impl Iterator<Item = &Arc<dyn DeviceSession>> {
-        self.devices.values()
-    }
-
     /// The tenant's rate and concurrency limiter.
     pub fn admission(&self) -> &Arc<Admission> {
         &self.admission
-    }
-
-    /// The tenant's key/value settings.
-    pub fn settings(&self) -> &BTreeMap<String, String> {
-        &self.settings
     }
 
     /// Host names the tenant's components may call.
@@ -212,10 +205,10 @@ impl Tenants {
             for host in hosts {
                 index.by_host.insert(host.to_ascii_lowercase(), tenant.clone());
             }
-            for hash in tenant.users.keys() {
+            for hash in tenant.scope.token_hashes() {
                 index.by_token.insert(*hash, tenant.clone());
             }
-            index.by_id.insert(tenant.id.clone(), tenant);
+            index.by_id.insert(tenant.id().to_string(), tenant);
         }
         index.default = default.and_then(|id| index.by_id.get(id).cloned());
         index

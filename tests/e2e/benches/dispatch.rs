@@ -36,7 +36,7 @@ async fn get(gateway: &Gateway, path: &str) -> Bytes {
 fn per_request(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
     let world = World::load(&fixtures().join("world.toml")).expect("the fixture world");
-    let routes = "{ prefix = \"/devices\", component = \"builtin:devices-api\" },\n          { prefix = \"/native\", component = \"builtin:devices-api\" },";
+    let routes = "{ prefix = \"/devices\", component = \"builtin:devices-api\" },\n          { prefix = \"/native\", component = \"native:devices-profile\" },";
     let warm = config(None).replacen("{ prefix = \"/devices\", component = \"builtin:devices-api\" },", routes, 1);
     let fresh =
         warm.replacen("max_request_body_bytes = 65536", "max_request_body_bytes = 65536, requests_per_instance = 1", 1);

@@ -12,7 +12,7 @@ use waedge::Gateway;
 use waedge::config::Config;
 use waedge::runtime::Runtime;
 use waedge::store::Store;
-use waedge::store::routes::RouteRecord;
+use waedge::store::{ComponentRef, RouteRecord};
 
 use crate::fixture::{FixtureDevices, World};
 use crate::server::fixtures;
@@ -47,15 +47,15 @@ impl Host {
     /// A gateway on `runtime` over a new in-memory store seeded with the test tenants.
     pub fn new(runtime: Runtime) -> Host {
         let store = Store::open_in_memory().expect("an in-memory store");
-        store.seed(&Config::parse(&config(None)).expect("the test configuration")).expect("the store seeds");
+        Config::parse(&config(None)).expect("the test configuration").seed(&store).expect("the store seeds");
         Host::over(store, runtime)
     }
 
     /// A gateway on `runtime` over `store`, as after a restart.
     pub fn over(store: Store, runtime: Runtime) -> Host {
         let world = World::load(&fixtures().join("world.toml")).expect("fixture world");
-        let limits = Config::parse(&config(None)).expect("the test configuration").limits;
-        let gateway = Gateway::new(runtime, Arc::new(FixtureDevices(world)), limits, None);
+        let config = Config::parse(&config(None)).expect("the test configuration");
+        let gateway = waedge::app::gateway(runtime, Arc::new(FixtureDevices(world)), &config).expect("the gateway");
         let host = Host { gateway, store };
         host.reload();
         host
@@ -73,7 +73,7 @@ impl Host {
         self.gateway.prepare_component(tenant, name, &sha256, bytes).expect("the component compiles");
         self.store.add_component_version(tenant, name, &sha256, bytes, "test").unwrap();
         self.store.activate_component(tenant, name, &sha256).unwrap();
-        let route = RouteRecord { prefix: format!("/{name}"), component: format!("component:{name}") };
+        let route = RouteRecord { prefix: format!("/{name}"), component: ComponentRef::Deployed(name.to_string()) };
         self.store.put_route(tenant, route).unwrap();
         self.reload();
         sha256

@@ -64,10 +64,10 @@ impl TestGateway {
     pub async fn start_with(config: &str, devices: Arc<dyn DeviceManager>) -> TestGateway {
         let config = Config::parse(config).expect("the test configuration is valid");
         let store = Store::open_in_memory().expect("an in-memory store");
-        store.seed(&config).expect("the configuration seeds the store");
+        config.seed(&store).expect("the configuration seeds the store");
         let (_, admin_token) = store.create_admin_token(None, Default::default()).expect("an admin token");
         let gateway =
-            Gateway::from_config(runtime().clone(), devices, &config).expect("the test build takes the settings");
+            waedge::app::gateway(runtime().clone(), devices, &config).expect("the test build takes the settings");
         let gateway = Arc::new(gateway);
         let problems = gateway.reload(&store).expect("the store reads");
         assert!(problems.is_empty(), "{problems:?}");
@@ -88,7 +88,7 @@ impl TestGateway {
     /// The session of `device` of `tenant` as requests see it.
     pub fn device(&self, tenant: &str, device: &str) -> Arc<dyn DeviceSession> {
         let tenants = self.gateway.tenants();
-        tenants.get(tenant).and_then(|t| t.device(device)).cloned().expect("the device exists")
+        tenants.get(tenant).and_then(|t| t.scope().device(device)).cloned().expect("the device exists")
     }
 
     /// The store the gateway serves from.

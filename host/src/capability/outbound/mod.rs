@@ -26,7 +26,7 @@ use rustls::pki_types::ServerName;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::config::Config;
-use crate::runtime::violation::Reporter;
+use crate::telemetry::violation::Reporter;
 use address::Blocked;
 use resolve::Resolver;
 

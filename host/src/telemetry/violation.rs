@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 
 /// Reports the violations of one request's component.
 #[derive(Clone)]

@@ -5,38 +5,38 @@
 //! tenants are ignored, so changes made through the admin API (deleting every tenant
 //! included) are never undone by a restart.
 
-use super::routes::RouteRecord;
-use super::tenants::NewTenant;
-use super::users::NewUser;
-use super::{Store, StoreError};
-use crate::config::Config;
+use super::Config;
+use crate::store::routes::RouteRecord;
+use crate::store::tenants::NewTenant;
+use crate::store::users::NewUser;
+use crate::store::{Store, StoreError};
 use crate::token::TokenHash;
 
-impl Store {
-    /// Writes the configuration's tenants into the store unless it was seeded before;
-    /// returns whether it did. A seed interrupted by a crash or a failure is undone and done
-    /// again at the next start; the store counts as seeded only once all of it is written.
-    pub fn seed(&self, config: &Config) -> Result<bool, StoreError> {
-        if self.meta("seeded")?.is_some() {
+impl Config {
+    /// Writes the configuration's tenants into `store` unless it was seeded before; returns
+    /// whether it did. A seed interrupted by a crash or a failure is undone and done again at
+    /// the next start; the store counts as seeded only once all of it is written.
+    pub fn seed(&self, store: &Store) -> Result<bool, StoreError> {
+        if store.is_seeded()? {
             return Ok(false);
         }
         // Only an interrupted seed can have left tenants behind: nothing else writes tenants
         // before the store is seeded.
-        for tenant in &config.tenants {
-            match self.delete_tenant(&tenant.id) {
+        for tenant in &self.tenants {
+            match store.delete_tenant(&tenant.id) {
                 Ok(()) | Err(StoreError::NotFound(_)) => {}
                 Err(e) => return Err(e),
             }
         }
-        self.seed_tenants(config)?;
-        self.set_meta("seeded", &super::now())?;
+        self.seed_tenants(store)?;
+        store.mark_seeded()?;
         Ok(true)
     }
 
-    fn seed_tenants(&self, config: &Config) -> Result<(), StoreError> {
-        for tenant in &config.tenants {
+    fn seed_tenants(&self, store: &Store) -> Result<(), StoreError> {
+        for tenant in &self.tenants {
             let t = &tenant.id;
-            self.create_tenant(NewTenant {
+            store.create_tenant(NewTenant {
                 id: t.clone(),
                 name: None,
                 hosts: tenant.hosts.clone(),
@@ -46,7 +46,7 @@ impl Store {
                 settings: tenant.config.clone(),
             })?;
             for device in &tenant.devices {
-                self.create_device(t, &device.id)?;
+                store.create_device(t, &device.id)?;
             }
             for user in &tenant.users {
                 let new = NewUser {
@@ -55,12 +55,12 @@ impl Store {
                     devices: user.devices.clone(),
                     scopes: user.scopes.clone(),
                 };
-                let created = self.create_user(t, new)?;
+                let created = store.create_user(t, new)?;
                 let hash = TokenHash::from_hex(&user.token_sha256).map_err(StoreError::Invalid)?;
-                self.add_token(t, &created.id, &hash)?;
+                store.add_token(t, &created.id, &hash)?;
             }
             for route in &tenant.routes {
-                self.put_route(t, RouteRecord { prefix: route.prefix.clone(), component: route.component.clone() })?;
+                store.put_route(t, RouteRecord { prefix: route.prefix.clone(), component: route.component.clone() })?;
             }
         }
         Ok(())
