@@ -5,7 +5,7 @@
 //! `wit/gateway.wit`, world `handler`). This crate hides the streaming plumbing of `wasi:http`:
 //! a handler receives a whole [`Request`] and returns a whole [`Response`].
 //!
-//! ```ignore
+//! ```no_run
 //! use waedge_sdk::{Handler, Request, Response, whatsapp};
 //!
 //! struct Hello;

@@ -3,7 +3,7 @@
 //! loopback, private or link-local addresses unless the tenant allows them), so a refused
 //! call is an ordinary error here.
 //!
-//! ```ignore
+//! ```no_run
 //! use waedge_sdk::outbound;
 //!
 //! let answer = outbound::Request::post("https://crm.example.com/v1/lookups")

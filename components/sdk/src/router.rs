@@ -15,7 +15,7 @@ type Endpoint = Box<dyn Fn(&Request, &Params) -> Result<Response, ErrorClass>>;
 /// matches any one segment and captures it (percent-decoded) as parameter `name`. Empty
 /// segments are ignored on both sides, so `/main/groups/` matches `/:device/groups`.
 ///
-/// ```ignore
+/// ```no_run
 /// fn handle(request: Request) -> Response {
 ///     Router::new()
 ///         .get("/:device/groups", groups)

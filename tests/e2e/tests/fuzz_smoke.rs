@@ -12,15 +12,12 @@ const CANNOT_RUN: i32 = 77;
 const TARGETS: [&str; 2] = ["jid", "query"];
 
 #[test]
+#[ignore = "needs a C++ compiler and cargo-fuzz: scripts/test runs it where scripts/setup --test-tools finds them"]
 fn every_fuzz_target_runs_without_a_finding() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let run = Command::new(root.join("scripts/fuzz")).current_dir(&root).output().expect("scripts/fuzz starts");
     let (stdout, stderr) = (String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
-    if run.status.code() == Some(CANNOT_RUN) {
-        assert!(std::env::var_os("CI").is_none(), "scripts/fuzz cannot run:\n{stderr}");
-        eprintln!("skipped: {}", stderr.lines().last().unwrap_or("scripts/fuzz cannot run"));
-        return;
-    }
+    assert_ne!(run.status.code(), Some(CANNOT_RUN), "scripts/fuzz cannot run:\n{stderr}");
     assert!(run.status.success(), "scripts/fuzz failed ({}):\n{stdout}\n{stderr}", run.status);
     for target in TARGETS {
         let report = stdout.lines().find(|line| line.starts_with(&format!("fuzz: {target} ok: ")));
