@@ -4,6 +4,7 @@
 //! - [`dns`]: a scripted DNS server for outbound calls by name;
 //! - [`guests`]: the test components of `tests/guests/` (a hostile probe);
 //! - [`host`]: a gateway called in-process, on a runtime of the test's choosing;
+//! - [`live`]: a gateway on the real device layer against wa-sim, a WhatsApp server on loopback;
 //! - [`log`]: the host's log, for tests that read it;
 //! - [`fixture`]: a [`DeviceSession`](waedge::device::DeviceSession) answering from a fixture
 //!   file, standing in for a linked phone;
@@ -18,6 +19,7 @@ pub mod dns;
 pub mod fixture;
 pub mod guests;
 pub mod host;
+pub mod live;
 pub mod log;
 pub mod server;
 pub mod signing;
