@@ -1,10 +1,15 @@
 //! The OpenAPI document (`host/openapi.json`, served at `/openapi.json`) against the
-//! implementation: every documented admin operation exists, answers only with documented
-//! status codes, and its JSON bodies match the documented schemas; so do the seed APIs'.
+//! implementation: every documented admin operation exists and succeeds on its happy path (those
+//! on a device's WhatsApp session on the real device layer, against wa-sim), answering only with
+//! documented status codes, content types and fixed headers, and its JSON bodies match the
+//! documented schemas; so do the seed APIs'.
 
 use reqwest::Method;
 use serde_json::{Value, json};
+use waedge::bindings::types::DeviceState;
+use waedge::device::whatsapp::WhatsappDevices;
 use waedge_e2e::fixture::World;
+use waedge_e2e::live::{Live, SELF_PHONE};
 use waedge_e2e::server::{Reply, TestGateway, fixtures};
 use waedge_e2e::tenants::{EVE, config};
 
@@ -105,14 +110,40 @@ fn mismatches(doc: &Value, schema: &Value, value: &Value, at: &str) -> Vec<Strin
     found
 }
 
-/// Asserts `reply` is a documented answer of `operation`, and a JSON body fits its schema.
+/// Asserts `reply` is a documented answer of `operation`: its status is documented; its
+/// `Content-Type` is one the document gives for that status (none, and no body, where it gives
+/// no content); a JSON body fits its schema; a header the document fixes (`const`) has that value.
 fn check(doc: &Value, operation: &Value, what: &str, reply: &Reply) {
     let responses = &operation["responses"];
     let documented = resolve(doc, &responses[reply.status.to_string()]);
     assert!(!documented.is_null(), "{what}: status {} is not documented: {}", reply.status, reply.text);
-    if let Some(schema) = documented.pointer("/content/application~1json/schema") {
-        let problems = mismatches(doc, schema, &reply.json, "body");
-        assert!(problems.is_empty(), "{what} answered {}: {problems:#?}", reply.text);
+    let content_type = reply.headers.get(reqwest::header::CONTENT_TYPE).map(|value| {
+        let value = value.to_str().unwrap_or_else(|_| panic!("{what}: Content-Type {value:?} is not text"));
+        value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
+    });
+    match documented.get("content").and_then(Value::as_object) {
+        Some(content) => {
+            let media = content_type.unwrap_or_else(|| panic!("{what}: no Content-Type; {content:?} is documented"));
+            let keys: Vec<&String> = content.keys().collect();
+            let described = content.get(&media).unwrap_or_else(|| panic!("{what}: {media} is not one of {keys:?}"));
+            if media == "application/json" {
+                let schema = described.get("schema").unwrap_or_else(|| panic!("{what}: a JSON answer has a schema"));
+                let problems = mismatches(doc, schema, &reply.json, "body");
+                assert!(problems.is_empty(), "{what} answered {}: {problems:#?}", reply.text);
+            }
+        }
+        None => assert!(
+            content_type.is_none() && reply.text.is_empty(),
+            "{what}: {} is documented without a body, but came as {content_type:?}: {}",
+            reply.status,
+            reply.text
+        ),
+    }
+    for (name, header) in documented.get("headers").and_then(Value::as_object).into_iter().flatten() {
+        if let Some(fixed) = header.pointer("/schema/const").and_then(Value::as_str) {
+            let sent = reply.headers.get(name).and_then(|value| value.to_str().ok());
+            assert_eq!(sent, Some(fixed), "{what}: header {name}");
+        }
     }
 }
 
@@ -165,6 +196,33 @@ fn the_documented_limits_are_the_limits_with_their_ranges() {
     }
 }
 
+/// The admin operations on a device's WhatsApp session, which fixture devices refuse:
+/// `every_admin_operation_answers_as_documented` skips them, and
+/// `every_device_session_operation_answers_as_documented` calls them on the real device layer
+/// against wa-sim, in this order, each finding what it needs.
+const DEVICE_SESSION_OPERATIONS: [(&str, &str); 8] = [
+    ("POST", "/v1/tenants/{tenant}/devices/{device}/link"),
+    ("GET", "/v1/tenants/{tenant}/devices/{device}/link"),
+    ("GET", "/v1/tenants/{tenant}/devices/{device}/link/qr.png"),
+    ("GET", "/v1/tenants/{tenant}/devices/{device}/link/events"),
+    ("DELETE", "/v1/tenants/{tenant}/devices/{device}/link"),
+    ("POST", "/v1/tenants/{tenant}/devices/{device}/pair-code"),
+    ("POST", "/v1/tenants/{tenant}/devices/{device}/reconnect"),
+    ("POST", "/v1/tenants/{tenant}/devices/{device}/logout"),
+];
+
+/// Whether `(method, template)` is one of [`DEVICE_SESSION_OPERATIONS`].
+fn is_device_session_operation(method: &Method, template: &str) -> bool {
+    DEVICE_SESSION_OPERATIONS.contains(&(method.as_str(), template))
+}
+
+/// Asserts `reply` is the happy path of `operation`: routed, a success, and as documented.
+fn check_success(doc: &Value, operation: &Value, what: &str, reply: &Reply) {
+    assert_ne!(reply.json["error"]["code"], "NO_ENDPOINT", "{what} is routed");
+    check(doc, operation, what, reply);
+    assert!((200..300).contains(&reply.status), "{what} did not succeed: {} {}", reply.status, reply.text);
+}
+
 #[tokio::test]
 async fn every_admin_operation_answers_as_documented() {
     let doc = document();
@@ -183,11 +241,16 @@ async fn every_admin_operation_answers_as_documented() {
         .unwrap()
         .sha256;
     let staged = gw.store().add_component_version("globex", "api", &"0".repeat(64), b"old", "test").unwrap().sha256;
-    // Deletions last, the tenant's very last, so every other call finds what it needs.
-    let mut operations = operations(&doc, "admin");
-    operations.sort_by_key(|(method, path, _)| (*method == Method::DELETE, path == "/v1/tenants/{tenant}"));
-    assert_eq!(operations.len(), 37);
-    for (method, template, operation) in operations {
+    let mut to_call = operations(&doc, "admin");
+    to_call.retain(|(method, path, _)| !is_device_session_operation(method, path));
+    // Deletions last, a resource's parts before the resource (a user's token before the user),
+    // the tenant's very last, so every other call finds what it needs.
+    to_call.sort_by_key(|(method, path, _)| {
+        let deletion = *method == Method::DELETE;
+        (deletion, std::cmp::Reverse(if deletion { path.matches('/').count() } else { 0 }))
+    });
+    let mut called = std::collections::BTreeSet::new();
+    for (method, template, operation) in to_call {
         let path = template
             .replace("{tenant}", "globex")
             .replace("{device}", "main")
@@ -208,19 +271,131 @@ async fn every_admin_operation_answers_as_documented() {
             }
             ("PATCH", _) => json!({"name": "Globex Corporation", "limits": {"requests_per_second": 100}}),
             ("PUT", "/v1/tenants/{tenant}/routes") => json!({"prefix": "/v2", "component": "builtin:devices-api"}),
-            ("POST", "/v1/tenants/{tenant}/devices/{device}/pair-code") => json!({"phone_number": "6285550000001"}),
             _ => Value::Null,
         };
-        let reply = gw.admin(method.clone(), &path, body).await;
-        let what = format!("{method} {path}");
-        assert_ne!(reply.json["error"]["code"], "NO_ENDPOINT", "{what} is routed");
-        check(&doc, &operation, &what, &reply);
-        if ["/v1/tenants", "/v1/tenants/{tenant}", "/v1/tenants/{tenant}/devices/{device}"].contains(&template.as_str())
-            && method != Method::DELETE
-        {
-            assert!(reply.status < 300, "{what}: {}", reply.text);
+        let reply = if (method.as_str(), template.as_str()) == ("POST", "/v1/tenants/{tenant}/components/{name}") {
+            // A component upload: the request body is the component's bytes.
+            gw.admin_upload(&path, component.to_vec()).await
+        } else {
+            gw.admin(method.clone(), &path, body).await
+        };
+        check_success(&doc, &operation, &format!("{method} {path}"), &reply);
+        called.insert((method.to_string(), template));
+    }
+    // With the device-session operations of the live test, every admin operation is called:
+    // each by exactly one of the two tests, as this one skips those.
+    let documented: std::collections::BTreeSet<(String, String)> =
+        operations(&doc, "admin").into_iter().map(|(method, path, _)| (method.to_string(), path)).collect();
+    let session: std::collections::BTreeSet<(String, String)> =
+        DEVICE_SESSION_OPERATIONS.iter().map(|(method, path)| (method.to_string(), path.to_string())).collect();
+    assert!(session.is_subset(&documented), "every device-session operation is documented: {session:#?}");
+    assert_eq!(called.union(&session).cloned().collect::<std::collections::BTreeSet<_>>(), documented);
+}
+
+/// An admin API call on the gateway of `live`, with the admin token and a JSON `body` unless
+/// `Null`; returns the reply and its body's bytes. A `text/event-stream` goes on until the
+/// linking ends: only its first event is read, and is the reply's text.
+async fn live_admin(live: &Live, method: Method, path: &str, body: Value) -> (Reply, Vec<u8>) {
+    let gw = &live.gateway;
+    let mut request =
+        reqwest::Client::new().request(method, format!("{}{path}", gw.admin_base())).bearer_auth(gw.admin_token());
+    if !body.is_null() {
+        request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.to_string());
+    }
+    let in_time = std::time::Duration::from_secs(40);
+    let mut response =
+        tokio::time::timeout(in_time, request.send()).await.expect("an answer in time").expect("the server answers");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let stream = headers.get(reqwest::header::CONTENT_TYPE).is_some_and(|value| value == "text/event-stream");
+    let mut bytes = Vec::new();
+    while let Some(chunk) =
+        tokio::time::timeout(in_time, response.chunk()).await.expect("the body in time").expect("a readable body")
+    {
+        bytes.extend_from_slice(&chunk);
+        if let Some(end) = bytes.windows(2).position(|pair| pair == b"\n\n").filter(|_| stream) {
+            bytes.truncate(end + 2);
+            break;
         }
     }
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (Reply { status, headers, json, text }, bytes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_device_session_operation_answers_as_documented() {
+    let doc = document();
+    let documented = operations(&doc, "admin");
+    let live = Live::fresh(WhatsappDevices::with_server).await;
+    live.wait_for_state(DeviceState::Unlinked, 10).await;
+    let me = format!("{SELF_PHONE}@s.whatsapp.net");
+    // The linking's state as `POST …/link` answered it: the first QR code.
+    let mut started = Value::Null;
+    let mut called = Vec::new();
+    for (method, template) in DEVICE_SESSION_OPERATIONS {
+        let method: Method = method.parse().unwrap();
+        let (_, _, operation) = documented
+            .iter()
+            .find(|(m, path, _)| *m == method && path == template)
+            .unwrap_or_else(|| panic!("{method} {template} is documented"));
+        let path = template.replace("{tenant}", "acme").replace("{device}", "main");
+        let what = format!("{method} {path}");
+        let action = template.rsplit('/').next().unwrap();
+        // What each call needs first.
+        match action {
+            // Another client takes over the linked session.
+            "reconnect" => {
+                live.sim.replace(SELF_PHONE).await;
+                live.wait_for_state(DeviceState::Replaced, 10).await;
+            }
+            "logout" => live.wait_for_state(DeviceState::Connected, 20).await,
+            _ => {}
+        }
+        let body = if action == "pair-code" { json!({"phone_number": SELF_PHONE}) } else { Value::Null };
+        let (reply, bytes) = live_admin(&live, method.clone(), &path, body).await;
+        check_success(&doc, operation, &what, &reply);
+        called.push((method.to_string(), template.to_string()));
+        // What each call did, as a client sees it.
+        match (method.as_str(), action) {
+            ("POST", "link") => {
+                assert_eq!(reply.json["state"], "qr", "{what}: the first QR code: {}", reply.text);
+                started = reply.json;
+            }
+            ("GET", "link") => assert_eq!(reply.json, started, "{what}: the same linking, still at its first code"),
+            ("GET", "qr.png") => assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{what}: a PNG image"),
+            ("GET", "events") => {
+                let data = reply.text.strip_prefix("event: qr\ndata: ").and_then(|rest| rest.strip_suffix("\n\n"));
+                let data: Value =
+                    serde_json::from_str(data.unwrap_or_else(|| panic!("{what}: a qr event first: {:?}", reply.text)))
+                        .expect("the event's data is JSON");
+                let schema = json!({"$ref": "#/components/schemas/LinkState"});
+                let problems = mismatches(&doc, &schema, &data, "data");
+                assert!(problems.is_empty(), "{what}: {problems:#?}");
+                assert_eq!(data, started, "{what}: the linking in progress, not a new one");
+            }
+            ("DELETE", "link") => live.wait_for_state(DeviceState::Unlinked, 10).await,
+            ("POST", "pair-code") => {
+                let code = reply.json["pair_code"].as_str().unwrap_or_else(|| panic!("{what}: {}", reply.text));
+                assert_eq!(code.len(), 8, "{what}: an eight-character code: {code}");
+                live.sim.enter_pair_code(SELF_PHONE, code).await.expect("the phone enters the code");
+                live.wait_for_state(DeviceState::Connected, 20).await;
+                assert_eq!(live.main.status().jid.as_deref(), Some(me.as_str()));
+            }
+            ("POST", "reconnect") => {
+                assert!(matches!(reply.json["state"].as_str(), Some("connecting" | "connected")), "{}", reply.text);
+                assert_eq!(reply.json["jid"], me.as_str(), "{what}: on its own session");
+            }
+            ("POST", "logout") => {
+                assert_eq!(reply.json["state"], "logged-out", "{what}: {}", reply.text);
+                assert_eq!(live.main.status().state, DeviceState::LoggedOut);
+            }
+            other => panic!("{other:?}: say what the call does"),
+        }
+    }
+    let session: Vec<(String, String)> =
+        DEVICE_SESSION_OPERATIONS.iter().map(|(method, path)| (method.to_string(), path.to_string())).collect();
+    assert_eq!(called, session, "each device-session operation, once");
 }
 
 #[tokio::test]
@@ -238,9 +413,22 @@ async fn the_seed_apis_answer_as_documented() {
         ("/contacts/profile-picture", "/contacts/profile-picture?jid=6281234567890@s.whatsapp.net"),
         ("/contacts/profile-picture", "/contacts/profile-picture?jid=6281234567890@s.whatsapp.net&preview=true"),
     ];
+    let mut succeeded = std::collections::BTreeSet::new();
     for (template, path) in calls {
         let operation = &doc["paths"][template]["get"];
         assert!(operation.is_object(), "{template} is documented");
-        check(&doc, operation, path, &gw.get(path, Some(EVE)).await);
+        let reply = gw.get(path, Some(EVE)).await;
+        check(&doc, operation, path, &reply);
+        if (200..300).contains(&reply.status) {
+            succeeded.insert(template);
+        }
     }
+    // Every operation of both APIs was called on its happy path too, and succeeded.
+    let documented: std::collections::BTreeSet<String> = ["devices-api", "contacts-api"]
+        .into_iter()
+        .flat_map(|tag| operations(&doc, tag))
+        .map(|(_, path, _)| path)
+        .collect();
+    let succeeded: std::collections::BTreeSet<String> = succeeded.into_iter().map(str::to_string).collect();
+    assert_eq!(succeeded, documented, "each operation answers a documented success");
 }
