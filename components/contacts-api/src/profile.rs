@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 use waedge_jid::Jid;
-use waedge_sdk::{BusinessProfile, Device, Error, ErrorClass, ProfileExtras, Query, whatsapp};
+use waedge_sdk::{BusinessProfile, Device, Error, ErrorClass, Query, whatsapp};
 
 /// `data` of `GET /contacts/profile`.
 #[derive(Serialize)]
@@ -97,20 +97,27 @@ impl From<BusinessProfile> for Business {
 
 /// `GET /contacts/profile`.
 pub fn user_profile(device: &str, contact: &Jid) -> Result<Profile, ErrorClass> {
+    // Two calls, not get-contact-profile: this endpoint shows no names or LID mapping, and a
+    // failure of those look-ups must not fail it.
     let jid = contact.to_string();
-    let profile =
-        open(device)?.get_contact_profile(&jid, ProfileExtras::BUSINESS_PROFILE).map_err(|error| match error {
-            Error::NotFound => not_on_whatsapp(&jid),
-            other => api_error(other),
-        })?;
-    let info = profile.info;
+    let device = open(device)?;
+    let info = device
+        .get_user_info(std::slice::from_ref(&jid))
+        .map_err(api_error)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| not_on_whatsapp(&jid))?;
+    let business_profile = match info.is_business {
+        Some(true) => device.get_business_profile(&jid).map_err(api_error)?.map(Business::from),
+        _ => None,
+    };
     let user_info = UserInfo {
         status: info.status.unwrap_or_default(),
         picture_id: info.picture_id.unwrap_or_default(),
         devices: info.devices.unwrap_or_default(),
         verified_name: info.verified_name.filter(|name| !name.is_empty()),
     };
-    Ok(Profile { jid, user_info, business_profile: profile.business_profile.map(Business::from) })
+    Ok(Profile { jid, user_info, business_profile })
 }
 
 /// `GET /contacts/profile-picture`.

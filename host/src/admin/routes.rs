@@ -2,10 +2,20 @@
 //! (`DELETE ?prefix=/x`) routes.
 
 use http::{Method, StatusCode};
+use serde::Deserialize;
 use serde_json::json;
 
 use super::{Admin, Answer, Call, Failure, json, no_content, no_endpoint};
 use crate::store::{ComponentRef, RouteRecord};
+
+/// A route as a client sends it: the component as text, parsed here so that what names no
+/// component is answered as such.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteBody {
+    prefix: String,
+    component: String,
+}
 
 /// Answers `/v1/tenants/{tenant}/routes`.
 pub async fn answer(admin: &Admin, call: &Call, tenant: &str) -> Answer {
@@ -16,7 +26,9 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str) -> Answer {
             json(StatusCode::OK, &json!({ "routes": routes }))
         }
         Method::PUT => {
-            let route: RouteRecord = call.json()?;
+            let body: RouteBody = call.json()?;
+            let component = body.component.parse().map_err(|e| Failure::invalid(format!("route component: {e}")))?;
+            let route = RouteRecord { prefix: body.prefix, component };
             match &route.component {
                 ComponentRef::Deployed(name) => {
                     let (t, name) = (tenant.clone(), name.clone());

@@ -75,7 +75,8 @@ impl ComponentLog {
         if !self.take(line.len() + context.len()) {
             return;
         }
-        let (tenant, component, context) = (&*self.tenant, &*self.component, &*context);
+        // No `context` field at all when the component gave none.
+        let (tenant, component, context) = (&*self.tenant, &*self.component, Some(&*context).filter(|c| !c.is_empty()));
         match level {
             Level::Trace => tracing::trace!(target: "waedge::component", tenant, component, context, "{line}"),
             Level::Debug => tracing::debug!(target: "waedge::component", tenant, component, context, "{line}"),
@@ -195,6 +196,15 @@ mod tests {
 
     fn component_log() -> ComponentLog {
         ComponentLog::new("acme", "probe".into(), Arc::new(tenant_log_rate()), Reporter::detached())
+    }
+
+    #[test]
+    fn a_context_is_a_field_only_when_given() {
+        let with = captured(|| component_log().write(Level::Info, "sync\njob", "hello"));
+        // Escaped like a message (`\n`), then quoted by the log format (`\\n`).
+        assert!(with.contains(r#"context="sync\\njob""#), "{with}");
+        let without = captured(|| component_log().write(Level::Info, "", "hello"));
+        assert!(without.contains("hello") && !without.contains("context"), "{without}");
     }
 
     #[test]

@@ -101,7 +101,8 @@ impl Capabilities {
     }
 
     /// Everything a profile shows of the contact `jid`, in one call (see the contract's
-    /// `get-contact-profile`): the user info first, then the rest at once.
+    /// `get-contact-profile`): the user info first; then the LID mapping, the picture and the
+    /// business profile at once; then the names, which may need the mapping.
     pub async fn contact_profile(
         &self,
         session: &dyn DeviceSession,
@@ -113,7 +114,6 @@ impl Capabilities {
         self.query(async {
             let info =
                 session.user_info(std::slice::from_ref(&jid)).await?.into_iter().next().ok_or(Error::NotFound)?;
-            let lid_mapping = session.lid_mapping(&jid).await?;
             let picture = async {
                 let shown = info.picture_id.as_deref().is_some_and(|id| !id.is_empty());
                 if extras.contains(ProfileExtras::PICTURE) && shown {
@@ -129,6 +129,8 @@ impl Capabilities {
                     Ok(None)
                 }
             };
+            let (lid_mapping, picture, business_profile) =
+                tokio::try_join!(session.lid_mapping(&jid), picture, business_profile)?;
             // Names may have been learned under the other identity of the same account; only
             // the mapping WhatsApp gave links the two.
             let alias = if jid.is_lid() {
@@ -136,16 +138,13 @@ impl Capabilities {
             } else {
                 info.lid.clone().or_else(|| lid_mapping.as_ref().map(|m| m.lid.clone()))
             };
-            let names = async {
-                match session.contact(&jid).await? {
-                    Some(names) => Ok(Some(names)),
-                    None => match alias.as_deref().map(Jid::parse) {
-                        Some(Ok(alias)) => session.contact(&alias).await,
-                        _ => Ok(None),
-                    },
-                }
+            let names = match session.contact(&jid).await? {
+                Some(names) => Some(names),
+                None => match alias.as_deref().map(Jid::parse) {
+                    Some(Ok(alias)) => session.contact(&alias).await?,
+                    _ => None,
+                },
             };
-            let (picture, business_profile, names) = tokio::try_join!(picture, business_profile, names)?;
             Ok(ContactProfile { info, lid_mapping, picture, business_profile, names })
         })
         .await
@@ -194,11 +193,13 @@ impl Host for CapabilitiesView<'_> {
         self.capabilities.scope.devices().map(|session| session.status()).collect()
     }
 
-    async fn open_device(&mut self, id: String) -> Result<Resource<OpenDevice>, Error> {
-        self.capabilities.session(&id)?;
-        // A full table is the component holding too many handles: a limit like any other,
-        // which the runtime reports when the component next fails.
-        self.table.push(OpenDevice { id }).map_err(|e| Error::Upstream(format!("cannot open more devices: {e}")))
+    async fn open_device(&mut self, id: String) -> wasmtime::Result<Result<Resource<OpenDevice>, Error>> {
+        if let Err(unknown) = self.capabilities.session(&id) {
+            return Ok(Err(unknown));
+        }
+        // A full table is the component holding too many handles: it traps, and the runtime
+        // reports the limit like any other.
+        Ok(Ok(self.table.push(OpenDevice { id })?))
     }
 }
 

@@ -225,8 +225,8 @@ pub struct UserConfig {
 pub struct RouteConfig {
     /// Path prefix, starting with `/`, e.g. `/devices`.
     pub prefix: String,
-    /// `builtin:NAME` for a built-in component, or a path to a `.wasm` component file
-    /// (relative paths are relative to the configuration file).
+    /// `builtin:NAME` for a built-in component, `component:NAME` for a deployed one, or a path
+    /// to a `.wasm` component file (relative paths are relative to the configuration file).
     pub component: ComponentRef,
 }
 

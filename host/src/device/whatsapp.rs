@@ -868,17 +868,29 @@ fn device_jid(account: &whatsapp_rust::Jid, device: u16) -> String {
 /// A usync answer in the contract's terms: a field whose sub-query WhatsApp refused (privacy)
 /// is `None`; a field it answered without a value is `Some("")`.
 fn user_info(queried: &Jid, info: &whatsapp_rust::UserInfo) -> UserInfo {
-    let answered = |error: &Option<_>, value: Option<String>| error.is_none().then(|| value.unwrap_or_default());
     UserInfo {
         jid: queried.to_string(),
         lid: info.lid.as_ref().map(|j| j.to_non_ad_string()),
-        status: answered(&info.status_error, info.status.clone()),
-        picture_id: answered(&info.picture_error, info.picture_id.clone()),
-        devices: (info.devices_error.is_none() && !info.devices.is_empty())
-            .then(|| info.devices.iter().map(|d| device_jid(&info.jid, *d)).collect()),
-        verified_name: answered(&info.business_error, info.verified_name.as_ref().and_then(|v| v.name.clone())),
-        is_business: info.business_error.is_none().then_some(info.is_business),
+        status: answered(info.status_error.is_some(), info.status.clone()),
+        picture_id: answered(info.picture_error.is_some(), info.picture_id.clone()),
+        devices: devices(info.devices_error.is_some(), &info.jid, &info.devices),
+        verified_name: answered(
+            info.business_error.is_some(),
+            info.verified_name.as_ref().and_then(|v| v.name.clone()),
+        ),
+        is_business: answered(info.business_error.is_some(), Some(info.is_business)),
     }
+}
+
+/// The privacy tri-state of one sub-query's answer: `None` when WhatsApp `refused` it (the
+/// user hides it), else the value, empty when WhatsApp answered without one.
+fn answered<T: Default>(refused: bool, value: Option<T>) -> Option<T> {
+    (!refused).then(|| value.unwrap_or_default())
+}
+
+/// The account's devices as device JIDs; `None` when WhatsApp `refused` the list or sent none.
+fn devices(refused: bool, account: &whatsapp_rust::Jid, ids: &[u16]) -> Option<Vec<String>> {
+    (!refused && !ids.is_empty()).then(|| ids.iter().map(|id| device_jid(account, *id)).collect())
 }
 
 fn business_profile(queried: &Jid, profile: whatsapp_rust::wacore::iq::business::BusinessProfile) -> BusinessProfile {
@@ -967,6 +979,22 @@ fn group_error(error: GroupError) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_whatsapp_withholds_is_none_and_what_it_answers_empty_is_empty() {
+        // (whatsapp-rust's answer types are #[non_exhaustive]: the rule is tested on its own.)
+        assert_eq!(answered(false, None::<String>), Some(String::new()), "answered, nothing set");
+        assert_eq!(answered(false, Some("Available".to_string())), Some("Available".to_string()));
+        assert_eq!(answered(true, Some("stale".to_string())), None, "refused: withheld, whatever came with it");
+        assert_eq!(answered(false, None::<bool>), Some(false));
+        let account: whatsapp_rust::Jid = "6281234567890@s.whatsapp.net".parse().unwrap();
+        assert_eq!(
+            devices(false, &account, &[0, 1]),
+            Some(vec!["6281234567890@s.whatsapp.net".to_string(), "6281234567890:1@s.whatsapp.net".to_string()])
+        );
+        assert_eq!(devices(true, &account, &[0, 1]), None, "refused");
+        assert_eq!(devices(false, &account, &[]), None, "not disclosed");
+    }
 
     #[test]
     fn device_stores_are_as_durable_as_the_gateway_store() {

@@ -7,13 +7,14 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{Request, header};
 use http_body_util::{BodyExt, Full};
+use tracing::Instrument;
 
 use crate::capability::request::RequestContext;
 use crate::runtime::{ComponentError, HandlerComponent, builtin};
 use crate::store::{ComponentRef, Store};
 use crate::tenancy::admission::Caller;
 
-use super::request::{Answerer, Arrival, serve};
+use super::request::{Answerer, Arrival, request_span, serve};
 use super::{Gateway, Parts};
 
 impl Parts {
@@ -79,9 +80,10 @@ impl Gateway {
         let request = Request::get(path).header(header::HOST, "localhost").body(Full::new(Bytes::new()))?;
         // A smoke request takes no route: its component sees the whole path under `/`.
         let context = RequestContext { id: RequestContext::new_id(), route_prefix: "/".into() };
+        let span = request_span(&context.id);
         let arrival = Arrival { caller: Caller::User, at: Instant::now(), context };
         let answerer = Answerer::Component(&instances);
-        let response = serve(&tenant, answerer, &self.metrics, &self.outbound, arrival, request).await;
+        let response = serve(&tenant, answerer, &self.metrics, &self.outbound, arrival, request).instrument(span).await;
         let status = response.status().as_u16();
         let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         let start = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();

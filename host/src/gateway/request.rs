@@ -40,7 +40,7 @@ impl Gateway {
     {
         let started = Instant::now();
         let id = RequestContext::new_id();
-        let span = tracing::info_span!("request", request_id = &*id);
+        let span = request_span(&id);
         let method = request.method().clone();
         let path = request.uri().path().to_string();
         async {
@@ -53,7 +53,10 @@ impl Gateway {
                 }
                 _ => route(&self.tenants(), &self.metrics, &self.outbound, id.clone(), request).await,
             };
-            if let Ok(value) = HeaderValue::from_str(&id) {
+            // A component may answer with an id of its own (one it passed on, say): it stands.
+            if !response.headers().contains_key(REQUEST_ID_HEADER)
+                && let Ok(value) = HeaderValue::from_str(&id)
+            {
                 response.headers_mut().insert(REQUEST_ID_HEADER, value);
             }
             let status = response.status().as_u16();
@@ -69,6 +72,12 @@ impl Gateway {
         .instrument(span)
         .await
     }
+}
+
+/// The span every log line about request `id` is written in. At the error level, so that it
+/// is there whatever the log filter lets through.
+pub(super) fn request_span(id: &str) -> tracing::Span {
+    tracing::error_span!("request", request_id = id)
 }
 
 async fn route<B>(

@@ -30,7 +30,7 @@ impl FromStr for ComponentRef {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let named = |name: &str, kind: fn(String) -> ComponentRef| match name.trim() {
             "" => Err(format!("`{text}` names no component: say which, e.g. `builtin:devices-api`")),
-            name => Ok(kind(name.to_string())),
+            _ => Ok(kind(name.to_string())),
         };
         if let Some(name) = text.strip_prefix("builtin:") {
             named(name, ComponentRef::Builtin)
@@ -119,9 +119,9 @@ pub(super) fn list(conn: &Connection, tenant: &str) -> Result<Vec<RouteRecord>, 
         conn.prepare_cached("SELECT prefix, component FROM routes WHERE tenant_id = ?1 ORDER BY prefix")?;
     let routes = statement.query_map([tenant], |row| {
         let component: String = row.get(1)?;
-        let component = component
-            .parse()
-            .map_err(|e: String| rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, e.into()))?;
+        // Only an older store can hold a text that names nothing (`builtin:`): it reads as a
+        // file that is not there, so that route is unavailable and the others are served.
+        let component = component.parse().unwrap_or(ComponentRef::File(component));
         Ok(RouteRecord { prefix: row.get(0)?, component })
     })?;
     Ok(routes.collect::<Result<_, _>>()?)
@@ -136,4 +136,41 @@ fn normalize_prefix(prefix: &str) -> Result<String, StoreError> {
     }
     let trimmed = prefix.trim_end_matches('/');
     Ok(if trimmed.is_empty() { "/".into() } else { trimmed.into() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn component_references_read_back_what_they_write() {
+        for text in ["builtin:devices-api", "component:hello", "native:devices-profile", "/srv/plugins/hello.wasm"] {
+            let component: ComponentRef = text.parse().unwrap();
+            assert_eq!(component.to_string(), text);
+        }
+        assert_eq!("builtin:devices-api".parse(), Ok(ComponentRef::Builtin("devices-api".into())));
+        assert_eq!("component:hello".parse(), Ok(ComponentRef::Deployed("hello".into())));
+        assert_eq!("native:devices-profile".parse(), Ok(ComponentRef::Native("devices-profile".into())));
+        // No prefix, or one in another case, is a file; names are kept as written.
+        assert_eq!("Builtin:x".parse(), Ok(ComponentRef::File("Builtin:x".into())));
+        assert_eq!("builtin: devices-api".parse(), Ok(ComponentRef::Builtin(" devices-api".into())));
+        for nothing in ["", "  ", "builtin:", "component: ", "native:"] {
+            assert!(nothing.parse::<ComponentRef>().is_err(), "{nothing:?} names no component");
+        }
+    }
+
+    #[test]
+    fn a_stored_route_that_names_nothing_does_not_hide_the_others() {
+        let store = Store::open_in_memory().unwrap();
+        store.create_tenant(serde_json::from_value(serde_json::json!({ "id": "acme" })).unwrap()).unwrap();
+        let route = RouteRecord { prefix: "/devices".into(), component: ComponentRef::Builtin("devices-api".into()) };
+        store.put_route("acme", route).unwrap();
+        store
+            .lock()
+            .execute("INSERT INTO routes (tenant_id, prefix, component) VALUES ('acme', '/old', 'builtin:')", [])
+            .unwrap();
+        let routes = store.routes("acme").unwrap();
+        assert_eq!(routes.len(), 2);
+        assert_eq!(routes[1].component, ComponentRef::File("builtin:".into()));
+    }
 }

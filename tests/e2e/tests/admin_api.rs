@@ -291,6 +291,14 @@ async fn devices_and_routes_change_what_is_served() {
         400,
         "INVALID",
     );
+    // What names no component, or no component this build has, is refused as such.
+    for component in ["", "builtin:", "component: ", "builtin: devices-api", "native:devices-profile-x"] {
+        let refused =
+            gw.admin(Method::PUT, "/v1/tenants/globex/routes", json!({"prefix": "/x", "component": component})).await;
+        assert_error(&refused, 400, "INVALID");
+        let message = refused.json["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with("route component: "), "{component:?}: {message}");
+    }
     let moved = gw
         .admin(
             Method::PUT,

@@ -42,9 +42,37 @@ fn served_by(reply: &Reply) -> &str {
     reply.headers.get("x-waedge-component").and_then(|v| v.to_str().ok()).unwrap_or("none")
 }
 
+/// A reply's status and JSON, without the time it was made (the contacts API's errors carry
+/// a `timestamp`).
+fn answer(reply: Reply) -> (u16, Value) {
+    let mut json = reply.json;
+    if let Some(object) = json.as_object_mut() {
+        object.remove("timestamp");
+    }
+    (reply.status, json)
+}
+
+/// Asks `paths` of acme's built-in `builtin` (routed at `prefix`), then of the same
+/// component built against 0.1.0 routed there instead, and asserts the same answers.
+async fn answers_as_the_current_one(builtin: &str, prefix: &str, paths: &[&str]) -> Vec<(u16, Value)> {
+    let gw = gateway().await;
+    let mut current = Vec::new();
+    for path in paths {
+        let reply = gw.get(path, Some(ALICE)).await;
+        assert_eq!(served_by(&reply), format!("builtin:{builtin}"));
+        current.push(answer(reply));
+    }
+    deploy(&gw, "acme", "legacy", built_against_0_1_0(builtin), prefix).await;
+    for (path, current) in paths.iter().zip(&current) {
+        let legacy = gw.get(path, Some(ALICE)).await;
+        assert!(served_by(&legacy).starts_with("acme/legacy@"), "{path}: served by {}", served_by(&legacy));
+        assert_eq!(&answer(legacy), current, "{path}");
+    }
+    current
+}
+
 #[tokio::test]
 async fn a_devices_api_built_against_0_1_0_answers_as_the_current_one() {
-    let gw = gateway().await;
     // Every kind of answer: contacts (by LID, by number with a preview, a business, one
     // hidden by privacy), groups, and the errors whose payload changed type in 0.2.0 (a
     // device that is not connected) or that the host raises (unknown device, bad JID).
@@ -60,21 +88,33 @@ async fn a_devices_api_built_against_0_1_0_answers_as_the_current_one() {
         "/devices/nope/groups",
         "/devices/main/profile?jid=not-a-number",
     ];
-    let mut current = Vec::new();
-    for path in paths {
-        let reply = gw.get(path, Some(ALICE)).await;
-        assert_eq!(served_by(&reply), "builtin:devices-api");
-        current.push((reply.status, reply.json));
-    }
-    assert_eq!(current[0].0, 200);
-    assert_eq!(current[6], (503, current[6].1.clone()), "the offline device's groups: {}", current[6].1);
+    let answers = answers_as_the_current_one("devices-api", "/devices", &paths).await;
+    assert_eq!(answers[0].0, 200);
+    assert_eq!(
+        (answers[6].0, &answers[6].1["error"]["code"]),
+        (503, &json!("DEVICE_NOT_CONNECTED")),
+        "the offline device's groups: {}",
+        answers[6].1
+    );
+}
 
-    deploy(&gw, "acme", "legacy", built_against_0_1_0("devices-api"), "/devices").await;
-    for (path, current) in paths.into_iter().zip(current) {
-        let legacy = gw.get(path, Some(ALICE)).await;
-        assert!(served_by(&legacy).starts_with("acme/legacy@"), "{path}: served by {}", served_by(&legacy));
-        assert_eq!((legacy.status, legacy.json), current, "{path}");
-    }
+#[tokio::test]
+async fn a_contacts_api_built_against_0_1_0_answers_as_the_current_one() {
+    // A business profile with its opening hours (typed in 0.2.0, text in 0.1.0), a plain
+    // profile, pictures, and refusals.
+    let paths = [
+        "/contacts/profile?number=14155550123",
+        "/contacts/profile?number=6281234567890",
+        "/contacts/profile?jid=1234567890987654321@lid",
+        "/contacts/profile-picture?number=6281234567890&preview=true",
+        "/contacts/profile-picture?number=5511999999999",
+        "/contacts/profile",
+        "/contacts/profile?number=12",
+    ];
+    let answers = answers_as_the_current_one("contacts-api", "/contacts", &paths).await;
+    let hours = &answers[0].1["data"]["business_profile"]["BusinessHours"];
+    assert_eq!(hours[0]["DayOfWeek"], "mon", "{}", answers[0].1);
+    assert_eq!(hours[0]["Mode"], "specific_hours", "{}", answers[0].1);
 }
 
 #[tokio::test]
@@ -133,6 +173,38 @@ async fn a_component_sees_its_route_prefix_and_the_request_id_the_log_carries() 
     let unrouted = gw.get("/nowhere", Some(EVE)).await;
     assert_eq!(unrouted.status, 404);
     assert_ne!(request_id(&unrouted), id);
+}
+
+#[tokio::test]
+async fn a_component_may_answer_with_a_request_id_of_its_own() {
+    let gw = gateway().await;
+    gw.deploy_probe().await;
+    let reply = gw.get("/probe/context?own=upstream-7", Some(EVE)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.headers.get("x-request-id").and_then(|v| v.to_str().ok()), Some("upstream-7"));
+}
+
+#[tokio::test]
+async fn a_component_that_opens_devices_without_end_hits_the_resource_limit() {
+    let gw = gateway().await;
+    let probe = gw.deploy_probe().await;
+    let few = gw.get("/probe/devices?n=10", Some(EVE)).await;
+    assert_eq!((few.status, few.json.clone()), (200, json!({"opened": 10})), "{}", few.text);
+    let endless = gw.get("/probe/devices?n=100000", Some(EVE)).await;
+    assert_eq!(
+        (endless.status, &endless.json["error"]["code"]),
+        (500, &json!("COMPONENT_RESOURCE_LIMIT")),
+        "{}",
+        endless.text
+    );
+    let metrics = gw.admin_as(Method::GET, "/metrics", None, Value::Null).await.text;
+    let line = format!(
+        "waedge_sandbox_violations_total{{tenant=\"globex\",component=\"{probe}\",limit=\"host_resources\"}} 1"
+    );
+    assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    // The instance that failed is gone; the next request is served by a fresh one.
+    let after = gw.get("/probe/devices?n=1", Some(EVE)).await;
+    assert_eq!((after.status, after.json), (200, json!({"opened": 1})));
 }
 
 /// The workspace's `wit/` directory.

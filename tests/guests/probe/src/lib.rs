@@ -15,6 +15,8 @@
 //!   all; answers how many it made;
 //! - `log?n=N`: logs N lines, each with a newline that tries to start a forged line;
 //! - `context`: `200 {"route_prefix": P, "request_id": ID}`, the request context the host gave;
+//!   with `?own=X`, the response also sets its own `x-request-id: X`;
+//! - `devices?n=N`: opens device `main` N times, keeping every handle; answers how many;
 //! - `bodies?n=N&kb=K`: creates N outgoing responses and writes as much as the host takes,
 //!   up to K KiB, into each one's body without ever sending it, keeping them all; answers how
 //!   many bytes the host took.
@@ -26,7 +28,7 @@ use serde_json::json;
 use waedge_sdk::bindings::wasi::clocks::monotonic_clock;
 use waedge_sdk::bindings::wasi::http::types::{Fields, OutgoingResponse};
 use waedge_sdk::logging::{self, Level};
-use waedge_sdk::{Handler, Request, Response, outbound};
+use waedge_sdk::{Handler, Request, Response, outbound, whatsapp};
 
 struct Probe;
 
@@ -121,7 +123,16 @@ impl Handler for Probe {
                 Response::json(200, &json!({ "logged": n }))
             }
             Some("context") => {
-                Response::json(200, &json!({ "route_prefix": request.route_prefix(), "request_id": request.id() }))
+                let context = json!({ "route_prefix": request.route_prefix(), "request_id": request.id() });
+                match query.get("own") {
+                    Some(own) => Response::json(200, &context).with_header("x-request-id", own),
+                    None => Response::json(200, &context),
+                }
+            }
+            Some("devices") => {
+                let n = query.get("n").and_then(|n| n.parse().ok()).unwrap_or(1u32);
+                let opened: Vec<_> = (0..n).filter_map(|_| whatsapp::open_device("main").ok()).collect();
+                Response::json(200, &json!({ "opened": opened.len() }))
             }
             _ => Response::json(404, &json!({ "error": "no such probe" })),
         }
