@@ -6,11 +6,14 @@
 //! ```no_run
 //! use waedge_sdk::outbound;
 //!
+//! # fn lookup(key: &str, phone: &str) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
 //! let answer = outbound::Request::post("https://crm.example.com/v1/lookups")
 //!     .header("authorization", &format!("Bearer {key}"))
 //!     .json(&serde_json::json!({ "phone": phone }))?
 //!     .send()?;
 //! let record: serde_json::Value = answer.json()?;
+//! # Ok(record)
+//! # }
 //! ```
 //!
 //! A call blocks until the whole response is read, and its time counts toward the request's

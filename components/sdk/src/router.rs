@@ -16,6 +16,8 @@ type Endpoint = Box<dyn Fn(&Request, &Params) -> Result<Response, ErrorClass>>;
 /// segments are ignored on both sides, so `/main/groups/` matches `/:device/groups`.
 ///
 /// ```no_run
+/// use waedge_sdk::{ErrorClass, Params, Request, Response, Router, whatsapp};
+///
 /// fn handle(request: Request) -> Response {
 ///     Router::new()
 ///         .get("/:device/groups", groups)
@@ -27,6 +29,9 @@ type Endpoint = Box<dyn Fn(&Request, &Params) -> Result<Response, ErrorClass>>;
 ///     let groups = whatsapp::open_device(&params["device"])?.list_joined_groups()?;
 ///     Ok(Response::json(200, &serde_json::json!({ "count": groups.len() })))
 /// }
+/// # fn add_note(_: &Request, _: &Params) -> Result<Response, ErrorClass> {
+/// #     Ok(Response::json(201, &serde_json::json!({})))
+/// # }
 /// ```
 #[derive(Default)]
 pub struct Router {
