@@ -1,15 +1,12 @@
 //! Each tenant's budget of guest CPU time.
 //!
-//! Guest code checks the engine's epoch, which a thread bumps every
-//! [`EPOCH_TICK`](super::engine::EPOCH_TICK); at every tick a guest is found running, its
-//! store yields to tokio and its tenant is charged one tick of CPU time. A guest that runs
-//! for less than a tick is charged a whole one as often as it is running when a tick comes:
-//! in proportion to its CPU time, on average.
-//!
-//! A guest waiting on the host (WhatsApp, an outbound request) is not running, but its epoch
-//! deadline goes by meanwhile, so it is called back as soon as it runs again. Only a call back
-//! within [`RUNNING_GAP`] of the guest's previous one (or of its request's start, or of the
-//! end of a wait for the budget) is charged: a longer gap is time spent waiting.
+//! A guest is charged the time it runs: from entering the component, returning from a host
+//! call, or resuming after a yield, until it calls the host, returns, or yields. wasmtime's
+//! call hooks mark the calls and returns, and the epoch callback, which every
+//! [`EPOCH_TICK`](super::engine::EPOCH_TICK) finds a running guest and makes it yield to tokio,
+//! charges what it ran since (a [`Running`] clock, set again when the guest is polled after
+//! its yield). Time spent waiting on the host (WhatsApp, an outbound request) or queued
+//! behind other tasks on tokio's workers is not the guest's and is never charged.
 //!
 //! The budget is a rate: `cpu_millicores` thousandths of a core, for all the tenant's
 //! requests together, of which up to [`BURST`]'s worth may be spent at once. A guest whose
@@ -19,15 +16,12 @@
 //! theirs. Requests that wait past their deadline end as timeouts of the tenant's own
 //! component, never of anyone else's.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[cfg(test)]
 use super::engine::EPOCH_TICK;
-
-/// A guest called back within this time of its previous tick has been running since, and is
-/// charged; after a longer gap it was waiting on the host, and is not.
-pub const RUNNING_GAP: Duration = Duration::from_millis(EPOCH_TICK.as_millis() as u64 * 3 / 2);
 
 /// How far ahead of its rate a tenant may run before its guests are slowed down: a second's
 /// worth of its rate (a second of CPU time at one core, a tenth of one at 100 millicores).
@@ -40,7 +34,7 @@ pub struct CpuBudget {
     /// tenant that has used less than its share has it in the past.
     paid_off: Mutex<Instant>,
     millicores: AtomicU64,
-    charged_ticks: AtomicU64,
+    charged_nanos: AtomicU64,
     throttled_micros: AtomicU64,
 }
 
@@ -59,7 +53,7 @@ impl CpuBudget {
         CpuBudget {
             paid_off: Mutex::new(Instant::now()),
             millicores: AtomicU64::new(u64::from(millicores.max(1))),
-            charged_ticks: AtomicU64::new(0),
+            charged_nanos: AtomicU64::new(0),
             throttled_micros: AtomicU64::new(0),
         }
     }
@@ -69,15 +63,22 @@ impl CpuBudget {
         self.millicores.store(u64::from(millicores.max(1)), Ordering::Relaxed);
     }
 
-    /// Charges one tick of a guest found running at `now`; returns how long that guest must
-    /// wait before it runs on (zero while the tenant is within its budget).
-    pub fn charge(&self, now: Instant) -> Duration {
-        self.charged_ticks.fetch_add(1, Ordering::Relaxed);
-        let cost = EPOCH_TICK * 1000 / self.millicores.load(Ordering::Relaxed) as u32;
+    /// Charges `ran`, time a guest ran, at `now`.
+    pub fn charge(&self, now: Instant, ran: Duration) {
+        if ran.is_zero() {
+            return;
+        }
+        self.charged_nanos.fetch_add(ran.as_nanos() as u64, Ordering::Relaxed);
+        let cost = ran * 1000 / self.millicores.load(Ordering::Relaxed) as u32;
         let mut paid_off = self.paid_off.lock().unwrap_or_else(|p| p.into_inner());
         *paid_off = (*paid_off).max(now) + cost;
+    }
+
+    /// How long a guest of the tenant must wait at `now` before it runs on: zero while the
+    /// tenant is within its budget (and its burst).
+    pub fn wait(&self, now: Instant) -> Duration {
+        let paid_off = *self.paid_off.lock().unwrap_or_else(|p| p.into_inner());
         let wait = paid_off.saturating_duration_since(now).saturating_sub(BURST);
-        drop(paid_off);
         if !wait.is_zero() {
             self.throttled_micros.fetch_add(wait.as_micros() as u64, Ordering::Relaxed);
         }
@@ -87,9 +88,28 @@ impl CpuBudget {
     /// What the tenant's guests have used so far.
     pub fn used(&self) -> CpuUse {
         CpuUse {
-            seconds: self.charged_ticks.load(Ordering::Relaxed) as f64 * EPOCH_TICK.as_secs_f64(),
+            seconds: self.charged_nanos.load(Ordering::Relaxed) as f64 / 1e9,
             throttled_seconds: self.throttled_micros.load(Ordering::Relaxed) as f64 / 1e6,
         }
+    }
+}
+
+/// When a guest last started running, while it runs: shared between its store (the call hooks
+/// and the epoch callback) and the future it yields on, which sets it when the guest is polled
+/// again.
+#[derive(Debug, Clone, Default)]
+pub struct Running(Arc<Mutex<Option<Instant>>>);
+
+impl Running {
+    /// The guest runs from `now` on.
+    pub fn resume(&self, now: Instant) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
+    }
+
+    /// The guest stops running at `now`; returns how long it ran (zero if it was not running).
+    pub fn pause(&self, now: Instant) -> Duration {
+        let since = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        since.map_or(Duration::ZERO, |since| now.saturating_duration_since(since))
     }
 }
 
@@ -99,7 +119,18 @@ mod tests {
 
     /// Ticks charged at `now` until the first that has to wait.
     fn free_ticks(budget: &CpuBudget, now: Instant) -> u32 {
-        (0..).take_while(|_| budget.charge(now).is_zero()).count() as u32
+        (0..)
+            .take_while(|_| {
+                budget.charge(now, EPOCH_TICK);
+                budget.wait(now).is_zero()
+            })
+            .count() as u32
+    }
+
+    /// Charges one tick at `now` and answers the wait.
+    fn tick(budget: &CpuBudget, now: Instant) -> Duration {
+        budget.charge(now, EPOCH_TICK);
+        budget.wait(now)
     }
 
     #[test]
@@ -109,7 +140,7 @@ mod tests {
         // One core: a tick costs a tick; a second of burst is 100 ticks.
         assert_eq!(free_ticks(&budget, start), 100);
         // The 101st tick was charged too (it waits one tick); the 102nd waits two.
-        assert_eq!(budget.charge(start), 2 * EPOCH_TICK);
+        assert_eq!(tick(&budget, start), 2 * EPOCH_TICK);
         // Once paid off, the full burst is there again.
         assert_eq!(free_ticks(&budget, start + 2 * BURST), 100);
     }
@@ -122,9 +153,9 @@ mod tests {
         assert_eq!(free_ticks(&quarter, start), 25);
         // Sustained, one tick in every four never waits; one in three soon does.
         let later = start + 10 * BURST;
-        assert!((0..1000).all(|i| quarter.charge(later + i * 4 * EPOCH_TICK).is_zero()));
+        assert!((0..1000).all(|i| tick(&quarter, later + i * 4 * EPOCH_TICK).is_zero()));
         let later = later + 100 * BURST;
-        assert!(!(0..1000).all(|i| quarter.charge(later + i * 3 * EPOCH_TICK).is_zero()));
+        assert!(!(0..1000).all(|i| tick(&quarter, later + i * 3 * EPOCH_TICK).is_zero()));
         quarter.set_millicores(2000);
         assert_eq!(free_ticks(&quarter, later + 100 * BURST), 200, "two cores: 200 ticks in a second of burst");
     }
@@ -137,5 +168,23 @@ mod tests {
         let used = budget.used();
         assert_eq!(used.seconds, 101.0 * EPOCH_TICK.as_secs_f64(), "101 ticks charged");
         assert_eq!(used.throttled_seconds, EPOCH_TICK.as_secs_f64());
+    }
+
+    #[test]
+    fn a_guest_is_charged_only_while_it_runs() {
+        let running = Running::default();
+        let start = Instant::now();
+        assert_eq!(running.pause(start), Duration::ZERO, "not running yet");
+        running.resume(start);
+        assert_eq!(running.pause(start + Duration::from_millis(3)), Duration::from_millis(3));
+        // Waiting on the host, or queued after a yield: not running, so nothing to charge.
+        assert_eq!(running.pause(start + Duration::from_millis(500)), Duration::ZERO);
+        running.resume(start + Duration::from_millis(500));
+        assert_eq!(running.pause(start + Duration::from_millis(510)), Duration::from_millis(10));
+        let budget = CpuBudget::new(1000);
+        budget.charge(start, Duration::ZERO);
+        assert_eq!(budget.used().seconds, 0.0);
+        budget.charge(start, Duration::from_millis(3));
+        assert_eq!(budget.used().seconds, 0.003);
     }
 }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use wasmtime::Store;
+use wasmtime::{CallHook, Store};
 use wasmtime_wasi_http::p2::bindings::Proxy;
 
 use super::HandlerComponent;
@@ -157,28 +157,44 @@ impl Drop for InstancePool {
 fn new_store(component: &HandlerComponent, share: &Arc<Share>, state: RequestState) -> Store<RequestState> {
     let mut store = Store::new(component.pre.engine(), state);
     store.limiter(RequestState::limits);
+    // The guest runs between entering (or a host call returning) and calling the host (or
+    // returning); what it ran is charged when it returns and at every tick (see `cpu`).
+    let hook_share = share.clone();
+    store.call_hook(move |mut store, hook| {
+        let now = Instant::now();
+        let state = store.data_mut();
+        match hook {
+            CallHook::CallingWasm | CallHook::ReturningFromHost => state.resume(now),
+            CallHook::CallingHost => state.pause(now),
+            CallHook::ReturningFromWasm => hook_share.cpu().charge(now, state.take_ran(now)),
+        }
+        Ok(())
+    });
     let share = share.clone();
-    // On every tick: stop at the request's deadline; else charge the tick (see `cpu`) and
-    // yield to tokio, for as long as the tenant is over its CPU budget (never past the
-    // deadline).
+    // On every tick: stop at the request's deadline; else charge what the guest ran and yield
+    // to tokio, for as long as the tenant is over its CPU budget (never past the deadline).
+    // The guest runs again when tokio polls it, not before.
     store.epoch_deadline_callback(move |mut store| {
         let state = store.data_mut();
         let (deadline, now) = (state.deadline(), Instant::now());
         if now >= deadline {
             return Ok(wasmtime::UpdateDeadline::Interrupt);
         }
-        let wait = if now.saturating_duration_since(state.ticked()) <= super::cpu::RUNNING_GAP {
-            share.cpu().charge(now)
-        } else {
-            Duration::ZERO
-        };
-        state.tick(now + wait);
-        Ok(if wait.is_zero() {
-            wasmtime::UpdateDeadline::Yield(1)
-        } else {
-            let until = (now + wait).min(deadline);
-            wasmtime::UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep_until(until.into())))
-        })
+        let cpu = share.cpu();
+        cpu.charge(now, state.take_ran(now));
+        let until = (now + cpu.wait(now)).min(deadline);
+        let running = state.running().clone();
+        Ok(wasmtime::UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(async move {
+                if until > now {
+                    tokio::time::sleep_until(until.into()).await;
+                } else {
+                    tokio::task::yield_now().await;
+                }
+                running.resume(Instant::now());
+            }),
+        ))
     });
     store
 }

@@ -1,12 +1,13 @@
 //! The store data of a component instance: what the request it is serving may reach.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use super::cpu::Running;
 use super::limiter::Limiter;
 use crate::capability::{Capabilities, CapabilitiesView, outbound::OutboundPolicy};
 use crate::limits::Limits;
@@ -35,9 +36,10 @@ pub struct RequestState {
     table: ResourceTable,
     limiter: Limiter,
     outbound: OutboundPolicy,
-    /// When the guest last got an epoch tick, or the request started (see
-    /// [`cpu`](super::cpu)).
-    ticked: Instant,
+    /// Since when the guest runs, while it does (see [`cpu`](super::cpu)).
+    running: Running,
+    /// What the guest ran since it was last charged.
+    ran: Duration,
     /// The tenant-scoped host capabilities.
     pub capabilities: Capabilities,
 }
@@ -54,7 +56,8 @@ impl RequestState {
             table,
             limiter: Limiter::new(limits),
             outbound,
-            ticked: Instant::now(),
+            running: Running::default(),
+            ran: Duration::ZERO,
             capabilities,
         }
     }
@@ -65,7 +68,6 @@ impl RequestState {
         self.capabilities = capabilities;
         self.outbound = outbound;
         self.http = http_ctx();
-        self.ticked = Instant::now();
     }
 
     /// Whether the component holds no resource (stream, request, response, …) any more, so
@@ -79,14 +81,26 @@ impl RequestState {
         &mut self.limiter
     }
 
-    /// When the guest last got an epoch tick (or, before its first, when the request started).
-    pub fn ticked(&self) -> Instant {
-        self.ticked
+    /// The guest's running clock, for the future it resumes on after a yield.
+    pub fn running(&self) -> &Running {
+        &self.running
     }
 
-    /// Records an epoch tick of the guest; `at` is when it runs on.
-    pub fn tick(&mut self, at: Instant) {
-        self.ticked = at;
+    /// The guest starts running at `now` (it is entered, or a host call returns to it).
+    pub fn resume(&mut self, now: Instant) {
+        self.running.resume(now);
+    }
+
+    /// The guest stops running at `now` (it calls the host, or returns); what it ran is
+    /// added to what is to be charged.
+    pub fn pause(&mut self, now: Instant) {
+        self.ran += self.running.pause(now);
+    }
+
+    /// What the guest ran until `now`, since it was last charged: taken, to be charged.
+    pub fn take_ran(&mut self, now: Instant) -> Duration {
+        self.pause(now);
+        std::mem::take(&mut self.ran)
     }
 
     /// When this request's budget runs out.
