@@ -1,12 +1,13 @@
 //! Each tenant's budget of guest CPU time.
 //!
-//! A guest is charged the time it runs: from entering the component, returning from a host
-//! call, or resuming after a yield, until it calls the host, returns, or yields. wasmtime's
-//! call hooks mark the calls and returns, and the epoch callback, which every
-//! [`EPOCH_TICK`](super::engine::EPOCH_TICK) finds a running guest and makes it yield to tokio,
-//! charges what it ran since (a [`Running`] clock, set again when the guest is polled after
-//! its yield). Time spent waiting on the host (WhatsApp, an outbound request) or queued
-//! behind other tasks on tokio's workers is not the guest's and is never charged.
+//! A guest is charged the time it runs: from entering the component or returning from a host
+//! call until it calls the host or returns. wasmtime's call hooks mark those moments, the
+//! epoch callback (which every [`EPOCH_TICK`](super::engine::EPOCH_TICK) finds a running
+//! guest and makes it yield to tokio) being a host call like any other; what a guest ran is
+//! charged at every tick and when its request returns. Time spent waiting on the host
+//! (WhatsApp, an outbound request) or queued behind other tasks on tokio's workers after a
+//! yield is not the guest's and is never charged. The time the host itself spends in a
+//! guest's calls is not charged either.
 //!
 //! The budget is a rate: `cpu_millicores` thousandths of a core, for all the tenant's
 //! requests together, of which up to [`BURST`]'s worth may be spent at once. A guest whose
@@ -16,8 +17,8 @@
 //! theirs. Requests that wait past their deadline end as timeouts of the tenant's own
 //! component, never of anyone else's.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[cfg(test)]
@@ -74,11 +75,12 @@ impl CpuBudget {
         *paid_off = (*paid_off).max(now) + cost;
     }
 
-    /// How long a guest of the tenant must wait at `now` before it runs on: zero while the
-    /// tenant is within its budget (and its burst).
-    pub fn wait(&self, now: Instant) -> Duration {
+    /// How long a guest of the tenant must wait at `now` before it runs (on): zero while the
+    /// tenant is within its budget (and its burst), and never past the request's `deadline`.
+    pub fn wait(&self, now: Instant, deadline: Instant) -> Duration {
         let paid_off = *self.paid_off.lock().unwrap_or_else(|p| p.into_inner());
-        let wait = paid_off.saturating_duration_since(now).saturating_sub(BURST);
+        let wait =
+            paid_off.saturating_duration_since(now).saturating_sub(BURST).min(deadline.saturating_duration_since(now));
         if !wait.is_zero() {
             self.throttled_micros.fetch_add(wait.as_micros() as u64, Ordering::Relaxed);
         }
@@ -94,25 +96,6 @@ impl CpuBudget {
     }
 }
 
-/// When a guest last started running, while it runs: shared between its store (the call hooks
-/// and the epoch callback) and the future it yields on, which sets it when the guest is polled
-/// again.
-#[derive(Debug, Clone, Default)]
-pub struct Running(Arc<Mutex<Option<Instant>>>);
-
-impl Running {
-    /// The guest runs from `now` on.
-    pub fn resume(&self, now: Instant) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
-    }
-
-    /// The guest stops running at `now`; returns how long it ran (zero if it was not running).
-    pub fn pause(&self, now: Instant) -> Duration {
-        let since = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
-        since.map_or(Duration::ZERO, |since| now.saturating_duration_since(since))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,7 +105,7 @@ mod tests {
         (0..)
             .take_while(|_| {
                 budget.charge(now, EPOCH_TICK);
-                budget.wait(now).is_zero()
+                budget.wait(now, now + 100 * BURST).is_zero()
             })
             .count() as u32
     }
@@ -130,7 +113,7 @@ mod tests {
     /// Charges one tick at `now` and answers the wait.
     fn tick(budget: &CpuBudget, now: Instant) -> Duration {
         budget.charge(now, EPOCH_TICK);
-        budget.wait(now)
+        budget.wait(now, now + 100 * BURST)
     }
 
     #[test]
@@ -171,20 +154,17 @@ mod tests {
     }
 
     #[test]
-    fn a_guest_is_charged_only_while_it_runs() {
-        let running = Running::default();
-        let start = Instant::now();
-        assert_eq!(running.pause(start), Duration::ZERO, "not running yet");
-        running.resume(start);
-        assert_eq!(running.pause(start + Duration::from_millis(3)), Duration::from_millis(3));
-        // Waiting on the host, or queued after a yield: not running, so nothing to charge.
-        assert_eq!(running.pause(start + Duration::from_millis(500)), Duration::ZERO);
-        running.resume(start + Duration::from_millis(500));
-        assert_eq!(running.pause(start + Duration::from_millis(510)), Duration::from_millis(10));
+    fn charges_are_in_time_and_waits_end_at_the_deadline() {
         let budget = CpuBudget::new(1000);
+        let start = Instant::now();
         budget.charge(start, Duration::ZERO);
         assert_eq!(budget.used().seconds, 0.0);
         budget.charge(start, Duration::from_millis(3));
         assert_eq!(budget.used().seconds, 0.003);
+        // Two seconds of running at once: one past the burst, but the deadline is sooner.
+        budget.charge(start, Duration::from_secs(2));
+        let deadline = start + Duration::from_millis(300);
+        assert_eq!(budget.wait(start, deadline), Duration::from_millis(300));
+        assert_eq!(budget.used().throttled_seconds, 0.3, "the wait counted as it is taken");
     }
 }

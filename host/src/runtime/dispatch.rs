@@ -88,6 +88,15 @@ pub async fn dispatch(
     let deadline = capabilities.deadline;
     // Bound before the instance, so it is returned after the instance is dropped or kept.
     let _slot = slot;
+    // A tenant over its CPU budget waits before its guest runs at all, not only at its ticks.
+    let now = Instant::now();
+    let wait = pool.share().cpu().wait(now, deadline);
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+        if now + wait >= deadline {
+            return Err(DispatchError::Timeout);
+        }
+    }
     let mut instance = pool.take(capabilities, outbound);
     instance.store.set_epoch_deadline(1);
     let (sender, receiver) = oneshot::channel();

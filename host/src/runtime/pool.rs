@@ -158,22 +158,28 @@ fn new_store(component: &HandlerComponent, share: &Arc<Share>, state: RequestSta
     let mut store = Store::new(component.pre.engine(), state);
     store.limiter(RequestState::limits);
     // The guest runs between entering (or a host call returning) and calling the host (or
-    // returning); what it ran is charged when it returns and at every tick (see `cpu`).
+    // returning); what it ran is charged when the outermost call returns and at every tick
+    // (see `cpu`).
     let hook_share = share.clone();
     store.call_hook(move |mut store, hook| {
         let now = Instant::now();
         let state = store.data_mut();
         match hook {
-            CallHook::CallingWasm | CallHook::ReturningFromHost => state.resume(now),
+            CallHook::CallingWasm => state.entered(now),
+            CallHook::ReturningFromHost => state.resume(now),
             CallHook::CallingHost => state.pause(now),
-            CallHook::ReturningFromWasm => hook_share.cpu().charge(now, state.take_ran(now)),
+            CallHook::ReturningFromWasm => {
+                if let Some(ran) = state.left(now) {
+                    hook_share.cpu().charge(now, ran);
+                }
+            }
         }
         Ok(())
     });
     let share = share.clone();
-    // On every tick: stop at the request's deadline; else charge what the guest ran and yield
-    // to tokio, for as long as the tenant is over its CPU budget (never past the deadline).
-    // The guest runs again when tokio polls it, not before.
+    // On every tick (a host call: the guest's clock is stopped): stop at the request's
+    // deadline; else charge what the guest ran and yield to tokio, for as long as the tenant
+    // is over its CPU budget. A wait that ends at the deadline ends the request there.
     store.epoch_deadline_callback(move |mut store| {
         let state = store.data_mut();
         let (deadline, now) = (state.deadline(), Instant::now());
@@ -181,20 +187,15 @@ fn new_store(component: &HandlerComponent, share: &Arc<Share>, state: RequestSta
             return Ok(wasmtime::UpdateDeadline::Interrupt);
         }
         let cpu = share.cpu();
-        cpu.charge(now, state.take_ran(now));
-        let until = (now + cpu.wait(now)).min(deadline);
-        let running = state.running().clone();
-        Ok(wasmtime::UpdateDeadline::YieldCustom(
-            1,
-            Box::pin(async move {
-                if until > now {
-                    tokio::time::sleep_until(until.into()).await;
-                } else {
-                    tokio::task::yield_now().await;
-                }
-                running.resume(Instant::now());
-            }),
-        ))
+        cpu.charge(now, state.take_ran());
+        let wait = cpu.wait(now, deadline);
+        Ok(if wait.is_zero() {
+            wasmtime::UpdateDeadline::Yield(1)
+        } else {
+            // Past the wait, the next check calls back at once if the deadline has come.
+            let ticks = if now + wait >= deadline { 0 } else { 1 };
+            wasmtime::UpdateDeadline::YieldCustom(ticks, Box::pin(tokio::time::sleep(wait)))
+        })
     });
     store
 }

@@ -7,7 +7,6 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::cpu::Running;
 use super::limiter::Limiter;
 use crate::capability::{Capabilities, CapabilitiesView, outbound::OutboundPolicy};
 use crate::limits::Limits;
@@ -37,9 +36,11 @@ pub struct RequestState {
     limiter: Limiter,
     outbound: OutboundPolicy,
     /// Since when the guest runs, while it does (see [`cpu`](super::cpu)).
-    running: Running,
+    running: Option<Instant>,
     /// What the guest ran since it was last charged.
     ran: Duration,
+    /// How deep the host is in calls into the guest (a host call's result may call back in).
+    depth: u32,
     /// The tenant-scoped host capabilities.
     pub capabilities: Capabilities,
 }
@@ -56,8 +57,9 @@ impl RequestState {
             table,
             limiter: Limiter::new(limits),
             outbound,
-            running: Running::default(),
+            running: None,
             ran: Duration::ZERO,
+            depth: 0,
             capabilities,
         }
     }
@@ -68,6 +70,7 @@ impl RequestState {
         self.capabilities = capabilities;
         self.outbound = outbound;
         self.http = http_ctx();
+        (self.running, self.ran, self.depth) = (None, Duration::ZERO, 0);
     }
 
     /// Whether the component holds no resource (stream, request, response, …) any more, so
@@ -81,25 +84,35 @@ impl RequestState {
         &mut self.limiter
     }
 
-    /// The guest's running clock, for the future it resumes on after a yield.
-    pub fn running(&self) -> &Running {
-        &self.running
+    /// The host calls into the guest at `now`.
+    pub fn entered(&mut self, now: Instant) {
+        self.depth += 1;
+        self.resume(now);
     }
 
-    /// The guest starts running at `now` (it is entered, or a host call returns to it).
-    pub fn resume(&mut self, now: Instant) {
-        self.running.resume(now);
-    }
-
-    /// The guest stops running at `now` (it calls the host, or returns); what it ran is
-    /// added to what is to be charged.
-    pub fn pause(&mut self, now: Instant) {
-        self.ran += self.running.pause(now);
-    }
-
-    /// What the guest ran until `now`, since it was last charged: taken, to be charged.
-    pub fn take_ran(&mut self, now: Instant) -> Duration {
+    /// The guest returns to the host at `now`; when that ends the outermost call, what it ran
+    /// since it was last charged, to be charged.
+    pub fn left(&mut self, now: Instant) -> Option<Duration> {
         self.pause(now);
+        self.depth = self.depth.saturating_sub(1);
+        (self.depth == 0).then(|| std::mem::take(&mut self.ran))
+    }
+
+    /// A host call returns to the guest at `now`: it runs again.
+    pub fn resume(&mut self, now: Instant) {
+        self.running = Some(now);
+    }
+
+    /// The guest calls the host at `now`: what it ran is added to what is to be charged.
+    pub fn pause(&mut self, now: Instant) {
+        if let Some(since) = self.running.take() {
+            self.ran += now.saturating_duration_since(since);
+        }
+    }
+
+    /// What the guest ran since it was last charged, taken to be charged (at an epoch tick:
+    /// the guest is in the epoch callback, a host call).
+    pub fn take_ran(&mut self) -> Duration {
         std::mem::take(&mut self.ran)
     }
 

@@ -47,8 +47,12 @@ async fn gateway_with_a_tenth_of_a_core_for_globex(timeout_ms: u64) -> Arc<TestG
 /// How many of globex's requests spin at once: sixteen per worker of the test's runtime.
 const SPINNERS: usize = 64;
 
+/// The tests of this file take turns: each measures the whole process's CPU time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tenant_over_its_cpu_budget_is_slowed_down_and_the_others_are_not() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     // globex's probe spins for the whole of its 3 s deadline.
     let gw = gateway_with_a_tenth_of_a_core_for_globex(3000).await;
 
@@ -97,6 +101,7 @@ async fn a_tenant_over_its_cpu_budget_is_slowed_down_and_the_others_are_not() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn time_a_guest_spends_waiting_on_the_host_is_not_charged() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let gw = gateway_with_a_tenth_of_a_core_for_globex(5000).await;
     // Thirty requests that each wait 300 ms in a host call, and compute next to nothing.
     // Charged a tick each for the wait (its epoch deadline goes by meanwhile), they would
