@@ -137,6 +137,9 @@ impl Params {
 /// # Panics
 ///
 /// When the pattern has no parameter of that name: a mistake in the route, not the request.
+/// `params["device"]`: the parameter of that name. Panics — the guest traps and the request
+/// gets a 500 — when the route's pattern has no such parameter: a bug in the plugin, not in
+/// the request. [`Params::get`] answers `None` instead.
 impl Index<&str> for Params {
     type Output = str;
 
