@@ -1,10 +1,10 @@
 //! The host side of the interfaces a component imports, each scoped to the calling tenant.
 //!
 //! A component never names its tenant: the [`scope::Scope`] of [`Capabilities`] is the tenant
-//! the request was routed to, and all a host interface can reach of it. Like `wasmtime-wasi-http`, the interfaces are
-//! linked into any store data `T` by [`add_to_linker`] with a getter that returns a
-//! [`CapabilitiesView`]: the request's capabilities and the store's resource table. Every
-//! interface lives in its own module:
+//! the request was routed to, and all a host interface can reach of it. Like
+//! `wasmtime-wasi-http`, the interfaces are linked into any store data `T` by [`add_to_linker`]
+//! with a getter that returns a [`CapabilitiesView`]: the request's capabilities and the
+//! store's resource table. Every interface lives in its own module:
 //!
 //! - [`whatsapp`]: WhatsApp queries on the tenant's devices, opened as `device` resources;
 //! - [`auth`]: verifying the tenant's API tokens;

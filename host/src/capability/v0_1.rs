@@ -6,11 +6,14 @@
 //! and `logging` interfaces (now `wasi:config/store` and `wasi:logging`) and a `tenant` in
 //! the principal. Everything else is the same shape under another package version.
 
+use std::sync::Arc;
+
 use wasmtime::component::Linker;
 
-use super::{CapabilitiesView, HasCapabilities};
+use super::{Capabilities, CapabilitiesView, HasCapabilities};
 use crate::bindings::v0_1::{auth, config, logging, types, whatsapp};
 use crate::bindings::{self, types as current};
+use crate::device::DeviceSession;
 
 /// Links contract 0.1.0's interfaces into `linker`.
 pub(super) fn add_to_linker<T: Send + 'static>(
@@ -26,6 +29,13 @@ pub(super) fn add_to_linker<T: Send + 'static>(
 
 impl types::Host for CapabilitiesView<'_> {}
 
+impl CapabilitiesView<'_> {
+    /// The capabilities and the tenant's session for `device`, or 0.1.0's error.
+    fn device(&self, device: &str) -> Result<(&Capabilities, Arc<dyn DeviceSession>), types::Error> {
+        Ok((&*self.capabilities, self.capabilities.session(device).map_err(error)?))
+    }
+}
+
 impl whatsapp::Host for CapabilitiesView<'_> {
     async fn list_devices(&mut self) -> Vec<types::DeviceStatus> {
         self.capabilities.scope.devices().map(|session| status(session.status())).collect()
@@ -36,8 +46,7 @@ impl whatsapp::Host for CapabilitiesView<'_> {
     }
 
     async fn get_user_info(&mut self, device: String, jids: Vec<String>) -> Result<Vec<types::UserInfo>, types::Error> {
-        let caps = &*self.capabilities;
-        let session = caps.session(&device).map_err(error)?;
+        let (caps, session) = self.device(&device)?;
         let infos = caps.user_info(&*session, &jids).await.map_err(error)?;
         Ok(infos.into_iter().map(user_info).collect())
     }
@@ -48,8 +57,7 @@ impl whatsapp::Host for CapabilitiesView<'_> {
         jid: String,
         preview: bool,
     ) -> Result<Option<types::ProfilePicture>, types::Error> {
-        let caps = &*self.capabilities;
-        let session = caps.session(&device).map_err(error)?;
+        let (caps, session) = self.device(&device)?;
         let picture = caps.profile_picture(&*session, &jid, preview).await.map_err(error)?;
         Ok(picture.map(|p| types::ProfilePicture { id: p.id, url: p.url, direct_path: p.direct_path }))
     }
@@ -59,8 +67,7 @@ impl whatsapp::Host for CapabilitiesView<'_> {
         device: String,
         jid: String,
     ) -> Result<Option<types::BusinessProfile>, types::Error> {
-        let caps = &*self.capabilities;
-        let session = caps.session(&device).map_err(error)?;
+        let (caps, session) = self.device(&device)?;
         Ok(caps.business_profile(&*session, &jid).await.map_err(error)?.map(business_profile))
     }
 
@@ -69,8 +76,7 @@ impl whatsapp::Host for CapabilitiesView<'_> {
         device: String,
         jid: String,
     ) -> Result<Option<types::LidMapping>, types::Error> {
-        let caps = &*self.capabilities;
-        let session = caps.session(&device).map_err(error)?;
+        let (caps, session) = self.device(&device)?;
         let mapping = caps.lid_mapping(&*session, &jid).await.map_err(error)?;
         Ok(mapping.map(|m| types::LidMapping { lid: m.lid, phone_jid: m.phone_jid }))
     }
@@ -80,8 +86,7 @@ impl whatsapp::Host for CapabilitiesView<'_> {
         device: String,
         jids: Vec<String>,
     ) -> Result<Vec<types::OnWhatsapp>, types::Error> {
-        let caps = &*self.capabilities;
-        let session = caps.session(&device).map_err(error)?;
+        let (caps, session) = self.device(&device)?;
         let answers = caps.is_on_whatsapp(&*session, &jids).await.map_err(error)?;
         Ok(answers
             .into_iter()
@@ -96,20 +101,17 @@ impl whatsapp::Host for CapabilitiesView<'_> {
     }
 
     async fn list_joined_groups(&mut self, device: String) -> Result<Vec<types::Group>, types::Error> {
-        let caps = &*self.capabilities;
-        let session = caps.session(&device).map_err(error)?;
+        let (caps, session) = self.device(&device)?;
         Ok(caps.joined_groups(&*session).await.map_err(error)?.into_iter().map(group).collect())
     }
 
     async fn get_group_info(&mut self, device: String, jid: String) -> Result<types::Group, types::Error> {
-        let caps = &*self.capabilities;
-        let session = caps.session(&device).map_err(error)?;
+        let (caps, session) = self.device(&device)?;
         caps.group_info(&*session, &jid).await.map(group).map_err(error)
     }
 
     async fn get_contact(&mut self, device: String, jid: String) -> Result<Option<types::Contact>, types::Error> {
-        let caps = &*self.capabilities;
-        let session = caps.session(&device).map_err(error)?;
+        let (caps, session) = self.device(&device)?;
         let contact = caps.contact(&*session, &jid).await.map_err(error)?;
         Ok(contact.map(|c| types::Contact {
             jid: c.jid,
