@@ -20,9 +20,9 @@ use http::StatusCode;
 use http::request::Parts;
 use hyper::Response;
 use serde::Serialize;
+use waedge_contract::types::{Error, ProfileExtras};
 use waedge_jid::Jid;
 
-use crate::bindings::types::{Error, ProfileExtras};
 use crate::body::ResponseBody;
 use crate::capability::Capabilities;
 use crate::gateway::{error, json_response};

@@ -26,7 +26,6 @@ pub mod admin;
 pub mod app;
 #[cfg(feature = "bench")]
 pub mod bench;
-pub mod bindings;
 pub mod body;
 pub mod capability;
 pub mod cli;

@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["device"],
     &["config"],
     &["store"],
-    &["bindings", "body", "limits", "memory", "qr", "rate", "telemetry", "token"],
+    &["body", "limits", "memory", "qr", "rate", "telemetry", "token"],
 ];
 
 /// The layer of a top-level module.

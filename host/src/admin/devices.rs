@@ -10,10 +10,10 @@ use http_body_util::channel::Channel;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::watch;
+use waedge_contract::types::DeviceState;
 
 use super::link::{LinkState, first_news};
 use super::{Admin, Answer, Call, Failure, json, no_content, no_endpoint, respond};
-use crate::bindings::types::DeviceState;
 use crate::device::is_terminal;
 use crate::store::DeviceRecord;
 use crate::store::devices::recorded_state;

@@ -1,7 +1,8 @@
 //! `waedge:gateway/auth`: verifying API tokens of the calling tenant only.
 
+use waedge_contract::auth::{Host, Principal};
+
 use super::{Capabilities, CapabilitiesView};
-use crate::bindings::auth::{Host, Principal};
 use crate::token::TokenHash;
 
 impl Capabilities {

@@ -3,8 +3,9 @@
 //! The settings live in the tenant's snapshot, so reading them never fails: the interface's
 //! `error` is never returned.
 
+use waedge_contract::config::{Error, Host};
+
 use super::CapabilitiesView;
-use crate::bindings::config::{Error, Host};
 
 impl Host for CapabilitiesView<'_> {
     async fn get(&mut self, key: String) -> Result<Option<String>, Error> {

@@ -15,9 +15,9 @@
 
 use std::fmt::Write;
 use std::sync::Arc;
+use waedge_contract::logging::{Host, Level};
 
 use super::CapabilitiesView;
-use crate::bindings::logging::{Host, Level};
 use crate::rate::TokenBucket;
 use crate::telemetry::violation::Reporter;
 

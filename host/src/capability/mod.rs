@@ -28,7 +28,6 @@ use std::time::Instant;
 
 use wasmtime::component::{HasData, Linker, ResourceTable};
 
-use crate::bindings;
 use scope::Scope;
 
 /// What one request's component may reach: its tenant, its deadline, its share of the log
@@ -75,14 +74,14 @@ pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     view: fn(&mut T) -> CapabilitiesView<'_>,
 ) -> wasmtime::Result<()> {
-    bindings::types::add_to_linker::<_, HasCapabilities>(linker, view)?;
-    bindings::whatsapp::add_to_linker::<_, HasCapabilities>(linker, view)?;
-    bindings::auth::add_to_linker::<_, HasCapabilities>(linker, view)?;
-    bindings::request_context::add_to_linker::<_, HasCapabilities>(linker, view)?;
-    bindings::config::add_to_linker::<_, HasCapabilities>(linker, view)?;
-    bindings::logging::add_to_linker::<_, HasCapabilities>(linker, view)?;
+    waedge_contract::types::add_to_linker::<_, HasCapabilities>(linker, view)?;
+    waedge_contract::whatsapp::add_to_linker::<_, HasCapabilities>(linker, view)?;
+    waedge_contract::auth::add_to_linker::<_, HasCapabilities>(linker, view)?;
+    waedge_contract::request_context::add_to_linker::<_, HasCapabilities>(linker, view)?;
+    waedge_contract::config::add_to_linker::<_, HasCapabilities>(linker, view)?;
+    waedge_contract::logging::add_to_linker::<_, HasCapabilities>(linker, view)?;
     v0_1::add_to_linker(linker, view)
 }
 
 /// `waedge:gateway/types` declares only types; linking it gives components the instance.
-impl bindings::types::Host for CapabilitiesView<'_> {}
+impl waedge_contract::types::Host for CapabilitiesView<'_> {}

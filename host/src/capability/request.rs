@@ -1,9 +1,9 @@
 //! `waedge:gateway/request-context`: what a component may know of the request it serves.
 
 use std::sync::Arc;
+use waedge_contract::request_context::Host;
 
 use super::CapabilitiesView;
-use crate::bindings::request_context::Host;
 
 /// The request's id and the prefix of the route it took.
 #[derive(Debug, Clone)]

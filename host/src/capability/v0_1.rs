@@ -8,11 +8,11 @@
 
 use std::sync::Arc;
 
+use waedge_contract::types as current;
+use waedge_contract::v0_1::{auth, config, logging, types, whatsapp};
 use wasmtime::component::Linker;
 
 use super::{Capabilities, CapabilitiesView, HasCapabilities};
-use crate::bindings::v0_1::{auth, config, logging, types, whatsapp};
-use crate::bindings::{self, types as current};
 use crate::device::DeviceSession;
 
 /// Links contract 0.1.0's interfaces into `linker`.
@@ -136,17 +136,17 @@ impl auth::Host for CapabilitiesView<'_> {
 
 impl config::Host for CapabilitiesView<'_> {
     async fn get(&mut self, key: String) -> Option<String> {
-        bindings::config::Host::get(self, key).await.unwrap_or_default()
+        waedge_contract::config::Host::get(self, key).await.unwrap_or_default()
     }
 
     async fn get_all(&mut self) -> Vec<(String, String)> {
-        bindings::config::Host::get_all(self).await.unwrap_or_default()
+        waedge_contract::config::Host::get_all(self).await.unwrap_or_default()
     }
 }
 
 impl logging::Host for CapabilitiesView<'_> {
     async fn log(&mut self, level: logging::Level, message: String) {
-        use bindings::logging::Level;
+        use waedge_contract::logging::Level;
         let level = match level {
             logging::Level::Trace => Level::Trace,
             logging::Level::Debug => Level::Debug,

@@ -8,16 +8,16 @@
 
 use std::sync::Arc;
 
+use waedge_contract::OpenDevice;
+use waedge_contract::types::{
+    BusinessProfile, Contact, ContactProfile, DeviceState, DeviceStatus, Error, Group, LidMapping, OnWhatsapp,
+    ProfileExtras, ProfilePicture, UserInfo,
+};
+use waedge_contract::whatsapp::{Host, HostDevice};
 use waedge_jid::Jid;
 use wasmtime::component::Resource;
 
 use super::{Capabilities, CapabilitiesView};
-use crate::bindings::OpenDevice;
-use crate::bindings::types::{
-    BusinessProfile, Contact, ContactProfile, DeviceState, DeviceStatus, Error, Group, LidMapping, OnWhatsapp,
-    ProfileExtras, ProfilePicture, UserInfo,
-};
-use crate::bindings::whatsapp::{Host, HostDevice};
 use crate::device::{DeviceSession, not_connected};
 
 /// The most JIDs one user-info or is-on-whatsapp call may carry.

@@ -12,12 +12,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use waedge_contract::types::{
+    BusinessProfile, Contact, DeviceStatus, Error, Group, LidMapping, OnWhatsapp, ProfilePicture, UserInfo,
+};
 use waedge_jid::Jid;
 
 use super::DeviceSession;
-use crate::bindings::types::{
-    BusinessProfile, Contact, DeviceStatus, Error, Group, LidMapping, OnWhatsapp, ProfilePicture, UserInfo,
-};
 use crate::telemetry::metrics::Metrics;
 
 /// Entries one map keeps at most: distinct contacts one device is asked about within a TTL.

@@ -9,7 +9,7 @@
 //! fixture-backed implementations.
 //!
 //! Arguments are already-validated [`Jid`]s; answers use the WIT types of
-//! [`crate::bindings::types`], so what a session returns is exactly what a component sees.
+//! [`waedge_contract::types`], so what a session returns is exactly what a component sees.
 
 pub mod cache;
 pub mod names;
@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 use waedge_jid::Jid;
 
-use crate::bindings::types::{
+use waedge_contract::types::{
     BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group, LidMapping, OnWhatsapp, ProfilePicture, UserInfo,
 };
 

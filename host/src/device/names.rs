@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::bindings::types::Contact;
+use waedge_contract::types::Contact;
 
 /// Contacts whose names one device keeps.
 pub const MAX_NAMES: usize = 100_000;

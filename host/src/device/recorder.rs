@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::{Notify, watch};
+use waedge_contract::types::DeviceStatus;
 
 use super::StatusObserver;
-use crate::bindings::types::DeviceStatus;
 use crate::store::Store;
 
 /// An observer for device sessions that records their status changes off the callers'
@@ -137,8 +137,8 @@ async fn record_statuses(store: Store, queue: Arc<StatusQueue>, recorded: watch:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::types::DeviceState;
     use rusqlite::Connection;
+    use waedge_contract::types::DeviceState;
 
     fn status(state: DeviceState) -> DeviceStatus {
         DeviceStatus { id: "main".to_string(), state, jid: None, lid: None, push_name: None }

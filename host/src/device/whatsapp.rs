@@ -29,6 +29,10 @@ use anyhow::Context;
 use async_trait::async_trait;
 use tokio::sync::{OwnedMutexGuard, mpsc};
 use tokio::task::JoinHandle;
+use waedge_contract::types::{
+    self, BusinessCategory, BusinessHours, BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group,
+    LidMapping, OnWhatsapp, OpeningMode, ProfilePicture, UserInfo,
+};
 use waedge_jid::Jid;
 use whatsapp_rust::http::UreqHttpClient;
 use whatsapp_rust::pair_code::PairCodeOptions;
@@ -44,10 +48,6 @@ use whatsapp_rust::{Client, ClientBuilder, ContactError, GroupError, GroupMetada
 use super::names::LearnedNames;
 use super::reconnect::SpreadReconnects;
 use super::{DeviceManager, DeviceSession, LinkEvent, StatusObserver, is_terminal, not_connected};
-use crate::bindings::types::{
-    self, BusinessCategory, BusinessHours, BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group,
-    LidMapping, OnWhatsapp, OpeningMode, ProfilePicture, UserInfo,
-};
 
 /// The longest a change of the client's device state (identity, prekey counters, push
 /// name) waits to be written. The client's saver writes as soon as it is told of a change;

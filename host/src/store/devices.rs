@@ -9,9 +9,9 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
+use waedge_contract::types::{DeviceState, DeviceStatus};
 
 use super::{Store, StoreError, check_identifier, conflict_on_unique, now, tenants};
-use crate::bindings::types::{DeviceState, DeviceStatus};
 
 /// A device as stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wa_sim::{SimConfig, WaSim};
-use waedge::bindings::types::DeviceState;
 use waedge::device::whatsapp::WhatsappDevices;
 use waedge::device::{DeviceManager, DeviceSession, LinkEvent};
 use waedge::token::TokenHash;
+use waedge_contract::types::DeviceState;
 
 use crate::server::{Reply, TestGateway, fixtures};
 
