@@ -22,12 +22,12 @@ use hyper::Response;
 use serde::Serialize;
 use waedge_contract::types::{Error, ProfileExtras};
 use waedge_jid::Jid;
+use waedge_store::token;
 
 use crate::body::ResponseBody;
 use crate::capability::Capabilities;
 use crate::gateway::{error, json_response};
 use crate::tenancy::native::NativeHandler;
-use crate::token;
 
 /// The name routes give it: `native:devices-profile`.
 pub const NAME: &str = "devices-profile";

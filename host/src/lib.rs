@@ -16,10 +16,12 @@
 //! - [`device`]: device sessions — the [`device::DeviceSession`] trait, the TTL cache in front
 //!   of it, and the `whatsapp-rust` implementation.
 //! - [`config`]: the TOML configuration file.
-//! - [`store`]: the SQLite store of tenants, users, tokens, devices and routes.
 //! - [`telemetry`]: the metrics and the sandbox-violation reports every layer writes to.
 //! - [`admin`]: the admin API on its own listener; [`qr`] serves it.
 //! - [`cli`]: the `waedge` command, the composition root of `waedge serve`.
+//!
+//! Below the host, in crates of their own: `waedge_store` (the SQLite store of tenants,
+//! users, tokens, devices and routes) and `waedge_contract` (the contract's bindings).
 #![deny(missing_docs)]
 
 pub mod admin;
@@ -38,9 +40,7 @@ pub mod qr;
 pub mod rate;
 pub mod runtime;
 pub mod server;
-pub mod store;
 pub mod telemetry;
 pub mod tenancy;
-pub mod token;
 
 pub use gateway::Gateway;

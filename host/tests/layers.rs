@@ -17,8 +17,7 @@ const LAYERS: &[&[&str]] = &[
     &["capability"],
     &["device"],
     &["config"],
-    &["store"],
-    &["body", "limits", "memory", "qr", "rate", "telemetry", "token"],
+    &["body", "limits", "memory", "qr", "rate", "telemetry"],
 ];
 
 /// The layer of a top-level module.

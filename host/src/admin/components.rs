@@ -51,7 +51,7 @@ pub async fn deploy(
     author: &str,
     activate: bool,
     smoke: Option<&str>,
-) -> Result<crate::store::components::ComponentVersion, Failure> {
+) -> Result<waedge_store::components::ComponentVersion, Failure> {
     if bytes.is_empty() {
         return Err(Failure::invalid("send the component's .wasm file as the request body"));
     }

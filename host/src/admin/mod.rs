@@ -4,7 +4,7 @@
 //! Every `/v1/…` endpoint needs `Authorization: Bearer ADMIN_TOKEN` (`waedge admin-token
 //! create` makes one). Health (`/healthz`, `/readyz`), metrics (`/metrics`), the OpenAPI
 //! document (`/openapi.json`) and the pairing page (`/pair`) are open: keep the listener on
-//! loopback or a private network. Every change goes to the [store](crate::store) first and
+//! loopback or a private network. Every change goes to the [store](waedge_store) first and
 //! is then applied to the running gateway before the response is sent.
 //!
 //! One module per resource: [`tenants`], [`users`] (and tokens), [`devices`] (and linking,
@@ -29,16 +29,16 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use waedge_store::admin::{AdminScope, AdminTokenCheck};
+use waedge_store::token::{self, TokenHash};
+use waedge_store::{Store, StoreError};
 
 use crate::Gateway;
 use crate::body::ResponseBody;
 use crate::body::{BodyError, ReadError, read_body};
 use crate::gateway::error;
 use crate::server::{Handler, RequestBody};
-use crate::store::admin::{AdminScope, AdminTokenCheck};
-use crate::store::{Store, StoreError};
 use crate::tenancy::admission::ClientAddr;
-use crate::token::{self, TokenHash};
 
 /// Largest JSON body the admin API reads.
 const MAX_BODY: usize = 1 << 20;
@@ -191,7 +191,7 @@ impl Admin {
         };
         let hash = TokenHash::of(bearer);
         let unauthorized = |message: String| Failure::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message);
-        match self.store.run(move |store| store.check_admin_token(&hash)).await? {
+        match self.run(move |store| store.check_admin_token(&hash)).await? {
             AdminTokenCheck::Live(id, scope) => Ok((id, scope)),
             AdminTokenCheck::Expired(at) => Err(unauthorized(format!(
                 "this admin token expired at {at}; `waedge admin-token create` makes a new one"
@@ -228,7 +228,8 @@ impl Admin {
                     return;
                 }
                 let gateway = admin.gateway.clone();
-                match admin.store.run(move |store| gateway.reload(store)).await {
+                let store = admin.store.clone();
+                match tokio::task::spawn_blocking(move || gateway.reload(&store)).await.expect("reload task panicked") {
                     Ok(problems) => {
                         *reloads += 1;
                         admin.stale.store(false, Ordering::SeqCst);
@@ -268,7 +269,8 @@ impl Admin {
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     {
-        Ok(self.store.run(work).await?)
+        let store = self.store.clone();
+        Ok(tokio::task::spawn_blocking(move || work(&store)).await.expect("store task panicked")?)
     }
 }
 

@@ -4,9 +4,9 @@
 use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
+use waedge_store::{ComponentRef, RouteRecord};
 
 use super::{Admin, Answer, Call, Failure, json, no_content, no_endpoint};
-use crate::store::{ComponentRef, RouteRecord};
 
 /// A route as a client sends it: the component as text, parsed here so that what names no
 /// component is answered as such.

@@ -2,9 +2,9 @@
 
 use http::{Method, StatusCode};
 use serde_json::json;
+use waedge_store::tenants::{NewTenant, TenantPatch};
 
 use super::{Admin, Answer, Call, json, no_content, no_endpoint};
-use crate::store::tenants::{NewTenant, TenantPatch};
 
 /// Answers the tenant collection (`tenant` is `None`) or one tenant.
 pub async fn answer(admin: &Admin, call: &Call, tenant: Option<&str>) -> Answer {

@@ -2,9 +2,9 @@
 
 use http::{Method, StatusCode};
 use serde_json::json;
+use waedge_store::users::NewUser;
 
 use super::{Admin, Answer, Call, Failure, json, no_content, no_endpoint};
-use crate::store::users::NewUser;
 
 /// Answers `/v1/tenants/{tenant}/users` followed by `rest`.
 pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> Answer {

@@ -1,9 +1,9 @@
 //! `waedge:gateway/auth`: verifying API tokens of the calling tenant only.
 
 use waedge_contract::auth::{Host, Principal};
+use waedge_store::token::TokenHash;
 
 use super::{Capabilities, CapabilitiesView};
-use crate::token::TokenHash;
 
 impl Capabilities {
     /// The principal of `token`, when it is a live token of the calling tenant.

@@ -2,9 +2,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use waedge_store::token::TokenHash;
 
 use crate::device::DeviceSession;
-use crate::token::TokenHash;
 
 /// An API user of a tenant.
 #[derive(Debug, Clone)]

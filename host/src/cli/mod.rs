@@ -10,10 +10,10 @@ mod serve;
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use waedge_store::admin::AdminScope;
+use waedge_store::token::TokenHash;
 
 use crate::config::Config;
-use crate::store::admin::AdminScope;
-use crate::token::TokenHash;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 

@@ -5,6 +5,8 @@ use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use waedge_store::Store;
+use waedge_store::token::TokenHash;
 
 use crate::admin::Admin;
 use crate::config::Config;
@@ -12,8 +14,6 @@ use crate::device::whatsapp::WhatsappDevices;
 use crate::device::{DeviceManager, recorder};
 use crate::runtime::Runtime;
 use crate::runtime::compiler::IsolatedCompiler;
-use crate::store::Store;
-use crate::token::TokenHash;
 use crate::{Gateway, app, server};
 use anyhow::Context;
 use tokio::sync::watch;

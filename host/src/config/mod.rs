@@ -4,7 +4,7 @@
 //!
 //! `waedge.toml` at the repository root is a documented example. Validation happens once, at
 //! load time, and every error names the offending entry and what to change. Tenants are read
-//! from the file only on the first start; after that the [store](crate::store) is the truth
+//! from the file only on the first start; after that the [store](waedge_store) is the truth
 //! and the admin API changes it.
 
 mod seed;
@@ -14,10 +14,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use waedge_store::limits::LimitOverrides;
+use waedge_store::token::TokenHash;
+use waedge_store::{ComponentRef, is_identifier};
 
-use crate::limits::{LimitOverrides, Limits};
-use crate::store::{ComponentRef, is_identifier};
-use crate::token::TokenHash;
+use crate::limits::Limits;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -355,7 +356,7 @@ impl Config {
             }
             tenant.limits.check().map_err(|problem| format!("tenant `{t}`, limits.{problem}"))?;
         }
-        LimitOverrides::of(&self.limits).check().map_err(|problem| format!("[limits] {problem}"))?;
+        self.limits.as_overrides().check().map_err(|problem| format!("[limits] {problem}"))?;
         self.connections.check().map_err(|problem| format!("[connections] {problem}"))?;
         self.compile.check().map_err(|problem| format!("[compile] {problem}"))?;
         if let Some(mib) = self.memory_watermark_mib {
@@ -398,7 +399,7 @@ mod tests {
     fn parses_with_defaults_and_overrides() {
         let config = Config::parse(&format!("{}\nlimits = {{ memory_mib = 8 }}", tenant(""))).unwrap();
         assert_eq!(config.listen, default_listen());
-        let limits = config.tenants[0].limits.apply(config.limits);
+        let limits = config.limits.overridden(&config.tenants[0].limits);
         assert_eq!(limits.memory_mib, 8);
         assert_eq!(limits.request_timeout_ms, Limits::default().request_timeout_ms);
     }

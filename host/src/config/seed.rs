@@ -5,12 +5,13 @@
 //! tenants are ignored, so changes made through the admin API (deleting every tenant
 //! included) are never undone by a restart.
 
+use waedge_store::routes::RouteRecord;
+use waedge_store::tenants::NewTenant;
+use waedge_store::token::TokenHash;
+use waedge_store::users::NewUser;
+use waedge_store::{Store, StoreError};
+
 use super::Config;
-use crate::store::routes::RouteRecord;
-use crate::store::tenants::NewTenant;
-use crate::store::users::NewUser;
-use crate::store::{Store, StoreError};
-use crate::token::TokenHash;
 
 impl Config {
     /// Writes the configuration's tenants into `store` unless it was seeded before; returns

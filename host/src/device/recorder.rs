@@ -11,9 +11,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::{Notify, watch};
 use waedge_contract::types::DeviceStatus;
+use waedge_store::Store;
 
 use super::StatusObserver;
-use crate::store::Store;
 
 /// An observer for device sessions that records their status changes off the callers'
 /// threads. Changes that arrive while a write is under way are written together in the
@@ -115,7 +115,11 @@ async fn record_statuses(store: Store, queue: Arc<StatusQueue>, recorded: watch:
         let changes: Arc<Vec<(String, DeviceStatus)>> =
             Arc::new(latest.into_iter().map(|((tenant, _), status)| (tenant, status)).collect());
         let written = changes.clone();
-        match store.run(move |store| store.record_device_statuses(&written)).await {
+        let writer = store.clone();
+        match tokio::task::spawn_blocking(move || writer.record_device_statuses(&written))
+            .await
+            .expect("store task panicked")
+        {
             Ok(()) => {
                 recorded.send_replace(noted);
             }

@@ -8,10 +8,10 @@ use bytes::Bytes;
 use http::{Request, header};
 use http_body_util::{BodyExt, Full};
 use tracing::Instrument;
+use waedge_store::{ComponentRef, Store};
 
 use crate::capability::request::RequestContext;
 use crate::runtime::{ComponentError, HandlerComponent, builtin};
-use crate::store::{ComponentRef, Store};
 use crate::tenancy::admission::Caller;
 
 use super::request::{Answerer, Arrival, request_span, serve};

@@ -2,7 +2,7 @@
 //! HTTP request from tenant selection to the component's response.
 //!
 //! The gateway serves from an immutable [`Tenants`] value behind an [`ArcSwap`]; after every
-//! change to the [store](crate::store), [`Gateway::reload`] builds a new one and swaps it in.
+//! change to the [store](waedge_store), [`Gateway::reload`] builds a new one and swaps it in.
 //! Requests in flight keep the value they started with; finding the tenant and component
 //! takes no lock.
 //! What must outlive a rebuild — compiled components, each tenant's warm instances of them,
@@ -25,6 +25,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use waedge_store::devices::recorded_state;
+use waedge_store::{ComponentRef, Snapshot, Store, StoreError};
 
 use crate::capability::logging::tenant_log_rate;
 use crate::capability::outbound::Outbound;
@@ -37,8 +39,6 @@ use crate::runtime::capacity::Share;
 use crate::runtime::cpu::CpuUse;
 use crate::runtime::pool::InstancePool;
 use crate::runtime::{HandlerComponent, Runtime};
-use crate::store::devices::recorded_state;
-use crate::store::{ComponentRef, Snapshot, Store, StoreError};
 use crate::telemetry::metrics::Metrics;
 use crate::tenancy::admission::Admission;
 use crate::tenancy::native::{NativeHandler, NativeRoute};
@@ -174,7 +174,7 @@ impl Gateway {
         let mut live_components: Vec<Arc<HandlerComponent>> = Vec::new();
         for state in &snapshot.tenants {
             let tenant_id = &state.tenant.id;
-            let limits = state.tenant.limits.apply(self.defaults);
+            let limits = self.defaults.overridden(&state.tenant.limits);
             let mut old_pools = parts.pools.remove(tenant_id).unwrap_or_default();
             let share = parts
                 .shares

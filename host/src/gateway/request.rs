@@ -10,6 +10,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
 
 use tracing::Instrument;
+use waedge_store::token::{self, TokenHash};
 
 use crate::body::{BodyError, ReadError, read_body};
 use crate::capability::Capabilities;
@@ -25,7 +26,6 @@ use crate::telemetry::violation::Reporter;
 use crate::tenancy::admission::{Caller, ClientAddr, Refusal};
 use crate::tenancy::native::NativeRoute;
 use crate::tenancy::{Target, Tenant, Tenants};
-use crate::token::{self, TokenHash};
 
 use super::envelope::Envelope;
 use super::{COMPONENT_HEADER, Gateway, REQUEST_ID_HEADER};

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy};
 
-use crate::limits::MAX_MEMORY_MIB;
+use waedge_store::limits::MAX_MEMORY_MIB;
 
 /// How often the epoch advances: the granularity of deadlines, of cooperative yielding and of
 /// CPU accounting.

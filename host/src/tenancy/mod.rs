@@ -16,13 +16,13 @@ pub mod native;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use waedge_store::TenantSnapshot;
+use waedge_store::token::TokenHash;
 
 use crate::capability::scope::{Scope, User};
 use crate::device::DeviceSession;
 use crate::limits::Limits;
 use crate::runtime::pool::InstancePool;
-use crate::store::TenantSnapshot;
-use crate::token::TokenHash;
 use admission::Admission;
 use native::NativeRoute;
 

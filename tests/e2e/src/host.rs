@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 use waedge::Gateway;
 use waedge::config::Config;
 use waedge::runtime::Runtime;
-use waedge::store::Store;
-use waedge::store::{ComponentRef, RouteRecord};
+use waedge_store::Store;
+use waedge_store::{ComponentRef, RouteRecord};
 
 use crate::fixture::{FixtureDevices, World};
 use crate::server::fixtures;

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use wa_sim::{SimConfig, WaSim};
 use waedge::device::whatsapp::WhatsappDevices;
 use waedge::device::{DeviceManager, DeviceSession, LinkEvent};
-use waedge::token::TokenHash;
 use waedge_contract::types::DeviceState;
+use waedge_store::token::TokenHash;
 
 use crate::server::{Reply, TestGateway, fixtures};
 

@@ -9,8 +9,8 @@ use waedge::admin::Admin;
 use waedge::config::Config;
 use waedge::device::{DeviceManager, DeviceSession};
 use waedge::runtime::Runtime;
-use waedge::store::Store;
 use waedge::{Gateway, server};
+use waedge_store::Store;
 
 use crate::fixture::{FixtureDevices, World};
 

@@ -1,7 +1,7 @@
 //! Two test tenants, acme and globex, with users holding known API tokens: the configuration
 //! most end-to-end tests start from.
 
-use waedge::token::TokenHash;
+use waedge_store::token::TokenHash;
 
 /// alice's API token (tenant acme).
 pub const ALICE: &str = "0d6f5c1e-8a3b-4c2d-9e1f-2a3b4c5d6e7f";

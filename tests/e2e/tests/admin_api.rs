@@ -54,7 +54,7 @@ async fn the_admin_api_needs_an_admin_token() {
 #[tokio::test]
 async fn an_admin_token_of_one_tenant_reaches_that_tenant_only() {
     let gw = gateway().await;
-    let scope = |read_only| waedge::store::admin::AdminScope { tenant: Some("acme".into()), read_only };
+    let scope = |read_only| waedge_store::admin::AdminScope { tenant: Some("acme".into()), read_only };
     let (_, acme) = gw.store().create_admin_token(None, scope(false)).unwrap();
     let (_, reader) = gw.store().create_admin_token(None, scope(true)).unwrap();
     let get = async |path: &str, token: &str| gw.admin_as(Method::GET, path, Some(token), Value::Null).await;

@@ -178,7 +178,7 @@ fn the_documented_limits_are_the_limits_with_their_ranges() {
     let doc = document();
     let properties = doc["components"]["schemas"]["Limits"]["properties"].as_object().expect("Limits' properties");
     let mut documented: Vec<&str> = properties.keys().map(String::as_str).collect();
-    let every = serde_json::to_value(waedge::limits::LimitOverrides::of(&waedge::limits::Limits::default())).unwrap();
+    let every = serde_json::to_value(waedge::limits::Limits::default().as_overrides()).unwrap();
     let mut limits: Vec<&str> = every.as_object().unwrap().keys().map(String::as_str).collect();
     documented.sort_unstable();
     limits.sort_unstable();
@@ -189,7 +189,9 @@ fn the_documented_limits_are_the_limits_with_their_ranges() {
         let below = json!({ name: minimum.checked_sub(1) });
         let at = json!({ name: minimum });
         let parse = |value: &Value| {
-            serde_json::from_value::<waedge::limits::LimitOverrides>(value.clone()).ok().filter(|l| l.check().is_ok())
+            serde_json::from_value::<waedge_store::limits::LimitOverrides>(value.clone())
+                .ok()
+                .filter(|l| l.check().is_ok())
         };
         assert!(parse(&at).is_some(), "{name} = {minimum} is accepted");
         assert!(minimum == 0 || parse(&below).is_none(), "{name} = {} is refused", minimum - 1);

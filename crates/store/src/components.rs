@@ -153,3 +153,63 @@ fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<ComponentVersion> {
 fn not_found(tenant: &str, name: &str, sha256: &str) -> StoreError {
     StoreError::NotFound(format!("tenant `{tenant}` has no version {sha256} of component `{name}`"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::acme;
+
+    #[test]
+    fn a_version_is_stored_inactive_until_activated_and_one_version_is_active() {
+        let store = acme();
+        let first = store.add_component_version("acme", "hello", "aa11", b"first", "token-1").unwrap();
+        assert_eq!((first.size, first.active, first.created_by.as_str()), (5, false, "token-1"));
+        assert_eq!(
+            store.add_component_version("acme", "hello", "aa11", b"first", "token-2").unwrap(),
+            first,
+            "stored once"
+        );
+        store.add_component_version("acme", "hello", "bb22", b"second!", "token-1").unwrap();
+        assert!(store.activate_component("acme", "hello", "aa11").unwrap().active);
+        assert!(store.activate_component("acme", "hello", "bb22").unwrap().active);
+        let active: Vec<(String, bool)> =
+            store.component_versions("acme").unwrap().into_iter().map(|v| (v.sha256, v.active)).collect();
+        assert_eq!(active.iter().filter(|(_, active)| *active).count(), 1);
+        assert!(active.contains(&("bb22".to_string(), true)) && active.contains(&("aa11".to_string(), false)));
+        assert_eq!(store.component_bytes("acme", "hello", "aa11").unwrap(), b"first");
+    }
+
+    #[test]
+    fn the_active_version_cannot_be_deleted_and_others_can() {
+        let store = acme();
+        store.add_component_version("acme", "hello", "aa11", b"first", "t").unwrap();
+        store.add_component_version("acme", "hello", "bb22", b"second", "t").unwrap();
+        store.activate_component("acme", "hello", "bb22").unwrap();
+        assert!(matches!(store.delete_component_version("acme", "hello", "bb22"), Err(StoreError::Conflict(_))));
+        store.delete_component_version("acme", "hello", "aa11").unwrap();
+        let left: Vec<String> = store.component_versions("acme").unwrap().into_iter().map(|v| v.sha256).collect();
+        assert_eq!(left, ["bb22"]);
+        assert!(matches!(store.component_bytes("acme", "hello", "aa11"), Err(StoreError::NotFound(_))));
+        assert!(matches!(store.delete_component_version("acme", "hello", "aa11"), Err(StoreError::NotFound(_))));
+    }
+
+    #[test]
+    fn unknown_versions_tenants_and_bad_names_are_refused() {
+        let store = acme();
+        assert!(matches!(store.activate_component("acme", "hello", "aa11"), Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            store.add_component_version("globex", "hello", "aa11", b"x", "t"),
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(store.component_versions("globex"), Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            store.add_component_version("acme", "hel lo", "aa11", b"x", "t"),
+            Err(StoreError::Invalid(_))
+        ));
+        store.add_component_version("acme", "hello", "aa11", b"x", "t").unwrap();
+        assert!(
+            matches!(store.activate_component("acme", "other", "aa11"), Err(StoreError::NotFound(_))),
+            "another name"
+        );
+    }
+}

@@ -249,3 +249,111 @@ pub(super) fn refuse_case_twin(
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::acme;
+
+    fn tenant(id: &str, hosts: &[&str]) -> NewTenant {
+        NewTenant { id: id.into(), hosts: hosts.iter().map(|h| h.to_string()).collect(), ..Default::default() }
+    }
+
+    #[test]
+    fn a_tenant_reads_back_as_created_with_its_hosts_in_lower_case() {
+        let store = Store::open_in_memory().unwrap();
+        let settings = BTreeMap::from([("greeting".to_string(), "hi".to_string())]);
+        let created = store
+            .create_tenant(NewTenant {
+                limits: LimitOverrides { memory_mib: Some(32), ..Default::default() },
+                outbound_hosts: vec!["api.example.com".into()],
+                settings: settings.clone(),
+                ..tenant("acme", &["Acme.Example.com", "acme.example.com", "api.acme.test"])
+            })
+            .unwrap();
+        assert_eq!(created.name, "acme", "the name defaults to the id");
+        assert_eq!(created.hosts, ["acme.example.com", "api.acme.test"]);
+        assert_eq!(created.limits.memory_mib, Some(32));
+        assert_eq!(created.outbound_hosts, ["api.example.com"]);
+        assert_eq!(created.settings, settings);
+        assert_eq!(store.tenant("acme").unwrap(), created);
+        store.create_tenant(tenant("globex", &[])).unwrap();
+        let ids: Vec<String> = store.tenants().unwrap().into_iter().map(|t| t.id).collect();
+        assert_eq!(ids, ["acme", "globex"]);
+    }
+
+    #[test]
+    fn a_patch_changes_only_what_it_gives() {
+        let store = Store::open_in_memory().unwrap();
+        let created = store.create_tenant(tenant("acme", &["acme.example.com"])).unwrap();
+        let renamed = store.update_tenant("acme", TenantPatch { name: Some("Acme".into()), ..Default::default() });
+        let renamed = renamed.unwrap();
+        assert_eq!(renamed, TenantRecord { name: "Acme".into(), ..created });
+        let moved = store
+            .update_tenant("acme", TenantPatch { hosts: Some(vec!["NEW.example.com".into()]), ..Default::default() });
+        assert_eq!(moved.unwrap().hosts, ["new.example.com"]);
+        // The old host is free again.
+        store.create_tenant(tenant("globex", &["acme.example.com"])).unwrap();
+        assert_eq!(store.tenant("acme").unwrap().name, "Acme");
+    }
+
+    #[test]
+    fn a_duplicate_id_or_host_is_a_conflict_and_changes_nothing() {
+        let store = acme();
+        store
+            .update_tenant("acme", TenantPatch { hosts: Some(vec!["acme.example.com".into()]), ..Default::default() })
+            .unwrap();
+        assert!(matches!(store.create_tenant(tenant("acme", &[])), Err(StoreError::Conflict(_))));
+        assert!(matches!(store.create_tenant(tenant("ACME", &[])), Err(StoreError::Conflict(_))), "a case twin");
+        let taken = store.create_tenant(tenant("globex", &["Acme.example.com"]));
+        assert!(matches!(taken, Err(StoreError::Conflict(ref m)) if m.contains("acme.example.com")), "{taken:?}");
+        assert!(matches!(store.tenant("globex"), Err(StoreError::NotFound(_))), "the failed create left nothing");
+        store.create_tenant(tenant("globex", &[])).unwrap();
+        let taken = store.update_tenant(
+            "globex",
+            TenantPatch { hosts: Some(vec!["acme.example.com".into()]), ..Default::default() },
+        );
+        assert!(matches!(taken, Err(StoreError::Conflict(_))));
+        assert_eq!(store.tenant("acme").unwrap().hosts, ["acme.example.com"], "the host stays with its tenant");
+    }
+
+    #[test]
+    fn what_is_not_there_is_not_found() {
+        let store = acme();
+        assert!(matches!(store.tenant("globex"), Err(StoreError::NotFound(_))));
+        assert!(matches!(store.update_tenant("globex", TenantPatch::default()), Err(StoreError::NotFound(_))));
+        assert!(matches!(store.delete_tenant("globex"), Err(StoreError::NotFound(_))));
+        store.delete_tenant("acme").unwrap();
+        assert!(matches!(store.tenant("acme"), Err(StoreError::NotFound(_))));
+        assert!(matches!(store.delete_tenant("acme"), Err(StoreError::NotFound(_))), "deleted once");
+    }
+
+    #[test]
+    fn invalid_input_is_refused_with_what_to_change() {
+        let store = Store::open_in_memory().unwrap();
+        assert!(matches!(store.create_tenant(tenant("a b", &[])), Err(StoreError::Invalid(_))));
+        assert!(matches!(store.create_tenant(tenant("acme", &["acme.example.com:8080"])), Err(StoreError::Invalid(_))));
+        let out_of_range = LimitOverrides { memory_mib: Some(0), ..Default::default() };
+        let refused = store.create_tenant(NewTenant { limits: out_of_range.clone(), ..tenant("acme", &[]) });
+        assert!(
+            matches!(refused, Err(StoreError::Invalid(ref m)) if m.starts_with("limits.memory_mib")),
+            "{refused:?}"
+        );
+        assert!(store.tenants().unwrap().is_empty());
+        store.create_tenant(tenant("acme", &[])).unwrap();
+        let refused = store.update_tenant("acme", TenantPatch { limits: Some(out_of_range), ..Default::default() });
+        assert!(matches!(refused, Err(StoreError::Invalid(_))));
+        assert_eq!(store.tenant("acme").unwrap().limits, LimitOverrides::default());
+    }
+
+    #[test]
+    fn deleting_a_tenant_deletes_what_belongs_to_it() {
+        let store = acme();
+        store.create_device("acme", "main").unwrap();
+        let user = store.create_user("acme", crate::users::NewUser::default()).unwrap();
+        store.delete_tenant("acme").unwrap();
+        store.create_tenant(tenant("acme", &[])).unwrap();
+        assert!(store.devices("acme").unwrap().is_empty());
+        assert!(matches!(store.user("acme", &user.id), Err(StoreError::NotFound(_))));
+    }
+}

@@ -138,3 +138,73 @@ fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
 fn device_not_found(tenant: &str, id: &str) -> StoreError {
     StoreError::NotFound(format!("tenant `{tenant}` has no device `{id}`"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::acme;
+    use crate::users::NewUser;
+
+    fn status(id: &str, state: DeviceState, jid: Option<&str>) -> DeviceStatus {
+        DeviceStatus { id: id.into(), state, jid: jid.map(Into::into), lid: None, push_name: None }
+    }
+
+    #[test]
+    fn a_device_is_created_unlinked_and_reads_back() {
+        let store = acme();
+        let created = store.create_device("acme", "main").unwrap();
+        assert_eq!(
+            (created.tenant.as_str(), created.state.as_str(), created.jid.as_deref()),
+            ("acme", "unlinked", None)
+        );
+        assert_eq!(recorded_state(&created), DeviceState::Unlinked);
+        assert_eq!(store.device("acme", "main").unwrap(), created);
+        store.create_device("acme", "backup").unwrap();
+        let ids: Vec<String> = store.devices("acme").unwrap().into_iter().map(|d| d.id).collect();
+        assert_eq!(ids, ["backup", "main"]);
+    }
+
+    #[test]
+    fn a_duplicate_or_a_case_twin_is_a_conflict_and_bad_ids_are_invalid() {
+        let store = acme();
+        store.create_device("acme", "main").unwrap();
+        assert!(matches!(store.create_device("acme", "main"), Err(StoreError::Conflict(_))));
+        assert!(matches!(store.create_device("acme", "Main"), Err(StoreError::Conflict(_))), "a case twin");
+        assert!(matches!(store.create_device("acme", "../main"), Err(StoreError::Invalid(_))));
+        assert!(matches!(store.create_device("globex", "main"), Err(StoreError::NotFound(_))), "no such tenant");
+        store.create_tenant(crate::tenants::NewTenant { id: "globex".into(), ..Default::default() }).unwrap();
+        store.create_device("globex", "main").unwrap();
+        assert!(matches!(store.device("acme", "other"), Err(StoreError::NotFound(_))));
+    }
+
+    #[test]
+    fn the_latest_status_of_a_device_is_recorded_and_a_deleted_device_stays_deleted() {
+        let store = acme();
+        store.create_device("acme", "main").unwrap();
+        store.create_device("acme", "gone").unwrap();
+        store.delete_device("acme", "gone").unwrap();
+        let jid = Some("6281234567890@s.whatsapp.net");
+        let changes = [
+            ("acme".to_string(), status("main", DeviceState::Connecting, None)),
+            ("acme".to_string(), status("gone", DeviceState::Connected, jid)),
+            ("acme".to_string(), status("main", DeviceState::LoggedOut, jid)),
+        ];
+        store.record_device_statuses(&changes).unwrap();
+        let main = store.device("acme", "main").unwrap();
+        assert_eq!((main.state.as_str(), main.jid.as_deref()), ("logged-out", jid));
+        assert_eq!(recorded_state(&main), DeviceState::LoggedOut);
+        assert!(matches!(store.device("acme", "gone"), Err(StoreError::NotFound(_))));
+    }
+
+    #[test]
+    fn deleting_a_device_takes_it_from_its_users() {
+        let store = acme();
+        store.create_device("acme", "main").unwrap();
+        store.create_device("acme", "backup").unwrap();
+        let devices = vec!["main".to_string(), "backup".to_string()];
+        let ops = store.create_user("acme", NewUser { devices, ..Default::default() }).unwrap();
+        store.delete_device("acme", "main").unwrap();
+        assert_eq!(store.user("acme", &ops.id).unwrap().devices, ["backup"]);
+        assert!(matches!(store.delete_device("acme", "main"), Err(StoreError::NotFound(_))));
+    }
+}

@@ -1,25 +1,33 @@
-//! The persistent store: tenants, their host names, users, API tokens, devices, routes and
-//! component versions, in one SQLite database in the data directory (`waedge.db`).
+//! waedge-store: the persistent store of waedge — tenants, their host names, users, API
+//! tokens, devices, routes and component versions, in one SQLite database in the data
+//! directory (`waedge.db`).
 //!
 //! The store is the truth about what exists; the gateway serves from a
 //! [`Snapshot`] of it and is rebuilt from a fresh snapshot after every change, so a revoked
 //! token or a deleted route stops working as soon as the change is acknowledged. Writes are
 //! transactions in WAL mode with `synchronous = FULL`: an acknowledged change survives a
-//! `kill -9` or a power cut.
+//! `kill -9` or a power cut. The store is synchronous (no async runtime): callers on an async
+//! runtime run it on a blocking thread.
 //!
-//! API tokens are never stored, only their SHA-256 ([`TokenHash`]).
+//! API tokens are never stored, only their SHA-256 ([`TokenHash`], in [`token`]).
 //!
-//! Each concept has its module: [`tenants`], [`users`] (and their tokens), [`devices`],
-//! [`routes`], [`components`] (deployed versions) and [`admin`] (admin-API tokens). The schema is
-//! in [`migrations`]. The configuration file seeds an empty store (`Config::seed`): the store
-//! knows nothing of the file.
+//! Each concept has its module: [`tenants`] (with their [`limits`]), [`users`] (and their
+//! tokens), [`devices`], [`routes`], [`components`] (deployed versions) and [`admin`]
+//! (admin-API tokens). The schema is in [`migrations`]. The configuration file seeds an empty
+//! store (`waedge::config::Config::seed`): the store knows nothing of the file.
+//!
+//! It depends only on `waedge-contract` (a device's state is the contract's `device-state`);
+//! `waedge-device` records device statuses in it and `waedge` (the host) serves from it.
+#![deny(missing_docs)]
 
 pub mod admin;
 pub mod components;
 pub mod devices;
+pub mod limits;
 pub mod migrations;
 pub mod routes;
 pub mod tenants;
+pub mod token;
 pub mod users;
 
 use std::path::Path;
@@ -104,16 +112,6 @@ impl Store {
         }
         migrations::migrate(&mut conn)?;
         Ok(Store { conn: Arc::new(Mutex::new(conn)) })
-    }
-
-    /// Runs `f` on the store on a blocking thread, off the async workers.
-    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-    {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || f(&store)).await.expect("store task panicked")
     }
 
     /// Runs `f` in one transaction: all of its changes or none.
@@ -231,5 +229,70 @@ pub(crate) fn check_identifier(what: &str, id: &str) -> Result<(), StoreError> {
         Ok(())
     } else {
         Err(StoreError::Invalid(format!("{what} id `{id}`: use 1 to 64 letters, digits, `-` and `_`")))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::tenants::NewTenant;
+
+    /// A store in memory with one tenant, `acme`.
+    pub(crate) fn acme() -> Store {
+        let store = Store::open_in_memory().unwrap();
+        store.create_tenant(NewTenant { id: "acme".into(), ..Default::default() }).unwrap();
+        store
+    }
+
+    #[test]
+    fn a_snapshot_holds_each_tenant_with_its_parts() {
+        let store = acme();
+        store.create_tenant(NewTenant { id: "globex".into(), ..Default::default() }).unwrap();
+        store.create_device("acme", "main").unwrap();
+        let user = store.create_user("acme", users::NewUser { devices: vec!["main".into()], ..Default::default() });
+        let (_, token) = store.create_token("acme", &user.unwrap().id).unwrap();
+        let route = RouteRecord { prefix: "/devices".into(), component: ComponentRef::Builtin("devices-api".into()) };
+        store.put_route("acme", route.clone()).unwrap();
+
+        let snapshot = store.snapshot().unwrap();
+        let ids: Vec<&str> = snapshot.tenants.iter().map(|t| t.tenant.id.as_str()).collect();
+        assert_eq!(ids, ["acme", "globex"]);
+        let acme = &snapshot.tenants[0];
+        assert_eq!(acme.devices.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["main"]);
+        assert_eq!(acme.routes, [route]);
+        assert_eq!(acme.users.len(), 1);
+        assert_eq!(acme.users[0].1, [TokenHash::of(&token)], "the token's hash, never the token");
+        let globex = &snapshot.tenants[1];
+        assert!(globex.users.is_empty() && globex.devices.is_empty() && globex.routes.is_empty());
+    }
+
+    #[test]
+    fn the_store_is_seeded_once_it_says_so() {
+        let store = Store::open_in_memory().unwrap();
+        assert!(store.is_empty().unwrap());
+        assert!(!store.is_seeded().unwrap());
+        store.mark_seeded().unwrap();
+        assert!(store.is_seeded().unwrap());
+        assert!(store.is_empty().unwrap(), "seeding marks the store, it adds no tenant");
+    }
+
+    #[test]
+    fn a_database_newer_than_this_build_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("waedge.db");
+        drop(Store::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", migrations::latest() + 1).unwrap();
+        drop(conn);
+        let refused = Store::open(&path).err().expect("a newer schema is refused");
+        assert!(matches!(refused, StoreError::Invalid(ref m) if m.contains("run a newer waedge")), "{refused}");
+    }
+
+    #[test]
+    fn identifiers_are_short_and_plain() {
+        assert!(is_identifier("acme") && is_identifier("a_b-9") && is_identifier(&"x".repeat(64)));
+        for bad in ["", "a b", "a/b", "../x", "é", "x".repeat(65).as_str()] {
+            assert!(!is_identifier(bad), "{bad:?}");
+        }
     }
 }

@@ -141,6 +141,7 @@ fn normalize_prefix(prefix: &str) -> Result<String, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::acme;
 
     #[test]
     fn component_references_read_back_what_they_write() {
@@ -159,10 +160,48 @@ mod tests {
         }
     }
 
+    fn route(prefix: &str, component: &str) -> RouteRecord {
+        RouteRecord { prefix: prefix.into(), component: component.parse().unwrap() }
+    }
+
+    #[test]
+    fn a_route_is_put_under_its_normalised_prefix_and_replaced_there() {
+        let store = acme();
+        assert_eq!(
+            store.put_route("acme", route("/devices/", "builtin:devices-api")).unwrap(),
+            route("/devices", "builtin:devices-api")
+        );
+        store.put_route("acme", route("/", "component:hello")).unwrap();
+        store.put_route("acme", route("/devices", "component:devices")).unwrap();
+        assert_eq!(
+            store.routes("acme").unwrap(),
+            [route("/", "component:hello"), route("/devices", "component:devices")]
+        );
+        store.delete_route("acme", "/devices/").unwrap();
+        assert_eq!(store.routes("acme").unwrap(), [route("/", "component:hello")]);
+    }
+
+    #[test]
+    fn missing_routes_and_tenants_are_not_found_and_bad_prefixes_invalid() {
+        let store = acme();
+        assert!(matches!(store.delete_route("acme", "/devices"), Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            store.put_route("globex", route("/devices", "builtin:devices-api")),
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(store.routes("globex"), Err(StoreError::NotFound(_))));
+        for bad in ["devices", "/devices?x=1", "/a b", ""] {
+            assert!(
+                matches!(store.put_route("acme", route(bad, "builtin:devices-api")), Err(StoreError::Invalid(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(store.routes("acme").unwrap().is_empty());
+    }
+
     #[test]
     fn a_stored_route_that_names_nothing_does_not_hide_the_others() {
-        let store = Store::open_in_memory().unwrap();
-        store.create_tenant(serde_json::from_value(serde_json::json!({ "id": "acme" })).unwrap()).unwrap();
+        let store = acme();
         let route = RouteRecord { prefix: "/devices".into(), component: ComponentRef::Builtin("devices-api".into()) };
         store.put_route("acme", route).unwrap();
         store

@@ -231,3 +231,100 @@ fn check_devices(conn: &Connection, tenant: &str, devices: &[String]) -> Result<
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::acme;
+
+    fn user(name: &str, devices: &[&str]) -> NewUser {
+        NewUser { name: name.into(), devices: devices.iter().map(|d| d.to_string()).collect(), ..Default::default() }
+    }
+
+    #[test]
+    fn a_user_reads_back_as_created_and_is_replaced_whole() {
+        let store = acme();
+        store.create_device("acme", "main").unwrap();
+        let created = store.create_user("acme", NewUser { scopes: vec!["read".into()], ..user("ops", &["main"]) });
+        let created = created.unwrap();
+        assert!(uuid::Uuid::parse_str(&created.id).is_ok(), "a fresh UUID: {}", created.id);
+        assert_eq!((created.tenant.as_str(), created.name.as_str()), ("acme", "ops"));
+        assert_eq!(created.devices, ["main"]);
+        assert_eq!(created.scopes, ["read"]);
+        assert_eq!(store.user("acme", &created.id).unwrap(), created);
+        assert_eq!(store.users("acme").unwrap(), std::slice::from_ref(&created));
+
+        let replaced = store.update_user("acme", &created.id, user("ops 2", &[])).unwrap();
+        assert_eq!(replaced, UserRecord { name: "ops 2".into(), devices: vec![], scopes: vec![], ..created.clone() });
+
+        store.delete_user("acme", &created.id).unwrap();
+        assert!(matches!(store.user("acme", &created.id), Err(StoreError::NotFound(_))));
+        assert!(matches!(store.delete_user("acme", &created.id), Err(StoreError::NotFound(_))));
+        assert!(matches!(store.update_user("acme", &created.id, user("x", &[])), Err(StoreError::NotFound(_))));
+    }
+
+    #[test]
+    fn a_given_id_is_kept_and_may_be_used_once() {
+        let store = acme();
+        let id = "0b5f1c1e-3a5e-4d0b-9c7a-2f1d8e6b4a90".to_string();
+        let created = store.create_user("acme", NewUser { id: Some(id.clone()), ..Default::default() }).unwrap();
+        assert_eq!(created.id, id);
+        let again = store.create_user("acme", NewUser { id: Some(id), ..Default::default() });
+        assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+        let not_uuid = store.create_user("acme", NewUser { id: Some("ops".into()), ..Default::default() });
+        assert!(matches!(not_uuid, Err(StoreError::Invalid(_))));
+    }
+
+    #[test]
+    fn a_user_may_only_use_devices_of_its_tenant() {
+        let store = acme();
+        store.create_tenant(crate::tenants::NewTenant { id: "globex".into(), ..Default::default() }).unwrap();
+        store.create_device("globex", "main").unwrap();
+        assert!(matches!(store.create_user("acme", user("ops", &["main"])), Err(StoreError::Invalid(_))));
+        let created = store.create_user("acme", user("ops", &[])).unwrap();
+        assert!(matches!(store.update_user("acme", &created.id, user("ops", &["main"])), Err(StoreError::Invalid(_))));
+        // Another tenant's user is not found, not shown.
+        assert!(matches!(store.user("globex", &created.id), Err(StoreError::NotFound(_))));
+        assert!(matches!(store.delete_user("globex", &created.id), Err(StoreError::NotFound(_))));
+        assert!(matches!(store.users("initech"), Err(StoreError::NotFound(_))));
+        assert!(matches!(store.create_user("initech", user("ops", &[])), Err(StoreError::NotFound(_))));
+    }
+
+    #[test]
+    fn a_token_works_until_it_is_revoked_and_stays_listed() {
+        let store = acme();
+        let ops = store.create_user("acme", user("ops", &[])).unwrap();
+        let (record, token) = store.create_token("acme", &ops.id).unwrap();
+        assert_eq!((record.user.as_str(), record.revoked_at.as_deref()), (ops.id.as_str(), None));
+        assert!(!record.id.contains(&token) && !token.contains(&record.id), "the id is not the token");
+        let active = |store: &Store| store.snapshot().unwrap().tenants[0].users[0].1.clone();
+        assert_eq!(active(&store), [TokenHash::of(&token)]);
+
+        let revoked = store.revoke_token("acme", &ops.id, &record.id).unwrap();
+        assert!(revoked.revoked_at.is_some());
+        assert!(active(&store).is_empty(), "a revoked token no longer authenticates");
+        let again = store.revoke_token("acme", &ops.id, &record.id).expect("revoking twice is not an error");
+        assert!(again.revoked_at.is_some());
+        assert_eq!(store.tokens("acme", &ops.id).unwrap(), [again], "a revoked token stays listed");
+    }
+
+    #[test]
+    fn a_token_is_one_users_and_unknown_ones_are_not_found() {
+        let store = acme();
+        let ops = store.create_user("acme", user("ops", &[])).unwrap();
+        let hash = TokenHash::of("0b5f1c1e-3a5e-4d0b-9c7a-2f1d8e6b4a90");
+        store.add_token("acme", &ops.id, &hash).unwrap();
+        let other = store.create_user("acme", user("other", &[])).unwrap();
+        assert!(matches!(store.add_token("acme", &other.id, &hash), Err(StoreError::Conflict(_))));
+        assert!(store.tokens("acme", &other.id).unwrap().is_empty());
+        let nobody = uuid::Uuid::new_v4().to_string();
+        assert!(matches!(store.create_token("acme", &nobody), Err(StoreError::NotFound(_))));
+        assert!(matches!(store.tokens("acme", &nobody), Err(StoreError::NotFound(_))));
+        assert!(matches!(store.revoke_token("acme", &ops.id, "no-such-token"), Err(StoreError::NotFound(_))));
+        let token = store.tokens("acme", &ops.id).unwrap().remove(0);
+        assert!(
+            matches!(store.revoke_token("acme", &other.id, &token.id), Err(StoreError::NotFound(_))),
+            "not its token"
+        );
+    }
+}
