@@ -2,10 +2,10 @@
 //! used by `waedge serve`, the tests and the benchmarks alike.
 
 use std::sync::Arc;
+use waedge_device::DeviceManager;
 
 use crate::Gateway;
 use crate::config::Config;
-use crate::device::DeviceManager;
 use crate::runtime::Runtime;
 
 /// The gateway of `config` on `runtime` and `devices`: [`Gateway::from_config`], with the

@@ -13,15 +13,15 @@
 //!   limits, and the dispatch of one request into a component.
 //! - [`capability`]: the host side of the WIT interfaces a component imports (`whatsapp`,
 //!   `auth`, `config`, `logging`, outbound HTTP), each scoped to the calling tenant.
-//! - [`device`]: device sessions — the [`device::DeviceSession`] trait, the TTL cache in front
-//!   of it, and the `whatsapp-rust` implementation.
 //! - [`config`]: the TOML configuration file.
 //! - [`telemetry`]: the metrics and the sandbox-violation reports every layer writes to.
 //! - [`admin`]: the admin API on its own listener; [`qr`] serves it.
 //! - [`cli`]: the `waedge` command, the composition root of `waedge serve`.
 //!
-//! Below the host, in crates of their own: `waedge_store` (the SQLite store of tenants,
-//! users, tokens, devices and routes) and `waedge_contract` (the contract's bindings).
+//! Below the host, in crates of their own: `waedge_device` (device sessions — the
+//! `DeviceSession` trait, the TTL cache in front of it, and the `whatsapp-rust`
+//! implementation), `waedge_store` (the SQLite store of tenants, users, tokens, devices and
+//! routes) and `waedge_contract` (the contract's bindings).
 #![deny(missing_docs)]
 
 pub mod admin;
@@ -32,7 +32,6 @@ pub mod body;
 pub mod capability;
 pub mod cli;
 pub mod config;
-pub mod device;
 pub mod gateway;
 pub mod limits;
 pub mod memory;

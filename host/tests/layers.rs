@@ -1,6 +1,8 @@
 //! The host's modules depend on each other in one direction only, down the request path, as
 //! the README's architecture section draws them: every `crate::module` a source file names
-//! (in code or in a doc link) is in a layer below its own, or in the same module.
+//! (in code or in a doc link) is in a layer below its own, or in the same module. Below the
+//! host's modules, its crates point one way too: `waedge` → `waedge-device` → `waedge-store`
+//! → `waedge-contract`.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -15,7 +17,6 @@ const LAYERS: &[&[&str]] = &[
     &["tenancy"],
     &["runtime"],
     &["capability"],
-    &["device"],
     &["config"],
     &["body", "limits", "memory", "qr", "rate", "telemetry"],
 ];
@@ -102,4 +103,73 @@ fn the_checker_sees_uses_paths_and_lists() {
                 use crate::{Gateway, app, server};\n/// [`x`](crate::device::DeviceSession)";
     let named: Vec<String> = named_modules(text).into_iter().collect();
     assert_eq!(named, ["app", "device", "gateway", "runtime", "server", "store"]);
+}
+
+/// The host's crates, top to bottom, with their directories: a crate may depend only on the
+/// crates below it, and depends on the one right below it.
+const CRATES: &[(&str, &str)] = &[
+    ("waedge", "host"),
+    ("waedge-device", "crates/device"),
+    ("waedge-store", "crates/store"),
+    ("waedge-contract", "crates/contract"),
+];
+
+fn manifest(path: &Path) -> toml::Table {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.parse().unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The crates of `CRATES` that `manifest` names as dependencies of any kind.
+fn waedge_dependencies(manifest: &toml::Table) -> BTreeSet<String> {
+    ["dependencies", "dev-dependencies", "build-dependencies"]
+        .iter()
+        .filter_map(|kind| manifest.get(*kind).and_then(toml::Value::as_table))
+        .flat_map(|dependencies| dependencies.keys())
+        .filter(|name| CRATES.iter().any(|(known, _)| known == name))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn crates_depend_only_on_the_crates_below_them() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace root");
+    let mut against = Vec::new();
+    for (at, (name, dir)) in CRATES.iter().enumerate() {
+        let manifest = manifest(&workspace.join(dir).join("Cargo.toml"));
+        let package = manifest["package"]["name"].as_str();
+        assert_eq!(package, Some(*name), "{dir}/Cargo.toml is not {name}'s");
+        let dependencies = waedge_dependencies(&manifest);
+        for dependency in &dependencies {
+            if CRATES.iter().position(|(known, _)| known == dependency) <= Some(at) {
+                against.push(format!("{name} depends on {dependency}"));
+            }
+        }
+        if let Some((below, _)) = CRATES.get(at + 1) {
+            assert!(dependencies.contains(*below), "{name} does not depend on {below}: update CRATES and the README");
+        }
+    }
+    assert!(against.is_empty(), "dependencies against the crate graph:\n{}", against.join("\n"));
+}
+
+#[test]
+fn every_crate_of_the_host_is_in_the_graph() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace root");
+    let root = manifest(&workspace.join("Cargo.toml"));
+    let members = root["workspace"]["members"].as_array().expect("workspace members");
+    for member in members.iter().filter_map(toml::Value::as_str).filter(|m| m.starts_with("crates/")) {
+        assert!(
+            CRATES.iter().any(|(_, dir)| dir == &member),
+            "{member} is not in CRATES: place it in the crate graph here and in the README"
+        );
+    }
+}
+
+#[test]
+fn the_crate_checker_sees_every_kind_of_dependency() {
+    let manifest: toml::Table = "[dependencies]\nwaedge-store = { workspace = true }\nserde = \"1\"\n\
+                                 [dev-dependencies]\nwaedge = { path = \"../../host\" }"
+        .parse()
+        .unwrap();
+    let named: Vec<String> = waedge_dependencies(&manifest).into_iter().collect();
+    assert_eq!(named, ["waedge", "waedge-store"]);
 }

@@ -11,12 +11,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::watch;
 use waedge_contract::types::DeviceState;
+use waedge_device::is_terminal;
 use waedge_store::DeviceRecord;
 use waedge_store::devices::recorded_state;
 
 use super::link::{LinkState, first_news};
 use super::{Admin, Answer, Call, Failure, json, no_content, no_endpoint, respond};
-use crate::device::is_terminal;
 
 /// How long `POST …/link` waits for the first QR code.
 const FIRST_CODE_TIMEOUT: Duration = Duration::from_secs(30);

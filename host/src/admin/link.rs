@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
-use crate::device::{DeviceManager, LinkEvent};
+use waedge_device::{DeviceManager, LinkEvent};
 
 /// How long a linking may take in all before it is cancelled: WhatsApp rotates its QR codes
 /// for about three minutes; this also ends a linking stuck before its first code.

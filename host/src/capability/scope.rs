@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use waedge_store::token::TokenHash;
 
-use crate::device::DeviceSession;
+use waedge_device::DeviceSession;
 
 /// An API user of a tenant.
 #[derive(Debug, Clone)]

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use waedge_contract::types as current;
 use waedge_contract::v0_1::{auth, config, logging, types, whatsapp};
+use waedge_device::DeviceSession;
 use wasmtime::component::Linker;
 
 use super::{Capabilities, CapabilitiesView, HasCapabilities};
-use crate::device::DeviceSession;
 
 /// Links contract 0.1.0's interfaces into `linker`.
 pub(super) fn add_to_linker<T: Send + 'static>(

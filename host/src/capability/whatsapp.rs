@@ -14,11 +14,11 @@ use waedge_contract::types::{
     ProfileExtras, ProfilePicture, UserInfo,
 };
 use waedge_contract::whatsapp::{Host, HostDevice};
+use waedge_device::{DeviceSession, not_connected};
 use waedge_jid::Jid;
 use wasmtime::component::Resource;
 
 use super::{Capabilities, CapabilitiesView};
-use crate::device::{DeviceSession, not_connected};
 
 /// The most JIDs one user-info or is-on-whatsapp call may carry.
 pub const MAX_JIDS_PER_CALL: usize = 100;

@@ -5,13 +5,13 @@ use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use waedge_device::whatsapp::WhatsappDevices;
+use waedge_device::{DeviceManager, recorder};
 use waedge_store::Store;
 use waedge_store::token::TokenHash;
 
 use crate::admin::Admin;
 use crate::config::Config;
-use crate::device::whatsapp::WhatsappDevices;
-use crate::device::{DeviceManager, recorder};
 use crate::runtime::Runtime;
 use crate::runtime::compiler::IsolatedCompiler;
 use crate::{Gateway, app, server};

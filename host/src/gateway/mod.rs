@@ -25,14 +25,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use waedge_device::cache::Cached;
+use waedge_device::{DeviceManager, DeviceSession};
 use waedge_store::devices::recorded_state;
 use waedge_store::{ComponentRef, Snapshot, Store, StoreError};
 
 use crate::capability::logging::tenant_log_rate;
 use crate::capability::outbound::Outbound;
 use crate::config::Config;
-use crate::device::cache::Cached;
-use crate::device::{DeviceManager, DeviceSession};
 use crate::limits::Limits;
 use crate::memory::Watermark;
 use crate::runtime::capacity::Share;

@@ -9,6 +9,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use waedge_device::cache::CacheMetrics;
+
 /// Upper bounds (seconds) of the latency histogram buckets.
 const BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
@@ -104,12 +106,6 @@ impl Metrics {
         lock(&self.instantiation).retain(|component, _| live.contains(component) || serves("", component));
     }
 
-    /// Counts WhatsApp look-ups answered from the cache (`hits`) and from WhatsApp (`misses`).
-    pub fn cache_lookups(&self, hits: u64, misses: u64) {
-        self.cache_hits.fetch_add(hits, Ordering::Relaxed);
-        self.cache_misses.fetch_add(misses, Ordering::Relaxed);
-    }
-
     /// The metrics in Prometheus text format; `devices` gives `(tenant, device, state)` of
     /// every device session, `cpu` gives `(tenant, seconds, throttled seconds)`: the CPU time
     /// each tenant's guests were charged, and how long they waited for being over budget.
@@ -182,6 +178,13 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+impl CacheMetrics for Metrics {
+    fn cache_lookups(&self, hits: u64, misses: u64) {
+        self.cache_hits.fetch_add(hits, Ordering::Relaxed);
+        self.cache_misses.fetch_add(misses, Ordering::Relaxed);
     }
 }
 

@@ -16,11 +16,11 @@ pub mod native;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use waedge_device::DeviceSession;
 use waedge_store::TenantSnapshot;
 use waedge_store::token::TokenHash;
 
 use crate::capability::scope::{Scope, User};
-use crate::device::DeviceSession;
 use crate::limits::Limits;
 use crate::runtime::pool::InstancePool;
 use admission::Admission;

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::sync::mpsc;
-use waedge::device::{DeviceManager, DeviceSession, LinkEvent, not_connected};
 use waedge_contract::types::{
     BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group, LidMapping, OnWhatsapp, ProfilePicture, UserInfo,
 };
+use waedge_device::{DeviceManager, DeviceSession, LinkEvent, not_connected};
 use waedge_jid::Jid;
 
 /// Every fixture device, by `tenant/device` key.

@@ -6,7 +6,7 @@
 //! - [`host`]: a gateway called in-process, on a runtime of the test's choosing;
 //! - [`live`]: a gateway on the real device layer against wa-sim, a WhatsApp server on loopback;
 //! - [`log`]: the host's log, for tests that read it;
-//! - [`fixture`]: a [`DeviceSession`](waedge::device::DeviceSession) answering from a fixture
+//! - [`fixture`]: a [`DeviceSession`](waedge_device::DeviceSession) answering from a fixture
 //!   file, standing in for a linked phone;
 //! - [`server`]: a real waedge gateway and admin API on loopback ports, and a small HTTP
 //!   client for them;

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wa_sim::{SimConfig, WaSim};
-use waedge::device::whatsapp::WhatsappDevices;
-use waedge::device::{DeviceManager, DeviceSession, LinkEvent};
 use waedge_contract::types::DeviceState;
+use waedge_device::whatsapp::WhatsappDevices;
+use waedge_device::{DeviceManager, DeviceSession, LinkEvent};
 use waedge_store::token::TokenHash;
 
 use crate::server::{Reply, TestGateway, fixtures};

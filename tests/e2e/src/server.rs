@@ -7,9 +7,9 @@ use std::sync::{Arc, OnceLock};
 use tokio::sync::watch;
 use waedge::admin::Admin;
 use waedge::config::Config;
-use waedge::device::{DeviceManager, DeviceSession};
 use waedge::runtime::Runtime;
 use waedge::{Gateway, server};
+use waedge_device::{DeviceManager, DeviceSession};
 use waedge_store::Store;
 
 use crate::fixture::{FixtureDevices, World};

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use wa_sim::{Pattern, WaSim};
-use waedge::device::whatsapp::WhatsappDevices;
-use waedge::device::{DeviceManager, LinkEvent};
 use waedge_contract::types::DeviceState;
+use waedge_device::whatsapp::WhatsappDevices;
+use waedge_device::{DeviceManager, LinkEvent};
 use waedge_e2e::browser::Browser;
 use waedge_e2e::live::{Live, SELF_PHONE, next};
 use waedge_e2e::server::Reply;

@@ -6,8 +6,8 @@
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use waedge::device::whatsapp::WhatsappDevices;
 use waedge_contract::types::DeviceState;
+use waedge_device::whatsapp::WhatsappDevices;
 use waedge_e2e::fixture::World;
 use waedge_e2e::live::{Live, SELF_PHONE};
 use waedge_e2e::server::{Reply, TestGateway, fixtures};

@@ -1,4 +1,4 @@
-//! Device sessions: one live WhatsApp connection per linked phone.
+//! waedge-device: device sessions, one live WhatsApp connection per linked phone.
 //!
 //! The [`DeviceSession`] trait is the whole surface the request path uses; the `whatsapp`
 //! capability calls it and never sees a `whatsapp-rust` type. The [`DeviceManager`] trait is
@@ -10,6 +10,13 @@
 //!
 //! Arguments are already-validated [`Jid`]s; answers use the WIT types of
 //! [`waedge_contract::types`], so what a session returns is exactly what a component sees.
+//!
+//! This is the only crate that depends on `whatsapp-rust`. Its `wa-sim` feature lets
+//! sessions connect to another server (`whatsapp::WhatsappDevices::with_server`) and turns
+//! off the server certificate check (whatsapp-rust's `danger-skip-cert-chain-verify`): test
+//! builds only. It depends on `waedge-store` (the recorder) and `waedge-contract`; `waedge`
+//! (the host) opens its sessions and counts its cache's look-ups ([`cache::CacheMetrics`]).
+#![deny(missing_docs)]
 
 pub mod cache;
 pub mod names;

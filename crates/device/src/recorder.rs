@@ -143,14 +143,14 @@ mod tests {
     use super::*;
     use rusqlite::Connection;
     use waedge_contract::types::DeviceState;
+    use waedge_store::tenants::NewTenant;
 
     fn status(state: DeviceState) -> DeviceStatus {
         DeviceStatus { id: "main".to_string(), state, jid: None, lid: None, push_name: None }
     }
 
     fn with_device(store: Store) -> Store {
-        let tenant = serde_json::from_value(serde_json::json!({ "id": "acme" })).unwrap();
-        store.create_tenant(tenant).unwrap();
+        store.create_tenant(NewTenant { id: "acme".into(), ..Default::default() }).unwrap();
         store.create_device("acme", "main").unwrap();
         store
     }
