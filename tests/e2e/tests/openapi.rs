@@ -2,7 +2,8 @@
 //! implementation: every documented admin operation exists and succeeds on its happy path (those
 //! on a device's WhatsApp session on the real device layer, against wa-sim), answering only with
 //! documented status codes, content types and fixed headers, and its JSON bodies match the
-//! documented schemas; so do the seed APIs'.
+//! documented schemas, checked by a JSON Schema 2020-12 validator (the `jsonschema` crate); so
+//! do the seed APIs'.
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -24,90 +25,31 @@ async fn gateway() -> TestGateway {
     TestGateway::start(&config(None), &world).await
 }
 
-/// Resolves a local `$ref`.
-fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
-    match schema.get("$ref").and_then(Value::as_str) {
+/// Resolves a local `$ref` of the document (a response, a parameter).
+fn resolve<'a>(doc: &'a Value, object: &'a Value) -> &'a Value {
+    match object.get("$ref").and_then(Value::as_str) {
         Some(reference) => {
             let pointer = reference.strip_prefix('#').expect("local references only");
             resolve(doc, doc.pointer(pointer).unwrap_or_else(|| panic!("{reference} resolves")))
         }
-        None => schema,
+        None => object,
     }
 }
 
-/// What in `value` contradicts `schema`: types, required and unknown properties, enums,
-/// items, and the branches of `oneOf`/`anyOf`/`allOf`.
-fn mismatches(doc: &Value, schema: &Value, value: &Value, at: &str) -> Vec<String> {
-    let schema = resolve(doc, schema);
-    let mut found = Vec::new();
-    for key in ["oneOf", "anyOf"] {
-        if let Some(branches) = schema.get(key).and_then(Value::as_array)
-            && !branches.iter().any(|branch| mismatches(doc, branch, value, at).is_empty())
-        {
-            found.push(format!("{at}: matches no branch of {key}: {value}"));
-        }
-    }
-    for branch in schema.get("allOf").and_then(Value::as_array).into_iter().flatten() {
-        found.extend(mismatches(doc, branch, value, at));
-    }
-    if let Some(types) = schema.get("type") {
-        let types: Vec<&str> = match types {
-            Value::String(t) => vec![t.as_str()],
-            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
-            _ => vec![],
-        };
-        let fits = |t: &str| match t {
-            "null" => value.is_null(),
-            "boolean" => value.is_boolean(),
-            "integer" => value.is_i64() || value.is_u64(),
-            "number" => value.is_number(),
-            "string" => value.is_string(),
-            "array" => value.is_array(),
-            "object" => value.is_object(),
-            _ => false,
-        };
-        if !types.iter().any(|t| fits(t)) {
-            found.push(format!("{at}: {value} is not {types:?}"));
-            return found;
-        }
-    }
-    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
-        && !allowed.contains(value)
-    {
-        found.push(format!("{at}: {value} is not one of {allowed:?}"));
-    }
-    if let Some(expected) = schema.get("const")
-        && expected != value
-    {
-        found.push(format!("{at}: {value} is not {expected}"));
-    }
-    if let Value::Object(object) = value {
-        for key in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
-            let key = key.as_str().unwrap();
-            if !object.contains_key(key) {
-                found.push(format!("{at}: required `{key}` is missing"));
-            }
-        }
-        let properties = schema.get("properties").and_then(Value::as_object);
-        for (key, item) in object {
-            match properties.and_then(|p| p.get(key)) {
-                Some(property) => found.extend(mismatches(doc, property, item, &format!("{at}.{key}"))),
-                None => match schema.get("additionalProperties") {
-                    Some(Value::Bool(false)) => found.push(format!("{at}: `{key}` is not documented")),
-                    Some(extra @ Value::Object(_)) => {
-                        found.extend(mismatches(doc, extra, item, &format!("{at}.{key}")))
-                    }
-                    _ => {}
-                },
-            }
-        }
-    }
-    if let (Value::Array(items), Some(schema)) = (value, schema.get("items")) {
-        for (index, item) in items.iter().enumerate() {
-            found.extend(mismatches(doc, schema, item, &format!("{at}[{index}]")));
-        }
-    }
-    found
+/// What in `value` contradicts `schema` (a schema of the document), as the `jsonschema` crate
+/// finds it: OpenAPI 3.1's schemas are JSON Schema 2020-12, formats (`date-time`, `uuid`)
+/// included. The schema is checked as a definition of the whole document, so its
+/// `#/components/schemas/…` references resolve against the document.
+fn mismatches(doc: &Value, schema: &Value, value: &Value) -> Vec<String> {
+    let mut root = doc.clone();
+    root["$defs"] = json!({ "checked": schema });
+    root["$ref"] = json!("#/$defs/checked");
+    let validator = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .should_validate_formats(true)
+        .build(&root)
+        .unwrap_or_else(|e| panic!("the document's schema {schema} compiles: {e}"));
+    validator.iter_errors(value).map(|error| format!("{}: {error}", error.instance_path())).collect()
 }
 
 /// Asserts `reply` is a documented answer of `operation`: its status is documented; its
@@ -128,7 +70,7 @@ fn check(doc: &Value, operation: &Value, what: &str, reply: &Reply) {
             let described = content.get(&media).unwrap_or_else(|| panic!("{what}: {media} is not one of {keys:?}"));
             if media == "application/json" {
                 let schema = described.get("schema").unwrap_or_else(|| panic!("{what}: a JSON answer has a schema"));
-                let problems = mismatches(doc, schema, &reply.json, "body");
+                let problems = mismatches(doc, schema, &reply.json);
                 assert!(problems.is_empty(), "{what} answered {}: {problems:#?}", reply.text);
             }
         }
@@ -159,6 +101,29 @@ fn operations(doc: &Value, tag: &str) -> Vec<(Method, String, Value)> {
         }
     }
     found
+}
+
+#[test]
+fn the_validator_refuses_what_the_schemas_forbid() {
+    let doc = document();
+    let listed = json!({"$ref": "#/components/schemas/TokenList"});
+    let token = |user: &str, created_at: &str| json!({"tokens": [{"id": EVE_ID, "user": user, "created_at": created_at, "revoked_at": null}]});
+    assert_eq!(mismatches(&doc, &listed, &token(EVE_ID, "2026-12-05T10:00:00Z")), Vec::<String>::new());
+    // Through the list's reference to `Token`: formats, types and required properties.
+    let problems = mismatches(&doc, &listed, &token("not-a-uuid", "yesterday"));
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert!(problems[0].starts_with("/tokens/0/") && problems[1].starts_with("/tokens/0/"), "{problems:#?}");
+    assert_eq!(mismatches(&doc, &listed, &json!({"tokens": [1]})).len(), 1);
+    assert_eq!(mismatches(&doc, &listed, &json!({})).len(), 1);
+    // Patterns too (the hand-written checker ignored them).
+    let version = json!({"$ref": "#/components/schemas/ComponentVersion"});
+    let mut good = json!({
+        "name": "api", "tenant": "globex", "sha256": "0".repeat(64), "size": 8,
+        "created_at": "2026-12-05T10:00:00Z", "created_by": "test", "active": true,
+    });
+    assert_eq!(mismatches(&doc, &version, &good), Vec::<String>::new(), "{good}");
+    good["sha256"] = json!("not hex");
+    assert_eq!(mismatches(&doc, &version, &good).len(), 1, "{good}");
 }
 
 #[tokio::test]
@@ -372,7 +337,7 @@ async fn every_device_session_operation_answers_as_documented() {
                     serde_json::from_str(data.unwrap_or_else(|| panic!("{what}: a qr event first: {:?}", reply.text)))
                         .expect("the event's data is JSON");
                 let schema = json!({"$ref": "#/components/schemas/LinkState"});
-                let problems = mismatches(&doc, &schema, &data, "data");
+                let problems = mismatches(&doc, &schema, &data);
                 assert!(problems.is_empty(), "{what}: {problems:#?}");
                 assert_eq!(data, started, "{what}: the linking in progress, not a new one");
             }
