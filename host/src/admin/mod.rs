@@ -82,6 +82,8 @@ pub type Answer = Result<Response<ResponseBody>, Failure>;
 #[derive(Debug)]
 pub struct Failure {
     status: StatusCode,
+    /// The methods the path takes, for the `Allow` header of a 405.
+    allow: Option<&'static [&'static str]>,
     code: &'static str,
     message: String,
 }
@@ -89,7 +91,17 @@ pub struct Failure {
 impl Failure {
     /// A failure with this status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Failure { status, code, message: message.into() }
+        Failure { status, code, message: message.into(), allow: None }
+    }
+
+    /// The failure as a response: the JSON error envelope, with `Allow` for a 405.
+    fn into_response(self) -> Response<ResponseBody> {
+        let mut response = error(self.status, self.code, &self.message);
+        if let Some(methods) = self.allow {
+            let allow = HeaderValue::from_str(&methods.join(", ")).expect("method names are header values");
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+        response
     }
 
     /// 400 with code `INVALID`.
@@ -158,24 +170,15 @@ impl Admin {
     }
 
     async fn answer(&self, call: Call) -> Answer {
-        let path = call.path.trim_end_matches('/').to_string();
-        let segments: Vec<&str> = path.split('/').skip(1).collect();
-        match segments.as_slice() {
-            ["healthz"] | ["readyz"] | ["metrics"] | ["openapi.json"] | ["pair"] => {
-                return ops::answer(self, &call, segments[0]).await;
-            }
-            _ => {}
-        }
-        match segments.as_slice() {
-            ["v1", "tenants", rest @ ..] => match rest {
-                [] | [_] => tenants::answer(self, &call, rest.first().copied()).await,
-                [tenant, "users", rest @ ..] => users::answer(self, &call, tenant, rest).await,
-                [tenant, "devices", rest @ ..] => devices::answer(self, &call, tenant, rest).await,
-                [tenant, "routes"] => routes::answer(self, &call, tenant).await,
-                [tenant, "components", rest @ ..] => components::answer(self, &call, tenant, rest).await,
-                _ => Err(no_endpoint(&call)),
-            },
-            _ => Err(no_endpoint(&call)),
+        let segments = segments(&call.path);
+        match resource(&segments) {
+            Some(Resource::Open(name)) => ops::answer(self, &call, name).await,
+            Some(Resource::Tenants(tenant)) => tenants::answer(self, &call, tenant).await,
+            Some(Resource::Users(tenant, rest)) => users::answer(self, &call, tenant, rest).await,
+            Some(Resource::Devices(tenant, rest)) => devices::answer(self, &call, tenant, rest).await,
+            Some(Resource::Routes(tenant)) => routes::answer(self, &call, tenant).await,
+            Some(Resource::Components(tenant, rest)) => components::answer(self, &call, tenant, rest).await,
+            None => Err(no_endpoint(&call)),
         }
     }
 
@@ -285,7 +288,7 @@ impl Handler for Admin {
             tracing::error!("an admin call failed: {e}");
             Err(Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "the call failed; see the server log"))
         });
-        let response = answer.unwrap_or_else(|f| error(f.status, f.code, &f.message));
+        let response = answer.unwrap_or_else(Failure::into_response);
         tracing::info!(target: "waedge::admin", %method, path, status = response.status().as_u16());
         response
     }
@@ -322,7 +325,8 @@ fn names_this_machine(parts: &http::request::Parts) -> bool {
 /// QR code can link the device to their own phone.
 fn authorize(scope: &AdminScope, method: &Method, path: &str) -> Result<(), Failure> {
     let forbidden = |message: String| Failure::new(StatusCode::FORBIDDEN, "FORBIDDEN", message);
-    let linking = path.split('/').any(|segment| segment == "link");
+    let segments = segments(path);
+    let linking = segments.contains(&"link");
     let reads = matches!(*method, Method::GET | Method::HEAD) && !linking;
     if scope.read_only && !reads {
         return Err(forbidden(
@@ -331,7 +335,6 @@ fn authorize(scope: &AdminScope, method: &Method, path: &str) -> Result<(), Fail
         ));
     }
     let Some(tenant) = &scope.tenant else { return Ok(()) };
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     match segments.as_slice() {
         ["v1", "tenants", own, rest @ ..] if own == tenant && (!rest.is_empty() || reads) => Ok(()),
         _ => Err(forbidden(format!(
@@ -410,17 +413,218 @@ pub fn respond(status: StatusCode, content_type: &'static str, body: impl Into<B
     response
 }
 
-/// 404 for a path or method the admin API does not have.
+/// Every path of the admin API as `/openapi.json` writes it (a `{…}` is one non-empty
+/// segment), with the methods it takes: what tells a method the path does not take (405) from
+/// a path the API does not have (404).
+const ENDPOINTS: [(&str, &[&str]); 24] = [
+    ("/healthz", &["GET"]),
+    ("/readyz", &["GET"]),
+    ("/metrics", &["GET"]),
+    ("/openapi.json", &["GET"]),
+    ("/pair", &["GET"]),
+    ("/v1/tenants", &["GET", "POST"]),
+    ("/v1/tenants/{tenant}", &["GET", "PATCH", "DELETE"]),
+    ("/v1/tenants/{tenant}/users", &["GET", "POST"]),
+    ("/v1/tenants/{tenant}/users/{user}", &["GET", "PUT", "DELETE"]),
+    ("/v1/tenants/{tenant}/users/{user}/tokens", &["GET", "POST"]),
+    ("/v1/tenants/{tenant}/users/{user}/tokens/{token_id}", &["DELETE"]),
+    ("/v1/tenants/{tenant}/devices", &["GET", "POST"]),
+    ("/v1/tenants/{tenant}/devices/{device}", &["GET", "DELETE"]),
+    ("/v1/tenants/{tenant}/devices/{device}/logout", &["POST"]),
+    ("/v1/tenants/{tenant}/devices/{device}/reconnect", &["POST"]),
+    ("/v1/tenants/{tenant}/devices/{device}/link", &["GET", "POST", "DELETE"]),
+    ("/v1/tenants/{tenant}/devices/{device}/link/qr.png", &["GET"]),
+    ("/v1/tenants/{tenant}/devices/{device}/link/events", &["GET"]),
+    ("/v1/tenants/{tenant}/devices/{device}/pair-code", &["POST"]),
+    ("/v1/tenants/{tenant}/routes", &["GET", "PUT", "DELETE"]),
+    ("/v1/tenants/{tenant}/components", &["GET"]),
+    ("/v1/tenants/{tenant}/components/{name}", &["POST"]),
+    ("/v1/tenants/{tenant}/components/{name}/versions/{sha256}", &["DELETE"]),
+    ("/v1/tenants/{tenant}/components/{name}/versions/{sha256}/activate", &["POST"]),
+];
+
+/// A request path's segments: the path without its leading `/` and trailing `/`s, split at
+/// each `/`. Segments are compared as they are written: ids are letters, digits, `-` and `_`,
+/// so a percent-encoded segment names nothing, and the token's scope check
+/// ([`authorize`]) sees exactly the segments the routing does.
+fn segments(path: &str) -> Vec<&str> {
+    path.trim_end_matches('/').split('/').skip(1).collect()
+}
+
+/// Which module answers a path, and what of the path it is given.
+#[derive(Debug, PartialEq)]
+enum Resource<'a> {
+    /// `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, `/pair` ([`ops`]).
+    Open(&'a str),
+    /// `/v1/tenants` and `/v1/tenants/{tenant}` ([`tenants`]).
+    Tenants(Option<&'a str>),
+    /// `/v1/tenants/{tenant}/users…` ([`users`]).
+    Users(&'a str, &'a [&'a str]),
+    /// `/v1/tenants/{tenant}/devices…` ([`devices`]).
+    Devices(&'a str, &'a [&'a str]),
+    /// `/v1/tenants/{tenant}/routes` ([`routes`]).
+    Routes(&'a str),
+    /// `/v1/tenants/{tenant}/components…` ([`components`]).
+    Components(&'a str, &'a [&'a str]),
+}
+
+/// The module answering the path of `segments`, if any does.
+fn resource<'a>(segments: &'a [&'a str]) -> Option<Resource<'a>> {
+    match segments {
+        [name @ ("healthz" | "readyz" | "metrics" | "openapi.json" | "pair")] => Some(Resource::Open(name)),
+        ["v1", "tenants"] => Some(Resource::Tenants(None)),
+        ["v1", "tenants", tenant] => Some(Resource::Tenants(Some(tenant))),
+        ["v1", "tenants", tenant, "users", rest @ ..] => Some(Resource::Users(tenant, rest)),
+        ["v1", "tenants", tenant, "devices", rest @ ..] => Some(Resource::Devices(tenant, rest)),
+        ["v1", "tenants", tenant, "routes"] => Some(Resource::Routes(tenant)),
+        ["v1", "tenants", tenant, "components", rest @ ..] => Some(Resource::Components(tenant, rest)),
+        _ => None,
+    }
+}
+
+/// The methods the path of `segments` takes, if the admin API has it.
+fn methods(segments: &[&str]) -> Option<&'static [&'static str]> {
+    ENDPOINTS.iter().find_map(|(template, methods)| {
+        let template = self::segments(template);
+        let fits = template.len() == segments.len()
+            && template
+                .iter()
+                .zip(segments)
+                .all(|(expected, segment)| expected == segment || (expected.starts_with('{') && !segment.is_empty()));
+        fits.then_some(*methods)
+    })
+}
+
+/// The answer to a method or path the admin API does not have: 405 with `Allow` for a path
+/// it has with other methods, 404 otherwise.
 pub fn no_endpoint(call: &Call) -> Failure {
-    Failure::new(
-        StatusCode::NOT_FOUND,
-        "NO_ENDPOINT",
-        format!("the admin API has no `{} {}`; /openapi.json lists every endpoint", call.method, call.path),
-    )
+    let (method, path) = (&call.method, &call.path);
+    match methods(&segments(path)) {
+        Some(allowed) => Failure {
+            allow: Some(allowed),
+            ..Failure::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                format!("`{path}` takes {}, not {method}; /openapi.json lists every endpoint", allowed.join(", ")),
+            )
+        },
+        None => Failure::new(
+            StatusCode::NOT_FOUND,
+            "NO_ENDPOINT",
+            format!("the admin API has no `{method} {path}`; /openapi.json lists every endpoint"),
+        ),
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    /// A call of `method` on `path`, with no query and no body.
+    fn call(method: &str, path: &str) -> Call {
+        Call {
+            method: method.parse().expect("a method"),
+            path: path.to_string(),
+            query: None,
+            body: Bytes::new(),
+            author: "test".to_string(),
+            scope: AdminScope::default(),
+        }
+    }
+
+    /// What [`no_endpoint`] answers a call: status, code and `Allow`.
+    fn refusal(method: &str, path: &str) -> (u16, &'static str, Option<String>) {
+        let failure = no_endpoint(&call(method, path));
+        let code = failure.code;
+        let response = failure.into_response();
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json", "the JSON error envelope");
+        let allow = response.headers().get(header::ALLOW).map(|value| value.to_str().unwrap().to_string());
+        (response.status().as_u16(), code, allow)
+    }
+
+    /// Asserts which module the routing gives `path` to.
+    fn reaches(path: &str, expected: Option<Resource<'_>>) {
+        let segments = segments(path);
+        assert_eq!(resource(&segments), expected, "{path:?}");
+    }
+
+    #[test]
+    fn the_endpoints_are_the_documented_admin_operations() {
+        let document: serde_json::Value = serde_json::from_str(ops::OPENAPI).expect("the document is JSON");
+        let mut documented = Vec::new();
+        for (path, item) in document["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("a path item") {
+                if operation["tags"][0] == "admin" {
+                    documented.push((path.clone(), method.to_uppercase()));
+                }
+            }
+        }
+        let mut routed: Vec<(String, String)> = ENDPOINTS
+            .iter()
+            .flat_map(|(path, methods)| methods.iter().map(move |method| (path.to_string(), method.to_string())))
+            .collect();
+        documented.sort();
+        routed.sort();
+        assert_eq!(routed, documented);
+    }
+
+    #[test]
+    fn each_path_reaches_its_module() {
+        reaches("/v1/tenants/acme/users/e7e0/tokens", Some(Resource::Users("acme", &["e7e0", "tokens"])));
+        reaches("/v1/tenants", Some(Resource::Tenants(None)));
+        reaches("/v1/tenants/acme", Some(Resource::Tenants(Some("acme"))));
+        reaches("/v1/tenants/acme/routes", Some(Resource::Routes("acme")));
+        reaches(
+            "/v1/tenants/acme/devices/main/link/qr.png",
+            Some(Resource::Devices("acme", &["main", "link", "qr.png"])),
+        );
+        reaches("/v1/tenants/acme/components/api", Some(Resource::Components("acme", &["api"])));
+        reaches("/openapi.json", Some(Resource::Open("openapi.json")));
+        // Trailing slashes name the same resource.
+        reaches("/v1/tenants/", Some(Resource::Tenants(None)));
+        reaches("/healthz//", Some(Resource::Open("healthz")));
+        reaches("/v1/tenants/acme/users/", Some(Resource::Users("acme", &[])));
+        // Percent-encoded segments are taken as written: `%61cme` is no tenant's id (the store
+        // answers 404), and `%761` is not `v1`.
+        reaches("/v1/tenants/%61cme", Some(Resource::Tenants(Some("%61cme"))));
+        for nothing in ["/", "", "/v1", "/%761/tenants", "/v1/tenants/acme/routes/x", "/V1/tenants", "//v1/tenants"] {
+            reaches(nothing, None);
+        }
+    }
+
+    #[test]
+    fn a_known_path_answers_another_method_with_405_and_allow_anything_else_404() {
+        let allowed = |methods: &str| (405, "METHOD_NOT_ALLOWED", Some(methods.to_string()));
+        assert_eq!(refusal("TRACE", "/v1/tenants"), allowed("GET, POST"));
+        assert_eq!(refusal("PUT", "/v1/tenants/acme/"), allowed("GET, PATCH, DELETE"));
+        assert_eq!(refusal("POST", "/healthz"), allowed("GET"));
+        assert_eq!(refusal("HEAD", "/metrics/"), allowed("GET"));
+        assert_eq!(refusal("GET", "/v1/tenants/acme/users/e7e0/tokens/t1"), allowed("DELETE"));
+        assert_eq!(refusal("PUT", "/v1/tenants/acme/devices/main/link"), allowed("GET, POST, DELETE"));
+        assert_eq!(refusal("GET", "/v1/tenants/acme/components/api/versions/abc/activate"), allowed("POST"));
+        // Paths the API does not have, whatever the method.
+        let none = (404, "NO_ENDPOINT", None);
+        assert_eq!(refusal("GET", "/v1/nothing"), none);
+        assert_eq!(refusal("GET", "/v1/tenants/acme/devices/main/%6Cink"), none, "percent-encoded: not `link`");
+        assert_eq!(refusal("TRACE", "/v1/tenants//users"), none, "an empty segment is no id");
+        assert_eq!(refusal("GET", "/v1/tenants/acme/devices/main/link/qr.png/x"), none);
+        assert_eq!(refusal("GET", "/pair.html"), none);
+    }
+
+    #[test]
+    fn scope_checks_see_the_segments_the_routing_sees() {
+        let read_only = AdminScope { tenant: None, read_only: true };
+        let code =
+            |scope: &AdminScope, method: Method, path: &str| authorize(scope, &method, path).err().map(|f| f.code);
+        assert_eq!(code(&read_only, Method::GET, "/v1/tenants/acme/devices/main"), None);
+        assert_eq!(code(&read_only, Method::GET, "/v1/tenants/acme/devices/main/link/"), Some("FORBIDDEN"));
+        assert_eq!(code(&read_only, Method::GET, "/v1/tenants/acme/devices/main/link/events"), Some("FORBIDDEN"));
+        let acme = AdminScope { tenant: Some("acme".into()), read_only: false };
+        assert_eq!(code(&acme, Method::GET, "/v1/tenants/acme/"), None);
+        assert_eq!(code(&acme, Method::DELETE, "/v1/tenants/acme/"), Some("FORBIDDEN"));
+        assert_eq!(code(&acme, Method::GET, "/v1/tenants/%61cme/users"), Some("FORBIDDEN"));
+        assert_eq!(code(&acme, Method::GET, "/v1/tenants/globex/users"), Some("FORBIDDEN"));
+        assert_eq!(code(&acme, Method::POST, "/v1/tenants/acme/users"), None);
+    }
+
     use super::*;
 
     #[test]
@@ -434,14 +638,7 @@ mod tests {
 
     #[test]
     fn decodes_query_values() {
-        let call = |query: &str| Call {
-            method: Method::GET,
-            path: "/v1/tenants/acme/routes".to_string(),
-            query: Some(query.to_string()),
-            body: Bytes::new(),
-            author: "test".to_string(),
-            scope: AdminScope::default(),
-        };
+        let call = |query: &str| Call { query: Some(query.to_string()), ..call("GET", "/v1/tenants/acme/routes") };
         let value = |query: &str, name: &str| call(query).query(name);
         assert_eq!(value("prefix=%2Fdevices%2fx", "prefix").as_deref(), Some("/devices/x"));
         assert_eq!(value("a=1&prefix=%2Fa+b%2Bc", "prefix").as_deref(), Some("/a b+c"));

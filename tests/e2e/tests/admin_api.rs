@@ -130,7 +130,9 @@ async fn tenants_are_created_changed_and_deleted() {
         "INVALID",
     );
     assert_error(&gw.admin(Method::GET, "/v1/tenants/nope", Value::Null).await, 404, "NOT_FOUND");
-    assert_error(&gw.admin(Method::PUT, "/v1/tenants/initech", json!({})).await, 404, "NO_ENDPOINT");
+    let not_allowed = gw.admin(Method::PUT, "/v1/tenants/initech", json!({})).await;
+    assert_error(&not_allowed, 405, "METHOD_NOT_ALLOWED");
+    assert_eq!(not_allowed.headers["allow"], "GET, PATCH, DELETE");
     let not_json = gw.admin_as(Method::GET, "/v1/nothing", Some(gw.admin_token()), Value::Null).await;
     assert_error(&not_json, 404, "NO_ENDPOINT");
 
@@ -377,4 +379,31 @@ async fn metrics_count_requests_by_tenant_route_component_and_status() {
     assert_eq!(gw.admin(Method::DELETE, "/v1/tenants/globex", Value::Null).await.status, 204);
     let after = gw.admin_as(Method::GET, "/metrics", None, Value::Null).await.text;
     assert!(!after.contains("tenant=\"globex\""), "{after}");
+}
+
+#[tokio::test]
+async fn a_method_a_path_does_not_take_is_405_with_allow() {
+    let gw = gateway().await;
+    for (method, path, allow) in [
+        ("TRACE", "/v1/tenants", "GET, POST"),
+        ("DELETE", "/v1/tenants/", "GET, POST"),
+        ("PUT", "/healthz", "GET"),
+        ("POST", "/openapi.json", "GET"),
+        ("PATCH", "/v1/tenants/acme/users/a11ce000-0000-4000-8000-000000000001", "GET, PUT, DELETE"),
+        ("GET", "/v1/tenants/acme/devices/main/pair-code", "POST"),
+        ("POST", "/v1/tenants/acme/routes", "GET, PUT, DELETE"),
+    ] {
+        let reply = gw.admin(method.parse().unwrap(), path, Value::Null).await;
+        assert_error(&reply, 405, "METHOD_NOT_ALLOWED");
+        assert_eq!(reply.headers.get("allow").map(|v| v.to_str().unwrap()), Some(allow), "{method} {path}");
+        assert_eq!(reply.headers["content-type"], "application/json");
+    }
+    // The admin token is still checked first, and a path the API does not have stays 404.
+    let anonymous = gw.admin_as(Method::PUT, "/v1/tenants", None, Value::Null).await;
+    assert_error(&anonymous, 401, "UNAUTHORIZED");
+    for path in ["/v1/tenants/acme/nothing", "/v1/tenants/acme/devices/main/%6Cink", "/v2/tenants"] {
+        let reply = gw.admin(Method::TRACE, path, Value::Null).await;
+        assert_error(&reply, 404, "NO_ENDPOINT");
+        assert!(reply.headers.get("allow").is_none(), "{path}");
+    }
 }
