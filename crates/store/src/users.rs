@@ -224,7 +224,7 @@ fn check_devices(conn: &Connection, tenant: &str, devices: &[String]) -> Result<
         conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM devices WHERE tenant_id = ?1 AND id = ?2)")?;
     for device in devices {
         if !statement.query_row([tenant, device], |row| row.get::<_, bool>(0))? {
-            return Err(StoreError::Invalid(format!(
+            return Err(StoreError::Conflict(format!(
                 "device `{device}` is not a device of tenant `{tenant}`: create it first"
             )));
         }
@@ -280,9 +280,9 @@ mod tests {
         let store = acme();
         store.create_tenant(crate::tenants::NewTenant { id: "globex".into(), ..Default::default() }).unwrap();
         store.create_device("globex", "main").unwrap();
-        assert!(matches!(store.create_user("acme", user("ops", &["main"])), Err(StoreError::Invalid(_))));
+        assert!(matches!(store.create_user("acme", user("ops", &["main"])), Err(StoreError::Conflict(_))));
         let created = store.create_user("acme", user("ops", &[])).unwrap();
-        assert!(matches!(store.update_user("acme", &created.id, user("ops", &["main"])), Err(StoreError::Invalid(_))));
+        assert!(matches!(store.update_user("acme", &created.id, user("ops", &["main"])), Err(StoreError::Conflict(_))));
         // Another tenant's user is not found, not shown.
         assert!(matches!(store.user("globex", &created.id), Err(StoreError::NotFound(_))));
         assert!(matches!(store.delete_user("globex", &created.id), Err(StoreError::NotFound(_))));

@@ -1,5 +1,7 @@
 //! `/v1/tenants/{tenant}/routes`: list, set (`PUT` with `{prefix, component}`) and delete
-//! (`DELETE ?prefix=/x`) routes.
+//! (`DELETE ?prefix=/x`) routes. A route whose component names none is invalid (400); one
+//! naming a component that cannot be served (not deployed, no such built-in, a file that is
+//! not a component) conflicts with what the gateway has (409).
 
 use http::{Method, StatusCode};
 use serde::Deserialize;
@@ -34,7 +36,7 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str) -> Answer {
                     let (t, name) = (tenant.clone(), name.clone());
                     let versions = admin.run(move |store| store.component_versions(&t)).await?;
                     if !versions.iter().any(|v| v.name == name && v.active) {
-                        return Err(Failure::invalid(format!(
+                        return Err(Failure::conflict(format!(
                             "route component: tenant `{tenant}` has no active component `{name}`; deploy it first"
                         )));
                     }
@@ -54,7 +56,7 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str) -> Answer {
                     admin
                         .run(move |_| Ok(gateway.check_component(&component)))
                         .await?
-                        .map_err(|e| Failure::invalid(format!("route component: {e:#}")))?;
+                        .map_err(|e| Failure::conflict(format!("route component: {e:#}")))?;
                 }
             }
             json(StatusCode::OK, &admin.change(move |store| store.put_route(&tenant, route)).await?)

@@ -27,6 +27,10 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
                 return Err(Failure::invalid("send the user's new name, devices and scopes as JSON"));
             }
             let new: NewUser = call.json()?;
+            // The id comes from the path; one in the body is ignored, but must still be a UUID.
+            if let Some(id) = new.id.as_deref().filter(|id| uuid::Uuid::try_parse(id).is_err()) {
+                return Err(Failure::invalid(format!("id `{id}`: a user's id is a UUID (and comes from the path)")));
+            }
             let user = user.to_string();
             json(StatusCode::OK, &admin.change(move |store| store.update_user(&tenant, &user, new)).await?)
         }

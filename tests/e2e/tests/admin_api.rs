@@ -179,8 +179,17 @@ async fn a_new_users_token_works_at_once_and_stops_when_revoked() {
     let by_host = gw.request(Method::GET, "/devices/main/groups", Some(&token), Some("acme.test"), Vec::new()).await;
     assert_eq!(by_host.status, 401, "{}", by_host.text);
 
-    assert_error(&gw.admin(Method::POST, "/v1/tenants/acme/users", json!({"devices": ["nope"]})).await, 400, "INVALID");
+    // A device the tenant does not have is a conflict with what it has, not a malformed body.
+    let unknown_device = gw.admin(Method::POST, "/v1/tenants/acme/users", json!({"devices": ["nope"]})).await;
+    assert_error(&unknown_device, 409, "CONFLICT");
+    let replaced = json!({"devices": ["main", "nope"]});
+    let unknown_device = gw.admin(Method::PUT, &format!("/v1/tenants/acme/users/{user_id}"), replaced).await;
+    assert_error(&unknown_device, 409, "CONFLICT");
     assert_error(&gw.admin(Method::POST, "/v1/tenants/acme/users", json!({"id": "bob"})).await, 400, "INVALID");
+    // The id in a replacement is ignored, but a body that is not a user is refused.
+    let not_a_uuid = json!({"id": "", "devices": ["main"]});
+    let replaced = gw.admin(Method::PUT, &format!("/v1/tenants/acme/users/{user_id}"), not_a_uuid).await;
+    assert_error(&replaced, 400, "INVALID");
     // Replacing a user needs its new state: an empty body does not wipe it.
     assert_error(
         &gw.admin(Method::PUT, &format!("/v1/tenants/acme/users/{user_id}"), Value::Null).await,
@@ -219,13 +228,13 @@ async fn no_tenant_reaches_anothers_users_tokens_devices_or_routes() {
     assert_error(&reply, 404, "NOT_FOUND");
     assert_error(
         &gw.admin(Method::POST, "/v1/tenants/acme/users", json!({"devices": ["main", "nope"]})).await,
-        400,
-        "INVALID",
+        409,
+        "CONFLICT",
     );
     // A globex user cannot be given an acme-only device.
     let reply =
         gw.admin(Method::PUT, &format!("/v1/tenants/globex/users/{EVE_ID}"), json!({"devices": ["stranger"]})).await;
-    assert_error(&reply, 400, "INVALID");
+    assert_error(&reply, 409, "CONFLICT");
 
     // On the API: a tenant's token, device and route are its own.
     let on_globex = gw.request(Method::GET, "/devices/main/groups", Some(ALICE), Some("globex.test"), Vec::new()).await;
@@ -281,7 +290,7 @@ async fn devices_and_routes_change_what_is_served() {
 
     let bad =
         gw.admin(Method::PUT, "/v1/tenants/globex/routes", json!({"prefix": "/x", "component": "builtin:nope"})).await;
-    assert_error(&bad, 400, "INVALID");
+    assert_error(&bad, 409, "CONFLICT");
     assert!(
         bad.json["error"]["message"].as_str().unwrap().contains("builtin:devices-api"),
         "names the built-ins: {}",
@@ -293,11 +302,20 @@ async fn devices_and_routes_change_what_is_served() {
         400,
         "INVALID",
     );
-    // What names no component, or no component this build has, is refused as such.
-    for component in ["", "builtin:", "component: ", "builtin: devices-api", "native:devices-profile-x"] {
+    // What names no component is invalid; what names no component this build or tenant has
+    // conflicts with what it has.
+    for (component, status, code) in [
+        ("", 400, "INVALID"),
+        ("builtin:", 400, "INVALID"),
+        ("component: ", 400, "INVALID"),
+        ("builtin: devices-api", 409, "CONFLICT"),
+        ("native:devices-profile-x", 409, "CONFLICT"),
+        ("component:undeployed", 409, "CONFLICT"),
+        ("/nowhere/x.wasm", 409, "CONFLICT"),
+    ] {
         let refused =
             gw.admin(Method::PUT, "/v1/tenants/globex/routes", json!({"prefix": "/x", "component": component})).await;
-        assert_error(&refused, 400, "INVALID");
+        assert_error(&refused, status, code);
         let message = refused.json["error"]["message"].as_str().unwrap();
         assert!(message.starts_with("route component: "), "{component:?}: {message}");
     }

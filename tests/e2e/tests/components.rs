@@ -151,7 +151,7 @@ async fn what_is_not_a_handler_component_is_refused_with_the_reason() {
     );
     let route =
         gw.admin(Method::PUT, "/v1/tenants/globex/routes", json!({"prefix": "/x", "component": "component:bad"})).await;
-    assert_eq!((route.status, &route.json["error"]["code"]), (400, &json!("INVALID")), "{}", route.text);
+    assert_eq!((route.status, &route.json["error"]["code"]), (409, &json!("CONFLICT")), "{}", route.text);
     let unknown = gw.admin_upload("/v1/tenants/nope/components/api", devices_api()).await;
     assert_eq!(unknown.status, 404, "{}", unknown.text);
 }

@@ -126,6 +126,79 @@ fn the_validator_refuses_what_the_schemas_forbid() {
     assert_eq!(mismatches(&doc, &version, &good).len(), 1, "{good}");
 }
 
+/// The request bodies schemathesis found the document and the server disagreeing on (and their
+/// neighbours): what the document's request schema refuses, the server refuses with 400; what
+/// it takes, the server does not refuse as malformed (it may still conflict with what exists).
+#[tokio::test]
+async fn the_request_schemas_refuse_what_the_server_refuses() {
+    let doc = document();
+    let gw = gateway().await;
+    let route = |component: &str| json!({"prefix": "/x", "component": component});
+    let cases = [
+        ("POST", "/v1/tenants", "/v1/tenants", json!({"id": "h1", "hosts": [""]})),
+        ("POST", "/v1/tenants", "/v1/tenants", json!({"id": "h2", "hosts": ["http://h2.test:80"]})),
+        ("POST", "/v1/tenants", "/v1/tenants", json!({"id": "h3", "hosts": ["H3.test"]})),
+        ("PATCH", "/v1/tenants/{tenant}", "/v1/tenants/globex", json!({"hosts": [""]})),
+        ("PATCH", "/v1/tenants/{tenant}", "/v1/tenants/globex", json!({"hosts": ["globex.test", "x-1.test"]})),
+        (
+            "POST",
+            "/v1/tenants/{tenant}/devices/{device}/pair-code",
+            "/v1/tenants/globex/devices/main/pair-code",
+            json!({"phone_number": ""}),
+        ),
+        (
+            "POST",
+            "/v1/tenants/{tenant}/devices/{device}/pair-code",
+            "/v1/tenants/globex/devices/main/pair-code",
+            json!({"phone_number": "+62 812"}),
+        ),
+        (
+            "POST",
+            "/v1/tenants/{tenant}/devices/{device}/pair-code",
+            "/v1/tenants/globex/devices/main/pair-code",
+            json!({"phone_number": "+62 812-3456-7890"}),
+        ),
+        ("PUT", "/v1/tenants/{tenant}/routes", "/v1/tenants/globex/routes", route("")),
+        ("PUT", "/v1/tenants/{tenant}/routes", "/v1/tenants/globex/routes", route("builtin:")),
+        ("PUT", "/v1/tenants/{tenant}/routes", "/v1/tenants/globex/routes", route("component:  ")),
+        ("PUT", "/v1/tenants/{tenant}/routes", "/v1/tenants/globex/routes", route("builtin:nope")),
+        ("PUT", "/v1/tenants/{tenant}/routes", "/v1/tenants/globex/routes", route("component:nope")),
+        ("PUT", "/v1/tenants/{tenant}/routes", "/v1/tenants/globex/routes", route("nope.wasm")),
+        ("POST", "/v1/tenants/{tenant}/users", "/v1/tenants/globex/users", json!({"devices": ["nope"]})),
+        (
+            "PUT",
+            "/v1/tenants/{tenant}/users/{user}",
+            &format!("/v1/tenants/globex/users/{EVE_ID}"),
+            json!({"devices": ["main", "x"]}),
+        ),
+    ];
+    for (method, template, path, body) in cases {
+        let operation = &doc["paths"][template][method.to_lowercase()];
+        let schema = &operation["requestBody"]["content"]["application/json"]["schema"];
+        assert!(schema.is_object(), "{method} {template} takes a JSON body");
+        let problems = mismatches(&doc, schema, &body);
+        let reply = gw.admin(method.parse().unwrap(), path, body.clone()).await;
+        let what = format!("{method} {path} {body}");
+        check(&doc, operation, &what, &reply);
+        assert_eq!(
+            reply.status == 400,
+            !problems.is_empty(),
+            "{what}: {problems:?} but {}: {}",
+            reply.status,
+            reply.text
+        );
+    }
+    // A body the server reads as `{}` when it is left out is documented as one that may be.
+    for (method, template, path) in [
+        ("PATCH", "/v1/tenants/{tenant}", "/v1/tenants/globex"),
+        ("POST", "/v1/tenants/{tenant}/users", "/v1/tenants/globex/users"),
+    ] {
+        let required = doc["paths"][template][method.to_lowercase()]["requestBody"]["required"] == true;
+        let reply = gw.admin(method.parse().unwrap(), path, Value::Null).await;
+        assert_eq!(reply.status == 400, required, "{method} {path} without a body: {}", reply.text);
+    }
+}
+
 #[tokio::test]
 async fn the_served_document_is_openapi_3_1_with_both_apis() {
     let gw = gateway().await;
