@@ -199,3 +199,232 @@ fn new_store(component: &HandlerComponent, share: &Arc<Share>, state: RequestSta
     });
     store
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap};
+    use std::sync::OnceLock;
+
+    use wasmtime_wasi_http::WasiHttpView;
+
+    use super::*;
+    use crate::capability::logging::{ComponentLog, tenant_log_rate};
+    use crate::capability::outbound::Outbound;
+    use crate::capability::request::RequestContext;
+    use crate::capability::scope::Scope;
+    use crate::runtime::{Runtime, builtin};
+    use crate::telemetry::violation::Reporter;
+
+    /// A built-in component, compiled once for every test here (none instantiates it: the
+    /// pool's accounting is about stores, which it makes itself).
+    fn component() -> Arc<HandlerComponent> {
+        static COMPONENT: OnceLock<Arc<HandlerComponent>> = OnceLock::new();
+        let compile = || {
+            let runtime = Runtime::with_slots(2).expect("a runtime");
+            let bytes = builtin::get("devices-api").expect("the built-in");
+            Arc::new(runtime.compile("builtin:devices-api", bytes).expect("the built-in compiles"))
+        };
+        COMPONENT.get_or_init(compile).clone()
+    }
+
+    /// A budget of `max_idle` idle instances in all pools, of which one pool keeps `per_pool`.
+    fn budget(max_idle: usize, per_pool: usize) -> Arc<IdleBudget> {
+        Arc::new(IdleBudget { idle: AtomicUsize::new(0), max_idle, per_pool })
+    }
+
+    /// A pool of one tenant whose instances serve `requests_per_instance` requests each.
+    fn pool(requests_per_instance: u32, budget: &Arc<IdleBudget>) -> InstancePool {
+        let limits = Limits { requests_per_instance, ..Limits::default() };
+        InstancePool::new(component(), limits, Share::new(4, 1000, tenant_log_rate()), budget.clone())
+    }
+
+    /// What one request hands the instance serving it, told apart by its `deadline`.
+    fn request(deadline: Instant) -> (Capabilities, OutboundPolicy) {
+        let scope = Arc::new(Scope::new("acme", HashMap::new(), BTreeMap::new(), BTreeMap::new()));
+        let log =
+            ComponentLog::new("acme", "builtin:devices-api".into(), Arc::new(tenant_log_rate()), Reporter::detached());
+        let context = RequestContext { id: RequestContext::new_id(), route_prefix: "/".into() };
+        let capabilities = Capabilities { scope, deadline, log, request: context };
+        let (outbound, hosts) = (Arc::new(Outbound::system()), Arc::<[String]>::from([]));
+        (capabilities, OutboundPolicy::new(outbound, hosts.clone(), hosts, 0, Reporter::detached(), deadline))
+    }
+
+    /// An instance of `pool` for a new request.
+    fn take(pool: &InstancePool) -> Instance {
+        let (capabilities, outbound) = request(Instant::now() + Duration::from_secs(10));
+        pool.take(capabilities, outbound)
+    }
+
+    /// Which store an instance is: its data stays where it is while the instance moves.
+    fn identity(instance: &Instance) -> *const RequestState {
+        instance.store.data()
+    }
+
+    /// Idle instances of `pool`, and idle instances counted in `budget`.
+    fn idle(pool: &InstancePool, budget: &IdleBudget) -> (usize, usize) {
+        (pool.idle.lock().unwrap().len(), budget.idle.load(Ordering::Acquire))
+    }
+
+    #[test]
+    fn an_empty_pool_makes_a_new_store_not_yet_instantiated() {
+        let budget = budget(8, 4);
+        let pool = pool(10, &budget);
+        let instance = take(&pool);
+        assert!(instance.proxy.is_none(), "instantiated on its first request, by dispatch");
+        assert_eq!(instance.served, 0);
+        assert_eq!(idle(&pool, &budget), (0, 0));
+    }
+
+    #[test]
+    fn an_instance_put_back_serves_the_next_request_with_that_requests_capabilities() {
+        let budget = budget(8, 4);
+        let pool = pool(10, &budget);
+        let first = take(&pool);
+        let store = identity(&first);
+        pool.put(first);
+        assert_eq!(idle(&pool, &budget), (1, 1), "kept warm, and counted against the budget");
+
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (capabilities, outbound) = request(deadline);
+        let id = capabilities.request.id.clone();
+        let warm = pool.take(capabilities, outbound);
+        assert_eq!(identity(&warm), store, "the warm instance, not a new one");
+        assert_eq!(warm.served, 1);
+        assert_eq!(idle(&pool, &budget), (0, 0), "taken: no longer idle, its budget returned");
+        let state = warm.store.data();
+        assert_eq!((state.deadline(), &state.capabilities.request.id), (deadline, &id), "the new request's own");
+    }
+
+    #[test]
+    fn an_instance_serves_requests_per_instance_requests_then_a_new_one_takes_over() {
+        let budget = budget(8, 4);
+        let pool = pool(3, &budget);
+        let first = take(&pool);
+        let store = identity(&first);
+        pool.put(first);
+        for served in [1, 2] {
+            let instance = take(&pool);
+            assert_eq!((identity(&instance), instance.served), (store, served));
+            pool.put(instance);
+        }
+        assert_eq!(idle(&pool, &budget), (0, 0), "retired after its third request");
+        assert_eq!(take(&pool).served, 0, "a new instance");
+    }
+
+    #[test]
+    fn one_request_per_instance_gives_every_request_a_new_instance() {
+        let budget = budget(8, 4);
+        let pool = pool(1, &budget);
+        pool.put(take(&pool));
+        assert_eq!(idle(&pool, &budget), (0, 0));
+        assert_eq!(take(&pool).served, 0, "a new instance");
+    }
+
+    #[test]
+    fn an_instance_that_is_not_put_back_is_gone_and_frees_its_idle_slot() {
+        let budget = budget(8, 4);
+        let pool = pool(10, &budget);
+        pool.put(take(&pool));
+        // The request trapped, timed out or was abandoned: dispatch drops the instance.
+        let failed = take(&pool);
+        assert_eq!(failed.served, 1, "the warm instance");
+        drop(failed);
+        assert_eq!(idle(&pool, &budget), (0, 0));
+        assert_eq!(take(&pool).served, 0, "a new instance, not the failed one");
+    }
+
+    #[test]
+    fn an_instance_still_holding_a_resource_is_retired() {
+        let budget = budget(8, 4);
+        let pool = pool(10, &budget);
+        let mut instance = take(&pool);
+        instance.store.data_mut().http().table.push(()).expect("room in the table");
+        pool.put(instance);
+        assert_eq!(idle(&pool, &budget), (0, 0), "the next request starts from an empty table");
+    }
+
+    #[test]
+    fn a_pool_keeps_at_most_its_share_of_idle_instances() {
+        let budget = budget(8, 2);
+        let pool = pool(10, &budget);
+        let instances = [take(&pool), take(&pool), take(&pool)];
+        instances.into_iter().for_each(|instance| pool.put(instance));
+        assert_eq!(idle(&pool, &budget), (2, 2), "one request at a time per instance: more only hold memory");
+    }
+
+    #[test]
+    fn the_pools_of_all_tenants_keep_no_more_idle_instances_than_the_budget() {
+        let budget = budget(1, 4);
+        let (acme, globex) = (pool(10, &budget), pool(10, &budget));
+        let acmes = take(&acme);
+        let globexs = take(&globex);
+        acme.put(acmes);
+        globex.put(globexs);
+        assert_eq!((idle(&acme, &budget), idle(&globex, &budget).0), ((1, 1), 0), "the budget was used up");
+        // acme's next request takes its idle instance: globex may keep one now.
+        let acmes = take(&acme);
+        let globexs = take(&globex);
+        globex.put(globexs);
+        assert_eq!((idle(&acme, &budget).0, idle(&globex, &budget)), (0, (1, 1)));
+        drop(acmes);
+    }
+
+    #[test]
+    fn a_pool_never_hands_out_another_pools_instance_and_each_counts_its_own_requests() {
+        let budget = budget(8, 4);
+        let (acme, globex) = (pool(2, &budget), pool(10, &budget));
+        let acmes = take(&acme);
+        let store = identity(&acmes);
+        acme.put(acmes);
+        let globexs = take(&globex);
+        assert_ne!(identity(&globexs), store, "instances never cross tenants");
+        assert_eq!(globexs.served, 0);
+        globex.put(globexs);
+        // acme's instance reaches acme's requests_per_instance; globex's goes on.
+        acme.put(take(&acme));
+        globex.put(take(&globex));
+        assert_eq!((idle(&acme, &budget).0, idle(&globex, &budget).0), (0, 1));
+    }
+
+    #[test]
+    fn a_dropped_pool_returns_its_idle_instances_to_the_budget() {
+        let budget = budget(8, 4);
+        let (acme, globex) = (pool(10, &budget), pool(10, &budget));
+        let instances = [take(&acme), take(&acme)];
+        instances.into_iter().for_each(|instance| acme.put(instance));
+        globex.put(take(&globex));
+        assert_eq!(budget.idle.load(Ordering::Acquire), 3);
+        drop(acme);
+        assert_eq!(idle(&globex, &budget), (1, 1), "only the dropped pool's instances are returned");
+    }
+
+    #[test]
+    fn instances_idle_for_the_idle_timeout_are_retired_and_free_their_budget() {
+        let budget = budget(8, 4);
+        let pool = pool(10, &budget);
+        let instances = [take(&pool), take(&pool), take(&pool)];
+        let fresh = identity(&instances[2]);
+        instances.into_iter().for_each(|instance| pool.put(instance));
+        // The two that went idle first have waited for the whole timeout.
+        let long_ago = Instant::now().checked_sub(IDLE_TIMEOUT).expect("a monotonic clock older than the timeout");
+        pool.idle.lock().unwrap()[..2].iter_mut().for_each(|instance| instance.idle_since = long_ago);
+        pool.retire_idle();
+        assert_eq!(idle(&pool, &budget), (1, 1));
+        assert_eq!(identity(&take(&pool)), fresh, "the instance idle for less than the timeout is kept");
+    }
+
+    #[test]
+    fn putting_an_instance_back_retires_the_stale_ones() {
+        let budget = budget(8, 4);
+        let pool = pool(10, &budget);
+        let instances = [take(&pool), take(&pool)];
+        instances.into_iter().for_each(|instance| pool.put(instance));
+        let long_ago = Instant::now().checked_sub(IDLE_TIMEOUT).expect("a monotonic clock older than the timeout");
+        pool.idle.lock().unwrap().iter_mut().for_each(|instance| instance.idle_since = long_ago);
+        let instance = take(&pool);
+        let store = identity(&instance);
+        pool.put(instance);
+        assert_eq!(idle(&pool, &budget), (1, 1), "the stale one retired, the returned one kept");
+        assert_eq!(identity(&take(&pool)), store);
+    }
+}
