@@ -339,3 +339,231 @@ impl Gateway {
         parts.shares.iter().map(|(tenant, share)| (tenant.clone(), share.cpu().used())).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::OnceLock;
+
+    use waedge_e2e::fixture::{FixtureDevices, World};
+    use waedge_e2e::server::fixtures;
+
+    use super::*;
+
+    /// One runtime for every test here: engines are meant to be shared.
+    fn runtime() -> Runtime {
+        static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+        RUNTIME.get_or_init(|| Runtime::with_slots(16).expect("a runtime")).clone()
+    }
+
+    /// A gateway with no tenant yet, whose devices are the end-to-end tests' fixture world.
+    fn gateway() -> Gateway {
+        let world = World::load(&fixtures().join("world.toml")).expect("the fixture world");
+        Gateway::new(runtime(), Arc::new(FixtureDevices(world)), Limits::default(), None)
+    }
+
+    /// Reloads `gateway` from a store holding `tenants` (`[[tenants]]` tables), as after a
+    /// change to the store; every route must load.
+    fn reload(gateway: &Gateway, tenants: &[String]) {
+        let store = Store::open_in_memory().expect("an in-memory store");
+        Config::parse(&tenants.concat()).expect("a valid configuration").seed(&store).expect("the store seeds");
+        assert_eq!(gateway.reload(&store).expect("the store reads"), Vec::<String>::new());
+    }
+
+    /// Tenant `id` with `limits` (an inline table's contents), its device `main`, and its
+    /// routes `/devices` and `/more`, both served by `component`.
+    fn tenant(id: &str, limits: &str, component: &str) -> String {
+        format!(
+            r#"
+            [[tenants]]
+            id = "{id}"
+            limits = {{ {limits} }}
+            devices = [{{ id = "main" }}]
+            routes = [
+              {{ prefix = "/devices", component = "{component}" }},
+              {{ prefix = "/more", component = "{component}" }},
+            ]
+            "#
+        )
+    }
+
+    /// The instances serving `tenant`'s route `prefix`.
+    fn pool(gateway: &Gateway, tenant: &str, prefix: &str) -> Arc<InstancePool> {
+        let tenants = gateway.tenants();
+        let routes = tenants.get(tenant).expect("the tenant is loaded").routes();
+        let route = routes.iter().find(|route| route.prefix() == prefix).expect("the route is loaded");
+        route.instances().expect("a component serves the route").clone()
+    }
+
+    /// `tenant`'s admission state.
+    fn admission(gateway: &Gateway, tenant: &str) -> Arc<Admission> {
+        gateway.tenants().get(tenant).expect("the tenant is loaded").admission().clone()
+    }
+
+    /// The session of `tenant`'s device `main` (as opened, and as requests are served by it)
+    /// and the cache TTL it is served under.
+    fn session(gateway: &Gateway, tenant: &str) -> (Arc<dyn DeviceSession>, Arc<dyn DeviceSession>, Duration) {
+        let parts = gateway.parts.lock().unwrap();
+        let session = &parts.sessions[&(tenant.to_string(), "main".to_string())];
+        let tenants = gateway.tenants();
+        let scope = tenants.get(tenant).expect("the tenant is loaded").scope();
+        let served = scope.device("main").expect("the device is in the tenant's scope");
+        assert!(Arc::ptr_eq(served, &session.served), "requests are served by the session kept for the next reload");
+        (session.raw.clone(), session.served.clone(), session.ttl)
+    }
+
+    const DEVICES_API: &str = "builtin:devices-api";
+    const CONTACTS_API: &str = "builtin:contacts-api";
+
+    #[test]
+    fn a_reload_that_changes_nothing_of_a_tenant_keeps_its_warm_instances() {
+        let gateway = gateway();
+        reload(&gateway, &[tenant("acme", "", DEVICES_API)]);
+        let before = pool(&gateway, "acme", "/devices");
+        reload(&gateway, &[tenant("acme", "", DEVICES_API)]);
+        assert!(Arc::ptr_eq(&pool(&gateway, "acme", "/devices"), &before));
+    }
+
+    #[test]
+    fn routes_of_a_tenant_served_by_one_component_share_its_instances() {
+        let gateway = gateway();
+        reload(&gateway, &[tenant("acme", "", DEVICES_API)]);
+        assert!(Arc::ptr_eq(&pool(&gateway, "acme", "/devices"), &pool(&gateway, "acme", "/more")));
+    }
+
+    #[test]
+    fn new_limits_give_the_tenant_new_instances_made_under_them_of_the_same_compiled_component() {
+        let gateway = gateway();
+        reload(&gateway, &[tenant("acme", "", DEVICES_API)]);
+        let before = pool(&gateway, "acme", "/devices");
+        reload(&gateway, &[tenant("acme", "memory_mib = 32", DEVICES_API)]);
+        let after = pool(&gateway, "acme", "/devices");
+        assert!(!Arc::ptr_eq(&after, &before), "instances made under the old limits are not reused");
+        assert_eq!(after.limits().memory_mib, 32);
+        assert!(Arc::ptr_eq(&pool(&gateway, "acme", "/more"), &after), "both routes moved to the new instances");
+        assert!(Arc::ptr_eq(after.component(), before.component()), "compiled once, kept across reloads");
+        assert!(Arc::ptr_eq(after.share(), before.share()), "the tenant's share of the instance pool is kept");
+    }
+
+    #[test]
+    fn another_component_gives_the_route_new_instances_and_drops_the_one_no_route_serves() {
+        let gateway = gateway();
+        reload(&gateway, &[tenant("acme", "", DEVICES_API)]);
+        let before = pool(&gateway, "acme", "/devices");
+        reload(&gateway, &[tenant("acme", "", CONTACTS_API)]);
+        let after = pool(&gateway, "acme", "/devices");
+        assert!(!Arc::ptr_eq(&after, &before));
+        assert_eq!(&**after.component().name(), CONTACTS_API);
+        let parts = gateway.parts.lock().unwrap();
+        let compiled: Vec<_> = parts.components.keys().collect();
+        assert_eq!(compiled, [CONTACTS_API], "no route serves {DEVICES_API} any more");
+    }
+
+    #[test]
+    fn tenants_never_share_instances_though_they_share_the_compiled_component() {
+        let gateway = gateway();
+        reload(&gateway, &[tenant("acme", "", DEVICES_API), tenant("globex", "", DEVICES_API)]);
+        let (acme, globex) = (pool(&gateway, "acme", "/devices"), pool(&gateway, "globex", "/devices"));
+        assert!(!Arc::ptr_eq(&acme, &globex));
+        assert!(!Arc::ptr_eq(acme.share(), globex.share()));
+        assert!(Arc::ptr_eq(acme.component(), globex.component()));
+    }
+
+    #[test]
+    fn a_tenant_gone_from_the_store_leaves_nothing_behind() {
+        let gateway = gateway();
+        reload(&gateway, &[tenant("acme", "", DEVICES_API), tenant("globex", "", DEVICES_API)]);
+        reload(&gateway, &[tenant("globex", "", DEVICES_API)]);
+        assert!(gateway.tenants().get("acme").is_none());
+        let parts = gateway.parts.lock().unwrap();
+        let tenants = |ids: Vec<&String>| ids.into_iter().cloned().collect::<Vec<_>>();
+        let left = [
+            tenants(parts.pools.keys().collect()),
+            tenants(parts.admissions.keys().collect()),
+            tenants(parts.shares.keys().collect()),
+            tenants(parts.sessions.keys().map(|(tenant, _)| tenant).collect()),
+        ];
+        assert_eq!(left, [["globex"], ["globex"], ["globex"], ["globex"]]);
+    }
+
+    #[test]
+    fn a_reload_keeps_a_devices_session_and_its_cache_while_the_ttl_is_unchanged() {
+        let gateway = gateway();
+        reload(&gateway, &[tenant("acme", "cache_ttl_seconds = 30", DEVICES_API)]);
+        let (raw, served, _) = session(&gateway, "acme");
+        assert!(!Arc::ptr_eq(&served, &raw), "served through a cache");
+        reload(&gateway, &[tenant("acme", "cache_ttl_seconds = 30, memory_mib = 32", DEVICES_API)]);
+        let (raw_after, served_after, _) = session(&gateway, "acme");
+        assert!(Arc::ptr_eq(&raw_after, &raw), "the device was not opened again");
+        assert!(Arc::ptr_eq(&served_after, &served), "nor its cache emptied");
+    }
+
+    #[test]
+    fn a_new_cache_ttl_puts_a_new_cache_in_front_of_the_same_session() {
+        let gateway = gateway();
+        reload(&gateway, &[tenant("acme", "cache_ttl_seconds = 30", DEVICES_API)]);
+        let (raw, served, _) = session(&gateway, "acme");
+        reload(&gateway, &[tenant("acme", "cache_ttl_seconds = 60", DEVICES_API)]);
+        let (raw_after, served_after, ttl) = session(&gateway, "acme");
+        assert!(Arc::ptr_eq(&raw_after, &raw), "the device was not opened again");
+        assert!(!Arc::ptr_eq(&served_after, &served) && !Arc::ptr_eq(&served_after, &raw));
+        assert_eq!(ttl, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_cache_ttl_of_zero_serves_the_session_itself() {
+        let gateway = gateway();
+        reload(&gateway, &[tenant("acme", "cache_ttl_seconds = 30", DEVICES_API)]);
+        let (raw, _, _) = session(&gateway, "acme");
+        reload(&gateway, &[tenant("acme", "cache_ttl_seconds = 0", DEVICES_API)]);
+        let (raw_after, served, _) = session(&gateway, "acme");
+        assert!(Arc::ptr_eq(&raw_after, &raw) && Arc::ptr_eq(&served, &raw));
+    }
+
+    #[test]
+    fn a_device_gone_from_the_store_loses_its_session_and_comes_back_with_a_new_one() {
+        let gateway = gateway();
+        reload(&gateway, &[tenant("acme", "", DEVICES_API)]);
+        let (raw, _, _) = session(&gateway, "acme");
+        let without_devices = tenant("acme", "", DEVICES_API).replace(r#"devices = [{ id = "main" }]"#, "");
+        reload(&gateway, &[without_devices]);
+        assert!(gateway.parts.lock().unwrap().sessions.is_empty());
+        assert!(gateway.tenants().get("acme").unwrap().scope().device("main").is_none());
+        reload(&gateway, &[tenant("acme", "", DEVICES_API)]);
+        assert!(!Arc::ptr_eq(&session(&gateway, "acme").0, &raw), "opened anew");
+    }
+
+    #[test]
+    fn a_reload_keeps_the_admission_state_while_no_admission_setting_changes() {
+        let gateway = gateway();
+        reload(&gateway, &[tenant("acme", "requests_per_second = 5", DEVICES_API)]);
+        let before = admission(&gateway, "acme");
+        reload(&gateway, &[tenant("acme", "requests_per_second = 5, memory_mib = 32", DEVICES_API)]);
+        assert!(Arc::ptr_eq(&admission(&gateway, "acme"), &before), "its buckets and requests in flight are kept");
+    }
+
+    #[test]
+    fn a_new_admission_setting_replaces_the_admission_state() {
+        let gateway = gateway();
+        reload(&gateway, &[tenant("acme", "requests_per_second = 5", DEVICES_API)]);
+        let before = admission(&gateway, "acme");
+        reload(&gateway, &[tenant("acme", "requests_per_second = 6", DEVICES_API)]);
+        let after = admission(&gateway, "acme");
+        assert!(!Arc::ptr_eq(&after, &before));
+        assert!(after.enforces(&Limits { requests_per_second: 6, ..Limits::default() }));
+    }
+
+    #[test]
+    fn a_version_prepared_for_a_deploy_stays_compiled_through_reloads_for_a_while() {
+        let gateway = gateway();
+        let bytes = crate::runtime::builtin::get("devices-api").expect("the built-in");
+        let sha256 = "0".repeat(64);
+        gateway.prepare_component("acme", "hello", &sha256, bytes).expect("the version compiles");
+        let key = deployed_key("acme", "hello", &sha256);
+        reload(&gateway, &[tenant("acme", "", DEVICES_API)]);
+        assert!(gateway.parts.lock().unwrap().components.contains_key(&key), "kept for the deploy to store it");
+        let long_ago = Instant::now().checked_sub(PREPARED_FOR).expect("a monotonic clock older than that");
+        gateway.parts.lock().unwrap().prepared.insert(key.clone(), long_ago);
+        reload(&gateway, &[tenant("acme", "", DEVICES_API)]);
+        assert!(!gateway.parts.lock().unwrap().components.contains_key(&key), "a deploy never stored it");
+    }
+}
