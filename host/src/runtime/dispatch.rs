@@ -21,6 +21,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{FieldMapError, WasiHttpView};
 
 use super::capacity::Slot;
+use super::footprint::Exceeded;
 use super::limiter::MemoryLimitExceeded;
 use super::pool::InstancePool;
 use super::state::{MAX_FIELDS_BYTES, MAX_RESOURCES};
@@ -85,6 +86,11 @@ pub async fn dispatch(
     request: hyper::Request<Full<Bytes>>,
     max_body: usize,
 ) -> Result<Response<Bytes>, DispatchError> {
+    match pool.component().footprint().exceeds(pool.limits()) {
+        Some(Exceeded::Instances) => return Err(DispatchError::InstanceLimit),
+        Some(Exceeded::Tables) => return Err(DispatchError::TableLimit),
+        None => {}
+    }
     let deadline = capabilities.deadline;
     // Bound before the instance, so it is returned after the instance is dropped or kept.
     let _slot = slot;
@@ -183,19 +189,8 @@ fn classify(error: wasmtime::Error) -> DispatchError {
     ) {
         return DispatchError::FieldsTooLarge;
     }
-    // wasmtime checks these counts itself; only its message says which one it refused.
-    let text = format!("{error:#}");
-    if text.contains("instance count too high") {
-        DispatchError::InstanceLimit
-    } else if text.contains("table count too high") {
-        DispatchError::TableLimit
-    } else {
-        DispatchError::Trap(first_line(&text))
-    }
-}
-
-fn first_line(text: &str) -> String {
-    text.lines().next().unwrap_or_default().to_string()
+    // Instance and table counts are checked before instantiation (see `footprint`).
+    DispatchError::Trap(format!("{error:#}").lines().next().unwrap_or_default().to_string())
 }
 
 #[cfg(test)]

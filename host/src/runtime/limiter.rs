@@ -5,7 +5,9 @@
 //! every core instance in the store (a component may define several), not each memory alone.
 //! A refused growth traps the guest (`memory.grow` returning -1 would only make a guest's
 //! allocator abort) with a [`MemoryLimitExceeded`], so the host names the limit from the
-//! error's type, not from its wording.
+//! error's type, not from its wording. `max_instances` and `max_tables` are enforced here
+//! too, but a request never gets that far past them: the component's
+//! [footprint](super::footprint) is checked against them before it is instantiated.
 
 use wasmtime::ResourceLimiter;
 

@@ -20,6 +20,7 @@ pub mod compiler;
 pub mod cpu;
 pub mod dispatch;
 pub mod engine;
+pub mod footprint;
 pub mod limiter;
 pub mod pool;
 pub mod state;
@@ -37,6 +38,7 @@ use crate::limits::Limits;
 use artefact::ArtefactCache;
 use capacity::Share;
 use compiler::IsolatedCompiler;
+use footprint::Footprint;
 use pool::{IdleBudget, InstancePool};
 use state::RequestState;
 
@@ -60,6 +62,7 @@ pub struct Runtime {
 pub struct HandlerComponent {
     name: Arc<str>,
     sha256: String,
+    footprint: Footprint,
     pre: ProxyPre<RequestState>,
 }
 
@@ -152,7 +155,8 @@ impl Runtime {
         .map_err(refuse)?;
         let pre = self.linker.instantiate_pre(&component).map_err(refuse)?;
         let pre = ProxyPre::new(pre).map_err(refuse)?;
-        Ok(HandlerComponent { name: name.into(), sha256, pre })
+        let footprint = Footprint::of(bytes).map_err(|e| refuse(e.into()))?;
+        Ok(HandlerComponent { name: name.into(), sha256, footprint, pre })
     }
 
     /// An empty instance pool for one tenant's use of `component` under `limits`, taking
@@ -198,6 +202,11 @@ impl HandlerComponent {
     /// The SHA-256 (hex) of the component's bytes.
     pub fn sha256(&self) -> &str {
         &self.sha256
+    }
+
+    /// The core instances and tables each of its instances creates.
+    pub fn footprint(&self) -> Footprint {
+        self.footprint
     }
 }
 
