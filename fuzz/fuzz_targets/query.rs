@@ -1,4 +1,4 @@
-//! Fuzzes the guest SDK's query decoder (`waedge_sdk::Query`, `waedge_sdk::percent_decode`)
+//! Fuzzes the guest SDK's query decoder (`waedge_sdk::Query`, `waedge_sdk::query::percent_decode`)
 //! against a model written here from its documentation:
 //!
 //! - pairs are split on `&` (empty ones skipped) and at their first `=`; in names and values
@@ -12,7 +12,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-use waedge_sdk::{Query, percent_decode};
+use waedge_sdk::Query;
+use waedge_sdk::query::percent_decode;
 
 /// How many of an input's pairs have their name looked up (and the last one).
 const CHECKED: usize = 16;

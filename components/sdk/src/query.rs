@@ -1,4 +1,5 @@
-//! Query-string parsing.
+//! Query strings and percent-encoded path segments: [`Query`] (also at the crate root) and
+//! [`percent_decode`].
 
 /// A parsed query string: `key=value` pairs in order, decoded as
 /// `application/x-www-form-urlencoded`.
