@@ -2,7 +2,8 @@
 //!
 //! The [`DeviceSession`] trait is the whole surface the request path uses; the `whatsapp`
 //! capability calls it and never sees a `whatsapp-rust` type. The [`DeviceManager`] trait is
-//! the operator's side: open, link, log out and remove devices. [`cache::Cached`] puts a TTL
+//! the operator's side: open, link, log out and remove devices; a linking's progress is a
+//! [`link::LinkState`] any number of viewers watch. [`cache::Cached`] puts a TTL
 //! cache in front of any session; [`whatsapp::WhatsappDevice`] is the real implementation on
 //! the `whatsapp-rust` client, with the contact names it learns in [`names::LearnedNames`];
 //! [`recorder`] writes the statuses sessions report into the store. Tests provide
@@ -19,17 +20,19 @@
 #![deny(missing_docs)]
 
 pub mod cache;
+pub mod link;
 pub mod names;
 pub mod reconnect;
 pub mod recorder;
 pub mod whatsapp;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::mpsc;
+use tokio::sync::watch;
 use waedge_jid::Jid;
+
+use link::LinkState;
 
 use waedge_contract::types::{
     BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group, LidMapping, OnWhatsapp, ProfilePicture, UserInfo,
@@ -76,9 +79,9 @@ pub trait DeviceManager: Send + Sync + 'static {
     /// tokio runtime, once per device.
     fn open(&self, tenant: &str, device: &str, remembered: DeviceState) -> Arc<dyn DeviceSession>;
 
-    /// Starts linking an unlinked, logged-out, replaced or banned device by QR code; the
-    /// events tell which codes to show and how it ended.
-    async fn link_qr(&self, tenant: &str, device: &str) -> anyhow::Result<mpsc::Receiver<LinkEvent>>;
+    /// Starts linking an unlinked, logged-out, replaced or banned device by QR code; the view
+    /// shows which code to show and how it ended.
+    async fn link_qr(&self, tenant: &str, device: &str) -> anyhow::Result<watch::Receiver<LinkState>>;
 
     /// Starts linking an unlinked, logged-out, replaced or banned device by pair code for the account
     /// of `phone_number` (digits with country code): returns the code to enter on the phone
@@ -88,7 +91,11 @@ pub trait DeviceManager: Send + Sync + 'static {
         tenant: &str,
         device: &str,
         phone_number: &str,
-    ) -> anyhow::Result<(String, mpsc::Receiver<LinkEvent>)>;
+    ) -> anyhow::Result<(String, watch::Receiver<LinkState>)>;
+
+    /// The last linking of `device` of `tenant`, in progress or finished, if it has had one
+    /// since its session opened.
+    fn linking(&self, tenant: &str, device: &str) -> Option<watch::Receiver<LinkState>>;
 
     /// Stops a linking in progress; the device is unlinked again.
     async fn cancel_link(&self, tenant: &str, device: &str) -> anyhow::Result<()>;
@@ -125,31 +132,6 @@ pub trait StatusObserver: Send + Sync + 'static {
 
     /// Returns once every change noted so far is recorded.
     async fn flushed(&self) -> anyhow::Result<()>;
-}
-
-/// What a linking attempt reports, in order: QR codes, then exactly one of `Linked` or `Failed`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LinkEvent {
-    /// A QR code for the phone to scan, valid for `timeout`; a new one replaces it.
-    Qr {
-        /// The text to render as a QR code.
-        code: String,
-        /// How long this code stays valid.
-        timeout: Duration,
-    },
-    /// The phone linked the device and its session is connected.
-    Linked {
-        /// The account's phone JID, e.g. `6281234567890@s.whatsapp.net`.
-        jid: Option<String>,
-        /// The account's LID, e.g. `1234567890987654321@lid`.
-        lid: Option<String>,
-    },
-    /// Linking ended without a link; the device state tells where the device stands (mostly
-    /// unlinked again).
-    Failed {
-        /// Why, for people.
-        reason: String,
-    },
 }
 
 /// Whether a device in `state` has no client and gets none by itself: logged out, replaced,

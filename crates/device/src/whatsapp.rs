@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use tokio::sync::{OwnedMutexGuard, mpsc};
+use tokio::sync::{OwnedMutexGuard, watch};
 use tokio::task::JoinHandle;
 use waedge_contract::types::{
     self, BusinessCategory, BusinessHours, BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group,
@@ -45,9 +45,10 @@ use whatsapp_rust::types::events::{ChannelEventHandler, Event, EventInterest, Ev
 use whatsapp_rust::wacore::iq::business::{BusinessHourMode, DayOfWeek};
 use whatsapp_rust::{Client, ClientBuilder, ContactError, GroupError, GroupMetadata, TokioRuntime};
 
+use super::link::{LINK_DEADLINE, LinkState, Linkings};
 use super::names::LearnedNames;
 use super::reconnect::SpreadReconnects;
-use super::{DeviceManager, DeviceSession, LinkEvent, StatusObserver, is_terminal, not_connected};
+use super::{DeviceManager, DeviceSession, StatusObserver, is_terminal, not_connected};
 
 /// The longest a change of the client's device state (identity, prekey counters, push
 /// name) waits to be written. The client's saver writes as soon as it is told of a change;
@@ -200,10 +201,10 @@ impl DeviceManager for WhatsappDevices {
         session
     }
 
-    async fn link_qr(&self, tenant: &str, device: &str) -> anyhow::Result<mpsc::Receiver<LinkEvent>> {
+    async fn link_qr(&self, tenant: &str, device: &str) -> anyhow::Result<watch::Receiver<LinkState>> {
         let (_operation, session) = self.locked(tenant, device).await?;
-        let (events, _) = session.start_linking().await?;
-        Ok(events)
+        let (view, _) = session.start_linking().await?;
+        Ok(view)
     }
 
     async fn link_pair_code(
@@ -211,11 +212,11 @@ impl DeviceManager for WhatsappDevices {
         tenant: &str,
         device: &str,
         phone_number: &str,
-    ) -> anyhow::Result<(String, mpsc::Receiver<LinkEvent>)> {
-        let (session, events, client) = {
+    ) -> anyhow::Result<(String, watch::Receiver<LinkState>)> {
+        let (session, view, client) = {
             let (_operation, session) = self.locked(tenant, device).await?;
-            let (events, client) = session.start_linking().await?;
-            (session, events, client)
+            let (view, client) = session.start_linking().await?;
+            (session, view, client)
         };
         let requested = async {
             client.wait_for_socket(PAIRING_SOCKET_TIMEOUT).await.context("connecting to WhatsApp")?;
@@ -223,7 +224,10 @@ impl DeviceManager for WhatsappDevices {
             client.pair_with_code(options).await.context("requesting a pair code")
         };
         match requested.await {
-            Ok(code) => Ok((code, events)),
+            Ok(code) => {
+                session.link.lock().expect("link lock").set_pair_code(&code);
+                Ok((code, view))
+            }
             Err(e) => {
                 // Unless something else (a cancel, a removal) took over the device meanwhile.
                 let _operation = session.operation.lock().await;
@@ -235,13 +239,17 @@ impl DeviceManager for WhatsappDevices {
         }
     }
 
+    fn linking(&self, tenant: &str, device: &str) -> Option<watch::Receiver<LinkState>> {
+        self.session(tenant, device).ok()?.link.lock().expect("link lock").last()
+    }
+
     async fn cancel_link(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
         let (_operation, session) = self.locked(tenant, device).await?;
         anyhow::ensure!(
-            session.link.lock().expect("link lock").is_some(),
+            session.link.lock().expect("link lock").is_linking(),
             "device {tenant}/{device} is not being linked"
         );
-        session.finish_link(LinkEvent::Failed { reason: "linking was cancelled".to_string() });
+        session.finish_link(LinkState::Failed { reason: "linking was cancelled".to_string() });
         session.abandon_link(DeviceState::Unlinked).await;
         Ok(())
     }
@@ -378,8 +386,8 @@ struct WhatsappDevice {
     client: RwLock<Option<Arc<Client>>>,
     run: Mutex<Option<JoinHandle<()>>>,
     names: LearnedNames,
-    /// Where the events of the linking in progress go, if any.
-    link: Mutex<Option<mpsc::Sender<LinkEvent>>>,
+    /// The linking in progress, and the last one.
+    link: Mutex<Linkings>,
     /// Set when the device is being removed: the session reports nothing any more.
     removed: AtomicBool,
     /// The device's operation lock (see [`WhatsappDevices`]), for the session's own
@@ -411,7 +419,7 @@ impl WhatsappDevice {
             client: RwLock::new(None),
             run: Mutex::new(None),
             names: LearnedNames::default(),
-            link: Mutex::new(None),
+            link: Mutex::default(),
             removed: AtomicBool::new(false),
             operation,
         }
@@ -503,20 +511,18 @@ impl WhatsappDevice {
     /// Replaces the session's client with a fresh one that links the device: refused unless
     /// the device is unlinked, logged out or replaced. A store that was linked is deleted
     /// first, so the new link starts from fresh keys.
-    async fn start_linking(self: &Arc<Self>) -> anyhow::Result<(mpsc::Receiver<LinkEvent>, Arc<Client>)> {
-        let (sender, events) = mpsc::channel(LINK_EVENTS);
-        let previous = {
+    async fn start_linking(self: &Arc<Self>) -> anyhow::Result<(watch::Receiver<LinkState>, Arc<Client>)> {
+        let (view, previous) = {
             // Checked and claimed under one lock: two linkings can never both start.
             let mut link = self.link.lock().expect("link lock");
             let previous = self.status().state;
             anyhow::ensure!(
-                link.is_none() && (previous == DeviceState::Unlinked || is_terminal(previous)),
+                !link.is_linking() && (previous == DeviceState::Unlinked || is_terminal(previous)),
                 "device {} is {}: only an unlinked, logged-out, replaced or banned device that is not being linked can be linked",
                 self.status().id,
-                if link.is_some() { "being linked" } else { previous.name() },
+                if link.is_linking() { "being linked" } else { previous.name() },
             );
-            *link = Some(sender);
-            previous
+            (link.start(), previous)
         };
         self.update(|status| {
             *status = DeviceStatus {
@@ -538,7 +544,10 @@ impl WhatsappDevice {
             self.run_client(store).await
         };
         match started.await {
-            Ok(client) => Ok((events, client)),
+            Ok(client) => {
+                self.cancel_link_after(LINK_DEADLINE, view.clone());
+                Ok((view, client))
+            }
             Err(e) => {
                 self.abandon_link(previous).await;
                 Err(e.context("starting a client to link"))
@@ -555,7 +564,7 @@ impl WhatsappDevice {
     /// progress fails, a linked device is logged out of WhatsApp, and the client stops.
     async fn close(&self) {
         self.removed.store(true, Ordering::Release);
-        self.finish_link(LinkEvent::Failed { reason: "the device was deleted".to_string() });
+        self.finish_link(LinkState::Failed { reason: "the device was deleted".to_string() });
         let status = self.status();
         if status.jid.is_some() && !is_terminal(status.state) {
             self.logout().await;
@@ -565,16 +574,29 @@ impl WhatsappDevice {
 
     /// Gives up the linking in progress: its client stops and the device is left in `state`.
     async fn abandon_link(&self, state: DeviceState) {
-        self.link.lock().expect("link lock").take();
+        self.finish_link(LinkState::Failed { reason: "the linking stopped".to_string() });
         self.stop().await;
         self.set_state(state);
     }
 
-    /// Ends the linking in progress, if any, with `event`.
-    fn finish_link(&self, event: LinkEvent) {
-        if let Some(link) = self.link.lock().expect("link lock").take() {
-            let _ = link.try_send(event);
-        }
+    /// Ends the linking in progress, if any, in `state`.
+    fn finish_link(&self, state: LinkState) {
+        self.link.lock().expect("link lock").finish(state);
+    }
+
+    /// Cancels the linking `view` shows if it is still in progress after `deadline`: this
+    /// also ends a linking stuck before its first code.
+    fn cancel_link_after(self: &Arc<Self>, deadline: Duration, view: watch::Receiver<LinkState>) {
+        let session = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(deadline).await;
+            let Some(session) = session.upgrade() else { return };
+            let _operation = session.operation.lock().await;
+            if session.link.lock().expect("link lock").is_current(&view) {
+                session.finish_link(LinkState::Failed { reason: "no phone linked the device in time".to_string() });
+                session.abandon_link(DeviceState::Unlinked).await;
+            }
+        });
     }
 
     /// The client stopped for good in `state`: a linking in progress failed.
@@ -583,7 +605,7 @@ impl WhatsappDevice {
             self.settle(state).await;
         }
         self.set_state(state);
-        self.finish_link(LinkEvent::Failed { reason: format!("the device is {}", state) });
+        self.finish_link(LinkState::Failed { reason: format!("the device is {}", state) });
     }
 
     /// Records the terminal `state` before anyone can see it: once the device shows it, a
@@ -659,7 +681,7 @@ impl WhatsappDevice {
                     status.state = DeviceState::Connected;
                 });
                 let status = self.status();
-                self.finish_link(LinkEvent::Linked { jid: status.jid, lid: status.lid });
+                self.finish_link(LinkState::Linked { jid: status.jid, lid: status.lid });
             }
             Event::Disconnected(_) => self.set_state(DeviceState::Disconnected),
             Event::LoggedOut(_) => self.end(DeviceState::LoggedOut).await,
@@ -678,17 +700,15 @@ impl WhatsappDevice {
                 self.end(DeviceState::LoggedOut).await
             }
             Event::PairingQrCode(qr) => {
-                if let Some(link) = self.link.lock().expect("link lock").as_ref() {
-                    let _ = link.try_send(LinkEvent::Qr { code: qr.code.clone(), timeout: qr.timeout });
-                }
+                self.link.lock().expect("link lock").qr(&qr.code, qr.timeout);
             }
             Event::PairError(failure) => {
                 self.set_state(DeviceState::Unlinked);
-                self.finish_link(LinkEvent::Failed { reason: format!("pairing failed: {}", failure.error) });
+                self.finish_link(LinkState::Failed { reason: format!("pairing failed: {}", failure.error) });
             }
             Event::PairingQrCodesExhausted(_) => {
                 self.set_state(DeviceState::Unlinked);
-                self.finish_link(LinkEvent::Failed { reason: "no phone linked the device in time".to_string() });
+                self.finish_link(LinkState::Failed { reason: "no phone linked the device in time".to_string() });
             }
             Event::ClientOutdated(_) => {
                 tracing::error!(device = self.status().id, "WhatsApp refused this client version: upgrade waedge");
@@ -742,9 +762,6 @@ impl WhatsappDevice {
 
 /// The least a banned device waits before it tries again, whatever the ban said.
 const MIN_BAN: Duration = Duration::from_secs(5);
-
-/// How many linking events may wait unread: a linking shows at most six QR codes.
-const LINK_EVENTS: usize = 8;
 
 /// Deletes a device's SQLite store: the database and its WAL and shared-memory files.
 fn delete_store(db: &Path) -> std::io::Result<()> {

@@ -12,10 +12,10 @@ use serde_json::json;
 use tokio::sync::watch;
 use waedge_contract::types::DeviceState;
 use waedge_device::is_terminal;
+use waedge_device::link::{LinkState, first_news};
 use waedge_store::DeviceRecord;
 use waedge_store::devices::recorded_state;
 
-use super::link::{LinkState, first_news};
 use super::{Admin, Answer, Call, Failure, json, no_content, no_endpoint, respond};
 
 /// How long `POST …/link` waits for the first QR code.
@@ -86,13 +86,13 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
         }
         (&Method::GET, [device, "link"]) => {
             current(admin, tenant, device).await?;
-            let watch = admin.links.last(tenant, device).ok_or_else(|| not_linking(tenant, device))?;
+            let watch = admin.gateway.devices().linking(tenant, device).ok_or_else(|| not_linking(tenant, device))?;
             let state = watch.borrow().clone();
             json(StatusCode::OK, &state)
         }
         (&Method::DELETE, [device, "link"]) => {
             current(admin, tenant, device).await?;
-            admin.links.in_progress(tenant, device).ok_or_else(|| not_linking(tenant, device))?;
+            in_progress(admin, tenant, device).ok_or_else(|| not_linking(tenant, device))?;
             admin
                 .gateway
                 .devices()
@@ -103,7 +103,7 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
         }
         (&Method::GET, [device, "link", "qr.png"]) => {
             current(admin, tenant, device).await?;
-            let watch = admin.links.in_progress(tenant, device).ok_or_else(|| not_linking(tenant, device))?;
+            let watch = in_progress(admin, tenant, device).ok_or_else(|| not_linking(tenant, device))?;
             let state = watch.borrow().clone();
             let LinkState::Qr { code, .. } = state else {
                 return Err(Failure::conflict("no QR code yet: WhatsApp has not sent one; retry in a second"));
@@ -127,16 +127,15 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
                 ));
             }
             current(admin, tenant, device).await?;
-            if admin.links.in_progress(tenant, device).is_some() {
+            if in_progress(admin, tenant, device).is_some() {
                 return Err(Failure::conflict("this device is being linked already; cancel with DELETE …/link first"));
             }
-            let (code, events) = admin
+            let (code, _view) = admin
                 .gateway
                 .devices()
                 .link_pair_code(tenant, device, &phone)
                 .await
                 .map_err(|e| Failure::conflict(format!("{e:#}")))?;
-            admin.links.follow(tenant, device, events, Some(code.clone()), admin.gateway.devices().clone());
             json(StatusCode::OK, &json!({ "pair_code": code }))
         }
         _ => Err(no_endpoint(call)),
@@ -159,14 +158,14 @@ fn view(admin: &Admin, mut record: DeviceRecord) -> DeviceView {
         record.lid = status.lid;
         record.push_name = status.push_name;
     }
-    let linking = admin.links.in_progress(&record.tenant, &record.id).is_some();
+    let linking = in_progress(admin, &record.tenant, &record.id).is_some();
     DeviceView { record, linking }
 }
 
 /// The linking by QR code of the device in progress, or a new one.
 async fn start_qr(admin: &Admin, tenant: &str, device: &str) -> Result<watch::Receiver<LinkState>, Failure> {
     let current = current(admin, tenant, device).await?;
-    if let Some(watch) = admin.links.in_progress(tenant, device) {
+    if let Some(watch) = in_progress(admin, tenant, device) {
         return Ok(watch);
     }
     let state = recorded_state(&current.record);
@@ -176,9 +175,12 @@ async fn start_qr(admin: &Admin, tenant: &str, device: &str) -> Result<watch::Re
             current.record.state
         )));
     }
-    let events =
-        admin.gateway.devices().link_qr(tenant, device).await.map_err(|e| Failure::conflict(format!("{e:#}")))?;
-    Ok(admin.links.follow(tenant, device, events, None, admin.gateway.devices().clone()))
+    admin.gateway.devices().link_qr(tenant, device).await.map_err(|e| Failure::conflict(format!("{e:#}")))
+}
+
+/// The linking of the device that is still going, if any.
+fn in_progress(admin: &Admin, tenant: &str, device: &str) -> Option<watch::Receiver<LinkState>> {
+    admin.gateway.devices().linking(tenant, device).filter(|watch| !watch.borrow().is_final())
 }
 
 /// Logs out and closes the session of a device about to be deleted.

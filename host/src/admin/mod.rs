@@ -8,12 +8,11 @@
 //! is then applied to the running gateway before the response is sent.
 //!
 //! One module per resource: [`tenants`], [`users`] (and tokens), [`devices`] (and linking,
-//! with [`link`] holding the linkings in progress), [`routes`], [`components`] (deploys and
+//! which the device layer owns: the admin API shows it), [`routes`], [`components`] (deploys and
 //! versions), and [`ops`] (health, metrics, OpenAPI, pairing page).
 
 pub mod components;
 pub mod devices;
-pub mod link;
 pub mod ops;
 pub mod routes;
 pub mod tenants;
@@ -53,7 +52,6 @@ const APPLY_WAIT: Duration = Duration::from_secs(30);
 pub struct Admin {
     store: Store,
     gateway: Arc<Gateway>,
-    links: Arc<link::Links>,
     /// Whether a committed change has not reached the gateway yet (a reload failed and is
     /// being retried).
     stale: Arc<AtomicBool>,
@@ -82,10 +80,10 @@ pub type Answer = Result<Response<ResponseBody>, Failure>;
 #[derive(Debug)]
 pub struct Failure {
     status: StatusCode,
-    /// The methods the path takes, for the `Allow` header of a 405.
-    allow: Option<&'static [&'static str]>,
     code: &'static str,
     message: String,
+    /// The methods the path takes, for the `Allow` header of a 405.
+    allow: Option<&'static [&'static str]>,
 }
 
 impl Failure {
@@ -132,7 +130,7 @@ impl From<StoreError> for Failure {
 impl Admin {
     /// The admin API over `store`, applying changes to `gateway`.
     pub fn new(store: Store, gateway: Arc<Gateway>) -> Self {
-        Admin { store, gateway, links: Arc::default(), stale: Arc::default(), remote: false, reloads: Arc::default() }
+        Admin { store, gateway, stale: Arc::default(), remote: false, reloads: Arc::default() }
     }
 
     /// The admin API as reachable from other machines (`admin_allow_remote`): `/metrics`
@@ -518,6 +516,8 @@ pub fn no_endpoint(call: &Call) -> Failure {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     /// A call of `method` on `path`, with no query and no body.
     fn call(method: &str, path: &str) -> Call {
         Call {
@@ -624,8 +624,6 @@ mod tests {
         assert_eq!(code(&acme, Method::GET, "/v1/tenants/globex/users"), Some("FORBIDDEN"));
         assert_eq!(code(&acme, Method::POST, "/v1/tenants/acme/users"), None);
     }
-
-    use super::*;
 
     #[test]
     fn metrics_need_a_token_unless_only_this_machine_can_ask() {

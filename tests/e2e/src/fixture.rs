@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use tokio::sync::mpsc;
+use tokio::sync::watch;
 use waedge_contract::types::{
     BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group, LidMapping, OnWhatsapp, ProfilePicture, UserInfo,
 };
-use waedge_device::{DeviceManager, DeviceSession, LinkEvent, not_connected};
+use waedge_device::link::LinkState;
+use waedge_device::{DeviceManager, DeviceSession, not_connected};
 use waedge_jid::Jid;
 
 /// Every fixture device, by `tenant/device` key.
@@ -109,12 +110,16 @@ impl DeviceManager for FixtureDevices {
         Arc::new(self.0.session(tenant, device))
     }
 
-    async fn link_qr(&self, _: &str, _: &str) -> anyhow::Result<mpsc::Receiver<LinkEvent>> {
+    async fn link_qr(&self, _: &str, _: &str) -> anyhow::Result<watch::Receiver<LinkState>> {
         anyhow::bail!("fixture devices are linked by the world file")
     }
 
-    async fn link_pair_code(&self, _: &str, _: &str, _: &str) -> anyhow::Result<(String, mpsc::Receiver<LinkEvent>)> {
+    async fn link_pair_code(&self, _: &str, _: &str, _: &str) -> anyhow::Result<(String, watch::Receiver<LinkState>)> {
         anyhow::bail!("fixture devices are linked by the world file")
+    }
+
+    fn linking(&self, _: &str, _: &str) -> Option<watch::Receiver<LinkState>> {
+        None
     }
 
     async fn cancel_link(&self, _: &str, _: &str) -> anyhow::Result<()> {

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use wa_sim::{SimConfig, WaSim};
 use waedge_contract::types::DeviceState;
+use waedge_device::link::LinkState;
 use waedge_device::whatsapp::WhatsappDevices;
-use waedge_device::{DeviceManager, DeviceSession, LinkEvent};
+use waedge_device::{DeviceManager, DeviceSession};
 use waedge_store::token::TokenHash;
 
 use crate::server::{Reply, TestGateway, fixtures};
@@ -72,12 +73,12 @@ impl Live {
         let live = Live::fresh(connect).await;
         live.wait_for_state(DeviceState::Unlinked, 10).await;
         let mut events = live.devices.link_qr("acme", "main").await.expect("linking starts");
-        let Some(LinkEvent::Qr { code, .. }) = next(&mut events).await else { panic!("a QR code first") };
+        let Some(LinkState::Qr { code, .. }) = next(&mut events).await else { panic!("a QR code first") };
         live.sim.scan_qr(&code, SELF_PHONE).await.expect("the phone scans the QR code");
         let linked = next(&mut events).await;
         assert_eq!(
             linked,
-            Some(LinkEvent::Linked {
+            Some(LinkState::Linked {
                 jid: Some(format!("{SELF_PHONE}@s.whatsapp.net")),
                 lid: Some("900000000000001@lid".to_string()),
             })
@@ -101,7 +102,8 @@ impl Live {
     }
 }
 
-/// The next linking event, within 20 s.
-pub async fn next(events: &mut tokio::sync::mpsc::Receiver<LinkEvent>) -> Option<LinkEvent> {
-    tokio::time::timeout(Duration::from_secs(20), events.recv()).await.expect("a linking event in time")
+/// The linking's next state, within 20 s; `None` once it has ended and every state was seen.
+pub async fn next(view: &mut tokio::sync::watch::Receiver<LinkState>) -> Option<LinkState> {
+    let changed = tokio::time::timeout(Duration::from_secs(20), view.changed()).await.expect("a linking state in time");
+    changed.ok().map(|()| view.borrow_and_update().clone())
 }

@@ -9,8 +9,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use wa_sim::{Pattern, WaSim};
 use waedge_contract::types::DeviceState;
+use waedge_device::DeviceManager;
+use waedge_device::link::LinkState;
 use waedge_device::whatsapp::WhatsappDevices;
-use waedge_device::{DeviceManager, LinkEvent};
 use waedge_e2e::browser::Browser;
 use waedge_e2e::live::{Live, SELF_PHONE, next};
 use waedge_e2e::server::Reply;
@@ -34,9 +35,9 @@ async fn a_device_links_by_pair_code() {
     live.sim.enter_pair_code(SELF_PHONE, &code).await.expect("the phone enters the code");
     loop {
         match next(&mut events).await {
-            Some(LinkEvent::Qr { .. }) => continue,
+            Some(LinkState::Qr { .. }) => continue,
             linked => {
-                assert!(matches!(linked, Some(LinkEvent::Linked { .. })), "{linked:?}");
+                assert!(matches!(linked, Some(LinkState::Linked { .. })), "{linked:?}");
                 break;
             }
         }
@@ -61,9 +62,9 @@ async fn a_logged_out_device_stays_logged_out_until_linked_again() {
 
     // Linking again starts over on a new store.
     let mut events = live.devices.link_qr("acme", "main").await.expect("linking starts");
-    let Some(LinkEvent::Qr { code, .. }) = next(&mut events).await else { panic!("a QR code first") };
+    let Some(LinkState::Qr { code, .. }) = next(&mut events).await else { panic!("a QR code first") };
     live.sim.scan_qr(&code, SELF_PHONE).await.expect("the phone scans the QR code");
-    assert!(matches!(next(&mut events).await, Some(LinkEvent::Linked { .. })));
+    assert!(matches!(next(&mut events).await, Some(LinkState::Linked { .. })));
     assert_eq!(data(&live.get("/devices/main/groups").await)["count"], 2);
 }
 
