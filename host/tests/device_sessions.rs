@@ -173,7 +173,7 @@ async fn a_logout_from_the_phone_seen_just_before_a_crash_is_not_forgotten() {
     let waedge = Waedge::start(&config);
     let live = Live { sim, dir, config, admin_token, waedge };
     live.wait_for_state("main", "logged-out", 5).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    live.waedge.wait_for_no_client(10).await;
     assert_eq!(handshakes(&live.sim), after_crash, "a logged-out device does not reconnect after a crash");
 }
 

@@ -97,6 +97,10 @@ pub trait DeviceManager: Send + Sync + 'static {
     /// since its session opened.
     fn linking(&self, tenant: &str, device: &str) -> Option<watch::Receiver<LinkState>>;
 
+    /// How many WhatsApp clients run now, one per session that is connected, connecting or
+    /// linking. A device without one neither reconnects nor links by itself.
+    fn clients_running(&self) -> usize;
+
     /// Stops a linking in progress; the device is unlinked again.
     async fn cancel_link(&self, tenant: &str, device: &str) -> anyhow::Result<()>;
 

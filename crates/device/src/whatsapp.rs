@@ -243,6 +243,10 @@ impl DeviceManager for WhatsappDevices {
         self.session(tenant, device).ok()?.link.lock().expect("link lock").last()
     }
 
+    fn clients_running(&self) -> usize {
+        self.sessions.lock().expect("sessions lock").values().filter(|session| session.has_client()).count()
+    }
+
     async fn cancel_link(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
         let (_operation, session) = self.locked(tenant, device).await?;
         anyhow::ensure!(
@@ -617,6 +621,11 @@ impl WhatsappDevice {
         if let Err(e) = observer.settled(&self.tenant, &settled).await {
             tracing::error!(device = settled.id, "recording that the device is {}: {e:#}", state);
         }
+    }
+
+    /// Whether a client runs for the session: its run task has not ended.
+    fn has_client(&self) -> bool {
+        self.run.lock().expect("run lock").as_ref().is_some_and(|run| !run.is_finished())
     }
 
     async fn stop(&self) {

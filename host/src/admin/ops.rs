@@ -49,6 +49,7 @@ pub async fn answer(admin: &Admin, call: &Call, name: &str) -> Answer {
             let cpu = admin.gateway.cpu_use();
             let text = admin.gateway.metrics().render(
                 states.iter().map(|(t, d, s)| (t.as_str(), d.as_str(), *s)),
+                admin.gateway.devices().clients_running(),
                 cpu.iter().map(|(tenant, used)| (tenant.as_str(), used.seconds, used.throttled_seconds)),
             );
             Ok(respond(StatusCode::OK, "text/plain; version=0.0.4", text))

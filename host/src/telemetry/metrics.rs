@@ -107,11 +107,12 @@ impl Metrics {
     }
 
     /// The metrics in Prometheus text format; `devices` gives `(tenant, device, state)` of
-    /// every device session, `cpu` gives `(tenant, seconds, throttled seconds)`: the CPU time
+    /// every device session, `clients` how many WhatsApp clients run, `cpu` gives `(tenant, seconds, throttled seconds)`: the CPU time
     /// each tenant's guests were charged, and how long they waited for being over budget.
     pub fn render<'a>(
         &self,
         devices: impl Iterator<Item = (&'a str, &'a str, &'static str)>,
+        clients: usize,
         cpu: impl Iterator<Item = (&'a str, f64, f64)>,
     ) -> String {
         let mut out = String::new();
@@ -177,6 +178,9 @@ impl Metrics {
                 escape(device)
             );
         }
+        out.push_str("# HELP waedge_whatsapp_clients WhatsApp clients running: one per device connected, connecting or being linked.\n");
+        out.push_str("# TYPE waedge_whatsapp_clients gauge\n");
+        let _ = writeln!(out, "waedge_whatsapp_clients {clients}");
         out
     }
 }
@@ -218,7 +222,7 @@ mod tests {
         metrics.request(&served, 200, Duration::from_millis(3));
         metrics.request(&served, 200, Duration::from_millis(30));
         metrics.cache_lookups(1, 0);
-        let text = metrics.render([("acme", "main", "connected")].into_iter(), [("acme", 0.25, 0.5)].into_iter());
+        let text = metrics.render([("acme", "main", "connected")].into_iter(), 1, [("acme", 0.25, 0.5)].into_iter());
         let labels = r#"tenant="acme",route="/devices",component="builtin:devices-api""#;
         assert!(text.contains(&format!("waedge_requests_total{{{labels},status=\"200\"}} 2\n")), "{text}");
         assert!(
@@ -236,6 +240,7 @@ mod tests {
         );
         assert!(text.contains("waedge_guest_cpu_seconds_total{tenant=\"acme\"} 0.25\n"), "{text}");
         assert!(text.contains("waedge_guest_cpu_throttled_seconds_total{tenant=\"acme\"} 0.5\n"), "{text}");
+        assert!(text.contains("\nwaedge_whatsapp_clients 1\n"), "{text}");
     }
 
     #[test]
@@ -249,7 +254,7 @@ mod tests {
         metrics.instantiated("acme/x@111111111111", Duration::from_millis(1));
         metrics.violation("acme", "acme/x@111111111111", "trap");
         metrics.retire(|_, component| component == "acme/x@222222222222");
-        let text = metrics.render(std::iter::empty(), std::iter::empty());
+        let text = metrics.render(std::iter::empty(), 0, std::iter::empty());
         assert!(!text.contains("111111111111"), "{text}");
         assert!(text.contains("component=\"acme/x@222222222222\",status=\"200\"} 1"), "{text}");
         assert!(text.contains("status=\"0\"} 1") && !text.contains("status=\"999\""), "{text}");

@@ -169,6 +169,21 @@ impl Waedge {
         self.log()
     }
 
+    /// Waits up to `seconds` until no WhatsApp client runs (`waedge_whatsapp_clients 0` in
+    /// `/metrics`): a device without a client neither reconnects nor links by itself.
+    pub async fn wait_for_no_client(&self, seconds: u64) {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        loop {
+            let metrics = self.http.get(format!("{}/metrics", self.admin)).send().await.expect("GET /metrics");
+            let metrics = metrics.text().await.expect("the metrics");
+            if metrics.lines().any(|line| line == "waedge_whatsapp_clients 0") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "a WhatsApp client still runs:\n{metrics}\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// A request to the API listener with an API token.
     pub async fn api(&self, path: &str, token: &str) -> Reply {
         reply(self.http.get(format!("{}{path}", self.api)).bearer_auth(token)).await

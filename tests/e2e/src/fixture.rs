@@ -122,6 +122,10 @@ impl DeviceManager for FixtureDevices {
         None
     }
 
+    fn clients_running(&self) -> usize {
+        0
+    }
+
     async fn cancel_link(&self, _: &str, _: &str) -> anyhow::Result<()> {
         anyhow::bail!("fixture devices are never being linked")
     }
