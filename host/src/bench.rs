@@ -22,8 +22,8 @@ use hyper::Response;
 use serde::Serialize;
 use waedge_contract::types::{Error, ProfileExtras};
 use waedge_jid::Jid;
-use waedge_store::token;
 
+use crate::bearer::bearer;
 use crate::body::ResponseBody;
 use crate::capability::Capabilities;
 use crate::gateway::{error, json_response};
@@ -96,8 +96,7 @@ async fn profile(capabilities: &Capabilities, request: &Parts) -> Result<Contact
         return Err((StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "use GET".into()));
     }
     let unauthorized = || (StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "missing or invalid bearer token".to_string());
-    let bearer = request.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(token::bearer);
-    let token = bearer.ok_or_else(unauthorized)?.to_string();
+    let token = bearer(&request.headers).ok_or_else(unauthorized)?.to_string();
     let principal = capabilities.principal(&token).ok_or_else(unauthorized)?;
     capabilities.session(&device).map_err(failure)?;
     if !principal.devices.contains(&device) {

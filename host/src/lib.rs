@@ -26,6 +26,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod bearer;
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod body;

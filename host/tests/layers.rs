@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["runtime"],
     &["capability"],
     &["config"],
-    &["body", "limits", "memory", "qr", "rate", "telemetry"],
+    &["bearer", "body", "limits", "memory", "qr", "rate", "telemetry"],
 ];
 
 /// The layer of a top-level module.

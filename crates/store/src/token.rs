@@ -54,13 +54,6 @@ impl std::fmt::Debug for TokenHash {
     }
 }
 
-/// The bearer token of an `Authorization` header value, if it uses the `Bearer` scheme.
-pub fn bearer(header: &str) -> Option<&str> {
-    let (scheme, token) = header.trim().split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,14 +72,5 @@ mod tests {
         assert!(TokenHash::from_hex("xyz").is_err());
         assert!(TokenHash::from_hex("ab").is_err());
         assert_eq!(format!("{:?}", TokenHash::of("abc")), "TokenHash(ba7816bf…)");
-    }
-
-    #[test]
-    fn parses_bearer_headers() {
-        assert_eq!(bearer("Bearer abc"), Some("abc"));
-        assert_eq!(bearer("bearer   abc "), Some("abc"));
-        assert_eq!(bearer("Basic abc"), None);
-        assert_eq!(bearer("Bearer "), None);
-        assert_eq!(bearer("abc"), None);
     }
 }

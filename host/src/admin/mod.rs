@@ -29,10 +29,11 @@ use http_body_util::{BodyExt, Full};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use waedge_store::admin::{AdminScope, AdminTokenCheck};
-use waedge_store::token::{self, TokenHash};
+use waedge_store::token::TokenHash;
 use waedge_store::{Store, StoreError};
 
 use crate::Gateway;
+use crate::bearer::bearer;
 use crate::body::ResponseBody;
 use crate::body::{BodyError, ReadError, read_body};
 use crate::gateway::error;
@@ -182,8 +183,7 @@ impl Admin {
 
     /// Checks the request's admin token; returns the token's id and scope.
     async fn authenticate(&self, headers: &http::HeaderMap) -> Result<(String, AdminScope), Failure> {
-        let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(token::bearer);
-        let Some(bearer) = bearer else {
+        let Some(bearer) = bearer(headers) else {
             return Err(Failure::new(
                 StatusCode::UNAUTHORIZED,
                 "UNAUTHORIZED",
@@ -375,9 +375,10 @@ async fn read_call(
 }
 
 impl Call {
-    /// The body parsed as JSON into `T` (an empty body reads as `{}`).
+    /// The body parsed as JSON into `T`: an empty body, which the document lets a client leave
+    /// out, reads as `{}`; one of only white space is not JSON and is refused.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Failure> {
-        let body: &[u8] = if self.body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &self.body };
+        let body: &[u8] = if self.body.is_empty() { b"{}" } else { &self.body };
         serde_json::from_slice(body)
             .map_err(|e| Failure::invalid(format!("the request body is not valid JSON for this endpoint: {e}")))
     }
@@ -528,6 +529,16 @@ mod tests {
             author: "test".to_string(),
             scope: AdminScope::default(),
         }
+    }
+
+    #[test]
+    fn an_empty_body_reads_as_an_empty_object_and_white_space_is_no_json() {
+        let with_body = |body: &'static [u8]| Call { body: Bytes::from_static(body), ..call("POST", "/v1/tenants") };
+        let read = |body| with_body(body).json::<serde_json::Map<String, serde_json::Value>>().map_err(|f| f.code);
+        assert_eq!(read(b""), Ok(serde_json::Map::new()));
+        assert_eq!(read(b" {} "), Ok(serde_json::Map::new()));
+        assert_eq!(read(b"\n"), Err("INVALID"));
+        assert_eq!(read(b"  "), Err("INVALID"));
     }
 
     /// What [`no_endpoint`] answers a call: status, code and `Allow`.

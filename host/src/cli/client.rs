@@ -3,6 +3,7 @@
 use std::io::{BufRead, BufReader};
 
 use anyhow::{Context, bail};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
 use super::Connection;
@@ -142,12 +143,22 @@ impl Client {
     }
 }
 
+/// The bytes a path segment keeps as they are: RFC 3986's unreserved characters.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
 /// `text` made safe for a URL path segment.
 pub fn segment(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
+    utf8_percent_encode(text, UNRESERVED).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_escape_all_but_the_unreserved_characters() {
+        assert_eq!(segment("acme-1_a.b~c"), "acme-1_a.b~c");
+        assert_eq!(segment("a/b c?d#e%f"), "a%2Fb%20c%3Fd%23e%25f");
+        assert_eq!(segment("café"), "caf%C3%A9");
+    }
 }

@@ -10,8 +10,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
 
 use tracing::Instrument;
-use waedge_store::token::{self, TokenHash};
+use waedge_store::token::TokenHash;
 
+use crate::bearer::bearer;
 use crate::body::{BodyError, ReadError, read_body};
 use crate::capability::Capabilities;
 use crate::capability::logging::ComponentLog;
@@ -100,8 +101,7 @@ where
         return (Envelope::of_path(path).error(StatusCode::BAD_REQUEST, "BAD_REQUEST", message), served);
     };
     let headers = request.headers();
-    let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(token::bearer);
-    let token = bearer.map(TokenHash::of);
+    let token = bearer(headers).map(TokenHash::of);
     let Some(tenant) = tenants.select(Some(authority.host()), token.as_ref()) else {
         return (unauthorized(Envelope::of_path(path), token.is_some()), served);
     };
