@@ -4,6 +4,10 @@
 //! server-wide defaults and resolves a tenant's limits from the same table
 //! (`waedge::limits::Limits`).
 
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{self, Deserializer, Unexpected, Visitor};
 use serde::{Deserialize, Serialize};
 
 /// The largest linear memory any component instance may have, in MiB: the pooling
@@ -76,7 +80,8 @@ macro_rules! overrides {
         #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
         #[serde(deny_unknown_fields)]
         pub struct LimitOverrides {
-            $($(#[doc = $doc])+ #[serde(default, skip_serializing_if = "Option::is_none")] pub $name: Option<$ty>,)+
+            $($(#[doc = $doc])+ #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "whole")]
+                pub $name: Option<$ty>,)+
         }
 
         impl LimitOverrides {
@@ -89,6 +94,46 @@ macro_rules! overrides {
 }
 
 limit_table!(overrides);
+
+/// Reads a limit: a whole number, which JSON Schema 2020-12 (the admin API's document) lets a
+/// client write as a float with no fraction, `72.0` as well as `72`; `72.5`, a negative number,
+/// one too large for the limit's type and `null` are refused, saying what was given.
+fn whole<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    /// Visits one number as a `T`.
+    struct Whole<T>(PhantomData<T>);
+
+    impl<T: TryFrom<u64>> Visitor<'_> for Whole<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a whole number (such as 72 or 72.0)")
+        }
+
+        fn visit_u64<E: de::Error>(self, value: u64) -> Result<T, E> {
+            T::try_from(value).map_err(|_| E::invalid_value(Unexpected::Unsigned(value), &self))
+        }
+
+        fn visit_i64<E: de::Error>(self, value: i64) -> Result<T, E> {
+            let unsigned = u64::try_from(value).map_err(|_| E::invalid_value(Unexpected::Signed(value), &self))?;
+            self.visit_u64(unsigned)
+        }
+
+        fn visit_f64<E: de::Error>(self, value: f64) -> Result<T, E> {
+            // 2^64 is exactly representable; every whole float below it converts exactly.
+            if value.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&value) {
+                self.visit_u64(value as u64)
+            } else {
+                Err(E::invalid_value(Unexpected::Float(value), &self))
+            }
+        }
+    }
+
+    deserializer.deserialize_any(Whole(PhantomData)).map(Some)
+}
 
 impl LimitOverrides {
     /// Checks every limit that is set against its range; the error names the limit and says
@@ -126,5 +171,24 @@ mod tests {
         let limits = LimitOverrides { burst: Some(5), ..Default::default() };
         assert_eq!(serde_json::to_value(&limits).unwrap(), serde_json::json!({ "burst": 5 }));
         assert!(serde_json::from_value::<LimitOverrides>(serde_json::json!({ "bursts": 5 })).is_err());
+    }
+
+    #[test]
+    fn a_limit_written_as_a_float_without_fraction_is_that_whole_number() {
+        let read = |text: &str| serde_json::from_str::<LimitOverrides>(text).map_err(|e| e.to_string());
+        let limits = read(r#"{"memory_mib": 72.0, "burst": 5, "max_tables": 1e3, "cache_ttl_seconds": -0.0}"#);
+        let expected = LimitOverrides {
+            memory_mib: Some(72),
+            burst: Some(5),
+            max_tables: Some(1000),
+            cache_ttl_seconds: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(limits, Ok(expected));
+        assert_eq!(read(r#"{"burst": 4294967295.0}"#).map(|l| l.burst), Ok(Some(u32::MAX)));
+        for refused in ["72.5", "-1", "-1.0", "4294967296", "4294967296.0", "1e20", "null", "\"72\""] {
+            let error = read(&format!(r#"{{"burst": {refused}}}"#)).expect_err(refused);
+            assert!(error.contains("expected a whole number"), "{refused}: {error}");
+        }
     }
 }

@@ -140,6 +140,27 @@ async fn tenants_are_created_changed_and_deleted() {
     assert_error(&gw.admin(Method::GET, "/v1/tenants/initech", Value::Null).await, 404, "NOT_FOUND");
 }
 
+/// JSON Schema 2020-12 counts `72.0` as the integer 72: the document's integer limits are
+/// taken so written, and a fraction is refused, naming the number.
+#[tokio::test]
+async fn a_limit_written_as_a_whole_float_is_that_number() {
+    let gw = gateway().await;
+    let limits = json!({"memory_mib": 72.0, "cache_ttl_seconds": 0.0, "max_request_body_bytes": 1024.0});
+    let created = gw.admin(Method::POST, "/v1/tenants", json!({"id": "initech", "limits": limits})).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let stored = json!({"memory_mib": 72, "cache_ttl_seconds": 0, "max_request_body_bytes": 1024});
+    assert_eq!(created.json["limits"], stored);
+    let patched = gw.admin(Method::PATCH, "/v1/tenants/initech", json!({"limits": {"burst": 5.0}})).await;
+    assert_eq!((patched.status, &patched.json["limits"]), (200, &json!({"burst": 5})), "{}", patched.text);
+    for refused in [json!(72.5), json!(-1.0), json!(1e30), json!("72"), Value::Null] {
+        let reply = gw.admin(Method::PATCH, "/v1/tenants/initech", json!({"limits": {"memory_mib": refused}})).await;
+        assert_error(&reply, 400, "INVALID");
+        assert!(reply.text.contains("expected a whole number"), "{refused}: {}", reply.text);
+    }
+    let kept = gw.admin(Method::GET, "/v1/tenants/initech", Value::Null).await;
+    assert_eq!(kept.json["limits"], json!({"burst": 5}));
+}
+
 #[tokio::test]
 async fn a_new_users_token_works_at_once_and_stops_when_revoked() {
     let gw = gateway().await;

@@ -221,18 +221,19 @@ fn the_documented_limits_are_the_limits_with_their_ranges() {
     documented.sort_unstable();
     limits.sort_unstable();
     assert_eq!(documented, limits, "every limit documented, and only those");
-    // Each documented minimum is the least value the server takes.
+    // Each documented minimum is the least value the server takes, each maximum the largest.
     for name in limits {
         let minimum = properties[name]["minimum"].as_u64().unwrap_or_else(|| panic!("{name} has a minimum"));
-        let below = json!({ name: minimum.checked_sub(1) });
-        let at = json!({ name: minimum });
-        let parse = |value: &Value| {
-            serde_json::from_value::<waedge_store::limits::LimitOverrides>(value.clone())
+        let maximum = properties[name]["maximum"].as_u64().unwrap_or_else(|| panic!("{name} has a maximum"));
+        let parse = |value: u64| {
+            serde_json::from_value::<waedge_store::limits::LimitOverrides>(json!({ name: value }))
                 .ok()
                 .filter(|l| l.check().is_ok())
         };
-        assert!(parse(&at).is_some(), "{name} = {minimum} is accepted");
-        assert!(minimum == 0 || parse(&below).is_none(), "{name} = {} is refused", minimum - 1);
+        assert!(parse(minimum).is_some(), "{name} = {minimum} is accepted");
+        assert!(minimum == 0 || parse(minimum - 1).is_none(), "{name} = {} is refused", minimum - 1);
+        assert!(parse(maximum).is_some(), "{name} = {maximum} is accepted");
+        assert!(parse(maximum + 1).is_none(), "{name} = {} is refused", maximum + 1);
     }
 }
 
@@ -405,7 +406,6 @@ async fn every_device_session_operation_answers_as_documented() {
             ("GET", "link") => assert_eq!(reply.json, started, "{what}: the same linking, still at its first code"),
             ("GET", "qr.png") => assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{what}: a PNG image"),
             ("GET", "events") => {
-                let data = reply.text.strip_prefix("event: qr\ndata: ").and_then(|rest| rest.strip_suffix("\n\n"));
                 let data: Value =
                     serde_json::from_str(data.unwrap_or_else(|| panic!("{what}: a qr event first: {:?}", reply.text)))
                         .expect("the event's data is JSON");
