@@ -213,6 +213,18 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite:
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))
 }
 
+/// Reads an optional field of a request body that, when given, holds a value: `null` is
+/// refused (with serde's "invalid type: null" error), as the admin API's document types these
+/// fields without it; a client leaves the field out to give none. Used with
+/// `#[serde(default, deserialize_with = "crate::present")]`.
+pub(crate) fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
 /// Writes a JSON column.
 pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("store values serialise")

@@ -36,7 +36,7 @@ pub struct NewTenant {
     /// See [`TenantRecord::id`].
     pub id: String,
     /// See [`TenantRecord::name`]; defaults to the id.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::present")]
     pub name: Option<String>,
     /// See [`TenantRecord::hosts`].
     #[serde(default)]
@@ -55,21 +55,28 @@ pub struct NewTenant {
     pub settings: BTreeMap<String, String>,
 }
 
-/// Changes to a tenant: each field given replaces the stored one.
+/// Changes to a tenant: each field given replaces the stored one; one left out is kept, and
+/// `null` is refused (it would read as "remove", which no field can be).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantPatch {
     /// New display name.
+    #[serde(default, deserialize_with = "crate::present")]
     pub name: Option<String>,
     /// New host names.
+    #[serde(default, deserialize_with = "crate::present")]
     pub hosts: Option<Vec<String>>,
     /// New limits.
+    #[serde(default, deserialize_with = "crate::present")]
     pub limits: Option<LimitOverrides>,
     /// New outbound allow-list.
+    #[serde(default, deserialize_with = "crate::present")]
     pub outbound_hosts: Option<Vec<String>>,
     /// New list of outbound hosts that may resolve to internal addresses.
+    #[serde(default, deserialize_with = "crate::present")]
     pub outbound_private_hosts: Option<Vec<String>>,
     /// New settings.
+    #[serde(default, deserialize_with = "crate::present")]
     pub settings: Option<BTreeMap<String, String>>,
 }
 

@@ -30,8 +30,8 @@ pub struct UserRecord {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
-    /// The id; a fresh UUID v4 when not given. Must be a UUID.
-    #[serde(default)]
+    /// The id; a fresh UUID v4 when left out (`null` is refused). Must be a UUID.
+    #[serde(default, deserialize_with = "crate::present")]
     pub id: Option<String>,
     /// See [`UserRecord::name`].
     #[serde(default)]

@@ -161,6 +161,37 @@ async fn a_limit_written_as_a_whole_float_is_that_number() {
     assert_eq!(kept.json["limits"], json!({"burst": 5}));
 }
 
+/// A user's id is a UUID or left out: `null` is no id, as the document types it a string.
+#[tokio::test]
+async fn a_null_user_id_is_refused() {
+    let gw = gateway().await;
+    let null_id = json!({"id": null, "name": "Bob", "devices": ["main"]});
+    let created = gw.admin(Method::POST, "/v1/tenants/acme/users", null_id.clone()).await;
+    assert_error(&created, 400, "INVALID");
+    assert!(created.text.contains("invalid type: null"), "{}", created.text);
+    let replaced = gw.admin(Method::PUT, &format!("/v1/tenants/acme/users/{ALICE_ID}"), null_id).await;
+    assert_error(&replaced, 400, "INVALID");
+    let users = gw.admin(Method::GET, "/v1/tenants/acme/users", Value::Null).await;
+    let names: Vec<&str> =
+        users.json["users"].as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap()).collect();
+    assert!(!names.contains(&"Bob"), "nothing was created or replaced: {}", users.text);
+}
+
+/// A field of a tenant patch is left out to keep it; `null` (which would read as "remove" in a
+/// JSON merge patch) is refused, as the document types every field without it.
+#[tokio::test]
+async fn a_null_field_in_a_tenant_patch_is_refused() {
+    let gw = gateway().await;
+    let before = gw.admin(Method::GET, "/v1/tenants/globex", Value::Null).await;
+    for field in ["name", "hosts", "limits", "outbound_hosts", "outbound_private_hosts", "settings"] {
+        let reply = gw.admin(Method::PATCH, "/v1/tenants/globex", json!({"name": "Globex Corp", field: null})).await;
+        assert_error(&reply, 400, "INVALID");
+        assert!(reply.text.contains("invalid type: null"), "{field}: {}", reply.text);
+    }
+    assert_error(&gw.admin(Method::POST, "/v1/tenants", json!({"id": "initech", "name": null})).await, 400, "INVALID");
+    assert_eq!(gw.admin(Method::GET, "/v1/tenants/globex", Value::Null).await.json, before.json);
+}
+
 #[tokio::test]
 async fn a_new_users_token_works_at_once_and_stops_when_revoked() {
     let gw = gateway().await;
