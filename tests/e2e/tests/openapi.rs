@@ -134,6 +134,7 @@ async fn the_request_schemas_refuse_what_the_server_refuses() {
     let doc = document();
     let gw = gateway().await;
     let route = |component: &str| json!({"prefix": "/x", "component": component});
+    let prefix = |prefix: &str| json!({"prefix": prefix, "component": "builtin:devices-api"});
     let cases = [
         ("POST", "/v1/tenants", "/v1/tenants", json!({"id": "h1", "hosts": [""]})),
         ("POST", "/v1/tenants", "/v1/tenants", json!({"id": "h2", "hosts": ["http://h2.test:80"]})),
@@ -164,6 +165,10 @@ async fn the_request_schemas_refuse_what_the_server_refuses() {
         ("PUT", "/v1/tenants/{tenant}/routes", "/v1/tenants/globex/routes", route("builtin:nope")),
         ("PUT", "/v1/tenants/{tenant}/routes", "/v1/tenants/globex/routes", route("component:nope")),
         ("PUT", "/v1/tenants/{tenant}/routes", "/v1/tenants/globex/routes", route("nope.wasm")),
+        ("PUT", "/v1/tenants/{tenant}/routes", "/v1/tenants/globex/routes", prefix("/a?b")),
+        ("PUT", "/v1/tenants/{tenant}/routes", "/v1/tenants/globex/routes", prefix("/a#b")),
+        ("PUT", "/v1/tenants/{tenant}/routes", "/v1/tenants/globex/routes", prefix("/a b")),
+        ("PUT", "/v1/tenants/{tenant}/routes", "/v1/tenants/globex/routes", prefix("/ä/b/")),
         ("POST", "/v1/tenants/{tenant}/users", "/v1/tenants/globex/users", json!({"devices": ["nope"]})),
         (
             "PUT",
@@ -406,6 +411,7 @@ async fn every_device_session_operation_answers_as_documented() {
             ("GET", "link") => assert_eq!(reply.json, started, "{what}: the same linking, still at its first code"),
             ("GET", "qr.png") => assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{what}: a PNG image"),
             ("GET", "events") => {
+                let data = reply.text.strip_prefix("event: qr\ndata: ").and_then(|rest| rest.strip_suffix("\n\n"));
                 let data: Value =
                     serde_json::from_str(data.unwrap_or_else(|| panic!("{what}: a qr event first: {:?}", reply.text)))
                         .expect("the event's data is JSON");
