@@ -216,6 +216,18 @@ async fn the_served_document_is_openapi_3_1_with_both_apis() {
     }
 }
 
+/// A route's prefix is written the same when it is set (the body of `PUT …/routes`) and when
+/// it is deleted (the query of `DELETE …/routes`), and the server reads both the same way.
+#[test]
+fn a_route_prefix_has_one_pattern() {
+    let doc = document();
+    let path = &doc["paths"]["/v1/tenants/{tenant}/routes"];
+    let set = &doc["components"]["schemas"]["Route"]["properties"]["prefix"];
+    let deleted = &path["delete"]["parameters"][0];
+    assert_eq!(deleted["name"], "prefix");
+    assert_eq!(deleted["schema"]["pattern"], set["pattern"]);
+}
+
 #[test]
 fn the_documented_limits_are_the_limits_with_their_ranges() {
     let doc = document();
