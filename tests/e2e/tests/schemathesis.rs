@@ -67,7 +67,10 @@ impl Run<'_> {
             // all` would enable each check on the command line, which 4.32.5 ranks above the
             // configuration file: a check switched off there would run all the same.
             // Bounded: under a minute on two cores for the three runs, every phase included.
-            .args(["--max-examples", "20", "--workers", "2", "--request-timeout", "10"])
+            // One worker: two threads make CPython 3.11's ast.parse, which hypothesis calls to
+            // describe a filter, fail now and then with "AST constructor recursion depth
+            // mismatch", a runtime error in schemathesis rather than a finding.
+            .args(["--max-examples", "20", "--workers", "1", "--request-timeout", "10"])
             .args(["--generation-database", "none", "--no-color"])
             .current_dir(work.path());
         for id in self.excluded {
