@@ -85,7 +85,7 @@ pub trait DeviceManager: Send + Sync + 'static {
 
     /// Starts linking an unlinked, logged-out, replaced or banned device by pair code for the account
     /// of `phone_number` (digits with country code): returns the code to enter on the phone
-    /// and the linking events.
+    /// and the view of the linking.
     async fn link_pair_code(
         &self,
         tenant: &str,

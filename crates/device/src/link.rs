@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 /// How long a linking may take in all before it is cancelled: WhatsApp rotates its QR codes
 /// for about three minutes; this also ends a linking stuck before its first code.
-pub const LINK_DEADLINE: Duration = Duration::from_secs(300);
+pub(crate) const LINK_DEADLINE: Duration = Duration::from_secs(300);
 
 /// Where a linking stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -66,7 +66,7 @@ impl LinkState {
 /// One device's linkings: at most one in progress, and the last one, finished or not, for
 /// viewers that come later.
 #[derive(Debug, Default)]
-pub struct Linkings {
+pub(crate) struct Linkings {
     /// The linking in progress and its pair code, if it was started by one.
     in_progress: Option<(watch::Sender<LinkState>, Option<String>)>,
     last: Option<watch::Receiver<LinkState>>,

@@ -225,7 +225,10 @@ impl DeviceManager for WhatsappDevices {
         };
         match requested.await {
             Ok(code) => {
-                session.link.lock().expect("link lock").set_pair_code(&code);
+                let mut link = session.link.lock().expect("link lock");
+                anyhow::ensure!(link.is_current(&view), "the linking ended before WhatsApp sent its pair code");
+                link.set_pair_code(&code);
+                drop(link);
                 Ok((code, view))
             }
             Err(e) => {
@@ -715,7 +718,9 @@ impl WhatsappDevice {
                 self.set_state(DeviceState::Unlinked);
                 self.finish_link(LinkState::Failed { reason: format!("pairing failed: {}", failure.error) });
             }
-            Event::PairingQrCodesExhausted(_) => {
+            // With a pair code outstanding the client stays connected: the code may still be
+            // entered, until the linking's deadline.
+            Event::PairingQrCodesExhausted(exhausted) if exhausted.disconnected => {
                 self.set_state(DeviceState::Unlinked);
                 self.finish_link(LinkState::Failed { reason: "no phone linked the device in time".to_string() });
             }

@@ -189,8 +189,19 @@ fn classify(error: wasmtime::Error) -> DispatchError {
     ) {
         return DispatchError::FieldsTooLarge;
     }
-    // Instance and table counts are checked before instantiation (see `footprint`).
-    DispatchError::Trap(format!("{error:#}").lines().next().unwrap_or_default().to_string())
+    // Instance and table counts are checked before instantiation (see `footprint`). A few
+    // shapes escape that count: the adapter modules wasmtime generates between the
+    // sub-components of a composed component, and modules a nested component imports from its
+    // parent. For those only wasmtime's own check (the same caps, from the store's limiter)
+    // knows, and only its message says which cap it was.
+    let text = format!("{error:#}");
+    if text.contains("instance count too high") {
+        DispatchError::InstanceLimit
+    } else if text.contains("table count too high") {
+        DispatchError::TableLimit
+    } else {
+        DispatchError::Trap(text.lines().next().unwrap_or_default().to_string())
+    }
 }
 
 #[cfg(test)]
@@ -234,6 +245,30 @@ mod tests {
         instantiate(component_with_memories(1, 20)).await.expect("one memory under memory_mib");
         let over = instantiate(component_with_memories(2, 20)).await.unwrap_err();
         assert!(matches!(classify(over), DispatchError::MemoryLimit));
+    }
+
+    /// A module a nested component imports from its parent escapes the footprint's count;
+    /// wasmtime's own check stops it, and the host still names the cap.
+    #[tokio::test]
+    async fn what_the_footprint_misses_is_still_named_as_its_limit() {
+        let engine = super::super::engine::new(4).unwrap();
+        let bytes = wat::parse_str(
+            r#"(component
+                 (core module $m)
+                 (component $c
+                   (import "m" (core module $i))
+                   (core instance (instantiate $i)))
+                 (instance (instantiate $c (with "m" (core module $m))))
+                 (instance (instantiate $c (with "m" (core module $m)))))"#,
+        )
+        .unwrap();
+        let limits = crate::limits::Limits { max_instances: 1, ..Default::default() };
+        assert_eq!(super::super::footprint::Footprint::of(&bytes).unwrap().exceeds(&limits), None);
+        let component = Component::new(&engine, bytes).unwrap();
+        let mut store = Store::new(&engine, Limiter::new(&limits));
+        store.limiter(|limiter| limiter);
+        let refused = Linker::<Limiter>::new(&engine).instantiate_async(&mut store, &component).await.unwrap_err();
+        assert!(matches!(classify(refused), DispatchError::InstanceLimit));
     }
 
     #[tokio::test]

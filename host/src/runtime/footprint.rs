@@ -5,8 +5,10 @@
 //! walking its binary: every core module instantiation, including those of nested components
 //! (once per instantiation of the component that holds them), and the tables each
 //! instantiated module defines. A request whose component exceeds a cap is refused before
-//! instantiation, naming the cap — the host decides which limit refused, instead of reading
-//! wasmtime's error text. The store's limiter still enforces the same caps underneath.
+//! instantiation, naming the cap — for the components toolchains build, the host decides which
+//! limit refused instead of reading wasmtime's error text. The store's limiter enforces the
+//! same caps underneath, and is the last word for the few shapes this count misses (see
+//! [`Footprint::of`]).
 
 use wasmparser::{
     ComponentAlias, ComponentExternalKind, ComponentInstance, ComponentOuterAliasKind, ComponentTypeRef, Encoding,
@@ -36,9 +38,11 @@ pub enum Exceeded {
 impl Footprint {
     /// Counts the footprint of the component (or core module) in `bytes`.
     ///
-    /// Modules and components whose contents the binary does not hold (imported, or taken
-    /// from another instance's exports) count as empty: the host provides neither, so such a
-    /// component fails to link anyway.
+    /// Modules and components whose contents this component's binary does not name where it
+    /// instantiates them (imported by a nested component from its parent, or taken from an
+    /// instance's exports) count as empty, and so do the adapter modules wasmtime generates
+    /// between the sub-components of a composed component: for those the store's limiter,
+    /// which enforces the same caps, is the last word.
     pub fn of(bytes: &[u8]) -> Result<Self, wasmparser::BinaryReaderError> {
         // One scope per module or component being read, innermost last.
         let mut scopes: Vec<Scope> = Vec::new();

@@ -72,6 +72,9 @@ impl Run<'_> {
             // mismatch", a runtime error in schemathesis rather than a finding.
             .args(["--max-examples", "20", "--workers", "1", "--request-timeout", "10"])
             .args(["--generation-database", "none", "--no-color"])
+            // A fixed seed: every run sends the same examples, so the test fails on a change of
+            // the server or the documents, not on a draw. Drop it by hand to explore further.
+            .args(["--seed", "12"])
             .current_dir(work.path());
         for id in self.excluded {
             command.args(["--exclude-operation-id", id]);
