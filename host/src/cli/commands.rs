@@ -352,7 +352,11 @@ fn tenant(client: &Client, print: &Printer, action: TenantAction) -> anyhow::Res
         TenantAction::List => print.list(&client.get("/v1/tenants")?, "tenants", TENANT_COLUMNS),
         TenantAction::Show { tenant } => print.one(&client.get(&format!("/v1/tenants/{}", segment(&tenant)))?),
         TenantAction::Create { tenant, name, hosts, limits: pairs } => {
-            let body = json!({ "id": tenant, "name": name, "hosts": hosts, "limits": limits(&pairs)? });
+            // The document has no `null` for `name`: an absent name is left out.
+            let mut body = json!({ "id": tenant, "hosts": hosts, "limits": limits(&pairs)? });
+            if let Some(name) = name {
+                body["name"] = json!(name);
+            }
             print.one(&client.post("/v1/tenants", &body)?)
         }
         TenantAction::Update { tenant, name, hosts, limits: pairs } => {
