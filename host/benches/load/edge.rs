@@ -40,7 +40,7 @@ impl Bench {
         gateway.route(TENANT, "/devices", "builtin:devices-api").await;
         gateway.route(TENANT, "/native", "native:devices-profile").await;
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !matches!(sim.server().send_text(CONTACT, &phone, "hello").await, Ok(n) if n > 0) {
+        while !matches!(sim.server().send_text(CONTACT, &phone, "hello").await, Ok(sent) if sent.devices > 0) {
             assert!(Instant::now() < deadline, "the contact's text never reached device main; see wa-sim's warnings");
             tokio::time::sleep(link::POLL).await;
         }

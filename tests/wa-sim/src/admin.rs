@@ -1,7 +1,8 @@
 //! The admin HTTP endpoint (JSON) driving the simulated phones and faults.
 //!
 //! `GET /healthz`, `POST /scan-qr {"qr","phone"}`, `POST /pair-code {"phone","code"}`,
-//! `POST /messages {"from","to","text"}`, `POST /faults/drop [{"phone"}]`, `POST /faults/refuse {"seconds"}`,
+//! `POST /messages {"from","to","text"}` (→ `{"id","devices"}`), `POST /unacknowledged {"phone"}`
+//! (→ `{"unacknowledged"}`), `POST /faults/drop [{"phone"}]`, `POST /faults/refuse {"seconds"}`,
 //! `POST /faults/logout {"phone"}`, `POST /faults/replace {"phone"}`,
 //! `POST /faults/latency {"ms"}`.
 
@@ -136,8 +137,13 @@ async fn post(shared: &Arc<Shared>, path: &str, req: Request<Incoming>) -> Resul
         }
         "/messages" => {
             let b: Text = parse(&body)?;
-            let reached = chat::send_text(shared, &b.from, &b.to, &b.text).await?;
-            Ok(json!({"delivered_to_devices": reached}))
+            let sent = chat::send_text(shared, &b.from, &b.to, &b.text).await?;
+            Ok(json!({"id": sent.id, "devices": sent.devices}))
+        }
+        "/unacknowledged" => {
+            let b: Phone = parse(&body)?;
+            known(shared, &b.phone)?;
+            Ok(json!({"unacknowledged": shared.hub.mailboxes().unacknowledged(&b.phone)}))
         }
         "/faults/drop" => {
             let b: MaybePhone = if body.is_empty() { MaybePhone::default() } else { parse(&body)? };

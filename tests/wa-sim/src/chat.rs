@@ -6,13 +6,25 @@ use std::time::Duration;
 use waproto::whatsapp as wa;
 
 use crate::error::SimError;
-use crate::hub::Outbound;
-use crate::signal;
+use crate::hub::DeviceAddr;
+use crate::node;
+use crate::signal::{self, Envelope};
 use crate::sim::Shared;
 
-/// Delivers a text from account `from` to every connected device of account `to`;
-/// returns how many devices it reached.
-pub async fn send_text(shared: &Shared, from: &str, to: &str, text: &str) -> Result<usize, SimError> {
+/// A text the sim sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// The message id of the stanza (one id for every device of the recipient).
+    pub id: String,
+    /// How many devices it was delivered to now or queued for (offline devices get it at
+    /// their next login).
+    pub devices: usize,
+}
+
+/// Sends a text from account `from` to every linked device of account `to` the sim holds
+/// pre-keys for: online devices get it now, offline ones at their next login, and each
+/// gets it again at every login until it acknowledges it.
+pub async fn send_text(shared: &Shared, from: &str, to: &str, text: &str) -> Result<Sent, SimError> {
     let account =
         |phone: &str| shared.world.account_by_phone(phone).ok_or_else(|| SimError::UnknownAccount(phone.to_owned()));
     let (sender, recipient) = (account(from)?, account(to)?);
@@ -21,31 +33,25 @@ pub async fn send_text(shared: &Shared, from: &str, to: &str, text: &str) -> Res
     }
     let content = wa::Message { conversation: Some(text.to_owned()), ..Default::default() };
     wait_for_pre_keys(shared, &recipient.phone).await;
-    let mut reached = 0;
-    for (conn, device) in shared.hub.connected_devices(&recipient.phone) {
-        let Some(bundle) = shared.hub.take_bundle(&device) else {
-            tracing::warn!("{}:{} has no pre-keys left to encrypt to", device.phone, device.device);
+    let id = node::random_id();
+    let envelope = Envelope { id: &id, kind: "text", notify: Some(&sender.push_name) };
+    let mut devices = 0;
+    for device in shared.hub.linked_devices(&recipient.phone) {
+        let addr = DeviceAddr { phone: recipient.phone.clone(), device };
+        let Some(bundle) = shared.hub.take_bundle(&addr) else {
+            tracing::warn!("{}:{} has no pre-keys left to encrypt to", addr.phone, addr.device);
             continue;
         };
-        let message = signal::message(
-            sender,
-            &recipient.phone,
-            device.device,
-            &bundle,
-            "text",
-            Some(&sender.push_name),
-            &content,
-        )
-        .await
-        .map_err(|e| SimError::Crypto(e.to_string()))?;
-        if shared.hub.send(conn, Outbound::Node(message)) {
-            reached += 1;
-        }
+        let message = signal::message(sender, &addr, &bundle, envelope, &content)
+            .await
+            .map_err(|e| SimError::Crypto(e.to_string()))?;
+        shared.hub.deliver(&addr, message);
+        devices += 1;
     }
-    if reached == 0 {
+    if devices == 0 {
         return Err(SimError::NoReceivingDevice(recipient.phone.clone()));
     }
-    Ok(reached)
+    Ok(Sent { id, devices })
 }
 
 /// How long a send waits for a just-connected device to upload its pre-keys (the

@@ -49,8 +49,8 @@ pub enum SimError {
     /// Accounts do not message themselves through the sim.
     #[error("sender and recipient are the same account")]
     SelfMessage,
-    /// No connected device of the account can receive messages yet.
-    #[error("no connected device of {0} can receive messages (none has uploaded pre-keys)")]
+    /// No linked device of the account can receive messages (the sim holds pre-keys of none).
+    #[error("no linked device of {0} can receive messages (none has uploaded pre-keys)")]
     NoReceivingDevice(String),
     /// A crypto operation failed.
     #[error("crypto: {0}")]

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use wacore_binary::Node;
 
+use crate::mailbox::Mailboxes;
 use crate::pairing::PairingState;
 use crate::signal::{Bundle, DeviceKeys};
 
@@ -53,6 +54,8 @@ pub struct Hub {
     key_shares: Mutex<HashMap<DeviceAddr, Option<Node>>>,
     /// Pre-keys uploaded by client devices and not used yet.
     keys: Mutex<HashMap<DeviceAddr, DeviceKeys>>,
+    /// Messages sent to devices and not acknowledged yet.
+    mailboxes: Mailboxes,
     waiting: Mutex<HashMap<String, oneshot::Sender<Node>>>,
 }
 
@@ -75,11 +78,25 @@ impl Hub {
     /// Forgets a closed connection.
     pub fn unregister(&self, id: ConnId) {
         lock(&self.conns).remove(&id);
+        self.mailboxes.disconnected(id);
     }
 
     /// Queues a message for one connection; `false` if it is gone.
     pub fn send(&self, id: ConnId, msg: Outbound) -> bool {
         lock(&self.conns).get(&id).is_some_and(|c| c.tx.send(msg).is_ok())
+    }
+
+    /// Sends a message to a device now if it is online, and keeps it until the device
+    /// acknowledges it (to deliver it again at the device's next login).
+    pub fn deliver(&self, addr: &DeviceAddr, message: Node) {
+        if let Some(conn) = self.mailboxes.hold(addr, message.clone()) {
+            self.send(conn, Outbound::Node(message));
+        }
+    }
+
+    /// The messages the sim keeps for devices until they acknowledge them.
+    pub fn mailboxes(&self) -> &Mailboxes {
+        &self.mailboxes
     }
 
     /// Queues a message (built per connection) for every connection matching `filter`;
@@ -171,6 +188,9 @@ impl Hub {
         devices.extend(world_devices.iter().copied());
         let addrs: Vec<DeviceAddr> =
             devices.into_iter().map(|device| DeviceAddr { phone: phone.to_owned(), device }).collect();
+        for addr in &addrs {
+            self.mailboxes.discard(addr);
+        }
         lock(&self.removed).extend(addrs.iter().cloned());
         addrs
     }
@@ -180,6 +200,7 @@ impl Hub {
         if let Some(set) = self.linked.lock().unwrap_or_else(PoisonError::into_inner).get_mut(&addr.phone) {
             set.remove(&addr.device);
         }
+        self.mailboxes.discard(addr);
         lock(&self.removed).insert(addr.clone());
     }
 

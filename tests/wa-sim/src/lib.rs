@@ -16,6 +16,7 @@ pub mod framing;
 pub mod handshake;
 pub mod hub;
 pub mod keyshare;
+pub mod mailbox;
 pub mod node;
 pub mod noise;
 pub mod pairing;
@@ -26,6 +27,7 @@ pub mod stanza;
 pub mod wire;
 pub mod world;
 
+pub use chat::Sent;
 pub use error::SimError;
 pub use handshake::Pattern;
 pub use sim::{SimConfig, WaSim};

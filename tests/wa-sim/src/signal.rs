@@ -16,6 +16,7 @@ use wacore_binary::{Jid, Node};
 use waproto::buffa::Message as _;
 use waproto::whatsapp as wa;
 
+use crate::hub::DeviceAddr;
 use crate::node::{self, child_bytes, children};
 use crate::phone::Phone;
 use crate::world::Account;
@@ -93,23 +94,32 @@ fn id24(bytes: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes([0, b[0], b[1], b[2]]))
 }
 
-/// A `<message>` from `sender`'s phone to device `device` of `recipient_phone`,
-/// carrying `content` encrypted in a new session. `notify` is the sender's push name.
+/// How a `<message>` presents itself besides its encrypted content.
+#[derive(Debug, Clone, Copy)]
+pub struct Envelope<'a> {
+    /// The stanza id (WhatsApp uses one id for every device of the recipient).
+    pub id: &'a str,
+    /// The `type` attribute: `text`, `protocol`, …
+    pub kind: &'static str,
+    /// The sender's push name (`notify`), if the message carries it.
+    pub notify: Option<&'a str>,
+}
+
+/// A `<message>` from `sender`'s phone to device `to`, carrying `content` encrypted in a
+/// new session with `bundle` (one of that device's pre-keys).
 pub async fn message(
     sender: &Account,
-    recipient_phone: &str,
-    device: u16,
+    to: &DeviceAddr,
     bundle: &Bundle,
-    kind: &'static str,
-    notify: Option<&str>,
+    envelope: Envelope<'_>,
     content: &wa::Message,
 ) -> SignalResult<Node> {
     let phone = Phone::of(sender);
     let mut store = PhoneStore::new(&phone)?;
-    let recipient = ProtocolAddress::new(recipient_phone, u32::from(device).into());
+    let recipient = ProtocolAddress::new(to.phone.as_str(), u32::from(to.device).into());
     let prekey_bundle = PreKeyBundle::new(
         bundle.registration_id,
-        u32::from(device).into(),
+        u32::from(to.device).into(),
         Some((bundle.pre_key.0.into(), PublicKey::from_djb_public_key_bytes(&bundle.pre_key.1)?)),
         bundle.signed_pre_key.0.into(),
         PublicKey::from_djb_public_key_bytes(&bundle.signed_pre_key.1)?,
@@ -131,13 +141,13 @@ pub async fn message(
     };
     let mut b = NodeBuilder::new("message")
         .attr("from", Jid::pn(sender.phone.as_str()))
-        .attr("type", kind)
-        .attr("id", node::random_id())
+        .attr("type", envelope.kind)
+        .attr("id", envelope.id)
         .attr("t", node::now().to_string());
-    if let Some(name) = notify {
+    if let Some(name) = envelope.notify {
         b = b.attr("notify", name);
     }
-    if sender.phone == recipient_phone {
+    if sender.phone == to.phone {
         b = b.attr("category", "peer");
     }
     let enc = NodeBuilder::new("enc").attr("v", "2").attr("type", enc_type).bytes(bytes).build();

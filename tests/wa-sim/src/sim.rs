@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::chat::Sent;
 use crate::error::SimError;
 use crate::faults::{self, Faults};
 use crate::handshake::Pattern;
@@ -156,10 +157,18 @@ impl WaSim {
         pairing::enter_pair_code(&self.shared, phone, code).await
     }
 
-    /// Account `from` sends `text` to every connected device of account `to` (the client
-    /// sees `Event::Messages` with `from`'s push name); returns how many devices it reached.
-    pub async fn send_text(&self, from: &str, to: &str, text: &str) -> Result<usize, SimError> {
+    /// Account `from` sends `text` to every linked device of account `to` (the client sees
+    /// `Event::Messages` with `from`'s push name): online devices get it now, offline ones
+    /// at their next login, and every device gets it again at each login until it
+    /// acknowledges it. Returns the message id and how many devices it went to.
+    pub async fn send_text(&self, from: &str, to: &str, text: &str) -> Result<Sent, SimError> {
         chat::send_text(&self.shared, from, to, text).await
+    }
+
+    /// How many messages wait for an acknowledgement from a device of account `phone`
+    /// (one per device and message).
+    pub fn unacknowledged(&self, phone: &str) -> usize {
+        self.shared.hub.mailboxes().unacknowledged(phone)
     }
 
     /// Closes every client's TCP connection (clients see a disconnect and reconnect).

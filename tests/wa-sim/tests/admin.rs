@@ -55,5 +55,9 @@ async fn admin_endpoints_answer_json() {
     let nobody = r#"{"from":"15550002222","to":"15550001111","text":"hi"}"#;
     let (status, body) = http(&sim, "POST", "/messages", nobody).await;
     assert_eq!(status, 409, "{body}");
-    assert!(body.contains("no connected device"), "{body}");
+    assert!(body.contains("no linked device"), "{body}");
+
+    let waiting = r#"{"phone":"15550001111"}"#;
+    assert_eq!(http(&sim, "POST", "/unacknowledged", waiting).await, (200, r#"{"unacknowledged":0}"#.to_owned()));
+    assert_eq!(http(&sim, "POST", "/unacknowledged", r#"{"phone":"999"}"#).await.0, 404);
 }

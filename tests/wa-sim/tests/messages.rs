@@ -13,16 +13,18 @@ async fn contact_text_arrives_with_push_name() {
     c.connected(10).await;
     assert!(matches!(sim.send_text(SELF_PHONE, SELF_PHONE, "me").await, Err(wa_sim::SimError::SelfMessage)));
     for text in ["hello from Alice", "and again"] {
-        let reached = sim.send_text("15550002222", SELF_PHONE, text).await.unwrap();
-        assert_eq!(reached, 1);
-        let (body, push_name, sender) = c
+        let sent = sim.send_text("15550002222", SELF_PHONE, text).await.unwrap();
+        assert_eq!(sent.devices, 1);
+        let (id, body, push_name, sender) = c
             .wait_for(10, "Messages", |e| match e {
                 Event::Messages(batch) => batch.messages.first().map(|m| {
-                    (m.message.conversation.clone(), m.info.push_name.clone(), m.info.source.sender.user.to_string())
+                    let (info, body) = (&m.info, m.message.conversation.clone());
+                    (info.id.clone(), body, info.push_name.clone(), info.source.sender.user.to_string())
                 }),
                 _ => None,
             })
             .await;
+        assert_eq!(id, sent.id);
         assert_eq!(body.as_deref(), Some(text));
         assert_eq!(push_name, "Alice");
         assert!(sender == "15550002222" || sender == "100000000000002", "{sender}");

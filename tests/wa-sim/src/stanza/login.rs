@@ -54,18 +54,27 @@ pub fn stream_replaced() -> Node {
     NodeBuilder::new("stream:error").children([NodeBuilder::new("conflict").attr("type", "replaced").build()]).build()
 }
 
-/// `xmlns="passive"`: answered, and going active ends the (empty) offline queue.
-pub fn passive(req: &Node) -> Vec<Node> {
+/// `xmlns="passive"`: answered; going active starts the offline drain, which delivers the
+/// device's `queued` messages (marked `offline`) and ends with `<ib><offline count/>`.
+pub fn passive(req: &Node, queued: Vec<Node>) -> Vec<Node> {
     let mut out = vec![iq_result(req, vec![])];
     if req.get_optional_child("active").is_some() {
+        let count = queued.len();
+        out.extend(queued.into_iter().map(from_offline_queue));
         out.push(
             NodeBuilder::new("ib")
                 .attr("from", SERVER)
-                .children([NodeBuilder::new("offline").attr("count", "0").build()])
+                .children([NodeBuilder::new("offline").attr("count", count.to_string()).build()])
                 .build(),
         );
     }
     out
+}
+
+/// A stanza delivered from the offline queue carries an `offline` attribute.
+fn from_offline_queue(mut stanza: Node) -> Node {
+    stanza.attrs.insert("offline", "1");
+    stanza
 }
 
 /// `xmlns="encrypt"`: pre-key count (`unused_pre_keys` of the device), uploads, digests.

@@ -11,7 +11,7 @@ use wacore_binary::Node;
 use wacore_binary::builder::NodeBuilder;
 
 use crate::hub::{ConnId, DeviceAddr, Outbound};
-use crate::node::{self, iq_result};
+use crate::node::{self, children, iq_result};
 use crate::sim::Shared;
 use crate::world::Account;
 use crate::{keyshare, pairing, signal};
@@ -39,15 +39,16 @@ pub fn handle(ctx: &Ctx, stanza: &Node) -> Vec<Node> {
         "iq" => iq(ctx, stanza),
         "message" => ack(stanza, "message"),
         "receipt" => {
-            if node::attr(stanza, "type").as_deref() != Some("retry")
-                && let Some(id) = node::attr(stanza, "id")
-                && ctx.shared.hub.confirm_key_share(&id)
-            {
-                tracing::debug!("the client confirmed its app-state key share");
+            receipt(ctx, stanza);
+            Vec::new()
+        }
+        "ack" => {
+            if node::attr(stanza, "class").as_deref() == Some("message") {
+                acknowledge(ctx, &node::attr(stanza, "id").into_iter().collect::<Vec<_>>());
             }
             Vec::new()
         }
-        "ib" | "presence" | "ack" | "chatstate" => Vec::new(),
+        "ib" | "presence" | "chatstate" => Vec::new(),
         other => {
             tracing::debug!("ignoring <{other}> from the client");
             Vec::new()
@@ -66,7 +67,7 @@ fn iq(ctx: &Ctx, req: &Node) -> Vec<Node> {
     let world = &ctx.shared.world;
     let xmlns = node::attr(req, "xmlns").unwrap_or_default();
     let answer = match xmlns.as_str() {
-        "passive" => return login::passive(req),
+        "passive" => return passive(ctx, req),
         "w:p" => iq_result(req, vec![]),
         "encrypt" => encrypt(ctx, req),
         "abt" => login::props(req),
@@ -84,6 +85,41 @@ fn iq(ctx: &Ctx, req: &Node) -> Vec<Node> {
         }
     };
     vec![answer]
+}
+
+/// `xmlns="passive"`: going active starts the device's offline drain, which delivers what
+/// it has not acknowledged yet.
+fn passive(ctx: &Ctx, req: &Node) -> Vec<Node> {
+    let queued = match &ctx.device {
+        Some(device) if req.get_optional_child("active").is_some() => {
+            ctx.shared.hub.mailboxes().go_live(device, ctx.conn)
+        }
+        _ => Vec::new(),
+    };
+    login::passive(req, queued)
+}
+
+/// A receipt other than a retry request acknowledges its message(s) (offline deliveries
+/// are acknowledged in aggregate: `id` plus `<list><item id/>…</list>`).
+fn receipt(ctx: &Ctx, stanza: &Node) {
+    if node::attr(stanza, "type").is_some_and(|t| t.ends_with("retry")) {
+        return;
+    }
+    let list = stanza.get_optional_child("list").map(children).unwrap_or_default();
+    let ids: Vec<String> =
+        node::attr(stanza, "id").into_iter().chain(list.iter().filter_map(|item| node::attr(item, "id"))).collect();
+    if ids.iter().filter(|id| ctx.shared.hub.confirm_key_share(id)).count() > 0 {
+        tracing::debug!("the client confirmed its app-state key share");
+    }
+    acknowledge(ctx, &ids);
+}
+
+/// The device acknowledged these messages: they are not delivered again.
+fn acknowledge(ctx: &Ctx, ids: &[String]) {
+    if let Some(device) = &ctx.device {
+        let settled = ctx.shared.hub.mailboxes().acknowledge(device, ids);
+        tracing::debug!("{}:{} acknowledged {settled} held message(s)", device.phone, device.device);
+    }
 }
 
 /// `xmlns="md"`: pair-code registration, and a device unlinking itself.
