@@ -10,7 +10,7 @@ use whatsapp_rust::store::persistence_manager::PersistenceManager;
 use whatsapp_rust::store::traits::Backend;
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
 use whatsapp_rust::types::events::{ChannelEventHandler, Event};
-use whatsapp_rust::{Client, Jid, TokioRuntime};
+use whatsapp_rust::{Client, InboundDurabilityHook, Jid, TokioRuntime};
 
 /// The demo world's usual "self" account.
 pub const SELF_PHONE: &str = "15550001111";
@@ -55,24 +55,42 @@ impl TestClient {
 
     /// A client pre-seeded as device `device` of the account (already paired).
     pub async fn seeded(sim: &WaSim, phone: &str, lid: &str, device: u16, push_name: &str) -> TestClient {
-        let backend = Arc::new(whatsapp_rust::wacore::store::InMemoryBackend::new());
-        let pm = Arc::new(PersistenceManager::new(backend).await.expect("persistence manager"));
-        seed(&pm, phone, lid, device, push_name).await;
-        Self::with_store(sim, pm).await
+        Self::with_store(sim, seeded_store(phone, lid, device, push_name).await).await
+    }
+
+    /// Like [`TestClient::seeded`], with an inbound durability hook that gates the client's
+    /// acknowledgements of the messages it receives.
+    pub async fn seeded_with_hook(
+        sim: &WaSim,
+        phone: &str,
+        lid: &str,
+        device: u16,
+        hook: Arc<dyn InboundDurabilityHook>,
+    ) -> TestClient {
+        let pm = seeded_store(phone, lid, device, "Sim User").await;
+        Self::build(sim, pm, Some(hook)).await
     }
 
     /// A client over an existing store.
     pub async fn with_store(sim: &WaSim, pm: Arc<PersistenceManager>) -> TestClient {
-        let build = whatsapp_rust::ClientBuilder::new()
+        Self::build(sim, pm, None).await
+    }
+
+    async fn build(
+        sim: &WaSim,
+        pm: Arc<PersistenceManager>,
+        hook: Option<Arc<dyn InboundDurabilityHook>>,
+    ) -> TestClient {
+        let mut builder = whatsapp_rust::ClientBuilder::new()
             .with_runtime(TokioRuntime)
             .with_persistence_manager(pm.clone())
             .with_transport_factory(TokioWebSocketTransportFactory::new().with_url(sim.ws_url()))
             .with_http_client(whatsapp_rust::http::UreqHttpClient::new())
-            .with_version_override((2, 3000, 1_000_000_000))
-            .build()
-            .await
-            .expect("client builds");
-        let client = build.into_client();
+            .with_version_override((2, 3000, 1_000_000_000));
+        if let Some(hook) = hook {
+            builder = builder.with_inbound_durability_hook_arc(hook);
+        }
+        let client = builder.build().await.expect("client builds").into_client();
         let (handler, events) = ChannelEventHandler::new();
         client.subscribe_handler(handler).detach();
         let runner = client.clone();
@@ -109,6 +127,14 @@ impl TestClient {
         self.client.disconnect().await;
         self.run.abort();
     }
+}
+
+/// An in-memory store seeded as an already-linked device.
+async fn seeded_store(phone: &str, lid: &str, device: u16, push_name: &str) -> Arc<PersistenceManager> {
+    let backend = Arc::new(whatsapp_rust::wacore::store::InMemoryBackend::new());
+    let pm = Arc::new(PersistenceManager::new(backend).await.expect("persistence manager"));
+    seed(&pm, phone, lid, device, push_name).await;
+    pm
 }
 
 /// Seeds a store as an already-linked device.
