@@ -3,7 +3,9 @@
 //! It speaks the real wire protocol (WebSocket, Noise XX/IK, binary XML nodes) so the
 //! unmodified `whatsapp-rust` client can log in, link devices with QR or pair codes,
 //! and look up users, pictures, business profiles and groups, all answered from a
-//! [`World`] fixture. Faults (dropped connections, refusals, logouts, replacements,
+//! [`World`] fixture. Contacts send texts ([`WaSim::send_text`]); like a real server, the
+//! sim keeps every message until the device acknowledges it and delivers it (again) at
+//! the device's next login. Faults (dropped connections, refusals, logouts, replacements,
 //! latency) can be injected through [`WaSim`] or the admin HTTP endpoint.
 #![deny(missing_docs)]
 

@@ -70,7 +70,7 @@ async fn reconnect(sim: &WaSim, c: &TestClient) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_text_sent_while_offline_arrives_once_at_the_next_login() {
+async fn texts_sent_while_offline_arrive_once_at_the_next_login() {
     let sim = common::start_sim().await;
     let c = TestClient::seeded(&sim, SELF_PHONE, SELF_LID, 5, "Sim User").await;
     c.connected(10).await;
@@ -80,13 +80,17 @@ async fn a_text_sent_while_offline_arrives_once_at_the_next_login() {
 
     sim.refuse_connections(Duration::from_secs(60)).await;
     reconnect(&sim, &c).await;
-    let offline = alice_sends(&sim, "while offline").await;
-    assert_ne!(offline.id, live.id);
-    assert_eq!(sim.unacknowledged(SELF_PHONE), 1);
+    let first = alice_sends(&sim, "while offline").await;
+    let second = alice_sends(&sim, "still offline").await;
+    assert_ne!(first.id, live.id);
+    assert_ne!(second.id, first.id);
+    assert_eq!(sim.unacknowledged(SELF_PHONE), 2);
     sim.refuse_connections(Duration::ZERO).await;
 
-    // Only the unacknowledged text is delivered again, not the one acknowledged before.
-    assert_eq!(next_drain(&c, 1).await, (1, vec![(offline.id, "while offline".to_owned(), true)]));
+    // Only the unacknowledged texts are delivered, not the one acknowledged before; the
+    // client acknowledges both with one receipt (`id` and `<list><item id/></list>`).
+    let expected = vec![(first.id, "while offline".to_owned(), true), (second.id, "still offline".to_owned(), true)];
+    assert_eq!(next_drain(&c, 2).await, (2, expected));
     unacknowledged_becomes(&sim, 0).await;
     reconnect(&sim, &c).await;
     assert_eq!(next_drain(&c, 0).await, (0, vec![]));
