@@ -1,7 +1,8 @@
 //! The real `waedge` binary against wa-sim, driven the way an operator drives it: from an
-//! empty data directory to a linked device and a working API token with only the CLI; then
-//! every endpoint of both built-in APIs compared with the sim's world, a crash and a clean
-//! restart, an outage of WhatsApp, and an unlink from the phone.
+//! empty data directory to a linked device and a working API token with only the CLI, and
+//! every endpoint of both built-in APIs compared with the sim's world; then, each from a
+//! gateway set up that way, a crash, an outage of WhatsApp and an unlink from the phone.
+//! No token ever reaches the log.
 //!
 //! Needs a test build (`wa-sim` feature: devices may connect to a server that is not
 //! WhatsApp); `cargo test --workspace` has it.
@@ -9,12 +10,89 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::{Reply, SELF_PHONE, Waedge, admin_token, cli_ok, handshakes, world, write_config};
 use wa_sim::{SimConfig, WaSim};
+
+/// A gateway an operator set up with the CLI alone, from an empty data directory: tenant
+/// `acme` with both built-in APIs routed, its device `main`, and an API token of its user
+/// Alice, who may use `main`.
+struct Operator {
+    sim: WaSim,
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+    admin_token: String,
+    waedge: Waedge,
+    /// Alice's API token.
+    token: String,
+    /// What the gateways stopped so far logged.
+    log: String,
+}
+
+impl Operator {
+    /// Starts wa-sim and the gateway and sets everything up with the CLI; `main` is not linked.
+    async fn set_up() -> Operator {
+        let sim = WaSim::start(SimConfig::new(world())).await.expect("wa-sim starts");
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let config = write_config(dir.path(), &format!("whatsapp_server = \"{}\"", sim.ws_url()));
+        let admin_token = admin_token(&config);
+        let waedge = Waedge::start(&config);
+        let admin = (waedge.admin.as_str(), admin_token.as_str());
+
+        cli_ok(&["tenant", "create", "acme", "--name", "Acme Corp", "--host", "acme.test"], Some(admin));
+        cli_ok(&["device", "create", "acme", "main"], Some(admin));
+        cli_ok(&["route", "set", "acme", "/devices", "builtin:devices-api"], Some(admin));
+        cli_ok(&["route", "set", "acme", "/contacts", "builtin:contacts-api"], Some(admin));
+        let user: Value = serde_json::from_str(&cli_ok(
+            &["user", "create", "acme", "--name", "Alice", "--device", "main", "--json"],
+            Some(admin),
+        ))
+        .expect("user create prints JSON");
+        let user_id = user["id"].as_str().expect("a user id");
+        let token = cli_ok(&["token", "create", "acme", user_id], Some(admin)).trim().to_string();
+        Operator { sim, _dir: dir, config, admin_token, waedge, token, log: String::new() }
+    }
+
+    /// [`Operator::set_up`], then `main` linked with the CLI and connected.
+    async fn linked() -> Operator {
+        let operator = Operator::set_up().await;
+        link_with_cli(&operator.sim, operator.admin()).await;
+        wait_for_state(operator.admin(), "connected", 10);
+        operator
+    }
+
+    /// The admin listener and the admin token, as the CLI takes them.
+    fn admin(&self) -> (&str, &str) {
+        (self.waedge.admin.as_str(), self.admin_token.as_str())
+    }
+
+    /// A request to the API with Alice's token.
+    async fn api(&self, path: &str) -> Reply {
+        self.waedge.api(path, &self.token).await
+    }
+
+    /// Stops the gateway, with SIGKILL when `crash`, else SIGTERM, and starts it again on the
+    /// same data directory.
+    fn restart(mut self, crash: bool) -> Operator {
+        self.log += &if crash { self.waedge.kill() } else { self.waedge.stop() };
+        self.waedge = Waedge::start(&self.config);
+        self
+    }
+
+    /// Stops the gateway and checks the log of every gateway this operator ran: access lines,
+    /// and no token.
+    fn finish(self) {
+        let log = self.log + &self.waedge.stop();
+        for secret in [&self.token, &self.admin_token] {
+            assert!(!log.contains(secret.as_str()), "a token appears in the log");
+        }
+        assert!(log.contains("waedge::access"), "the log has access lines: {log}");
+    }
+}
 
 /// Asserts a 200 and returns the body's `data`.
 fn data(reply: &Reply) -> &Value {
@@ -194,26 +272,9 @@ fn wait_for_state(admin: (&str, &str), state: &str, seconds: u64) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_goes_from_an_empty_data_dir_to_a_working_api_with_the_cli_alone() {
-    let sim = WaSim::start(SimConfig::new(world())).await.expect("wa-sim starts");
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let config = write_config(dir.path(), &format!("whatsapp_server = \"{}\"", sim.ws_url()));
-    let admin_token = admin_token(&config);
-    let waedge = Waedge::start(&config);
-    let admin = (waedge.admin.as_str(), admin_token.as_str());
-
-    // Tenant, device, routes, user and token: nothing but the CLI.
-    cli_ok(&["tenant", "create", "acme", "--name", "Acme Corp", "--host", "acme.test"], Some(admin));
-    cli_ok(&["device", "create", "acme", "main"], Some(admin));
-    cli_ok(&["route", "set", "acme", "/devices", "builtin:devices-api"], Some(admin));
-    cli_ok(&["route", "set", "acme", "/contacts", "builtin:contacts-api"], Some(admin));
-    let user: Value = serde_json::from_str(&cli_ok(
-        &["user", "create", "acme", "--name", "Alice", "--device", "main", "--json"],
-        Some(admin),
-    ))
-    .expect("user create prints JSON");
-    let user_id = user["id"].as_str().expect("a user id");
-    let token = cli_ok(&["token", "create", "acme", user_id], Some(admin)).trim().to_string();
-    assert!(uuid::Uuid::parse_str(&token).is_ok(), "an API token is a UUID: {token}");
+    let operator = Operator::set_up().await;
+    let admin = operator.admin();
+    assert!(uuid::Uuid::parse_str(&operator.token).is_ok(), "an API token is a UUID: {}", operator.token);
     let routes = cli_ok(&["route", "list", "acme"], Some(admin));
     assert!(
         routes.contains("/contacts  builtin:contacts-api") && routes.contains("/devices   builtin:devices-api"),
@@ -221,10 +282,10 @@ async fn an_operator_goes_from_an_empty_data_dir_to_a_working_api_with_the_cli_a
     );
 
     // Before linking, the API says what is wrong.
-    let early = waedge.api("/devices/main/groups", &token).await;
+    let early = operator.api("/devices/main/groups").await;
     assert_eq!((early.status, &early.json["error"]["code"]), (503, &json!("DEVICE_NOT_CONNECTED")), "{}", early.text);
 
-    let printed = link_with_cli(&sim, admin).await;
+    let printed = link_with_cli(&operator.sim, admin).await;
     assert!(printed.contains("Linked: 6285550000001@s.whatsapp.net"), "{printed}");
     let status = wait_for_state(admin, "connected", 10);
     assert_eq!(
@@ -232,56 +293,60 @@ async fn an_operator_goes_from_an_empty_data_dir_to_a_working_api_with_the_cli_a
         (&json!("6285550000001@s.whatsapp.net"), &json!("900000000000001@lid"))
     );
 
-    let sent = sim.send_text("6281234567890", SELF_PHONE, "hi").await.expect("John Doe sends a text");
+    let sent = operator.sim.send_text("6281234567890", SELF_PHONE, "hi").await.expect("John Doe sends a text");
     assert_eq!(sent.devices, 1);
-    check_lookups(&waedge, &token).await;
+    check_lookups(&operator.waedge, &operator.token).await;
+    operator.finish();
+}
 
-    // A crash (SIGKILL): everything is still there and the device comes back without pairing.
-    let before_restart = handshakes(&sim);
-    let log = waedge.kill();
-    let waedge = Waedge::start(&config);
-    let admin = (waedge.admin.as_str(), admin_token.as_str());
-    wait_for_state(admin, "connected", 15);
-    assert!(handshakes(&sim) > before_restart, "the device reconnected");
-    assert_eq!(data(&waedge.api("/devices/main/groups", &token).await)["count"], 2);
-    let tenants = cli_ok(&["tenant", "list"], Some(admin));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_crash_everything_is_still_there_and_the_device_comes_back_without_pairing() {
+    let operator = Operator::linked().await;
+    let before_restart = handshakes(&operator.sim);
+
+    let operator = operator.restart(true);
+    wait_for_state(operator.admin(), "connected", 15);
+    assert!(handshakes(&operator.sim) > before_restart, "the device reconnected");
+    assert_eq!(data(&operator.api("/devices/main/groups").await)["count"], 2);
+    let tenants = cli_ok(&["tenant", "list"], Some(operator.admin()));
     assert!(tenants.contains("acme") && tenants.contains("Acme Corp") && tenants.contains("acme.test"), "{tenants}");
+    operator.finish();
+}
 
-    // WhatsApp goes away for a while: the API says so; then the device is back by itself.
-    sim.refuse_connections(Duration::from_secs(3)).await;
-    sim.drop_connections().await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_of_whatsapp_is_reported_and_the_device_comes_back_by_itself() {
+    let operator = Operator::linked().await;
+
+    operator.sim.refuse_connections(Duration::from_secs(3)).await;
+    operator.sim.drop_connections().await;
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut saw_outage = false;
     while Instant::now() < deadline && !saw_outage {
-        let reply = waedge.api("/devices/main/groups", &token).await;
+        let reply = operator.api("/devices/main/groups").await;
         saw_outage = reply.status == 503 && reply.json["error"]["code"] == "DEVICE_NOT_CONNECTED";
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(saw_outage, "the API reports the outage");
-    wait_for_state(admin, "connected", 30);
-    assert_eq!(data(&waedge.api("/devices/main/groups", &token).await)["count"], 2);
+    wait_for_state(operator.admin(), "connected", 30);
+    assert_eq!(data(&operator.api("/devices/main/groups").await)["count"], 2);
+    operator.finish();
+}
 
-    // Unlinked from the phone: logged out, and no reconnect loop.
-    sim.log_out(SELF_PHONE).await;
-    wait_for_state(admin, "logged-out", 10);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_unlinked_from_the_phone_stays_logged_out_even_after_a_restart() {
+    let operator = Operator::linked().await;
+
+    operator.sim.log_out(SELF_PHONE).await;
+    wait_for_state(operator.admin(), "logged-out", 10);
     // Its client has stopped, and nothing starts another: it cannot reconnect.
-    waedge.wait_for_no_client(10).await;
-    let after_logout = handshakes(&sim);
-    let reply = waedge.api("/devices/main/groups", &token).await;
+    operator.waedge.wait_for_no_client(10).await;
+    let after_logout = handshakes(&operator.sim);
+    let reply = operator.api("/devices/main/groups").await;
     assert_eq!((reply.status, &reply.json["error"]["code"]), (503, &json!("DEVICE_NOT_CONNECTED")), "{}", reply.text);
 
-    // …not even after a restart.
-    let log = log + &waedge.stop();
-    let waedge = Waedge::start(&config);
-    let admin = (waedge.admin.as_str(), admin_token.as_str());
-    wait_for_state(admin, "logged-out", 10);
-    waedge.wait_for_no_client(10).await;
-    assert_eq!(handshakes(&sim), after_logout, "a logged-out device does not reconnect after a restart");
-
-    // Secrets never reach the log.
-    let log = log + &waedge.stop();
-    for secret in [&token, &admin_token] {
-        assert!(!log.contains(secret.as_str()), "a token appears in the log");
-    }
-    assert!(log.contains("waedge::access"), "the log has access lines: {log}");
+    let operator = operator.restart(false);
+    wait_for_state(operator.admin(), "logged-out", 10);
+    operator.waedge.wait_for_no_client(10).await;
+    assert_eq!(handshakes(&operator.sim), after_logout, "a logged-out device does not reconnect after a restart");
+    operator.finish();
 }
