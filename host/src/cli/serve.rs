@@ -131,6 +131,9 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
             "default_tenant `{default}` does not exist (yet): requests no tenant takes get 401 UNAUTHORIZED"
         );
     }
+    // Listened for before the listeners say they are up: a SIGTERM sent the moment they are is
+    // a clean shutdown, not the signal's default (the process killed mid-way).
+    let signal = shutdown_signal()?;
     let api =
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let admin = tokio::net::TcpListener::bind(config.admin_listen)
@@ -150,7 +153,7 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
     });
     let admin = server::serve(admin, handler, config.connections, stopped(stopping));
     let signal = async move {
-        shutdown_signal().await;
+        signal.await;
         let _ = stop.send(true);
     };
     tokio::join!(api, admin, signal);
@@ -216,14 +219,18 @@ async fn retire_idle_instances(gateway: Arc<Gateway>) {
     }
 }
 
-async fn shutdown_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
-    tracing::info!("shutting down");
+/// Listens for SIGINT and SIGTERM from now on; the future ends at the first of them.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutting down");
+    })
 }
 
 #[cfg(test)]
