@@ -12,8 +12,8 @@
 //! API tokens are never stored, only their SHA-256 ([`TokenHash`], in [`token`]).
 //!
 //! Each concept has its module: [`tenants`] (with their [`limits`]), [`users`] (and their
-//! tokens), [`devices`], [`routes`], [`components`] (deployed versions) and [`admin`]
-//! (admin-API tokens). The schema is in [`migrations`]. The configuration file seeds an empty
+//! tokens), [`devices`], [`routes`], [`components`] (deployed versions), [`admin`]
+//! (admin-API tokens) and [`events`] (the outbox of what happened on the devices). The schema is in [`migrations`]. The configuration file seeds an empty
 //! store (`waedge::config::Config::seed`): the store knows nothing of the file.
 //!
 //! It depends only on `waedge-contract` (a device's state is the contract's `device-state`);
@@ -23,6 +23,7 @@
 pub mod admin;
 pub mod components;
 pub mod devices;
+pub mod events;
 pub mod limits;
 pub mod migrations;
 pub mod routes;

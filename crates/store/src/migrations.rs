@@ -87,6 +87,25 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE admin_tokens ADD COLUMN tenant TEXT REFERENCES tenants(id) ON DELETE CASCADE;
     ALTER TABLE admin_tokens ADD COLUMN read_only INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 4: the event outbox (see `events`).
+    r#"
+    CREATE TABLE events (
+        position  INTEGER PRIMARY KEY AUTOINCREMENT, -- commit order; never reused
+        id        TEXT NOT NULL UNIQUE,    -- ULID
+        tenant_id TEXT NOT NULL,
+        device    TEXT NOT NULL,
+        kind      TEXT NOT NULL,           -- e.g. message.received
+        chat      TEXT NOT NULL,
+        seq       INTEGER NOT NULL,        -- 1, 2, 3 … per device and chat
+        dedup     TEXT,                    -- for a message: chat|sender|message id
+        at        TEXT NOT NULL,           -- RFC 3339, UTC
+        data      TEXT NOT NULL,           -- JSON: the fields of the event's type
+        FOREIGN KEY (tenant_id, device) REFERENCES devices(tenant_id, id) ON DELETE CASCADE,
+        UNIQUE (tenant_id, device, chat, seq),
+        UNIQUE (tenant_id, device, dedup)
+    ) STRICT;
+    CREATE INDEX events_of_tenant ON events (tenant_id, position);
+    "#,
 ];
 
 /// Brings the schema up to date.

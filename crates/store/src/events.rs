@@ -1,0 +1,247 @@
+//! The event outbox: what happened on a tenant's devices, recorded once and in order.
+//!
+//! A device session appends what WhatsApp delivered (a batch of messages) in one transaction
+//! *before* WhatsApp is told it arrived, so a crash at any point loses nothing: what was not
+//! committed is delivered again by WhatsApp, and what was committed is recognised by its
+//! deduplication key (for a message: chat, sender and message id) and not recorded twice.
+//!
+//! Each event gets a stable id (a [ULID](https://github.com/ulid/spec)), and a sequence
+//! number per device and chat that starts at 1 and has no gaps, so a consumer sees at once
+//! whether it missed an event of a chat. The store's own order (the order of commits) is the
+//! order events are listed and delivered in.
+
+use rusqlite::{OptionalExtension, Transaction, params};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Store, StoreError, from_json, tenants, to_json};
+
+/// An event to append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// The device it happened on.
+    pub device: String,
+    /// Its type, e.g. `message.received`.
+    pub kind: String,
+    /// The chat it belongs to (a user, LID or group JID); events of one chat are numbered.
+    pub chat: String,
+    /// What makes it the same event when it is reported again (for a message: the chat, the
+    /// sender and the message id); `None` for an event that cannot repeat.
+    pub dedup: Option<String>,
+    /// When it happened, RFC 3339 UTC.
+    pub at: String,
+    /// The fields of its type.
+    pub data: Value,
+}
+
+/// An event as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventRecord {
+    /// Its id, a ULID: unique, and sortable by the time it was recorded.
+    pub id: String,
+    /// Its type, e.g. `message.received`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The tenant.
+    pub tenant: String,
+    /// The device it happened on.
+    pub device: String,
+    /// The chat it belongs to.
+    pub chat: String,
+    /// Its number among the events of the device's chat: 1, 2, 3 … without gaps.
+    pub seq: u64,
+    /// When it happened, RFC 3339 UTC.
+    pub at: String,
+    /// The fields of its type.
+    pub data: Value,
+}
+
+impl Store {
+    /// Appends `events` of `tenant` in one transaction, in order, and returns those that were
+    /// new: an event whose deduplication key is recorded already is left out. Events of a
+    /// device that no longer exists are dropped (nothing can read them).
+    pub fn append_events(&self, tenant: &str, events: &[NewEvent]) -> Result<Vec<EventRecord>, StoreError> {
+        self.transaction(|tx| {
+            let mut appended = Vec::new();
+            for event in events {
+                if let Some(record) = append(tx, tenant, event)? {
+                    appended.push(record);
+                }
+            }
+            Ok(appended)
+        })
+    }
+
+    /// Up to `limit` events of `tenant` recorded after the event `after` (from the first when
+    /// `None`), oldest first.
+    pub fn events(&self, tenant: &str, after: Option<&str>, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+        let conn = self.lock();
+        tenants::require(&conn, tenant)?;
+        let after = match after {
+            None => 0,
+            Some(id) => conn
+                .query_row("SELECT position FROM events WHERE tenant_id = ?1 AND id = ?2", params![tenant, id], |row| {
+                    row.get::<_, i64>(0)
+                })
+                .optional()?
+                .ok_or_else(|| {
+                    StoreError::NotFound(format!("tenant `{tenant}` has no event `{id}`: list from the start instead"))
+                })?,
+        };
+        let mut select = conn.prepare_cached(
+            "SELECT id, kind, device, chat, seq, at, data FROM events
+             WHERE tenant_id = ?1 AND position > ?2 ORDER BY position LIMIT ?3",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = select.query_map(params![tenant, after, limit], |row| {
+            Ok(EventRecord {
+                id: row.get(0)?,
+                kind: row.get(1)?,
+                tenant: tenant.to_string(),
+                device: row.get(2)?,
+                chat: row.get(3)?,
+                seq: row.get::<_, i64>(4)? as u64,
+                at: row.get(5)?,
+                data: from_json(&row.get::<_, String>(6)?)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// Appends one event, unless its device is gone or it is recorded already.
+fn append(tx: &Transaction<'_>, tenant: &str, event: &NewEvent) -> Result<Option<EventRecord>, StoreError> {
+    let device_exists = tx
+        .query_row("SELECT 1 FROM devices WHERE tenant_id = ?1 AND id = ?2", params![tenant, event.device], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if !device_exists {
+        return Ok(None);
+    }
+    if let Some(dedup) = &event.dedup {
+        let seen = "SELECT 1 FROM events WHERE tenant_id = ?1 AND device = ?2 AND dedup = ?3";
+        if tx.query_row(seen, params![tenant, event.device, dedup], |_| Ok(())).optional()?.is_some() {
+            return Ok(None);
+        }
+    }
+    let seq: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE tenant_id = ?1 AND device = ?2 AND chat = ?3",
+        params![tenant, event.device, event.chat],
+        |row| row.get(0),
+    )?;
+    let record = EventRecord {
+        id: ulid(),
+        kind: event.kind.clone(),
+        tenant: tenant.to_string(),
+        device: event.device.clone(),
+        chat: event.chat.clone(),
+        seq: seq as u64,
+        at: event.at.clone(),
+        data: event.data.clone(),
+    };
+    tx.execute(
+        "INSERT INTO events (id, tenant_id, device, kind, chat, seq, dedup, at, data)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            record.id,
+            tenant,
+            record.device,
+            record.kind,
+            record.chat,
+            seq,
+            event.dedup,
+            record.at,
+            to_json(&record.data)
+        ],
+    )?;
+    Ok(Some(record))
+}
+
+/// A new ULID: 48 bits of milliseconds since the Unix epoch, then 80 random bits, in
+/// Crockford's base 32 (26 characters).
+fn ulid() -> String {
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let millis = chrono::Utc::now().timestamp_millis().max(0) as u128 & ((1 << 48) - 1);
+    // A version-4 UUID has 122 random bits; bytes 0–5 and 10–13 hold no version or variant bits.
+    let random = uuid::Uuid::new_v4();
+    let random = random.as_bytes();
+    let bits = random[..6].iter().chain(&random[10..14]).fold(millis, |acc, byte| acc << 8 | u128::from(*byte));
+    (0..26).rev().map(|digit| ALPHABET[(bits >> (digit * 5)) as usize & 31] as char).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::acme;
+
+    fn message(chat: &str, id: &str) -> NewEvent {
+        NewEvent {
+            device: "main".into(),
+            kind: "message.received".into(),
+            chat: chat.into(),
+            dedup: Some(format!("{chat}|{chat}|{id}")),
+            at: "2026-12-05T15:00:00Z".into(),
+            data: serde_json::json!({ "message_id": id }),
+        }
+    }
+
+    #[test]
+    fn events_are_numbered_per_chat_and_listed_in_commit_order() {
+        let store = acme();
+        store.create_device("acme", "main").unwrap();
+        let (john, mary) = ("6281234567890@s.whatsapp.net", "6289876543210@s.whatsapp.net");
+        let first = store.append_events("acme", &[message(john, "A"), message(mary, "B")]).unwrap();
+        let second = store.append_events("acme", &[message(john, "C")]).unwrap();
+        let seqs: Vec<(&str, u64)> = first.iter().chain(&second).map(|e| (e.chat.as_str(), e.seq)).collect();
+        assert_eq!(seqs, [(john, 1), (mary, 1), (john, 2)]);
+
+        let listed = store.events("acme", None, 10).unwrap();
+        assert_eq!(listed, [first.clone(), second.clone()].concat());
+        assert_eq!(listed[2].data, serde_json::json!({ "message_id": "C" }));
+        let after_first = store.events("acme", Some(&first[0].id), 1).unwrap();
+        assert_eq!(after_first, [first[1].clone()], "after an id, at most the limit");
+        assert!(store.events("acme", Some(&second[0].id), 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_message_delivered_again_is_not_recorded_twice() {
+        let store = acme();
+        store.create_device("acme", "main").unwrap();
+        let chat = "6281234567890@s.whatsapp.net";
+        store.append_events("acme", &[message(chat, "A")]).unwrap();
+        // WhatsApp delivers A again (the ack was lost in a crash), with B.
+        let again = store.append_events("acme", &[message(chat, "A"), message(chat, "B")]).unwrap();
+        assert_eq!(again.iter().map(|e| (e.data["message_id"].as_str(), e.seq)).collect::<Vec<_>>(), [(Some("B"), 2)]);
+        assert_eq!(store.events("acme", None, 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn events_of_a_deleted_device_are_dropped_and_go_with_it() {
+        let store = acme();
+        store.create_device("acme", "main").unwrap();
+        store.append_events("acme", &[message("1@s.whatsapp.net", "A")]).unwrap();
+        store.delete_device("acme", "main").unwrap();
+        assert!(store.events("acme", None, 10).unwrap().is_empty(), "a device's events go with it");
+        let late = store.append_events("acme", &[message("1@s.whatsapp.net", "B")]).unwrap();
+        assert!(late.is_empty(), "a late batch of a deleted device records nothing");
+    }
+
+    #[test]
+    fn listing_after_an_unknown_event_says_so() {
+        let store = acme();
+        let refused = store.events("acme", Some("01ARZ3NDEKTSV4RRFFQ69G5FAV"), 10).unwrap_err();
+        assert!(matches!(refused, StoreError::NotFound(ref m) if m.contains("list from the start")), "{refused}");
+        assert!(matches!(store.events("nobody", None, 10), Err(StoreError::NotFound(_))));
+    }
+
+    #[test]
+    fn ids_are_ulids_in_time_order() {
+        let first = ulid();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = ulid();
+        assert_eq!((first.len(), second.len()), (26, 26));
+        assert!(first.chars().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()), "{first}");
+        assert!(first < second, "{first} < {second}");
+        assert_ne!(ulid(), ulid());
+    }
+}
