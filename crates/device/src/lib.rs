@@ -6,8 +6,9 @@
 //! [`link::LinkState`] any number of viewers watch. [`cache::Cached`] puts a TTL
 //! cache in front of any session; [`whatsapp::WhatsappDevice`] is the real implementation on
 //! the `whatsapp-rust` client, with the contact names it learns in [`names::LearnedNames`];
-//! [`recorder`] writes the statuses sessions report into the store. Tests provide
-//! fixture-backed implementations.
+//! [`recorder`] writes the statuses sessions report into the store. What WhatsApp delivers is
+//! committed to an [`Inbox`] ([`inbox::store_inbox`]: the store's event outbox) before
+//! WhatsApp is told it arrived ([`received`]). Tests provide fixture-backed implementations.
 //!
 //! Arguments are already-validated [`Jid`]s; answers use the WIT types of
 //! [`waedge_contract::types`], so what a session returns is exactly what a component sees.
@@ -20,8 +21,10 @@
 #![deny(missing_docs)]
 
 pub mod cache;
+pub mod inbox;
 pub mod link;
 pub mod names;
+pub mod received;
 pub mod reconnect;
 pub mod recorder;
 pub mod whatsapp;
@@ -136,6 +139,15 @@ pub trait StatusObserver: Send + Sync + 'static {
 
     /// Returns once every change noted so far is recorded.
     async fn flushed(&self) -> anyhow::Result<()>;
+}
+
+/// Where device sessions commit what WhatsApp delivers, before WhatsApp is told it arrived.
+#[async_trait]
+pub trait Inbox: Send + Sync + 'static {
+    /// Commits `events` of `tenant` durably, all or none, in order; an event committed
+    /// before (the same deduplication key) is not committed again. On `Err` WhatsApp is not
+    /// told the events arrived, and delivers them again.
+    async fn commit(&self, tenant: &str, events: Vec<waedge_store::events::NewEvent>) -> anyhow::Result<()>;
 }
 
 /// Whether a device in `state` has no client and gets none by itself: logged out, replaced,

@@ -47,8 +47,9 @@ use whatsapp_rust::{Client, ClientBuilder, ContactError, GroupError, GroupMetada
 
 use super::link::{LINK_DEADLINE, LinkState, Linkings};
 use super::names::LearnedNames;
+use super::received::Received;
 use super::reconnect::SpreadReconnects;
-use super::{DeviceManager, DeviceSession, StatusObserver, is_terminal, not_connected};
+use super::{DeviceManager, DeviceSession, Inbox, StatusObserver, is_terminal, not_connected};
 
 /// The longest a change of the client's device state (identity, prekey counters, push
 /// name) waits to be written. The client's saver writes as soon as it is told of a change;
@@ -81,6 +82,7 @@ pub struct WhatsappDevices {
     data_dir: PathBuf,
     server: Server,
     observer: Option<Arc<dyn StatusObserver>>,
+    inbox: Option<Arc<dyn Inbox>>,
     sessions: Arc<Mutex<HashMap<Key, Arc<WhatsappDevice>>>>,
     operations: Arc<Operations>,
 }
@@ -104,6 +106,7 @@ impl WhatsappDevices {
             data_dir: data_dir.join("devices"),
             server,
             observer: None,
+            inbox: None,
             sessions: Arc::default(),
             operations: Arc::default(),
         }
@@ -112,6 +115,13 @@ impl WhatsappDevices {
     /// Tells `observer` every status change of every device opened from now on.
     pub fn with_observer(mut self, observer: Arc<dyn StatusObserver>) -> Self {
         self.observer = Some(observer);
+        self
+    }
+
+    /// Commits what WhatsApp delivers to the devices opened from now on to `inbox` before
+    /// WhatsApp is told it arrived. Without an inbox, received messages are not kept.
+    pub fn with_inbox(mut self, inbox: Arc<dyn Inbox>) -> Self {
+        self.inbox = Some(inbox);
         self
     }
 
@@ -167,6 +177,7 @@ impl DeviceManager for WhatsappDevices {
             store,
             self.server.clone(),
             self.observer.clone(),
+            self.inbox.clone(),
             operation.clone(),
         ));
         let replaced = self.sessions.lock().expect("sessions lock").insert(key(tenant, device), session.clone());
@@ -387,6 +398,8 @@ impl Server {
 struct WhatsappDevice {
     tenant: String,
     observer: Option<Arc<dyn StatusObserver>>,
+    /// Where the messages WhatsApp delivers are committed.
+    inbox: Option<Arc<dyn Inbox>>,
     store: PathBuf,
     server: Server,
     status: RwLock<DeviceStatus>,
@@ -409,11 +422,13 @@ impl WhatsappDevice {
         store: PathBuf,
         server: Server,
         observer: Option<Arc<dyn StatusObserver>>,
+        inbox: Option<Arc<dyn Inbox>>,
         operation: Arc<Operation>,
     ) -> Self {
         WhatsappDevice {
             tenant: tenant.to_string(),
             observer,
+            inbox,
             store,
             server,
             status: RwLock::new(DeviceStatus {
@@ -489,14 +504,17 @@ impl WhatsappDevice {
         let persistence = Arc::new(PersistenceManager::new(backend).await?);
         // A new client's first connection (at start, or right after pairing) is not delayed.
         let was_connected = Arc::new(AtomicBool::new(false));
-        let client = self
+        let mut builder = self
             .server
             .client_builder(was_connected.clone())
             .with_persistence_manager(persistence)
-            .with_background_saver_interval(SAVE_INTERVAL)
-            .build()
-            .await?
-            .into_client();
+            .with_background_saver_interval(SAVE_INTERVAL);
+        if let Some(inbox) = &self.inbox {
+            let device = self.status().id;
+            let tenant = self.tenant.clone();
+            builder = builder.with_inbound_durability_hook(Received { tenant, device, inbox: inbox.clone() });
+        }
+        let client = builder.build().await?.into_client();
         let (handler, events) = ChannelEventHandler::new();
         let subscription = client.subscribe(EventInterest::of(&INTERESTING_EVENTS), handler);
         *self.client.write().expect("client lock") = Some(client.clone());

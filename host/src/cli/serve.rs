@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use waedge_device::whatsapp::WhatsappDevices;
-use waedge_device::{DeviceManager, recorder};
+use waedge_device::{DeviceManager, inbox, recorder};
 use waedge_store::Store;
 use waedge_store::token::TokenHash;
 
@@ -115,7 +115,10 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
         .map_err(|e| anyhow::anyhow!("starting the Wasm runtime: {e:#}"))?
         .with_cache(config.data_dir.join("compiled"))
         .with_isolated_compiler(IsolatedCompiler::new(executable, config.compile));
-    let devices = Arc::new(whatsapp_devices(&config)?.with_observer(recorder::status_recorder(&store)));
+    let devices = whatsapp_devices(&config)?
+        .with_observer(recorder::status_recorder(&store))
+        .with_inbox(inbox::store_inbox(&store));
+    let devices = Arc::new(devices);
     let gateway = Arc::new(app::gateway(runtime, devices.clone() as Arc<dyn DeviceManager>, &config)?);
     // Compiling every route's component is CPU work: off the async workers.
     let loading = (gateway.clone(), store.clone());
