@@ -9,10 +9,11 @@
 //!
 //! One module per resource: [`tenants`], [`users`] (and tokens), [`devices`] (and linking,
 //! which the device layer owns: the admin API shows it), [`routes`], [`components`] (deploys and
-//! versions), and [`ops`] (health, metrics, OpenAPI, pairing page).
+//! versions), [`events`] (what happened on the devices), and [`ops`] (health, metrics, OpenAPI, pairing page).
 
 pub mod components;
 pub mod devices;
+pub mod events;
 pub mod ops;
 pub mod routes;
 pub mod tenants;
@@ -176,6 +177,7 @@ impl Admin {
             Some(Resource::Users(tenant, rest)) => users::answer(self, &call, tenant, rest).await,
             Some(Resource::Devices(tenant, rest)) => devices::answer(self, &call, tenant, rest).await,
             Some(Resource::Routes(tenant)) => routes::answer(self, &call, tenant).await,
+            Some(Resource::Events(tenant)) => events::answer(self, &call, tenant).await,
             Some(Resource::Components(tenant, rest)) => components::answer(self, &call, tenant, rest).await,
             None => Err(no_endpoint(&call)),
         }
@@ -415,7 +417,7 @@ pub fn respond(status: StatusCode, content_type: &'static str, body: impl Into<B
 /// Every path of the admin API as `/openapi.json` writes it (a `{…}` is one non-empty
 /// segment), with the methods it takes: what tells a method the path does not take (405) from
 /// a path the API does not have (404).
-const ENDPOINTS: [(&str, &[&str]); 24] = [
+const ENDPOINTS: [(&str, &[&str]); 25] = [
     ("/healthz", &["GET"]),
     ("/readyz", &["GET"]),
     ("/metrics", &["GET"]),
@@ -436,6 +438,7 @@ const ENDPOINTS: [(&str, &[&str]); 24] = [
     ("/v1/tenants/{tenant}/devices/{device}/link/events", &["GET"]),
     ("/v1/tenants/{tenant}/devices/{device}/pair-code", &["POST"]),
     ("/v1/tenants/{tenant}/routes", &["GET", "PUT", "DELETE"]),
+    ("/v1/tenants/{tenant}/events", &["GET"]),
     ("/v1/tenants/{tenant}/components", &["GET"]),
     ("/v1/tenants/{tenant}/components/{name}", &["POST"]),
     ("/v1/tenants/{tenant}/components/{name}/versions/{sha256}", &["DELETE"]),
@@ -463,6 +466,8 @@ enum Resource<'a> {
     Devices(&'a str, &'a [&'a str]),
     /// `/v1/tenants/{tenant}/routes` ([`routes`]).
     Routes(&'a str),
+    /// `/v1/tenants/{tenant}/events` ([`events`]).
+    Events(&'a str),
     /// `/v1/tenants/{tenant}/components…` ([`components`]).
     Components(&'a str, &'a [&'a str]),
 }
@@ -476,6 +481,7 @@ fn resource<'a>(segments: &'a [&'a str]) -> Option<Resource<'a>> {
         ["v1", "tenants", tenant, "users", rest @ ..] => Some(Resource::Users(tenant, rest)),
         ["v1", "tenants", tenant, "devices", rest @ ..] => Some(Resource::Devices(tenant, rest)),
         ["v1", "tenants", tenant, "routes"] => Some(Resource::Routes(tenant)),
+        ["v1", "tenants", tenant, "events"] => Some(Resource::Events(tenant)),
         ["v1", "tenants", tenant, "components", rest @ ..] => Some(Resource::Components(tenant, rest)),
         _ => None,
     }

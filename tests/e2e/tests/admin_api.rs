@@ -477,3 +477,55 @@ async fn a_method_a_path_does_not_take_is_405_with_allow() {
         assert!(reply.headers.get("allow").is_none(), "{path}");
     }
 }
+
+#[tokio::test]
+async fn a_tenants_events_are_listed_a_page_at_a_time_to_that_tenant_only() {
+    let gw = gateway().await;
+    let message = |device: &str, id: &str| waedge_store::events::NewEvent {
+        device: device.into(),
+        kind: "message.received".into(),
+        chat: "6281234567890@s.whatsapp.net".into(),
+        dedup: Some(format!("6281234567890@s.whatsapp.net|6281234567890@s.whatsapp.net|{id}")),
+        at: "2026-12-05T15:00:00Z".into(),
+        data: json!({ "message_id": id }),
+    };
+    let acme = gw.store().append_events("acme", &[message("main", "A"), message("main", "B"), message("fresh", "C")]);
+    let ids: Vec<String> = acme.unwrap().into_iter().map(|event| event.id).collect();
+    gw.store().append_events("globex", &[message("main", "G")]).unwrap();
+
+    let list = async |query: &str| gw.admin(Method::GET, &format!("/v1/tenants/acme/events{query}"), Value::Null).await;
+    let all = list("").await;
+    assert_eq!(all.status, 200, "{}", all.text);
+    let events = all.json["events"].as_array().unwrap();
+    let seen: Vec<(&str, &str, u64)> = events
+        .iter()
+        .map(|e| (e["data"]["message_id"].as_str().unwrap(), e["device"].as_str().unwrap(), e["seq"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(seen, [("A", "main", 1), ("B", "main", 2), ("C", "fresh", 1)], "numbered per device and chat");
+    assert_eq!(events[0]["tenant"], "acme");
+    assert_eq!(all.json["next"], json!(ids[2]));
+
+    let page = list("?limit=2").await;
+    assert_eq!(page.json["events"].as_array().unwrap().len(), 2);
+    assert_eq!(page.json["next"], json!(ids[1]));
+    let rest = list(&format!("?after={}", ids[1])).await;
+    assert_eq!(rest.json["events"][0]["id"], json!(ids[2]));
+    let done = list(&format!("?after={}", ids[2])).await;
+    assert_eq!(done.json, json!({ "events": [], "next": ids[2] }), "an empty page points where it started");
+
+    assert_error(&list("?limit=0").await, 400, "INVALID");
+    assert_error(&list("?limit=1001").await, 400, "INVALID");
+    assert_error(&list("?limit=ten").await, 400, "INVALID");
+    // An id of another tenant's event is not a place in this tenant's list.
+    let globex = gw.admin(Method::GET, "/v1/tenants/globex/events", Value::Null).await;
+    let theirs = globex.json["events"][0]["id"].as_str().unwrap().to_string();
+    assert_error(&list(&format!("?after={theirs}")).await, 404, "NOT_FOUND");
+    assert_error(&gw.admin(Method::GET, "/v1/tenants/nobody/events", Value::Null).await, 404, "NOT_FOUND");
+
+    let scope = waedge_store::admin::AdminScope { tenant: Some("globex".into()), read_only: true };
+    let (_, reader) = gw.store().create_admin_token(None, scope).unwrap();
+    let refused = gw.admin_as(Method::GET, "/v1/tenants/acme/events", Some(&reader), Value::Null).await;
+    assert_error(&refused, 403, "FORBIDDEN");
+    let own = gw.admin_as(Method::GET, "/v1/tenants/globex/events", Some(&reader), Value::Null).await;
+    assert_eq!((own.status, own.json["events"].as_array().map(Vec::len)), (200, Some(1)), "{}", own.text);
+}
