@@ -149,6 +149,9 @@ pub async fn message(
     }
     if sender.phone == to.phone {
         b = b.attr("category", "peer");
+    } else {
+        // As WhatsApp does for a message addressed by phone number: the sender's LID with it.
+        b = b.attr("sender_lid", Jid::lid(sender.lid.as_str()));
     }
     let enc = NodeBuilder::new("enc").attr("v", "2").attr("type", enc_type).bytes(bytes).build();
     Ok(b.children([enc]).build())
