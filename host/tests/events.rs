@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{SELF_PHONE, Waedge, admin_token, world, write_config};
+use support::{SELF_PHONE, Waedge, admin_token, cli_ok, world, write_config};
 use wa_sim::{SimConfig, WaSim};
 
 /// John Doe in the world: his phone and his LID.
@@ -121,6 +121,13 @@ async fn a_message_to_a_device_is_an_event_with_both_jids_of_its_sender() {
     let events = linked.wait_for_events(2, 10).await;
     assert_eq!((events[1]["seq"].as_u64(), &events[1]["data"]["message"]["text"]), (Some(2), &json!("are you there?")));
     assert_eq!(linked.events(1).await, events, "one page at a time, the same events");
+    // The CLI lists the same.
+    let admin = (linked.waedge.admin.as_str(), linked.admin_token.as_str());
+    let listed: Value = serde_json::from_str(&cli_ok(&["event", "list", "acme", "--json"], Some(admin))).unwrap();
+    assert_eq!(listed["events"], json!(events));
+    let table = cli_ok(&["event", "list", "acme", "--after", id], Some(admin));
+    assert!(table.contains("message.received") && table.contains(events[1]["id"].as_str().unwrap()), "{table}");
+    assert!(!table.contains(id), "only the events after --after: {table}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,6 +31,26 @@ pub enum Resource {
     /// A tenant's own Wasm components: deploy, list versions, activate (roll back), delete.
     #[command(subcommand)]
     Component(ComponentAction),
+    /// Events of a tenant's devices (messages received …), oldest first.
+    #[command(subcommand)]
+    Event(EventAction),
+}
+
+/// `waedge event …`
+#[derive(Subcommand)]
+pub enum EventAction {
+    /// List a tenant's events, oldest first; `--json` shows each one's data and the `next`
+    /// page's `--after`.
+    List {
+        /// The tenant.
+        tenant: String,
+        /// Start after this event id (the `next` of an earlier page).
+        #[arg(long)]
+        after: Option<String>,
+        /// At most this many events (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
 }
 
 /// `waedge component …`
@@ -304,6 +324,7 @@ pub fn run(resource: Resource, connection: &Connection) -> anyhow::Result<ExitCo
         Resource::Device(action) => device(&client, &print, action),
         Resource::Route(action) => route(&client, &print, action),
         Resource::Component(action) => component(&client, &print, action),
+        Resource::Event(action) => event(&client, &print, action),
     }
 }
 
@@ -513,6 +534,20 @@ fn route(client: &Client, print: &Printer, action: RouteAction) -> anyhow::Resul
         RouteAction::Delete { tenant, prefix } => {
             client.delete(&format!("{}?prefix={}", routes(&tenant), segment(&prefix)))?;
             print.done(&format!("Route {prefix} deleted."))
+        }
+    }
+}
+
+fn event(client: &Client, print: &Printer, action: EventAction) -> anyhow::Result<ExitCode> {
+    match action {
+        EventAction::List { tenant, after, limit } => {
+            let mut path = format!("/v1/tenants/{}/events?limit={limit}", segment(&tenant));
+            if let Some(after) = after {
+                path.push_str(&format!("&after={}", segment(&after)));
+            }
+            let columns =
+                [("ID", "id"), ("AT", "at"), ("TYPE", "type"), ("DEVICE", "device"), ("CHAT", "chat"), ("SEQ", "seq")];
+            print.list(&client.get(&path)?, "events", &columns)
         }
     }
 }
