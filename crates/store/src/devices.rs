@@ -110,7 +110,8 @@ pub(super) fn list(conn: &Connection, tenant: &str) -> Result<Vec<DeviceRecord>,
     Ok(statement.query_map([tenant], read)?.collect::<Result<_, _>>()?)
 }
 
-fn get(conn: &Connection, tenant: &str, id: &str) -> Result<DeviceRecord, StoreError> {
+/// The device `id` of `tenant` ([`StoreError::NotFound`] if either does not exist).
+pub(super) fn get(conn: &Connection, tenant: &str, id: &str) -> Result<DeviceRecord, StoreError> {
     tenants::require(conn, tenant)?;
     conn.query_row(
         "SELECT id, tenant_id, state, jid, lid, push_name, created_at, updated_at FROM devices

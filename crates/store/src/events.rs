@@ -16,6 +16,9 @@ use serde_json::Value;
 
 use super::{Store, StoreError, from_json, tenants, to_json};
 
+/// The types of event the outbox records, each described in the admin API's document.
+pub const EVENT_TYPES: &[&str] = &["message.received"];
+
 /// An event to append.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
@@ -88,25 +91,38 @@ impl Store {
                     StoreError::NotFound(format!("tenant `{tenant}` has no event `{id}`: list from the start instead"))
                 })?,
         };
-        let mut select = conn.prepare_cached(
-            "SELECT id, kind, device, chat, seq, at, data FROM events
-             WHERE tenant_id = ?1 AND position > ?2 ORDER BY position LIMIT ?3",
-        )?;
+        let mut select = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM events WHERE tenant_id = ?1 AND position > ?2 ORDER BY position LIMIT ?3"
+        ))?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = select.query_map(params![tenant, after, limit], |row| {
-            Ok(EventRecord {
-                id: row.get(0)?,
-                kind: row.get(1)?,
-                tenant: tenant.to_string(),
-                device: row.get(2)?,
-                chat: row.get(3)?,
-                seq: row.get::<_, i64>(4)? as u64,
-                at: row.get(5)?,
-                data: from_json(&row.get::<_, String>(6)?)?,
-            })
-        })?;
+        let rows = select.query_map(params![tenant, after, limit], |row| read(row, 0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// The columns of an event that [`read`] reads, in its order (qualified, for joins).
+pub(crate) const COLUMNS: &str =
+    "events.id, events.kind, events.tenant_id, events.device, events.chat, events.seq, events.at, events.data";
+
+/// Reads an event from the [`COLUMNS`] of `row` that start at column `first`.
+pub(crate) fn read(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<EventRecord> {
+    Ok(EventRecord {
+        id: row.get(first)?,
+        kind: row.get(first + 1)?,
+        tenant: row.get(first + 2)?,
+        device: row.get(first + 3)?,
+        chat: row.get(first + 4)?,
+        seq: row.get::<_, i64>(first + 5)? as u64,
+        at: row.get(first + 6)?,
+        data: from_json(&row.get::<_, String>(first + 7)?)?,
+    })
+}
+
+/// The end of the outbox: the position of the last event ever recorded (0 before the first),
+/// even if that event is gone with its device. Events recorded later come after it.
+pub(crate) fn end(conn: &rusqlite::Connection) -> Result<i64, StoreError> {
+    let end = conn.query_row("SELECT seq FROM sqlite_sequence WHERE name = 'events'", [], |row| row.get(0));
+    Ok(end.optional()?.unwrap_or(0))
 }
 
 /// Appends one event, unless its device is gone or it is recorded already.

@@ -1,6 +1,6 @@
 //! waedge-store: the persistent store of waedge — tenants, their host names, users, API
-//! tokens, devices, routes and component versions, in one SQLite database in the data
-//! directory (`waedge.db`).
+//! tokens, devices, routes, component versions, events and webhooks, in one SQLite database
+//! in the data directory (`waedge.db`).
 //!
 //! The store is the truth about what exists; the gateway serves from a
 //! [`Snapshot`] of it and is rebuilt from a fresh snapshot after every change, so a revoked
@@ -13,7 +13,9 @@
 //!
 //! Each concept has its module: [`tenants`] (with their [`limits`]), [`users`] (and their
 //! tokens), [`devices`], [`routes`], [`components`] (deployed versions), [`admin`]
-//! (admin-API tokens) and [`events`] (the outbox of what happened on the devices). The schema is in [`migrations`]. The configuration file seeds an empty
+//! (admin-API tokens), [`events`] (the outbox of what happened on the devices) and
+//! [`webhooks`] (which deliver a tenant's events to HTTP endpoints, with their delivery logs
+//! and dead letters). The schema is in [`migrations`]. The configuration file seeds an empty
 //! store (`waedge::config::Config::seed`): the store knows nothing of the file.
 //!
 //! It depends only on `waedge-contract` (a device's state is the contract's `device-state`);
@@ -30,6 +32,7 @@ pub mod routes;
 pub mod tenants;
 pub mod token;
 pub mod users;
+pub mod webhooks;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -41,6 +44,7 @@ pub use devices::DeviceRecord;
 pub use routes::{ComponentRef, RouteRecord};
 pub use tenants::TenantRecord;
 pub use users::{TokenRecord, UserRecord};
+pub use webhooks::WebhookRecord;
 
 /// A handle on the store; clones share one connection.
 #[derive(Clone)]

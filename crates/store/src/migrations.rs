@@ -106,6 +106,41 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX events_of_tenant ON events (tenant_id, position);
     "#,
+    // 5: webhooks, their delivery logs and dead letters (see `webhooks`).
+    r#"
+    CREATE TABLE webhooks (
+        id         TEXT PRIMARY KEY,       -- UUID v4
+        tenant_id  TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        device     TEXT,                   -- NULL: every device of the tenant
+        url        TEXT NOT NULL,
+        events     TEXT NOT NULL,          -- JSON: [event type]; empty: every type
+        secret     TEXT NOT NULL,
+        position   INTEGER NOT NULL,       -- the outbox position delivered (or given up on) up to
+        created_at TEXT NOT NULL,
+        FOREIGN KEY (tenant_id, device) REFERENCES devices(tenant_id, id) ON DELETE CASCADE
+    ) STRICT;
+    CREATE INDEX webhooks_of_tenant ON webhooks (tenant_id, device);
+    CREATE TABLE webhook_attempts (
+        id         INTEGER PRIMARY KEY,    -- the order attempts were recorded in
+        webhook_id TEXT NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+        event_id   TEXT NOT NULL,
+        attempt    INTEGER NOT NULL,       -- 1, 2, … for the event
+        status     INTEGER,                -- HTTP status; NULL: no answer
+        error      TEXT,
+        at         TEXT NOT NULL,          -- RFC 3339, UTC
+        millis     INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX webhook_attempts_of_webhook ON webhook_attempts (webhook_id, id);
+    CREATE TABLE dead_letters (
+        webhook_id TEXT NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+        position   INTEGER NOT NULL REFERENCES events(position) ON DELETE CASCADE,
+        attempts   INTEGER NOT NULL,
+        error      TEXT NOT NULL,
+        at         TEXT NOT NULL,          -- RFC 3339, UTC: when it was given up on
+        PRIMARY KEY (webhook_id, position)
+    ) STRICT;
+    CREATE INDEX dead_letters_of_event ON dead_letters (position);
+    "#,
 ];
 
 /// Brings the schema up to date.
