@@ -15,6 +15,8 @@
 //!   `auth`, `config`, `logging`, outbound HTTP), each scoped to the calling tenant.
 //! - [`config`]: the TOML configuration file.
 //! - [`telemetry`]: the metrics and the sandbox-violation reports every layer writes to.
+//! - [`webhooks`]: the delivery of tenants' events from the outbox to their endpoints, through
+//!   the same outbound rules as components' HTTP.
 //! - [`admin`]: the admin API on its own listener; [`qr`] serves it.
 //! - [`cli`]: the `waedge` command, the composition root of `waedge serve`.
 //!
@@ -42,5 +44,6 @@ pub mod runtime;
 pub mod server;
 pub mod telemetry;
 pub mod tenancy;
+pub mod webhooks;
 
 pub use gateway::Gateway;

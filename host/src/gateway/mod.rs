@@ -141,6 +141,11 @@ impl Gateway {
         self
     }
 
+    /// Where components' outbound HTTP goes (its resolver, its address rules); webhooks share it.
+    pub fn outbound(&self) -> &Arc<Outbound> {
+        &self.outbound
+    }
+
     /// The gateway with `handler` for the routes naming `native:NAME`.
     pub fn with_native(mut self, name: &str, handler: Arc<dyn NativeHandler>) -> Gateway {
         self.natives.insert(name.to_string(), handler);

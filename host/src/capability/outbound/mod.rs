@@ -106,8 +106,9 @@ impl Outbound {
     }
 
     /// Looks `host` up (an IP literal is its own address), checks every address unless
-    /// `may_be_internal`, and sends `request` to them.
-    async fn send(
+    /// `may_be_internal`, and sends `request` to them. Components' requests and webhooks go
+    /// through it.
+    pub(crate) async fn send(
         &self,
         reporter: &Reporter,
         request: http::Request<WasiBody>,

@@ -1,0 +1,236 @@
+//! Webhooks: a tenant's events delivered to its HTTP endpoints from the outbox — signed, in
+//! order, at least once, through crashes.
+//!
+//! One worker per webhook takes the next event the webhook wants after its position in the
+//! outbox (`waedge_store::webhooks`), POSTs it ([`deliver`]) and moves past it only once the
+//! endpoint answered 2xx or the event became a dead letter. So every event is delivered at
+//! least once — a crash between the answer and the move sends it again, with the same
+//! `webhook-id` (the event's id) to deduplicate on — and the events of a chat arrive in their
+//! order. An attempt that may fare better later (no answer, 5xx, 408, 429) is retried with
+//! exponential backoff and full jitter ([`backoff`]) up to [`MAX_ATTEMPTS`]; any other answer
+//! (a 4xx, a redirect, an address the tenant's outbound rules refuse) makes the event a dead
+//! letter at once. Dead letters are listed and replayed through the admin API; every attempt
+//! is in the webhook's delivery log.
+//!
+//! Requests obey the same address rules as components' outbound HTTP: public addresses only,
+//! unless the webhook's host is on the tenant's `outbound_private_hosts`; they are signed as
+//! [`sign`] says.
+
+mod deliver;
+pub mod sign;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use waedge_store::webhooks::{Attempt, Pending, WebhookRecord};
+use waedge_store::{Store, StoreError};
+
+use crate::capability::outbound::Outbound;
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::violation::Reporter;
+use deliver::{Target, Verdict};
+
+/// How many attempts an event gets before it becomes a dead letter.
+pub const MAX_ATTEMPTS: u32 = 10;
+/// The first retry waits up to this long; each next one up to twice as long …
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// … but never more than this.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How long an idle worker waits for news before it looks at the outbox anyway.
+const IDLE_CHECK: Duration = Duration::from_secs(5);
+/// How long a worker waits before reading the store again after it failed.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
+/// Delivers every tenant's events to its webhooks: one worker per webhook.
+pub struct Webhooks {
+    store: Store,
+    outbound: Arc<Outbound>,
+    metrics: Arc<Metrics>,
+    /// Changes whenever events were appended to the outbox.
+    appended: watch::Receiver<u64>,
+    workers: Mutex<HashMap<String, JoinHandle<()>>>,
+}
+
+impl Webhooks {
+    /// Delivery from `store`'s outbox through `outbound`, woken by `appended`. No worker runs
+    /// before [`Webhooks::reload`].
+    pub fn new(store: Store, outbound: Arc<Outbound>, metrics: Arc<Metrics>, appended: watch::Receiver<u64>) -> Self {
+        Webhooks { store, outbound, metrics, appended, workers: Mutex::default() }
+    }
+
+    /// Starts a worker for each stored webhook that has none, and stops the workers of
+    /// webhooks that are gone. Must be called inside a tokio runtime.
+    pub async fn reload(self: &Arc<Self>) -> Result<(), StoreError> {
+        let store = self.store.clone();
+        let webhooks = tokio::task::spawn_blocking(move || store.all_webhooks()).await.expect("store task panicked")?;
+        let mut workers = self.workers.lock().expect("workers lock");
+        workers.retain(|id, worker| {
+            let kept = webhooks.iter().any(|webhook| &webhook.id == id) && !worker.is_finished();
+            if !kept {
+                worker.abort();
+            }
+            kept
+        });
+        for webhook in webhooks {
+            if !workers.contains_key(&webhook.id) {
+                let id = webhook.id.clone();
+                workers.insert(id, tokio::spawn(self.clone().run(webhook)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops every worker.
+    pub fn shutdown(&self) {
+        self.workers.lock().expect("workers lock").drain().for_each(|(_, worker)| worker.abort());
+    }
+
+    /// Sends a dead letter of webhook `webhook` of `tenant` once more, now; on a 2xx it is
+    /// removed. Returns the attempt, which the delivery log has too.
+    pub async fn replay(&self, tenant: &str, webhook: &str, event_id: &str) -> Result<Attempt, StoreError> {
+        let (t, w, e) = (tenant.to_string(), webhook.to_string(), event_id.to_string());
+        let (record, letter) =
+            self.blocking(move |store| Ok((store.webhook(&t, &w)?, store.dead_letter_of(&t, &w, &e)?))).await?;
+        let (log, verdict) = self.attempt(&record, &letter.event, letter.attempts + 1).await?;
+        let (t, w, e, entry) = (tenant.to_string(), webhook.to_string(), event_id.to_string(), log.clone());
+        self.blocking(move |store| {
+            store.record_attempt(&w, &entry)?;
+            if verdict == Verdict::Delivered {
+                store.remove_dead_letter(&t, &w, &e)?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(log)
+    }
+
+    /// Delivers the webhook's events for as long as it exists.
+    async fn run(self: Arc<Self>, webhook: WebhookRecord) {
+        let mut appended = self.appended.clone();
+        loop {
+            let id = webhook.id.clone();
+            match self.blocking(move |store| store.next_delivery(&id)).await {
+                Ok(Some(pending)) => self.deliver(&webhook, pending).await,
+                Ok(None) => {
+                    // Woken by new events, or after a while anyway (the check is cheap, and
+                    // events may come from elsewhere: a replay, another process).
+                    if let Ok(Err(_)) = tokio::time::timeout(IDLE_CHECK, appended.changed()).await {
+                        // Nothing appends any more (no device sessions): only the checks remain.
+                        tokio::time::sleep(IDLE_CHECK).await;
+                    }
+                }
+                Err(StoreError::NotFound(_)) => return,
+                Err(e) => self.store_failed(&webhook, e).await,
+            }
+        }
+    }
+
+    /// Attempts `pending` until it is delivered or given up; either way the webhook's position
+    /// moves past it. If the store fails meanwhile, the worker starts over from the outbox
+    /// (the event may be sent again: at least once).
+    async fn deliver(&self, webhook: &WebhookRecord, pending: Pending) {
+        for attempt in 1.. {
+            let (log, verdict) = match self.attempt(webhook, &pending.event, attempt).await {
+                Ok(outcome) => outcome,
+                Err(e) => return self.store_failed(webhook, e).await,
+            };
+            let step = match verdict {
+                Verdict::Delivered => Step::Delivered,
+                Verdict::Retry(_) if attempt < MAX_ATTEMPTS => Step::Retry,
+                Verdict::Retry(error) | Verdict::GiveUp(error) => Step::GiveUp(error),
+            };
+            let retry = step == Step::Retry;
+            let (id, position) = (webhook.id.clone(), pending.position);
+            let recorded = self
+                .blocking(move |store| {
+                    store.record_attempt(&id, &log)?;
+                    match step {
+                        Step::Delivered => store.delivered(&id, position),
+                        Step::GiveUp(error) => store.dead_letter(&id, position, attempt, &error),
+                        Step::Retry => Ok(()),
+                    }
+                })
+                .await;
+            if let Err(e) = recorded {
+                return self.store_failed(webhook, e).await;
+            }
+            if !retry {
+                return;
+            }
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+    }
+
+    /// Logs a failure of the store and waits a little before the worker starts over.
+    async fn store_failed(&self, webhook: &WebhookRecord, error: StoreError) {
+        tracing::error!(webhook = webhook.id, tenant = webhook.tenant, "the store failed (starting over): {error}");
+        tokio::time::sleep(STORE_RETRY).await;
+    }
+
+    /// One attempt at `event` for `webhook`, under its tenant's outbound rules.
+    async fn attempt(
+        &self,
+        webhook: &WebhookRecord,
+        event: &waedge_store::events::EventRecord,
+        attempt: u32,
+    ) -> Result<(Attempt, Verdict), StoreError> {
+        let tenant = webhook.tenant.clone();
+        let record = self.blocking(move |store| store.tenant(&tenant)).await?;
+        let host = http::Uri::try_from(webhook.url.as_str()).ok().and_then(|uri| uri.host().map(str::to_string));
+        let may_be_internal = host.is_some_and(|host| {
+            record.outbound_private_hosts.iter().any(|private| private.eq_ignore_ascii_case(&host))
+        });
+        let component: Arc<str> = format!("webhook:{}", webhook.id).into();
+        let reporter = Reporter::new(&webhook.tenant, component, self.metrics.clone());
+        let target = Target { webhook, may_be_internal, reporter: &reporter };
+        Ok(deliver::attempt(&self.outbound, &target, event, attempt).await)
+    }
+
+    /// Runs `work` on the store on a blocking thread.
+    async fn blocking<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || work(&store)).await.expect("store task panicked")
+    }
+}
+
+/// What follows an attempt.
+#[derive(Debug, PartialEq)]
+enum Step {
+    /// The event is delivered: move past it.
+    Delivered,
+    /// Try again after a [`backoff`].
+    Retry,
+    /// Make it a dead letter with this error, and move past it.
+    GiveUp(String),
+}
+
+/// How long to wait before attempt `attempt + 1`: a random time up to
+/// `FIRST_BACKOFF × 2^(attempt − 1)`, at most [`MAX_BACKOFF`] ("full jitter": retries of many
+/// events that failed together spread out instead of coming back together).
+pub fn backoff(attempt: u32) -> Duration {
+    let ceiling = FIRST_BACKOFF.saturating_mul(1 << (attempt.saturating_sub(1)).min(20)).min(MAX_BACKOFF);
+    ceiling.mul_f64(fastrand::f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backoff_is_random_below_a_ceiling_that_doubles_up_to_a_cap() {
+        for attempt in 1..=30 {
+            let ceiling = (FIRST_BACKOFF * 2u32.pow((attempt - 1).min(20))).min(MAX_BACKOFF);
+            let waits: Vec<Duration> = (0..200).map(|_| backoff(attempt)).collect();
+            assert!(waits.iter().all(|wait| *wait <= ceiling), "attempt {attempt}: {waits:?}");
+            assert!(waits.iter().any(|wait| *wait < ceiling / 2), "full jitter goes low too: {attempt}");
+        }
+        assert_eq!(MAX_BACKOFF, Duration::from_secs(300));
+    }
+}
