@@ -9,7 +9,7 @@
 //!
 //! One module per resource: [`tenants`], [`users`] (and tokens), [`devices`] (and linking,
 //! which the device layer owns: the admin API shows it), [`routes`], [`components`] (deploys and
-//! versions), [`events`] (what happened on the devices), and [`ops`] (health, metrics, OpenAPI, pairing page).
+//! versions), [`events`] (what happened on the devices), [`webhooks`] (where events go), and [`ops`] (health, metrics, OpenAPI, pairing page).
 
 pub mod components;
 pub mod devices;
@@ -19,6 +19,7 @@ pub mod routes;
 pub mod tenants;
 pub mod users;
 pub mod watch;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,6 +41,7 @@ use crate::body::{BodyError, ReadError, read_body};
 use crate::gateway::error;
 use crate::server::{Handler, RequestBody};
 use crate::tenancy::admission::ClientAddr;
+use crate::webhooks::Webhooks;
 
 /// Largest JSON body the admin API reads.
 const MAX_BODY: usize = 1 << 20;
@@ -54,6 +56,7 @@ const APPLY_WAIT: Duration = Duration::from_secs(30);
 pub struct Admin {
     store: Store,
     gateway: Arc<Gateway>,
+    webhooks: Arc<Webhooks>,
     /// Whether a committed change has not reached the gateway yet (a reload failed and is
     /// being retried).
     stale: Arc<AtomicBool>,
@@ -130,9 +133,10 @@ impl From<StoreError> for Failure {
 }
 
 impl Admin {
-    /// The admin API over `store`, applying changes to `gateway`.
-    pub fn new(store: Store, gateway: Arc<Gateway>) -> Self {
-        Admin { store, gateway, stale: Arc::default(), remote: false, reloads: Arc::default() }
+    /// The admin API over `store`, applying changes to `gateway`, and webhook changes to
+    /// `webhooks`.
+    pub fn new(store: Store, gateway: Arc<Gateway>, webhooks: Arc<Webhooks>) -> Self {
+        Admin { store, gateway, webhooks, stale: Arc::default(), remote: false, reloads: Arc::default() }
     }
 
     /// The admin API as reachable from other machines (`admin_allow_remote`): `/metrics`
@@ -178,6 +182,7 @@ impl Admin {
             Some(Resource::Devices(tenant, rest)) => devices::answer(self, &call, tenant, rest).await,
             Some(Resource::Routes(tenant)) => routes::answer(self, &call, tenant).await,
             Some(Resource::Events(tenant)) => events::answer(self, &call, tenant).await,
+            Some(Resource::Webhooks(tenant, rest)) => webhooks::answer(self, &call, tenant, rest).await,
             Some(Resource::Components(tenant, rest)) => components::answer(self, &call, tenant, rest).await,
             None => Err(no_endpoint(&call)),
         }
@@ -417,7 +422,7 @@ pub fn respond(status: StatusCode, content_type: &'static str, body: impl Into<B
 /// Every path of the admin API as `/openapi.json` writes it (a `{…}` is one non-empty
 /// segment), with the methods it takes: what tells a method the path does not take (405) from
 /// a path the API does not have (404).
-const ENDPOINTS: [(&str, &[&str]); 25] = [
+const ENDPOINTS: [(&str, &[&str]); 30] = [
     ("/healthz", &["GET"]),
     ("/readyz", &["GET"]),
     ("/metrics", &["GET"]),
@@ -439,6 +444,11 @@ const ENDPOINTS: [(&str, &[&str]); 25] = [
     ("/v1/tenants/{tenant}/devices/{device}/pair-code", &["POST"]),
     ("/v1/tenants/{tenant}/routes", &["GET", "PUT", "DELETE"]),
     ("/v1/tenants/{tenant}/events", &["GET"]),
+    ("/v1/tenants/{tenant}/webhooks", &["GET", "POST"]),
+    ("/v1/tenants/{tenant}/webhooks/{webhook}", &["GET", "DELETE"]),
+    ("/v1/tenants/{tenant}/webhooks/{webhook}/deliveries", &["GET"]),
+    ("/v1/tenants/{tenant}/webhooks/{webhook}/dead-letters", &["GET"]),
+    ("/v1/tenants/{tenant}/webhooks/{webhook}/dead-letters/{event}/replay", &["POST"]),
     ("/v1/tenants/{tenant}/components", &["GET"]),
     ("/v1/tenants/{tenant}/components/{name}", &["POST"]),
     ("/v1/tenants/{tenant}/components/{name}/versions/{sha256}", &["DELETE"]),
@@ -468,6 +478,8 @@ enum Resource<'a> {
     Routes(&'a str),
     /// `/v1/tenants/{tenant}/events` ([`events`]).
     Events(&'a str),
+    /// `/v1/tenants/{tenant}/webhooks…` ([`webhooks`]).
+    Webhooks(&'a str, &'a [&'a str]),
     /// `/v1/tenants/{tenant}/components…` ([`components`]).
     Components(&'a str, &'a [&'a str]),
 }
@@ -482,6 +494,7 @@ fn resource<'a>(segments: &'a [&'a str]) -> Option<Resource<'a>> {
         ["v1", "tenants", tenant, "devices", rest @ ..] => Some(Resource::Devices(tenant, rest)),
         ["v1", "tenants", tenant, "routes"] => Some(Resource::Routes(tenant)),
         ["v1", "tenants", tenant, "events"] => Some(Resource::Events(tenant)),
+        ["v1", "tenants", tenant, "webhooks", rest @ ..] => Some(Resource::Webhooks(tenant, rest)),
         ["v1", "tenants", tenant, "components", rest @ ..] => Some(Resource::Components(tenant, rest)),
         _ => None,
     }

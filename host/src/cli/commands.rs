@@ -34,6 +34,62 @@ pub enum Resource {
     /// Events of a tenant's devices (messages received …), oldest first.
     #[command(subcommand)]
     Event(EventAction),
+    /// Webhooks: where a tenant's events are POSTed, their delivery logs and dead letters.
+    #[command(subcommand)]
+    Webhook(WebhookAction),
+}
+
+/// `waedge webhook …`
+#[derive(Subcommand)]
+pub enum WebhookAction {
+    /// Create a webhook; prints it with its signing secret, which is shown only now.
+    Create {
+        /// The tenant.
+        tenant: String,
+        /// The `http://` or `https://` URL events are POSTed to.
+        url: String,
+        /// Only this device's events.
+        #[arg(long)]
+        device: Option<String>,
+        /// Only events of this type (repeat for more; default: every type).
+        #[arg(long = "event")]
+        events: Vec<String>,
+    },
+    /// List a tenant's webhooks.
+    List {
+        /// The tenant.
+        tenant: String,
+    },
+    /// Delete a webhook with its delivery log and dead letters.
+    Delete {
+        /// The tenant.
+        tenant: String,
+        /// The webhook's id.
+        webhook: String,
+    },
+    /// A webhook's delivery log, newest first.
+    Deliveries {
+        /// The tenant.
+        tenant: String,
+        /// The webhook's id.
+        webhook: String,
+    },
+    /// The events a webhook gave up on.
+    DeadLetters {
+        /// The tenant.
+        tenant: String,
+        /// The webhook's id.
+        webhook: String,
+    },
+    /// Send a dead letter once more, now; it goes once the endpoint takes it.
+    Replay {
+        /// The tenant.
+        tenant: String,
+        /// The webhook's id.
+        webhook: String,
+        /// The event's id (from `dead-letters`).
+        event: String,
+    },
 }
 
 /// `waedge event …`
@@ -325,6 +381,7 @@ pub fn run(resource: Resource, connection: &Connection) -> anyhow::Result<ExitCo
         Resource::Route(action) => route(&client, &print, action),
         Resource::Component(action) => component(&client, &print, action),
         Resource::Event(action) => event(&client, &print, action),
+        Resource::Webhook(action) => webhook(&client, &print, action),
     }
 }
 
@@ -548,6 +605,62 @@ fn event(client: &Client, print: &Printer, action: EventAction) -> anyhow::Resul
             let columns =
                 [("ID", "id"), ("AT", "at"), ("TYPE", "type"), ("DEVICE", "device"), ("CHAT", "chat"), ("SEQ", "seq")];
             print.list(&client.get(&path)?, "events", &columns)
+        }
+    }
+}
+
+fn webhook(client: &Client, print: &Printer, action: WebhookAction) -> anyhow::Result<ExitCode> {
+    let webhooks = |tenant: &str| format!("/v1/tenants/{}/webhooks", segment(tenant));
+    let one = |tenant: &str, webhook: &str| format!("{}/{}", webhooks(tenant), segment(webhook));
+    match action {
+        WebhookAction::Create { tenant, url, device, events } => {
+            let mut body = json!({ "url": url, "events": events });
+            if let Some(device) = device {
+                body["device"] = json!(device);
+            }
+            print.one(&client.post(&webhooks(&tenant), &body)?)
+        }
+        WebhookAction::List { tenant } => print.list(
+            &client.get(&webhooks(&tenant))?,
+            "webhooks",
+            &[("ID", "id"), ("URL", "url"), ("DEVICE", "device"), ("EVENTS", "events")],
+        ),
+        WebhookAction::Delete { tenant, webhook } => {
+            client.delete(&one(&tenant, &webhook))?;
+            print.done(&format!("Webhook {webhook} deleted."))
+        }
+        WebhookAction::Deliveries { tenant, webhook } => print.list(
+            &client.get(&format!("{}/deliveries", one(&tenant, &webhook)))?,
+            "deliveries",
+            &[("AT", "at"), ("EVENT", "event_id"), ("ATTEMPT", "attempt"), ("STATUS", "status"), ("ERROR", "error")],
+        ),
+        WebhookAction::DeadLetters { tenant, webhook } => {
+            let answer = client.get(&format!("{}/dead-letters", one(&tenant, &webhook)))?;
+            // The table shows each event's id and type next to why it was given up.
+            let mut rows = answer.clone();
+            if let Some(letters) = rows["dead_letters"].as_array_mut() {
+                for letter in letters {
+                    letter["event_id"] = letter["event"]["id"].clone();
+                    letter["type"] = letter["event"]["type"].clone();
+                }
+            }
+            let columns =
+                [("EVENT", "event_id"), ("TYPE", "type"), ("AT", "at"), ("ATTEMPTS", "attempts"), ("ERROR", "error")];
+            if print.json { print.one(&answer) } else { print.list(&rows, "dead_letters", &columns) }
+        }
+        WebhookAction::Replay { tenant, webhook, event } => {
+            let path = format!("{}/dead-letters/{}/replay", one(&tenant, &webhook), segment(&event));
+            let answer = client.post(&path, &Value::Null)?;
+            if print.json {
+                return print.one(&answer);
+            }
+            match answer["delivered"].as_bool() {
+                Some(true) => print.done(&format!("Event {event} delivered.")),
+                _ => {
+                    let why = answer["attempt"]["error"].as_str().unwrap_or("no reason given");
+                    anyhow::bail!("event {event} was not delivered: {why}; it stays a dead letter")
+                }
+            }
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::admin::Admin;
 use crate::config::Config;
 use crate::runtime::Runtime;
 use crate::runtime::compiler::IsolatedCompiler;
+use crate::webhooks::Webhooks;
 use crate::{Gateway, app, server};
 use anyhow::Context;
 use tokio::sync::watch;
@@ -115,9 +116,8 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
         .map_err(|e| anyhow::anyhow!("starting the Wasm runtime: {e:#}"))?
         .with_cache(config.data_dir.join("compiled"))
         .with_isolated_compiler(IsolatedCompiler::new(executable, config.compile));
-    let devices = whatsapp_devices(&config)?
-        .with_observer(recorder::status_recorder(&store))
-        .with_inbox(inbox::store_inbox(&store));
+    let (inbox, appended) = inbox::store_inbox(&store);
+    let devices = whatsapp_devices(&config)?.with_observer(recorder::status_recorder(&store)).with_inbox(inbox);
     let devices = Arc::new(devices);
     let gateway = Arc::new(app::gateway(runtime, devices.clone() as Arc<dyn DeviceManager>, &config)?);
     // Compiling every route's component is CPU work: off the async workers.
@@ -149,7 +149,11 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
     };
     let sweeper = tokio::spawn(retire_idle_instances(gateway.clone()));
     let api = server::serve(api, gateway.clone(), config.connections, stopped(stopping.clone()));
-    let handler = Arc::new(Admin::new(store, gateway).reachable_remotely(config.admin_allow_remote));
+    let outbound = gateway.outbound().clone();
+    let webhooks = Arc::new(Webhooks::new(store.clone(), outbound, gateway.metrics().clone(), appended));
+    webhooks.reload().await.context("starting the webhooks")?;
+    let handler = Admin::new(store, gateway, webhooks.clone()).reachable_remotely(config.admin_allow_remote);
+    let handler = Arc::new(handler);
     let watcher = watch.map(|dir| {
         let handler = handler.clone();
         tokio::spawn(async move { crate::admin::watch::watch(&handler, dir).await })
@@ -164,6 +168,7 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
         watcher.abort();
     }
     sweeper.abort();
+    webhooks.shutdown();
     devices.shutdown().await;
     tracing::info!("waedge stopped");
     Ok(())

@@ -8,6 +8,7 @@ use tokio::sync::watch;
 use waedge::admin::Admin;
 use waedge::config::Config;
 use waedge::runtime::Runtime;
+use waedge::webhooks::Webhooks;
 use waedge::{Gateway, server};
 use waedge_device::{DeviceManager, DeviceSession};
 use waedge_store::Store;
@@ -80,7 +81,12 @@ impl TestGateway {
         tokio::spawn(server::serve(listener, gateway.clone(), config.connections, stopped(stopping.clone())));
         let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
         let admin_base = format!("http://{}", admin_listener.local_addr().unwrap());
-        let admin = Arc::new(Admin::new(store.clone(), gateway.clone()));
+        // The fixture devices append no events: the webhooks only look at the outbox now and then.
+        let (_, appended) = watch::channel(0);
+        let (outbound, metrics) = (gateway.outbound().clone(), gateway.metrics().clone());
+        let webhooks = Arc::new(Webhooks::new(store.clone(), outbound, metrics, appended));
+        webhooks.reload().await.expect("the store reads");
+        let admin = Arc::new(Admin::new(store.clone(), gateway.clone(), webhooks));
         tokio::spawn(server::serve(admin_listener, admin, config.connections, stopped(stopping)));
         TestGateway { base, admin_base, admin_token, client: reqwest::Client::new(), gateway, store, _stop: stop }
     }

@@ -299,6 +299,7 @@ async fn every_admin_operation_answers_as_documented() {
         .unwrap()
         .sha256;
     let staged = gw.store().add_component_version("globex", "api", &"0".repeat(64), b"old", "test").unwrap().sha256;
+    let (webhook, event) = dead_letter(gw.store());
     let mut to_call = operations(&doc, "admin");
     to_call.retain(|(method, path, _)| !is_device_session_operation(method, path));
     // Deletions last, a resource's parts before the resource (a user's token before the user),
@@ -315,7 +316,9 @@ async fn every_admin_operation_answers_as_documented() {
             .replace("{user}", EVE_ID)
             .replace("{token_id}", &token)
             .replace("{name}", "api")
-            .replace("{sha256}", if method == Method::DELETE { &staged } else { &sha });
+            .replace("{sha256}", if method == Method::DELETE { &staged } else { &sha })
+            .replace("{webhook}", &webhook)
+            .replace("{event}", &event);
         let path = if template.ends_with("/routes") && method == Method::DELETE {
             format!("{path}?prefix=/contacts")
         } else {
@@ -329,6 +332,7 @@ async fn every_admin_operation_answers_as_documented() {
             }
             ("PATCH", _) => json!({"name": "Globex Corporation", "limits": {"requests_per_second": 100}}),
             ("PUT", "/v1/tenants/{tenant}/routes") => json!({"prefix": "/v2", "component": "builtin:devices-api"}),
+            ("POST", "/v1/tenants/{tenant}/webhooks") => json!({"url": "https://hooks.example/waedge"}),
             _ => Value::Null,
         };
         let reply = if (method.as_str(), template.as_str()) == ("POST", "/v1/tenants/{tenant}/components/{name}") {
@@ -348,6 +352,35 @@ async fn every_admin_operation_answers_as_documented() {
         DEVICE_SESSION_OPERATIONS.iter().map(|(method, path)| (method.to_string(), path.to_string())).collect();
     assert!(session.is_subset(&documented), "every device-session operation is documented: {session:#?}");
     assert_eq!(called.union(&session).cloned().collect::<std::collections::BTreeSet<_>>(), documented);
+}
+
+/// A webhook of globex (to a documentation address, which the outbound rules refuse) with a
+/// dead letter: a message globex's device `main` received. Returns the webhook's and the
+/// event's ids.
+fn dead_letter(store: &waedge_store::Store) -> (String, String) {
+    let john = json!({"jid": "6281234567890@s.whatsapp.net", "type": "user", "lid": null,
+                      "phone_jid": "6281234567890@s.whatsapp.net"});
+    let message = waedge_store::events::NewEvent {
+        device: "main".into(),
+        kind: "message.received".into(),
+        chat: "6281234567890@s.whatsapp.net".into(),
+        dedup: Some("john|john|3EB0A".into()),
+        at: "2026-12-05T15:00:00Z".into(),
+        data: json!({"message_id": "3EB0A", "chat": john, "sender": john, "from_me": false, "push_name": "John Doe",
+                     "offline": false, "message": {"kind": "text", "text": "hi", "reply_to": null}}),
+    };
+    let new = waedge_store::webhooks::NewWebhook {
+        url: "http://192.0.2.1/hook".into(),
+        device: None,
+        events: Vec::new(),
+        secret: waedge::webhooks::sign::new_secret(),
+    };
+    let webhook = store.create_webhook("globex", new).unwrap().id;
+    let event = store.append_events("globex", &[message]).unwrap().remove(0).id;
+    let pending = store.next_delivery(&webhook).unwrap().expect("the webhook takes the event");
+    assert_eq!(pending.event.id, event);
+    store.dead_letter(&webhook, pending.position, 1, "the endpoint answered 400").unwrap();
+    (webhook, event)
 }
 
 /// An admin API call on the gateway of `live`, with the admin token and a JSON `body` unless

@@ -1,0 +1,85 @@
+//! `/v1/tenants/{tenant}/webhooks…`: a tenant's webhooks, their delivery logs and their dead
+//! letters (listed, and replayed one at a time). Delivery itself is the
+//! [webhooks service](crate::webhooks)'s.
+
+use http::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+use waedge_store::webhooks::NewWebhook;
+
+use super::{Admin, Answer, Call, Failure, json, no_content, no_endpoint};
+use crate::webhooks::sign;
+
+/// How many attempts the delivery log shows unless the call asks for fewer.
+const LOG_PAGE: usize = 100;
+/// The most attempts it shows.
+const MAX_LOG_PAGE: usize = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookRequest {
+    url: String,
+    #[serde(default, deserialize_with = "present")]
+    device: Option<String>,
+    #[serde(default)]
+    events: Vec<String>,
+}
+
+/// Refuses `null` for an optional field (the document has none): a client leaves it out.
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(deserializer).map(Some)
+}
+
+/// Answers `/v1/tenants/{tenant}/webhooks` followed by `rest`.
+pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> Answer {
+    let t = tenant.to_string();
+    match (&call.method, rest) {
+        (&Method::GET, []) => {
+            let webhooks = admin.run(move |store| store.webhooks(&t)).await?;
+            json(StatusCode::OK, &json!({ "webhooks": webhooks }))
+        }
+        (&Method::POST, []) => {
+            let request: WebhookRequest = call.json()?;
+            // The secret is made here, never chosen: shown in this answer only.
+            let secret = sign::new_secret();
+            let new = NewWebhook { url: request.url, device: request.device, events: request.events, secret };
+            let created = admin.run(move |store| store.create_webhook(&t, new)).await?;
+            admin.webhooks.reload().await?;
+            let mut shown = serde_json::to_value(&created).expect("a webhook serialises");
+            shown["secret"] = json!(created.secret);
+            json(StatusCode::CREATED, &shown)
+        }
+        (&Method::GET, [webhook]) => {
+            let w = webhook.to_string();
+            json(StatusCode::OK, &admin.run(move |store| store.webhook(&t, &w)).await?)
+        }
+        (&Method::DELETE, [webhook]) => {
+            let w = webhook.to_string();
+            admin.run(move |store| store.delete_webhook(&t, &w)).await?;
+            admin.webhooks.reload().await?;
+            no_content()
+        }
+        (&Method::GET, [webhook, "deliveries"]) => {
+            let limit = match call.query("limit") {
+                None => LOG_PAGE,
+                Some(limit) => limit.parse().ok().filter(|n| (1..=MAX_LOG_PAGE).contains(n)).ok_or_else(|| {
+                    Failure::invalid(format!("limit `{limit}`: give a whole number from 1 to {MAX_LOG_PAGE}"))
+                })?,
+            };
+            let w = webhook.to_string();
+            let attempts = admin.run(move |store| store.attempts(&t, &w, limit)).await?;
+            json(StatusCode::OK, &json!({ "deliveries": attempts }))
+        }
+        (&Method::GET, [webhook, "dead-letters"]) => {
+            let w = webhook.to_string();
+            let letters = admin.run(move |store| store.dead_letters(&t, &w)).await?;
+            json(StatusCode::OK, &json!({ "dead_letters": letters }))
+        }
+        (&Method::POST, [webhook, "dead-letters", event, "replay"]) => {
+            let attempt = admin.webhooks.replay(tenant, webhook, event).await?;
+            let delivered = attempt.status.is_some_and(|status| (200..300).contains(&status));
+            json(StatusCode::OK, &json!({ "delivered": delivered, "attempt": attempt }))
+        }
+        _ => Err(no_endpoint(call)),
+    }
+}
