@@ -7,80 +7,15 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{SELF_PHONE, Waedge, admin_token, cli_ok, world, write_config};
-use wa_sim::{SimConfig, WaSim};
+use support::linked::Linked;
+use support::{SELF_PHONE, cli_ok};
 
 /// John Doe in the world: his phone and his LID.
 const JOHN: &str = "6281234567890";
 const JOHN_LID: &str = "1234567890987654321@lid";
-
-/// A gateway on `sim` with tenant `acme` and its device `main` linked to [`SELF_PHONE`].
-struct Linked {
-    sim: WaSim,
-    _dir: tempfile::TempDir,
-    config: PathBuf,
-    waedge: Waedge,
-    admin_token: String,
-}
-
-impl Linked {
-    async fn start() -> Linked {
-        let sim = WaSim::start(SimConfig::new(world())).await.expect("wa-sim starts");
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let config = write_config(dir.path(), &format!("whatsapp_server = \"{}\"", sim.ws_url()));
-        let admin_token = admin_token(&config);
-        let waedge = Waedge::start(&config);
-        waedge.admin_expect(reqwest::Method::POST, "/v1/tenants", &admin_token, json!({ "id": "acme" }), 201).await;
-        waedge.link_new_device(&admin_token, &sim, ("acme", "main", SELF_PHONE), Duration::from_secs(30)).await;
-        Linked { sim, _dir: dir, config, waedge, admin_token }
-    }
-
-    /// Kills the gateway with SIGKILL, as a crash would, runs `while_down`, and starts the
-    /// gateway again; returns once `main` is connected again.
-    async fn crash_and_restart(mut self, while_down: impl AsyncFnOnce(&WaSim)) -> Linked {
-        self.waedge.kill();
-        while_down(&self.sim).await;
-        self.waedge = Waedge::start(&self.config);
-        let patience = Duration::from_secs(30);
-        self.waedge.wait_for_device(&self.admin_token, "acme", "main", "connected", patience).await;
-        self
-    }
-
-    /// Every event of `acme`, oldest first, read a page of `page` at a time.
-    async fn events(&self, page: usize) -> Vec<Value> {
-        let (mut events, mut after) = (Vec::new(), None::<String>);
-        loop {
-            let cursor = after.as_ref().map(|id| format!("&after={id}")).unwrap_or_default();
-            let path = format!("/v1/tenants/acme/events?limit={page}{cursor}");
-            let answer =
-                self.waedge.admin_expect(reqwest::Method::GET, &path, &self.admin_token, Value::Null, 200).await;
-            let got = answer["events"].as_array().expect("a list of events").clone();
-            if got.is_empty() {
-                assert_eq!(answer["next"].as_str(), after.as_deref(), "an empty page points where it started");
-                return events;
-            }
-            after = Some(answer["next"].as_str().expect("a next cursor").to_string());
-            events.extend(got);
-        }
-    }
-
-    /// Waits up to `seconds` until `acme` has `count` events; returns them.
-    async fn wait_for_events(&self, count: usize, seconds: u64) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(seconds);
-        loop {
-            let events = self.events(100).await;
-            if events.len() >= count || Instant::now() > deadline {
-                assert_eq!(events.len(), count, "events: {events:#?}");
-                return events;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_to_a_device_is_an_event_with_both_jids_of_its_sender() {

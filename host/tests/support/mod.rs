@@ -3,6 +3,7 @@
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
 pub mod attacks;
+pub mod linked;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,206 @@
+//! Webhooks: a tenant's events POSTed to its endpoint from the outbox — signed as Standard
+//! Webhooks says (checked here from the specification), retried when the endpoint fails,
+//! made a dead letter when it refuses and replayed on request, through the same address rules
+//! as components' outbound HTTP.
+//!
+//! Needs a test build (`wa-sim` feature); `cargo test --workspace` has it.
+
+mod support;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use hmac::{KeyInit, Mac};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::SELF_PHONE;
+use support::linked::Linked;
+
+/// John Doe in the world.
+const JOHN: &str = "6281234567890";
+
+/// The test's endpoints listen on loopback, which the gateway treats as public only for
+/// 127.0.0.1 (a test setting); 127.0.0.2 stays internal.
+const PUBLIC_LOOPBACK: &str = r#"public_test_addresses = ["127.0.0.1"]"#;
+
+/// What an endpoint received.
+#[derive(Debug, Clone)]
+struct Received {
+    headers: http::HeaderMap,
+    body: Vec<u8>,
+}
+
+/// An HTTP endpoint that records every request and answers with the statuses it is given, in
+/// turn, then 200.
+struct Endpoint {
+    url: String,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Endpoint {
+    async fn start(ip: &str, answers: &[u16]) -> Endpoint {
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("a loopback port");
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let answers = Arc::new(Mutex::new(answers.iter().copied().collect::<VecDeque<u16>>()));
+        let (log, script) = (received.clone(), answers);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (log, script) = (log.clone(), script.clone());
+                let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                    let (log, script) = (log.clone(), script.clone());
+                    async move {
+                        let (parts, body) = request.into_parts();
+                        let body = body.collect().await?.to_bytes().to_vec();
+                        log.lock().unwrap().push(Received { headers: parts.headers, body });
+                        let status = script.lock().unwrap().pop_front().unwrap_or(200);
+                        let response = http::Response::builder().status(status).body(Full::new(Bytes::new()));
+                        Ok::<_, hyper::Error>(response.unwrap())
+                    }
+                });
+                let connection =
+                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                tokio::spawn(connection);
+            }
+        });
+        Endpoint { url, received }
+    }
+
+    /// Waits up to `seconds` until the endpoint has received `count` requests; returns them.
+    async fn wait_for(&self, count: usize, seconds: u64) -> Vec<Received> {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        loop {
+            let received = self.received.lock().unwrap().clone();
+            if received.len() >= count || Instant::now() > deadline {
+                assert_eq!(received.len(), count, "requests: {received:#?}");
+                return received;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Creates a webhook of `acme` for `url`; returns its id and secret.
+async fn create_webhook(linked: &Linked, url: &str) -> (String, String) {
+    let body = json!({ "url": url, "events": ["message.received"] });
+    let created =
+        linked.waedge.admin_expect(Method::POST, "/v1/tenants/acme/webhooks", &linked.admin_token, body, 201).await;
+    let id = created["id"].as_str().expect("a webhook id").to_string();
+    let secret = created["secret"].as_str().expect("the secret, shown once").to_string();
+    (id, secret)
+}
+
+/// GETs `path` of the admin API, expecting 200.
+async fn get(linked: &Linked, path: &str) -> Value {
+    linked.waedge.admin_expect(Method::GET, path, &linked.admin_token, Value::Null, 200).await
+}
+
+/// Checks a request's signature as the Standard Webhooks specification defines it.
+fn signed_with(received: &Received, secret: &str) -> bool {
+    let header = |name: &str| received.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let key = base64::engine::general_purpose::STANDARD.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{}.{}.", header("webhook-id"), header("webhook-timestamp")).as_bytes());
+    mac.update(&received.body);
+    let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    header("webhook-signature").split(' ').any(|signature| signature == format!("v1,{expected}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_received_message_is_posted_to_the_webhook_signed_and_as_the_events_api_lists_it() {
+    let linked = Linked::start_with(PUBLIC_LOOPBACK).await;
+    let endpoint = Endpoint::start("127.0.0.1", &[]).await;
+    let (webhook, secret) = create_webhook(&linked, &endpoint.url).await;
+    let listed = get(&linked, &format!("/v1/tenants/acme/webhooks/{webhook}")).await;
+    assert_eq!(listed["url"], json!(endpoint.url));
+    assert!(listed.get("secret").is_none(), "the secret is shown once: {listed}");
+
+    linked.sim.send_text(JOHN, SELF_PHONE, "hi").await.expect("John Doe sends a text");
+    let received = endpoint.wait_for(1, 10).await;
+    let events = linked.wait_for_events(1, 5).await;
+    let posted: Value = serde_json::from_slice(&received[0].body).expect("the body is JSON");
+    assert_eq!(posted, events[0], "the webhook gets the event the events API lists");
+    let headers = &received[0].headers;
+    assert_eq!(headers["webhook-id"], events[0]["id"].as_str().unwrap(), "the event id, to deduplicate on");
+    assert_eq!(headers["content-type"], "application/json");
+    let sent_at: i64 = headers["webhook-timestamp"].to_str().unwrap().parse().expect("seconds");
+    assert!((chrono::Utc::now().timestamp() - sent_at).abs() < 60, "signed now: {sent_at}");
+    assert!(signed_with(&received[0], &secret), "signed with the secret: {headers:?}");
+    assert!(!signed_with(&received[0], "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="), "by no other");
+
+    let log = get(&linked, &format!("/v1/tenants/acme/webhooks/{webhook}/deliveries")).await;
+    let attempt = &log["deliveries"][0];
+    assert_eq!(
+        (&attempt["event_id"], &attempt["attempt"], &attempt["status"]),
+        (&events[0]["id"], &json!(1), &json!(200))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_endpoint_gets_the_event_again_and_a_refusing_one_makes_it_a_dead_letter_to_replay() {
+    let linked = Linked::start_with(PUBLIC_LOOPBACK).await;
+    // The first event: 503, then 200. The second: 400 — not worth another attempt.
+    let endpoint = Endpoint::start("127.0.0.1", &[503, 200, 400]).await;
+    let (webhook, _) = create_webhook(&linked, &endpoint.url).await;
+
+    let first = linked.sim.send_text(JOHN, SELF_PHONE, "one").await.expect("a text").id;
+    endpoint.wait_for(2, 10).await;
+    let second = linked.sim.send_text(JOHN, SELF_PHONE, "two").await.expect("a text").id;
+    let received = endpoint.wait_for(3, 10).await;
+    let message_id = |r: &Received| serde_json::from_slice::<Value>(&r.body).unwrap()["data"]["message_id"].clone();
+    assert_eq!(received.iter().map(message_id).collect::<Vec<_>>(), [json!(first), json!(first), json!(second)]);
+
+    let dead = get(&linked, &format!("/v1/tenants/acme/webhooks/{webhook}/dead-letters")).await;
+    let letters = dead["dead_letters"].as_array().expect("a list");
+    assert_eq!(letters.len(), 1, "{dead}");
+    assert_eq!((&letters[0]["event"]["data"]["message_id"], &letters[0]["attempts"]), (&json!(second), &json!(1)));
+    assert!(letters[0]["error"].as_str().unwrap().contains("400"), "{dead}");
+    let log = get(&linked, &format!("/v1/tenants/acme/webhooks/{webhook}/deliveries")).await;
+    let statuses: Vec<&Value> = log["deliveries"].as_array().unwrap().iter().map(|a| &a["status"]).collect();
+    assert_eq!(statuses, [&json!(400), &json!(200), &json!(503)], "newest first");
+
+    // Replayed once the endpoint takes it (it answers 200 now): delivered, and no dead letter left.
+    let event = letters[0]["event"]["id"].as_str().unwrap();
+    let path = format!("/v1/tenants/acme/webhooks/{webhook}/dead-letters/{event}/replay");
+    let replay = linked.waedge.admin_expect(Method::POST, &path, &linked.admin_token, Value::Null, 200).await;
+    assert_eq!((&replay["delivered"], &replay["attempt"]["attempt"]), (&json!(true), &json!(2)), "{replay}");
+    assert_eq!(endpoint.wait_for(4, 5).await[3].body, received[2].body, "the same event");
+    let dead = get(&linked, &format!("/v1/tenants/acme/webhooks/{webhook}/dead-letters")).await;
+    assert_eq!(dead, json!({ "dead_letters": [] }));
+    let again = linked.waedge.admin(Method::POST, &path, &linked.admin_token, Value::Null).await;
+    assert_eq!((again.status, &again.json["error"]["code"]), (404, &json!("NOT_FOUND")), "{}", again.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_to_an_internal_address_is_refused_unless_the_tenant_allows_its_host() {
+    let linked = Linked::start_with(PUBLIC_LOOPBACK).await;
+    let internal = Endpoint::start("127.0.0.2", &[]).await;
+    let (webhook, _) = create_webhook(&linked, &internal.url).await;
+
+    linked.sim.send_text(JOHN, SELF_PHONE, "hi").await.expect("a text");
+    let dead_letters = format!("/v1/tenants/acme/webhooks/{webhook}/dead-letters");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let letters = loop {
+        let dead = get(&linked, &dead_letters).await;
+        if !dead["dead_letters"].as_array().unwrap().is_empty() || Instant::now() > deadline {
+            break dead["dead_letters"].as_array().unwrap().clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(letters.len(), 1, "given up at once");
+    assert!(letters[0]["error"].as_str().unwrap().contains("outbound_private_hosts"), "{letters:?}");
+    assert!(internal.received.lock().unwrap().is_empty(), "nothing reached the internal address");
+
+    let allow = json!({ "outbound_private_hosts": ["127.0.0.2"] });
+    linked.waedge.admin_expect(Method::PATCH, "/v1/tenants/acme", &linked.admin_token, allow, 200).await;
+    let event = letters[0]["event"]["id"].as_str().unwrap();
+    let path = format!("{dead_letters}/{event}/replay");
+    let replay = linked.waedge.admin_expect(Method::POST, &path, &linked.admin_token, Value::Null, 200).await;
+    assert_eq!(replay["delivered"], true, "{replay}");
+    internal.wait_for(1, 5).await;
+}
