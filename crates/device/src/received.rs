@@ -7,6 +7,12 @@
 //! crash too, from the client's own buffer. A batch delivered again is recognised by each
 //! message's chat, sender and id, and not recorded twice.
 //!
+//! Two kinds of message bypass the hook, by whatsapp-rust's design: messages the phone sends
+//! again because this device could not decrypt them (peer data operations) and newsletter
+//! posts. WhatsApp has been told they arrived before the session sees them, so the session
+//! commits them when it does ([`Received::commit`]); a crash in between loses them (at most
+//! once, as for any client of WhatsApp), which the hook's messages never are.
+//!
 //! A protocol message becomes an event only when a user did something with it: a message
 //! deleted for everyone (`revoke`), edited (`edit`), or the chat's disappearing-messages timer
 //! set (`disappearing_timer`); the client's own plumbing (app-state key shares, history-sync
@@ -38,16 +44,23 @@ pub(crate) struct Received {
     pub(crate) inbox: Arc<dyn Inbox>,
 }
 
-#[async_trait]
-impl InboundDurabilityHook for Received {
-    async fn on_messages(&self, client: Arc<Client>, batch: &[InboundMessage]) -> anyhow::Result<()> {
+impl Received {
+    /// Commits the events of `batch` to the inbox.
+    pub(crate) async fn commit(&self, client: &Client, batch: &[InboundMessage]) -> anyhow::Result<()> {
         let mut events = Vec::with_capacity(batch.len());
         for message in batch {
-            if let Some(event) = event(&self.device, &client, message).await {
+            if let Some(event) = event(&self.device, client, message).await {
                 events.push(event);
             }
         }
         self.inbox.commit(&self.tenant, events).await
+    }
+}
+
+#[async_trait]
+impl InboundDurabilityHook for Received {
+    async fn on_messages(&self, client: Arc<Client>, batch: &[InboundMessage]) -> anyhow::Result<()> {
+        self.commit(&client, batch).await
     }
 }
 

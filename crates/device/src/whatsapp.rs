@@ -41,7 +41,7 @@ use whatsapp_rust::store::persistence_manager::PersistenceManager;
 use whatsapp_rust::store::traits::{Backend, DeviceStore};
 use whatsapp_rust::store::{SqliteStore, SqliteStoreConfig, Synchronous};
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
-use whatsapp_rust::types::events::{ChannelEventHandler, Event, EventInterest, EventKind};
+use whatsapp_rust::types::events::{ChannelEventHandler, Event, EventInterest, EventKind, InboundMessage};
 use whatsapp_rust::wacore::iq::business::{BusinessHourMode, DayOfWeek};
 use whatsapp_rust::{Client, ClientBuilder, ContactError, GroupError, GroupMetadata, TokioRuntime};
 
@@ -694,6 +694,21 @@ impl WhatsappDevice {
         self.observer.as_ref().filter(|_| !self.removed.load(Ordering::Acquire))
     }
 
+    /// Commits messages WhatsApp delivered past the inbound durability hook (see
+    /// [`received`](super::received)); WhatsApp already has their acknowledgement.
+    async fn commit_unhooked(&self, messages: &[InboundMessage]) {
+        let client = self.client.read().expect("client lock").clone();
+        let (Some(inbox), Some(client)) = (&self.inbox, client) else { return };
+        let received = Received { tenant: self.tenant.clone(), device: self.status().id, inbox: inbox.clone() };
+        if let Err(e) = received.commit(&client, messages).await {
+            tracing::error!(
+                device = self.status().id,
+                "recording {} received message(s) failed: {e:#}",
+                messages.len()
+            );
+        }
+    }
+
     /// Folds one client event into the device state and the learned contact names.
     async fn observe(self: &Arc<Self>, event: &Event) {
         match event {
@@ -747,6 +762,9 @@ impl WhatsappDevice {
                 self.end(DeviceState::Disconnected).await;
             }
             Event::Messages(batch) => {
+                if !batch.hook_committed {
+                    self.commit_unhooked(&batch.messages).await;
+                }
                 for message in batch.iter() {
                     let info = &message.info;
                     let verified = info.verified_name.as_ref().and_then(|v| v.name.clone());
