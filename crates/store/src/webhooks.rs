@@ -29,8 +29,9 @@ pub const MAX_URL_BYTES: usize = 2048;
 /// How many attempts of a webhook its delivery log keeps (the newest).
 const KEPT_ATTEMPTS: i64 = 1000;
 
-/// A webhook to create.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// A webhook to create: the admin API's request body, and the secret its caller makes (a
+/// request cannot choose one).
+#[derive(Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewWebhook {
     /// See [`WebhookRecord::url`].
@@ -42,11 +43,13 @@ pub struct NewWebhook {
     #[serde(default)]
     pub events: Vec<String>,
     /// See [`WebhookRecord::secret`].
+    #[serde(skip)]
     pub secret: String,
 }
 
-/// A webhook as stored. Serialize skips `secret` (it is shown once, by the caller, at creation).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A webhook as stored. Serialize skips `secret` (it is shown once, by the caller, at creation),
+/// and so does Debug: a log line never carries it.
+#[derive(Clone, PartialEq, Serialize)]
 pub struct WebhookRecord {
     /// UUID v4.
     pub id: String,
@@ -63,6 +66,27 @@ pub struct WebhookRecord {
     pub secret: String,
     /// When it was created (RFC 3339).
     pub created_at: String,
+}
+
+impl std::fmt::Debug for NewWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let NewWebhook { url, device, events, secret: _ } = self;
+        f.debug_struct("NewWebhook").field("url", url).field("device", device).field("events", events).finish()
+    }
+}
+
+impl std::fmt::Debug for WebhookRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let WebhookRecord { id, tenant, url, device, events, secret: _, created_at } = self;
+        f.debug_struct("WebhookRecord")
+            .field("id", id)
+            .field("tenant", tenant)
+            .field("url", url)
+            .field("device", device)
+            .field("events", events)
+            .field("created_at", created_at)
+            .finish()
+    }
 }
 
 /// The next event a webhook is to deliver, with its place in the outbox.
@@ -414,7 +438,14 @@ fn check_url(url: &str) -> Result<(), StoreError> {
         return invalid(format!("scheme `{scheme}` of `{url}`: use `http` or `https`"));
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    if authority.contains('@') {
+        // Credentials in a URL would be stored and listed with it: an endpoint authenticates
+        // the request by its signature.
+        return invalid(format!(
+            "`{url}` carries a user name or password: leave them out, the signature authenticates"
+        ));
+    }
+    let host_port = authority;
     let (host, port) = match host_port.strip_prefix('[') {
         Some(bracketed) => match bracketed.split_once(']') {
             Some((ip, after)) => (ip, after.strip_prefix(':')),
@@ -570,7 +601,7 @@ mod tests {
             ("ftp://example.com/hooks", "scheme `ftp`"),
             ("https://", "has no host"),
             ("https:///path", "has no host"),
-            ("https://user@:80/", "has no host"),
+            ("https://user:pass@example.com/", "carries a user name or password"),
             ("https://example.com:99999/", "port `99999`"),
             ("https://example.com/a b", "contains ' '"),
             ("https://exämple.com/", "is not ASCII"),
@@ -760,5 +791,9 @@ mod tests {
             })
         );
         assert!(!json.to_string().contains(SECRET));
+        assert!(!format!("{created:?} {:?}", hook("https://example.com/in")).contains(SECRET), "nor in a log line");
+        let chosen =
+            serde_json::from_value::<NewWebhook>(serde_json::json!({ "url": "https://x.example", "secret": SECRET }));
+        assert!(chosen.is_err(), "a request cannot choose the secret");
     }
 }
