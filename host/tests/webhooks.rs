@@ -43,8 +43,9 @@ struct Endpoint {
 }
 
 impl Endpoint {
-    async fn start(ip: &str, answers: &[u16]) -> Endpoint {
-        let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("a loopback port");
+    /// An endpoint listening on `address` (`IP:0` for any port).
+    async fn start(address: &str, answers: &[u16]) -> Endpoint {
+        let listener = tokio::net::TcpListener::bind(address).await.expect("a loopback port");
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let received = Arc::new(Mutex::new(Vec::new()));
         let answers = Arc::new(Mutex::new(answers.iter().copied().collect::<VecDeque<u16>>()));
@@ -114,7 +115,7 @@ fn signed_with(received: &Received, secret: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_received_message_is_posted_to_the_webhook_signed_and_as_the_events_api_lists_it() {
     let linked = Linked::start_with(PUBLIC_LOOPBACK).await;
-    let endpoint = Endpoint::start("127.0.0.1", &[]).await;
+    let endpoint = Endpoint::start("127.0.0.1:0", &[]).await;
     let (webhook, secret) = create_webhook(&linked, &endpoint.url).await;
     let listed = get(&linked, &format!("/v1/tenants/acme/webhooks/{webhook}")).await;
     assert_eq!(listed["url"], json!(endpoint.url));
@@ -139,17 +140,25 @@ async fn a_received_message_is_posted_to_the_webhook_signed_and_as_the_events_ap
         (&attempt["event_id"], &attempt["attempt"], &attempt["status"]),
         (&events[0]["id"], &json!(1), &json!(200))
     );
+
+    // A deleted webhook gets nothing more.
+    let path = format!("/v1/tenants/acme/webhooks/{webhook}");
+    linked.waedge.admin_expect(Method::DELETE, &path, &linked.admin_token, Value::Null, 204).await;
+    linked.sim.send_text(JOHN, SELF_PHONE, "anyone?").await.expect("another text");
+    linked.wait_for_events(2, 10).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(endpoint.received.lock().unwrap().len(), 1, "nothing after the deletion");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_endpoint_gets_the_event_again_and_a_refusing_one_makes_it_a_dead_letter_to_replay() {
     let linked = Linked::start_with(PUBLIC_LOOPBACK).await;
-    // The first event: 503, then 200. The second: 400 — not worth another attempt.
-    let endpoint = Endpoint::start("127.0.0.1", &[503, 200, 400]).await;
+    // The first event: 503, then 200. The second: 400 — not worth another attempt. Both are
+    // sent at once: the second waits for the first's retry, it never overtakes it.
+    let endpoint = Endpoint::start("127.0.0.1:0", &[503, 200, 400]).await;
     let (webhook, _) = create_webhook(&linked, &endpoint.url).await;
 
     let first = linked.sim.send_text(JOHN, SELF_PHONE, "one").await.expect("a text").id;
-    endpoint.wait_for(2, 10).await;
     let second = linked.sim.send_text(JOHN, SELF_PHONE, "two").await.expect("a text").id;
     let received = endpoint.wait_for(3, 10).await;
     let message_id = |r: &Received| serde_json::from_slice::<Value>(&r.body).unwrap()["data"]["message_id"].clone();
@@ -179,7 +188,7 @@ async fn a_failing_endpoint_gets_the_event_again_and_a_refusing_one_makes_it_a_d
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_to_an_internal_address_is_refused_unless_the_tenant_allows_its_host() {
     let linked = Linked::start_with(PUBLIC_LOOPBACK).await;
-    let internal = Endpoint::start("127.0.0.2", &[]).await;
+    let internal = Endpoint::start("127.0.0.2:0", &[]).await;
     let (webhook, _) = create_webhook(&linked, &internal.url).await;
 
     linked.sim.send_text(JOHN, SELF_PHONE, "hi").await.expect("a text");
@@ -203,4 +212,33 @@ async fn a_webhook_to_an_internal_address_is_refused_unless_the_tenant_allows_it
     let replay = linked.waedge.admin_expect(Method::POST, &path, &linked.admin_token, Value::Null, 200).await;
     assert_eq!(replay["delivered"], true, "{replay}");
     internal.wait_for(1, 5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_not_delivered_before_a_crash_is_delivered_after_the_restart() {
+    let linked = Linked::start_with(PUBLIC_LOOPBACK).await;
+    // A port where nothing listens yet: every attempt fails until the endpoint is up.
+    let address = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (webhook, _) = create_webhook(&linked, &format!("http://{address}/hook")).await;
+    let sent = linked.sim.send_text(JOHN, SELF_PHONE, "are you up?").await.expect("a text").id;
+    let log = format!("/v1/tenants/acme/webhooks/{webhook}/deliveries");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&linked, &log).await["deliveries"].as_array().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "no attempt in time");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let endpoint = Arc::new(Mutex::new(None));
+    let started = endpoint.clone();
+    let linked = linked
+        .crash_and_restart(async move |_| {
+            *started.lock().unwrap() = Some(Endpoint::start(&address.to_string(), &[]).await);
+        })
+        .await;
+    let endpoint = endpoint.lock().unwrap().take().expect("the endpoint started");
+    let received = endpoint.wait_for(1, 15).await;
+    let posted: Value = serde_json::from_slice(&received[0].body).unwrap();
+    assert_eq!(posted["data"]["message_id"], json!(sent), "the pending event, from the outbox");
+    let dead = get(&linked, &format!("/v1/tenants/acme/webhooks/{webhook}/dead-letters")).await;
+    assert_eq!(dead, json!({ "dead_letters": [] }));
 }

@@ -255,7 +255,13 @@ impl Admin {
             }
         });
         match tokio::time::timeout(APPLY_WAIT, applied).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                // A deleted device or tenant took its webhooks with it: their workers stop.
+                if let Err(e) = self.webhooks.reload().await {
+                    tracing::error!("the webhooks are not reloaded: {e}");
+                }
+                Ok(())
+            }
             Err(_) => Err(Failure::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "NOT_APPLIED",

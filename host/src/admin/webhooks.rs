@@ -3,7 +3,6 @@
 //! [webhooks service](crate::webhooks)'s.
 
 use http::{Method, StatusCode};
-use serde::Deserialize;
 use serde_json::json;
 use waedge_store::webhooks::NewWebhook;
 
@@ -15,21 +14,6 @@ const LOG_PAGE: usize = 100;
 /// The most attempts it shows.
 const MAX_LOG_PAGE: usize = 1000;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WebhookRequest {
-    url: String,
-    #[serde(default, deserialize_with = "present")]
-    device: Option<String>,
-    #[serde(default)]
-    events: Vec<String>,
-}
-
-/// Refuses `null` for an optional field (the document has none): a client leaves it out.
-fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
-    String::deserialize(deserializer).map(Some)
-}
-
 /// Answers `/v1/tenants/{tenant}/webhooks` followed by `rest`.
 pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> Answer {
     let t = tenant.to_string();
@@ -39,10 +23,8 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
             json(StatusCode::OK, &json!({ "webhooks": webhooks }))
         }
         (&Method::POST, []) => {
-            let request: WebhookRequest = call.json()?;
             // The secret is made here, never chosen: shown in this answer only.
-            let secret = sign::new_secret();
-            let new = NewWebhook { url: request.url, device: request.device, events: request.events, secret };
+            let new = NewWebhook { secret: sign::new_secret(), ..call.json()? };
             let created = admin.run(move |store| store.create_webhook(&t, new)).await?;
             admin.webhooks.reload().await?;
             let mut shown = serde_json::to_value(&created).expect("a webhook serialises");

@@ -114,15 +114,11 @@ async fn send(
         between_bytes_timeout: Some(TIMEOUT),
     };
     let until = Instant::now() + TIMEOUT;
-    let (response, io) = outbound.send(target.reporter, request, Some(options), target.may_be_internal, until).await?;
-    let status = response.status().as_u16();
-    // Read (and drop) what the endpoint answered, so the connection ends cleanly.
-    let drained = async {
-        let _ = response.into_body().collect().await;
-        let _ = Box::into_pin(io).await;
-    };
-    let _ = tokio::time::timeout(TIMEOUT, drained).await;
-    Ok(status)
+    let (response, _io) = outbound.send(target.reporter, request, Some(options), target.may_be_internal, until).await?;
+    // Only the status counts: the body is not read (an endpoint could send gigabytes), and
+    // dropping the response with the connection's I/O closes the connection, which is not
+    // reused.
+    Ok(response.status().as_u16())
 }
 
 #[cfg(test)]

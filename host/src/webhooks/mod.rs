@@ -6,6 +6,7 @@
 //! endpoint answered 2xx or the event became a dead letter. So every event is delivered at
 //! least once — a crash between the answer and the move sends it again, with the same
 //! `webhook-id` (the event's id) to deduplicate on — and the events of a chat arrive in their
+//! order — but for an event given up as a dead letter, which a replay sends out of that
 //! order. An attempt that may fare better later (no answer, 5xx, 408, 429) is retried with
 //! exponential backoff and full jitter ([`backoff`]) up to [`MAX_ATTEMPTS`]; any other answer
 //! (a 4xx, a redirect, an address the tenant's outbound rules refuse) makes the event a dead
@@ -28,7 +29,7 @@ use tokio::task::JoinHandle;
 use waedge_store::webhooks::{Attempt, Pending, WebhookRecord};
 use waedge_store::{Store, StoreError};
 
-use crate::capability::outbound::Outbound;
+use crate::capability::outbound::{self, Outbound};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::violation::Reporter;
 use deliver::{Target, Verdict};
@@ -52,20 +53,23 @@ pub struct Webhooks {
     /// Changes whenever events were appended to the outbox.
     appended: watch::Receiver<u64>,
     workers: Mutex<HashMap<String, JoinHandle<()>>>,
+    /// Reloads take turns: each reads the webhooks and applies what it read before the next
+    /// reads, so an older list is never applied after a newer one.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Webhooks {
     /// Delivery from `store`'s outbox through `outbound`, woken by `appended`. No worker runs
     /// before [`Webhooks::reload`].
     pub fn new(store: Store, outbound: Arc<Outbound>, metrics: Arc<Metrics>, appended: watch::Receiver<u64>) -> Self {
-        Webhooks { store, outbound, metrics, appended, workers: Mutex::default() }
+        Webhooks { store, outbound, metrics, appended, workers: Mutex::default(), reloading: Default::default() }
     }
 
     /// Starts a worker for each stored webhook that has none, and stops the workers of
     /// webhooks that are gone. Must be called inside a tokio runtime.
     pub async fn reload(self: &Arc<Self>) -> Result<(), StoreError> {
-        let store = self.store.clone();
-        let webhooks = tokio::task::spawn_blocking(move || store.all_webhooks()).await.expect("store task panicked")?;
+        let _turn = self.reloading.lock().await;
+        let webhooks = self.blocking(|store| store.all_webhooks()).await?;
         let mut workers = self.workers.lock().expect("workers lock");
         workers.retain(|id, worker| {
             let kept = webhooks.iter().any(|webhook| &webhook.id == id) && !worker.is_finished();
@@ -98,10 +102,14 @@ impl Webhooks {
         let (t, w, e, entry) = (tenant.to_string(), webhook.to_string(), event_id.to_string(), log.clone());
         self.blocking(move |store| {
             store.record_attempt(&w, &entry)?;
-            if verdict == Verdict::Delivered {
-                store.remove_dead_letter(&t, &w, &e)?;
+            if verdict != Verdict::Delivered {
+                return Ok(());
             }
-            Ok(())
+            match store.remove_dead_letter(&t, &w, &e) {
+                // A replay at the same time delivered and removed it first.
+                Err(StoreError::NotFound(_)) | Ok(()) => Ok(()),
+                Err(other) => Err(other),
+            }
         })
         .await?;
         Ok(log)
@@ -164,8 +172,14 @@ impl Webhooks {
         }
     }
 
-    /// Logs a failure of the store and waits a little before the worker starts over.
+    /// Logs a failure of the store and waits a little before the worker starts over — unless
+    /// the webhook is gone (deleted, or with its device or tenant): then the worker's next
+    /// look at the outbox ends it.
     async fn store_failed(&self, webhook: &WebhookRecord, error: StoreError) {
+        if let StoreError::NotFound(gone) = error {
+            tracing::debug!(webhook = webhook.id, "the webhook is gone: {gone}");
+            return;
+        }
         tracing::error!(webhook = webhook.id, tenant = webhook.tenant, "the store failed (starting over): {error}");
         tokio::time::sleep(STORE_RETRY).await;
     }
@@ -180,9 +194,7 @@ impl Webhooks {
         let tenant = webhook.tenant.clone();
         let record = self.blocking(move |store| store.tenant(&tenant)).await?;
         let host = http::Uri::try_from(webhook.url.as_str()).ok().and_then(|uri| uri.host().map(str::to_string));
-        let may_be_internal = host.is_some_and(|host| {
-            record.outbound_private_hosts.iter().any(|private| private.eq_ignore_ascii_case(&host))
-        });
+        let may_be_internal = host.is_some_and(|host| outbound::names(&record.outbound_private_hosts, &host));
         let component: Arc<str> = format!("webhook:{}", webhook.id).into();
         let reporter = Reporter::new(&webhook.tenant, component, self.metrics.clone());
         let target = Target { webhook, may_be_internal, reporter: &reporter };

@@ -22,10 +22,10 @@ pub const SIGNATURE_HEADER: &str = "webhook-signature";
 /// What a secret starts with.
 const SECRET_PREFIX: &str = "whsec_";
 
-/// A new secret: `whsec_` and the Base64 of 32 bytes from the system's secure random source
-/// (two version-4 UUIDs: 244 random bits).
+/// A new secret: `whsec_` and the Base64 of 32 bytes from the system's secure random source.
 pub fn new_secret() -> String {
-    let bytes = [uuid::Uuid::new_v4().into_bytes(), uuid::Uuid::new_v4().into_bytes()].concat();
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the system's random source works");
     format!("{SECRET_PREFIX}{}", base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 

@@ -529,3 +529,46 @@ async fn a_tenants_events_are_listed_a_page_at_a_time_to_that_tenant_only() {
     let own = gw.admin_as(Method::GET, "/v1/tenants/globex/events", Some(&reader), Value::Null).await;
     assert_eq!((own.status, own.json["events"].as_array().map(Vec::len)), (200, Some(1)), "{}", own.text);
 }
+
+#[tokio::test]
+async fn webhooks_take_only_what_they_can_deliver_and_stay_with_their_tenant() {
+    let gw = gateway().await;
+    let create =
+        async |tenant: &str, body: Value| gw.admin(Method::POST, &format!("/v1/tenants/{tenant}/webhooks"), body).await;
+    let created = create("acme", json!({"url": "https://crm.example/in", "device": "main"})).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.json["id"].as_str().unwrap().to_string();
+    assert!(created.json["secret"].as_str().unwrap().starts_with("whsec_"), "{}", created.text);
+    assert_eq!((&created.json["device"], &created.json["events"]), (&json!("main"), &json!([])));
+
+    for (body, status, code) in [
+        (json!({"url": "ftp://crm.example/in"}), 400, "INVALID"),
+        (json!({"url": "https://user:pass@crm.example/in"}), 400, "INVALID"),
+        (json!({"url": "https://crm.example/in", "events": ["message.sent"]}), 400, "INVALID"),
+        (json!({"url": "https://crm.example/in", "secret": "chosen-by-the-caller"}), 400, "INVALID"),
+        (json!({"url": "https://crm.example/in", "device": null}), 400, "INVALID"),
+        (json!({"url": "https://crm.example/in", "device": "nowhere"}), 404, "NOT_FOUND"),
+    ] {
+        assert_error(&create("acme", body.clone()).await, status, code);
+    }
+
+    // Another tenant's id names nothing here, and its token reaches nothing there.
+    for path in [format!("/v1/tenants/globex/webhooks/{id}"), format!("/v1/tenants/globex/webhooks/{id}/deliveries")] {
+        assert_error(&gw.admin(Method::GET, &path, Value::Null).await, 404, "NOT_FOUND");
+    }
+    let scope = waedge_store::admin::AdminScope { tenant: Some("globex".into()), read_only: false };
+    let (_, globex) = gw.store().create_admin_token(None, scope).unwrap();
+    let theirs = gw.admin_as(Method::GET, "/v1/tenants/acme/webhooks", Some(&globex), Value::Null).await;
+    assert_error(&theirs, 403, "FORBIDDEN");
+    let listed = gw.admin(Method::GET, "/v1/tenants/acme/webhooks", Value::Null).await;
+    assert_eq!(listed.json["webhooks"].as_array().map(Vec::len), Some(1), "{}", listed.text);
+    assert!(listed.json["webhooks"][0].get("secret").is_none(), "{}", listed.text);
+
+    // A webhook of one device goes with the device.
+    assert_eq!(gw.admin(Method::DELETE, "/v1/tenants/acme/devices/main", Value::Null).await.status, 204);
+    assert_error(
+        &gw.admin(Method::GET, &format!("/v1/tenants/acme/webhooks/{id}"), Value::Null).await,
+        404,
+        "NOT_FOUND",
+    );
+}

@@ -183,11 +183,13 @@ impl OutboundPolicy {
 
     /// Whether a request to `host` may leave.
     pub fn permits(&self, host: &str) -> bool {
-        contains(&self.allowed_hosts, host)
+        names(&self.allowed_hosts, host)
     }
 }
 
-fn contains(hosts: &[String], host: &str) -> bool {
+/// Whether `hosts` names `host` (case-insensitively; an IPv6 literal with or without its
+/// brackets).
+pub(crate) fn names(hosts: &[String], host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     hosts.iter().any(|allowed| allowed.eq_ignore_ascii_case(host))
 }
@@ -219,7 +221,7 @@ impl WasiHttpHooks for OutboundPolicy {
             None
         };
         self.remaining = self.remaining.saturating_sub(1);
-        let may_be_internal = contains(&self.private_hosts, &host);
+        let may_be_internal = names(&self.private_hosts, &host);
         let (outbound, reporter, lookups_until) = (self.outbound.clone(), self.reporter.clone(), self.lookups_until);
         Box::new(async move {
             if let Some(limit) = refusal {
