@@ -12,6 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["main", "cli"],
     &["app"],
     &["admin", "bench"],
+    &["webhooks"],
     &["server"],
     &["gateway"],
     &["tenancy"],
