@@ -18,8 +18,8 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::SELF_PHONE;
 use support::linked::Linked;
+use support::{SELF_PHONE, cli_ok};
 
 /// John Doe in the world.
 const JOHN: &str = "6281234567890";
@@ -169,6 +169,13 @@ async fn a_failing_endpoint_gets_the_event_again_and_a_refusing_one_makes_it_a_d
     assert_eq!(letters.len(), 1, "{dead}");
     assert_eq!((&letters[0]["event"]["data"]["message_id"], &letters[0]["attempts"]), (&json!(second), &json!(1)));
     assert!(letters[0]["error"].as_str().unwrap().contains("400"), "{dead}");
+    // The CLI shows the same.
+    let admin = (linked.waedge.admin.as_str(), linked.admin_token.as_str());
+    let table = cli_ok(&["webhook", "dead-letters", "acme", &webhook], Some(admin));
+    let event_id = letters[0]["event"]["id"].as_str().unwrap();
+    assert!(table.contains(event_id) && table.contains("message.received") && table.contains("400"), "{table}");
+    let listed = cli_ok(&["webhook", "list", "acme"], Some(admin));
+    assert!(listed.contains(&webhook) && listed.contains(&endpoint.url), "{listed}");
     let log = get(&linked, &format!("/v1/tenants/acme/webhooks/{webhook}/deliveries")).await;
     let statuses: Vec<&Value> = log["deliveries"].as_array().unwrap().iter().map(|a| &a["status"]).collect();
     assert_eq!(statuses, [&json!(400), &json!(200), &json!(503)], "newest first");

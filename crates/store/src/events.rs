@@ -17,7 +17,10 @@ use serde_json::Value;
 use super::{Store, StoreError, from_json, tenants, to_json};
 
 /// The types of event the outbox records, each described in the admin API's document.
-pub const EVENT_TYPES: &[&str] = &["message.received"];
+pub const EVENT_TYPES: &[&str] = &[MESSAGE_RECEIVED];
+
+/// The type of the event of a message a device received.
+pub const MESSAGE_RECEIVED: &str = "message.received";
 
 /// An event to append.
 #[derive(Debug, Clone, PartialEq)]

@@ -129,6 +129,17 @@ pub struct DeadLetter {
     pub at: String,
 }
 
+/// What a delivery attempt led to (see [`Store::record_delivery`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Outcome<'a> {
+    /// Another attempt follows: the position stays.
+    Retry,
+    /// The endpoint took the event: the position moves past it.
+    Delivered,
+    /// The event becomes a dead letter with this error, and the position moves past it.
+    GaveUp(&'a str),
+}
+
 impl Store {
     /// Creates a webhook of `tenant`. Checks: url is `http://` or `https://` with a host, at
     /// most [`MAX_URL_BYTES`]; `device`, if given, exists (NotFound otherwise); each of
@@ -233,28 +244,25 @@ impl Store {
 
     /// Appends an attempt to the webhook's delivery log, keeping the newest 1000 of the webhook.
     pub fn record_attempt(&self, webhook: &str, attempt: &Attempt) -> Result<(), StoreError> {
+        self.transaction(|tx| append_attempt(tx, webhook, attempt))
+    }
+
+    /// Records `attempt` at the event at `position` and what it led to, in one transaction:
+    /// the webhook's position moves past the event when it was delivered or given up.
+    pub fn record_delivery(
+        &self,
+        webhook: &str,
+        position: i64,
+        attempt: &Attempt,
+        outcome: Outcome<'_>,
+    ) -> Result<(), StoreError> {
         self.transaction(|tx| {
-            find(tx, webhook)?;
-            tx.execute(
-                "INSERT INTO webhook_attempts (webhook_id, event_id, attempt, status, error, at, millis)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    webhook,
-                    attempt.event_id,
-                    attempt.attempt,
-                    attempt.status,
-                    attempt.error,
-                    attempt.at,
-                    i64::try_from(attempt.millis).unwrap_or(i64::MAX)
-                ],
-            )?;
-            tx.execute(
-                "DELETE FROM webhook_attempts WHERE webhook_id = ?1 AND id <= (
-                     SELECT id FROM webhook_attempts WHERE webhook_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2
-                 )",
-                params![webhook, KEPT_ATTEMPTS],
-            )?;
-            Ok(())
+            append_attempt(tx, webhook, attempt)?;
+            match outcome {
+                Outcome::Retry => Ok(()),
+                Outcome::Delivered => advance(tx, webhook, position),
+                Outcome::GaveUp(error) => give_up(tx, webhook, position, attempt.attempt, error),
+            }
         })
     }
 
@@ -268,31 +276,7 @@ impl Store {
     /// letter, and the position moves past it — in one transaction. An event that is gone
     /// meanwhile (with its device) leaves no dead letter; the position moves all the same.
     pub fn dead_letter(&self, webhook: &str, position: i64, attempts: u32, error: &str) -> Result<(), StoreError> {
-        self.transaction(|tx| {
-            let (hook, _) = find(tx, webhook)?;
-            let owner: Option<String> = tx
-                .query_row("SELECT tenant_id FROM events WHERE position = ?1", [position], |row| row.get(0))
-                .optional()?;
-            match owner {
-                Some(owner) if owner != hook.tenant => {
-                    return Err(StoreError::Invalid(format!(
-                        "the event at position {position} is not an event of tenant `{}`: give the position \
-                         next_delivery returned for webhook `{webhook}`",
-                        hook.tenant
-                    )));
-                }
-                Some(_) => {
-                    tx.execute(
-                        "INSERT INTO dead_letters (webhook_id, position, attempts, error, at) VALUES (?1, ?2, ?3, ?4, ?5)
-                         ON CONFLICT (webhook_id, position) DO UPDATE
-                         SET attempts = excluded.attempts, error = excluded.error, at = excluded.at",
-                        params![webhook, position, attempts, error, now()],
-                    )?;
-                }
-                None => {}
-            }
-            advance(tx, webhook, position)
-        })
+        self.transaction(|tx| give_up(tx, webhook, position, attempts, error))
     }
 
     /// The newest `limit` attempts of a webhook of `tenant`, newest first.
@@ -390,6 +374,58 @@ fn advance(tx: &Transaction<'_>, webhook: &str, position: i64) -> Result<(), Sto
         0 => Err(gone(webhook)),
         _ => Ok(()),
     }
+}
+
+/// Appends `attempt` to the delivery log of `webhook`, keeping its newest [`KEPT_ATTEMPTS`].
+fn append_attempt(tx: &Transaction<'_>, webhook: &str, attempt: &Attempt) -> Result<(), StoreError> {
+    find(tx, webhook)?;
+    tx.execute(
+        "INSERT INTO webhook_attempts (webhook_id, event_id, attempt, status, error, at, millis)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            webhook,
+            attempt.event_id,
+            attempt.attempt,
+            attempt.status,
+            attempt.error,
+            attempt.at,
+            i64::try_from(attempt.millis).unwrap_or(i64::MAX)
+        ],
+    )?;
+    tx.execute(
+        "DELETE FROM webhook_attempts WHERE webhook_id = ?1 AND id <= (
+             SELECT id FROM webhook_attempts WHERE webhook_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2
+         )",
+        params![webhook, KEPT_ATTEMPTS],
+    )?;
+    Ok(())
+}
+
+/// Makes the event at `position` a dead letter of `webhook` (unless it is gone) and moves the
+/// webhook's position past it.
+fn give_up(tx: &Transaction<'_>, webhook: &str, position: i64, attempts: u32, error: &str) -> Result<(), StoreError> {
+    let (hook, _) = find(tx, webhook)?;
+    let owner: Option<String> =
+        tx.query_row("SELECT tenant_id FROM events WHERE position = ?1", [position], |row| row.get(0)).optional()?;
+    match owner {
+        Some(owner) if owner != hook.tenant => {
+            return Err(StoreError::Invalid(format!(
+                "the event at position {position} is not an event of tenant `{}`: give the position \
+                 next_delivery returned for webhook `{webhook}`",
+                hook.tenant
+            )));
+        }
+        Some(_) => {
+            tx.execute(
+                "INSERT INTO dead_letters (webhook_id, position, attempts, error, at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (webhook_id, position) DO UPDATE
+                 SET attempts = excluded.attempts, error = excluded.error, at = excluded.at",
+                params![webhook, position, attempts, error, now()],
+            )?;
+        }
+        None => {}
+    }
+    advance(tx, webhook, position)
 }
 
 /// The dead letters of `webhook`, oldest first; only that of `event` when given.
@@ -740,6 +776,31 @@ mod tests {
         assert!(matches!(store.dead_letter_of("acme", &webhook, &first.id), Err(StoreError::NotFound(_))));
         assert!(matches!(store.remove_dead_letter("acme", &webhook, &first.id), Err(StoreError::NotFound(_))));
         assert_eq!(next(&store, &webhook), Some((2, second.id)), "removing a dead letter moves nothing");
+    }
+
+    #[test]
+    fn a_recorded_delivery_logs_the_attempt_and_moves_as_its_outcome_says() {
+        let store = acme();
+        store.create_device("acme", "main").unwrap();
+        let webhook = store.create_webhook("acme", hook("https://example.com/in")).unwrap().id;
+        let first = record(&store, "main", "message.received", "A");
+        let second = record(&store, "main", "message.received", "B");
+        let third = record(&store, "main", "message.received", "C");
+
+        store.record_delivery(&webhook, 1, &attempt(&first.id, 1), Outcome::Retry).unwrap();
+        assert_eq!(next(&store, &webhook), Some((1, first.id.clone())), "a retry stays");
+        store.record_delivery(&webhook, 1, &attempt(&first.id, 2), Outcome::Delivered).unwrap();
+        assert_eq!(next(&store, &webhook), Some((2, second.id.clone())), "delivered: past it");
+        store.record_delivery(&webhook, 2, &attempt(&second.id, 3), Outcome::GaveUp("HTTP 400")).unwrap();
+        assert_eq!(next(&store, &webhook), Some((3, third.id)), "given up: past it");
+
+        let letters = store.dead_letters("acme", &webhook).unwrap();
+        let letter: Vec<(&str, u32, &str)> =
+            letters.iter().map(|l| (l.event.id.as_str(), l.attempts, l.error.as_str())).collect();
+        assert_eq!(letter, [(second.id.as_str(), 3, "HTTP 400")]);
+        let log: Vec<(String, u32)> =
+            store.attempts("acme", &webhook, 10).unwrap().into_iter().map(|a| (a.event_id, a.attempt)).collect();
+        assert_eq!(log, [(second.id.clone(), 3), (first.id.clone(), 2), (first.id, 1)], "newest first");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use http::{Method, StatusCode};
 use serde_json::json;
 
-use super::{Admin, Answer, Call, Failure, json, no_endpoint};
+use super::{Admin, Answer, Call, json, no_endpoint};
 
 /// How many events a page holds unless the call asks for fewer.
 const PAGE: usize = 100;
@@ -16,13 +16,7 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str) -> Answer {
     if call.method != Method::GET {
         return Err(no_endpoint(call));
     }
-    let limit =
-        match call.query("limit") {
-            None => PAGE,
-            Some(limit) => limit.parse().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| {
-                Failure::invalid(format!("limit `{limit}`: give a whole number from 1 to {MAX_PAGE}"))
-            })?,
-        };
+    let limit = call.limit(PAGE, MAX_PAGE)?;
     let after = call.query("after");
     let (t, from) = (tenant.to_string(), after.clone());
     let events = admin.run(move |store| store.events(&t, from.as_deref(), limit)).await?;

@@ -9,7 +9,8 @@
 //!
 //! One module per resource: [`tenants`], [`users`] (and tokens), [`devices`] (and linking,
 //! which the device layer owns: the admin API shows it), [`routes`], [`components`] (deploys and
-//! versions), [`events`] (what happened on the devices), [`webhooks`] (where events go), and [`ops`] (health, metrics, OpenAPI, pairing page).
+//! versions), [`events`] (what happened on the devices), [`webhooks`] (where events go), and
+//! [`ops`] (health, metrics, OpenAPI, pairing page).
 
 pub mod components;
 pub mod devices;
@@ -401,6 +402,17 @@ impl Call {
     pub fn query(&self, name: &str) -> Option<String> {
         let query = self.query.as_deref()?;
         form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
+    }
+
+    /// The page size the `limit` query parameter asks for: `default` without one, else a whole
+    /// number from 1 to `max` (400 otherwise).
+    pub fn limit(&self, default: usize, max: usize) -> Result<usize, Failure> {
+        let Some(limit) = self.query("limit") else { return Ok(default) };
+        limit
+            .parse()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| Failure::invalid(format!("limit `{limit}`: give a whole number from 1 to {max}")))
     }
 }
 

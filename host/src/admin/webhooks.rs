@@ -6,7 +6,7 @@ use http::{Method, StatusCode};
 use serde_json::json;
 use waedge_store::webhooks::NewWebhook;
 
-use super::{Admin, Answer, Call, Failure, json, no_content, no_endpoint};
+use super::{Admin, Answer, Call, json, no_content, no_endpoint};
 use crate::webhooks::sign;
 
 /// How many attempts the delivery log shows unless the call asks for fewer.
@@ -42,12 +42,7 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
             no_content()
         }
         (&Method::GET, [webhook, "deliveries"]) => {
-            let limit = match call.query("limit") {
-                None => LOG_PAGE,
-                Some(limit) => limit.parse().ok().filter(|n| (1..=MAX_LOG_PAGE).contains(n)).ok_or_else(|| {
-                    Failure::invalid(format!("limit `{limit}`: give a whole number from 1 to {MAX_LOG_PAGE}"))
-                })?,
-            };
+            let limit = call.limit(LOG_PAGE, MAX_LOG_PAGE)?;
             let w = webhook.to_string();
             let attempts = admin.run(move |store| store.attempts(&t, &w, limit)).await?;
             json(StatusCode::OK, &json!({ "deliveries": attempts }))
@@ -58,8 +53,7 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
             json(StatusCode::OK, &json!({ "dead_letters": letters }))
         }
         (&Method::POST, [webhook, "dead-letters", event, "replay"]) => {
-            let attempt = admin.webhooks.replay(tenant, webhook, event).await?;
-            let delivered = attempt.status.is_some_and(|status| (200..300).contains(&status));
+            let (attempt, delivered) = admin.webhooks.replay(tenant, webhook, event).await?;
             json(StatusCode::OK, &json!({ "delivered": delivered, "attempt": attempt }))
         }
         _ => Err(no_endpoint(call)),

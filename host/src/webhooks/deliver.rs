@@ -89,7 +89,7 @@ fn verdict(status: u16) -> Verdict {
     }
 }
 
-/// POSTs the event and returns the answer's status; the answer's body is read and dropped.
+/// POSTs the event and returns the answer's status; the answer's body is not read.
 async fn send(
     outbound: &Arc<Outbound>,
     target: &Target<'_>,

@@ -26,9 +26,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use waedge_store::webhooks::{Attempt, Pending, WebhookRecord};
+use waedge_store::webhooks::{Attempt, Outcome, Pending, WebhookRecord};
 use waedge_store::{Store, StoreError};
 
+use crate::Gateway;
 use crate::capability::outbound::{self, Outbound};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::violation::Reporter;
@@ -59,10 +60,18 @@ pub struct Webhooks {
 }
 
 impl Webhooks {
-    /// Delivery from `store`'s outbox through `outbound`, woken by `appended`. No worker runs
+    /// Delivery from `store`'s outbox through `gateway`'s outbound HTTP (its resolver and
+    /// address rules), counting refusals in its metrics, woken by `appended`. No worker runs
     /// before [`Webhooks::reload`].
-    pub fn new(store: Store, outbound: Arc<Outbound>, metrics: Arc<Metrics>, appended: watch::Receiver<u64>) -> Self {
-        Webhooks { store, outbound, metrics, appended, workers: Mutex::default(), reloading: Default::default() }
+    pub fn new(store: Store, gateway: &Gateway, appended: watch::Receiver<u64>) -> Self {
+        Webhooks {
+            store,
+            outbound: gateway.outbound().clone(),
+            metrics: gateway.metrics().clone(),
+            appended,
+            workers: Mutex::default(),
+            reloading: Default::default(),
+        }
     }
 
     /// Starts a worker for each stored webhook that has none, and stops the workers of
@@ -93,16 +102,18 @@ impl Webhooks {
     }
 
     /// Sends a dead letter of webhook `webhook` of `tenant` once more, now; on a 2xx it is
-    /// removed. Returns the attempt, which the delivery log has too.
-    pub async fn replay(&self, tenant: &str, webhook: &str, event_id: &str) -> Result<Attempt, StoreError> {
+    /// removed. Returns the attempt, which the delivery log has too, and whether it delivered
+    /// the event.
+    pub async fn replay(&self, tenant: &str, webhook: &str, event_id: &str) -> Result<(Attempt, bool), StoreError> {
         let (t, w, e) = (tenant.to_string(), webhook.to_string(), event_id.to_string());
         let (record, letter) =
             self.blocking(move |store| Ok((store.webhook(&t, &w)?, store.dead_letter_of(&t, &w, &e)?))).await?;
         let (log, verdict) = self.attempt(&record, &letter.event, letter.attempts + 1).await?;
+        let delivered = verdict == Verdict::Delivered;
         let (t, w, e, entry) = (tenant.to_string(), webhook.to_string(), event_id.to_string(), log.clone());
         self.blocking(move |store| {
             store.record_attempt(&w, &entry)?;
-            if verdict != Verdict::Delivered {
+            if !delivered {
                 return Ok(());
             }
             match store.remove_dead_letter(&t, &w, &e) {
@@ -112,7 +123,7 @@ impl Webhooks {
             }
         })
         .await?;
-        Ok(log)
+        Ok((log, delivered))
     }
 
     /// Delivers the webhook's events for as long as it exists.
@@ -145,21 +156,16 @@ impl Webhooks {
                 Ok(outcome) => outcome,
                 Err(e) => return self.store_failed(webhook, e).await,
             };
-            let step = match verdict {
-                Verdict::Delivered => Step::Delivered,
-                Verdict::Retry(_) if attempt < MAX_ATTEMPTS => Step::Retry,
-                Verdict::Retry(error) | Verdict::GiveUp(error) => Step::GiveUp(error),
-            };
-            let retry = step == Step::Retry;
+            let retry = matches!(verdict, Verdict::Retry(_)) && attempt < MAX_ATTEMPTS;
             let (id, position) = (webhook.id.clone(), pending.position);
             let recorded = self
                 .blocking(move |store| {
-                    store.record_attempt(&id, &log)?;
-                    match step {
-                        Step::Delivered => store.delivered(&id, position),
-                        Step::GiveUp(error) => store.dead_letter(&id, position, attempt, &error),
-                        Step::Retry => Ok(()),
-                    }
+                    let outcome = match &verdict {
+                        Verdict::Delivered => Outcome::Delivered,
+                        Verdict::Retry(_) if retry => Outcome::Retry,
+                        Verdict::Retry(error) | Verdict::GiveUp(error) => Outcome::GaveUp(error),
+                    };
+                    store.record_delivery(&id, position, &log, outcome)
                 })
                 .await;
             if let Err(e) = recorded {
@@ -210,17 +216,6 @@ impl Webhooks {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || work(&store)).await.expect("store task panicked")
     }
-}
-
-/// What follows an attempt.
-#[derive(Debug, PartialEq)]
-enum Step {
-    /// The event is delivered: move past it.
-    Delivered,
-    /// Try again after a [`backoff`].
-    Retry,
-    /// Make it a dead letter with this error, and move past it.
-    GiveUp(String),
 }
 
 /// How long to wait before attempt `attempt + 1`: a random time up to

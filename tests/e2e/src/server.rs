@@ -83,8 +83,7 @@ impl TestGateway {
         let admin_base = format!("http://{}", admin_listener.local_addr().unwrap());
         // The fixture devices append no events: the webhooks only look at the outbox now and then.
         let (_, appended) = watch::channel(0);
-        let (outbound, metrics) = (gateway.outbound().clone(), gateway.metrics().clone());
-        let webhooks = Arc::new(Webhooks::new(store.clone(), outbound, metrics, appended));
+        let webhooks = Arc::new(Webhooks::new(store.clone(), &gateway, appended));
         webhooks.reload().await.expect("the store reads");
         let admin = Arc::new(Admin::new(store.clone(), gateway.clone(), webhooks));
         tokio::spawn(server::serve(admin_listener, admin, config.connections, stopped(stopping)));
