@@ -11,7 +11,7 @@ use super::Inbox;
 
 /// An inbox that appends to `store`'s event outbox, on a blocking thread (the store is
 /// synchronous), and the receiver that changes whenever it appended events (delivery wakes
-/// up on it). Must be called inside a tokio runtime.
+/// up on it). Its commits run on tokio's blocking threads.
 pub fn store_inbox(store: &Store) -> (Arc<dyn Inbox>, watch::Receiver<u64>) {
     let (appended, receiver) = watch::channel(0);
     (Arc::new(StoreInbox { store: store.clone(), appended }), receiver)

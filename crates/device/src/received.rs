@@ -26,16 +26,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use waedge_store::events::NewEvent;
+use waedge_store::events::{MESSAGE_RECEIVED, NewEvent};
 use whatsapp_rust::types::events::InboundMessage;
 use whatsapp_rust::wacore::proto_helpers::MessageExt;
 use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::{Client, InboundDurabilityHook, Jid};
 
 use super::Inbox;
-
-/// The event type of a message a device received.
-pub const MESSAGE_RECEIVED: &str = "message.received";
+use super::whatsapp::lid_mapping;
 
 /// The inbound durability hook of one device's client.
 pub(crate) struct Received {
@@ -104,8 +102,8 @@ async fn party(client: &Client, jid: &Jid, alt: Option<&Jid>) -> Value {
     if alt.is_none()
         && let Ok(Some(entry)) = client.get_lid_pn_entry(jid).await
     {
-        known.push(format!("{}@lid", entry.lid));
-        known.push(format!("{}@s.whatsapp.net", entry.phone_number));
+        let mapping = lid_mapping(&entry);
+        known.extend([mapping.lid, mapping.phone_jid]);
     }
     let find = |suffix: &str| known.iter().find(|j| j.ends_with(suffix)).cloned();
     json!({ "jid": id, "type": kind, "lid": find("@lid"), "phone_jid": find("@s.whatsapp.net") })

@@ -35,6 +35,7 @@ use waedge_contract::types::{
 };
 use waedge_jid::Jid;
 use whatsapp_rust::http::UreqHttpClient;
+use whatsapp_rust::lid_pn_cache::LidPnEntry;
 use whatsapp_rust::pair_code::PairCodeOptions;
 use whatsapp_rust::request::IqError;
 use whatsapp_rust::store::persistence_manager::PersistenceManager;
@@ -398,8 +399,8 @@ impl Server {
 struct WhatsappDevice {
     tenant: String,
     observer: Option<Arc<dyn StatusObserver>>,
-    /// Where the messages WhatsApp delivers are committed.
-    inbox: Option<Arc<dyn Inbox>>,
+    /// Commits the messages WhatsApp delivers (the client's inbound durability hook).
+    received: Option<Arc<Received>>,
     store: PathBuf,
     server: Server,
     status: RwLock<DeviceStatus>,
@@ -425,10 +426,12 @@ impl WhatsappDevice {
         inbox: Option<Arc<dyn Inbox>>,
         operation: Arc<Operation>,
     ) -> Self {
+        let received =
+            inbox.map(|inbox| Arc::new(Received { tenant: tenant.to_string(), device: id.to_string(), inbox }));
         WhatsappDevice {
             tenant: tenant.to_string(),
             observer,
-            inbox,
+            received,
             store,
             server,
             status: RwLock::new(DeviceStatus {
@@ -509,10 +512,8 @@ impl WhatsappDevice {
             .client_builder(was_connected.clone())
             .with_persistence_manager(persistence)
             .with_background_saver_interval(SAVE_INTERVAL);
-        if let Some(inbox) = &self.inbox {
-            let device = self.status().id;
-            let tenant = self.tenant.clone();
-            builder = builder.with_inbound_durability_hook(Received { tenant, device, inbox: inbox.clone() });
+        if let Some(received) = &self.received {
+            builder = builder.with_inbound_durability_hook_arc(received.clone());
         }
         let client = builder.build().await?.into_client();
         let (handler, events) = ChannelEventHandler::new();
@@ -698,8 +699,7 @@ impl WhatsappDevice {
     /// [`received`](super::received)); WhatsApp already has their acknowledgement.
     async fn commit_unhooked(&self, messages: &[InboundMessage]) {
         let client = self.client.read().expect("client lock").clone();
-        let (Some(inbox), Some(client)) = (&self.inbox, client) else { return };
-        let received = Received { tenant: self.tenant.clone(), device: self.status().id, inbox: inbox.clone() };
+        let (Some(received), Some(client)) = (&self.received, client) else { return };
         if let Err(e) = received.commit(&client, messages).await {
             tracing::error!(
                 device = self.status().id,
@@ -877,10 +877,7 @@ impl DeviceSession for WhatsappDevice {
     async fn lid_mapping(&self, jid: &Jid) -> Result<Option<LidMapping>, Error> {
         let client = self.client()?;
         let entry = client.get_lid_pn_entry(&to_wa(jid)?).await.map_err(|e| Error::Upstream(format!("{e:#}")))?;
-        Ok(entry.map(|e| LidMapping {
-            lid: format!("{}@lid", e.lid),
-            phone_jid: format!("{}@s.whatsapp.net", e.phone_number),
-        }))
+        Ok(entry.as_ref().map(lid_mapping))
     }
 
     async fn is_on_whatsapp(&self, jids: &[Jid]) -> Result<Vec<OnWhatsapp>, Error> {
@@ -917,6 +914,11 @@ impl DeviceSession for WhatsappDevice {
         self.client()?;
         Ok(self.names.get(&jid.to_string()))
     }
+}
+
+/// The LID and phone JID of an entry of the client's LID map.
+pub(crate) fn lid_mapping(entry: &LidPnEntry) -> LidMapping {
+    LidMapping { lid: format!("{}@lid", entry.lid), phone_jid: format!("{}@s.whatsapp.net", entry.phone_number) }
 }
 
 fn to_wa(jid: &Jid) -> Result<whatsapp_rust::Jid, Error> {
