@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use wacore::libsignal::protocol::SignalProtocolError;
 use waproto::whatsapp as wa;
 
 use crate::error::SimError;
@@ -35,6 +36,9 @@ pub async fn send_text(shared: &Shared, from: &str, to: &str, text: &str) -> Res
     wait_for_pre_keys(shared, &recipient.phone).await;
     let id = node::random_id();
     let envelope = Envelope { id: &id, kind: "text", notify: Some(&sender.push_name) };
+    let crypto = |e: SignalProtocolError| SimError::Crypto(e.to_string());
+    let phone = shared.devices.get(sender, 0).map_err(crypto)?;
+    let mut phone = phone.lock().await;
     let mut devices = 0;
     for device in shared.hub.linked_devices(&recipient.phone) {
         let addr = DeviceAddr { phone: recipient.phone.clone(), device };
@@ -42,9 +46,7 @@ pub async fn send_text(shared: &Shared, from: &str, to: &str, text: &str) -> Res
             tracing::warn!("{}:{} has no pre-keys left to encrypt to", addr.phone, addr.device);
             continue;
         };
-        let message = signal::message(sender, &addr, &bundle, envelope, &content)
-            .await
-            .map_err(|e| SimError::Crypto(e.to_string()))?;
+        let message = signal::message(&mut phone, sender, &addr, &bundle, envelope, &content).await.map_err(crypto)?;
         shared.hub.deliver(&addr, message);
         devices += 1;
     }

@@ -101,7 +101,7 @@ async fn run(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), ConnError> {
             frame = wire.recv_frame() => {
                 let Some(frame) = frame? else { break };
                 let stanza = transport.open(frame)?;
-                let answers = stanza::handle(&ctx, &stanza);
+                let answers = stanza::handle(&ctx, &stanza).await;
                 let latency = shared.faults.latency();
                 if stanza.tag == "iq" && !latency.is_zero() && !answers.is_empty() {
                     let tx = tx.clone();

@@ -10,14 +10,21 @@ use crate::hub::DeviceAddr;
 use crate::node;
 use crate::phone::Phone;
 use crate::signal::{self, Bundle, Envelope, SignalResult};
+use crate::sim_device::SimDevice;
 use crate::world::Account;
 
-/// The `<message>` from the account's phone carrying a fresh app-state key to `device`.
-pub async fn key_share_message(account: &Account, device: u16, bundle: &Bundle) -> SignalResult<Node> {
+/// The `<message>` from the account's phone (`phone`) carrying a fresh app-state key to
+/// `device`.
+pub async fn key_share_message(
+    phone: &mut SimDevice,
+    account: &Account,
+    device: u16,
+    bundle: &Bundle,
+) -> SignalResult<Node> {
     let content = share(&Phone::of(account), device);
     let to = DeviceAddr { phone: account.phone.clone(), device };
     let envelope = Envelope { id: &node::random_id(), kind: "protocol", notify: None };
-    signal::message(account, &to, bundle, envelope, &content).await
+    signal::message(phone, account, &to, bundle, envelope, &content).await
 }
 
 /// A `protocolMessage` sharing one random app-state sync key.

@@ -25,6 +25,7 @@ pub mod pairing;
 pub mod phone;
 pub mod signal;
 pub mod sim;
+pub mod sim_device;
 pub mod stanza;
 pub mod wire;
 pub mod world;

@@ -60,6 +60,22 @@ impl Phone {
         companion_identity: &[u8; 32],
         adv_secret: &[u8; 32],
     ) -> Result<Vec<u8>, CurveError> {
+        let signed = self.signed_device_identity(device, companion_identity)?.encode_to_vec();
+        Ok(wa::ADVSignedDeviceIdentityHMAC {
+            hmac: Some(hmac_sha256(adv_secret, &signed).to_vec()),
+            details: Some(signed),
+            account_type: Some(wa::ADVEncryptionType::E2EE),
+        }
+        .encode_to_vec())
+    }
+
+    /// The account's signature that `companion_identity` is device `device` of this
+    /// account (the companion adds its own `device_signature` to present it to others).
+    pub fn signed_device_identity(
+        &self,
+        device: u16,
+        companion_identity: &[u8; 32],
+    ) -> Result<wa::ADVSignedDeviceIdentity, CurveError> {
         let details = wa::ADVDeviceIdentity {
             raw_id: Some(self.raw_id),
             timestamp: Some(crate::node::now()),
@@ -69,19 +85,12 @@ impl Phone {
         }
         .encode_to_vec();
         let signed_message = [&ACCOUNT_SIGNATURE_PREFIX[..], &details, companion_identity].concat();
-        let signed = wa::ADVSignedDeviceIdentity {
+        Ok(wa::ADVSignedDeviceIdentity {
             details: Some(details),
             account_signature_key: Some(self.public().to_vec()),
             account_signature: Some(self.sign(&signed_message)?),
             device_signature: None,
-        }
-        .encode_to_vec();
-        Ok(wa::ADVSignedDeviceIdentityHMAC {
-            hmac: Some(hmac_sha256(adv_secret, &signed).to_vec()),
-            details: Some(signed),
-            account_type: Some(wa::ADVEncryptionType::E2EE),
-        }
-        .encode_to_vec())
+        })
     }
 
     /// The `<key-index-list>` bytes listing the companion devices (key index = device id).

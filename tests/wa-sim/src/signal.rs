@@ -1,14 +1,14 @@
-//! The sim's Signal senders: a primary phone (device 0) encrypting to a client device
-//! with the pre-keys that device uploaded (`xmlns="encrypt"`).
+//! WhatsApp's use of Signal on the sim's side: the pre-keys client devices upload
+//! (`xmlns="encrypt"`), the `<message>` stanzas simulated devices encrypt to client
+//! devices, and the `<enc>` payloads client devices encrypt to simulated ones.
 //!
-//! Every message starts a fresh session (`pkmsg`) with one unused one-time pre-key, so
-//! the sim keeps no ratchet state; the client simply replaces its session.
-
-use std::collections::HashMap;
+//! Every message to a client device starts a fresh session with one unused one-time
+//! pre-key the device uploaded, so the client simply replaces its session; the sim keeps
+//! it (and the older ones) to decrypt what the client answers on it.
 
 use wacore::libsignal::protocol::{
-    self as signal, CiphertextMessage, Direction, IdentityChange, IdentityKey, IdentityKeyPair, IdentityKeyStore,
-    PreKeyBundle, ProtocolAddress, PublicKey, SessionRecord, SessionStore, SignalProtocolError, UsePQRatchet,
+    CiphertextMessage, IdentityKey, PreKeyBundle, PreKeySignalMessage, ProtocolAddress, PublicKey, SignalMessage,
+    SignalProtocolError,
 };
 use wacore::messages::MessageUtils;
 use wacore_binary::builder::NodeBuilder;
@@ -17,8 +17,8 @@ use waproto::buffa::Message as _;
 use waproto::whatsapp as wa;
 
 use crate::hub::DeviceAddr;
-use crate::node::{self, child_bytes, children};
-use crate::phone::Phone;
+use crate::node::{self, child_bytes, children, content_bytes};
+use crate::sim_device::SimDevice;
 use crate::world::Account;
 
 /// Result of the Signal library.
@@ -33,13 +33,19 @@ pub struct DeviceKeys {
     pre_keys: Vec<(u32, [u8; 32])>,
 }
 
-/// What one new session needs: the device's keys with one one-time pre-key.
+/// What one new session with a device needs: its keys with one one-time pre-key.
 #[derive(Debug, Clone)]
 pub struct Bundle {
-    registration_id: u32,
-    identity: [u8; 32],
-    signed_pre_key: (u32, [u8; 32], Vec<u8>),
-    pre_key: (u32, [u8; 32]),
+    /// The device's Signal registration id.
+    pub registration_id: u32,
+    /// The device's identity public key.
+    pub identity: [u8; 32],
+    /// The signed pre-key: id, public key, signature by the identity.
+    pub signed_pre_key: (u32, [u8; 32], Vec<u8>),
+    /// The one-time pre-key: id and public key.
+    pub pre_key: (u32, [u8; 32]),
+    /// A companion's `ADVSignedDeviceIdentity` (bytes), vouching for its identity.
+    pub device_identity: Option<Vec<u8>>,
 }
 
 impl DeviceKeys {
@@ -85,6 +91,7 @@ impl DeviceKeys {
             identity: self.identity,
             signed_pre_key: self.signed_pre_key.clone(),
             pre_key,
+            device_identity: None,
         })
     }
 }
@@ -105,33 +112,54 @@ pub struct Envelope<'a> {
     pub notify: Option<&'a str>,
 }
 
-/// A `<message>` from `sender`'s phone to device `to`, carrying `content` encrypted in a
-/// new session with `bundle` (one of that device's pre-keys).
+impl Bundle {
+    /// The bundle as the Signal library takes it, for device `device`.
+    pub fn to_signal(&self, device: u16) -> SignalResult<PreKeyBundle> {
+        PreKeyBundle::new(
+            self.registration_id,
+            u32::from(device).into(),
+            Some((self.pre_key.0.into(), PublicKey::from_djb_public_key_bytes(&self.pre_key.1)?)),
+            self.signed_pre_key.0.into(),
+            PublicKey::from_djb_public_key_bytes(&self.signed_pre_key.1)?,
+            self.signed_pre_key.2.clone(),
+            IdentityKey::new(PublicKey::from_djb_public_key_bytes(&self.identity)?),
+        )
+    }
+
+    /// The `<user jid>` entry of a pre-key fetch answer carrying this bundle.
+    pub fn user_node(&self, jid: Jid) -> Node {
+        let id = |id: u32| NodeBuilder::new("id").bytes(id.to_be_bytes()[1..].to_vec()).build();
+        let value = |key: &[u8; 32]| NodeBuilder::new("value").bytes(key.to_vec()).build();
+        let (skey_id, skey, signature) = &self.signed_pre_key;
+        let mut parts = vec![
+            NodeBuilder::new("registration").bytes(self.registration_id.to_be_bytes().to_vec()).build(),
+            NodeBuilder::new("type").bytes(vec![5]).build(),
+            NodeBuilder::new("identity").bytes(self.identity.to_vec()).build(),
+            NodeBuilder::new("key").children([id(self.pre_key.0), value(&self.pre_key.1)]).build(),
+            NodeBuilder::new("skey")
+                .children([id(*skey_id), value(skey), NodeBuilder::new("signature").bytes(signature.clone()).build()])
+                .build(),
+        ];
+        if let Some(device_identity) = &self.device_identity {
+            parts.push(NodeBuilder::new("device-identity").bytes(device_identity.clone()).build());
+        }
+        NodeBuilder::new("user").attr("jid", jid).children(parts).build()
+    }
+}
+
+/// A `<message>` from `sender`'s phone (`phone`, its device 0) to client device `to`,
+/// carrying `content` encrypted in a new session with `bundle` (one of that device's
+/// pre-keys).
 pub async fn message(
+    phone: &mut SimDevice,
     sender: &Account,
     to: &DeviceAddr,
     bundle: &Bundle,
     envelope: Envelope<'_>,
     content: &wa::Message,
 ) -> SignalResult<Node> {
-    let phone = Phone::of(sender);
-    let mut store = PhoneStore::new(&phone)?;
-    let recipient = ProtocolAddress::new(to.phone.as_str(), u32::from(to.device).into());
-    let prekey_bundle = PreKeyBundle::new(
-        bundle.registration_id,
-        u32::from(to.device).into(),
-        Some((bundle.pre_key.0.into(), PublicKey::from_djb_public_key_bytes(&bundle.pre_key.1)?)),
-        bundle.signed_pre_key.0.into(),
-        PublicKey::from_djb_public_key_bytes(&bundle.signed_pre_key.1)?,
-        bundle.signed_pre_key.2.clone(),
-        IdentityKey::new(PublicKey::from_djb_public_key_bytes(&bundle.identity)?),
-    )?;
-    let mut sessions = Sessions::default();
-    let mut rng = rand::make_rng::<rand::rngs::StdRng>();
-    signal::process_prekey_bundle(&recipient, &mut sessions, &mut store, &prekey_bundle, &mut rng, UsePQRatchet::No)
-        .await?;
     let plaintext = MessageUtils::pad_message_v2(content.encode_to_vec());
-    let ciphertext = signal::message_encrypt(&plaintext, &recipient, &mut sessions, &mut store).await?;
+    let ciphertext = phone.encrypt(&address(to), &bundle.to_signal(to.device)?, &plaintext).await?;
     let (enc_type, bytes) = match &ciphertext {
         CiphertextMessage::PreKeySignalMessage(m) => ("pkmsg", m.serialized().to_vec()),
         CiphertextMessage::SignalMessage(m) => ("msg", m.serialized().to_vec()),
@@ -157,65 +185,36 @@ pub async fn message(
     Ok(b.children([enc]).build())
 }
 
-/// The phone's Signal identity (its account key), trusting every peer.
-struct PhoneStore {
-    identity: IdentityKeyPair,
-    peers: HashMap<ProtocolAddress, IdentityKey>,
+/// Why an `<enc>` from a client device could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Not a pairwise Signal message (`pkmsg` or `msg`), or no bytes.
+    #[error("cannot open <enc type={0:?}>")]
+    Unsupported(String),
+    /// The Signal library refused it.
+    #[error(transparent)]
+    Signal(#[from] SignalProtocolError),
+    /// It decrypted to something that is not a padded `wa::Message`.
+    #[error("undecodable plaintext: {0}")]
+    Plaintext(String),
 }
 
-impl PhoneStore {
-    fn new(phone: &Phone) -> SignalResult<Self> {
-        let (public, private) = phone.signal_identity()?;
-        Ok(Self { identity: IdentityKeyPair::new(IdentityKey::new(public), private), peers: HashMap::new() })
-    }
+/// Decrypts an `<enc>` (`pkmsg` or `msg`) that client device `from` encrypted for
+/// `device`, and decodes the message in it.
+pub async fn open(device: &mut SimDevice, from: &DeviceAddr, enc: &Node) -> Result<wa::Message, OpenError> {
+    let kind = node::attr(enc, "type").unwrap_or_default();
+    let bytes = content_bytes(enc).ok_or_else(|| OpenError::Unsupported(kind.clone()))?;
+    let ciphertext = match kind.as_str() {
+        "pkmsg" => CiphertextMessage::PreKeySignalMessage(PreKeySignalMessage::try_from(bytes)?),
+        "msg" => CiphertextMessage::SignalMessage(SignalMessage::try_from(bytes)?),
+        _ => return Err(OpenError::Unsupported(kind)),
+    };
+    let padded = device.decrypt(&address(from), &ciphertext).await?;
+    let version = node::attr(enc, "v").and_then(|v| v.parse().ok()).unwrap_or(2);
+    wacore::messages::decode_plaintext(&padded, version).map_err(|e| OpenError::Plaintext(e.to_string()))
 }
 
-#[async_trait::async_trait]
-impl IdentityKeyStore for PhoneStore {
-    async fn get_identity_key_pair(&self) -> SignalResult<IdentityKeyPair> {
-        Ok(self.identity.clone())
-    }
-
-    async fn get_local_registration_id(&self) -> SignalResult<u32> {
-        Ok(1)
-    }
-
-    async fn save_identity(
-        &mut self,
-        address: &ProtocolAddress,
-        identity: &IdentityKey,
-    ) -> SignalResult<IdentityChange> {
-        match self.peers.insert(address.clone(), *identity) {
-            Some(old) if old != *identity => Ok(IdentityChange::ReplacedExisting),
-            _ => Ok(IdentityChange::NewOrUnchanged),
-        }
-    }
-
-    async fn is_trusted_identity(&self, _: &ProtocolAddress, _: &IdentityKey, _: Direction) -> SignalResult<bool> {
-        Ok(true)
-    }
-
-    async fn get_identity(&self, address: &ProtocolAddress) -> SignalResult<Option<IdentityKey>> {
-        Ok(self.peers.get(address).copied())
-    }
-}
-
-/// Sessions of one key-share exchange.
-#[derive(Default)]
-struct Sessions(HashMap<ProtocolAddress, SessionRecord>);
-
-#[async_trait::async_trait]
-impl SessionStore for Sessions {
-    async fn load_session(&self, address: &ProtocolAddress) -> SignalResult<Option<SessionRecord>> {
-        Ok(self.0.get(address).cloned())
-    }
-
-    async fn has_session(&self, address: &ProtocolAddress) -> SignalResult<bool> {
-        Ok(self.0.contains_key(address))
-    }
-
-    async fn store_session(&mut self, address: &ProtocolAddress, record: SessionRecord) -> SignalResult<()> {
-        self.0.insert(address.clone(), record);
-        Ok(())
-    }
+/// The Signal address of a client device, as simulated devices name it.
+fn address(device: &DeviceAddr) -> ProtocolAddress {
+    ProtocolAddress::new(device.phone.as_str(), u32::from(device.device).into())
 }

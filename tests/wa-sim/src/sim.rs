@@ -14,6 +14,7 @@ use crate::faults::{self, Faults};
 use crate::handshake::Pattern;
 use crate::hub::{Hub, Outbound};
 use crate::noise::NoiseIdentity;
+use crate::sim_device::SimDevices;
 use crate::world::World;
 use crate::{admin, chat, conn, pairing};
 
@@ -29,6 +30,8 @@ pub struct Shared {
     pub faults: Faults,
     /// Completed handshakes by pattern.
     pub handshakes: HandshakeCounts,
+    /// The Signal state of the devices the sim plays for world accounts.
+    pub devices: SimDevices,
 }
 
 /// How many handshakes completed with each Noise pattern.
@@ -107,6 +110,7 @@ impl WaSim {
             hub: Hub::default(),
             faults: Faults::default(),
             handshakes: HandshakeCounts::default(),
+            devices: SimDevices::default(),
         });
         let listener = bind(cfg.listen).await?;
         let addr = listener.local_addr().map_err(|cause| SimError::Bind { addr: cfg.listen, cause })?;

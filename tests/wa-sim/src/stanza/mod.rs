@@ -2,6 +2,7 @@
 
 pub mod groups;
 pub mod login;
+pub mod prekeys;
 pub mod profile;
 pub mod usync;
 
@@ -34,9 +35,9 @@ impl Ctx {
 }
 
 /// Handles one stanza from the client and returns the nodes to send back.
-pub fn handle(ctx: &Ctx, stanza: &Node) -> Vec<Node> {
+pub async fn handle(ctx: &Ctx, stanza: &Node) -> Vec<Node> {
     match stanza.tag.as_ref() {
-        "iq" => iq(ctx, stanza),
+        "iq" => iq(ctx, stanza).await,
         "message" => ack(stanza, "message"),
         "receipt" => {
             receipt(ctx, stanza);
@@ -56,7 +57,7 @@ pub fn handle(ctx: &Ctx, stanza: &Node) -> Vec<Node> {
     }
 }
 
-fn iq(ctx: &Ctx, req: &Node) -> Vec<Node> {
+async fn iq(ctx: &Ctx, req: &Node) -> Vec<Node> {
     let kind = node::attr(req, "type").unwrap_or_default();
     if kind == "result" || kind == "error" {
         if !ctx.shared.hub.deliver_answer(req.clone()) {
@@ -69,7 +70,7 @@ fn iq(ctx: &Ctx, req: &Node) -> Vec<Node> {
     let answer = match xmlns.as_str() {
         "passive" => return passive(ctx, req),
         "w:p" => iq_result(req, vec![]),
-        "encrypt" => encrypt(ctx, req),
+        "encrypt" => encrypt(ctx, req).await,
         "abt" => login::props(req),
         "blocklist" => login::blocklist(req),
         "privacy" => login::privacy(req),
@@ -136,10 +137,14 @@ fn md(ctx: &Ctx, req: &Node) -> Node {
     iq_result(req, vec![])
 }
 
-/// `xmlns="encrypt"`: pre-key uploads are kept (to encrypt to the device later); a
-/// freshly linked device's first upload earns it the phone's app-state key share (sent
-/// again on later logins until the client's receipt confirms it).
-fn encrypt(ctx: &Ctx, req: &Node) -> Node {
+/// `xmlns="encrypt"`: pre-key fetches are answered for the devices the sim plays;
+/// uploads are kept (to encrypt to the device later), and a freshly linked device's
+/// first upload earns it the phone's app-state key share (sent again on later logins
+/// until the client's receipt confirms it).
+async fn encrypt(ctx: &Ctx, req: &Node) -> Node {
+    if let Some(key) = req.get_optional_child("key") {
+        return prekeys::answer(&ctx.shared, req, key).await;
+    }
     let Some(device) = &ctx.device else {
         return login::encrypt(req, 0);
     };
@@ -162,7 +167,11 @@ fn share_keys_if_fresh(ctx: &Ctx, device: &DeviceAddr) {
     };
     let (shared, conn, account, device) = (ctx.shared.clone(), ctx.conn, account.clone(), device.clone());
     tokio::spawn(async move {
-        match keyshare::key_share_message(&account, device.device, &bundle).await {
+        let message = match shared.devices.get(&account, 0) {
+            Ok(phone) => keyshare::key_share_message(&mut *phone.lock().await, &account, device.device, &bundle).await,
+            Err(e) => Err(e),
+        };
+        match message {
             Ok(message) => {
                 tracing::info!("phone shares an app-state key with {}:{}", device.phone, device.device);
                 shared.hub.store_key_share(&device, message.clone());
