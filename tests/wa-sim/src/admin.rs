@@ -2,9 +2,11 @@
 //!
 //! `GET /healthz`, `POST /scan-qr {"qr","phone"}`, `POST /pair-code {"phone","code"}`,
 //! `POST /messages {"from","to","text"}` (→ `{"id","devices"}`), `POST /unacknowledged {"phone"}`
-//! (→ `{"unacknowledged"}`), `POST /faults/drop [{"phone"}]`, `POST /faults/refuse {"seconds"}`,
+//! (→ `{"unacknowledged"}`), `POST /received {"phone"}` (→ `{"received":[{"from_phone",
+//! "from_lid","id","text","reply_to","at"}]}`), `POST /auto-delivery {"phone","on"}`,
+//! `POST /read {"phone","id"}`, `POST /faults/drop [{"phone"}]`, `POST /faults/refuse {"seconds"}`,
 //! `POST /faults/logout {"phone"}`, `POST /faults/replace {"phone"}`,
-//! `POST /faults/latency {"ms"}`.
+//! `POST /faults/latency {"ms"}`, `POST /faults/nack {"to","code","count"}`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -22,7 +24,7 @@ use tokio::net::TcpListener;
 use crate::error::SimError;
 use crate::pairing;
 use crate::sim::Shared;
-use crate::{chat, faults};
+use crate::{chat, faults, receipts};
 
 const MAX_BODY: usize = 64 * 1024;
 
@@ -49,7 +51,10 @@ struct Failure(StatusCode, String);
 impl From<SimError> for Failure {
     fn from(e: SimError) -> Self {
         let status = match e {
-            SimError::UnknownAccount(_) | SimError::UnknownQr | SimError::NoPairCodeRequest(_) => StatusCode::NOT_FOUND,
+            SimError::UnknownAccount(_)
+            | SimError::UnknownQr
+            | SimError::NoPairCodeRequest(_)
+            | SimError::UnknownMessage { .. } => StatusCode::NOT_FOUND,
             SimError::BadQr(_) | SimError::WrongPairCode | SimError::SelfMessage => StatusCode::BAD_REQUEST,
             SimError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             _ => StatusCode::CONFLICT,
@@ -90,6 +95,28 @@ struct Phone {
 #[serde(deny_unknown_fields)]
 struct MaybePhone {
     phone: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AutoDelivery {
+    phone: String,
+    on: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Read {
+    phone: String,
+    id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Nack {
+    to: String,
+    code: u16,
+    count: usize,
 }
 
 #[derive(Deserialize)]
@@ -145,6 +172,20 @@ async fn post(shared: &Arc<Shared>, path: &str, req: Request<Incoming>) -> Resul
             known(shared, &b.phone)?;
             Ok(json!({"unacknowledged": shared.hub.mailboxes().unacknowledged(&b.phone)}))
         }
+        "/received" => {
+            let b: Phone = parse(&body)?;
+            Ok(json!({"received": shared.inboxes.received(&known(shared, &b.phone)?)}))
+        }
+        "/auto-delivery" => {
+            let b: AutoDelivery = parse(&body)?;
+            shared.inboxes.set_auto_delivery(&known(shared, &b.phone)?, b.on);
+            Ok(json!({"ok": true}))
+        }
+        "/read" => {
+            let b: Read = parse(&body)?;
+            receipts::read(shared, &b.phone, &b.id)?;
+            Ok(json!({"ok": true}))
+        }
         "/faults/drop" => {
             let b: MaybePhone = if body.is_empty() { MaybePhone::default() } else { parse(&body)? };
             Ok(json!({"dropped": faults::drop_connections(&shared.hub, b.phone.as_deref())}))
@@ -169,13 +210,19 @@ async fn post(shared: &Arc<Shared>, path: &str, req: Request<Incoming>) -> Resul
             shared.faults.set_latency(Duration::from_millis(b.ms));
             Ok(json!({"ok": true}))
         }
+        "/faults/nack" => {
+            let b: Nack = parse(&body)?;
+            shared.faults.nack_next(&known(shared, &b.to)?, b.code, b.count);
+            Ok(json!({"ok": true}))
+        }
         _ => Err(Failure(StatusCode::NOT_FOUND, format!("no such endpoint: {path}"))),
     }
 }
 
-fn known(shared: &Shared, phone: &str) -> Result<(), Failure> {
+/// The account's phone number as the world spells it (without a leading `+`).
+fn known(shared: &Shared, phone: &str) -> Result<String, Failure> {
     match shared.world.account_by_phone(phone) {
-        Some(_) => Ok(()),
+        Some(account) => Ok(account.phone.clone()),
         None => Err(SimError::UnknownAccount(phone.to_owned()).into()),
     }
 }

@@ -52,6 +52,14 @@ pub enum SimError {
     /// No linked device of the account can receive messages (the sim holds pre-keys of none).
     #[error("no linked device of {0} can receive messages (none has uploaded pre-keys)")]
     NoReceivingDevice(String),
+    /// The account did not receive a message with this id.
+    #[error("{phone} received no message with id {id}")]
+    UnknownMessage {
+        /// The account.
+        phone: String,
+        /// The message id.
+        id: String,
+    },
     /// A crypto operation failed.
     #[error("crypto: {0}")]
     Crypto(String),

@@ -1,4 +1,5 @@
-//! Fault injection: refusing connections, IQ latency, dropping and kicking devices.
+//! Fault injection: refusing connections, IQ latency, dropping and kicking devices,
+//! refusing messages.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -16,6 +17,8 @@ pub struct Faults {
     latency_ms: AtomicU64,
     /// Accounts temporarily banned, until when.
     bans: Mutex<HashMap<String, Instant>>,
+    /// Accounts messages to which are refused: the nack code, and for how many more.
+    nacks: Mutex<HashMap<String, (u16, usize)>>,
 }
 
 impl Faults {
@@ -45,6 +48,30 @@ impl Faults {
         until.checked_duration_since(Instant::now()).filter(|left| !left.is_zero())
     }
 
+    /// Refuses the next `count` messages to the account with error `code` (replacing
+    /// what was set before; a count of 0 turns it off).
+    pub fn nack_next(&self, phone: &str, code: u16, count: usize) {
+        let mut nacks = lock(&self.nacks);
+        if count == 0 {
+            nacks.remove(phone);
+        } else {
+            nacks.insert(phone.to_owned(), (code, count));
+        }
+    }
+
+    /// Whether a message to the account is to be refused now: the code if so (counting
+    /// it off).
+    pub fn take_nack(&self, phone: &str) -> Option<u16> {
+        let mut nacks = lock(&self.nacks);
+        let (code, left) = nacks.get_mut(phone)?;
+        let code = *code;
+        *left -= 1;
+        if *left == 0 {
+            nacks.remove(phone);
+        }
+        Some(code)
+    }
+
     /// The current IQ answer delay.
     pub fn latency(&self) -> Duration {
         Duration::from_millis(self.latency_ms.load(Ordering::Relaxed))
@@ -68,4 +95,22 @@ pub fn log_out(hub: &Hub, world: &World, phone: &str) -> usize {
 /// Tells every connected device of the account that another client replaced it.
 pub fn replace(hub: &Hub, phone: &str) -> usize {
     hub.broadcast(|d| d.is_some_and(|d| d.phone == phone), || Outbound::Final(login::stream_replaced()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nack_fault_refuses_as_many_messages_as_asked_of_one_account() {
+        let faults = Faults::default();
+        faults.nack_next("1", 463, 2);
+        assert_eq!(faults.take_nack("2"), None);
+        assert_eq!(faults.take_nack("1"), Some(463));
+        assert_eq!(faults.take_nack("1"), Some(463));
+        assert_eq!(faults.take_nack("1"), None);
+        faults.nack_next("1", 479, 1);
+        faults.nack_next("1", 479, 0);
+        assert_eq!(faults.take_nack("1"), None);
+    }
 }

@@ -13,10 +13,11 @@ use crate::error::SimError;
 use crate::faults::{self, Faults};
 use crate::handshake::Pattern;
 use crate::hub::{Hub, Outbound};
+use crate::inbox::{Inboxes, ReceivedText};
 use crate::noise::NoiseIdentity;
 use crate::sim_device::SimDevices;
 use crate::world::World;
-use crate::{admin, chat, conn, pairing};
+use crate::{admin, chat, conn, pairing, receipts};
 
 /// State shared by the listeners, connection tasks and control API.
 pub struct Shared {
@@ -32,6 +33,8 @@ pub struct Shared {
     pub handshakes: HandshakeCounts,
     /// The Signal state of the devices the sim plays for world accounts.
     pub devices: SimDevices,
+    /// What world accounts received from client devices.
+    pub inboxes: Inboxes,
 }
 
 /// How many handshakes completed with each Noise pattern.
@@ -111,6 +114,7 @@ impl WaSim {
             faults: Faults::default(),
             handshakes: HandshakeCounts::default(),
             devices: SimDevices::default(),
+            inboxes: Inboxes::default(),
         });
         let listener = bind(cfg.listen).await?;
         let addr = listener.local_addr().map_err(|cause| SimError::Bind { addr: cfg.listen, cause })?;
@@ -173,6 +177,39 @@ impl WaSim {
     /// (one per device and message).
     pub fn unacknowledged(&self, phone: &str) -> usize {
         self.shared.hub.mailboxes().unacknowledged(phone)
+    }
+
+    /// The texts account `phone` received from client devices, oldest first (empty for a
+    /// phone that is not an account of the world). A message id the account already got
+    /// is not recorded again.
+    pub fn received(&self, phone: &str) -> Vec<ReceivedText> {
+        self.shared.world.account_by_phone(phone).map(|a| self.shared.inboxes.received(&a.phone)).unwrap_or_default()
+    }
+
+    /// Whether account `phone`'s phone confirms every text it receives with a delivery
+    /// receipt to the sender's devices (on by default; off leaves texts server-acked but
+    /// not delivered).
+    pub fn set_auto_delivery(&self, phone: &str, on: bool) {
+        if let Some(account) = self.shared.world.account_by_phone(phone) {
+            self.shared.inboxes.set_auto_delivery(&account.phone, on);
+        }
+    }
+
+    /// Account `reader_phone` reads the text `id` it received: its phone sends a read
+    /// receipt to the sender's devices (now, or at their next login).
+    pub fn read(&self, reader_phone: &str, id: &str) -> Result<(), SimError> {
+        receipts::read(&self.shared, reader_phone, id)
+    }
+
+    /// The server refuses the next `count` messages client devices send to account
+    /// `to_phone`: each gets `<ack class="message" error=code/>` (e.g. 463 for a missing
+    /// privacy token, 479 for a malformed stanza) and the account receives nothing. A
+    /// later call replaces an earlier one; a count of 0 ends it.
+    pub fn nack_next(&self, to_phone: &str, code: u16, count: usize) {
+        if let Some(account) = self.shared.world.account_by_phone(to_phone) {
+            self.shared.faults.nack_next(&account.phone, code, count);
+            tracing::info!("fault: nacking the next {count} message(s) to {} with {code}", account.phone);
+        }
     }
 
     /// Closes every client's TCP connection (clients see a disconnect and reconnect).

@@ -9,13 +9,13 @@ pub mod usync;
 use std::sync::Arc;
 
 use wacore_binary::Node;
-use wacore_binary::builder::NodeBuilder;
 
 use crate::hub::{ConnId, DeviceAddr, Outbound};
+use crate::mailbox::Acknowledgement;
 use crate::node::{self, children, iq_result};
 use crate::sim::Shared;
 use crate::world::Account;
-use crate::{keyshare, pairing, signal};
+use crate::{keyshare, pairing, receiving, signal};
 
 /// The connection a stanza arrived on.
 pub struct Ctx {
@@ -38,15 +38,13 @@ impl Ctx {
 pub async fn handle(ctx: &Ctx, stanza: &Node) -> Vec<Node> {
     match stanza.tag.as_ref() {
         "iq" => iq(ctx, stanza).await,
-        "message" => ack(stanza, "message"),
+        "message" => receiving::receive(ctx, stanza).await,
         "receipt" => {
             receipt(ctx, stanza);
             Vec::new()
         }
         "ack" => {
-            if node::attr(stanza, "class").as_deref() == Some("message") {
-                acknowledge(ctx, &node::attr(stanza, "id").into_iter().collect::<Vec<_>>());
-            }
+            ack(ctx, stanza);
             Vec::new()
         }
         "ib" | "presence" | "chatstate" => Vec::new(),
@@ -112,14 +110,29 @@ fn receipt(ctx: &Ctx, stanza: &Node) {
     if ids.iter().filter(|id| ctx.shared.hub.confirm_key_share(id)).count() > 0 {
         tracing::debug!("the client confirmed its app-state key share");
     }
-    acknowledge(ctx, &ids);
+    acknowledge(ctx, Acknowledgement::Messages(&ids));
 }
 
-/// The device acknowledged these messages: they are not delivered again.
-fn acknowledge(ctx: &Ctx, ids: &[String]) {
+/// The client's `<ack>` of a message or receipt the sim sent.
+fn ack(ctx: &Ctx, stanza: &Node) {
+    let Some(id) = node::attr(stanza, "id") else {
+        return;
+    };
+    match node::attr(stanza, "class").as_deref() {
+        Some("message") => acknowledge(ctx, Acknowledgement::Messages(&[id])),
+        Some("receipt") => {
+            let kind = node::attr(stanza, "type");
+            acknowledge(ctx, Acknowledgement::Receipt { id: &id, kind: kind.as_deref() });
+        }
+        _ => {}
+    }
+}
+
+/// The device acknowledged these stanzas: they are not delivered again.
+fn acknowledge(ctx: &Ctx, ack: Acknowledgement<'_>) {
     if let Some(device) = &ctx.device {
-        let settled = ctx.shared.hub.mailboxes().acknowledge(device, ids);
-        tracing::debug!("{}:{} acknowledged {settled} held message(s)", device.phone, device.device);
+        let settled = ctx.shared.hub.mailboxes().acknowledge(device, ack);
+        tracing::debug!("{}:{} acknowledged {settled} held stanza(s)", device.phone, device.device);
     }
 }
 
@@ -180,15 +193,4 @@ fn share_keys_if_fresh(ctx: &Ctx, device: &DeviceAddr) {
             Err(e) => tracing::warn!("cannot build the app-state key share: {e}"),
         }
     });
-}
-
-fn ack(stanza: &Node, class: &'static str) -> Vec<Node> {
-    let Some(id) = node::attr(stanza, "id") else {
-        return Vec::new();
-    };
-    let mut ack = NodeBuilder::new("ack").attr("class", class).attr("id", id);
-    if let Some(to) = node::jid_attr(stanza, "to") {
-        ack = ack.attr("from", to);
-    }
-    vec![ack.build()]
 }

@@ -1,0 +1,165 @@
+//! A `<message>` from a client device. The server acks it with its time (or nacks it when
+//! a fault says so, and nothing arrives), and every device the sim plays opens what was
+//! encrypted for it — the recipient's devices and the sender's own phone, which gets a
+//! copy. A text to a world account lands in its inbox once per message id, and its phone
+//! confirms delivery with a receipt unless told not to.
+//!
+//! Only pairwise `<enc>` inside `<participants>` are opened (1:1 fan-out, and the sender-key
+//! distribution of a group send); group `skmsg` payloads are not.
+
+use wacore_binary::Node;
+use wacore_binary::builder::NodeBuilder;
+use waproto::whatsapp as wa;
+
+use crate::hub::DeviceAddr;
+use crate::inbox::{Entry, ReceivedText};
+use crate::node::{self, children};
+use crate::receipts::{self, Receipt};
+use crate::signal;
+use crate::sim_device::is_simulated;
+use crate::stanza::Ctx;
+use crate::world::Account;
+
+/// Handles a client's `<message>`; returns the server's ack (or nack).
+pub async fn receive(ctx: &Ctx, stanza: &Node) -> Vec<Node> {
+    let Some(id) = node::attr(stanza, "id") else {
+        return Vec::new();
+    };
+    let shared = &ctx.shared;
+    let chat = node::jid_attr(stanza, "to").map(|to| to.to_non_ad());
+    let recipient = chat.as_ref().filter(|c| c.is_pn() || c.is_lid()).and_then(|c| shared.world.account_by_jid(c));
+    if let Some(code) = recipient.and_then(|r| shared.faults.take_nack(&r.phone)) {
+        tracing::info!("fault: nacking message {id} to {} with {code}", recipient.map_or("?", |r| r.phone.as_str()));
+        return vec![ack(stanza, &id, Answer::Refused(code))];
+    }
+    let at = node::now();
+    if let (Some(sender), Some(from), Some(recipient), Some(chat)) = (ctx.account(), &ctx.device, recipient, chat)
+        && let Some(content) = open_for(ctx, from, stanza, recipient).await
+        && let Some((text, reply_to)) = text_of(&content)
+    {
+        let text = ReceivedText {
+            from_phone: sender.phone.clone(),
+            from_lid: sender.lid.clone(),
+            id: id.clone(),
+            text,
+            reply_to,
+            at,
+        };
+        let entry = Entry { text, chat };
+        if shared.inboxes.record(&recipient.phone, entry.clone()) {
+            tracing::info!("{} received {id} from {}:{}", recipient.phone, from.phone, from.device);
+            if shared.inboxes.auto_delivery(&recipient.phone) {
+                receipts::send(&shared.hub, &entry, Receipt::Delivered);
+            }
+        } else {
+            tracing::info!("{} already has {id}: not recorded again", recipient.phone);
+        }
+    }
+    vec![ack(stanza, &id, Answer::Taken(at))]
+}
+
+/// Opens every `<participants><to jid><enc>` addressed to a device the sim plays (each
+/// must decrypt to keep its session in step with the client's); returns the content
+/// the first of `recipient`'s devices found.
+async fn open_for(ctx: &Ctx, from: &DeviceAddr, stanza: &Node, recipient: &Account) -> Option<wa::Message> {
+    let shared = &ctx.shared;
+    let participants = stanza.get_optional_child("participants").map(children).unwrap_or_default();
+    let mut content = None;
+    for to in participants.iter().filter(|p| p.tag == "to") {
+        let (Some(jid), Some(enc)) = (node::jid_attr(to, "jid"), to.get_optional_child("enc")) else {
+            continue;
+        };
+        let Some(account) = shared.world.account_by_jid(&jid).filter(|a| is_simulated(a, jid.device, &shared.hub))
+        else {
+            continue;
+        };
+        match open(ctx, account, jid.device, from, enc).await {
+            Ok(opened) if account.phone == recipient.phone && content.is_none() => content = Some(opened),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(
+                "{}:{} cannot open what {}:{} sent: {e}",
+                account.phone,
+                jid.device,
+                from.phone,
+                from.device
+            ),
+        }
+    }
+    content
+}
+
+async fn open(ctx: &Ctx, account: &Account, device: u16, from: &DeviceAddr, enc: &Node) -> anyhow::Result<wa::Message> {
+    let device = ctx.shared.devices.get(account, device)?;
+    let mut device = device.lock().await;
+    Ok(signal::open(&mut device, from, enc).await?)
+}
+
+/// The text of a message and the id of the message it quotes, if it is a text.
+fn text_of(message: &wa::Message) -> Option<(String, Option<String>)> {
+    if let Some(text) = &message.conversation {
+        return Some((text.clone(), None));
+    }
+    let extended = message.extended_text_message.as_option()?;
+    let reply_to = extended.context_info.as_option().and_then(|c| c.stanza_id.clone());
+    Some((extended.text.clone()?, reply_to))
+}
+
+/// What the server says to a message.
+enum Answer {
+    /// Taken at this time (unix seconds).
+    Taken(u64),
+    /// Refused with this error code.
+    Refused(u16),
+}
+
+/// `<ack class="message" id from=<to> t/>`, or with `error` instead of `t`.
+fn ack(stanza: &Node, id: &str, answer: Answer) -> Node {
+    let mut ack = NodeBuilder::new("ack").attr("class", "message").attr("id", id);
+    if let Some(to) = node::jid_attr(stanza, "to") {
+        ack = ack.attr("from", to);
+    }
+    match answer {
+        Answer::Taken(at) => ack.attr("t", at.to_string()),
+        Answer::Refused(code) => ack.attr("error", code.to_string()),
+    }
+    .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use wacore_binary::Jid;
+    use waproto::buffa::MessageField;
+
+    use super::*;
+
+    #[test]
+    fn texts_are_conversations_or_extended_texts_with_the_quoted_id() {
+        let plain = wa::Message { conversation: Some("hi".into()), ..Default::default() };
+        assert_eq!(text_of(&plain), Some(("hi".to_owned(), None)));
+        let reply = wa::Message {
+            extended_text_message: MessageField::some(wa::message::ExtendedTextMessage {
+                text: Some("yes".into()),
+                context_info: MessageField::some(wa::ContextInfo {
+                    stanza_id: Some("Q1".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(text_of(&reply), Some(("yes".to_owned(), Some("Q1".to_owned()))));
+        assert_eq!(text_of(&wa::Message::default()), None);
+    }
+
+    #[test]
+    fn the_ack_names_the_recipient_and_either_the_time_or_the_error() {
+        let message = NodeBuilder::new("message").attr("to", Jid::pn("15550002222")).attr("id", "M1").build();
+        let taken = ack(&message, "M1", Answer::Taken(1_700_000_000));
+        assert_eq!(node::attr(&taken, "from").as_deref(), Some("15550002222@s.whatsapp.net"));
+        assert_eq!(node::attr(&taken, "t").as_deref(), Some("1700000000"));
+        assert_eq!(node::attr(&taken, "error"), None);
+        let refused = ack(&message, "M1", Answer::Refused(463));
+        assert_eq!(node::attr(&refused, "error").as_deref(), Some("463"));
+        assert_eq!(node::attr(&refused, "t"), None);
+    }
+}
