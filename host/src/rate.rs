@@ -1,5 +1,6 @@
-//! A token bucket: a sustained rate with a burst, shared by threads.
+//! A token bucket: a sustained rate with a burst, shared by threads; and a bucket per key.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,34 @@ impl TokenBucket {
     }
 }
 
+/// A [`TokenBucket`] per key (e.g. per device), made full on a key's first use; a rate of
+/// zero limits nothing.
+#[derive(Debug)]
+pub struct BucketPerKey {
+    rate: f64,
+    capacity: f64,
+    buckets: Mutex<HashMap<String, TokenBucket>>,
+}
+
+impl BucketPerKey {
+    /// Buckets of `capacity` tokens refilling at `rate` a second.
+    pub fn new(rate: f64, capacity: f64) -> Self {
+        BucketPerKey { rate, capacity: capacity.max(1.0), buckets: Mutex::default() }
+    }
+
+    /// Takes one token from `key`'s bucket (see [`TokenBucket::take`]).
+    pub fn take(&self, key: &str) -> Result<(), Duration> {
+        if self.rate <= 0.0 {
+            return Ok(());
+        }
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if !buckets.contains_key(key) {
+            buckets.insert(key.to_string(), TokenBucket::new(self.rate, self.capacity));
+        }
+        buckets[key].take(1.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,5 +92,16 @@ mod tests {
         assert!(!bucket.is_full());
         std::thread::sleep(Duration::from_millis(300));
         assert!(bucket.is_full());
+    }
+
+    #[test]
+    fn each_key_has_a_bucket_of_its_own_and_rate_zero_limits_nothing() {
+        let per_device = BucketPerKey::new(1.0, 2.0);
+        assert!(per_device.take("main").is_ok() && per_device.take("main").is_ok());
+        let wait = per_device.take("main").unwrap_err();
+        assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1), "{wait:?}");
+        assert!(per_device.take("support").is_ok(), "another device is not held back");
+        let unlimited = BucketPerKey::new(0.0, 1.0);
+        assert!((0..1000).all(|_| unlimited.take("main").is_ok()));
     }
 }

@@ -1,11 +1,17 @@
 //! The built-in devices API, served exactly as `seeds/devices-api.md` specifies:
 //!
 //! - `GET /devices/{device_id}/profile?jid=…[&preview=true]` — a contact or group profile;
-//! - `GET /devices/{device_id}/groups` — every group the device participates in.
+//! - `GET /devices/{device_id}/groups` — every group the device participates in;
+//!
+//! and, beyond the document, messages ([`messages`]):
+//!
+//! - `POST /devices/{device_id}/messages` — sends a text;
+//! - `GET /devices/{device_id}/messages/{message_id}` — how far a sent message got.
 //!
 //! Successful responses are `{"data": …}`; errors are
 //! `{"error": {"code": "…", "message": "…"}}` with a fitting HTTP status.
 
+mod messages;
 mod profile;
 
 use serde::Serialize;
@@ -15,7 +21,7 @@ struct DevicesApi;
 
 impl Handler for DevicesApi {
     fn handle(request: Request) -> Response {
-        route(&request).map(|data| Response::json(200, &Envelope { data })).unwrap_or_else(Response::from)
+        route(&request).unwrap_or_else(Response::from)
     }
 }
 
@@ -34,29 +40,43 @@ struct Envelope {
 enum Data {
     Profile(profile::Profile),
     Groups(Groups),
+    Message(messages::Message),
 }
 
-fn route(request: &Request) -> Result<Data, ErrorClass> {
+/// The endpoints, by the path after `/devices/{device_id}`.
+enum Endpoint<'a> {
+    Profile,
+    Groups,
+    Messages,
+    Message(&'a str),
+}
+
+fn route(request: &Request) -> Result<Response, ErrorClass> {
     let segments = request.segments();
-    let [root, device_id, endpoint] = segments.as_slice() else {
-        return Err(ErrorClass::no_route(request.path()));
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let (device_id, endpoint) = match segments.as_slice() {
+        ["devices", device_id, "profile"] => (*device_id, Endpoint::Profile),
+        ["devices", device_id, "groups"] => (*device_id, Endpoint::Groups),
+        ["devices", device_id, "messages"] => (*device_id, Endpoint::Messages),
+        ["devices", device_id, "messages", id] => (*device_id, Endpoint::Message(id)),
+        _ => return Err(ErrorClass::no_route(request.path())),
     };
-    if root != "devices" || !matches!(endpoint.as_str(), "profile" | "groups") {
-        return Err(ErrorClass::no_route(request.path()));
-    }
-    if request.method() != "GET" {
-        return Err(ErrorClass::method_not_allowed(request.method(), &["GET"]));
+    let method = if matches!(endpoint, Endpoint::Messages) { "POST" } else { "GET" };
+    if request.method() != method {
+        return Err(ErrorClass::method_not_allowed(request.method(), &[method]));
     }
     let principal = authenticate(request)?;
     // Unknown to this tenant (404) before not granted to this user (403): a token cannot
     // probe another tenant's device ids.
     let device = whatsapp::open_device(device_id)?;
     require_device(&principal, device_id)?;
-    if endpoint == "profile" {
-        Ok(Data::Profile(profile::get(&device, request.query())?))
-    } else {
-        Ok(Data::Groups(groups(&device)?))
-    }
+    let data = match endpoint {
+        Endpoint::Profile => Data::Profile(profile::get(&device, request.query())?),
+        Endpoint::Groups => Data::Groups(groups(&device)?),
+        Endpoint::Messages => return messages::send(&device, request),
+        Endpoint::Message(id) => Data::Message(messages::get(&device, id)?),
+    };
+    Ok(Response::json(200, &Envelope { data }))
 }
 
 /// One entry of `GET /devices/{device_id}/groups`.

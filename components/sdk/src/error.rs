@@ -18,23 +18,27 @@ pub struct ErrorClass {
 
 impl From<Error> for ErrorClass {
     fn from(error: Error) -> Self {
-        let (status, code, message) = match error {
-            Error::DeviceNotFound => (404, "DEVICE_NOT_FOUND", "no such device for this tenant".to_string()),
-            Error::DeviceNotConnected(state) => (
+        match error {
+            Error::DeviceNotFound => ErrorClass::new(404, "DEVICE_NOT_FOUND", "no such device for this tenant"),
+            Error::DeviceNotConnected(state) => ErrorClass::new(
                 503,
                 "DEVICE_NOT_CONNECTED",
                 format!(
                     "the device is not connected to WhatsApp (state: {state}); link it or wait for it to reconnect"
                 ),
             ),
-            Error::InvalidJid(reason) => (400, "INVALID_JID", reason),
-            Error::NotFound => (404, "NOT_FOUND", "WhatsApp has no such user or group".to_string()),
-            Error::Forbidden(reason) => (403, "FORBIDDEN", reason),
-            Error::RateLimited(seconds) => (429, "RATE_LIMITED", format!("too many requests; retry in {seconds} s")),
-            Error::Timeout => (504, "TIMEOUT", "WhatsApp did not answer in time; retry".to_string()),
-            Error::Upstream(reason) => (502, "UPSTREAM_ERROR", format!("WhatsApp returned an error: {reason}")),
-        };
-        ErrorClass::new(status, code, message)
+            Error::InvalidJid(reason) => ErrorClass::new(400, "INVALID_JID", reason),
+            Error::NotFound => ErrorClass::new(404, "NOT_FOUND", "WhatsApp has no such user or group"),
+            Error::Forbidden(reason) => ErrorClass::new(403, "FORBIDDEN", reason),
+            Error::RateLimited(seconds) => {
+                ErrorClass::new(429, "RATE_LIMITED", format!("too many requests; retry in {seconds} s"))
+                    .with_header("retry-after", &seconds.to_string())
+            }
+            Error::Timeout => ErrorClass::new(504, "TIMEOUT", "WhatsApp did not answer in time; retry"),
+            Error::Upstream(reason) => {
+                ErrorClass::new(502, "UPSTREAM_ERROR", format!("WhatsApp returned an error: {reason}"))
+            }
+        }
     }
 }
 
@@ -110,6 +114,13 @@ mod tests {
             error.message,
             "the device is not connected to WhatsApp (state: logged-out); link it or wait for it to reconnect"
         );
+    }
+
+    #[test]
+    fn a_rate_limit_says_when_to_retry_in_its_header_too() {
+        let error = ErrorClass::from(Error::RateLimited(7));
+        assert_eq!((error.status, error.code), (429, "RATE_LIMITED"));
+        assert_eq!(error.headers, [("retry-after".to_string(), "7".to_string())]);
     }
 
     #[test]

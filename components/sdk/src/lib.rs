@@ -65,7 +65,8 @@ pub use authentication::{authenticate, require_device};
 pub use bindings::waedge::gateway::auth::Principal;
 pub use bindings::waedge::gateway::types::{
     BusinessCategory, BusinessHours, BusinessProfile, Contact, ContactProfile, DayOfWeek, DeviceState, DeviceStatus,
-    Error, Group, LidMapping, OnWhatsapp, OpeningMode, ProfileExtras, ProfilePicture, UserInfo,
+    Error, Group, LidMapping, MessageStatus, OnWhatsapp, OpeningMode, OutgoingText, ProfileExtras, ProfilePicture,
+    SendOutcome, SentMessage, UserInfo,
 };
 pub use bindings::waedge::gateway::whatsapp::Device;
 pub use bindings::waedge::gateway::{auth, whatsapp};

@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use waedge_contract::types::{
-    BusinessProfile, Contact, DeviceStatus, Error, Group, LidMapping, OnWhatsapp, ProfilePicture, UserInfo,
+    BusinessProfile, Contact, DeviceStatus, Error, Group, LidMapping, OnWhatsapp, ProfilePicture, SendOutcome,
+    SentMessage, UserInfo,
 };
 use waedge_jid::Jid;
 
-use super::DeviceSession;
+use super::{DeviceSession, TextMessage};
 
 /// Counts the look-ups of a [`Cached`] session: the host's metrics implement it.
 pub trait CacheMetrics: Send + Sync + 'static {
@@ -185,6 +186,14 @@ impl DeviceSession for Cached {
     async fn contact(&self, jid: &Jid) -> Result<Option<Contact>, Error> {
         self.inner.contact(jid).await
     }
+
+    async fn send_text(&self, message: &TextMessage) -> Result<SendOutcome, Error> {
+        self.inner.send_text(message).await
+    }
+
+    async fn sent_message(&self, id: &str) -> Result<Option<SentMessage>, Error> {
+        self.inner.sent_message(id).await
+    }
 }
 
 #[cfg(test)]
@@ -321,6 +330,14 @@ mod tests {
         }
 
         async fn contact(&self, _: &Jid) -> Result<Option<Contact>, Error> {
+            unreachable!("the cache tests ask for user info only")
+        }
+
+        async fn send_text(&self, _: &TextMessage) -> Result<SendOutcome, Error> {
+            unreachable!("the cache tests ask for user info only")
+        }
+
+        async fn sent_message(&self, _: &str) -> Result<Option<SentMessage>, Error> {
             unreachable!("the cache tests ask for user info only")
         }
     }

@@ -7,8 +7,9 @@
 //! cache in front of any session; [`whatsapp::WhatsappDevice`] is the real implementation on
 //! the `whatsapp-rust` client, with the contact names it learns in [`names::LearnedNames`];
 //! [`recorder`] writes the statuses sessions report into the store. What WhatsApp delivers is
-//! committed to an [`Inbox`] ([`inbox::store_inbox`]: the store's event outbox) before
-//! WhatsApp is told it arrived ([`received`]). Tests provide fixture-backed implementations.
+//! committed to a [`Mailbox`] ([`mailbox::store_mailbox`]: the store's event outbox) before
+//! WhatsApp is told it arrived ([`received`]); what they send is recorded there first, and
+//! followed as WhatsApp acknowledges it and the recipient's receipts come back ([`sending`]). Tests provide fixture-backed implementations.
 //!
 //! Arguments are already-validated [`Jid`]s; answers use the WIT types of
 //! [`waedge_contract::types`], so what a session returns is exactly what a component sees.
@@ -21,12 +22,13 @@
 #![deny(missing_docs)]
 
 pub mod cache;
-pub mod inbox;
 pub mod link;
+pub mod mailbox;
 pub mod names;
 pub mod received;
 pub mod reconnect;
 pub mod recorder;
+pub mod sending;
 pub mod whatsapp;
 
 use std::sync::Arc;
@@ -38,8 +40,13 @@ use waedge_jid::Jid;
 use link::LinkState;
 
 use waedge_contract::types::{
-    BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group, LidMapping, OnWhatsapp, ProfilePicture, UserInfo,
+    BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group, LidMapping, OnWhatsapp, ProfilePicture,
+    SendOutcome, SentMessage, UserInfo,
 };
+use waedge_store::events::NewEvent;
+use waedge_store::sent::{Begun, NewSend, StatusChange};
+
+pub use sending::TextMessage;
 
 /// One device's WhatsApp session.
 #[async_trait]
@@ -70,6 +77,12 @@ pub trait DeviceSession: Send + Sync + 'static {
 
     /// The names this device has learned for a contact.
     async fn contact(&self, jid: &Jid) -> Result<Option<Contact>, Error>;
+
+    /// Sends a text message, at most once per idempotency key ([`sending`]).
+    async fn send_text(&self, message: &TextMessage) -> Result<SendOutcome, Error>;
+
+    /// A message this device sent, by id.
+    async fn sent_message(&self, id: &str) -> Result<Option<SentMessage>, Error>;
 }
 
 /// Opens, links, logs out and removes the device sessions of the process.
@@ -141,13 +154,29 @@ pub trait StatusObserver: Send + Sync + 'static {
     async fn flushed(&self) -> anyhow::Result<()>;
 }
 
-/// Where device sessions commit what WhatsApp delivers, before WhatsApp is told it arrived.
+/// Where device sessions keep their messages: what WhatsApp delivers, committed before
+/// WhatsApp is told it arrived, and what they send, recorded before it is handed to WhatsApp,
+/// with how far it got.
 #[async_trait]
-pub trait Inbox: Send + Sync + 'static {
+pub trait Mailbox: Send + Sync + 'static {
     /// Commits `events` of `tenant` durably, all or none, in order; an event committed
     /// before (the same deduplication key) is not committed again. On `Err` WhatsApp is not
     /// told the events arrived, and delivers them again.
-    async fn commit(&self, tenant: &str, events: Vec<waedge_store::events::NewEvent>) -> anyhow::Result<()>;
+    async fn commit(&self, tenant: &str, events: Vec<NewEvent>) -> anyhow::Result<()>;
+
+    /// Records a message of `tenant` about to be sent, unless one with its id was recorded
+    /// before (`waedge_store::Store::begin_send`).
+    async fn begin_send(&self, tenant: &str, send: NewSend) -> anyhow::Result<Begun>;
+
+    /// Forgets a message whose send failed before WhatsApp had it, if it is still pending.
+    async fn forget_send(&self, tenant: &str, device: &str, id: &str) -> anyhow::Result<()>;
+
+    /// The message `id` that `device` of `tenant` sent, if any.
+    async fn sent_message(&self, tenant: &str, device: &str, id: &str) -> anyhow::Result<Option<SentMessage>>;
+
+    /// Moves sent messages of `device` of `tenant` forward to the statuses WhatsApp reported,
+    /// each change with its event.
+    async fn change_status(&self, tenant: &str, device: &str, changes: Vec<StatusChange>) -> anyhow::Result<()>;
 }
 
 /// Whether a device in `state` has no client and gets none by itself: logged out, replaced,

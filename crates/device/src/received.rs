@@ -3,7 +3,7 @@
 //!
 //! [`Received`] is the session's inbound durability hook (`whatsapp-rust`'s
 //! `InboundDurabilityHook`): the client defers its acknowledgement of a batch until the hook
-//! returns, so a batch the [`Inbox`] did not commit is delivered again by WhatsApp — after a
+//! returns, so a batch the [`Mailbox`] did not commit is delivered again by WhatsApp — after a
 //! crash too, from the client's own buffer. A batch delivered again is recognised by each
 //! message's chat, sender and id, and not recorded twice.
 //!
@@ -32,18 +32,18 @@ use whatsapp_rust::wacore::proto_helpers::MessageExt;
 use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::{Client, InboundDurabilityHook, Jid};
 
-use super::Inbox;
+use super::Mailbox;
 use super::whatsapp::lid_mapping;
 
 /// The inbound durability hook of one device's client.
 pub(crate) struct Received {
     pub(crate) tenant: String,
     pub(crate) device: String,
-    pub(crate) inbox: Arc<dyn Inbox>,
+    pub(crate) mailbox: Arc<dyn Mailbox>,
 }
 
 impl Received {
-    /// Commits the events of `batch` to the inbox.
+    /// Commits the events of `batch` to the mailbox.
     pub(crate) async fn commit(&self, client: &Client, batch: &[InboundMessage]) -> anyhow::Result<()> {
         let mut events = Vec::with_capacity(batch.len());
         for message in batch {
@@ -51,7 +51,7 @@ impl Received {
                 events.push(event);
             }
         }
-        self.inbox.commit(&self.tenant, events).await
+        self.mailbox.commit(&self.tenant, events).await
     }
 }
 

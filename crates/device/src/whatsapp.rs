@@ -31,7 +31,7 @@ use tokio::sync::{OwnedMutexGuard, watch};
 use tokio::task::JoinHandle;
 use waedge_contract::types::{
     self, BusinessCategory, BusinessHours, BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group,
-    LidMapping, OnWhatsapp, OpeningMode, ProfilePicture, UserInfo,
+    LidMapping, OnWhatsapp, OpeningMode, ProfilePicture, SendOutcome, SentMessage, UserInfo,
 };
 use waedge_jid::Jid;
 use whatsapp_rust::http::UreqHttpClient;
@@ -50,7 +50,7 @@ use super::link::{LINK_DEADLINE, LinkState, Linkings};
 use super::names::LearnedNames;
 use super::received::Received;
 use super::reconnect::SpreadReconnects;
-use super::{DeviceManager, DeviceSession, Inbox, StatusObserver, is_terminal, not_connected};
+use super::{DeviceManager, DeviceSession, Mailbox, StatusObserver, TextMessage, is_terminal, not_connected, sending};
 
 /// The longest a change of the client's device state (identity, prekey counters, push
 /// name) waits to be written. The client's saver writes as soon as it is told of a change;
@@ -83,7 +83,7 @@ pub struct WhatsappDevices {
     data_dir: PathBuf,
     server: Server,
     observer: Option<Arc<dyn StatusObserver>>,
-    inbox: Option<Arc<dyn Inbox>>,
+    mailbox: Option<Arc<dyn Mailbox>>,
     sessions: Arc<Mutex<HashMap<Key, Arc<WhatsappDevice>>>>,
     operations: Arc<Operations>,
 }
@@ -107,7 +107,7 @@ impl WhatsappDevices {
             data_dir: data_dir.join("devices"),
             server,
             observer: None,
-            inbox: None,
+            mailbox: None,
             sessions: Arc::default(),
             operations: Arc::default(),
         }
@@ -119,10 +119,10 @@ impl WhatsappDevices {
         self
     }
 
-    /// Commits what WhatsApp delivers to the devices opened from now on to `inbox` before
-    /// WhatsApp is told it arrived. Without an inbox, received messages are not kept.
-    pub fn with_inbox(mut self, inbox: Arc<dyn Inbox>) -> Self {
-        self.inbox = Some(inbox);
+    /// Commits what WhatsApp delivers to the devices opened from now on to `mailbox` before
+    /// WhatsApp is told it arrived. Without a mailbox, received messages are not kept.
+    pub fn with_mailbox(mut self, mailbox: Arc<dyn Mailbox>) -> Self {
+        self.mailbox = Some(mailbox);
         self
     }
 
@@ -178,7 +178,7 @@ impl DeviceManager for WhatsappDevices {
             store,
             self.server.clone(),
             self.observer.clone(),
-            self.inbox.clone(),
+            self.mailbox.clone(),
             operation.clone(),
         ));
         let replaced = self.sessions.lock().expect("sessions lock").insert(key(tenant, device), session.clone());
@@ -423,11 +423,11 @@ impl WhatsappDevice {
         store: PathBuf,
         server: Server,
         observer: Option<Arc<dyn StatusObserver>>,
-        inbox: Option<Arc<dyn Inbox>>,
+        mailbox: Option<Arc<dyn Mailbox>>,
         operation: Arc<Operation>,
     ) -> Self {
         let received =
-            inbox.map(|inbox| Arc::new(Received { tenant: tenant.to_string(), device: id.to_string(), inbox }));
+            mailbox.map(|mailbox| Arc::new(Received { tenant: tenant.to_string(), device: id.to_string(), mailbox }));
         WhatsappDevice {
             tenant: tenant.to_string(),
             observer,
@@ -709,6 +709,24 @@ impl WhatsappDevice {
         }
     }
 
+    /// Moves the messages the device sent forward to the status `event` reports, if any.
+    async fn follow_sent(&self, event: &Event) {
+        let changes = sending::status_changes(event);
+        let Some(received) = self.received.as_ref().filter(|_| !changes.is_empty()) else { return };
+        let device = self.status().id;
+        if let Err(e) = received.mailbox.change_status(&self.tenant, &device, changes).await {
+            tracing::error!(device, "recording the status of a sent message failed: {e:#}");
+        }
+    }
+
+    /// The device's mailbox; sending needs one.
+    fn mailbox(&self) -> Result<&Arc<dyn Mailbox>, Error> {
+        let received = self.received.as_ref();
+        received
+            .map(|r| &r.mailbox)
+            .ok_or_else(|| Error::Upstream("this gateway keeps no messages: sending is off".into()))
+    }
+
     /// Folds one client event into the device state and the learned contact names.
     async fn observe(self: &Arc<Self>, event: &Event) {
         match event {
@@ -787,6 +805,7 @@ impl WhatsappDevice {
                     self.names.learn(&update.jid.to_non_ad_string(), |c| c.business_name = Some(name));
                 }
             }
+            Event::ServerAck(_) | Event::Receipt(_) => self.follow_sent(event).await,
             Event::HistorySync(sync) => {
                 for entry in sync.get().map(|h| h.pushnames.as_slice()).unwrap_or_default() {
                     if let (Some(jid), Some(name)) = (&entry.id, &entry.pushname) {
@@ -826,9 +845,9 @@ fn delete_store(db: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The events the session listens to: state changes, linking, and whatever carries contact
-/// names.
-const INTERESTING_EVENTS: [EventKind; 14] = [
+/// The events the session listens to: state changes, linking, whatever carries contact
+/// names, and the acks and receipts of sent messages.
+const INTERESTING_EVENTS: [EventKind; 16] = [
     EventKind::Connected,
     EventKind::Disconnected,
     EventKind::LoggedOut,
@@ -843,6 +862,8 @@ const INTERESTING_EVENTS: [EventKind; 14] = [
     EventKind::PairingQrCode,
     EventKind::PairError,
     EventKind::PairingQrCodesExhausted,
+    EventKind::ServerAck,
+    EventKind::Receipt,
 ];
 
 #[async_trait]
@@ -913,6 +934,16 @@ impl DeviceSession for WhatsappDevice {
     async fn contact(&self, jid: &Jid) -> Result<Option<Contact>, Error> {
         self.client()?;
         Ok(self.names.get(&jid.to_string()))
+    }
+
+    async fn send_text(&self, message: &TextMessage) -> Result<SendOutcome, Error> {
+        let client = self.client()?;
+        sending::send(&client, self.mailbox()?.as_ref(), &self.tenant, &self.status().id, message).await
+    }
+
+    async fn sent_message(&self, id: &str) -> Result<Option<SentMessage>, Error> {
+        let found = self.mailbox()?.sent_message(&self.tenant, &self.status().id, id).await;
+        found.map_err(|e| Error::Upstream(format!("reading the message failed: {e:#}")))
     }
 }
 

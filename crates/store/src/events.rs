@@ -17,10 +17,13 @@ use serde_json::Value;
 use super::{Store, StoreError, from_json, tenants, to_json};
 
 /// The types of event the outbox records, each described in the admin API's document.
-pub const EVENT_TYPES: &[&str] = &[MESSAGE_RECEIVED];
+pub const EVENT_TYPES: &[&str] = &[MESSAGE_RECEIVED, MESSAGE_STATUS];
 
 /// The type of the event of a message a device received.
 pub const MESSAGE_RECEIVED: &str = "message.received";
+
+/// The type of the event of a message a device sent reaching a new status.
+pub const MESSAGE_STATUS: &str = "message.status";
 
 /// An event to append.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,7 +132,7 @@ pub(crate) fn end(conn: &rusqlite::Connection) -> Result<i64, StoreError> {
 }
 
 /// Appends one event, unless its device is gone or it is recorded already.
-fn append(tx: &Transaction<'_>, tenant: &str, event: &NewEvent) -> Result<Option<EventRecord>, StoreError> {
+pub(crate) fn append(tx: &Transaction<'_>, tenant: &str, event: &NewEvent) -> Result<Option<EventRecord>, StoreError> {
     let device_exists = tx
         .query_row("SELECT 1 FROM devices WHERE tenant_id = ?1 AND id = ?2", params![tenant, event.device], |_| Ok(()))
         .optional()?

@@ -29,6 +29,7 @@ pub mod events;
 pub mod limits;
 pub mod migrations;
 pub mod routes;
+pub mod sent;
 pub mod tenants;
 pub mod token;
 pub mod users;

@@ -69,6 +69,12 @@ macro_rules! limit_table {
             /// components are slowed down, so that they cannot starve other tenants or the
             /// device sessions.
             cpu_millicores: u32 = 1000, 1..=1_000_000;
+            /// Sustained messages per minute one device of the tenant may send (token bucket
+            /// of `send_burst` messages; 0: no limit). More get 429: WhatsApp bans accounts
+            /// that send in bulk.
+            sends_per_minute: u32 = 60, 0..=1_000_000;
+            /// Messages one device may send at once above its sustained rate.
+            send_burst: u32 = 20, 1..=1_000_000;
         }
     };
 }

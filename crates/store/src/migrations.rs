@@ -141,6 +141,22 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX dead_letters_of_event ON dead_letters (position);
     "#,
+    // 6: the messages devices sent, and how far each got (see `sent`).
+    r#"
+    CREATE TABLE sent_messages (
+        tenant_id  TEXT NOT NULL,
+        device     TEXT NOT NULL,
+        id         TEXT NOT NULL,          -- WhatsApp message id
+        recipient  TEXT NOT NULL,          -- JID without a device part
+        request    TEXT NOT NULL,          -- fingerprint of what was asked (a repetition matches it)
+        status     TEXT NOT NULL,          -- WIT message-status name
+        error_code TEXT,                   -- WhatsApp's, when failed
+        created_at TEXT NOT NULL,          -- RFC 3339, UTC
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, device, id),
+        FOREIGN KEY (tenant_id, device) REFERENCES devices(tenant_id, id) ON DELETE CASCADE
+    ) STRICT;
+    "#,
 ];
 
 /// Brings the schema up to date.

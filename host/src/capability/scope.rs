@@ -6,6 +6,8 @@ use waedge_store::token::TokenHash;
 
 use waedge_device::DeviceSession;
 
+use crate::rate::BucketPerKey;
+
 /// An API user of a tenant.
 #[derive(Debug, Clone)]
 pub struct User {
@@ -18,25 +20,28 @@ pub struct User {
 }
 
 /// The tenant a request was routed to, as the host interfaces see it: its id, its device
-/// sessions, its API users (by token hash) and its settings, and nothing of other tenants.
-/// Built with every snapshot of the tenant and shared by all its requests.
+/// sessions, its API users (by token hash), its settings and the rate its devices may send
+/// at, and nothing of other tenants. Built with every snapshot of the tenant and shared by all
+/// its requests.
 pub struct Scope {
     tenant: String,
     users: HashMap<TokenHash, User>,
     devices: BTreeMap<String, Arc<dyn DeviceSession>>,
     settings: BTreeMap<String, String>,
+    sends: Arc<BucketPerKey>,
 }
 
 impl Scope {
     /// The scope of `tenant`, with its users by the hashes of their tokens, its device sessions
-    /// by id and its settings.
+    /// by id, its settings and its devices' send rate (kept across snapshots by the caller).
     pub fn new(
         tenant: &str,
         users: HashMap<TokenHash, User>,
         devices: BTreeMap<String, Arc<dyn DeviceSession>>,
         settings: BTreeMap<String, String>,
+        sends: Arc<BucketPerKey>,
     ) -> Self {
-        Scope { tenant: tenant.to_string(), users, devices, settings }
+        Scope { tenant: tenant.to_string(), users, devices, settings, sends }
     }
 
     /// The tenant id.
@@ -62,6 +67,11 @@ impl Scope {
     /// Every device session of the tenant, by id.
     pub fn devices(&self) -> impl Iterator<Item = &Arc<dyn DeviceSession>> {
         self.devices.values()
+    }
+
+    /// Charges one message to `device`'s send rate; `Err` says how long until it may send.
+    pub fn take_send(&self, device: &str) -> Result<(), std::time::Duration> {
+        self.sends.take(device)
     }
 
     /// The tenant's key/value settings, sorted by key.

@@ -4,17 +4,18 @@
 //! whether or not another tenant has it. The opened device is an [`OpenDevice`] in the
 //! store's resource table, so every further call is on a device the tenant owns. JID
 //! arguments are parsed strictly (components normalise user input; the host only checks it).
-//! Queries need a connected device and are bounded by the request's deadline.
+//! Queries need a connected device and are bounded by the request's deadline; sends also by
+//! the device's send rate (the tenant's `sends_per_minute`).
 
 use std::sync::Arc;
 
 use waedge_contract::OpenDevice;
 use waedge_contract::types::{
     BusinessProfile, Contact, ContactProfile, DeviceState, DeviceStatus, Error, Group, LidMapping, OnWhatsapp,
-    ProfileExtras, ProfilePicture, UserInfo,
+    OutgoingText, ProfileExtras, ProfilePicture, SendOutcome, SentMessage, UserInfo,
 };
 use waedge_contract::whatsapp::{Host, HostDevice};
-use waedge_device::{DeviceSession, not_connected};
+use waedge_device::{DeviceSession, TextMessage, not_connected};
 use waedge_jid::Jid;
 use wasmtime::component::Resource;
 
@@ -151,6 +152,35 @@ impl Capabilities {
     }
 }
 
+impl Capabilities {
+    /// Sends `message` from the tenant's device `device` (whose session is `session`), if the
+    /// device's send rate allows it.
+    pub async fn send_text(
+        &self,
+        device: &str,
+        session: &dyn DeviceSession,
+        message: OutgoingText,
+    ) -> Result<SendOutcome, Error> {
+        connected(session)?;
+        let to = parse_contact(&message.to)?;
+        if to.device().is_some() || !(to.is_phone() || to.is_lid()) {
+            return Err(Error::InvalidJid(format!("{to} is not a user's phone JID or LID without a device part")));
+        }
+        let OutgoingText { text, reply_to, idempotency_key, .. } = message;
+        let message = TextMessage { to, text, reply_to, idempotency_key };
+        message.check().map_err(Error::Forbidden)?;
+        if let Err(wait) = self.scope.take_send(device) {
+            return Err(Error::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u32));
+        }
+        self.query(session.send_text(&message)).await
+    }
+
+    /// The message `id` that `session` sent, if any.
+    pub async fn sent_message(&self, session: &dyn DeviceSession, id: &str) -> Result<Option<SentMessage>, Error> {
+        self.query(session.sent_message(id)).await
+    }
+}
+
 /// `Ok` when `session` is connected, else the error that says in which state it is.
 fn connected(session: &dyn DeviceSession) -> Result<(), Error> {
     match session.status().state {
@@ -274,6 +304,21 @@ impl HostDevice for CapabilitiesView<'_> {
     ) -> Result<ContactProfile, Error> {
         let session = self.opened(&device)?;
         self.capabilities.contact_profile(&*session, &jid, extras).await
+    }
+
+    async fn send_text(&mut self, device: Resource<OpenDevice>, message: OutgoingText) -> Result<SendOutcome, Error> {
+        let session = self.opened(&device)?;
+        let id = self.table.get(&device).map_err(|_| Error::DeviceNotFound)?.id.clone();
+        self.capabilities.send_text(&id, &*session, message).await
+    }
+
+    async fn get_sent_message(
+        &mut self,
+        device: Resource<OpenDevice>,
+        id: String,
+    ) -> Result<Option<SentMessage>, Error> {
+        let session = self.opened(&device)?;
+        self.capabilities.sent_message(&*session, &id).await
     }
 
     async fn drop(&mut self, device: Resource<OpenDevice>) -> wasmtime::Result<()> {

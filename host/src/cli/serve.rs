@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use waedge_device::whatsapp::WhatsappDevices;
-use waedge_device::{DeviceManager, inbox, recorder};
+use waedge_device::{DeviceManager, mailbox, recorder};
 use waedge_store::Store;
 use waedge_store::token::TokenHash;
 
@@ -116,8 +116,8 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
         .map_err(|e| anyhow::anyhow!("starting the Wasm runtime: {e:#}"))?
         .with_cache(config.data_dir.join("compiled"))
         .with_isolated_compiler(IsolatedCompiler::new(executable, config.compile));
-    let (inbox, appended) = inbox::store_inbox(&store);
-    let devices = whatsapp_devices(&config)?.with_observer(recorder::status_recorder(&store)).with_inbox(inbox);
+    let (mailbox, appended) = mailbox::store_mailbox(&store);
+    let devices = whatsapp_devices(&config)?.with_observer(recorder::status_recorder(&store)).with_mailbox(mailbox);
     let devices = Arc::new(devices);
     let gateway = Arc::new(app::gateway(runtime, devices.clone() as Arc<dyn DeviceManager>, &config)?);
     // Compiling every route's component is CPU work: off the async workers.

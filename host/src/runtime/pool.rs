@@ -240,7 +240,8 @@ mod tests {
 
     /// What one request hands the instance serving it, told apart by its `deadline`.
     fn request(deadline: Instant) -> (Capabilities, OutboundPolicy) {
-        let scope = Arc::new(Scope::new("acme", HashMap::new(), BTreeMap::new(), BTreeMap::new()));
+        let sends = Arc::new(crate::rate::BucketPerKey::new(0.0, 1.0));
+        let scope = Arc::new(Scope::new("acme", HashMap::new(), BTreeMap::new(), BTreeMap::new(), sends));
         let log =
             ComponentLog::new("acme", "builtin:devices-api".into(), Arc::new(tenant_log_rate()), Reporter::detached());
         let context = RequestContext { id: RequestContext::new_id(), route_prefix: "/".into() };

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::limits::Limits;
-use crate::rate::TokenBucket;
+use crate::rate::{BucketPerKey, TokenBucket};
 
 /// The address a request came from: its connection's peer. The listener puts it in every
 /// request's extensions.
@@ -51,6 +51,8 @@ pub struct Admission {
     anonymous_per_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
     /// Each client's rate of requests without a token, for at most [`RATED_CLIENTS`] clients.
     anonymous_client_rates: Mutex<ClientRates>,
+    /// Each device's rate of sent messages.
+    sends: Arc<BucketPerKey>,
 }
 
 /// Clients whose rate of requests without a token is followed at once. A client whose bucket
@@ -218,7 +220,13 @@ impl Admission {
             ),
             anonymous_per_client: Arc::default(),
             anonymous_client_rates: Mutex::default(),
+            sends: Arc::new(BucketPerKey::new(f64::from(limits.sends_per_minute) / 60.0, f64::from(limits.send_burst))),
         }
+    }
+
+    /// The rate each device of the tenant may send messages at, a bucket per device id.
+    pub fn sends(&self) -> &Arc<BucketPerKey> {
+        &self.sends
     }
 
     /// Whether this limiter already enforces what `limits` asks for, so a tenant change that

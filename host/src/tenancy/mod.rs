@@ -136,7 +136,7 @@ impl Tenant {
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         let tenant = &snapshot.tenant;
         Tenant {
-            scope: Arc::new(Scope::new(&tenant.id, users, devices, tenant.settings.clone())),
+            scope: Arc::new(Scope::new(&tenant.id, users, devices, tenant.settings.clone(), admission.sends().clone())),
             limits,
             routes,
             outbound_hosts: tenant.outbound_hosts.clone().into(),

@@ -9,10 +9,11 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::sync::watch;
 use waedge_contract::types::{
-    BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group, LidMapping, OnWhatsapp, ProfilePicture, UserInfo,
+    BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group, LidMapping, OnWhatsapp, ProfilePicture,
+    SendOutcome, SentMessage, UserInfo,
 };
 use waedge_device::link::LinkState;
-use waedge_device::{DeviceManager, DeviceSession, not_connected};
+use waedge_device::{DeviceManager, DeviceSession, TextMessage, not_connected};
 use waedge_jid::Jid;
 
 /// Every fixture device, by `tenant/device` key.
@@ -231,5 +232,16 @@ impl DeviceSession for FixtureDevice {
     async fn contact(&self, jid: &Jid) -> Result<Option<Contact>, Error> {
         let text = jid.to_string();
         Ok(self.connected()?.contacts.iter().find(|c| c.jid == text).cloned())
+    }
+
+    /// The fixture world answers look-ups only: messages are sent to wa-sim by the tests of
+    /// `host/tests` (`sending.rs`).
+    async fn send_text(&self, _: &TextMessage) -> Result<SendOutcome, Error> {
+        self.connected()?;
+        Err(Error::Upstream("the fixture world sends no messages: send through wa-sim".into()))
+    }
+
+    async fn sent_message(&self, _: &str) -> Result<Option<SentMessage>, Error> {
+        Ok(None)
     }
 }

@@ -1,8 +1,8 @@
 //! The contract between host and components, version by version.
 //!
-//! - Components built against contract 0.1.0, kept byte for byte as they were built in
-//!   `fixtures/contract-0.1.0`, are deployed on today's host and answer what the current
-//!   components answer: a host upgrade never breaks a deployed plugin.
+//! - Components built against earlier contracts (0.1.0 and 0.2.0), kept byte for byte as they
+//!   were built in `fixtures/contract-<version>`, are deployed on today's host and answer what
+//!   the current components answer: a host upgrade never breaks a deployed plugin.
 //! - The host links exactly the `platform` world: a component importing all of it (and of
 //!   0.1.0's world) is accepted, one importing anything else is refused with the import's name.
 //! - The request context: the id in `x-request-id` is the one the host's log lines and the
@@ -24,9 +24,13 @@ async fn gateway() -> TestGateway {
     TestGateway::start(&config(None), &world).await
 }
 
-/// A component built against contract 0.1.0, as it was built.
-fn built_against_0_1_0(name: &str) -> Vec<u8> {
-    std::fs::read(fixtures().join("contract-0.1.0").join(format!("{name}.wasm"))).expect("the 0.1.0 fixture")
+/// The earlier contract versions whose components are kept as fixtures.
+const EARLIER_VERSIONS: [&str; 2] = ["0.1.0", "0.2.0"];
+
+/// A component built against contract `version`, as it was built.
+fn built_against(version: &str, name: &str) -> Vec<u8> {
+    let path = fixtures().join(format!("contract-{version}")).join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("the fixture {}: {e}", path.display()))
 }
 
 /// Deploys `bytes` as `tenant`'s component `name`, routed at `prefix`.
@@ -53,7 +57,8 @@ fn answer(reply: Reply) -> (u16, Value) {
 }
 
 /// Asks `paths` of acme's built-in `builtin` (routed at `prefix`), then of the same
-/// component built against 0.1.0 routed there instead, and asserts the same answers.
+/// component built against each earlier contract version routed there instead, and asserts
+/// the same answers.
 async fn answers_as_the_current_one(builtin: &str, prefix: &str, paths: &[&str]) -> Vec<(u16, Value)> {
     let gw = gateway().await;
     let mut current = Vec::new();
@@ -62,17 +67,21 @@ async fn answers_as_the_current_one(builtin: &str, prefix: &str, paths: &[&str])
         assert_eq!(served_by(&reply), format!("builtin:{builtin}"));
         current.push(answer(reply));
     }
-    deploy(&gw, "acme", "legacy", built_against_0_1_0(builtin), prefix).await;
-    for (path, current) in paths.iter().zip(&current) {
-        let legacy = gw.get(path, Some(ALICE)).await;
-        assert!(served_by(&legacy).starts_with("acme/legacy@"), "{path}: served by {}", served_by(&legacy));
-        assert_eq!(&answer(legacy), current, "{path}");
+    for version in EARLIER_VERSIONS {
+        let name = format!("legacy-{}", version.replace('.', "-"));
+        deploy(&gw, "acme", &name, built_against(version, builtin), prefix).await;
+        for (path, current) in paths.iter().zip(&current) {
+            let legacy = gw.get(path, Some(ALICE)).await;
+            let by = served_by(&legacy).to_string();
+            assert!(by.starts_with(&format!("acme/{name}@")), "{version} {path}: served by {by}");
+            assert_eq!(&answer(legacy), current, "{version} {path}");
+        }
     }
     current
 }
 
 #[tokio::test]
-async fn a_devices_api_built_against_0_1_0_answers_as_the_current_one() {
+async fn a_devices_api_built_against_an_earlier_contract_answers_as_the_current_one() {
     // Every kind of answer: contacts (by LID, by number with a preview, a business, one
     // hidden by privacy), groups, and the errors whose payload changed type in 0.2.0 (a
     // device that is not connected) or that the host raises (unknown device, bad JID).
@@ -99,7 +108,7 @@ async fn a_devices_api_built_against_0_1_0_answers_as_the_current_one() {
 }
 
 #[tokio::test]
-async fn a_contacts_api_built_against_0_1_0_answers_as_the_current_one() {
+async fn a_contacts_api_built_against_an_earlier_contract_answers_as_the_current_one() {
     // A business profile with its opening hours (typed in 0.2.0, text in 0.1.0), a plain
     // profile, pictures, and refusals.
     let paths = [
@@ -118,28 +127,32 @@ async fn a_contacts_api_built_against_0_1_0_answers_as_the_current_one() {
 }
 
 #[tokio::test]
-async fn a_plugin_built_against_0_1_0_reads_its_settings() {
+async fn a_plugin_built_against_an_earlier_contract_reads_its_settings() {
+    // 0.1.0 read settings through the contract's own `config`, 0.2.0 through `wasi:config`.
     let gw = gateway().await;
     let settings = json!({"settings": {"hmac_secret": "s3cret", "hmac_devices": "main"}});
     assert_eq!(gw.admin(Method::PATCH, "/v1/tenants/acme", settings).await.status, 200);
-    deploy(&gw, "acme", "signed", built_against_0_1_0("hmac-auth"), "/signed").await;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let signed = |secret: &str| {
-        let headers = signed_get("/signed/main/groups", now, secret);
-        let gw = &gw;
-        async move { gw.get_with_headers("/signed/main/groups", "acme.test", &headers).await }
-    };
-    let reply = signed("s3cret").await;
-    assert_eq!((reply.status, &reply.json["data"]["count"]), (200, &json!(2)), "{}", reply.text);
-    let wrong = signed("wrong").await;
-    assert_eq!((wrong.status, &wrong.json["error"]["code"]), (401, &json!("UNAUTHORIZED")), "{}", wrong.text);
+    for version in EARLIER_VERSIONS {
+        deploy(&gw, "acme", "signed", built_against(version, "hmac-auth"), "/signed").await;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let signed = |secret: &str| {
+            let headers = signed_get("/signed/main/groups", now, secret);
+            let gw = &gw;
+            async move { gw.get_with_headers("/signed/main/groups", "acme.test", &headers).await }
+        };
+        let reply = signed("s3cret").await;
+        assert_eq!((reply.status, &reply.json["data"]["count"]), (200, &json!(2)), "{version}: {}", reply.text);
+        let wrong = signed("wrong").await;
+        let refused = (wrong.status, &wrong.json["error"]["code"]);
+        assert_eq!(refused, (401, &json!("UNAUTHORIZED")), "{version}: {}", wrong.text);
+    }
 }
 
 #[tokio::test]
 async fn a_plugin_built_against_0_1_0_logs_into_the_hosts_log_with_the_request_id() {
     let log = HostLog::install();
     let gw = gateway().await;
-    deploy(&gw, "globex", "old-probe", built_against_0_1_0("probe"), "/old-probe").await;
+    deploy(&gw, "globex", "old-probe", built_against("0.1.0", "probe"), "/old-probe").await;
     let reply = gw.get("/old-probe/log?n=2", Some(EVE)).await;
     assert_eq!((reply.status, reply.json.clone()), (200, json!({"logged": 2})), "{}", reply.text);
     let id = request_id(&reply);
@@ -235,7 +248,8 @@ fn importing_all_of(main: &Path, extra: Option<&str>, world: &str) -> Vec<u8> {
 #[test]
 fn the_host_links_the_whole_platform_world_of_every_contract_version() {
     let runtime = Runtime::new().unwrap();
-    for (dir, version) in [(wit(), "0.2.0"), (wit().join("compat/0.1.0"), "0.1.0")] {
+    let earlier = EARLIER_VERSIONS.map(|version| (wit().join("compat").join(version), version));
+    for (dir, version) in [(wit(), "0.2.1")].into_iter().chain(earlier) {
         let component = importing_all_of(&dir, None, "handler");
         if let Err(e) = runtime.compile(&format!("handler@{version}"), &component) {
             panic!("a component importing all of handler@{version} is refused: {e}");
@@ -246,7 +260,7 @@ fn the_host_links_the_whole_platform_world_of_every_contract_version() {
 /// A plugin's world: the handler world and one interface the host does not offer.
 const PLUGIN_WITH_AN_UNKNOWN_IMPORT: &str = "package test:extra;\n\
      interface storage { get: func(key: string) -> option<string>; }\n\
-     world plugin { include waedge:gateway/handler@0.2.0; import storage; }";
+     world plugin { include waedge:gateway/handler@0.2.1; import storage; }";
 
 #[test]
 fn an_import_outside_the_platform_world_is_refused_with_its_name() {

@@ -1,0 +1,228 @@
+//! Sending text messages, at most once per idempotency key, and following how far each got.
+//!
+//! A message is recorded in the device's [`Mailbox`] under its WhatsApp id before it is handed
+//! to the client. With an idempotency key the id is derived from the key (and the tenant and
+//! device), so a retried send finds the message recorded and sends nothing new — and if the
+//! first attempt never learned whether WhatsApp took it (`pending`), it is handed over again
+//! under the same id, which WhatsApp takes as the same message. The server's ack or nack and
+//! the recipient's receipts then move its status ([`status_changes`]).
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use waedge_contract::types::{Error, MessageStatus, SendOutcome};
+use waedge_jid::Jid;
+use waedge_store::sent::{Begun, NewSend, StatusChange};
+use whatsapp_rust::Client;
+use whatsapp_rust::send::{SendError, SendOptions};
+use whatsapp_rust::types::events::Event;
+use whatsapp_rust::types::presence::ReceiptType;
+use whatsapp_rust::wacore::proto_helpers::MessageBuilderExt;
+use whatsapp_rust::waproto::whatsapp as wa;
+
+use super::Mailbox;
+
+/// The longest text a message may carry, in bytes.
+pub const MAX_TEXT_BYTES: usize = 65_536;
+
+/// The longest idempotency key, in characters (printable ASCII).
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// A text message to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextMessage {
+    /// The recipient: a user's phone JID or LID, without a device part.
+    pub to: Jid,
+    /// The text.
+    pub text: String,
+    /// The id of the message of the chat it answers.
+    pub reply_to: Option<String>,
+    /// The caller's key for sending it at most once.
+    pub idempotency_key: Option<String>,
+}
+
+impl TextMessage {
+    /// Checks what the WIT contract promises a sender: a text within [`MAX_TEXT_BYTES`] and
+    /// an idempotency key of at most [`MAX_IDEMPOTENCY_KEY`] printable ASCII characters.
+    pub fn check(&self) -> Result<(), String> {
+        if self.text.is_empty() {
+            return Err("the text is empty".into());
+        }
+        if self.text.len() > MAX_TEXT_BYTES {
+            return Err(format!("the text has {} bytes; at most {MAX_TEXT_BYTES} are allowed", self.text.len()));
+        }
+        if let Some(key) = &self.idempotency_key {
+            let printable = key.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+            if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !printable {
+                return Err(format!(
+                    "the idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"
+                ));
+            }
+        }
+        if self.reply_to.as_ref().is_some_and(|id| id.is_empty() || id.len() > 128) {
+            return Err("reply_to must be a message id of 1 to 128 characters".into());
+        }
+        Ok(())
+    }
+
+    /// The fingerprint of what is asked: a repetition under the same key must match it.
+    fn fingerprint(&self) -> String {
+        let mut hash = Sha256::new();
+        for part in [self.to.to_string().as_str(), &self.text, self.reply_to.as_deref().unwrap_or("")] {
+            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(part);
+        }
+        hex(&hash.finalize())
+    }
+}
+
+/// The WhatsApp message id that `key` stands for on `device` of `tenant`: the same key always
+/// gives the same id there, and other ids elsewhere. Shaped like the ids WhatsApp's own web
+/// client makes (`3EB0` and hexadecimal).
+pub fn message_id(tenant: &str, device: &str, key: &str) -> String {
+    let mut hash = Sha256::new();
+    for part in ["waedge idempotency key", tenant, device, key] {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part);
+    }
+    format!("3EB0{}", hex(&hash.finalize()[..10]))
+}
+
+/// Sends `message` from `device` of `tenant` with `client`, recording it in `mailbox` first.
+pub(crate) async fn send(
+    client: &Arc<Client>,
+    mailbox: &dyn Mailbox,
+    tenant: &str,
+    device: &str,
+    message: &TextMessage,
+) -> Result<SendOutcome, Error> {
+    message.check().map_err(Error::Forbidden)?;
+    let id = match &message.idempotency_key {
+        Some(key) => message_id(tenant, device, key),
+        None => client.generate_message_id(),
+    };
+    let send = NewSend {
+        device: device.to_string(),
+        id: id.clone(),
+        to: message.to.to_string(),
+        request: message.fingerprint(),
+    };
+    let repeated = match mailbox.begin_send(tenant, send).await.map_err(upstream)? {
+        Begun::Conflict => return Ok(SendOutcome::KeyReused),
+        Begun::Repeated(sent) if sent.status != MessageStatus::Pending => return Ok(SendOutcome::Repeated(sent)),
+        Begun::Repeated(_) => true,
+        Begun::New(_) => false,
+    };
+    let to: whatsapp_rust::Jid = message.to.to_string().parse().map_err(|e| Error::InvalidJid(format!("{e}")))?;
+    let content = match &message.reply_to {
+        None => wa::Message::text(message.text.clone()),
+        Some(quoted) => {
+            // The participant of a quote is who sent the quoted message: this device's account
+            // when it is one of the device's own messages, the other side of the chat otherwise.
+            let own = mailbox.sent_message(tenant, device, quoted).await.map_err(upstream)?.is_some();
+            let participant =
+                if own { client.pn().map(|jid| jid.to_non_ad_string()) } else { Some(message.to.to_string()) };
+            let context = wa::ContextInfo { stanza_id: Some(quoted.clone()), participant, ..Default::default() };
+            wa::Message::text_with_context(message.text.clone(), context)
+        }
+    };
+    if let Err(e) = client.send_message_with_options(to, content, SendOptions::default().with_message_id(&id)).await {
+        if !repeated {
+            // Nothing says WhatsApp has it: a retry under the same id must send it again.
+            mailbox.forget_send(tenant, device, &id).await.map_err(upstream)?;
+        }
+        return Err(send_error(e));
+    }
+    let sent = mailbox.sent_message(tenant, device, &id).await.map_err(upstream)?;
+    let sent = sent.ok_or_else(|| Error::Upstream(format!("message {id} was sent but its record is gone")))?;
+    Ok(if repeated { SendOutcome::Repeated(sent) } else { SendOutcome::Sent(sent) })
+}
+
+/// The statuses of sent messages that `event` reports: the server's ack (`sent`) or nack
+/// (`failed`, with its code), and the recipient's delivery and read receipts. Other events,
+/// and receipts of kinds that say nothing about reaching the recipient, report none.
+pub(crate) fn status_changes(event: &Event) -> Vec<StatusChange> {
+    let now = || rfc3339(whatsapp_rust::chrono::Utc::now());
+    match event {
+        Event::ServerAck(ack) if ack.class.as_deref() == Some("message") => {
+            let status = if ack.error.is_some() { MessageStatus::Failed } else { MessageStatus::Sent };
+            let at = ack.timestamp.map(rfc3339).unwrap_or_else(now);
+            vec![StatusChange { id: ack.id.clone(), status, error_code: ack.error.clone(), at }]
+        }
+        Event::Receipt(receipt) if !receipt.source.is_from_me => {
+            let status = match receipt.r#type {
+                ReceiptType::Delivered => MessageStatus::Delivered,
+                ReceiptType::Read | ReceiptType::Played => MessageStatus::Read,
+                _ => return Vec::new(),
+            };
+            let at = rfc3339(receipt.timestamp);
+            let ids = receipt.message_ids.iter();
+            ids.map(|id| StatusChange { id: id.to_string(), status, error_code: None, at: at.clone() }).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn rfc3339(at: whatsapp_rust::chrono::DateTime<whatsapp_rust::chrono::Utc>) -> String {
+    at.to_rfc3339_opts(whatsapp_rust::chrono::SecondsFormat::Secs, true)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+fn upstream(e: anyhow::Error) -> Error {
+    Error::Upstream(format!("recording the message failed: {e:#}"))
+}
+
+/// The contract's error for a send the client refused or could not make.
+fn send_error(e: SendError) -> Error {
+    match e {
+        SendError::NotLoggedIn => Error::DeviceNotConnected(waedge_contract::types::DeviceState::Connecting),
+        SendError::InvalidRequest(why) => Error::Forbidden(why),
+        other => Error::Upstream(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(to: &str, text: &str, key: Option<&str>) -> TextMessage {
+        TextMessage { to: to.parse().unwrap(), text: text.into(), reply_to: None, idempotency_key: key.map(Into::into) }
+    }
+
+    #[test]
+    fn a_key_stands_for_one_id_per_device() {
+        let id = message_id("acme", "main", "order-1");
+        assert!(id.starts_with("3EB0") && id.len() == 24, "{id}");
+        assert!(id[4..].bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase()), "{id}");
+        assert_eq!(id, message_id("acme", "main", "order-1"));
+        assert_ne!(id, message_id("acme", "main", "order-2"));
+        assert_ne!(id, message_id("acme", "support", "order-1"));
+        assert_ne!(id, message_id("globex", "main", "order-1"));
+        assert_ne!(message_id("a", "bc", "k"), message_id("ab", "c", "k"), "parts cannot run into each other");
+    }
+
+    #[test]
+    fn a_repetition_is_the_same_recipient_text_and_reply() {
+        let first = text("5511999999999@s.whatsapp.net", "hello", Some("k"));
+        assert_eq!(first.fingerprint(), text("5511999999999@s.whatsapp.net", "hello", Some("k")).fingerprint());
+        assert_ne!(first.fingerprint(), text("5511999999999@s.whatsapp.net", "hello!", Some("k")).fingerprint());
+        assert_ne!(first.fingerprint(), text("5511888888888@s.whatsapp.net", "hello", Some("k")).fingerprint());
+        let reply = TextMessage { reply_to: Some("3EB0AA".into()), ..first.clone() };
+        assert_ne!(first.fingerprint(), reply.fingerprint());
+    }
+
+    #[test]
+    fn texts_and_keys_are_checked() {
+        assert_eq!(text("5511999999999@s.whatsapp.net", "hi", Some("order 1")).check(), Ok(()));
+        assert!(text("5511999999999@s.whatsapp.net", "", None).check().unwrap_err().contains("empty"));
+        let long = "a".repeat(MAX_TEXT_BYTES + 1);
+        assert!(text("5511999999999@s.whatsapp.net", &long, None).check().unwrap_err().contains("65537 bytes"));
+        for key in ["", "ключ", "tab\there", &"k".repeat(256)] {
+            let refused = text("5511999999999@s.whatsapp.net", "hi", Some(key)).check().unwrap_err();
+            assert!(refused.contains("idempotency key"), "{key:?}: {refused}");
+        }
+    }
+}
