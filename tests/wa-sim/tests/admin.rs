@@ -60,4 +60,16 @@ async fn admin_endpoints_answer_json() {
     let waiting = r#"{"phone":"15550001111"}"#;
     assert_eq!(http(&sim, "POST", "/unacknowledged", waiting).await, (200, r#"{"unacknowledged":0}"#.to_owned()));
     assert_eq!(http(&sim, "POST", "/unacknowledged", r#"{"phone":"999"}"#).await.0, 404);
+
+    let alice = r#"{"phone":"+15550002222"}"#;
+    assert_eq!(http(&sim, "POST", "/received", alice).await, (200, r#"{"received":[]}"#.to_owned()));
+    assert_eq!(http(&sim, "POST", "/received", r#"{"phone":"999"}"#).await.0, 404);
+    let quiet = r#"{"phone":"15550002222","on":false}"#;
+    assert_eq!(http(&sim, "POST", "/auto-delivery", quiet).await, (200, r#"{"ok":true}"#.to_owned()));
+    let (status, body) = http(&sim, "POST", "/read", r#"{"phone":"15550002222","id":"NOPE"}"#).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("no message with id NOPE"), "{body}");
+    let nack = r#"{"to":"15550002222","code":463,"count":2}"#;
+    assert_eq!(http(&sim, "POST", "/faults/nack", nack).await, (200, r#"{"ok":true}"#.to_owned()));
+    assert_eq!(http(&sim, "POST", "/faults/nack", r#"{"to":"999","code":463,"count":1}"#).await.0, 404);
 }
