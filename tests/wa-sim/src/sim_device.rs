@@ -292,3 +292,65 @@ impl SignedPreKeyStore for SignedPreKey {
         Err(SignalProtocolError::InvalidArgument("simulated devices never rotate their signed pre-key".into()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use wacore::adv::{AdvValidation, validate_adv_with_identity_key};
+    use wacore::libsignal::protocol::PublicKey;
+    use waproto::whatsapp as wa;
+
+    use super::*;
+    use crate::node;
+    use crate::signal::{self, Envelope};
+    use crate::world::World;
+
+    fn world() -> World {
+        World::load(concat!(env!("CARGO_MANIFEST_DIR"), "/worlds/demo.toml")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn bundles_are_signed_derived_from_the_account_and_vouched_for_if_companions() {
+        let world = world();
+        let alice = world.account_by_phone("15550002222").unwrap();
+        let devices = SimDevices::default();
+        let (phone, companion) = (devices.bundle(alice, 0).await.unwrap(), devices.bundle(alice, 3).await.unwrap());
+        assert_eq!(phone.identity, Phone::of(alice).public(), "the phone's identity is the account key");
+        assert!(phone.device_identity.is_none());
+        let vouched = companion.device_identity.as_deref().expect("a companion presents its device identity");
+        assert_eq!(validate_adv_with_identity_key(vouched, &companion.identity, None), AdvValidation::Valid);
+        for bundle in [&phone, &companion] {
+            let (_, signed, signature) = &bundle.signed_pre_key;
+            let identity = PublicKey::from_djb_public_key_bytes(&bundle.identity).unwrap();
+            let signed = PublicKey::from_djb_public_key_bytes(signed).unwrap();
+            assert!(identity.verify_signature(&signed.serialize(), signature), "XEdDSA(identity, 0x05‖spk)");
+        }
+        assert_ne!(phone.pre_key.0, companion.pre_key.0, "a one-time pre-key is handed out once");
+
+        let restarted = SimDevices::default().bundle(alice, 3).await.unwrap();
+        assert_eq!(restarted.identity, companion.identity);
+        assert_eq!(restarted.registration_id, companion.registration_id);
+    }
+
+    #[tokio::test]
+    async fn what_one_device_encrypts_to_another_opens_once() {
+        let world = world();
+        let (alice, acme) =
+            (world.account_by_phone("15550002222").unwrap(), world.account_by_phone("15550004444").unwrap());
+        let devices = SimDevices::default();
+        let to = DeviceAddr { phone: acme.phone.clone(), device: 0 };
+        let bundle = devices.bundle(acme, 0).await.unwrap();
+        let content = wa::Message { conversation: Some("hello Acme".into()), ..Default::default() };
+        let envelope = Envelope { id: "M1", kind: "text", notify: None };
+        let sender = devices.get(alice, 0).unwrap();
+        let message =
+            signal::message(&mut *sender.lock().await, alice, &to, &bundle, envelope, &content).await.unwrap();
+        let enc = message.get_optional_child("enc").unwrap();
+        assert_eq!(node::attr(enc, "type").as_deref(), Some("pkmsg"));
+
+        let from = DeviceAddr { phone: alice.phone.clone(), device: 0 };
+        let recipient = devices.get(acme, 0).unwrap();
+        let opened = signal::open(&mut *recipient.lock().await, &from, enc).await.unwrap();
+        assert_eq!(opened.conversation.as_deref(), Some("hello Acme"));
+        assert!(signal::open(&mut *recipient.lock().await, &from, enc).await.is_err(), "a replay does not open");
+    }
+}

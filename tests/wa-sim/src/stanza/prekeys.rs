@@ -29,3 +29,54 @@ pub async fn answer(shared: &Shared, req: &Node, key: &Node) -> Node {
     }
     iq_result(req, vec![NodeBuilder::new("list").children(users).build()])
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeSet, HashMap};
+
+    use wacore::prekeys::PreKeyUtils;
+    use wacore_binary::Jid;
+
+    use super::*;
+    use crate::faults::Faults;
+    use crate::hub::{DeviceAddr, Hub};
+    use crate::noise::NoiseIdentity;
+    use crate::world::World;
+
+    fn shared() -> Shared {
+        Shared {
+            world: World::load(concat!(env!("CARGO_MANIFEST_DIR"), "/worlds/demo.toml")).unwrap(),
+            noise: NoiseIdentity::new(None).unwrap(),
+            hub: Hub::default(),
+            faults: Faults::default(),
+            handshakes: Default::default(),
+            devices: Default::default(),
+            inboxes: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_client_reads_bundles_of_the_devices_the_sim_plays_only() {
+        let shared = shared();
+        // A real client is Alice's device 7: the sim does not answer for it.
+        shared.hub.link(&DeviceAddr { phone: "15550002222".into(), device: 7 });
+        let asked = [
+            "15550002222@s.whatsapp.net",
+            "100000000000002:3@lid",
+            "15550002222:7@s.whatsapp.net",
+            "19999@s.whatsapp.net",
+        ];
+        let users = asked.iter().map(|j| NodeBuilder::new("user").attr("jid", j.parse::<Jid>().unwrap()).build());
+        let key = NodeBuilder::new("key").children(users).build();
+        let req = NodeBuilder::new("iq").attr("id", "1").attr("xmlns", "encrypt").attr("type", "get").build();
+
+        let answer = answer(&shared, &req, &key).await;
+        let wire = wacore_binary::marshal(&answer).unwrap();
+        let plain = wacore_binary::util::unpack(&wire).unwrap();
+        let parsed = wacore_binary::marshal::unmarshal_ref(&plain).unwrap();
+        let outcome = PreKeyUtils::parse_prekeys_response(&parsed, &HashMap::new()).unwrap();
+        let got: BTreeSet<String> = outcome.bundles.keys().map(Jid::to_string).collect();
+        assert_eq!(got, asked[..2].iter().map(|j| j.to_string()).collect());
+        assert!(outcome.rejected.is_empty());
+    }
+}
