@@ -73,7 +73,12 @@ async fn open_for(ctx: &Ctx, from: &DeviceAddr, stanza: &Node, recipient: &Accou
         else {
             continue;
         };
-        match open(ctx, account, jid.device, from, enc).await {
+        let opened = open(ctx, account, jid.device, from, enc).await;
+        if opened.is_ok() {
+            let kind = node::attr(enc, "type").unwrap_or_default();
+            tracing::debug!("{}:{} opened a {kind} from {}:{}", account.phone, jid.device, from.phone, from.device);
+        }
+        match opened {
             Ok(opened) if account.phone == recipient.phone && content.is_none() => content = Some(opened),
             Ok(_) => {}
             Err(e) => tracing::warn!(

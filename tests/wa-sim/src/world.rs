@@ -64,7 +64,9 @@ pub struct Account {
     /// Privacy switches hiding fields from other users.
     #[serde(default)]
     pub privacy: Privacy,
-    /// Companion device ids already linked besides the primary phone (device 0).
+    /// Companion device ids already linked besides the primary phone (device 0). The sim
+    /// plays them (and the phone): they have pre-keys and decrypt what clients send the
+    /// account, unless a real client logs in as one of them.
     #[serde(default)]
     pub devices: Vec<u16>,
     /// Business data; present only for business accounts.
