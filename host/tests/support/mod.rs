@@ -190,6 +190,16 @@ impl Waedge {
         reply(self.http.get(format!("{}{path}", self.api)).bearer_auth(token)).await
     }
 
+    /// A POST of `body` as JSON to the API listener with an API token and `headers`.
+    pub async fn api_post(&self, path: &str, token: &str, body: &Value, headers: &[(&str, &str)]) -> Reply {
+        let mut request = self.http.post(format!("{}{path}", self.api)).bearer_auth(token);
+        request = request.header("content-type", "application/json").body(body.to_string());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        reply(request).await
+    }
+
     /// A request to the admin listener with an admin token; `body` is JSON unless `Null`.
     pub async fn admin(&self, method: reqwest::Method, path: &str, token: &str, body: Value) -> Reply {
         let mut request = self.http.request(method, format!("{}{path}", self.admin)).bearer_auth(token);

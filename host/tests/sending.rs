@@ -1,0 +1,169 @@
+//! A tenant's user sends a text through the devices API (`POST /devices/{id}/messages`) and
+//! watches it go: WhatsApp (wa-sim) decrypts the same text for the recipient, the server's ack
+//! and the recipient's receipts move its status (`GET /devices/{id}/messages/{message_id}`)
+//! forward, each change a `message.status` event; the same `Idempotency-Key` never sends
+//! twice, not even across a `kill -9`; a message the server refuses is `failed` with its code.
+//!
+//! Needs a test build (`wa-sim` feature); `cargo test --workspace` has it.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::linked::Linked;
+use support::{Reply, SELF_PHONE, cli_ok};
+
+/// John Doe in the world: his phone number.
+const JOHN: &str = "6281234567890";
+const JOHN_JID: &str = "6281234567890@s.whatsapp.net";
+
+/// A linked gateway whose tenant serves the devices API, and an API token that may use `main`.
+async fn sender() -> (Linked, String) {
+    let linked = Linked::start().await;
+    let admin = (linked.waedge.admin.as_str(), linked.admin_token.as_str());
+    cli_ok(&["route", "set", "acme", "/devices", "builtin:devices-api"], Some(admin));
+    let token = linked.waedge.new_user_token(&linked.admin_token, "acme", &["main"]).await;
+    (linked, token)
+}
+
+async fn send(linked: &Linked, token: &str, body: Value, headers: &[(&str, &str)]) -> Reply {
+    linked.waedge.api_post("/devices/main/messages", token, &body, headers).await
+}
+
+/// Waits up to `seconds` for the message `id` to reach `status`; returns it as the API shows it.
+async fn wait_for_status(linked: &Linked, token: &str, id: &str, status: &str, seconds: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        let reply = linked.waedge.api(&format!("/devices/main/messages/{id}"), token).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        if reply.json["data"]["status"] == status {
+            return reply.json["data"].clone();
+        }
+        assert!(Instant::now() < deadline, "message {id} is not {status} after {seconds} s: {}", reply.text);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What John's account has received, once it has `count` messages (waiting up to 10 s, then
+/// a moment more for any extra one to show).
+async fn received_by_john(linked: &Linked, count: usize) -> Vec<wa_sim::ReceivedText> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while linked.sim.received(JOHN).len() < count && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = linked.sim.received(JOHN);
+    assert_eq!(got.len(), count, "{got:#?}");
+    got
+}
+
+/// The `message.status` events of `acme`: (message id, status, error code), in order.
+async fn statuses(linked: &Linked) -> Vec<(String, String, Value)> {
+    let events = linked.events(100).await;
+    let statuses = events.iter().filter(|e| e["type"] == "message.status");
+    statuses
+        .map(|e| {
+            assert_eq!((&e["chat"], &e["data"]["to"]), (&json!(JOHN_JID), &json!(JOHN_JID)), "{e}");
+            let data = &e["data"];
+            (
+                data["message_id"].as_str().unwrap().to_string(),
+                data["status"].as_str().unwrap().to_string(),
+                data["error_code"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sent_text_reaches_the_recipient_and_its_status_follows_the_ack_and_the_receipts() {
+    let (linked, token) = sender().await;
+    linked.sim.set_auto_delivery(JOHN, false);
+    let sent = send(&linked, &token, json!({ "to": JOHN, "text": "hello John" }), &[]).await;
+    assert_eq!(sent.status, 202, "{}", sent.text);
+    let message = &sent.json["data"];
+    let id = message["id"].as_str().expect("a message id");
+    assert_eq!(message["to"], JOHN_JID, "{message}");
+    assert!(message["status"] == "pending" || message["status"] == "sent", "{message}");
+    assert_eq!(message["error_code"], Value::Null);
+
+    let got = received_by_john(&linked, 1).await;
+    assert_eq!((got[0].id.as_str(), got[0].text.as_str(), got[0].from_phone.as_str()), (id, "hello John", SELF_PHONE));
+    assert_eq!(got[0].reply_to, None);
+
+    // The server's ack, then John's phone's receipts.
+    wait_for_status(&linked, &token, id, "sent", 10).await;
+    linked.sim.set_auto_delivery(JOHN, true);
+    let again = send(&linked, &token, json!({ "to": JOHN, "text": "and again" }), &[]).await;
+    let second = again.json["data"]["id"].as_str().expect("a second message id").to_string();
+    wait_for_status(&linked, &token, &second, "delivered", 10).await;
+    linked.sim.read(JOHN, &second).expect("John reads it");
+    let read = wait_for_status(&linked, &token, &second, "read", 10).await;
+    assert!(read["updated_at"].as_str() >= read["created_at"].as_str(), "{read}");
+
+    let expected = [(id, "sent"), (second.as_str(), "sent"), (second.as_str(), "delivered"), (second.as_str(), "read")];
+    let expected: Vec<_> = expected.iter().map(|(id, s)| (id.to_string(), s.to_string(), Value::Null)).collect();
+    assert_eq!(statuses(&linked).await, expected, "each change once, in order");
+    // A message the device did not send is not found.
+    let unknown = linked.waedge.api("/devices/main/messages/3EB0FFFFFFFFFFFFFFFFFFFF", &token).await;
+    assert_eq!(
+        (unknown.status, &unknown.json["error"]["code"]),
+        (404, &json!("MESSAGE_NOT_FOUND")),
+        "{}",
+        unknown.text
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_idempotency_key_sends_once_even_across_a_crash() {
+    let (linked, token) = sender().await;
+    let body = json!({ "to": format!("+{JOHN}"), "text": "your order 17 has shipped" });
+    let key = [("idempotency-key", "order-17-shipped")];
+    let first = send(&linked, &token, body.clone(), &key).await;
+    assert_eq!(first.status, 202, "{}", first.text);
+    let id = first.json["data"]["id"].as_str().expect("a message id").to_string();
+    let retry = send(&linked, &token, body.clone(), &key).await;
+    assert_eq!(retry.status, 200, "{}", retry.text);
+    assert_eq!(retry.json["data"]["id"], id.as_str());
+    assert_eq!(retry.headers.get("idempotent-replayed").map(|v| v.to_str().unwrap()), Some("true"));
+    let other = send(&linked, &token, json!({ "to": JOHN, "text": "something else" }), &key).await;
+    assert_eq!((other.status, &other.json["error"]["code"]), (422, &json!("IDEMPOTENCY_KEY_REUSED")), "{}", other.text);
+
+    let linked = linked.crash_and_restart(async |_| {}).await;
+    let after_crash = send(&linked, &token, body, &key).await;
+    assert_eq!((after_crash.status, &after_crash.json["data"]["id"]), (200, &json!(id)), "{}", after_crash.text);
+    // Without a key, the same body is a new message.
+    let unkeyed = send(&linked, &token, json!({ "to": JOHN, "text": "hi" }), &[]).await;
+    let twice = send(&linked, &token, json!({ "to": JOHN, "text": "hi" }), &[]).await;
+    assert_eq!((unkeyed.status, twice.status), (202, 202));
+    let got: Vec<_> = received_by_john(&linked, 3).await.into_iter().map(|r| (r.id, r.text)).collect();
+    let ids = [&id, unkeyed.json["data"]["id"].as_str().unwrap(), twice.json["data"]["id"].as_str().unwrap()];
+    let expected = [(ids[0], "your order 17 has shipped"), (ids[1], "hi"), (ids[2], "hi")];
+    assert_eq!(got, expected.map(|(id, text)| (id.to_string(), text.to_string())), "the keyed one sent once");
+    assert_ne!(ids[1], ids[2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whatsapp_refuses_is_failed_with_its_code() {
+    let (linked, token) = sender().await;
+    linked.sim.nack_next(JOHN, 463, 1);
+    let sent = send(&linked, &token, json!({ "to": JOHN, "text": "refused" }), &[]).await;
+    assert_eq!(sent.status, 202, "{}", sent.text);
+    let id = sent.json["data"]["id"].as_str().expect("a message id").to_string();
+    let failed = wait_for_status(&linked, &token, &id, "failed", 10).await;
+    assert_eq!(failed["error_code"], "463", "{failed}");
+    received_by_john(&linked, 0).await;
+    assert_eq!(statuses(&linked).await, [(id, "failed".to_string(), json!("463"))]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_quotes_the_message_it_answers() {
+    let (linked, token) = sender().await;
+    let question = linked.sim.send_text(JOHN, SELF_PHONE, "is it in stock?").await.expect("John asks");
+    linked.wait_for_events(1, 10).await;
+    let body = json!({ "to": JOHN, "text": "yes, 3 left", "reply_to": question.id });
+    let reply = send(&linked, &token, body, &[]).await;
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    let got = received_by_john(&linked, 1).await;
+    assert_eq!((got[0].text.as_str(), got[0].reply_to.as_deref()), ("yes, 3 left", Some(question.id.as_str())));
+}
