@@ -3,16 +3,26 @@
 //! on a device's WhatsApp session on the real device layer, against wa-sim), answering only with
 //! documented status codes, content types and fixed headers, and its JSON bodies match the
 //! documented schemas, checked by a JSON Schema 2020-12 validator (the `jsonschema` crate); so
-//! do the seed APIs'.
+//! do the built-in APIs', the messages endpoints' successes on fixture devices that take every
+//! send (the fixture world's own send nothing) and their refusals on the fixture world.
+
+use std::sync::{Arc, Mutex};
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use waedge_contract::types::DeviceState;
+use tokio::sync::watch;
+use waedge_contract::types::{
+    BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group, LidMapping, MessageStatus, OnWhatsapp,
+    ProfilePicture, SendOutcome, SentMessage, UserInfo,
+};
+use waedge_device::link::LinkState;
 use waedge_device::whatsapp::WhatsappDevices;
-use waedge_e2e::fixture::World;
+use waedge_device::{DeviceManager, DeviceSession, TextMessage};
+use waedge_e2e::fixture::{FixtureDevices, World};
 use waedge_e2e::live::{Live, SELF_PHONE};
 use waedge_e2e::server::{Reply, TestGateway, fixtures};
 use waedge_e2e::tenants::{EVE, config};
+use waedge_jid::Jid;
 
 const EVE_ID: &str = "e7e00000-0000-4000-8000-000000000004";
 
@@ -124,6 +134,29 @@ fn the_validator_refuses_what_the_schemas_forbid() {
     assert_eq!(mismatches(&doc, &version, &good), Vec::<String>::new(), "{good}");
     good["sha256"] = json!("not hex");
     assert_eq!(mismatches(&doc, &version, &good).len(), 1, "{good}");
+    // An event is one of the types, told apart by `type`; a `message.status` event's status is
+    // never `pending` (the send's answer says that).
+    let event = json!({"$ref": "#/components/schemas/Event"});
+    let mut status = json!({
+        "id": "01JEZ8K7Q3V5W6X7Y8Z9A0B1C2", "type": "message.status", "tenant": "globex", "device": "main",
+        "chat": "6281234567890@s.whatsapp.net", "seq": 1, "at": "2026-12-05T15:01:00Z",
+        "data": {"message_id": "3EB0AA", "to": "6281234567890@s.whatsapp.net", "status": "sent", "error_code": null},
+    });
+    assert_eq!(mismatches(&doc, &event, &status), Vec::<String>::new(), "{status}");
+    status["data"]["status"] = json!("pending");
+    assert!(!mismatches(&doc, &event, &status).is_empty(), "{status}");
+    status["data"]["status"] = json!("failed");
+    status["type"] = json!("message.received");
+    assert!(!mismatches(&doc, &event, &status).is_empty(), "{status}");
+    // A sent message has exactly its documented fields.
+    let message = json!({"$ref": "#/components/schemas/DevicesApiMessage"});
+    let mut sent = json!({
+        "id": "3EB0AA", "to": "6281234567890@s.whatsapp.net", "status": "pending", "error_code": null,
+        "created_at": "2026-12-05T15:00:00Z", "updated_at": "2026-12-05T15:00:00Z",
+    });
+    assert_eq!(mismatches(&doc, &message, &sent), Vec::<String>::new(), "{sent}");
+    sent["priority"] = json!("high");
+    assert_eq!(mismatches(&doc, &message, &sent).len(), 1, "{sent}");
 }
 
 /// The request bodies schemathesis found the document and the server disagreeing on (and their
@@ -300,6 +333,13 @@ async fn every_admin_operation_answers_as_documented() {
         .sha256;
     let staged = gw.store().add_component_version("globex", "api", &"0".repeat(64), b"old", "test").unwrap().sha256;
     let (webhook, event) = dead_letter(gw.store());
+    // Both event types in the outbox, as the document describes them.
+    message_status_events(gw.store());
+    let listed = gw.admin(Method::GET, "/v1/tenants/globex/events", Value::Null).await;
+    check_success(&doc, &doc["paths"]["/v1/tenants/{tenant}/events"]["get"], "GET …/events", &listed);
+    let types: Vec<&str> =
+        listed.json["events"].as_array().unwrap().iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(types, ["message.received", "message.status", "message.status"], "{}", listed.text);
     let mut to_call = operations(&doc, "admin");
     to_call.retain(|(method, path, _)| !is_device_session_operation(method, path));
     // Deletions last, a resource's parts before the resource (a user's token before the user),
@@ -381,6 +421,27 @@ fn dead_letter(store: &waedge_store::Store) -> (String, String) {
     assert_eq!(pending.event.id, event);
     store.dead_letter(&webhook, pending.position, 1, "the endpoint answered 400").unwrap();
     (webhook, event)
+}
+
+/// The `message.status` events of a message globex's device `main` sent, as the device layer
+/// records them: the server acknowledged it (`sent`), then refused it (`failed`, code 463).
+fn message_status_events(store: &waedge_store::Store) {
+    use waedge_store::sent::{Begun, NewSend, StatusChange};
+    let send = NewSend {
+        device: "main".into(),
+        id: "3EB0C431D2E5A1F0B9E2D7A4".into(),
+        to: "6281234567890@s.whatsapp.net".into(),
+        request: "fingerprint".into(),
+    };
+    assert!(matches!(store.begin_send("globex", &send).unwrap(), Begun::New(_)));
+    let change = |status, error_code: Option<&str>| StatusChange {
+        id: send.id.clone(),
+        status,
+        error_code: error_code.map(str::to_string),
+        at: "2026-12-05T15:01:00Z".into(),
+    };
+    let changes = [change(MessageStatus::Sent, None), change(MessageStatus::Failed, Some("463"))];
+    assert_eq!(store.change_status("globex", "main", &changes).unwrap().len(), 2);
 }
 
 /// An admin API call on the gateway of `live`, with the admin token and a JSON `body` unless
@@ -514,6 +575,50 @@ async fn the_seed_apis_answer_as_documented() {
             succeeded.insert(template);
         }
     }
+    // The messages endpoints: on the fixture world their refusals (its devices send nothing),
+    // on devices that take every send their successes, each with the status it must have.
+    let send = |text: &str| json!({"to": "6281234567890", "text": text});
+    let sending = sending_gateway().await;
+    let (sends, reads) = ("/devices/{device_id}/messages", "/devices/{device_id}/messages/{message_id}");
+    let huge = send(&"a".repeat(1 << 20));
+    let calls = [
+        (&gw, Method::POST, sends, "/devices/main/messages", None, send("hi"), 502),
+        (&gw, Method::POST, sends, "/devices/main/messages", None, send(""), 400),
+        (&gw, Method::POST, sends, "/devices/main/messages", None, json!([]), 400),
+        (&gw, Method::POST, sends, "/devices/main/messages", Some(""), send("hi"), 400),
+        (&gw, Method::POST, sends, "/devices/nope/messages", None, send("hi"), 404),
+        (&gw, Method::POST, sends, "/devices/main/messages", None, huge, 413),
+        (&gw, Method::GET, reads, "/devices/main/messages/3EB0AA", None, Value::Null, 404),
+        (&gw, Method::GET, reads, "/devices/nope/messages/3EB0AA", None, Value::Null, 404),
+        (&sending, Method::POST, sends, "/devices/main/messages", None, send("hi"), 202),
+        (&sending, Method::POST, sends, "/devices/main/messages", Some("order-1"), send("hi"), 202),
+        (&sending, Method::POST, sends, "/devices/main/messages", Some("order-1"), send("hi"), 200),
+        (&sending, Method::POST, sends, "/devices/main/messages", Some("order-1"), send("ho"), 422),
+        (&sending, Method::GET, reads, "/devices/main/messages/3EB000000000000000000002", None, Value::Null, 200),
+        (&sending, Method::GET, reads, "/devices/main/messages/3EB0AA", None, Value::Null, 404),
+    ];
+    for (gateway, method, template, path, key, body, status) in calls {
+        let operation = &doc["paths"][template][method.as_str().to_lowercase()];
+        assert!(operation.is_object(), "{method} {template} is documented");
+        let what = format!("{method} {path} (Idempotency-Key {key:?}) {:.80}", body.to_string());
+        let mut request = reqwest::Client::new().request(method, format!("{}{path}", gateway.base())).bearer_auth(EVE);
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        if !body.is_null() {
+            request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.to_string());
+        }
+        let response = request.send().await.expect("the server answers");
+        let headers = response.headers().clone();
+        let answered = response.status().as_u16();
+        let text = response.text().await.expect("a readable body");
+        let reply = Reply { status: answered, json: serde_json::from_str(&text).unwrap_or(Value::Null), headers, text };
+        check(&doc, operation, &what, &reply);
+        assert_eq!(reply.status, status, "{what}: {}", reply.text);
+        if (200..300).contains(&reply.status) {
+            succeeded.insert(template);
+        }
+    }
     // Every operation of both APIs was called on its happy path too, and succeeded.
     let documented: std::collections::BTreeSet<String> = ["devices-api", "contacts-api"]
         .into_iter()
@@ -522,4 +627,135 @@ async fn the_seed_apis_answer_as_documented() {
         .collect();
     let succeeded: std::collections::BTreeSet<String> = succeeded.into_iter().map(str::to_string).collect();
     assert_eq!(succeeded, documented, "each operation answers a documented success");
+}
+
+/// A gateway on the fixture tenants whose devices also send: see [`Sending`].
+async fn sending_gateway() -> TestGateway {
+    let world = World::load(&fixtures().join("world.toml")).expect("fixture world");
+    TestGateway::start_with(&config(None), Arc::new(Sending(FixtureDevices(world)))).await
+}
+
+/// The fixture devices, but taking every text they are asked to send: each is kept `pending`
+/// under the id `3EB0` and 20 digits counting the sends, and a send with an idempotency key
+/// seen before is a repetition (the same recipient, text and reply) or a reused key, as the
+/// real device layer answers — what the messages endpoints need to reach their successes.
+struct Sending(FixtureDevices);
+
+#[async_trait::async_trait]
+impl DeviceManager for Sending {
+    fn open(&self, tenant: &str, device: &str, remembered: DeviceState) -> Arc<dyn DeviceSession> {
+        Arc::new(SendingDevice { fixture: self.0.open(tenant, device, remembered), sent: Mutex::default() })
+    }
+
+    async fn link_qr(&self, tenant: &str, device: &str) -> anyhow::Result<watch::Receiver<LinkState>> {
+        self.0.link_qr(tenant, device).await
+    }
+
+    async fn link_pair_code(
+        &self,
+        tenant: &str,
+        device: &str,
+        phone_number: &str,
+    ) -> anyhow::Result<(String, watch::Receiver<LinkState>)> {
+        self.0.link_pair_code(tenant, device, phone_number).await
+    }
+
+    fn linking(&self, tenant: &str, device: &str) -> Option<watch::Receiver<LinkState>> {
+        self.0.linking(tenant, device)
+    }
+
+    fn clients_running(&self) -> usize {
+        self.0.clients_running()
+    }
+
+    async fn cancel_link(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
+        self.0.cancel_link(tenant, device).await
+    }
+
+    async fn reconnect(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
+        self.0.reconnect(tenant, device).await
+    }
+
+    async fn logout(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
+        self.0.logout(tenant, device).await
+    }
+
+    async fn remove(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
+        self.0.remove(tenant, device).await
+    }
+
+    async fn shutdown(&self) {
+        self.0.shutdown().await
+    }
+}
+
+/// A fixture device that takes every text (see [`Sending`]).
+struct SendingDevice {
+    fixture: Arc<dyn DeviceSession>,
+    /// What it was asked to send, in order, with what it answered.
+    sent: Mutex<Vec<(TextMessage, SentMessage)>>,
+}
+
+#[async_trait::async_trait]
+impl DeviceSession for SendingDevice {
+    fn status(&self) -> DeviceStatus {
+        self.fixture.status()
+    }
+
+    async fn user_info(&self, jids: &[Jid]) -> Result<Vec<UserInfo>, Error> {
+        self.fixture.user_info(jids).await
+    }
+
+    async fn profile_picture(&self, jid: &Jid, preview: bool) -> Result<Option<ProfilePicture>, Error> {
+        self.fixture.profile_picture(jid, preview).await
+    }
+
+    async fn business_profile(&self, jid: &Jid) -> Result<Option<BusinessProfile>, Error> {
+        self.fixture.business_profile(jid).await
+    }
+
+    async fn lid_mapping(&self, jid: &Jid) -> Result<Option<LidMapping>, Error> {
+        self.fixture.lid_mapping(jid).await
+    }
+
+    async fn is_on_whatsapp(&self, jids: &[Jid]) -> Result<Vec<OnWhatsapp>, Error> {
+        self.fixture.is_on_whatsapp(jids).await
+    }
+
+    async fn joined_groups(&self) -> Result<Vec<Group>, Error> {
+        self.fixture.joined_groups().await
+    }
+
+    async fn group_info(&self, jid: &Jid) -> Result<Group, Error> {
+        self.fixture.group_info(jid).await
+    }
+
+    async fn contact(&self, jid: &Jid) -> Result<Option<Contact>, Error> {
+        self.fixture.contact(jid).await
+    }
+
+    async fn send_text(&self, message: &TextMessage) -> Result<SendOutcome, Error> {
+        let mut sent = self.sent.lock().unwrap();
+        let earlier = sent
+            .iter()
+            .find(|(asked, _)| asked.idempotency_key.is_some() && asked.idempotency_key == message.idempotency_key);
+        if let Some((asked, answered)) = earlier {
+            let same = (&asked.to, &asked.text, &asked.reply_to) == (&message.to, &message.text, &message.reply_to);
+            return Ok(if same { SendOutcome::Repeated(answered.clone()) } else { SendOutcome::KeyReused });
+        }
+        let answered = SentMessage {
+            id: format!("3EB0{:020}", sent.len() + 1),
+            to: message.to.to_string(),
+            status: MessageStatus::Pending,
+            error_code: None,
+            created_at: "2026-12-05T19:00:00Z".into(),
+            updated_at: "2026-12-05T19:00:00Z".into(),
+        };
+        sent.push((message.clone(), answered.clone()));
+        Ok(SendOutcome::Sent(answered))
+    }
+
+    async fn sent_message(&self, id: &str) -> Result<Option<SentMessage>, Error> {
+        Ok(self.sent.lock().unwrap().iter().find(|(_, answered)| answered.id == id).map(|(_, a)| a.clone()))
+    }
 }
