@@ -101,9 +101,16 @@ async fn a_sent_text_reaches_the_recipient_and_its_status_follows_the_ack_and_th
     let read = wait_for_status(&linked, &token, &second, "read", 10).await;
     assert!(read["updated_at"].as_str() >= read["created_at"].as_str(), "{read}");
 
-    let expected = [(id, "sent"), (second.as_str(), "sent"), (second.as_str(), "delivered"), (second.as_str(), "read")];
-    let expected: Vec<_> = expected.iter().map(|(id, s)| (id.to_string(), s.to_string(), Value::Null)).collect();
-    assert_eq!(statuses(&linked).await, expected, "each change once, in order");
+    // Each change once, in order. The phone's receipt may overtake the server's ack (the client
+    // handles stanzas concurrently): a status never moves back, so that ack is then no change.
+    let changes = statuses(&linked).await;
+    let of = |message: &str| -> Vec<String> {
+        changes.iter().filter(|(id, _, code)| id == message && code.is_null()).map(|(_, s, _)| s.clone()).collect()
+    };
+    assert_eq!(of(id), ["sent"], "{changes:?}");
+    let second_changes = of(&second);
+    assert!(second_changes == ["sent", "delivered", "read"] || second_changes == ["delivered", "read"], "{changes:?}");
+    assert_eq!(changes.len(), 1 + second_changes.len(), "{changes:?}");
     // A message the device did not send is not found.
     let unknown = linked.waedge.api("/devices/main/messages/3EB0FFFFFFFFFFFFFFFFFFFF", &token).await;
     assert_eq!(

@@ -120,7 +120,10 @@ async fn record_statuses(store: Store, queue: Arc<StatusQueue>, recorded: watch:
             .await
             .expect("store task panicked")
         {
-            Ok(()) => {
+            Ok(events) => {
+                for event in &events {
+                    tracing::debug!(id = event.id, device = event.device, state = %event.data["state"], "device status event");
+                }
                 recorded.send_replace(noted);
             }
             Err(e) => {

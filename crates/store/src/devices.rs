@@ -9,8 +9,10 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
+use serde_json::json;
 use waedge_contract::types::{DeviceState, DeviceStatus};
 
+use super::events::{self, DEVICE_STATUS, EventRecord, NewEvent};
 use super::{Store, StoreError, check_identifier, conflict_on_unique, now, tenants};
 
 /// A device as stored.
@@ -65,19 +67,32 @@ impl Store {
     }
 
     /// Records devices' states and identities as their sessions report them, in one
-    /// transaction, in order (a later status of a device wins). A device deleted meanwhile is
-    /// left deleted.
-    pub fn record_device_statuses(&self, changes: &[(String, DeviceStatus)]) -> Result<(), StoreError> {
+    /// transaction, in order (a later status of a device wins), each change of state with its
+    /// `device.status` event; returns those events. A device deleted meanwhile is left deleted.
+    pub fn record_device_statuses(&self, changes: &[(String, DeviceStatus)]) -> Result<Vec<EventRecord>, StoreError> {
         self.transaction(|tx| {
-            let mut update = tx.prepare_cached(
-                "UPDATE devices SET state = ?3, jid = ?4, lid = ?5, push_name = ?6, updated_at = ?7
-                 WHERE tenant_id = ?1 AND id = ?2",
-            )?;
+            let mut appended = Vec::new();
             for (tenant, status) in changes {
+                let Some(previous) = get(tx, tenant, &status.id).ok() else { continue };
                 let state = status.state.name();
-                update.execute(params![tenant, status.id, state, status.jid, status.lid, status.push_name, now()])?;
+                tx.prepare_cached(
+                    "UPDATE devices SET state = ?3, jid = ?4, lid = ?5, push_name = ?6, updated_at = ?7
+                     WHERE tenant_id = ?1 AND id = ?2",
+                )?
+                .execute(params![
+                    tenant,
+                    status.id,
+                    state,
+                    status.jid,
+                    status.lid,
+                    status.push_name,
+                    now()
+                ])?;
+                if previous.state != state {
+                    appended.extend(events::append(tx, tenant, &status_event(&previous.state, status))?);
+                }
             }
-            Ok(())
+            Ok(appended)
         })
     }
 
@@ -94,6 +109,25 @@ impl Store {
             )?;
             Ok(())
         })
+    }
+}
+
+/// The `device.status` event of a device reaching `status` from the state `previous`. A device's
+/// own events belong to no chat: their `chat` is empty, and `seq` numbers them per device.
+fn status_event(previous: &str, status: &DeviceStatus) -> NewEvent {
+    NewEvent {
+        device: status.id.clone(),
+        kind: DEVICE_STATUS.to_string(),
+        chat: String::new(),
+        dedup: None,
+        at: now(),
+        data: json!({
+            "state": status.state.name(),
+            "previous": previous,
+            "jid": status.jid,
+            "lid": status.lid,
+            "push_name": status.push_name,
+        }),
     }
 }
 
@@ -190,11 +224,24 @@ mod tests {
             ("acme".to_string(), status("gone", DeviceState::Connected, jid)),
             ("acme".to_string(), status("main", DeviceState::LoggedOut, jid)),
         ];
-        store.record_device_statuses(&changes).unwrap();
+        let events = store.record_device_statuses(&changes).unwrap();
         let main = store.device("acme", "main").unwrap();
         assert_eq!((main.state.as_str(), main.jid.as_deref()), ("logged-out", jid));
         assert_eq!(recorded_state(&main), DeviceState::LoggedOut);
         assert!(matches!(store.device("acme", "gone"), Err(StoreError::NotFound(_))));
+
+        // Each change of state is an event of the device, numbered in the device's own (empty) chat.
+        let seen: Vec<_> =
+            events.iter().map(|e| (e.kind.as_str(), e.device.as_str(), e.chat.as_str(), e.seq)).collect();
+        assert_eq!(seen, [("device.status", "main", "", 1), ("device.status", "main", "", 2)]);
+        assert_eq!(
+            events[1].data,
+            json!({"state": "logged-out", "previous": "connecting", "jid": jid, "lid": null, "push_name": null})
+        );
+        // A change of identity or name alone is no event.
+        let renamed = DeviceStatus { push_name: Some("Acme".into()), ..status("main", DeviceState::LoggedOut, jid) };
+        assert_eq!(store.record_device_statuses(&[("acme".to_string(), renamed)]).unwrap(), []);
+        assert_eq!(store.device("acme", "main").unwrap().push_name.as_deref(), Some("Acme"));
     }
 
     #[test]

@@ -17,13 +17,17 @@ use serde_json::Value;
 use super::{Store, StoreError, from_json, tenants, to_json};
 
 /// The types of event the outbox records, each described in the admin API's document.
-pub const EVENT_TYPES: &[&str] = &[MESSAGE_RECEIVED, MESSAGE_STATUS];
+pub const EVENT_TYPES: &[&str] = &[MESSAGE_RECEIVED, MESSAGE_STATUS, DEVICE_STATUS];
 
 /// The type of the event of a message a device received.
 pub const MESSAGE_RECEIVED: &str = "message.received";
 
 /// The type of the event of a message a device sent reaching a new status.
 pub const MESSAGE_STATUS: &str = "message.status";
+
+/// The type of the event of a device changing state (linked, connected, disconnected, logged
+/// out …).
+pub const DEVICE_STATUS: &str = "device.status";
 
 /// An event to append.
 #[derive(Debug, Clone, PartialEq)]

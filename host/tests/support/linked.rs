@@ -49,8 +49,15 @@ impl Linked {
         self
     }
 
-    /// Every event of `acme`, oldest first, read a page of `page` at a time.
+    /// Every message event of `acme` (`message.*`: the device's own `device.status` events
+    /// come and go with its restarts), oldest first, read a page of `page` events at a time.
     pub async fn events(&self, page: usize) -> Vec<Value> {
+        let events = self.all_events(page).await;
+        events.into_iter().filter(is_message_event).collect()
+    }
+
+    /// Every event of `acme`, oldest first, read a page of `page` at a time.
+    pub async fn all_events(&self, page: usize) -> Vec<Value> {
         let (mut events, mut after) = (Vec::new(), None::<String>);
         loop {
             let cursor = after.as_ref().map(|id| format!("&after={id}")).unwrap_or_default();
@@ -67,7 +74,7 @@ impl Linked {
         }
     }
 
-    /// Waits up to `seconds` until `acme` has `count` events; returns them.
+    /// Waits up to `seconds` until `acme` has `count` message events; returns them.
     pub async fn wait_for_events(&self, count: usize, seconds: u64) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(seconds);
         loop {
@@ -79,4 +86,9 @@ impl Linked {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// Whether `event` is about a message (`message.received`, `message.status`).
+pub fn is_message_event(event: &Value) -> bool {
+    event["type"].as_str().is_some_and(|kind| kind.starts_with("message."))
 }
