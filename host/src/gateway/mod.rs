@@ -555,6 +555,11 @@ mod tests {
         let after = admission(&gateway, "acme");
         assert!(!Arc::ptr_eq(&after, &before));
         assert!(after.enforces(&Limits { requests_per_second: 6, ..Limits::default() }));
+        // The devices' send rate is admission's too.
+        reload(&gateway, &[tenant("acme", "requests_per_second = 6, sends_per_minute = 5", DEVICES_API)]);
+        let sends = admission(&gateway, "acme");
+        assert!(!Arc::ptr_eq(&sends, &after));
+        assert!(sends.enforces(&Limits { requests_per_second: 6, sends_per_minute: 5, ..Limits::default() }));
     }
 
     #[test]

@@ -241,6 +241,8 @@ impl Admission {
                 l.anonymous_concurrent_per_client,
                 l.anonymous_requests_per_second,
                 l.anonymous_requests_per_second_per_client,
+                l.sends_per_minute,
+                l.send_burst,
             )
         };
         admission(&self.limits) == admission(limits)
