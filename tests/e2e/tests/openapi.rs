@@ -261,6 +261,22 @@ fn a_route_prefix_has_one_pattern() {
     assert_eq!(deleted["schema"]["pattern"], set["pattern"]);
 }
 
+/// The event types the outbox records are the ones `Event` describes, and the ones a webhook
+/// may choose.
+#[test]
+fn the_documented_event_types_are_the_outbox_types() {
+    let doc = document();
+    let schemas = &doc["components"]["schemas"];
+    let mapped: Vec<&str> =
+        schemas["Event"]["discriminator"]["mapping"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(mapped, waedge_store::events::EVENT_TYPES, "Event's discriminator");
+    assert_eq!(schemas["Event"]["oneOf"].as_array().unwrap().len(), mapped.len(), "one schema per type");
+    for name in ["Webhook", "NewWebhookCreated", "NewWebhook"] {
+        let listed = &schemas[name]["properties"]["events"]["items"]["enum"];
+        assert_eq!(listed, &json!(waedge_store::events::EVENT_TYPES), "{name}'s event types");
+    }
+}
+
 #[test]
 fn the_documented_limits_are_the_limits_with_their_ranges() {
     let doc = document();
@@ -333,13 +349,21 @@ async fn every_admin_operation_answers_as_documented() {
         .sha256;
     let staged = gw.store().add_component_version("globex", "api", &"0".repeat(64), b"old", "test").unwrap().sha256;
     let (webhook, event) = dead_letter(gw.store());
-    // Both event types in the outbox, as the document describes them.
+    // Every event type in the outbox, as the document describes them.
     message_status_events(gw.store());
+    let connected = DeviceStatus {
+        id: "main".into(),
+        state: DeviceState::Connected,
+        jid: Some("4915550000001@s.whatsapp.net".into()),
+        lid: None,
+        push_name: Some("Globex".into()),
+    };
+    assert_eq!(gw.store().record_device_statuses(&[("globex".into(), connected)]).unwrap().len(), 1);
     let listed = gw.admin(Method::GET, "/v1/tenants/globex/events", Value::Null).await;
     check_success(&doc, &doc["paths"]["/v1/tenants/{tenant}/events"]["get"], "GET …/events", &listed);
     let types: Vec<&str> =
         listed.json["events"].as_array().unwrap().iter().filter_map(|e| e["type"].as_str()).collect();
-    assert_eq!(types, ["message.received", "message.status", "message.status"], "{}", listed.text);
+    assert_eq!(types, ["message.received", "message.status", "message.status", "device.status"], "{}", listed.text);
     let mut to_call = operations(&doc, "admin");
     to_call.retain(|(method, path, _)| !is_device_session_operation(method, path));
     // Deletions last, a resource's parts before the resource (a user's token before the user),
