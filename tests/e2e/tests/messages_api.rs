@@ -141,6 +141,19 @@ async fn every_invalid_send_is_refused_with_400_before_it_reaches_the_device() {
     }
 }
 
+/// A key HTTP can carry but that is no text (ISO-8859-1 `café`, as some clients encode header
+/// values) is refused like any other bad key: a key the server ignored would let a retry send
+/// the message twice.
+#[tokio::test]
+async fn a_key_that_is_not_utf8_is_refused_not_ignored() {
+    let gw = gateway().await;
+    let body = json!({"to": JOHN, "text": "hi"}).to_string().into_bytes();
+    for key in [&b"caf\xe9"[..], b"\x80\x81"] {
+        let reply = call(&gw, Method::POST, "/devices/main/messages", Some(ALICE), Some(key), body.clone()).await;
+        assert_error(&reply, 400, "VALIDATION_ERROR", &format!("the key {key:?}"));
+    }
+}
+
 /// The text's limit is 65,536 bytes of UTF-8, not characters. On globex, whose requests may
 /// have the default 1 MiB of body (acme's are capped at 64 KiB, which the host answers 413).
 #[tokio::test]
