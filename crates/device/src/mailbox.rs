@@ -1,7 +1,9 @@
 //! The [`Mailbox`] of the store: events committed to its outbox (`waedge_store::events`), sent
-//! messages recorded in its `sent` table (`waedge_store::sent`).
+//! messages recorded in its `sent` table (`waedge_store::sent`). Whoever delivers the events
+//! waits for those of a tenant, or of one of its devices, on [`Appended`].
 
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tokio::sync::watch;
@@ -12,18 +14,75 @@ use waedge_store::{Store, StoreError};
 
 use super::Mailbox;
 
-/// A mailbox in `store`, and the receiver that changes whenever it appended events (delivery
-/// wakes up on it). The store is synchronous: its calls run on tokio's blocking threads.
-pub fn store_mailbox(store: &Store) -> (Arc<dyn Mailbox>, watch::Receiver<u64>) {
-    let (appended, receiver) = watch::channel(0);
-    (Arc::new(StoreMailbox { store: store.clone(), appended }), receiver)
+/// A mailbox in `store`, and the [`Appended`] it tells of every commit that appended events
+/// (delivery wakes up on it). The store is synchronous: its calls run on tokio's blocking
+/// threads.
+pub fn store_mailbox(store: &Store) -> (Arc<dyn Mailbox>, Appended) {
+    let appended = Appended::default();
+    (Arc::new(StoreMailbox { store: store.clone(), appended: appended.clone() }), appended)
+}
+
+/// Tells who waits for the new events of a tenant, or of one of its devices, that a commit
+/// appended some: a subscriber wakes only for the tenant (and device) it subscribed to. Clones
+/// share their subscribers; one made with `default` that no mailbox holds never tells anything.
+#[derive(Clone, Default)]
+pub struct Appended {
+    /// A channel for each tenant or device someone subscribed to.
+    channels: Arc<Mutex<HashMap<Whose, watch::Sender<()>>>>,
+}
+
+/// Whose events a channel of [`Appended`] tells of: a tenant's (with `None`: of any of its
+/// devices) or those of one of its devices.
+type Whose = (String, Option<String>);
+
+/// The new events of one tenant, or of one of its devices (see [`Appended::subscribe`]).
+pub struct Subscription {
+    receiver: watch::Receiver<()>,
+    /// Keeps the channel open, so that [`Subscription::changed`] never fails.
+    _sender: watch::Sender<()>,
+}
+
+impl Appended {
+    /// Subscribes to the commits that append events of `tenant` from now on — only of its
+    /// `device`, when given.
+    pub fn subscribe(&self, tenant: &str, device: Option<&str>) -> Subscription {
+        let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // The channels of subscriptions dropped since (a stopped worker's) go.
+        channels.retain(|_, sender| sender.receiver_count() > 0);
+        let key = (tenant.to_string(), device.map(str::to_string));
+        let sender = channels.entry(key).or_insert_with(|| watch::Sender::new(())).clone();
+        Subscription { receiver: sender.subscribe(), _sender: sender }
+    }
+
+    /// Wakes the subscribers of the tenants and devices of `events`, just committed.
+    fn notify(&self, events: &[EventRecord]) {
+        let appended: BTreeSet<(&str, &str)> =
+            events.iter().map(|event| (event.tenant.as_str(), event.device.as_str())).collect();
+        let channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (tenant, device) in appended {
+            for key in [(tenant.to_string(), None), (tenant.to_string(), Some(device.to_string()))] {
+                if let Some(sender) = channels.get(&key) {
+                    sender.send_replace(());
+                }
+            }
+        }
+    }
+}
+
+impl Subscription {
+    /// Waits until events were appended since the subscription was made or this last returned;
+    /// one wake-up may stand for many commits.
+    pub async fn changed(&mut self) {
+        // Never fails: the subscription holds a sender.
+        let _ = self.receiver.changed().await;
+    }
 }
 
 /// [`store_mailbox`].
 struct StoreMailbox {
     store: Store,
-    /// How many commits appended events.
-    appended: watch::Sender<u64>,
+    /// Told of every commit that appended events.
+    appended: Appended,
 }
 
 impl StoreMailbox {
@@ -36,14 +95,12 @@ impl StoreMailbox {
         Ok(tokio::task::spawn_blocking(move || call(&store)).await??)
     }
 
-    /// Logs `appended` events and wakes delivery up if there are any.
+    /// Logs `appended` events and wakes up those waiting for them.
     fn appended(&self, appended: &[EventRecord]) {
         for event in appended {
             tracing::debug!(id = event.id, kind = event.kind, device = event.device, seq = event.seq, "event recorded");
         }
-        if !appended.is_empty() {
-            self.appended.send_modify(|count| *count += 1);
-        }
+        self.appended.notify(appended);
     }
 }
 
@@ -76,5 +133,58 @@ impl Mailbox for StoreMailbox {
         let appended = self.run(move |store| store.change_status(&tenant, &device, &changes)).await?;
         self.appended(&appended);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use waedge_store::tenants::NewTenant;
+
+    use super::*;
+
+    /// A message of `device` received from John Doe, `id` its message id.
+    fn message(device: &str, id: &str) -> NewEvent {
+        NewEvent {
+            device: device.into(),
+            kind: waedge_store::events::MESSAGE_RECEIVED.into(),
+            chat: "6281234567890@s.whatsapp.net".into(),
+            dedup: Some(id.into()),
+            at: "2026-12-05T15:00:00Z".into(),
+            data: serde_json::json!({ "message_id": id }),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_commit_wakes_the_subscribers_of_its_tenant_and_device_only() {
+        let store = Store::open_in_memory().unwrap();
+        for tenant in ["acme", "globex"] {
+            store.create_tenant(NewTenant { id: tenant.into(), ..Default::default() }).unwrap();
+            store.create_device(tenant, "main").unwrap();
+        }
+        store.create_device("globex", "backup").unwrap();
+        let (mailbox, appended) = store_mailbox(&store);
+        let globex = appended.subscribe("globex", None);
+        let mut main = appended.subscribe("globex", Some("main"));
+        let backup = appended.subscribe("globex", Some("backup"));
+        let woken = |subscriptions: [&Subscription; 3]| subscriptions.map(|s| s.receiver.has_changed().unwrap());
+
+        mailbox.commit("acme", vec![message("main", "A")]).await.unwrap();
+        assert_eq!(woken([&globex, &main, &backup]), [false; 3], "another tenant's events");
+        mailbox.commit("globex", vec![message("main", "A")]).await.unwrap();
+        assert_eq!(woken([&globex, &main, &backup]), [true, true, false], "the tenant's and the device's");
+        main.changed().await;
+        mailbox.commit("globex", vec![message("main", "A")]).await.unwrap();
+        assert!(!main.receiver.has_changed().unwrap(), "a commit that appends nothing (a repeat) wakes no one");
+        mailbox.commit("globex", vec![message("backup", "B")]).await.unwrap();
+        assert_eq!(woken([&globex, &main, &backup]), [true, false, true]);
+    }
+
+    #[test]
+    fn the_channels_of_dropped_subscriptions_go() {
+        let appended = Appended::default();
+        drop(appended.subscribe("acme", None));
+        let _kept = appended.subscribe("acme", Some("main"));
+        let channels = appended.channels.lock().unwrap();
+        assert_eq!(channels.keys().collect::<Vec<_>>(), [&("acme".to_string(), Some("main".to_string()))]);
     }
 }

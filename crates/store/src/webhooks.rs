@@ -1,12 +1,18 @@
 //! Webhooks: a tenant's events (the [`events`](crate::events) outbox) delivered to HTTP
 //! endpoints, with a delivery log and dead letters.
 //!
-//! Each webhook keeps a position in the outbox: every event up to it was delivered or given
-//! up on. The delivery service (in the host) asks for the [next event](Store::next_delivery)
-//! the webhook takes (its device, its types) after that position, delivers it, logs each
-//! [attempt](Store::record_attempt), and then moves the position past it: [delivered], or
-//! [dead-lettered](Store::dead_letter) when it gives up. The position only moves forward, so a
-//! crash before the move delivers the event again (at least once) and never skips one.
+//! Each webhook keeps a position in the outbox: every event up to it was delivered, given up
+//! on or not the webhook's. The delivery service (in the host) asks for the [next
+//! event](Store::next_delivery_after) the webhook takes (its device, its types) after that
+//! position, delivers it, logs each [attempt](Store::record_attempt), and then moves the
+//! position past it: [delivered], or [dead-lettered](Store::dead_letter) when it gives up. The
+//! position only moves forward, so a crash before the move delivers the event again (at least
+//! once) and never skips one.
+//!
+//! Looking for the next event only reads: a webhook that has nothing to deliver writes nothing,
+//! however often it looks. Events it does not take stay behind its position until the next
+//! move passes them; meanwhile the caller starts each look after the [end](Next::Idle) its
+//! previous look reached, so they are not read again.
 //!
 //! A new webhook starts at the current end of the outbox: it delivers the events recorded
 //! after its creation. A webhook of one device goes with the device; a webhook's log and dead
@@ -14,7 +20,7 @@
 //!
 //! [delivered]: Store::delivered
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError, devices, events, from_json, now, tenants, to_json};
@@ -97,6 +103,16 @@ pub struct Pending {
     pub position: i64,
     /// The event.
     pub event: EventRecord,
+}
+
+/// What a look at the outbox found for a webhook (see [`Store::next_delivery_after`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Next {
+    /// The next event the webhook takes.
+    Pending(Box<Pending>),
+    /// It takes no event up to this position, the end of the outbox when it looked: the next
+    /// look may start after it.
+    Idle(i64),
 }
 
 /// One delivery attempt, as the delivery log records it.
@@ -210,36 +226,47 @@ impl Store {
     }
 
     /// The first event after the webhook's position that it takes (its device, its types), if
-    /// any. NotFound when the webhook is gone. When there is none, the position moves past the
-    /// events it does not take, so they are not looked at again.
+    /// any. NotFound when the webhook is gone. Only reads (see [`Store::next_delivery_after`]).
     pub fn next_delivery(&self, webhook: &str) -> Result<Option<Pending>, StoreError> {
-        self.transaction(|tx| {
-            let (hook, position) = find(tx, webhook)?;
-            let mut select = tx.prepare_cached(&format!(
-                "SELECT events.position, {} FROM events
-                 WHERE tenant_id = ?1 AND position > ?2 AND (?3 IS NULL OR device = ?3)
-                   AND (?4 = '[]' OR kind IN (SELECT value FROM json_each(?4)))
-                 ORDER BY position LIMIT 1",
-                events::COLUMNS
-            ))?;
-            let types = to_json(&hook.events);
-            let next = select
-                .query_row(params![hook.tenant, position, hook.device, types], |row| {
-                    Ok(Pending { position: row.get(0)?, event: events::read(row, 1)? })
-                })
-                .optional()?;
-            if next.is_none() {
-                let last: i64 = tx.query_row(
-                    "SELECT COALESCE(MAX(position), 0) FROM events WHERE tenant_id = ?1",
-                    [&hook.tenant],
-                    |row| row.get(0),
-                )?;
-                if last > position {
-                    advance(tx, webhook, last)?;
-                }
-            }
-            Ok(next)
+        Ok(match self.next_delivery_after(webhook, 0)? {
+            Next::Pending(pending) => Some(*pending),
+            Next::Idle(_) => None,
         })
+    }
+
+    /// The first event the webhook takes (its device, its types) after both its position and
+    /// `seen`, or the end of the outbox when there is none. `seen` is the end a previous look
+    /// for the webhook returned as [`Next::Idle`] (0 for none): the webhook took no event up to
+    /// it, and none is appended there later (an event comes after the end), so this look starts
+    /// after it. NotFound when the webhook is gone.
+    ///
+    /// It only reads, in a deferred transaction that takes no write lock: the position does
+    /// not move past the events the webhook does not take until the event after them is
+    /// delivered or given up on ([`Store::record_delivery`]).
+    pub fn next_delivery_after(&self, webhook: &str, seen: i64) -> Result<Next, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let (hook, position) = find(&tx, webhook)?;
+        let mut select = tx.prepare_cached(&format!(
+            "SELECT events.position, {} FROM events
+             WHERE tenant_id = ?1 AND position > ?2 AND (?3 IS NULL OR device = ?3)
+               AND (?4 = '[]' OR kind IN (SELECT value FROM json_each(?4)))
+             ORDER BY position LIMIT 1",
+            events::COLUMNS
+        ))?;
+        let types = to_json(&hook.events);
+        let next = select
+            .query_row(params![hook.tenant, position.max(seen), hook.device, types], |row| {
+                Ok(Pending { position: row.get(0)?, event: events::read(row, 1)? })
+            })
+            .optional()?;
+        let next = match next {
+            Some(pending) => Next::Pending(Box::new(pending)),
+            None => Next::Idle(events::end(&tx)?),
+        };
+        drop(select);
+        tx.commit()?;
+        Ok(next)
     }
 
     /// Appends an attempt to the webhook's delivery log, keeping the newest 1000 of the webhook.
@@ -657,7 +684,7 @@ mod tests {
         assert!(matches!(unknown, StoreError::NotFound(ref m) if m.contains("create it first")), "{unknown}");
         assert_eq!(
             refused(NewWebhook { events: vec!["message.sent".into()], ..hook("https://a.example") }),
-            "event type `message.sent` is unknown: use message.received, message.status, or leave `events` empty for every type"
+            "event type `message.sent` is unknown: use message.received, message.status, device.status, or leave `events` empty for every type"
         );
         let twice = vec!["message.received".into(), "message.received".into()];
         assert_eq!(
@@ -723,11 +750,61 @@ mod tests {
         assert_eq!(next(&store, &main), None);
 
         record(&store, "backup", "message.received", "E"); // position 5: not main's
-        assert_eq!(position(&store, &main), 4);
-        assert_eq!(next(&store, &main), None);
-        assert_eq!(position(&store, &main), 5, "moved past what it does not take");
+        assert_eq!(store.next_delivery_after(&main, 0).unwrap(), Next::Idle(5), "none up to the end");
+        assert_eq!(position(&store, &main), 4, "looking moves nothing");
         let later = record(&store, "main", "message.received", "F");
         assert_eq!(next(&store, &main), Some((6, later.id)));
+    }
+
+    #[test]
+    fn a_look_starts_after_the_end_the_last_one_reached_and_a_delivery_moves_past_the_events_skipped() {
+        let store = acme();
+        store.create_device("acme", "main").unwrap();
+        let received = NewWebhook { events: vec!["message.received".into()], ..hook("https://example.com/in") };
+        let webhook = store.create_webhook("acme", received).unwrap().id;
+        let every = store.create_webhook("acme", hook("https://example.com/every")).unwrap().id;
+        record(&store, "main", "message.status", "A");
+        record(&store, "main", "message.status", "B");
+        assert_eq!(store.next_delivery_after(&webhook, 0).unwrap(), Next::Idle(2));
+        let taken = record(&store, "main", "message.received", "C");
+        let Next::Pending(pending) = store.next_delivery_after(&webhook, 2).unwrap() else { panic!("C is pending") };
+        assert_eq!((pending.position, &pending.event), (3, &taken));
+        assert_eq!(next(&store, &every).map(|(at, _)| at), Some(1), "each webhook from its own position");
+        assert_eq!(store.next_delivery_after(&every, 2).unwrap(), Next::Pending(pending.clone()), "after `seen`");
+
+        store.record_delivery(&webhook, 3, &attempt(&taken.id, 1), Outcome::Delivered).unwrap();
+        assert_eq!(position(&store, &webhook), 3, "past the skipped events too, in the same write");
+        assert_eq!(store.next_delivery_after(&webhook, 0).unwrap(), Next::Idle(3));
+    }
+
+    #[test]
+    fn looking_for_the_next_event_only_reads_and_answers_while_another_connection_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("waedge.db");
+        let store = Store::open(&path).unwrap();
+        store.create_tenant(crate::tenants::NewTenant { id: "acme".into(), ..Default::default() }).unwrap();
+        store.create_device("acme", "main").unwrap();
+        // A type that never occurs, and every type.
+        let status = NewWebhook { events: vec!["message.status".into()], ..hook("https://example.com/status") };
+        let status = store.create_webhook("acme", status).unwrap().id;
+        let every = store.create_webhook("acme", hook("https://example.com/every")).unwrap().id;
+        let events: Vec<EventRecord> =
+            ["A", "B", "C"].iter().map(|m| record(&store, "main", "message.received", m)).collect();
+
+        let writer = Connection::open(&path).unwrap();
+        let changes = store.lock().total_changes();
+        let version = |conn: &Connection| conn.pragma_query_value(None, "data_version", |row| row.get::<_, i64>(0));
+        let before = version(&writer).unwrap();
+        // Another connection holds the write lock: a look that wanted it would wait, then fail.
+        writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+        for _ in 0..3 {
+            assert_eq!(store.next_delivery_after(&status, 0).unwrap(), Next::Idle(3));
+            assert_eq!(next(&store, &every), Some((1, events[0].id.clone())));
+        }
+        writer.execute_batch("COMMIT").unwrap();
+        assert_eq!(store.lock().total_changes(), changes, "no row written");
+        assert_eq!(version(&writer).unwrap(), before, "no commit by the store");
+        assert_eq!(position(&store, &status), 0, "the position stays behind the events it does not take");
     }
 
     #[test]

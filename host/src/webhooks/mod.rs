@@ -16,6 +16,11 @@
 //! Requests obey the same address rules as components' outbound HTTP: public addresses only,
 //! unless the webhook's host is on the tenant's `outbound_private_hosts`; they are signed as
 //! [`sign`] says.
+//!
+//! An idle worker sleeps until a commit appends events of its tenant — of its device, for a
+//! webhook of one device ([`Appended`]) — or a while has passed. Its look at the outbox only
+//! reads, so idle workers do not queue write transactions in front of the commits of incoming
+//! messages, which WhatsApp waits for.
 
 mod deliver;
 pub mod sign;
@@ -24,9 +29,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use waedge_store::webhooks::{Attempt, Outcome, Pending, WebhookRecord};
+use waedge_device::mailbox::{Appended, Subscription};
+use waedge_store::webhooks::{Attempt, Next, Outcome, Pending, WebhookRecord};
 use waedge_store::{Store, StoreError};
 
 use crate::Gateway;
@@ -41,7 +46,8 @@ pub const MAX_ATTEMPTS: u32 = 10;
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// … but never more than this.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
-/// How long an idle worker waits for news before it looks at the outbox anyway.
+/// How long an idle worker waits for news before it looks at the outbox anyway (a wake-up
+/// that never came, events from elsewhere).
 const IDLE_CHECK: Duration = Duration::from_secs(5);
 /// How long a worker waits before reading the store again after it failed.
 const STORE_RETRY: Duration = Duration::from_secs(1);
@@ -51,19 +57,22 @@ pub struct Webhooks {
     store: Store,
     outbound: Arc<Outbound>,
     metrics: Arc<Metrics>,
-    /// Changes whenever events were appended to the outbox.
-    appended: watch::Receiver<u64>,
+    /// Tells of commits that appended events, by tenant and device.
+    appended: Appended,
     workers: Mutex<HashMap<String, JoinHandle<()>>>,
     /// Reloads take turns: each reads the webhooks and applies what it read before the next
     /// reads, so an older list is never applied after a newer one.
     reloading: tokio::sync::Mutex<()>,
+    /// How each worker waited for news so far, by webhook (tests only).
+    #[cfg(test)]
+    idle: Mutex<HashMap<String, tests::Idle>>,
 }
 
 impl Webhooks {
     /// Delivery from `store`'s outbox through `gateway`'s outbound HTTP (its resolver and
-    /// address rules), counting refusals in its metrics, woken by `appended`. No worker runs
-    /// before [`Webhooks::reload`].
-    pub fn new(store: Store, gateway: &Gateway, appended: watch::Receiver<u64>) -> Self {
+    /// address rules), counting refusals in its metrics, each worker woken by the commits
+    /// `appended` tells of for its tenant. No worker runs before [`Webhooks::reload`].
+    pub fn new(store: Store, gateway: &Gateway, appended: Appended) -> Self {
         Webhooks {
             store,
             outbound: gateway.outbound().clone(),
@@ -71,11 +80,14 @@ impl Webhooks {
             appended,
             workers: Mutex::default(),
             reloading: Default::default(),
+            #[cfg(test)]
+            idle: Mutex::default(),
         }
     }
 
     /// Starts a worker for each stored webhook that has none, and stops the workers of
-    /// webhooks that are gone. Must be called inside a tokio runtime.
+    /// webhooks that are gone. Events appended once it returned wake the new workers. Must be
+    /// called inside a tokio runtime.
     pub async fn reload(self: &Arc<Self>) -> Result<(), StoreError> {
         let _turn = self.reloading.lock().await;
         let webhooks = self.blocking(|store| store.all_webhooks()).await?;
@@ -89,8 +101,9 @@ impl Webhooks {
         });
         for webhook in webhooks {
             if !workers.contains_key(&webhook.id) {
+                let appended = self.appended.subscribe(&webhook.tenant, webhook.device.as_deref());
                 let id = webhook.id.clone();
-                workers.insert(id, tokio::spawn(self.clone().run(webhook)));
+                workers.insert(id, tokio::spawn(self.clone().run(webhook, appended)));
             }
         }
         Ok(())
@@ -126,25 +139,41 @@ impl Webhooks {
         Ok((log, delivered))
     }
 
-    /// Delivers the webhook's events for as long as it exists.
-    async fn run(self: Arc<Self>, webhook: WebhookRecord) {
-        let mut appended = self.appended.clone();
+    /// Delivers the webhook's events for as long as it exists, woken by `appended` (of its
+    /// tenant, or of its device).
+    async fn run(self: Arc<Self>, webhook: WebhookRecord, mut appended: Subscription) {
+        // The end of the outbox the last look reached finding nothing: the next starts there.
+        let mut seen = 0;
         loop {
             let id = webhook.id.clone();
-            match self.blocking(move |store| store.next_delivery(&id)).await {
-                Ok(Some(pending)) => self.deliver(&webhook, pending).await,
-                Ok(None) => {
-                    // Woken by new events, or after a while anyway (the check is cheap, and
-                    // events may come from elsewhere: a replay, another process).
-                    if let Ok(Err(_)) = tokio::time::timeout(IDLE_CHECK, appended.changed()).await {
-                        // Nothing appends any more (no device sessions): only the checks remain.
-                        tokio::time::sleep(IDLE_CHECK).await;
-                    }
+            match self.blocking(move |store| store.next_delivery_after(&id, seen)).await {
+                Ok(Next::Pending(pending)) => self.deliver(&webhook, *pending).await,
+                Ok(Next::Idle(end)) => {
+                    seen = end;
+                    self.wait(&webhook, &mut appended).await;
                 }
                 Err(StoreError::NotFound(_)) => return,
                 Err(e) => self.store_failed(&webhook, e).await,
             }
         }
+    }
+
+    /// Waits until a commit appended events the webhook may take, or [`IDLE_CHECK`] passed. A
+    /// look at the outbox follows either way, so a wake-up missed loses no event; it only
+    /// reads, so a wake-up for nothing costs no write.
+    async fn wait(&self, webhook: &WebhookRecord, appended: &mut Subscription) {
+        #[cfg(test)]
+        self.count_idle(&webhook.id, |idle| idle.waits += 1);
+        let woken = tokio::time::timeout(IDLE_CHECK, appended.changed()).await.is_ok();
+        tracing::trace!(webhook = webhook.id, woken, "looking at the outbox again");
+        #[cfg(test)]
+        self.count_idle(&webhook.id, |idle| idle.woken += usize::from(woken));
+    }
+
+    /// Counts how the worker of `webhook` waits (tests only).
+    #[cfg(test)]
+    fn count_idle(&self, webhook: &str, count: impl FnOnce(&mut tests::Idle)) {
+        count(self.idle.lock().expect("idle lock").entry(webhook.to_string()).or_default());
     }
 
     /// Attempts `pending` until it is delivered or given up; either way the webhook's position
@@ -228,7 +257,103 @@ pub fn backoff(attempt: u32) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
+    use waedge_device::DeviceManager;
+    use waedge_e2e::fixture::{FixtureDevices, World};
+    use waedge_e2e::server::fixtures;
+    use waedge_store::events::{MESSAGE_RECEIVED, NewEvent};
+    use waedge_store::tenants::NewTenant;
+    use waedge_store::webhooks::NewWebhook;
+
     use super::*;
+    use crate::limits::Limits;
+    use crate::runtime::Runtime;
+
+    /// How a worker waited for news so far.
+    #[derive(Debug, Default, Clone, Copy, PartialEq)]
+    pub(super) struct Idle {
+        /// How often it began to wait.
+        pub(super) waits: usize,
+        /// How often new events woke it.
+        pub(super) woken: usize,
+    }
+
+    /// A gateway with no tenant, for its outbound HTTP and metrics.
+    fn gateway() -> Gateway {
+        let world = World::load(&fixtures().join("world.toml")).expect("the fixture world");
+        let devices: Arc<dyn DeviceManager> = Arc::new(FixtureDevices(world));
+        Gateway::new(Runtime::with_slots(2).expect("a runtime"), devices, Limits::default(), None)
+    }
+
+    /// A message of `device` received from John Doe, `id` its message id.
+    fn message(device: &str, id: &str) -> Vec<NewEvent> {
+        vec![NewEvent {
+            device: device.into(),
+            kind: MESSAGE_RECEIVED.into(),
+            chat: "6281234567890@s.whatsapp.net".into(),
+            dedup: Some(id.into()),
+            at: "2026-12-05T15:00:00Z".into(),
+            data: serde_json::json!({ "message_id": id }),
+        }]
+    }
+
+    /// Waits (up to a minute: builds share the machine) until `webhook`'s worker has waited as
+    /// `done` says; returns how it has.
+    async fn idle_until(webhooks: &Webhooks, webhook: &str, done: impl Fn(Idle) -> bool) -> Idle {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let idle = webhooks.idle.lock().unwrap().get(webhook).copied().unwrap_or_default();
+            if done(idle) || Instant::now() > deadline {
+                assert!(done(idle), "webhook {webhook}: {idle:?}");
+                return idle;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    // One thread: a worker woken by a commit runs at the test's next yield, before it goes on.
+    #[tokio::test]
+    async fn a_worker_is_woken_by_the_events_of_its_tenant_and_of_its_device_only() {
+        let store = Store::open_in_memory().unwrap();
+        for tenant in ["acme", "globex"] {
+            store.create_tenant(NewTenant { id: tenant.into(), ..Default::default() }).unwrap();
+            store.create_device(tenant, "main").unwrap();
+        }
+        store.create_device("globex", "backup").unwrap();
+        // globex's webhooks take a type no commit here appends: they look, and deliver nothing.
+        let status = |device: Option<&str>| NewWebhook {
+            url: "https://globex.example/in".into(),
+            device: device.map(str::to_string),
+            events: vec!["message.status".into()],
+            secret: sign::new_secret(),
+        };
+        let every = store.create_webhook("globex", status(None)).unwrap().id;
+        let backup = store.create_webhook("globex", status(Some("backup"))).unwrap().id;
+        let (mailbox, appended) = waedge_device::mailbox::store_mailbox(&store);
+        let webhooks = Arc::new(Webhooks::new(store.clone(), &gateway(), appended));
+        webhooks.reload().await.unwrap();
+        idle_until(&webhooks, &every, |idle| idle.waits >= 1).await;
+        idle_until(&webhooks, &backup, |idle| idle.waits >= 1).await;
+
+        for id in ["A", "B", "C"] {
+            mailbox.commit("acme", message("main", id)).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+        let woken = |webhook: &str| webhooks.idle.lock().unwrap()[webhook].woken;
+        assert_eq!((woken(&every), woken(&backup)), (0, 0), "acme's events wake no worker of globex");
+
+        mailbox.commit("globex", message("main", "D")).await.unwrap();
+        let idle = idle_until(&webhooks, &every, |idle| idle.woken >= 1 && idle.waits >= 2).await;
+        assert_eq!(idle.woken, 1, "woken, it looked, found nothing it takes and waits again");
+        tokio::task::yield_now().await;
+        assert_eq!(woken(&backup), 0, "the events of another device of its tenant");
+        mailbox.commit("globex", message("backup", "E")).await.unwrap();
+        idle_until(&webhooks, &backup, |idle| idle.woken == 1 && idle.waits >= 2).await;
+        idle_until(&webhooks, &every, |idle| idle.woken == 2).await;
+        assert_eq!(store.next_delivery(&every).unwrap(), None);
+        webhooks.shutdown();
+    }
 
     #[test]
     fn a_backoff_is_random_below_a_ceiling_that_doubles_up_to_a_cap() {

@@ -10,6 +10,7 @@ use waedge::config::Config;
 use waedge::runtime::Runtime;
 use waedge::webhooks::Webhooks;
 use waedge::{Gateway, server};
+use waedge_device::mailbox::Appended;
 use waedge_device::{DeviceManager, DeviceSession};
 use waedge_store::Store;
 
@@ -81,9 +82,9 @@ impl TestGateway {
         tokio::spawn(server::serve(listener, gateway.clone(), config.connections, stopped(stopping.clone())));
         let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
         let admin_base = format!("http://{}", admin_listener.local_addr().unwrap());
-        // The fixture devices append no events: the webhooks only look at the outbox now and then.
-        let (_, appended) = watch::channel(0);
-        let webhooks = Arc::new(Webhooks::new(store.clone(), &gateway, appended));
+        // The fixture devices append no events: nothing tells of any, the webhooks only look at
+        // the outbox now and then.
+        let webhooks = Arc::new(Webhooks::new(store.clone(), &gateway, Appended::default()));
         webhooks.reload().await.expect("the store reads");
         let admin = Arc::new(Admin::new(store.clone(), gateway.clone(), webhooks));
         tokio::spawn(server::serve(admin_listener, admin, config.connections, stopped(stopping)));
