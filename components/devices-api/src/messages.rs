@@ -74,12 +74,14 @@ pub fn send(device: &Device, request: &Request) -> Result<Response, ErrorClass> 
     if body.reply_to.as_ref().is_some_and(|id| id.is_empty() || id.len() > 128) {
         return Err(ErrorClass::validation("`reply_to` must be a message id of 1 to 128 characters"));
     }
-    let key = match request.header("idempotency-key") {
+    // A key that is present but no printable ASCII is refused, never ignored: ignoring it would
+    // let a retry send the message twice.
+    let key = match request.header_bytes("idempotency-key") {
         None => None,
         Some(key)
-            if !key.is_empty() && key.len() <= MAX_KEY && key.bytes().all(|b| b.is_ascii_graphic() || b == b' ') =>
+            if !key.is_empty() && key.len() <= MAX_KEY && key.iter().all(|b| b.is_ascii_graphic() || *b == b' ') =>
         {
-            Some(key.to_string())
+            Some(String::from_utf8_lossy(key).into_owned())
         }
         Some(_) => {
             return Err(ErrorClass::validation(format!(

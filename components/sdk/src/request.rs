@@ -127,6 +127,13 @@ impl Request {
         find_header(&self.headers, name)
     }
 
+    /// The first value of header `name` (case-insensitive) as it came, if present: for a header
+    /// whose presence matters even when its value is no text (an idempotency key a handler must
+    /// refuse rather than ignore).
+    pub fn header_bytes(&self, name: &str) -> Option<&[u8]> {
+        find_header_bytes(&self.headers, name)
+    }
+
     /// The bearer token from the `Authorization` header, if the header uses the `Bearer` scheme.
     pub fn bearer_token(&self) -> Option<&str> {
         let value = self.header("authorization")?.trim();
@@ -173,8 +180,14 @@ impl From<http::Request<Vec<u8>>> for Request {
 /// The first value of header `name` (case-insensitive) in `headers`, whose names are lower
 /// case, as text, if present and valid UTF-8.
 pub(crate) fn find_header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str> {
+    find_header_bytes(headers, name).and_then(|value| std::str::from_utf8(value).ok())
+}
+
+/// The first value of header `name` (case-insensitive) in `headers`, whose names are lower
+/// case, as it came.
+fn find_header_bytes<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
     let name = name.to_ascii_lowercase();
-    headers.iter().find(|(n, _)| *n == name).and_then(|(_, value)| std::str::from_utf8(value).ok())
+    headers.iter().find(|(n, _)| *n == name).map(|(_, value)| value.as_slice())
 }
 
 /// `path` split on `/`, with empty segments dropped and each segment percent-decoded.
@@ -238,6 +251,15 @@ mod tests {
         assert!(http::Request::try_from(request).is_err());
         let request = Request::new("GET", "/", vec![("bad name".to_string(), Vec::new())], Vec::new());
         assert!(http::Request::try_from(request).is_err());
+    }
+
+    #[test]
+    fn a_header_that_is_no_text_is_absent_as_text_and_present_as_bytes() {
+        let headers = vec![("idempotency-key".to_string(), b"caf\xe9".to_vec())];
+        let request = Request::new("POST", "/", headers, Vec::new());
+        assert_eq!(request.header("Idempotency-Key"), None);
+        assert_eq!(request.header_bytes("Idempotency-Key"), Some(&b"caf\xe9"[..]));
+        assert_eq!(request.header_bytes("x-other"), None);
     }
 
     #[test]
