@@ -133,3 +133,62 @@ async fn a_device_reports_its_changes_of_state_as_events() {
         logged_out[linking.len()..].iter().map(|e| (&e["data"]["previous"], &e["data"]["state"])).collect();
     assert_eq!(new, [(&json!("connected"), &json!("logged-out"))]);
 }
+
+/// Reads `stream` until it has `count` events; returns each as (`id:`, `event:`, `data:` parsed).
+async fn read_events(stream: &mut reqwest::Response, count: usize) -> Vec<(String, String, Value)> {
+    let (mut text, mut events) = (String::new(), Vec::new());
+    while events.len() < count {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk()).await;
+        let chunk = chunk.expect("an event within 10 s").expect("the stream reads").expect("the stream stays open");
+        text.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            let field = |name: &str| block.lines().find_map(|l| l.strip_prefix(name)).map(str::to_string);
+            if let (Some(id), Some(kind), Some(data)) = (field("id: "), field("event: "), field("data: ")) {
+                events.push((id, kind, serde_json::from_str(&data).expect("data is JSON")));
+            }
+        }
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_follows_the_outbox_and_resumes_after_the_last_event_id() {
+    let linked = Linked::start().await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1/tenants/acme/events/stream", linked.waedge.admin);
+    let open = |last: Option<String>| {
+        let mut request = http.get(&url).bearer_auth(&linked.admin_token);
+        if let Some(id) = last {
+            request = request.header("last-event-id", id);
+        }
+        request.send()
+    };
+    let mut stream = open(None).await.expect("the stream opens");
+    assert_eq!(stream.status(), 200);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    // What was recorded before (the device's linking), then what comes while it is open.
+    let before = linked.all_events(100).await.len();
+    let mut streamed = read_events(&mut stream, before).await;
+    linked.sim.send_text(JOHN, SELF_PHONE, "streamed").await.expect("John sends a text");
+    streamed.extend(read_events(&mut stream, 1).await);
+    let listed = linked.all_events(100).await;
+    assert_eq!(streamed.len(), listed.len());
+    for ((id, kind, data), event) in streamed.iter().zip(&listed) {
+        assert_eq!(
+            (id.as_str(), kind.as_str(), data),
+            (event["id"].as_str().unwrap(), event["type"].as_str().unwrap(), event)
+        );
+    }
+    assert_eq!(streamed.last().unwrap().2["data"]["message"]["text"], "streamed");
+    drop(stream);
+
+    // A client that reconnects with the last id it saw gets only what came after it.
+    let seen = streamed[before - 1].0.clone();
+    let mut resumed = open(Some(seen)).await.expect("the stream opens again");
+    let again = read_events(&mut resumed, 1).await;
+    assert_eq!(again[0].0, streamed[before].0);
+    // An unknown cursor is refused up front, as the list refuses it.
+    let unknown = open(Some("01ARZ3NDEKTSV4RRFFQ69G5FAV".into())).await.expect("an answer");
+    assert_eq!(unknown.status(), 404);
+}

@@ -55,7 +55,7 @@ impl Appended {
     }
 
     /// Wakes the subscribers of the tenants and devices of `events`, just committed.
-    fn notify(&self, events: &[EventRecord]) {
+    pub(crate) fn notify(&self, events: &[EventRecord]) {
         let appended: BTreeSet<(&str, &str)> =
             events.iter().map(|event| (event.tenant.as_str(), event.device.as_str())).collect();
         let channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

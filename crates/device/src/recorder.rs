@@ -14,17 +14,18 @@ use waedge_contract::types::DeviceStatus;
 use waedge_store::Store;
 
 use super::StatusObserver;
+use super::mailbox::Appended;
 
 /// An observer for device sessions that records their status changes off the callers'
 /// threads. Changes that arrive while a write is under way are written together in the
 /// next transaction, so a thousand devices reconnecting at once cost a few commits, not
 /// thousands; what waits is the latest status of each device, so the backlog is bounded by
-/// the number of devices, and a failed write is retried, never dropped. Must be called
-/// inside a tokio runtime.
-pub fn status_recorder(store: &Store) -> Arc<dyn StatusObserver> {
+/// the number of devices, and a failed write is retried, never dropped. The `device.status`
+/// events it records are told to `appended`. Must be called inside a tokio runtime.
+pub fn status_recorder(store: &Store, appended: Appended) -> Arc<dyn StatusObserver> {
     let (recorded, watcher) = watch::channel(0);
     let queue = Arc::new(StatusQueue { pending: Mutex::new(Pending::default()), wake: Notify::new() });
-    tokio::spawn(record_statuses(store.clone(), queue.clone(), recorded));
+    tokio::spawn(record_statuses(store.clone(), queue.clone(), recorded, appended));
     Arc::new(StatusRecorder { queue, recorded: watcher })
 }
 
@@ -100,7 +101,7 @@ impl StatusObserver for StatusRecorder {
 
 /// Writes what gathers in `queue` until its recorder is dropped, telling `recorded` how far it
 /// got.
-async fn record_statuses(store: Store, queue: Arc<StatusQueue>, recorded: watch::Sender<u64>) {
+async fn record_statuses(store: Store, queue: Arc<StatusQueue>, recorded: watch::Sender<u64>, appended: Appended) {
     loop {
         let (latest, noted) = {
             let mut pending = queue.pending();
@@ -121,9 +122,7 @@ async fn record_statuses(store: Store, queue: Arc<StatusQueue>, recorded: watch:
             .expect("store task panicked")
         {
             Ok(events) => {
-                for event in &events {
-                    tracing::debug!(id = event.id, device = event.device, state = %event.data["state"], "device status event");
-                }
+                appended.notify(&events);
                 recorded.send_replace(noted);
             }
             Err(e) => {
@@ -161,7 +160,7 @@ mod tests {
     #[tokio::test]
     async fn a_settled_status_is_recorded_when_settled_returns() {
         let store = with_device(Store::open_in_memory().unwrap());
-        let recorder = status_recorder(&store);
+        let recorder = status_recorder(&store, Appended::default());
         recorder.changed("acme", &status(DeviceState::Connected));
         recorder.settled("acme", &status(DeviceState::LoggedOut)).await.unwrap();
         assert_eq!(store.device("acme", "main").unwrap().state, "logged-out");
@@ -172,7 +171,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("waedge.db");
         let store = with_device(Store::open(&path).unwrap());
-        let recorder = status_recorder(&store);
+        let recorder = status_recorder(&store, Appended::default());
         // Another process holds the write lock longer than the busy timeout: the write fails.
         let mut other = Connection::open(&path).unwrap();
         let holding = other.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).unwrap();

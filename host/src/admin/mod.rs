@@ -9,8 +9,8 @@
 //!
 //! One module per resource: [`tenants`], [`users`] (and tokens), [`devices`] (and linking,
 //! which the device layer owns: the admin API shows it), [`routes`], [`components`] (deploys and
-//! versions), [`events`] (what happened on the devices), [`webhooks`] (where events go), and
-//! [`ops`] (health, metrics, OpenAPI, pairing page).
+//! versions), [`events`] (what happened on the devices, paged or streamed), [`webhooks`] (where
+//! events go), and [`ops`] (health, metrics, OpenAPI, pairing page).
 
 pub mod components;
 pub mod devices;
@@ -65,6 +65,8 @@ pub struct Admin {
     remote: bool,
     /// Successful reloads so far; its lock is the reloads' turn.
     reloads: Arc<tokio::sync::Mutex<u64>>,
+    /// A place for each event stream open ([`events::MAX_STREAMS`]).
+    streams: Arc<tokio::sync::Semaphore>,
 }
 
 /// A request's method, path segments, query and body, read whole.
@@ -73,6 +75,8 @@ pub struct Call {
     path: String,
     query: Option<String>,
     body: Bytes,
+    /// The `Last-Event-ID` header, with which an event stream resumes.
+    last_event_id: Option<String>,
     /// The id of the admin token that authenticated the call (empty for the open endpoints).
     author: String,
     /// What that token may do (everything for the open endpoints, which change nothing).
@@ -137,7 +141,15 @@ impl Admin {
     /// The admin API over `store`, applying changes to `gateway`, and webhook changes to
     /// `webhooks`.
     pub fn new(store: Store, gateway: Arc<Gateway>, webhooks: Arc<Webhooks>) -> Self {
-        Admin { store, gateway, webhooks, stale: Arc::default(), remote: false, reloads: Arc::default() }
+        Admin {
+            store,
+            gateway,
+            webhooks,
+            stale: Arc::default(),
+            remote: false,
+            reloads: Arc::default(),
+            streams: Arc::new(tokio::sync::Semaphore::new(events::MAX_STREAMS)),
+        }
     }
 
     /// The admin API as reachable from other machines (`admin_allow_remote`): `/metrics`
@@ -182,7 +194,7 @@ impl Admin {
             Some(Resource::Users(tenant, rest)) => users::answer(self, &call, tenant, rest).await,
             Some(Resource::Devices(tenant, rest)) => devices::answer(self, &call, tenant, rest).await,
             Some(Resource::Routes(tenant)) => routes::answer(self, &call, tenant).await,
-            Some(Resource::Events(tenant)) => events::answer(self, &call, tenant).await,
+            Some(Resource::Events(tenant, rest)) => events::answer(self, &call, tenant, rest).await,
             Some(Resource::Webhooks(tenant, rest)) => webhooks::answer(self, &call, tenant, rest).await,
             Some(Resource::Components(tenant, rest)) => components::answer(self, &call, tenant, rest).await,
             None => Err(no_endpoint(&call)),
@@ -382,6 +394,7 @@ async fn read_call(
         method: parts.method,
         path: parts.uri.path().to_string(),
         query: parts.uri.query().map(str::to_string),
+        last_event_id: parts.headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_string),
         body,
         author,
         scope,
@@ -440,7 +453,7 @@ pub fn respond(status: StatusCode, content_type: &'static str, body: impl Into<B
 /// Every path of the admin API as `/openapi.json` writes it (a `{…}` is one non-empty
 /// segment), with the methods it takes: what tells a method the path does not take (405) from
 /// a path the API does not have (404).
-const ENDPOINTS: [(&str, &[&str]); 30] = [
+const ENDPOINTS: [(&str, &[&str]); 31] = [
     ("/healthz", &["GET"]),
     ("/readyz", &["GET"]),
     ("/metrics", &["GET"]),
@@ -462,6 +475,7 @@ const ENDPOINTS: [(&str, &[&str]); 30] = [
     ("/v1/tenants/{tenant}/devices/{device}/pair-code", &["POST"]),
     ("/v1/tenants/{tenant}/routes", &["GET", "PUT", "DELETE"]),
     ("/v1/tenants/{tenant}/events", &["GET"]),
+    ("/v1/tenants/{tenant}/events/stream", &["GET"]),
     ("/v1/tenants/{tenant}/webhooks", &["GET", "POST"]),
     ("/v1/tenants/{tenant}/webhooks/{webhook}", &["GET", "DELETE"]),
     ("/v1/tenants/{tenant}/webhooks/{webhook}/deliveries", &["GET"]),
@@ -494,8 +508,8 @@ enum Resource<'a> {
     Devices(&'a str, &'a [&'a str]),
     /// `/v1/tenants/{tenant}/routes` ([`routes`]).
     Routes(&'a str),
-    /// `/v1/tenants/{tenant}/events` ([`events`]).
-    Events(&'a str),
+    /// `/v1/tenants/{tenant}/events…` ([`events`]).
+    Events(&'a str, &'a [&'a str]),
     /// `/v1/tenants/{tenant}/webhooks…` ([`webhooks`]).
     Webhooks(&'a str, &'a [&'a str]),
     /// `/v1/tenants/{tenant}/components…` ([`components`]).
@@ -511,7 +525,7 @@ fn resource<'a>(segments: &'a [&'a str]) -> Option<Resource<'a>> {
         ["v1", "tenants", tenant, "users", rest @ ..] => Some(Resource::Users(tenant, rest)),
         ["v1", "tenants", tenant, "devices", rest @ ..] => Some(Resource::Devices(tenant, rest)),
         ["v1", "tenants", tenant, "routes"] => Some(Resource::Routes(tenant)),
-        ["v1", "tenants", tenant, "events"] => Some(Resource::Events(tenant)),
+        ["v1", "tenants", tenant, "events", rest @ ..] => Some(Resource::Events(tenant, rest)),
         ["v1", "tenants", tenant, "webhooks", rest @ ..] => Some(Resource::Webhooks(tenant, rest)),
         ["v1", "tenants", tenant, "components", rest @ ..] => Some(Resource::Components(tenant, rest)),
         _ => None,
@@ -562,6 +576,7 @@ mod tests {
             method: method.parse().expect("a method"),
             path: path.to_string(),
             query: None,
+            last_event_id: None,
             body: Bytes::new(),
             author: "test".to_string(),
             scope: AdminScope::default(),

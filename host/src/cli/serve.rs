@@ -117,7 +117,9 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
         .with_cache(config.data_dir.join("compiled"))
         .with_isolated_compiler(IsolatedCompiler::new(executable, config.compile));
     let (mailbox, appended) = mailbox::store_mailbox(&store);
-    let devices = whatsapp_devices(&config)?.with_observer(recorder::status_recorder(&store)).with_mailbox(mailbox);
+    let devices = whatsapp_devices(&config)?
+        .with_observer(recorder::status_recorder(&store, appended.clone()))
+        .with_mailbox(mailbox);
     let devices = Arc::new(devices);
     let gateway = Arc::new(app::gateway(runtime, devices.clone() as Arc<dyn DeviceManager>, &config)?);
     // Compiling every route's component is CPU work: off the async workers.

@@ -85,6 +85,11 @@ impl Webhooks {
         }
     }
 
+    /// What tells of the events appended, by tenant and device; event streams wait on it too.
+    pub fn appended(&self) -> &Appended {
+        &self.appended
+    }
+
     /// Starts a worker for each stored webhook that has none, and stops the workers of
     /// webhooks that are gone. Events appended once it returned wake the new workers. Must be
     /// called inside a tokio runtime.

@@ -402,6 +402,16 @@ async fn every_admin_operation_answers_as_documented() {
         let reply = if (method.as_str(), template.as_str()) == ("POST", "/v1/tenants/{tenant}/components/{name}") {
             // A component upload: the request body is the component's bytes.
             gw.admin_upload(&path, component.to_vec()).await
+        } else if template == "/v1/tenants/{tenant}/events/stream" {
+            // A stream that follows the outbox: its first event is the first listed above.
+            let (reply, _) = admin_call(&gw, method.clone(), &path, body).await;
+            let first = listed.json["events"][0]["id"].as_str().unwrap();
+            assert!(
+                reply.text.starts_with(&format!("id: {first}\nevent: message.received\ndata: {{")),
+                "{}",
+                reply.text
+            );
+            reply
         } else {
             gw.admin(method.clone(), &path, body).await
         };
@@ -469,10 +479,15 @@ fn message_status_events(store: &waedge_store::Store) {
 }
 
 /// An admin API call on the gateway of `live`, with the admin token and a JSON `body` unless
-/// `Null`; returns the reply and its body's bytes. A `text/event-stream` goes on until the
-/// linking ends: only its first event is read, and is the reply's text.
+/// `Null`; returns the reply and its body's bytes (see [`admin_call`]).
 async fn live_admin(live: &Live, method: Method, path: &str, body: Value) -> (Reply, Vec<u8>) {
-    let gw = &live.gateway;
+    admin_call(&live.gateway, method, path, body).await
+}
+
+/// An admin API call on `gw`, with its admin token and a JSON `body` unless `Null`; returns the
+/// reply and its body's bytes. A `text/event-stream` goes on (as long as a linking, or the
+/// tenant's outbox): only its first event is read, and is the reply's text.
+async fn admin_call(gw: &TestGateway, method: Method, path: &str, body: Value) -> (Reply, Vec<u8>) {
     let mut request =
         reqwest::Client::new().request(method, format!("{}{path}", gw.admin_base())).bearer_auth(gw.admin_token());
     if !body.is_null() {

@@ -126,6 +126,9 @@ async fn both_listeners_answer_as_their_documents_say() {
             // A stream that lasts as long as the linking it follows (openapi.rs reads its first
             // event against wa-sim).
             "streamLinkEvents",
+            // The tenant's events as a stream that lasts as long as the tenant (openapi.rs and
+            // host/tests/events.rs read it).
+            "streamEvents",
             // They would delete the fixtures every other operation works on (with the path
             // parameters fixed to them); openapi.rs and admin_api.rs call them.
             "deleteTenant",
