@@ -25,12 +25,13 @@ pub struct Gateway {
     _dir: tempfile::TempDir,
 }
 
-/// The limits of every benchmark tenant: WhatsApp's answers stay cached for the whole run, so
-/// the scenarios measure the gateway rather than the sim; everything else is the default.
-fn limits(requests_per_instance: Option<u32>) -> Value {
+/// The limits of every benchmark tenant, with `overrides` (an object of limits) on top:
+/// WhatsApp's answers stay cached for the whole run, so the scenarios measure the gateway rather
+/// than the sim; everything else is the default.
+fn limits(overrides: Value) -> Value {
     let mut limits = json!({ "cache_ttl_seconds": 86_400 });
-    if let Some(n) = requests_per_instance {
-        limits["requests_per_instance"] = n.into();
+    if let (Some(limits), Value::Object(overrides)) = (limits.as_object_mut(), overrides) {
+        limits.extend(overrides);
     }
     limits
 }
@@ -60,6 +61,11 @@ impl Gateway {
         self.waedge.api(path, token).await
     }
 
+    /// `POST path` on the API listener with an API token, `body` as JSON and `headers`.
+    pub async fn post(&self, path: &str, token: &str, body: &Value, headers: &[(&str, &str)]) -> Reply {
+        self.waedge.api_post(path, token, body, headers).await
+    }
+
     /// An admin API call that must succeed; returns the answer's JSON.
     pub async fn admin(&self, method: Method, path: &str, body: Value) -> Value {
         let reply = self.waedge.admin(method.clone(), path, &self.admin_token, body).await;
@@ -68,12 +74,19 @@ impl Gateway {
 
     /// Creates a tenant with the benchmark [`limits`].
     pub async fn create_tenant(&self, tenant: &str) {
-        self.admin(Method::POST, "/v1/tenants", json!({ "id": tenant, "limits": limits(None) })).await;
+        self.admin(Method::POST, "/v1/tenants", json!({ "id": tenant, "limits": limits(json!({})) })).await;
+    }
+
+    /// Sets the tenant's limits to the benchmark [`limits`] with `overrides` (an object of
+    /// limits) on top; a limit neither names is back to the default.
+    pub async fn set_limits(&self, tenant: &str, overrides: Value) {
+        self.admin(Method::PATCH, &format!("/v1/tenants/{tenant}"), json!({ "limits": limits(overrides) })).await;
     }
 
     /// Sets the tenant's `requests_per_instance` (`None`: back to the default).
     pub async fn set_requests_per_instance(&self, tenant: &str, n: Option<u32>) {
-        self.admin(Method::PATCH, &format!("/v1/tenants/{tenant}"), json!({ "limits": limits(n) })).await;
+        let overrides = n.map_or_else(|| json!({}), |n| json!({ "requests_per_instance": n }));
+        self.set_limits(tenant, overrides).await;
     }
 
     /// Routes `prefix` of the tenant to `component`.

@@ -4,15 +4,22 @@
 //! `cargo bench` (which passes `--bench`) runs it at full size in a release build;
 //! `cargo test` runs it at tiny sizes as a smoke run that asserts what must hold at any size
 //! (no failed requests, the swaps happen, every device comes back), so it cannot rot.
-//! Five scenarios, each a table of figures next to a baseline measured in the same run:
+//! Seven scenarios, each a table of figures next to a baseline measured in the same run:
 //!
 //! 1. [`edge`]: a component against the native baseline of the same endpoint.
 //! 2. [`hot_swap`]: the same load while a tenant component is swapped every 100 ms.
 //! 3. [`sessions`]: memory per device session, and the reconnect after a WhatsApp restart.
 //! 4. [`tenants`]: memory and latency with a component of its own per tenant.
 //! 5. [`attacks`]: a victim tenant's users while each availability attack runs.
+//! 6. and 7. [`messages`]: texts from WhatsApp to a webhook against the same texts only
+//!    recorded, and texts sent through the devices API against as many lookups.
 //!
-//! The report goes to `target/bench/report.md` (`report-smoke.md` for a smoke run).
+//! Arguments that are not options choose the scenarios whose name contains one of them (`edge`,
+//! `hot-swap`, `sessions`, `tenants`, `attacks`, `messages`): `cargo bench --bench load --
+//! messages`. Every run fails on a lost, duplicated or reordered event and on a failed send.
+//!
+//! The report goes to `target/bench/report.md` (`report-smoke.md` for a smoke run; the names of
+//! a run of chosen scenarios end with their arguments: `report-messages.md`).
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -22,6 +29,7 @@ mod edge;
 mod gateway;
 mod hot_swap;
 mod link;
+mod messages;
 mod report;
 mod sessions;
 mod sim;
@@ -51,11 +59,18 @@ pub struct Sizes {
     pub settle: Duration,
     /// How long scenario 3 waits for every device to come back after the restart.
     pub reconnect_deadline: Duration,
+    /// Texts from WhatsApp in scenario 6, to each of its two devices.
+    pub texts: usize,
+    /// Sends, and lookups, in scenario 7.
+    pub sends: usize,
+    /// Concurrent clients making them.
+    pub send_clients: usize,
 }
 
 /// `cargo bench`. `wrk -t2 -c32`: on two cores one `wrk` thread (its Lua `request()` per
 /// request) capped the native baseline at about 16k req/s where two reach about 22k, while
-/// the component's figures stayed the same.
+/// the component's figures stayed the same. 800 texts: a device uploads 812 one-time pre-keys,
+/// and the sim uses one up for each text it encrypts to the device.
 const FULL: Sizes = Sizes {
     full: true,
     rounds: 3,
@@ -64,6 +79,9 @@ const FULL: Sizes = Sizes {
     tenants: 100,
     settle: Duration::from_secs(5),
     reconnect_deadline: Duration::from_secs(120),
+    texts: 800,
+    sends: 2_000,
+    send_clients: 16,
 };
 
 /// `cargo test`: the same program at sizes a debug build gets through in seconds.
@@ -75,14 +93,40 @@ const SMOKE: Sizes = Sizes {
     tenants: 3,
     settle: Duration::from_secs(1),
     reconnect_deadline: Duration::from_secs(30),
+    texts: 8,
+    sends: 20,
+    send_clients: 4,
 };
 
-/// Runs the five scenarios at the sizes of this run and writes the report.
+/// The scenarios a run chose: their names contain one of these arguments (all without any).
+struct Chosen(Vec<String>);
+
+impl Chosen {
+    /// The arguments that are not options (`cargo bench` adds `--bench`, `scripts/test`
+    /// `--include-ignored`).
+    fn from_args() -> Chosen {
+        Chosen(std::env::args().skip(1).filter(|arg| !arg.starts_with('-')).collect())
+    }
+
+    /// Whether scenario `name` runs.
+    fn runs(&self, name: &str) -> bool {
+        self.0.is_empty() || self.0.iter().any(|arg| name.contains(arg.as_str()))
+    }
+
+    /// The report's file name: `stem.md`, or with the arguments (`stem-messages.md`).
+    fn report(&self, stem: &str) -> String {
+        self.0.iter().fold(stem.to_string(), |name, arg| format!("{name}-{arg}")) + ".md"
+    }
+}
+
+/// Runs the chosen scenarios at the sizes of this run and writes the report.
 #[tokio::main]
 async fn main() {
     let sizes = if std::env::args().any(|arg| arg == "--bench") { &FULL } else { &SMOKE };
     let mode = if sizes.full { "full" } else { "smoke" };
-    if !wrk::installed() {
+    let chosen = Chosen::from_args();
+    let edge_gateway = ["edge", "hot-swap", "attacks"].iter().any(|name| chosen.runs(name));
+    if (edge_gateway || chosen.runs("tenants")) && !wrk::installed() {
         let missing = "wrk is not installed (apt-get install wrk)";
         if sizes.full || std::env::var_os("CI").is_some() {
             eprintln!("load bench failed: {missing}");
@@ -97,22 +141,35 @@ async fn main() {
     }
     println!("waedge load bench ({mode} run, wrk {}): {}", sizes.load, report::machine());
     let most_devices = sizes.devices.last().copied().unwrap_or(0);
-    let mut sim = Sim::start(1 + most_devices + sizes.tenants).await;
+    let mut sim = Sim::start(1 + most_devices + sizes.tenants + messages::ACCOUNTS).await;
     let mut tables = Vec::new();
-    // Scenario 5 runs on scenario 1's gateway, but comes last in the report.
-    let attack_table;
-    {
+    // Scenario 5 runs on scenario 1's gateway, but comes after scenario 4 in the report.
+    let mut attack_table = None;
+    if edge_gateway {
         let bench = edge::Bench::setup(&mut sim).await;
-        tables.push(shown(edge::run(&bench, sizes).await));
-        tables.push(shown(hot_swap::run(&bench, sizes).await));
-        attack_table = shown(attacks::run(&bench, sizes).await);
+        if chosen.runs("edge") {
+            tables.push(shown(edge::run(&bench, sizes).await));
+        }
+        if chosen.runs("hot-swap") {
+            tables.push(shown(hot_swap::run(&bench, sizes).await));
+        }
+        if chosen.runs("attacks") {
+            attack_table = Some(shown(attacks::run(&bench, sizes).await));
+        }
     }
-    tables.push(shown(sessions::run(&mut sim, sizes).await));
-    tables.push(shown(tenants::run(&mut sim, sizes).await));
-    tables.push(attack_table);
+    if chosen.runs("sessions") {
+        tables.push(shown(sessions::run(&mut sim, sizes).await));
+    }
+    if chosen.runs("tenants") {
+        tables.push(shown(tenants::run(&mut sim, sizes).await));
+    }
+    tables.extend(attack_table);
+    if chosen.runs("messages") {
+        tables.extend(messages::run(&mut sim, sizes).await.map(shown));
+    }
     let heading = format!("waedge load benchmark ({mode} run, wrk {})", sizes.load);
-    let file = if sizes.full { "report.md" } else { "report-smoke.md" };
-    println!("report written to {}", report::write(&heading, &tables, file).display());
+    let file = chosen.report(if sizes.full { "report" } else { "report-smoke" });
+    println!("report written to {}", report::write(&heading, &tables, &file).display());
 }
 
 /// Prints a scenario's table as it finishes.

@@ -66,7 +66,12 @@ impl Table {
 
 /// Requests per second, as a cell.
 pub fn per_second(rps: f64) -> String {
-    format!("{rps:.0} req/s")
+    rate(rps, "req/s")
+}
+
+/// A rate as a cell: `per_second` rounded, then its unit (`events/s`).
+pub fn rate(per_second: f64, unit: &str) -> String {
+    format!("{per_second:.0} {unit}")
 }
 
 /// A latency in microseconds, as a cell in milliseconds.
