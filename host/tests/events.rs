@@ -157,14 +157,14 @@ async fn an_event_stream_follows_the_outbox_and_resumes_after_the_last_event_id(
     let linked = Linked::start().await;
     let http = reqwest::Client::new();
     let url = format!("{}/v1/tenants/acme/events/stream", linked.waedge.admin);
-    let open = |last: Option<String>| {
-        let mut request = http.get(&url).bearer_auth(&linked.admin_token);
+    let open = |query: &str, last: Option<String>| {
+        let mut request = http.get(format!("{url}{query}")).bearer_auth(&linked.admin_token);
         if let Some(id) = last {
             request = request.header("last-event-id", id);
         }
         request.send()
     };
-    let mut stream = open(None).await.expect("the stream opens");
+    let mut stream = open("", None).await.expect("the stream opens");
     assert_eq!(stream.status(), 200);
     assert_eq!(stream.headers()["content-type"], "text/event-stream");
     // What was recorded before (the device's linking), then what comes while it is open.
@@ -183,12 +183,16 @@ async fn an_event_stream_follows_the_outbox_and_resumes_after_the_last_event_id(
     assert_eq!(streamed.last().unwrap().2["data"]["message"]["text"], "streamed");
     drop(stream);
 
-    // A client that reconnects with the last id it saw gets only what came after it.
+    // A client that reconnects with the last id it saw gets only what came after it, also when
+    // it reconnects to the URL it started with (as a browser's `EventSource` does).
     let seen = streamed[before - 1].0.clone();
-    let mut resumed = open(Some(seen)).await.expect("the stream opens again");
+    let started = format!("?after={}", streamed[0].0);
+    let mut resumed = open(&started, Some(seen)).await.expect("the stream opens again");
     let again = read_events(&mut resumed, 1).await;
     assert_eq!(again[0].0, streamed[before].0);
+    let mut from_url = open(&started, None).await.expect("the stream opens from the URL's cursor");
+    assert_eq!(read_events(&mut from_url, 1).await[0].0, streamed[1].0);
     // An unknown cursor is refused up front, as the list refuses it.
-    let unknown = open(Some("01ARZ3NDEKTSV4RRFFQ69G5FAV".into())).await.expect("an answer");
+    let unknown = open("", Some("01ARZ3NDEKTSV4RRFFQ69G5FAV".into())).await.expect("an answer");
     assert_eq!(unknown.status(), 404);
 }

@@ -139,15 +139,26 @@ async fn the_same_idempotency_key_sends_once_even_across_a_crash() {
     let linked = linked.crash_and_restart(async |_| {}).await;
     let after_crash = send(&linked, &token, body, &key).await;
     assert_eq!((after_crash.status, &after_crash.json["data"]["id"]), (200, &json!(id)), "{}", after_crash.text);
+    // Two requests with a new key at once: one sends, the other waits for it and answers the
+    // same message.
+    let twin = [("idempotency-key", "order-18-shipped")];
+    let body18 = json!({ "to": JOHN, "text": "your order 18 has shipped" });
+    let (a, b) = tokio::join!(send(&linked, &token, body18.clone(), &twin), send(&linked, &token, body18, &twin));
+    let mut statuses = [a.status, b.status];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 202], "{} {}", a.text, b.text);
+    assert_eq!(a.json["data"]["id"], b.json["data"]["id"]);
+    let id18 = a.json["data"]["id"].as_str().unwrap().to_string();
     // Without a key, the same body is a new message.
     let unkeyed = send(&linked, &token, json!({ "to": JOHN, "text": "hi" }), &[]).await;
     let twice = send(&linked, &token, json!({ "to": JOHN, "text": "hi" }), &[]).await;
     assert_eq!((unkeyed.status, twice.status), (202, 202));
-    let got: Vec<_> = received_by_john(&linked, 3).await.into_iter().map(|r| (r.id, r.text)).collect();
-    let ids = [&id, unkeyed.json["data"]["id"].as_str().unwrap(), twice.json["data"]["id"].as_str().unwrap()];
-    let expected = [(ids[0], "your order 17 has shipped"), (ids[1], "hi"), (ids[2], "hi")];
-    assert_eq!(got, expected.map(|(id, text)| (id.to_string(), text.to_string())), "the keyed one sent once");
-    assert_ne!(ids[1], ids[2]);
+    let got: Vec<_> = received_by_john(&linked, 4).await.into_iter().map(|r| (r.id, r.text)).collect();
+    let ids = [&id, &id18, unkeyed.json["data"]["id"].as_str().unwrap(), twice.json["data"]["id"].as_str().unwrap()];
+    let expected =
+        [(ids[0], "your order 17 has shipped"), (ids[1], "your order 18 has shipped"), (ids[2], "hi"), (ids[3], "hi")];
+    assert_eq!(got, expected.map(|(id, text)| (id.to_string(), text.to_string())), "each keyed one sent once");
+    assert_ne!(ids[2], ids[3]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -146,11 +146,12 @@ impl MessageStatus {
         }
     }
 
-    /// Whether a message in this status may move to `next`: forward only, and to `failed`
-    /// only before it was delivered (a refusal comes from the server, before any receipt).
+    /// Whether a message in this status may move to `next`: forward only, and to `failed` only
+    /// while `pending` — the server refuses a message instead of taking it, so a refusal after
+    /// it took it (of a repetition under the same id) says nothing about the message.
     pub fn may_become(self, next: MessageStatus) -> bool {
         match next {
-            MessageStatus::Failed => matches!(self, MessageStatus::Pending | MessageStatus::Sent),
+            MessageStatus::Failed => self == MessageStatus::Pending,
             _ => self != MessageStatus::Failed && (self as u8) < (next as u8),
         }
     }
@@ -241,7 +242,8 @@ mod tests {
         assert!(Pending.may_become(Sent) && Sent.may_become(Delivered) && Delivered.may_become(Read));
         assert!(Pending.may_become(Read), "a late server ack must not hold back a read receipt");
         assert!(!Read.may_become(Delivered) && !Delivered.may_become(Delivered) && !Sent.may_become(Pending));
-        assert!(Pending.may_become(Failed) && Sent.may_become(Failed));
+        assert!(Pending.may_become(Failed));
+        assert!(!Sent.may_become(Failed), "a nack of a repetition does not undo the ack");
         assert!(!Delivered.may_become(Failed) && !Failed.may_become(Sent) && !Failed.may_become(Failed));
     }
 

@@ -7,7 +7,8 @@
 //! under the same id, which WhatsApp takes as the same message. The server's ack or nack and
 //! the recipient's receipts then move its status ([`status_changes`]).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 
 use sha2::{Digest, Sha256};
 use waedge_contract::types::{Error, MessageStatus, SendOutcome};
@@ -27,6 +28,9 @@ pub const MAX_TEXT_BYTES: usize = 65_536;
 
 /// The longest idempotency key, in characters (printable ASCII).
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// The longest message id a reply may name, in bytes.
+pub const MAX_REPLY_TO: usize = 128;
 
 /// A text message to send.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,8 +63,8 @@ impl TextMessage {
                 ));
             }
         }
-        if self.reply_to.as_ref().is_some_and(|id| id.is_empty() || id.len() > 128) {
-            return Err("reply_to must be a message id of 1 to 128 characters".into());
+        if self.reply_to.as_ref().is_some_and(|id| id.is_empty() || id.len() > MAX_REPLY_TO) {
+            return Err(format!("reply_to must be a message id of 1 to {MAX_REPLY_TO} characters"));
         }
         Ok(())
     }
@@ -88,31 +92,42 @@ pub fn message_id(tenant: &str, device: &str, key: &str) -> String {
     format!("3EB0{}", hex(&hash.finalize()[..10]))
 }
 
-/// Sends `message` from `device` of `tenant` with `client`, recording it in `mailbox` first.
+/// The sends of one device under way, by message id: a repetition waits for the attempt before
+/// it, so that one id is never handed to the client twice at once, and an attempt that fails
+/// cannot forget a message another one has just handed over.
+#[derive(Default)]
+pub(crate) struct InFlight(std::sync::Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>);
+
+impl InFlight {
+    /// Waits until no other send of `id` is under way; the send of `id` is this one's until
+    /// the guard is dropped.
+    async fn enter(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut sends = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            sends.retain(|_, lock| lock.strong_count() > 0);
+            match sends.get(id).and_then(Weak::upgrade) {
+                Some(lock) => lock,
+                None => {
+                    let lock = Arc::new(tokio::sync::Mutex::new(()));
+                    sends.insert(id.to_string(), Arc::downgrade(&lock));
+                    lock
+                }
+            }
+        };
+        lock.lock_owned().await
+    }
+}
+
+/// Sends `message` (checked already, see [`TextMessage::check`]) from `device` of `tenant`
+/// with `client`, recording it in `mailbox` first; `in_flight` holds the device's sends under
+/// way.
 pub(crate) async fn send(
     client: &Arc<Client>,
     mailbox: &dyn Mailbox,
-    tenant: &str,
-    device: &str,
+    in_flight: &InFlight,
+    (tenant, device): (&str, &str),
     message: &TextMessage,
 ) -> Result<SendOutcome, Error> {
-    message.check().map_err(Error::Forbidden)?;
-    let id = match &message.idempotency_key {
-        Some(key) => message_id(tenant, device, key),
-        None => client.generate_message_id(),
-    };
-    let send = NewSend {
-        device: device.to_string(),
-        id: id.clone(),
-        to: message.to.to_string(),
-        request: message.fingerprint(),
-    };
-    let repeated = match mailbox.begin_send(tenant, send).await.map_err(upstream)? {
-        Begun::Conflict => return Ok(SendOutcome::KeyReused),
-        Begun::Repeated(sent) if sent.status != MessageStatus::Pending => return Ok(SendOutcome::Repeated(sent)),
-        Begun::Repeated(_) => true,
-        Begun::New(_) => false,
-    };
     let to: whatsapp_rust::Jid = message.to.to_string().parse().map_err(|e| Error::InvalidJid(format!("{e}")))?;
     let content = match &message.reply_to {
         None => wa::Message::text(message.text.clone()),
@@ -125,6 +140,23 @@ pub(crate) async fn send(
             let context = wa::ContextInfo { stanza_id: Some(quoted.clone()), participant, ..Default::default() };
             wa::Message::text_with_context(message.text.clone(), context)
         }
+    };
+    let id = match &message.idempotency_key {
+        Some(key) => message_id(tenant, device, key),
+        None => client.generate_message_id(),
+    };
+    let _turn = in_flight.enter(&id).await;
+    let send = NewSend {
+        device: device.to_string(),
+        id: id.clone(),
+        to: message.to.to_string(),
+        request: message.fingerprint(),
+    };
+    let repeated = match mailbox.begin_send(tenant, send).await.map_err(upstream)? {
+        Begun::Conflict => return Ok(SendOutcome::KeyReused),
+        Begun::Repeated(sent) if sent.status != MessageStatus::Pending => return Ok(SendOutcome::Repeated(sent)),
+        Begun::Repeated(_) => true,
+        Begun::New(_) => false,
     };
     if let Err(e) = client.send_message_with_options(to, content, SendOptions::default().with_message_id(&id)).await {
         if !repeated {

@@ -401,6 +401,10 @@ struct WhatsappDevice {
     observer: Option<Arc<dyn StatusObserver>>,
     /// Commits the messages WhatsApp delivers (the client's inbound durability hook).
     received: Option<Arc<Received>>,
+    /// Records what the device sends and how far it got; sending needs one.
+    mailbox: Option<Arc<dyn Mailbox>>,
+    /// The sends under way.
+    sending: sending::InFlight,
     store: PathBuf,
     server: Server,
     status: RwLock<DeviceStatus>,
@@ -426,12 +430,15 @@ impl WhatsappDevice {
         mailbox: Option<Arc<dyn Mailbox>>,
         operation: Arc<Operation>,
     ) -> Self {
-        let received =
-            mailbox.map(|mailbox| Arc::new(Received { tenant: tenant.to_string(), device: id.to_string(), mailbox }));
+        let received = mailbox
+            .clone()
+            .map(|mailbox| Arc::new(Received { tenant: tenant.to_string(), device: id.to_string(), mailbox }));
         WhatsappDevice {
             tenant: tenant.to_string(),
             observer,
             received,
+            mailbox,
+            sending: sending::InFlight::default(),
             store,
             server,
             status: RwLock::new(DeviceStatus {
@@ -712,9 +719,9 @@ impl WhatsappDevice {
     /// Moves the messages the device sent forward to the status `event` reports, if any.
     async fn follow_sent(&self, event: &Event) {
         let changes = sending::status_changes(event);
-        let Some(received) = self.received.as_ref().filter(|_| !changes.is_empty()) else { return };
+        let Some(mailbox) = self.mailbox.as_ref().filter(|_| !changes.is_empty()) else { return };
         let device = self.status().id;
-        if let Err(e) = received.mailbox.change_status(&self.tenant, &device, changes).await {
+        if let Err(e) = mailbox.change_status(&self.tenant, &device, changes).await {
             tracing::error!(device, "recording the status of a sent message failed: {e:#}");
         }
     }
@@ -938,7 +945,8 @@ impl DeviceSession for WhatsappDevice {
 
     async fn send_text(&self, message: &TextMessage) -> Result<SendOutcome, Error> {
         let client = self.client()?;
-        sending::send(&client, self.mailbox()?.as_ref(), &self.tenant, &self.status().id, message).await
+        let device = self.status().id;
+        sending::send(&client, self.mailbox()?.as_ref(), &self.sending, (&self.tenant, &device), message).await
     }
 
     async fn sent_message(&self, id: &str) -> Result<Option<SentMessage>, Error> {

@@ -73,7 +73,11 @@ impl Store {
         self.transaction(|tx| {
             let mut appended = Vec::new();
             for (tenant, status) in changes {
-                let Some(previous) = get(tx, tenant, &status.id).ok() else { continue };
+                let previous = match get(tx, tenant, &status.id) {
+                    Ok(previous) => previous,
+                    Err(StoreError::NotFound(_)) => continue, // deleted meanwhile: it stays deleted
+                    Err(e) => return Err(e),
+                };
                 let state = status.state.name();
                 tx.prepare_cached(
                     "UPDATE devices SET state = ?3, jid = ?4, lid = ?5, push_name = ?6, updated_at = ?7

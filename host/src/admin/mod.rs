@@ -65,8 +65,8 @@ pub struct Admin {
     remote: bool,
     /// Successful reloads so far; its lock is the reloads' turn.
     reloads: Arc<tokio::sync::Mutex<u64>>,
-    /// A place for each event stream open ([`events::MAX_STREAMS`]).
-    streams: Arc<tokio::sync::Semaphore>,
+    /// The event streams open.
+    streams: Arc<events::Streams>,
 }
 
 /// A request's method, path segments, query and body, read whole.
@@ -148,7 +148,7 @@ impl Admin {
             stale: Arc::default(),
             remote: false,
             reloads: Arc::default(),
-            streams: Arc::new(tokio::sync::Semaphore::new(events::MAX_STREAMS)),
+            streams: Arc::default(),
         }
     }
 

@@ -154,14 +154,16 @@ impl Capabilities {
 
 impl Capabilities {
     /// Sends `message` from the tenant's device `device` (whose session is `session`), if the
-    /// device's send rate allows it.
+    /// device's send rate allows it. The send runs to its end even when the request's deadline
+    /// passes first: what it recorded is finished (handed to WhatsApp, or forgotten), never left
+    /// half-done; the caller then gets `timeout` and finds the message by its idempotency key.
     pub async fn send_text(
         &self,
         device: &str,
-        session: &dyn DeviceSession,
+        session: Arc<dyn DeviceSession>,
         message: OutgoingText,
     ) -> Result<SendOutcome, Error> {
-        connected(session)?;
+        connected(&*session)?;
         let to = parse_contact(&message.to)?;
         if to.device().is_some() || !(to.is_phone() || to.is_lid()) {
             return Err(Error::InvalidJid(format!("{to} is not a user's phone JID or LID without a device part")));
@@ -172,7 +174,8 @@ impl Capabilities {
         if let Err(wait) = self.scope.take_send(device) {
             return Err(Error::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u32));
         }
-        self.query(session.send_text(&message)).await
+        let send = tokio::spawn(async move { session.send_text(&message).await });
+        self.query(async { send.await.unwrap_or_else(|e| Err(Error::Upstream(format!("the send failed: {e}")))) }).await
     }
 
     /// The message `id` that `session` sent, if any.
@@ -309,7 +312,7 @@ impl HostDevice for CapabilitiesView<'_> {
     async fn send_text(&mut self, device: Resource<OpenDevice>, message: OutgoingText) -> Result<SendOutcome, Error> {
         let session = self.opened(&device)?;
         let id = self.table.get(&device).map_err(|_| Error::DeviceNotFound)?.id.clone();
-        self.capabilities.send_text(&id, &*session, message).await
+        self.capabilities.send_text(&id, session, message).await
     }
 
     async fn get_sent_message(
