@@ -4,8 +4,9 @@
 //! to the client. With an idempotency key the id is derived from the key (and the tenant and
 //! device), so a retried send finds the message recorded and sends nothing new — and if the
 //! first attempt never learned whether WhatsApp took it (`pending`), it is handed over again
-//! under the same id, which WhatsApp takes as the same message. The server's ack or nack and
-//! the recipient's receipts then move its status ([`status_changes`]).
+//! under the same id, which WhatsApp takes as the same message; sends of one id take turns
+//! ([`InFlight`]). The server's ack or nack and the recipient's receipts then move its status
+//! ([`status_changes`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
