@@ -457,24 +457,28 @@ fn dead_letter(store: &waedge_store::Store) -> (String, String) {
     (webhook, event)
 }
 
-/// The `message.status` events of a message globex's device `main` sent, as the device layer
-/// records them: the server acknowledged it (`sent`), then refused it (`failed`, code 463).
+/// The `message.status` events of two messages globex's device `main` sent, as the device
+/// layer records them: the server acknowledged one (`sent`) and refused the other (`failed`,
+/// code 463).
 fn message_status_events(store: &waedge_store::Store) {
     use waedge_store::sent::{Begun, NewSend, StatusChange};
-    let send = NewSend {
+    let send = |id: &str| NewSend {
         device: "main".into(),
-        id: "3EB0C431D2E5A1F0B9E2D7A4".into(),
+        id: id.into(),
         to: "6281234567890@s.whatsapp.net".into(),
         request: "fingerprint".into(),
     };
-    assert!(matches!(store.begin_send("globex", &send).unwrap(), Begun::New(_)));
-    let change = |status, error_code: Option<&str>| StatusChange {
-        id: send.id.clone(),
+    let change = |id: &str, status, error_code: Option<&str>| StatusChange {
+        id: id.into(),
         status,
         error_code: error_code.map(str::to_string),
         at: "2026-12-05T15:01:00Z".into(),
     };
-    let changes = [change(MessageStatus::Sent, None), change(MessageStatus::Failed, Some("463"))];
+    let (acked, refused) = ("3EB0C431D2E5A1F0B9E2D7A4", "3EB0C431D2E5A1F0B9E2D7A5");
+    for id in [acked, refused] {
+        assert!(matches!(store.begin_send("globex", &send(id)).unwrap(), Begun::New(_)));
+    }
+    let changes = [change(acked, MessageStatus::Sent, None), change(refused, MessageStatus::Failed, Some("463"))];
     assert_eq!(store.change_status("globex", "main", &changes).unwrap().len(), 2);
 }
 
