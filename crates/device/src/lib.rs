@@ -9,7 +9,8 @@
 //! [`recorder`] writes the statuses sessions report into the store. What WhatsApp delivers is
 //! committed to a [`Mailbox`] ([`mailbox::store_mailbox`]: the store's event outbox) before
 //! WhatsApp is told it arrived ([`received`]); what they send is recorded there first, and
-//! followed as WhatsApp acknowledges it and the recipient's receipts come back ([`sending`]). Tests provide fixture-backed implementations.
+//! followed as WhatsApp acknowledges it and the recipient's receipts come back ([`sending`]).
+//! Tests provide fixture-backed implementations.
 //!
 //! Arguments are already-validated [`Jid`]s; answers use the WIT types of
 //! [`waedge_contract::types`], so what a session returns is exactly what a component sees.

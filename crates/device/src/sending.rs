@@ -23,6 +23,7 @@ use whatsapp_rust::wacore::proto_helpers::MessageBuilderExt;
 use whatsapp_rust::waproto::whatsapp as wa;
 
 use super::Mailbox;
+use super::whatsapp::to_wa;
 
 /// The longest text a message may carry, in bytes.
 pub const MAX_TEXT_BYTES: usize = 65_536;
@@ -77,7 +78,7 @@ impl TextMessage {
             hash.update((part.len() as u64).to_be_bytes());
             hash.update(part);
         }
-        hex(&hash.finalize())
+        hex::encode_upper(hash.finalize())
     }
 }
 
@@ -90,7 +91,7 @@ pub fn message_id(tenant: &str, device: &str, key: &str) -> String {
         hash.update((part.len() as u64).to_be_bytes());
         hash.update(part);
     }
-    format!("3EB0{}", hex(&hash.finalize()[..10]))
+    format!("3EB0{}", hex::encode_upper(&hash.finalize()[..10]))
 }
 
 /// The sends of one device under way, by message id: a repetition waits for the attempt before
@@ -129,7 +130,7 @@ pub(crate) async fn send(
     (tenant, device): (&str, &str),
     message: &TextMessage,
 ) -> Result<SendOutcome, Error> {
-    let to: whatsapp_rust::Jid = message.to.to_string().parse().map_err(|e| Error::InvalidJid(format!("{e}")))?;
+    let to = to_wa(&message.to)?;
     let content = match &message.reply_to {
         None => wa::Message::text(message.text.clone()),
         Some(quoted) => {
@@ -198,10 +199,6 @@ pub(crate) fn status_changes(event: &Event) -> Vec<StatusChange> {
 
 fn rfc3339(at: whatsapp_rust::chrono::DateTime<whatsapp_rust::chrono::Utc>) -> String {
     at.to_rfc3339_opts(whatsapp_rust::chrono::SecondsFormat::Secs, true)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
 fn upstream(e: anyhow::Error) -> Error {

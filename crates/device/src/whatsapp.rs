@@ -728,10 +728,7 @@ impl WhatsappDevice {
 
     /// The device's mailbox; sending needs one.
     fn mailbox(&self) -> Result<&Arc<dyn Mailbox>, Error> {
-        let received = self.received.as_ref();
-        received
-            .map(|r| &r.mailbox)
-            .ok_or_else(|| Error::Upstream("this gateway keeps no messages: sending is off".into()))
+        self.mailbox.as_ref().ok_or_else(|| Error::Upstream("this gateway keeps no messages: sending is off".into()))
     }
 
     /// Folds one client event into the device state and the learned contact names.
@@ -960,7 +957,7 @@ pub(crate) fn lid_mapping(entry: &LidPnEntry) -> LidMapping {
     LidMapping { lid: format!("{}@lid", entry.lid), phone_jid: format!("{}@s.whatsapp.net", entry.phone_number) }
 }
 
-fn to_wa(jid: &Jid) -> Result<whatsapp_rust::Jid, Error> {
+pub(crate) fn to_wa(jid: &Jid) -> Result<whatsapp_rust::Jid, Error> {
     jid.to_string().parse().map_err(|e| Error::InvalidJid(format!("{jid}: {e}")))
 }
 
