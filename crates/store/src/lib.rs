@@ -90,6 +90,8 @@ pub struct TenantSnapshot {
     pub routes: Vec<RouteRecord>,
     /// Every version of each of its components.
     pub components: Vec<components::VersionRef>,
+    /// Its event handlers: the webhooks that name a component, by webhook id.
+    pub event_handlers: Vec<(String, ComponentRef)>,
 }
 
 impl Store {
@@ -190,6 +192,7 @@ impl Store {
                     devices: devices::list(tx, &id)?,
                     routes: routes::list(tx, &id)?,
                     components: components::refs(tx, &id)?,
+                    event_handlers: webhooks::handlers(tx, &id)?,
                     tenant,
                 });
             }

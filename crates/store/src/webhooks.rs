@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError, devices, events, from_json, now, tenants, to_json};
 use crate::events::{EVENT_TYPES, EventRecord};
+use crate::routes::ComponentRef;
 
 /// The most webhooks a tenant may have.
 pub const MAX_WEBHOOKS: usize = 20;
@@ -61,17 +62,46 @@ pub struct WebhookRecord {
     pub id: String,
     /// The tenant whose events it delivers.
     pub tenant: String,
-    /// The `http://` or `https://` URL events are delivered to.
+    /// Where events are delivered: an `http://` or `https://` URL, or — for an event handler —
+    /// one of the tenant's components that exports `waedge:gateway/events` (`component:NAME`,
+    /// the active version of a deployed one, or `builtin:NAME`); see [`WebhookRecord::handler`].
     pub url: String,
     /// The device whose events it delivers; `None`: every device of the tenant.
     pub device: Option<String>,
     /// The event types it delivers; empty: every type.
     pub events: Vec<String>,
-    /// The key deliveries are signed with (16 to 256 printable ASCII characters).
+    /// The key deliveries are signed with (16 to 256 printable ASCII characters); empty for an
+    /// event handler, whose events never leave the process.
     #[serde(skip)]
     pub secret: String,
     /// When it was created (RFC 3339).
     pub created_at: String,
+}
+
+impl NewWebhook {
+    /// The component events are to be handed to, when `url` names one (an event handler).
+    pub fn handler(&self) -> Option<ComponentRef> {
+        handler(&self.url)
+    }
+}
+
+impl WebhookRecord {
+    /// The component events are handed to, when the webhook is an event handler (its `url`
+    /// names a component); `None` for an HTTP endpoint.
+    pub fn handler(&self) -> Option<ComponentRef> {
+        handler(&self.url)
+    }
+}
+
+/// The component `url` names, if it names one (`component:NAME`, `builtin:NAME`) rather than an
+/// `http://` or `https://` endpoint.
+fn handler(url: &str) -> Option<ComponentRef> {
+    names_component(url).then(|| url.parse().ok()).flatten()
+}
+
+/// Whether `url` is meant to name a component.
+fn names_component(url: &str) -> bool {
+    url.starts_with("component:") || url.starts_with("builtin:")
 }
 
 impl std::fmt::Debug for NewWebhook {
@@ -158,15 +188,21 @@ pub enum Outcome<'a> {
 
 impl Store {
     /// Creates a webhook of `tenant`. Checks: url is `http://` or `https://` with a host, at
-    /// most [`MAX_URL_BYTES`]; `device`, if given, exists (NotFound otherwise); each of
+    /// most [`MAX_URL_BYTES`], or names a component (an event handler, whose `secret` is
+    /// ignored: none is kept); `device`, if given, exists (NotFound otherwise); each of
     /// `events` is one of [`EVENT_TYPES`] and none repeats; `secret` has 16 to 256 bytes of
     /// printable ASCII. At most [`MAX_WEBHOOKS`] per tenant (Conflict beyond). A new webhook
     /// starts at the current end of the outbox: it delivers the events recorded after its
     /// creation.
-    pub fn create_webhook(&self, tenant: &str, new: NewWebhook) -> Result<WebhookRecord, StoreError> {
-        check_url(&new.url)?;
+    pub fn create_webhook(&self, tenant: &str, mut new: NewWebhook) -> Result<WebhookRecord, StoreError> {
         check_types(&new.events)?;
-        check_secret(&new.secret)?;
+        if names_component(&new.url) {
+            new.url.parse::<ComponentRef>().map_err(|problem| StoreError::Invalid(format!("url: {problem}")))?;
+            new.secret.clear();
+        } else {
+            check_url(&new.url)?;
+            check_secret(&new.secret)?;
+        }
         let id = uuid::Uuid::new_v4().to_string();
         self.transaction(|tx| {
             tenants::require(tx, tenant)?;
@@ -370,6 +406,21 @@ fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<WebhookRecord> {
         secret: row.get(5)?,
         created_at: row.get(6)?,
     })
+}
+
+/// The event handlers of `tenant`: (webhook id, component) for each webhook naming a component.
+pub(crate) fn handlers(conn: &Connection, tenant: &str) -> Result<Vec<(String, ComponentRef)>, StoreError> {
+    let mut select = conn.prepare_cached(
+        "SELECT id, url FROM webhooks WHERE tenant_id = ?1 AND (url LIKE 'component:%' OR url LIKE 'builtin:%')
+         ORDER BY rowid",
+    )?;
+    let rows = select.query_map([tenant], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
+    let mut handlers = Vec::new();
+    for row in rows {
+        let (id, url) = row?;
+        handlers.extend(handler(&url).map(|component| (id, component)));
+    }
+    Ok(handlers)
 }
 
 /// The webhook `id` of `tenant` ([`StoreError::NotFound`] if either does not exist).

@@ -4,9 +4,10 @@
 
 use http::{Method, StatusCode};
 use serde_json::json;
+use waedge_store::StoreError;
 use waedge_store::webhooks::NewWebhook;
 
-use super::{Admin, Answer, Call, json, no_content, no_endpoint};
+use super::{Admin, Answer, Call, Failure, json, no_content, no_endpoint};
 use crate::webhooks::sign;
 
 /// How many attempts the delivery log shows unless the call asks for fewer.
@@ -25,10 +26,20 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
         (&Method::POST, []) => {
             // The secret is made here, never chosen: shown in this answer only.
             let new = NewWebhook { secret: sign::new_secret(), ..call.json()? };
-            let created = admin.run(move |store| store.create_webhook(&t, new)).await?;
-            admin.webhooks.reload().await?;
+            // An event handler's component must be there and handle events before it is named.
+            if let Some(component) = new.handler() {
+                let (gateway, t) = (admin.gateway.clone(), t.clone());
+                let checked = admin.run(move |store| Ok(gateway.check_event_handler(store, &t, &component))).await?;
+                checked.map_err(|e| match e.downcast::<StoreError>() {
+                    Ok(stored) => Failure::from(stored),
+                    Err(e) => Failure::conflict(format!("url: {e:#}")),
+                })?;
+            }
+            let created = admin.change(move |store| store.create_webhook(&t, new)).await?;
             let mut shown = serde_json::to_value(&created).expect("a webhook serialises");
-            shown["secret"] = json!(created.secret);
+            if created.handler().is_none() {
+                shown["secret"] = json!(created.secret);
+            }
             json(StatusCode::CREATED, &shown)
         }
         (&Method::GET, [webhook]) => {
@@ -37,8 +48,7 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
         }
         (&Method::DELETE, [webhook]) => {
             let w = webhook.to_string();
-            admin.run(move |store| store.delete_webhook(&t, &w)).await?;
-            admin.webhooks.reload().await?;
+            admin.change(move |store| store.delete_webhook(&t, &w)).await?;
             no_content()
         }
         (&Method::GET, [webhook, "deliveries"]) => {

@@ -151,7 +151,7 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
     };
     let sweeper = tokio::spawn(retire_idle_instances(gateway.clone()));
     let api = server::serve(api, gateway.clone(), config.connections, stopped(stopping.clone()));
-    let webhooks = Arc::new(Webhooks::new(store.clone(), &gateway, appended));
+    let webhooks = Arc::new(Webhooks::new(store.clone(), gateway.clone(), appended));
     webhooks.reload().await.context("starting the webhooks")?;
     let handler = Admin::new(store, gateway, webhooks.clone()).reachable_remotely(config.admin_allow_remote);
     let handler = Arc::new(handler);

@@ -45,7 +45,9 @@ impl Gateway {
             return self.native(name).map(drop);
         }
         let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
-        self.component_in(&mut parts, component).map(drop)
+        let compiled = self.component_in(&mut parts, component)?;
+        anyhow::ensure!(compiled.serves_http(), "{}", only_events(component));
+        Ok(())
     }
 
     /// Validates and compiles version `sha256` of `tenant`'s component `name`, ready for the
@@ -88,6 +90,41 @@ impl Gateway {
         let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         let start = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
         Ok((status, start))
+    }
+
+    /// Checks that `component` can handle `tenant`'s events: a built-in, or a deployed
+    /// component with an active version, that exports `waedge:gateway/events` (compiled if it
+    /// is new: call it off the async workers).
+    pub fn check_event_handler(&self, store: &Store, tenant: &str, component: &ComponentRef) -> anyhow::Result<()> {
+        let versions = store.component_versions(tenant)?;
+        let active = |name: &str| versions.iter().find(|v| v.name == name && v.active).map(|v| v.sha256.clone());
+        let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        let compiled = self.resolve(&mut parts, store, tenant, &active, component)?;
+        anyhow::ensure!(
+            compiled.handles_events(),
+            "`{component}` exports no `waedge:gateway/events`: build it for the `event-handler` world of \
+             wit/gateway.wit"
+        );
+        Ok(())
+    }
+
+    /// The compiled `component` of `tenant`: a built-in, a file, or the version of a deployed
+    /// component that `active` says is active (by name). Not a native handler.
+    pub(super) fn resolve(
+        &self,
+        parts: &mut Parts,
+        store: &Store,
+        tenant: &str,
+        active: &dyn Fn(&str) -> Option<String>,
+        component: &ComponentRef,
+    ) -> anyhow::Result<Arc<HandlerComponent>> {
+        let ComponentRef::Deployed(name) = component else {
+            return self.component_in(parts, component);
+        };
+        match active(name) {
+            Some(sha256) => self.deployed_in(parts, store, tenant, name, &sha256),
+            None => Err(anyhow::anyhow!("tenant `{tenant}` has no active component `{name}`: deploy it first")),
+        }
     }
 
     pub(super) fn deployed_in(
@@ -168,4 +205,12 @@ pub(super) fn deployed_key(tenant: &str, name: &str, sha256: &str) -> String {
 /// hex digits of its hash (a display name only: [`deployed_key`] tells versions apart).
 pub(super) fn deployed_name(tenant: &str, name: &str, sha256: &str) -> String {
     format!("{tenant}/{name}@{}", &sha256[..sha256.len().min(12)])
+}
+
+/// Why `component`, which exports no `wasi:http/incoming-handler`, serves no route.
+pub(super) fn only_events(component: &ComponentRef) -> String {
+    format!(
+        "`{component}` exports no `wasi:http/incoming-handler`: it only handles events (name it as a webhook's \
+         `url` instead)"
+    )
 }

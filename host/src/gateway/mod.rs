@@ -13,11 +13,13 @@
 //!   answer (or the host's error, in the [`envelope`] of the API the request is for);
 //! - [`components`]: the component registry — compiling, preparing and smoke-testing the
 //!   built-ins, component files and deployed versions the routes name;
+//! - [`events`]: the tenants' event handlers — components the webhooks name, handed events;
 //! - this module: the gateway itself and the reconciler that rebuilds the tenants from the
 //!   store, carrying over what must outlive a rebuild.
 
 mod components;
 mod envelope;
+mod events;
 mod request;
 
 use std::collections::{BTreeMap, HashMap};
@@ -25,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use waedge_contract::EventHandler;
 use waedge_device::cache::Cached;
 use waedge_device::{DeviceManager, DeviceSession};
 use waedge_store::devices::recorded_state;
@@ -46,7 +49,7 @@ use crate::tenancy::{Route, Tenant, Tenants};
 
 pub use envelope::{error, json_response};
 
-use components::{deployed_key, deployed_name};
+use components::{deployed_key, deployed_name, only_events};
 
 /// The response header naming the component (and, for a tenant's own component, the
 /// version) that served the request: `builtin:devices-api`, `acme/hmac-auth@1a2b3c4d5e6f`.
@@ -84,6 +87,8 @@ struct Parts {
     admissions: HashMap<String, Arc<Admission>>,
     /// Instance pools by tenant.
     pools: HashMap<String, Vec<Arc<InstancePool>>>,
+    /// Instance pools of event handlers by tenant.
+    event_pools: HashMap<String, Vec<Arc<InstancePool<EventHandler>>>>,
     /// Each tenant's share of the pooling allocator.
     shares: HashMap<String, Arc<Share>>,
     /// Deployed versions compiled by [`Gateway::prepare_component`] and when: kept through
@@ -175,6 +180,7 @@ impl Gateway {
         let mut live_sessions = HashMap::new();
         let mut live_admissions = HashMap::new();
         let mut live_pools = HashMap::new();
+        let mut live_event_pools = HashMap::new();
         let mut live_shares = HashMap::new();
         let mut live_components: Vec<Arc<HandlerComponent>> = Vec::new();
         for state in &snapshot.tenants {
@@ -187,6 +193,8 @@ impl Gateway {
                 .unwrap_or_else(|| Share::new(0, limits.cpu_millicores, tenant_log_rate()));
             share.cpu().set_millicores(limits.cpu_millicores);
             let mut pools: Vec<Arc<InstancePool>> = Vec::new();
+            let active =
+                |name: &str| state.components.iter().find(|c| c.name == name && c.active).map(|c| c.sha256.clone());
             let mut routes = Vec::new();
             for route in &state.routes {
                 let component = match &route.component {
@@ -199,13 +207,12 @@ impl Gateway {
                         }
                         Err(e) => Err(e),
                     },
-                    ComponentRef::Deployed(name) => match state.components.iter().find(|c| &c.name == name && c.active)
-                    {
-                        Some(active) => self.deployed_in(parts, store, tenant_id, name, &active.sha256),
-                        None => Err(anyhow::anyhow!("component `{name}` has no active version: deploy it")),
-                    },
-                    other => self.component_in(parts, other),
+                    other => self.resolve(parts, store, tenant_id, &active, other),
                 };
+                let component = component.and_then(|component| match component.serves_http() {
+                    true => Ok(component),
+                    false => Err(anyhow::anyhow!("{}", only_events(&route.component))),
+                });
                 match component {
                     Ok(component) => {
                         live_components.push(component.clone());
@@ -217,6 +224,24 @@ impl Gateway {
                         routes.push(Route::unavailable(&route.prefix, &route.component.to_string()));
                     }
                 }
+            }
+            let mut old_event_pools = parts.event_pools.remove(tenant_id).unwrap_or_default();
+            let mut event_pools = Vec::new();
+            let mut handlers = HashMap::new();
+            for (webhook, component) in &state.event_handlers {
+                let handler = self.resolve(parts, store, tenant_id, &active, component).and_then(|component| {
+                    anyhow::ensure!(
+                        component.handles_events(),
+                        "`{}` exports no `waedge:gateway/events`: build it for the `event-handler` world",
+                        component.name()
+                    );
+                    live_components.push(component.clone());
+                    Ok(self.pool_for(&mut event_pools, &mut old_event_pools, component, limits, &share))
+                });
+                if let Err(e) = &handler {
+                    problems.push(format!("tenant `{tenant_id}`, event handler {webhook}: {e:#}"));
+                }
+                handlers.insert(webhook.clone(), handler.map_err(|e| format!("{e:#}")));
             }
             let ttl = Duration::from_secs(limits.cache_ttl_seconds);
             let mut devices = BTreeMap::new();
@@ -236,13 +261,15 @@ impl Gateway {
             };
             live_admissions.insert(tenant_id.clone(), admission.clone());
             live_pools.insert(tenant_id.clone(), pools);
+            live_event_pools.insert(tenant_id.clone(), event_pools);
             live_shares.insert(tenant_id.clone(), share);
-            let tenant = Tenant::new(state, limits, devices, routes, admission);
+            let tenant = Tenant::new(state, limits, devices, routes, admission).with_event_handlers(handlers);
             tenants.push((tenant, state.tenant.hosts.clone()));
         }
         parts.sessions = live_sessions;
         parts.admissions = live_admissions;
         parts.pools = live_pools;
+        parts.event_pools = live_event_pools;
         let share_size = self.runtime.share_size(live_shares.len());
         live_shares.values().for_each(|share| share.resize(share_size));
         parts.shares = live_shares;
@@ -288,15 +315,16 @@ impl Gateway {
     /// The tenant's instances of `component` under `limits`: the pool another of its routes
     /// already uses, else the one it had before the reload (warm instances survive a reload
     /// unless the component or the limits they were made under changed), else a new one.
-    fn pool_for(
+    fn pool_for<E>(
         &self,
-        pools: &mut Vec<Arc<InstancePool>>,
-        old_pools: &mut Vec<Arc<InstancePool>>,
+        pools: &mut Vec<Arc<InstancePool<E>>>,
+        old_pools: &mut Vec<Arc<InstancePool<E>>>,
         component: Arc<HandlerComponent>,
         limits: Limits,
         share: &Arc<Share>,
-    ) -> Arc<InstancePool> {
-        let reusable = |pool: &Arc<InstancePool>| Arc::ptr_eq(pool.component(), &component) && *pool.limits() == limits;
+    ) -> Arc<InstancePool<E>> {
+        let reusable =
+            |pool: &Arc<InstancePool<E>>| Arc::ptr_eq(pool.component(), &component) && *pool.limits() == limits;
         if let Some(pool) = pools.iter().find(|pool| reusable(pool)) {
             return pool.clone();
         }

@@ -245,18 +245,8 @@ where
         Ok(permit) => permit,
         Err(refusal) => return too_many(refusal),
     };
-    let reporter = Reporter::new(tenant.id(), name.clone(), metrics.clone());
-    let log_rate = answerer.share().log_rate().clone();
-    let log = ComponentLog::new(tenant.id(), name.clone(), log_rate, reporter.clone());
-    let capabilities = Capabilities { scope: tenant.scope().clone(), deadline, log, request: context };
-    let outbound = OutboundPolicy::new(
-        outbound.clone(),
-        tenant.outbound_hosts().clone(),
-        tenant.outbound_private_hosts().clone(),
-        limits.max_outbound_requests,
-        reporter.clone(),
-        deadline,
-    );
+    let call = Call { tenant, name, share: answerer.share(), limits: &limits, deadline };
+    let (capabilities, outbound, reporter) = call.scoped(metrics, outbound, context);
     let instances = match answerer {
         Answerer::Component(instances) => instances,
         Answerer::Native(native) => {
@@ -287,25 +277,58 @@ where
         }
         Err(failure) => failure,
     };
-    let (status, code, limit) = match failure {
-        DispatchError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "COMPONENT_TIMEOUT", "request_timeout_ms"),
-        DispatchError::MemoryLimit => (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_MEMORY_LIMIT", "memory_mib"),
+    let (status, code) = match failure {
+        DispatchError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "COMPONENT_TIMEOUT"),
+        DispatchError::MemoryLimit => (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_MEMORY_LIMIT"),
         DispatchError::ResourceLimit | DispatchError::FieldsTooLarge => {
-            (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_RESOURCE_LIMIT", "host_resources")
+            (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_RESOURCE_LIMIT")
         }
-        DispatchError::InstanceLimit => {
-            (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_INSTANCE_LIMIT", "max_instances")
-        }
-        DispatchError::TableLimit => (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_TABLE_LIMIT", "max_tables"),
-        DispatchError::ResponseTooLarge(_) => {
-            (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_RESPONSE_TOO_LARGE", "max_response_body_bytes")
-        }
+        DispatchError::InstanceLimit => (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_INSTANCE_LIMIT"),
+        DispatchError::TableLimit => (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_TABLE_LIMIT"),
+        DispatchError::ResponseTooLarge(_) => (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_RESPONSE_TOO_LARGE"),
         DispatchError::Trap(_) | DispatchError::NoResponse | DispatchError::Refused(_) => {
-            (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_FAILED", "trap")
+            (StatusCode::INTERNAL_SERVER_ERROR, "COMPONENT_FAILED")
         }
         // The host's limit, not the component's: no violation.
         DispatchError::Capacity(_) => return envelope.capacity(&failure.to_string()),
     };
-    reporter.violation(limit, &failure.to_string());
+    if let Some(limit) = failure.limit() {
+        reporter.violation(limit, &failure.to_string());
+    }
     envelope.error(status, code, &failure.to_string())
+}
+
+/// One call into a component of a tenant (a request, an event): what bounds it.
+pub(super) struct Call<'a> {
+    pub(super) tenant: &'a Tenant,
+    /// The component's name, as logs and metrics show it.
+    pub(super) name: &'a Arc<str>,
+    pub(super) share: &'a Arc<Share>,
+    pub(super) limits: &'a Limits,
+    pub(super) deadline: Instant,
+}
+
+impl Call<'_> {
+    /// The call's capabilities (scoped to the tenant, with `context`), its outbound policy
+    /// (the tenant's hosts, through `outbound`), and the reporter of its violations.
+    pub(super) fn scoped(
+        &self,
+        metrics: &Arc<Metrics>,
+        outbound: &Arc<Outbound>,
+        context: RequestContext,
+    ) -> (Capabilities, OutboundPolicy, Reporter) {
+        let Call { tenant, name, share, limits, deadline } = self;
+        let reporter = Reporter::new(tenant.id(), (*name).clone(), metrics.clone());
+        let log = ComponentLog::new(tenant.id(), (*name).clone(), share.log_rate().clone(), reporter.clone());
+        let capabilities = Capabilities { scope: tenant.scope().clone(), deadline: *deadline, log, request: context };
+        let outbound = OutboundPolicy::new(
+            outbound.clone(),
+            tenant.outbound_hosts().clone(),
+            tenant.outbound_private_hosts().clone(),
+            limits.max_outbound_requests,
+            reporter.clone(),
+            *deadline,
+        );
+        (capabilities, outbound, reporter)
+    }
 }

@@ -69,6 +69,23 @@ pub enum DispatchError {
     Capacity(String),
 }
 
+impl DispatchError {
+    /// The tenant limit the failure hit, as a violation names it (`trap` for a failure of the
+    /// component's own); `None` for the host's capacity, which is no violation.
+    pub fn limit(&self) -> Option<&'static str> {
+        Some(match self {
+            DispatchError::Timeout => "request_timeout_ms",
+            DispatchError::MemoryLimit => "memory_mib",
+            DispatchError::ResourceLimit | DispatchError::FieldsTooLarge => "host_resources",
+            DispatchError::InstanceLimit => "max_instances",
+            DispatchError::TableLimit => "max_tables",
+            DispatchError::ResponseTooLarge(_) => "max_response_body_bytes",
+            DispatchError::Trap(_) | DispatchError::NoResponse | DispatchError::Refused(_) => "trap",
+            DispatchError::Capacity(_) => return None,
+        })
+    }
+}
+
 /// Serves `request` with an instance from `pool`, in the instance slot `slot` of the
 /// tenant's share (see [`Share::take`](super::capacity::Share::take)), scoped to
 /// `capabilities` and `outbound`, and reads the component's whole response body, up to `max_body` bytes: a component that
@@ -86,23 +103,13 @@ pub async fn dispatch(
     request: hyper::Request<Full<Bytes>>,
     max_body: usize,
 ) -> Result<Response<Bytes>, DispatchError> {
-    match pool.component().footprint().exceeds(pool.limits()) {
-        Some(Exceeded::Instances) => return Err(DispatchError::InstanceLimit),
-        Some(Exceeded::Tables) => return Err(DispatchError::TableLimit),
-        None => {}
-    }
     let deadline = capabilities.deadline;
     // Bound before the instance, so it is returned after the instance is dropped or kept.
     let _slot = slot;
-    // A tenant over its CPU budget waits before its guest runs at all, not only at its ticks.
-    let now = Instant::now();
-    let wait = pool.share().cpu().wait(now, deadline);
-    if !wait.is_zero() {
-        tokio::time::sleep(wait).await;
-        if now + wait >= deadline {
-            return Err(DispatchError::Timeout);
-        }
-    }
+    admit(pool, deadline).await?;
+    let Some(pre) = &pool.component().http else {
+        return Err(DispatchError::Trap("the component exports no `wasi:http/incoming-handler`".into()));
+    };
     let mut instance = pool.take(capabilities, outbound);
     instance.store.set_epoch_deadline(1);
     let (sender, receiver) = oneshot::channel();
@@ -113,11 +120,11 @@ pub async fn dispatch(
     });
     let (incoming, outparam) = resources.map_err(|e| DispatchError::Trap(format!("{e:#}")))?;
     let call = async {
-        let proxy = match instance.proxy.take() {
+        let proxy = match instance.export.take() {
             Some(proxy) => proxy,
             None => {
                 let started = Instant::now();
-                let proxy = pool.component().pre.instantiate_async(&mut instance.store).await?;
+                let proxy = pre.instantiate_async(&mut instance.store).await?;
                 metrics.instantiated(pool.component().name(), started.elapsed());
                 proxy
             }
@@ -155,9 +162,29 @@ pub async fn dispatch(
     let (proxy, answer) =
         tokio::time::timeout_at(deadline.into(), served).await.map_err(|_elapsed| DispatchError::Timeout)??;
     let response = answer.ok_or(DispatchError::NoResponse)?;
-    instance.proxy = Some(proxy);
+    instance.export = Some(proxy);
     pool.put(instance);
     Ok(response)
+}
+
+/// Whether a call into `pool`'s component may start before `deadline`: its footprint fits the
+/// tenant's limits, and a tenant over its CPU budget has waited for it — before its guest runs
+/// at all, not only at its ticks.
+pub(super) async fn admit<E>(pool: &InstancePool<E>, deadline: Instant) -> Result<(), DispatchError> {
+    match pool.component().footprint().exceeds(pool.limits()) {
+        Some(Exceeded::Instances) => return Err(DispatchError::InstanceLimit),
+        Some(Exceeded::Tables) => return Err(DispatchError::TableLimit),
+        None => {}
+    }
+    let now = Instant::now();
+    let wait = pool.share().cpu().wait(now, deadline);
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+        if now + wait >= deadline {
+            return Err(DispatchError::Timeout);
+        }
+    }
+    Ok(())
 }
 
 /// The response with its body read whole, up to `max_body` bytes.
@@ -170,7 +197,8 @@ async fn read_body(response: Response<HyperOutgoingBody>, max_body: usize) -> Re
     }
 }
 
-fn classify(error: wasmtime::Error) -> DispatchError {
+/// What a failed call into a component means.
+pub(super) fn classify(error: wasmtime::Error) -> DispatchError {
     if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
         return DispatchError::Timeout;
     }

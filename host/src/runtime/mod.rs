@@ -12,6 +12,7 @@
 //! - [`limiter`] caps what one instance may allocate.
 //! - [`pool`] keeps warm instances of one component for one tenant.
 //! - [`dispatch`] runs one HTTP request through a component under its deadline.
+//! - [`event`] hands one event to a component's `events` export under the same bounds.
 
 pub mod artefact;
 pub mod builtin;
@@ -20,6 +21,7 @@ pub mod compiler;
 pub mod cpu;
 pub mod dispatch;
 pub mod engine;
+pub mod event;
 pub mod footprint;
 pub mod limiter;
 pub mod pool;
@@ -30,6 +32,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
+use waedge_contract::EventHandlerPre;
 use wasmtime::component::{Component, Linker};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
@@ -58,12 +61,17 @@ pub struct Runtime {
     in_flight: usize,
 }
 
-/// A compiled, import-checked component, ready to be instantiated per request.
+/// A compiled, import-checked component, ready to be instantiated per request or event.
 pub struct HandlerComponent {
     name: Arc<str>,
     sha256: String,
     footprint: Footprint,
-    pre: ProxyPre<RequestState>,
+    /// The engine it was compiled for.
+    engine: wasmtime::Engine,
+    /// Its `wasi:http/incoming-handler` export, when it has one: a route may name it.
+    http: Option<ProxyPre<RequestState>>,
+    /// Its `waedge:gateway/events` export, when it has one: it may be subscribed to events.
+    events: Option<EventHandlerPre<RequestState>>,
 }
 
 /// Why a component was refused.
@@ -124,8 +132,8 @@ impl Runtime {
     }
 
     /// Compiles `bytes`, a component the operator provides (a built-in, a file in the
-    /// configuration), in process, and checks that it exports `wasi:http/incoming-handler`
-    /// and imports nothing the host does not provide. CPU-heavy: call it off the request path.
+    /// configuration), in process, and checks that it exports `wasi:http/incoming-handler` or
+    /// `waedge:gateway/events` (or both) and imports nothing the host does not provide. CPU-heavy: call it off the request path.
     pub fn compile(&self, name: &str, bytes: &[u8]) -> Result<HandlerComponent, ComponentError> {
         self.compile_with(name, bytes, None)
     }
@@ -154,14 +162,21 @@ impl Runtime {
         }
         .map_err(refuse)?;
         let pre = self.linker.instantiate_pre(&component).map_err(refuse)?;
-        let pre = ProxyPre::new(pre).map_err(refuse)?;
+        let (http, events) = (ProxyPre::new(pre.clone()), EventHandlerPre::new(pre));
+        if let (Err(no_http), Err(_)) = (&http, &events) {
+            return Err(refuse(wasmtime::format_err!(
+                "{no_http:#}, nor `waedge:gateway/events`: target the `handler` world of wit/gateway.wit (HTTP \
+                 requests) or its `event-handler` world (events)"
+            )));
+        }
         let footprint = Footprint::of(bytes).map_err(|e| refuse(e.into()))?;
-        Ok(HandlerComponent { name: name.into(), sha256, footprint, pre })
+        let engine = self.engine.clone();
+        Ok(HandlerComponent { name: name.into(), sha256, footprint, engine, http: http.ok(), events: events.ok() })
     }
 
-    /// An empty instance pool for one tenant's use of `component` under `limits`, taking
-    /// slots of the tenant's `share`.
-    pub fn pool(&self, component: Arc<HandlerComponent>, limits: Limits, share: Arc<Share>) -> InstancePool {
+    /// An empty instance pool for one tenant's use of `component`'s export `E` under `limits`,
+    /// taking slots of the tenant's `share`.
+    pub fn pool<E>(&self, component: Arc<HandlerComponent>, limits: Limits, share: Arc<Share>) -> InstancePool<E> {
         InstancePool::new(component, limits, share, self.idle.clone())
     }
 
@@ -207,6 +222,16 @@ impl HandlerComponent {
     /// The core instances and tables each of its instances creates.
     pub fn footprint(&self) -> Footprint {
         self.footprint
+    }
+
+    /// Whether it exports `wasi:http/incoming-handler`, so a route may name it.
+    pub fn serves_http(&self) -> bool {
+        self.http.is_some()
+    }
+
+    /// Whether it exports `waedge:gateway/events`, so it may be subscribed to events.
+    pub fn handles_events(&self) -> bool {
+        self.events.is_some()
     }
 }
 

@@ -54,26 +54,28 @@ impl IdleBudget {
     }
 }
 
-/// One tenant's instances of one component.
-pub struct InstancePool {
+/// One tenant's instances of one component, for one of its exports `E`: its
+/// `wasi:http/incoming-handler` ([`Proxy`], for routes) or its `events` ([`EventHandler`](waedge_contract::EventHandler), for
+/// event subscriptions).
+pub struct InstancePool<E = Proxy> {
     component: Arc<HandlerComponent>,
     limits: Limits,
     share: Arc<Share>,
-    idle: Mutex<Vec<Instance>>,
+    idle: Mutex<Vec<Instance<E>>>,
     budget: Arc<IdleBudget>,
 }
 
 /// An instantiated component in its store.
-pub struct Instance {
+pub struct Instance<E = Proxy> {
     /// The store, with the state of the request it serves (or served last).
     pub store: Store<RequestState>,
-    /// The instance's `wasi:http/incoming-handler` export; `None` until instantiated.
-    pub proxy: Option<Proxy>,
+    /// The instance's export its pool calls; `None` until instantiated.
+    pub export: Option<E>,
     served: u32,
     idle_since: Instant,
 }
 
-impl InstancePool {
+impl<E> InstancePool<E> {
     /// An empty pool for `component` under the tenant's `limits`, whose requests take slots
     /// of the tenant's `share` of the pooling allocator.
     pub fn new(component: Arc<HandlerComponent>, limits: Limits, share: Arc<Share>, budget: Arc<IdleBudget>) -> Self {
@@ -96,8 +98,8 @@ impl InstancePool {
     }
 
     /// An idle instance, handed the next request's `capabilities` and `outbound` policy, or a
-    /// new store holding them (not yet instantiated: [`Instance::proxy`] is `None`).
-    pub fn take(&self, capabilities: Capabilities, outbound: OutboundPolicy) -> Instance {
+    /// new store holding them (not yet instantiated: [`Instance::export`] is `None`).
+    pub fn take(&self, capabilities: Capabilities, outbound: OutboundPolicy) -> Instance<E> {
         let warm = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match warm {
             Some(mut instance) => {
@@ -109,7 +111,7 @@ impl InstancePool {
                 let state = RequestState::new(capabilities, outbound, &self.limits);
                 Instance {
                     store: new_store(&self.component, &self.share, state),
-                    proxy: None,
+                    export: None,
                     served: 0,
                     idle_since: Instant::now(),
                 }
@@ -119,7 +121,7 @@ impl InstancePool {
 
     /// Keeps `instance`, which has just answered a request cleanly, for a later request if
     /// it may serve more; retires it otherwise.
-    pub fn put(&self, mut instance: Instance) {
+    pub fn put(&self, mut instance: Instance<E>) {
         instance.served += 1;
         if instance.served >= self.limits.requests_per_instance || !instance.store.data().is_quiescent() {
             return;
@@ -137,7 +139,7 @@ impl InstancePool {
         self.expire(&mut self.idle.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
-    fn expire(&self, idle: &mut Vec<Instance>) {
+    fn expire(&self, idle: &mut Vec<Instance<E>>) {
         // Instances are pushed in the order they went idle: the stale ones are at the front.
         let stale = idle.iter().take_while(|i| i.idle_since.elapsed() >= IDLE_TIMEOUT).count();
         idle.drain(..stale);
@@ -145,7 +147,7 @@ impl InstancePool {
     }
 }
 
-impl Drop for InstancePool {
+impl<E> Drop for InstancePool<E> {
     fn drop(&mut self) {
         let idle = self.idle.get_mut().unwrap_or_else(|p| p.into_inner());
         self.budget.release(idle.len());
@@ -155,7 +157,7 @@ impl Drop for InstancePool {
 /// A store for `state` with the tenant's limits and, on every epoch tick, the request
 /// deadline and the tenant's CPU budget (`share`).
 fn new_store(component: &HandlerComponent, share: &Arc<Share>, state: RequestState) -> Store<RequestState> {
-    let mut store = Store::new(component.pre.engine(), state);
+    let mut store = Store::new(&component.engine, state);
     store.limiter(RequestState::limits);
     // The guest runs between entering (or a host call returning) and calling the host (or
     // returning); what it ran is charged when the outermost call returns and at every tick
@@ -271,7 +273,7 @@ mod tests {
         let budget = budget(8, 4);
         let pool = pool(10, &budget);
         let instance = take(&pool);
-        assert!(instance.proxy.is_none(), "instantiated on its first request, by dispatch");
+        assert!(instance.export.is_none(), "instantiated on its first request, by dispatch");
         assert_eq!(instance.served, 0);
         assert_eq!(idle(&pool, &budget), (0, 0));
     }

@@ -16,6 +16,7 @@ pub mod native;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use waedge_contract::EventHandler;
 use waedge_device::DeviceSession;
 use waedge_store::TenantSnapshot;
 use waedge_store::token::TokenHash;
@@ -112,6 +113,9 @@ pub struct Tenant {
     outbound_hosts: Arc<[String]>,
     outbound_private_hosts: Arc<[String]>,
     admission: Arc<Admission>,
+    /// Its event handlers by webhook id: the instances of the component, or why it could not
+    /// be loaded.
+    event_handlers: HashMap<String, Result<Arc<InstancePool<EventHandler>>, String>>,
 }
 
 impl Tenant {
@@ -142,6 +146,7 @@ impl Tenant {
             outbound_hosts: tenant.outbound_hosts.clone().into(),
             outbound_private_hosts: tenant.outbound_private_hosts.clone().into(),
             admission,
+            event_handlers: HashMap::new(),
         }
     }
 
@@ -163,6 +168,22 @@ impl Tenant {
     /// The tenant's rate and concurrency limiter.
     pub fn admission(&self) -> &Arc<Admission> {
         &self.admission
+    }
+
+    /// The tenant with `handlers`, its event handlers by webhook id: the instances of each
+    /// one's component, or why it could not be loaded.
+    pub fn with_event_handlers(
+        mut self,
+        handlers: HashMap<String, Result<Arc<InstancePool<EventHandler>>, String>>,
+    ) -> Self {
+        self.event_handlers = handlers;
+        self
+    }
+
+    /// The event handler of webhook `id`: `None` when the tenant has none of that id (yet);
+    /// else its instances, or why its component could not be loaded.
+    pub fn event_handler(&self, id: &str) -> Option<&Result<Arc<InstancePool<EventHandler>>, String>> {
+        self.event_handlers.get(id)
     }
 
     /// Host names the tenant's components may call.

@@ -65,19 +65,32 @@ pub async fn attempt(
         }
         Err(e) => (None, Verdict::Retry(format!("no answer: {e}"))),
     };
-    let error = match &verdict {
+    (log(event, attempt, status, &verdict, at, started), verdict)
+}
+
+/// The delivery log's entry of attempt number `attempt` at `event`, begun at `at` (`started`
+/// on the monotonic clock), which the endpoint answered with `status` (none: no answer, or an
+/// event handler), and what it means.
+pub fn log(
+    event: &EventRecord,
+    attempt: u32,
+    status: Option<u16>,
+    verdict: &Verdict,
+    at: chrono::DateTime<chrono::Utc>,
+    started: Instant,
+) -> Attempt {
+    let error = match verdict {
         Verdict::Delivered => None,
         Verdict::Retry(error) | Verdict::GiveUp(error) => Some(error.clone()),
     };
-    let log = Attempt {
+    Attempt {
         event_id: event.id.clone(),
         attempt,
         status,
         error,
         at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         millis: started.elapsed().as_millis() as u64,
-    };
-    (log, verdict)
+    }
 }
 
 /// What a status code means for the event.

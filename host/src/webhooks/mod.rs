@@ -13,6 +13,13 @@
 //! letter at once. Dead letters are listed and replayed through the admin API; every attempt
 //! is in the webhook's delivery log.
 //!
+//! A webhook whose `url` names a component (`component:NAME`, `builtin:NAME`) is an event
+//! handler: the same worker hands each event to the component's `waedge:gateway/events`
+//! export ([`Gateway::handle_event`]) instead of POSTing it, and its answer takes the place of
+//! the endpoint's: done, or — when it asks for the event again, fails or hits a sandbox limit
+//! — retried with the same backoff, then a dead letter. Order, at-least-once delivery, the
+//! delivery log, dead letters and replays are the same for both.
+//!
 //! Requests obey the same address rules as components' outbound HTTP: public addresses only,
 //! unless the webhook's host is on the tenant's `outbound_private_hosts`; they are signed as
 //! [`sign`] says.
@@ -27,7 +34,7 @@ pub mod sign;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 use waedge_device::mailbox::{Appended, Subscription};
@@ -35,8 +42,7 @@ use waedge_store::webhooks::{Attempt, Next, Outcome, Pending, WebhookRecord};
 use waedge_store::{Store, StoreError};
 
 use crate::Gateway;
-use crate::capability::outbound::{self, Outbound};
-use crate::telemetry::metrics::Metrics;
+use crate::capability::outbound;
 use crate::telemetry::violation::Reporter;
 use deliver::{Target, Verdict};
 
@@ -55,8 +61,9 @@ const STORE_RETRY: Duration = Duration::from_secs(1);
 /// Delivers every tenant's events to its webhooks: one worker per webhook.
 pub struct Webhooks {
     store: Store,
-    outbound: Arc<Outbound>,
-    metrics: Arc<Metrics>,
+    /// Its outbound HTTP (resolver, address rules) and metrics deliver to URLs; its tenants'
+    /// event handlers handle the events of webhooks that name a component.
+    gateway: Arc<Gateway>,
     /// Tells of commits that appended events, by tenant and device.
     appended: Appended,
     workers: Mutex<HashMap<String, JoinHandle<()>>>,
@@ -70,13 +77,13 @@ pub struct Webhooks {
 
 impl Webhooks {
     /// Delivery from `store`'s outbox through `gateway`'s outbound HTTP (its resolver and
-    /// address rules), counting refusals in its metrics, each worker woken by the commits
-    /// `appended` tells of for its tenant. No worker runs before [`Webhooks::reload`].
-    pub fn new(store: Store, gateway: &Gateway, appended: Appended) -> Self {
+    /// address rules), counting refusals in its metrics, or to its tenants' event handlers,
+    /// each worker woken by the commits `appended` tells of for its tenant. No worker runs
+    /// before [`Webhooks::reload`].
+    pub fn new(store: Store, gateway: Arc<Gateway>, appended: Appended) -> Self {
         Webhooks {
             store,
-            outbound: gateway.outbound().clone(),
-            metrics: gateway.metrics().clone(),
+            gateway,
             appended,
             workers: Mutex::default(),
             reloading: Default::default(),
@@ -224,21 +231,32 @@ impl Webhooks {
         tokio::time::sleep(STORE_RETRY).await;
     }
 
-    /// One attempt at `event` for `webhook`, under its tenant's outbound rules.
+    /// One attempt at `event` for `webhook`: handed to its event handler, or sent under its
+    /// tenant's outbound rules.
     async fn attempt(
         &self,
         webhook: &WebhookRecord,
         event: &waedge_store::events::EventRecord,
         attempt: u32,
     ) -> Result<(Attempt, Verdict), StoreError> {
+        if webhook.handler().is_some() {
+            let started = Instant::now();
+            let at = chrono::Utc::now();
+            let handled = self.gateway.handle_event(&webhook.tenant, &webhook.id, event).await;
+            let verdict = match handled {
+                Ok(()) => Verdict::Delivered,
+                Err(why) => Verdict::Retry(why),
+            };
+            return Ok((deliver::log(event, attempt, None, &verdict, at, started), verdict));
+        }
         let tenant = webhook.tenant.clone();
         let record = self.blocking(move |store| store.tenant(&tenant)).await?;
         let host = http::Uri::try_from(webhook.url.as_str()).ok().and_then(|uri| uri.host().map(str::to_string));
         let may_be_internal = host.is_some_and(|host| outbound::names(&record.outbound_private_hosts, &host));
         let component: Arc<str> = format!("webhook:{}", webhook.id).into();
-        let reporter = Reporter::new(&webhook.tenant, component, self.metrics.clone());
+        let reporter = Reporter::new(&webhook.tenant, component, self.gateway.metrics().clone());
         let target = Target { webhook, may_be_internal, reporter: &reporter };
-        Ok(deliver::attempt(&self.outbound, &target, event, attempt).await)
+        Ok(deliver::attempt(self.gateway.outbound(), &target, event, attempt).await)
     }
 
     /// Runs `work` on the store on a blocking thread.
@@ -336,7 +354,7 @@ mod tests {
         let every = store.create_webhook("globex", status(None)).unwrap().id;
         let backup = store.create_webhook("globex", status(Some("backup"))).unwrap().id;
         let (mailbox, appended) = waedge_device::mailbox::store_mailbox(&store);
-        let webhooks = Arc::new(Webhooks::new(store.clone(), &gateway(), appended));
+        let webhooks = Arc::new(Webhooks::new(store.clone(), Arc::new(gateway()), appended));
         webhooks.reload().await.unwrap();
         idle_until(&webhooks, &every, |idle| idle.waits >= 1).await;
         idle_until(&webhooks, &backup, |idle| idle.waits >= 1).await;

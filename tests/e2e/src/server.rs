@@ -84,7 +84,7 @@ impl TestGateway {
         let admin_base = format!("http://{}", admin_listener.local_addr().unwrap());
         // The fixture devices append no events: nothing tells of any, the webhooks only look at
         // the outbox now and then.
-        let webhooks = Arc::new(Webhooks::new(store.clone(), &gateway, Appended::default()));
+        let webhooks = Arc::new(Webhooks::new(store.clone(), gateway.clone(), Appended::default()));
         webhooks.reload().await.expect("the store reads");
         let admin = Arc::new(Admin::new(store.clone(), gateway.clone(), webhooks));
         tokio::spawn(server::serve(admin_listener, admin, config.connections, stopped(stopping)));

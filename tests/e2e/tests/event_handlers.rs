@@ -1,0 +1,182 @@
+//! Event handlers: a tenant's component named as a webhook's `url` is handed the tenant's
+//! events from the outbox, in order, under the tenant's sandbox limits — and a hostile one
+//! (`tests/guests/event-probe`: loops, allocates, panics, fails on request) is contained like a
+//! hostile HTTP handler: its attempt fails with the limit it hit, the event is retried, the
+//! violation is counted, and the tenants' APIs keep answering.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use waedge_e2e::fixture::World;
+use waedge_e2e::guests;
+use waedge_e2e::log::HostLog;
+use waedge_e2e::server::{TestGateway, fixtures};
+use waedge_e2e::tenants::{ALICE, EVE, config};
+use waedge_store::events::{MESSAGE_RECEIVED, NewEvent};
+
+/// A gateway (acme and globex of the test configuration) with the event probe deployed as
+/// globex's `component:event-probe` and subscribed to its `message.received` events, under
+/// `limits`; the subscription's id and the probe's name in logs and metrics.
+async fn globex_with_event_probe(limits: Value) -> (TestGateway, String, String) {
+    let world = World::load(&fixtures().join("world.toml")).expect("fixture world");
+    let gw = TestGateway::start(&config(None), &world).await;
+    let patched = gw.admin(Method::PATCH, "/v1/tenants/globex", json!({ "limits": limits })).await;
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    let deployed =
+        gw.admin_upload("/v1/tenants/globex/components/event-probe", guests::get("event-probe").to_vec()).await;
+    assert_eq!(deployed.status, 201, "{}", deployed.text);
+    let subscription = json!({ "url": "component:event-probe", "events": [MESSAGE_RECEIVED] });
+    let created = gw.admin(Method::POST, "/v1/tenants/globex/webhooks", subscription).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.json.get("secret"), None, "an event handler has no secret to show: {}", created.text);
+    let id = created.json["id"].as_str().expect("the webhook's id").to_string();
+    let name = format!("globex/event-probe@{}", &deployed.json["sha256"].as_str().unwrap()[..12]);
+    (gw, id, name)
+}
+
+/// Records a text `text` received by globex's device `main`, as the device would.
+fn receive(gw: &TestGateway, message_id: &str, text: &str) -> String {
+    let event = NewEvent {
+        device: "main".into(),
+        kind: MESSAGE_RECEIVED.into(),
+        chat: "6281234567890@s.whatsapp.net".into(),
+        dedup: Some(message_id.into()),
+        at: "2026-12-05T15:00:00Z".into(),
+        data: json!({
+            "message_id": message_id,
+            "chat": { "jid": "6281234567890@s.whatsapp.net", "type": "user" },
+            "sender": { "jid": "6281234567890@s.whatsapp.net", "type": "user" },
+            "from_me": false,
+            "message": { "kind": "text", "text": text },
+        }),
+    };
+    let appended = gw.store().append_events("globex", &[event]).expect("the outbox takes the event");
+    appended[0].id.clone()
+}
+
+/// The subscription's delivery log, oldest attempt first, once `done` holds for it (up to
+/// a minute: nothing wakes the worker here, it looks at the outbox every few seconds).
+async fn deliveries_until(gw: &TestGateway, webhook: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let path = format!("/v1/tenants/globex/webhooks/{webhook}/deliveries");
+        let reply = gw.admin(Method::GET, &path, Value::Null).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        let mut attempts = reply.json["deliveries"].as_array().cloned().unwrap_or_default();
+        attempts.reverse();
+        if done(&attempts) {
+            return attempts;
+        }
+        assert!(Instant::now() < deadline, "the delivery log never got there: {attempts:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Asserts that the gateway's metrics count a violation of `limit` by globex's `component`.
+async fn assert_violation_counted(gw: &TestGateway, component: &str, limit: &str) {
+    let metrics = gw.admin_as(Method::GET, "/metrics", None, Value::Null).await.text;
+    let line =
+        format!("waedge_sandbox_violations_total{{tenant=\"globex\",component=\"{component}\",limit=\"{limit}\"}}");
+    assert!(metrics.contains(&line), "{line} in\n{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_handler_is_handed_each_event_once_in_order() {
+    let log = HostLog::install();
+    let (gw, webhook, _) = globex_with_event_probe(json!({})).await;
+    let ids: Vec<String> =
+        ["one", "two", "three"].iter().map(|text| receive(&gw, &format!("M-{text}"), text)).collect();
+    let attempts = deliveries_until(&gw, &webhook, |attempts| attempts.len() >= 3).await;
+    let handled: Vec<Value> = attempts.iter().map(|a| json!([a["event_id"], a["error"], a["attempt"]])).collect();
+    let expected: Vec<Value> = ids.iter().map(|id| json!([id, null, 1])).collect();
+    assert_eq!(handled, expected, "each event once, in order, at the first attempt");
+    // The component saw them: its log lines carry each event's type, id and text.
+    let text = log.text();
+    let at = |needle: String| text.find(&needle).unwrap_or_else(|| panic!("`{needle}` not logged:\n{text}"));
+    let seen: Vec<usize> = ids
+        .iter()
+        .zip(["one", "two", "three"])
+        .map(|(id, word)| at(format!("handled message.received {id} {word}")))
+        .collect();
+    assert!(seen.is_sorted(), "handled out of order: {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_looping_handler_is_stopped_at_the_deadline_and_the_tenants_apis_keep_answering() {
+    let (gw, webhook, probe) = globex_with_event_probe(json!({ "request_timeout_ms": 500 })).await;
+    let id = receive(&gw, "M-loop", "loop");
+    let attempts = deliveries_until(&gw, &webhook, |attempts| !attempts.is_empty()).await;
+    assert_eq!(attempts[0]["event_id"], json!(id));
+    let error = attempts[0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("did not answer within the request deadline"), "{:#}", attempts[0]);
+    assert_violation_counted(&gw, &probe, "request_timeout_ms").await;
+    // While the handler's event waits for its retry, both tenants' APIs answer.
+    for token in [ALICE, EVE] {
+        let groups = gw.get("/devices/main/groups", Some(token)).await;
+        assert_eq!(groups.status, 200, "{}", groups.text);
+    }
+    // The event is retried, not dropped.
+    deliveries_until(&gw, &webhook, |attempts| attempts.len() >= 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_allocates_without_end_is_stopped_at_its_memory_limit() {
+    let (gw, webhook, probe) = globex_with_event_probe(json!({ "memory_mib": 16 })).await;
+    receive(&gw, "M-grow", "grow");
+    let attempts = deliveries_until(&gw, &webhook, |attempts| !attempts.is_empty()).await;
+    let error = attempts[0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("exceeded its memory limit"), "{:#}", attempts[0]);
+    assert_violation_counted(&gw, &probe, "memory_mib").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_fails_its_attempt_and_one_asking_again_is_retried() {
+    let (gw, webhook, probe) = globex_with_event_probe(json!({})).await;
+    receive(&gw, "M-panic", "panic");
+    let attempts = deliveries_until(&gw, &webhook, |attempts| !attempts.is_empty()).await;
+    let error = attempts[0]["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("the component failed"), "{:#}", attempts[0]);
+    assert_violation_counted(&gw, &probe, "trap").await;
+
+    let (gw, webhook, _) = globex_with_event_probe(json!({})).await;
+    receive(&gw, "M-fail", "fail");
+    let attempts = deliveries_until(&gw, &webhook, |attempts| !attempts.is_empty()).await;
+    assert_eq!(
+        attempts[0]["error"],
+        json!("the handler asked to be handed the event again: the probe asks for the event again")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_component_that_handles_events_can_be_subscribed() {
+    let world = World::load(&fixtures().join("world.toml")).expect("fixture world");
+    let gw = TestGateway::start(&config(None), &world).await;
+    let subscribe = async |url: &str| {
+        gw.admin(Method::POST, "/v1/tenants/globex/webhooks", json!({ "url": url, "events": [MESSAGE_RECEIVED] })).await
+    };
+    let missing = subscribe("component:event-probe").await;
+    assert_eq!((missing.status, &missing.json["error"]["code"]), (409, &json!("CONFLICT")), "{}", missing.text);
+    assert!(missing.text.contains("no active component `event-probe`"), "{}", missing.text);
+    let http_only = subscribe("builtin:devices-api").await;
+    assert_eq!(http_only.status, 409, "{}", http_only.text);
+    assert!(http_only.text.contains("exports no `waedge:gateway/events`"), "{}", http_only.text);
+    let unnamed = subscribe("component:").await;
+    assert_eq!(unnamed.status, 400, "{}", unnamed.text);
+    let listed = gw.admin(Method::GET, "/v1/tenants/globex/webhooks", Value::Null).await;
+    assert_eq!(listed.json, json!({ "webhooks": [] }), "nothing was stored");
+
+    // A component that only handles events serves no route.
+    let deployed =
+        gw.admin_upload("/v1/tenants/globex/components/event-probe", guests::get("event-probe").to_vec()).await;
+    assert_eq!(deployed.status, 201, "{}", deployed.text);
+    let route = json!({ "prefix": "/probe", "component": "component:event-probe" });
+    gw.admin(Method::PUT, "/v1/tenants/globex/routes", route).await;
+    let served = gw.get_with_headers("/probe", "globex.test", &[]).await;
+    assert_eq!(
+        (served.status, &served.json["error"]["code"]),
+        (503, &json!("COMPONENT_UNAVAILABLE")),
+        "{}",
+        served.text
+    );
+}
