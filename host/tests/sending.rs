@@ -185,3 +185,42 @@ async fn a_reply_quotes_the_message_it_answers() {
     let got = received_by_john(&linked, 1).await;
     assert_eq!((got[0].text.as_str(), got[0].reply_to.as_deref()), ("yes, 3 left", Some(question.id.as_str())));
 }
+
+/// The keyword auto-responder (`components/examples/auto-responder`), an event handler:
+/// subscribed to acme's received messages, it answers the one carrying a keyword with the
+/// tenant's reply for it, as a reply, once — and leaves the others alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_auto_responder_answers_a_keyword_once() {
+    let linked = Linked::start().await;
+    let (waedge, admin) = (&linked.waedge, linked.admin_token.as_str());
+    let responder = waedge_e2e::guests::get("auto-responder").to_vec();
+    waedge.deploy(admin, "acme", "auto-responder", responder).await;
+    let settings = json!({ "settings": { "auto-reply.hours": "We are open 9-17, Monday to Friday." } });
+    waedge.admin_expect(reqwest::Method::PATCH, "/v1/tenants/acme", admin, settings, 200).await;
+    let subscription = json!({ "url": "component:auto-responder", "events": ["message.received"] });
+    let webhooks = "/v1/tenants/acme/webhooks";
+    let created = waedge.admin_expect(reqwest::Method::POST, webhooks, admin, subscription, 201).await;
+
+    linked.sim.send_text(JOHN, SELF_PHONE, "hello there").await.expect("John greets");
+    let question = linked.sim.send_text(JOHN, SELF_PHONE, "What are your HOURS?").await.expect("John asks");
+    let got = received_by_john(&linked, 1).await;
+    assert_eq!(
+        (got[0].text.as_str(), got[0].reply_to.as_deref()),
+        ("We are open 9-17, Monday to Friday.", Some(question.id.as_str()))
+    );
+    // Both events were handled at their first attempt; the greeting got no answer.
+    let path = format!("/v1/tenants/acme/webhooks/{}/deliveries", created["id"].as_str().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let deliveries = loop {
+        let deliveries = waedge.admin(reqwest::Method::GET, &path, admin, Value::Null).await.json["deliveries"].clone();
+        if deliveries.as_array().is_some_and(|d| d.len() >= 2) || Instant::now() > deadline {
+            break deliveries;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let outcomes: Vec<Value> =
+        deliveries.as_array().unwrap().iter().map(|d| json!([d["attempt"], d["error"]])).collect();
+    assert_eq!(outcomes, [json!([1, null]), json!([1, null])], "{deliveries:#}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(linked.sim.received(JOHN).len(), 1, "one answer, to the keyword only");
+}
