@@ -42,11 +42,13 @@ pub enum Resource {
 /// `waedge webhook …`
 #[derive(Subcommand)]
 pub enum WebhookAction {
-    /// Create a webhook; prints it with its signing secret, which is shown only now.
+    /// Create a webhook; prints it with its signing secret, which is shown only now (an event
+    /// handler has none).
     Create {
         /// The tenant.
         tenant: String,
-        /// The `http://` or `https://` URL events are POSTed to.
+        /// The `http://` or `https://` URL events are POSTed to, or the component they are
+        /// handed to (an event handler: `component:NAME`, `builtin:NAME`).
         url: String,
         /// Only this device's events.
         #[arg(long)]

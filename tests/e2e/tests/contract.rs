@@ -248,8 +248,9 @@ fn importing_all_of(main: &Path, extra: Option<&str>, world: &str) -> Vec<u8> {
 #[test]
 fn the_host_links_the_whole_platform_world_of_every_contract_version() {
     let runtime = Runtime::new().unwrap();
-    let earlier = EARLIER_VERSIONS.map(|version| (wit().join("compat").join(version), version));
-    for (dir, version) in [(wit(), "0.2.1")].into_iter().chain(earlier) {
+    // Every published version's WIT (0.2.1 added only to 0.2.0, so no component is kept for it).
+    let earlier = ["0.1.0", "0.2.0", "0.2.1"].map(|version| (wit().join("compat").join(version), version));
+    for (dir, version) in [(wit(), "0.2.2")].into_iter().chain(earlier) {
         let component = importing_all_of(&dir, None, "handler");
         if let Err(e) = runtime.compile(&format!("handler@{version}"), &component) {
             panic!("a component importing all of handler@{version} is refused: {e}");
@@ -257,10 +258,17 @@ fn the_host_links_the_whole_platform_world_of_every_contract_version() {
     }
 }
 
+#[test]
+fn an_event_handler_importing_the_whole_platform_is_accepted_for_events_only() {
+    let component = importing_all_of(&wit(), None, "event-handler");
+    let compiled = Runtime::new().unwrap().compile("event-handler@0.2.2", &component).expect("the host links it");
+    assert!(compiled.handles_events() && !compiled.serves_http());
+}
+
 /// A plugin's world: the handler world and one interface the host does not offer.
 const PLUGIN_WITH_AN_UNKNOWN_IMPORT: &str = "package test:extra;\n\
      interface storage { get: func(key: string) -> option<string>; }\n\
-     world plugin { include waedge:gateway/handler@0.2.1; import storage; }";
+     world plugin { include waedge:gateway/handler@0.2.2; import storage; }";
 
 #[test]
 fn an_import_outside_the_platform_world_is_refused_with_its_name() {
