@@ -249,3 +249,52 @@ async fn an_event_not_delivered_before_a_crash_is_delivered_after_the_restart() 
     let dead = get(&linked, &format!("/v1/tenants/acme/webhooks/{webhook}/dead-letters")).await;
     assert_eq!(dead, json!({ "dead_letters": [] }));
 }
+
+/// The CRM forwarder (`components/examples/crm-forwarder`), an event handler: each text John
+/// sends becomes an activity POSTed to the CRM in the CRM's shape, through the tenant's
+/// outbound allow-list, with the event's id as its idempotency key — and a CRM answering 503
+/// gets the same activity again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_crm_forwarder_posts_each_received_text_to_the_crm_and_retries_a_failing_one() {
+    let linked = Linked::start_with(PUBLIC_LOOPBACK).await;
+    let crm = Endpoint::start("127.0.0.1:0", &[503]).await;
+    let (waedge, admin) = (&linked.waedge, linked.admin_token.as_str());
+    let forwarder = waedge_e2e::guests::get("crm-forwarder").to_vec();
+    waedge.deploy(admin, "acme", "crm-forwarder", forwarder).await;
+    let tenant = json!({
+        "outbound_hosts": ["127.0.0.1"],
+        "settings": { "crm.url": crm.url, "crm.token": "crm-secret" },
+    });
+    waedge.admin_expect(Method::PATCH, "/v1/tenants/acme", admin, tenant, 200).await;
+    create_webhook_for_component(&linked, "component:crm-forwarder").await;
+
+    linked.sim.send_text(JOHN, SELF_PHONE, "Do you ship to Bandung?").await.expect("John asks");
+    // The first attempt met the 503; the retry (backoff of at most a second) met a 200.
+    let received = crm.wait_for(2, 30).await;
+    let events = linked.wait_for_events(1, 10).await;
+    for request in &received {
+        let header = |name: &str| request.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        assert_eq!(header("idempotency-key"), events[0]["id"], "the event's id, on every attempt");
+        assert_eq!(header("authorization"), "Bearer crm-secret");
+        let activity: Value = serde_json::from_slice(&request.body).expect("JSON");
+        assert_eq!(
+            activity,
+            json!({
+                "type": "whatsapp_message",
+                "contact": { "whatsapp": "6281234567890@s.whatsapp.net", "phone": JOHN, "name": "John Doe" },
+                "body": "Do you ship to Bandung?",
+                "channel": "main",
+                "occurred_at": events[0]["at"],
+                "external_id": events[0]["data"]["message_id"],
+            })
+        );
+    }
+}
+
+/// Creates an event handler of `acme`: a webhook whose url names `component`; no secret.
+async fn create_webhook_for_component(linked: &Linked, component: &str) {
+    let body = json!({ "url": component, "events": ["message.received"] });
+    let created =
+        linked.waedge.admin_expect(Method::POST, "/v1/tenants/acme/webhooks", &linked.admin_token, body, 201).await;
+    assert_eq!(created.get("secret"), None, "an event handler has no secret: {created}");
+}

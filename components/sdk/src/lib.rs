@@ -27,11 +27,15 @@
 //! `wasm-tools component new` (or let the waedge workspace build do both); or build it with
 //! `cargo build --target wasm32-wasip2`, whose output is already a component targeting the
 //! `handler` world.
+//!
+//! An event handler (world `event-handler`) implements [`EventHandler`] and exports it with
+//! [`export_event_handler!`]; a component may export both.
 #![deny(missing_docs)]
 
 mod authentication;
 pub mod config;
 mod error;
+mod events;
 mod io;
 pub mod logging;
 mod lookup;
@@ -47,17 +51,53 @@ mod time;
 /// to and from (`TryFrom`/`From`): the version this crate was built with.
 pub use http;
 
-/// Bindings generated from `wit/gateway.wit` (world `handler`), for handlers that need more
-/// than this crate wraps: raw `wasi:http` types, `wasi:config/store` as
-/// `bindings::wasi::config::store`, `wasi:logging` as `bindings::wasi::logging::logging`.
+/// Bindings generated from `wit/gateway.wit` (world `platform`: everything the host offers),
+/// for components that need more than this crate wraps: raw `wasi:http` types,
+/// `wasi:config/store` as `bindings::wasi::config::store`, `wasi:logging` as
+/// `bindings::wasi::logging::logging`.
+///
+/// The exports are bound apart ([`http_export`], [`events_export`]), each with the imports it
+/// shares taken from here: a component embeds the export its macro names
+/// ([`export_handler!`], [`export_event_handler!`]), either or both, and nothing else.
 #[allow(missing_docs, reason = "generated code")]
 pub mod bindings {
     wit_bindgen::generate!({
-        world: "handler",
+        world: "platform",
         path: "../../wit",
         generate_all,
+    });
+}
+
+/// The `wasi:http/incoming-handler` export, for [`export_handler!`].
+#[doc(hidden)]
+#[allow(missing_docs, reason = "generated code")]
+pub mod http_export {
+    wit_bindgen::generate!({
+        inline: "package waedge:sdk-http;
+                 world http-export { export wasi:http/incoming-handler@0.2.12; }",
+        path: "../../wit",
+        with: {
+            "wasi:http/types@0.2.12": crate::bindings::wasi::http::types,
+            "wasi:io/error@0.2.12": crate::bindings::wasi::io::error,
+            "wasi:io/poll@0.2.12": crate::bindings::wasi::io::poll,
+            "wasi:io/streams@0.2.12": crate::bindings::wasi::io::streams,
+            "wasi:clocks/monotonic-clock@0.2.12": crate::bindings::wasi::clocks::monotonic_clock,
+        },
         pub_export_macro: true,
-        default_bindings_module: "waedge_sdk::bindings",
+        default_bindings_module: "waedge_sdk::http_export",
+    });
+}
+
+/// The `waedge:gateway/events` export, for [`export_event_handler!`].
+#[doc(hidden)]
+#[allow(missing_docs, reason = "generated code")]
+pub mod events_export {
+    wit_bindgen::generate!({
+        inline: "package waedge:sdk-events;
+                 world events-export { export waedge:gateway/events@0.2.2; }",
+        path: "../../wit",
+        pub_export_macro: true,
+        default_bindings_module: "waedge_sdk::events_export",
     });
 }
 
@@ -71,6 +111,7 @@ pub use bindings::waedge::gateway::types::{
 pub use bindings::waedge::gateway::whatsapp::Device;
 pub use bindings::waedge::gateway::{auth, whatsapp};
 pub use error::ErrorClass;
+pub use events::{Event, EventHandler, ReceivedText};
 pub use lookup::{user_info, user_jid};
 pub use query::Query;
 pub use request::Request;
@@ -107,7 +148,7 @@ macro_rules! export_handler {
     ($handler:ty) => {
         struct __WaedgeIncomingHandler;
 
-        impl $crate::bindings::exports::wasi::http::incoming_handler::Guest
+        impl $crate::http_export::exports::wasi::http::incoming_handler::Guest
             for __WaedgeIncomingHandler
         {
             fn handle(
@@ -118,6 +159,6 @@ macro_rules! export_handler {
             }
         }
 
-        $crate::bindings::export!(__WaedgeIncomingHandler with_types_in $crate::bindings);
+        $crate::http_export::export!(__WaedgeIncomingHandler with_types_in $crate::http_export);
     };
 }
