@@ -23,7 +23,7 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError, devices, events, from_json, now, tenants, to_json};
+use super::{Store, StoreError, check_identifier, devices, events, from_json, now, tenants, to_json};
 use crate::events::{EVENT_TYPES, EventRecord};
 use crate::routes::ComponentRef;
 
@@ -63,8 +63,8 @@ pub struct WebhookRecord {
     /// The tenant whose events it delivers.
     pub tenant: String,
     /// Where events are delivered: an `http://` or `https://` URL, or — for an event handler —
-    /// one of the tenant's components that exports `waedge:gateway/events` (`component:NAME`,
-    /// the active version of a deployed one, or `builtin:NAME`); see [`WebhookRecord::handler`].
+    /// one of the tenant's deployed components that exports `waedge:gateway/events`
+    /// (`component:NAME`: its active version); see [`WebhookRecord::handler`].
     pub url: String,
     /// The device whose events it delivers; `None`: every device of the tenant.
     pub device: Option<String>,
@@ -79,9 +79,14 @@ pub struct WebhookRecord {
 }
 
 impl NewWebhook {
-    /// The component events are to be handed to, when `url` names one (an event handler).
-    pub fn handler(&self) -> Option<ComponentRef> {
-        handler(&self.url)
+    /// The deployed component `url` names (an event handler); `None` for an endpoint, and
+    /// [`StoreError::Invalid`] when what follows `component:` is no component name.
+    pub fn handler(&self) -> Result<Option<ComponentRef>, StoreError> {
+        let Some(name) = self.url.strip_prefix(HANDLER_PREFIX) else {
+            return Ok(None);
+        };
+        check_identifier("url: the component", name)?;
+        Ok(Some(ComponentRef::Deployed(name.to_string())))
     }
 }
 
@@ -93,16 +98,14 @@ impl WebhookRecord {
     }
 }
 
-/// The component `url` names, if it names one (`component:NAME`, `builtin:NAME`) rather than an
+/// The deployed component `url` names (`component:NAME`), if it names one rather than an
 /// `http://` or `https://` endpoint.
 fn handler(url: &str) -> Option<ComponentRef> {
-    names_component(url).then(|| url.parse().ok()).flatten()
+    url.strip_prefix(HANDLER_PREFIX).map(|name| ComponentRef::Deployed(name.to_string()))
 }
 
-/// Whether `url` is meant to name a component.
-fn names_component(url: &str) -> bool {
-    url.starts_with("component:") || url.starts_with("builtin:")
-}
+/// What a webhook's `url` starts with when it names one of the tenant's components.
+const HANDLER_PREFIX: &str = "component:";
 
 impl std::fmt::Debug for NewWebhook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -188,16 +191,15 @@ pub enum Outcome<'a> {
 
 impl Store {
     /// Creates a webhook of `tenant`. Checks: url is `http://` or `https://` with a host, at
-    /// most [`MAX_URL_BYTES`], or names a component (an event handler, whose `secret` is
-    /// ignored: none is kept); `device`, if given, exists (NotFound otherwise); each of
+    /// most [`MAX_URL_BYTES`], or `component:NAME` with a valid component name (an event
+    /// handler, whose `secret` is ignored: none is kept); `device`, if given, exists (NotFound otherwise); each of
     /// `events` is one of [`EVENT_TYPES`] and none repeats; `secret` has 16 to 256 bytes of
     /// printable ASCII. At most [`MAX_WEBHOOKS`] per tenant (Conflict beyond). A new webhook
     /// starts at the current end of the outbox: it delivers the events recorded after its
     /// creation.
     pub fn create_webhook(&self, tenant: &str, mut new: NewWebhook) -> Result<WebhookRecord, StoreError> {
         check_types(&new.events)?;
-        if names_component(&new.url) {
-            new.url.parse::<ComponentRef>().map_err(|problem| StoreError::Invalid(format!("url: {problem}")))?;
+        if new.handler()?.is_some() {
             new.secret.clear();
         } else {
             check_url(&new.url)?;
@@ -411,8 +413,7 @@ fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<WebhookRecord> {
 /// The event handlers of `tenant`: (webhook id, component) for each webhook naming a component.
 pub(crate) fn handlers(conn: &Connection, tenant: &str) -> Result<Vec<(String, ComponentRef)>, StoreError> {
     let mut select = conn.prepare_cached(
-        "SELECT id, url FROM webhooks WHERE tenant_id = ?1 AND (url LIKE 'component:%' OR url LIKE 'builtin:%')
-         ORDER BY rowid",
+        "SELECT id, url FROM webhooks WHERE tenant_id = ?1 AND substr(url, 1, 10) = 'component:' ORDER BY rowid",
     )?;
     let rows = select.query_map([tenant], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
     let mut handlers = Vec::new();
@@ -660,6 +661,32 @@ mod tests {
             error: None,
             at: "2026-12-05T15:00:01Z".into(),
             millis: u64::from(n),
+        }
+    }
+
+    #[test]
+    fn a_webhook_naming_a_component_is_an_event_handler_without_a_secret() {
+        let store = acme();
+        let created = store.create_webhook("acme", hook("component:auto-responder")).unwrap();
+        assert_eq!(
+            (created.secret.as_str(), created.handler()),
+            ("", Some(ComponentRef::Deployed("auto-responder".into())))
+        );
+        let endpoint = store.create_webhook("acme", hook("https://example.com/in")).unwrap();
+        assert_eq!(endpoint.handler(), None);
+        let snapshot = store.snapshot().unwrap();
+        let handlers = &snapshot.tenants.iter().find(|t| t.tenant.id == "acme").unwrap().event_handlers;
+        assert_eq!(handlers, &[(created.id.clone(), ComponentRef::Deployed("auto-responder".into()))]);
+        // Only a valid name of a deployed component: no built-in, native handler or file.
+        for (url, says) in [
+            ("component:", "component id ``"),
+            ("component:a b", "component id `a b`"),
+            ("builtin:devices-api", "not an absolute URL"),
+            ("native:devices-profile", "not an absolute URL"),
+            ("/srv/handler.wasm", "not an absolute URL"),
+        ] {
+            let refused = store.create_webhook("acme", hook(url)).unwrap_err().to_string();
+            assert!(refused.contains("url: ") && refused.contains(says), "{url}: {refused}");
         }
     }
 

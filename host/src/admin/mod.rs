@@ -39,7 +39,7 @@ use crate::Gateway;
 use crate::bearer::bearer;
 use crate::body::ResponseBody;
 use crate::body::{BodyError, ReadError, read_body};
-use crate::gateway::error;
+use crate::gateway::{Export, error};
 use crate::server::{Handler, RequestBody};
 use crate::tenancy::admission::ClientAddr;
 use crate::webhooks::Webhooks;
@@ -121,6 +121,18 @@ impl Failure {
     pub fn conflict(message: impl Into<String>) -> Self {
         Failure::new(StatusCode::CONFLICT, "CONFLICT", message)
     }
+}
+
+/// Checks, off the async workers, that `tenant`'s deployed component `name` has an active
+/// version exporting `export`: 404 for an unknown tenant, else 409 with what to do, the
+/// message starting with `what` (the field that named the component).
+async fn check_deployed(admin: &Admin, tenant: &str, name: String, export: Export, what: &str) -> Result<(), Failure> {
+    let (gateway, t) = (admin.gateway.clone(), tenant.to_string());
+    let checked = admin.run(move |store| Ok(gateway.check_deployed(store, &t, &name, export))).await?;
+    checked.map_err(|e| match e.downcast::<StoreError>() {
+        Ok(stored) => Failure::from(stored),
+        Err(e) => Failure::conflict(format!("{what}: {e:#}")),
+    })
 }
 
 impl From<StoreError> for Failure {

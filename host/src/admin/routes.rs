@@ -8,7 +8,8 @@ use serde::Deserialize;
 use serde_json::json;
 use waedge_store::{ComponentRef, RouteRecord};
 
-use super::{Admin, Answer, Call, Failure, json, no_content, no_endpoint};
+use super::{Admin, Answer, Call, Failure, check_deployed, json, no_content, no_endpoint};
+use crate::gateway::Export;
 
 /// A route as a client sends it: the component as text, parsed here so that what names no
 /// component is answered as such.
@@ -33,13 +34,7 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str) -> Answer {
             let route = RouteRecord { prefix: body.prefix, component };
             match &route.component {
                 ComponentRef::Deployed(name) => {
-                    let (t, name) = (tenant.clone(), name.clone());
-                    let versions = admin.run(move |store| store.component_versions(&t)).await?;
-                    if !versions.iter().any(|v| v.name == name && v.active) {
-                        return Err(Failure::conflict(format!(
-                            "route component: tenant `{tenant}` has no active component `{name}`; deploy it first"
-                        )));
-                    }
+                    check_deployed(admin, &tenant, name.clone(), Export::Http, "route component").await?;
                 }
                 ComponentRef::File(_) | ComponentRef::Native(_) if call.scope.tenant.is_some() => {
                     return Err(Failure::new(

@@ -4,10 +4,11 @@
 
 use http::{Method, StatusCode};
 use serde_json::json;
-use waedge_store::StoreError;
+use waedge_store::ComponentRef;
 use waedge_store::webhooks::NewWebhook;
 
-use super::{Admin, Answer, Call, Failure, json, no_content, no_endpoint};
+use super::{Admin, Answer, Call, check_deployed, json, no_content, no_endpoint};
+use crate::gateway::Export;
 use crate::webhooks::sign;
 
 /// How many attempts the delivery log shows unless the call asks for fewer.
@@ -26,16 +27,16 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
         (&Method::POST, []) => {
             // The secret is made here, never chosen: shown in this answer only.
             let new = NewWebhook { secret: sign::new_secret(), ..call.json()? };
-            // An event handler's component must be there and handle events before it is named.
-            if let Some(component) = new.handler() {
-                let (gateway, t) = (admin.gateway.clone(), t.clone());
-                let checked = admin.run(move |store| Ok(gateway.check_event_handler(store, &t, &component))).await?;
-                checked.map_err(|e| match e.downcast::<StoreError>() {
-                    Ok(stored) => Failure::from(stored),
-                    Err(e) => Failure::conflict(format!("url: {e:#}")),
-                })?;
-            }
-            let created = admin.change(move |store| store.create_webhook(&t, new)).await?;
+            // An event handler's component must be there and handle events before it is named,
+            // and the gateway loads it with the tenant: the change is applied before the answer.
+            let created = if let Some(ComponentRef::Deployed(name)) = new.handler()? {
+                check_deployed(admin, &t, name, Export::Events, "url").await?;
+                admin.change(move |store| store.create_webhook(&t, new)).await?
+            } else {
+                let created = admin.run(move |store| store.create_webhook(&t, new)).await?;
+                admin.webhooks.reload().await?;
+                created
+            };
             let mut shown = serde_json::to_value(&created).expect("a webhook serialises");
             if created.handler().is_none() {
                 shown["secret"] = json!(created.secret);
@@ -48,7 +49,16 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
         }
         (&Method::DELETE, [webhook]) => {
             let w = webhook.to_string();
-            admin.change(move |store| store.delete_webhook(&t, &w)).await?;
+            let handler = admin.run(move |store| store.webhook(&t, &w)).await?.handler();
+            let (t, w) = (tenant.to_string(), webhook.to_string());
+            match handler {
+                // The gateway lets go of the handler's instances.
+                Some(_) => admin.change(move |store| store.delete_webhook(&t, &w)).await?,
+                None => {
+                    admin.run(move |store| store.delete_webhook(&t, &w)).await?;
+                    admin.webhooks.reload().await?;
+                }
+            }
             no_content()
         }
         (&Method::GET, [webhook, "deliveries"]) => {

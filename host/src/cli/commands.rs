@@ -48,7 +48,7 @@ pub enum WebhookAction {
         /// The tenant.
         tenant: String,
         /// The `http://` or `https://` URL events are POSTed to, or the component they are
-        /// handed to (an event handler: `component:NAME`, `builtin:NAME`).
+        /// handed to (an event handler: `component:NAME`, a deployed component).
         url: String,
         /// Only this device's events.
         #[arg(long)]

@@ -92,19 +92,34 @@ impl Gateway {
         Ok((status, start))
     }
 
-    /// Checks that `component` can handle `tenant`'s events: a built-in, or a deployed
-    /// component with an active version, that exports `waedge:gateway/events` (compiled if it
-    /// is new: call it off the async workers).
-    pub fn check_event_handler(&self, store: &Store, tenant: &str, component: &ComponentRef) -> anyhow::Result<()> {
+    /// Checks that `tenant`'s deployed component `name` has an active version that exports
+    /// what `export` needs (compiled if it is new: call it off the async workers).
+    pub fn check_deployed(&self, store: &Store, tenant: &str, name: &str, export: Export) -> anyhow::Result<()> {
         let versions = store.component_versions(tenant)?;
-        let active = |name: &str| versions.iter().find(|v| v.name == name && v.active).map(|v| v.sha256.clone());
-        let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
-        let compiled = self.resolve(&mut parts, store, tenant, &active, component)?;
-        anyhow::ensure!(
-            compiled.handles_events(),
-            "`{component}` exports no `waedge:gateway/events`: build it for the `event-handler` world of \
-             wit/gateway.wit"
-        );
+        let Some(active) = versions.iter().find(|v| v.name == name && v.active) else {
+            anyhow::bail!("tenant `{tenant}` has no active component `{name}`: deploy it first");
+        };
+        let compiled = {
+            let parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+            parts.components.get(&deployed_key(tenant, name, &active.sha256)).cloned()
+        };
+        // Compiled without the lock when it is not (a reload, a token revocation, does not wait).
+        let compiled = match compiled {
+            Some(compiled) => compiled,
+            None => {
+                let bytes = store.component_bytes(tenant, name, &active.sha256)?;
+                Arc::new(self.runtime.compile_deployed(&deployed_name(tenant, name, &active.sha256), &bytes)?)
+            }
+        };
+        let component = ComponentRef::Deployed(name.to_string());
+        match export {
+            Export::Http => anyhow::ensure!(compiled.serves_http(), "{}", only_events(&component)),
+            Export::Events => anyhow::ensure!(
+                compiled.handles_events(),
+                "`{component}` exports no `waedge:gateway/events`: build it for the `event-handler` world of \
+                 wit/gateway.wit"
+            ),
+        }
         Ok(())
     }
 
@@ -205,6 +220,15 @@ pub(super) fn deployed_key(tenant: &str, name: &str, sha256: &str) -> String {
 /// hex digits of its hash (a display name only: [`deployed_key`] tells versions apart).
 pub(super) fn deployed_name(tenant: &str, name: &str, sha256: &str) -> String {
     format!("{tenant}/{name}@{}", &sha256[..sha256.len().min(12)])
+}
+
+/// What a use of a component calls: a route its HTTP handler, a subscription its event handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Export {
+    /// `wasi:http/incoming-handler`.
+    Http,
+    /// `waedge:gateway/events`.
+    Events,
 }
 
 /// Why `component`, which exports no `wasi:http/incoming-handler`, serves no route.

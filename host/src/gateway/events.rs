@@ -1,5 +1,5 @@
-//! The tenants' event handlers: components a webhook names instead of a URL, handed each
-//! event the webhook takes.
+//! The tenants' event handlers: deployed components a webhook names instead of a URL, handed
+//! each event the webhook takes.
 //!
 //! An event handler is loaded with the tenant, like a route's component ([`Gateway::reload`]
 //! compiles it and keeps the tenant's instances of it), so a new deployed version takes over
@@ -19,17 +19,29 @@ use crate::runtime::dispatch::DispatchError;
 use crate::runtime::event;
 use tracing::Instrument;
 
+/// Why an event was not handled.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Unhandled {
+    /// The host could not try now — the handler is not loaded yet (a reload is under way), or
+    /// the tenant's instance slots are all in use: try again shortly; this was no attempt.
+    NotNow(String),
+    /// The attempt failed: the handler asked for the event again, failed or hit a limit, or
+    /// its component cannot be loaded (not deployed, or not an event handler).
+    Failed(String),
+}
+
 impl Gateway {
-    /// Hands `event` to the event handler of webhook `webhook` of `tenant`. `Err` says why the
-    /// event should be handed over again later: the handler asked for it, failed (a trap, a
-    /// limit), the host was at capacity, or the handler's component cannot be loaded (yet).
-    pub async fn handle_event(&self, tenant: &str, webhook: &str, event: &EventRecord) -> Result<(), String> {
+    /// Hands `event` to the event handler of webhook `webhook` of `tenant`.
+    pub async fn handle_event(&self, tenant: &str, webhook: &str, event: &EventRecord) -> Result<(), Unhandled> {
         let tenants = self.tenants();
-        let tenant = tenants.get(tenant).ok_or_else(|| format!("tenant `{tenant}` is not loaded"))?;
+        let not_loaded = || Unhandled::NotNow("the event handler is not loaded yet".into());
+        let tenant = tenants.get(tenant).ok_or_else(not_loaded)?;
         let instances = match tenant.event_handler(webhook) {
             Some(Ok(instances)) => instances,
-            Some(Err(unavailable)) => return Err(format!("the handler's component cannot be loaded: {unavailable}")),
-            None => return Err("the event handler is not loaded yet".into()),
+            Some(Err(unavailable)) => {
+                return Err(Unhandled::Failed(format!("the handler's component cannot be loaded: {unavailable}")));
+            }
+            None => return Err(not_loaded()),
         };
         let limits = instances.limits();
         let name = instances.component().name();
@@ -54,12 +66,15 @@ impl Gateway {
         .instrument(span)
         .await;
         match handled {
-            Ok(answer) => answer.map_err(|reason| format!("the handler asked to be handed the event again: {reason}")),
+            Ok(answer) => answer.map_err(|reason| {
+                Unhandled::Failed(format!("the handler asked to be handed the event again: {reason}"))
+            }),
+            Err(DispatchError::Capacity(in_use)) => Err(Unhandled::NotNow(in_use)),
             Err(failure) => {
                 if let Some(limit) = failure.limit() {
                     reporter.violation(limit, &failure.to_string());
                 }
-                Err(failure.to_string())
+                Err(Unhandled::Failed(failure.to_string()))
             }
         }
     }

@@ -47,7 +47,9 @@ use crate::tenancy::admission::Admission;
 use crate::tenancy::native::{NativeHandler, NativeRoute};
 use crate::tenancy::{Route, Tenant, Tenants};
 
+pub use components::Export;
 pub use envelope::{error, json_response};
+pub use events::Unhandled;
 
 use components::{deployed_key, deployed_name, only_events};
 
@@ -301,7 +303,8 @@ impl Gateway {
         }
         for (tenant, _) in &tenants {
             let served = tenant.routes().iter().map(|route| route.served_by().to_string());
-            kept.entry(tenant.id()).or_default().extend(served);
+            let handling = tenant.event_handler_pools().map(|pool| pool.component().name().to_string());
+            kept.entry(tenant.id()).or_default().extend(served.chain(handling));
         }
         let anywhere: std::collections::HashSet<&String> = kept.values().flatten().collect();
         self.metrics.retire(|tenant, component| match tenant {
@@ -348,6 +351,7 @@ impl Gateway {
     pub fn retire_idle_instances(&self) {
         for tenant in self.tenants().iter() {
             tenant.routes().iter().filter_map(Route::instances).for_each(|pool| pool.retire_idle());
+            tenant.event_handler_pools().for_each(|pool| pool.retire_idle());
         }
     }
 

@@ -180,6 +180,11 @@ impl Tenant {
         self
     }
 
+    /// The instances of every event handler whose component is loaded.
+    pub fn event_handler_pools(&self) -> impl Iterator<Item = &Arc<InstancePool<EventHandler>>> {
+        self.event_handlers.values().filter_map(|handler| handler.as_ref().ok())
+    }
+
     /// The event handler of webhook `id`: `None` when the tenant has none of that id (yet);
     /// else its instances, or why its component could not be loaded.
     pub fn event_handler(&self, id: &str) -> Option<&Result<Arc<InstancePool<EventHandler>>, String>> {

@@ -13,11 +13,13 @@
 //! letter at once. Dead letters are listed and replayed through the admin API; every attempt
 //! is in the webhook's delivery log.
 //!
-//! A webhook whose `url` names a component (`component:NAME`, `builtin:NAME`) is an event
+//! A webhook whose `url` names a deployed component (`component:NAME`) is an event
 //! handler: the same worker hands each event to the component's `waedge:gateway/events`
 //! export ([`Gateway::handle_event`]) instead of POSTing it, and its answer takes the place of
 //! the endpoint's: done, or — when it asks for the event again, fails or hits a sandbox limit
-//! — retried with the same backoff, then a dead letter. Order, at-least-once delivery, the
+//! — retried with the same backoff, then a dead letter. When the host cannot try at all (the
+//! handler is not loaded yet, the tenant's instance slots are in use) the worker waits a
+//! moment and tries again, counting nothing. Order, at-least-once delivery, the
 //! delivery log, dead letters and replays are the same for both.
 //!
 //! Requests obey the same address rules as components' outbound HTTP: public addresses only,
@@ -43,6 +45,7 @@ use waedge_store::{Store, StoreError};
 
 use crate::Gateway;
 use crate::capability::outbound;
+use crate::gateway::Unhandled;
 use crate::telemetry::violation::Reporter;
 use deliver::{Target, Verdict};
 
@@ -57,6 +60,16 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 const IDLE_CHECK: Duration = Duration::from_secs(5);
 /// How long a worker waits before reading the store again after it failed.
 const STORE_RETRY: Duration = Duration::from_secs(1);
+/// How long a worker waits when the host could not attempt an event (see [`Tried::NotNow`]).
+const NOT_NOW_WAIT: Duration = Duration::from_millis(200);
+
+/// What became of a try at an event.
+enum Tried {
+    /// It was attempted: the delivery log's entry, and what the answer means.
+    Attempted(Attempt, Verdict),
+    /// The host could not attempt it now ([`Unhandled::NotNow`]): nothing is counted.
+    NotNow(String),
+}
 
 /// Delivers every tenant's events to its webhooks: one worker per webhook.
 pub struct Webhooks {
@@ -133,8 +146,23 @@ impl Webhooks {
         let (t, w, e) = (tenant.to_string(), webhook.to_string(), event_id.to_string());
         let (record, letter) =
             self.blocking(move |store| Ok((store.webhook(&t, &w)?, store.dead_letter_of(&t, &w, &e)?))).await?;
-        let (log, verdict) = self.attempt(&record, &letter.event, letter.attempts + 1).await?;
-        let delivered = verdict == Verdict::Delivered;
+        let (log, delivered) = match self.attempt(&record, &letter.event, letter.attempts + 1).await? {
+            Tried::Attempted(log, verdict) => (log, verdict == Verdict::Delivered),
+            Tried::NotNow(why) => {
+                let verdict = Verdict::Retry(format!("not attempted: {why}; replay it again shortly"));
+                (
+                    deliver::log(
+                        &letter.event,
+                        letter.attempts + 1,
+                        None,
+                        &verdict,
+                        chrono::Utc::now(),
+                        Instant::now(),
+                    ),
+                    false,
+                )
+            }
+        };
         let (t, w, e, entry) = (tenant.to_string(), webhook.to_string(), event_id.to_string(), log.clone());
         self.blocking(move |store| {
             store.record_attempt(&w, &entry)?;
@@ -192,9 +220,15 @@ impl Webhooks {
     /// moves past it. If the store fails meanwhile, the worker starts over from the outbox
     /// (the event may be sent again: at least once).
     async fn deliver(&self, webhook: &WebhookRecord, pending: Pending) {
-        for attempt in 1.. {
+        let mut attempt = 1;
+        loop {
             let (log, verdict) = match self.attempt(webhook, &pending.event, attempt).await {
-                Ok(outcome) => outcome,
+                Ok(Tried::Attempted(log, verdict)) => (log, verdict),
+                Ok(Tried::NotNow(why)) => {
+                    tracing::debug!(webhook = webhook.id, "not attempted now: {why}");
+                    tokio::time::sleep(NOT_NOW_WAIT).await;
+                    continue;
+                }
                 Err(e) => return self.store_failed(webhook, e).await,
             };
             let retry = matches!(verdict, Verdict::Retry(_)) && attempt < MAX_ATTEMPTS;
@@ -216,6 +250,7 @@ impl Webhooks {
                 return;
             }
             tokio::time::sleep(backoff(attempt)).await;
+            attempt += 1;
         }
     }
 
@@ -231,23 +266,23 @@ impl Webhooks {
         tokio::time::sleep(STORE_RETRY).await;
     }
 
-    /// One attempt at `event` for `webhook`: handed to its event handler, or sent under its
-    /// tenant's outbound rules.
+    /// Attempt number `attempt` at `event` for `webhook`: handed to its event handler, or sent
+    /// under its tenant's outbound rules.
     async fn attempt(
         &self,
         webhook: &WebhookRecord,
         event: &waedge_store::events::EventRecord,
         attempt: u32,
-    ) -> Result<(Attempt, Verdict), StoreError> {
+    ) -> Result<Tried, StoreError> {
         if webhook.handler().is_some() {
             let started = Instant::now();
             let at = chrono::Utc::now();
-            let handled = self.gateway.handle_event(&webhook.tenant, &webhook.id, event).await;
-            let verdict = match handled {
+            let verdict = match self.gateway.handle_event(&webhook.tenant, &webhook.id, event).await {
                 Ok(()) => Verdict::Delivered,
-                Err(why) => Verdict::Retry(why),
+                Err(Unhandled::Failed(why)) => Verdict::Retry(why),
+                Err(Unhandled::NotNow(why)) => return Ok(Tried::NotNow(why)),
             };
-            return Ok((deliver::log(event, attempt, None, &verdict, at, started), verdict));
+            return Ok(Tried::Attempted(deliver::log(event, attempt, None, &verdict, at, started), verdict));
         }
         let tenant = webhook.tenant.clone();
         let record = self.blocking(move |store| store.tenant(&tenant)).await?;
@@ -256,7 +291,8 @@ impl Webhooks {
         let component: Arc<str> = format!("webhook:{}", webhook.id).into();
         let reporter = Reporter::new(&webhook.tenant, component, self.gateway.metrics().clone());
         let target = Target { webhook, may_be_internal, reporter: &reporter };
-        Ok(deliver::attempt(self.gateway.outbound(), &target, event, attempt).await)
+        let (log, verdict) = deliver::attempt(self.gateway.outbound(), &target, event, attempt).await;
+        Ok(Tried::Attempted(log, verdict))
     }
 
     /// Runs `work` on the store on a blocking thread.

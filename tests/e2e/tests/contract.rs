@@ -27,6 +27,10 @@ async fn gateway() -> TestGateway {
 /// The earlier contract versions whose components are kept as fixtures.
 const EARLIER_VERSIONS: [&str; 2] = ["0.1.0", "0.2.0"];
 
+/// Every contract version published before the current one, whose WIT `wit/compat/` keeps
+/// (0.2.1 added only to 0.2.0: no component is kept built against it).
+const PUBLISHED_BEFORE: [&str; 3] = ["0.1.0", "0.2.0", "0.2.1"];
+
 /// A component built against contract `version`, as it was built.
 fn built_against(version: &str, name: &str) -> Vec<u8> {
     let path = fixtures().join(format!("contract-{version}")).join(format!("{name}.wasm"));
@@ -248,8 +252,7 @@ fn importing_all_of(main: &Path, extra: Option<&str>, world: &str) -> Vec<u8> {
 #[test]
 fn the_host_links_the_whole_platform_world_of_every_contract_version() {
     let runtime = Runtime::new().unwrap();
-    // Every published version's WIT (0.2.1 added only to 0.2.0, so no component is kept for it).
-    let earlier = ["0.1.0", "0.2.0", "0.2.1"].map(|version| (wit().join("compat").join(version), version));
+    let earlier = PUBLISHED_BEFORE.map(|version| (wit().join("compat").join(version), version));
     for (dir, version) in [(wit(), "0.2.2")].into_iter().chain(earlier) {
         let component = importing_all_of(&dir, None, "handler");
         if let Err(e) = runtime.compile(&format!("handler@{version}"), &component) {

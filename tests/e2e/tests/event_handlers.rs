@@ -149,34 +149,68 @@ async fn a_panicking_handler_fails_its_attempt_and_one_asking_again_is_retried()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_a_component_that_handles_events_can_be_subscribed() {
+async fn only_a_deployed_component_of_the_tenant_that_handles_events_can_be_subscribed() {
     let world = World::load(&fixtures().join("world.toml")).expect("fixture world");
     let gw = TestGateway::start(&config(None), &world).await;
-    let subscribe = async |url: &str| {
-        gw.admin(Method::POST, "/v1/tenants/globex/webhooks", json!({ "url": url, "events": [MESSAGE_RECEIVED] })).await
+    let subscribe = async |tenant: &str, url: &str| {
+        let path = format!("/v1/tenants/{tenant}/webhooks");
+        gw.admin(Method::POST, &path, json!({ "url": url, "events": [MESSAGE_RECEIVED] })).await
     };
-    let missing = subscribe("component:event-probe").await;
+    let deploy = async |tenant: &str, name: &str, guest: &str| {
+        let path = format!("/v1/tenants/{tenant}/components/{name}");
+        let deployed = gw.admin_upload(&path, guests::get(guest).to_vec()).await;
+        assert_eq!(deployed.status, 201, "{}", deployed.text);
+    };
+    let missing = subscribe("globex", "component:event-probe").await;
     assert_eq!((missing.status, &missing.json["error"]["code"]), (409, &json!("CONFLICT")), "{}", missing.text);
     assert!(missing.text.contains("no active component `event-probe`"), "{}", missing.text);
-    let http_only = subscribe("builtin:devices-api").await;
+    // Another tenant's component is as unknown as one nobody deployed.
+    deploy("acme", "event-probe", "event-probe").await;
+    let foreign = subscribe("globex", "component:event-probe").await;
+    assert_eq!(foreign.status, 409, "{}", foreign.text);
+    assert!(foreign.text.contains("tenant `globex` has no active component `event-probe`"), "{}", foreign.text);
+    // A component that only serves HTTP handles no events.
+    deploy("globex", "probe", "probe").await;
+    let http_only = subscribe("globex", "component:probe").await;
     assert_eq!(http_only.status, 409, "{}", http_only.text);
     assert!(http_only.text.contains("exports no `waedge:gateway/events`"), "{}", http_only.text);
-    let unnamed = subscribe("component:").await;
-    assert_eq!(unnamed.status, 400, "{}", unnamed.text);
+    for invalid in ["component:", "component:a b", "builtin:devices-api"] {
+        let refused = subscribe("globex", invalid).await;
+        assert_eq!((refused.status, &refused.json["error"]["code"]), (400, &json!("INVALID")), "{}", refused.text);
+    }
     let listed = gw.admin(Method::GET, "/v1/tenants/globex/webhooks", Value::Null).await;
     assert_eq!(listed.json, json!({ "webhooks": [] }), "nothing was stored");
 
     // A component that only handles events serves no route.
-    let deployed =
-        gw.admin_upload("/v1/tenants/globex/components/event-probe", guests::get("event-probe").to_vec()).await;
-    assert_eq!(deployed.status, 201, "{}", deployed.text);
+    deploy("globex", "event-probe", "event-probe").await;
     let route = json!({ "prefix": "/probe", "component": "component:event-probe" });
-    gw.admin(Method::PUT, "/v1/tenants/globex/routes", route).await;
-    let served = gw.get_with_headers("/probe", "globex.test", &[]).await;
-    assert_eq!(
-        (served.status, &served.json["error"]["code"]),
-        (503, &json!("COMPONENT_UNAVAILABLE")),
-        "{}",
-        served.text
-    );
+    let routed = gw.admin(Method::PUT, "/v1/tenants/globex/routes", route).await;
+    assert_eq!(routed.status, 409, "{}", routed.text);
+    assert!(routed.text.contains("exports no `wasi:http/incoming-handler`"), "{}", routed.text);
+}
+
+/// A new version deployed under the handler's name takes over at the next attempt: here the
+/// CRM forwarder, missing its setting, fails the event; the probe deployed in its place
+/// handles the retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_takes_over_at_the_next_attempt() {
+    let log = HostLog::install();
+    let world = World::load(&fixtures().join("world.toml")).expect("fixture world");
+    let gw = TestGateway::start(&config(None), &world).await;
+    let deploy = async |guest: &str| {
+        let deployed = gw.admin_upload("/v1/tenants/globex/components/handler", guests::get(guest).to_vec()).await;
+        assert_eq!(deployed.status, 201, "{}", deployed.text);
+    };
+    deploy("crm-forwarder").await;
+    let subscription = json!({ "url": "component:handler", "events": [MESSAGE_RECEIVED] });
+    let created = gw.admin(Method::POST, "/v1/tenants/globex/webhooks", subscription).await;
+    let webhook = created.json["id"].as_str().expect("the webhook's id").to_string();
+    let id = receive(&gw, "M-swap", "hello");
+    let attempts = deliveries_until(&gw, &webhook, |attempts| !attempts.is_empty()).await;
+    assert!(attempts[0]["error"].as_str().unwrap_or_default().contains("crm.url"), "{:#}", attempts[0]);
+
+    deploy("event-probe").await;
+    let attempts = deliveries_until(&gw, &webhook, |attempts| attempts.last().unwrap()["error"].is_null()).await;
+    assert_eq!(attempts.last().unwrap()["event_id"], json!(id));
+    assert!(log.text().contains(&format!("handled message.received {id} hello")), "the new version handled it");
 }
