@@ -23,7 +23,7 @@ use wasmtime_wasi_http::{FieldMapError, WasiHttpView};
 use super::capacity::Slot;
 use super::footprint::Exceeded;
 use super::limiter::MemoryLimitExceeded;
-use super::pool::InstancePool;
+use super::pool::{Instance, InstancePool};
 use super::state::{MAX_FIELDS_BYTES, MAX_RESOURCES};
 use crate::capability::Capabilities;
 use crate::capability::outbound::OutboundPolicy;
@@ -106,12 +106,10 @@ pub async fn dispatch(
     let deadline = capabilities.deadline;
     // Bound before the instance, so it is returned after the instance is dropped or kept.
     let _slot = slot;
-    admit(pool, deadline).await?;
     let Some(pre) = &pool.component().http else {
         return Err(DispatchError::Trap("the component exports no `wasi:http/incoming-handler`".into()));
     };
-    let mut instance = pool.take(capabilities, outbound);
-    instance.store.set_epoch_deadline(1);
+    let mut instance = start(pool, capabilities, outbound).await?;
     let (sender, receiver) = oneshot::channel();
     let mut http = instance.store.data_mut().http();
     let resources = http.new_incoming_request(Scheme::Http, request).and_then(|incoming| {
@@ -167,10 +165,15 @@ pub async fn dispatch(
     Ok(response)
 }
 
-/// Whether a call into `pool`'s component may start before `deadline`: its footprint fits the
-/// tenant's limits, and a tenant over its CPU budget has waited for it — before its guest runs
-/// at all, not only at its ticks.
-pub(super) async fn admit<E>(pool: &InstancePool<E>, deadline: Instant) -> Result<(), DispatchError> {
+/// An instance of `pool` for a call under `capabilities` and `outbound`, its epoch deadline
+/// armed, once the component's footprint fits the tenant's limits and a tenant over its CPU
+/// budget has waited — before its guest runs at all, not only at its ticks.
+pub(super) async fn start<E>(
+    pool: &InstancePool<E>,
+    capabilities: Capabilities,
+    outbound: OutboundPolicy,
+) -> Result<Instance<E>, DispatchError> {
+    let deadline = capabilities.deadline;
     match pool.component().footprint().exceeds(pool.limits()) {
         Some(Exceeded::Instances) => return Err(DispatchError::InstanceLimit),
         Some(Exceeded::Tables) => return Err(DispatchError::TableLimit),
@@ -184,7 +187,9 @@ pub(super) async fn admit<E>(pool: &InstancePool<E>, deadline: Instant) -> Resul
             return Err(DispatchError::Timeout);
         }
     }
-    Ok(())
+    let mut instance = pool.take(capabilities, outbound);
+    instance.store.set_epoch_deadline(1);
+    Ok(instance)
 }
 
 /// The response with its body read whole, up to `max_body` bytes.

@@ -11,7 +11,7 @@ use waedge_contract::EventHandler;
 use waedge_contract::events::Event;
 
 use super::capacity::Slot;
-use super::dispatch::{DispatchError, admit, classify};
+use super::dispatch::{DispatchError, classify, start};
 use super::pool::InstancePool;
 use crate::capability::Capabilities;
 use crate::capability::outbound::OutboundPolicy;
@@ -31,12 +31,10 @@ pub async fn handle(
     let deadline = capabilities.deadline;
     // Bound before the instance, so it is returned after the instance is dropped or kept.
     let _slot = slot;
-    admit(pool, deadline).await?;
     let Some(pre) = &pool.component().events else {
         return Err(DispatchError::Trap("the component exports no `waedge:gateway/events`".into()));
     };
-    let mut instance = pool.take(capabilities, outbound);
-    instance.store.set_epoch_deadline(1);
+    let mut instance = start(pool, capabilities, outbound).await?;
     let call = async {
         let handler = match instance.export.take() {
             Some(handler) => handler,
