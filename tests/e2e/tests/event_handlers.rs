@@ -170,8 +170,8 @@ async fn only_a_deployed_component_of_the_tenant_that_handles_events_can_be_subs
     assert_eq!(foreign.status, 409, "{}", foreign.text);
     assert!(foreign.text.contains("tenant `globex` has no active component `event-probe`"), "{}", foreign.text);
     // A component that only serves HTTP handles no events.
-    deploy("globex", "probe", "probe").await;
-    let http_only = subscribe("globex", "component:probe").await;
+    deploy("globex", "hello", "hello").await;
+    let http_only = subscribe("globex", "component:hello").await;
     assert_eq!(http_only.status, 409, "{}", http_only.text);
     assert!(http_only.text.contains("exports no `waedge:gateway/events`"), "{}", http_only.text);
     for invalid in ["component:", "component:a b", "builtin:devices-api"] {
@@ -213,4 +213,24 @@ async fn a_new_version_takes_over_at_the_next_attempt() {
     let attempts = deliveries_until(&gw, &webhook, |attempts| attempts.last().unwrap()["error"].is_null()).await;
     assert_eq!(attempts.last().unwrap()["event_id"], json!(id));
     assert!(log.text().contains(&format!("handled message.received {id} hello")), "the new version handled it");
+}
+
+/// One component, both exports (the SDK's `export_handler!` and `export_event_handler!`): the
+/// probe answers its route and handles the events it is subscribed to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_may_serve_a_route_and_handle_events() {
+    let log = HostLog::install();
+    let world = World::load(&fixtures().join("world.toml")).expect("fixture world");
+    let gw = TestGateway::start(&config(None), &world).await;
+    gw.deploy_probe().await;
+    let subscription = json!({ "url": "component:probe", "events": [MESSAGE_RECEIVED] });
+    let created = gw.admin(Method::POST, "/v1/tenants/globex/webhooks", subscription).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let webhook = created.json["id"].as_str().expect("the webhook's id").to_string();
+    let id = receive(&gw, "M-both", "hello");
+    let attempts = deliveries_until(&gw, &webhook, |attempts| !attempts.is_empty()).await;
+    assert_eq!((&attempts[0]["event_id"], &attempts[0]["error"]), (&json!(id), &Value::Null), "{attempts:#?}");
+    assert!(log.text().contains(&format!("probe handled message.received {id}")), "the probe handled it");
+    let hello = gw.get("/probe/hello", Some(EVE)).await;
+    assert_eq!((hello.status, &hello.json), (200, &json!({ "probe": "hello" })), "{}", hello.text);
 }

@@ -20,6 +20,9 @@
 //! - `bodies?n=N&kb=K`: creates N outgoing responses and writes as much as the host takes,
 //!   up to K KiB, into each one's body without ever sending it, keeping them all; answers how
 //!   many bytes the host took.
+//!
+//! It is an event handler too (both exports in one component, through the SDK's two macros):
+//! each event is counted with the requests and logged as `probe handled TYPE ID`.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -28,7 +31,7 @@ use serde_json::json;
 use waedge_sdk::bindings::wasi::clocks::monotonic_clock;
 use waedge_sdk::bindings::wasi::http::types::{Fields, OutgoingResponse};
 use waedge_sdk::logging::{self, Level};
-use waedge_sdk::{Handler, Request, Response, outbound, whatsapp};
+use waedge_sdk::{Event, EventHandler, Handler, Request, Response, outbound, whatsapp};
 
 struct Probe;
 
@@ -148,4 +151,13 @@ fn recurse(depth: u64) -> u64 {
     recurse(black_box(frame[0] + 1)) + frame[15]
 }
 
+impl EventHandler for Probe {
+    fn handle(event: Event) -> Result<(), String> {
+        SERVED.fetch_add(1, Ordering::Relaxed);
+        logging::log(Level::Info, &format!("probe handled {} {}", event.type_, event.id));
+        Ok(())
+    }
+}
+
 waedge_sdk::export_handler!(Probe);
+waedge_sdk::export_event_handler!(Probe);
