@@ -10,7 +10,7 @@ use http::{Method, StatusCode};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{Admin, Answer, Call, Failure, json, no_content, no_endpoint};
+use super::{Admin, Answer, Call, Failure, json, no_content, no_endpoint, refusal};
 
 /// Answers `/v1/tenants/{tenant}/components` followed by `rest`.
 pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> Answer {
@@ -28,6 +28,7 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
             json(StatusCode::CREATED, &version)
         }
         (&Method::POST, [name, "versions", sha256, "activate"]) => {
+            check_activation(admin, tenant, name, sha256).await?;
             let (n, sha) = (name.to_string(), sha256.to_string());
             json(StatusCode::OK, &admin.change(move |store| store.activate_component(&t, &n, &sha)).await?)
         }
@@ -79,6 +80,9 @@ pub async fn deploy(
             return Err(Failure::new(StatusCode::BAD_REQUEST, "SMOKE_FAILED", message));
         }
     }
+    if activate {
+        check_activation(admin, tenant, name, &sha256).await?;
+    }
     let (t, n, author) = (tenant.to_string(), name.to_string(), author.to_string());
     let version = admin
         .change(move |store| {
@@ -88,4 +92,13 @@ pub async fn deploy(
         .await?;
     tracing::info!(tenant, component = name, sha256 = version.sha256, activate, "component deployed");
     Ok(version)
+}
+
+/// 409 unless version `sha256` of `tenant`'s component `name` exports what the routes and
+/// webhooks naming the component call (a version that only handles events cannot take over a
+/// route, nor one that only serves HTTP a subscription); 404 for an unknown version.
+async fn check_activation(admin: &Admin, tenant: &str, name: &str, sha256: &str) -> Result<(), Failure> {
+    let (gateway, t, n, sha) = (admin.gateway.clone(), tenant.to_string(), name.to_string(), sha256.to_string());
+    let checked = admin.run(move |store| Ok(gateway.check_activation(store, &t, &n, &sha))).await?;
+    checked.map_err(|e| refusal(e, ""))
 }

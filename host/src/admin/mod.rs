@@ -129,10 +129,16 @@ impl Failure {
 async fn check_deployed(admin: &Admin, tenant: &str, name: String, export: Export, what: &str) -> Result<(), Failure> {
     let (gateway, t) = (admin.gateway.clone(), tenant.to_string());
     let checked = admin.run(move |store| Ok(gateway.check_deployed(store, &t, &name, export))).await?;
-    checked.map_err(|e| match e.downcast::<StoreError>() {
+    checked.map_err(|e| refusal(e, &format!("{what}: ")))
+}
+
+/// A check's refusal: the store's own error as it maps, anything else 409 with the reason
+/// after `prefix`.
+fn refusal(error: anyhow::Error, prefix: &str) -> Failure {
+    match error.downcast::<StoreError>() {
         Ok(stored) => Failure::from(stored),
-        Err(e) => Failure::conflict(format!("{what}: {e:#}")),
-    })
+        Err(e) => Failure::conflict(format!("{prefix}{e:#}")),
+    }
 }
 
 impl From<StoreError> for Failure {

@@ -99,28 +99,49 @@ impl Gateway {
         let Some(active) = versions.iter().find(|v| v.name == name && v.active) else {
             anyhow::bail!("tenant `{tenant}` has no active component `{name}`: deploy it first");
         };
-        let compiled = {
-            let parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
-            parts.components.get(&deployed_key(tenant, name, &active.sha256)).cloned()
-        };
-        // Compiled without the lock when it is not (a reload, a token revocation, does not wait).
-        let compiled = match compiled {
-            Some(compiled) => compiled,
-            None => {
-                let bytes = store.component_bytes(tenant, name, &active.sha256)?;
-                Arc::new(self.runtime.compile_deployed(&deployed_name(tenant, name, &active.sha256), &bytes)?)
-            }
-        };
+        let compiled = self.compiled_version(store, tenant, name, &active.sha256)?;
+        exports(&compiled, &ComponentRef::Deployed(name.to_string()), export)
+    }
+
+    /// Checks that version `sha256` of `tenant`'s component `name` exports what its uses call
+    /// once it is active: the routes that name it, its HTTP handler; the webhooks that name it,
+    /// its events (compiled if it is new: call it off the async workers).
+    pub fn check_activation(&self, store: &Store, tenant: &str, name: &str, sha256: &str) -> anyhow::Result<()> {
         let component = ComponentRef::Deployed(name.to_string());
-        match export {
-            Export::Http => anyhow::ensure!(compiled.serves_http(), "{}", only_events(&component)),
-            Export::Events => anyhow::ensure!(
-                compiled.handles_events(),
-                "`{component}` exports no `waedge:gateway/events`: build it for the `event-handler` world of \
-                 wit/gateway.wit"
-            ),
+        let routed = store.routes(tenant)?.iter().any(|route| route.component == component);
+        let subscribed = store.webhooks(tenant)?.iter().any(|webhook| webhook.handler().as_ref() == Some(&component));
+        if !routed && !subscribed {
+            return Ok(());
+        }
+        let compiled = self.compiled_version(store, tenant, name, sha256)?;
+        let needed = [(routed, Export::Http, "routes"), (subscribed, Export::Events, "webhooks")];
+        for (_, export, users) in needed.into_iter().filter(|(used, _, _)| *used) {
+            exports(&compiled, &component, export)
+                .map_err(|e| anyhow::anyhow!("this version cannot be active while {users} name it: {e:#}"))?;
         }
         Ok(())
+    }
+
+    /// Version `sha256` of `tenant`'s component `name`, compiled: from the registry, else now,
+    /// without the registry's lock (a reload, a token revocation, does not wait for it).
+    fn compiled_version(
+        &self,
+        store: &Store,
+        tenant: &str,
+        name: &str,
+        sha256: &str,
+    ) -> anyhow::Result<Arc<HandlerComponent>> {
+        let compiled = {
+            let parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+            parts.components.get(&deployed_key(tenant, name, sha256)).cloned()
+        };
+        match compiled {
+            Some(compiled) => Ok(compiled),
+            None => {
+                let bytes = store.component_bytes(tenant, name, sha256)?;
+                Ok(Arc::new(self.runtime.compile_deployed(&deployed_name(tenant, name, sha256), &bytes)?))
+            }
+        }
     }
 
     /// The compiled `component` of `tenant`: a built-in, a file, or the version of a deployed
@@ -229,6 +250,19 @@ pub enum Export {
     Http,
     /// `waedge:gateway/events`.
     Events,
+}
+
+/// Whether `compiled` (which `component` names) exports what `export` needs; if not, what to do.
+fn exports(compiled: &HandlerComponent, component: &ComponentRef, export: Export) -> anyhow::Result<()> {
+    match export {
+        Export::Http => anyhow::ensure!(compiled.serves_http(), "{}", only_events(component)),
+        Export::Events => anyhow::ensure!(
+            compiled.handles_events(),
+            "`{component}` exports no `waedge:gateway/events`: build it for the `event-handler` world of \
+             wit/gateway.wit"
+        ),
+    }
+    Ok(())
 }
 
 /// Why `component`, which exports no `wasi:http/incoming-handler`, serves no route.

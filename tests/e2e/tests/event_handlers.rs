@@ -234,3 +234,33 @@ async fn a_component_may_serve_a_route_and_handle_events() {
     let hello = gw.get("/probe/hello", Some(EVE)).await;
     assert_eq!((hello.status, &hello.json), (200, &json!({ "probe": "hello" })), "{}", hello.text);
 }
+
+/// A version that lacks what the component is used for cannot become active: not one without
+/// `events` while a subscription names the component, nor one without the HTTP handler while a
+/// route does. It can still be stored without activating it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_without_the_export_a_use_calls_is_not_activated() {
+    let (gw, _, _) = globex_with_event_probe(json!({})).await;
+    let hello = guests::get("hello").to_vec();
+    let refused = gw.admin_upload("/v1/tenants/globex/components/event-probe", hello.clone()).await;
+    assert_eq!((refused.status, &refused.json["error"]["code"]), (409, &json!("CONFLICT")), "{}", refused.text);
+    let says = "this version cannot be active while webhooks name it: `component:event-probe` exports no `waedge:gateway/events`";
+    assert!(refused.text.contains(says), "{}", refused.text);
+    let stored = gw.admin_upload("/v1/tenants/globex/components/event-probe?activate=false", hello).await;
+    assert_eq!(stored.status, 201, "{}", stored.text);
+    let sha = stored.json["sha256"].as_str().unwrap();
+    let path = format!("/v1/tenants/globex/components/event-probe/versions/{sha}/activate");
+    let activated = gw.admin(Method::POST, &path, Value::Null).await;
+    assert_eq!(activated.status, 409, "{}", activated.text);
+    let versions = gw.admin(Method::GET, "/v1/tenants/globex/components", Value::Null).await;
+    let active: Vec<&Value> =
+        versions.json["components"].as_array().unwrap().iter().filter(|v| v["active"] == true).collect();
+    assert_eq!(active.len(), 1, "{}", versions.text);
+    assert_ne!(active[0]["sha256"], json!(sha), "the version in use stays active");
+
+    gw.deploy_probe().await;
+    let events_only = guests::get("event-probe").to_vec();
+    let refused = gw.admin_upload("/v1/tenants/globex/components/probe", events_only).await;
+    assert_eq!(refused.status, 409, "{}", refused.text);
+    assert!(refused.text.contains("cannot be active while routes name it"), "{}", refused.text);
+}
