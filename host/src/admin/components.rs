@@ -2,8 +2,9 @@
 //! body), list its versions, activate one (deploy or roll back) and delete inactive ones.
 //!
 //! A deploy validates and compiles the component off the request path before anything is
-//! stored: what is not a component for the `handler` world is refused with wasmtime's reason
-//! (the missing export, the unknown import). Activating swaps the gateway's snapshot:
+//! stored: what is not a component for the `handler` or the `event-handler` world is refused
+//! with wasmtime's reason (the missing export, the unknown import), and a version that lacks
+//! the export its component is used for (a route's, a webhook's) cannot be activated. Activating swaps the gateway's snapshot:
 //! requests in flight finish on the version they started with, new ones get the new one.
 
 use http::{Method, StatusCode};
@@ -28,7 +29,14 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
             json(StatusCode::CREATED, &version)
         }
         (&Method::POST, [name, "versions", sha256, "activate"]) => {
+            let (n, sha) = (name.to_string(), sha256.to_string());
+            let versions = admin.run(move |store| store.component_versions(&t)).await?;
+            if !versions.iter().any(|v| v.name == n && v.sha256 == sha) {
+                let message = format!("tenant `{tenant}` has no version {sha256} of component `{name}`");
+                return Err(Failure::new(StatusCode::NOT_FOUND, "NOT_FOUND", message));
+            }
             check_activation(admin, tenant, name, sha256).await?;
+            let t = tenant.to_string();
             let (n, sha) = (name.to_string(), sha256.to_string());
             json(StatusCode::OK, &admin.change(move |store| store.activate_component(&t, &n, &sha)).await?)
         }
@@ -65,6 +73,9 @@ pub async fn deploy(
         .run(move |_| Ok(gateway.prepare_component(&t, &n, &sha, &compiled_bytes)))
         .await?
         .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, "INVALID_COMPONENT", format!("{e:#}")))?;
+    if activate {
+        check_activation(admin, tenant, name, &sha256).await?;
+    }
     if let Some(path) = smoke {
         if !path.starts_with('/') {
             return Err(Failure::invalid("smoke: give a path starting with `/`, e.g. `?smoke=/hello`"));
@@ -79,9 +90,6 @@ pub async fn deploy(
                 format!("the smoke request GET {path} answered {status}: {body}; the version was not deployed");
             return Err(Failure::new(StatusCode::BAD_REQUEST, "SMOKE_FAILED", message));
         }
-    }
-    if activate {
-        check_activation(admin, tenant, name, &sha256).await?;
     }
     let (t, n, author) = (tenant.to_string(), name.to_string(), author.to_string());
     let version = admin

@@ -116,8 +116,16 @@ impl Gateway {
         let compiled = self.compiled_version(store, tenant, name, sha256)?;
         let needed = [(routed, Export::Http, "routes"), (subscribed, Export::Events, "webhooks")];
         for (_, export, users) in needed.into_iter().filter(|(used, _, _)| *used) {
-            exports(&compiled, &component, export)
-                .map_err(|e| anyhow::anyhow!("this version cannot be active while {users} name it: {e:#}"))?;
+            let has = match export {
+                Export::Http => compiled.serves_http(),
+                Export::Events => compiled.handles_events(),
+            };
+            anyhow::ensure!(
+                has,
+                "version {sha256} of `{component}` exports no `{}`, which the {users} naming the component call: it \
+                 cannot be active while they do (store it with `?activate=false`, or change those {users} first)",
+                export.interface()
+            );
         }
         Ok(())
     }
@@ -135,13 +143,16 @@ impl Gateway {
             let parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
             parts.components.get(&deployed_key(tenant, name, sha256)).cloned()
         };
-        match compiled {
-            Some(compiled) => Ok(compiled),
-            None => {
-                let bytes = store.component_bytes(tenant, name, sha256)?;
-                Ok(Arc::new(self.runtime.compile_deployed(&deployed_name(tenant, name, sha256), &bytes)?))
-            }
+        if let Some(compiled) = compiled {
+            return Ok(compiled);
         }
+        let bytes = store.component_bytes(tenant, name, sha256)?;
+        let compiled = Arc::new(self.runtime.compile_deployed(&deployed_name(tenant, name, sha256), &bytes)?);
+        // Kept like a deploy's, so the reload that activates it does not compile it again.
+        let key = deployed_key(tenant, name, sha256);
+        let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        parts.prepared.insert(key.clone(), Instant::now());
+        Ok(parts.components.entry(key).or_insert(compiled).clone())
     }
 
     /// The compiled `component` of `tenant`: a built-in, a file, or the version of a deployed
@@ -256,13 +267,26 @@ pub enum Export {
 fn exports(compiled: &HandlerComponent, component: &ComponentRef, export: Export) -> anyhow::Result<()> {
     match export {
         Export::Http => anyhow::ensure!(compiled.serves_http(), "{}", only_events(component)),
-        Export::Events => anyhow::ensure!(
-            compiled.handles_events(),
-            "`{component}` exports no `waedge:gateway/events`: build it for the `event-handler` world of \
-             wit/gateway.wit"
-        ),
+        Export::Events => anyhow::ensure!(compiled.handles_events(), "{}", no_events(component)),
     }
     Ok(())
+}
+
+impl Export {
+    /// The interface it is.
+    fn interface(self) -> &'static str {
+        match self {
+            Export::Http => "wasi:http/incoming-handler",
+            Export::Events => "waedge:gateway/events",
+        }
+    }
+}
+
+/// Why `component`, which exports no `waedge:gateway/events`, handles no events.
+pub(super) fn no_events(component: &impl std::fmt::Display) -> String {
+    format!(
+        "`{component}` exports no `waedge:gateway/events`: build it for the `event-handler` world of wit/gateway.wit"
+    )
 }
 
 /// Why `component`, which exports no `wasi:http/incoming-handler`, serves no route.

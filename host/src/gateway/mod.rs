@@ -51,7 +51,7 @@ pub use components::Export;
 pub use envelope::{error, json_response};
 pub use events::Unhandled;
 
-use components::{deployed_key, deployed_name, only_events};
+use components::{deployed_key, deployed_name, no_events, only_events};
 
 /// The response header naming the component (and, for a tenant's own component, the
 /// version) that served the request: `builtin:devices-api`, `acme/hmac-auth@1a2b3c4d5e6f`.
@@ -232,11 +232,7 @@ impl Gateway {
             let mut handlers = HashMap::new();
             for (webhook, component) in &state.event_handlers {
                 let handler = self.resolve(parts, store, tenant_id, &active, component).and_then(|component| {
-                    anyhow::ensure!(
-                        component.handles_events(),
-                        "`{}` exports no `waedge:gateway/events`: build it for the `event-handler` world",
-                        component.name()
-                    );
+                    anyhow::ensure!(component.handles_events(), "{}", no_events(component.name()));
                     live_components.push(component.clone());
                     Ok(self.pool_for(&mut event_pools, &mut old_event_pools, component, limits, &share))
                 });

@@ -242,16 +242,26 @@ async fn a_component_may_serve_a_route_and_handle_events() {
 async fn a_version_without_the_export_a_use_calls_is_not_activated() {
     let (gw, _, _) = globex_with_event_probe(json!({})).await;
     let hello = guests::get("hello").to_vec();
+    let sha256 = |bytes: &[u8]| {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(bytes))
+    };
     let refused = gw.admin_upload("/v1/tenants/globex/components/event-probe", hello.clone()).await;
     assert_eq!((refused.status, &refused.json["error"]["code"]), (409, &json!("CONFLICT")), "{}", refused.text);
-    let says = "this version cannot be active while webhooks name it: `component:event-probe` exports no `waedge:gateway/events`";
+    let says =
+        "of `component:event-probe` exports no `waedge:gateway/events`, which the webhooks naming the component call";
     assert!(refused.text.contains(says), "{}", refused.text);
+    // A refused deploy stored nothing: its version cannot be activated either.
+    let never_stored = format!("/v1/tenants/globex/components/event-probe/versions/{}/activate", sha256(&hello));
+    let missing = gw.admin(Method::POST, &never_stored, Value::Null).await;
+    assert_eq!((missing.status, &missing.json["error"]["code"]), (404, &json!("NOT_FOUND")), "{}", missing.text);
     let stored = gw.admin_upload("/v1/tenants/globex/components/event-probe?activate=false", hello).await;
     assert_eq!(stored.status, 201, "{}", stored.text);
     let sha = stored.json["sha256"].as_str().unwrap();
     let path = format!("/v1/tenants/globex/components/event-probe/versions/{sha}/activate");
     let activated = gw.admin(Method::POST, &path, Value::Null).await;
     assert_eq!(activated.status, 409, "{}", activated.text);
+    assert!(activated.text.contains(says), "{}", activated.text);
     let versions = gw.admin(Method::GET, "/v1/tenants/globex/components", Value::Null).await;
     let active: Vec<&Value> =
         versions.json["components"].as_array().unwrap().iter().filter(|v| v["active"] == true).collect();
@@ -262,5 +272,7 @@ async fn a_version_without_the_export_a_use_calls_is_not_activated() {
     let events_only = guests::get("event-probe").to_vec();
     let refused = gw.admin_upload("/v1/tenants/globex/components/probe", events_only).await;
     assert_eq!(refused.status, 409, "{}", refused.text);
-    assert!(refused.text.contains("cannot be active while routes name it"), "{}", refused.text);
+    let says =
+        "of `component:probe` exports no `wasi:http/incoming-handler`, which the routes naming the component call";
+    assert!(refused.text.contains(says), "{}", refused.text);
 }
