@@ -107,7 +107,7 @@ async fn page(admin: &Admin, tenant: &str, after: Option<String>, limit: usize) 
 /// Every event after the `after` query parameter or the `Last-Event-ID` header (from the first
 /// without either), then each new one as it is recorded: `id:` is the event's id (a client's
 /// `EventSource` resumes after it by itself), `event:` its type, `data:` the event as the list
-/// shows it. The stream ends when the tenant is deleted.
+/// shows it. The stream ends when the tenant is deleted or the stream's token stops being live.
 async fn stream(admin: &Admin, call: &Call, tenant: &str) -> Answer {
     let place = admin.streams.enter(tenant)?;
     // A browser's `EventSource` reconnects to the same URL with `Last-Event-ID`: the header is
@@ -117,7 +117,8 @@ async fn stream(admin: &Admin, call: &Call, tenant: &str) -> Answer {
     let first = page(admin, tenant, after.clone(), PAGE).await?;
     let (sender, body) = Channel::<Bytes, std::convert::Infallible>::new(PAGE);
     let appended = admin.webhooks.appended().subscribe(tenant, None);
-    tokio::spawn(follow(admin.clone(), tenant.to_string(), after, first, sender, (appended, place)));
+    let reader = Reader { tenant: tenant.to_string(), token: call.author.clone() };
+    tokio::spawn(follow(admin.clone(), reader, after, first, sender, (appended, place)));
     let mut response = http::Response::new(body.boxed_unsync());
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -125,12 +126,20 @@ async fn stream(admin: &Admin, call: &Call, tenant: &str) -> Answer {
     Ok(response)
 }
 
+/// Who reads a stream: the tenant whose events it follows, and the id of the admin token that
+/// opened it.
+struct Reader {
+    tenant: String,
+    token: String,
+}
+
 /// Writes `first`, then every event recorded after it, to `sender` until the client goes
-/// away (or stops reading) or the tenant is deleted; woken by `appended`, and holding its place
-/// among the streams.
+/// away (or stops reading), the tenant is deleted, or the token that opened the stream is
+/// revoked or expires (looked at before every read of the outbox: within [`POLL`]); woken by
+/// `appended`, and holding its place among the streams.
 async fn follow(
     admin: Admin,
-    tenant: String,
+    Reader { tenant, token }: Reader,
     mut after: Option<String>,
     mut events: Vec<EventRecord>,
     mut sender: http_body_util::channel::Sender<Bytes, std::convert::Infallible>,
@@ -155,6 +164,12 @@ async fn follow(
             }
             sent_last = Instant::now();
             after = Some(event.id);
+        }
+        let id = token.clone();
+        let live = admin.run(move |store| Ok(store.admin_tokens()?.iter().any(|t| t.id == id && t.is_live()))).await;
+        if !matches!(live, Ok(true)) {
+            tracing::debug!(tenant, "an event stream ends: its admin token is revoked or expired");
+            return;
         }
         match page(&admin, &tenant, after.clone(), PAGE).await {
             Ok(next) => events = next,

@@ -572,3 +572,26 @@ async fn webhooks_take_only_what_they_can_deliver_and_stay_with_their_tenant() {
         "NOT_FOUND",
     );
 }
+
+/// An event stream lasts only as long as the token that opened it: revoked, the stream ends
+/// (within the stream's 5 s look at the outbox), instead of following the tenant's events for
+/// whoever still holds the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_ends_when_its_token_is_revoked() {
+    let gw = gateway().await;
+    let scope = waedge_store::admin::AdminScope { tenant: Some("globex".into()), read_only: true };
+    let (record, token) = gw.store().create_admin_token(None, scope).unwrap();
+    let url = format!("{}/v1/tenants/globex/events/stream", gw.admin_base());
+    let mut stream = reqwest::Client::new().get(url).bearer_auth(&token).send().await.expect("the stream opens");
+    assert_eq!(stream.status(), 200);
+
+    gw.store().revoke_admin_token(&record.id).unwrap();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while let Some(chunk) = stream.chunk().await.expect("the stream reads") {
+            let text = String::from_utf8_lossy(&chunk).into_owned();
+            assert!(text.starts_with(": idle") || text.starts_with("id: "), "{text}");
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream of a revoked token is still open after 20 s");
+}
