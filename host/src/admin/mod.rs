@@ -273,6 +273,13 @@ impl Admin {
                         *reloads += 1;
                         admin.stale.store(false, Ordering::SeqCst);
                         problems.iter().for_each(|problem| tracing::warn!("{problem}"));
+                        drop(reloads);
+                        // A deleted device or tenant took its webhooks with it: their workers
+                        // stop; a new event handler's starts. Here, so that a reload that
+                        // outlasts the caller's wait still brings the workers along.
+                        if let Err(e) = admin.webhooks.reload().await {
+                            tracing::error!("the webhooks are not reloaded: {e}");
+                        }
                         return;
                     }
                     Err(e) => {
@@ -286,13 +293,7 @@ impl Admin {
             }
         });
         match tokio::time::timeout(APPLY_WAIT, applied).await {
-            Ok(_) => {
-                // A deleted device or tenant took its webhooks with it: their workers stop.
-                if let Err(e) = self.webhooks.reload().await {
-                    tracing::error!("the webhooks are not reloaded: {e}");
-                }
-                Ok(())
-            }
+            Ok(_) => Ok(()),
             Err(_) => Err(Failure::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "NOT_APPLIED",
