@@ -412,9 +412,7 @@ fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<WebhookRecord> {
 
 /// The event handlers of `tenant`: (webhook id, component) for each webhook naming a component.
 pub(crate) fn handlers(conn: &Connection, tenant: &str) -> Result<Vec<(String, ComponentRef)>, StoreError> {
-    let mut select = conn.prepare_cached(
-        "SELECT id, url FROM webhooks WHERE tenant_id = ?1 AND substr(url, 1, 10) = 'component:' ORDER BY rowid",
-    )?;
+    let mut select = conn.prepare_cached("SELECT id, url FROM webhooks WHERE tenant_id = ?1 ORDER BY rowid")?;
     let rows = select.query_map([tenant], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
     let mut handlers = Vec::new();
     for row in rows {

@@ -46,8 +46,7 @@ impl Gateway {
         }
         let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
         let compiled = self.component_in(&mut parts, component)?;
-        anyhow::ensure!(compiled.serves_http(), "{}", only_events(component));
-        Ok(())
+        exports(&compiled, component, Export::Http)
     }
 
     /// Validates and compiles version `sha256` of `tenant`'s component `name`, ready for the
@@ -116,12 +115,8 @@ impl Gateway {
         let compiled = self.compiled_version(store, tenant, name, sha256)?;
         let needed = [(routed, Export::Http, "routes"), (subscribed, Export::Events, "webhooks")];
         for (_, export, users) in needed.into_iter().filter(|(used, _, _)| *used) {
-            let has = match export {
-                Export::Http => compiled.serves_http(),
-                Export::Events => compiled.handles_events(),
-            };
             anyhow::ensure!(
-                has,
+                export.is_exported_by(&compiled),
                 "version {sha256} of `{component}` exports no `{}`, which the {users} naming the component call: it \
                  cannot be active while they do (store it with `?activate=false`, or change those {users} first)",
                 export.interface()
@@ -263,12 +258,17 @@ pub enum Export {
     Events,
 }
 
-/// Whether `compiled` (which `component` names) exports what `export` needs; if not, what to do.
-fn exports(compiled: &HandlerComponent, component: &ComponentRef, export: Export) -> anyhow::Result<()> {
-    match export {
-        Export::Http => anyhow::ensure!(compiled.serves_http(), "{}", only_events(component)),
-        Export::Events => anyhow::ensure!(compiled.handles_events(), "{}", no_events(component)),
-    }
+/// `Ok` when `compiled` (which `component` names) exports what `export` needs; else what to do.
+pub(super) fn exports(compiled: &HandlerComponent, component: &ComponentRef, export: Export) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        export.is_exported_by(compiled),
+        "`{component}` exports no `{}`: {}",
+        export.interface(),
+        match export {
+            Export::Http => "it only handles events (name it as a webhook's `url` instead)",
+            Export::Events => "build it for the `event-handler` world of wit/gateway.wit",
+        }
+    );
     Ok(())
 }
 
@@ -280,19 +280,12 @@ impl Export {
             Export::Events => "waedge:gateway/events",
         }
     }
-}
 
-/// Why `component`, which exports no `waedge:gateway/events`, handles no events.
-pub(super) fn no_events(component: &impl std::fmt::Display) -> String {
-    format!(
-        "`{component}` exports no `waedge:gateway/events`: build it for the `event-handler` world of wit/gateway.wit"
-    )
-}
-
-/// Why `component`, which exports no `wasi:http/incoming-handler`, serves no route.
-pub(super) fn only_events(component: &ComponentRef) -> String {
-    format!(
-        "`{component}` exports no `wasi:http/incoming-handler`: it only handles events (name it as a webhook's \
-         `url` instead)"
-    )
+    /// Whether `compiled` exports it.
+    fn is_exported_by(self, compiled: &HandlerComponent) -> bool {
+        match self {
+            Export::Http => compiled.serves_http(),
+            Export::Events => compiled.handles_events(),
+        }
+    }
 }

@@ -51,7 +51,7 @@ pub use components::Export;
 pub use envelope::{error, json_response};
 pub use events::Unhandled;
 
-use components::{deployed_key, deployed_name, no_events, only_events};
+use components::{deployed_key, deployed_name, exports};
 
 /// The response header naming the component (and, for a tenant's own component, the
 /// version) that served the request: `builtin:devices-api`, `acme/hmac-auth@1a2b3c4d5e6f`.
@@ -211,10 +211,7 @@ impl Gateway {
                     },
                     other => self.resolve(parts, store, tenant_id, &active, other),
                 };
-                let component = component.and_then(|component| match component.serves_http() {
-                    true => Ok(component),
-                    false => Err(anyhow::anyhow!("{}", only_events(&route.component))),
-                });
+                let component = component.and_then(|c| exports(&c, &route.component, Export::Http).map(|()| c));
                 match component {
                     Ok(component) => {
                         live_components.push(component.clone());
@@ -230,9 +227,9 @@ impl Gateway {
             let mut old_event_pools = parts.event_pools.remove(tenant_id).unwrap_or_default();
             let mut event_pools = Vec::new();
             let mut handlers = HashMap::new();
-            for (webhook, component) in &state.event_handlers {
-                let handler = self.resolve(parts, store, tenant_id, &active, component).and_then(|component| {
-                    anyhow::ensure!(component.handles_events(), "{}", no_events(component.name()));
+            for (webhook, reference) in &state.event_handlers {
+                let handler = self.resolve(parts, store, tenant_id, &active, reference).and_then(|component| {
+                    exports(&component, reference, Export::Events)?;
                     live_components.push(component.clone());
                     Ok(self.pool_for(&mut event_pools, &mut old_event_pools, component, limits, &share))
                 });
