@@ -167,17 +167,20 @@ pub async fn message(
             return Err(SignalProtocolError::InvalidArgument("unexpected ciphertext kind".into()));
         }
     };
+    let own = sender.phone == to.phone;
+    let from =
+        if sender.privacy.lid_only && !own { Jid::lid(sender.lid.as_str()) } else { Jid::pn(sender.phone.as_str()) };
     let mut b = NodeBuilder::new("message")
-        .attr("from", Jid::pn(sender.phone.as_str()))
+        .attr("from", from)
         .attr("type", envelope.kind)
         .attr("id", envelope.id)
         .attr("t", node::now().to_string());
     if let Some(name) = envelope.notify {
         b = b.attr("notify", name);
     }
-    if sender.phone == to.phone {
+    if own {
         b = b.attr("category", "peer");
-    } else {
+    } else if !sender.privacy.lid_only {
         // As WhatsApp does for a message addressed by phone number: the sender's LID with it.
         b = b.attr("sender_lid", Jid::lid(sender.lid.as_str()));
     }

@@ -99,6 +99,12 @@ pub struct Privacy {
     /// Hide the device list.
     #[serde(default)]
     pub hide_devices: bool,
+    /// Write to others by LID only, and keep the phone ↔ LID mapping from them: messages
+    /// come `from` the LID without the phone number, and user look-ups disclose neither the
+    /// LID of the phone number nor the phone number of the LID. Others never learn the
+    /// mapping from WhatsApp (as with WhatsApp's usernames).
+    #[serde(default)]
+    pub lid_only: bool,
 }
 
 /// Business-account data.

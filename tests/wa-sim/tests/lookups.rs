@@ -38,6 +38,10 @@ async fn user_info_reflects_the_fixture_and_privacy() {
     let z = &info[&acme];
     assert!(z.is_business);
     assert_eq!(z.verified_name.as_ref().and_then(|v| v.name.clone()).as_deref(), Some("Acme Store"));
+
+    let carol = Jid::pn("15550005555");
+    let info = c.client.contacts().get_user_info(std::slice::from_ref(&carol)).await.unwrap();
+    assert_eq!(info[&carol].lid, None, "a LID-only account keeps the LID of its number to itself");
     c.stop().await;
 }
 

@@ -31,3 +31,29 @@ async fn contact_text_arrives_with_push_name() {
     }
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lid_only_contact_writes_from_its_lid_without_its_number() {
+    let sim = start_sim().await;
+    let c = TestClient::seeded(&sim, SELF_PHONE, SELF_LID, 5, "Sim User").await;
+    c.connected(10).await;
+    let sent = sim.send_text("15550005555", SELF_PHONE, "it is me, Carol").await.unwrap();
+    let (id, body, sender, sender_alt) = c
+        .wait_for(10, "Messages", |e| match e {
+            Event::Messages(batch) => batch.messages.first().map(|m| {
+                let source = &m.info.source;
+                (
+                    m.info.id.clone(),
+                    m.message.conversation.clone(),
+                    source.sender.to_string(),
+                    source.sender_alt.clone(),
+                )
+            }),
+            _ => None,
+        })
+        .await;
+    assert_eq!((id, body.as_deref()), (sent.id, Some("it is me, Carol")), "the client decrypts a LID-addressed pkmsg");
+    assert_eq!(sender, "100000000000005@lid");
+    assert_eq!(sender_alt, None, "WhatsApp gave no phone number with it");
+    c.stop().await;
+}

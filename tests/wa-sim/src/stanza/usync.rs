@@ -60,7 +60,7 @@ struct Lookup<'a> {
 impl Lookup<'_> {
     fn user(&self, jid: Jid, protocols: &[&str]) -> Node {
         let mut b = NodeBuilder::new("user");
-        if let Some(a) = self.account.filter(|_| jid.is_lid()) {
+        if let Some(a) = self.account.filter(|a| jid.is_lid() && !self.hides_mapping(a)) {
             b = b.attr("pn_jid", Jid::pn(a.phone.as_str()));
         }
         let results = protocols.iter().filter_map(|p| self.protocol(p, &jid));
@@ -76,7 +76,9 @@ impl Lookup<'_> {
         let hidden_from_viewer = self.viewer.is_none_or(|v| v.phone != account.phone);
         let privacy = account.privacy;
         match protocol {
-            "lid" if jid.is_pn() => Some(NodeBuilder::new("lid").attr("val", Jid::lid(account.lid.as_str())).build()),
+            "lid" if jid.is_pn() && !self.hides_mapping(account) => {
+                Some(NodeBuilder::new("lid").attr("val", Jid::lid(account.lid.as_str())).build())
+            }
             "status" if privacy.hide_about && hidden_from_viewer => Some(not_authorized("status")),
             "status" => Some(match &account.about {
                 Some(about) => with_attr(text("status", about), "t", account.about_set_at.to_string()),
@@ -95,6 +97,11 @@ impl Lookup<'_> {
             "devices" => Some(self.devices(account)),
             _ => None,
         }
+    }
+
+    /// Whether `account` keeps its LID ↔ phone mapping from the viewer.
+    fn hides_mapping(&self, account: &Account) -> bool {
+        account.privacy.lid_only && self.viewer.is_none_or(|v| v.phone != account.phone)
     }
 
     fn devices(&self, account: &Account) -> Node {
