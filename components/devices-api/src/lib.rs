@@ -6,11 +6,18 @@
 //! and, beyond the document, messages ([`messages`]):
 //!
 //! - `POST /devices/{device_id}/messages` — sends a text;
-//! - `GET /devices/{device_id}/messages/{message_id}` — how far a sent message got.
+//! - `GET /devices/{device_id}/messages/{message_id}` — how far a sent message got;
+//!
+//! and verified LID ↔ phone links ([`links`]), which profiles show too:
+//!
+//! - `POST /devices/{device_id}/lid-verifications` — sends a one-time code to a phone number;
+//! - `GET /devices/{device_id}/lid-verifications/{id}` — whether a LID answered it;
+//! - `GET /devices/{device_id}/lid-links?jid=…` — the verified link of a LID or phone number.
 //!
 //! Successful responses are `{"data": …}`; errors are
 //! `{"error": {"code": "…", "message": "…"}}` with a fitting HTTP status.
 
+mod links;
 mod messages;
 mod profile;
 
@@ -41,6 +48,8 @@ enum Data {
     Profile(profile::Profile),
     Groups(Groups),
     Message(messages::Message),
+    Verification(links::Verification),
+    Link(links::Link),
 }
 
 /// The endpoints, by the path after `/devices/{device_id}`.
@@ -49,6 +58,9 @@ enum Endpoint<'a> {
     Groups,
     Messages,
     Message(&'a str),
+    Verifications,
+    Verification(&'a str),
+    Link,
 }
 
 fn route(request: &Request) -> Result<Response, ErrorClass> {
@@ -59,9 +71,12 @@ fn route(request: &Request) -> Result<Response, ErrorClass> {
         ["devices", device_id, "groups"] => (*device_id, Endpoint::Groups),
         ["devices", device_id, "messages"] => (*device_id, Endpoint::Messages),
         ["devices", device_id, "messages", id] => (*device_id, Endpoint::Message(id)),
+        ["devices", device_id, "lid-verifications"] => (*device_id, Endpoint::Verifications),
+        ["devices", device_id, "lid-verifications", id] => (*device_id, Endpoint::Verification(id)),
+        ["devices", device_id, "lid-links"] => (*device_id, Endpoint::Link),
         _ => return Err(ErrorClass::no_route(request.path())),
     };
-    let method = if matches!(endpoint, Endpoint::Messages) { "POST" } else { "GET" };
+    let method = if matches!(endpoint, Endpoint::Messages | Endpoint::Verifications) { "POST" } else { "GET" };
     if request.method() != method {
         return Err(ErrorClass::method_not_allowed(request.method(), &[method]));
     }
@@ -75,6 +90,9 @@ fn route(request: &Request) -> Result<Response, ErrorClass> {
         Endpoint::Groups => Data::Groups(groups(&device)?),
         Endpoint::Messages => return messages::send(&device, request),
         Endpoint::Message(id) => Data::Message(messages::get(&device, id)?),
+        Endpoint::Verifications => return links::start(&device, request),
+        Endpoint::Verification(id) => Data::Verification(links::get(&device, id)?),
+        Endpoint::Link => Data::Link(links::link(&device, request.query())?),
     };
     Ok(Response::json(200, &Envelope { data }))
 }

@@ -4,6 +4,8 @@ use serde::Serialize;
 use waedge_jid::{Jid, Kind};
 use waedge_sdk::{Device, ErrorClass, ProfileExtras, Query};
 
+use crate::links;
+
 /// A profile, written as `{"type": "contact" | "group", "profile": {…}}`.
 #[derive(Serialize)]
 #[serde(tag = "type", content = "profile", rename_all = "lowercase")]
@@ -14,8 +16,8 @@ pub enum Profile {
     Group(GroupProfile),
 }
 
-/// A contact profile. `None` fields are omitted: WhatsApp withheld them (privacy) or, for
-/// `phone_jid`/`lid`, no mapping is known.
+/// A contact profile. `None` fields are omitted: WhatsApp withheld them (privacy), for
+/// `phone_jid`/`lid` no mapping is known, or no `verified_link` was made.
 #[derive(Serialize)]
 pub struct ContactProfile {
     jid: String,
@@ -37,6 +39,9 @@ pub struct ContactProfile {
     verified_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     devices: Option<Vec<String>>,
+    /// The tenant's verified link of the contact (see [`links`](crate::links)), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verified_link: Option<links::Link>,
 }
 
 /// A group profile. Empty strings stand for a picture or description that is not set.
@@ -96,6 +101,7 @@ fn contact(device: &Device, jid: &Jid, preview: bool) -> Result<ContactProfile, 
                 .unwrap_or_default(),
         ),
     };
+    let verified_link = links::of_profile(device, &text)?;
     Ok(ContactProfile {
         jid: text,
         phone_jid,
@@ -107,6 +113,7 @@ fn contact(device: &Device, jid: &Jid, preview: bool) -> Result<ContactProfile, 
         business_name,
         verified_name: info.verified_name,
         devices: info.devices,
+        verified_link,
     })
 }
 

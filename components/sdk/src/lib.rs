@@ -94,7 +94,7 @@ pub mod http_export {
 pub mod events_export {
     wit_bindgen::generate!({
         inline: "package waedge:sdk-events;
-                 world events-export { export waedge:gateway/events@0.2.2; }",
+                 world events-export { export waedge:gateway/events@0.2.3; }",
         path: "../../wit",
         pub_export_macro: true,
         default_bindings_module: "waedge_sdk::events_export",
@@ -105,8 +105,8 @@ pub use authentication::{authenticate, require_device};
 pub use bindings::waedge::gateway::auth::Principal;
 pub use bindings::waedge::gateway::types::{
     BusinessCategory, BusinessHours, BusinessProfile, Contact, ContactProfile, DayOfWeek, DeviceState, DeviceStatus,
-    Error, Group, LidMapping, MessageStatus, OnWhatsapp, OpeningMode, OutgoingText, ProfileExtras, ProfilePicture,
-    SendOutcome, SentMessage, UserInfo,
+    Error, Group, LidMapping, LidVerification, LidVerificationRequest, LidVerificationState, MessageStatus, OnWhatsapp,
+    OpeningMode, OutgoingText, ProfileExtras, ProfilePicture, SendOutcome, SentMessage, UserInfo, VerifiedLink,
 };
 pub use bindings::waedge::gateway::whatsapp::Device;
 pub use bindings::waedge::gateway::{auth, whatsapp};

@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use waedge_contract::types::{
-    BusinessProfile, Contact, DeviceStatus, Error, Group, LidMapping, OnWhatsapp, ProfilePicture, SendOutcome,
-    SentMessage, UserInfo,
+    BusinessProfile, Contact, DeviceStatus, Error, Group, LidMapping, LidVerification, OnWhatsapp, ProfilePicture,
+    SendOutcome, SentMessage, UserInfo, VerifiedLink,
 };
 use waedge_jid::Jid;
 
-use super::{DeviceSession, TextMessage};
+use super::{DeviceSession, TextMessage, VerificationRequest};
 
 /// Counts the look-ups of a [`Cached`] session: the host's metrics implement it.
 pub trait CacheMetrics: Send + Sync + 'static {
@@ -194,6 +194,18 @@ impl DeviceSession for Cached {
     async fn sent_message(&self, id: &str) -> Result<Option<SentMessage>, Error> {
         self.inner.sent_message(id).await
     }
+
+    async fn start_lid_verification(&self, request: &VerificationRequest) -> Result<LidVerification, Error> {
+        self.inner.start_lid_verification(request).await
+    }
+
+    async fn lid_verification(&self, id: &str) -> Result<Option<LidVerification>, Error> {
+        self.inner.lid_verification(id).await
+    }
+
+    async fn verified_link(&self, jid: &Jid) -> Result<Option<VerifiedLink>, Error> {
+        self.inner.verified_link(jid).await
+    }
 }
 
 #[cfg(test)]
@@ -338,6 +350,18 @@ mod tests {
         }
 
         async fn sent_message(&self, _: &str) -> Result<Option<SentMessage>, Error> {
+            unreachable!("the cache tests ask for user info only")
+        }
+
+        async fn start_lid_verification(&self, _: &VerificationRequest) -> Result<LidVerification, Error> {
+            unreachable!("the cache tests ask for user info only")
+        }
+
+        async fn lid_verification(&self, _: &str) -> Result<Option<LidVerification>, Error> {
+            unreachable!("the cache tests ask for user info only")
+        }
+
+        async fn verified_link(&self, _: &Jid) -> Result<Option<VerifiedLink>, Error> {
             unreachable!("the cache tests ask for user info only")
         }
     }

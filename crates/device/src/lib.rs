@@ -9,7 +9,8 @@
 //! [`recorder`] writes the statuses sessions report into the store. What WhatsApp delivers is
 //! committed to a [`Mailbox`] ([`mailbox::store_mailbox`]: the store's event outbox) before
 //! WhatsApp is told it arrived ([`received`]); what they send is recorded there first, and
-//! followed as WhatsApp acknowledges it and the recipient's receipts come back ([`sending`]).
+//! followed as WhatsApp acknowledges it and the recipient's receipts come back ([`sending`]);
+//! a [`verification`] sends a one-time code to link a phone number to the LID that answers.
 //! Tests provide fixture-backed implementations.
 //!
 //! Arguments are already-validated [`Jid`]s; answers use the WIT types of
@@ -30,6 +31,7 @@ pub mod received;
 pub mod reconnect;
 pub mod recorder;
 pub mod sending;
+pub mod verification;
 pub mod whatsapp;
 
 use std::sync::Arc;
@@ -41,13 +43,15 @@ use waedge_jid::Jid;
 use link::LinkState;
 
 use waedge_contract::types::{
-    BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group, LidMapping, OnWhatsapp, ProfilePicture,
-    SendOutcome, SentMessage, UserInfo,
+    BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group, LidMapping, LidVerification, OnWhatsapp,
+    ProfilePicture, SendOutcome, SentMessage, UserInfo, VerifiedLink,
 };
 use waedge_store::events::NewEvent;
+use waedge_store::links::{NewVerification, Started};
 use waedge_store::sent::{Begun, NewSend, StatusChange};
 
 pub use sending::TextMessage;
+pub use verification::VerificationRequest;
 
 /// One device's WhatsApp session.
 #[async_trait]
@@ -84,6 +88,16 @@ pub trait DeviceSession: Send + Sync + 'static {
 
     /// A message this device sent, by id.
     async fn sent_message(&self, id: &str) -> Result<Option<SentMessage>, Error>;
+
+    /// Sends a one-time code to a phone number to link it to the LID that answers with it
+    /// ([`verification`]).
+    async fn start_lid_verification(&self, request: &VerificationRequest) -> Result<LidVerification, Error>;
+
+    /// A LID verification this device started, by id.
+    async fn lid_verification(&self, id: &str) -> Result<Option<LidVerification>, Error>;
+
+    /// The tenant's verified link of `jid`, a LID or a phone JID.
+    async fn verified_link(&self, jid: &Jid) -> Result<Option<VerifiedLink>, Error>;
 }
 
 /// Opens, links, logs out and removes the device sessions of the process.
@@ -178,6 +192,19 @@ pub trait Mailbox: Send + Sync + 'static {
     /// Moves sent messages of `device` of `tenant` forward to the statuses WhatsApp reported,
     /// each change with its event.
     async fn change_status(&self, tenant: &str, device: &str, changes: Vec<StatusChange>) -> anyhow::Result<()>;
+
+    /// Records a LID verification of `tenant` with a new code, unless a limit says not now
+    /// (`waedge_store::Store::start_lid_verification`).
+    async fn start_lid_verification(&self, tenant: &str, new: NewVerification) -> anyhow::Result<Started>;
+
+    /// Forgets a verification whose code was never sent.
+    async fn forget_lid_verification(&self, tenant: &str, device: &str, id: &str) -> anyhow::Result<()>;
+
+    /// The verification `id` that `device` of `tenant` started, if any.
+    async fn lid_verification(&self, tenant: &str, device: &str, id: &str) -> anyhow::Result<Option<LidVerification>>;
+
+    /// The verified link of `jid` (a LID or a phone JID) in `tenant`, if any.
+    async fn verified_link(&self, tenant: &str, jid: &str) -> anyhow::Result<Option<VerifiedLink>>;
 }
 
 /// Whether a device in `state` has no client and gets none by itself: logged out, replaced,

@@ -1,5 +1,6 @@
 //! The [`Mailbox`] of the store: events committed to its outbox (`waedge_store::events`), sent
-//! messages recorded in its `sent` table (`waedge_store::sent`). Whoever delivers the events
+//! messages recorded in its `sent` table (`waedge_store::sent`), LID verifications and links
+//! in its `links` tables (`waedge_store::links`). Whoever delivers the events
 //! waits for those of a tenant, or of one of its devices, on [`Appended`].
 
 use std::collections::{BTreeSet, HashMap};
@@ -7,8 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tokio::sync::watch;
-use waedge_contract::types::SentMessage;
+use waedge_contract::types::{LidVerification, SentMessage, VerifiedLink};
 use waedge_store::events::{EventRecord, NewEvent};
+use waedge_store::links::{NewVerification, Started};
 use waedge_store::sent::{Begun, NewSend, StatusChange};
 use waedge_store::{Store, StoreError};
 
@@ -133,6 +135,26 @@ impl Mailbox for StoreMailbox {
         let appended = self.run(move |store| store.change_status(&tenant, &device, &changes)).await?;
         self.appended(&appended);
         Ok(())
+    }
+
+    async fn start_lid_verification(&self, tenant: &str, new: NewVerification) -> anyhow::Result<Started> {
+        let tenant = tenant.to_string();
+        self.run(move |store| store.start_lid_verification(&tenant, &new)).await
+    }
+
+    async fn forget_lid_verification(&self, tenant: &str, device: &str, id: &str) -> anyhow::Result<()> {
+        let (tenant, device, id) = (tenant.to_string(), device.to_string(), id.to_string());
+        self.run(move |store| store.forget_lid_verification(&tenant, &device, &id)).await
+    }
+
+    async fn lid_verification(&self, tenant: &str, device: &str, id: &str) -> anyhow::Result<Option<LidVerification>> {
+        let (tenant, device, id) = (tenant.to_string(), device.to_string(), id.to_string());
+        self.run(move |store| store.lid_verification(&tenant, &device, &id)).await
+    }
+
+    async fn verified_link(&self, tenant: &str, jid: &str) -> anyhow::Result<Option<VerifiedLink>> {
+        let (tenant, jid) = (tenant.to_string(), jid.to_string());
+        self.run(move |store| store.verified_link(&tenant, &jid)).await
     }
 }
 

@@ -147,13 +147,23 @@ pub(crate) async fn send(
         Some(key) => message_id(tenant, device, key),
         None => client.generate_message_id(),
     };
+    let send = NewSend { device: device.to_string(), id, to: message.to.to_string(), request: message.fingerprint() };
+    hand_over(client, mailbox, in_flight, tenant, send, (to, content)).await
+}
+
+/// Records `send` of `tenant` in `mailbox` and hands `content` for `to` (the recipient of
+/// `send`) to `client` under its id, unless the message was recorded before and WhatsApp has
+/// it (see [`send`]).
+pub(crate) async fn hand_over(
+    client: &Arc<Client>,
+    mailbox: &dyn Mailbox,
+    in_flight: &InFlight,
+    tenant: &str,
+    send: NewSend,
+    (to, content): (whatsapp_rust::Jid, wa::Message),
+) -> Result<SendOutcome, Error> {
+    let (device, id) = (send.device.clone(), send.id.clone());
     let _turn = in_flight.enter(&id).await;
-    let send = NewSend {
-        device: device.to_string(),
-        id: id.clone(),
-        to: message.to.to_string(),
-        request: message.fingerprint(),
-    };
     let repeated = match mailbox.begin_send(tenant, send).await.map_err(upstream)? {
         Begun::Conflict => return Ok(SendOutcome::KeyReused),
         Begun::Repeated(sent) if sent.status != MessageStatus::Pending => return Ok(SendOutcome::Repeated(sent)),
@@ -163,11 +173,11 @@ pub(crate) async fn send(
     if let Err(e) = client.send_message_with_options(to, content, SendOptions::default().with_message_id(&id)).await {
         if !repeated {
             // Nothing says WhatsApp has it: a retry under the same id must send it again.
-            mailbox.forget_send(tenant, device, &id).await.map_err(upstream)?;
+            mailbox.forget_send(tenant, &device, &id).await.map_err(upstream)?;
         }
         return Err(send_error(e));
     }
-    let sent = mailbox.sent_message(tenant, device, &id).await.map_err(upstream)?;
+    let sent = mailbox.sent_message(tenant, &device, &id).await.map_err(upstream)?;
     let sent = sent.ok_or_else(|| Error::Upstream(format!("message {id} was sent but its record is gone")))?;
     Ok(if repeated { SendOutcome::Repeated(sent) } else { SendOutcome::Sent(sent) })
 }

@@ -31,7 +31,8 @@ use tokio::sync::{OwnedMutexGuard, watch};
 use tokio::task::JoinHandle;
 use waedge_contract::types::{
     self, BusinessCategory, BusinessHours, BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group,
-    LidMapping, OnWhatsapp, OpeningMode, ProfilePicture, SendOutcome, SentMessage, UserInfo,
+    LidMapping, LidVerification, OnWhatsapp, OpeningMode, ProfilePicture, SendOutcome, SentMessage, UserInfo,
+    VerifiedLink,
 };
 use waedge_jid::Jid;
 use whatsapp_rust::http::UreqHttpClient;
@@ -50,7 +51,10 @@ use super::link::{LINK_DEADLINE, LinkState, Linkings};
 use super::names::LearnedNames;
 use super::received::Received;
 use super::reconnect::SpreadReconnects;
-use super::{DeviceManager, DeviceSession, Mailbox, StatusObserver, TextMessage, is_terminal, not_connected, sending};
+use super::{
+    DeviceManager, DeviceSession, Mailbox, StatusObserver, TextMessage, VerificationRequest, is_terminal,
+    not_connected, sending, verification,
+};
 
 /// The longest a change of the client's device state (identity, prekey counters, push
 /// name) waits to be written. The client's saver writes as soon as it is told of a change;
@@ -949,6 +953,22 @@ impl DeviceSession for WhatsappDevice {
     async fn sent_message(&self, id: &str) -> Result<Option<SentMessage>, Error> {
         let found = self.mailbox()?.sent_message(&self.tenant, &self.status().id, id).await;
         found.map_err(|e| Error::Upstream(format!("reading the message failed: {e:#}")))
+    }
+
+    async fn start_lid_verification(&self, request: &VerificationRequest) -> Result<LidVerification, Error> {
+        let client = self.client()?;
+        let device = self.status().id;
+        verification::start(&client, self.mailbox()?.as_ref(), &self.sending, (&self.tenant, &device), request).await
+    }
+
+    async fn lid_verification(&self, id: &str) -> Result<Option<LidVerification>, Error> {
+        let found = self.mailbox()?.lid_verification(&self.tenant, &self.status().id, id).await;
+        found.map_err(|e| Error::Upstream(format!("reading the verification failed: {e:#}")))
+    }
+
+    async fn verified_link(&self, jid: &Jid) -> Result<Option<VerifiedLink>, Error> {
+        let found = self.mailbox()?.verified_link(&self.tenant, &jid.to_string()).await;
+        found.map_err(|e| Error::Upstream(format!("reading the link failed: {e:#}")))
     }
 }
 

@@ -14,10 +14,10 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Store, StoreError, from_json, tenants, to_json};
+use super::{Store, StoreError, from_json, links, tenants, to_json};
 
 /// The types of event the outbox records, each described in the admin API's document.
-pub const EVENT_TYPES: &[&str] = &[MESSAGE_RECEIVED, MESSAGE_STATUS, DEVICE_STATUS];
+pub const EVENT_TYPES: &[&str] = &[MESSAGE_RECEIVED, MESSAGE_STATUS, DEVICE_STATUS, CONTACT_LINKED];
 
 /// The type of the event of a message a device received.
 pub const MESSAGE_RECEIVED: &str = "message.received";
@@ -28,6 +28,10 @@ pub const MESSAGE_STATUS: &str = "message.status";
 /// The type of the event of a device changing state (linked, connected, disconnected, logged
 /// out …).
 pub const DEVICE_STATUS: &str = "device.status";
+
+/// The type of the event of a LID answering a verification code: it is linked to the phone
+/// number the code was sent to ([`links`](crate::links)).
+pub const CONTACT_LINKED: &str = "contact.linked";
 
 /// An event to append.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,13 +76,16 @@ pub struct EventRecord {
 impl Store {
     /// Appends `events` of `tenant` in one transaction, in order, and returns those that were
     /// new: an event whose deduplication key is recorded already is left out. Events of a
-    /// device that no longer exists are dropped (nothing can read them).
+    /// device that no longer exists are dropped (nothing can read them). A received message
+    /// that answers a LID verification links the LID in the same transaction, and its
+    /// `contact.linked` event follows it ([`links`](crate::links)).
     pub fn append_events(&self, tenant: &str, events: &[NewEvent]) -> Result<Vec<EventRecord>, StoreError> {
         self.transaction(|tx| {
             let mut appended = Vec::new();
             for event in events {
                 if let Some(record) = append(tx, tenant, event)? {
-                    appended.push(record);
+                    let linked = links::answer(tx, tenant, &record)?;
+                    appended.extend(std::iter::once(record).chain(linked));
                 }
             }
             Ok(appended)
@@ -185,7 +192,7 @@ pub(crate) fn append(tx: &Transaction<'_>, tenant: &str, event: &NewEvent) -> Re
 
 /// A new ULID: 48 bits of milliseconds since the Unix epoch, then 80 random bits, in
 /// Crockford's base 32 (26 characters).
-fn ulid() -> String {
+pub(crate) fn ulid() -> String {
     const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
     let millis = chrono::Utc::now().timestamp_millis().max(0) as u128 & ((1 << 48) - 1);
     // A version-4 UUID has 122 random bits; bytes 0–5 and 10–13 hold no version or variant bits.

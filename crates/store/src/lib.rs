@@ -13,9 +13,10 @@
 //!
 //! Each concept has its module: [`tenants`] (with their [`limits`]), [`users`] (and their
 //! tokens), [`devices`], [`routes`], [`components`] (deployed versions), [`admin`]
-//! (admin-API tokens), [`events`] (the outbox of what happened on the devices) and
-//! [`webhooks`] (which deliver a tenant's events to HTTP endpoints, with their delivery logs
-//! and dead letters). The schema is in [`migrations`]. The configuration file seeds an empty
+//! (admin-API tokens), [`events`] (the outbox of what happened on the devices), [`sent`]
+//! (the messages devices sent), [`links`] (verified LID ↔ phone links) and [`webhooks`]
+//! (which deliver a tenant's events to HTTP endpoints, with their delivery logs and dead
+//! letters). The schema is in [`migrations`]. The configuration file seeds an empty
 //! store (`waedge::config::Config::seed`): the store knows nothing of the file.
 //!
 //! It depends only on `waedge-contract` (a device's state is the contract's `device-state`);
@@ -27,6 +28,7 @@ pub mod components;
 pub mod devices;
 pub mod events;
 pub mod limits;
+pub mod links;
 pub mod migrations;
 pub mod routes;
 pub mod sent;

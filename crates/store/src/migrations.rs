@@ -157,6 +157,42 @@ const MIGRATIONS: &[&str] = &[
         FOREIGN KEY (tenant_id, device) REFERENCES devices(tenant_id, id) ON DELETE CASCADE
     ) STRICT;
     "#,
+    // 7: verified LID ↔ phone links, the verifications that make them and the wrong answers
+    //    that lock a sender out for a while (see `links`).
+    r#"
+    CREATE TABLE lid_verifications (
+        tenant_id  TEXT NOT NULL,
+        device     TEXT NOT NULL,
+        id         TEXT NOT NULL,          -- ULID
+        phone_jid  TEXT NOT NULL,          -- where the code went
+        message_id TEXT NOT NULL,          -- the message that carried it
+        salt       TEXT NOT NULL,          -- hex, random per verification
+        code_hash  TEXT NOT NULL,          -- hex SHA-256 of salt and code; the code is not kept
+        lid        TEXT,                   -- who answered it, once linked
+        created_at TEXT NOT NULL,          -- RFC 3339, UTC
+        expires_at TEXT NOT NULL,
+        linked_at  TEXT,
+        PRIMARY KEY (tenant_id, device, id),
+        FOREIGN KEY (tenant_id, device) REFERENCES devices(tenant_id, id) ON DELETE CASCADE
+    ) STRICT;
+    CREATE INDEX lid_verifications_to_phone ON lid_verifications (tenant_id, phone_jid, created_at);
+    CREATE TABLE lid_links (
+        tenant_id    TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        lid          TEXT NOT NULL,
+        phone_jid    TEXT NOT NULL,
+        device       TEXT NOT NULL,        -- that sent the code (the link outlives it)
+        verification TEXT NOT NULL,
+        linked_at    TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, lid)
+    ) STRICT;
+    CREATE INDEX lid_links_of_phone ON lid_links (tenant_id, phone_jid, linked_at);
+    CREATE TABLE lid_link_misses (
+        tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        sender    TEXT NOT NULL,           -- the LID that sent a code-shaped wrong answer
+        at        TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX lid_link_misses_of_sender ON lid_link_misses (tenant_id, sender, at);
+    "#,
 ];
 
 /// Brings the schema up to date.

@@ -11,11 +11,12 @@ use std::sync::Arc;
 
 use waedge_contract::OpenDevice;
 use waedge_contract::types::{
-    BusinessProfile, Contact, ContactProfile, DeviceState, DeviceStatus, Error, Group, LidMapping, OnWhatsapp,
-    OutgoingText, ProfileExtras, ProfilePicture, SendOutcome, SentMessage, UserInfo,
+    BusinessProfile, Contact, ContactProfile, DeviceState, DeviceStatus, Error, Group, LidMapping, LidVerification,
+    LidVerificationRequest, OnWhatsapp, OutgoingText, ProfileExtras, ProfilePicture, SendOutcome, SentMessage,
+    UserInfo, VerifiedLink,
 };
 use waedge_contract::whatsapp::{Host, HostDevice};
-use waedge_device::{DeviceSession, TextMessage, not_connected};
+use waedge_device::{DeviceSession, TextMessage, VerificationRequest, not_connected, verification};
 use waedge_jid::Jid;
 use wasmtime::component::Resource;
 
@@ -154,9 +155,8 @@ impl Capabilities {
 
 impl Capabilities {
     /// Sends `message` from the tenant's device `device` (whose session is `session`), if the
-    /// device's send rate allows it. The send runs to its end even when the request's deadline
-    /// passes first: what it recorded is finished (handed to WhatsApp, or forgotten), never left
-    /// half-done; the caller then gets `timeout` and finds the message by its idempotency key.
+    /// device's send rate allows it. When the request's deadline passes first, the caller gets
+    /// `timeout` and finds the message by its idempotency key.
     pub async fn send_text(
         &self,
         device: &str,
@@ -171,16 +171,67 @@ impl Capabilities {
         let OutgoingText { text, reply_to, idempotency_key, .. } = message;
         let message = TextMessage { to, text, reply_to, idempotency_key };
         message.check().map_err(Error::Forbidden)?;
-        if let Err(wait) = self.scope.take_send(device) {
-            return Err(Error::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u32));
-        }
-        let send = tokio::spawn(async move { session.send_text(&message).await });
-        self.query(async { send.await.unwrap_or_else(|e| Err(Error::Upstream(format!("the send failed: {e}")))) }).await
+        self.send(device, async move { session.send_text(&message).await }).await
     }
 
     /// The message `id` that `session` sent, if any.
     pub async fn sent_message(&self, session: &dyn DeviceSession, id: &str) -> Result<Option<SentMessage>, Error> {
         self.query(session.sent_message(id)).await
+    }
+
+    /// Sends a one-time code from the tenant's device `device` (whose session is `session`) to
+    /// link a phone number to the LID that answers (see the contract's
+    /// `start-lid-verification`); the code's message is a send like any other, under the
+    /// device's send rate.
+    pub async fn start_lid_verification(
+        &self,
+        device: &str,
+        session: Arc<dyn DeviceSession>,
+        request: LidVerificationRequest,
+    ) -> Result<LidVerification, Error> {
+        connected(&*session)?;
+        let phone_jid = parse(&request.phone_jid)?;
+        if !phone_jid.is_phone() || phone_jid.device().is_some() {
+            return Err(Error::InvalidJid(format!(
+                "{phone_jid} is not a phone JID without a device part: a code goes to a phone number"
+            )));
+        }
+        let ttl_seconds = request.ttl_seconds.unwrap_or(verification::DEFAULT_TTL_SECONDS);
+        let request = VerificationRequest { phone_jid, text: request.text, ttl_seconds };
+        request.check().map_err(Error::Forbidden)?;
+        self.send(device, async move { session.start_lid_verification(&request).await }).await
+    }
+
+    /// The verification `id` that `session` started, if any.
+    pub async fn lid_verification(
+        &self,
+        session: &dyn DeviceSession,
+        id: &str,
+    ) -> Result<Option<LidVerification>, Error> {
+        self.query(session.lid_verification(id)).await
+    }
+
+    /// The tenant's verified link of `jid`, a LID or a phone JID, if any.
+    pub async fn verified_link(&self, session: &dyn DeviceSession, jid: &str) -> Result<Option<VerifiedLink>, Error> {
+        let jid = parse_contact(jid)?;
+        if jid.device().is_some() {
+            return Err(Error::InvalidJid(format!("{jid} names a device: name the user's LID or phone JID")));
+        }
+        self.query(session.verified_link(&jid)).await
+    }
+
+    /// Runs `send` if the send rate of `device` allows it. The send runs to its end even when
+    /// the request's deadline passes first: what it recorded is finished, never left half-done.
+    async fn send<T: Send + 'static>(
+        &self,
+        device: &str,
+        send: impl Future<Output = Result<T, Error>> + Send + 'static,
+    ) -> Result<T, Error> {
+        if let Err(wait) = self.scope.take_send(device) {
+            return Err(Error::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u32));
+        }
+        let send = tokio::spawn(send);
+        self.query(async { send.await.unwrap_or_else(|e| Err(Error::Upstream(format!("the send failed: {e}")))) }).await
     }
 }
 
@@ -322,6 +373,34 @@ impl HostDevice for CapabilitiesView<'_> {
     ) -> Result<Option<SentMessage>, Error> {
         let session = self.opened(&device)?;
         self.capabilities.sent_message(&*session, &id).await
+    }
+
+    async fn start_lid_verification(
+        &mut self,
+        device: Resource<OpenDevice>,
+        request: LidVerificationRequest,
+    ) -> Result<LidVerification, Error> {
+        let session = self.opened(&device)?;
+        let id = self.table.get(&device).map_err(|_| Error::DeviceNotFound)?.id.clone();
+        self.capabilities.start_lid_verification(&id, session, request).await
+    }
+
+    async fn get_lid_verification(
+        &mut self,
+        device: Resource<OpenDevice>,
+        id: String,
+    ) -> Result<Option<LidVerification>, Error> {
+        let session = self.opened(&device)?;
+        self.capabilities.lid_verification(&*session, &id).await
+    }
+
+    async fn get_verified_link(
+        &mut self,
+        device: Resource<OpenDevice>,
+        jid: String,
+    ) -> Result<Option<VerifiedLink>, Error> {
+        let session = self.opened(&device)?;
+        self.capabilities.verified_link(&*session, &jid).await
     }
 
     async fn drop(&mut self, device: Resource<OpenDevice>) -> wasmtime::Result<()> {

@@ -9,11 +9,11 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::sync::watch;
 use waedge_contract::types::{
-    BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group, LidMapping, OnWhatsapp, ProfilePicture,
-    SendOutcome, SentMessage, UserInfo,
+    BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group, LidMapping, LidVerification, OnWhatsapp,
+    ProfilePicture, SendOutcome, SentMessage, UserInfo, VerifiedLink,
 };
 use waedge_device::link::LinkState;
-use waedge_device::{DeviceManager, DeviceSession, TextMessage, not_connected};
+use waedge_device::{DeviceManager, DeviceSession, TextMessage, VerificationRequest, not_connected};
 use waedge_jid::Jid;
 
 /// Every fixture device, by `tenant/device` key.
@@ -234,14 +234,27 @@ impl DeviceSession for FixtureDevice {
         Ok(self.connected()?.contacts.iter().find(|c| c.jid == text).cloned())
     }
 
-    /// The fixture world answers look-ups only: messages are sent to wa-sim by the tests of
-    /// `host/tests` (`sending.rs`).
+    /// The fixture world answers look-ups only: messages (and verification codes) are sent to
+    /// wa-sim by the tests of `host/tests` (`sending.rs`, `lid_links.rs`).
     async fn send_text(&self, _: &TextMessage) -> Result<SendOutcome, Error> {
         self.connected()?;
         Err(Error::Upstream("the fixture world sends no messages: send through wa-sim".into()))
     }
 
     async fn sent_message(&self, _: &str) -> Result<Option<SentMessage>, Error> {
+        Ok(None)
+    }
+
+    async fn start_lid_verification(&self, _: &VerificationRequest) -> Result<LidVerification, Error> {
+        self.connected()?;
+        Err(Error::Upstream("the fixture world sends no messages: send through wa-sim".into()))
+    }
+
+    async fn lid_verification(&self, _: &str) -> Result<Option<LidVerification>, Error> {
+        Ok(None)
+    }
+
+    async fn verified_link(&self, _: &Jid) -> Result<Option<VerifiedLink>, Error> {
         Ok(None)
     }
 }

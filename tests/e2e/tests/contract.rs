@@ -29,7 +29,7 @@ const EARLIER_VERSIONS: [&str; 2] = ["0.1.0", "0.2.0"];
 
 /// Every contract version published before the current one, whose WIT `wit/compat/` keeps
 /// (0.2.1 added only to 0.2.0: no component is kept built against it).
-const PUBLISHED_BEFORE: [&str; 3] = ["0.1.0", "0.2.0", "0.2.1"];
+const PUBLISHED_BEFORE: [&str; 4] = ["0.1.0", "0.2.0", "0.2.1", "0.2.2"];
 
 /// A component built against contract `version`, as it was built.
 fn built_against(version: &str, name: &str) -> Vec<u8> {
@@ -253,7 +253,7 @@ fn importing_all_of(main: &Path, extra: Option<&str>, world: &str) -> Vec<u8> {
 fn the_host_links_the_whole_platform_world_of_every_contract_version() {
     let runtime = Runtime::new().unwrap();
     let earlier = PUBLISHED_BEFORE.map(|version| (wit().join("compat").join(version), version));
-    for (dir, version) in [(wit(), "0.2.2")].into_iter().chain(earlier) {
+    for (dir, version) in [(wit(), "0.2.3")].into_iter().chain(earlier) {
         let component = importing_all_of(&dir, None, "handler");
         if let Err(e) = runtime.compile(&format!("handler@{version}"), &component) {
             panic!("a component importing all of handler@{version} is refused: {e}");
@@ -264,14 +264,14 @@ fn the_host_links_the_whole_platform_world_of_every_contract_version() {
 #[test]
 fn an_event_handler_importing_the_whole_platform_is_accepted_for_events_only() {
     let component = importing_all_of(&wit(), None, "event-handler");
-    let compiled = Runtime::new().unwrap().compile("event-handler@0.2.2", &component).expect("the host links it");
+    let compiled = Runtime::new().unwrap().compile("event-handler@0.2.3", &component).expect("the host links it");
     assert!(compiled.handles_events() && !compiled.serves_http());
 }
 
 /// A plugin's world: the handler world and one interface the host does not offer.
 const PLUGIN_WITH_AN_UNKNOWN_IMPORT: &str = "package test:extra;\n\
      interface storage { get: func(key: string) -> option<string>; }\n\
-     world plugin { include waedge:gateway/handler@0.2.2; import storage; }";
+     world plugin { include waedge:gateway/handler@0.2.3; import storage; }";
 
 #[test]
 fn an_import_outside_the_platform_world_is_refused_with_its_name() {

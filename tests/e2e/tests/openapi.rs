@@ -12,12 +12,12 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use waedge_contract::types::{
-    BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group, LidMapping, MessageStatus, OnWhatsapp,
-    ProfilePicture, SendOutcome, SentMessage, UserInfo,
+    BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group, LidMapping, LidVerification,
+    LidVerificationState, MessageStatus, OnWhatsapp, ProfilePicture, SendOutcome, SentMessage, UserInfo, VerifiedLink,
 };
 use waedge_device::link::LinkState;
 use waedge_device::whatsapp::WhatsappDevices;
-use waedge_device::{DeviceManager, DeviceSession, TextMessage};
+use waedge_device::{DeviceManager, DeviceSession, TextMessage, VerificationRequest};
 use waedge_e2e::fixture::{FixtureDevices, World};
 use waedge_e2e::live::{Live, SELF_PHONE};
 use waedge_e2e::server::{Reply, TestGateway, fixtures};
@@ -623,6 +623,10 @@ async fn the_seed_apis_answer_as_documented() {
     let send = |text: &str| json!({"to": "6281234567890", "text": text});
     let sending = sending_gateway().await;
     let (sends, reads) = ("/devices/{device_id}/messages", "/devices/{device_id}/messages/{message_id}");
+    let verify = |phone: &str| json!({"phone": phone, "text": "Your code: {code}", "ttl_seconds": 600});
+    let (starts, verifications) =
+        ("/devices/{device_id}/lid-verifications", "/devices/{device_id}/lid-verifications/{verification_id}");
+    let (links, profiles) = ("/devices/{device_id}/lid-links", "/devices/{device_id}/profile");
     let huge = send(&"a".repeat(1 << 20));
     let calls = [
         (&gw, Method::POST, sends, "/devices/main/messages", None, send("hi"), 502),
@@ -639,6 +643,34 @@ async fn the_seed_apis_answer_as_documented() {
         (&sending, Method::POST, sends, "/devices/main/messages", Some("order-1"), send("ho"), 422),
         (&sending, Method::GET, reads, "/devices/main/messages/3EB000000000000000000002", None, Value::Null, 200),
         (&sending, Method::GET, reads, "/devices/main/messages/3EB0AA", None, Value::Null, 404),
+        (&gw, Method::POST, starts, "/devices/main/lid-verifications", None, verify("6281234567890"), 502),
+        (&gw, Method::POST, starts, "/devices/main/lid-verifications", None, verify("1234567890987654321@lid"), 400),
+        (
+            &gw,
+            Method::POST,
+            starts,
+            "/devices/main/lid-verifications",
+            None,
+            json!({"phone": "6281234567890",
+            "text": "no placeholder"}),
+            400,
+        ),
+        (&gw, Method::POST, starts, "/devices/nope/lid-verifications", None, verify("6281234567890"), 404),
+        (&gw, Method::GET, verifications, "/devices/main/lid-verifications/01J", None, Value::Null, 404),
+        (&gw, Method::GET, links, "/devices/main/lid-links?jid=6281234567890", None, Value::Null, 404),
+        (&gw, Method::GET, links, "/devices/main/lid-links", None, Value::Null, 400),
+        (&sending, Method::POST, starts, "/devices/main/lid-verifications", None, verify("6281234567890"), 202),
+        (
+            &sending,
+            Method::GET,
+            verifications,
+            "/devices/main/lid-verifications/01JEV7K3X9Q2M4N5P6R7S8T901",
+            None,
+            Value::Null,
+            200,
+        ),
+        (&sending, Method::GET, links, "/devices/main/lid-links?jid=6281234567890", None, Value::Null, 200),
+        (&sending, Method::GET, profiles, "/devices/main/profile?jid=6281234567890", None, Value::Null, 200),
     ];
     for (gateway, method, template, path, key, body, status) in calls {
         let operation = &doc["paths"][template][method.as_str().to_lowercase()];
@@ -687,7 +719,11 @@ struct Sending(FixtureDevices);
 #[async_trait::async_trait]
 impl DeviceManager for Sending {
     fn open(&self, tenant: &str, device: &str, remembered: DeviceState) -> Arc<dyn DeviceSession> {
-        Arc::new(SendingDevice { fixture: self.0.open(tenant, device, remembered), sent: Mutex::default() })
+        Arc::new(SendingDevice {
+            fixture: self.0.open(tenant, device, remembered),
+            sent: Mutex::default(),
+            verifications: Mutex::default(),
+        })
     }
 
     async fn link_qr(&self, tenant: &str, device: &str) -> anyhow::Result<watch::Receiver<LinkState>> {
@@ -737,6 +773,9 @@ struct SendingDevice {
     fixture: Arc<dyn DeviceSession>,
     /// What it was asked to send, in order, with what it answered.
     sent: Mutex<Vec<(TextMessage, SentMessage)>>,
+    /// The LID verifications it started, each answered at once by a LID made up from the
+    /// number (`9` and its digits).
+    verifications: Mutex<Vec<LidVerification>>,
 }
 
 #[async_trait::async_trait]
@@ -800,5 +839,45 @@ impl DeviceSession for SendingDevice {
 
     async fn sent_message(&self, id: &str) -> Result<Option<SentMessage>, Error> {
         Ok(self.sent.lock().unwrap().iter().find(|(_, answered)| answered.id == id).map(|(_, a)| a.clone()))
+    }
+
+    async fn start_lid_verification(&self, request: &VerificationRequest) -> Result<LidVerification, Error> {
+        let mut verifications = self.verifications.lock().unwrap();
+        let started = LidVerification {
+            id: format!("01JEV7K3X9Q2M4N5P6R7S8T9{:02}", verifications.len() + 1),
+            phone_jid: request.phone_jid.to_string(),
+            state: LidVerificationState::Pending,
+            message_id: format!("3EB0{:020}", verifications.len() + 1),
+            lid: None,
+            created_at: "2026-12-05T19:00:00Z".into(),
+            expires_at: "2026-12-05T19:10:00Z".into(),
+            linked_at: None,
+        };
+        verifications.push(LidVerification {
+            state: LidVerificationState::Linked,
+            lid: Some(format!("9{}@lid", request.phone_jid.user())),
+            linked_at: Some("2026-12-05T19:01:00Z".into()),
+            ..started.clone()
+        });
+        Ok(started)
+    }
+
+    async fn lid_verification(&self, id: &str) -> Result<Option<LidVerification>, Error> {
+        Ok(self.verifications.lock().unwrap().iter().find(|v| v.id == id).cloned())
+    }
+
+    async fn verified_link(&self, jid: &Jid) -> Result<Option<VerifiedLink>, Error> {
+        let jid = jid.to_string();
+        let verifications = self.verifications.lock().unwrap();
+        let linked = verifications.iter().rev().find(|v| v.phone_jid == jid || v.lid.as_ref() == Some(&jid));
+        Ok(linked.and_then(|v| {
+            Some(VerifiedLink {
+                lid: v.lid.clone()?,
+                phone_jid: v.phone_jid.clone(),
+                device: self.fixture.status().id,
+                verification: v.id.clone(),
+                linked_at: v.linked_at.clone()?,
+            })
+        }))
     }
 }
