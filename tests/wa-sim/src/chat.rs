@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use wacore::libsignal::protocol::SignalProtocolError;
+use wacore::libsignal::protocol::{ProtocolAddress, SignalProtocolError};
+use wacore::messages::MessageUtils;
+use waproto::buffa::{Message as _, MessageField};
 use waproto::whatsapp as wa;
 
 use crate::error::SimError;
@@ -11,6 +13,7 @@ use crate::hub::DeviceAddr;
 use crate::node;
 use crate::signal::{self, Envelope};
 use crate::sim::Shared;
+use crate::world::Account;
 
 /// A text the sim sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +55,60 @@ pub async fn send_text(shared: &Shared, from: &str, to: &str, text: &str) -> Res
     }
     if devices == 0 {
         return Err(SimError::NoReceivingDevice(recipient.phone.clone()));
+    }
+    Ok(Sent { id, devices })
+}
+
+/// Sends a text from account `from` to group `group` (its id): every linked client device of
+/// the group's other members gets it, with the sender's key for the group (a `pkmsg` each) and
+/// the text under it (one `skmsg`), now or at its next login, as [`send_text`] delivers.
+pub async fn send_group_text(shared: &Shared, from: &str, group: &str, text: &str) -> Result<Sent, SimError> {
+    let sender = shared.world.account_by_phone(from).ok_or_else(|| SimError::UnknownAccount(from.to_owned()))?;
+    let group = shared.world.group(group).ok_or_else(|| SimError::UnknownGroup(group.to_owned()))?;
+    if !group.has_member(sender) {
+        return Err(SimError::NotAMember { phone: sender.phone.clone(), group: group.id.clone() });
+    }
+    let members: Vec<&Account> =
+        shared.world.accounts.iter().filter(|a| a.phone != sender.phone && group.has_member(a)).collect();
+    for member in &members {
+        wait_for_pre_keys(shared, &member.phone).await;
+    }
+    let crypto = |e: SignalProtocolError| SimError::Crypto(e.to_string());
+    let phone = shared.devices.get(sender, 0).map_err(crypto)?;
+    let mut phone = phone.lock().await;
+    let group_jid = group.jid().to_string();
+    let own = ProtocolAddress::new(sender.phone.as_str(), 0u32.into());
+    let content = wa::Message { conversation: Some(text.to_owned()), ..Default::default() };
+    let plaintext = MessageUtils::pad_message_v2(content.encode_to_vec());
+    let (distribution, skmsg) = phone.group_encrypt(&group_jid, &own, &plaintext).await.map_err(crypto)?;
+    let distribution = wa::Message {
+        sender_key_distribution_message: MessageField::some(wa::message::SenderKeyDistributionMessage {
+            group_id: Some(group_jid),
+            axolotl_sender_key_distribution_message: Some(distribution.serialized().to_vec()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let id = node::random_id();
+    let envelope = Envelope { id: &id, kind: "text", notify: Some(&sender.push_name) };
+    let mut devices = 0;
+    for member in members {
+        for device in shared.hub.linked_devices(&member.phone) {
+            let addr = DeviceAddr { phone: member.phone.clone(), device };
+            let Some(bundle) = shared.hub.take_bundle(&addr) else {
+                tracing::warn!("{}:{} has no pre-keys left to encrypt to", addr.phone, addr.device);
+                continue;
+            };
+            let parts = (&distribution, skmsg.as_slice());
+            let message = signal::group_message(&mut phone, (sender, group), &addr, &bundle, envelope, parts)
+                .await
+                .map_err(crypto)?;
+            shared.hub.deliver(&addr, message);
+            devices += 1;
+        }
+    }
+    if devices == 0 {
+        return Err(SimError::NoReceivingDevice(group.id.clone()));
     }
     Ok(Sent { id, devices })
 }

@@ -49,6 +49,17 @@ pub enum SimError {
     /// Accounts do not message themselves through the sim.
     #[error("sender and recipient are the same account")]
     SelfMessage,
+    /// The world has no group with this id.
+    #[error("group {0} is not a group of the world")]
+    UnknownGroup(String),
+    /// The account is not a member of the group it writes to.
+    #[error("{phone} is not a member of group {group}")]
+    NotAMember {
+        /// The account.
+        phone: String,
+        /// The group id.
+        group: String,
+    },
     /// No linked device of the account can receive messages (the sim holds pre-keys of none).
     #[error("no linked device of {0} can receive messages (none has uploaded pre-keys)")]
     NoReceivingDevice(String),

@@ -19,7 +19,7 @@ use waproto::whatsapp as wa;
 use crate::hub::DeviceAddr;
 use crate::node::{self, child_bytes, children, content_bytes};
 use crate::sim_device::SimDevice;
-use crate::world::Account;
+use crate::world::{Account, Group};
 
 /// Result of the Signal library.
 pub type SignalResult<T> = Result<T, SignalProtocolError>;
@@ -158,15 +158,7 @@ pub async fn message(
     envelope: Envelope<'_>,
     content: &wa::Message,
 ) -> SignalResult<Node> {
-    let plaintext = MessageUtils::pad_message_v2(content.encode_to_vec());
-    let ciphertext = phone.encrypt(&address(to), &bundle.to_signal(to.device)?, &plaintext).await?;
-    let (enc_type, bytes) = match &ciphertext {
-        CiphertextMessage::PreKeySignalMessage(m) => ("pkmsg", m.serialized().to_vec()),
-        CiphertextMessage::SignalMessage(m) => ("msg", m.serialized().to_vec()),
-        _ => {
-            return Err(SignalProtocolError::InvalidArgument("unexpected ciphertext kind".into()));
-        }
-    };
+    let enc = pairwise(phone, to, bundle, content).await?;
     let own = sender.phone == to.phone;
     let from =
         if sender.privacy.lid_only && !own { Jid::lid(sender.lid.as_str()) } else { Jid::pn(sender.phone.as_str()) };
@@ -184,8 +176,59 @@ pub async fn message(
         // As WhatsApp does for a message addressed by phone number: the sender's LID with it.
         b = b.attr("sender_lid", Jid::lid(sender.lid.as_str()));
     }
-    let enc = NodeBuilder::new("enc").attr("v", "2").attr("type", enc_type).bytes(bytes).build();
     Ok(b.children([enc]).build())
+}
+
+/// A `<message>` from `sender`'s phone to client device `to` in `group`: the sender key
+/// (`distribution`, encrypted pairwise in a new session with `bundle`) and the text under it
+/// (`skmsg`, the same bytes for every member's device).
+pub async fn group_message(
+    phone: &mut SimDevice,
+    (sender, group): (&Account, &Group),
+    to: &DeviceAddr,
+    bundle: &Bundle,
+    envelope: Envelope<'_>,
+    (distribution, skmsg): (&wa::Message, &[u8]),
+) -> SignalResult<Node> {
+    let enc = pairwise(phone, to, bundle, distribution).await?;
+    let (pn, lid) = (Jid::pn(sender.phone.as_str()), Jid::lid(sender.lid.as_str()));
+    // An account that writes by LID only is shown by its LID, alone, in any group.
+    let by_lid = group.lid_addressed || sender.privacy.lid_only;
+    let (participant, alt) = if by_lid { (lid, ("participant_pn", pn)) } else { (pn, ("participant_lid", lid)) };
+    let mut b = NodeBuilder::new("message")
+        .attr("from", group.jid())
+        .attr("participant", participant)
+        .attr("addressing_mode", if group.lid_addressed { "lid" } else { "pn" })
+        .attr("type", envelope.kind)
+        .attr("id", envelope.id)
+        .attr("t", node::now().to_string());
+    if !sender.privacy.lid_only {
+        b = b.attr(alt.0, alt.1);
+    }
+    if let Some(name) = envelope.notify {
+        b = b.attr("notify", name);
+    }
+    let sk = NodeBuilder::new("enc").attr("v", "2").attr("type", "skmsg").bytes(skmsg.to_vec()).build();
+    Ok(b.children([enc, sk]).build())
+}
+
+/// `content` encrypted for client device `to` in a new session with `bundle`: its `<enc>`.
+async fn pairwise(
+    phone: &mut SimDevice,
+    to: &DeviceAddr,
+    bundle: &Bundle,
+    content: &wa::Message,
+) -> SignalResult<Node> {
+    let plaintext = MessageUtils::pad_message_v2(content.encode_to_vec());
+    let ciphertext = phone.encrypt(&address(to), &bundle.to_signal(to.device)?, &plaintext).await?;
+    let (enc_type, bytes) = match &ciphertext {
+        CiphertextMessage::PreKeySignalMessage(m) => ("pkmsg", m.serialized().to_vec()),
+        CiphertextMessage::SignalMessage(m) => ("msg", m.serialized().to_vec()),
+        _ => {
+            return Err(SignalProtocolError::InvalidArgument("unexpected ciphertext kind".into()));
+        }
+    };
+    Ok(NodeBuilder::new("enc").attr("v", "2").attr("type", enc_type).bytes(bytes).build())
 }
 
 /// Why an `<enc>` from a client device could not be opened.

@@ -173,6 +173,13 @@ impl WaSim {
         chat::send_text(&self.shared, from, to, text).await
     }
 
+    /// Account `from` sends `text` to group `group` (its id): every linked device of the
+    /// group's other members gets it as [`WaSim::send_text`] delivers, under `from`'s sender
+    /// key for the group.
+    pub async fn send_group_text(&self, from: &str, group: &str, text: &str) -> Result<Sent, SimError> {
+        chat::send_group_text(&self.shared, from, group, text).await
+    }
+
     /// How many messages wait for an acknowledgement from a device of account `phone`
     /// (one per device and message).
     pub fn unacknowledged(&self, phone: &str) -> usize {

@@ -16,8 +16,8 @@ use wacore::libsignal::crypto::hmac_sha256;
 use wacore::libsignal::protocol::{
     self as signal, CiphertextMessage, Direction, GenericSignedPreKey, IdentityChange, IdentityKey, IdentityKeyPair,
     IdentityKeyStore, KeyPair, PreKeyBundle, PreKeyId, PreKeyRecord, PreKeyStore, PrivateKey, ProtocolAddress,
-    SessionRecord, SessionStore, SignalProtocolError, SignedPreKeyId, SignedPreKeyRecord, SignedPreKeyStore, Timestamp,
-    UsePQRatchet,
+    SenderKeyDistributionMessage, SenderKeyName, SenderKeyRecord, SenderKeyStore, SessionRecord, SessionStore,
+    SignalProtocolError, SignedPreKeyId, SignedPreKeyRecord, SignedPreKeyStore, Timestamp, UsePQRatchet,
 };
 use waproto::buffa::Message as _;
 
@@ -76,6 +76,7 @@ pub struct SimDevice {
     sessions: Sessions,
     pre_keys: PreKeys,
     signed_pre_key: SignedPreKey,
+    sender_keys: SenderKeys,
     /// The account-signed proof that the identity is this companion's (`None` for the phone).
     device_identity: Option<Vec<u8>>,
 }
@@ -109,6 +110,7 @@ impl SimDevice {
             sessions: Sessions::default(),
             pre_keys: PreKeys { seed, used: HashSet::new() },
             signed_pre_key: SignedPreKey(record),
+            sender_keys: SenderKeys::default(),
             device_identity,
         })
     }
@@ -159,6 +161,41 @@ impl SimDevice {
             self.pre_keys.remove_pre_key(used).await?;
         }
         Ok(result.plaintext)
+    }
+}
+
+impl SimDevice {
+    /// Encrypts `plaintext` for the members of `group` (its JID) under this device's sender
+    /// key there, `sender` being this device's address; returns the distribution message that
+    /// lets a member decrypt it (the same key for the sim's lifetime) and the `skmsg` bytes.
+    pub async fn group_encrypt(
+        &mut self,
+        group: &str,
+        sender: &ProtocolAddress,
+        plaintext: &[u8],
+    ) -> SignalResult<(SenderKeyDistributionMessage, Vec<u8>)> {
+        let name = SenderKeyName::new(group.to_owned(), sender.to_string());
+        let mut rng = rand::make_rng::<rand::rngs::StdRng>();
+        let distribution =
+            signal::create_sender_key_distribution_message(&name, &mut self.sender_keys, &mut rng).await?;
+        let message = signal::group_encrypt(&mut self.sender_keys, &name, plaintext, &mut rng).await?;
+        Ok((distribution, message.serialized().to_vec()))
+    }
+}
+
+/// Sender keys: this device's own, per group, and those members distributed to it.
+#[derive(Default)]
+struct SenderKeys(HashMap<SenderKeyName, SenderKeyRecord>);
+
+#[async_trait::async_trait]
+impl SenderKeyStore for SenderKeys {
+    async fn store_sender_key(&mut self, name: &SenderKeyName, record: SenderKeyRecord) -> SignalResult<()> {
+        self.0.insert(name.clone(), record);
+        Ok(())
+    }
+
+    async fn load_sender_key(&self, name: &SenderKeyName) -> SignalResult<Option<SenderKeyRecord>> {
+        Ok(self.0.get(name).cloned())
     }
 }
 

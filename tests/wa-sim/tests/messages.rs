@@ -57,3 +57,42 @@ async fn a_lid_only_contact_writes_from_its_lid_without_its_number() {
     assert_eq!(sender_alt, None, "WhatsApp gave no phone number with it");
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_text_arrives_under_the_senders_key_addressed_as_the_group_is() {
+    let sim = start_sim().await;
+    let c = TestClient::seeded(&sim, SELF_PHONE, SELF_LID, 5, "Sim User").await;
+    c.connected(10).await;
+    let outsiders = sim.send_group_text("15550002222", "120363000000000003", "not for you").await;
+    assert!(matches!(outsiders, Err(wa_sim::SimError::NoReceivingDevice(_))), "{outsiders:?}");
+    let stranger = sim.send_group_text("15550004444", "120363000000000001", "hi").await;
+    assert!(matches!(stranger, Err(wa_sim::SimError::NotAMember { .. })), "{stranger:?}");
+    for (group, text, sender, alt) in [
+        ("120363000000000001", "hello team", "15550002222@s.whatsapp.net", "100000000000002@lid"),
+        ("120363000000000001", "and again, same key", "15550002222@s.whatsapp.net", "100000000000002@lid"),
+        ("120363000000000002", "hello club", "100000000000002@lid", "15550002222@s.whatsapp.net"),
+    ] {
+        let sent = sim.send_group_text("15550002222", group, text).await.unwrap();
+        assert_eq!(sent.devices, 1);
+        let got = c
+            .wait_for(10, "Messages", |e| match e {
+                Event::Messages(batch) => batch.messages.first().map(|m| {
+                    let source = &m.info.source;
+                    let alt = source.sender_alt.as_ref().map(|j| j.to_string());
+                    (
+                        m.info.id.clone(),
+                        m.message.conversation.clone(),
+                        source.chat.to_string(),
+                        source.sender.to_string(),
+                        alt,
+                    )
+                }),
+                _ => None,
+            })
+            .await;
+        let expected =
+            (sent.id, Some(text.to_owned()), format!("{group}@g.us"), sender.to_owned(), Some(alt.to_owned()));
+        assert_eq!(got, expected);
+    }
+    c.stop().await;
+}
