@@ -1,7 +1,7 @@
 //! Messages WhatsApp delivers to a device become its tenant's events, recorded before
 //! WhatsApp is told they arrived: listed by the admin API in order, each with a stable id, a
-//! number in its chat, and both the LID and the phone JID of its sender when WhatsApp gave
-//! them; and a `kill -9` at any moment loses none and records none twice.
+//! number in its chat (a user's or a group's), and both the LID and the phone JID of its
+//! sender when WhatsApp gave them; and a `kill -9` at any moment loses none and records none twice.
 //!
 //! Needs a test build (`wa-sim` feature); `cargo test --workspace` has it.
 
@@ -65,6 +65,41 @@ async fn a_message_to_a_device_is_an_event_with_both_jids_of_its_sender() {
     let table = cli_ok(&["event", "list", "acme", "--after", id], Some(admin));
     assert!(table.contains("message.received") && table.contains(events[1]["id"].as_str().unwrap()), "{table}");
     assert!(!table.contains(id), "only the events after --after: {table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_text_is_an_event_of_the_group_with_both_jids_of_its_sender() {
+    let linked = Linked::start().await;
+    let group = "120363406798553856@g.us";
+    let first = linked.sim.send_group_text(JOHN, "120363406798553856", "hello group").await.expect("John writes");
+    let second = linked.sim.send_text(JOHN, SELF_PHONE, "and to you alone").await.expect("and directly");
+    let third = linked.sim.send_group_text(JOHN, "120363406798553856", "again").await.expect("John again");
+
+    let events = linked.wait_for_events(3, 10).await;
+    let john = json!({ "jid": "6281234567890@s.whatsapp.net", "type": "user", "lid": JOHN_LID,
+                       "phone_jid": "6281234567890@s.whatsapp.net" });
+    // Chats are taken in concurrently: only the order within each chat is kept.
+    let mut summary: Vec<(&Value, u64, &Value, &Value, &Value)> = events
+        .iter()
+        .map(|e| {
+            (&e["chat"], e["seq"].as_u64().unwrap(), &e["data"]["message_id"], &e["data"]["chat"], &e["data"]["sender"])
+        })
+        .collect();
+    summary.sort_by_key(|(chat, seq, ..)| (chat.to_string(), *seq));
+    let group_chat = json!({ "jid": group, "type": "group" });
+    let john_jid = json!("6281234567890@s.whatsapp.net");
+    assert_eq!(
+        summary,
+        [
+            (&json!(group), 1, &json!(first.id), &group_chat, &john),
+            (&json!(group), 2, &json!(third.id), &group_chat, &john),
+            (&john_jid, 1, &json!(second.id), &john, &john),
+        ],
+        "each chat numbered on its own"
+    );
+    let hello = events.iter().find(|e| e["data"]["message_id"] == first.id.as_str()).expect("the first group text");
+    assert_eq!(hello["data"]["message"], json!({ "kind": "text", "text": "hello group", "reply_to": null }));
+    assert_eq!(hello["data"]["push_name"], "John Doe");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -101,7 +101,7 @@ fn contact(device: &Device, jid: &Jid, preview: bool) -> Result<ContactProfile, 
                 .unwrap_or_default(),
         ),
     };
-    let verified_link = links::of_profile(device, &text)?;
+    let verified_link = links::of_profile(device, &text);
     Ok(ContactProfile {
         jid: text,
         phone_jid,

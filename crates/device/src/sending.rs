@@ -211,8 +211,8 @@ fn rfc3339(at: whatsapp_rust::chrono::DateTime<whatsapp_rust::chrono::Utc>) -> S
     at.to_rfc3339_opts(whatsapp_rust::chrono::SecondsFormat::Secs, true)
 }
 
-fn upstream(e: anyhow::Error) -> Error {
-    Error::Upstream(format!("recording the message failed: {e:#}"))
+pub(crate) fn upstream(e: anyhow::Error) -> Error {
+    Error::Upstream(format!("the gateway's record of it failed: {e:#}"))
 }
 
 /// The contract's error for a send the client refused or could not make.

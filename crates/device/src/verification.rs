@@ -19,7 +19,7 @@ use whatsapp_rust::wacore::proto_helpers::MessageBuilderExt;
 use whatsapp_rust::waproto::whatsapp as wa;
 
 use super::Mailbox;
-use super::sending::{self, InFlight};
+use super::sending::{self, InFlight, upstream};
 use super::whatsapp::to_wa;
 
 /// Where the code goes in the text of a verification.
@@ -86,7 +86,7 @@ pub(crate) async fn start(
     let (verification, code) = match mailbox.start_lid_verification(tenant, new).await.map_err(upstream)? {
         Started::Started { verification, code } => (verification, code),
         Started::TooMany { retry_after, reason } => {
-            tracing::info!(tenant, device, "a LID verification waits {retry_after} s: {reason}");
+            tracing::info!(tenant, device, "a LID verification must wait {retry_after} s: {reason}");
             return Err(Error::RateLimited(retry_after));
         }
     };
@@ -98,14 +98,13 @@ pub(crate) async fn start(
     };
     let content = wa::Message::text(request.text.replacen(PLACEHOLDER, &code, 1));
     if let Err(e) = sending::hand_over(client, mailbox, in_flight, tenant, send, (to, content)).await {
-        mailbox.forget_lid_verification(tenant, device, &verification.id).await.map_err(upstream)?;
+        if let Err(forgetting) = mailbox.forget_lid_verification(tenant, device, &verification.id).await {
+            // It stays pending, unanswerable (nobody has its code), until it expires.
+            tracing::warn!(tenant, device, "an unsent verification could not be forgotten: {forgetting:#}");
+        }
         return Err(e);
     }
     Ok(verification)
-}
-
-fn upstream(e: anyhow::Error) -> Error {
-    Error::Upstream(format!("recording the verification failed: {e:#}"))
 }
 
 #[cfg(test)]

@@ -193,14 +193,16 @@ pub(crate) fn append(tx: &Transaction<'_>, tenant: &str, event: &NewEvent) -> Re
 /// A new ULID: 48 bits of milliseconds since the Unix epoch, then 80 random bits, in
 /// Crockford's base 32 (26 characters).
 pub(crate) fn ulid() -> String {
-    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
     let millis = chrono::Utc::now().timestamp_millis().max(0) as u128 & ((1 << 48) - 1);
     // A version-4 UUID has 122 random bits; bytes 0–5 and 10–13 hold no version or variant bits.
     let random = uuid::Uuid::new_v4();
     let random = random.as_bytes();
     let bits = random[..6].iter().chain(&random[10..14]).fold(millis, |acc, byte| acc << 8 | u128::from(*byte));
-    (0..26).rev().map(|digit| ALPHABET[(bits >> (digit * 5)) as usize & 31] as char).collect()
+    (0..26).rev().map(|digit| CROCKFORD[(bits >> (digit * 5)) as usize & 31] as char).collect()
 }
+
+/// Crockford's base 32: digits and letters without I, L, O and U.
+pub(crate) const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 #[cfg(test)]
 mod tests {

@@ -205,7 +205,12 @@ impl Store {
 
 /// The current time as RFC 3339 UTC with seconds, e.g. `2026-11-22T05:54:42Z`.
 pub(crate) fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    rfc3339(chrono::Utc::now())
+}
+
+/// `at` as RFC 3339 UTC with seconds, the form every time in the store has.
+pub(crate) fn rfc3339(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Turns a unique-constraint failure into [`StoreError::Conflict`] with `message`.

@@ -12,8 +12,8 @@
 //! [`MAX_PENDING_PER_DEVICE`] are pending per device and [`MAX_STARTS_PER_PHONE`] are sent to
 //! one number an hour; a message offers at most [`CANDIDATES_PER_MESSAGE`] code-shaped words,
 //! and a sender whose code-shaped words matched nothing [`MAX_MISSES`] times in an hour is not
-//! heard for the rest of it. An answer from an account that WhatsApp says has another number
-//! links nothing (a forwarded code), and counts as a miss.
+//! heard for the rest of it. An account that WhatsApp says has a number answers only the codes
+//! sent to that number: its answer to another's (a forwarded code) links nothing.
 
 use chrono::{DateTime, Duration, Utc};
 use rusqlite::{OptionalExtension, Transaction, params};
@@ -22,8 +22,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use waedge_contract::types::{LidVerification, LidVerificationState, VerifiedLink};
 
-use super::events::{self, CONTACT_LINKED, EventRecord, MESSAGE_RECEIVED, NewEvent};
-use super::{Store, StoreError, now};
+use super::events::{self, CONTACT_LINKED, CROCKFORD, EventRecord, MESSAGE_RECEIVED, NewEvent};
+use super::{Store, StoreError, now, rfc3339};
 
 /// How many verifications one device may have pending at once.
 pub const MAX_PENDING_PER_DEVICE: usize = 100;
@@ -36,9 +36,6 @@ pub const MAX_MISSES: usize = 5;
 
 /// How many code-shaped words of one message are tried.
 pub const CANDIDATES_PER_MESSAGE: usize = 3;
-
-/// Crockford's base 32: digits and letters without I, L, O and U.
-const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /// A verification to start.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,7 +93,7 @@ impl Store {
                 params![tenant, new.phone_jid, rfc3339(now - Duration::hours(1))],
             )?;
             if recent.len() >= MAX_STARTS_PER_PHONE {
-                let reason = format!("{} was sent {MAX_STARTS_PER_PHONE} codes in the last hour", new.phone_jid);
+                let reason = format!("the number was sent {MAX_STARTS_PER_PHONE} codes in the last hour");
                 let retry_after = seconds_until(&recent[0], now - Duration::hours(1));
                 return Ok(Started::TooMany { retry_after, reason });
             }
@@ -209,21 +206,21 @@ impl Store {
     }
 }
 
-/// A one-time code: eight characters of Crockford's base 32 (about 40 random bits) with at
+/// A one-time code: eight characters of Crockford's base 32 (39.6 random bits) with at
 /// least two digits and a letter. Only a word written with a digit and a letter is read as a
 /// code, so plain words and numbers are never taken for one, even with a digit mistyped as a
 /// letter.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Code([u8; 8]);
+pub(crate) struct Code([u8; 8]);
 
 impl Code {
     /// A new random code.
-    pub fn generate() -> Code {
+    pub(crate) fn generate() -> Code {
         loop {
             let random = uuid::Uuid::new_v4();
             // A version-4 UUID's bytes 0–5 hold no version or variant bits.
             let bits = random.as_bytes()[..5].iter().fold(0u64, |acc, byte| acc << 8 | u64::from(*byte));
-            let code: [u8; 8] = std::array::from_fn(|i| ALPHABET[(bits >> (35 - 5 * i)) as usize & 31]);
+            let code: [u8; 8] = std::array::from_fn(|i| CROCKFORD[(bits >> (35 - 5 * i)) as usize & 31]);
             if code.iter().filter(|b| b.is_ascii_digit()).count() >= 2 && code.iter().any(u8::is_ascii_alphabetic) {
                 return Code(code);
             }
@@ -232,7 +229,7 @@ impl Code {
 
     /// The code `word` stands for, as someone may write it: either case, with or without the
     /// dash, `I` and `L` for `1`, `O` for `0`. `None` when it is not shaped like a code.
-    pub fn read(word: &str) -> Option<Code> {
+    pub(crate) fn read(word: &str) -> Option<Code> {
         let written = |class: fn(&u8) -> bool| word.as_bytes().iter().any(class);
         if !written(u8::is_ascii_digit) || !written(u8::is_ascii_alphabetic) {
             return None;
@@ -245,7 +242,7 @@ impl Code {
                 b'O' => b'0',
                 other => other,
             };
-            if len == code.len() || !ALPHABET.contains(&byte) {
+            if len == code.len() || !CROCKFORD.contains(&byte) {
                 return None;
             }
             code[len] = byte;
@@ -255,7 +252,7 @@ impl Code {
     }
 
     /// The code-shaped words of `text`, at most [`CANDIDATES_PER_MESSAGE`].
-    pub fn candidates(text: &str) -> Vec<Code> {
+    pub(crate) fn candidates(text: &str) -> Vec<Code> {
         text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
             .filter_map(Code::read)
             .take(CANDIDATES_PER_MESSAGE)
@@ -278,21 +275,24 @@ impl std::fmt::Display for Code {
 /// Takes `received`, an event just appended, as the answer to a pending verification of its
 /// device if it is one: a text in a user's own chat, from a LID, with a code-shaped word whose
 /// code is that of a verification not expired when WhatsApp delivered the message (by
-/// WhatsApp's timestamp). Links the LID
-/// to the verification's number and returns the `contact.linked` event, appended; a
-/// code-shaped answer that links nothing is counted as the sender's miss.
+/// WhatsApp's timestamp), sent to the sender's number if WhatsApp gave it. Links the LID to
+/// the verification's number and returns the `contact.linked` event, appended; code-shaped
+/// words that match no code are counted as the sender's miss.
 pub(crate) fn answer(
     tx: &Transaction<'_>,
     tenant: &str,
     received: &EventRecord,
 ) -> Result<Option<EventRecord>, StoreError> {
     let Some(answer) = Answer::of(received) else { return Ok(None) };
+    // A sender whose number WhatsApp gave can only answer the codes sent to that number: its
+    // other code-shaped words are no answers at all (nor misses).
     let pending = tx
         .prepare_cached(
             "SELECT id, phone_jid, message_id, salt, code_hash FROM lid_verifications
-             WHERE tenant_id = ?1 AND device = ?2 AND lid IS NULL AND expires_at > ?3",
+             WHERE tenant_id = ?1 AND device = ?2 AND lid IS NULL AND expires_at > ?3
+               AND (?4 IS NULL OR phone_jid = ?4)",
         )?
-        .query_map(params![tenant, received.device, received.at], |row| {
+        .query_map(params![tenant, received.device, received.at, answer.phone_jid], |row| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
         })?
         .collect::<Result<Vec<(String, String, String, String, String)>, _>>()?;
@@ -313,12 +313,10 @@ pub(crate) fn answer(
         answer.codes.iter().any(|code| bool::from(code.hash(salt).as_bytes().ct_eq(hash.as_bytes())))
     });
     let linked = match matched {
-        Some((id, phone_jid, message_id, _, _)) if answer.phone_jid.as_ref().is_none_or(|phone| phone == phone_jid) => {
-            link(tx, tenant, received, &answer, (id, phone_jid, message_id))?
-        }
-        _ => None,
+        Some((id, phone_jid, message_id, _, _)) => link(tx, tenant, received, &answer, (id, phone_jid, message_id))?,
+        None => None,
     };
-    if linked.is_none() {
+    if matched.is_none() {
         tx.execute(
             "INSERT INTO lid_link_misses (tenant_id, sender, at) VALUES (?1, ?2, ?3)",
             params![tenant, answer.lid, now()],
@@ -336,10 +334,10 @@ fn link(
     answer: &Answer,
     (id, phone_jid, message_id): (&str, &str, &str),
 ) -> Result<Option<EventRecord>, StoreError> {
-    let at = now();
+    let answered_at = &received.at;
     tx.execute(
         "UPDATE lid_verifications SET lid = ?4, linked_at = ?5 WHERE tenant_id = ?1 AND device = ?2 AND id = ?3",
-        params![tenant, received.device, id, answer.lid, at],
+        params![tenant, received.device, id, answer.lid, answered_at],
     )?;
     let previous: Option<String> = tx
         .query_row(
@@ -354,14 +352,14 @@ fn link(
          ON CONFLICT (tenant_id, lid) DO UPDATE SET
            phone_jid = excluded.phone_jid, device = excluded.device,
            verification = excluded.verification, linked_at = excluded.linked_at",
-        params![tenant, answer.lid, phone_jid, received.device, id, at],
+        params![tenant, answer.lid, phone_jid, received.device, id, answered_at],
     )?;
     let event = NewEvent {
         device: received.device.clone(),
         kind: CONTACT_LINKED.to_string(),
-        chat: answer.lid.clone(),
+        chat: received.chat.clone(),
         dedup: Some(format!("linked|{id}")),
-        at: at.clone(),
+        at: now(),
         data: json!({
             "lid": answer.lid,
             "phone_jid": phone_jid,
@@ -408,10 +406,6 @@ fn strings(tx: &Transaction<'_>, sql: &str, params: impl rusqlite::Params) -> Re
     let mut select = tx.prepare_cached(sql)?;
     let rows = select.query_map(params, |row| row.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
-}
-
-fn rfc3339(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Whole seconds from `now` until `at` (RFC 3339), at least 1.
@@ -523,6 +517,26 @@ mod tests {
 
         let confirmed = store.append_events("acme", &[text("B", LID, Some(PHONE), &code)]).unwrap();
         assert_eq!(confirmed[1].data["confirmed_by_whatsapp"], json!(true));
+    }
+
+    #[test]
+    fn a_late_answer_links_nothing_and_a_link_is_numbered_in_the_answers_chat() {
+        let store = acme();
+        store.create_device("acme", "main").unwrap();
+        let (verification, code) = start(&store, PHONE);
+        let late = NewEvent { at: rfc3339(Utc::now() + Duration::minutes(11)), ..text("A", LID, None, &code) };
+        assert_eq!(store.append_events("acme", &[late]).unwrap().len(), 1, "sent after the code expired");
+
+        // WhatsApp gave both JIDs, and the chat is the number's.
+        let mut answer = text("B", LID, Some(PHONE), &code);
+        answer.chat = PHONE.into();
+        answer.data["chat"] = json!({ "jid": PHONE, "type": "user", "lid": LID, "phone_jid": PHONE });
+        answer.at = rfc3339(Utc::now() + Duration::minutes(1));
+        let answer_at = answer.at.clone();
+        let appended = store.append_events("acme", &[answer]).unwrap();
+        assert_eq!((appended[1].chat.as_str(), appended[1].seq), (PHONE, 2), "after the answer, in its chat");
+        let read = store.lid_verification("acme", "main", &verification.id).unwrap().unwrap();
+        assert_eq!(read.linked_at, Some(answer_at), "when the LID answered, by WhatsApp's clock");
     }
 
     #[test]

@@ -176,6 +176,7 @@ const MIGRATIONS: &[&str] = &[
         FOREIGN KEY (tenant_id, device) REFERENCES devices(tenant_id, id) ON DELETE CASCADE
     ) STRICT;
     CREATE INDEX lid_verifications_to_phone ON lid_verifications (tenant_id, phone_jid, created_at);
+    CREATE INDEX lid_verifications_pending ON lid_verifications (tenant_id, device, expires_at) WHERE lid IS NULL;
     CREATE TABLE lid_links (
         tenant_id    TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
         lid          TEXT NOT NULL,

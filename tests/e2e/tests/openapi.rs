@@ -713,7 +713,8 @@ async fn sending_gateway() -> TestGateway {
 /// The fixture devices, but taking every text they are asked to send: each is kept `pending`
 /// under the id `3EB0` and 20 digits counting the sends, and a send with an idempotency key
 /// seen before is a repetition (the same recipient, text and reply) or a reused key, as the
-/// real device layer answers — what the messages endpoints need to reach their successes.
+/// real device layer answers — what the messages endpoints need to reach their successes; a
+/// LID verification sends its code so and is linked at once.
 struct Sending(FixtureDevices);
 
 #[async_trait::async_trait]
@@ -773,8 +774,8 @@ struct SendingDevice {
     fixture: Arc<dyn DeviceSession>,
     /// What it was asked to send, in order, with what it answered.
     sent: Mutex<Vec<(TextMessage, SentMessage)>>,
-    /// The LID verifications it started, each answered at once by a LID made up from the
-    /// number (`9` and its digits).
+    /// The LID verifications it started, each with its code's message in `sent` and answered at
+    /// once by a LID made up from the number (`9` and its digits).
     verifications: Mutex<Vec<LidVerification>>,
 }
 
@@ -842,12 +843,19 @@ impl DeviceSession for SendingDevice {
     }
 
     async fn start_lid_verification(&self, request: &VerificationRequest) -> Result<LidVerification, Error> {
+        let code = TextMessage {
+            to: request.phone_jid.clone(),
+            text: request.text.replace("{code}", "7K2P-9QXM"),
+            reply_to: None,
+            idempotency_key: None,
+        };
+        let SendOutcome::Sent(carrier) = self.send_text(&code).await? else { unreachable!("a send without a key") };
         let mut verifications = self.verifications.lock().unwrap();
         let started = LidVerification {
             id: format!("01JEV7K3X9Q2M4N5P6R7S8T9{:02}", verifications.len() + 1),
             phone_jid: request.phone_jid.to_string(),
             state: LidVerificationState::Pending,
-            message_id: format!("3EB0{:020}", verifications.len() + 1),
+            message_id: carrier.id,
             lid: None,
             created_at: "2026-12-05T19:00:00Z".into(),
             expires_at: "2026-12-05T19:10:00Z".into(),
