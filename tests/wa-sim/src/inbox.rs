@@ -27,13 +27,15 @@ pub struct ReceivedText {
 }
 
 /// An inbox entry: a received text and the JID the sender addressed (the recipient's
-/// phone number or LID), which the recipient's receipts come from.
+/// phone number or LID, or a group), which the recipient's receipts come from.
 #[derive(Debug, Clone)]
 pub struct Entry {
     /// The text.
     pub text: ReceivedText,
-    /// The recipient as the sender addressed it (bare user JID).
+    /// The recipient as the sender addressed it (bare user JID), or the group.
     pub chat: Jid,
+    /// In a group, the recipient as the group addresses its members.
+    pub participant: Option<Jid>,
 }
 
 /// Every world account's received texts, in order, and the accounts whose phones do not
@@ -97,7 +99,7 @@ mod tests {
             reply_to: None,
             at: 5,
         };
-        Entry { text, chat: Jid::pn("3") }
+        Entry { text, chat: Jid::pn("3"), participant: None }
     }
 
     #[test]

@@ -46,12 +46,16 @@ pub fn read(shared: &Shared, reader: &str, id: &str) -> Result<(), SimError> {
     Ok(())
 }
 
-/// `<receipt id from t [type="read"]/>`, from the recipient as the sender addressed it.
+/// `<receipt id from [participant] t [type="read"]/>`, from the recipient as the sender
+/// addressed it (in a group: from the group, with the member as `participant`).
 fn stanza(entry: &Entry, receipt: Receipt) -> Node {
     let mut b = NodeBuilder::new("receipt")
         .attr("id", entry.text.id.as_str())
         .attr("from", entry.chat.clone())
         .attr("t", node::now().to_string());
+    if let Some(participant) = &entry.participant {
+        b = b.attr("participant", participant.clone());
+    }
     if receipt == Receipt::Read {
         b = b.attr("type", "read");
     }

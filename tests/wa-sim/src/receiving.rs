@@ -4,11 +4,13 @@
 //! copy. A text to a world account lands in its inbox once per message id, and its phone
 //! confirms delivery with a receipt unless told not to.
 //!
-//! Only pairwise `<enc>` inside `<participants>` are opened (1:1 fan-out, and the sender-key
-//! distribution of a group send); group `skmsg` payloads are not.
+//! A text to a group is opened by every member the sim plays: its phone takes the sender key
+//! the client distributed to it (a pairwise `<enc>` inside `<participants>`) and decrypts the
+//! group's `skmsg` with it; the text lands in each member's inbox, and each confirms delivery
+//! with a receipt from the group.
 
-use wacore_binary::Node;
 use wacore_binary::builder::NodeBuilder;
+use wacore_binary::{Jid, JidExt as _, Node};
 use waproto::whatsapp as wa;
 
 use crate::hub::DeviceAddr;
@@ -33,38 +35,90 @@ pub async fn receive(ctx: &Ctx, stanza: &Node) -> Vec<Node> {
         return vec![ack(stanza, &id, Answer::Refused(code))];
     }
     let at = node::now();
-    if let (Some(sender), Some(from), Some(recipient), Some(chat)) = (ctx.account(), &ctx.device, recipient, chat)
-        && let Some(content) = open_for(ctx, from, stanza, recipient).await
-        && let Some((text, reply_to)) = text_of(&content)
-    {
-        let text = ReceivedText {
+    let (Some(sender), Some(from), Some(chat)) = (ctx.account(), &ctx.device, chat) else {
+        return vec![ack(stanza, &id, Answer::Taken(at))];
+    };
+    let opened = open_all(ctx, from, stanza).await;
+    let text = |content: &wa::Message| {
+        let (text, reply_to) = text_of(content)?;
+        Some(ReceivedText {
             from_phone: sender.phone.clone(),
             from_lid: sender.lid.clone(),
             id: id.clone(),
             text,
             reply_to,
             at,
-        };
-        let entry = Entry { text, chat };
-        if shared.inboxes.record(&recipient.phone, entry.clone()) {
-            tracing::info!("{} received {id} from {}:{}", recipient.phone, from.phone, from.device);
-            if shared.inboxes.auto_delivery(&recipient.phone) {
-                receipts::send(&shared.hub, &entry, Receipt::Delivered);
+        })
+    };
+    if let Some(recipient) = recipient {
+        let content = opened.iter().find(|(account, _)| account.phone == recipient.phone).map(|(_, content)| content);
+        if let Some(text) = content.and_then(text) {
+            take(ctx, recipient, Entry { text, chat, participant: None }, from);
+        }
+    } else if let Some(group) = shared.world.group(&chat.user).filter(|_| chat.is_group()) {
+        let group_jid = chat.to_string();
+        for (account, content) in &opened {
+            let taken = async {
+                let phone = shared.devices.get(account, 0)?;
+                signal::take_sender_key(&mut *phone.lock().await, &group_jid, from, content).await
+            };
+            if let Err(e) = taken.await {
+                tracing::warn!("{} cannot take the sender key of {}:{}: {e}", account.phone, from.phone, from.device);
             }
-        } else {
-            tracing::info!("{} already has {id}: not recorded again", recipient.phone);
+        }
+        let skmsg =
+            children(stanza).into_iter().find(|c| c.tag == "enc" && node::attr(c, "type").as_deref() == Some("skmsg"));
+        let members = shared.world.accounts.iter().filter(|a| a.phone != sender.phone && group.has_member(a));
+        for member in members {
+            let Some(bytes) = skmsg.and_then(node::content_bytes) else { break };
+            let opened = async {
+                let phone = shared.devices.get(member, 0)?;
+                signal::open_group(&mut *phone.lock().await, &group_jid, from, bytes).await
+            };
+            match opened.await.as_ref().map(text) {
+                Ok(Some(text)) => {
+                    let me = if group.lid_addressed {
+                        Jid::lid(member.lid.as_str())
+                    } else {
+                        Jid::pn(member.phone.as_str())
+                    };
+                    take(ctx, member, Entry { text, chat: chat.clone(), participant: Some(me) }, from);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(
+                    "{} cannot open what {}:{} sent to {group_jid}: {e}",
+                    member.phone,
+                    from.phone,
+                    from.device
+                ),
+            }
         }
     }
     vec![ack(stanza, &id, Answer::Taken(at))]
 }
 
+/// Records `entry` in `recipient`'s inbox, once per message id, and has its phone confirm
+/// delivery unless told not to.
+fn take(ctx: &Ctx, recipient: &Account, entry: Entry, from: &DeviceAddr) {
+    let shared = &ctx.shared;
+    let id = entry.text.id.clone();
+    if shared.inboxes.record(&recipient.phone, entry.clone()) {
+        tracing::info!("{} received {id} from {}:{}", recipient.phone, from.phone, from.device);
+        if shared.inboxes.auto_delivery(&recipient.phone) {
+            receipts::send(&shared.hub, &entry, Receipt::Delivered);
+        }
+    } else {
+        tracing::info!("{} already has {id}: not recorded again", recipient.phone);
+    }
+}
+
 /// Opens every `<participants><to jid><enc>` addressed to a device the sim plays (each
-/// must decrypt to keep its session in step with the client's); returns the content
-/// the first of `recipient`'s devices found.
-async fn open_for(ctx: &Ctx, from: &DeviceAddr, stanza: &Node, recipient: &Account) -> Option<wa::Message> {
+/// must decrypt to keep its session in step with the client's); returns what each account
+/// found, the first of its devices that opened one.
+async fn open_all<'a>(ctx: &'a Ctx, from: &DeviceAddr, stanza: &Node) -> Vec<(&'a Account, wa::Message)> {
     let shared = &ctx.shared;
     let participants = stanza.get_optional_child("participants").map(children).unwrap_or_default();
-    let mut content = None;
+    let mut found: Vec<(&Account, wa::Message)> = Vec::new();
     for to in participants.iter().filter(|p| p.tag == "to") {
         let (Some(jid), Some(enc)) = (node::jid_attr(to, "jid"), to.get_optional_child("enc")) else {
             continue;
@@ -79,7 +133,7 @@ async fn open_for(ctx: &Ctx, from: &DeviceAddr, stanza: &Node, recipient: &Accou
             tracing::debug!("{}:{} opened a {kind} from {}:{}", account.phone, jid.device, from.phone, from.device);
         }
         match opened {
-            Ok(opened) if account.phone == recipient.phone && content.is_none() => content = Some(opened),
+            Ok(opened) if !found.iter().any(|(a, _)| a.phone == account.phone) => found.push((account, opened)),
             Ok(_) => {}
             Err(e) => tracing::warn!(
                 "{}:{} cannot open what {}:{} sent: {e}",
@@ -90,7 +144,7 @@ async fn open_for(ctx: &Ctx, from: &DeviceAddr, stanza: &Node, recipient: &Accou
             ),
         }
     }
-    content
+    found
 }
 
 async fn open(ctx: &Ctx, account: &Account, device: u16, from: &DeviceAddr, enc: &Node) -> anyhow::Result<wa::Message> {

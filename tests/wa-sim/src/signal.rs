@@ -260,7 +260,34 @@ pub async fn open(device: &mut SimDevice, from: &DeviceAddr, enc: &Node) -> Resu
     wacore::messages::decode_plaintext(&padded, version).map_err(|e| OpenError::Plaintext(e.to_string()))
 }
 
+/// Decrypts the `skmsg` bytes that client device `from` encrypted for `group` (its JID) under
+/// the sender key it distributed to `device` before, and decodes the message in it.
+pub async fn open_group(
+    device: &mut SimDevice,
+    group: &str,
+    from: &DeviceAddr,
+    skmsg: &[u8],
+) -> Result<wa::Message, OpenError> {
+    let padded = device.group_decrypt(group, &address(from), skmsg).await?;
+    wacore::messages::decode_plaintext(&padded, 2).map_err(|e| OpenError::Plaintext(e.to_string()))
+}
+
+/// Takes the sender key for `group` that client device `from` distributed to `device` in
+/// `message` (the pairwise content of a group send), if it holds one.
+pub async fn take_sender_key(
+    device: &mut SimDevice,
+    group: &str,
+    from: &DeviceAddr,
+    message: &wa::Message,
+) -> SignalResult<()> {
+    let distribution = message.sender_key_distribution_message.as_option();
+    match distribution.and_then(|d| d.axolotl_sender_key_distribution_message.as_deref()) {
+        Some(bytes) => device.take_sender_key(group, &address(from), bytes).await,
+        None => Ok(()),
+    }
+}
+
 /// The Signal address of a client device, as simulated devices name it.
-fn address(device: &DeviceAddr) -> ProtocolAddress {
+pub fn address(device: &DeviceAddr) -> ProtocolAddress {
     ProtocolAddress::new(device.phone.as_str(), u32::from(device.device).into())
 }

@@ -181,6 +181,30 @@ impl SimDevice {
         let message = signal::group_encrypt(&mut self.sender_keys, &name, plaintext, &mut rng).await?;
         Ok((distribution, message.serialized().to_vec()))
     }
+
+    /// Takes the sender key that `sender` distributed for `group` (`distribution`, the bytes
+    /// of a sender-key distribution message).
+    pub async fn take_sender_key(
+        &mut self,
+        group: &str,
+        sender: &ProtocolAddress,
+        distribution: &[u8],
+    ) -> SignalResult<()> {
+        let name = SenderKeyName::new(group.to_owned(), sender.to_string());
+        let distribution = SenderKeyDistributionMessage::try_from(distribution)?;
+        signal::process_sender_key_distribution_message(&name, &distribution, &mut self.sender_keys).await
+    }
+
+    /// Decrypts what `sender` encrypted for `group` under its sender key (`skmsg` bytes).
+    pub async fn group_decrypt(
+        &mut self,
+        group: &str,
+        sender: &ProtocolAddress,
+        skmsg: &[u8],
+    ) -> SignalResult<Vec<u8>> {
+        let name = SenderKeyName::new(group.to_owned(), sender.to_string());
+        signal::group_decrypt(skmsg, &mut self.sender_keys, &name).await
+    }
 }
 
 /// Sender keys: this device's own, per group, and those members distributed to it.

@@ -224,3 +224,21 @@ async fn without_delivery_receipts_a_text_is_only_acked_and_a_read_receipt_waits
     assert!(receipt(&c, &id, ReceiptType::Read).await, "the read receipt comes from the offline queue");
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_text_reaches_every_member_under_the_senders_key_and_each_confirms_it() {
+    let sim = common::start_sim().await;
+    let c = linked_client(&sim).await;
+    // "LID Club": Alice and Acme by LID; the sender key goes to each member's devices.
+    let group: Jid = "120363000000000002@g.us".parse().unwrap();
+    let first = send(&c, group.clone(), "hello club").await;
+    let ack = acked_and_delivered(&c, &first).await;
+    assert_eq!((ack.error, ack.from.map(|j| j.to_string())), (None, Some(group.to_string())));
+    let second = send(&c, group, "same key, next message").await;
+    acked_and_delivered(&c, &second).await;
+    let texts = [from_self(&first, "hello club", None), from_self(&second, "same key, next message", None)];
+    assert_eq!(received(&sim, ALICE), texts);
+    assert_eq!(received(&sim, ACME), texts);
+    assert!(sim.received("15550003333").is_empty(), "Bob is no member");
+    c.stop().await;
+}
