@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::linked::Linked;
-use support::{Reply, SELF_PHONE, cli_ok};
+use support::{Reply, SELF_PHONE};
 
 /// Lena, who writes by LID only.
 const LENA: &str = "447700900123";
@@ -23,15 +23,6 @@ const LENA_LID: &str = "7700900000000123@lid";
 
 /// John Doe, who writes with his number.
 const JOHN: &str = "6281234567890";
-
-/// A linked gateway whose tenant serves the devices API, and an API token that may use `main`.
-async fn gateway() -> (Linked, String) {
-    let linked = Linked::start().await;
-    let admin = (linked.waedge.admin.as_str(), linked.admin_token.as_str());
-    cli_ok(&["route", "set", "acme", "/devices", "builtin:devices-api"], Some(admin));
-    let token = linked.waedge.new_user_token(&linked.admin_token, "acme", &["main"]).await;
-    (linked, token)
-}
 
 /// Starts a verification of Lena's number; returns it as the API shows it and the code her
 /// phone received.
@@ -85,7 +76,7 @@ fn linked_events(events: &[Value]) -> Vec<&Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_lid_that_answers_the_right_code_is_linked_to_the_number() {
-    let (linked, token) = gateway().await;
+    let (linked, token) = Linked::serving_devices_api().await;
     let (started, code) = start_verification(&linked, &token).await;
     let id = started["id"].as_str().unwrap();
 
@@ -144,7 +135,7 @@ async fn only_the_lid_that_answers_the_right_code_is_linked_to_the_number() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_delivered_again_after_a_crash_links_once() {
-    let (linked, token) = gateway().await;
+    let (linked, token) = Linked::serving_devices_api().await;
     let (started, code) = start_verification(&linked, &token).await;
     // Lena answers while the gateway is down: WhatsApp delivers the answer at its next login.
     let linked = linked
@@ -170,7 +161,7 @@ async fn an_answer_delivered_again_after_a_crash_links_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_number_gets_three_codes_an_hour_and_a_code_goes_only_to_a_number() {
-    let (linked, token) = gateway().await;
+    let (linked, token) = Linked::serving_devices_api().await;
     for _ in 0..3 {
         start_verification(&linked, &token).await;
     }

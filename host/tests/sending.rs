@@ -12,20 +12,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::linked::Linked;
-use support::{Reply, SELF_PHONE, cli_ok};
+use support::{Reply, SELF_PHONE};
 
 /// John Doe in the world: his phone number.
 const JOHN: &str = "6281234567890";
 const JOHN_JID: &str = "6281234567890@s.whatsapp.net";
-
-/// A linked gateway whose tenant serves the devices API, and an API token that may use `main`.
-async fn sender() -> (Linked, String) {
-    let linked = Linked::start().await;
-    let admin = (linked.waedge.admin.as_str(), linked.admin_token.as_str());
-    cli_ok(&["route", "set", "acme", "/devices", "builtin:devices-api"], Some(admin));
-    let token = linked.waedge.new_user_token(&linked.admin_token, "acme", &["main"]).await;
-    (linked, token)
-}
 
 async fn send(linked: &Linked, token: &str, body: Value, headers: &[(&str, &str)]) -> Reply {
     linked.waedge.api_post("/devices/main/messages", token, &body, headers).await
@@ -77,7 +68,7 @@ async fn statuses(linked: &Linked) -> Vec<(String, String, Value)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sent_text_reaches_the_recipient_and_its_status_follows_the_ack_and_the_receipts() {
-    let (linked, token) = sender().await;
+    let (linked, token) = Linked::serving_devices_api().await;
     linked.sim.set_auto_delivery(JOHN, false);
     let sent = send(&linked, &token, json!({ "to": JOHN, "text": "hello John" }), &[]).await;
     assert_eq!(sent.status, 202, "{}", sent.text);
@@ -123,7 +114,7 @@ async fn a_sent_text_reaches_the_recipient_and_its_status_follows_the_ack_and_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_idempotency_key_sends_once_even_across_a_crash() {
-    let (linked, token) = sender().await;
+    let (linked, token) = Linked::serving_devices_api().await;
     let body = json!({ "to": format!("+{JOHN}"), "text": "your order 17 has shipped" });
     let key = [("idempotency-key", "order-17-shipped")];
     let first = send(&linked, &token, body.clone(), &key).await;
@@ -163,7 +154,7 @@ async fn the_same_idempotency_key_sends_once_even_across_a_crash() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_whatsapp_refuses_is_failed_with_its_code() {
-    let (linked, token) = sender().await;
+    let (linked, token) = Linked::serving_devices_api().await;
     linked.sim.nack_next(JOHN, 463, 1);
     let sent = send(&linked, &token, json!({ "to": JOHN, "text": "refused" }), &[]).await;
     assert_eq!(sent.status, 202, "{}", sent.text);
@@ -176,7 +167,7 @@ async fn a_message_whatsapp_refuses_is_failed_with_its_code() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_quotes_the_message_it_answers() {
-    let (linked, token) = sender().await;
+    let (linked, token) = Linked::serving_devices_api().await;
     let question = linked.sim.send_text(JOHN, SELF_PHONE, "is it in stock?").await.expect("John asks");
     linked.wait_for_events(1, 10).await;
     let body = json!({ "to": JOHN, "text": "yes, 3 left", "reply_to": question.id });
@@ -184,6 +175,38 @@ async fn a_reply_quotes_the_message_it_answers() {
     assert_eq!(reply.status, 202, "{}", reply.text);
     let got = received_by_john(&linked, 1).await;
     assert_eq!((got[0].text.as_str(), got[0].reply_to.as_deref()), ("yes, 3 left", Some(question.id.as_str())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_to_a_group_reaches_its_members_and_a_reply_quotes_a_members_message() {
+    let (linked, token) = Linked::serving_devices_api().await;
+    let group = "120363406798553856@g.us";
+    let sent = send(&linked, &token, json!({ "to": group, "text": "hello group" }), &[]).await;
+    assert_eq!(sent.status, 202, "{}", sent.text);
+    let id = sent.json["data"]["id"].as_str().expect("a message id").to_string();
+    assert_eq!(sent.json["data"]["to"], group);
+    let got = received_by_john(&linked, 1).await;
+    assert_eq!(
+        (got[0].id.as_str(), got[0].text.as_str(), got[0].from_phone.as_str()),
+        (&*id, "hello group", SELF_PHONE)
+    );
+    wait_for_status(&linked, &token, &id, "delivered", 10).await;
+
+    // John writes in the group; the device answers him there.
+    let his = linked.sim.send_group_text(JOHN, "120363406798553856", "who is there?").await.expect("John writes");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !linked.events(100).await.iter().any(|e| e["data"]["message_id"] == his.id.as_str()) {
+        assert!(Instant::now() < deadline, "John's group text is not recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reply = send(&linked, &token, json!({ "to": group, "text": "we are", "reply_to": his.id }), &[]).await;
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    let got = received_by_john(&linked, 2).await;
+    let quoted = (got[1].reply_to.as_deref(), got[1].quoted_author.as_deref());
+    assert_eq!((got[1].text.as_str(), quoted), ("we are", (Some(his.id.as_str()), Some(JOHN_JID))), "John's, by him");
+    // A group the device's account is not a member of: WhatsApp refuses it, and nothing is kept.
+    let outside = send(&linked, &token, json!({ "to": "120363000000000001@g.us", "text": "hi" }), &[]).await;
+    assert_eq!((outside.status, &outside.json["error"]["code"]), (403, &json!("FORBIDDEN")), "{}", outside.text);
 }
 
 /// The keyword auto-responder (`components/examples/auto-responder`), an event handler:

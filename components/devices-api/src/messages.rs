@@ -8,7 +8,7 @@
 //! IDEMPOTENCY_KEY_REUSED`.
 
 use serde::{Deserialize, Serialize};
-use waedge_jid::{Jid, Kind};
+use waedge_jid::Jid;
 use waedge_sdk::{Device, ErrorClass, MessageStatus, OutgoingText, Request, Response, SendOutcome, SentMessage};
 
 /// The longest text, in bytes (the host's limit).
@@ -21,7 +21,7 @@ const MAX_KEY: usize = 255;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SendBody {
-    /// A phone number, phone JID or LID.
+    /// A phone number, phone JID, LID or group JID.
     to: String,
     text: String,
     #[serde(default)]
@@ -65,9 +65,6 @@ pub fn send(device: &Device, request: &Request) -> Result<Response, ErrorClass> 
         ErrorClass::validation(format!("the body must be JSON {{\"to\": …, \"text\": …, \"reply_to\": …}}: {e}"))
     })?;
     let to = Jid::normalize(&body.to).map_err(|e| ErrorClass::validation(format!("`to`: {e}")))?.without_device();
-    if to.kind() == Kind::Group {
-        return Err(ErrorClass::validation("`to`: sending to groups is not supported yet; name a user"));
-    }
     if body.text.is_empty() || body.text.len() > MAX_TEXT_BYTES {
         return Err(ErrorClass::validation(format!("`text` must have 1 to {MAX_TEXT_BYTES} bytes")));
     }

@@ -189,6 +189,9 @@ pub trait Mailbox: Send + Sync + 'static {
     /// The message `id` that `device` of `tenant` sent, if any.
     async fn sent_message(&self, tenant: &str, device: &str, id: &str) -> anyhow::Result<Option<SentMessage>>;
 
+    /// The sender of the message `id` that `device` of `tenant` received in `chat`, if any.
+    async fn received_from(&self, tenant: &str, device: &str, chat: &str, id: &str) -> anyhow::Result<Option<String>>;
+
     /// Moves sent messages of `device` of `tenant` forward to the statuses WhatsApp reported,
     /// each change with its event.
     async fn change_status(&self, tenant: &str, device: &str, changes: Vec<StatusChange>) -> anyhow::Result<()>;

@@ -130,6 +130,11 @@ impl Mailbox for StoreMailbox {
         self.run(move |store| store.sent_message(&tenant, &device, &id)).await
     }
 
+    async fn received_from(&self, tenant: &str, device: &str, chat: &str, id: &str) -> anyhow::Result<Option<String>> {
+        let (tenant, device, chat, id) = (tenant.to_string(), device.to_string(), chat.to_string(), id.to_string());
+        self.run(move |store| store.received_from(&tenant, &device, &chat, &id)).await
+    }
+
     async fn change_status(&self, tenant: &str, device: &str, changes: Vec<StatusChange>) -> anyhow::Result<()> {
         let (tenant, device) = (tenant.to_string(), device.to_string());
         let appended = self.run(move |store| store.change_status(&tenant, &device, &changes)).await?;

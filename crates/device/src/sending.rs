@@ -23,7 +23,7 @@ use whatsapp_rust::wacore::proto_helpers::MessageBuilderExt;
 use whatsapp_rust::waproto::whatsapp as wa;
 
 use super::Mailbox;
-use super::whatsapp::to_wa;
+use super::whatsapp::{iq_error, to_wa};
 
 /// The longest text a message may carry, in bytes.
 pub const MAX_TEXT_BYTES: usize = 65_536;
@@ -37,7 +37,7 @@ pub const MAX_REPLY_TO: usize = 128;
 /// A text message to send.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TextMessage {
-    /// The recipient: a user's phone JID or LID, without a device part.
+    /// The recipient: a user's phone JID or LID without a device part, or a group.
     pub to: Jid,
     /// The text.
     pub text: String,
@@ -135,10 +135,22 @@ pub(crate) async fn send(
         None => wa::Message::text(message.text.clone()),
         Some(quoted) => {
             // The participant of a quote is who sent the quoted message: this device's account
-            // when it is one of the device's own messages, the other side of the chat otherwise.
+            // when it is one of the device's own messages; else the other side of a user's
+            // chat, or in a group the member the device received it from.
             let own = mailbox.sent_message(tenant, device, quoted).await.map_err(upstream)?.is_some();
-            let participant =
-                if own { client.pn().map(|jid| jid.to_non_ad_string()) } else { Some(message.to.to_string()) };
+            let chat = message.to.to_string();
+            let participant = if own {
+                client.pn().map(|jid| jid.to_non_ad_string())
+            } else if message.to.is_group() {
+                let author = mailbox.received_from(tenant, device, &chat, quoted).await.map_err(upstream)?;
+                Some(author.ok_or_else(|| {
+                    Error::Forbidden(format!(
+                        "reply_to: this device neither sent nor received a message {quoted} in {chat}"
+                    ))
+                })?)
+            } else {
+                Some(chat)
+            };
             let context = wa::ContextInfo { stanza_id: Some(quoted.clone()), participant, ..Default::default() };
             wa::Message::text_with_context(message.text.clone(), context)
         }
@@ -220,6 +232,9 @@ fn send_error(e: SendError) -> Error {
     match e {
         SendError::NotLoggedIn => Error::DeviceNotConnected(waedge_contract::types::DeviceState::Connecting),
         SendError::InvalidRequest(why) => Error::Forbidden(why),
+        // A query the send needed failed: a group's member list, when the device's account is
+        // not a member, is refused (403).
+        SendError::Iq(e) => iq_error(e),
         other => Error::Upstream(other.to_string()),
     }
 }

@@ -1071,7 +1071,8 @@ fn group(metadata: GroupMetadata) -> Group {
     }
 }
 
-fn iq_error(error: IqError) -> Error {
+/// The contract's error for a query WhatsApp failed or refused.
+pub(crate) fn iq_error(error: IqError) -> Error {
     match error {
         IqError::Timeout => Error::Timeout,
         IqError::NotConnected

@@ -115,6 +115,26 @@ impl Store {
         let rows = select.query_map(params![tenant, after, limit], |row| read(row, 0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+
+    /// The sender (a user's JID) of the message `id` that `device` of `tenant` received in
+    /// `chat`, if it recorded one.
+    pub fn received_from(
+        &self,
+        tenant: &str,
+        device: &str,
+        chat: &str,
+        id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let conn = self.lock();
+        let mut select = conn.prepare_cached(
+            "SELECT json_extract(data, '$.sender.jid') FROM events
+             WHERE tenant_id = ?1 AND device = ?2 AND chat = ?3 AND kind = ?4
+               AND json_extract(data, '$.message_id') = ?5
+             ORDER BY seq DESC LIMIT 1",
+        )?;
+        let sender = select.query_row(params![tenant, device, chat, MESSAGE_RECEIVED, id], |row| row.get(0));
+        Ok(sender.optional()?.flatten())
+    }
 }
 
 /// The columns of an event that [`read`] reads, in its order (qualified, for joins).
@@ -259,6 +279,20 @@ mod tests {
         assert!(store.events("acme", None, 10).unwrap().is_empty(), "a device's events go with it");
         let late = store.append_events("acme", &[message("1@s.whatsapp.net", "B")]).unwrap();
         assert!(late.is_empty(), "a late batch of a deleted device records nothing");
+    }
+
+    #[test]
+    fn the_sender_of_a_received_message_is_found_in_its_chat() {
+        let store = acme();
+        store.create_device("acme", "main").unwrap();
+        let group = "120363406798553856@g.us";
+        let mut text = message(group, "A");
+        text.data = serde_json::json!({ "message_id": "A", "sender": { "jid": "6281234567890@s.whatsapp.net" } });
+        store.append_events("acme", &[text]).unwrap();
+        let found = store.received_from("acme", "main", group, "A").unwrap();
+        assert_eq!(found.as_deref(), Some("6281234567890@s.whatsapp.net"));
+        assert_eq!(store.received_from("acme", "main", "1@s.whatsapp.net", "A").unwrap(), None, "another chat");
+        assert_eq!(store.received_from("acme", "main", group, "B").unwrap(), None);
     }
 
     #[test]

@@ -164,9 +164,11 @@ impl Capabilities {
         message: OutgoingText,
     ) -> Result<SendOutcome, Error> {
         connected(&*session)?;
-        let to = parse_contact(&message.to)?;
-        if to.device().is_some() || !(to.is_phone() || to.is_lid()) {
-            return Err(Error::InvalidJid(format!("{to} is not a user's phone JID or LID without a device part")));
+        let to = parse(&message.to)?;
+        if to.device().is_some() || !(to.is_phone() || to.is_lid() || to.is_group()) {
+            return Err(Error::InvalidJid(format!(
+                "{to} is not a user's phone JID or LID without a device part, nor a group"
+            )));
         }
         let OutgoingText { text, reply_to, idempotency_key, .. } = message;
         let message = TextMessage { to, text, reply_to, idempotency_key };

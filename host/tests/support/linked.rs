@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use wa_sim::{SimConfig, WaSim};
 
-use super::{SELF_PHONE, Waedge, admin_token, world, write_config};
+use super::{SELF_PHONE, Waedge, admin_token, cli_ok, world, write_config};
 
 /// A gateway on `sim` with tenant `acme` and its device `main` linked to [`SELF_PHONE`].
 pub struct Linked {
@@ -36,6 +36,16 @@ impl Linked {
         waedge.admin_expect(reqwest::Method::POST, "/v1/tenants", &admin_token, json!({ "id": "acme" }), 201).await;
         waedge.link_new_device(&admin_token, &sim, ("acme", "main", SELF_PHONE), Duration::from_secs(30)).await;
         Linked { sim, _dir: dir, config, waedge, admin_token }
+    }
+
+    /// Like [`Linked::start`], with `acme` serving the devices API at `/devices`; also returns
+    /// an API token of a user who may use `main`.
+    pub async fn serving_devices_api() -> (Linked, String) {
+        let linked = Linked::start().await;
+        let admin = (linked.waedge.admin.as_str(), linked.admin_token.as_str());
+        cli_ok(&["route", "set", "acme", "/devices", "builtin:devices-api"], Some(admin));
+        let token = linked.waedge.new_user_token(&linked.admin_token, "acme", &["main"]).await;
+        (linked, token)
     }
 
     /// Kills the gateway with SIGKILL, as a crash would, runs `while_down`, and starts the

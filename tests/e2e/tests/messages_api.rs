@@ -93,7 +93,6 @@ async fn every_invalid_send_is_refused_with_400_before_it_reaches_the_device() {
         ("an empty text", None, json!({"to": JOHN, "text": ""}).to_string().into(), "`text`"),
         ("an empty recipient", None, text("").to_string().into(), "`to`"),
         ("a recipient that is no identifier", None, text("hello").to_string().into(), "`to`"),
-        ("a group", None, text("120363406798553856@g.us").to_string().into(), "groups is not supported"),
         ("a broadcast list", None, text("123@broadcast").to_string().into(), "`to`"),
         ("an empty reply_to", None, json!({"to": JOHN, "text": "hi", "reply_to": ""}).to_string().into(), "`reply_to`"),
         (
@@ -128,6 +127,7 @@ async fn every_invalid_send_is_refused_with_400_before_it_reaches_the_device() {
         ("a phone JID", None, text("6281234567890@s.whatsapp.net")),
         ("a device JID", None, text("6281234567890:3@s.whatsapp.net")),
         ("a LID", None, text("1234567890987654321@lid")),
+        ("a group", None, text("120363406798553856@g.us")),
         ("a null reply_to", None, json!({"to": JOHN, "text": "hi", "reply_to": null})),
         ("a reply_to of 128 characters", None, json!({"to": JOHN, "text": "hi", "reply_to": "3".repeat(128)})),
         ("a key of 255 characters", Some(key_of(255)), text(JOHN)),

@@ -54,11 +54,8 @@ impl From<SimError> for Failure {
             SimError::UnknownAccount(_)
             | SimError::UnknownQr
             | SimError::NoPairCodeRequest(_)
-            | SimError::UnknownMessage { .. }
-            | SimError::UnknownGroup(_) => StatusCode::NOT_FOUND,
-            SimError::BadQr(_) | SimError::WrongPairCode | SimError::SelfMessage | SimError::NotAMember { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            | SimError::UnknownMessage { .. } => StatusCode::NOT_FOUND,
+            SimError::BadQr(_) | SimError::WrongPairCode | SimError::SelfMessage => StatusCode::BAD_REQUEST,
             SimError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             _ => StatusCode::CONFLICT,
         };

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use wacore::libsignal::protocol::{ProtocolAddress, SignalProtocolError};
+use wacore::libsignal::protocol::SignalProtocolError;
 use wacore::messages::MessageUtils;
 use waproto::buffa::{Message as _, MessageField};
 use waproto::whatsapp as wa;
@@ -77,7 +77,7 @@ pub async fn send_group_text(shared: &Shared, from: &str, group: &str, text: &st
     let phone = shared.devices.get(sender, 0).map_err(crypto)?;
     let mut phone = phone.lock().await;
     let group_jid = group.jid().to_string();
-    let own = ProtocolAddress::new(sender.phone.as_str(), 0u32.into());
+    let own = signal::address(&DeviceAddr { phone: sender.phone.clone(), device: 0 });
     let content = wa::Message { conversation: Some(text.to_owned()), ..Default::default() };
     let plaintext = MessageUtils::pad_message_v2(content.encode_to_vec());
     let (distribution, skmsg) = phone.group_encrypt(&group_jid, &own, &plaintext).await.map_err(crypto)?;

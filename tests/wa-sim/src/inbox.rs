@@ -22,6 +22,8 @@ pub struct ReceivedText {
     pub text: String,
     /// The id of the message this one quotes (`context_info.stanza_id`), if any.
     pub reply_to: Option<String>,
+    /// Who wrote the message this one quotes (`context_info.participant`), if it names one.
+    pub quoted_author: Option<String>,
     /// When the server took it: unix seconds, the `t` of its ack.
     pub at: u64,
 }
@@ -97,6 +99,7 @@ mod tests {
             id: id.into(),
             text: text.into(),
             reply_to: None,
+            quoted_author: None,
             at: 5,
         };
         Entry { text, chat: Jid::pn("3"), participant: None }

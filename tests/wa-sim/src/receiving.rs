@@ -20,7 +20,7 @@ use crate::receipts::{self, Receipt};
 use crate::signal;
 use crate::sim_device::is_simulated;
 use crate::stanza::Ctx;
-use crate::world::Account;
+use crate::world::{Account, Group};
 
 /// Handles a client's `<message>`; returns the server's ack (or nack).
 pub async fn receive(ctx: &Ctx, stanza: &Node) -> Vec<Node> {
@@ -35,66 +35,96 @@ pub async fn receive(ctx: &Ctx, stanza: &Node) -> Vec<Node> {
         return vec![ack(stanza, &id, Answer::Refused(code))];
     }
     let at = node::now();
-    let (Some(sender), Some(from), Some(chat)) = (ctx.account(), &ctx.device, chat) else {
-        return vec![ack(stanza, &id, Answer::Taken(at))];
-    };
-    let opened = open_all(ctx, from, stanza).await;
-    let text = |content: &wa::Message| {
-        let (text, reply_to) = text_of(content)?;
+    if let (Some(sender), Some(from), Some(chat)) = (ctx.account(), &ctx.device, chat) {
+        let opened = open_all(ctx, from, stanza).await;
+        let message = Message { sender, from, id: &id, at };
+        if let Some(recipient) = recipient {
+            let content = opened.iter().find(|(account, _)| account.phone == recipient.phone);
+            if let Some(text) = content.and_then(|(_, content)| message.text(content)) {
+                take(ctx, recipient, Entry { text, chat, participant: None }, from);
+            }
+        } else if let Some(group) = shared.world.group(&chat.user).filter(|_| chat.is_group()) {
+            take_group(ctx, &message, (group, &chat), stanza, &opened).await;
+        }
+    }
+    vec![ack(stanza, &id, Answer::Taken(at))]
+}
+
+/// A message a client device sent, as the sim took it.
+struct Message<'a> {
+    sender: &'a Account,
+    from: &'a DeviceAddr,
+    id: &'a str,
+    at: u64,
+}
+
+impl Message<'_> {
+    /// What a recipient's phone keeps of `content`, if it is a text.
+    fn text(&self, content: &wa::Message) -> Option<ReceivedText> {
+        let (text, reply_to, quoted_author) = text_of(content)?;
         Some(ReceivedText {
-            from_phone: sender.phone.clone(),
-            from_lid: sender.lid.clone(),
-            id: id.clone(),
+            from_phone: self.sender.phone.clone(),
+            from_lid: self.sender.lid.clone(),
+            id: self.id.to_owned(),
             text,
             reply_to,
-            at,
+            quoted_author,
+            at: self.at,
         })
+    }
+}
+
+/// A text to `group` (`chat`, its JID): each member the sim plays takes the sender key the
+/// client distributed to it (in `opened`) and decrypts the `skmsg` of `stanza` with it.
+async fn take_group(
+    ctx: &Ctx,
+    message: &Message<'_>,
+    (group, chat): (&Group, &Jid),
+    stanza: &Node,
+    opened: &[(&Account, wa::Message)],
+) {
+    let (shared, from, group_jid) = (&ctx.shared, message.from, chat.to_string());
+    for (account, content) in opened {
+        let taken = async {
+            let phone = shared.devices.get(account, 0)?;
+            signal::take_sender_key(&mut *phone.lock().await, &group_jid, from, content).await
+        };
+        if let Err(e) = taken.await {
+            tracing::warn!("{} cannot take the sender key of {}:{}: {e}", account.phone, from.phone, from.device);
+        }
+    }
+    let is_skmsg = |c: &&Node| c.tag == "enc" && node::attr(c, "type").as_deref() == Some("skmsg");
+    let Some(skmsg) = children(stanza).into_iter().find(is_skmsg) else {
+        tracing::warn!(
+            "{} to {group_jid} from {}:{} has no skmsg: no member can read it",
+            message.id,
+            from.phone,
+            from.device
+        );
+        return;
     };
-    if let Some(recipient) = recipient {
-        let content = opened.iter().find(|(account, _)| account.phone == recipient.phone).map(|(_, content)| content);
-        if let Some(text) = content.and_then(text) {
-            take(ctx, recipient, Entry { text, chat, participant: None }, from);
-        }
-    } else if let Some(group) = shared.world.group(&chat.user).filter(|_| chat.is_group()) {
-        let group_jid = chat.to_string();
-        for (account, content) in &opened {
-            let taken = async {
-                let phone = shared.devices.get(account, 0)?;
-                signal::take_sender_key(&mut *phone.lock().await, &group_jid, from, content).await
-            };
-            if let Err(e) = taken.await {
-                tracing::warn!("{} cannot take the sender key of {}:{}: {e}", account.phone, from.phone, from.device);
-            }
-        }
-        let skmsg =
-            children(stanza).into_iter().find(|c| c.tag == "enc" && node::attr(c, "type").as_deref() == Some("skmsg"));
-        let members = shared.world.accounts.iter().filter(|a| a.phone != sender.phone && group.has_member(a));
-        for member in members {
-            let Some(bytes) = skmsg.and_then(node::content_bytes) else { break };
-            let opened = async {
-                let phone = shared.devices.get(member, 0)?;
-                signal::open_group(&mut *phone.lock().await, &group_jid, from, bytes).await
-            };
-            match opened.await.as_ref().map(text) {
-                Ok(Some(text)) => {
-                    let me = if group.lid_addressed {
-                        Jid::lid(member.lid.as_str())
-                    } else {
-                        Jid::pn(member.phone.as_str())
-                    };
-                    take(ctx, member, Entry { text, chat: chat.clone(), participant: Some(me) }, from);
+    for member in shared.world.accounts.iter().filter(|a| a.phone != message.sender.phone && group.has_member(a)) {
+        let opened = async {
+            let phone = shared.devices.get(member, 0)?;
+            signal::open_group(&mut *phone.lock().await, &group_jid, from, skmsg).await
+        };
+        match opened.await {
+            Ok(content) => {
+                if let Some(text) = message.text(&content) {
+                    let participant = Some(group.address_of(member));
+                    take(ctx, member, Entry { text, chat: chat.clone(), participant }, from);
                 }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(
+            }
+            Err(e) => {
+                tracing::warn!(
                     "{} cannot open what {}:{} sent to {group_jid}: {e}",
                     member.phone,
                     from.phone,
                     from.device
-                ),
+                )
             }
         }
     }
-    vec![ack(stanza, &id, Answer::Taken(at))]
 }
 
 /// Records `entry` in `recipient`'s inbox, once per message id, and has its phone confirm
@@ -153,14 +183,15 @@ async fn open(ctx: &Ctx, account: &Account, device: u16, from: &DeviceAddr, enc:
     Ok(signal::open(&mut device, from, enc).await?)
 }
 
-/// The text of a message and the id of the message it quotes, if it is a text.
-fn text_of(message: &wa::Message) -> Option<(String, Option<String>)> {
+/// The text of a message, and the id and author of the message it quotes, if it is a text.
+fn text_of(message: &wa::Message) -> Option<(String, Option<String>, Option<String>)> {
     if let Some(text) = &message.conversation {
-        return Some((text.clone(), None));
+        return Some((text.clone(), None, None));
     }
     let extended = message.extended_text_message.as_option()?;
-    let reply_to = extended.context_info.as_option().and_then(|c| c.stanza_id.clone());
-    Some((extended.text.clone()?, reply_to))
+    let context = extended.context_info.as_option();
+    let (reply_to, author) = (context.and_then(|c| c.stanza_id.clone()), context.and_then(|c| c.participant.clone()));
+    Some((extended.text.clone()?, reply_to, author))
 }
 
 /// What the server says to a message.
@@ -192,21 +223,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn texts_are_conversations_or_extended_texts_with_the_quoted_id() {
+    fn texts_are_conversations_or_extended_texts_with_the_quoted_id_and_author() {
         let plain = wa::Message { conversation: Some("hi".into()), ..Default::default() };
-        assert_eq!(text_of(&plain), Some(("hi".to_owned(), None)));
+        assert_eq!(text_of(&plain), Some(("hi".to_owned(), None, None)));
         let reply = wa::Message {
             extended_text_message: MessageField::some(wa::message::ExtendedTextMessage {
                 text: Some("yes".into()),
                 context_info: MessageField::some(wa::ContextInfo {
                     stanza_id: Some("Q1".into()),
+                    participant: Some("15550002222@s.whatsapp.net".into()),
                     ..Default::default()
                 }),
                 ..Default::default()
             }),
             ..Default::default()
         };
-        assert_eq!(text_of(&reply), Some(("yes".to_owned(), Some("Q1".to_owned()))));
+        let quoted = (Some("Q1".to_owned()), Some("15550002222@s.whatsapp.net".to_owned()));
+        assert_eq!(text_of(&reply), Some(("yes".to_owned(), quoted.0, quoted.1)));
         assert_eq!(text_of(&wa::Message::default()), None);
     }
 

@@ -191,10 +191,12 @@ pub async fn group_message(
     (distribution, skmsg): (&wa::Message, &[u8]),
 ) -> SignalResult<Node> {
     let enc = pairwise(phone, to, bundle, distribution).await?;
-    let (pn, lid) = (Jid::pn(sender.phone.as_str()), Jid::lid(sender.lid.as_str()));
-    // An account that writes by LID only is shown by its LID, alone, in any group.
-    let by_lid = group.lid_addressed || sender.privacy.lid_only;
-    let (participant, alt) = if by_lid { (lid, ("participant_pn", pn)) } else { (pn, ("participant_lid", lid)) };
+    let participant = group.address_of(sender);
+    let alt = if group.lid_addressed {
+        ("participant_pn", Jid::pn(sender.phone.as_str()))
+    } else {
+        ("participant_lid", Jid::lid(sender.lid.as_str()))
+    };
     let mut b = NodeBuilder::new("message")
         .attr("from", group.jid())
         .attr("participant", participant)
@@ -260,16 +262,18 @@ pub async fn open(device: &mut SimDevice, from: &DeviceAddr, enc: &Node) -> Resu
     wacore::messages::decode_plaintext(&padded, version).map_err(|e| OpenError::Plaintext(e.to_string()))
 }
 
-/// Decrypts the `skmsg` bytes that client device `from` encrypted for `group` (its JID) under
+/// Decrypts the `<enc type="skmsg">` that client device `from` encrypted for `group` (its JID) under
 /// the sender key it distributed to `device` before, and decodes the message in it.
 pub async fn open_group(
     device: &mut SimDevice,
     group: &str,
     from: &DeviceAddr,
-    skmsg: &[u8],
+    skmsg: &Node,
 ) -> Result<wa::Message, OpenError> {
-    let padded = device.group_decrypt(group, &address(from), skmsg).await?;
-    wacore::messages::decode_plaintext(&padded, 2).map_err(|e| OpenError::Plaintext(e.to_string()))
+    let bytes = content_bytes(skmsg).ok_or_else(|| OpenError::Unsupported("skmsg".into()))?;
+    let padded = device.group_decrypt(group, &address(from), bytes).await?;
+    let version = node::attr(skmsg, "v").and_then(|v| v.parse().ok()).unwrap_or(2);
+    wacore::messages::decode_plaintext(&padded, version).map_err(|e| OpenError::Plaintext(e.to_string()))
 }
 
 /// Takes the sender key for `group` that client device `from` distributed to `device` in

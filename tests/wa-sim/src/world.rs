@@ -374,6 +374,12 @@ impl Group {
         self.participants.iter().any(|p| p.is(account))
     }
 
+    /// `account` as the group addresses its members: by LID in a LID-addressed group, by
+    /// phone number otherwise.
+    pub fn address_of(&self, account: &Account) -> Jid {
+        if self.lid_addressed { Jid::lid(account.lid.as_str()) } else { Jid::pn(account.phone.as_str()) }
+    }
+
     /// The participant reported as creator: the first super-admin, else the first member.
     pub fn creator(&self) -> &Participant {
         self.participants.iter().find(|p| p.role == Role::Superadmin).unwrap_or(&self.participants[0])

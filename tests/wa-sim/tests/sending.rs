@@ -89,6 +89,7 @@ fn from_self(id: &str, text: &str, reply_to: Option<&str>) -> ReceivedText {
         id: id.to_owned(),
         text: text.to_owned(),
         reply_to: reply_to.map(str::to_owned),
+        quoted_author: None,
         at: 0,
     }
 }
