@@ -103,6 +103,36 @@ async fn a_group_text_is_an_event_of_the_group_with_both_jids_of_its_sender() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contacts_push_name_is_an_event_once_and_profiles_show_it_after_a_restart() {
+    let (linked, token) = Linked::serving_devices_api().await;
+    let names = |events: &[Value]| -> Vec<Value> {
+        events.iter().filter(|e| e["type"] == "contact.name").map(|e| json!([e["chat"], e["data"]])).collect()
+    };
+    for text in ["hi", "hello again"] {
+        linked.sim.send_text(JOHN, SELF_PHONE, text).await.expect("John Doe writes");
+    }
+    linked.wait_for_events(2, 10).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while names(&linked.all_events(100).await).is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let john = "6281234567890@s.whatsapp.net";
+    let unknown = json!({ "push_name": null, "business_name": null, "full_name": null });
+    let known = json!({ "push_name": "John Doe", "business_name": null, "full_name": null });
+    // A device's own event (empty chat), numbered among them after its linking's.
+    let once = vec![json!(["", { "jid": john, "names": known, "previous": unknown }])];
+    assert_eq!(names(&linked.all_events(100).await), once, "after his first message, once");
+
+    let linked = linked.crash_and_restart(async |_| {}).await;
+    let profile = linked.waedge.api(&format!("/devices/main/profile?jid={JOHN}"), &token).await;
+    assert_eq!(profile.status, 200, "{}", profile.text);
+    assert_eq!(profile.json["data"]["profile"]["push_name"], "John Doe", "recorded, not heard again yet");
+    linked.sim.send_text(JOHN, SELF_PHONE, "after the restart").await.expect("John writes again");
+    linked.wait_for_events(3, 10).await;
+    assert_eq!(names(&linked.all_events(100).await), once, "the same name after a restart makes no event");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_9_at_any_moment_loses_no_message_and_records_none_twice() {
     let mut linked = Linked::start().await;
     let mut sent = Vec::new();
@@ -206,7 +236,8 @@ async fn an_event_stream_follows_the_outbox_and_resumes_after_the_last_event_id(
     let before = linked.all_events(100).await.len();
     let mut streamed = read_events(&mut stream, before).await;
     linked.sim.send_text(JOHN, SELF_PHONE, "streamed").await.expect("John sends a text");
-    streamed.extend(read_events(&mut stream, 1).await);
+    // His text, and his push name, which the device learns from it.
+    streamed.extend(read_events(&mut stream, 2).await);
     let listed = linked.all_events(100).await;
     assert_eq!(streamed.len(), listed.len());
     for ((id, kind, data), event) in streamed.iter().zip(&listed) {
@@ -215,7 +246,9 @@ async fn an_event_stream_follows_the_outbox_and_resumes_after_the_last_event_id(
             (event["id"].as_str().unwrap(), event["type"].as_str().unwrap(), event)
         );
     }
-    assert_eq!(streamed.last().unwrap().2["data"]["message"]["text"], "streamed");
+    let kinds: Vec<&str> = streamed[before..].iter().map(|(_, kind, _)| kind.as_str()).collect();
+    assert_eq!(kinds, ["message.received", "contact.name"]);
+    assert_eq!(streamed[before].2["data"]["message"]["text"], "streamed");
     drop(stream);
 
     // A client that reconnects with the last id it saw gets only what came after it, also when

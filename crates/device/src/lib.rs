@@ -189,6 +189,13 @@ pub trait Mailbox: Send + Sync + 'static {
     /// The message `id` that `device` of `tenant` sent, if any.
     async fn sent_message(&self, tenant: &str, device: &str, id: &str) -> anyhow::Result<Option<SentMessage>>;
 
+    /// Records the names `device` of `tenant` learned for `contacts`, each change with its
+    /// event (`waedge_store::Store::remember_names`).
+    async fn remember_names(&self, tenant: &str, device: &str, contacts: Vec<Contact>) -> anyhow::Result<()>;
+
+    /// The names `device` of `tenant` recorded for `jid`, if any.
+    async fn contact_names(&self, tenant: &str, device: &str, jid: &str) -> anyhow::Result<Option<Contact>>;
+
     /// The sender of the message `id` that `device` of `tenant` received in `chat`, if any.
     async fn received_from(&self, tenant: &str, device: &str, chat: &str, id: &str) -> anyhow::Result<Option<String>>;
 

@@ -1,6 +1,7 @@
 //! The [`Mailbox`] of the store: events committed to its outbox (`waedge_store::events`), sent
 //! messages recorded in its `sent` table (`waedge_store::sent`), LID verifications and links
-//! in its `links` tables (`waedge_store::links`). Whoever delivers the events
+//! in its `links` tables (`waedge_store::links`), contact names in `names`
+//! (`waedge_store::names`). Whoever delivers the events
 //! waits for those of a tenant, or of one of its devices, on [`Appended`].
 
 use std::collections::{BTreeSet, HashMap};
@@ -8,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tokio::sync::watch;
-use waedge_contract::types::{LidVerification, SentMessage, VerifiedLink};
+use waedge_contract::types::{Contact, LidVerification, SentMessage, VerifiedLink};
 use waedge_store::events::{EventRecord, NewEvent};
 use waedge_store::links::{NewVerification, Started};
 use waedge_store::sent::{Begun, NewSend, StatusChange};
@@ -128,6 +129,18 @@ impl Mailbox for StoreMailbox {
     async fn sent_message(&self, tenant: &str, device: &str, id: &str) -> anyhow::Result<Option<SentMessage>> {
         let (tenant, device, id) = (tenant.to_string(), device.to_string(), id.to_string());
         self.run(move |store| store.sent_message(&tenant, &device, &id)).await
+    }
+
+    async fn remember_names(&self, tenant: &str, device: &str, contacts: Vec<Contact>) -> anyhow::Result<()> {
+        let (tenant, device) = (tenant.to_string(), device.to_string());
+        let appended = self.run(move |store| store.remember_names(&tenant, &device, &contacts)).await?;
+        self.appended(&appended);
+        Ok(())
+    }
+
+    async fn contact_names(&self, tenant: &str, device: &str, jid: &str) -> anyhow::Result<Option<Contact>> {
+        let (tenant, device, jid) = (tenant.to_string(), device.to_string(), jid.to_string());
+        self.run(move |store| store.contact_names(&tenant, &device, &jid)).await
     }
 
     async fn received_from(&self, tenant: &str, device: &str, chat: &str, id: &str) -> anyhow::Result<Option<String>> {

@@ -730,6 +730,17 @@ impl WhatsappDevice {
         }
     }
 
+    /// Records contact names that changed in the device's mailbox (with their events), so
+    /// that the next session of the device knows them too. A name that could not be recorded
+    /// is recorded when the next session learns it again.
+    async fn remember_names(&self, learned: Vec<Contact>) {
+        let Some(mailbox) = self.mailbox.as_ref().filter(|_| !learned.is_empty()) else { return };
+        let device = self.status().id;
+        if let Err(e) = mailbox.remember_names(&self.tenant, &device, learned).await {
+            tracing::warn!(tenant = self.tenant, device, "contact names were not recorded: {e:#}");
+        }
+    }
+
     /// The device's mailbox; sending needs one.
     fn mailbox(&self) -> Result<&Arc<dyn Mailbox>, Error> {
         self.mailbox.as_ref().ok_or_else(|| Error::Upstream("this gateway keeps no messages: sending is off".into()))
@@ -791,7 +802,7 @@ impl WhatsappDevice {
                 if !batch.hook_committed {
                     self.commit_unhooked(&batch.messages).await;
                 }
-                for message in batch.iter() {
+                let learned = batch.iter().filter(|message| !message.info.source.is_from_me).filter_map(|message| {
                     let info = &message.info;
                     let verified = info.verified_name.as_ref().and_then(|v| v.name.clone());
                     self.names.learn(&info.source.sender.to_non_ad_string(), |c| {
@@ -801,26 +812,31 @@ impl WhatsappDevice {
                         if verified.is_some() {
                             c.business_name = verified.clone();
                         }
-                    });
-                }
+                    })
+                });
+                let learned: Vec<Contact> = learned.collect();
+                self.remember_names(learned).await;
             }
             Event::ContactUpdate(update) => {
                 let full_name = update.action.full_name.clone();
-                self.names.learn(&update.jid.to_non_ad_string(), |c| c.full_name = full_name);
+                let learned = self.names.learn(&update.jid.to_non_ad_string(), |c| c.full_name = full_name);
+                self.remember_names(learned.into_iter().collect()).await;
             }
             Event::BusinessStatusUpdate(update) => {
                 if let Some(name) = update.verified_name.clone() {
-                    self.names.learn(&update.jid.to_non_ad_string(), |c| c.business_name = Some(name));
+                    let learned = self.names.learn(&update.jid.to_non_ad_string(), |c| c.business_name = Some(name));
+                    self.remember_names(learned.into_iter().collect()).await;
                 }
             }
             Event::ServerAck(_) | Event::Receipt(_) => self.follow_sent(event).await,
             Event::HistorySync(sync) => {
-                for entry in sync.get().map(|h| h.pushnames.as_slice()).unwrap_or_default() {
-                    if let (Some(jid), Some(name)) = (&entry.id, &entry.pushname) {
-                        let name = name.clone();
-                        self.names.learn(jid, |c| c.push_name = Some(name));
-                    }
-                }
+                let pushnames = sync.get().map(|h| h.pushnames.as_slice()).unwrap_or_default();
+                let learned = pushnames.iter().filter_map(|entry| match (&entry.id, &entry.pushname) {
+                    (Some(jid), Some(name)) => self.names.learn(jid, |c| c.push_name = Some(name.clone())),
+                    _ => None,
+                });
+                let learned: Vec<Contact> = learned.collect();
+                self.remember_names(learned).await;
             }
             _ => {}
         }
@@ -941,7 +957,19 @@ impl DeviceSession for WhatsappDevice {
 
     async fn contact(&self, jid: &Jid) -> Result<Option<Contact>, Error> {
         self.client()?;
-        Ok(self.names.get(&jid.to_string()))
+        let jid = jid.to_string();
+        // What an earlier session learned is read once per contact, then known here.
+        if let Some(mailbox) = self.mailbox.as_ref().filter(|_| self.names.first_look(&jid)) {
+            match mailbox.contact_names(&self.tenant, &self.status().id, &jid).await {
+                Ok(Some(recorded)) => self.names.recall(&recorded),
+                Ok(None) => {}
+                Err(e) => {
+                    self.names.forget_look(&jid);
+                    tracing::warn!(tenant = self.tenant, "the recorded names of a contact could not be read: {e:#}");
+                }
+            }
+        }
+        Ok(self.names.get(&jid))
     }
 
     async fn send_text(&self, message: &TextMessage) -> Result<SendOutcome, Error> {

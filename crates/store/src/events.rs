@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::{Store, StoreError, from_json, links, tenants, to_json};
 
 /// The types of event the outbox records, each described in the admin API's document.
-pub const EVENT_TYPES: &[&str] = &[MESSAGE_RECEIVED, MESSAGE_STATUS, DEVICE_STATUS, CONTACT_LINKED];
+pub const EVENT_TYPES: &[&str] = &[MESSAGE_RECEIVED, MESSAGE_STATUS, DEVICE_STATUS, CONTACT_LINKED, CONTACT_NAME];
 
 /// The type of the event of a message a device received.
 pub const MESSAGE_RECEIVED: &str = "message.received";
@@ -32,6 +32,10 @@ pub const DEVICE_STATUS: &str = "device.status";
 /// The type of the event of a LID answering a verification code: it is linked to the phone
 /// number the code was sent to ([`links`](crate::links)).
 pub const CONTACT_LINKED: &str = "contact.linked";
+
+/// The type of the event of a device learning a new name of a contact: a push name, business
+/// name or address-book name ([`names`](crate::names)).
+pub const CONTACT_NAME: &str = "contact.name";
 
 /// An event to append.
 #[derive(Debug, Clone, PartialEq)]

@@ -14,7 +14,8 @@
 //! Each concept has its module: [`tenants`] (with their [`limits`]), [`users`] (and their
 //! tokens), [`devices`], [`routes`], [`components`] (deployed versions), [`admin`]
 //! (admin-API tokens), [`events`] (the outbox of what happened on the devices), [`sent`]
-//! (the messages devices sent), [`links`] (verified LID ↔ phone links) and [`webhooks`]
+//! (the messages devices sent), [`links`] (verified LID ↔ phone links), [`names`] (the names
+//! devices learned for their contacts) and [`webhooks`]
 //! (which deliver a tenant's events to HTTP endpoints, with their delivery logs and dead
 //! letters). The schema is in [`migrations`]. The configuration file seeds an empty
 //! store (`waedge::config::Config::seed`): the store knows nothing of the file.
@@ -30,6 +31,7 @@ pub mod events;
 pub mod limits;
 pub mod links;
 pub mod migrations;
+pub mod names;
 pub mod routes;
 pub mod sent;
 pub mod tenants;

@@ -357,7 +357,9 @@ fn link(
     let event = NewEvent {
         device: received.device.clone(),
         kind: CONTACT_LINKED.to_string(),
-        chat: received.chat.clone(),
+        // A device's own event, like the contact's other events: numbering it in the answer's
+        // chat would put a gap in the numbers of a consumer of that chat's messages only.
+        chat: String::new(),
         dedup: Some(format!("linked|{id}")),
         at: now(),
         data: json!({
@@ -482,7 +484,7 @@ mod tests {
         let kinds: Vec<&str> = appended.iter().map(|e| e.kind.as_str()).collect();
         assert_eq!(kinds, [MESSAGE_RECEIVED, CONTACT_LINKED]);
         let linked = &appended[1];
-        assert_eq!((linked.chat.as_str(), linked.seq), (LID, 3), "numbered in the LID's chat");
+        assert_eq!((linked.chat.as_str(), linked.seq), ("", 1), "a device's own event, numbered per device");
         assert_eq!(
             linked.data,
             json!({ "lid": LID, "phone_jid": PHONE, "verification_id": verification.id,
@@ -520,21 +522,21 @@ mod tests {
     }
 
     #[test]
-    fn a_late_answer_links_nothing_and_a_link_is_numbered_in_the_answers_chat() {
+    fn a_late_answer_links_nothing_and_a_link_is_dated_by_the_answer() {
         let store = acme();
         store.create_device("acme", "main").unwrap();
         let (verification, code) = start(&store, PHONE);
         let late = NewEvent { at: rfc3339(Utc::now() + Duration::minutes(11)), ..text("A", LID, None, &code) };
         assert_eq!(store.append_events("acme", &[late]).unwrap().len(), 1, "sent after the code expired");
 
-        // WhatsApp gave both JIDs, and the chat is the number's.
+        // WhatsApp gave both JIDs, and the answer is in the number's chat.
         let mut answer = text("B", LID, Some(PHONE), &code);
         answer.chat = PHONE.into();
         answer.data["chat"] = json!({ "jid": PHONE, "type": "user", "lid": LID, "phone_jid": PHONE });
         answer.at = rfc3339(Utc::now() + Duration::minutes(1));
         let answer_at = answer.at.clone();
         let appended = store.append_events("acme", &[answer]).unwrap();
-        assert_eq!((appended[1].chat.as_str(), appended[1].seq), (PHONE, 2), "after the answer, in its chat");
+        assert_eq!((appended[1].kind.as_str(), appended[1].data["lid"].as_str()), (CONTACT_LINKED, Some(LID)));
         let read = store.lid_verification("acme", "main", &verification.id).unwrap().unwrap();
         assert_eq!(read.linked_at, Some(answer_at), "when the LID answered, by WhatsApp's clock");
     }

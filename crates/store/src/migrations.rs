@@ -194,6 +194,20 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX lid_link_misses_of_sender ON lid_link_misses (tenant_id, sender, at);
     "#,
+    // 8: the names devices learned for their contacts (see `names`).
+    r#"
+    CREATE TABLE contact_names (
+        tenant_id     TEXT NOT NULL,
+        device        TEXT NOT NULL,
+        jid           TEXT NOT NULL,       -- the contact, without a device part
+        push_name     TEXT,
+        business_name TEXT,
+        full_name     TEXT,                -- from the phone's address book
+        updated_at    TEXT NOT NULL,       -- RFC 3339, UTC
+        PRIMARY KEY (tenant_id, device, jid),
+        FOREIGN KEY (tenant_id, device) REFERENCES devices(tenant_id, id) ON DELETE CASCADE
+    ) STRICT;
+    "#,
 ];
 
 /// Brings the schema up to date.

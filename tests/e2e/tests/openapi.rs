@@ -359,11 +359,21 @@ async fn every_admin_operation_answers_as_documented() {
         push_name: Some("Globex".into()),
     };
     assert_eq!(gw.store().record_device_statuses(&[("globex".into(), connected)]).unwrap().len(), 1);
+    contact_events(gw.store());
     let listed = gw.admin(Method::GET, "/v1/tenants/globex/events", Value::Null).await;
     check_success(&doc, &doc["paths"]["/v1/tenants/{tenant}/events"]["get"], "GET …/events", &listed);
     let types: Vec<&str> =
         listed.json["events"].as_array().unwrap().iter().filter_map(|e| e["type"].as_str()).collect();
-    assert_eq!(types, ["message.received", "message.status", "message.status", "device.status"], "{}", listed.text);
+    let expected = [
+        "message.received",
+        "message.status",
+        "message.status",
+        "device.status",
+        "contact.name",
+        "message.received",
+        "contact.linked",
+    ];
+    assert_eq!(types, expected, "{}", listed.text);
     let mut to_call = operations(&doc, "admin");
     to_call.retain(|(method, path, _)| !is_device_session_operation(method, path));
     // Deletions last, a resource's parts before the resource (a user's token before the user),
@@ -480,6 +490,36 @@ fn message_status_events(store: &waedge_store::Store) {
     }
     let changes = [change(acked, MessageStatus::Sent, None), change(refused, MessageStatus::Failed, Some("463"))];
     assert_eq!(store.change_status("globex", "main", &changes).unwrap().len(), 2);
+}
+
+/// The `contact.*` events of globex's device `main`, as the device layer records them: it
+/// learns Lena's push name, sends a code to her number, and her LID answers with it.
+fn contact_events(store: &waedge_store::Store) {
+    use waedge_store::links::{NewVerification, Started};
+    let (lid, phone) = ("7700900000000123@lid", "447700900123@s.whatsapp.net");
+    let lena = Contact { jid: lid.into(), push_name: Some("Lena".into()), business_name: None, full_name: None };
+    assert_eq!(store.remember_names("globex", "main", &[lena]).unwrap().len(), 1);
+    let new = NewVerification {
+        device: "main".into(),
+        phone_jid: phone.into(),
+        message_id: "3EB0C431D2E5A1F0B9E2D7A6".into(),
+        ttl_seconds: 600,
+    };
+    let Started::Started { code, .. } = store.start_lid_verification("globex", &new).unwrap() else {
+        panic!("a first verification starts")
+    };
+    let sender = json!({ "jid": lid, "type": "user", "lid": lid, "phone_jid": null });
+    let answer = waedge_store::events::NewEvent {
+        device: "main".into(),
+        kind: waedge_store::events::MESSAGE_RECEIVED.into(),
+        chat: lid.into(),
+        dedup: Some(format!("{lid}|{lid}|B22CA6E89EE4DE21")),
+        at: "2026-12-05T15:02:00Z".into(),
+        data: json!({ "message_id": "B22CA6E89EE4DE21", "chat": sender, "sender": sender, "from_me": false,
+                      "push_name": "Lena", "offline": false,
+                      "message": { "kind": "text", "text": code, "reply_to": null } }),
+    };
+    assert_eq!(store.append_events("globex", &[answer]).unwrap().len(), 2, "the answer and the link");
 }
 
 /// An admin API call on the gateway of `live`, with the admin token and a JSON `body` unless

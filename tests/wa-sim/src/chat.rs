@@ -85,7 +85,6 @@ pub async fn send_group_text(shared: &Shared, from: &str, group: &str, text: &st
         sender_key_distribution_message: MessageField::some(wa::message::SenderKeyDistributionMessage {
             group_id: Some(group_jid),
             axolotl_sender_key_distribution_message: Some(distribution.serialized().to_vec()),
-            ..Default::default()
         }),
         ..Default::default()
     };

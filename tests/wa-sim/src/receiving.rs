@@ -94,7 +94,7 @@ async fn take_group(
         }
     }
     let is_skmsg = |c: &&Node| c.tag == "enc" && node::attr(c, "type").as_deref() == Some("skmsg");
-    let Some(skmsg) = children(stanza).into_iter().find(is_skmsg) else {
+    let Some(skmsg) = children(stanza).iter().find(is_skmsg) else {
         tracing::warn!(
             "{} to {group_jid} from {}:{} has no skmsg: no member can read it",
             message.id,

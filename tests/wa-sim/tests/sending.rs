@@ -154,7 +154,11 @@ async fn a_reply_continues_the_session_and_names_the_quoted_message() {
         };
         let id = c.client.send_message(Jid::pn(ACME), reply).await.expect("the reply is sent").message_id;
         assert_eq!(server_ack(&c, &id).await.error, None);
-        assert_eq!(received(&sim, ACME).last(), Some(&from_self(&id, text, Some(&question.id))));
+        let quoting = ReceivedText {
+            quoted_author: Some(format!("{ACME}@s.whatsapp.net")),
+            ..from_self(&id, text, Some(&question.id))
+        };
+        assert_eq!(received(&sim, ACME).last(), Some(&quoting));
     }
     assert_eq!(sim.received(ACME).len(), 2);
     c.stop().await;
