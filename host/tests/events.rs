@@ -128,8 +128,15 @@ async fn a_contacts_push_name_is_an_event_once_and_profiles_show_it_after_a_rest
     assert_eq!(profile.status, 200, "{}", profile.text);
     assert_eq!(profile.json["data"]["profile"]["push_name"], "John Doe", "recorded, not heard again yet");
     linked.sim.send_text(JOHN, SELF_PHONE, "after the restart").await.expect("John writes again");
-    linked.wait_for_events(3, 10).await;
-    assert_eq!(names(&linked.all_events(100).await), once, "the same name after a restart makes no event");
+    // Maria writes after him: once her name is recorded, his would have been too.
+    linked.sim.send_text("5511999999999", SELF_PHONE, "hola").await.expect("Maria writes");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while names(&linked.all_events(100).await).len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let recorded = names(&linked.all_events(100).await);
+    assert_eq!(recorded.len(), 2, "John's once, then Maria's: {recorded:?}");
+    assert_eq!((&recorded[0], &recorded[1][1]["jid"]), (&once[0], &json!("5511999999999@s.whatsapp.net")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,6 +41,12 @@ impl LearnedNames {
         (*contact != before).then(|| contact.clone())
     }
 
+    /// Forgets what is known of `jid` (it could not be recorded): the next names WhatsApp
+    /// sends for it are new again.
+    pub fn forget(&self, jid: &str) {
+        self.names.lock().unwrap_or_else(|p| p.into_inner()).remove(jid);
+    }
+
     /// Whether this is the first look at `jid`'s recorded names in this session (at most
     /// [`MAX_NAMES`] contacts are looked up once; more are looked up each time).
     pub fn first_look(&self, jid: &str) -> bool {

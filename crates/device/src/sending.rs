@@ -135,21 +135,24 @@ pub(crate) async fn send(
         None => wa::Message::text(message.text.clone()),
         Some(quoted) => {
             // The participant of a quote is who sent the quoted message: this device's account
-            // when it is one of the device's own messages; else the other side of a user's
-            // chat, or in a group the member the device received it from.
+            // when it is one of the device's own messages; else who the device received it from
+            // (in a user's chat, the other side when it was not recorded).
             let own = mailbox.sent_message(tenant, device, quoted).await.map_err(upstream)?.is_some();
             let chat = message.to.to_string();
             let participant = if own {
                 client.pn().map(|jid| jid.to_non_ad_string())
-            } else if message.to.is_group() {
-                let author = mailbox.received_from(tenant, device, &chat, quoted).await.map_err(upstream)?;
-                Some(author.ok_or_else(|| {
-                    Error::Forbidden(format!(
-                        "reply_to: this device neither sent nor received a message {quoted} in {chat}"
-                    ))
-                })?)
             } else {
-                Some(chat)
+                // A message the phone sent from this account is recorded as received from it.
+                let author = mailbox.received_from(tenant, device, &chat, quoted).await.map_err(upstream)?;
+                match author {
+                    Some(author) => Some(author),
+                    None if message.to.is_group() => {
+                        let why =
+                            format!("reply_to: this device neither sent nor received a message {quoted} in {chat}");
+                        return Err(Error::Forbidden(why));
+                    }
+                    None => Some(chat),
+                }
             };
             let context = wa::ContextInfo { stanza_id: Some(quoted.clone()), participant, ..Default::default() };
             wa::Message::text_with_context(message.text.clone(), context)

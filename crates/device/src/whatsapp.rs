@@ -730,14 +730,18 @@ impl WhatsappDevice {
         }
     }
 
-    /// Records contact names that changed in the device's mailbox (with their events), so
-    /// that the next session of the device knows them too. A name that could not be recorded
-    /// is recorded when the next session learns it again.
-    async fn remember_names(&self, learned: Vec<Contact>) {
+    /// Records the contact names that changed (`Some`, as [`LearnedNames::learn`] reports them)
+    /// in the device's mailbox, with their events, so that the next session of the device knows
+    /// them too. Names that could not be recorded are forgotten here, to be learned (and
+    /// recorded) again when WhatsApp next sends them.
+    async fn remember_names(&self, learned: impl IntoIterator<Item = Option<Contact>>) {
+        let learned: Vec<Contact> = learned.into_iter().flatten().collect();
         let Some(mailbox) = self.mailbox.as_ref().filter(|_| !learned.is_empty()) else { return };
         let device = self.status().id;
+        let jids: Vec<String> = learned.iter().map(|contact| contact.jid.clone()).collect();
         if let Err(e) = mailbox.remember_names(&self.tenant, &device, learned).await {
             tracing::warn!(tenant = self.tenant, device, "contact names were not recorded: {e:#}");
+            jids.iter().for_each(|jid| self.names.forget(jid));
         }
     }
 
@@ -802,40 +806,38 @@ impl WhatsappDevice {
                 if !batch.hook_committed {
                     self.commit_unhooked(&batch.messages).await;
                 }
-                let learned = batch.iter().filter(|message| !message.info.source.is_from_me).filter_map(|message| {
+                let learned = batch.iter().filter(|message| !message.info.source.is_from_me).map(|message| {
                     let info = &message.info;
+                    let push_name = Some(info.push_name.clone()).filter(|name| !name.is_empty());
                     let verified = info.verified_name.as_ref().and_then(|v| v.name.clone());
+                    if push_name.is_none() && verified.is_none() {
+                        return None;
+                    }
                     self.names.learn(&info.source.sender.to_non_ad_string(), |c| {
-                        if !info.push_name.is_empty() {
-                            c.push_name = Some(info.push_name.clone());
-                        }
-                        if verified.is_some() {
-                            c.business_name = verified.clone();
-                        }
+                        c.push_name = push_name.or(c.push_name.take());
+                        c.business_name = verified.or(c.business_name.take());
                     })
                 });
-                let learned: Vec<Contact> = learned.collect();
                 self.remember_names(learned).await;
             }
             Event::ContactUpdate(update) => {
                 let full_name = update.action.full_name.clone();
                 let learned = self.names.learn(&update.jid.to_non_ad_string(), |c| c.full_name = full_name);
-                self.remember_names(learned.into_iter().collect()).await;
+                self.remember_names([learned]).await;
             }
             Event::BusinessStatusUpdate(update) => {
                 if let Some(name) = update.verified_name.clone() {
                     let learned = self.names.learn(&update.jid.to_non_ad_string(), |c| c.business_name = Some(name));
-                    self.remember_names(learned.into_iter().collect()).await;
+                    self.remember_names([learned]).await;
                 }
             }
             Event::ServerAck(_) | Event::Receipt(_) => self.follow_sent(event).await,
             Event::HistorySync(sync) => {
                 let pushnames = sync.get().map(|h| h.pushnames.as_slice()).unwrap_or_default();
-                let learned = pushnames.iter().filter_map(|entry| match (&entry.id, &entry.pushname) {
+                let learned = pushnames.iter().map(|entry| match (&entry.id, &entry.pushname) {
                     (Some(jid), Some(name)) => self.names.learn(jid, |c| c.push_name = Some(name.clone())),
                     _ => None,
                 });
-                let learned: Vec<Contact> = learned.collect();
                 self.remember_names(learned).await;
             }
             _ => {}
@@ -965,7 +967,12 @@ impl DeviceSession for WhatsappDevice {
                 Ok(None) => {}
                 Err(e) => {
                     self.names.forget_look(&jid);
-                    tracing::warn!(tenant = self.tenant, "the recorded names of a contact could not be read: {e:#}");
+                    let device = self.status().id;
+                    tracing::warn!(
+                        tenant = self.tenant,
+                        device,
+                        "the recorded names of a contact could not be read: {e:#}"
+                    );
                 }
             }
         }

@@ -357,8 +357,7 @@ fn link(
     let event = NewEvent {
         device: received.device.clone(),
         kind: CONTACT_LINKED.to_string(),
-        // A device's own event, like the contact's other events: numbering it in the answer's
-        // chat would put a gap in the numbers of a consumer of that chat's messages only.
+        // A device's own event (its chat is empty), like the contact's other events.
         chat: String::new(),
         dedup: Some(format!("linked|{id}")),
         at: now(),

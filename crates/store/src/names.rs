@@ -2,9 +2,10 @@
 //! the phone's address book gives — kept across restarts, each change a `contact.name` event.
 //!
 //! A session learns names from what WhatsApp sends it (every message carries its sender's push
-//! name) and hands the store what changed since it started ([`Store::remember_names`]); the
-//! store records a name that is new or different, with its event in the same transaction, and
-//! keeps the others as they are, so a restart, or a name heard again, makes no event.
+//! name) and hands the store each name it did not know yet in this session
+//! ([`Store::remember_names`]); the store records a name that is new or different, with its
+//! event in the same transaction, and keeps the others as they are, so a restart, or a name
+//! heard again, makes no event.
 
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::json;
@@ -98,8 +99,7 @@ fn remember(
     let event = NewEvent {
         device: device.to_string(),
         kind: CONTACT_NAME.to_string(),
-        // A device's own event (its chat is empty): numbered in the contact's chat, it would put
-        // a gap in the numbers of a consumer of that chat's messages only.
+        // A device's own event (its chat is empty), like the contact's other events.
         chat: String::new(),
         dedup: None,
         at,

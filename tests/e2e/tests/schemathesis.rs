@@ -103,16 +103,20 @@ async fn both_listeners_answer_as_their_documents_say() {
         // strings; their descriptions require one of the two, and a WhatsApp identifier, which
         // their schemas do not say: such requests are answered 400 VALIDATION_ERROR, as the
         // documents list.
-        // The fixture devices send no messages: a valid send is answered 502 UPSTREAM_ERROR, as
-        // the document lists (openapi.rs checks the successes on devices that send). A text
-        // longer than acme's `max_request_body_bytes` (64 KiB) is refused by the host, with 413.
+        // The fixture devices send no messages: a valid send (or verification code) is
+        // answered 502 UPSTREAM_ERROR, as the document lists (openapi.rs checks the successes on
+        // devices that send). A text longer than acme's `max_request_body_bytes` (64 KiB) is
+        // refused by the host, with 413.
         config: "[checks.positive_data_acceptance]\n\
                  expected-statuses = [\"2xx\", \"3xx\", \"400\", \"401\", \"403\", \"404\", \"409\", \"429\", \"5xx\"]\n\
                  [[operations]]\n\
                  include-operation-id = \"devicesApiSendMessage\"\n\
                  checks.not_a_server_error.expected-statuses = [\"2xx\", \"3xx\", \"4xx\", \"502\"]\n\
                  checks.negative_data_rejection.expected-statuses = \
-                 [\"400\", \"401\", \"403\", \"404\", \"405\", \"413\", \"422\", \"429\", \"5xx\"]\n",
+                 [\"400\", \"401\", \"403\", \"404\", \"405\", \"413\", \"422\", \"429\", \"5xx\"]\n\
+                 [[operations]]\n\
+                 include-operation-id = \"devicesApiStartLidVerification\"\n\
+                 checks.not_a_server_error.expected-statuses = [\"2xx\", \"3xx\", \"4xx\", \"502\"]\n",
     };
     let admin = Run {
         tag: "admin",
