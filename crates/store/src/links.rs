@@ -34,6 +34,9 @@ pub const MAX_STARTS_PER_PHONE: usize = 3;
 /// How many wrong code-shaped answers a sender may give in an hour before it is not heard.
 pub const MAX_MISSES: usize = 5;
 
+/// How many days a verification that expired unanswered is kept (and shown `expired`).
+pub const KEPT_DAYS: i64 = 7;
+
 /// How many code-shaped words of one message are tried.
 pub const CANDIDATES_PER_MESSAGE: usize = 3;
 
@@ -72,10 +75,16 @@ pub enum Started {
 
 impl Store {
     /// Records a verification of `tenant`, pending, with a new code, unless a limit says not
-    /// now (see [`Started`]).
+    /// now (see [`Started`]). Verifications of the device that expired unanswered more than
+    /// [`KEPT_DAYS`] days ago go.
     pub fn start_lid_verification(&self, tenant: &str, new: &NewVerification) -> Result<Started, StoreError> {
         self.transaction(|tx| {
             let now = Utc::now();
+            tx.execute(
+                "DELETE FROM lid_verifications
+                 WHERE tenant_id = ?1 AND device = ?2 AND lid IS NULL AND expires_at < ?3",
+                params![tenant, new.device, rfc3339(now - Duration::days(KEPT_DAYS))],
+            )?;
             let pending: Vec<String> = strings(
                 tx,
                 "SELECT expires_at FROM lid_verifications
@@ -538,6 +547,24 @@ mod tests {
         assert_eq!((appended[1].kind.as_str(), appended[1].data["lid"].as_str()), (CONTACT_LINKED, Some(LID)));
         let read = store.lid_verification("acme", "main", &verification.id).unwrap().unwrap();
         assert_eq!(read.linked_at, Some(answer_at), "when the LID answered, by WhatsApp's clock");
+    }
+
+    #[test]
+    fn a_verification_expired_unanswered_for_a_week_goes() {
+        let store = acme();
+        store.create_device("acme", "main").unwrap();
+        let (old, _) = start(&store, PHONE);
+        let (kept, _) = start(&store, "5511999999999@s.whatsapp.net");
+        let long_ago = rfc3339(Utc::now() - Duration::days(KEPT_DAYS) - Duration::minutes(1));
+        let yesterday = rfc3339(Utc::now() - Duration::days(1));
+        for (id, expired) in [(&old.id, &long_ago), (&kept.id, &yesterday)] {
+            let conn = store.lock();
+            conn.execute("UPDATE lid_verifications SET expires_at = ?1 WHERE id = ?2", params![expired, id]).unwrap();
+        }
+        start(&store, "4915112345678@s.whatsapp.net");
+        assert_eq!(store.lid_verification("acme", "main", &old.id).unwrap(), None, "gone after a week");
+        let shown = store.lid_verification("acme", "main", &kept.id).unwrap().expect("kept for a week");
+        assert_eq!(shown.state, LidVerificationState::Expired);
     }
 
     #[test]
