@@ -103,6 +103,39 @@ async fn a_group_text_is_an_event_of_the_group_with_both_jids_of_its_sender() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_renamed_is_an_event_of_the_group_once() {
+    let linked = Linked::start().await;
+    // A text of John's first: it gives the device his LID with his number.
+    linked.sim.send_text(JOHN, SELF_PHONE, "I will rename our group").await.expect("John writes");
+    linked.wait_for_events(1, 10).await;
+    let group = "120363406798553856@g.us";
+    let id = linked.sim.rename_group(JOHN, "120363406798553856", "Bikes & Friends").expect("John renames it");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let updates = loop {
+        let events = linked.all_events(100).await;
+        let updates: Vec<Value> = events.into_iter().filter(|e| e["type"] == "group.updated").collect();
+        if !updates.is_empty() || Instant::now() > deadline {
+            break updates;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(updates.len(), 1, "{updates:#?} ({id})");
+    let john = json!({ "jid": "6281234567890@s.whatsapp.net", "type": "user", "lid": JOHN_LID,
+                       "phone_jid": "6281234567890@s.whatsapp.net" });
+    assert_eq!((&updates[0]["chat"], &updates[0]["seq"]), (&json!(group), &json!(1)));
+    assert_eq!(
+        updates[0]["data"],
+        json!({ "group": { "jid": group, "type": "group" }, "by": john,
+                "action": { "kind": "subject", "subject": "Bikes & Friends" } })
+    );
+    // Acknowledged: a restart does not bring it again.
+    let linked = linked.crash_and_restart(async |_| {}).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let events = linked.all_events(100).await;
+    assert_eq!(events.iter().filter(|e| e["type"] == "group.updated").count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_contacts_push_name_is_an_event_once_and_profiles_show_it_after_a_restart() {
     let (linked, token) = Linked::serving_devices_api().await;
     let names = |events: &[Value]| -> Vec<Value> {

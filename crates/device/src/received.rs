@@ -26,9 +26,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use waedge_store::events::{MESSAGE_RECEIVED, NewEvent};
-use whatsapp_rust::types::events::InboundMessage;
+use waedge_store::events::{GROUP_UPDATED, MESSAGE_RECEIVED, NewEvent};
+use whatsapp_rust::types::events::{GroupUpdate, InboundMessage};
 use whatsapp_rust::wacore::proto_helpers::MessageExt;
+use whatsapp_rust::wacore::stanza::groups::GroupParticipantInfo;
 use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::{Client, InboundDurabilityHook, Jid};
 
@@ -88,6 +89,53 @@ async fn event(device: &str, client: &Client, message: &InboundMessage) -> Optio
             "message": content,
         }),
     })
+}
+
+impl Received {
+    /// Commits the `group.updated` event of `update`, a change WhatsApp notified of (a new
+    /// subject or description, members added, removed, promoted or demoted, a setting).
+    /// Notifications pass no durability hook: WhatsApp was told this one arrived already.
+    pub(crate) async fn commit_group_update(&self, client: &Client, update: &GroupUpdate) -> anyhow::Result<()> {
+        use whatsapp_rust::wacore::stanza::groups::GroupNotificationAction as Action;
+        let members = async |participants: &[GroupParticipantInfo]| -> Vec<Value> {
+            let mut members = Vec::with_capacity(participants.len());
+            for member in participants {
+                members.push(party(client, &member.jid, member.phone_number.as_ref().or(member.lid.as_ref())).await);
+            }
+            members
+        };
+        let action = match &update.action {
+            Action::Subject { subject, .. } => json!({ "kind": "subject", "subject": subject }),
+            Action::Description { description, .. } => json!({ "kind": "description", "description": description }),
+            Action::Add { participants, .. } => json!({ "kind": "add", "participants": members(participants).await }),
+            Action::Remove { participants, .. } => {
+                json!({ "kind": "remove", "participants": members(participants).await })
+            }
+            Action::Promote { participants } => {
+                json!({ "kind": "promote", "participants": members(participants).await })
+            }
+            Action::Demote { participants } => json!({ "kind": "demote", "participants": members(participants).await }),
+            other => json!({ "kind": "other", "name": other.tag_name() }),
+        };
+        let by = match &update.participant {
+            Some(by) => party(client, by, update.participant_pn.as_ref()).await,
+            None => Value::Null,
+        };
+        let chat = update.group_jid.to_non_ad_string();
+        // A notification without an id cannot come twice (WhatsApp is acknowledged by its id),
+        // and one without a time gets the gateway's.
+        let dedup = update.notification_id.as_ref().map(|id| format!("{chat}|gp2|{id}|{}", update.action_index));
+        let at = Some(update.timestamp).filter(|at| at.timestamp() > 0).unwrap_or_else(whatsapp_rust::chrono::Utc::now);
+        let event = NewEvent {
+            device: self.device.clone(),
+            kind: GROUP_UPDATED.to_string(),
+            chat: chat.clone(),
+            dedup,
+            at: at.to_rfc3339_opts(whatsapp_rust::chrono::SecondsFormat::Secs, true),
+            data: json!({ "group": { "jid": chat, "type": "group" }, "by": by, "action": action }),
+        };
+        self.mailbox.commit(&self.tenant, vec![event]).await
+    }
 }
 
 /// A user, group or other chat: its JID without a device part, what kind of chat it is and,

@@ -832,6 +832,13 @@ impl WhatsappDevice {
                 }
             }
             Event::ServerAck(_) | Event::Receipt(_) => self.follow_sent(event).await,
+            Event::GroupUpdate(update) => {
+                let client = self.client.read().expect("client lock").clone();
+                let (Some(received), Some(client)) = (&self.received, client) else { return };
+                if let Err(e) = received.commit_group_update(&client, update).await {
+                    tracing::error!(device = self.status().id, "recording a group change failed: {e:#}");
+                }
+            }
             Event::HistorySync(sync) => {
                 let pushnames = sync.get().map(|h| h.pushnames.as_slice()).unwrap_or_default();
                 let learned = pushnames.iter().map(|entry| match (&entry.id, &entry.pushname) {
@@ -873,7 +880,7 @@ fn delete_store(db: &Path) -> std::io::Result<()> {
 
 /// The events the session listens to: state changes, linking, whatever carries contact
 /// names, and the acks and receipts of sent messages.
-const INTERESTING_EVENTS: [EventKind; 16] = [
+const INTERESTING_EVENTS: [EventKind; 17] = [
     EventKind::Connected,
     EventKind::Disconnected,
     EventKind::LoggedOut,
@@ -885,6 +892,7 @@ const INTERESTING_EVENTS: [EventKind; 16] = [
     EventKind::ContactUpdate,
     EventKind::BusinessStatusUpdate,
     EventKind::HistorySync,
+    EventKind::GroupUpdate,
     EventKind::PairingQrCode,
     EventKind::PairError,
     EventKind::PairingQrCodesExhausted,

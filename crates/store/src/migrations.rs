@@ -208,6 +208,12 @@ const MIGRATIONS: &[&str] = &[
         FOREIGN KEY (tenant_id, device) REFERENCES devices(tenant_id, id) ON DELETE CASCADE
     ) STRICT;
     "#,
+    // 9: received messages found by their WhatsApp id (a reply names its quote's author).
+    r#"
+    ALTER TABLE events ADD COLUMN message_id TEXT GENERATED ALWAYS AS (json_extract(data, '$.message_id')) VIRTUAL;
+    CREATE INDEX events_received_by_message_id ON events (tenant_id, device, chat, message_id, seq)
+        WHERE kind = 'message.received';
+    "#,
 ];
 
 /// Brings the schema up to date.

@@ -760,7 +760,7 @@ mod tests {
         assert!(matches!(unknown, StoreError::NotFound(ref m) if m.contains("create it first")), "{unknown}");
         assert_eq!(
             refused(NewWebhook { events: vec!["message.sent".into()], ..hook("https://a.example") }),
-            "event type `message.sent` is unknown: use message.received, message.status, device.status, contact.linked, contact.name, or leave `events` empty for every type"
+            "event type `message.sent` is unknown: use message.received, message.status, device.status, contact.linked, contact.name, group.updated, or leave `events` empty for every type"
         );
         let twice = vec!["message.received".into(), "message.received".into()];
         assert_eq!(

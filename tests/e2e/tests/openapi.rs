@@ -372,6 +372,7 @@ async fn every_admin_operation_answers_as_documented() {
         "contact.name",
         "message.received",
         "contact.linked",
+        "group.updated",
     ];
     assert_eq!(types, expected, "{}", listed.text);
     let mut to_call = operations(&doc, "admin");
@@ -492,8 +493,9 @@ fn message_status_events(store: &waedge_store::Store) {
     assert_eq!(store.change_status("globex", "main", &changes).unwrap().len(), 2);
 }
 
-/// The `contact.*` events of globex's device `main`, as the device layer records them: it
-/// learns Lena's push name, sends a code to her number, and her LID answers with it.
+/// The `contact.*` and `group.updated` events of globex's device `main`, as the device layer
+/// records them: it learns Lena's push name, sends a code to her number, her LID answers with
+/// it, and John adds her to a group.
 fn contact_events(store: &waedge_store::Store) {
     use waedge_store::links::{NewVerification, Started};
     let (lid, phone) = ("7700900000000123@lid", "447700900123@s.whatsapp.net");
@@ -520,6 +522,20 @@ fn contact_events(store: &waedge_store::Store) {
                       "message": { "kind": "text", "text": code, "reply_to": null } }),
     };
     assert_eq!(store.append_events("globex", &[answer]).unwrap().len(), 2, "the answer and the link");
+    // And a member added to a group, as the device layer records WhatsApp's notification.
+    let john = json!({ "jid": "6281234567890@s.whatsapp.net", "type": "user", "lid": "1234567890987654321@lid",
+                       "phone_jid": "6281234567890@s.whatsapp.net" });
+    let group = "120363406798553856@g.us";
+    let added = waedge_store::events::NewEvent {
+        device: "main".into(),
+        kind: waedge_store::events::GROUP_UPDATED.into(),
+        chat: group.into(),
+        dedup: Some(format!("{group}|gp2|2365415341|0")),
+        at: "2026-12-05T15:03:00Z".into(),
+        data: json!({ "group": { "jid": group, "type": "group" }, "by": john,
+                      "action": { "kind": "add", "participants": [sender] } }),
+    };
+    assert_eq!(store.append_events("globex", &[added]).unwrap().len(), 1);
 }
 
 /// An admin API call on the gateway of `live`, with the admin token and a JSON `body` unless

@@ -1,10 +1,12 @@
-//! Messages the world's accounts send to linked devices. Each carries the sender's push
-//! name (`notify`), which is how a client learns other contacts' push names.
+//! Messages the world's accounts send to linked devices, and their changes to groups. Each
+//! message carries the sender's push name (`notify`), which is how a client learns other
+//! contacts' push names.
 
 use std::time::Duration;
 
 use wacore::libsignal::protocol::SignalProtocolError;
 use wacore::messages::MessageUtils;
+use wacore_binary::builder::NodeBuilder;
 use waproto::buffa::{Message as _, MessageField};
 use waproto::whatsapp as wa;
 
@@ -110,6 +112,37 @@ pub async fn send_group_text(shared: &Shared, from: &str, group: &str, text: &st
         return Err(SimError::NoReceivingDevice(group.id.clone()));
     }
     Ok(Sent { id, devices })
+}
+
+/// Account `by` renames group `group` (its id) to `subject`: every linked client device of the
+/// group's members gets a `w:gp2` notification, through the offline queue like a message.
+/// Returns the notification's id. The world's group keeps its subject: look-ups still show it.
+pub fn rename_group(shared: &Shared, by: &str, group: &str, subject: &str) -> Result<String, SimError> {
+    let admin = shared.world.account_by_phone(by).ok_or_else(|| SimError::UnknownAccount(by.to_owned()))?;
+    let group = shared.world.group(group).ok_or_else(|| SimError::UnknownGroup(group.to_owned()))?;
+    if !group.has_member(admin) {
+        return Err(SimError::NotAMember { phone: admin.phone.clone(), group: group.id.clone() });
+    }
+    let (id, at) = (node::random_id(), node::now().to_string());
+    let by = group.address_of(admin);
+    let change =
+        NodeBuilder::new("subject").attr("subject", subject).attr("s_o", by.clone()).attr("s_t", at.as_str()).build();
+    let notification = NodeBuilder::new("notification")
+        .attr("type", "w:gp2")
+        .attr("id", id.as_str())
+        .attr("from", group.jid())
+        .attr("participant", by)
+        .attr("notify", admin.push_name.as_str())
+        .attr("addressing_mode", if group.lid_addressed { "lid" } else { "pn" })
+        .attr("t", at)
+        .children([change])
+        .build();
+    for member in shared.world.accounts.iter().filter(|a| group.has_member(a)) {
+        for device in shared.hub.linked_devices(&member.phone) {
+            shared.hub.deliver(&DeviceAddr { phone: member.phone.clone(), device }, notification.clone());
+        }
+    }
+    Ok(id)
 }
 
 /// How long a send waits for a just-connected device to upload its pre-keys (the

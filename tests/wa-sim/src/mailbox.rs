@@ -24,6 +24,8 @@ pub enum Acknowledgement<'a> {
     /// Messages, by id: the device's receipt for them (an aggregate one names several) or
     /// its `<ack class="message">`.
     Messages(&'a [String]),
+    /// One notification: `<ack class="notification" id/>`.
+    Notification(&'a str),
     /// One receipt: `<ack class="receipt" id type/>`. A message's delivery and read
     /// receipts share its id and differ by `type` (none for delivery).
     Receipt {
@@ -39,6 +41,7 @@ impl Acknowledgement<'_> {
         let id = node::attr(held, "id");
         match *self {
             Acknowledgement::Messages(ids) => held.tag == "message" && id.is_some_and(|id| ids.contains(&id)),
+            Acknowledgement::Notification(acked) => held.tag == "notification" && id.as_deref() == Some(acked),
             Acknowledgement::Receipt { id: acked, kind } => {
                 held.tag == "receipt" && id.as_deref() == Some(acked) && node::attr(held, "type").as_deref() == kind
             }

@@ -180,6 +180,12 @@ impl WaSim {
         chat::send_group_text(&self.shared, from, group, text).await
     }
 
+    /// Account `by` renames group `group` (its id) to `subject`: the linked devices of its
+    /// members get WhatsApp's `w:gp2` notification. Returns the notification's id.
+    pub fn rename_group(&self, by: &str, group: &str, subject: &str) -> Result<String, SimError> {
+        chat::rename_group(&self.shared, by, group, subject)
+    }
+
     /// How many messages wait for an acknowledgement from a device of account `phone`
     /// (one per device and message).
     pub fn unacknowledged(&self, phone: &str) -> usize {

@@ -113,13 +113,14 @@ fn receipt(ctx: &Ctx, stanza: &Node) {
     acknowledge(ctx, Acknowledgement::Messages(&ids));
 }
 
-/// The client's `<ack>` of a message or receipt the sim sent.
+/// The client's `<ack>` of a message, notification or receipt the sim sent.
 fn ack(ctx: &Ctx, stanza: &Node) {
     let Some(id) = node::attr(stanza, "id") else {
         return;
     };
     match node::attr(stanza, "class").as_deref() {
         Some("message") => acknowledge(ctx, Acknowledgement::Messages(&[id])),
+        Some("notification") => acknowledge(ctx, Acknowledgement::Notification(&id)),
         Some("receipt") => {
             let kind = node::attr(stanza, "type");
             acknowledge(ctx, Acknowledgement::Receipt { id: &id, kind: kind.as_deref() });
