@@ -104,6 +104,13 @@ use std::str::FromStr;
 
 use types::{DayOfWeek, DeviceState, MessageStatus, OpeningMode};
 
+impl types::Contact {
+    /// A contact of whom no name is known yet.
+    pub fn unnamed(jid: impl Into<String>) -> Self {
+        types::Contact { jid: jid.into(), push_name: None, business_name: None, full_name: None }
+    }
+}
+
 impl DeviceState {
     /// Every state, in the contract's order.
     pub const ALL: [DeviceState; 7] = [

@@ -30,12 +30,7 @@ impl LearnedNames {
         if names.len() >= MAX_NAMES && !names.contains_key(jid) {
             return None;
         }
-        let contact = names.entry(jid.to_string()).or_insert_with(|| Contact {
-            jid: jid.to_string(),
-            push_name: None,
-            business_name: None,
-            full_name: None,
-        });
+        let contact = names.entry(jid.to_string()).or_insert_with(|| Contact::unnamed(jid));
         let before = contact.clone();
         update(contact);
         (*contact != before).then(|| contact.clone())

@@ -34,6 +34,7 @@ use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::{Client, InboundDurabilityHook, Jid};
 
 use super::Mailbox;
+use super::sending::rfc3339;
 use super::whatsapp::lid_mapping;
 
 /// The inbound durability hook of one device's client.
@@ -78,7 +79,7 @@ async fn event(device: &str, client: &Client, message: &InboundMessage) -> Optio
         kind: MESSAGE_RECEIVED.to_string(),
         chat: source.chat.to_non_ad_string(),
         dedup: Some(format!("{}|{}|{}", source.chat, source.sender, info.id)),
-        at: info.timestamp.to_rfc3339_opts(whatsapp_rust::chrono::SecondsFormat::Secs, true),
+        at: rfc3339(info.timestamp),
         data: json!({
             "message_id": info.id,
             "chat": chat,
@@ -131,8 +132,8 @@ impl Received {
             kind: GROUP_UPDATED.to_string(),
             chat: chat.clone(),
             dedup,
-            at: at.to_rfc3339_opts(whatsapp_rust::chrono::SecondsFormat::Secs, true),
-            data: json!({ "group": { "jid": chat, "type": "group" }, "by": by, "action": action }),
+            at: rfc3339(at),
+            data: json!({ "group": party(client, &update.group_jid, None).await, "by": by, "action": action }),
         };
         self.mailbox.commit(&self.tenant, vec![event]).await
     }

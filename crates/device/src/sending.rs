@@ -222,7 +222,8 @@ pub(crate) fn status_changes(event: &Event) -> Vec<StatusChange> {
     }
 }
 
-fn rfc3339(at: whatsapp_rust::chrono::DateTime<whatsapp_rust::chrono::Utc>) -> String {
+/// `at` as RFC 3339 UTC with seconds, as events and sent messages record times.
+pub(crate) fn rfc3339(at: whatsapp_rust::chrono::DateTime<whatsapp_rust::chrono::Utc>) -> String {
     at.to_rfc3339_opts(whatsapp_rust::chrono::SecondsFormat::Secs, true)
 }
 

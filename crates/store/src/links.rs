@@ -8,7 +8,7 @@
 //! ([`answer`], called by [`Store::append_events`]), so a link is made exactly once, crash or
 //! not, and its `contact.linked` event is committed with it.
 //!
-//! Guessing is bounded: a code is 40 random bits, good once and for minutes; at most
+//! Guessing is bounded: a code is about 40 random bits, good once and for minutes; at most
 //! [`MAX_PENDING_PER_DEVICE`] are pending per device and [`MAX_STARTS_PER_PHONE`] are sent to
 //! one number an hour; a message offers at most [`CANDIDATES_PER_MESSAGE`] code-shaped words,
 //! and a sender whose code-shaped words matched nothing [`MAX_MISSES`] times in an hour is not
@@ -167,29 +167,26 @@ impl Store {
                  WHERE tenant_id = ?1 AND device = ?2 AND id = ?3",
                 params![tenant, device, id],
                 |row| {
+                    let (lid, expires_at): (Option<String>, String) = (row.get(3)?, row.get(5)?);
+                    let state = match &lid {
+                        Some(_) => LidVerificationState::Linked,
+                        None if expires_at <= now() => LidVerificationState::Expired,
+                        None => LidVerificationState::Pending,
+                    };
                     Ok(LidVerification {
                         id: row.get(0)?,
                         phone_jid: row.get(1)?,
-                        state: LidVerificationState::Pending,
+                        state,
                         message_id: row.get(2)?,
-                        lid: row.get(3)?,
+                        lid,
                         created_at: row.get(4)?,
-                        expires_at: row.get(5)?,
+                        expires_at,
                         linked_at: row.get(6)?,
                     })
                 },
             )
             .optional()?;
-        Ok(found.map(|mut verification| {
-            verification.state = if verification.lid.is_some() {
-                LidVerificationState::Linked
-            } else if verification.expires_at <= now() {
-                LidVerificationState::Expired
-            } else {
-                LidVerificationState::Pending
-            };
-            verification
-        }))
+        Ok(found)
     }
 
     /// The verified link of `jid` in `tenant`: of the LID, or the latest of the phone JID.
@@ -321,17 +318,16 @@ pub(crate) fn answer(
     let matched = pending.iter().find(|(_, _, _, salt, hash)| {
         answer.codes.iter().any(|code| bool::from(code.hash(salt).as_bytes().ct_eq(hash.as_bytes())))
     });
-    let linked = match matched {
-        Some((id, phone_jid, message_id, _, _)) => link(tx, tenant, received, &answer, (id, phone_jid, message_id))?,
-        None => None,
-    };
-    if matched.is_none() {
-        tx.execute(
-            "INSERT INTO lid_link_misses (tenant_id, sender, at) VALUES (?1, ?2, ?3)",
-            params![tenant, answer.lid, now()],
-        )?;
+    match matched {
+        Some((id, phone_jid, message_id, _, _)) => link(tx, tenant, received, &answer, (id, phone_jid, message_id)),
+        None => {
+            tx.execute(
+                "INSERT INTO lid_link_misses (tenant_id, sender, at) VALUES (?1, ?2, ?3)",
+                params![tenant, answer.lid, now()],
+            )?;
+            Ok(None)
+        }
     }
-    Ok(linked)
 }
 
 /// Links the answer's LID to the number of the verification `(id, phone_jid, message_id)`

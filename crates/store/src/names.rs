@@ -64,13 +64,7 @@ fn remember(
     device: &str,
     learned: &Contact,
 ) -> Result<Option<EventRecord>, StoreError> {
-    let before = recorded(tx, tenant, device, &learned.jid)?;
-    let was = before.clone().unwrap_or(Contact {
-        jid: learned.jid.clone(),
-        push_name: None,
-        business_name: None,
-        full_name: None,
-    });
+    let was = recorded(tx, tenant, device, &learned.jid)?.unwrap_or_else(|| Contact::unnamed(&learned.jid));
     let pick = |new: &Option<String>, old: &Option<String>| new.clone().or_else(|| old.clone());
     let now_known = Contact {
         jid: learned.jid.clone(),

@@ -13,7 +13,7 @@ use waproto::whatsapp as wa;
 use crate::error::SimError;
 use crate::hub::DeviceAddr;
 use crate::node;
-use crate::signal::{self, Envelope};
+use crate::signal::{self, Bundle, Envelope};
 use crate::sim::Shared;
 use crate::world::Account;
 
@@ -44,17 +44,12 @@ pub async fn send_text(shared: &Shared, from: &str, to: &str, text: &str) -> Res
     let crypto = |e: SignalProtocolError| SimError::Crypto(e.to_string());
     let phone = shared.devices.get(sender, 0).map_err(crypto)?;
     let mut phone = phone.lock().await;
-    let mut devices = 0;
-    for device in shared.hub.linked_devices(&recipient.phone) {
-        let addr = DeviceAddr { phone: recipient.phone.clone(), device };
-        let Some(bundle) = shared.hub.take_bundle(&addr) else {
-            tracing::warn!("{}:{} has no pre-keys left to encrypt to", addr.phone, addr.device);
-            continue;
-        };
-        let message = signal::message(&mut phone, sender, &addr, &bundle, envelope, &content).await.map_err(crypto)?;
-        shared.hub.deliver(&addr, message);
-        devices += 1;
+    let receiving = receiving_devices(shared, [recipient]);
+    for (addr, bundle) in &receiving {
+        let message = signal::message(&mut phone, sender, addr, bundle, envelope, &content).await.map_err(crypto)?;
+        shared.hub.deliver(addr, message);
     }
+    let devices = receiving.len();
     if devices == 0 {
         return Err(SimError::NoReceivingDevice(recipient.phone.clone()));
     }
@@ -92,22 +87,14 @@ pub async fn send_group_text(shared: &Shared, from: &str, group: &str, text: &st
     };
     let id = node::random_id();
     let envelope = Envelope { id: &id, kind: "text", notify: Some(&sender.push_name) };
-    let mut devices = 0;
-    for member in members {
-        for device in shared.hub.linked_devices(&member.phone) {
-            let addr = DeviceAddr { phone: member.phone.clone(), device };
-            let Some(bundle) = shared.hub.take_bundle(&addr) else {
-                tracing::warn!("{}:{} has no pre-keys left to encrypt to", addr.phone, addr.device);
-                continue;
-            };
-            let parts = (&distribution, skmsg.as_slice());
-            let message = signal::group_message(&mut phone, (sender, group), &addr, &bundle, envelope, parts)
-                .await
-                .map_err(crypto)?;
-            shared.hub.deliver(&addr, message);
-            devices += 1;
-        }
+    let receiving = receiving_devices(shared, members);
+    for (addr, bundle) in &receiving {
+        let parts = (&distribution, skmsg.as_slice());
+        let message =
+            signal::group_message(&mut phone, (sender, group), addr, bundle, envelope, parts).await.map_err(crypto)?;
+        shared.hub.deliver(addr, message);
     }
+    let devices = receiving.len();
     if devices == 0 {
         return Err(SimError::NoReceivingDevice(group.id.clone()));
     }
@@ -143,6 +130,30 @@ pub fn rename_group(shared: &Shared, by: &str, group: &str, subject: &str) -> Re
         }
     }
     Ok(id)
+}
+
+/// The linked devices of `accounts` that a new session can be started with, each with the
+/// pre-keys it takes (one of the device's uploaded one-time pre-keys is used up).
+fn receiving_devices<'a>(
+    shared: &Shared,
+    accounts: impl IntoIterator<Item = &'a Account>,
+) -> Vec<(DeviceAddr, Bundle)> {
+    let devices = accounts.into_iter().flat_map(|account| {
+        shared
+            .hub
+            .linked_devices(&account.phone)
+            .into_iter()
+            .map(|device| DeviceAddr { phone: account.phone.clone(), device })
+    });
+    devices
+        .filter_map(|addr| match shared.hub.take_bundle(&addr) {
+            Some(bundle) => Some((addr, bundle)),
+            None => {
+                tracing::warn!("{}:{} has no pre-keys left to encrypt to", addr.phone, addr.device);
+                None
+            }
+        })
+        .collect()
 }
 
 /// How long a send waits for a just-connected device to upload its pre-keys (the
