@@ -1,5 +1,5 @@
 //! Scenario 3, device sessions: the gateway's resident memory per linked device, and how the
-//! devices come back when WhatsApp restarts — all at once (a storm) or spread out.
+//! devices come back after an outage of WhatsApp — all at once (a storm) or spread out.
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -21,9 +21,16 @@ const DEVICE_LIST: &str = "/v1/tenants/fleet/devices";
 /// How long WhatsApp stays away.
 const DOWN: Duration = Duration::from_secs(2);
 /// Target: resident memory per device, in megabytes.
-const MB_PER_DEVICE: f64 = 1.0;
-/// Target: seconds from the restart until every device is connected again.
-const ALL_BACK_SECONDS: f64 = 30.0;
+const MB_PER_DEVICE: f64 = 0.35;
+/// Target: seconds from the end of the outage until every device is connected again.
+const ALL_BACK_SECONDS: f64 = 10.0;
+/// Target: the most devices back in any one second, as a share of all of them (a storm
+/// bunches them).
+const MOST_IN_A_SECOND: f64 = 0.15;
+/// Target: the slowest admin device list while devices reconnect, over the slowest idle one.
+const ADMIN_STALL: f64 = 3.0;
+/// Admin device lists asked for, one every [`POLL`], for the idle baseline.
+const IDLE_LISTS: usize = 10;
 
 /// Runs the scenario on a fresh gateway.
 pub async fn run(sim: &mut Sim, sizes: &Sizes) -> Table {
@@ -52,44 +59,55 @@ pub async fn run(sim: &mut Sim, sizes: &Sizes) -> Table {
         );
     }
 
-    println!("  restarting wa-sim ({} s down)", DOWN.as_secs());
-    let listed = Instant::now();
-    gateway.admin(Method::GET, DEVICE_LIST, Value::Null).await;
-    let list_idle = listed.elapsed();
+    println!("  wa-sim outage ({} s down)", DOWN.as_secs());
+    // Like with like: the slowest of as many idle lists as a reconnect takes in a second or two.
+    let mut list_idle = Duration::ZERO;
+    for _ in 0..IDLE_LISTS {
+        let listed = Instant::now();
+        gateway.admin(Method::GET, DEVICE_LIST, Value::Null).await;
+        list_idle = list_idle.max(listed.elapsed());
+        tokio::time::sleep(POLL).await;
+    }
     let mut list_slowest = Duration::ZERO;
-    let reconnect = async { tokio::join!(sim.restart(DOWN), reconnects(&gateway, linked, sizes.reconnect_deadline)) };
-    let (restarted, (back, slowest_poll)) = tokio::select! {
+    let reconnect = async { tokio::join!(sim.outage(DOWN), reconnects(&gateway, linked, sizes.reconnect_deadline)) };
+    let (outage_ended, (back, slowest_poll)) = tokio::select! {
         done = reconnect => done,
         never = time_device_lists(&gateway, &mut list_slowest) => match never {},
     };
-    let times: Vec<Duration> = back.values().map(|at| at.saturating_duration_since(restarted)).collect();
+    let times: Vec<Duration> = back.values().map(|at| at.saturating_duration_since(outage_ended)).collect();
     let all = times.iter().max().map_or(0.0, Duration::as_secs_f64);
     if !sizes.full {
         let n = back.len();
-        assert_eq!(n, linked, "only {n}/{linked} devices reconnected after the wa-sim restart; see target/bench/{LOG}");
+        assert_eq!(n, linked, "only {n}/{linked} devices reconnected after the wa-sim outage; see target/bench/{LOG}");
     }
     let measured = format!("{all:.1} s ({}/{linked} back)", back.len());
     let pass = back.len() == linked && all <= ALL_BACK_SECONDS;
+    let peak = busiest_second(&times) as f64 / linked.max(1) as f64;
     let list_ratio = list_slowest.as_secs_f64() / list_idle.as_secs_f64();
     rows.extend([
-        Row::info("all devices connected again after a wa-sim restart", "—", measured, None)
+        Row::info("all devices connected again after a wa-sim outage", "—", measured, None)
             .target(&format!("≤ {ALL_BACK_SECONDS} s"), pass),
+        Row::info("most devices back in one second", "—", format!("{:.1} %", 100.0 * peak), None)
+            .target(&format!("≤ {:.0} %", 100.0 * MOST_IN_A_SECOND), peak <= MOST_IN_A_SECOND),
         Row::info(
-            "slowest admin device list answer while reconnecting (baseline: idle)",
+            format!("slowest admin device list answer while reconnecting (baseline: slowest of {IDLE_LISTS} idle)"),
             elapsed(list_idle),
             elapsed(list_slowest),
             Some(list_ratio),
-        ),
+        )
+        .target(&format!("≤ {ADMIN_STALL:.0}×"), list_ratio <= ADMIN_STALL),
     ]);
     notes.push(format!(
-        "Devices `connected` again, by second after the restart: {}. Live session states from `/metrics`, polled \
+        "Devices `connected` again, by second after the outage: {}. Live session states from `/metrics`, polled \
          every {} ms; the slowest poll took {}.",
         histogram(&times),
         POLL.as_millis(),
         elapsed(slowest_poll)
     ));
     notes.push(format!(
-        "RSS is the waedge process's VmRSS after {} s idle; baseline: no device. wa-sim was down for {} s.",
+        "RSS is the waedge process's VmRSS after {} s idle; baseline: no device. The outage: wa-sim closed every \
+         connection and stopped listening for {} s, keeping what it knew (devices, their pre-keys), as WhatsApp \
+         does.",
         sizes.settle.as_secs(),
         DOWN.as_secs()
     ));
@@ -132,14 +150,27 @@ async fn time_device_lists(gateway: &Gateway, slowest: &mut Duration) -> Infalli
     }
 }
 
-/// How many `times` fall in each second, from the first second to the last, with runs of
-/// empty seconds merged: `0–2 s: 0 · 2–3 s: 412 · 3–4 s: 588`.
-fn histogram(times: &[Duration]) -> String {
-    let Some(last) = times.iter().max() else { return "none".into() };
+/// How many `times` fall in each second, from the first second to the last.
+fn per_second(times: &[Duration]) -> Vec<usize> {
+    let Some(last) = times.iter().max() else { return Vec::new() };
     let mut counts = vec![0; last.as_secs() as usize + 1];
     for time in times {
         counts[time.as_secs() as usize] += 1;
     }
+    counts
+}
+
+/// The most `times` in one second.
+fn busiest_second(times: &[Duration]) -> usize {
+    per_second(times).into_iter().max().unwrap_or(0)
+}
+
+/// [`per_second`] with runs of empty seconds merged: `0–2 s: 0 · 2–3 s: 412 · 3–4 s: 588`.
+fn histogram(times: &[Duration]) -> String {
+    if times.is_empty() {
+        return "none".into();
+    }
+    let counts = per_second(times);
     let mut buckets: Vec<(usize, usize, usize)> = Vec::new(); // (from, to, count)
     for (second, &count) in counts.iter().enumerate() {
         match buckets.last_mut() {

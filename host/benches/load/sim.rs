@@ -1,9 +1,7 @@
 //! WhatsApp for the gateway: wa-sim in this process, with a generated world of one account per
-//! device to link plus a contact to look up, and a fixed Noise key and port so that a restarted
-//! sim is the same server to the clients.
+//! device to link plus a contact to look up.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,9 +25,6 @@ url = "https://pps.whatsapp.net/v/t61/bench-contact-full.jpg"
 preview_url = "https://pps.whatsapp.net/v/t61/bench-contact-preview.jpg"
 "#;
 
-/// The sim's Noise static key: the same across restarts, so clients keep trusting it.
-const NOISE_KEY: [u8; 32] = [0x5a; 32];
-
 /// The profile of [`CONTACT`] as seen through a tenant's device `main`.
 pub fn contact_profile() -> String {
     format!("/devices/main/profile?jid={CONTACT}")
@@ -37,8 +32,7 @@ pub fn contact_profile() -> String {
 
 /// A running wa-sim and the accounts not yet given to a device.
 pub struct Sim {
-    server: Option<Arc<WaSim>>,
-    config: SimConfig,
+    server: Arc<WaSim>,
     url: String,
     accounts: usize,
     next_account: usize,
@@ -46,15 +40,12 @@ pub struct Sim {
 
 impl Sim {
     /// Starts a sim with `accounts` accounts to link devices to (and the contact) on a free
-    /// loopback port, which it keeps across restarts.
+    /// loopback port, which it keeps across outages.
     pub async fn start(accounts: usize) -> Sim {
-        let mut config = SimConfig::new(world(accounts));
-        config.noise_static_key = Some(NOISE_KEY);
-        let server = WaSim::start(config.clone()).await.unwrap_or_else(|e| panic!("wa-sim did not start: {e}"));
+        let config = SimConfig::new(world(accounts));
+        let server = WaSim::start(config).await.unwrap_or_else(|e| panic!("wa-sim did not start: {e}"));
         let url = server.ws_url();
-        let address = url.trim_start_matches("ws://").split('/').next().and_then(|a| a.parse::<SocketAddr>().ok());
-        config.listen = address.unwrap_or_else(|| panic!("wa-sim's URL {url} names no socket address"));
-        Sim { server: Some(Arc::new(server)), config, url, accounts, next_account: 0 }
+        Sim { server: Arc::new(server), url, accounts, next_account: 0 }
     }
 
     /// The URL devices connect to.
@@ -64,7 +55,7 @@ impl Sim {
 
     /// The running server.
     pub fn server(&self) -> &Arc<WaSim> {
-        self.server.as_ref().expect("wa-sim is running")
+        &self.server
     }
 
     /// The phone numbers of `n` accounts no device has been linked to yet.
@@ -75,17 +66,16 @@ impl Sim {
         range.map(phone).collect()
     }
 
-    /// Shuts the sim down (every connection closes), waits `down`, and starts it again on
-    /// the same port with the same key and world; returns when it listens again.
-    pub async fn restart(&mut self, down: Duration) -> Instant {
-        let server = self.server.take().and_then(Arc::into_inner).expect("nothing else holds wa-sim while it restarts");
-        server.shutdown().await;
+    /// An outage of WhatsApp: every connection closes and the sim stops listening for `down`,
+    /// then listens again on the same port, knowing what it knew (see
+    /// [`WaSim::stop_listening`]); returns when it listens again.
+    pub async fn outage(&mut self, down: Duration) -> Instant {
+        let server = Arc::get_mut(&mut self.server).expect("nothing else holds wa-sim during an outage");
+        server.stop_listening().await;
         tokio::time::sleep(down).await;
-        let listen = self.config.listen;
-        let server = WaSim::start(self.config.clone()).await.unwrap_or_else(|e| {
-            panic!("wa-sim did not start again on {listen}: {e}; is another process on that port?")
+        server.listen_again().await.unwrap_or_else(|e| {
+            panic!("wa-sim did not listen again on {}: {e}; is another process on that port?", self.url)
         });
-        self.server = Some(Arc::new(server));
         Instant::now()
     }
 }

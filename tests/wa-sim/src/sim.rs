@@ -116,18 +116,45 @@ impl WaSim {
             devices: SimDevices::default(),
             inboxes: Inboxes::default(),
         });
-        let listener = bind(cfg.listen).await?;
-        let addr = listener.local_addr().map_err(|cause| SimError::Bind { addr: cfg.listen, cause })?;
-        let mut tasks = vec![tokio::spawn(accept_loop(shared.clone(), listener))];
-        let mut admin_addr = None;
-        if let Some(admin_listen) = cfg.admin_listen {
+        let mut sim = WaSim { shared, addr: cfg.listen, admin_addr: cfg.admin_listen, tasks: Vec::new() };
+        sim.listen().await?;
+        Ok(sim)
+    }
+
+    /// Binds the listeners on the sim's addresses (port 0 the first time: then the ports
+    /// bound) and serves them.
+    async fn listen(&mut self) -> Result<(), SimError> {
+        let listener = bind(self.addr).await?;
+        self.addr = listener.local_addr().map_err(|cause| SimError::Bind { addr: self.addr, cause })?;
+        self.tasks.push(tokio::spawn(accept_loop(self.shared.clone(), listener)));
+        if let Some(admin_listen) = self.admin_addr {
             let admin_listener = bind(admin_listen).await?;
-            admin_addr =
+            self.admin_addr =
                 Some(admin_listener.local_addr().map_err(|cause| SimError::Bind { addr: admin_listen, cause })?);
-            tasks.push(tokio::spawn(admin::serve(shared.clone(), admin_listener)));
+            self.tasks.push(tokio::spawn(admin::serve(self.shared.clone(), admin_listener)));
         }
-        tracing::info!("wa-sim listening on ws://{addr}{}", conn::WS_PATH);
-        Ok(WaSim { shared, addr, admin_addr, tasks })
+        tracing::info!("wa-sim listening on ws://{}{}", self.addr, conn::WS_PATH);
+        Ok(())
+    }
+
+    /// The start of an outage of WhatsApp's front end: closes every logged-in or pairing
+    /// connection and stops listening (the admin endpoint too) until
+    /// [`listen_again`](Self::listen_again). Unlike a
+    /// [`shutdown`](Self::shutdown) and a new sim, everything the servers know is kept —
+    /// linked devices and their pre-keys, messages waiting for offline devices (sends during
+    /// the outage included), the counters — as WhatsApp keeps it across its own outages, so
+    /// devices come back as they would after one, without uploading pre-keys again.
+    pub async fn stop_listening(&mut self) {
+        self.stop();
+        // The listeners close when their tasks have ended.
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+    }
+
+    /// The end of an outage: listens again on the addresses of before.
+    pub async fn listen_again(&mut self) -> Result<(), SimError> {
+        self.listen().await
     }
 
     /// The URL clients connect to: `ws://127.0.0.1:PORT/ws/chat`.
@@ -275,7 +302,7 @@ impl WaSim {
     }
 
     fn stop(&mut self) {
-        for t in self.tasks.drain(..) {
+        for t in &self.tasks {
             t.abort();
         }
         self.shared.hub.broadcast(|_| true, || Outbound::Close);

@@ -1,4 +1,5 @@
-//! A restarted sim: same static key keeps IK working; a new key falls back to XX.
+//! A restarted sim: same static key keeps IK working; a new key falls back to XX. An outage
+//! (connections dropped, the servers' state kept) needs no new pre-keys.
 
 mod common;
 
@@ -87,4 +88,30 @@ async fn linked_sqlite_store_logs_in_again_with_ik_after_client_restart() {
     assert_eq!(second.client.pn().unwrap().device, device);
     assert!(sim.handshakes(Pattern::Ik) > ik_before, "the restarted client resumes with IK");
     second.stop().await;
+}
+
+/// During an outage WhatsApp still holds the device's pre-keys and queues what is sent to it:
+/// a contact's text sent while the front end is down is encrypted to a kept pre-key (a new sim
+/// could not: see `same_static_key_resumes_with_ik`), and reaches the client when it is back,
+/// over IK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_keeps_the_devices_pre_keys_and_queued_messages() {
+    let mut sim = WaSim::start(config(None, [7; 32])).await.unwrap();
+    let c = TestClient::seeded(&sim, SELF_PHONE, SELF_LID, 5, "Sim User").await;
+    c.connected(10).await;
+    sim.stop_listening().await;
+    c.wait_for(5, "Disconnected", |e| matches!(e, Event::Disconnected(_)).then_some(())).await;
+    let sent = sim.send_text("15550002222", SELF_PHONE, "while you were away").await.expect("the device's pre-keys");
+    assert_eq!(sent.devices, 1, "queued for the device");
+    sim.listen_again().await.expect("the sim listens again on its address");
+    c.connected(15).await;
+    let text = c
+        .wait_for(10, "the queued text", |e| match e {
+            Event::Messages(batch) => batch.messages.iter().find_map(|m| m.message.conversation.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(text, "while you were away");
+    assert_eq!((sim.handshakes(Pattern::Xx), sim.handshakes(Pattern::Ik)), (1, 1), "back over IK, counters kept");
+    c.stop().await;
 }
