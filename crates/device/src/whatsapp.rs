@@ -6,8 +6,8 @@
 //! account reconnects by itself — no re-pairing after a restart; an unlinked device stays
 //! [`DeviceState::Unlinked`] and makes no connection at all.
 //!
-//! The client reconnects with backoff on its own, each attempt spread by
-//! [`SpreadReconnects`]; terminal states (logged out, replaced, banned) stop its loop and are
+//! The client reconnects with backoff on its own, each attempt paced by
+//! [`PacedReconnects`] (all sessions together); terminal states (logged out, replaced, banned) stop its loop and are
 //! surfaced as the device state. None of them deletes the session's keys: a temporary ban
 //! ends with a reconnect when WhatsApp said it would, and a replaced device (another client
 //! took over its session) is taken back with [`WhatsappDevices::reconnect`] — as "use here"
@@ -50,7 +50,7 @@ use whatsapp_rust::{Client, ClientBuilder, ContactError, GroupError, GroupMetada
 use super::link::{LINK_DEADLINE, LinkState, Linkings};
 use super::names::LearnedNames;
 use super::received::Received;
-use super::reconnect::SpreadReconnects;
+use super::reconnect::{PacedReconnects, ReconnectPacer};
 use super::{
     DeviceManager, DeviceSession, Mailbox, StatusObserver, TextMessage, VerificationRequest, is_terminal,
     not_connected, sending, verification,
@@ -61,11 +61,22 @@ use super::{
 /// a change made while a write is under way is only caught at the saver's next tick.
 const SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The page cache of each device store's connection, in KiB. A device store is a few hundred
+/// KiB that a connected, idle session hardly reads; the library's 512 KiB default let each
+/// session keep its whole database in the heap (a thousand sessions, a few hundred MB). Pages
+/// past the cache are read from the kernel's page cache, shared and reclaimable.
+const STORE_CACHE_KIB: u32 = 32;
+
 /// How a device store is opened: `synchronous = FULL`, as `waedge.db` — a committed Signal
 /// session, prekey or app-state change survives a power cut, like everything else the gateway
-/// acknowledged (the library's default, NORMAL, may lose the last transactions).
+/// acknowledged (the library's default, NORMAL, may lose the last transactions) — with a page
+/// cache of [`STORE_CACHE_KIB`].
 fn store_config() -> SqliteStoreConfig {
-    SqliteStoreConfig { synchronous: Synchronous::Full, ..SqliteStoreConfig::default() }
+    SqliteStoreConfig {
+        synchronous: Synchronous::Full,
+        cache_size_kib: STORE_CACHE_KIB,
+        ..SqliteStoreConfig::default()
+    }
 }
 
 /// A device: its tenant and its id.
@@ -103,7 +114,7 @@ impl WhatsappDevices {
     /// also turns off the server certificate check.
     #[cfg(feature = "wa-sim")]
     pub fn with_server(data_dir: &Path, ws_url: &str) -> Self {
-        Self::with(data_dir, Server { url: Some(ws_url.to_string()) })
+        Self::with(data_dir, Server { url: Some(ws_url.to_string()), ..Server::default() })
     }
 
     fn with(data_dir: &Path, server: Server) -> Self {
@@ -376,26 +387,27 @@ impl Removal {
     }
 }
 
-/// The WhatsApp server clients connect to: WhatsApp itself, or (`wa-sim` feature) another one.
+/// The WhatsApp server clients connect to: WhatsApp itself, or (`wa-sim` feature) another one,
+/// and the pace of the reconnects of every session to it.
 #[derive(Clone, Default)]
 struct Server {
     #[cfg(feature = "wa-sim")]
     url: Option<String>,
+    pacer: Arc<ReconnectPacer>,
 }
 
 impl Server {
     /// A client builder with the transport (and, for another server, a fixed client version
-    /// instead of fetching WhatsApp's); reconnects are spread once `was_connected` is set.
+    /// instead of fetching WhatsApp's); reconnects are paced once `was_connected` is set.
     fn client_builder(&self, was_connected: Arc<AtomicBool>) -> ClientBuilder {
         let builder = Client::builder().with_runtime(TokioRuntime).with_http_client(UreqHttpClient::new());
+        let paced = |transport| PacedReconnects::new(transport, was_connected, self.pacer.clone());
         #[cfg(feature = "wa-sim")]
         if let Some(url) = &self.url {
             let transport = TokioWebSocketTransportFactory::new().with_url(url.clone());
-            return builder
-                .with_transport_factory(SpreadReconnects::new(transport, was_connected))
-                .with_version_override((2, 3000, 1));
+            return builder.with_transport_factory(paced(transport)).with_version_override((2, 3000, 1));
         }
-        builder.with_transport_factory(SpreadReconnects::new(TokioWebSocketTransportFactory::new(), was_connected))
+        builder.with_transport_factory(paced(TokioWebSocketTransportFactory::new()))
     }
 }
 
