@@ -65,6 +65,11 @@ impl Share {
         })
     }
 
+    /// How many requests of the tenant may hold an instance at once.
+    pub fn size(&self) -> usize {
+        self.size.load(Ordering::Acquire)
+    }
+
     /// The tenant's budget of guest CPU time.
     pub fn cpu(&self) -> &CpuBudget {
         &self.cpu

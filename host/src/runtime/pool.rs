@@ -30,19 +30,23 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The idle instances of all pools, counted against the slots the pooling allocator keeps for
 /// them (see [`capacity`](super::capacity)), so warm instances never take the slots of
-/// requests; and how many one pool keeps: one per core (more only holds memory, as a pool
-/// serves one request per instance).
+/// requests.
+///
+/// One pool keeps as many as its tenant's requests had instances at once, up to the tenant's
+/// share: a pool only makes an instance when none is idle, so what it keeps is what its load
+/// needed, and idle ones are retired after [`IDLE_TIMEOUT`]. (It once kept one per core, on
+/// the thought that a worker runs one instance at a time; but a call waiting on the host — a
+/// WhatsApp lookup, its response body — lets the worker start the next request, and under 32
+/// connections a fifth of the requests made an instance: BENCHMARKS.md, issue #14.)
 pub struct IdleBudget {
     idle: AtomicUsize,
     max_idle: usize,
-    per_pool: usize,
 }
 
 impl IdleBudget {
     /// A budget of `max_idle` instances in all pools together.
     pub fn new(max_idle: usize) -> Self {
-        let per_pool = std::thread::available_parallelism().map_or(1, |n| n.get());
-        IdleBudget { idle: AtomicUsize::new(0), max_idle, per_pool }
+        IdleBudget { idle: AtomicUsize::new(0), max_idle }
     }
 
     fn reserve(&self) -> bool {
@@ -128,7 +132,7 @@ impl<E> InstancePool<E> {
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         self.expire(&mut idle);
-        if idle.len() < self.budget.per_pool && self.budget.reserve() {
+        if idle.len() < self.share.size() && self.budget.reserve() {
             instance.idle_since = Instant::now();
             idle.push(instance);
         }
@@ -229,15 +233,20 @@ mod tests {
         COMPONENT.get_or_init(compile).clone()
     }
 
-    /// A budget of `max_idle` idle instances in all pools, of which one pool keeps `per_pool`.
-    fn budget(max_idle: usize, per_pool: usize) -> Arc<IdleBudget> {
-        Arc::new(IdleBudget { idle: AtomicUsize::new(0), max_idle, per_pool })
+    /// A budget of `max_idle` idle instances in all pools.
+    fn budget(max_idle: usize) -> Arc<IdleBudget> {
+        Arc::new(IdleBudget::new(max_idle))
     }
 
     /// A pool of one tenant whose instances serve `requests_per_instance` requests each.
     fn pool(requests_per_instance: u32, budget: &Arc<IdleBudget>) -> InstancePool {
+        pool_of_share(4, requests_per_instance, budget)
+    }
+
+    /// [`pool`] of a tenant with a share of `size` slots.
+    fn pool_of_share(size: usize, requests_per_instance: u32, budget: &Arc<IdleBudget>) -> InstancePool {
         let limits = Limits { requests_per_instance, ..Limits::default() };
-        InstancePool::new(component(), limits, Share::new(4, 1000, tenant_log_rate()), budget.clone())
+        InstancePool::new(component(), limits, Share::new(size, 1000, tenant_log_rate()), budget.clone())
     }
 
     /// What one request hands the instance serving it, told apart by its `deadline`.
@@ -270,7 +279,7 @@ mod tests {
 
     #[test]
     fn an_empty_pool_makes_a_new_store_not_yet_instantiated() {
-        let budget = budget(8, 4);
+        let budget = budget(8);
         let pool = pool(10, &budget);
         let instance = take(&pool);
         assert!(instance.export.is_none(), "instantiated on its first request, by dispatch");
@@ -280,7 +289,7 @@ mod tests {
 
     #[test]
     fn an_instance_put_back_serves_the_next_request_with_that_requests_capabilities() {
-        let budget = budget(8, 4);
+        let budget = budget(8);
         let pool = pool(10, &budget);
         let first = take(&pool);
         let store = identity(&first);
@@ -300,7 +309,7 @@ mod tests {
 
     #[test]
     fn an_instance_serves_requests_per_instance_requests_then_a_new_one_takes_over() {
-        let budget = budget(8, 4);
+        let budget = budget(8);
         let pool = pool(3, &budget);
         let first = take(&pool);
         let store = identity(&first);
@@ -316,7 +325,7 @@ mod tests {
 
     #[test]
     fn one_request_per_instance_gives_every_request_a_new_instance() {
-        let budget = budget(8, 4);
+        let budget = budget(8);
         let pool = pool(1, &budget);
         pool.put(take(&pool));
         assert_eq!(idle(&pool, &budget), (0, 0));
@@ -325,7 +334,7 @@ mod tests {
 
     #[test]
     fn an_instance_that_is_not_put_back_is_gone_and_frees_its_idle_slot() {
-        let budget = budget(8, 4);
+        let budget = budget(8);
         let pool = pool(10, &budget);
         pool.put(take(&pool));
         // The request trapped, timed out or was abandoned: dispatch drops the instance.
@@ -338,7 +347,7 @@ mod tests {
 
     #[test]
     fn an_instance_still_holding_a_resource_is_retired() {
-        let budget = budget(8, 4);
+        let budget = budget(8);
         let pool = pool(10, &budget);
         let mut instance = take(&pool);
         instance.store.data_mut().http().table.push(()).expect("room in the table");
@@ -347,17 +356,20 @@ mod tests {
     }
 
     #[test]
-    fn a_pool_keeps_at_most_its_share_of_idle_instances() {
-        let budget = budget(8, 2);
-        let pool = pool(10, &budget);
-        let instances = [take(&pool), take(&pool), take(&pool)];
+    fn a_pool_keeps_what_its_requests_needed_at_once_up_to_its_tenants_share() {
+        let budget = budget(8);
+        let pool = pool_of_share(3, 10, &budget);
+        let instances = [take(&pool), take(&pool)];
         instances.into_iter().for_each(|instance| pool.put(instance));
-        assert_eq!(idle(&pool, &budget), (2, 2), "one request at a time per instance: more only hold memory");
+        assert_eq!(idle(&pool, &budget), (2, 2), "two requests at once: two kept for the next two");
+        let instances = [take(&pool), take(&pool), take(&pool), take(&pool)];
+        instances.into_iter().for_each(|instance| pool.put(instance));
+        assert_eq!(idle(&pool, &budget), (3, 3), "no more than its share of 3 may be in flight again");
     }
 
     #[test]
     fn the_pools_of_all_tenants_keep_no_more_idle_instances_than_the_budget() {
-        let budget = budget(1, 4);
+        let budget = budget(1);
         let (acme, globex) = (pool(10, &budget), pool(10, &budget));
         let acmes = take(&acme);
         let globexs = take(&globex);
@@ -374,7 +386,7 @@ mod tests {
 
     #[test]
     fn a_pool_never_hands_out_another_pools_instance_and_each_counts_its_own_requests() {
-        let budget = budget(8, 4);
+        let budget = budget(8);
         let (acme, globex) = (pool(2, &budget), pool(10, &budget));
         let acmes = take(&acme);
         let store = identity(&acmes);
@@ -391,7 +403,7 @@ mod tests {
 
     #[test]
     fn a_dropped_pool_returns_its_idle_instances_to_the_budget() {
-        let budget = budget(8, 4);
+        let budget = budget(8);
         let (acme, globex) = (pool(10, &budget), pool(10, &budget));
         let instances = [take(&acme), take(&acme)];
         instances.into_iter().for_each(|instance| acme.put(instance));
@@ -403,7 +415,7 @@ mod tests {
 
     #[test]
     fn instances_idle_for_the_idle_timeout_are_retired_and_free_their_budget() {
-        let budget = budget(8, 4);
+        let budget = budget(8);
         let pool = pool(10, &budget);
         let instances = [take(&pool), take(&pool), take(&pool)];
         let fresh = identity(&instances[2]);
@@ -418,7 +430,7 @@ mod tests {
 
     #[test]
     fn putting_an_instance_back_retires_the_stale_ones() {
-        let budget = budget(8, 4);
+        let budget = budget(8);
         let pool = pool(10, &budget);
         let instances = [take(&pool), take(&pool)];
         instances.into_iter().for_each(|instance| pool.put(instance));
