@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy};
 
 use waedge_store::limits::MAX_MEMORY_MIB;
 
@@ -25,11 +25,28 @@ pub const MAX_MEMORY_BYTES: usize = (MAX_MEMORY_MIB as usize) << 20;
 /// Core instances one component may create (the pool refuses a component needing more).
 const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 32;
 
+/// Bytes of each linear memory and table a freed slot may keep resident (see [`new`]): what a
+/// request of a built-in component writes (its stack, data and heap), with room to spare.
+const KEEP_RESIDENT: usize = 1 << 20;
+
 /// Linear memories one component may define.
 const MAX_MEMORIES_PER_COMPONENT: u32 = 4;
 
 /// Tables one component may define.
 const MAX_TABLES_PER_COMPONENT: u32 = 8;
+
+/// Whether freed slots are reset by scanning for the pages written (see [`new`]): where the
+/// kernel has PAGEMAP_SCAN (Linux 6.7) and the machine has no swap. The scan sees only pages
+/// present in memory, so a written page swapped out would keep its content for the slot's next
+/// instance, another tenant's perhaps (bytecodealliance/wasmtime#14357); with swap, every
+/// freed slot is released with `madvise` instead, as wasmtime does by default.
+fn resets_by_scan() -> bool {
+    let swap_total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|meminfo| {
+        let line = meminfo.lines().find(|line| line.starts_with("SwapTotal:"))?;
+        line.split_whitespace().nth(1)?.parse::<u64>().ok()
+    });
+    swap_total == Some(0) && PoolingAllocationConfig::is_pagemap_scan_available()
+}
 
 /// Creates the engine, with a pool of `slots` instances (see [`capacity`](super::capacity)),
 /// and starts its epoch ticker (which stops when the engine is dropped).
@@ -49,6 +66,15 @@ pub fn new(slots: u32) -> wasmtime::Result<Engine> {
         .max_memory_size(MAX_MEMORY_BYTES)
         .max_unused_warm_slots(100)
         .decommit_batch_size(32);
+    if resets_by_scan() {
+        // A freed slot is reset to the component's initial image before its next use: the
+        // pages the last instance wrote (found with the PAGEMAP_SCAN ioctl) within the first
+        // KEEP_RESIDENT bytes of each memory and table are copied back or zeroed in place,
+        // the rest released with `madvise`. Those pages stay mapped, so the next instance in
+        // the slot takes no page faults on them. Every freed slot keeps them (up to
+        // KEEP_RESIDENT per memory) until it is used again.
+        pool.linear_memory_keep_resident(KEEP_RESIDENT).table_keep_resident(KEEP_RESIDENT).pagemap_scan(Enabled::Yes);
+    }
     let mut config = code_config();
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     if std::env::var_os("WAEDGE_PERFMAP").is_some_and(|v| v == "1") {
