@@ -104,13 +104,24 @@ pub struct Connection {
 
 /// The `waedge` command: sets up logging to standard error, parses the command line and runs
 /// the command; an error is printed as one line.
+///
+/// Log lines (an access line per request among them) are handed to a thread of their own that
+/// writes them to standard error: a request never waits on the write, nor on another's (the
+/// load benchmark found a tenth of the gateway's CPU in writes and context switches behind
+/// standard error's lock). Should the thread fall behind by 128k lines, logging waits for it:
+/// no line is dropped. What is still queued is written when the command returns, before its
+/// error; a `kill -9` loses the lines of the last moments that were not written yet.
 pub fn main() -> ExitCode {
+    let (writer, written) =
+        tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(std::io::stderr());
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
-    match run() {
+    let result = run();
+    drop(written);
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
