@@ -110,7 +110,7 @@ pub async fn run(bench: &Bench, sizes: &Sizes) -> Table {
         title: "1. Wasm edge vs native (baseline: native, measured: component)".into(),
         rows: vec![
             Row::info("throughput", per_second(native.rps()), per_second(component.rps()), Some(throughput))
-                .target("≥ 0.80×", throughput >= 0.8),
+                .target("≥ 0.85×", throughput >= 0.85),
             latency("p50 latency", |s| s.latency_us.p50, &component),
             latency("p99 latency", |s| s.latency_us.p99, &component),
             Row::info("instances made per 1000 component requests", "—", format!("{instances_per_1000:.1}"), None),

@@ -4,18 +4,19 @@
 //! `cargo bench` (which passes `--bench`) runs it at full size in a release build;
 //! `cargo test` runs it at tiny sizes as a smoke run that asserts what must hold at any size
 //! (no failed requests, the swaps happen, every device comes back), so it cannot rot.
-//! Seven scenarios, each a table of figures next to a baseline measured in the same run:
+//! Eight scenarios, each a table of figures next to a baseline measured in the same run:
 //!
 //! 1. [`edge`]: a component against the native baseline of the same endpoint.
 //! 2. [`hot_swap`]: the same load while a tenant component is swapped every 100 ms.
-//! 3. [`sessions`]: memory per device session, and the reconnect after a WhatsApp restart.
+//! 3. [`sessions`]: memory per device session, and the reconnect after a WhatsApp outage.
 //! 4. [`tenants`]: memory and latency with a component of its own per tenant.
 //! 5. [`attacks`]: a victim tenant's users while each availability attack runs.
 //! 6. and 7. [`messages`]: texts from WhatsApp to a webhook against the same texts only
 //!    recorded, and texts sent through the devices API against as many lookups.
+//! 8. [`serve`]: a plain `wasi:http` component on a waedge route against `wasmtime serve`.
 //!
 //! Arguments that are not options choose the scenarios whose name contains one of them (`edge`,
-//! `hot-swap`, `sessions`, `tenants`, `attacks`, `messages`): `cargo bench --bench load --
+//! `hot-swap`, `sessions`, `tenants`, `attacks`, `messages`, `serve`): `cargo bench --bench load --
 //! messages`. Every run fails on a lost, duplicated or reordered event and on a failed send.
 //!
 //! The report goes to `target/bench/report.md` (`report-smoke.md` for a smoke run; the names of
@@ -31,6 +32,7 @@ mod hot_swap;
 mod link;
 mod messages;
 mod report;
+mod serve;
 mod sessions;
 mod sim;
 mod tenants;
@@ -57,7 +59,7 @@ pub struct Sizes {
     pub tenants: usize,
     /// How long the gateway is left idle before its memory is measured.
     pub settle: Duration,
-    /// How long scenario 3 waits for every device to come back after the restart.
+    /// How long scenario 3 waits for every device to come back after the outage.
     pub reconnect_deadline: Duration,
     /// Texts from WhatsApp in scenario 6, to each of its two devices.
     pub texts: usize,
@@ -125,7 +127,7 @@ async fn main() {
     let sizes = if std::env::args().any(|arg| arg == "--bench") { &FULL } else { &SMOKE };
     let mode = if sizes.full { "full" } else { "smoke" };
     let chosen = Chosen::from_args();
-    let edge_gateway = ["edge", "hot-swap", "attacks"].iter().any(|name| chosen.runs(name));
+    let edge_gateway = ["edge", "hot-swap", "attacks", "serve"].iter().any(|name| chosen.runs(name));
     if (edge_gateway || chosen.runs("tenants")) && !wrk::installed() {
         let missing = "wrk is not installed (apt-get install wrk)";
         if sizes.full || std::env::var_os("CI").is_some() {
@@ -145,6 +147,8 @@ async fn main() {
     let mut tables = Vec::new();
     // Scenario 5 runs on scenario 1's gateway, but comes after scenario 4 in the report.
     let mut attack_table = None;
+    // Scenario 8 too, and comes last.
+    let mut serve_table = None;
     if edge_gateway {
         let bench = edge::Bench::setup(&mut sim).await;
         if chosen.runs("edge") {
@@ -155,6 +159,9 @@ async fn main() {
         }
         if chosen.runs("attacks") {
             attack_table = Some(shown(attacks::run(&bench, sizes).await));
+        }
+        if chosen.runs("serve") {
+            serve_table = Some(shown(serve::run(&bench, sizes).await));
         }
     }
     if chosen.runs("sessions") {
@@ -167,6 +174,7 @@ async fn main() {
     if chosen.runs("messages") {
         tables.extend(messages::run(&mut sim, sizes).await.map(shown));
     }
+    tables.extend(serve_table);
     let heading = format!("waedge load benchmark ({mode} run, wrk {})", sizes.load);
     let file = chosen.report(if sizes.full { "report" } else { "report-smoke" });
     println!("report written to {}", report::write(&heading, &tables, &file).display());

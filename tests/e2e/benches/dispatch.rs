@@ -8,7 +8,8 @@
 //!
 //! The devices answer from the fixture world (no WhatsApp round trip), so what is measured is
 //! routing, admission, the component and its host calls. `cargo bench --bench dispatch`
-//! prints criterion's estimates and then each median as a ratio to the native one;
+//! prints criterion's estimates, then each median as a ratio to the native one and the
+//! differences between the paths;
 //! `cargo test` runs each once.
 
 use bytes::Bytes;
@@ -55,7 +56,9 @@ fn per_request(c: &mut Criterion) {
     group.finish();
 }
 
-/// Each path's median as a ratio to the native one, from the estimates criterion just wrote
+/// Each path's median as a ratio to the native one, and the differences issue #14 sets targets
+/// for (what a warm instance adds to native, what a fresh one adds to a warm one), from the
+/// estimates criterion just wrote
 /// (`target/criterion/GET _devices_{id}_profile/NAME/new/estimates.json`).
 fn print_ratios() {
     let exe = std::env::current_exe().expect("the bench's path");
@@ -71,9 +74,16 @@ fn print_ratios() {
     };
     let Some(native) = median("native") else { return };
     println!("\nmedians against the native baseline ({:.1} µs):", native / 1e3);
-    for name in ["warm instance", "fresh instance"] {
-        if let Some(measured) = median(name) {
+    let (warm, fresh) = (median("warm instance"), median("fresh instance"));
+    for (name, measured) in [("warm instance", warm), ("fresh instance", fresh)] {
+        if let Some(measured) = measured {
             println!("  {name}: {:.1} µs = {:.1}× native", measured / 1e3, measured / native);
+        }
+    }
+    if let Some(warm) = warm {
+        println!("  warm − native: {:.1} µs (target ≤ 8 µs)", (warm - native) / 1e3);
+        if let Some(fresh) = fresh {
+            println!("  fresh − warm: {:.1} µs (target ≤ 10 µs)", (fresh - warm) / 1e3);
         }
     }
 }
