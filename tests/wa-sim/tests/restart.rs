@@ -104,9 +104,9 @@ async fn an_outage_keeps_the_devices_pre_keys_and_queued_messages() {
     let sent = sim.send_text("15550002222", SELF_PHONE, "while you were away").await.expect("the device's pre-keys");
     assert_eq!(sent.devices, 1, "queued for the device");
     sim.listen_again().await.expect("the sim listens again on its address");
-    c.connected(15).await;
+    // The offline drain of the next login brings it (before the client reports connected).
     let text = c
-        .wait_for(10, "the queued text", |e| match e {
+        .wait_for(20, "the queued text", |e| match e {
             Event::Messages(batch) => batch.messages.iter().find_map(|m| m.message.conversation.clone()),
             _ => None,
         })
