@@ -101,12 +101,14 @@ pub struct WhatsappDevices {
     mailbox: Option<Arc<dyn Mailbox>>,
     sessions: Arc<Mutex<HashMap<Key, Arc<WhatsappDevice>>>>,
     operations: Arc<Operations>,
+    /// Where the sessions run: shut down, their tasks with it, when this is dropped.
+    _runtime: SessionRuntime,
 }
 
 impl WhatsappDevices {
     /// Sessions with their stores under `data_dir/devices`, connecting to WhatsApp.
     pub fn new(data_dir: &Path) -> Self {
-        Self::with(data_dir, Server::default())
+        Self::with(data_dir, None)
     }
 
     /// Sessions with their stores under `data_dir/devices`, connecting to the WhatsApp server
@@ -114,10 +116,18 @@ impl WhatsappDevices {
     /// also turns off the server certificate check.
     #[cfg(feature = "wa-sim")]
     pub fn with_server(data_dir: &Path, ws_url: &str) -> Self {
-        Self::with(data_dir, Server { url: Some(ws_url.to_string()), ..Server::default() })
+        Self::with(data_dir, Some(ws_url.to_string()))
     }
 
-    fn with(data_dir: &Path, server: Server) -> Self {
+    /// Sessions connecting to `url`, or to WhatsApp.
+    fn with(data_dir: &Path, #[cfg_attr(not(feature = "wa-sim"), allow(unused))] url: Option<String>) -> Self {
+        let runtime = SessionRuntime::start();
+        let server = Server {
+            #[cfg(feature = "wa-sim")]
+            url,
+            pacer: Arc::default(),
+            sessions: runtime.handle(),
+        };
         WhatsappDevices {
             data_dir: data_dir.join("devices"),
             server,
@@ -125,6 +135,7 @@ impl WhatsappDevices {
             mailbox: None,
             sessions: Arc::default(),
             operations: Arc::default(),
+            _runtime: runtime,
         }
     }
 
@@ -198,7 +209,7 @@ impl DeviceManager for WhatsappDevices {
         ));
         let replaced = self.sessions.lock().expect("sessions lock").insert(key(tenant, device), session.clone());
         let (starting, sessions, key) = (session.clone(), self.sessions.clone(), key(tenant, device));
-        tokio::spawn(async move {
+        self.server.sessions.spawn(async move {
             let _operation = operation.lock().await;
             // Never two clients on one store: a session opened again first stops the old one;
             // and a device removed before its store could be deleted is not inherited.
@@ -388,12 +399,46 @@ impl Removal {
 }
 
 /// The WhatsApp server clients connect to: WhatsApp itself, or (`wa-sim` feature) another one,
-/// and the pace of the reconnects of every session to it.
-#[derive(Clone, Default)]
+/// the pace of the reconnects of every session to it, and the runtime the sessions run on.
+#[derive(Clone)]
 struct Server {
     #[cfg(feature = "wa-sim")]
     url: Option<String>,
     pacer: Arc<ReconnectPacer>,
+    sessions: tokio::runtime::Handle,
+}
+
+/// The tokio runtime of the device sessions: their clients' tasks, timers and store queries
+/// (whatsapp-rust's SQLite store runs each on a blocking thread) run on workers and a blocking
+/// pool of their own, never on the API's. A thousand devices reconnecting at once kept the
+/// API's two workers busy for seconds and their blocking pool's lock contended; the admin API
+/// answered in up to 9 s (BENCHMARKS.md, issue #14). Shut down, with every task on it dropped,
+/// when the [`WhatsappDevices`] owning it is.
+struct SessionRuntime(Option<tokio::runtime::Runtime>);
+
+impl SessionRuntime {
+    /// A runtime with a worker per core.
+    fn start() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("waedge-device")
+            .enable_all()
+            .build()
+            .expect("the device sessions' runtime starts (threads and an event loop, as the API's did)");
+        SessionRuntime(Some(runtime))
+    }
+
+    fn handle(&self) -> tokio::runtime::Handle {
+        self.0.as_ref().expect("running until dropped").handle().clone()
+    }
+}
+
+impl Drop for SessionRuntime {
+    fn drop(&mut self) {
+        // Not waiting for the tasks: this may be dropped on an async worker.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl Server {
@@ -524,8 +569,16 @@ impl WhatsappDevice {
         Ok(SqliteStore::with_config(&self.store.to_string_lossy(), store_config()).await?)
     }
 
-    /// Builds a client on `store`, folds its events into the session and runs it.
+    /// Builds a client on `store`, folds its events into the session and runs it, on the
+    /// sessions' runtime (see [`SessionRuntime`]) whoever asks.
     async fn run_client(self: &Arc<Self>, store: SqliteStore) -> anyhow::Result<Arc<Client>> {
+        let session = self.clone();
+        let started = self.server.sessions.spawn(async move { session.start_client(store).await });
+        started.await.context("starting the device's client")?
+    }
+
+    /// [`run_client`](Self::run_client), on the sessions' runtime.
+    async fn start_client(self: &Arc<Self>, store: SqliteStore) -> anyhow::Result<Arc<Client>> {
         let backend: Arc<dyn Backend> = Arc::new(store);
         let persistence = Arc::new(PersistenceManager::new(backend).await?);
         // A new client's first connection (at start, or right after pairing) is not delayed.
