@@ -99,6 +99,14 @@ async fn an_outage_keeps_the_devices_pre_keys_and_queued_messages() {
     let mut sim = WaSim::start(config(None, [7; 32])).await.unwrap();
     let c = TestClient::seeded(&sim, SELF_PHONE, SELF_LID, 5, "Sim User").await;
     c.connected(10).await;
+    // The client uploads its pre-keys after it reports connected: the sim holds them once a
+    // contact's text can be encrypted to the device.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while sim.send_text("15550002222", SELF_PHONE, "before").await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "no pre-keys uploaded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.wait_for(10, "the text before", |e| matches!(e, Event::Messages(_)).then_some(())).await;
     sim.stop_listening().await;
     c.wait_for(5, "Disconnected", |e| matches!(e, Event::Disconnected(_)).then_some(())).await;
     let sent = sim.send_text("15550002222", SELF_PHONE, "while you were away").await.expect("the device's pre-keys");
@@ -107,7 +115,10 @@ async fn an_outage_keeps_the_devices_pre_keys_and_queued_messages() {
     // The offline drain of the next login brings it (before the client reports connected).
     let text = c
         .wait_for(20, "the queued text", |e| match e {
-            Event::Messages(batch) => batch.messages.iter().find_map(|m| m.message.conversation.clone()),
+            Event::Messages(batch) => batch
+                .messages
+                .iter()
+                .find_map(|m| m.message.conversation.clone().filter(|text| text == "while you were away")),
             _ => None,
         })
         .await;
