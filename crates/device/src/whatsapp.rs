@@ -6,9 +6,9 @@
 //! account reconnects by itself — no re-pairing after a restart; an unlinked device stays
 //! [`DeviceState::Unlinked`] and makes no connection at all.
 //!
-//! The client reconnects with backoff on its own, each attempt paced by
-//! [`PacedReconnects`] (all sessions together); terminal states (logged out, replaced, banned) stop its loop and are
-//! surfaced as the device state. None of them deletes the session's keys: a temporary ban
+//! The client reconnects with backoff on its own, each attempt paced by [`PacedReconnects`]
+//! (all sessions together); terminal states (logged out, replaced, banned) stop its loop and
+//! are surfaced as the device state. None of them deletes the session's keys: a temporary ban
 //! ends with a reconnect when WhatsApp said it would, and a replaced device (another client
 //! took over its session) is taken back with [`WhatsappDevices::reconnect`] — as "use here"
 //! in WhatsApp Web, never by itself, which would make the two clients kick each other out in
@@ -126,7 +126,7 @@ impl WhatsappDevices {
             #[cfg(feature = "wa-sim")]
             url,
             pacer: Arc::default(),
-            sessions: runtime.handle(),
+            runtime: runtime.handle(),
         };
         WhatsappDevices {
             data_dir: data_dir.join("devices"),
@@ -209,7 +209,7 @@ impl DeviceManager for WhatsappDevices {
         ));
         let replaced = self.sessions.lock().expect("sessions lock").insert(key(tenant, device), session.clone());
         let (starting, sessions, key) = (session.clone(), self.sessions.clone(), key(tenant, device));
-        self.server.sessions.spawn(async move {
+        self.server.runtime.spawn(async move {
             let _operation = operation.lock().await;
             // Never two clients on one store: a session opened again first stops the old one;
             // and a device removed before its store could be deleted is not inherited.
@@ -405,7 +405,7 @@ struct Server {
     #[cfg(feature = "wa-sim")]
     url: Option<String>,
     pacer: Arc<ReconnectPacer>,
-    sessions: tokio::runtime::Handle,
+    runtime: tokio::runtime::Handle,
 }
 
 /// The tokio runtime of the device sessions: their clients' tasks, timers and store queries
@@ -573,7 +573,7 @@ impl WhatsappDevice {
     /// sessions' runtime (see [`SessionRuntime`]) whoever asks.
     async fn run_client(self: &Arc<Self>, store: SqliteStore) -> anyhow::Result<Arc<Client>> {
         let session = self.clone();
-        let started = self.server.sessions.spawn(async move { session.start_client(store).await });
+        let started = self.server.runtime.spawn(async move { session.start_client(store).await });
         started.await.context("starting the device's client")?
     }
 

@@ -45,13 +45,19 @@ async fn same_static_key_resumes_with_ik() {
     assert_eq!(sim.handshakes(Pattern::Ik), 1);
     // The new sim knows none of the client's pre-keys: it asks for an upload at login,
     // after which contacts can message the device again.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while sim.send_text("15550002222", SELF_PHONE, "after restart").await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "no pre-keys after restart");
+    a_contact_writes_once_the_sim_has_the_pre_keys(&sim, &c, "after restart").await;
+    c.stop().await;
+}
+
+/// A contact sends `text` to the device as soon as the sim holds the device's pre-keys (within
+/// 10 s; the client uploads them after it reports connected), and the device receives it.
+async fn a_contact_writes_once_the_sim_has_the_pre_keys(sim: &WaSim, c: &TestClient, text: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while sim.send_text("15550002222", SELF_PHONE, text).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "no pre-keys uploaded");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    c.wait_for(5, "Messages", |e| matches!(e, Event::Messages(_)).then_some(())).await;
-    c.stop().await;
+    c.wait_for(10, "the contact's text", |e| matches!(e, Event::Messages(_)).then_some(())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,14 +105,7 @@ async fn an_outage_keeps_the_devices_pre_keys_and_queued_messages() {
     let mut sim = WaSim::start(config(None, [7; 32])).await.unwrap();
     let c = TestClient::seeded(&sim, SELF_PHONE, SELF_LID, 5, "Sim User").await;
     c.connected(10).await;
-    // The client uploads its pre-keys after it reports connected: the sim holds them once a
-    // contact's text can be encrypted to the device.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while sim.send_text("15550002222", SELF_PHONE, "before").await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "no pre-keys uploaded");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    c.wait_for(10, "the text before", |e| matches!(e, Event::Messages(_)).then_some(())).await;
+    a_contact_writes_once_the_sim_has_the_pre_keys(&sim, &c, "before").await;
     sim.stop_listening().await;
     c.wait_for(5, "Disconnected", |e| matches!(e, Event::Disconnected(_)).then_some(())).await;
     let sent = sim.send_text("15550002222", SELF_PHONE, "while you were away").await.expect("the device's pre-keys");
