@@ -52,7 +52,7 @@ fn missing(version: &str) -> Option<String> {
     }
 }
 
-/// A `wasmtime serve` process, killed when dropped.
+/// A `wasmtime serve` process, killed when dropped (`kill_on_drop`).
 struct Serve {
     child: tokio::process::Child,
     url: String,
@@ -72,19 +72,16 @@ impl Serve {
             .kill_on_drop(true)
             .spawn()
             .expect("wasmtime serve starts");
-        let serve = Serve { child, url: format!("http://127.0.0.1:{port}") };
+        let mut serve = Serve { child, url: format!("http://127.0.0.1:{port}") };
         let deadline = Instant::now() + Duration::from_secs(60);
         while reqwest::get(format!("{}{PATH}", serve.url)).await.is_err() {
+            if let Ok(Some(status)) = serve.child.try_wait() {
+                panic!("wasmtime serve exited ({status}); run it by hand with the same arguments to see why");
+            }
             assert!(Instant::now() < deadline, "wasmtime serve did not answer on {} within 60 s", serve.url);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         serve
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
     }
 }
 
