@@ -1,13 +1,15 @@
 //! Each tenant's budget of guest CPU time.
 //!
-//! A guest is charged the time it runs: from entering the component or returning from a host
-//! call until it calls the host or returns. wasmtime's call hooks mark those moments, the
-//! epoch callback (which every [`EPOCH_TICK`](super::engine::EPOCH_TICK) finds a running
-//! guest and makes it yield to tokio) being a host call like any other; what a guest ran is
-//! charged at every tick and when its request returns. Time spent waiting on the host
-//! (WhatsApp, an outbound request) or queued behind other tasks on tokio's workers after a
-//! yield is not the guest's and is never charged. The time the host itself spends in a
-//! guest's calls is not charged either.
+//! A guest is charged the time its calls run: every poll of the future that instantiates and
+//! calls it is timed (see [`metered`]), and the epoch callback (which every
+//! [`EPOCH_TICK`](super::engine::EPOCH_TICK) finds a running guest and makes it yield to tokio)
+//! charges the part of a long poll run so far. A poll runs the guest and the host's
+//! synchronous work in its calls (lifting and lowering, the capability's own bookkeeping, an
+//! instantiation's work in the pooling allocator, which may reset slots other stores freed),
+//! up to the first host call that has to wait; what it waits on (WhatsApp, an outbound
+//! request) and its turns in tokio's queue after a yield lie between polls and are never
+//! charged. (Two clock reads a poll: wasmtime's call hooks, one clock read at every crossing
+//! between guest and host, took an eighth of a warm request's time.)
 //!
 //! The budget is a rate: `cpu_millicores` thousandths of a core, for all the tenant's
 //! requests together, of which up to [`BURST`]'s worth may be spent at once. A guest whose
@@ -17,6 +19,8 @@
 //! theirs. Requests that wait past their deadline end as timeouts of the tenant's own
 //! component, never of anyone else's.
 
+use std::future::{Future, poll_fn};
+use std::pin::pin;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -96,6 +100,48 @@ impl CpuBudget {
     }
 }
 
+/// The clock of one store's guest calls: when the poll (or the part of it since the last
+/// epoch tick) that runs them began.
+#[derive(Debug, Default)]
+pub struct Meter {
+    lap: Mutex<Option<Instant>>,
+}
+
+impl Meter {
+    /// What ran since the lap began, at an epoch tick at `now` inside a poll, which starts the
+    /// next lap. Zero outside a poll (never expected: every instantiation and call of a pooled
+    /// store runs in [`metered`]).
+    pub fn tick(&self, now: Instant) -> Duration {
+        match self.lap.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            Some(since) => now.saturating_duration_since(std::mem::replace(since, now)),
+            None => Duration::ZERO,
+        }
+    }
+
+    fn start(&self, now: Instant) {
+        *self.lap.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
+    }
+
+    fn stop(&self, now: Instant) -> Duration {
+        let lap = self.lap.lock().unwrap_or_else(|p| p.into_inner()).take();
+        lap.map_or(Duration::ZERO, |since| now.saturating_duration_since(since))
+    }
+}
+
+/// Runs `future`, which instantiates or calls a guest in a store timed by `meter`, charging
+/// `budget` the time each of its polls runs.
+pub async fn metered<F: Future>(meter: &Meter, budget: &CpuBudget, future: F) -> F::Output {
+    let mut future = pin!(future);
+    poll_fn(|cx| {
+        meter.start(Instant::now());
+        let poll = future.as_mut().poll(cx);
+        let now = Instant::now();
+        budget.charge(now, meter.stop(now));
+        poll
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +197,35 @@ mod tests {
         let used = budget.used();
         assert_eq!(used.seconds, 101.0 * EPOCH_TICK.as_secs_f64(), "101 ticks charged");
         assert_eq!(used.throttled_seconds, EPOCH_TICK.as_secs_f64());
+    }
+
+    /// A future that runs `busy` in its first poll, then waits `idle` (Pending), then is done.
+    async fn busy_then_idle(busy: Duration, idle: Duration) {
+        let started = Instant::now();
+        while started.elapsed() < busy {
+            std::hint::spin_loop();
+        }
+        tokio::time::sleep(idle).await;
+    }
+
+    #[tokio::test]
+    async fn a_call_is_charged_its_polls_not_its_waits() {
+        let (budget, meter) = (CpuBudget::new(1000), Meter::default());
+        metered(&meter, &budget, busy_then_idle(Duration::from_millis(40), Duration::from_millis(200))).await;
+        let charged = budget.used().seconds;
+        assert!((0.040..0.075).contains(&charged), "40 ms busy and 200 ms waiting charged {charged} s");
+        assert_eq!(meter.tick(Instant::now()), Duration::ZERO, "no lap runs between calls");
+    }
+
+    #[test]
+    fn a_tick_inside_a_poll_charges_the_lap_so_far() {
+        let (budget, meter) = (CpuBudget::new(1000), Meter::default());
+        let start = Instant::now();
+        meter.start(start);
+        assert_eq!(meter.tick(start + 3 * EPOCH_TICK), 3 * EPOCH_TICK);
+        assert_eq!(meter.tick(start + 4 * EPOCH_TICK), EPOCH_TICK, "the next lap starts at the tick");
+        budget.charge(start, meter.stop(start + 4 * EPOCH_TICK + Duration::from_millis(1)));
+        assert_eq!(budget.used().seconds, 0.001, "only the part after the last tick is left at the end");
     }
 
     #[test]

@@ -21,6 +21,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{FieldMapError, WasiHttpView};
 
 use super::capacity::Slot;
+use super::cpu::metered;
 use super::footprint::Exceeded;
 use super::limiter::MemoryLimitExceeded;
 use super::pool::{Instance, InstancePool};
@@ -117,7 +118,8 @@ pub async fn dispatch(
         Ok((incoming, outparam))
     });
     let (incoming, outparam) = resources.map_err(|e| DispatchError::Trap(format!("{e:#}")))?;
-    let call = async {
+    let meter = instance.meter.clone();
+    let call = metered(&meter, pool.share().cpu(), async {
         let proxy = match instance.export.take() {
             Some(proxy) => proxy,
             None => {
@@ -129,7 +131,7 @@ pub async fn dispatch(
         };
         proxy.wasi_http_incoming_handler().call_handle(&mut instance.store, incoming, outparam).await?;
         wasmtime::Result::Ok(proxy)
-    };
+    });
     let response = async {
         match receiver.await {
             Ok(Ok(response)) => read_body(response, max_body).await.map(Some),

@@ -11,6 +11,7 @@ use waedge_contract::EventHandler;
 use waedge_contract::events::Event;
 
 use super::capacity::Slot;
+use super::cpu::metered;
 use super::dispatch::{DispatchError, classify, start};
 use super::pool::InstancePool;
 use crate::capability::Capabilities;
@@ -35,7 +36,8 @@ pub async fn handle(
         return Err(DispatchError::Trap("the component exports no `waedge:gateway/events`".into()));
     };
     let mut instance = start(pool, capabilities, outbound).await?;
-    let call = async {
+    let meter = instance.meter.clone();
+    let call = metered(&meter, pool.share().cpu(), async {
         let handler = match instance.export.take() {
             Some(handler) => handler,
             None => {
@@ -47,7 +49,7 @@ pub async fn handle(
         };
         let answer = handler.waedge_gateway_events().call_handle(&mut instance.store, event).await?;
         wasmtime::Result::Ok((handler, answer))
-    };
+    });
     let called = tokio::time::timeout_at(deadline.into(), call).await.map_err(|_elapsed| DispatchError::Timeout)?;
     let (handler, answer) = called.map_err(classify)?;
     instance.export = Some(handler);

@@ -15,11 +15,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use wasmtime::{CallHook, Store};
+use wasmtime::Store;
 use wasmtime_wasi_http::p2::bindings::Proxy;
 
 use super::HandlerComponent;
 use super::capacity::Share;
+use super::cpu::Meter;
 use super::state::RequestState;
 use crate::capability::Capabilities;
 use crate::capability::outbound::OutboundPolicy;
@@ -75,6 +76,8 @@ pub struct Instance<E = Proxy> {
     pub store: Store<RequestState>,
     /// The instance's export its pool calls; `None` until instantiated.
     pub export: Option<E>,
+    /// The clock of the store's guest calls, which the store's epoch ticks read too.
+    pub meter: Arc<Meter>,
     served: u32,
     idle_since: Instant,
 }
@@ -113,9 +116,11 @@ impl<E> InstancePool<E> {
             }
             None => {
                 let state = RequestState::new(capabilities, outbound, &self.limits);
+                let meter = Arc::new(Meter::default());
                 Instance {
-                    store: new_store(&self.component, &self.share, state),
+                    store: new_store(&self.component, &self.share, &meter, state),
                     export: None,
+                    meter,
                     served: 0,
                     idle_since: Instant::now(),
                 }
@@ -159,41 +164,26 @@ impl<E> Drop for InstancePool<E> {
 }
 
 /// A store for `state` with the tenant's limits and, on every epoch tick, the request
-/// deadline and the tenant's CPU budget (`share`).
-fn new_store(component: &HandlerComponent, share: &Arc<Share>, state: RequestState) -> Store<RequestState> {
+/// deadline and the tenant's CPU budget (`share`), charged what `meter` timed.
+fn new_store(
+    component: &HandlerComponent,
+    share: &Arc<Share>,
+    meter: &Arc<Meter>,
+    state: RequestState,
+) -> Store<RequestState> {
     let mut store = Store::new(&component.engine, state);
     store.limiter(RequestState::limits);
-    // The guest runs between entering (or a host call returning) and calling the host (or
-    // returning); what it ran is charged when the outermost call returns and at every tick
-    // (see `cpu`).
-    let hook_share = share.clone();
-    store.call_hook(move |mut store, hook| {
-        let now = Instant::now();
-        let state = store.data_mut();
-        match hook {
-            CallHook::CallingWasm => state.entered(now),
-            CallHook::ReturningFromHost => state.resume(now),
-            CallHook::CallingHost => state.pause(now),
-            CallHook::ReturningFromWasm => {
-                if let Some(ran) = state.left(now) {
-                    hook_share.cpu().charge(now, ran);
-                }
-            }
-        }
-        Ok(())
-    });
-    let share = share.clone();
-    // On every tick (a host call: the guest's clock is stopped): stop at the request's
-    // deadline; else charge what the guest ran and yield to tokio, for as long as the tenant
-    // is over its CPU budget. A wait that ends at the deadline ends the request there.
-    store.epoch_deadline_callback(move |mut store| {
-        let state = store.data_mut();
-        let (deadline, now) = (state.deadline(), Instant::now());
+    let (share, meter) = (share.clone(), meter.clone());
+    // On every tick (inside a poll of the guest's call): stop at the request's deadline; else
+    // charge what the poll ran so far and yield to tokio, for as long as the tenant is over
+    // its CPU budget. A wait that ends at the deadline ends the request there.
+    store.epoch_deadline_callback(move |store| {
+        let (deadline, now) = (store.data().deadline(), Instant::now());
         if now >= deadline {
             return Ok(wasmtime::UpdateDeadline::Interrupt);
         }
         let cpu = share.cpu();
-        cpu.charge(now, state.take_ran());
+        cpu.charge(now, meter.tick(now));
         let wait = cpu.wait(now, deadline);
         Ok(if wait.is_zero() {
             wasmtime::UpdateDeadline::Yield(1)

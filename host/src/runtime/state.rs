@@ -1,6 +1,6 @@
 //! The store data of a component instance: what the request it is serving may reach.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
@@ -35,12 +35,6 @@ pub struct RequestState {
     table: ResourceTable,
     limiter: Limiter,
     outbound: OutboundPolicy,
-    /// Since when the guest runs, while it does (see [`cpu`](super::cpu)).
-    running: Option<Instant>,
-    /// What the guest ran since it was last charged.
-    ran: Duration,
-    /// How deep the host is in calls into the guest (a host call's result may call back in).
-    depth: u32,
     /// The tenant-scoped host capabilities.
     pub capabilities: Capabilities,
 }
@@ -57,9 +51,6 @@ impl RequestState {
             table,
             limiter: Limiter::new(limits),
             outbound,
-            running: None,
-            ran: Duration::ZERO,
-            depth: 0,
             capabilities,
         }
     }
@@ -70,7 +61,6 @@ impl RequestState {
         self.capabilities = capabilities;
         self.outbound = outbound;
         self.http = http_ctx();
-        (self.running, self.ran, self.depth) = (None, Duration::ZERO, 0);
     }
 
     /// Whether the component holds no resource (stream, request, response, …) any more, so
@@ -82,38 +72,6 @@ impl RequestState {
     /// The store's resource limiter.
     pub fn limits(&mut self) -> &mut dyn ResourceLimiter {
         &mut self.limiter
-    }
-
-    /// The host calls into the guest at `now`.
-    pub fn entered(&mut self, now: Instant) {
-        self.depth += 1;
-        self.resume(now);
-    }
-
-    /// The guest returns to the host at `now`; when that ends the outermost call, what it ran
-    /// since it was last charged, to be charged.
-    pub fn left(&mut self, now: Instant) -> Option<Duration> {
-        self.pause(now);
-        self.depth = self.depth.saturating_sub(1);
-        (self.depth == 0).then(|| std::mem::take(&mut self.ran))
-    }
-
-    /// A host call returns to the guest at `now`: it runs again.
-    pub fn resume(&mut self, now: Instant) {
-        self.running = Some(now);
-    }
-
-    /// The guest calls the host at `now`: what it ran is added to what is to be charged.
-    pub fn pause(&mut self, now: Instant) {
-        if let Some(since) = self.running.take() {
-            self.ran += now.saturating_duration_since(since);
-        }
-    }
-
-    /// What the guest ran since it was last charged, taken to be charged (at an epoch tick:
-    /// the guest is in the epoch callback, a host call).
-    pub fn take_ran(&mut self) -> Duration {
-        std::mem::take(&mut self.ran)
     }
 
     /// When this request's budget runs out.

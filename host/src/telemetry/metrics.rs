@@ -154,7 +154,7 @@ impl Metrics {
                 escape(limit)
             );
         }
-        out.push_str("# HELP waedge_guest_cpu_seconds_total Guest CPU time charged to each tenant's budget.\n");
+        out.push_str("# HELP waedge_guest_cpu_seconds_total CPU time of guest instantiations and calls (the guest and the host's synchronous work in them), charged to each tenant's budget.\n");
         out.push_str("# TYPE waedge_guest_cpu_seconds_total counter\n");
         let cpu: Vec<_> = cpu.collect();
         for (tenant, seconds, _) in &cpu {
