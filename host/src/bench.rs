@@ -82,6 +82,18 @@ struct ContactProfile {
     verified_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     devices: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verified_link: Option<Link>,
+}
+
+/// The tenant's verified link of the contact, as the component shows it.
+#[derive(Serialize)]
+struct Link {
+    lid: String,
+    phone_jid: String,
+    device: String,
+    verification_id: String,
+    linked_at: String,
 }
 
 async fn profile(capabilities: &Capabilities, request: &Parts) -> Result<ContactProfile, Failure> {
@@ -117,6 +129,14 @@ async fn contact(capabilities: &Capabilities, device: &str, jid: &Jid) -> Result
     let text = jid.to_string();
     let session = capabilities.session(device).map_err(failure)?;
     let profile = capabilities.contact_profile(&*session, &text, ProfileExtras::PICTURE).await.map_err(failure)?;
+    // Like the component: a link that cannot be read is left out.
+    let verified_link = capabilities.verified_link(&*session, &text).await.ok().flatten().map(|link| Link {
+        lid: link.lid,
+        phone_jid: link.phone_jid,
+        device: link.device,
+        verification_id: link.verification,
+        linked_at: link.linked_at,
+    });
     let (info, mapping, names) = (profile.info, profile.lid_mapping, profile.names);
     let (phone_jid, lid) = if jid.is_lid() {
         (mapping.map(|m| m.phone_jid), Some(text.clone()))
@@ -147,6 +167,7 @@ async fn contact(capabilities: &Capabilities, device: &str, jid: &Jid) -> Result
         business_name,
         verified_name: info.verified_name,
         devices: info.devices,
+        verified_link,
     })
 }
 

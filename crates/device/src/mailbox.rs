@@ -171,6 +171,10 @@ impl Mailbox for StoreMailbox {
     }
 
     async fn verified_link(&self, tenant: &str, jid: &str) -> anyhow::Result<Option<VerifiedLink>> {
+        // Asked on every profile lookup: answered in place once the tenant's links are read.
+        if let Some(known) = self.store.known_verified_link(tenant, jid) {
+            return Ok(known);
+        }
         let (tenant, jid) = (tenant.to_string(), jid.to_string());
         self.run(move |store| store.verified_link(&tenant, &jid)).await
     }

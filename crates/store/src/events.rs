@@ -93,7 +93,7 @@ impl Store {
             let mut appended = Vec::new();
             for event in events {
                 if let Some(record) = append(tx, tenant, event)? {
-                    let linked = links::answer(tx, tenant, &record)?;
+                    let linked = links::answer(tx, tenant, &record, &self.links)?;
                     appended.extend(std::iter::once(record).chain(linked));
                 }
             }

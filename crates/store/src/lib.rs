@@ -7,7 +7,8 @@
 //! token or a deleted route stops working as soon as the change is acknowledged. Writes are
 //! transactions in WAL mode with `synchronous = FULL`: an acknowledged change survives a
 //! `kill -9` or a power cut. The store is synchronous (no async runtime): callers on an async
-//! runtime run it on a blocking thread.
+//! runtime run it on a blocking thread, except [`Store::known_verified_link`], which answers
+//! from memory without waiting for the connection.
 //!
 //! API tokens are never stored, only their SHA-256 ([`TokenHash`], in [`token`]).
 //!
@@ -28,6 +29,7 @@ pub mod admin;
 pub mod components;
 pub mod devices;
 pub mod events;
+mod known_links;
 pub mod limits;
 pub mod links;
 pub mod migrations;
@@ -44,6 +46,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OpenFlags};
 
+use crate::known_links::KnownLinks;
 use crate::token::TokenHash;
 pub use devices::DeviceRecord;
 pub use routes::{ComponentRef, RouteRecord};
@@ -55,6 +58,7 @@ pub use webhooks::WebhookRecord;
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    links: Arc<KnownLinks>,
 }
 
 /// Why a store operation failed.
@@ -123,7 +127,7 @@ impl Store {
             )));
         }
         migrations::migrate(&mut conn)?;
-        Ok(Store { conn: Arc::new(Mutex::new(conn)) })
+        Ok(Store { conn: Arc::new(Mutex::new(conn)), links: Arc::default() })
     }
 
     /// Runs `f` in one transaction: all of its changes or none.

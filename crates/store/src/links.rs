@@ -15,6 +15,8 @@
 //! heard for the rest of it. An account that WhatsApp says has a number answers only the codes
 //! sent to that number: its answer to another's (a forwarded code) links nothing.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, Utc};
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::{Value, json};
@@ -23,6 +25,7 @@ use subtle::ConstantTimeEq;
 use waedge_contract::types::{LidVerification, LidVerificationState, VerifiedLink};
 
 use super::events::{self, CONTACT_LINKED, CROCKFORD, EventRecord, MESSAGE_RECEIVED, NewEvent};
+use super::known_links::{KnownLinks, MAX_KNOWN_PER_TENANT, TenantLinks};
 use super::{Store, StoreError, now, rfc3339};
 
 /// How many verifications one device may have pending at once.
@@ -190,26 +193,66 @@ impl Store {
     }
 
     /// The verified link of `jid` in `tenant`: of the LID, or the latest of the phone JID.
+    /// Reads the tenant's links into memory on its first lookup, up to a thousand of them:
+    /// later lookups are answered there ([`Store::known_verified_link`]).
     pub fn verified_link(&self, tenant: &str, jid: &str) -> Result<Option<VerifiedLink>, StoreError> {
         let conn = self.lock();
-        let found = conn
-            .query_row(
-                "SELECT lid, phone_jid, device, verification, linked_at FROM lid_links
-                 WHERE tenant_id = ?1 AND (lid = ?2 OR phone_jid = ?2) ORDER BY linked_at DESC LIMIT 1",
-                params![tenant, jid],
-                |row| {
-                    Ok(VerifiedLink {
-                        lid: row.get(0)?,
-                        phone_jid: row.get(1)?,
-                        device: row.get(2)?,
-                        verification: row.get(3)?,
-                        linked_at: row.get(4)?,
-                    })
-                },
-            )
-            .optional()?;
-        Ok(found)
+        let known = match self.links.of(tenant) {
+            Some(known) => known,
+            None => {
+                // By the primary key's order, with the rowid that breaks ties of `linked_at` as
+                // `lookup` does: no sort of a large tenant's links under the lock.
+                let mut select = conn.prepare_cached(&format!(
+                    "SELECT {LINK_COLUMNS}, rowid FROM lid_links WHERE tenant_id = ?1 LIMIT ?2"
+                ))?;
+                let rows = select.query_map(params![tenant, MAX_KNOWN_PER_TENANT as i64 + 1], |row| {
+                    Ok((read_link(row)?, row.get::<_, i64>(5)?))
+                })?;
+                let mut rows = rows.collect::<Result<Vec<_>, _>>()?;
+                rows.sort_by(|(a, a_row), (b, b_row)| (&a.linked_at, a_row).cmp(&(&b.linked_at, b_row)));
+                let known = Arc::new(TenantLinks::of(rows.into_iter().map(|(link, _)| link).collect()));
+                self.links.keep(tenant, known.clone());
+                known
+            }
+        };
+        match known.get(jid) {
+            Some(answer) => Ok(answer),
+            None => lookup(&conn, tenant, jid),
+        }
     }
+
+    /// The verified link of `jid` in `tenant` when the tenant's links are in memory, without
+    /// waiting for the connection: `Some(None)` when it has none, `None` when only
+    /// [`Store::verified_link`] can say.
+    pub fn known_verified_link(&self, tenant: &str, jid: &str) -> Option<Option<VerifiedLink>> {
+        self.links.of(tenant)?.get(jid)
+    }
+}
+
+/// The verified link of `jid` in `tenant`, asked of SQLite: of the LID, or the phone JID's
+/// latest (by `linked_at`, then by when its row was written).
+fn lookup(conn: &rusqlite::Connection, tenant: &str, jid: &str) -> Result<Option<VerifiedLink>, StoreError> {
+    let found = conn
+        .prepare_cached(&format!(
+            "SELECT {LINK_COLUMNS} FROM lid_links
+             WHERE tenant_id = ?1 AND (lid = ?2 OR phone_jid = ?2) ORDER BY linked_at DESC, rowid DESC LIMIT 1"
+        ))?
+        .query_row(params![tenant, jid], read_link)
+        .optional()?;
+    Ok(found)
+}
+
+/// The columns of a verified link, as [`read_link`] reads them.
+const LINK_COLUMNS: &str = "lid, phone_jid, device, verification, linked_at";
+
+fn read_link(row: &rusqlite::Row<'_>) -> rusqlite::Result<VerifiedLink> {
+    Ok(VerifiedLink {
+        lid: row.get(0)?,
+        phone_jid: row.get(1)?,
+        device: row.get(2)?,
+        verification: row.get(3)?,
+        linked_at: row.get(4)?,
+    })
 }
 
 /// A one-time code: eight characters of Crockford's base 32 (39.6 random bits) with at
@@ -284,10 +327,13 @@ impl std::fmt::Display for Code {
 /// WhatsApp's timestamp), sent to the sender's number if WhatsApp gave it. Links the LID to
 /// the verification's number and returns the `contact.linked` event, appended; code-shaped
 /// words that match no code are counted as the sender's miss.
+/// `known` forgets the tenant's links when one is made (under the connection lock, before the
+/// commit: see `known_links`).
 pub(crate) fn answer(
     tx: &Transaction<'_>,
     tenant: &str,
     received: &EventRecord,
+    known: &KnownLinks,
 ) -> Result<Option<EventRecord>, StoreError> {
     let Some(answer) = Answer::of(received) else { return Ok(None) };
     // A sender whose number WhatsApp gave can only answer the codes sent to that number: its
@@ -319,7 +365,11 @@ pub(crate) fn answer(
         answer.codes.iter().any(|code| bool::from(code.hash(salt).as_bytes().ct_eq(hash.as_bytes())))
     });
     match matched {
-        Some((id, phone_jid, message_id, _, _)) => link(tx, tenant, received, &answer, (id, phone_jid, message_id)),
+        Some((id, phone_jid, message_id, _, _)) => {
+            let linked = link(tx, tenant, received, &answer, (id, phone_jid, message_id));
+            known.forget(tenant);
+            linked
+        }
         None => {
             tx.execute(
                 "INSERT INTO lid_link_misses (tenant_id, sender, at) VALUES (?1, ?2, ?3)",
@@ -508,6 +558,73 @@ mod tests {
         assert!(store.append_events("acme", &[answer]).unwrap().is_empty(), "nothing twice");
         let again = store.append_events("acme", &[text("C", LID, None, &code)]).unwrap();
         assert_eq!(again.len(), 1, "a code is good once");
+    }
+
+    /// Links `count` LIDs `{i}@lid` to numbers `{i}@s.whatsapp.net` of `tenant`, in SQLite only.
+    fn insert_links(store: &Store, tenant: &str, count: usize) {
+        let conn = store.lock();
+        for i in 0..count {
+            conn.execute(
+                "INSERT INTO lid_links (tenant_id, lid, phone_jid, device, verification, linked_at)
+                 VALUES (?1, ?2, ?3, 'main', ?4, ?5)",
+                params![tenant, format!("{i}@lid"), format!("{i}@s.whatsapp.net"), format!("v{i}"), now()],
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn links_are_answered_from_memory_once_read_and_a_new_link_at_once() {
+        let store = acme();
+        store.create_device("acme", "main").unwrap();
+        assert_eq!(store.known_verified_link("acme", LID), None, "not read yet");
+        assert_eq!(store.verified_link("acme", LID).unwrap(), None);
+        assert_eq!(store.known_verified_link("acme", LID), Some(None), "read: the tenant has no link");
+
+        let (_, code) = start(&store, PHONE);
+        store.append_events("acme", &[text("A", LID, None, &code)]).unwrap();
+        let link = store.verified_link("acme", LID).unwrap().expect("the new link, not the remembered absence");
+        assert_eq!(store.known_verified_link("acme", LID), Some(Some(link.clone())));
+        assert_eq!(store.known_verified_link("acme", PHONE), Some(Some(link)));
+
+        // A tenant deleted and made again under its id starts without links.
+        store.delete_tenant("acme").unwrap();
+        store.create_tenant(crate::tenants::NewTenant { id: "acme".into(), ..Default::default() }).unwrap();
+        assert_eq!(store.verified_link("acme", LID).unwrap(), None);
+    }
+
+    #[test]
+    fn memory_answers_as_sqlite_does_when_a_number_was_linked_twice() {
+        let store = acme();
+        // Rows written out of `linked_at` order, two of them at the same second.
+        let links =
+            [("1@lid", "2026-12-02T00:00:00Z"), ("2@lid", "2026-12-01T00:00:00Z"), ("3@lid", "2026-12-02T00:00:00Z")];
+        for (lid, at) in links {
+            store
+                .lock()
+                .execute(
+                    "INSERT INTO lid_links (tenant_id, lid, phone_jid, device, verification, linked_at)
+                     VALUES ('acme', ?1, ?2, 'main', ?1, ?3)",
+                    params![lid, PHONE, at],
+                )
+                .unwrap();
+        }
+        let asked = lookup(&store.lock(), "acme", PHONE).unwrap().expect("linked");
+        assert_eq!(asked.lid, "3@lid", "the latest, and of two at the same time the one written last");
+        assert_eq!(store.verified_link("acme", PHONE).unwrap(), Some(asked.clone()));
+        assert_eq!(store.known_verified_link("acme", PHONE), Some(Some(asked)), "answered from memory");
+    }
+
+    #[test]
+    fn a_tenant_with_more_links_than_memory_keeps_is_asked_of_sqlite() {
+        let store = acme();
+        insert_links(&store, "acme", MAX_KNOWN_PER_TENANT + 1);
+        let last = format!("{MAX_KNOWN_PER_TENANT}@lid");
+        let link = store.verified_link("acme", &last).unwrap().expect("linked");
+        assert_eq!(link.phone_jid, format!("{MAX_KNOWN_PER_TENANT}@s.whatsapp.net"));
+        assert_eq!(store.verified_link("acme", "0@s.whatsapp.net").unwrap().map(|l| l.lid), Some("0@lid".into()));
+        assert_eq!(store.verified_link("acme", "unknown@lid").unwrap(), None);
+        assert_eq!(store.known_verified_link("acme", &last), None, "not kept in memory");
     }
 
     #[test]

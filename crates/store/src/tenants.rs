@@ -153,7 +153,10 @@ impl Store {
 
     /// Deletes the tenant `id` with its users, tokens, devices, routes and components.
     pub fn delete_tenant(&self, id: &str) -> Result<(), StoreError> {
-        match self.lock().execute("DELETE FROM tenants WHERE id = ?1", [id])? {
+        let conn = self.lock();
+        // Its links go with it (a tenant made again under its id starts without them).
+        self.links.forget(id);
+        match conn.execute("DELETE FROM tenants WHERE id = ?1", [id])? {
             0 => Err(not_found(id)),
             _ => Ok(()),
         }
