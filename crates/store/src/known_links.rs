@@ -37,7 +37,7 @@ pub(crate) enum TenantLinks {
 
 impl TenantLinks {
     /// The links `rows` (all of a tenant's, oldest first: by `linked_at`, then by when each
-    /// row was written), or [`TenantLinks::TooMany`].
+    /// row was first written), or [`TenantLinks::TooMany`].
     pub(crate) fn of(rows: Vec<VerifiedLink>) -> TenantLinks {
         if rows.len() > MAX_KNOWN_PER_TENANT {
             return TenantLinks::TooMany;

@@ -230,7 +230,7 @@ impl Store {
 }
 
 /// The verified link of `jid` in `tenant`, asked of SQLite: of the LID, or the phone JID's
-/// latest (by `linked_at`, then by when its row was written).
+/// latest (by `linked_at`, then by when its row was first written).
 fn lookup(conn: &rusqlite::Connection, tenant: &str, jid: &str) -> Result<Option<VerifiedLink>, StoreError> {
     let found = conn
         .prepare_cached(&format!(
