@@ -6,7 +6,9 @@
 //! [`Snapshot`] of it and is rebuilt from a fresh snapshot after every change, so a revoked
 //! token or a deleted route stops working as soon as the change is acknowledged. Writes are
 //! transactions in WAL mode with `synchronous = FULL`: an acknowledged change survives a
-//! `kill -9` or a power cut. The store is synchronous (no async runtime): callers on an async
+//! `kill -9` or a power cut. One connection writes; reads that decide no write go to a second,
+//! read-only connection, which sees what was last committed without waiting for a write under
+//! way. The store is synchronous (no async runtime): callers on an async
 //! runtime run it on a blocking thread, except [`Store::known_verified_link`], which answers
 //! from memory without waiting for the connection.
 //!
@@ -47,6 +49,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::known_links::KnownLinks;
+
+/// How long a connection waits for another's lock (another process writing, a checkpoint)
+/// before its statement fails.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 use crate::token::TokenHash;
 pub use devices::DeviceRecord;
 pub use routes::{ComponentRef, RouteRecord};
@@ -54,10 +60,16 @@ pub use tenants::TenantRecord;
 pub use users::{TokenRecord, UserRecord};
 pub use webhooks::WebhookRecord;
 
-/// A handle on the store; clones share one connection.
+/// A handle on the store; clones share its connections.
 #[derive(Clone)]
 pub struct Store {
+    /// The connection that writes, and reads what must be read under the write lock.
     conn: Arc<Mutex<Connection>>,
+    /// A read-only connection for the reads that need no lock ([`Store::read`]): in WAL mode
+    /// it reads the last committed state while `conn` writes, so the admin API's lists, the
+    /// gateway's snapshots and the webhooks' next deliveries do not queue behind the device
+    /// sessions' status and event writes. The same connection as `conn` in memory.
+    reader: Arc<Mutex<Connection>>,
     links: Arc<KnownLinks>,
 }
 
@@ -106,19 +118,30 @@ impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        Store::init(Connection::open_with_flags(path, flags)?)
+        let conn = Store::init(Connection::open_with_flags(path, flags)?)?;
+        // Opened once the writer has made the database and its WAL: a reader cannot create them.
+        let reader =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        reader.busy_timeout(BUSY_TIMEOUT)?;
+        Ok(Store::with(conn, reader))
     }
 
-    /// A store that lives in memory only (tests).
+    /// A store that lives in memory only (tests): one connection writes and reads.
     pub fn open_in_memory() -> Result<Store, StoreError> {
-        Store::init(Connection::open_in_memory()?)
+        let conn = Arc::new(Mutex::new(Store::init(Connection::open_in_memory()?)?));
+        Ok(Store { reader: conn.clone(), conn, links: Arc::default() })
     }
 
-    fn init(mut conn: Connection) -> Result<Store, StoreError> {
+    fn with(conn: Connection, reader: Connection) -> Store {
+        Store { conn: Arc::new(Mutex::new(conn)), reader: Arc::new(Mutex::new(reader)), links: Arc::default() }
+    }
+
+    /// Sets up a writing connection and brings the schema up to date.
+    fn init(mut conn: Connection) -> Result<Connection, StoreError> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         let version: u32 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
         if version > migrations::latest() {
             return Err(StoreError::Invalid(format!(
@@ -127,7 +150,7 @@ impl Store {
             )));
         }
         migrations::migrate(&mut conn)?;
-        Ok(Store { conn: Arc::new(Mutex::new(conn)), links: Arc::default() })
+        Ok(conn)
     }
 
     /// Runs `f` in one transaction: all of its changes or none.
@@ -144,10 +167,29 @@ impl Store {
         Ok(value)
     }
 
+    /// Runs `f` in one read transaction on the reading connection: it sees what was committed
+    /// when it began, whatever is written meanwhile, and takes no write lock.
+    fn read_transaction<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.read();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)?;
+        f(&tx)
+    }
+
+    /// The writing connection.
     fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a transaction half-applied (it rolls
         // back on drop), so a poisoned lock is still a consistent connection.
         self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The reading connection: what every write committed before the call, without waiting
+    /// for a write under way. Not for a read whose answer decides a write (that reads under
+    /// [`lock`](Self::lock), in the write's transaction).
+    fn read(&self) -> MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Whether the store has no tenant.
@@ -184,7 +226,7 @@ impl Store {
 
     /// Reads everything the gateway serves from, consistently.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        self.transaction(|tx| {
+        self.read_transaction(|tx| {
             let mut tenants = Vec::new();
             for tenant in tenants::list(tx)? {
                 let id = tenant.id.clone();
@@ -320,6 +362,51 @@ pub(crate) mod tests {
         drop(conn);
         let refused = Store::open(&path).err().expect("a newer schema is refused");
         assert!(matches!(refused, StoreError::Invalid(ref m) if m.contains("run a newer waedge")), "{refused}");
+    }
+
+    #[test]
+    fn reads_answer_what_was_committed_while_a_write_is_under_way() {
+        use std::sync::mpsc::channel;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("waedge.db")).unwrap();
+        store.create_tenant(NewTenant { id: "acme".into(), ..Default::default() }).unwrap();
+        store.create_device("acme", "main").unwrap();
+
+        // A write that holds its transaction (a device session's status batch, say) until told.
+        let (written, wait_for_write) = channel();
+        let (finish, until_finished) = channel::<()>();
+        let writer = store.clone();
+        let write = std::thread::spawn(move || {
+            writer.transaction(|tx| {
+                tx.execute(
+                    "INSERT INTO devices (tenant_id, id, state, created_at, updated_at)
+                     VALUES ('acme', 'second', 'unlinked', '', '')",
+                    [],
+                )?;
+                written.send(()).unwrap();
+                until_finished.recv().unwrap();
+                Ok(())
+            })
+        });
+        wait_for_write.recv().unwrap();
+
+        let reader = store.clone();
+        let (answered, answer) = channel();
+        std::thread::spawn(move || {
+            let read = (reader.devices("acme"), reader.snapshot(), reader.tenant("acme"));
+            answered.send(read).ok();
+        });
+        // Without a connection of their own, the reads wait for the write to finish.
+        let read = answer.recv_timeout(std::time::Duration::from_secs(10));
+        finish.send(()).unwrap();
+        let (devices, snapshot, tenant) = read.expect("the reads answered while the write held its transaction");
+        let ids = |devices: &[DeviceRecord]| devices.iter().map(|d| d.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&devices.unwrap()), ["main"], "what was committed, not the write under way");
+        assert_eq!(ids(&snapshot.unwrap().tenants[0].devices), ["main"]);
+        assert_eq!(tenant.unwrap().id, "acme");
+
+        write.join().unwrap().unwrap();
+        assert_eq!(ids(&store.devices("acme").unwrap()), ["main", "second"], "and the write once committed");
     }
 
     #[test]

@@ -110,12 +110,12 @@ impl Store {
 
     /// The tenant `id`.
     pub fn tenant(&self, id: &str) -> Result<TenantRecord, StoreError> {
-        get(&self.lock(), id)
+        get(&self.read(), id)
     }
 
     /// Every tenant, by id.
     pub fn tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
-        list(&self.lock())
+        list(&self.read())
     }
 
     /// Applies `patch` to the tenant `id`.

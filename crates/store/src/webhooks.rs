@@ -20,7 +20,7 @@
 //!
 //! [delivered]: Store::delivered
 
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError, check_identifier, devices, events, from_json, now, tenants, to_json};
@@ -234,7 +234,7 @@ impl Store {
 
     /// The webhooks of `tenant` (NotFound for an unknown tenant), oldest first.
     pub fn webhooks(&self, tenant: &str) -> Result<Vec<WebhookRecord>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read();
         tenants::require(&conn, tenant)?;
         let mut select =
             conn.prepare_cached(&format!("SELECT {COLUMNS} FROM webhooks WHERE tenant_id = ?1 ORDER BY rowid"))?;
@@ -244,14 +244,14 @@ impl Store {
     /// Every webhook of every tenant (the delivery service starts one worker each), by
     /// tenant, oldest first.
     pub fn all_webhooks(&self) -> Result<Vec<WebhookRecord>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read();
         let mut select = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM webhooks ORDER BY tenant_id, rowid"))?;
         Ok(select.query_map([], read)?.collect::<Result<_, _>>()?)
     }
 
     /// One webhook of `tenant`.
     pub fn webhook(&self, tenant: &str, id: &str) -> Result<WebhookRecord, StoreError> {
-        get(&self.lock(), tenant, id)
+        get(&self.read(), tenant, id)
     }
 
     /// Deletes a webhook with its log and dead letters.
@@ -278,33 +278,30 @@ impl Store {
     /// it, and none is appended there later (an event comes after the end), so this look starts
     /// after it. NotFound when the webhook is gone.
     ///
-    /// It only reads, in a deferred transaction that takes no write lock: the position does
+    /// It only reads, in a read transaction that takes no write lock: the position does
     /// not move past the events the webhook does not take until the event after them is
     /// delivered or given up on ([`Store::record_delivery`]).
     pub fn next_delivery_after(&self, webhook: &str, seen: i64) -> Result<Next, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        let (hook, position) = find(&tx, webhook)?;
-        let mut select = tx.prepare_cached(&format!(
-            "SELECT events.position, {} FROM events
+        self.read_transaction(|tx| {
+            let (hook, position) = find(tx, webhook)?;
+            let mut select = tx.prepare_cached(&format!(
+                "SELECT events.position, {} FROM events
              WHERE tenant_id = ?1 AND position > ?2 AND (?3 IS NULL OR device = ?3)
                AND (?4 = '[]' OR kind IN (SELECT value FROM json_each(?4)))
              ORDER BY position LIMIT 1",
-            events::COLUMNS
-        ))?;
-        let types = to_json(&hook.events);
-        let next = select
-            .query_row(params![hook.tenant, position.max(seen), hook.device, types], |row| {
-                Ok(Pending { position: row.get(0)?, event: events::read(row, 1)? })
+                events::COLUMNS
+            ))?;
+            let types = to_json(&hook.events);
+            let next = select
+                .query_row(params![hook.tenant, position.max(seen), hook.device, types], |row| {
+                    Ok(Pending { position: row.get(0)?, event: events::read(row, 1)? })
+                })
+                .optional()?;
+            Ok(match next {
+                Some(pending) => Next::Pending(Box::new(pending)),
+                None => Next::Idle(events::end(tx)?),
             })
-            .optional()?;
-        let next = match next {
-            Some(pending) => Next::Pending(Box::new(pending)),
-            None => Next::Idle(events::end(&tx)?),
-        };
-        drop(select);
-        tx.commit()?;
-        Ok(next)
+        })
     }
 
     /// Appends an attempt to the webhook's delivery log, keeping the newest 1000 of the webhook.
@@ -346,7 +343,7 @@ impl Store {
 
     /// The newest `limit` attempts of a webhook of `tenant`, newest first.
     pub fn attempts(&self, tenant: &str, webhook: &str, limit: usize) -> Result<Vec<Attempt>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read();
         get(&conn, tenant, webhook)?;
         let mut select = conn.prepare_cached(
             "SELECT event_id, attempt, status, error, at, millis FROM webhook_attempts
@@ -368,7 +365,7 @@ impl Store {
 
     /// The dead letters of a webhook of `tenant`, oldest first.
     pub fn dead_letters(&self, tenant: &str, webhook: &str) -> Result<Vec<DeadLetter>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read();
         get(&conn, tenant, webhook)?;
         dead_letters(&conn, webhook, None)
     }
@@ -376,7 +373,7 @@ impl Store {
     /// The dead letter of event `event_id` (NotFound, saying to list the dead letters, when
     /// there is none).
     pub fn dead_letter_of(&self, tenant: &str, webhook: &str, event_id: &str) -> Result<DeadLetter, StoreError> {
-        let conn = self.lock();
+        let conn = self.read();
         get(&conn, tenant, webhook)?;
         dead_letters(&conn, webhook, Some(event_id))?.pop().ok_or_else(|| no_dead_letter(webhook, event_id))
     }
