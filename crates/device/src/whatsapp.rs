@@ -414,25 +414,13 @@ struct Server {
 /// API's two workers busy for seconds and their blocking pool's lock contended; the admin API
 /// answered in up to 9 s (BENCHMARKS.md, issue #14). Shut down, with every task on it dropped,
 /// when the [`WhatsappDevices`] owning it is.
-///
-/// Its threads run at a lower CPU priority than the rest of the process (Linux: niceness
-/// [`SESSION_NICENESS`] above it): when the cores are busy — devices reconnecting after an
-/// outage, each with its Noise handshake, Signal and store work — the API's answers come first
-/// and the sessions take the rest, instead of an even share per thread (the admin API answered
-/// 4–6× slower than idle while 1,000 devices reconnected). An idle core still runs them at
-/// once.
 struct SessionRuntime(Option<tokio::runtime::Runtime>);
-
-/// How much nicer than the process the device sessions' threads are (see [`SessionRuntime`]):
-/// at 10, Linux gives a busy API thread nine times the CPU of a busy session thread.
-const SESSION_NICENESS: i32 = 10;
 
 impl SessionRuntime {
     /// A runtime with a worker per core.
     fn start() -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .thread_name("waedge-device")
-            .on_thread_start(yield_to_the_api)
             .enable_all()
             .build()
             .expect("the device sessions' runtime starts (threads and an event loop, as the API's did)");
@@ -441,22 +429,6 @@ impl SessionRuntime {
 
     fn handle(&self) -> tokio::runtime::Handle {
         self.0.as_ref().expect("running until dropped").handle().clone()
-    }
-}
-
-/// Lowers the calling thread's CPU priority by [`SESSION_NICENESS`]. Linux only: there a
-/// niceness is a thread's own; elsewhere it would be the whole process's, so nothing changes.
-fn yield_to_the_api() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: gettid, getpriority and setpriority only read and set the calling thread's
-    // scheduling priority; a failure leaves it as it was.
-    unsafe {
-        let thread = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        *libc::__errno_location() = 0;
-        let niceness = libc::getpriority(libc::PRIO_PROCESS, thread);
-        if *libc::__errno_location() == 0 {
-            libc::setpriority(libc::PRIO_PROCESS, thread, (niceness + SESSION_NICENESS).min(19));
-        }
     }
 }
 
@@ -1263,25 +1235,5 @@ mod tests {
         // The library applies the configured pragma (its own tests check that it reaches
         // SQLite); what can regress here is the configuration.
         assert!(matches!(store_config().synchronous, Synchronous::Full));
-    }
-
-    /// The calling thread's niceness.
-    #[cfg(target_os = "linux")]
-    fn niceness() -> i32 {
-        // SAFETY: reads the calling thread's scheduling priority.
-        unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::syscall(libc::SYS_gettid) as libc::id_t) }
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn the_sessions_threads_yield_to_the_rest_of_the_process() {
-        let ours = niceness();
-        let runtime = SessionRuntime::start();
-        let handle = runtime.handle();
-        let worker = handle.block_on(handle.spawn(async { niceness() })).unwrap();
-        let blocking = handle.block_on(handle.spawn_blocking(niceness)).unwrap();
-        let nicer = (ours + SESSION_NICENESS).min(19);
-        assert_eq!((worker, blocking), (nicer, nicer), "a worker and a blocking thread of the sessions' runtime");
-        assert_eq!(niceness(), ours, "the thread that started the runtime keeps its priority");
     }
 }
