@@ -111,7 +111,7 @@ impl Store {
     pub fn check_admin_token(&self, hash: &TokenHash) -> Result<AdminTokenCheck, StoreError> {
         type Row = (String, [u8; 32], Option<String>, Option<String>, bool);
         let stored: Option<Row> = self
-            .read()
+            .read()?
             .query_row(
                 "SELECT id, sha256, expires_at, tenant, read_only FROM admin_tokens
                  WHERE sha256 = ?1 AND revoked_at IS NULL",
@@ -132,7 +132,7 @@ impl Store {
 
     /// Every admin token, revoked ones included.
     pub fn admin_tokens(&self) -> Result<Vec<AdminTokenRecord>, StoreError> {
-        let conn = self.read();
+        let conn = self.read()?;
         let mut statement = conn.prepare(
             "SELECT id, created_at, revoked_at, expires_at, tenant, read_only FROM admin_tokens
                  ORDER BY created_at, id",

@@ -79,7 +79,7 @@ impl Store {
 
     /// Every version of every component of `tenant`, newest first within each name.
     pub fn component_versions(&self, tenant: &str) -> Result<Vec<ComponentVersion>, StoreError> {
-        let conn = self.read();
+        let conn = self.read()?;
         tenants::require(&conn, tenant)?;
         let mut statement = conn.prepare(
             "SELECT name, tenant_id, sha256, size, created_at, created_by, active FROM component_versions
@@ -106,7 +106,7 @@ impl Store {
 
     /// The bytes of a version.
     pub fn component_bytes(&self, tenant: &str, name: &str, sha256: &str) -> Result<Vec<u8>, StoreError> {
-        self.read()
+        self.read()?
             .query_row(
                 "SELECT bytes FROM component_versions WHERE tenant_id = ?1 AND name = ?2 AND sha256 = ?3",
                 [tenant, name, sha256],

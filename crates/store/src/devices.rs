@@ -56,12 +56,12 @@ impl Store {
 
     /// The device `id` of `tenant`.
     pub fn device(&self, tenant: &str, id: &str) -> Result<DeviceRecord, StoreError> {
-        get(&self.read(), tenant, id)
+        get(&*self.read()?, tenant, id)
     }
 
     /// Every device of `tenant`.
     pub fn devices(&self, tenant: &str) -> Result<Vec<DeviceRecord>, StoreError> {
-        let conn = self.read();
+        let conn = self.read()?;
         tenants::require(&conn, tenant)?;
         list(&conn, tenant)
     }

@@ -104,7 +104,7 @@ impl Store {
     /// Up to `limit` events of `tenant` recorded after the event `after` (from the first when
     /// `None`), oldest first.
     pub fn events(&self, tenant: &str, after: Option<&str>, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
-        let conn = self.read();
+        let conn = self.read()?;
         tenants::require(&conn, tenant)?;
         let after = match after {
             None => 0,
@@ -134,7 +134,7 @@ impl Store {
         chat: &str,
         id: &str,
     ) -> Result<Option<String>, StoreError> {
-        let conn = self.read();
+        let conn = self.read()?;
         let mut select = conn.prepare_cached(RECEIVED_FROM)?;
         let sender = select.query_row(params![tenant, device, chat, id], |row| row.get(0));
         Ok(sender.optional()?.flatten())

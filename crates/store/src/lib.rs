@@ -49,10 +49,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::known_links::KnownLinks;
-
-/// How long a connection waits for another's lock (another process writing, a checkpoint)
-/// before its statement fails.
-const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 use crate::token::TokenHash;
 pub use devices::DeviceRecord;
 pub use routes::{ComponentRef, RouteRecord};
@@ -60,17 +56,43 @@ pub use tenants::TenantRecord;
 pub use users::{TokenRecord, UserRecord};
 pub use webhooks::WebhookRecord;
 
+/// How long a connection waits for another's lock (another process writing, a checkpoint)
+/// before its statement fails.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A handle on the store; clones share its connections.
 #[derive(Clone)]
 pub struct Store {
-    /// The connection that writes, and reads what must be read under the write lock.
-    conn: Arc<Mutex<Connection>>,
     /// A read-only connection for the reads that need no lock ([`Store::read`]): in WAL mode
     /// it reads the last committed state while `conn` writes, so the admin API's lists, the
     /// gateway's snapshots and the webhooks' next deliveries do not queue behind the device
-    /// sessions' status and event writes. The same connection as `conn` in memory.
+    /// sessions' status and event writes. The same connection as `conn` in memory. Declared
+    /// first, so that it closes first: the last connection to close moves the WAL into the
+    /// database file, which a read-only one cannot do.
     reader: Arc<Mutex<Connection>>,
+    /// The connection that writes, and reads what must be read under the write lock.
+    conn: Arc<Mutex<Connection>>,
     links: Arc<KnownLinks>,
+}
+
+/// A read transaction on the store's reading connection ([`Store::read`]), ended when dropped.
+struct Reading<'a>(MutexGuard<'a, Connection>);
+
+impl std::ops::Deref for Reading<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.0
+    }
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        // A read transaction left open would pin the connection to an old commit.
+        if self.0.execute_batch("COMMIT").is_err() {
+            let _ = self.0.execute_batch("ROLLBACK");
+        }
+    }
 }
 
 /// Why a store operation failed.
@@ -123,17 +145,18 @@ impl Store {
         let reader =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         reader.busy_timeout(BUSY_TIMEOUT)?;
-        Ok(Store::with(conn, reader))
+        Ok(Store::with(Arc::new(Mutex::new(conn)), Arc::new(Mutex::new(reader))))
     }
 
     /// A store that lives in memory only (tests): one connection writes and reads.
     pub fn open_in_memory() -> Result<Store, StoreError> {
         let conn = Arc::new(Mutex::new(Store::init(Connection::open_in_memory()?)?));
-        Ok(Store { reader: conn.clone(), conn, links: Arc::default() })
+        Ok(Store::with(conn.clone(), conn))
     }
 
-    fn with(conn: Connection, reader: Connection) -> Store {
-        Store { conn: Arc::new(Mutex::new(conn)), reader: Arc::new(Mutex::new(reader)), links: Arc::default() }
+    /// A store writing through `conn` and reading through `reader`.
+    fn with(conn: Arc<Mutex<Connection>>, reader: Arc<Mutex<Connection>>) -> Store {
+        Store { reader, conn, links: Arc::default() }
     }
 
     /// Sets up a writing connection and brings the schema up to date.
@@ -167,15 +190,9 @@ impl Store {
         Ok(value)
     }
 
-    /// Runs `f` in one read transaction on the reading connection: it sees what was committed
-    /// when it began, whatever is written meanwhile, and takes no write lock.
-    fn read_transaction<T>(
-        &self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let mut conn = self.read();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)?;
-        f(&tx)
+    /// Runs `f` in one read transaction on the reading connection (see [`Store::read`]).
+    fn read_transaction<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        f(&*self.read()?)
     }
 
     /// The writing connection.
@@ -185,11 +202,14 @@ impl Store {
         self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The reading connection: what every write committed before the call, without waiting
-    /// for a write under way. Not for a read whose answer decides a write (that reads under
-    /// [`lock`](Self::lock), in the write's transaction).
-    fn read(&self) -> MutexGuard<'_, Connection> {
-        self.reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// A read transaction on the reading connection: its statements all see what was committed
+    /// when the first of them ran, without waiting for a write under way. Not for a read whose
+    /// answer decides a write (that reads under [`lock`](Self::lock), in the write's
+    /// transaction).
+    fn read(&self) -> Result<Reading<'_>, StoreError> {
+        let conn = self.reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        conn.execute_batch("BEGIN DEFERRED")?;
+        Ok(Reading(conn))
     }
 
     /// Whether the store has no tenant.
@@ -407,6 +427,22 @@ pub(crate) mod tests {
 
         write.join().unwrap().unwrap();
         assert_eq!(ids(&store.devices("acme").unwrap()), ["main", "second"], "and the write once committed");
+    }
+
+    #[test]
+    fn a_closed_store_leaves_every_commit_in_its_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("waedge.db");
+        let store = Store::open(&path).unwrap();
+        store.create_tenant(NewTenant { id: "acme".into(), ..Default::default() }).unwrap();
+        store.tenants().unwrap();
+        drop(store);
+        // The last connection to close moves the WAL into the file: a copy of the file alone
+        // (a backup) holds everything.
+        assert!(!dir.path().join("waedge.db-wal").exists(), "the WAL was checkpointed and removed");
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let tenants: i64 = conn.query_row("SELECT count(*) FROM tenants", [], |row| row.get(0)).unwrap();
+        assert_eq!(tenants, 1);
     }
 
     #[test]

@@ -163,7 +163,7 @@ impl Store {
         device: &str,
         id: &str,
     ) -> Result<Option<LidVerification>, StoreError> {
-        let conn = self.read();
+        let conn = self.read()?;
         let found = conn
             .query_row(
                 "SELECT id, phone_jid, message_id, lid, created_at, expires_at, linked_at FROM lid_verifications

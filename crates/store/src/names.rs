@@ -35,7 +35,7 @@ impl Store {
 
     /// The names `device` of `tenant` learned for `jid`, if it learned any.
     pub fn contact_names(&self, tenant: &str, device: &str, jid: &str) -> Result<Option<Contact>, StoreError> {
-        let conn = self.read();
+        let conn = self.read()?;
         Ok(recorded(&conn, tenant, device, jid)?)
     }
 }

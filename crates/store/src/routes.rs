@@ -82,7 +82,7 @@ pub struct RouteRecord {
 impl Store {
     /// Every route of `tenant`.
     pub fn routes(&self, tenant: &str) -> Result<Vec<RouteRecord>, StoreError> {
-        let conn = self.read();
+        let conn = self.read()?;
         tenants::require(&conn, tenant)?;
         list(&conn, tenant)
     }

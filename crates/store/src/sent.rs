@@ -95,7 +95,7 @@ impl Store {
 
     /// The message `id` that `device` of `tenant` sent, if it sent one.
     pub fn sent_message(&self, tenant: &str, device: &str, id: &str) -> Result<Option<SentMessage>, StoreError> {
-        let conn = self.read();
+        let conn = self.read()?;
         Ok(find(&conn, tenant, device, id)?.map(|(message, _)| message))
     }
 

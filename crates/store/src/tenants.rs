@@ -6,6 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError, check_identifier, conflict_on_unique, from_json, now, to_json};
+use crate::devices::{self, DeviceRecord};
 use crate::limits::LimitOverrides;
 
 /// A tenant as stored and as the admin API shows it.
@@ -110,12 +111,12 @@ impl Store {
 
     /// The tenant `id`.
     pub fn tenant(&self, id: &str) -> Result<TenantRecord, StoreError> {
-        get(&self.read(), id)
+        get(&*self.read()?, id)
     }
 
     /// Every tenant, by id.
     pub fn tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
-        list(&self.read())
+        list(&*self.read()?)
     }
 
     /// Applies `patch` to the tenant `id`.
@@ -151,15 +152,17 @@ impl Store {
         })
     }
 
-    /// Deletes the tenant `id` with its users, tokens, devices, routes and components.
-    pub fn delete_tenant(&self, id: &str) -> Result<(), StoreError> {
-        let conn = self.lock();
-        // Its links go with it (a tenant made again under its id starts without them).
-        self.links.forget(id);
-        match conn.execute("DELETE FROM tenants WHERE id = ?1", [id])? {
-            0 => Err(not_found(id)),
-            _ => Ok(()),
-        }
+    /// Deletes the tenant `id` with its users, tokens, devices, routes and components;
+    /// returns the devices it had when it was deleted (their sessions are to go too).
+    pub fn delete_tenant(&self, id: &str) -> Result<Vec<DeviceRecord>, StoreError> {
+        self.transaction(|tx| {
+            require(tx, id)?;
+            let devices = devices::list(tx, id)?;
+            // Its links go with it (a tenant made again under its id starts without them).
+            self.links.forget(id);
+            tx.execute("DELETE FROM tenants WHERE id = ?1", [id])?;
+            Ok(devices)
+        })
     }
 }
 
@@ -333,7 +336,9 @@ mod tests {
         assert!(matches!(store.tenant("globex"), Err(StoreError::NotFound(_))));
         assert!(matches!(store.update_tenant("globex", TenantPatch::default()), Err(StoreError::NotFound(_))));
         assert!(matches!(store.delete_tenant("globex"), Err(StoreError::NotFound(_))));
-        store.delete_tenant("acme").unwrap();
+        store.create_device("acme", "main").unwrap();
+        let deleted = store.delete_tenant("acme").unwrap();
+        assert_eq!(deleted.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["main"], "its devices, to stop");
         assert!(matches!(store.tenant("acme"), Err(StoreError::NotFound(_))));
         assert!(matches!(store.delete_tenant("acme"), Err(StoreError::NotFound(_))), "deleted once");
     }

@@ -82,12 +82,12 @@ impl Store {
 
     /// The user `id` of `tenant`.
     pub fn user(&self, tenant: &str, id: &str) -> Result<UserRecord, StoreError> {
-        get(&self.read(), tenant, id)
+        get(&*self.read()?, tenant, id)
     }
 
     /// Every user of `tenant`.
     pub fn users(&self, tenant: &str) -> Result<Vec<UserRecord>, StoreError> {
-        let conn = self.read();
+        let conn = self.read()?;
         tenants::require(&conn, tenant)?;
         list(&conn, tenant)
     }
@@ -137,7 +137,7 @@ impl Store {
 
     /// Every token of the user `id` of `tenant`, revoked ones included.
     pub fn tokens(&self, tenant: &str, user: &str) -> Result<Vec<TokenRecord>, StoreError> {
-        let conn = self.read();
+        let conn = self.read()?;
         get(&conn, tenant, user)?;
         let mut statement = conn.prepare(
             "SELECT id, user_id, created_at, revoked_at FROM tokens WHERE user_id = ?1 ORDER BY created_at, id",

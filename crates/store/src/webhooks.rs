@@ -234,7 +234,7 @@ impl Store {
 
     /// The webhooks of `tenant` (NotFound for an unknown tenant), oldest first.
     pub fn webhooks(&self, tenant: &str) -> Result<Vec<WebhookRecord>, StoreError> {
-        let conn = self.read();
+        let conn = self.read()?;
         tenants::require(&conn, tenant)?;
         let mut select =
             conn.prepare_cached(&format!("SELECT {COLUMNS} FROM webhooks WHERE tenant_id = ?1 ORDER BY rowid"))?;
@@ -244,14 +244,14 @@ impl Store {
     /// Every webhook of every tenant (the delivery service starts one worker each), by
     /// tenant, oldest first.
     pub fn all_webhooks(&self) -> Result<Vec<WebhookRecord>, StoreError> {
-        let conn = self.read();
+        let conn = self.read()?;
         let mut select = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM webhooks ORDER BY tenant_id, rowid"))?;
         Ok(select.query_map([], read)?.collect::<Result<_, _>>()?)
     }
 
     /// One webhook of `tenant`.
     pub fn webhook(&self, tenant: &str, id: &str) -> Result<WebhookRecord, StoreError> {
-        get(&self.read(), tenant, id)
+        get(&*self.read()?, tenant, id)
     }
 
     /// Deletes a webhook with its log and dead letters.
@@ -343,7 +343,7 @@ impl Store {
 
     /// The newest `limit` attempts of a webhook of `tenant`, newest first.
     pub fn attempts(&self, tenant: &str, webhook: &str, limit: usize) -> Result<Vec<Attempt>, StoreError> {
-        let conn = self.read();
+        let conn = self.read()?;
         get(&conn, tenant, webhook)?;
         let mut select = conn.prepare_cached(
             "SELECT event_id, attempt, status, error, at, millis FROM webhook_attempts
@@ -365,7 +365,7 @@ impl Store {
 
     /// The dead letters of a webhook of `tenant`, oldest first.
     pub fn dead_letters(&self, tenant: &str, webhook: &str) -> Result<Vec<DeadLetter>, StoreError> {
-        let conn = self.read();
+        let conn = self.read()?;
         get(&conn, tenant, webhook)?;
         dead_letters(&conn, webhook, None)
     }
@@ -373,7 +373,7 @@ impl Store {
     /// The dead letter of event `event_id` (NotFound, saying to list the dead letters, when
     /// there is none).
     pub fn dead_letter_of(&self, tenant: &str, webhook: &str, event_id: &str) -> Result<DeadLetter, StoreError> {
-        let conn = self.read();
+        let conn = self.read()?;
         get(&conn, tenant, webhook)?;
         dead_letters(&conn, webhook, Some(event_id))?.pop().ok_or_else(|| no_dead_letter(webhook, event_id))
     }

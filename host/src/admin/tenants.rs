@@ -31,13 +31,7 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: Option<&str>) -> Answer 
             // The store first (see devices.rs), with the devices it held, then each device's
             // WhatsApp session — even when the gateway cannot apply the deletion yet.
             let tenant = id.to_string();
-            let devices = admin
-                .run(move |store| {
-                    let devices = store.devices(&tenant)?;
-                    store.delete_tenant(&tenant)?;
-                    Ok(devices)
-                })
-                .await?;
+            let devices = admin.run(move |store| store.delete_tenant(&tenant)).await?;
             // Every session goes, even when one fails to: the first failure is the answer.
             let mut failure = None;
             for device in devices {

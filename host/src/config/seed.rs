@@ -25,7 +25,7 @@ impl Config {
         // before the store is seeded.
         for tenant in &self.tenants {
             match store.delete_tenant(&tenant.id) {
-                Ok(()) | Err(StoreError::NotFound(_)) => {}
+                Ok(_) | Err(StoreError::NotFound(_)) => {}
                 Err(e) => return Err(e),
             }
         }
