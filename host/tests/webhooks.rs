@@ -101,6 +101,19 @@ async fn get(linked: &Linked, path: &str) -> Value {
     linked.waedge.admin_expect(Method::GET, path, &linked.admin_token, Value::Null, 200).await
 }
 
+/// The admin API's answer at `path` once its `list` is not empty (within 10 s; then as it is).
+/// A delivery is recorded a moment after the endpoint answered it.
+async fn once_listed(linked: &Linked, path: &str, list: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = get(linked, path).await;
+        if !answer[list].as_array().expect("a list").is_empty() || Instant::now() > deadline {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Checks a request's signature as the Standard Webhooks specification defines it.
 fn signed_with(received: &Received, secret: &str) -> bool {
     let header = |name: &str| received.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
@@ -134,7 +147,7 @@ async fn a_received_message_is_posted_to_the_webhook_signed_and_as_the_events_ap
     assert!(signed_with(&received[0], &secret), "signed with the secret: {headers:?}");
     assert!(!signed_with(&received[0], "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="), "by no other");
 
-    let log = get(&linked, &format!("/v1/tenants/acme/webhooks/{webhook}/deliveries")).await;
+    let log = once_listed(&linked, &format!("/v1/tenants/acme/webhooks/{webhook}/deliveries"), "deliveries").await;
     let attempt = &log["deliveries"][0];
     assert_eq!(
         (&attempt["event_id"], &attempt["attempt"], &attempt["status"]),
@@ -164,7 +177,7 @@ async fn a_failing_endpoint_gets_the_event_again_and_a_refusing_one_makes_it_a_d
     let message_id = |r: &Received| serde_json::from_slice::<Value>(&r.body).unwrap()["data"]["message_id"].clone();
     assert_eq!(received.iter().map(message_id).collect::<Vec<_>>(), [json!(first), json!(first), json!(second)]);
 
-    let dead = get(&linked, &format!("/v1/tenants/acme/webhooks/{webhook}/dead-letters")).await;
+    let dead = once_listed(&linked, &format!("/v1/tenants/acme/webhooks/{webhook}/dead-letters"), "dead_letters").await;
     let letters = dead["dead_letters"].as_array().expect("a list");
     assert_eq!(letters.len(), 1, "{dead}");
     assert_eq!((&letters[0]["event"]["data"]["message_id"], &letters[0]["attempts"]), (&json!(second), &json!(1)));
@@ -200,14 +213,8 @@ async fn a_webhook_to_an_internal_address_is_refused_unless_the_tenant_allows_it
 
     linked.sim.send_text(JOHN, SELF_PHONE, "hi").await.expect("a text");
     let dead_letters = format!("/v1/tenants/acme/webhooks/{webhook}/dead-letters");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let letters = loop {
-        let dead = get(&linked, &dead_letters).await;
-        if !dead["dead_letters"].as_array().unwrap().is_empty() || Instant::now() > deadline {
-            break dead["dead_letters"].as_array().unwrap().clone();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let dead = once_listed(&linked, &dead_letters, "dead_letters").await;
+    let letters = dead["dead_letters"].as_array().unwrap();
     assert_eq!(letters.len(), 1, "given up at once");
     assert!(letters[0]["error"].as_str().unwrap().contains("outbound_private_hosts"), "{letters:?}");
     assert!(internal.received.lock().unwrap().is_empty(), "nothing reached the internal address");
@@ -229,11 +236,8 @@ async fn an_event_not_delivered_before_a_crash_is_delivered_after_the_restart() 
     let (webhook, _) = create_webhook(&linked, &format!("http://{address}/hook")).await;
     let sent = linked.sim.send_text(JOHN, SELF_PHONE, "are you up?").await.expect("a text").id;
     let log = format!("/v1/tenants/acme/webhooks/{webhook}/deliveries");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while get(&linked, &log).await["deliveries"].as_array().unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "no attempt in time");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let attempts = once_listed(&linked, &log, "deliveries").await;
+    assert!(!attempts["deliveries"].as_array().unwrap().is_empty(), "no attempt in time");
 
     let endpoint = Arc::new(Mutex::new(None));
     let started = endpoint.clone();
