@@ -190,11 +190,6 @@ impl Store {
         Ok(value)
     }
 
-    /// Runs `f` in one read transaction on the reading connection (see [`Store::read`]).
-    fn read_transaction<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        f(&*self.read()?)
-    }
-
     /// The writing connection.
     fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a transaction half-applied (it rolls
@@ -246,28 +241,27 @@ impl Store {
 
     /// Reads everything the gateway serves from, consistently.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        self.read_transaction(|tx| {
-            let mut tenants = Vec::new();
-            for tenant in tenants::list(tx)? {
-                let id = tenant.id.clone();
-                let users = users::list(tx, &id)?
-                    .into_iter()
-                    .map(|user| {
-                        let hashes = users::active_token_hashes(tx, &user.id)?;
-                        Ok((user, hashes))
-                    })
-                    .collect::<Result<_, StoreError>>()?;
-                tenants.push(TenantSnapshot {
-                    users,
-                    devices: devices::list(tx, &id)?,
-                    routes: routes::list(tx, &id)?,
-                    components: components::refs(tx, &id)?,
-                    event_handlers: webhooks::handlers(tx, &id)?,
-                    tenant,
-                });
-            }
-            Ok(Snapshot { tenants })
-        })
+        let conn = self.read()?;
+        let mut tenants = Vec::new();
+        for tenant in tenants::list(&conn)? {
+            let id = tenant.id.clone();
+            let users = users::list(&conn, &id)?
+                .into_iter()
+                .map(|user| {
+                    let hashes = users::active_token_hashes(&conn, &user.id)?;
+                    Ok((user, hashes))
+                })
+                .collect::<Result<_, StoreError>>()?;
+            tenants.push(TenantSnapshot {
+                users,
+                devices: devices::list(&conn, &id)?,
+                routes: routes::list(&conn, &id)?,
+                components: components::refs(&conn, &id)?,
+                event_handlers: webhooks::handlers(&conn, &id)?,
+                tenant,
+            });
+        }
+        Ok(Snapshot { tenants })
     }
 }
 

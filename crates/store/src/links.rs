@@ -560,17 +560,16 @@ mod tests {
         assert_eq!(again.len(), 1, "a code is good once");
     }
 
-    /// Links `count` LIDs `{i}@lid` to numbers `{i}@s.whatsapp.net` of `tenant`, in SQLite only.
-    fn insert_links(store: &Store, tenant: &str, count: usize) {
-        let conn = store.lock();
-        for i in 0..count {
-            conn.execute(
+    /// Links `lid` to `phone` in `acme` at `at`, in SQLite only (as if a verification had).
+    fn insert_link(store: &Store, lid: &str, phone: &str, at: &str) {
+        store
+            .lock()
+            .execute(
                 "INSERT INTO lid_links (tenant_id, lid, phone_jid, device, verification, linked_at)
-                 VALUES (?1, ?2, ?3, 'main', ?4, ?5)",
-                params![tenant, format!("{i}@lid"), format!("{i}@s.whatsapp.net"), format!("v{i}"), now()],
+                 VALUES ('acme', ?1, ?2, 'main', ?1, ?3)",
+                params![lid, phone, at],
             )
             .unwrap();
-        }
     }
 
     #[test]
@@ -600,14 +599,7 @@ mod tests {
         let links =
             [("1@lid", "2026-12-02T00:00:00Z"), ("2@lid", "2026-12-01T00:00:00Z"), ("3@lid", "2026-12-02T00:00:00Z")];
         for (lid, at) in links {
-            store
-                .lock()
-                .execute(
-                    "INSERT INTO lid_links (tenant_id, lid, phone_jid, device, verification, linked_at)
-                     VALUES ('acme', ?1, ?2, 'main', ?1, ?3)",
-                    params![lid, PHONE, at],
-                )
-                .unwrap();
+            insert_link(&store, lid, PHONE, at);
         }
         let asked = lookup(&store.lock(), "acme", PHONE).unwrap().expect("linked");
         assert_eq!(asked.lid, "3@lid", "the latest, and of two at the same time the one written last");
@@ -618,7 +610,9 @@ mod tests {
     #[test]
     fn a_tenant_with_more_links_than_memory_keeps_is_asked_of_sqlite() {
         let store = acme();
-        insert_links(&store, "acme", MAX_KNOWN_PER_TENANT + 1);
+        for i in 0..=MAX_KNOWN_PER_TENANT {
+            insert_link(&store, &format!("{i}@lid"), &format!("{i}@s.whatsapp.net"), &now());
+        }
         let last = format!("{MAX_KNOWN_PER_TENANT}@lid");
         let link = store.verified_link("acme", &last).unwrap().expect("linked");
         assert_eq!(link.phone_jid, format!("{MAX_KNOWN_PER_TENANT}@s.whatsapp.net"));

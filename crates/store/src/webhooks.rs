@@ -282,25 +282,24 @@ impl Store {
     /// not move past the events the webhook does not take until the event after them is
     /// delivered or given up on ([`Store::record_delivery`]).
     pub fn next_delivery_after(&self, webhook: &str, seen: i64) -> Result<Next, StoreError> {
-        self.read_transaction(|tx| {
-            let (hook, position) = find(tx, webhook)?;
-            let mut select = tx.prepare_cached(&format!(
-                "SELECT events.position, {} FROM events
+        let conn = self.read()?;
+        let (hook, position) = find(&conn, webhook)?;
+        let mut select = conn.prepare_cached(&format!(
+            "SELECT events.position, {} FROM events
              WHERE tenant_id = ?1 AND position > ?2 AND (?3 IS NULL OR device = ?3)
                AND (?4 = '[]' OR kind IN (SELECT value FROM json_each(?4)))
              ORDER BY position LIMIT 1",
-                events::COLUMNS
-            ))?;
-            let types = to_json(&hook.events);
-            let next = select
-                .query_row(params![hook.tenant, position.max(seen), hook.device, types], |row| {
-                    Ok(Pending { position: row.get(0)?, event: events::read(row, 1)? })
-                })
-                .optional()?;
-            Ok(match next {
-                Some(pending) => Next::Pending(Box::new(pending)),
-                None => Next::Idle(events::end(tx)?),
+            events::COLUMNS
+        ))?;
+        let types = to_json(&hook.events);
+        let next = select
+            .query_row(params![hook.tenant, position.max(seen), hook.device, types], |row| {
+                Ok(Pending { position: row.get(0)?, event: events::read(row, 1)? })
             })
+            .optional()?;
+        Ok(match next {
+            Some(pending) => Next::Pending(Box::new(pending)),
+            None => Next::Idle(events::end(&conn)?),
         })
     }
 
