@@ -1,0 +1,120 @@
+//! The connections a node keeps to PostgreSQL, shared by all its devices.
+//!
+//! Every query of a device's state is one statement (writes carry their fence inside it, see
+//! [`crate::state`]), so no query needs a connection of its own: a handful of connections,
+//! each pipelining the statements of many devices, serve a whole node. Statements are
+//! prepared once per connection. A connection that dies (the server restarted, the network
+//! dropped) is replaced on the next query that picks it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row, Statement};
+
+use crate::{Error, migrations};
+
+/// A node's connections to the PostgreSQL database that holds the device state.
+pub struct Database {
+    config: tokio_postgres::Config,
+    slots: Box<[Slot]>,
+    next: AtomicUsize,
+}
+
+/// One connection and the one task that may replace it.
+struct Slot {
+    current: RwLock<Arc<Connection>>,
+    replacing: tokio::sync::Mutex<()>,
+}
+
+/// An open connection with the statements prepared on it.
+pub(crate) struct Connection {
+    client: Client,
+    prepared: Mutex<HashMap<&'static str, Statement>>,
+}
+
+impl Database {
+    /// Connects `connections` times (at least once) to the database at `url`
+    /// (`postgres://user:password@host:port/database`) and brings its schema up to date.
+    pub async fn connect(url: &str, connections: usize) -> Result<Database, Error> {
+        let config: tokio_postgres::Config = url.parse()?;
+        let mut slots = Vec::with_capacity(connections.max(1));
+        for _ in 0..connections.max(1) {
+            let connection = Connection::open(&config).await?;
+            slots.push(Slot { current: RwLock::new(Arc::new(connection)), replacing: tokio::sync::Mutex::new(()) });
+        }
+        let first = slots[0].current.read().expect("connection slot").clone();
+        migrations::apply(&first.client).await?;
+        Ok(Database { config, slots: slots.into_boxed_slice(), next: AtomicUsize::new(0) })
+    }
+
+    /// The next connection, round robin; a closed one is reopened first.
+    pub(crate) async fn connection(&self) -> Result<Arc<Connection>, tokio_postgres::Error> {
+        let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
+        let current = slot.current.read().expect("connection slot").clone();
+        if !current.client.is_closed() {
+            return Ok(current);
+        }
+        let _replacing = slot.replacing.lock().await;
+        let current = slot.current.read().expect("connection slot").clone();
+        if !current.client.is_closed() {
+            return Ok(current);
+        }
+        tracing::warn!("a PostgreSQL connection closed; reconnecting");
+        let fresh = Arc::new(Connection::open(&self.config).await?);
+        *slot.current.write().expect("connection slot") = fresh.clone();
+        Ok(fresh)
+    }
+}
+
+impl Connection {
+    async fn open(config: &tokio_postgres::Config) -> Result<Connection, tokio_postgres::Error> {
+        let (client, connection) = config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!("PostgreSQL connection lost: {e}");
+            }
+        });
+        Ok(Connection { client, prepared: Mutex::new(HashMap::new()) })
+    }
+
+    async fn statement(&self, sql: &'static str) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(statement) = self.prepared.lock().expect("prepared statements").get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql).await?;
+        self.prepared.lock().expect("prepared statements").insert(sql, statement.clone());
+        Ok(statement)
+    }
+
+    /// Runs `sql` (prepared once on this connection) and returns its rows.
+    pub(crate) async fn query(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let statement = self.statement(sql).await?;
+        self.client.query(&statement, params).await
+    }
+
+    /// Runs `sql` and returns its one row, or none.
+    pub(crate) async fn query_opt(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
+        let statement = self.statement(sql).await?;
+        self.client.query_opt(&statement, params).await
+    }
+
+    /// Runs `sql` and returns how many rows it wrote.
+    pub(crate) async fn execute(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, tokio_postgres::Error> {
+        let statement = self.statement(sql).await?;
+        self.client.execute(&statement, params).await
+    }
+}

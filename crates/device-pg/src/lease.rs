@@ -1,0 +1,89 @@
+//! Which node owns which device: one lease row per device, with an epoch.
+//!
+//! A node takes a device's lease when nobody holds it or its holder let it expire; taking
+//! it increments the device's epoch, and the node writes the device's state with that epoch
+//! (see [`crate::DeviceState`]). Expiry is decided by the database's clock, never a node's,
+//! so nodes whose clocks disagree still agree on who owns what. A node renews all its leases
+//! in one statement; a lease it fails to renew in time may be taken by another node, after
+//! which every write of the former owner is refused.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{Database, Error};
+
+/// A node's view of the leases: it takes, renews and releases them under its name.
+pub struct Leases {
+    db: Arc<Database>,
+    node: String,
+    ttl: Duration,
+}
+
+/// A device's lease, held by this node since `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The device's key in the database.
+    pub id: i64,
+    /// The epoch this node's writes carry; a takeover increments it.
+    pub epoch: i64,
+}
+
+impl Leases {
+    /// Leases held under the name `node`, each valid for `ttl` after it was last renewed.
+    pub fn new(db: Arc<Database>, node: impl Into<String>, ttl: Duration) -> Leases {
+        Leases { db, node: node.into(), ttl }
+    }
+
+    /// Takes the lease of `tenant`'s `device` (registering the device on first sight) when
+    /// nobody holds it or its holder let it expire. `None` while another node holds it.
+    pub async fn acquire(&self, tenant: &str, device: &str) -> Result<Option<Lease>, Error> {
+        let db = self.db.connection().await?;
+        db.execute(
+            "INSERT INTO wa_devices (tenant, device) VALUES ($1, $2) ON CONFLICT (tenant, device) DO NOTHING",
+            &[&tenant, &device],
+        )
+        .await?;
+        let row = db
+            .query_opt(
+                "UPDATE wa_devices
+                 SET owner = $3, epoch = epoch + 1, expires_at = now() + $4 * interval '1 millisecond'
+                 WHERE tenant = $1 AND device = $2 AND (owner IS NULL OR expires_at <= now())
+                 RETURNING id, epoch",
+                &[&tenant, &device, &self.node, &self.ttl_millis()],
+            )
+            .await?;
+        Ok(row.map(|row| Lease { id: row.get(0), epoch: row.get(1) }))
+    }
+
+    /// Extends every lease this node still holds by the lease time, and returns them: a
+    /// lease missing from the answer has expired (another node may own the device now), and
+    /// its device must stop.
+    pub async fn renew(&self) -> Result<Vec<Lease>, Error> {
+        let db = self.db.connection().await?;
+        let rows = db
+            .query(
+                "UPDATE wa_devices SET expires_at = now() + $2 * interval '1 millisecond'
+                 WHERE owner = $1 AND expires_at > now()
+                 RETURNING id, epoch",
+                &[&self.node, &self.ttl_millis()],
+            )
+            .await?;
+        Ok(rows.iter().map(|row| Lease { id: row.get(0), epoch: row.get(1) }).collect())
+    }
+
+    /// Gives `lease` up at once (after the device's client stopped), so that another node
+    /// may take the device without waiting for the lease to expire.
+    pub async fn release(&self, lease: &Lease) -> Result<(), Error> {
+        let db = self.db.connection().await?;
+        db.execute(
+            "UPDATE wa_devices SET owner = NULL, expires_at = NULL WHERE id = $1 AND epoch = $2 AND owner = $3",
+            &[&lease.id, &lease.epoch, &self.node],
+        )
+        .await?;
+        Ok(())
+    }
+
+    fn ttl_millis(&self) -> f64 {
+        self.ttl.as_secs_f64() * 1000.0
+    }
+}

@@ -1,0 +1,50 @@
+//! whatsapp-rust's device state in PostgreSQL, for waedge nodes that share one database.
+//!
+//! A WhatsApp device session is stateful: its Signal sessions, prekeys, sender keys, app
+//! state and LID mappings change with every message. With this state in PostgreSQL instead
+//! of a file on one machine, any node can take a device over without pairing it again —
+//! provided that exactly one node writes it at a time. That is what the leases are for:
+//!
+//! - [`Database`]: a node's few pipelined connections, shared by all its devices, and the
+//!   schema's migrations;
+//! - [`Leases`]: one lease row per device, with an owner, an expiry by the database's clock
+//!   and an epoch that every takeover increments;
+//! - [`DeviceState`]: whatsapp-rust's storage [`Backend`](wacore::store::traits::Backend)
+//!   for one device, whose every write carries the epoch of the lease it was opened with and
+//!   is refused ([`Error::Fenced`]) once another node has taken the device over.
+#![deny(missing_docs)]
+
+mod database;
+mod lease;
+mod migrations;
+mod state;
+
+pub use database::Database;
+pub use lease::{Lease, Leases};
+pub use state::DeviceState;
+
+/// What can go wrong with the device state in PostgreSQL.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database refused a statement or could not be reached.
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The database was migrated by a newer waedge.
+    #[error(
+        "the device state in PostgreSQL has schema version {found}, newer than this waedge knows ({known}): upgrade this node"
+    )]
+    NewerSchema {
+        /// The version in the database.
+        found: i32,
+        /// The newest version this build knows.
+        known: usize,
+    },
+    /// A write carried an epoch that is no longer the device's: another node owns it now.
+    #[error("device {device} was taken over by another node: this node's lease (epoch {epoch}) is stale")]
+    Fenced {
+        /// The device's key in the database.
+        device: i64,
+        /// The stale epoch the write carried.
+        epoch: i64,
+    },
+}
