@@ -14,8 +14,8 @@ use crate::{Database, Error};
 
 /// A node's view of the leases: it takes, renews and releases them under its name.
 pub struct Leases {
-    db: Arc<Database>,
-    node: String,
+    pub(crate) db: Arc<Database>,
+    pub(crate) node: String,
     ttl: Duration,
 }
 
@@ -26,6 +26,16 @@ pub struct Lease {
     pub id: i64,
     /// The epoch this node's writes carry; a takeover increments it.
     pub epoch: i64,
+    /// The tenant the device belongs to.
+    pub tenant: String,
+    /// The device's id within its tenant.
+    pub device: String,
+}
+
+impl Lease {
+    pub(crate) fn from_row(row: &tokio_postgres::Row) -> Lease {
+        Lease { id: row.get("id"), epoch: row.get("epoch"), tenant: row.get("tenant"), device: row.get("device") }
+    }
 }
 
 impl Leases {
@@ -34,25 +44,33 @@ impl Leases {
         Leases { db, node: node.into(), ttl }
     }
 
-    /// Takes the lease of `tenant`'s `device` (registering the device on first sight) when
-    /// nobody holds it or its holder let it expire. `None` while another node holds it.
-    pub async fn acquire(&self, tenant: &str, device: &str) -> Result<Option<Lease>, Error> {
+    /// Makes `tenant`'s `device` known to every node, so that one of them takes it (see
+    /// [`turn`](Self::turn)). Registering a known device changes nothing.
+    pub async fn register(&self, tenant: &str, device: &str) -> Result<(), Error> {
         let db = self.db.connection().await?;
         db.execute(
             "INSERT INTO wa_devices (tenant, device) VALUES ($1, $2) ON CONFLICT (tenant, device) DO NOTHING",
             &[&tenant, &device],
         )
         .await?;
+        Ok(())
+    }
+
+    /// Takes the lease of `tenant`'s `device` (registering the device on first sight) when
+    /// nobody holds it or its holder let it expire. `None` while another node holds it.
+    pub async fn acquire(&self, tenant: &str, device: &str) -> Result<Option<Lease>, Error> {
+        self.register(tenant, device).await?;
+        let db = self.db.connection().await?;
         let row = db
             .query_opt(
                 "UPDATE wa_devices
-                 SET owner = $3, epoch = epoch + 1, expires_at = now() + $4 * interval '1 millisecond'
+                 SET owner = $3, epoch = epoch + 1, expires_at = now() + $4::float8 * interval '1 millisecond'
                  WHERE tenant = $1 AND device = $2 AND (owner IS NULL OR expires_at <= now())
-                 RETURNING id, epoch",
+                 RETURNING id, epoch, tenant, device",
                 &[&tenant, &device, &self.node, &self.ttl_millis()],
             )
             .await?;
-        Ok(row.map(|row| Lease { id: row.get(0), epoch: row.get(1) }))
+        Ok(row.as_ref().map(Lease::from_row))
     }
 
     /// Extends every lease this node still holds by the lease time, and returns them: a
@@ -62,13 +80,13 @@ impl Leases {
         let db = self.db.connection().await?;
         let rows = db
             .query(
-                "UPDATE wa_devices SET expires_at = now() + $2 * interval '1 millisecond'
+                "UPDATE wa_devices SET expires_at = now() + $2::float8 * interval '1 millisecond'
                  WHERE owner = $1 AND expires_at > now()
-                 RETURNING id, epoch",
+                 RETURNING id, epoch, tenant, device",
                 &[&self.node, &self.ttl_millis()],
             )
             .await?;
-        Ok(rows.iter().map(|row| Lease { id: row.get(0), epoch: row.get(1) }).collect())
+        Ok(rows.iter().map(Lease::from_row).collect())
     }
 
     /// Gives `lease` up at once (after the device's client stopped), so that another node
@@ -83,7 +101,7 @@ impl Leases {
         Ok(())
     }
 
-    fn ttl_millis(&self) -> f64 {
+    pub(crate) fn ttl_millis(&self) -> f64 {
         self.ttl.as_secs_f64() * 1000.0
     }
 }

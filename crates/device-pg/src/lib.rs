@@ -8,17 +8,20 @@
 //! - [`Database`]: a node's few pipelined connections, shared by all its devices, and the
 //!   schema's migrations;
 //! - [`Leases`]: one lease row per device, with an owner, an expiry by the database's clock
-//!   and an epoch that every takeover increments;
+//!   and an epoch that every takeover increments; nodes take turns ([`Leases::turn`]) to
+//!   share the devices out evenly and take over those of nodes that died;
 //! - [`DeviceState`]: whatsapp-rust's storage [`Backend`](wacore::store::traits::Backend)
 //!   for one device, whose every write carries the epoch of the lease it was opened with and
 //!   is refused ([`Error::Fenced`]) once another node has taken the device over.
 #![deny(missing_docs)]
 
+mod balance;
 mod database;
 mod lease;
 mod migrations;
 mod state;
 
+pub use balance::Turn;
 pub use database::Database;
 pub use lease::{Lease, Leases};
 pub use state::DeviceState;

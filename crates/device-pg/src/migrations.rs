@@ -28,6 +28,11 @@ const MIGRATIONS: &[&str] = &[r#"
         UNIQUE (id, epoch)
     );
     CREATE INDEX wa_devices_owner ON wa_devices (owner);
+    -- The nodes, alive while their row has not expired (see balance.rs).
+    CREATE TABLE wa_nodes (
+        name       TEXT PRIMARY KEY,
+        expires_at TIMESTAMPTZ NOT NULL
+    );
     CREATE TABLE wa_device_data (
         device BIGINT PRIMARY KEY REFERENCES wa_devices (id) ON DELETE CASCADE,
         data   BYTEA NOT NULL

@@ -1,0 +1,88 @@
+//! The devices spread evenly over the live nodes.
+//!
+//! Each node takes turns ([`Leases::turn`]) a few times per lease time: it says it is alive
+//! (a node row with an expiry, by the database's clock, like a lease), renews its leases,
+//! and compares what it holds with its fair share — the devices divided by the live nodes,
+//! rounded up. Below it, it takes free or expired leases (never one another node holds);
+//! above it (a node joined), it hands the surplus over: it stops those clients and releases
+//! their leases, and the nodes below their share take them at their next turn. So a device
+//! is never held by two nodes, a dead node's devices are taken over once its leases expire,
+//! and nobody waits on a node that is gone.
+
+use std::collections::HashSet;
+
+use crate::{Error, Lease, Leases};
+
+/// What a node must do after a turn.
+#[derive(Debug, Default)]
+pub struct Turn {
+    /// The leases it holds now, renewed: its devices, including the surplus.
+    pub held: Vec<Lease>,
+    /// Leases taken in this turn: start these devices' clients, on state opened with these
+    /// leases.
+    pub taken: Vec<Lease>,
+    /// Leases it held and lost (it did not renew them in time): stop these clients; their
+    /// writes are refused already.
+    pub lost: Vec<Lease>,
+    /// Held leases beyond its fair share: stop these clients, then [release](Leases::release)
+    /// the leases for the nodes below their share.
+    pub surplus: Vec<Lease>,
+}
+
+impl Leases {
+    /// One turn of this node: alive, leases renewed, its share taken or its surplus named.
+    /// `held` is what it held after its last turn ([`Turn::held`]; empty at first).
+    pub async fn turn(&self, held: &[Lease]) -> Result<Turn, Error> {
+        let db = self.db.connection().await?;
+        db.execute(
+            "INSERT INTO wa_nodes (name, expires_at) VALUES ($1, now() + $2::float8 * interval '1 millisecond')
+             ON CONFLICT (name) DO UPDATE SET expires_at = excluded.expires_at",
+            &[&self.node, &self.ttl_millis()],
+        )
+        .await?;
+        let mut renewed = self.renew().await?;
+        let kept: HashSet<(i64, i64)> = renewed.iter().map(|lease| (lease.id, lease.epoch)).collect();
+        let lost = held.iter().filter(|lease| !kept.contains(&(lease.id, lease.epoch))).cloned().collect();
+
+        let counts = db
+            .query_opt(
+                "SELECT (SELECT count(*) FROM wa_nodes WHERE expires_at > now()), (SELECT count(*) FROM wa_devices)",
+                &[],
+            )
+            .await?
+            .expect("one row");
+        let count = |column| u64::try_from(counts.get::<_, i64>(column)).unwrap_or(0);
+        let share = usize::try_from(count(1).div_ceil(count(0).max(1))).unwrap_or(usize::MAX);
+
+        renewed.sort_by_key(|lease| lease.id);
+        let surplus = renewed.get(share..).unwrap_or_default().to_vec();
+        let wanted = i64::try_from(share.saturating_sub(renewed.len())).unwrap_or(i64::MAX);
+        let taken: Vec<Lease> = if wanted == 0 {
+            Vec::new()
+        } else {
+            let rows = db
+                .query(
+                    "UPDATE wa_devices
+                     SET owner = $1, epoch = epoch + 1, expires_at = now() + $2::float8 * interval '1 millisecond'
+                     WHERE id IN (SELECT id FROM wa_devices WHERE owner IS NULL OR expires_at <= now()
+                                  ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
+                     RETURNING id, epoch, tenant, device",
+                    &[&self.node, &self.ttl_millis(), &wanted],
+                )
+                .await?;
+            rows.iter().map(Lease::from_row).collect()
+        };
+        renewed.extend(taken.iter().cloned());
+        Ok(Turn { held: renewed, taken, lost, surplus })
+    }
+
+    /// Leaves the cluster, once this node has stopped all its clients: its leases are
+    /// released and it no longer counts as alive, so the other nodes take its devices at
+    /// their next turn instead of after the leases expire.
+    pub async fn leave(&self) -> Result<(), Error> {
+        let db = self.db.connection().await?;
+        db.execute("UPDATE wa_devices SET owner = NULL, expires_at = NULL WHERE owner = $1", &[&self.node]).await?;
+        db.execute("DELETE FROM wa_nodes WHERE name = $1", &[&self.node]).await?;
+        Ok(())
+    }
+}
