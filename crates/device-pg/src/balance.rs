@@ -35,7 +35,7 @@ impl Leases {
     pub async fn turn(&self, held: &[Lease]) -> Result<Turn, Error> {
         let db = self.db.connection().await?;
         db.execute(
-            "INSERT INTO wa_nodes (name, expires_at) VALUES ($1, now() + $2::float8 * interval '1 millisecond')
+            "INSERT INTO wa_nodes (name, expires_at) VALUES ($1, clock_timestamp() + $2::float8 * interval '1 millisecond')
              ON CONFLICT (name) DO UPDATE SET expires_at = excluded.expires_at",
             &[&self.node, &self.ttl_millis()],
         )
@@ -46,7 +46,8 @@ impl Leases {
 
         let counts = db
             .query_opt(
-                "SELECT (SELECT count(*) FROM wa_nodes WHERE expires_at > now()), (SELECT count(*) FROM wa_devices)",
+                "SELECT (SELECT count(*) FROM wa_nodes WHERE expires_at > clock_timestamp()),
+                        (SELECT count(*) FROM wa_devices)",
                 &[],
             )
             .await?
@@ -63,8 +64,9 @@ impl Leases {
             let rows = db
                 .query(
                     "UPDATE wa_devices
-                     SET owner = $1, epoch = epoch + 1, expires_at = now() + $2::float8 * interval '1 millisecond'
-                     WHERE id IN (SELECT id FROM wa_devices WHERE owner IS NULL OR expires_at <= now()
+                     SET owner = $1, epoch = epoch + 1,
+                         expires_at = clock_timestamp() + $2::float8 * interval '1 millisecond'
+                     WHERE id IN (SELECT id FROM wa_devices WHERE owner IS NULL OR expires_at <= clock_timestamp()
                                   ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
                      RETURNING id, epoch, tenant, device",
                     &[&self.node, &self.ttl_millis(), &wanted],
@@ -81,7 +83,11 @@ impl Leases {
     /// their next turn instead of after the leases expire.
     pub async fn leave(&self) -> Result<(), Error> {
         let db = self.db.connection().await?;
-        db.execute("UPDATE wa_devices SET owner = NULL, expires_at = NULL WHERE owner = $1", &[&self.node]).await?;
+        db.execute(
+            "UPDATE wa_devices SET owner = NULL, expires_at = NULL, epoch = epoch + 1 WHERE owner = $1",
+            &[&self.node],
+        )
+        .await?;
         db.execute("DELETE FROM wa_nodes WHERE name = $1", &[&self.node]).await?;
         Ok(())
     }

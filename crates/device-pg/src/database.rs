@@ -4,16 +4,28 @@
 //! [`crate::state`]), so no query needs a connection of its own: a handful of connections,
 //! each pipelining the statements of many devices, serve a whole node. Statements are
 //! prepared once per connection. A connection that dies (the server restarted, the network
-//! dropped) is replaced on the next query that picks it.
+//! dropped) or stops answering (a partition that left it half open) is replaced on the next
+//! query that picks it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
 use crate::{Error, migrations};
+
+/// The longest a connection attempt may take, unless the URL says otherwise.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle time before TCP keepalives probe a quiet connection, and the longest sent data may
+/// stay unacknowledged, unless the URL says otherwise.
+const KEEPALIVES_IDLE: Duration = Duration::from_secs(30);
+/// The longest a statement may take: past it, the connection is taken for dead and replaced
+/// (a half-open connection never reports itself closed). Well under a lease's life.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A node's connections to the PostgreSQL database that holds the device state.
 pub struct Database {
@@ -32,16 +44,27 @@ struct Slot {
 pub(crate) struct Connection {
     client: Client,
     prepared: Mutex<HashMap<&'static str, Statement>>,
+    /// Set when a statement timed out: the connection is replaced.
+    stuck: AtomicBool,
 }
 
 impl Database {
     /// Connects `connections` times (at least once) to the database at `url`
     /// (`postgres://user:password@host:port/database`) and brings its schema up to date.
     pub async fn connect(url: &str, connections: usize) -> Result<Database, Error> {
-        let config: tokio_postgres::Config = url.parse()?;
+        let mut config: tokio_postgres::Config = url.parse().map_err(Error::Url)?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+            config.keepalives_idle(KEEPALIVES_IDLE);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(KEEPALIVES_IDLE);
+        }
         let mut slots = Vec::with_capacity(connections.max(1));
         for _ in 0..connections.max(1) {
-            let connection = Connection::open(&config).await?;
+            let connection = Connection::open(&config).await.map_err(|e| Error::connecting(&config, e))?;
             slots.push(Slot { current: RwLock::new(Arc::new(connection)), replacing: tokio::sync::Mutex::new(()) });
         }
         let first = slots[0].current.read().expect("connection slot").clone();
@@ -49,20 +72,20 @@ impl Database {
         Ok(Database { config, slots: slots.into_boxed_slice(), next: AtomicUsize::new(0) })
     }
 
-    /// The next connection, round robin; a closed one is reopened first.
-    pub(crate) async fn connection(&self) -> Result<Arc<Connection>, tokio_postgres::Error> {
+    /// The next connection, round robin; a closed or stuck one is reopened first.
+    pub(crate) async fn connection(&self) -> Result<Arc<Connection>, Error> {
         let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
         let current = slot.current.read().expect("connection slot").clone();
-        if !current.client.is_closed() {
+        if current.usable() {
             return Ok(current);
         }
         let _replacing = slot.replacing.lock().await;
         let current = slot.current.read().expect("connection slot").clone();
-        if !current.client.is_closed() {
+        if current.usable() {
             return Ok(current);
         }
-        tracing::warn!("a PostgreSQL connection closed; reconnecting");
-        let fresh = Arc::new(Connection::open(&self.config).await?);
+        tracing::warn!("a PostgreSQL connection closed or stopped answering; reconnecting");
+        let fresh = Arc::new(Connection::open(&self.config).await.map_err(|e| Error::connecting(&self.config, e))?);
         *slot.current.write().expect("connection slot") = fresh.clone();
         Ok(fresh)
     }
@@ -73,29 +96,40 @@ impl Connection {
         let (client, connection) = config.connect(NoTls).await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
-                tracing::warn!("PostgreSQL connection lost: {e}");
+                tracing::warn!("PostgreSQL connection lost: {}", crate::describe(&e));
             }
         });
-        Ok(Connection { client, prepared: Mutex::new(HashMap::new()) })
+        Ok(Connection { client, prepared: Mutex::new(HashMap::new()), stuck: AtomicBool::new(false) })
     }
 
-    async fn statement(&self, sql: &'static str) -> Result<Statement, tokio_postgres::Error> {
+    fn usable(&self) -> bool {
+        !self.client.is_closed() && !self.stuck.load(Ordering::Relaxed)
+    }
+
+    /// `statement` under [`STATEMENT_TIMEOUT`]; on timeout the connection is marked stuck.
+    async fn timed<T>(&self, statement: impl Future<Output = Result<T, tokio_postgres::Error>>) -> Result<T, Error> {
+        match tokio::time::timeout(STATEMENT_TIMEOUT, statement).await {
+            Ok(answer) => Ok(answer?),
+            Err(_) => {
+                self.stuck.store(true, Ordering::Relaxed);
+                Err(Error::Timeout(STATEMENT_TIMEOUT))
+            }
+        }
+    }
+
+    async fn statement(&self, sql: &'static str) -> Result<Statement, Error> {
         if let Some(statement) = self.prepared.lock().expect("prepared statements").get(sql) {
             return Ok(statement.clone());
         }
-        let statement = self.client.prepare(sql).await?;
+        let statement = self.timed(self.client.prepare(sql)).await?;
         self.prepared.lock().expect("prepared statements").insert(sql, statement.clone());
         Ok(statement)
     }
 
     /// Runs `sql` (prepared once on this connection) and returns its rows.
-    pub(crate) async fn query(
-        &self,
-        sql: &'static str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+    pub(crate) async fn query(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, Error> {
         let statement = self.statement(sql).await?;
-        self.client.query(&statement, params).await
+        self.timed(self.client.query(&statement, params)).await
     }
 
     /// Runs `sql` and returns its one row, or none.
@@ -103,18 +137,14 @@ impl Connection {
         &self,
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, tokio_postgres::Error> {
+    ) -> Result<Option<Row>, Error> {
         let statement = self.statement(sql).await?;
-        self.client.query_opt(&statement, params).await
+        self.timed(self.client.query_opt(&statement, params)).await
     }
 
     /// Runs `sql` and returns how many rows it wrote.
-    pub(crate) async fn execute(
-        &self,
-        sql: &'static str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, tokio_postgres::Error> {
+    pub(crate) async fn execute(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, Error> {
         let statement = self.statement(sql).await?;
-        self.client.execute(&statement, params).await
+        self.timed(self.client.execute(&statement, params)).await
     }
 }

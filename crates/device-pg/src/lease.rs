@@ -5,7 +5,10 @@
 //! (see [`crate::DeviceState`]). Expiry is decided by the database's clock, never a node's,
 //! so nodes whose clocks disagree still agree on who owns what. A node renews all its leases
 //! in one statement; a lease it fails to renew in time may be taken by another node, after
-//! which every write of the former owner is refused.
+//! which every write of the former owner is refused. (A takeover waits for the writes under
+//! way, and PostgreSQL lets new ones in meanwhile: a former owner that never paused between
+//! writes could delay it — but a former owner still writing is one whose lease just expired,
+//! and its next refused write stops it.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,17 +42,24 @@ impl Lease {
 }
 
 impl Leases {
-    /// Leases held under the name `node`, each valid for `ttl` after it was last renewed.
-    pub fn new(db: Arc<Database>, node: impl Into<String>, ttl: Duration) -> Leases {
-        Leases { db, node: node.into(), ttl }
+    /// The leases of this node process, named `node`, each valid for `ttl` after it was last
+    /// renewed. They are held under the name and a random suffix: a node restarted under
+    /// the same name does not take its former life's leases (whose clients it never started)
+    /// for its own — they expire and are taken over like any dead node's.
+    pub fn new(db: Arc<Database>, node: &str, ttl: Duration) -> Leases {
+        let node = format!("{node}#{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        Leases { db, node, ttl }
     }
 
     /// Makes `tenant`'s `device` known to every node, so that one of them takes it (see
     /// [`turn`](Self::turn)). Registering a known device changes nothing.
     pub async fn register(&self, tenant: &str, device: &str) -> Result<(), Error> {
         let db = self.db.connection().await?;
+        // Only when missing: a conflicting insert would use up a device key.
         db.execute(
-            "INSERT INTO wa_devices (tenant, device) VALUES ($1, $2) ON CONFLICT (tenant, device) DO NOTHING",
+            "INSERT INTO wa_devices (tenant, device)
+             SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM wa_devices WHERE tenant = $1 AND device = $2)
+             ON CONFLICT (tenant, device) DO NOTHING",
             &[&tenant, &device],
         )
         .await?;
@@ -64,8 +74,9 @@ impl Leases {
         let row = db
             .query_opt(
                 "UPDATE wa_devices
-                 SET owner = $3, epoch = epoch + 1, expires_at = now() + $4::float8 * interval '1 millisecond'
-                 WHERE tenant = $1 AND device = $2 AND (owner IS NULL OR expires_at <= now())
+                 SET owner = $3, epoch = epoch + 1,
+                     expires_at = clock_timestamp() + $4::float8 * interval '1 millisecond'
+                 WHERE tenant = $1 AND device = $2 AND (owner IS NULL OR expires_at <= clock_timestamp())
                  RETURNING id, epoch, tenant, device",
                 &[&tenant, &device, &self.node, &self.ttl_millis()],
             )
@@ -80,8 +91,8 @@ impl Leases {
         let db = self.db.connection().await?;
         let rows = db
             .query(
-                "UPDATE wa_devices SET expires_at = now() + $2::float8 * interval '1 millisecond'
-                 WHERE owner = $1 AND expires_at > now()
+                "UPDATE wa_devices SET expires_at = clock_timestamp() + $2::float8 * interval '1 millisecond'
+                 WHERE owner = $1 AND expires_at > clock_timestamp()
                  RETURNING id, epoch, tenant, device",
                 &[&self.node, &self.ttl_millis()],
             )
@@ -90,11 +101,13 @@ impl Leases {
     }
 
     /// Gives `lease` up at once (after the device's client stopped), so that another node
-    /// may take the device without waiting for the lease to expire.
+    /// may take the device without waiting for the lease to expire. The epoch moves on: a
+    /// state still open on the released lease can no longer write.
     pub async fn release(&self, lease: &Lease) -> Result<(), Error> {
         let db = self.db.connection().await?;
         db.execute(
-            "UPDATE wa_devices SET owner = NULL, expires_at = NULL WHERE id = $1 AND epoch = $2 AND owner = $3",
+            "UPDATE wa_devices SET owner = NULL, expires_at = NULL, epoch = epoch + 1
+             WHERE id = $1 AND epoch = $2 AND owner = $3",
             &[&lease.id, &lease.epoch, &self.node],
         )
         .await?;

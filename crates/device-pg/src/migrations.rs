@@ -175,9 +175,14 @@ const MIGRATIONS: &[&str] = &[r#"
 /// Applies the migrations `client`'s database lacks, in one transaction.
 pub(crate) async fn apply(client: &Client) -> Result<(), Error> {
     client.batch_execute("BEGIN").await?;
-    let applied = migrate(client).await;
-    client.batch_execute(if applied.is_ok() { "COMMIT" } else { "ROLLBACK" }).await?;
-    applied
+    match migrate(client).await {
+        Ok(()) => Ok(client.batch_execute("COMMIT").await?),
+        Err(e) => {
+            // The migration's error says what went wrong; a failed rollback would not.
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
 }
 
 async fn migrate(client: &Client) -> Result<(), Error> {
@@ -190,10 +195,11 @@ async fn migrate(client: &Client) -> Result<(), Error> {
             0
         }
     };
-    if version as usize > MIGRATIONS.len() {
+    let version = usize::try_from(version).unwrap_or(0);
+    if version > MIGRATIONS.len() {
         return Err(Error::NewerSchema { found: version, known: MIGRATIONS.len() });
     }
-    for (number, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+    for (number, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         tracing::info!(migration = number + 1, "applying a device-state migration to PostgreSQL");
         client.batch_execute(sql).await?;
     }

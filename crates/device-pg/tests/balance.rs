@@ -2,11 +2,12 @@
 //! over once its leases expire, a joining node given its share by hand-offs, a leaving node's
 //! devices taken at once — and never a device held by two nodes.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::Duration;
 
-use waedge_device_pg::{Database, Lease, Leases};
+use waedge_device_pg::{Lease, Leases};
 use waedge_test_postgres::Postgres;
 
 /// A node as the device layer will run it: it takes turns and acts on them.
@@ -32,10 +33,9 @@ impl Node {
 }
 
 async fn cluster(nodes: usize, devices: usize, ttl: Duration) -> (Postgres, Vec<Node>) {
-    let server = tokio::task::spawn_blocking(Postgres::start).await.unwrap().expect("PostgreSQL starts");
-    let db = Arc::new(Database::connect(&server.create_database().unwrap(), 2).await.unwrap());
+    let (server, _url, db) = common::database().await;
     let nodes: Vec<Node> =
-        (0..nodes).map(|n| Node { leases: Leases::new(db.clone(), format!("node-{n}"), ttl), held: vec![] }).collect();
+        (0..nodes).map(|n| Node { leases: Leases::new(db.clone(), &format!("node-{n}"), ttl), held: vec![] }).collect();
     for d in 0..devices {
         nodes[0].leases.register("acme", &format!("device-{d:02}")).await.unwrap();
     }

@@ -2,19 +2,17 @@
 //! must behave as whatsapp-rust's SQLite store does (`tests/sqlite.rs` runs the same checks
 //! there).
 
+mod common;
 mod conformance;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use waedge_device_pg::{Database, DeviceState, Leases};
-use waedge_test_postgres::Postgres;
+use waedge_device_pg::{DeviceState, Leases};
 
 #[tokio::test]
 #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
 async fn postgres_state_conforms_and_devices_are_isolated() {
-    let server = tokio::task::spawn_blocking(Postgres::start).await.unwrap().expect("PostgreSQL starts");
-    let db = Arc::new(Database::connect(&server.create_database().unwrap(), 2).await.expect("connects"));
+    let (_server, _url, db) = common::database().await;
     let leases = Leases::new(db.clone(), "node-a", Duration::from_secs(60));
     let state = |device: &'static str| {
         let (db, leases) = (db.clone(), &leases);

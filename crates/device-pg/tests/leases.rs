@@ -1,108 +1,189 @@
 //! Ownership with fencing, on a PostgreSQL server of the test's own: a device's lease is
-//! held by one node at a time, a takeover waits for expiry, and the former owner's writes are
-//! refused from the takeover on.
+//! held by one node at a time, a takeover waits for expiry (or a release), and the former
+//! owner's writes are refused from the takeover on — even the ones under way at that moment.
+
+mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use wacore::store::error::StoreError;
-use wacore::store::traits::{DeviceStore, ProtocolStore, SignalStore};
+use wacore::store::traits::{DeviceStore, MsgSecretEntry, MsgSecretStore, ProtocolStore, SignalStore};
 use waedge_device_pg::{Database, DeviceState, Error, Lease, Leases};
-use waedge_test_postgres::Postgres;
 
-/// A server and a database on it, with `nodes` nodes connected, each with leases of `ttl`.
-async fn cluster(nodes: usize, ttl: Duration) -> (Postgres, Arc<Database>, Vec<Leases>) {
-    let server = tokio::task::spawn_blocking(Postgres::start).await.unwrap().expect("PostgreSQL starts");
-    let url = server.create_database().expect("a database");
-    let db = Arc::new(Database::connect(&url, 2).await.expect("connects and migrates"));
-    let leases = (0..nodes).map(|n| Leases::new(db.clone(), format!("node-{n}"), ttl)).collect();
-    (server, db, leases)
-}
+use common::{database, expire, raw};
+
+/// Leases that never expire by themselves in a test: expiry is forced ([`expire`]).
+const LONG: Duration = Duration::from_secs(120);
 
 fn is_fenced(error: &StoreError) -> bool {
     matches!(error, StoreError::Database(source) if matches!(source.downcast_ref::<Error>(), Some(Error::Fenced { .. })))
 }
 
+fn node(db: &Arc<Database>, name: &str) -> Leases {
+    Leases::new(db.clone(), name, LONG)
+}
+
 #[tokio::test]
 #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
-async fn one_owner_at_a_time_and_the_former_owner_is_fenced() {
-    let (_server, db, nodes) = cluster(2, Duration::from_millis(600)).await;
-    let first = nodes[0].acquire("acme", "main").await.unwrap().expect("a free device is taken");
-    assert_eq!(nodes[1].acquire("acme", "main").await.unwrap(), None, "a held lease is not taken");
+async fn one_owner_at_a_time_and_every_write_of_the_former_owner_is_refused() {
+    let (_server, url, db) = database().await;
+    let (a, b) = (node(&db, "a"), node(&db, "b"));
+    let first = a.acquire("acme", "main").await.unwrap().expect("a free device is taken");
+    assert_eq!(b.acquire("acme", "main").await.unwrap(), None, "a held lease is not taken");
     let old = DeviceState::new(db.clone(), &first);
+    old.create().await.unwrap();
     old.put_session("123@s.whatsapp.net", b"ratchet 1").await.unwrap();
+    old.store_sent_message("123@s.whatsapp.net", "m1", b"payload").await.unwrap();
+    old.store_received_tc_token("123@lid", b"token", 100).await.unwrap();
     let mut fenced = old.fenced();
     assert!(!*fenced.borrow());
 
-    // The first node stops renewing: once the lease expired, the second one takes it.
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let second = nodes[1].acquire("acme", "main").await.unwrap().expect("an expired lease is taken");
+    // A stops renewing: once its lease expired, B takes it with the next epoch.
+    expire(&url, "acme", "main").await;
+    let second = b.acquire("acme", "main").await.unwrap().expect("an expired lease is taken");
     assert_eq!((second.id, second.epoch), (first.id, first.epoch + 1), "a takeover moves the epoch on");
-    assert!(nodes[0].renew().await.unwrap().is_empty(), "the former owner learns it lost the lease");
+    assert!(a.renew().await.unwrap().is_empty(), "the former owner learns it lost the lease");
 
-    // Its state is the former owner's: nothing to pair again.
+    // The state is the former owner's: nothing to pair again.
     let new = DeviceState::new(db.clone(), &second);
     assert_eq!(new.get_session("123@s.whatsapp.net").await.unwrap().as_deref(), Some(&b"ratchet 1"[..]));
 
-    // Every kind of write of the former owner is refused, and it is told to stop.
+    // Every kind of write of the former owner is refused — upserts, batches, deletes, a take,
+    // an upsert that would not have fired, an insert that would have done nothing — and it is
+    // told to stop.
     let refused = old.put_session("123@s.whatsapp.net", b"stale ratchet").await.unwrap_err();
     assert!(is_fenced(&refused), "a stale upsert is refused: {refused:?}");
     assert!(*fenced.borrow_and_update(), "the former owner is told");
-    assert!(is_fenced(&old.delete_session("123@s.whatsapp.net").await.unwrap_err()));
-    assert!(is_fenced(&old.delete_expired_sent_messages(i64::MAX).await.unwrap_err()));
-    assert!(is_fenced(&old.save(&wacore::store::Device::new()).await.unwrap_err()));
-    assert_eq!(
-        new.get_session("123@s.whatsapp.net").await.unwrap().as_deref(),
-        Some(&b"ratchet 1"[..]),
-        "no stale write landed"
-    );
+    let writes: Vec<Result<(), StoreError>> = vec![
+        old.delete_session("123@s.whatsapp.net").await,
+        old.put_sessions_batch(&[("9@s.whatsapp.net".into(), bytes::Bytes::from_static(b"x"))]).await,
+        old.take_sent_message("123@s.whatsapp.net", "m1").await.map(drop),
+        old.store_received_tc_token("123@lid", b"older", 50).await,
+        old.create().await.map(drop),
+        old.save(&wacore::store::Device::new()).await,
+        old.delete_expired_sent_messages(0).await.map(drop),
+        old.put_msg_secrets(vec![MsgSecretEntry::new(
+            &"123@s.whatsapp.net".parse().unwrap(),
+            &"123@s.whatsapp.net".parse().unwrap(),
+            "m2",
+            [1; 32],
+            0,
+            0,
+        )])
+        .await
+        .map(drop),
+    ];
+    for (n, write) in writes.into_iter().enumerate() {
+        assert!(write.as_ref().is_err_and(is_fenced), "write {n} of the former owner: {write:?}");
+    }
+    assert_eq!(new.get_session("123@s.whatsapp.net").await.unwrap().as_deref(), Some(&b"ratchet 1"[..]));
+    assert_eq!(new.take_sent_message("123@s.whatsapp.net", "m1").await.unwrap().as_deref(), Some(&b"payload"[..]));
     new.put_session("123@s.whatsapp.net", b"ratchet 2").await.unwrap();
     assert_eq!(new.get_session("123@s.whatsapp.net").await.unwrap().as_deref(), Some(&b"ratchet 2"[..]));
 }
 
 #[tokio::test]
 #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
-async fn a_fresh_state_refuses_a_stale_epoch_it_never_wrote_with() {
-    let (_server, db, nodes) = cluster(1, Duration::from_secs(30)).await;
-    let lease = nodes[0].acquire("acme", "main").await.unwrap().unwrap();
-    nodes[0].release(&lease).await.unwrap();
-    let again = nodes[0].acquire("acme", "main").await.unwrap().expect("a released lease is free at once");
-    assert_eq!(again.epoch, lease.epoch + 1);
-    let stale = DeviceState::new(db.clone(), &lease);
-    // A statement that writes nothing anyway (nothing expired) still learns the epoch moved.
-    assert!(is_fenced(&stale.delete_expired_pending_inbound(0).await.unwrap_err()));
+async fn a_release_fences_at_once_and_only_the_owner_can_release() {
+    let (_server, _url, db) = database().await;
+    let (a, b) = (node(&db, "a"), node(&db, "b"));
+    let lease = a.acquire("acme", "main").await.unwrap().unwrap();
+    let state = DeviceState::new(db.clone(), &lease);
+    b.release(&lease).await.unwrap();
+    assert_eq!(b.acquire("acme", "main").await.unwrap(), None, "another node's release changes nothing");
+    state.put_identity("1@s.whatsapp.net", [1; 32]).await.unwrap();
+
+    a.release(&lease).await.unwrap();
+    // Even a statement that writes nothing anyway learns the epoch moved.
+    let refused = state.delete_expired_pending_inbound(0).await.unwrap_err();
+    assert!(is_fenced(&refused), "{refused:?}");
+    let again = b.acquire("acme", "main").await.unwrap().expect("a released lease is free at once");
+    assert_eq!(again.epoch, lease.epoch + 2, "the release and the takeover each moved the epoch on");
     let current = DeviceState::new(db, &again);
     assert_eq!(current.delete_expired_pending_inbound(0).await.unwrap(), 0, "the owner's no-op is no error");
 }
 
 #[tokio::test]
 #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
-async fn renewing_keeps_every_lease_a_node_holds() {
-    let (_server, _db, nodes) = cluster(2, Duration::from_millis(800)).await;
-    let mut held = vec![
-        nodes[0].acquire("acme", "main").await.unwrap().unwrap(),
-        nodes[0].acquire("acme", "support").await.unwrap().unwrap(),
-        nodes[0].acquire("globex", "main").await.unwrap().unwrap(),
-    ];
-    for _ in 0..4 {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let mut renewed = nodes[0].renew().await.unwrap();
-        renewed.sort_by_key(|lease| lease.id);
-        held.sort_by_key(|lease| lease.id);
-        assert_eq!(renewed, held, "all three renewed, epochs unchanged");
-        assert_eq!(nodes[1].acquire("acme", "support").await.unwrap(), None, "a renewed lease is not taken");
+async fn renewing_keeps_a_nodes_leases_and_not_an_expired_one_or_a_former_lifes() {
+    let (_server, url, db) = database().await;
+    let a = node(&db, "a");
+    let mut held =
+        vec![a.acquire("acme", "main").await.unwrap().unwrap(), a.acquire("globex", "main").await.unwrap().unwrap()];
+    let mut renewed = a.renew().await.unwrap();
+    renewed.sort_by_key(|lease| lease.id);
+    held.sort_by_key(|lease| lease.id);
+    assert_eq!(renewed, held, "both renewed, epochs unchanged; a tenant's device is a lease of its own");
+
+    // A lease that expired is not renewed, even if nobody took it.
+    expire(&url, "globex", "main").await;
+    assert_eq!(a.renew().await.unwrap(), held[..1].to_vec());
+
+    // Node a restarts under the same name: its former life's lease is not its own.
+    let restarted = node(&db, "a");
+    assert!(restarted.renew().await.unwrap().is_empty());
+    assert_eq!(restarted.acquire("acme", "main").await.unwrap(), None, "held until it expires");
+    expire(&url, "acme", "main").await;
+    assert!(restarted.acquire("acme", "main").await.unwrap().is_some());
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+async fn of_nodes_racing_for_a_device_exactly_one_wins() {
+    let (_server, _url, db) = database().await;
+    node(&db, "registrar").register("acme", "main").await.unwrap();
+    let mut racing = tokio::task::JoinSet::new();
+    for n in 0..6 {
+        let node = node(&db, &format!("node-{n}"));
+        racing.spawn(async move { node.acquire("acme", "main").await.unwrap() });
     }
-    // Leases are per device: another tenant's device of the same name is another lease.
-    assert_ne!(held[0].id, held[2].id);
+    let won: Vec<Option<Lease>> = racing.join_all().await;
+    assert_eq!(won.iter().filter(|lease| lease.is_some()).count(), 1, "{won:?}");
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+async fn a_takeover_waits_for_a_write_under_way_and_a_write_waits_for_a_takeover_under_way() {
+    let (_server, url, db) = database().await;
+    let (a, b) = (node(&db, "a"), node(&db, "b"));
+    let first = a.acquire("acme", "main").await.unwrap().unwrap();
+
+    // A write under way holds the lease row FOR KEY SHARE, as every fenced write does: a
+    // takeover (an epoch change, a key update) waits for it.
+    let mut writer = raw(&url).await;
+    let write = writer.transaction().await.unwrap();
+    write
+        .query_one("SELECT id FROM wa_devices WHERE id = $1 AND epoch = $2 FOR KEY SHARE", &[&first.id, &first.epoch])
+        .await
+        .unwrap();
+    expire(&url, "acme", "main").await;
+    let takeover = tokio::spawn(async move { b.acquire("acme", "main").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!takeover.is_finished(), "the takeover waits for the write under way");
+    write.commit().await.unwrap();
+    let second = takeover.await.unwrap().unwrap().expect("and then takes the device");
+
+    // A takeover under way (an uncommitted epoch change): a write waits for it, then is refused.
+    let state = DeviceState::new(db.clone(), &second);
+    let mut taker = raw(&url).await;
+    let takeover = taker.transaction().await.unwrap();
+    takeover.execute("UPDATE wa_devices SET epoch = epoch + 1 WHERE id = $1", &[&second.id]).await.unwrap();
+    let write = tokio::spawn(async move { state.put_session("1@s.whatsapp.net", b"late").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!write.is_finished(), "the write waits for the takeover under way");
+    takeover.commit().await.unwrap();
+    assert!(is_fenced(&write.await.unwrap().unwrap_err()), "and is then refused");
 }
 
 #[tokio::test]
 #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
 async fn writes_racing_a_takeover_never_land_after_it() {
-    let (_server, db, nodes) = cluster(2, Duration::from_millis(300)).await;
-    let first = nodes[0].acquire("acme", "main").await.unwrap().unwrap();
+    let (_server, url, db) = database().await;
+    let (a, b) = (node(&db, "a"), node(&db, "b"));
+    let first = a.acquire("acme", "main").await.unwrap().unwrap();
     let old = Arc::new(DeviceState::new(db.clone(), &first));
-    // The former owner writes as fast as it can, counting up, until it is refused.
+    // The former owner writes as fast as it can until it is refused.
     let writer = tokio::spawn({
         let old = old.clone();
         async move {
@@ -117,35 +198,29 @@ async fn writes_racing_a_takeover_never_land_after_it() {
             }
         }
     });
-    let second = loop {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        if let Some(lease) = nodes[1].acquire("acme", "main").await.unwrap() {
-            break lease;
-        }
-    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    expire(&url, "acme", "main").await;
+    let second = b.acquire("acme", "main").await.unwrap().expect("the expired lease is taken");
+    // The new owner's first write must be the last word: no write of the former owner lands
+    // after it.
     let new = DeviceState::new(db.clone(), &second);
-    let at_takeover = new.get_session("race@s.whatsapp.net").await.unwrap();
+    new.put_session("race@s.whatsapp.net", b"new owner").await.unwrap();
     let refused_at = tokio::time::timeout(Duration::from_secs(10), writer)
         .await
         .expect("the former owner's writes are refused after the takeover")
         .unwrap();
     assert!(refused_at > 1, "the former owner wrote before the takeover");
-    assert_eq!(
-        new.get_session("race@s.whatsapp.net").await.unwrap(),
-        at_takeover,
-        "a write of the former owner landed after the takeover"
-    );
+    assert_eq!(new.get_session("race@s.whatsapp.net").await.unwrap().as_deref(), Some(&b"new owner"[..]));
 }
 
 #[tokio::test]
 #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
 async fn nodes_starting_together_migrate_once_and_a_device_outlives_its_node() {
-    let server = tokio::task::spawn_blocking(Postgres::start).await.unwrap().unwrap();
-    let url = server.create_database().unwrap();
+    let (_server, url, _db) = database().await;
     let (a, b, c) = tokio::join!(Database::connect(&url, 1), Database::connect(&url, 1), Database::connect(&url, 1));
     let (a, _b, _c) = (Arc::new(a.unwrap()), b.unwrap(), c.unwrap());
 
-    let leases = Leases::new(a.clone(), "node-a", Duration::from_secs(30));
+    let leases = node(&a, "a");
     let lease = leases.acquire("acme", "main").await.unwrap().unwrap();
     let state = DeviceState::new(a.clone(), &lease);
     assert!(!state.exists().await.unwrap());
@@ -159,8 +234,7 @@ async fn nodes_starting_together_migrate_once_and_a_device_outlives_its_node() {
 
     // Another node, with connections of its own, takes the device and finds it linked.
     let db = Arc::new(Database::connect(&url, 1).await.unwrap());
-    let other: Lease =
-        Leases::new(db.clone(), "node-b", Duration::from_secs(30)).acquire("acme", "main").await.unwrap().unwrap();
+    let other = node(&db, "b").acquire("acme", "main").await.unwrap().unwrap();
     let loaded = DeviceState::new(db, &other).load().await.unwrap().expect("the device is there");
     assert_eq!(loaded.pn, device.pn);
     assert_eq!(loaded.push_name, "Front desk");

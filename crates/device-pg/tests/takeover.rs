@@ -2,12 +2,13 @@
 //! one node is taken over by another node, which logs in with the same session — no QR code,
 //! no pairing — and answers lookups.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use wa_sim::{SimConfig, WaSim, World};
 use waedge_device_pg::{Database, DeviceState, Lease, Leases};
-use waedge_test_postgres::Postgres;
 use whatsapp_rust::http::UreqHttpClient;
 use whatsapp_rust::store::persistence_manager::PersistenceManager;
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
@@ -56,14 +57,12 @@ async fn registered(client: &Client) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
 async fn another_node_takes_a_linked_device_over_without_pairing() {
-    let server = tokio::task::spawn_blocking(Postgres::start).await.unwrap().expect("PostgreSQL starts");
-    let url = server.create_database().unwrap();
+    let (_server, url, db_a) = common::database().await;
     let world = World::load(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/e2e/fixtures/wa-world.toml"))
         .expect("the world fixture");
     let sim = WaSim::start(SimConfig::new(world)).await.expect("wa-sim starts");
 
     // Node A links the device by QR code.
-    let db_a = Arc::new(Database::connect(&url, 2).await.unwrap());
     let node_a = Leases::new(db_a.clone(), "node-a", Duration::from_secs(30));
     let lease_a = node_a.acquire("acme", "main").await.unwrap().unwrap();
     let (client_a, events) = client(&sim, &db_a, &lease_a).await;
@@ -82,7 +81,7 @@ async fn another_node_takes_a_linked_device_over_without_pairing() {
     let db_b = Arc::new(Database::connect(&url, 2).await.unwrap());
     let node_b = Leases::new(db_b.clone(), "node-b", Duration::from_secs(30));
     let lease_b = node_b.acquire("acme", "main").await.unwrap().expect("a released device is free");
-    assert_eq!(lease_b.epoch, lease_a.epoch + 1);
+    assert_eq!(lease_b.epoch, lease_a.epoch + 2, "the release and the takeover each moved the epoch on");
     let (client_b, events) = client(&sim, &db_b, &lease_b).await;
     match &*next(&events).await {
         Event::Connected(_) => {}

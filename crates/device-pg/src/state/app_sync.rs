@@ -41,10 +41,13 @@ impl AppSyncStore for DeviceState {
     async fn get_version(&self, name: &str) -> Result<HashState> {
         let row =
             self.read_one("SELECT state FROM wa_app_state_versions WHERE device = $1 AND name = $2", &[&name]).await?;
-        match row {
-            Some(row) => serde_json::from_slice(row.get(0)).map_err(serialization),
-            None => Ok(HashState::default()),
-        }
+        let Some(row) = row else { return Ok(HashState::default()) };
+        // As whatsapp-rust's SQLite store: a state that cannot be read starts the collection
+        // over (it syncs again from version 0) rather than stopping the device.
+        Ok(serde_json::from_slice(row.get(0)).unwrap_or_else(|e| {
+            tracing::warn!(device = self.id, collection = name, "unreadable app-state version ({e}); syncing it again");
+            HashState::default()
+        }))
     }
 
     async fn set_version(&self, name: &str, state: HashState) -> Result<()> {
@@ -93,6 +96,9 @@ impl AppSyncStore for DeviceState {
     }
 
     async fn get_mutation_macs(&self, name: &str, index_macs: &[[u8; 32]]) -> Result<HashMap<[u8; 32], Vec<u8>>> {
+        if index_macs.is_empty() {
+            return Ok(HashMap::new());
+        }
         let wanted: Vec<&[u8]> = index_macs.iter().map(|mac| &mac[..]).collect();
         let rows = self
             .read(
@@ -108,6 +114,9 @@ impl AppSyncStore for DeviceState {
     }
 
     async fn delete_mutation_macs(&self, name: &str, index_macs: &[Vec<u8>]) -> Result<()> {
+        if index_macs.is_empty() {
+            return Ok(());
+        }
         let index_macs: Vec<&[u8]> = index_macs.iter().map(|mac| &mac[..]).collect();
         self.write(
             fenced!(

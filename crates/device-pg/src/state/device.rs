@@ -3,7 +3,6 @@
 use async_trait::async_trait;
 use std::sync::Arc;
 use wacore::store::Device;
-use wacore::store::error::StoreError;
 use wacore::store::traits::DeviceStore;
 
 use super::{DeviceState, Result, fenced, serialization};
@@ -39,8 +38,8 @@ impl DeviceStore for DeviceState {
     }
 
     /// Stores a new device (fresh keys) for this state's device unless it has one, and
-    /// returns the device's key. The device is the lease's, not a new row: a state is
-    /// always one device's.
+    /// returns the device's key (whatsapp-rust logs it). The device is the lease's, not a
+    /// new row: a state is always one device's.
     async fn create(&self) -> Result<i32> {
         let data = serde_json::to_vec(&Device::new()).map_err(serialization)?;
         self.write(
@@ -51,8 +50,8 @@ impl DeviceStore for DeviceState {
             &[&data],
         )
         .await?;
-        i32::try_from(self.id)
-            .map_err(|_| StoreError::Validation(format!("device key {} is beyond whatsapp-rust's i32 ids", self.id)))
+        // whatsapp-rust only logs this id: a key past i32 must not stop a device linking.
+        Ok(i32::try_from(self.id).unwrap_or(i32::MAX))
     }
 
     async fn resource_report(&self) -> wacore::stats::StorageResourceReport {

@@ -15,8 +15,7 @@ mod protocol;
 mod secrets;
 mod signal;
 
-use std::collections::HashMap;
-use std::hash::Hash;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -61,10 +60,8 @@ impl DeviceState {
 
     /// Runs a read whose `$1` is the device; `params` are `$2…`.
     async fn read(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
-        let params: Vec<&(dyn ToSql + Sync)> =
-            [&self.id as &(dyn ToSql + Sync)].into_iter().chain(params.iter().copied()).collect();
         let db = self.db.connection().await.map_err(database)?;
-        db.query(sql, &params).await.map_err(database)
+        db.query(sql, &with(&[&self.id], params)).await.map_err(database)
     }
 
     /// [`read`](Self::read), for at most one row.
@@ -78,10 +75,8 @@ impl DeviceState {
         if *self.fenced.borrow() {
             return Err(self.refused());
         }
-        let params: Vec<&(dyn ToSql + Sync)> =
-            [&self.id as &(dyn ToSql + Sync), &self.epoch].into_iter().chain(params.iter().copied()).collect();
         let db = self.db.connection().await.map_err(database)?;
-        let rows = db.query(sql, &params).await.map_err(database)?;
+        let rows = db.query(sql, &with(&[&self.id, &self.epoch], params)).await.map_err(database)?;
         if rows.is_empty() {
             self.check_lease().await?;
         }
@@ -94,10 +89,8 @@ impl DeviceState {
         if *self.fenced.borrow() {
             return Err(self.refused());
         }
-        let params: Vec<&(dyn ToSql + Sync)> =
-            [&self.id as &(dyn ToSql + Sync), &self.epoch].into_iter().chain(params.iter().copied()).collect();
         let db = self.db.connection().await.map_err(database)?;
-        let written = db.execute(sql, &params).await.map_err(database)?;
+        let written = db.execute(sql, &with(&[&self.id, &self.epoch], params)).await.map_err(database)?;
         if written == 0 {
             self.check_lease().await?;
         }
@@ -127,6 +120,11 @@ impl DeviceState {
     }
 }
 
+/// `first` followed by `rest`: the parameters of a statement.
+fn with<'a>(first: &[&'a (dyn ToSql + Sync)], rest: &[&'a (dyn ToSql + Sync)]) -> Vec<&'a (dyn ToSql + Sync)> {
+    first.iter().chain(rest).copied().collect()
+}
+
 fn database(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Database(Box::new(e))
 }
@@ -135,22 +133,24 @@ fn serialization(e: impl std::error::Error + Send + Sync + 'static) -> StoreErro
     StoreError::Serialization(Box::new(e))
 }
 
-/// The rows of a batch with one row per key, the last one given winning: what writing them
-/// one after the other would leave. (A PostgreSQL upsert may not touch a row twice.)
-fn last_wins<K: Eq + Hash, T>(rows: impl IntoIterator<Item = T>, key: impl Fn(&T) -> K) -> Vec<T> {
-    let mut index: HashMap<K, usize> = HashMap::new();
-    let mut kept: Vec<Option<T>> = Vec::new();
+/// The rows of a batch with one row per key, the last one given winning — what writing them
+/// one after the other would leave (a PostgreSQL upsert may not touch a row twice) — in key
+/// order, so that two batches touching the same rows lock them in the same order and never
+/// deadlock.
+fn last_wins<K: Ord, T>(rows: impl IntoIterator<Item = T>, key: impl Fn(&T) -> K) -> Vec<T> {
+    let mut kept: BTreeMap<K, T> = BTreeMap::new();
     for row in rows {
-        if let Some(&at) = index.get(&key(&row)) {
-            kept[at] = None;
-        }
-        index.insert(key(&row), kept.len());
-        kept.push(Some(row));
+        kept.insert(key(&row), row);
     }
-    kept.into_iter().flatten().collect()
+    kept.into_values().collect()
 }
 
 /// The current time in seconds, as whatsapp-rust's stores stamp rows.
 fn now() -> i64 {
     wacore::time::now_secs()
+}
+
+/// A count of rows, as whatsapp-rust's cleanups report it.
+fn count(rows: u64) -> u32 {
+    u32::try_from(rows).unwrap_or(u32::MAX)
 }

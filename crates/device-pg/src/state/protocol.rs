@@ -2,13 +2,15 @@
 //! device lists, group metadata, trusted-contact tokens, sent messages for retries and the
 //! inbound messages awaiting their durability commit.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use wacore::store::error::StoreError;
 use wacore::store::traits::{
     DeviceInfo, DeviceListRecord, LidPnMappingEntry, PendingInboundKey, PendingInboundRow, ProtocolStore, TcTokenEntry,
 };
 
-use super::{DeviceState, Result, fenced, last_wins, now, serialization};
+use super::{DeviceState, Result, count, fenced, last_wins, now, serialization};
 
 #[async_trait]
 impl ProtocolStore for DeviceState {
@@ -98,13 +100,18 @@ impl ProtocolStore for DeviceState {
     }
 
     async fn put_lid_mappings(&self, entries: &[LidPnMappingEntry]) -> Result<()> {
+        // A mapping given twice was first learned when it was first given.
+        let mut first_learned: HashMap<&str, i64> = HashMap::new();
+        for entry in entries {
+            first_learned.entry(entry.lid.as_str()).or_insert(entry.created_at);
+        }
         let entries = last_wins(entries, |entry| entry.lid.as_str());
         if entries.is_empty() {
             return Ok(());
         }
         let lids: Vec<&str> = entries.iter().map(|e| e.lid.as_str()).collect();
         let phones: Vec<&str> = entries.iter().map(|e| e.phone_number.as_str()).collect();
-        let created: Vec<i64> = entries.iter().map(|e| e.created_at).collect();
+        let created: Vec<i64> = entries.iter().map(|e| first_learned[e.lid.as_str()]).collect();
         let updated: Vec<i64> = entries.iter().map(|e| e.updated_at).collect();
         let sources: Vec<&str> = entries.iter().map(|e| e.learning_source.as_str()).collect();
         // A mapping learned again keeps when it was first learned.
@@ -459,9 +466,4 @@ fn lid_mapping(row: &tokio_postgres::Row) -> LidPnMappingEntry {
         updated_at: row.get(3),
         learning_source: row.get(4),
     }
-}
-
-/// A count of rows, as whatsapp-rust's cleanups report it.
-fn count(rows: u64) -> u32 {
-    u32::try_from(rows).unwrap_or(u32::MAX)
 }

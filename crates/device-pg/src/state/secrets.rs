@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use wacore::store::traits::{MsgSecretEntry, MsgSecretStore, merge_msg_secret_expiry, merge_msg_secret_message_ts};
 
-use super::{DeviceState, Result, fenced, now};
+use super::{DeviceState, Result, count, fenced, now};
 
 #[async_trait]
 impl MsgSecretStore for DeviceState {
@@ -65,7 +65,7 @@ impl MsgSecretStore for DeviceState {
                 &[&cutoff_timestamp],
             )
             .await?;
-        Ok(u32::try_from(deleted).unwrap_or(u32::MAX))
+        Ok(count(deleted))
     }
 }
 

@@ -141,12 +141,18 @@ impl SignalStore for DeviceState {
     }
 
     async fn load_prekeys_batch(&self, ids: &[u32]) -> Result<Vec<(u32, Bytes)>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let ids: Vec<i64> = ids.iter().map(|&id| i64::from(id)).collect();
         let rows = self.read("SELECT id, record FROM wa_prekeys WHERE device = $1 AND id = ANY ($2)", &[&ids]).await?;
         rows.iter().map(|row| Ok((prekey_id(row.get(0))?, Bytes::from(row.get::<_, Vec<u8>>(1))))).collect()
     }
 
     async fn mark_prekeys_uploaded(&self, ids: &[u32]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
         let ids: Vec<i64> = ids.iter().map(|&id| i64::from(id)).collect();
         self.write(
             fenced!("UPDATE wa_prekeys t SET uploaded = TRUE FROM lease WHERE t.device = lease.id AND t.id = ANY ($3)"),

@@ -13,6 +13,11 @@
 //! inline comment says "SQLite". Operations whose result depends on the store's wall clock
 //! (the age of sent messages and buffered inbound messages) are checked with cutoffs ten years
 //! away from now, so neither clock skew nor a slow run can flip them.
+//!
+//! Every batch write is also checked with the same key twice in one batch (the
+//! `*_batch_duplicates` checks, and `msg_secret_merge` for `put_msg_secrets`): SQLite applies the
+//! rows one after the other, so a backend that sends a batch as one multi-row upsert has to merge
+//! it per key first (PostgreSQL refuses to let `ON CONFLICT DO UPDATE` touch a row twice).
 
 // This module is compiled into several test binaries, and not every binary calls every check
 // (a binary without a second device never calls `isolated`).
@@ -26,12 +31,14 @@ use bytes::Bytes;
 use serde_json::Value;
 use wacore::appstate::hash::HashState;
 use wacore::appstate::processor::AppStateMutationMAC;
+use wacore::client_profile::ClientProfile;
+use wacore::store::device::DEVICE_PROPS;
 use wacore::store::traits::{
     AppStateSyncKey, Backend, DeviceInfo, DeviceListRecord, LidPnMappingEntry, MsgSecretEntry, PendingInboundKey,
     PendingInboundRow, TcTokenEntry,
 };
 use wacore::store::{CachedNoiseCert, CachedServerCertChain, Device};
-use whatsapp_rust::waproto::whatsapp::ADVSignedDeviceIdentity;
+use whatsapp_rust::waproto::whatsapp::{ADVSignedDeviceIdentity, DeviceProps};
 
 /// A realistic unix-seconds timestamp (2023-11-14) that the caller-supplied timestamps of the
 /// checks are offsets from.
@@ -174,6 +181,20 @@ fn assert_same_device(loaded: &Device, saved: &Device, what: &str) {
     assert_eq!(loaded.keys().collect::<Vec<_>>(), saved.keys().collect::<Vec<_>>(), "{what}: device field set");
 }
 
+/// The runtime-only fields of a loaded device (`#[serde(skip)]`, not stored): SQLite's `load`
+/// sets `device_props` to `DEVICE_PROPS` and `client_profile` to `ClientProfile::web()`,
+/// whatever the saved device carried; a backend that forgot them would leave an empty
+/// `DeviceProps`.
+fn assert_runtime_defaults(loaded: &Device, what: &str) {
+    assert_eq!(*loaded.device_props, *DEVICE_PROPS, "{what}: device_props must be DEVICE_PROPS (SQLite)");
+    // ClientProfile has no PartialEq; its derived Debug shows every field.
+    assert_eq!(
+        format!("{:?}", loaded.client_profile),
+        format!("{:?}", ClientProfile::web()),
+        "{what}: client_profile must be ClientProfile::web() (SQLite)"
+    );
+}
+
 /// Runs every single-backend check except [`fresh`], in order, on one backend.
 ///
 /// The device round trip goes first: it saves the device row, and SQLite's LID-mapping table
@@ -182,19 +203,27 @@ fn assert_same_device(loaded: &Device, saved: &Device, what: &str) {
 pub async fn all(backend: &dyn Backend) {
     device_round_trip(backend).await;
     identities(backend).await;
+    identities_batch_duplicates(backend).await;
     sessions(backend).await;
+    sessions_batch_duplicates(backend).await;
     signal_state_for_user(backend).await;
     prekeys(backend).await;
+    prekeys_batch_duplicates(backend).await;
     signed_prekeys(backend).await;
     sender_keys(backend).await;
+    sender_keys_batch_duplicates(backend).await;
     app_state_sync_keys(backend).await;
     app_state_sync_key_validation(backend).await;
     app_state_versions(backend).await;
     mutation_macs(backend).await;
+    mutation_macs_batch_duplicates(backend).await;
     sender_key_devices(backend).await;
+    sender_key_status_batch_duplicates(backend).await;
     lid_pn_mappings(backend).await;
+    lid_mappings_batch_duplicates(backend).await;
     base_keys(backend).await;
     device_registry(backend).await;
+    device_lists_batch_duplicates(backend).await;
     group_metadata(backend).await;
     tc_tokens(backend).await;
     tc_token_expiry(backend).await;
@@ -202,6 +231,7 @@ pub async fn all(backend: &dyn Backend) {
     tc_token_received(backend).await;
     sent_messages(backend).await;
     pending_inbound(backend).await;
+    pending_inbound_batch_duplicates(backend).await;
     msg_secrets(backend).await;
     msg_secret_merge(backend).await;
     msg_secret_expiry(backend).await;
@@ -269,6 +299,7 @@ pub async fn fresh(backend: &dyn Backend) {
     assert_eq!(created.lid, None, "a created device has no LID yet");
     assert_ne!(created.registration_id, 0, "a created device has a registration id");
     assert!(created.account.is_none(), "a created device is not paired");
+    assert_runtime_defaults(&created, "load() after create()");
 }
 
 /// Identity keys: put/load/overwrite/delete per exact address (`user:1@…` and `user:2@…` are
@@ -320,6 +351,33 @@ pub async fn identities(backend: &dyn Backend) {
             b.load_identity(address).await.must("load_identity"),
             Some([key; 32]),
             "identity of {address} after put_identities_batch"
+        );
+    }
+}
+
+/// `put_identities_batch` with an address twice in one batch, for a new address and for one
+/// already stored: as if the rows were written one after the other, so the last row wins.
+/// SQLite: one upsert per row, in order, in one transaction.
+pub async fn identities_batch_duplicates(backend: &dyn Backend) {
+    let b = backend;
+    let stored = "15552100001:1@s.whatsapp.net";
+    let new = "15552100002@s.whatsapp.net";
+    let once = "100002100003:4@lid";
+    b.put_identity(stored, [0x21; 32]).await.must("put_identity");
+    b.put_identities_batch(&[
+        (Arc::from(new), [0x22; 32]),
+        (Arc::from(stored), [0x23; 32]),
+        (Arc::from(once), [0x24; 32]),
+        (Arc::from(new), [0x25; 32]),
+        (Arc::from(stored), [0x26; 32]),
+    ])
+    .await
+    .must("put_identities_batch with duplicate addresses");
+    for (address, key) in [(new, 0x25), (stored, 0x26), (once, 0x24)] {
+        assert_eq!(
+            b.load_identity(address).await.must("load_identity"),
+            Some([key; 32]),
+            "identity of {address} after a put_identities_batch with duplicates: the last row wins (SQLite)"
         );
     }
 }
@@ -380,6 +438,32 @@ pub async fn sessions(backend: &dyn Backend) {
             "session of {address} after put_sessions_batch"
         );
         assert!(b.has_session(address).await.must("has_session"), "has_session of {address}");
+    }
+}
+
+/// `put_sessions_batch` with an address twice in one batch, for a new address and for one
+/// already stored: the last row wins (SQLite: one upsert per row, in order).
+pub async fn sessions_batch_duplicates(backend: &dyn Backend) {
+    let b = backend;
+    let stored = "15552200001:1@s.whatsapp.net";
+    let new = "100002200002:3@lid";
+    let once = "15552200003@s.whatsapp.net";
+    b.put_session(stored, b"stored-1").await.must("put_session");
+    b.put_sessions_batch(&[
+        batch_row(stored, b"stored-2"),
+        batch_row(new, b"new-1"),
+        batch_row(stored, b"stored-3"),
+        batch_row(once, b"once"),
+        batch_row(new, b"new-2"),
+    ])
+    .await
+    .must("put_sessions_batch with duplicate addresses");
+    for (address, record) in [(stored, &b"stored-3"[..]), (new, b"new-2"), (once, b"once")] {
+        assert_eq!(
+            b.get_session(address).await.must("get_session").as_deref(),
+            Some(record),
+            "session of {address} after a put_sessions_batch with duplicates: the last row wins (SQLite)"
+        );
     }
 }
 
@@ -508,6 +592,30 @@ pub async fn prekeys(backend: &dyn Backend) {
     );
 }
 
+/// `store_prekeys_batch` with an id twice in one batch, for a new id and for one already
+/// stored: the last row wins and the id is stored once (SQLite: one upsert per row, in order).
+pub async fn prekeys_batch_duplicates(backend: &dyn Backend) {
+    let b = backend;
+    b.store_prekey(2301, b"pk-2301", false).await.must("store_prekey");
+    b.store_prekeys_batch(
+        &[
+            (2302, Bytes::from_static(b"pk-2302a")),
+            (2301, Bytes::from_static(b"pk-2301b")),
+            (2302, Bytes::from_static(b"pk-2302b")),
+            (2301, Bytes::from_static(b"pk-2301c")),
+        ],
+        true,
+    )
+    .await
+    .must("store_prekeys_batch with duplicate ids");
+    let loaded = b.load_prekeys_batch(&[2301, 2302]).await.must("load_prekeys_batch");
+    assert_eq!(
+        sorted(loaded.into_iter().map(|(id, record)| (id, record.to_vec())).collect()),
+        vec![(2301, b"pk-2301c".to_vec()), (2302, b"pk-2302b".to_vec())],
+        "ids twice in one store_prekeys_batch: one row each, the last record wins (SQLite)"
+    );
+}
+
 /// Signed prekeys: store/load/overwrite, `load_all_signed_prekeys` returning every stored
 /// (id, record) and nothing else, and remove.
 pub async fn signed_prekeys(backend: &dyn Backend) {
@@ -586,6 +694,30 @@ pub async fn sender_keys(backend: &dyn Backend) {
             b.get_sender_key(address).await.must("get_sender_key").as_deref(),
             Some(record),
             "sender key of {address} after put_sender_keys_batch"
+        );
+    }
+}
+
+/// `put_sender_keys_batch` with an address twice in one batch, for a new address and for one
+/// already stored: the last row wins (SQLite: one upsert per row, in order).
+pub async fn sender_keys_batch_duplicates(backend: &dyn Backend) {
+    let b = backend;
+    let stored = "120363000000002401@g.us::15552400001:1@s.whatsapp.net";
+    let new = "120363000000002401@g.us::100002400002:2@lid";
+    b.put_sender_key(stored, b"sk-stored-1").await.must("put_sender_key");
+    b.put_sender_keys_batch(&[
+        batch_row(new, b"sk-new-1"),
+        batch_row(stored, b"sk-stored-2"),
+        batch_row(new, b"sk-new-2"),
+        batch_row(stored, b"sk-stored-3"),
+    ])
+    .await
+    .must("put_sender_keys_batch with duplicate addresses");
+    for (address, record) in [(stored, &b"sk-stored-3"[..]), (new, b"sk-new-2")] {
+        assert_eq!(
+            b.get_sender_key(address).await.must("get_sender_key").as_deref(),
+            Some(record),
+            "sender key {address} after a put_sender_keys_batch with duplicates: the last row wins (SQLite)"
         );
     }
 }
@@ -804,6 +936,35 @@ pub async fn mutation_macs(backend: &dyn Backend) {
     );
 }
 
+/// `put_mutation_macs` with an index MAC twice in one batch, for a new index MAC and for one
+/// already stored in the collection: the last value MAC wins. SQLite: one multi-row
+/// `INSERT … ON CONFLICT DO UPDATE`, whose rows SQLite applies one after the other.
+pub async fn mutation_macs_batch_duplicates(backend: &dyn Backend) {
+    let b = backend;
+    let name = "conformance_macs_duplicates";
+    let [stored, new, once] = [[0xb1u8; 32], [0xb2; 32], [0xb3; 32]];
+    b.put_mutation_macs(name, 1, &[mac(&stored, b"stored-1")]).await.must("put_mutation_macs");
+    b.put_mutation_macs(
+        name,
+        2,
+        &[
+            mac(&new, b"new-1"),
+            mac(&stored, b"stored-2"),
+            mac(&once, b"once"),
+            mac(&new, b"new-2"),
+            mac(&stored, b"stored-3"),
+        ],
+    )
+    .await
+    .must("put_mutation_macs with duplicate index MACs");
+    let macs = b.get_mutation_macs(name, &[stored, new, once]).await.must("get_mutation_macs");
+    assert_eq!(
+        macs.into_iter().collect::<BTreeMap<_, _>>(),
+        BTreeMap::from([(stored, b"stored-3".to_vec()), (new, b"new-2".to_vec()), (once, b"once".to_vec())]),
+        "index MACs twice in one put_mutation_macs: the last value MAC wins (SQLite)"
+    );
+}
+
 /// Sender-key distribution status per (group, device JID): set, read back per group, overwrite
 /// (including `true` -> `false`), `clear_sender_key_devices` for one group only,
 /// `delete_sender_key_device_rows` removing the listed device JIDs from every group and nothing
@@ -846,6 +1007,25 @@ pub async fn sender_key_devices(backend: &dyn Backend) {
     for group in [g1, g2, g3] {
         assert!(devices(group).await.is_empty(), "clear_all_sender_key_devices left {group}");
     }
+}
+
+/// `set_sender_key_status` with a device JID twice in one call, for a new device and for one
+/// already stored in the group: the last status wins and the device is listed once. SQLite:
+/// one multi-row `INSERT … ON CONFLICT DO UPDATE`, whose rows SQLite applies one after the
+/// other.
+pub async fn sender_key_status_batch_duplicates(backend: &dyn Backend) {
+    let b = backend;
+    let group = "120363000000002601@g.us";
+    let (stored, new, once) = ("15552600001:1@s.whatsapp.net", "100002600002:2@lid", "15552600003@s.whatsapp.net");
+    b.set_sender_key_status(group, &[(stored, false)]).await.must("set_sender_key_status");
+    b.set_sender_key_status(group, &[(new, true), (stored, false), (once, true), (new, false), (stored, true)])
+        .await
+        .must("set_sender_key_status with duplicate device JIDs");
+    assert_eq!(
+        sorted(b.get_sender_key_devices(group).await.must("get_sender_key_devices")),
+        sorted(vec![(stored.to_string(), true), (new.to_string(), false), (once.to_string(), true)]),
+        "device JIDs twice in one set_sender_key_status: one row each, the last status wins (SQLite)"
+    );
 }
 
 /// LID <-> phone-number mappings: put and get by LID with every field; get by phone number
@@ -915,6 +1095,52 @@ pub async fn lid_pn_mappings(backend: &dyn Backend) {
     );
     let all_m3 = all.iter().find(|e| e.lid == lid3).cloned();
     assert_lid_entry(all_m3, &m3, "get_all_lid_mappings row fields");
+}
+
+/// `put_lid_mappings` with a LID twice in one batch: as if put one after the other, so phone,
+/// source and `updated_at` come from the last entry, while `created_at` is the FIRST one —
+/// the first entry's for a new LID (even within one batch), the stored one's for a LID already
+/// stored (SQLite: one upsert per row, in order, whose update leaves `created_at` alone). The
+/// LID is one mapping: the phone it moved away from no longer resolves to it.
+pub async fn lid_mappings_batch_duplicates(backend: &dyn Backend) {
+    let b = backend;
+    let (new, stored) = ("100002700001", "100002700002");
+    let (phone1, phone2, phone3) = ("15552700001", "15552700002", "15552700003");
+    b.put_lid_mapping(&lid_entry(stored, phone3, T0 + 1, T0 + 2, "pairing")).await.must("put_lid_mapping");
+    b.put_lid_mappings(&[
+        lid_entry(new, phone1, T0 + 5, T0 + 10, "usync"),
+        lid_entry(stored, phone3, T0 + 30, T0 + 40, "usync"),
+        lid_entry(new, phone2, T0 + 7, T0 + 20, "peer_pn_message"),
+        lid_entry(stored, phone3, T0 + 50, T0 + 60, "history_sync"),
+    ])
+    .await
+    .must("put_lid_mappings with duplicate LIDs");
+
+    let new_expected = lid_entry(new, phone2, T0 + 5, T0 + 20, "peer_pn_message");
+    assert_lid_entry(
+        b.get_lid_mapping(new).await.must("get_lid_mapping"),
+        &new_expected,
+        "a new LID twice in one put_lid_mappings (SQLite: the last entry, but the first created_at)",
+    );
+    let stored_expected = lid_entry(stored, phone3, T0 + 1, T0 + 60, "history_sync");
+    assert_lid_entry(
+        b.get_lid_mapping(stored).await.must("get_lid_mapping"),
+        &stored_expected,
+        "a stored LID twice in one put_lid_mappings (SQLite: the last entry, the stored created_at)",
+    );
+    assert_lid_entry(b.get_pn_mapping(phone2).await.must("get_pn_mapping"), &new_expected, "the last entry's phone");
+    assert!(
+        b.get_pn_mapping(phone1).await.must("get_pn_mapping").is_none(),
+        "{phone1} of the overridden first entry must not resolve"
+    );
+    let all = b.get_all_lid_mappings().await.must("get_all_lid_mappings");
+    for lid in [new, stored] {
+        assert_eq!(
+            all.iter().filter(|e| e.lid == lid).count(),
+            1,
+            "get_all_lid_mappings must list {lid} once after a batch that had it twice"
+        );
+    }
 }
 
 /// Base keys for retry collision detection: `has_same_base_key` is true only for the exact
@@ -1014,6 +1240,46 @@ pub async fn device_registry(backend: &dyn Backend) {
     assert!(b.get_devices(u1).await.must("get_devices").is_none(), "deleted device list");
     assert!(b.get_devices(u2).await.must("get_devices").is_some(), "delete_devices({u1}) removed {u2}");
     b.delete_devices(u1).await.must("delete_devices of an absent user");
+}
+
+/// `update_device_lists` with a user twice in one batch, for a new user and for one already
+/// stored: the last record wins whole (a `None` phash/raw_id clears the earlier one). SQLite:
+/// one upsert per record, in order.
+pub async fn device_lists_batch_duplicates(backend: &dyn Backend) {
+    let b = backend;
+    let (new, stored) = ("15552800001", "100002800002");
+    let record = |user: &str, devices: Vec<DeviceInfo>, timestamp: i64, phash: Option<&str>, raw_id: Option<u32>| {
+        DeviceListRecord { user: user.to_string(), devices, timestamp, phash: phash.map(str::to_string), raw_id }
+    };
+    b.update_device_list(record(stored, vec![DeviceInfo::new(0, None)], T0 + 2801, Some("2:c3RvcmVk"), Some(1)))
+        .await
+        .must("update_device_list");
+    let new_last = record(new, vec![DeviceInfo::new(0, None), DeviceInfo::new(9, Some(3))], T0 + 2812, None, None);
+    let stored_last = record(stored, vec![DeviceInfo::new(0, Some(2)).with_hosting(true)], T0 + 2813, None, Some(7));
+    b.update_device_lists(vec![
+        record(
+            new,
+            vec![DeviceInfo::new(0, None), DeviceInfo::new(4, Some(1))],
+            T0 + 2810,
+            Some("2:Zmlyc3Q="),
+            Some(5),
+        ),
+        record(stored, vec![DeviceInfo::new(0, None), DeviceInfo::new(6, Some(1))], T0 + 2811, Some("2:bWlk"), Some(6)),
+        new_last.clone(),
+        stored_last.clone(),
+    ])
+    .await
+    .must("update_device_lists with duplicate users");
+    assert_device_list(
+        b.get_devices(new).await.must("get_devices"),
+        &new_last,
+        "a new user twice in one update_device_lists: the last record wins (SQLite)",
+    );
+    assert_device_list(
+        b.get_devices(stored).await.must("get_devices"),
+        &stored_last,
+        "a stored user twice in one update_device_lists: the last record wins (SQLite)",
+    );
 }
 
 /// Group metadata blobs (SQLite persists them; the trait's no-op default would fail here):
@@ -1388,6 +1654,54 @@ pub async fn pending_inbound(backend: &dyn Backend) {
     }
 }
 
+/// Duplicate keys in the pending-inbound batches: `store_pending_inbound_batch` with a
+/// (chat, sender, id) twice, for a new key and for one already buffered, keeps one row per key
+/// holding the last message (SQLite: one `INSERT OR REPLACE` per row, in order);
+/// `delete_pending_inbound_batch` with a key listed several times deletes it and nothing else,
+/// without error. Rows are counted through `delete_expired_pending_inbound` with a cutoff ten
+/// years ahead; sweeps the buffer first.
+pub async fn pending_inbound_batch_duplicates(backend: &dyn Backend) {
+    let b = backend;
+    let far_future = now_secs() + TEN_YEARS;
+    b.delete_expired_pending_inbound(far_future).await.must("delete_expired_pending_inbound");
+    let (chat, sender) = ("120363000000002901@g.us", "15552900001:1@s.whatsapp.net");
+    let (stored, new, once) = ("3EB0B0000000002901", "3EB0B0000000002902", "3EB0B0000000002903");
+    let get =
+        |id: &'static str| async move { b.get_pending_inbound(chat, sender, id).await.must("get_pending_inbound") };
+    let row = |id: &'static str, message: &'static [u8]| PendingInboundRow { chat, sender, id, message };
+    let key = |id: &'static str| PendingInboundKey { chat, sender, id };
+
+    b.store_pending_inbound(chat, sender, stored, b"stored-1").await.must("store_pending_inbound");
+    b.store_pending_inbound_batch(&[
+        row(new, b"new-1"),
+        row(stored, b"stored-2"),
+        row(once, b"once"),
+        row(new, b"new-2"),
+        row(stored, b"stored-3"),
+    ])
+    .await
+    .must("store_pending_inbound_batch with duplicate keys");
+    assert_eq!(
+        get(stored).await.as_deref(),
+        Some(&b"stored-3"[..]),
+        "a buffered key twice in one batch: the last wins"
+    );
+    assert_eq!(get(new).await.as_deref(), Some(&b"new-2"[..]), "a new key twice in one batch: the last wins");
+    assert_eq!(get(once).await.as_deref(), Some(&b"once"[..]), "a key once in the batch");
+
+    b.delete_pending_inbound_batch(&[key(stored), key(new), key(stored), key(stored), key(new)])
+        .await
+        .must("delete_pending_inbound_batch with duplicate keys");
+    assert_eq!(get(stored).await, None, "a key listed three times in one delete batch");
+    assert_eq!(get(new).await, None, "a key listed twice in one delete batch");
+    assert_eq!(get(once).await.as_deref(), Some(&b"once"[..]), "an unlisted key survives the delete batch");
+    assert_eq!(
+        b.delete_expired_pending_inbound(far_future).await.must("delete_expired_pending_inbound"),
+        1,
+        "one row per key: only the unlisted row was left"
+    );
+}
+
 /// Message secrets, plain storage: `put_msg_secret` stores a never-expiring secret readable by
 /// `get_msg_secret` and `get_msg_secret_with_ts` (parent time 0), keyed by all three of (chat,
 /// sender, msg id); a re-put replaces the secret; `put_msg_secrets` returns the number of
@@ -1588,7 +1902,9 @@ pub async fn msg_secret_expiry(backend: &dyn Backend) {
 /// registration id, the three key pairs' bytes, signatures, account, push name, app version,
 /// routing info, props hash, prekey watermarks, flags, nct salt, server cert chain, login
 /// counter, rotation time) — and a later save that clears the optional fields clears them.
-/// `save` is an upsert (SQLite), so this works whether or not `create()` ran.
+/// `save` is an upsert (SQLite), so this works whether or not `create()` ran. The runtime-only
+/// fields are not stored: SQLite's `load` restores `device_props` to `DEVICE_PROPS` and
+/// `client_profile` to `ClientProfile::web()` even when the saved device carried others.
 pub async fn device_round_trip(backend: &dyn Backend) {
     let b = backend;
     let mut device = Device::new();
@@ -1621,6 +1937,9 @@ pub async fn device_round_trip(backend: &dyn Backend) {
     device.lid_migrated = true;
     device.last_signed_pre_key_rotation_ms = 1_700_000_000_999;
     device.read_receipts_disabled = true;
+    // Runtime-only (`#[serde(skip)]`): set before `connect()` on every start, never stored.
+    device.device_props = Arc::new(DeviceProps { os: Some("conformance-os".to_string()), ..DEVICE_PROPS.clone() });
+    device.client_profile = ClientProfile::android("14");
 
     b.save(&device).await.must("save");
     assert!(b.exists().await.must("exists"), "exists() after save()");
@@ -1634,6 +1953,7 @@ pub async fn device_round_trip(backend: &dyn Backend) {
         "identity key"
     );
     assert_same_device(&loaded, &device, "load() after save()");
+    assert_runtime_defaults(&loaded, "load() after save()");
 
     let mut cleared = loaded.clone();
     cleared.pn = None;
@@ -1653,6 +1973,7 @@ pub async fn device_round_trip(backend: &dyn Backend) {
     let reloaded =
         b.load().await.must("load").unwrap_or_else(|| panic!("load() after the second save() returned None"));
     assert_same_device(&reloaded, &cleared, "load() after a save() that clears optional fields");
+    assert_runtime_defaults(&reloaded, "load() after the second save()");
 }
 
 /// Two backends over one database for two different devices see nothing of each other: every
