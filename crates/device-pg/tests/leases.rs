@@ -241,3 +241,31 @@ async fn nodes_starting_together_migrate_once_and_a_device_outlives_its_node() {
     assert_eq!(loaded.identity_key.public_key.public_key_bytes(), device.identity_key.public_key.public_key_bytes());
     assert_eq!(loaded.registration_id, device.registration_id);
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+async fn clearing_a_state_leaves_it_as_never_linked_and_only_its_owner_can() {
+    let (_server, url, db) = database().await;
+    let (a, b) = (node(&db, "a"), node(&db, "b"));
+    let main = a.acquire("acme", "main").await.unwrap().unwrap();
+    let other = a.acquire("acme", "other").await.unwrap().unwrap();
+    let (state, neighbour) = (DeviceState::new(db.clone(), &main), DeviceState::new(db.clone(), &other));
+    for device in [&state, &neighbour] {
+        device.create().await.unwrap();
+        device.put_session("1@s.whatsapp.net", b"ratchet").await.unwrap();
+        device.store_prekey(7, b"prekey", true).await.unwrap();
+        device.set_sender_key_status("g@g.us", &[("1:2@s.whatsapp.net", true)]).await.unwrap();
+    }
+    state.clear().await.unwrap();
+    assert!(!state.exists().await.unwrap(), "no device data");
+    assert_eq!(state.get_session("1@s.whatsapp.net").await.unwrap(), None);
+    assert_eq!(state.load_prekey(7).await.unwrap(), None);
+    assert!(state.get_sender_key_devices("g@g.us").await.unwrap().is_empty());
+    assert!(neighbour.exists().await.unwrap(), "another device keeps its state");
+    assert!(neighbour.get_session("1@s.whatsapp.net").await.unwrap().is_some());
+
+    expire(&url, "acme", "other").await;
+    b.acquire("acme", "other").await.unwrap().unwrap();
+    assert!(is_fenced(&neighbour.clear().await.unwrap_err()), "a former owner cannot clear");
+    assert!(DeviceState::new(db, &b.renew().await.unwrap()[0]).exists().await.unwrap());
+}

@@ -35,6 +35,28 @@ macro_rules! fenced {
 }
 pub(crate) use fenced;
 
+/// [`DeviceState::clear`]: every table of the device's state, in one statement under the lease.
+const CLEAR: &str = "WITH lease AS (SELECT id FROM wa_devices WHERE id = $1 AND epoch = $2 FOR KEY SHARE),
+    device_data AS (DELETE FROM wa_device_data t USING lease WHERE t.device = lease.id),
+    identities AS (DELETE FROM wa_identities t USING lease WHERE t.device = lease.id),
+    sessions AS (DELETE FROM wa_sessions t USING lease WHERE t.device = lease.id),
+    prekeys AS (DELETE FROM wa_prekeys t USING lease WHERE t.device = lease.id),
+    signed_prekeys AS (DELETE FROM wa_signed_prekeys t USING lease WHERE t.device = lease.id),
+    sender_keys AS (DELETE FROM wa_sender_keys t USING lease WHERE t.device = lease.id),
+    app_state_keys AS (DELETE FROM wa_app_state_keys t USING lease WHERE t.device = lease.id),
+    app_state_versions AS (DELETE FROM wa_app_state_versions t USING lease WHERE t.device = lease.id),
+    app_state_macs AS (DELETE FROM wa_app_state_macs t USING lease WHERE t.device = lease.id),
+    sender_key_devices AS (DELETE FROM wa_sender_key_devices t USING lease WHERE t.device = lease.id),
+    lid_pn AS (DELETE FROM wa_lid_pn t USING lease WHERE t.device = lease.id),
+    base_keys AS (DELETE FROM wa_base_keys t USING lease WHERE t.device = lease.id),
+    device_lists AS (DELETE FROM wa_device_lists t USING lease WHERE t.device = lease.id),
+    group_metadata AS (DELETE FROM wa_group_metadata t USING lease WHERE t.device = lease.id),
+    tc_tokens AS (DELETE FROM wa_tc_tokens t USING lease WHERE t.device = lease.id),
+    sent_messages AS (DELETE FROM wa_sent_messages t USING lease WHERE t.device = lease.id),
+    pending_inbound AS (DELETE FROM wa_pending_inbound t USING lease WHERE t.device = lease.id),
+    msg_secrets AS (DELETE FROM wa_msg_secrets t USING lease WHERE t.device = lease.id)
+SELECT id FROM lease";
+
 /// whatsapp-rust's storage backend for one device, held under one lease.
 pub struct DeviceState {
     db: Arc<Database>,
@@ -95,6 +117,13 @@ impl DeviceState {
             self.check_lease().await?;
         }
         Ok(written)
+    }
+
+    /// Deletes everything whatsapp-rust keeps for this device (its keys, sessions, app state
+    /// …), in one statement under the lease: the device is then as never linked.
+    pub async fn clear(&self) -> Result<()> {
+        self.write_returning(CLEAR, &[]).await?;
+        Ok(())
     }
 
     /// After a write that wrote nothing: was there nothing to write, or is the lease gone?
