@@ -114,6 +114,25 @@ impl Leases {
         Ok(())
     }
 
+    /// Forgets `tenant`'s `device` and its whole state: it was deleted. Whichever node still
+    /// runs its client is refused its next write, and stops.
+    pub async fn forget(&self, tenant: &str, device: &str) -> Result<(), Error> {
+        let db = self.db.connection().await?;
+        db.execute("DELETE FROM wa_devices WHERE tenant = $1 AND device = $2", &[&tenant, &device]).await?;
+        Ok(())
+    }
+
+    /// How often the node should take its turn ([`turn`](Self::turn)): four times per lease
+    /// time, so that a turn or two may fail (a slow database) before a lease expires.
+    pub fn turn_interval(&self) -> Duration {
+        self.ttl / 4
+    }
+
+    /// The name the leases are held under: the node's name and this process's suffix.
+    pub fn holder(&self) -> &str {
+        &self.node
+    }
+
     pub(crate) fn ttl_millis(&self) -> f64 {
         self.ttl.as_secs_f64() * 1000.0
     }

@@ -269,3 +269,19 @@ async fn clearing_a_state_leaves_it_as_never_linked_and_only_its_owner_can() {
     assert!(is_fenced(&neighbour.clear().await.unwrap_err()), "a former owner cannot clear");
     assert!(DeviceState::new(db, &b.renew().await.unwrap()[0]).exists().await.unwrap());
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+async fn a_forgotten_device_is_gone_and_its_former_owner_is_fenced() {
+    let (_server, _url, db) = database().await;
+    let (a, b) = (node(&db, "a"), node(&db, "b"));
+    let lease = a.acquire("acme", "main").await.unwrap().unwrap();
+    let state = DeviceState::new(db.clone(), &lease);
+    state.create().await.unwrap();
+    assert!(a.holder().starts_with("a#"), "{}", a.holder());
+    b.forget("acme", "main").await.unwrap();
+    assert!(is_fenced(&state.put_session("1@s.whatsapp.net", b"x").await.unwrap_err()));
+    assert!(a.renew().await.unwrap().is_empty());
+    let again = b.acquire("acme", "main").await.unwrap().expect("a new device of the same name");
+    assert!(!DeviceState::new(db, &again).exists().await.unwrap(), "with none of the old state");
+}
