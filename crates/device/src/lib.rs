@@ -11,6 +11,8 @@
 //! WhatsApp is told it arrived ([`received`]); what they send is recorded there first, and
 //! followed as WhatsApp acknowledges it and the recipient's receipts come back ([`sending`]);
 //! a [`verification`] sends a one-time code to link a phone number to the LID that answers.
+//! A session keeps whatsapp-rust's state in a file of its own, or in PostgreSQL shared with
+//! other nodes under the device's lease ([`storage`]).
 //! Tests provide fixture-backed implementations.
 //!
 //! Arguments are already-validated [`Jid`]s; answers use the WIT types of
@@ -19,7 +21,8 @@
 //! This is the only crate that depends on `whatsapp-rust`. Its `wa-sim` feature lets
 //! sessions connect to another server (`whatsapp::WhatsappDevices::with_server`) and turns
 //! off the server certificate check (whatsapp-rust's `danger-skip-cert-chain-verify`): test
-//! builds only. It depends on `waedge-store` (the recorder) and `waedge-contract`; `waedge`
+//! builds only. It depends on `waedge-store` (the recorder), `waedge-contract` and
+//! `waedge-device-pg` (shared state); `waedge`
 //! (the host) opens its sessions and counts its cache's look-ups ([`cache::CacheMetrics`]).
 #![deny(missing_docs)]
 
@@ -31,6 +34,7 @@ pub mod received;
 pub mod reconnect;
 pub mod recorder;
 pub mod sending;
+pub mod storage;
 pub mod verification;
 pub mod whatsapp;
 

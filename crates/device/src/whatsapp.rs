@@ -1,8 +1,10 @@
 //! Device sessions on the real `whatsapp-rust` client.
 //!
 //! Each device has its own SQLite store (`DATA_DIR/devices/TENANT/DEVICE.db`, whatsapp-rust's
-//! own schema) and, once linked, exactly one [`Client`] owned by one run task: two clients on
-//! one store would fight over the session. On start a device whose store holds a linked
+//! own schema), or its state in PostgreSQL shared with other nodes
+//! ([`WhatsappDevices::with_shared_storage`]: this node then runs the devices whose leases it
+//! takes, see `ownership`), and, once linked, exactly one [`Client`] owned by one run task: two
+//! clients on one store would fight over the session. On start a device whose store holds a linked
 //! account reconnects by itself — no re-pairing after a restart; an unlinked device stays
 //! [`DeviceState::Unlinked`] and makes no connection at all.
 //!
@@ -20,7 +22,7 @@
 //! phone links it, and then is the device's normal session.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
@@ -40,8 +42,6 @@ use whatsapp_rust::lid_pn_cache::LidPnEntry;
 use whatsapp_rust::pair_code::PairCodeOptions;
 use whatsapp_rust::request::IqError;
 use whatsapp_rust::store::persistence_manager::PersistenceManager;
-use whatsapp_rust::store::traits::{Backend, DeviceStore};
-use whatsapp_rust::store::{SqliteStore, SqliteStoreConfig, Synchronous};
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
 use whatsapp_rust::types::events::{ChannelEventHandler, Event, EventInterest, EventKind, InboundMessage};
 use whatsapp_rust::wacore::iq::business::{BusinessHourMode, DayOfWeek};
@@ -51,6 +51,9 @@ use super::link::{LINK_DEADLINE, LinkState, Linkings};
 use super::names::LearnedNames;
 use super::received::Received;
 use super::reconnect::{PacedReconnects, ReconnectPacer};
+use super::storage::{DeviceStorage, Opened, Shared, Storage};
+mod ownership;
+
 use super::{
     DeviceManager, DeviceSession, Mailbox, StatusObserver, TextMessage, VerificationRequest, is_terminal,
     not_connected, sending, verification,
@@ -60,24 +63,6 @@ use super::{
 /// name) waits to be written. The client's saver writes as soon as it is told of a change;
 /// a change made while a write is under way is only caught at the saver's next tick.
 const SAVE_INTERVAL: Duration = Duration::from_secs(1);
-
-/// The page cache of each device store's connection, in KiB. A device store is a few hundred
-/// KiB that a connected, idle session hardly reads; the library's 512 KiB default let each
-/// session keep its whole database in the heap (a thousand sessions, a few hundred MB). Pages
-/// past the cache are read from the kernel's page cache, shared and reclaimable.
-const STORE_CACHE_KIB: u32 = 32;
-
-/// How a device store is opened: `synchronous = FULL`, as `waedge.db` — a committed Signal
-/// session, prekey or app-state change survives a power cut, like everything else the gateway
-/// acknowledged (the library's default, NORMAL, may lose the last transactions) — with a page
-/// cache of [`STORE_CACHE_KIB`].
-fn store_config() -> SqliteStoreConfig {
-    SqliteStoreConfig {
-        synchronous: Synchronous::Full,
-        cache_size_kib: STORE_CACHE_KIB,
-        ..SqliteStoreConfig::default()
-    }
-}
 
 /// A device: its tenant and its id.
 type Key = (String, String);
@@ -95,7 +80,9 @@ type Operations = Mutex<HashMap<Key, Weak<Operation>>>;
 /// waits for a linking that is starting its client, and then stops that client, so no client
 /// and no store outlive their device.
 pub struct WhatsappDevices {
-    data_dir: PathBuf,
+    storage: Storage,
+    /// The turns of the node's share of the devices, when they are shared.
+    turns: Mutex<Option<JoinHandle<()>>>,
     server: Server,
     observer: Option<Arc<dyn StatusObserver>>,
     mailbox: Option<Arc<dyn Mailbox>>,
@@ -129,7 +116,8 @@ impl WhatsappDevices {
             runtime: runtime.handle(),
         };
         WhatsappDevices {
-            data_dir: data_dir.join("devices"),
+            storage: Storage::Files(data_dir.join("devices")),
+            turns: Mutex::new(None),
             server,
             observer: None,
             mailbox: None,
@@ -137,6 +125,16 @@ impl WhatsappDevices {
             operations: Arc::default(),
             _runtime: runtime,
         }
+    }
+
+    /// Keeps the devices' state in the PostgreSQL database `shared` with other nodes instead
+    /// of files, and runs those whose leases this node takes: a fair share of them, and those
+    /// of nodes that died. Called before any device is opened.
+    pub fn with_shared_storage(mut self, shared: Arc<Shared>) -> Self {
+        self.storage = Storage::Shared(shared.clone());
+        let turns = ownership::run(shared, self.sessions.clone(), self.operations.clone());
+        *self.turns.lock().expect("turns lock") = Some(self.server.runtime.spawn(turns));
+        self
     }
 
     /// Tells `observer` every status change of every device opened from now on.
@@ -170,10 +168,6 @@ impl WhatsappDevices {
         let operation = self.operation(tenant, device).lock_owned().await;
         Ok((operation, self.session(tenant, device)?))
     }
-
-    fn store_of(&self, tenant: &str, device: &str) -> PathBuf {
-        self.data_dir.join(tenant).join(format!("{device}.db"))
-    }
 }
 
 fn key(tenant: &str, device: &str) -> Key {
@@ -196,12 +190,12 @@ fn operation(operations: &Operations, key: &Key) -> Arc<Operation> {
 #[async_trait]
 impl DeviceManager for WhatsappDevices {
     fn open(&self, tenant: &str, device: &str, remembered: DeviceState) -> Arc<dyn DeviceSession> {
-        let store = self.store_of(tenant, device);
+        let storage = self.storage.of(tenant, device);
         let operation = self.operation(tenant, device);
         let session = Arc::new(WhatsappDevice::new(
             tenant,
             device,
-            store,
+            storage,
             self.server.clone(),
             self.observer.clone(),
             self.mailbox.clone(),
@@ -209,6 +203,7 @@ impl DeviceManager for WhatsappDevices {
         ));
         let replaced = self.sessions.lock().expect("sessions lock").insert(key(tenant, device), session.clone());
         let (starting, sessions, key) = (session.clone(), self.sessions.clone(), key(tenant, device));
+        let storage = self.storage.clone();
         self.server.runtime.spawn(async move {
             let _operation = operation.lock().await;
             // Never two clients on one store: a session opened again first stops the old one;
@@ -216,7 +211,7 @@ impl DeviceManager for WhatsappDevices {
             if let Some(old) = replaced {
                 old.stop().await;
                 if old.removed.load(Ordering::Acquire)
-                    && let Err(e) = delete_store(&old.store)
+                    && let Err(e) = storage.remove(&key.0, &key.1).await
                 {
                     tracing::error!(device = old.status().id, "deleting the store of a removed device: {e}");
                     starting.set_state(DeviceState::Disconnected);
@@ -228,6 +223,9 @@ impl DeviceManager for WhatsappDevices {
                     }
                     return;
                 }
+            }
+            if let Err(e) = storage.register(&key.0, &key.1).await {
+                tracing::error!(device = key.1, "registering the device with the other nodes: {e:#}");
             }
             // A banned device tries again: WhatsApp says whether the ban is over.
             if is_terminal(remembered) && remembered != DeviceState::Banned {
@@ -328,7 +326,7 @@ impl DeviceManager for WhatsappDevices {
     async fn remove(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
         let removal = Removal {
             key: key(tenant, device),
-            store: self.store_of(tenant, device),
+            storage: self.storage.clone(),
             sessions: self.sessions.clone(),
             operations: self.operations.clone(),
             observer: self.observer.clone(),
@@ -339,12 +337,21 @@ impl DeviceManager for WhatsappDevices {
     }
 
     async fn shutdown(&self) {
+        if let Some(turns) = self.turns.lock().expect("turns lock").take() {
+            turns.abort();
+        }
         let sessions: Vec<_> = self.sessions.lock().expect("sessions lock").drain().map(|(_, s)| s).collect();
         let mut stopping = tokio::task::JoinSet::new();
         for session in sessions {
             stopping.spawn(async move { session.stop().await });
         }
         while stopping.join_next().await.is_some() {}
+        // Every client stopped: the other nodes may take the devices at once.
+        if let Storage::Shared(shared) = &self.storage
+            && let Err(e) = shared.leases().leave().await
+        {
+            tracing::warn!("handing the devices over to the other nodes: {e:#}; they take them when the leases expire");
+        }
     }
 }
 
@@ -358,7 +365,7 @@ const DELETE_RETRY: Duration = Duration::from_millis(200);
 /// Everything removing one device needs, so that it can run in a task of its own.
 struct Removal {
     key: Key,
-    store: PathBuf,
+    storage: Storage,
     sessions: Arc<Mutex<HashMap<Key, Arc<WhatsappDevice>>>>,
     operations: Arc<Operations>,
     observer: Option<Arc<dyn StatusObserver>>,
@@ -377,8 +384,8 @@ impl Removal {
             session.close().await;
         }
         let mut attempt = 1;
-        while let Err(e) = delete_store(&self.store) {
-            anyhow::ensure!(attempt < DELETE_ATTEMPTS, "deleting {}: {e}", self.store.display());
+        while let Err(e) = self.storage.remove(&self.key.0, &self.key.1).await {
+            anyhow::ensure!(attempt < DELETE_ATTEMPTS, "deleting the state of device {}: {e:#}", self.key.1);
             attempt += 1;
             tokio::time::sleep(DELETE_RETRY).await;
         }
@@ -466,7 +473,7 @@ struct WhatsappDevice {
     mailbox: Option<Arc<dyn Mailbox>>,
     /// The sends under way.
     sending: sending::InFlight,
-    store: PathBuf,
+    storage: DeviceStorage,
     server: Server,
     status: RwLock<DeviceStatus>,
     client: RwLock<Option<Arc<Client>>>,
@@ -485,7 +492,7 @@ impl WhatsappDevice {
     fn new(
         tenant: &str,
         id: &str,
-        store: PathBuf,
+        storage: DeviceStorage,
         server: Server,
         observer: Option<Arc<dyn StatusObserver>>,
         mailbox: Option<Arc<dyn Mailbox>>,
@@ -500,7 +507,7 @@ impl WhatsappDevice {
             received,
             mailbox,
             sending: sending::InFlight::default(),
-            store,
+            storage,
             server,
             status: RwLock::new(DeviceStatus {
                 id: id.to_string(),
@@ -540,16 +547,25 @@ impl WhatsappDevice {
     }
 
     async fn start(self: Arc<Self>) {
+        if self.has_client() {
+            // Started already: by the node's turn that took the lease, before the opening.
+            return;
+        }
+        if !self.storage.owned() {
+            // Another node runs it, or will: this node takes it if it gets the lease.
+            self.set_state(DeviceState::Disconnected);
+            return;
+        }
         if let Err(e) = self.connect_if_linked().await {
             let id = self.status().id;
-            tracing::error!(device = id, store = %self.store.display(), "cannot open the device store: {e:#}");
+            tracing::error!(device = id, store = %self.storage, "cannot open the device store: {e:#}");
             self.set_state(DeviceState::Disconnected);
         }
     }
 
     async fn connect_if_linked(self: &Arc<Self>) -> anyhow::Result<()> {
-        let store = self.open_store().await?;
-        let Some(device) = store.load().await?.filter(|d| d.pn.is_some()) else {
+        let store = self.storage.open().await?;
+        let Some(device) = store.backend.load().await?.filter(|d| d.pn.is_some()) else {
             self.set_state(DeviceState::Unlinked);
             return Ok(());
         };
@@ -562,25 +578,17 @@ impl WhatsappDevice {
         Ok(())
     }
 
-    async fn open_store(&self) -> anyhow::Result<SqliteStore> {
-        if let Some(dir) = self.store.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        Ok(SqliteStore::with_config(&self.store.to_string_lossy(), store_config()).await?)
-    }
-
     /// Builds a client on `store`, folds its events into the session and runs it, on the
     /// sessions' runtime (see [`SessionRuntime`]) whoever asks.
-    async fn run_client(self: &Arc<Self>, store: SqliteStore) -> anyhow::Result<Arc<Client>> {
+    async fn run_client(self: &Arc<Self>, store: Opened) -> anyhow::Result<Arc<Client>> {
         let session = self.clone();
         let started = self.server.runtime.spawn(async move { session.start_client(store).await });
         started.await.context("starting the device's client")?
     }
 
     /// [`run_client`](Self::run_client), on the sessions' runtime.
-    async fn start_client(self: &Arc<Self>, store: SqliteStore) -> anyhow::Result<Arc<Client>> {
-        let backend: Arc<dyn Backend> = Arc::new(store);
-        let persistence = Arc::new(PersistenceManager::new(backend).await?);
+    async fn start_client(self: &Arc<Self>, store: Opened) -> anyhow::Result<Arc<Client>> {
+        let persistence = Arc::new(PersistenceManager::new(store.backend).await?);
         // A new client's first connection (at start, or right after pairing) is not delayed.
         let was_connected = Arc::new(AtomicBool::new(false));
         let mut builder = self
@@ -607,6 +615,9 @@ impl WhatsappDevice {
         });
         let runner = client.clone();
         *self.run.lock().expect("run lock") = Some(tokio::spawn(async move { runner.run().await }));
+        if let Some(fenced) = store.fenced {
+            self.stop_when_fenced(fenced, client.clone());
+        }
         Ok(client)
     }
 
@@ -640,9 +651,9 @@ impl WhatsappDevice {
             // Stopping the old client may have reported it disconnected.
             self.set_state(DeviceState::Connecting);
             if previous != DeviceState::Unlinked {
-                delete_store(&self.store)?;
+                self.storage.delete().await?;
             }
-            let store = self.open_store().await?;
+            let store = self.storage.open().await?;
             self.run_client(store).await
         };
         match started.await {
@@ -655,6 +666,31 @@ impl WhatsappDevice {
                 Err(e.context("starting a client to link"))
             }
         }
+    }
+
+    /// Stops `client` once another node took the device over (a write of its state was
+    /// refused): the device is no longer this node's.
+    fn stop_when_fenced(self: &Arc<Self>, mut fenced: watch::Receiver<bool>, client: Arc<Client>) {
+        let session = Arc::downgrade(self);
+        tokio::spawn(async move {
+            // An error: the state was dropped with its client, which is stopped already.
+            if fenced.wait_for(|fenced| *fenced).await.is_err() {
+                return;
+            }
+            let Some(session) = session.upgrade() else { return };
+            let _operation = session.operation.lock().await;
+            if session.runs(&client) {
+                tracing::warn!(device = session.status().id, "another node took this device over: stopping its client");
+                session.give_up().await;
+            }
+        });
+    }
+
+    /// Stops the client of a device this node no longer holds.
+    async fn give_up(&self) {
+        self.stop().await;
+        self.storage.set_lease(None);
+        self.set_state(DeviceState::Disconnected);
     }
 
     /// Whether `client` is the session's client.
@@ -929,19 +965,6 @@ impl WhatsappDevice {
 
 /// The least a banned device waits before it tries again, whatever the ban said.
 const MIN_BAN: Duration = Duration::from_secs(5);
-
-/// Deletes a device's SQLite store: the database and its WAL and shared-memory files.
-fn delete_store(db: &Path) -> std::io::Result<()> {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut file = db.as_os_str().to_owned();
-        file.push(suffix);
-        match std::fs::remove_file(&file) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-    }
-    Ok(())
-}
 
 /// The events the session listens to: state changes, linking, whatever carries contact
 /// names, and the acks and receipts of sent messages.
@@ -1228,12 +1251,5 @@ mod tests {
         );
         assert_eq!(devices(true, &account, &[0, 1]), None, "refused");
         assert_eq!(devices(false, &account, &[]), None, "not disclosed");
-    }
-
-    #[test]
-    fn device_stores_are_as_durable_as_the_gateway_store() {
-        // The library applies the configured pragma (its own tests check that it reaches
-        // SQLite); what can regress here is the configuration.
-        assert!(matches!(store_config().synchronous, Synchronous::Full));
     }
 }

@@ -1,0 +1,201 @@
+//! Where device sessions keep whatsapp-rust's state.
+//!
+//! On one machine, each device has a SQLite file of its own ([`Storage::Files`]). Nodes that
+//! share a PostgreSQL database ([`Storage::Shared`]) keep it there instead, and a device's
+//! state opens only on the node holding the device's lease: every write carries the lease's
+//! epoch, and once another node has taken the device over, the former owner's writes are
+//! refused and its client stops (see `waedge_device_pg`).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use tokio::sync::watch;
+use waedge_device_pg::{Database, DeviceState, Lease, Leases};
+use whatsapp_rust::store::traits::Backend;
+use whatsapp_rust::store::{SqliteStore, SqliteStoreConfig, Synchronous};
+
+/// Where the device sessions of a process keep whatsapp-rust's state.
+#[derive(Clone)]
+pub enum Storage {
+    /// A SQLite file per device: `DIR/TENANT/DEVICE.db`.
+    Files(PathBuf),
+    /// PostgreSQL, shared with other nodes, each device under its lease.
+    Shared(Arc<Shared>),
+}
+
+/// The PostgreSQL database nodes share, and this node's leases on it.
+pub struct Shared {
+    db: Arc<Database>,
+    leases: Leases,
+}
+
+impl Shared {
+    /// The device state in `db`, under the leases `leases` holds.
+    pub fn new(db: Arc<Database>, leases: Leases) -> Shared {
+        Shared { db, leases }
+    }
+
+    /// This node's leases.
+    pub(crate) fn leases(&self) -> &Leases {
+        &self.leases
+    }
+}
+
+/// The page cache of each device store's connection, in KiB. A device store is a few hundred
+/// KiB that a connected, idle session hardly reads; the library's 512 KiB default let each
+/// session keep its whole database in the heap (a thousand sessions, a few hundred MB). Pages
+/// past the cache are read from the kernel's page cache, shared and reclaimable.
+const STORE_CACHE_KIB: u32 = 32;
+
+/// How a device store is opened: `synchronous = FULL`, as `waedge.db` — a committed Signal
+/// session, prekey or app-state change survives a power cut, like everything else the gateway
+/// acknowledged (the library's default, NORMAL, may lose the last transactions) — with a page
+/// cache of [`STORE_CACHE_KIB`].
+fn store_config() -> SqliteStoreConfig {
+    SqliteStoreConfig {
+        synchronous: Synchronous::Full,
+        cache_size_kib: STORE_CACHE_KIB,
+        ..SqliteStoreConfig::default()
+    }
+}
+
+/// One device's state: its file, or its rows and the lease it holds them under.
+pub(crate) enum DeviceStorage {
+    File(PathBuf),
+    Shared { shared: Arc<Shared>, lease: Mutex<Option<Lease>> },
+}
+
+/// An opened state, and (shared) the signal that another node took the device over.
+pub(crate) struct Opened {
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) fenced: Option<watch::Receiver<bool>>,
+}
+
+impl Storage {
+    /// The state of `tenant`'s `device`.
+    pub(crate) fn of(&self, tenant: &str, device: &str) -> DeviceStorage {
+        match self {
+            Storage::Files(dir) => DeviceStorage::File(file_of(dir, tenant, device)),
+            Storage::Shared(shared) => DeviceStorage::Shared { shared: shared.clone(), lease: Mutex::new(None) },
+        }
+    }
+
+    /// Makes `tenant`'s `device` known: shared, to every node, one of which takes it.
+    pub(crate) async fn register(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
+        match self {
+            Storage::Files(_) => Ok(()),
+            Storage::Shared(shared) => Ok(shared.leases.register(tenant, device).await?),
+        }
+    }
+
+    /// Forgets `tenant`'s `device`: deletes its file, or (shared) its lease row and state;
+    /// whichever node still runs it is refused its next write, and stops.
+    pub(crate) async fn remove(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
+        match self {
+            Storage::Files(dir) => delete_file(&file_of(dir, tenant, device)),
+            Storage::Shared(shared) => Ok(shared.leases.forget(tenant, device).await?),
+        }
+    }
+}
+
+fn file_of(dir: &std::path::Path, tenant: &str, device: &str) -> PathBuf {
+    dir.join(tenant).join(format!("{device}.db"))
+}
+
+impl DeviceStorage {
+    /// Opens the state: creates the file, or (shared) opens it under the lease this node
+    /// holds — an error if it holds none.
+    pub(crate) async fn open(&self) -> anyhow::Result<Opened> {
+        match self {
+            DeviceStorage::File(path) => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let store = SqliteStore::with_config(&path.to_string_lossy(), store_config()).await?;
+                Ok(Opened { backend: Arc::new(store), fenced: None })
+            }
+            DeviceStorage::Shared { shared, .. } => {
+                let state = DeviceState::new(shared.db.clone(), &self.lease().context(NOT_OWNED)?);
+                let fenced = Some(state.fenced());
+                Ok(Opened { backend: Arc::new(state), fenced })
+            }
+        }
+    }
+
+    /// Deletes the state: the device is then as never linked.
+    pub(crate) async fn delete(&self) -> anyhow::Result<()> {
+        match self {
+            DeviceStorage::File(path) => delete_file(path),
+            DeviceStorage::Shared { shared, .. } => {
+                let lease = self.lease().context(NOT_OWNED)?;
+                Ok(DeviceState::new(shared.db.clone(), &lease).clear().await?)
+            }
+        }
+    }
+
+    /// Whether this node may run the device: always for a file, under a lease if shared.
+    pub(crate) fn owned(&self) -> bool {
+        match self {
+            DeviceStorage::File(_) => true,
+            DeviceStorage::Shared { .. } => self.lease().is_some(),
+        }
+    }
+
+    /// The lease this node holds on the device, if shared and held.
+    pub(crate) fn lease(&self) -> Option<Lease> {
+        match self {
+            DeviceStorage::File(_) => None,
+            DeviceStorage::Shared { lease, .. } => lease.lock().expect("lease lock").clone(),
+        }
+    }
+
+    /// Holds the device under `lease` from now on, or (`None`) no longer.
+    pub(crate) fn set_lease(&self, held: Option<Lease>) {
+        if let DeviceStorage::Shared { lease, .. } = self {
+            *lease.lock().expect("lease lock") = held;
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceStorage::File(path) => write!(f, "{}", path.display()),
+            DeviceStorage::Shared { .. } => match self.lease() {
+                Some(lease) => write!(f, "PostgreSQL, device {} epoch {}", lease.id, lease.epoch),
+                None => write!(f, "PostgreSQL, not held by this node"),
+            },
+        }
+    }
+}
+
+/// Why a shared device's state does not open here.
+const NOT_OWNED: &str = "another node runs this device (or none does yet): use that node";
+
+/// Deletes a device's SQLite store: the database and its WAL and shared-memory files.
+fn delete_file(db: &std::path::Path) -> anyhow::Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = db.as_os_str().to_owned();
+        file.push(suffix);
+        match std::fs::remove_file(&file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("deleting {}", PathBuf::from(file).display()));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_stores_are_as_durable_as_the_gateway_store() {
+        let config = store_config();
+        assert!(matches!(config.synchronous, Synchronous::Full));
+        assert_eq!(config.cache_size_kib, STORE_CACHE_KIB);
+    }
+}

@@ -1,0 +1,123 @@
+//! Device sessions of several nodes on one PostgreSQL (a server of the test's own) against
+//! wa-sim: the devices are spread over the nodes, each run by exactly one of them; a node
+//! that leaves hands its devices over, a node that joins gets its share by hand-offs, a node
+//! that dies has its devices taken over once its leases expire — all without pairing again,
+//! and wa-sim never sees two clients of one device.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use wa_sim::{SimConfig, WaSim};
+use waedge_contract::types::DeviceState;
+use waedge_device::link::LinkState;
+use waedge_device::storage::Shared;
+use waedge_device::whatsapp::WhatsappDevices;
+use waedge_device::{DeviceManager, DeviceSession};
+use waedge_device_pg::{Database, Leases};
+use waedge_e2e::live::next;
+use waedge_e2e::server::fixtures;
+use waedge_test_postgres::Postgres;
+
+/// The devices, each linked to an account of the world fixture.
+const DEVICES: [(&str, &str); 4] =
+    [("d0", "6285550000001"), ("d1", "6281234567890"), ("d2", "5511999999999"), ("d3", "447700900123")];
+/// Short leases: a dead node's devices are taken within about two seconds.
+const LEASE: Duration = Duration::from_secs(2);
+
+/// A node: its device sessions on the shared database, with a data directory of its own.
+struct Node {
+    devices: WhatsappDevices,
+    sessions: Vec<Arc<dyn DeviceSession>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn node(sim: &WaSim, url: &str, name: &str) -> Node {
+    let db = Arc::new(Database::connect(url, 2).await.expect("the node connects"));
+    let shared = Arc::new(Shared::new(db.clone(), Leases::new(db, name, LEASE)));
+    let dir = tempfile::tempdir().unwrap();
+    let devices = WhatsappDevices::with_server(dir.path(), &sim.ws_url()).with_shared_storage(shared);
+    let sessions = DEVICES.iter().map(|(device, _)| devices.open("acme", device, DeviceState::Unlinked)).collect();
+    Node { devices, sessions, _dir: dir }
+}
+
+/// Waits up to `seconds` for `done`.
+async fn until(seconds: u64, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !done() {
+        assert!(Instant::now() < deadline, "not in {seconds} s: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// How many devices each node runs connected.
+fn connected(nodes: &[&Node]) -> Vec<usize> {
+    nodes
+        .iter()
+        .map(|node| node.sessions.iter().filter(|session| session.status().state == DeviceState::Connected).count())
+        .collect()
+}
+
+/// Samples wa-sim's open connections until stopped, keeping the most seen.
+fn watch_connections(sim: Arc<WaSim>) -> (Arc<AtomicUsize>, Arc<AtomicBool>) {
+    let (most, stop) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+    let (seen, stopping) = (most.clone(), stop.clone());
+    tokio::spawn(async move {
+        while !stopping.load(Ordering::Relaxed) {
+            seen.fetch_max(sim.connections(), Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    (most, stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+async fn nodes_share_the_devices_and_take_them_over_without_pairing() {
+    let server = tokio::task::spawn_blocking(Postgres::start).await.unwrap().expect("PostgreSQL starts");
+    let url = server.create_database().unwrap();
+    let world = wa_sim::World::load(fixtures().join("wa-world.toml")).expect("the world fixture");
+    let sim = Arc::new(WaSim::start(SimConfig::new(world)).await.expect("wa-sim starts"));
+    let a = node(&sim, &url, "a").await;
+    let b = node(&sim, &url, "b").await;
+
+    // Every device is run by exactly one node, two each, and linked there.
+    let owner =
+        |n: usize| [&a, &b].into_iter().position(|node| node.sessions[n].status().state == DeviceState::Unlinked);
+    let unlinked = |node: &Node| node.sessions.iter().filter(|s| s.status().state == DeviceState::Unlinked).count();
+    // (A alone took all four at first, then handed two over to B.)
+    until(10, "two devices each, unlinked", || [unlinked(&a), unlinked(&b)] == [2, 2]).await;
+    for (n, (device, phone)) in DEVICES.iter().enumerate() {
+        let at = owner(n).unwrap();
+        let node = [&a, &b][at];
+        let mut view = node.devices.link_qr("acme", device).await.expect("its owner links it");
+        let Some(LinkState::Qr { code, .. }) = next(&mut view).await else { panic!("a QR code first") };
+        sim.scan_qr(&code, phone).await.expect("the phone scans it");
+        assert!(matches!(next(&mut view).await, Some(LinkState::Linked { .. })), "{device} is linked");
+        let other = [&a, &b][1 - at];
+        assert!(other.devices.link_qr("acme", device).await.is_err(), "only its owner links it");
+    }
+    assert_eq!(connected(&[&a, &b]), [2, 2]);
+    let (most, stop) = watch_connections(sim.clone());
+
+    // A leaves: B takes its devices at its next turn and logs them in, no pairing.
+    a.devices.shutdown().await;
+    until(10, "B runs all four devices", || connected(&[&b]) == [4]).await;
+
+    // C joins: B hands two over, C takes them.
+    let c = node(&sim, &url, "c").await;
+    until(15, "B and C run two each", || connected(&[&b, &c]) == [2, 2]).await;
+    for session in &c.sessions {
+        if session.status().state == DeviceState::Connected {
+            assert!(session.status().jid.is_some(), "taken over with its account");
+        }
+    }
+
+    // C dies (no hand-over, its clients cut off): B takes its devices once the leases expire,
+    // within the 10 s the cluster promises.
+    drop(c);
+    until(10, "B runs all four devices again", || connected(&[&b]) == [4]).await;
+    stop.store(true, Ordering::Relaxed);
+    assert!(most.load(Ordering::Relaxed) <= DEVICES.len(), "wa-sim saw two clients of one device");
+    b.devices.shutdown().await;
+}
