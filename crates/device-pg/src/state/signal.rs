@@ -64,22 +64,15 @@ impl SignalStore for DeviceState {
     }
 
     async fn put_sessions_batch(&self, sessions: &[(Arc<str>, Bytes)]) -> Result<()> {
-        let sessions = last_wins(sessions, |(address, _)| address.clone());
-        if sessions.is_empty() {
-            return Ok(());
-        }
-        let addresses: Vec<&str> = sessions.iter().map(|(address, _)| &**address).collect();
-        let records: Vec<&[u8]> = sessions.iter().map(|(_, record)| &record[..]).collect();
-        self.write(
+        self.put_records(
             fenced!(
                 "INSERT INTO wa_sessions (device, address, record)
                  SELECT lease.id, u.address, u.record FROM lease, unnest($3::text[], $4::bytea[]) AS u (address, record)
                  ON CONFLICT (device, address) DO UPDATE SET record = excluded.record"
             ),
-            &[&addresses, &records],
+            sessions,
         )
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn delete_session(&self, address: &str) -> Result<()> {
@@ -214,22 +207,15 @@ impl SignalStore for DeviceState {
     }
 
     async fn put_sender_keys_batch(&self, sender_keys: &[(Arc<str>, Bytes)]) -> Result<()> {
-        let sender_keys = last_wins(sender_keys, |(address, _)| address.clone());
-        if sender_keys.is_empty() {
-            return Ok(());
-        }
-        let addresses: Vec<&str> = sender_keys.iter().map(|(address, _)| &**address).collect();
-        let records: Vec<&[u8]> = sender_keys.iter().map(|(_, record)| &record[..]).collect();
-        self.write(
+        self.put_records(
             fenced!(
                 "INSERT INTO wa_sender_keys (device, address, record)
                  SELECT lease.id, u.address, u.record FROM lease, unnest($3::text[], $4::bytea[]) AS u (address, record)
                  ON CONFLICT (device, address) DO UPDATE SET record = excluded.record"
             ),
-            &[&addresses, &records],
+            sender_keys,
         )
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn get_sender_key(&self, address: &str) -> Result<Option<Vec<u8>>> {
@@ -244,6 +230,20 @@ impl SignalStore for DeviceState {
             &[&address],
         )
         .await?;
+        Ok(())
+    }
+}
+
+impl DeviceState {
+    /// Upserts records by address with `sql` (`$3` the addresses, `$4` the records).
+    async fn put_records(&self, sql: &'static str, records: &[(Arc<str>, Bytes)]) -> Result<()> {
+        let records = last_wins(records, |(address, _)| address.clone());
+        if records.is_empty() {
+            return Ok(());
+        }
+        let addresses: Vec<&str> = records.iter().map(|(address, _)| &**address).collect();
+        let bytes: Vec<&[u8]> = records.iter().map(|(_, record)| &record[..]).collect();
+        self.write(sql, &[&addresses, &bytes]).await?;
         Ok(())
     }
 }
