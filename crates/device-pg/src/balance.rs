@@ -30,9 +30,10 @@ pub struct Turn {
 }
 
 impl Leases {
-    /// One turn of this node: alive, leases renewed, its share taken or its surplus named.
-    /// `held` is what it held after its last turn ([`Turn::held`]; empty at first).
-    pub async fn turn(&self, held: &[Lease]) -> Result<Turn, Error> {
+    /// One turn of this node: alive, leases renewed, its share taken (of the devices in
+    /// `known`, tenant and device: those it can run) or its surplus named. `held` is what it
+    /// held after its last turn ([`Turn::held`]; empty at first).
+    pub async fn turn(&self, held: &[Lease], known: &[(&str, &str)]) -> Result<Turn, Error> {
         let db = self.db.connection().await?;
         db.execute(
             "INSERT INTO wa_nodes (name, expires_at) VALUES ($1, clock_timestamp() + $2::float8 * interval '1 millisecond')
@@ -58,6 +59,7 @@ impl Leases {
         renewed.sort_by_key(|lease| lease.id);
         let surplus = renewed.get(share..).unwrap_or_default().to_vec();
         let wanted = i64::try_from(share.saturating_sub(renewed.len())).unwrap_or(i64::MAX);
+        let (tenants, devices): (Vec<&str>, Vec<&str>) = known.iter().copied().unzip();
         let taken: Vec<Lease> = if wanted == 0 {
             Vec::new()
         } else {
@@ -66,10 +68,12 @@ impl Leases {
                     "UPDATE wa_devices
                      SET owner = $1, epoch = epoch + 1,
                          expires_at = clock_timestamp() + $2::float8 * interval '1 millisecond'
-                     WHERE id IN (SELECT id FROM wa_devices WHERE owner IS NULL OR expires_at <= clock_timestamp()
+                     WHERE id IN (SELECT id FROM wa_devices
+                                  WHERE (owner IS NULL OR expires_at <= clock_timestamp())
+                                    AND (tenant, device) IN (SELECT * FROM unnest($4::text[], $5::text[]))
                                   ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
                      RETURNING id, epoch, tenant, device",
-                    &[&self.node, &self.ttl_millis(), &wanted],
+                    &[&self.node, &self.ttl_millis(), &wanted, &tenants, &devices],
                 )
                 .await?;
             rows.iter().map(Lease::from_row).collect()

@@ -100,6 +100,21 @@ impl Leases {
         Ok(rows.iter().map(Lease::from_row).collect())
     }
 
+    /// Whether this node still holds `lease`, by the database's clock, with `margin` to
+    /// spare: checked before a device's client starts, so a node whose turns stalled does not
+    /// start a client on a lease another node may be taking.
+    pub async fn holds(&self, lease: &Lease, margin: Duration) -> Result<bool, Error> {
+        let db = self.db.connection().await?;
+        let row = db
+            .query_opt(
+                "SELECT 1 FROM wa_devices WHERE id = $1 AND epoch = $2 AND owner = $3
+                 AND expires_at > clock_timestamp() + $4::float8 * interval '1 millisecond'",
+                &[&lease.id, &lease.epoch, &self.node, &(margin.as_secs_f64() * 1000.0)],
+            )
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// Gives `lease` up at once (after the device's client stopped), so that another node
     /// may take the device without waiting for the lease to expire. The epoch moves on: a
     /// state still open on the released lease can no longer write.
@@ -126,6 +141,11 @@ impl Leases {
     /// time, so that a turn or two may fail (a slow database) before a lease expires.
     pub fn turn_interval(&self) -> Duration {
         self.ttl / 4
+    }
+
+    /// How long a lease lasts after it was last renewed.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
     }
 
     /// The name the leases are held under: the node's name and this process's suffix.

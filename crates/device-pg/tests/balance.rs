@@ -10,6 +10,10 @@ use std::time::Duration;
 use waedge_device_pg::{Lease, Leases};
 use waedge_test_postgres::Postgres;
 
+/// The devices every node knows (the first few of them registered).
+static DEVICES: std::sync::LazyLock<Vec<String>> =
+    std::sync::LazyLock::new(|| (0..10).map(|d| format!("device-{d:02}")).collect());
+
 /// A node as the device layer will run it: it takes turns and acts on them.
 struct Node {
     leases: Leases,
@@ -19,7 +23,8 @@ struct Node {
 impl Node {
     /// One turn: stops (here: forgets) and releases the surplus, keeps the rest.
     async fn turn(&mut self) {
-        let turn = self.leases.turn(&self.held).await.expect("a turn");
+        let known: Vec<(&str, &str)> = DEVICES.iter().map(|device| ("acme", device.as_str())).collect();
+        let turn = self.leases.turn(&self.held, &known).await.expect("a turn");
         for lease in &turn.surplus {
             self.leases.release(lease).await.expect("a release");
         }
@@ -36,8 +41,8 @@ async fn cluster(nodes: usize, devices: usize, ttl: Duration) -> (Postgres, Vec<
     let (server, _url, db) = common::database().await;
     let nodes: Vec<Node> =
         (0..nodes).map(|n| Node { leases: Leases::new(db.clone(), &format!("node-{n}"), ttl), held: vec![] }).collect();
-    for d in 0..devices {
-        nodes[0].leases.register("acme", &format!("device-{d:02}")).await.unwrap();
+    for device in &DEVICES[..devices] {
+        nodes[0].leases.register("acme", device).await.unwrap();
     }
     (server, nodes)
 }
@@ -107,4 +112,9 @@ async fn a_joining_node_gets_its_share_by_hand_offs_and_a_leaving_one_hands_over
     nodes[0].held.clear();
     rounds(&mut nodes, &[1, 2], 1).await;
     assert_eq!(shares(&nodes, &[1, 2]), [3, 3]);
+
+    // A device no node knows (no session runs it anywhere) is taken by none.
+    nodes[1].leases.register("acme", "stranger").await.unwrap();
+    rounds(&mut nodes, &[1, 2], 2).await;
+    assert!(nodes.iter().all(|node| !node.devices().contains("stranger")));
 }

@@ -17,7 +17,7 @@ use whatsapp_rust::store::{SqliteStore, SqliteStoreConfig, Synchronous};
 
 /// Where the device sessions of a process keep whatsapp-rust's state.
 #[derive(Clone)]
-pub enum Storage {
+pub(crate) enum Storage {
     /// A SQLite file per device: `DIR/TENANT/DEVICE.db`.
     Files(PathBuf),
     /// PostgreSQL, shared with other nodes, each device under its lease.
@@ -116,7 +116,11 @@ impl DeviceStorage {
                 Ok(Opened { backend: Arc::new(store), fenced: None })
             }
             DeviceStorage::Shared { shared, .. } => {
-                let state = DeviceState::new(shared.db.clone(), &self.lease().context(NOT_OWNED)?);
+                let lease = self.lease().context(NOT_OWNED)?;
+                // With a turn to spare: a node whose turns stalled must not start a client on
+                // a lease another node may be taking.
+                anyhow::ensure!(shared.leases.holds(&lease, shared.leases.turn_interval()).await?, NOT_OWNED);
+                let state = DeviceState::new(shared.db.clone(), &lease);
                 let fenced = Some(state.fenced());
                 Ok(Opened { backend: Arc::new(state), fenced })
             }
@@ -171,7 +175,7 @@ impl std::fmt::Display for DeviceStorage {
 }
 
 /// Why a shared device's state does not open here.
-const NOT_OWNED: &str = "another node runs this device (or none does yet): use that node";
+pub(crate) const NOT_OWNED: &str = "another node runs this device (or none does yet): use that node";
 
 /// Deletes a device's SQLite store: the database and its WAL and shared-memory files.
 fn delete_file(db: &std::path::Path) -> anyhow::Result<()> {

@@ -51,9 +51,10 @@ use super::link::{LINK_DEADLINE, LinkState, Linkings};
 use super::names::LearnedNames;
 use super::received::Received;
 use super::reconnect::{PacedReconnects, ReconnectPacer};
-use super::storage::{DeviceStorage, Opened, Shared, Storage};
-mod ownership;
+use super::storage::{DeviceStorage, NOT_OWNED, Opened, Shared, Storage};
+use ownership::Turns;
 
+mod ownership;
 use super::{
     DeviceManager, DeviceSession, Mailbox, StatusObserver, TextMessage, VerificationRequest, is_terminal,
     not_connected, sending, verification,
@@ -73,6 +74,9 @@ type Operation = tokio::sync::Mutex<()>;
 /// The operation locks in use, by device.
 type Operations = Mutex<HashMap<Key, Weak<Operation>>>;
 
+/// The open sessions, by device.
+type Sessions = Mutex<HashMap<Key, Arc<WhatsappDevice>>>;
+
 /// Opens and owns every device session of the process.
 ///
 /// Whatever starts, stops or deletes a device's client (opening the session, linking,
@@ -82,11 +86,11 @@ type Operations = Mutex<HashMap<Key, Weak<Operation>>>;
 pub struct WhatsappDevices {
     storage: Storage,
     /// The turns of the node's share of the devices, when they are shared.
-    turns: Mutex<Option<JoinHandle<()>>>,
+    turns: Mutex<Option<Turns>>,
     server: Server,
     observer: Option<Arc<dyn StatusObserver>>,
     mailbox: Option<Arc<dyn Mailbox>>,
-    sessions: Arc<Mutex<HashMap<Key, Arc<WhatsappDevice>>>>,
+    sessions: Arc<Sessions>,
     operations: Arc<Operations>,
     /// Where the sessions run: shut down, their tasks with it, when this is dropped.
     _runtime: SessionRuntime,
@@ -128,12 +132,12 @@ impl WhatsappDevices {
     }
 
     /// Keeps the devices' state in the PostgreSQL database `shared` with other nodes instead
-    /// of files, and runs those whose leases this node takes: a fair share of them, and those
-    /// of nodes that died. Called before any device is opened.
+    /// of files, and runs those whose leases this node takes: a fair share of the devices
+    /// it opens, and those of nodes that died. Called once, before any device is opened.
     pub fn with_shared_storage(mut self, shared: Arc<Shared>) -> Self {
         self.storage = Storage::Shared(shared.clone());
-        let turns = ownership::run(shared, self.sessions.clone(), self.operations.clone());
-        *self.turns.lock().expect("turns lock") = Some(self.server.runtime.spawn(turns));
+        let turns = Turns::start(shared, self.sessions.clone(), self.operations.clone(), &self.server.runtime);
+        *self.turns.lock().expect("turns lock") = Some(turns);
         self
     }
 
@@ -164,9 +168,12 @@ impl WhatsappDevices {
 
     /// The open session of a device, taken once no other operation runs on it, with the
     /// operation lock that keeps it so.
+    /// Refused (shared storage) when another node runs the device.
     async fn locked(&self, tenant: &str, device: &str) -> anyhow::Result<(OwnedMutexGuard<()>, Arc<WhatsappDevice>)> {
         let operation = self.operation(tenant, device).lock_owned().await;
-        Ok((operation, self.session(tenant, device)?))
+        let session = self.session(tenant, device)?;
+        anyhow::ensure!(session.storage.owned(), "device {tenant}/{device}: {NOT_OWNED}");
+        Ok((operation, session))
     }
 }
 
@@ -213,7 +220,7 @@ impl DeviceManager for WhatsappDevices {
                 if old.removed.load(Ordering::Acquire)
                     && let Err(e) = storage.remove(&key.0, &key.1).await
                 {
-                    tracing::error!(device = old.status().id, "deleting the store of a removed device: {e}");
+                    tracing::error!(device = old.status().id, "deleting the store of a removed device: {e:#}");
                     starting.set_state(DeviceState::Disconnected);
                     // The removal stays pending: nothing can link or reconnect this id until a
                     // removal (or a restart) deletes the store.
@@ -227,6 +234,9 @@ impl DeviceManager for WhatsappDevices {
             if let Err(e) = storage.register(&key.0, &key.1).await {
                 tracing::error!(device = key.1, "registering the device with the other nodes: {e:#}");
             }
+            // From now on (once this lock is released) the node's turns may start it: its
+            // remembered state is known.
+            starting.opened.store(true, Ordering::Release);
             // A banned device tries again: WhatsApp says whether the ban is over.
             if is_terminal(remembered) && remembered != DeviceState::Banned {
                 starting.set_state(remembered);
@@ -337,13 +347,19 @@ impl DeviceManager for WhatsappDevices {
     }
 
     async fn shutdown(&self) {
-        if let Some(turns) = self.turns.lock().expect("turns lock").take() {
-            turns.abort();
+        let turns = self.turns.lock().expect("turns lock").take();
+        if let Some(turns) = turns {
+            turns.stop().await;
         }
-        let sessions: Vec<_> = self.sessions.lock().expect("sessions lock").drain().map(|(_, s)| s).collect();
+        let sessions: Vec<_> = self.sessions.lock().expect("sessions lock").drain().collect();
         let mut stopping = tokio::task::JoinSet::new();
-        for session in sessions {
-            stopping.spawn(async move { session.stop().await });
+        for (key, session) in sessions {
+            let operation = operation(&self.operations, &key);
+            stopping.spawn(async move {
+                let _operation = operation.lock().await;
+                session.stop().await;
+                session.storage.set_lease(None);
+            });
         }
         while stopping.join_next().await.is_some() {}
         // Every client stopped: the other nodes may take the devices at once.
@@ -366,7 +382,7 @@ const DELETE_RETRY: Duration = Duration::from_millis(200);
 struct Removal {
     key: Key,
     storage: Storage,
-    sessions: Arc<Mutex<HashMap<Key, Arc<WhatsappDevice>>>>,
+    sessions: Arc<Sessions>,
     operations: Arc<Operations>,
     observer: Option<Arc<dyn StatusObserver>>,
 }
@@ -380,6 +396,15 @@ impl Removal {
         let operation = operation(&self.operations, &self.key);
         let _operation = operation.lock().await;
         let session = self.sessions.lock().expect("sessions lock").get(&self.key).cloned();
+        if let Storage::Shared(_) = &self.storage {
+            // Only the node running the device can log it out and stop its client.
+            anyhow::ensure!(
+                session.as_ref().is_some_and(|session| session.storage.owned()),
+                "device {}/{}: {NOT_OWNED}",
+                self.key.0,
+                self.key.1
+            );
+        }
         if let Some(session) = &session {
             session.close().await;
         }
@@ -483,6 +508,9 @@ struct WhatsappDevice {
     link: Mutex<Linkings>,
     /// Set when the device is being removed: the session reports nothing any more.
     removed: AtomicBool,
+    /// Set once its opening ran (under the operation lock): the turns of a node sharing the
+    /// devices start only sessions opened.
+    opened: AtomicBool,
     /// The device's operation lock (see [`WhatsappDevices`]), for the session's own
     /// operations: the reconnect at the end of a ban.
     operation: Arc<Operation>,
@@ -521,6 +549,7 @@ impl WhatsappDevice {
             names: LearnedNames::default(),
             link: Mutex::default(),
             removed: AtomicBool::new(false),
+            opened: AtomicBool::new(false),
             operation,
         }
     }
@@ -616,7 +645,7 @@ impl WhatsappDevice {
         let runner = client.clone();
         *self.run.lock().expect("run lock") = Some(tokio::spawn(async move { runner.run().await }));
         if let Some(fenced) = store.fenced {
-            self.stop_when_fenced(fenced, client.clone());
+            self.stop_when_fenced(fenced, &client);
         }
         Ok(client)
     }
@@ -670,14 +699,14 @@ impl WhatsappDevice {
 
     /// Stops `client` once another node took the device over (a write of its state was
     /// refused): the device is no longer this node's.
-    fn stop_when_fenced(self: &Arc<Self>, mut fenced: watch::Receiver<bool>, client: Arc<Client>) {
-        let session = Arc::downgrade(self);
+    fn stop_when_fenced(self: &Arc<Self>, mut fenced: watch::Receiver<bool>, client: &Arc<Client>) {
+        let (session, client) = (Arc::downgrade(self), Arc::downgrade(client));
         tokio::spawn(async move {
-            // An error: the state was dropped with its client, which is stopped already.
+            // An error: the state was dropped with its client (which holds it), gone already.
             if fenced.wait_for(|fenced| *fenced).await.is_err() {
                 return;
             }
-            let Some(session) = session.upgrade() else { return };
+            let (Some(session), Some(client)) = (session.upgrade(), client.upgrade()) else { return };
             let _operation = session.operation.lock().await;
             if session.runs(&client) {
                 tracing::warn!(device = session.status().id, "another node took this device over: stopping its client");
@@ -686,11 +715,16 @@ impl WhatsappDevice {
         });
     }
 
-    /// Stops the client of a device this node no longer holds.
+    /// Stops the client of a device this node no longer holds: a linking in progress fails,
+    /// and a logged-out, replaced or banned device keeps showing so.
     async fn give_up(&self) {
+        self.finish_link(LinkState::Failed { reason: "the device moved to another node".to_string() });
         self.stop().await;
+        // No longer held first: the next holder records the device's status, not this node.
         self.storage.set_lease(None);
-        self.set_state(DeviceState::Disconnected);
+        if !is_terminal(self.status().state) {
+            self.set_state(DeviceState::Disconnected);
+        }
     }
 
     /// Whether `client` is the session's client.
@@ -802,9 +836,10 @@ impl WhatsappDevice {
         }
     }
 
-    /// Who is told of status changes: no one once the device is being removed.
+    /// Who is told of status changes: no one once the device is being removed, nor while
+    /// another node runs it (its status is that node's to record).
     fn observer(&self) -> Option<&Arc<dyn StatusObserver>> {
-        self.observer.as_ref().filter(|_| !self.removed.load(Ordering::Acquire))
+        self.observer.as_ref().filter(|_| !self.removed.load(Ordering::Acquire) && self.storage.owned())
     }
 
     /// Commits messages WhatsApp delivered past the inbound durability hook (see

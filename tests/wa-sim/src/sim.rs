@@ -182,6 +182,11 @@ impl WaSim {
         self.shared.hub.connection_count()
     }
 
+    /// How many connections are logged in as linked devices of account `phone` right now.
+    pub fn connections_of(&self, phone: &str) -> usize {
+        self.shared.hub.connected_devices(phone).len()
+    }
+
     /// The phone of account `phone` scans a QR code a client displays, linking it.
     pub async fn scan_qr(&self, qr: &str, phone: &str) -> Result<(), SimError> {
         pairing::scan_qr(&self.shared, qr, phone).await

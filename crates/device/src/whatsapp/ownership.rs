@@ -1,80 +1,184 @@
-//! The node's share of the devices, when their state is shared with other nodes: the turns
-//! of [`Leases::turn`](waedge_device_pg::Leases::turn), acted upon — a device whose lease
-//! this node took is started, one it lost or must hand over is stopped (and, handed over,
-//! released).
+//! The node's share of the devices, when their state is shared with other nodes.
+//!
+//! The node takes its turns ([`Leases::turn`]) on a schedule of their own, and from each it
+//! learns which leases it holds — its *desired* devices. Every device whose session does not
+//! match (a lease it should run and does not, a client it runs without the lease, a lease
+//! to hand over) is then reconciled in a task of its own, under the device's operation lock,
+//! against the desired devices *at that moment*: a slow device (a client flushing as it
+//! stops) never delays the renewals, and a task that runs late never acts on an old turn.
+//! A node whose turns fail for a lease time gives up every device: its leases may be another
+//! node's by then.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use waedge_contract::types::DeviceState;
 use waedge_device_pg::{Lease, Turn};
 
-use super::{Key, Operations, WhatsappDevice, key, operation};
-use crate::DeviceSession;
+use super::{Key, Operations, Sessions, WhatsappDevice, key, operation};
 use crate::storage::Shared;
-use waedge_contract::types::DeviceState;
+use crate::{DeviceSession, is_terminal};
 
-/// Takes the node's turns until aborted.
-pub(super) async fn run(
+/// The node's turns, running until [stopped](Turns::stop).
+pub(super) struct Turns {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// Everything a turn and its reconciliations need.
+#[derive(Clone)]
+struct Node {
     shared: Arc<Shared>,
-    sessions: Arc<Mutex<HashMap<Key, Arc<WhatsappDevice>>>>,
+    sessions: Arc<Sessions>,
     operations: Arc<Operations>,
-) {
-    let leases = shared.leases();
-    let mut held: Vec<Lease> = Vec::new();
-    loop {
-        match leases.turn(&held).await {
-            Ok(turn) => held = act(&shared, &sessions, &operations, turn).await,
-            Err(e) => tracing::warn!("taking this node's turn with the device leases: {e}"),
-        }
-        tokio::time::sleep(leases.turn_interval()).await;
+    /// The leases the node holds and runs, by device, as of its last turn.
+    desired: Arc<Mutex<HashMap<Key, Lease>>>,
+}
+
+impl Turns {
+    /// Starts the turns on `runtime`.
+    pub(super) fn start(
+        shared: Arc<Shared>,
+        sessions: Arc<Sessions>,
+        operations: Arc<Operations>,
+        runtime: &tokio::runtime::Handle,
+    ) -> Turns {
+        let (stop, stopping) = watch::channel(false);
+        let node = Node { shared, sessions, operations, desired: Arc::default() };
+        Turns { stop, task: runtime.spawn(node.run(stopping)) }
+    }
+
+    /// Stops the turns and waits for the one under way: no lease is taken after this.
+    pub(super) async fn stop(self) {
+        self.stop.send_replace(true);
+        let _ = self.task.await;
     }
 }
 
-/// Acts on `turn` and returns the leases the node holds after it.
-async fn act(
-    shared: &Shared,
-    sessions: &Mutex<HashMap<Key, Arc<WhatsappDevice>>>,
-    operations: &Operations,
-    turn: Turn,
-) -> Vec<Lease> {
-    let session =
-        |lease: &Lease| sessions.lock().expect("sessions lock").get(&key(&lease.tenant, &lease.device)).cloned();
-    let mut given_up = HashSet::new();
-    for lease in turn.lost.iter().chain(&turn.surplus) {
-        if let Some(session) = session(lease) {
-            let _operation = operation(operations, &key(&lease.tenant, &lease.device)).lock_owned().await;
-            if session.storage.lease().as_ref() == Some(lease) {
+impl Node {
+    async fn run(self, mut stopping: watch::Receiver<bool>) {
+        let leases = self.shared.leases();
+        let mut held: Vec<Lease> = Vec::new();
+        let mut last_turn = Instant::now();
+        loop {
+            let known: Vec<Key> = self.sessions.lock().expect("sessions lock").keys().cloned().collect();
+            let known: Vec<(&str, &str)> =
+                known.iter().map(|(tenant, device)| (tenant.as_str(), device.as_str())).collect();
+            match leases.turn(&held, &known).await {
+                Ok(turn) => {
+                    last_turn = Instant::now();
+                    held = self.act(turn);
+                }
+                Err(e) => {
+                    tracing::warn!("taking this node's turn with the device leases: {e}");
+                    if last_turn.elapsed() + leases.turn_interval() >= leases.ttl() && !held.is_empty() {
+                        tracing::error!("no turn for a lease time: giving up every device, other nodes may hold them");
+                        held.clear();
+                        self.act(Turn::default());
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(leases.turn_interval()) => {}
+                _ = stopping.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+
+    /// Makes `turn` the desired devices, starts the reconciliation of every device that
+    /// differs, hands the surplus over, and returns the leases held after it.
+    fn act(&self, turn: Turn) -> Vec<Lease> {
+        let surplus: Vec<Key> = turn.surplus.iter().map(|lease| key(&lease.tenant, &lease.device)).collect();
+        let desired: HashMap<Key, Lease> = turn
+            .held
+            .iter()
+            .map(|lease| (key(&lease.tenant, &lease.device), lease.clone()))
+            .filter(|(device, _)| !surplus.contains(device))
+            .collect();
+        *self.desired.lock().expect("desired lock") = desired.clone();
+        let sessions: Vec<(Key, Arc<WhatsappDevice>)> =
+            self.sessions.lock().expect("sessions lock").iter().map(|(k, s)| (k.clone(), s.clone())).collect();
+        for (device, session) in &sessions {
+            let differs = match desired.get(device) {
+                Some(lease) => session.storage.lease().as_ref() != Some(lease) || should_start(session),
+                None => session.storage.lease().is_some(),
+            };
+            if differs {
+                tokio::spawn(self.clone().reconcile(device.clone(), None));
+            }
+        }
+        for lease in turn.surplus {
+            let device = key(&lease.tenant, &lease.device);
+            tokio::spawn(self.clone().reconcile(device, Some(lease)));
+        }
+        for lease in &turn.held {
+            let device = key(&lease.tenant, &lease.device);
+            if desired.contains_key(&device) && !sessions.iter().any(|(known, _)| *known == device) {
+                // A device no session runs here (removed meanwhile): back to the others.
+                tokio::spawn(self.clone().reconcile(device, Some(lease.clone())));
+            }
+        }
+        turn.held.into_iter().filter(|lease| !turn_surplus(&surplus, lease)).collect()
+    }
+
+    /// Brings `device`'s session in line with the desired devices, under its operation lock;
+    /// then releases `release` (a lease to hand over) unless the device is desired again.
+    async fn reconcile(self, device: Key, release: Option<Lease>) {
+        let _operation = operation(&self.operations, &device).lock_owned().await;
+        let want = self.desired.lock().expect("desired lock").get(&device).cloned();
+        let session = self.sessions.lock().expect("sessions lock").get(&device).cloned();
+        let session = session.filter(|session| !session.removed.load(Ordering::Acquire));
+        if let Some(session) = &session {
+            let holds = session.storage.lease();
+            if holds.is_some() && holds != want {
+                tracing::info!(device = device.1, "this node no longer runs the device");
                 session.give_up().await;
             }
-        }
-    }
-    for lease in &turn.surplus {
-        tracing::info!(device = lease.device, "handing the device over to a node below its share");
-        if let Err(e) = shared.leases().release(lease).await {
-            tracing::warn!(device = lease.device, "releasing the device's lease: {e}; it expires instead");
-        }
-        given_up.insert(lease.id);
-    }
-    for lease in &turn.taken {
-        let Some(session) =
-            session(lease).filter(|session| !session.removed.load(std::sync::atomic::Ordering::Acquire))
-        else {
-            // Not a device of this node's (yet): back to the others.
-            if let Err(e) = shared.leases().release(lease).await {
-                tracing::warn!(device = lease.device, "releasing a device this node does not run: {e}");
+            if let Some(lease) = &want {
+                if session.storage.lease().as_ref() != Some(lease) {
+                    tracing::info!(device = device.1, epoch = lease.epoch, "this node runs the device now");
+                    session.storage.set_lease(Some(lease.clone()));
+                    if !is_terminal(session.status().state) {
+                        session.set_state(DeviceState::Connecting);
+                    }
+                }
+                if should_start(session) {
+                    session.clone().start().await;
+                }
             }
-            given_up.insert(lease.id);
-            continue;
+        }
+        let give_back = match release {
+            Some(lease) if want.is_none() => Some(lease),
+            Some(lease) if session.is_none() => Some(lease),
+            _ => None,
         };
-        let _operation = operation(operations, &key(&lease.tenant, &lease.device)).lock_owned().await;
-        tracing::info!(device = lease.device, epoch = lease.epoch, "this node runs the device now");
-        session.storage.set_lease(Some(lease.clone()));
-        let state = session.status().state;
-        // A logged-out or replaced device stays so (as at start); the others connect.
-        if !(crate::is_terminal(state) && state != DeviceState::Banned) {
-            session.set_state(DeviceState::Connecting);
-            session.clone().start().await;
+        if let Some(lease) = give_back {
+            self.desired.lock().expect("desired lock").remove(&device);
+            tracing::info!(device = device.1, "handing the device over to the other nodes");
+            if let Err(e) = self.shared.leases().release(&lease).await {
+                tracing::warn!(device = device.1, "releasing the device's lease: {e}; it expires instead");
+            }
         }
     }
-    turn.held.into_iter().filter(|lease| !given_up.contains(&lease.id)).collect()
+}
+
+/// Whether `lease` is one of the `surplus` devices.
+fn turn_surplus(surplus: &[Key], lease: &Lease) -> bool {
+    surplus.contains(&key(&lease.tenant, &lease.device))
+}
+
+/// Whether a session this node holds should get a client: it was opened (its remembered
+/// state applied), it has none, and it is neither unlinked (nothing to connect) nor logged
+/// out, replaced or banned (as at start: those wait for the operator, or for the ban's end).
+fn should_start(session: &WhatsappDevice) -> bool {
+    let state = session.status().state;
+    session.opened.load(Ordering::Acquire)
+        && session.storage.owned()
+        && !session.has_client()
+        && state != DeviceState::Unlinked
+        && !is_terminal(state)
 }
