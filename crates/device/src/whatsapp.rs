@@ -230,6 +230,9 @@ impl DeviceManager for WhatsappDevices {
                     }
                     return;
                 }
+                // Superseded: it reports nothing and starts no client any more (a ban's timer).
+                old.removed.store(true, Ordering::Release);
+                old.storage.set_lease(None);
             }
             if let Err(e) = storage.register(&key.0, &key.1).await {
                 tracing::error!(device = key.1, "registering the device with the other nodes: {e:#}");
@@ -357,8 +360,8 @@ impl DeviceManager for WhatsappDevices {
             let operation = operation(&self.operations, &key);
             stopping.spawn(async move {
                 let _operation = operation.lock().await;
-                session.stop().await;
                 session.storage.set_lease(None);
+                session.stop().await;
             });
         }
         while stopping.join_next().await.is_some() {}
@@ -576,8 +579,8 @@ impl WhatsappDevice {
     }
 
     async fn start(self: Arc<Self>) {
-        if self.has_client() {
-            // Started already: by the node's turn that took the lease, before the opening.
+        if self.has_client() || self.removed.load(Ordering::Acquire) {
+            // A session never runs two clients, and a removed or superseded one none.
             return;
         }
         if !self.storage.owned() {
@@ -719,9 +722,10 @@ impl WhatsappDevice {
     /// and a logged-out, replaced or banned device keeps showing so.
     async fn give_up(&self) {
         self.finish_link(LinkState::Failed { reason: "the device moved to another node".to_string() });
-        self.stop().await;
-        // No longer held first: the next holder records the device's status, not this node.
+        // No longer held first: the next holder records the device's status, not this node
+        // (not even the stopping client's last events).
         self.storage.set_lease(None);
+        self.stop().await;
         if !is_terminal(self.status().state) {
             self.set_state(DeviceState::Disconnected);
         }

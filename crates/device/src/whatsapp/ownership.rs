@@ -9,7 +9,7 @@
 //! A node whose turns fail for a lease time gives up every device: its leases may be another
 //! node's by then.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -63,24 +63,28 @@ impl Node {
     async fn run(self, mut stopping: watch::Receiver<bool>) {
         let leases = self.shared.leases();
         let mut held: Vec<Lease> = Vec::new();
-        let mut last_turn = Instant::now();
+        // When the last turn that renewed the leases began: they last a lease time from then.
+        let mut renewed = Instant::now();
         loop {
             let known: Vec<Key> = self.sessions.lock().expect("sessions lock").keys().cloned().collect();
             let known: Vec<(&str, &str)> =
                 known.iter().map(|(tenant, device)| (tenant.as_str(), device.as_str())).collect();
-            match leases.turn(&held, &known).await {
-                Ok(turn) => {
-                    last_turn = Instant::now();
+            let began = Instant::now();
+            // A turn slower than what is left of the leases is as good as a failed one.
+            let left = leases.ttl().saturating_sub(renewed.elapsed());
+            match tokio::time::timeout(left, leases.turn(&held, &known)).await {
+                Ok(Ok(turn)) => {
+                    renewed = began;
                     held = self.act(turn);
                 }
-                Err(e) => {
-                    tracing::warn!("taking this node's turn with the device leases: {e}");
-                    if last_turn.elapsed() + leases.turn_interval() >= leases.ttl() && !held.is_empty() {
-                        tracing::error!("no turn for a lease time: giving up every device, other nodes may hold them");
-                        held.clear();
-                        self.act(Turn::default());
-                    }
-                }
+                Ok(Err(e)) => tracing::warn!("taking this node's turn with the device leases: {e}"),
+                Err(_) => tracing::warn!("this node's turn with the device leases took longer than its leases last"),
+            }
+            let running = !self.desired.lock().expect("desired lock").is_empty();
+            if running && renewed.elapsed() + leases.turn_interval() >= leases.ttl() {
+                tracing::error!("no turn for a lease time: giving up every device, other nodes may hold them");
+                held.clear();
+                self.act(Turn::default());
             }
             tokio::select! {
                 _ = tokio::time::sleep(leases.turn_interval()) => {}
@@ -92,7 +96,7 @@ impl Node {
     /// Makes `turn` the desired devices, starts the reconciliation of every device that
     /// differs, hands the surplus over, and returns the leases held after it.
     fn act(&self, turn: Turn) -> Vec<Lease> {
-        let surplus: Vec<Key> = turn.surplus.iter().map(|lease| key(&lease.tenant, &lease.device)).collect();
+        let surplus: HashSet<Key> = turn.surplus.iter().map(|lease| key(&lease.tenant, &lease.device)).collect();
         let desired: HashMap<Key, Lease> = turn
             .held
             .iter()
@@ -122,7 +126,7 @@ impl Node {
                 tokio::spawn(self.clone().reconcile(device, Some(lease.clone())));
             }
         }
-        turn.held.into_iter().filter(|lease| !turn_surplus(&surplus, lease)).collect()
+        turn.held.into_iter().filter(|lease| !surplus.contains(&key(&lease.tenant, &lease.device))).collect()
     }
 
     /// Brings `device`'s session in line with the desired devices, under its operation lock;
@@ -164,11 +168,6 @@ impl Node {
             }
         }
     }
-}
-
-/// Whether `lease` is one of the `surplus` devices.
-fn turn_surplus(surplus: &[Key], lease: &Lease) -> bool {
-    surplus.contains(&key(&lease.tenant, &lease.device))
 }
 
 /// Whether a session this node holds should get a client: it was opened (its remembered
