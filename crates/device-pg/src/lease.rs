@@ -148,11 +148,6 @@ impl Leases {
         self.ttl
     }
 
-    /// The name the leases are held under: the node's name and this process's suffix.
-    pub fn holder(&self) -> &str {
-        &self.node
-    }
-
     pub(crate) fn ttl_millis(&self) -> f64 {
         self.ttl.as_secs_f64() * 1000.0
     }

@@ -278,7 +278,6 @@ async fn a_forgotten_device_is_gone_and_its_former_owner_is_fenced() {
     let lease = a.acquire("acme", "main").await.unwrap().unwrap();
     let state = DeviceState::new(db.clone(), &lease);
     state.create().await.unwrap();
-    assert!(a.holder().starts_with("a#"), "{}", a.holder());
     b.forget("acme", "main").await.unwrap();
     assert!(is_fenced(&state.put_session("1@s.whatsapp.net", b"x").await.unwrap_err()));
     assert!(a.renew().await.unwrap().is_empty());
