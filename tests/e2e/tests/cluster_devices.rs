@@ -81,34 +81,43 @@ async fn raw(url: &str) -> tokio_postgres::Client {
     client
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
-async fn nodes_share_the_devices_and_take_them_over_without_pairing() {
+/// A PostgreSQL server with a database (its URL), and wa-sim on the world fixture.
+async fn cluster() -> (Postgres, String, Arc<WaSim>) {
     let server = tokio::task::spawn_blocking(Postgres::start).await.unwrap().expect("PostgreSQL starts");
     let url = server.create_database().unwrap();
     let world = wa_sim::World::load(fixtures().join("wa-world.toml")).expect("the world fixture");
     let sim = Arc::new(WaSim::start(SimConfig::new(world)).await.expect("wa-sim starts"));
-    let a = node(&sim, &url, "a").await;
-    let b = node(&sim, &url, "b").await;
+    (server, url, sim)
+}
 
-    // Every device is run by exactly one node, two each, and linked there.
-    let owner =
-        |n: usize| [&a, &b].into_iter().position(|node| node.sessions[n].status().state == DeviceState::Unlinked);
+/// Waits until nodes `a` and `b` run two devices each, and links every device on its node.
+async fn link_all(sim: &WaSim, a: &Node, b: &Node) {
+    let owner = |n: usize| [a, b].into_iter().position(|node| node.sessions[n].status().state == DeviceState::Unlinked);
     let unlinked = |node: &Node| node.sessions.iter().filter(|s| s.status().state == DeviceState::Unlinked).count();
-    // (A alone took all four at first, then handed two over to B.)
-    until(10, "two devices each, unlinked", || [unlinked(&a), unlinked(&b)] == [2, 2]).await;
+    // (The first node alone took all four at first, then handed two over.)
+    until(10, "two devices each, unlinked", || [unlinked(a), unlinked(b)] == [2, 2]).await;
     for (n, (device, phone)) in DEVICES.iter().enumerate() {
         let at = owner(n).unwrap();
-        let node = [&a, &b][at];
+        let node = [a, b][at];
         let mut view = node.devices.link_qr("acme", device).await.expect("its owner links it");
         let Some(LinkState::Qr { code, .. }) = next(&mut view).await else { panic!("a QR code first") };
         sim.scan_qr(&code, phone).await.expect("the phone scans it");
         assert!(matches!(next(&mut view).await, Some(LinkState::Linked { .. })), "{device} is linked");
-        let other = [&a, &b][1 - at];
+        let other = [a, b][1 - at];
         let refused = other.devices.link_qr("acme", device).await.expect_err("only its owner links it");
         assert!(refused.to_string().contains("another node runs this device"), "{refused:#}");
     }
-    until(10, "two connected each", || connected(&[&a, &b]) == [2, 2]).await;
+    until(10, "two connected each", || connected(&[a, b]) == [2, 2]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+async fn nodes_share_the_devices_and_take_them_over_without_pairing() {
+    let (_server, url, sim) = cluster().await;
+    let a = node(&sim, &url, "a").await;
+    let b = node(&sim, &url, "b").await;
+    // Every device is run by exactly one node, two each, and linked there.
+    link_all(&sim, &a, &b).await;
     let (most, stop) = watch_connections(sim.clone());
 
     // A leaves: its leases are released at once (not left to expire), and B takes its
@@ -132,6 +141,32 @@ async fn nodes_share_the_devices_and_take_them_over_without_pairing() {
     // within the 10 s the cluster promises.
     drop(c);
     until(10, "B runs all four devices again", || connected(&[&b]) == [4]).await;
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(most.load(Ordering::Relaxed), 1, "wa-sim saw two clients of one device at once");
+    b.devices.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+async fn a_node_cut_off_from_the_database_gives_its_devices_up_before_another_takes_them() {
+    let (_server, url, sim) = cluster().await;
+    // Node A connects as a role of its own, so that it alone can be cut off.
+    let admin = raw(&url).await;
+    admin.batch_execute("CREATE ROLE node_a LOGIN SUPERUSER").await.unwrap();
+    let b = node(&sim, &url, "b").await;
+    let a = node(&sim, &url.replacen("waedge@", "node_a@", 1), "a").await;
+    link_all(&sim, &b, &a).await;
+    let (most, stop) = watch_connections(sim.clone());
+
+    // A loses the database (its role may no longer log in, its connections are cut): its
+    // turns fail, and it must stop its clients before its leases expire and B takes them.
+    admin.batch_execute("ALTER ROLE node_a NOLOGIN").await.unwrap();
+    admin
+        .execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'node_a'", &[])
+        .await
+        .unwrap();
+    until(15, "B runs all four devices", || connected(&[&b]) == [4]).await;
+    assert_eq!(connected(&[&a]), [0], "A gave its devices up");
     stop.store(true, Ordering::Relaxed);
     assert_eq!(most.load(Ordering::Relaxed), 1, "wa-sim saw two clients of one device at once");
     b.devices.shutdown().await;
