@@ -72,7 +72,7 @@ impl Leases {
                                   WHERE (owner IS NULL OR expires_at <= clock_timestamp())
                                     AND (tenant, device) IN (SELECT * FROM unnest($4::text[], $5::text[]))
                                   ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
-                     RETURNING id, epoch, tenant, device",
+                     RETURNING id, epoch, tenant, device, stopped_as",
                     &[&self.node, &self.ttl_millis(), &wanted, &tenants, &devices],
                 )
                 .await?;

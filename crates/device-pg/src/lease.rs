@@ -33,11 +33,20 @@ pub struct Lease {
     pub tenant: String,
     /// The device's id within its tenant.
     pub device: String,
+    /// The state the device's client stopped in for good (`logged-out`, `replaced`,
+    /// `banned`) on whichever node ran it last, if it did ([`Leases::stopped_as`]).
+    pub stopped_as: Option<String>,
 }
 
 impl Lease {
     pub(crate) fn from_row(row: &tokio_postgres::Row) -> Lease {
-        Lease { id: row.get("id"), epoch: row.get("epoch"), tenant: row.get("tenant"), device: row.get("device") }
+        Lease {
+            id: row.get("id"),
+            epoch: row.get("epoch"),
+            tenant: row.get("tenant"),
+            device: row.get("device"),
+            stopped_as: row.get("stopped_as"),
+        }
     }
 }
 
@@ -77,7 +86,7 @@ impl Leases {
                  SET owner = $3, epoch = epoch + 1,
                      expires_at = clock_timestamp() + $4::float8 * interval '1 millisecond'
                  WHERE tenant = $1 AND device = $2 AND (owner IS NULL OR expires_at <= clock_timestamp())
-                 RETURNING id, epoch, tenant, device",
+                 RETURNING id, epoch, tenant, device, stopped_as",
                 &[&tenant, &device, &self.node, &self.ttl_millis()],
             )
             .await?;
@@ -93,7 +102,7 @@ impl Leases {
             .query(
                 "UPDATE wa_devices SET expires_at = clock_timestamp() + $2::float8 * interval '1 millisecond'
                  WHERE owner = $1 AND expires_at > clock_timestamp()
-                 RETURNING id, epoch, tenant, device",
+                 RETURNING id, epoch, tenant, device, stopped_as",
                 &[&self.node, &self.ttl_millis()],
             )
             .await?;
@@ -113,6 +122,18 @@ impl Leases {
             )
             .await?;
         Ok(row.is_some())
+    }
+
+    /// Records that the device of `lease` stopped for good in `state` (or, `None`, that it
+    /// connected again), for whichever node holds it next. Only under the lease.
+    pub async fn stopped_as(&self, lease: &Lease, state: Option<&str>) -> Result<(), Error> {
+        let db = self.db.connection().await?;
+        db.execute(
+            "UPDATE wa_devices SET stopped_as = $4 WHERE id = $1 AND epoch = $2 AND owner = $3",
+            &[&lease.id, &lease.epoch, &self.node, &state],
+        )
+        .await?;
+        Ok(())
     }
 
     /// Gives `lease` up at once (after the device's client stopped), so that another node

@@ -21,6 +21,9 @@ const MIGRATIONS: &[&str] = &[r#"
         owner      TEXT,
         epoch      BIGINT NOT NULL DEFAULT 0,
         expires_at TIMESTAMPTZ,
+        -- The state its client stopped in for good (logged-out, replaced, banned), so that
+        -- the next holder does not start it; cleared once it connects again.
+        stopped_as TEXT,
         UNIQUE (tenant, device),
         -- An epoch change is then a key update: it waits for the writes that hold the row
         -- FOR KEY SHARE (every fenced write), and they see the new epoch once it commits.

@@ -284,3 +284,19 @@ async fn a_forgotten_device_is_gone_and_its_former_owner_is_fenced() {
     let again = b.acquire("acme", "main").await.unwrap().expect("a new device of the same name");
     assert!(!DeviceState::new(db, &again).exists().await.unwrap(), "with none of the old state");
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+async fn the_state_a_device_stopped_in_reaches_its_next_holder_and_only_the_holder_records_it() {
+    let (_server, _url, db) = database().await;
+    let (a, b) = (node(&db, "a"), node(&db, "b"));
+    let lease = a.acquire("acme", "main").await.unwrap().unwrap();
+    assert_eq!(lease.stopped_as, None);
+    b.stopped_as(&lease, Some("replaced")).await.unwrap();
+    a.stopped_as(&lease, Some("logged-out")).await.unwrap();
+    a.release(&lease).await.unwrap();
+    let next = b.acquire("acme", "main").await.unwrap().unwrap();
+    assert_eq!(next.stopped_as.as_deref(), Some("logged-out"), "the holder's record, not another node's");
+    b.stopped_as(&next, None).await.unwrap();
+    assert_eq!(b.renew().await.unwrap()[0].stopped_as, None, "cleared once it connects again");
+}

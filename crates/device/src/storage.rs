@@ -138,6 +138,22 @@ impl DeviceStorage {
         }
     }
 
+    /// Records (shared) that the device stopped for good in `state`, or (`None`) that it
+    /// connected again, for the next node to hold it; a failure is only logged: the next
+    /// holder then starts it, and WhatsApp says again.
+    pub(crate) async fn stopped_as(&self, state: Option<&str>) {
+        if let (DeviceStorage::Shared { shared, .. }, Some(lease)) = (self, self.lease())
+            && lease.stopped_as.as_deref() != state
+        {
+            match shared.leases.stopped_as(&lease, state).await {
+                Ok(()) => self.set_lease(Some(Lease { stopped_as: state.map(str::to_string), ..lease })),
+                Err(e) => {
+                    tracing::warn!(device = lease.device, "recording the device's state for the other nodes: {e}")
+                }
+            }
+        }
+    }
+
     /// Whether this node may run the device: always for a file, under a lease if shared.
     pub(crate) fn owned(&self) -> bool {
         match self {

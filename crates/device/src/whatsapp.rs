@@ -787,6 +787,7 @@ impl WhatsappDevice {
     /// Records the terminal `state` before anyone can see it: once the device shows it, a
     /// crash cannot make a restart reconnect a device WhatsApp dropped.
     async fn settle(&self, state: DeviceState) {
+        self.storage.stopped_as(Some(state.name())).await;
         let Some(observer) = self.observer() else { return };
         let mut settled = self.status();
         settled.state = state;
@@ -894,6 +895,7 @@ impl WhatsappDevice {
     async fn observe(self: &Arc<Self>, event: &Event) {
         match event {
             Event::Connected(_) => {
+                self.storage.stopped_as(None).await;
                 let client = self.client.read().expect("client lock").clone();
                 self.update(|status| {
                     if let Some(client) = client {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use wa_sim::{SimConfig, WaSim};
+use wa_sim::{Pattern, SimConfig, WaSim};
 use waedge_contract::types::DeviceState;
 use waedge_device::link::LinkState;
 use waedge_device::storage::Shared;
@@ -169,5 +169,33 @@ async fn a_node_cut_off_from_the_database_gives_its_devices_up_before_another_ta
     assert_eq!(connected(&[&a]), [0], "A gave its devices up");
     stop.store(true, Ordering::Relaxed);
     assert_eq!(most.load(Ordering::Relaxed), 1, "wa-sim saw two clients of one device at once");
+    b.devices.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+async fn a_device_logged_out_on_one_node_stays_logged_out_on_the_next() {
+    let (_server, url, sim) = cluster().await;
+    let a = node(&sim, &url, "a").await;
+    let b = node(&sim, &url, "b").await;
+    link_all(&sim, &a, &b).await;
+
+    // The phone logs one of A's devices out; then A leaves.
+    let on_a = (0..DEVICES.len()).find(|&n| a.sessions[n].status().state == DeviceState::Connected).unwrap();
+    let (device, phone) = DEVICES[on_a];
+    sim.log_out(phone).await;
+    until(10, "the device is logged out", || a.sessions[on_a].status().state == DeviceState::LoggedOut).await;
+    let handshakes =
+        || [Pattern::Xx, Pattern::Ik, Pattern::XxFallback].map(|p| sim.handshakes(p)).iter().sum::<usize>();
+    let before = handshakes();
+    a.devices.shutdown().await;
+
+    // B takes all four, and starts the other one of A's only: the logged-out one waits to be
+    // linked again — no connection is even tried.
+    until(10, "B runs the three others", || connected(&[&b]) == [3]).await;
+    until(10, "B holds the logged-out one", || b.sessions[on_a].status().state == DeviceState::LoggedOut).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(handshakes() - before, 1, "only the other device of A's connected; {device} was not tried");
+    assert_eq!(b.sessions[on_a].status().state, DeviceState::LoggedOut);
     b.devices.shutdown().await;
 }

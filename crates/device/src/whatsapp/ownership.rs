@@ -146,8 +146,15 @@ impl Node {
                 if session.storage.lease().as_ref() != Some(lease) {
                     tracing::info!(device = device.1, epoch = lease.epoch, "this node runs the device now");
                     session.storage.set_lease(Some(lease.clone()));
-                    if !is_terminal(session.status().state) {
-                        session.set_state(DeviceState::Connecting);
+                    // Where the last holder's client stopped for good, this one does not start
+                    // it (a banned device tries again, as at start: WhatsApp says if the ban
+                    // is over).
+                    let stopped = lease.stopped_as.as_deref().and_then(|state| state.parse::<DeviceState>().ok());
+                    let stopped = stopped.filter(|state| *state != DeviceState::Banned);
+                    match stopped {
+                        Some(state) => session.set_state(state),
+                        None if !is_terminal(session.status().state) => session.set_state(DeviceState::Connecting),
+                        None => {}
                     }
                 }
                 if should_start(session) {
