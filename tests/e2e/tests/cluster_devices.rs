@@ -58,20 +58,33 @@ fn connected(nodes: &[&Node]) -> Vec<usize> {
         .collect()
 }
 
-/// Samples wa-sim's logged-in clients of each device's account until stopped, keeping the
-/// most seen of any one.
-fn watch_connections(sim: Arc<WaSim>) -> (Arc<AtomicUsize>, Arc<AtomicBool>) {
-    let (most, stop) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
-    let (seen, stopping) = (most.clone(), stop.clone());
-    tokio::spawn(async move {
-        while !stopping.load(Ordering::Relaxed) {
-            for (_, phone) in DEVICES {
-                seen.fetch_max(sim.connections_of(phone), Ordering::Relaxed);
+/// wa-sim's logged-in clients of each device's account, sampled until [checked](Self::never_two).
+struct Clients {
+    most: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Clients {
+    /// Starts sampling, keeping the most clients seen of any one account.
+    fn watch(sim: Arc<WaSim>) -> Clients {
+        let (most, stop) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+        let (seen, stopping) = (most.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stopping.load(Ordering::Relaxed) {
+                for (_, phone) in DEVICES {
+                    seen.fetch_max(sim.connections_of(phone), Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    });
-    (most, stop)
+        });
+        Clients { most, stop }
+    }
+
+    /// Stops sampling: one client of an account at most, ever.
+    fn never_two(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        assert_eq!(self.most.load(Ordering::Relaxed), 1, "wa-sim saw two clients of one device at once");
+    }
 }
 
 /// A plain client of the shared database, to look at the leases.
@@ -118,7 +131,7 @@ async fn nodes_share_the_devices_and_take_them_over_without_pairing() {
     let b = node(&sim, &url, "b").await;
     // Every device is run by exactly one node, two each, and linked there.
     link_all(&sim, &a, &b).await;
-    let (most, stop) = watch_connections(sim.clone());
+    let clients = Clients::watch(sim.clone());
 
     // A leaves: its leases are released at once (not left to expire), and B takes its
     // devices at its next turn and logs them in, no pairing.
@@ -141,8 +154,7 @@ async fn nodes_share_the_devices_and_take_them_over_without_pairing() {
     // within the 10 s the cluster promises.
     drop(c);
     until(10, "B runs all four devices again", || connected(&[&b]) == [4]).await;
-    stop.store(true, Ordering::Relaxed);
-    assert_eq!(most.load(Ordering::Relaxed), 1, "wa-sim saw two clients of one device at once");
+    clients.never_two();
     b.devices.shutdown().await;
 }
 
@@ -156,7 +168,7 @@ async fn a_node_cut_off_from_the_database_gives_its_devices_up_before_another_ta
     let b = node(&sim, &url, "b").await;
     let a = node(&sim, &url.replacen("waedge@", "node_a@", 1), "a").await;
     link_all(&sim, &b, &a).await;
-    let (most, stop) = watch_connections(sim.clone());
+    let clients = Clients::watch(sim.clone());
 
     // A loses the database (its role may no longer log in, its connections are cut): its
     // turns fail, and it must stop its clients before its leases expire and B takes them.
@@ -167,8 +179,7 @@ async fn a_node_cut_off_from_the_database_gives_its_devices_up_before_another_ta
         .unwrap();
     until(15, "B runs all four devices", || connected(&[&b]) == [4]).await;
     assert_eq!(connected(&[&a]), [0], "A gave its devices up");
-    stop.store(true, Ordering::Relaxed);
-    assert_eq!(most.load(Ordering::Relaxed), 1, "wa-sim saw two clients of one device at once");
+    clients.never_two();
     b.devices.shutdown().await;
 }
 
