@@ -9,21 +9,14 @@
 //! is never held by two nodes, a dead node's devices are taken over once its leases expire,
 //! and nobody waits on a node that is gone.
 
-use std::collections::HashSet;
-
 use crate::{Error, Lease, Leases};
 
 /// What a node must do after a turn.
 #[derive(Debug, Default)]
 pub struct Turn {
-    /// The leases it holds now, renewed: its devices, including the surplus.
+    /// The leases it holds now, renewed or just taken: its devices, including the surplus.
+    /// A device it ran whose lease is missing was lost: its client must stop.
     pub held: Vec<Lease>,
-    /// Leases taken in this turn: start these devices' clients, on state opened with these
-    /// leases.
-    pub taken: Vec<Lease>,
-    /// Leases it held and lost (it did not renew them in time): stop these clients; their
-    /// writes are refused already.
-    pub lost: Vec<Lease>,
     /// Held leases beyond its fair share: stop these clients, then [release](Leases::release)
     /// the leases for the nodes below their share.
     pub surplus: Vec<Lease>,
@@ -31,9 +24,8 @@ pub struct Turn {
 
 impl Leases {
     /// One turn of this node: alive, leases renewed, its share taken (of the devices in
-    /// `known`, tenant and device: those it can run) or its surplus named. `held` is what it
-    /// held after its last turn ([`Turn::held`]; empty at first).
-    pub async fn turn(&self, held: &[Lease], known: &[(&str, &str)]) -> Result<Turn, Error> {
+    /// `known`, tenant and device: those it can run) or its surplus named.
+    pub async fn turn(&self, known: &[(&str, &str)]) -> Result<Turn, Error> {
         let db = self.db.connection().await?;
         db.execute(
             "INSERT INTO wa_nodes (name, expires_at) VALUES ($1, clock_timestamp() + $2::float8 * interval '1 millisecond')
@@ -42,8 +34,6 @@ impl Leases {
         )
         .await?;
         let mut renewed = self.renew().await?;
-        let kept: HashSet<(i64, i64)> = renewed.iter().map(|lease| (lease.id, lease.epoch)).collect();
-        let lost = held.iter().filter(|lease| !kept.contains(&(lease.id, lease.epoch))).cloned().collect();
 
         let counts = db
             .query_opt(
@@ -60,9 +50,7 @@ impl Leases {
         let surplus = renewed.get(share..).unwrap_or_default().to_vec();
         let wanted = i64::try_from(share.saturating_sub(renewed.len())).unwrap_or(i64::MAX);
         let (tenants, devices): (Vec<&str>, Vec<&str>) = known.iter().copied().unzip();
-        let taken: Vec<Lease> = if wanted == 0 {
-            Vec::new()
-        } else {
+        if wanted > 0 {
             let rows = db
                 .query(
                     "UPDATE wa_devices
@@ -76,10 +64,9 @@ impl Leases {
                     &[&self.node, &self.ttl_millis(), &wanted, &tenants, &devices],
                 )
                 .await?;
-            rows.iter().map(Lease::from_row).collect()
-        };
-        renewed.extend(taken.iter().cloned());
-        Ok(Turn { held: renewed, taken, lost, surplus })
+            renewed.extend(rows.iter().map(Lease::from_row));
+        }
+        Ok(Turn { held: renewed, surplus })
     }
 
     /// Leaves the cluster, once this node has stopped all its clients: its leases are

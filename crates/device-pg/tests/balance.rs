@@ -24,7 +24,7 @@ impl Node {
     /// One turn: stops (here: forgets) and releases the surplus, keeps the rest.
     async fn turn(&mut self) {
         let known: Vec<(&str, &str)> = DEVICES.iter().map(|device| ("acme", device.as_str())).collect();
-        let turn = self.leases.turn(&self.held, &known).await.expect("a turn");
+        let turn = self.leases.turn(&known).await.expect("a turn");
         for lease in &turn.surplus {
             self.leases.release(lease).await.expect("a release");
         }

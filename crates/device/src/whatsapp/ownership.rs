@@ -62,7 +62,6 @@ impl Turns {
 impl Node {
     async fn run(self, mut stopping: watch::Receiver<bool>) {
         let leases = self.shared.leases();
-        let mut held: Vec<Lease> = Vec::new();
         // When the last turn that renewed the leases began: they last a lease time from then.
         let mut renewed = Instant::now();
         loop {
@@ -72,10 +71,10 @@ impl Node {
             let began = Instant::now();
             // A turn slower than what is left of the leases is as good as a failed one.
             let left = leases.ttl().saturating_sub(renewed.elapsed());
-            match tokio::time::timeout(left, leases.turn(&held, &known)).await {
+            match tokio::time::timeout(left, leases.turn(&known)).await {
                 Ok(Ok(turn)) => {
                     renewed = began;
-                    held = self.act(turn);
+                    self.act(turn);
                 }
                 Ok(Err(e)) => tracing::warn!("taking this node's turn with the device leases: {e}"),
                 Err(_) => tracing::warn!("this node's turn with the device leases took longer than its leases last"),
@@ -83,7 +82,6 @@ impl Node {
             let running = !self.desired.lock().expect("desired lock").is_empty();
             if running && renewed.elapsed() + leases.turn_interval() >= leases.ttl() {
                 tracing::error!("no turn for a lease time: giving up every device, other nodes may hold them");
-                held.clear();
                 self.act(Turn::default());
             }
             tokio::select! {
@@ -94,8 +92,8 @@ impl Node {
     }
 
     /// Makes `turn` the desired devices, starts the reconciliation of every device that
-    /// differs, hands the surplus over, and returns the leases held after it.
-    fn act(&self, turn: Turn) -> Vec<Lease> {
+    /// differs, and hands the surplus over.
+    fn act(&self, turn: Turn) {
         let surplus: HashSet<Key> = turn.surplus.iter().map(|lease| key(&lease.tenant, &lease.device)).collect();
         let desired: HashMap<Key, Lease> = turn
             .held
@@ -119,14 +117,12 @@ impl Node {
             let device = key(&lease.tenant, &lease.device);
             tokio::spawn(self.clone().reconcile(device, Some(lease)));
         }
-        for lease in &turn.held {
-            let device = key(&lease.tenant, &lease.device);
-            if desired.contains_key(&device) && !sessions.iter().any(|(known, _)| *known == device) {
+        for (device, lease) in desired {
+            if !sessions.iter().any(|(known, _)| *known == device) {
                 // A device no session runs here (removed meanwhile): back to the others.
-                tokio::spawn(self.clone().reconcile(device, Some(lease.clone())));
+                tokio::spawn(self.clone().reconcile(device, Some(lease)));
             }
         }
-        turn.held.into_iter().filter(|lease| !surplus.contains(&key(&lease.tenant, &lease.device))).collect()
     }
 
     /// Brings `device`'s session in line with the desired devices, under its operation lock;
