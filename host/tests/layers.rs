@@ -111,9 +111,10 @@ fn the_checker_sees_uses_paths_and_lists() {
 const CRATES: &[(&str, &str, &[&str])] = &[
     ("waedge", "host", &["waedge-device", "waedge-store", "waedge-contract"]),
     ("waedge-device", "crates/device", &["waedge-store", "waedge-contract", "waedge-device-pg"]),
-    ("waedge-store", "crates/store", &["waedge-contract"]),
+    ("waedge-store", "crates/store", &["waedge-contract", "waedge-pg"]),
     ("waedge-contract", "crates/contract", &[]),
-    ("waedge-device-pg", "crates/device-pg", &[]),
+    ("waedge-device-pg", "crates/device-pg", &["waedge-pg"]),
+    ("waedge-pg", "crates/pg", &[]),
 ];
 
 fn manifest(path: &Path) -> toml::Table {

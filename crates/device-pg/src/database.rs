@@ -18,11 +18,6 @@ use tokio_postgres::{Client, NoTls, Row, Statement};
 
 use crate::{Error, migrations};
 
-/// The longest a connection attempt may take, unless the URL says otherwise.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Idle time before TCP keepalives probe a quiet connection, and the longest sent data may
-/// stay unacknowledged, unless the URL says otherwise.
-const KEEPALIVES_IDLE: Duration = Duration::from_secs(30);
 /// The longest a statement may take: past it, the connection is taken for dead and replaced
 /// (a half-open connection never reports itself closed). Well under a lease's life.
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -52,16 +47,7 @@ impl Database {
     /// Connects `connections` times (at least once) to the database at `url`
     /// (`postgres://user:password@host:port/database`) and brings its schema up to date.
     pub async fn connect(url: &str, connections: usize) -> Result<Database, Error> {
-        let mut config: tokio_postgres::Config = url.parse().map_err(Error::Url)?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
-            config.keepalives_idle(KEEPALIVES_IDLE);
-        }
-        if config.get_tcp_user_timeout().is_none() {
-            config.tcp_user_timeout(KEEPALIVES_IDLE);
-        }
+        let config = waedge_pg::config(url).map_err(Error::Url)?;
         let mut slots = Vec::with_capacity(connections.max(1));
         for _ in 0..connections.max(1) {
             let connection = Connection::open(&config).await.map_err(|e| Error::connecting(&config, e))?;

@@ -25,6 +25,7 @@ pub use balance::Turn;
 pub use database::Database;
 pub use lease::{Lease, Leases};
 pub use state::DeviceState;
+use waedge_pg::describe;
 
 /// What can go wrong with the device state in PostgreSQL.
 #[derive(Debug, thiserror::Error)]
@@ -69,35 +70,6 @@ pub enum Error {
 
 impl Error {
     fn connecting(config: &tokio_postgres::Config, source: tokio_postgres::Error) -> Error {
-        let host = match config.get_hosts().first() {
-            Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
-            Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
-            None => "localhost".to_string(),
-        };
-        let port = config.get_ports().first().copied().unwrap_or(5432);
-        let database = config.get_dbname().or(config.get_user()).unwrap_or("postgres");
-        Error::Connect { target: format!("{host}:{port}/{database}"), source }
+        Error::Connect { target: waedge_pg::target(config), source }
     }
-}
-
-/// What the server said (severity, message, detail, hint), or the chain of causes: a
-/// `tokio_postgres::Error` alone displays only "db error".
-fn describe(error: &tokio_postgres::Error) -> String {
-    if let Some(db) = error.as_db_error() {
-        let mut said = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
-        for extra in [db.detail(), db.hint()].into_iter().flatten() {
-            said.push_str(" (");
-            said.push_str(extra);
-            said.push(')');
-        }
-        return said;
-    }
-    let mut said = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        said.push_str(": ");
-        said.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    said
 }
