@@ -4,42 +4,50 @@
 //! free loopback port; dropping the [`Postgres`] stops the server and deletes the directory.
 //! The server trusts every connection, as its superuser `waedge`, and trades durability for
 //! speed (`fsync`, `synchronous_commit` and `full_page_writes` off). Several tests can share
-//! one server, each with a database of its own:
+//! one server, each with a database of its own; [`Postgres::shared`] is one server for the whole
+//! test process, started by the first test that asks for it:
 //!
 //! ```no_run
-//! let server = waedge_test_postgres::Postgres::start()?;
+//! let server = waedge_test_postgres::Postgres::shared()?;
 //! let url = server.create_database()?; // postgres://waedge@127.0.0.1:<port>/test_1
 //! # anyhow::Ok(())
 //! ```
 //!
-//! `start` blocks for about a second (mostly `initdb`): from async tests, call it through
-//! `tokio::task::spawn_blocking`. The binaries come from Debian's `postgresql` package
-//! (`/usr/lib/postgresql/<major>/bin`, the highest major), else from `pg_config --bindir`, else
-//! from `PATH`; `scripts/setup --test-tools` installs the package. `initdb` refuses to run as
-//! root, so under root the server runs as the unprivileged user `nobody`.
+//! `start` (and the first `shared`) blocks for about a second (mostly `initdb`): from async
+//! tests, call it through `tokio::task::spawn_blocking`. The binaries come from Debian's
+//! `postgresql` package (`/usr/lib/postgresql/<major>/bin`, the highest major), else from
+//! `pg_config --bindir`, else from `PATH`; `scripts/setup --test-tools` installs the package.
+//! `initdb` refuses to run as root, so under root the server runs as the unprivileged user
+//! `nobody`.
 //!
-//! Only dropping stops the server: one kept in a `static` (never dropped) outlives the test
-//! process, and so does its temporary directory.
+//! No server outlives its test process. Dropping a [`Postgres`] stops the server; so does, for
+//! one never dropped (in a `static`, such as the shared one) or in a process killed by SIGKILL,
+//! a watchdog process: once the test process has exited, whichever way, it stops the server and
+//! deletes its directory. Only a process killed in the instant between starting the postmaster
+//! and its watchdog, or during `initdb` (which leaves files but no server), escapes it.
 
 #![deny(missing_docs)]
 
 mod bin_dir;
 mod server_user;
+mod watchdog;
 
 use std::fs::{self, File, Permissions};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use tempfile::TempDir;
 
 use bin_dir::BinDir;
 use server_user::ServerUser;
+use watchdog::Watchdog;
 
 /// The only address the server listens on.
 const HOST: &str = "127.0.0.1";
@@ -60,7 +68,8 @@ const LOG_TAIL_LINES: usize = 30;
 /// A PostgreSQL server of its own, in a temporary directory, listening on `127.0.0.1` only.
 ///
 /// Dropping it stops the server (immediate shutdown: SIGQUIT, SIGKILL after a few seconds) and
-/// deletes the directory with the data.
+/// deletes the directory with the data; its watchdog does the same when the test process exits
+/// without dropping it.
 #[derive(Debug)]
 pub struct Postgres {
     bin: BinDir,
@@ -68,6 +77,9 @@ pub struct Postgres {
     /// Databases created so far, for their names.
     databases: AtomicU32,
     postmaster: Postmaster,
+    /// Dropped after the server is stopped and before the directory is deleted, so it neither
+    /// signals a postmaster that is gone nor deletes files along with `dir`.
+    _watchdog: Watchdog,
     /// Holds the data, the sockets and the server log; deleted when dropped, after `drop`.
     dir: TempDir,
 }
@@ -117,9 +129,19 @@ impl Postgres {
             }
             let child = command.spawn().with_context(|| format!("starting {:?}", command.get_program()))?;
             let mut postmaster = Postmaster(child);
+            // Watches from before the server is ready, so that a test process killed while it
+            // starts leaves no server either.
+            let watchdog = Watchdog::spawn(postmaster.0.id(), dir.path(), STOP_TIMEOUT)?;
             match postmaster.wait_until_ready(&bin, port, &data)? {
                 Startup::Ready => {
-                    return Ok(Postgres { bin, port, databases: AtomicU32::new(0), postmaster, dir });
+                    return Ok(Postgres {
+                        bin,
+                        port,
+                        databases: AtomicU32::new(0),
+                        postmaster,
+                        _watchdog: watchdog,
+                        dir,
+                    });
                 }
                 Startup::Exited(_) if attempt < PORT_ATTEMPTS && log_tail(&log).contains("could not bind") => {
                     attempt += 1;
@@ -142,6 +164,20 @@ impl Postgres {
         }
     }
 
+    /// The server of this test process, for suites that want a database per test
+    /// ([`create_database`](Self::create_database)) without a server per test.
+    ///
+    /// The first call starts it (see [`start`](Self::start)) and blocks, as do calls from other
+    /// threads meanwhile; later calls return the same server, or fail with the same message if
+    /// it did not start (it is not tried again). Kept in a `static`, it is never dropped: its
+    /// watchdog stops it and deletes its files once the test process has exited.
+    pub fn shared() -> Result<&'static Postgres> {
+        // A message, not the error: `anyhow::Error` cannot be cloned for each caller.
+        static SHARED: OnceLock<Result<Postgres, String>> = OnceLock::new();
+        let shared = SHARED.get_or_init(|| Postgres::start().map_err(|error| format!("{error:#}")));
+        shared.as_ref().map_err(|message| anyhow!("{message}"))
+    }
+
     /// The TCP port the server listens on, on `127.0.0.1`.
     pub fn port(&self) -> u16 {
         self.port
@@ -155,6 +191,9 @@ impl Postgres {
 
     /// Creates a new, empty database with a name unique on this server (`test_1`, `test_2`, …)
     /// and returns its [`url`](Self::url).
+    ///
+    /// Safe to call from many threads at once: each call takes a name of its own (an atomic
+    /// counter) and runs a `createdb` of its own (`CREATE DATABASE`s may run concurrently).
     pub fn create_database(&self) -> Result<String> {
         let name = format!("test_{}", self.databases.fetch_add(1, Ordering::Relaxed) + 1);
         let mut createdb = self.bin.command("createdb");
@@ -174,7 +213,8 @@ impl Postgres {
 }
 
 impl Drop for Postgres {
-    /// Stops the server; the fields drop next, the temporary directory with them.
+    /// Stops the server; the fields drop next, in order: the watchdog is dismissed, then the
+    /// temporary directory is deleted.
     fn drop(&mut self) {
         self.postmaster.stop();
     }
@@ -309,9 +349,21 @@ fn accepts_connections(bin: &BinDir, port: u16) -> Result<bool> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{BufRead, BufReader, Lines};
     use std::net::TcpStream;
+    use std::process::{ChildStdout, Command};
+    use std::thread;
 
     use super::*;
+
+    /// Tells [`helper_serves_until_killed`], in a copy of this test binary, to start a server.
+    const HELPER_ENV: &str = "WAEDGE_TEST_POSTGRES_SERVE_UNTIL_KILLED";
+    /// How [`helper_serves_until_killed`] starts its line with the postmaster's pid and the
+    /// server's directory.
+    const SERVING: &str = "serving:";
+    /// How long a watchdog may take to stop a server and delete its files: one STOP_TIMEOUT to
+    /// the SIGKILL, and a margin for a loaded machine.
+    const WATCHDOG_TIMEOUT: Duration = Duration::from_secs(15);
 
     /// The one row `psql` prints for `sql` on `database`.
     fn query(server: &Postgres, database: &str, sql: &str) -> String {
@@ -376,5 +428,110 @@ mod tests {
             let url = server.create_database().unwrap();
             assert_eq!(query(server, url.rsplit('/').next().unwrap(), "select 1"), "1");
         }
+    }
+
+    #[test]
+    #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+    fn shared_is_one_server_for_the_whole_process() {
+        let first = Postgres::shared().unwrap();
+        let second = Postgres::shared().unwrap();
+        assert!(std::ptr::eq(first, second));
+        assert_eq!(first.port(), second.port());
+        let creators: Vec<_> = (0..8)
+            .map(|_| {
+                thread::spawn(|| (0..2).map(|_| Postgres::shared()?.create_database()).collect::<Result<Vec<_>>>())
+            })
+            .collect();
+        let mut urls: Vec<String> = creators.into_iter().flat_map(|creator| creator.join().unwrap().unwrap()).collect();
+        for url in &urls {
+            let name = url.rsplit('/').next().unwrap();
+            assert_eq!(query(first, name, "select current_database()"), name);
+        }
+        urls.sort();
+        urls.dedup();
+        assert_eq!(urls.len(), 8 * 2);
+    }
+
+    #[test]
+    #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+    fn a_killed_test_process_leaves_no_server_behind() {
+        let (mut helper, mut stdout) = start_helper();
+        let (pid, dir) = served(&mut stdout);
+        assert!(runs(pid) && dir.exists(), "the helper's server {pid} in {} is not up", dir.display());
+        helper.kill().unwrap(); // SIGKILL: no destructor runs, not even the server's Drop.
+        helper.wait().unwrap();
+        assert_stops_within(WATCHDOG_TIMEOUT, pid, &dir);
+    }
+
+    /// Started by [`a_killed_test_process_leaves_no_server_behind`] in a copy of this test binary,
+    /// with [`HELPER_ENV`] set: starts a server, says where it is, and waits to be killed. Does
+    /// nothing in an ordinary test run.
+    #[test]
+    #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+    fn helper_serves_until_killed() {
+        if std::env::var_os(HELPER_ENV).is_none() {
+            return;
+        }
+        let server = Postgres::start().unwrap();
+        println!("{SERVING} {} {}", server.postmaster.0.id(), server.dir.path().display());
+        loop {
+            sleep(Duration::from_secs(3600));
+        }
+    }
+
+    /// Runs [`helper_serves_until_killed`] alone in a copy of this test binary, reading its
+    /// stdout.
+    fn start_helper() -> (Child, Lines<BufReader<ChildStdout>>) {
+        let mut helper = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "tests::helper_serves_until_killed", "--include-ignored", "--nocapture"])
+            .env(HELPER_ENV, "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(helper.stdout.take().unwrap()).lines();
+        (helper, stdout)
+    }
+
+    /// The postmaster's pid and the server's directory, from the helper's [`SERVING`] line.
+    fn served(stdout: &mut Lines<BufReader<ChildStdout>>) -> (u32, PathBuf) {
+        let line = stdout
+            .map(|line| line.unwrap())
+            .find(|line| line.starts_with(SERVING))
+            .expect("the helper exited without starting a server (its stderr above says why)");
+        let (pid, dir) = line[SERVING.len()..].trim().split_once(' ').unwrap();
+        (pid.parse().unwrap(), PathBuf::from(dir))
+    }
+
+    /// Fails unless, within `timeout`, the postmaster `pid` has exited and `dir` is gone; a
+    /// postmaster still running then is killed, not to outlive the failed test.
+    fn assert_stops_within(timeout: Duration, pid: u32, dir: &Path) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (running, exists) = (runs(pid), dir.exists());
+            if !running && !exists {
+                return;
+            }
+            if Instant::now() >= deadline {
+                // SAFETY: kill(2) touches no memory of ours.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                panic!(
+                    "{}s on, the postmaster {pid} runs: {running}, {} exists: {exists}",
+                    timeout.as_secs(),
+                    dir.display()
+                );
+            }
+            sleep(POLL);
+        }
+    }
+
+    /// Whether the process `pid` runs. An exited one that nobody reaps (an orphan, under an init
+    /// that does not reap them) stays a zombie, which kill(2) still finds, but /proc tells apart.
+    fn runs(pid: u32) -> bool {
+        // SAFETY: signal 0 only asks whether the process exists.
+        let exists = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let zombie = stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+        exists && !zombie
     }
 }
