@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use super::{Store, StoreError, now};
+use crate::db::params;
 use crate::token::TokenHash;
 
 /// An admin token as listed: never the token itself.
@@ -109,55 +109,54 @@ impl Store {
     /// What the admin token whose hash is `hash` is (compared in constant time): live (with
     /// its id and scope), expired, or unknown (revoked ones included).
     pub fn check_admin_token(&self, hash: &TokenHash) -> Result<AdminTokenCheck, StoreError> {
-        type Row = (String, [u8; 32], Option<String>, Option<String>, bool);
-        let stored: Option<Row> = self
-            .read()?
-            .query_row(
+        type Row = (String, TokenHash, Option<String>, Option<String>, bool);
+        let stored: Option<Row> = self.read(|conn| {
+            conn.query_opt(
                 "SELECT id, sha256, expires_at, tenant, read_only FROM admin_tokens
                  WHERE sha256 = ?1 AND revoked_at IS NULL",
-                [hash.as_bytes().as_slice()],
+                params![hash.as_bytes().as_slice()],
                 |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
             )
-            .optional()?;
+        })?;
         Ok(match stored {
-            Some((id, stored, expires_at, tenant, read_only)) if TokenHash::from_bytes(stored).ct_eq(hash) => {
-                match expires_at {
-                    Some(at) if at <= now() => AdminTokenCheck::Expired(at),
-                    _ => AdminTokenCheck::Live(id, AdminScope { tenant, read_only }),
-                }
-            }
+            Some((id, stored, expires_at, tenant, read_only)) if stored.ct_eq(hash) => match expires_at {
+                Some(at) if at <= now() => AdminTokenCheck::Expired(at),
+                _ => AdminTokenCheck::Live(id, AdminScope { tenant, read_only }),
+            },
             _ => AdminTokenCheck::Unknown,
         })
     }
 
     /// Every admin token, revoked ones included.
     pub fn admin_tokens(&self) -> Result<Vec<AdminTokenRecord>, StoreError> {
-        let conn = self.read()?;
-        let mut statement = conn.prepare(
-            "SELECT id, created_at, revoked_at, expires_at, tenant, read_only FROM admin_tokens
+        self.read(|conn| {
+            conn.query(
+                "SELECT id, created_at, revoked_at, expires_at, tenant, read_only FROM admin_tokens
                  ORDER BY created_at, id",
-        )?;
-        let tokens = statement.query_map([], |row| {
-            Ok(AdminTokenRecord {
-                id: row.get(0)?,
-                created_at: row.get(1)?,
-                revoked_at: row.get(2)?,
-                expires_at: row.get(3)?,
-                scope: AdminScope { tenant: row.get(4)?, read_only: row.get(5)? },
-            })
-        })?;
-        Ok(tokens.collect::<Result<_, _>>()?)
+                &[],
+                |row| {
+                    Ok(AdminTokenRecord {
+                        id: row.get(0)?,
+                        created_at: row.get(1)?,
+                        revoked_at: row.get(2)?,
+                        expires_at: row.get(3)?,
+                        scope: AdminScope { tenant: row.get(4)?, read_only: row.get(5)? },
+                    })
+                },
+            )
+        })
     }
 
     /// Revokes the admin token `id`.
     pub fn revoke_admin_token(&self, id: &str) -> Result<(), StoreError> {
-        let conn = self.lock();
-        match conn.execute(
-            "UPDATE admin_tokens SET revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1",
-            params![id, now()],
-        )? {
-            0 => Err(StoreError::NotFound(format!("there is no admin token `{id}`"))),
-            _ => Ok(()),
-        }
+        self.transaction(|tx| {
+            match tx.execute(
+                "UPDATE admin_tokens SET revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1",
+                params![id, now()],
+            )? {
+                0 => Err(StoreError::NotFound(format!("there is no admin token `{id}`"))),
+                _ => Ok(()),
+            }
+        })
     }
 }

@@ -1,10 +1,10 @@
 //! Tenant components: every deployed version of each, by content hash, and which one is
 //! active. A route names a tenant component as `component:NAME`; it serves the active version.
 
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::{Store, StoreError, check_identifier, now, tenants};
+use crate::db::{Conn, Row, params};
 
 /// One deployed version of a tenant component, as listed (without its bytes).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -67,11 +67,11 @@ impl Store {
             version(tx, tenant, name, sha256)?;
             tx.execute(
                 "UPDATE component_versions SET active = 0 WHERE tenant_id = ?1 AND name = ?2 AND active = 1",
-                [tenant, name],
+                params![tenant, name],
             )?;
             tx.execute(
                 "UPDATE component_versions SET active = 1 WHERE tenant_id = ?1 AND name = ?2 AND sha256 = ?3",
-                [tenant, name, sha256],
+                params![tenant, name, sha256],
             )?;
             version(tx, tenant, name, sha256)
         })
@@ -79,13 +79,15 @@ impl Store {
 
     /// Every version of every component of `tenant`, newest first within each name.
     pub fn component_versions(&self, tenant: &str) -> Result<Vec<ComponentVersion>, StoreError> {
-        let conn = self.read()?;
-        tenants::require(&conn, tenant)?;
-        let mut statement = conn.prepare(
-            "SELECT name, tenant_id, sha256, size, created_at, created_by, active FROM component_versions
-             WHERE tenant_id = ?1 ORDER BY name, created_at DESC, sha256",
-        )?;
-        Ok(statement.query_map([tenant], read)?.collect::<Result<_, _>>()?)
+        self.read(|conn| {
+            tenants::require(conn, tenant)?;
+            conn.query(
+                "SELECT name, tenant_id, sha256, size, created_at, created_by, active FROM component_versions
+                 WHERE tenant_id = ?1 ORDER BY name, created_at DESC, sha256",
+                params![tenant],
+                read,
+            )
+        })
     }
 
     /// Deletes an inactive version; the active one cannot be deleted.
@@ -98,7 +100,7 @@ impl Store {
             }
             tx.execute(
                 "DELETE FROM component_versions WHERE tenant_id = ?1 AND name = ?2 AND sha256 = ?3",
-                [tenant, name, sha256],
+                params![tenant, name, sha256],
             )?;
             Ok(())
         })
@@ -106,44 +108,43 @@ impl Store {
 
     /// The bytes of a version.
     pub fn component_bytes(&self, tenant: &str, name: &str, sha256: &str) -> Result<Vec<u8>, StoreError> {
-        self.read()?
-            .query_row(
+        self.read(|conn| {
+            conn.query_opt(
                 "SELECT bytes FROM component_versions WHERE tenant_id = ?1 AND name = ?2 AND sha256 = ?3",
-                [tenant, name, sha256],
+                params![tenant, name, sha256],
                 |row| row.get(0),
             )
-            .optional()?
-            .ok_or_else(|| not_found(tenant, name, sha256))
+        })?
+        .ok_or_else(|| not_found(tenant, name, sha256))
     }
 }
 
 /// Every version of every component of `tenant`, without the bytes.
-pub(super) fn refs(conn: &Connection, tenant: &str) -> Result<Vec<VersionRef>, StoreError> {
-    let mut statement =
-        conn.prepare_cached("SELECT name, sha256, active FROM component_versions WHERE tenant_id = ?1 ORDER BY name")?;
-    let refs = statement
-        .query_map([tenant], |row| Ok(VersionRef { name: row.get(0)?, sha256: row.get(1)?, active: row.get(2)? }))?;
-    Ok(refs.collect::<Result<_, _>>()?)
+pub(super) fn refs(conn: &Conn<'_>, tenant: &str) -> Result<Vec<VersionRef>, StoreError> {
+    conn.query(
+        "SELECT name, sha256, active FROM component_versions WHERE tenant_id = ?1 ORDER BY name",
+        params![tenant],
+        |row| Ok(VersionRef { name: row.get(0)?, sha256: row.get(1)?, active: row.get(2)? }),
+    )
 }
 
-fn version(conn: &Connection, tenant: &str, name: &str, sha256: &str) -> Result<ComponentVersion, StoreError> {
+fn version(conn: &Conn<'_>, tenant: &str, name: &str, sha256: &str) -> Result<ComponentVersion, StoreError> {
     tenants::require(conn, tenant)?;
-    conn.query_row(
+    conn.query_opt(
         "SELECT name, tenant_id, sha256, size, created_at, created_by, active FROM component_versions
          WHERE tenant_id = ?1 AND name = ?2 AND sha256 = ?3",
-        [tenant, name, sha256],
+        params![tenant, name, sha256],
         read,
-    )
-    .optional()?
+    )?
     .ok_or_else(|| not_found(tenant, name, sha256))
 }
 
-fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<ComponentVersion> {
+fn read(row: &Row<'_>) -> Result<ComponentVersion, StoreError> {
     Ok(ComponentVersion {
         name: row.get(0)?,
         tenant: row.get(1)?,
         sha256: row.get(2)?,
-        size: row.get::<_, i64>(3)? as u64,
+        size: row.get::<i64>(3)? as u64,
         created_at: row.get(4)?,
         created_by: row.get(5)?,
         active: row.get(6)?,
@@ -157,11 +158,11 @@ fn not_found(tenant: &str, name: &str, sha256: &str) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tests::acme;
+    use crate::tests::{acme, on_both};
 
-    #[test]
-    fn a_version_is_stored_inactive_until_activated_and_one_version_is_active() {
-        let store = acme();
+    on_both! {
+    fn a_version_is_stored_inactive_until_activated_and_one_version_is_active(store) {
+        let store = acme(store);
         let first = store.add_component_version("acme", "hello", "aa11", b"first", "token-1").unwrap();
         assert_eq!((first.size, first.active, first.created_by.as_str()), (5, false, "token-1"));
         assert_eq!(
@@ -179,9 +180,8 @@ mod tests {
         assert_eq!(store.component_bytes("acme", "hello", "aa11").unwrap(), b"first");
     }
 
-    #[test]
-    fn the_active_version_cannot_be_deleted_and_others_can() {
-        let store = acme();
+    fn the_active_version_cannot_be_deleted_and_others_can(store) {
+        let store = acme(store);
         store.add_component_version("acme", "hello", "aa11", b"first", "t").unwrap();
         store.add_component_version("acme", "hello", "bb22", b"second", "t").unwrap();
         store.activate_component("acme", "hello", "bb22").unwrap();
@@ -193,9 +193,8 @@ mod tests {
         assert!(matches!(store.delete_component_version("acme", "hello", "aa11"), Err(StoreError::NotFound(_))));
     }
 
-    #[test]
-    fn unknown_versions_tenants_and_bad_names_are_refused() {
-        let store = acme();
+    fn unknown_versions_tenants_and_bad_names_are_refused(store) {
+        let store = acme(store);
         assert!(matches!(store.activate_component("acme", "hello", "aa11"), Err(StoreError::NotFound(_))));
         assert!(matches!(
             store.add_component_version("globex", "hello", "aa11", b"x", "t"),
@@ -211,5 +210,6 @@ mod tests {
             matches!(store.activate_component("acme", "other", "aa11"), Err(StoreError::NotFound(_))),
             "another name"
         );
+    }
     }
 }

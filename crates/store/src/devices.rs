@@ -7,13 +7,13 @@
 //! (through the device layer's recorder) before anyone can see them, so a crash right after
 //! cannot forget them.
 
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde_json::json;
 use waedge_contract::types::{DeviceState, DeviceStatus};
 
 use super::events::{self, DEVICE_STATUS, EventRecord, NewEvent};
-use super::{Store, StoreError, check_identifier, conflict_on_unique, now, tenants};
+use super::{Store, StoreError, check_identifier, conflict_on_unique, from_json, now, tenants, to_json};
+use crate::db::{Conn, Row, params};
 
 /// A device as stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -42,8 +42,8 @@ impl Store {
         check_identifier("device", id)?;
         self.transaction(|tx| {
             tenants::require(tx, tenant)?;
-            let twins = "SELECT id FROM devices WHERE tenant_id = ?1 AND id = ?2 COLLATE NOCASE AND id <> ?2";
-            tenants::refuse_case_twin(tx, twins, &[&tenant, &id], "device")?;
+            let twins = "SELECT id FROM devices WHERE tenant_id = ?1 AND lower(id) = lower(?2) AND id <> ?2";
+            tenants::refuse_case_twin(tx, twins, params![tenant, id], "device")?;
             let at = now();
             tx.execute(
                 "INSERT INTO devices (tenant_id, id, state, created_at, updated_at) VALUES (?1, ?2, 'unlinked', ?3, ?3)",
@@ -56,14 +56,15 @@ impl Store {
 
     /// The device `id` of `tenant`.
     pub fn device(&self, tenant: &str, id: &str) -> Result<DeviceRecord, StoreError> {
-        get(&*self.read()?, tenant, id)
+        self.read(|conn| get(conn, tenant, id))
     }
 
     /// Every device of `tenant`.
     pub fn devices(&self, tenant: &str) -> Result<Vec<DeviceRecord>, StoreError> {
-        let conn = self.read()?;
-        tenants::require(&conn, tenant)?;
-        list(&conn, tenant)
+        self.read(|conn| {
+            tenants::require(conn, tenant)?;
+            list(conn, tenant)
+        })
     }
 
     /// Records devices' states and identities as their sessions report them, in one
@@ -79,19 +80,11 @@ impl Store {
                     Err(e) => return Err(e),
                 };
                 let state = status.state.name();
-                tx.prepare_cached(
+                tx.execute(
                     "UPDATE devices SET state = ?3, jid = ?4, lid = ?5, push_name = ?6, updated_at = ?7
                      WHERE tenant_id = ?1 AND id = ?2",
-                )?
-                .execute(params![
-                    tenant,
-                    status.id,
-                    state,
-                    status.jid,
-                    status.lid,
-                    status.push_name,
-                    now()
-                ])?;
+                    params![tenant, status.id, state, status.jid, status.lid, status.push_name, now()],
+                )?;
                 if previous.state != state {
                     appended.extend(events::append(tx, tenant, &status_event(&previous.state, status))?);
                 }
@@ -103,14 +96,22 @@ impl Store {
     /// Deletes the device `id` of `tenant` and removes it from its users.
     pub fn delete_device(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
         self.transaction(|tx| {
-            if tx.execute("DELETE FROM devices WHERE tenant_id = ?1 AND id = ?2", [tenant, id])? == 0 {
+            if tx.execute("DELETE FROM devices WHERE tenant_id = ?1 AND id = ?2", params![tenant, id])? == 0 {
                 return Err(device_not_found(tenant, id));
             }
-            tx.execute(
-                "UPDATE users SET devices = (SELECT json_group_array(value) FROM json_each(users.devices) WHERE value != ?2)
-                 WHERE tenant_id = ?1",
-                [tenant, id],
-            )?;
+            // A user's devices are a JSON list, which the two databases take apart with
+            // different functions: the lists that name the device are rewritten here, in the
+            // users module's format.
+            let users = tx.query("SELECT id, devices FROM users WHERE tenant_id = ?1", params![tenant], |row| {
+                Ok((row.get::<String>(0)?, row.get::<String>(1)?))
+            })?;
+            for (user, devices) in users {
+                let mut devices: Vec<String> = from_json(&devices)?;
+                if devices.iter().any(|device| device == id) {
+                    devices.retain(|device| device != id);
+                    tx.execute("UPDATE users SET devices = ?2 WHERE id = ?1", params![user, to_json(&devices)])?;
+                }
+            }
             Ok(())
         })
     }
@@ -140,28 +141,28 @@ pub fn recorded_state(record: &DeviceRecord) -> DeviceState {
     record.state.parse().unwrap_or(DeviceState::Unlinked)
 }
 
-pub(super) fn list(conn: &Connection, tenant: &str) -> Result<Vec<DeviceRecord>, StoreError> {
-    let mut statement = conn.prepare_cached(
+pub(super) fn list(conn: &Conn<'_>, tenant: &str) -> Result<Vec<DeviceRecord>, StoreError> {
+    conn.query(
         "SELECT id, tenant_id, state, jid, lid, push_name, created_at, updated_at FROM devices
          WHERE tenant_id = ?1 ORDER BY id",
-    )?;
-    Ok(statement.query_map([tenant], read)?.collect::<Result<_, _>>()?)
+        params![tenant],
+        read,
+    )
 }
 
 /// The device `id` of `tenant` ([`StoreError::NotFound`] if either does not exist).
-pub(super) fn get(conn: &Connection, tenant: &str, id: &str) -> Result<DeviceRecord, StoreError> {
+pub(super) fn get(conn: &Conn<'_>, tenant: &str, id: &str) -> Result<DeviceRecord, StoreError> {
     tenants::require(conn, tenant)?;
-    conn.query_row(
+    conn.query_opt(
         "SELECT id, tenant_id, state, jid, lid, push_name, created_at, updated_at FROM devices
          WHERE tenant_id = ?1 AND id = ?2",
-        [tenant, id],
+        params![tenant, id],
         read,
-    )
-    .optional()?
+    )?
     .ok_or_else(|| device_not_found(tenant, id))
 }
 
-fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
+fn read(row: &Row<'_>) -> Result<DeviceRecord, StoreError> {
     Ok(DeviceRecord {
         id: row.get(0)?,
         tenant: row.get(1)?,
@@ -181,16 +182,16 @@ fn device_not_found(tenant: &str, id: &str) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tests::acme;
+    use crate::tests::{acme, on_both};
     use crate::users::NewUser;
 
     fn status(id: &str, state: DeviceState, jid: Option<&str>) -> DeviceStatus {
         DeviceStatus { id: id.into(), state, jid: jid.map(Into::into), lid: None, push_name: None }
     }
 
-    #[test]
-    fn a_device_is_created_unlinked_and_reads_back() {
-        let store = acme();
+    on_both! {
+    fn a_device_is_created_unlinked_and_reads_back(store) {
+        let store = acme(store);
         let created = store.create_device("acme", "main").unwrap();
         assert_eq!(
             (created.tenant.as_str(), created.state.as_str(), created.jid.as_deref()),
@@ -203,9 +204,8 @@ mod tests {
         assert_eq!(ids, ["backup", "main"]);
     }
 
-    #[test]
-    fn a_duplicate_or_a_case_twin_is_a_conflict_and_bad_ids_are_invalid() {
-        let store = acme();
+    fn a_duplicate_or_a_case_twin_is_a_conflict_and_bad_ids_are_invalid(store) {
+        let store = acme(store);
         store.create_device("acme", "main").unwrap();
         assert!(matches!(store.create_device("acme", "main"), Err(StoreError::Conflict(_))));
         assert!(matches!(store.create_device("acme", "Main"), Err(StoreError::Conflict(_))), "a case twin");
@@ -216,9 +216,8 @@ mod tests {
         assert!(matches!(store.device("acme", "other"), Err(StoreError::NotFound(_))));
     }
 
-    #[test]
-    fn the_latest_status_of_a_device_is_recorded_and_a_deleted_device_stays_deleted() {
-        let store = acme();
+    fn the_latest_status_of_a_device_is_recorded_and_a_deleted_device_stays_deleted(store) {
+        let store = acme(store);
         store.create_device("acme", "main").unwrap();
         store.create_device("acme", "gone").unwrap();
         store.delete_device("acme", "gone").unwrap();
@@ -248,15 +247,27 @@ mod tests {
         assert_eq!(store.device("acme", "main").unwrap().push_name.as_deref(), Some("Acme"));
     }
 
-    #[test]
-    fn deleting_a_device_takes_it_from_its_users() {
-        let store = acme();
+    fn deleting_a_device_takes_it_from_its_users(store) {
+        let store = acme(store);
         store.create_device("acme", "main").unwrap();
         store.create_device("acme", "backup").unwrap();
         let devices = vec!["main".to_string(), "backup".to_string()];
         let ops = store.create_user("acme", NewUser { devices, ..Default::default() }).unwrap();
+        let only_main = store.create_user("acme", NewUser { devices: vec!["main".into()], ..Default::default() });
+        let only_main = only_main.unwrap();
+        store.create_tenant(crate::tenants::NewTenant { id: "globex".into(), ..Default::default() }).unwrap();
+        store.create_device("globex", "main").unwrap();
+        let other = store.create_user("globex", NewUser { devices: vec!["main".into()], ..Default::default() });
+        let other = other.unwrap();
         store.delete_device("acme", "main").unwrap();
         assert_eq!(store.user("acme", &ops.id).unwrap().devices, ["backup"]);
+        assert!(store.user("acme", &only_main.id).unwrap().devices.is_empty());
+        assert_eq!(store.user("globex", &other.id).unwrap().devices, ["main"], "another tenant's device of that id");
+        let stored = store
+            .transaction(|conn| conn.query_value::<String>("SELECT devices FROM users WHERE id = ?1", params![ops.id]))
+            .unwrap();
+        assert_eq!(stored, r#"["backup"]"#, "the list as the users module writes it");
         assert!(matches!(store.delete_device("acme", "main"), Err(StoreError::NotFound(_))));
+    }
     }
 }

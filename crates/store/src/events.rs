@@ -10,11 +10,11 @@
 //! whether it missed an event of a chat. The store's own order (the order of commits) is the
 //! order events are listed and delivered in.
 
-use rusqlite::{OptionalExtension, Transaction, params};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::{Store, StoreError, from_json, links, tenants, to_json};
+use crate::db::{Conn, Row, params};
 
 /// The types of event the outbox records, each described in the admin API's document.
 pub const EVENT_TYPES: &[&str] =
@@ -104,25 +104,31 @@ impl Store {
     /// Up to `limit` events of `tenant` recorded after the event `after` (from the first when
     /// `None`), oldest first.
     pub fn events(&self, tenant: &str, after: Option<&str>, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
-        let conn = self.read()?;
-        tenants::require(&conn, tenant)?;
-        let after = match after {
-            None => 0,
-            Some(id) => conn
-                .query_row("SELECT position FROM events WHERE tenant_id = ?1 AND id = ?2", params![tenant, id], |row| {
-                    row.get::<_, i64>(0)
-                })
-                .optional()?
-                .ok_or_else(|| {
-                    StoreError::NotFound(format!("tenant `{tenant}` has no event `{id}`: list from the start instead"))
-                })?,
-        };
-        let mut select = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM events WHERE tenant_id = ?1 AND position > ?2 ORDER BY position LIMIT ?3"
-        ))?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = select.query_map(params![tenant, after, limit], |row| read(row, 0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read(|conn| {
+            tenants::require(conn, tenant)?;
+            let after = match after {
+                None => 0,
+                Some(id) => conn
+                    .query_opt(
+                        "SELECT position FROM events WHERE tenant_id = ?1 AND id = ?2",
+                        params![tenant, id],
+                        |row| row.get::<i64>(0),
+                    )?
+                    .ok_or_else(|| {
+                        StoreError::NotFound(format!(
+                            "tenant `{tenant}` has no event `{id}`: list from the start instead"
+                        ))
+                    })?,
+            };
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            conn.query(
+                &format!(
+                    "SELECT {COLUMNS} FROM events WHERE tenant_id = ?1 AND position > ?2 ORDER BY position LIMIT ?3"
+                ),
+                params![tenant, after, limit],
+                |row| read(row, 0),
+            )
+        })
     }
 
     /// The sender (a user's JID) of the message `id` that `device` of `tenant` received in
@@ -134,63 +140,97 @@ impl Store {
         chat: &str,
         id: &str,
     ) -> Result<Option<String>, StoreError> {
-        let conn = self.read()?;
-        let mut select = conn.prepare_cached(RECEIVED_FROM)?;
-        let sender = select.query_row(params![tenant, device, chat, id], |row| row.get(0));
-        Ok(sender.optional()?.flatten())
+        self.read(|conn| {
+            let select = conn.pick(RECEIVED_FROM_SQLITE, RECEIVED_FROM_POSTGRES);
+            let sender =
+                conn.query_opt(select, params![tenant, device, chat, id], |row| row.get::<Option<String>>(0))?;
+            Ok(sender.flatten())
+        })
     }
 }
 
-/// The sender of a received message, by its chat and id. `kind` is written out (it is
-/// [`MESSAGE_RECEIVED`]) so that SQLite takes the partial index of migration 9.
-const RECEIVED_FROM: &str = "SELECT json_extract(data, '$.sender.jid') FROM events
+/// The sender of a received message, by its chat and id, read from its data as `$sender`
+/// (each database has its JSON functions). `kind` is written out (it is [`MESSAGE_RECEIVED`])
+/// so that the databases take the partial index `events_received_by_message_id`.
+macro_rules! received_from {
+    ($sender:literal) => {
+        concat!(
+            "SELECT ",
+            $sender,
+            " FROM events
      WHERE tenant_id = ?1 AND device = ?2 AND chat = ?3 AND kind = 'message.received' AND message_id = ?4
-     ORDER BY seq DESC LIMIT 1";
+     ORDER BY seq DESC LIMIT 1"
+        )
+    };
+}
+
+/// [`received_from!`] in SQLite.
+const RECEIVED_FROM_SQLITE: &str = received_from!("json_extract(data, '$.sender.jid')");
+
+/// [`received_from!`] in PostgreSQL.
+const RECEIVED_FROM_POSTGRES: &str = received_from!("data::jsonb #>> '{sender,jid}'");
 
 /// The columns of an event that [`read`] reads, in its order (qualified, for joins).
 pub(crate) const COLUMNS: &str =
     "events.id, events.kind, events.tenant_id, events.device, events.chat, events.seq, events.at, events.data";
 
 /// Reads an event from the [`COLUMNS`] of `row` that start at column `first`.
-pub(crate) fn read(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<EventRecord> {
+pub(crate) fn read(row: &Row<'_>, first: usize) -> Result<EventRecord, StoreError> {
     Ok(EventRecord {
         id: row.get(first)?,
         kind: row.get(first + 1)?,
         tenant: row.get(first + 2)?,
         device: row.get(first + 3)?,
         chat: row.get(first + 4)?,
-        seq: row.get::<_, i64>(first + 5)? as u64,
+        seq: row.get::<i64>(first + 5)? as u64,
         at: row.get(first + 6)?,
-        data: from_json(&row.get::<_, String>(first + 7)?)?,
+        data: from_json(&row.get::<String>(first + 7)?)?,
     })
 }
 
 /// The end of the outbox: the position of the last event ever recorded (0 before the first),
 /// even if that event is gone with its device. Events recorded later come after it.
-pub(crate) fn end(conn: &rusqlite::Connection) -> Result<i64, StoreError> {
-    let end = conn.query_row("SELECT seq FROM sqlite_sequence WHERE name = 'events'", [], |row| row.get(0));
-    Ok(end.optional()?.unwrap_or(0))
+///
+/// In PostgreSQL, a write transaction reads the positions' sequence: it holds the store's write
+/// lock, so no other write has taken a position it has not committed. A read transaction
+/// cannot: the sequence is not transactional, and counts the positions of a write under way,
+/// or committed after the read began, whose events the read does not see; an end past them
+/// would have a webhook's next look start after them, and skip them. A read ends at the last
+/// event it sees instead: positions are given out in commit order, so every event it does not
+/// see comes after that one (its end leaves out only events gone with their device after it).
+pub(crate) fn end(conn: &Conn<'_>) -> Result<i64, StoreError> {
+    let end = conn.query_opt(
+        conn.pick(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'events'",
+            "SELECT CASE WHEN current_setting('transaction_read_only') = 'on'
+                 THEN (SELECT COALESCE(MAX(position), 0) FROM events)
+                 ELSE (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_position_seq)
+             END",
+        ),
+        &[],
+        |row| row.get::<i64>(0),
+    )?;
+    Ok(end.unwrap_or(0))
 }
 
 /// Appends one event, unless its device is gone or it is recorded already.
-pub(crate) fn append(tx: &Transaction<'_>, tenant: &str, event: &NewEvent) -> Result<Option<EventRecord>, StoreError> {
-    let device_exists = tx
-        .query_row("SELECT 1 FROM devices WHERE tenant_id = ?1 AND id = ?2", params![tenant, event.device], |_| Ok(()))
-        .optional()?
-        .is_some();
+pub(crate) fn append(tx: &Conn<'_>, tenant: &str, event: &NewEvent) -> Result<Option<EventRecord>, StoreError> {
+    let device_exists = tx.query_value::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM devices WHERE tenant_id = ?1 AND id = ?2)",
+        params![tenant, event.device],
+    )?;
     if !device_exists {
         return Ok(None);
     }
     if let Some(dedup) = &event.dedup {
-        let seen = "SELECT 1 FROM events WHERE tenant_id = ?1 AND device = ?2 AND dedup = ?3";
-        if tx.query_row(seen, params![tenant, event.device, dedup], |_| Ok(())).optional()?.is_some() {
+        let seen = "SELECT EXISTS (SELECT 1 FROM events WHERE tenant_id = ?1 AND device = ?2 AND dedup = ?3)";
+        if tx.query_value::<bool>(seen, params![tenant, event.device, dedup])? {
             return Ok(None);
         }
     }
-    let seq: i64 = tx.query_row(
+    let seq: i64 = tx.query_value(
         "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE tenant_id = ?1 AND device = ?2 AND chat = ?3",
         params![tenant, event.device, event.chat],
-        |row| row.get(0),
     )?;
     let record = EventRecord {
         id: ulid(),
@@ -237,7 +277,8 @@ pub(crate) const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tests::acme;
+    use crate::db::Dialect;
+    use crate::tests::{acme, on_both};
 
     fn message(chat: &str, id: &str) -> NewEvent {
         NewEvent {
@@ -250,9 +291,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn events_are_numbered_per_chat_and_listed_in_commit_order() {
-        let store = acme();
+    on_both! {
+    fn events_are_numbered_per_chat_and_listed_in_commit_order(store) {
+        let store = acme(store);
         store.create_device("acme", "main").unwrap();
         let (john, mary) = ("6281234567890@s.whatsapp.net", "6289876543210@s.whatsapp.net");
         let first = store.append_events("acme", &[message(john, "A"), message(mary, "B")]).unwrap();
@@ -268,9 +309,8 @@ mod tests {
         assert!(store.events("acme", Some(&second[0].id), 10).unwrap().is_empty());
     }
 
-    #[test]
-    fn a_message_delivered_again_is_not_recorded_twice() {
-        let store = acme();
+    fn a_message_delivered_again_is_not_recorded_twice(store) {
+        let store = acme(store);
         store.create_device("acme", "main").unwrap();
         let chat = "6281234567890@s.whatsapp.net";
         store.append_events("acme", &[message(chat, "A")]).unwrap();
@@ -280,9 +320,8 @@ mod tests {
         assert_eq!(store.events("acme", None, 10).unwrap().len(), 2);
     }
 
-    #[test]
-    fn events_of_a_deleted_device_are_dropped_and_go_with_it() {
-        let store = acme();
+    fn events_of_a_deleted_device_are_dropped_and_go_with_it(store) {
+        let store = acme(store);
         store.create_device("acme", "main").unwrap();
         store.append_events("acme", &[message("1@s.whatsapp.net", "A")]).unwrap();
         store.delete_device("acme", "main").unwrap();
@@ -291,9 +330,8 @@ mod tests {
         assert!(late.is_empty(), "a late batch of a deleted device records nothing");
     }
 
-    #[test]
-    fn the_sender_of_a_received_message_is_found_in_its_chat() {
-        let store = acme();
+    fn the_sender_of_a_received_message_is_found_in_its_chat(store) {
+        let store = acme(store);
         store.create_device("acme", "main").unwrap();
         let group = "120363406798553856@g.us";
         let mut text = message(group, "A");
@@ -303,22 +341,93 @@ mod tests {
         assert_eq!(found.as_deref(), Some("6281234567890@s.whatsapp.net"));
         assert_eq!(store.received_from("acme", "main", "1@s.whatsapp.net", "A").unwrap(), None, "another chat");
         assert_eq!(store.received_from("acme", "main", group, "B").unwrap(), None);
-        assert!(RECEIVED_FROM.contains(&format!("kind = '{MESSAGE_RECEIVED}'")));
-        let plan: String = store
-            .lock()
-            .query_row(&format!("EXPLAIN QUERY PLAN {RECEIVED_FROM}"), params!["acme", "main", group, "A"], |row| {
-                row.get(3)
+        for select in [RECEIVED_FROM_SQLITE, RECEIVED_FROM_POSTGRES] {
+            assert!(select.contains(&format!("kind = '{MESSAGE_RECEIVED}'")));
+        }
+        let plan = store
+            .transaction(|conn| {
+                let select = conn.pick(RECEIVED_FROM_SQLITE, RECEIVED_FROM_POSTGRES);
+                let params = params!["acme", "main", group, "A"];
+                let plan = match conn.dialect() {
+                    Dialect::Sqlite => {
+                        conn.query(&format!("EXPLAIN QUERY PLAN {select}"), params, |row| row.get::<String>(3))?
+                    }
+                    Dialect::Postgres => {
+                        // A table this small is cheaper read whole: ask which index the
+                        // planner would take for a large one.
+                        conn.execute("SET LOCAL enable_seqscan = off", &[])?;
+                        conn.query(&format!("EXPLAIN {select}"), params, |row| row.get::<String>(0))?
+                    }
+                };
+                Ok(plan.join("\n"))
             })
             .unwrap();
         assert!(plan.contains("events_received_by_message_id"), "the look-up takes its index: {plan}");
     }
 
-    #[test]
-    fn listing_after_an_unknown_event_says_so() {
-        let store = acme();
+    fn listing_after_an_unknown_event_says_so(store) {
+        let store = acme(store);
         let refused = store.events("acme", Some("01ARZ3NDEKTSV4RRFFQ69G5FAV"), 10).unwrap_err();
         assert!(matches!(refused, StoreError::NotFound(ref m) if m.contains("list from the start")), "{refused}");
         assert!(matches!(store.events("nobody", None, 10), Err(StoreError::NotFound(_))));
+    }
+    }
+
+    #[test]
+    fn sqlite_a_read_ends_the_outbox_at_the_events_it_sees() {
+        let dir = tempfile::tempdir().unwrap();
+        a_read_ends_the_outbox_at_the_events_it_sees(Store::open(&dir.path().join("waedge.db")).unwrap());
+    }
+
+    #[test]
+    #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+    fn postgres_a_read_ends_the_outbox_at_the_events_it_sees() {
+        a_read_ends_the_outbox_at_the_events_it_sees(crate::tests::postgres());
+    }
+
+    /// A look at the outbox (a read) that found nothing answers its end, and the next look
+    /// starts after it: the events of a write under way, or committed while the read ran,
+    /// must come after that end, or that look would skip them.
+    fn a_read_ends_the_outbox_at_the_events_it_sees(store: Store) {
+        use std::sync::mpsc::channel;
+        let store = acme(store);
+        store.create_device("acme", "main").unwrap();
+        store.append_events("acme", &[message("1@s.whatsapp.net", "A")]).unwrap();
+        let ends = |store: &Store| (store.read(end).unwrap(), store.transaction(end).unwrap());
+        assert_eq!(ends(&store), (1, 1));
+
+        // A write that holds its transaction, its event appended, until told.
+        let (written, wait_for_write) = channel();
+        let (finish, until_finished) = channel::<()>();
+        let writer = store.clone();
+        let write = std::thread::spawn(move || {
+            writer.transaction(|tx| {
+                let appended = append(tx, "acme", &message("1@s.whatsapp.net", "B"))?;
+                assert_eq!(end(tx)?, 2, "a write's end counts its own events");
+                written.send(()).unwrap();
+                until_finished.recv().unwrap();
+                Ok(appended)
+            })
+        });
+        wait_for_write.recv().unwrap();
+        let under_way = store.read(end);
+        finish.send(()).unwrap();
+        assert_eq!(write.join().unwrap().unwrap().map(|event| event.seq), Some(2));
+        assert_eq!(under_way.unwrap(), 1, "not the event of the write under way");
+
+        // A write committed after the read saw the outbox.
+        let (before, after) = store
+            .read(|conn| {
+                let before = end(conn)?;
+                store.append_events("acme", &[message("1@s.whatsapp.net", "C")])?;
+                Ok((before, end(conn)?))
+            })
+            .unwrap();
+        assert_eq!((before, after), (2, 2), "not the event committed since the read began");
+        assert_eq!(ends(&store), (3, 3));
+
+        store.delete_device("acme", "main").unwrap();
+        assert_eq!(store.transaction(end).unwrap(), 3, "a write's end counts events gone with their device");
     }
 
     #[test]

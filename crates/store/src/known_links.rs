@@ -5,21 +5,23 @@
 //! query on a blocking thread per request: two context switches and a statement parse, more
 //! than half of the gateway's CPU for a profile served by a component under load
 //! (BENCHMARKS.md, issue #14). A tenant's links are few (one per contact that answered a code)
-//! and are made by this process only, in the transaction that records the answer, so they are
-//! read whole on the first lookup and answered from memory after it. (A link written into
-//! `waedge.db` by hand while the gateway runs is seen after a restart.)
+//! and, with a SQLite store, are made by this process only, in the transaction that records
+//! the answer, so they are read whole on the first lookup and answered from memory after it.
+//! (A link written into the database by hand while the gateway runs is seen after a restart.)
+//! A PostgreSQL store is shared with other nodes, which make links too: it keeps none here.
 //!
-//! Both the loading and the forgetting of a tenant's links happen under the store's connection
-//! lock (see [`Store::verified_link`](crate::Store::verified_link)): a lookup answered from
-//! memory never sees a link older than the last one committed before it began.
+//! Both the loading and the forgetting of a tenant's links happen in the store's write
+//! transactions, which run one at a time (see
+//! [`Store::verified_link`](crate::Store::verified_link)): a lookup answered from memory never
+//! sees a link older than the last one committed before it began.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use waedge_contract::types::VerifiedLink;
 
-/// A tenant with more links than this is not kept in memory: its lookups query SQLite. Bounds
-/// what one tenant holds here (a link and its two keys are about half a KiB).
+/// A tenant with more links than this is not kept in memory: its lookups query the database.
+/// Bounds what one tenant holds here (a link and its two keys are about half a KiB).
 pub(crate) const MAX_KNOWN_PER_TENANT: usize = 1_000;
 
 /// The links of the tenants read so far, by tenant id.
@@ -31,7 +33,7 @@ pub(crate) struct KnownLinks(Mutex<HashMap<String, Arc<TenantLinks>>>);
 pub(crate) enum TenantLinks {
     /// All of them, by LID and by phone JID (the latest link of the number).
     All(HashMap<String, Arc<VerifiedLink>>),
-    /// More than [`MAX_KNOWN_PER_TENANT`]: ask SQLite.
+    /// More than [`MAX_KNOWN_PER_TENANT`]: ask the database.
     TooMany,
 }
 
@@ -51,7 +53,7 @@ impl TenantLinks {
         TenantLinks::All(by_jid)
     }
 
-    /// The link of `jid`: `Some(None)` when there is none, `None` when only SQLite knows.
+    /// The link of `jid`: `Some(None)` when there is none, `None` when only the database knows.
     pub(crate) fn get(&self, jid: &str) -> Option<Option<VerifiedLink>> {
         match self {
             TenantLinks::All(by_jid) => Some(by_jid.get(jid).map(|link| VerifiedLink::clone(link))),
@@ -66,12 +68,12 @@ impl KnownLinks {
         self.lock().get(tenant).cloned()
     }
 
-    /// Keeps `links` as `tenant`'s. Under the connection lock.
+    /// Keeps `links` as `tenant`'s. In a write transaction.
     pub(crate) fn keep(&self, tenant: &str, links: Arc<TenantLinks>) {
         self.lock().insert(tenant.to_string(), links);
     }
 
-    /// Forgets `tenant`'s links, which changed. Under the connection lock.
+    /// Forgets `tenant`'s links, which changed. In a write transaction.
     pub(crate) fn forget(&self, tenant: &str) {
         self.lock().remove(tenant);
     }

@@ -1,16 +1,18 @@
 //! waedge-store: the persistent store of waedge — tenants, their host names, users, API
-//! tokens, devices, routes, component versions, events and webhooks, in one SQLite database
-//! in the data directory (`waedge.db`).
+//! tokens, devices, routes, component versions, events and webhooks — in one SQLite database
+//! in the data directory (`waedge.db`, one machine), or in a PostgreSQL database that several
+//! nodes share ([`Store::connect`]).
 //!
 //! The store is the truth about what exists; the gateway serves from a
 //! [`Snapshot`] of it and is rebuilt from a fresh snapshot after every change, so a revoked
 //! token or a deleted route stops working as soon as the change is acknowledged. Writes are
-//! transactions in WAL mode with `synchronous = FULL`: an acknowledged change survives a
-//! `kill -9` or a power cut. One connection writes; reads that decide no write go to a second,
-//! read-only connection, which sees what was last committed without waiting for a write under
-//! way. The store is synchronous (no async runtime): callers on an async
-//! runtime run it on a blocking thread, except [`Store::known_verified_link`], which answers
-//! from memory without waiting for the connection.
+//! transactions, run one at a time (in PostgreSQL, across every node: one advisory lock),
+//! and an acknowledged change survives a `kill -9` or a power cut (SQLite: WAL mode with
+//! `synchronous = FULL`). Reads that decide no write run on a connection of their own, in a
+//! transaction that sees what was last committed without waiting for a write under way. The
+//! store is synchronous (no async runtime; PostgreSQL's connections are driven by a thread of
+//! the store's own): callers on an async runtime run it on a blocking thread, except
+//! [`Store::known_verified_link`], which answers from memory without waiting for a connection.
 //!
 //! API tokens are never stored, only their SHA-256 ([`TokenHash`], in [`token`]).
 //!
@@ -20,21 +22,26 @@
 //! (the messages devices sent), [`links`] (verified LID ↔ phone links), [`names`] (the names
 //! devices learned for their contacts) and [`webhooks`]
 //! (which deliver a tenant's events to HTTP endpoints, with their delivery logs and dead
-//! letters). The schema is in [`migrations`]. The configuration file seeds an empty
-//! store (`waedge::config::Config::seed`): the store knows nothing of the file.
+//! letters). Their SQL is written once for both databases (`db`); the schemas and their
+//! migrations are in `migrations`; [`copy`] moves a SQLite store into PostgreSQL. The
+//! configuration file seeds an empty store (`waedge::config::Config::seed`): the store knows
+//! nothing of the file.
 //!
-//! It depends only on `waedge-contract` (a device's state is the contract's `device-state`);
-//! `waedge-device` records device statuses in it and `waedge` (the host) serves from it.
+//! It depends only on `waedge-contract` (a device's state is the contract's `device-state`)
+//! and `waedge-pg` (how waedge connects to PostgreSQL); `waedge-device` records device
+//! statuses in it and `waedge` (the host) serves from it.
 #![deny(missing_docs)]
 
 pub mod admin;
 pub mod components;
+pub mod copy;
+mod db;
 pub mod devices;
 pub mod events;
 mod known_links;
 pub mod limits;
 pub mod links;
-pub mod migrations;
+mod migrations;
 pub mod names;
 pub mod routes;
 pub mod sent;
@@ -44,55 +51,30 @@ pub mod users;
 pub mod webhooks;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
-use rusqlite::{Connection, OpenFlags};
-
+use crate::db::{Conn, Postgres, Sqlite};
 use crate::known_links::KnownLinks;
 use crate::token::TokenHash;
+pub use db::DatabaseError;
 pub use devices::DeviceRecord;
 pub use routes::{ComponentRef, RouteRecord};
 pub use tenants::TenantRecord;
 pub use users::{TokenRecord, UserRecord};
 pub use webhooks::WebhookRecord;
 
-/// How long a connection waits for another's lock (another process writing, a checkpoint)
-/// before its statement fails.
-const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// A handle on the store; clones share its connections.
 #[derive(Clone)]
 pub struct Store {
-    /// A read-only connection for the reads that need no lock ([`Store::read`]): in WAL mode
-    /// it reads the last committed state while `conn` writes, so the admin API's lists, the
-    /// gateway's snapshots and the webhooks' next deliveries do not queue behind the device
-    /// sessions' status and event writes. The same connection as `conn` in memory. Declared
-    /// first, so that it closes first: the last connection to close moves the WAL into the
-    /// database file, which a read-only one cannot do.
-    reader: Arc<Mutex<Connection>>,
-    /// The connection that writes, and reads what must be read under the write lock.
-    conn: Arc<Mutex<Connection>>,
+    database: Database,
     links: Arc<KnownLinks>,
 }
 
-/// A read transaction on the store's reading connection ([`Store::read`]), ended when dropped.
-struct Reading<'a>(MutexGuard<'a, Connection>);
-
-impl std::ops::Deref for Reading<'_> {
-    type Target = Connection;
-
-    fn deref(&self) -> &Connection {
-        &self.0
-    }
-}
-
-impl Drop for Reading<'_> {
-    fn drop(&mut self) {
-        // A read transaction left open would pin the connection to an old commit.
-        if self.0.execute_batch("COMMIT").is_err() {
-            let _ = self.0.execute_batch("ROLLBACK");
-        }
-    }
+/// The database a store lives in.
+#[derive(Clone)]
+enum Database {
+    Sqlite(Sqlite),
+    Postgres(Postgres),
 }
 
 /// Why a store operation failed.
@@ -107,9 +89,9 @@ pub enum StoreError {
     /// The input is not acceptable; the message says what to change.
     #[error("{0}")]
     Invalid(String),
-    /// SQLite failed.
+    /// The database failed.
     #[error("database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Database(#[from] DatabaseError),
 }
 
 /// Everything the gateway serves from, read in one transaction.
@@ -137,131 +119,111 @@ pub struct TenantSnapshot {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    /// Opens (creating if needed) the SQLite database at `path` and brings its schema up to
+    /// date.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Store::init(Connection::open_with_flags(path, flags)?)?;
-        // Opened once the writer has made the database and its WAL: a reader cannot create them.
-        let reader =
-            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
-        reader.busy_timeout(BUSY_TIMEOUT)?;
-        Ok(Store::with(Arc::new(Mutex::new(conn)), Arc::new(Mutex::new(reader))))
+        Ok(Store::with(Database::Sqlite(Sqlite::open(path)?)))
     }
 
-    /// A store that lives in memory only (tests): one connection writes and reads.
+    /// A store that lives in memory only (tests): one SQLite connection writes and reads.
     pub fn open_in_memory() -> Result<Store, StoreError> {
-        let conn = Arc::new(Mutex::new(Store::init(Connection::open_in_memory()?)?));
-        Ok(Store::with(conn.clone(), conn))
+        Ok(Store::with(Database::Sqlite(Sqlite::open_in_memory()?)))
     }
 
-    /// A store writing through `conn` and reading through `reader`.
-    fn with(conn: Arc<Mutex<Connection>>, reader: Arc<Mutex<Connection>>) -> Store {
-        Store { reader, conn, links: Arc::default() }
+    /// Connects to the PostgreSQL database at `url` (`postgres://user:password@host:port/db`)
+    /// and brings the store's schema in it up to date: the store several nodes share.
+    pub fn connect(url: &str) -> Result<Store, StoreError> {
+        Ok(Store::with(Database::Postgres(Postgres::connect(url)?)))
     }
 
-    /// Sets up a writing connection and brings the schema up to date.
-    fn init(mut conn: Connection) -> Result<Connection, StoreError> {
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        let version: u32 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
-        if version > migrations::latest() {
-            return Err(StoreError::Invalid(format!(
-                "the database has schema version {version}, newer than this waedge knows ({}): run a newer waedge",
-                migrations::latest()
-            )));
+    fn with(database: Database) -> Store {
+        Store { database, links: Arc::default() }
+    }
+
+    /// Whether several nodes may share this store (it is in PostgreSQL): what this process
+    /// read may have been changed by another since.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.database, Database::Postgres(_))
+    }
+
+    /// Runs `f` in one write transaction: all of its changes or none. Write transactions run
+    /// one at a time (across every node sharing a PostgreSQL store), so what `f` reads holds
+    /// until it commits.
+    pub(crate) fn transaction<T>(&self, f: impl FnOnce(&Conn<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        match &self.database {
+            Database::Sqlite(sqlite) => sqlite.transaction(f),
+            Database::Postgres(postgres) => postgres.transaction(f),
         }
-        migrations::migrate(&mut conn)?;
-        Ok(conn)
     }
 
-    /// Runs `f` in one transaction: all of its changes or none.
-    pub(crate) fn transaction<T>(
-        &self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let mut conn = self.lock();
-        // IMMEDIATE: take the write lock at the start, so another process writing (the CLI's
-        // `admin-token`) makes this wait (busy timeout) instead of failing mid-transaction.
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let value = f(&tx)?;
-        tx.commit()?;
-        Ok(value)
+    /// Runs `f` in one read transaction: its statements all see what was committed when the
+    /// first of them ran, without waiting for a write under way. Not for a read whose answer
+    /// decides a write (that reads in the write's [`transaction`](Self::transaction)).
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Conn<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        match &self.database {
+            Database::Sqlite(sqlite) => sqlite.read(f),
+            Database::Postgres(postgres) => postgres.read(f),
+        }
     }
 
-    /// The writing connection.
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave a transaction half-applied (it rolls
-        // back on drop), so a poisoned lock is still a consistent connection.
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// A read transaction on the reading connection: its statements all see what was committed
-    /// when the first of them ran, without waiting for a write under way. Not for a read whose
-    /// answer decides a write (that reads under [`lock`](Self::lock), in the write's
-    /// transaction).
-    fn read(&self) -> Result<Reading<'_>, StoreError> {
-        let conn = self.reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        conn.execute_batch("BEGIN DEFERRED")?;
-        Ok(Reading(conn))
+    /// The SQLite store's writing connection itself, for tests that look under the store.
+    #[cfg(test)]
+    pub(crate) fn sqlite_writer(&self) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
+        match &self.database {
+            Database::Sqlite(sqlite) => sqlite.writer(),
+            Database::Postgres(_) => panic!("a SQLite store was expected"),
+        }
     }
 
     /// Whether the store has no tenant.
     pub fn is_empty(&self) -> Result<bool, StoreError> {
-        let count: i64 = self.lock().query_row("SELECT count(*) FROM tenants", [], |row| row.get(0))?;
+        let count: i64 = self.read(|conn| conn.query_value("SELECT count(*) FROM tenants", &[]))?;
         Ok(count == 0)
-    }
-
-    /// A value of the store's own bookkeeping.
-    fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
-        use rusqlite::OptionalExtension;
-        Ok(self.lock().query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| row.get(0)).optional()?)
-    }
-
-    /// Sets a value of the store's own bookkeeping.
-    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        self.lock().execute(
-            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            [key, value],
-        )?;
-        Ok(())
     }
 
     /// Whether the store was seeded (see [`Store::mark_seeded`]).
     pub fn is_seeded(&self) -> Result<bool, StoreError> {
-        Ok(self.meta("seeded")?.is_some())
+        let seeded = self.read(|conn| conn.query_opt("SELECT 1 FROM meta WHERE key = 'seeded'", &[], |_| Ok(())))?;
+        Ok(seeded.is_some())
     }
 
     /// Records that the store was seeded, now: from then on it is the truth, and a
     /// configuration file's tenants are not written into it again.
     pub fn mark_seeded(&self) -> Result<(), StoreError> {
-        self.set_meta("seeded", &now())
+        self.transaction(|conn| {
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('seeded', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                db::params![now()],
+            )?;
+            Ok(())
+        })
     }
 
     /// Reads everything the gateway serves from, consistently.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        let conn = self.read()?;
-        let mut tenants = Vec::new();
-        for tenant in tenants::list(&conn)? {
-            let id = tenant.id.clone();
-            let users = users::list(&conn, &id)?
-                .into_iter()
-                .map(|user| {
-                    let hashes = users::active_token_hashes(&conn, &user.id)?;
-                    Ok((user, hashes))
-                })
-                .collect::<Result<_, StoreError>>()?;
-            tenants.push(TenantSnapshot {
-                users,
-                devices: devices::list(&conn, &id)?,
-                routes: routes::list(&conn, &id)?,
-                components: components::refs(&conn, &id)?,
-                event_handlers: webhooks::handlers(&conn, &id)?,
-                tenant,
-            });
-        }
-        Ok(Snapshot { tenants })
+        self.read(|conn| {
+            let mut tenants = Vec::new();
+            for tenant in tenants::list(conn)? {
+                let id = tenant.id.clone();
+                let users = users::list(conn, &id)?
+                    .into_iter()
+                    .map(|user| {
+                        let hashes = users::active_token_hashes(conn, &user.id)?;
+                        Ok((user, hashes))
+                    })
+                    .collect::<Result<_, StoreError>>()?;
+                tenants.push(TenantSnapshot {
+                    users,
+                    devices: devices::list(conn, &id)?,
+                    routes: routes::list(conn, &id)?,
+                    components: components::refs(conn, &id)?,
+                    event_handlers: webhooks::handlers(conn, &id)?,
+                    tenant,
+                });
+            }
+            Ok(Snapshot { tenants })
+        })
     }
 }
 
@@ -275,20 +237,17 @@ pub(crate) fn rfc3339(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// Turns a unique-constraint failure into [`StoreError::Conflict`] with `message`.
-pub(crate) fn conflict_on_unique(error: rusqlite::Error, message: impl FnOnce() -> String) -> StoreError {
+/// Turns a constraint failure (a duplicate key) into [`StoreError::Conflict`] with `message`.
+pub(crate) fn conflict_on_unique(error: StoreError, message: impl FnOnce() -> String) -> StoreError {
     match error {
-        rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
-            StoreError::Conflict(message())
-        }
-        other => StoreError::Sqlite(other),
+        StoreError::Database(e) if e.is_constraint_violation() => StoreError::Conflict(message()),
+        other => other,
     }
 }
 
 /// Reads a JSON column.
-pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
-    serde_json::from_str(text)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| DatabaseError::Json(e).into())
 }
 
 /// Reads an optional field of a request body that, when given, holds a value: `null` is
@@ -327,16 +286,52 @@ pub(crate) mod tests {
     use super::*;
     use crate::tenants::NewTenant;
 
-    /// A store in memory with one tenant, `acme`.
-    pub(crate) fn acme() -> Store {
-        let store = Store::open_in_memory().unwrap();
+    /// Defines each test twice, for each database a store can live in: in a module `sqlite`
+    /// on a SQLite store in memory, and in a module `postgres` on a PostgreSQL store (a
+    /// database of its own on the test process's server), which is ignored where PostgreSQL
+    /// is not installed (`scripts/test` runs it where it is). `fn name(store) { … }` names the
+    /// empty store the test gets.
+    macro_rules! on_both {
+        ($($(#[$meta:meta])* fn $name:ident($store:ident) $body:block)*) => {
+            mod sqlite {
+                #[allow(unused_imports)]
+                use super::*;
+                $($(#[$meta])* #[test] fn $name() { let $store = $crate::tests::sqlite(); $body })*
+            }
+            mod postgres {
+                #[allow(unused_imports)]
+                use super::*;
+                $(
+                    $(#[$meta])*
+                    #[test]
+                    #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+                    fn $name() { let $store = $crate::tests::postgres(); $body }
+                )*
+            }
+        };
+    }
+    pub(crate) use on_both;
+
+    /// An empty SQLite store in memory.
+    pub(crate) fn sqlite() -> Store {
+        Store::open_in_memory().unwrap()
+    }
+
+    /// An empty PostgreSQL store, in a new database on the test process's server.
+    pub(crate) fn postgres() -> Store {
+        let server = waedge_test_postgres::Postgres::shared().expect("a PostgreSQL server for the tests");
+        Store::connect(&server.create_database().expect("a database for the test")).unwrap()
+    }
+
+    /// `store` with one tenant, `acme`.
+    pub(crate) fn acme(store: Store) -> Store {
         store.create_tenant(NewTenant { id: "acme".into(), ..Default::default() }).unwrap();
         store
     }
 
-    #[test]
-    fn a_snapshot_holds_each_tenant_with_its_parts() {
-        let store = acme();
+    on_both! {
+    fn a_snapshot_holds_each_tenant_with_its_parts(store) {
+        let store = acme(store);
         store.create_tenant(NewTenant { id: "globex".into(), ..Default::default() }).unwrap();
         store.create_device("acme", "main").unwrap();
         let user = store.create_user("acme", users::NewUser { devices: vec!["main".into()], ..Default::default() });
@@ -356,33 +351,54 @@ pub(crate) mod tests {
         assert!(globex.users.is_empty() && globex.devices.is_empty() && globex.routes.is_empty());
     }
 
-    #[test]
-    fn the_store_is_seeded_once_it_says_so() {
-        let store = Store::open_in_memory().unwrap();
+    fn the_store_is_seeded_once_it_says_so(store) {
         assert!(store.is_empty().unwrap());
         assert!(!store.is_seeded().unwrap());
         store.mark_seeded().unwrap();
         assert!(store.is_seeded().unwrap());
         assert!(store.is_empty().unwrap(), "seeding marks the store, it adds no tenant");
     }
+    }
 
     #[test]
-    fn a_database_newer_than_this_build_is_refused() {
+    fn a_sqlite_database_newer_than_this_build_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("waedge.db");
         drop(Store::open(&path).unwrap());
-        let conn = Connection::open(&path).unwrap();
-        conn.pragma_update(None, "user_version", migrations::latest() + 1).unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", migrations::sqlite::latest() + 1).unwrap();
         drop(conn);
         let refused = Store::open(&path).err().expect("a newer schema is refused");
         assert!(matches!(refused, StoreError::Invalid(ref m) if m.contains("run a newer waedge")), "{refused}");
     }
 
     #[test]
-    fn reads_answer_what_was_committed_while_a_write_is_under_way() {
-        use std::sync::mpsc::channel;
+    #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+    fn a_postgres_database_newer_than_this_build_is_refused() {
+        let url = waedge_test_postgres::Postgres::shared().unwrap().create_database().unwrap();
+        let store = Store::connect(&url).unwrap();
+        store.transaction(|conn| conn.execute("UPDATE store_schema SET version = version + 1", &[])).unwrap();
+        let refused = Store::connect(&url).err().expect("a newer schema is refused");
+        assert!(matches!(refused, StoreError::Invalid(ref m) if m.contains("run a newer waedge")), "{refused}");
+        let migrated_again =
+            Store::connect(&waedge_test_postgres::Postgres::shared().unwrap().create_database().unwrap());
+        assert!(migrated_again.is_ok(), "a new database is migrated (twice on one server: the lock is per database)");
+    }
+
+    #[test]
+    fn sqlite_reads_answer_what_was_committed_while_a_write_is_under_way() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("waedge.db")).unwrap();
+        reads_answer_what_was_committed_while_a_write_is_under_way(Store::open(&dir.path().join("waedge.db")).unwrap());
+    }
+
+    #[test]
+    #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+    fn postgres_reads_answer_what_was_committed_while_a_write_is_under_way() {
+        reads_answer_what_was_committed_while_a_write_is_under_way(postgres());
+    }
+
+    fn reads_answer_what_was_committed_while_a_write_is_under_way(store: Store) {
+        use std::sync::mpsc::channel;
         store.create_tenant(NewTenant { id: "acme".into(), ..Default::default() }).unwrap();
         store.create_device("acme", "main").unwrap();
 
@@ -395,7 +411,7 @@ pub(crate) mod tests {
                 tx.execute(
                     "INSERT INTO devices (tenant_id, id, state, created_at, updated_at)
                      VALUES ('acme', 'second', 'unlinked', '', '')",
-                    [],
+                    &[],
                 )?;
                 written.send(()).unwrap();
                 until_finished.recv().unwrap();
@@ -434,7 +450,8 @@ pub(crate) mod tests {
         // The last connection to close moves the WAL into the file: a copy of the file alone
         // (a backup) holds everything.
         assert!(!dir.path().join("waedge.db-wal").exists(), "the WAL was checkpointed and removed");
-        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+        let conn = rusqlite::Connection::open_with_flags(&path, flags).unwrap();
         let tenants: i64 = conn.query_row("SELECT count(*) FROM tenants", [], |row| row.get(0)).unwrap();
         assert_eq!(tenants, 1);
     }

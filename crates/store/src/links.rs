@@ -18,7 +18,6 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -27,6 +26,7 @@ use waedge_contract::types::{LidVerification, LidVerificationState, VerifiedLink
 use super::events::{self, CONTACT_LINKED, CROCKFORD, EventRecord, MESSAGE_RECEIVED, NewEvent};
 use super::known_links::{KnownLinks, MAX_KNOWN_PER_TENANT, TenantLinks};
 use super::{Store, StoreError, now, rfc3339};
+use crate::db::{Conn, Row, params};
 
 /// How many verifications one device may have pending at once.
 pub const MAX_PENDING_PER_DEVICE: usize = 100;
@@ -88,21 +88,21 @@ impl Store {
                  WHERE tenant_id = ?1 AND device = ?2 AND lid IS NULL AND expires_at < ?3",
                 params![tenant, new.device, rfc3339(now - Duration::days(KEPT_DAYS))],
             )?;
-            let pending: Vec<String> = strings(
-                tx,
+            let pending: Vec<String> = tx.query(
                 "SELECT expires_at FROM lid_verifications
                  WHERE tenant_id = ?1 AND device = ?2 AND lid IS NULL AND expires_at > ?3 ORDER BY expires_at",
                 params![tenant, new.device, rfc3339(now)],
+                |row| row.get(0),
             )?;
             if pending.len() >= MAX_PENDING_PER_DEVICE {
                 let reason = format!("device `{}` has {MAX_PENDING_PER_DEVICE} verifications pending", new.device);
                 return Ok(Started::TooMany { retry_after: seconds_until(&pending[0], now), reason });
             }
-            let recent: Vec<String> = strings(
-                tx,
+            let recent: Vec<String> = tx.query(
                 "SELECT created_at FROM lid_verifications
                  WHERE tenant_id = ?1 AND phone_jid = ?2 AND created_at > ?3 ORDER BY created_at",
                 params![tenant, new.phone_jid, rfc3339(now - Duration::hours(1))],
+                |row| row.get(0),
             )?;
             if recent.len() >= MAX_STARTS_PER_PHONE {
                 let reason = format!("the number was sent {MAX_STARTS_PER_PHONE} codes in the last hour");
@@ -163,9 +163,8 @@ impl Store {
         device: &str,
         id: &str,
     ) -> Result<Option<LidVerification>, StoreError> {
-        let conn = self.read()?;
-        let found = conn
-            .query_row(
+        self.read(|conn| {
+            conn.query_opt(
                 "SELECT id, phone_jid, message_id, lid, created_at, expires_at, linked_at FROM lid_verifications
                  WHERE tenant_id = ?1 AND device = ?2 AND id = ?3",
                 params![tenant, device, id],
@@ -188,36 +187,39 @@ impl Store {
                     })
                 },
             )
-            .optional()?;
-        Ok(found)
+        })
     }
 
     /// The verified link of `jid` in `tenant`: of the LID, or the latest of the phone JID.
     /// Reads the tenant's links into memory on its first lookup, up to a thousand of them:
     /// later lookups are answered there ([`Store::known_verified_link`]).
+    /// A store shared by several nodes (PostgreSQL) keeps none in memory: another node may
+    /// have made a link since.
     pub fn verified_link(&self, tenant: &str, jid: &str) -> Result<Option<VerifiedLink>, StoreError> {
-        let conn = self.lock();
+        if self.is_shared() {
+            return self.read(|conn| lookup(conn, tenant, jid));
+        }
         let known = match self.links.of(tenant) {
             Some(known) => known,
-            None => {
+            // Read and kept in a write transaction, under the write lock, as links are made and
+            // forgotten (`answer`): what is kept is never older than a link committed before.
+            None => self.transaction(|tx| {
                 // By the primary key's order, with the rowid that breaks ties of `linked_at` as
                 // `lookup` does: no sort of a large tenant's links under the lock.
-                let mut select = conn.prepare_cached(&format!(
-                    "SELECT {LINK_COLUMNS}, rowid FROM lid_links WHERE tenant_id = ?1 LIMIT ?2"
-                ))?;
-                let rows = select.query_map(params![tenant, MAX_KNOWN_PER_TENANT as i64 + 1], |row| {
-                    Ok((read_link(row)?, row.get::<_, i64>(5)?))
-                })?;
-                let mut rows = rows.collect::<Result<Vec<_>, _>>()?;
+                let mut rows = tx.query(
+                    &format!("SELECT {LINK_COLUMNS}, rowid FROM lid_links WHERE tenant_id = ?1 LIMIT ?2"),
+                    params![tenant, MAX_KNOWN_PER_TENANT as i64 + 1],
+                    |row| Ok((read_link(row)?, row.get::<i64>(5)?)),
+                )?;
                 rows.sort_by(|(a, a_row), (b, b_row)| (&a.linked_at, a_row).cmp(&(&b.linked_at, b_row)));
                 let known = Arc::new(TenantLinks::of(rows.into_iter().map(|(link, _)| link).collect()));
                 self.links.keep(tenant, known.clone());
-                known
-            }
+                Ok(known)
+            })?,
         };
         match known.get(jid) {
             Some(answer) => Ok(answer),
-            None => lookup(&conn, tenant, jid),
+            None => self.read(|conn| lookup(conn, tenant, jid)),
         }
     }
 
@@ -229,23 +231,23 @@ impl Store {
     }
 }
 
-/// The verified link of `jid` in `tenant`, asked of SQLite: of the LID, or the phone JID's
-/// latest (by `linked_at`, then by when its row was first written).
-fn lookup(conn: &rusqlite::Connection, tenant: &str, jid: &str) -> Result<Option<VerifiedLink>, StoreError> {
-    let found = conn
-        .prepare_cached(&format!(
+/// The verified link of `jid` in `tenant`, asked of the database: of the LID, or the phone
+/// JID's latest (by `linked_at`, then by when its row was first written).
+fn lookup(conn: &Conn<'_>, tenant: &str, jid: &str) -> Result<Option<VerifiedLink>, StoreError> {
+    conn.query_opt(
+        &format!(
             "SELECT {LINK_COLUMNS} FROM lid_links
              WHERE tenant_id = ?1 AND (lid = ?2 OR phone_jid = ?2) ORDER BY linked_at DESC, rowid DESC LIMIT 1"
-        ))?
-        .query_row(params![tenant, jid], read_link)
-        .optional()?;
-    Ok(found)
+        ),
+        params![tenant, jid],
+        read_link,
+    )
 }
 
 /// The columns of a verified link, as [`read_link`] reads them.
 const LINK_COLUMNS: &str = "lid, phone_jid, device, verification, linked_at";
 
-fn read_link(row: &rusqlite::Row<'_>) -> rusqlite::Result<VerifiedLink> {
+fn read_link(row: &Row<'_>) -> Result<VerifiedLink, StoreError> {
     Ok(VerifiedLink {
         lid: row.get(0)?,
         phone_jid: row.get(1)?,
@@ -327,10 +329,10 @@ impl std::fmt::Display for Code {
 /// WhatsApp's timestamp), sent to the sender's number if WhatsApp gave it. Links the LID to
 /// the verification's number and returns the `contact.linked` event, appended; code-shaped
 /// words that match no code are counted as the sender's miss.
-/// `known` forgets the tenant's links when one is made (under the connection lock, before the
+/// `known` forgets the tenant's links when one is made (under the write lock, before the
 /// commit: see `known_links`).
 pub(crate) fn answer(
-    tx: &Transaction<'_>,
+    tx: &Conn<'_>,
     tenant: &str,
     received: &EventRecord,
     known: &KnownLinks,
@@ -338,25 +340,21 @@ pub(crate) fn answer(
     let Some(answer) = Answer::of(received) else { return Ok(None) };
     // A sender whose number WhatsApp gave can only answer the codes sent to that number: its
     // other code-shaped words are no answers at all (nor misses).
-    let pending = tx
-        .prepare_cached(
-            "SELECT id, phone_jid, message_id, salt, code_hash FROM lid_verifications
-             WHERE tenant_id = ?1 AND device = ?2 AND lid IS NULL AND expires_at > ?3
-               AND (?4 IS NULL OR phone_jid = ?4)",
-        )?
-        .query_map(params![tenant, received.device, received.at, answer.phone_jid], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
-        })?
-        .collect::<Result<Vec<(String, String, String, String, String)>, _>>()?;
+    let pending: Vec<(String, String, String, String, String)> = tx.query(
+        "SELECT id, phone_jid, message_id, salt, code_hash FROM lid_verifications
+         WHERE tenant_id = ?1 AND device = ?2 AND lid IS NULL AND expires_at > ?3
+           AND (CAST(?4 AS TEXT) IS NULL OR phone_jid = ?4)",
+        params![tenant, received.device, received.at, answer.phone_jid],
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
+    )?;
     if pending.is_empty() {
         return Ok(None);
     }
     let hour_ago = rfc3339(Utc::now() - Duration::hours(1));
     tx.execute("DELETE FROM lid_link_misses WHERE tenant_id = ?1 AND at <= ?2", params![tenant, hour_ago])?;
-    let misses: i64 = tx.query_row(
+    let misses: i64 = tx.query_value(
         "SELECT COUNT(*) FROM lid_link_misses WHERE tenant_id = ?1 AND sender = ?2",
         params![tenant, answer.lid],
-        |row| row.get(0),
     )?;
     if misses >= MAX_MISSES as i64 {
         return Ok(None);
@@ -383,7 +381,7 @@ pub(crate) fn answer(
 /// Links the answer's LID to the number of the verification `(id, phone_jid, message_id)`
 /// and appends the `contact.linked` event.
 fn link(
-    tx: &Transaction<'_>,
+    tx: &Conn<'_>,
     tenant: &str,
     received: &EventRecord,
     answer: &Answer,
@@ -394,13 +392,11 @@ fn link(
         "UPDATE lid_verifications SET lid = ?4, linked_at = ?5 WHERE tenant_id = ?1 AND device = ?2 AND id = ?3",
         params![tenant, received.device, id, answer.lid, answered_at],
     )?;
-    let previous: Option<String> = tx
-        .query_row(
-            "SELECT phone_jid FROM lid_links WHERE tenant_id = ?1 AND lid = ?2",
-            params![tenant, answer.lid],
-            |row| row.get(0),
-        )
-        .optional()?;
+    let previous: Option<String> = tx.query_opt(
+        "SELECT phone_jid FROM lid_links WHERE tenant_id = ?1 AND lid = ?2",
+        params![tenant, answer.lid],
+        |row| row.get(0),
+    )?;
     tx.execute(
         "INSERT INTO lid_links (tenant_id, lid, phone_jid, device, verification, linked_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -458,12 +454,6 @@ impl Answer {
     }
 }
 
-fn strings(tx: &Transaction<'_>, sql: &str, params: impl rusqlite::Params) -> Result<Vec<String>, StoreError> {
-    let mut select = tx.prepare_cached(sql)?;
-    let rows = select.query_map(params, |row| row.get(0))?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
 /// Whole seconds from `now` until `at` (RFC 3339), at least 1.
 fn seconds_until(at: &str, now: DateTime<Utc>) -> u32 {
     let at = DateTime::parse_from_rfc3339(at).map(|at| at.with_timezone(&Utc)).unwrap_or(now);
@@ -473,7 +463,7 @@ fn seconds_until(at: &str, now: DateTime<Utc>) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tests::acme;
+    use crate::tests::{acme, on_both};
 
     const PHONE: &str = "6281234567890@s.whatsapp.net";
     const LID: &str = "1234567890987654321@lid";
@@ -521,9 +511,9 @@ mod tests {
         assert_eq!(Code::candidates("my code is: 7K2P-9QXM!"), [Code::read("7K2P9QXM").unwrap()]);
     }
 
-    #[test]
-    fn the_right_code_from_a_lid_links_it_once_with_its_event() {
-        let store = acme();
+    on_both! {
+    fn the_right_code_from_a_lid_links_it_once_with_its_event(store) {
+        let store = acme(store);
         store.create_device("acme", "main").unwrap();
         let (verification, code) = start(&store, PHONE);
         assert_eq!(verification.state, LidVerificationState::Pending);
@@ -560,70 +550,8 @@ mod tests {
         assert_eq!(again.len(), 1, "a code is good once");
     }
 
-    /// Links `lid` to `phone` in `acme` at `at`, in SQLite only (as if a verification had).
-    fn insert_link(store: &Store, lid: &str, phone: &str, at: &str) {
-        store
-            .lock()
-            .execute(
-                "INSERT INTO lid_links (tenant_id, lid, phone_jid, device, verification, linked_at)
-                 VALUES ('acme', ?1, ?2, 'main', ?1, ?3)",
-                params![lid, phone, at],
-            )
-            .unwrap();
-    }
-
-    #[test]
-    fn links_are_answered_from_memory_once_read_and_a_new_link_at_once() {
-        let store = acme();
-        store.create_device("acme", "main").unwrap();
-        assert_eq!(store.known_verified_link("acme", LID), None, "not read yet");
-        assert_eq!(store.verified_link("acme", LID).unwrap(), None);
-        assert_eq!(store.known_verified_link("acme", LID), Some(None), "read: the tenant has no link");
-
-        let (_, code) = start(&store, PHONE);
-        store.append_events("acme", &[text("A", LID, None, &code)]).unwrap();
-        let link = store.verified_link("acme", LID).unwrap().expect("the new link, not the remembered absence");
-        assert_eq!(store.known_verified_link("acme", LID), Some(Some(link.clone())));
-        assert_eq!(store.known_verified_link("acme", PHONE), Some(Some(link)));
-
-        // A tenant deleted and made again under its id starts without links.
-        store.delete_tenant("acme").unwrap();
-        store.create_tenant(crate::tenants::NewTenant { id: "acme".into(), ..Default::default() }).unwrap();
-        assert_eq!(store.verified_link("acme", LID).unwrap(), None);
-    }
-
-    #[test]
-    fn memory_answers_as_sqlite_does_when_a_number_was_linked_twice() {
-        let store = acme();
-        // Rows written out of `linked_at` order, two of them at the same second.
-        let links =
-            [("1@lid", "2026-12-02T00:00:00Z"), ("2@lid", "2026-12-01T00:00:00Z"), ("3@lid", "2026-12-02T00:00:00Z")];
-        for (lid, at) in links {
-            insert_link(&store, lid, PHONE, at);
-        }
-        let asked = lookup(&store.lock(), "acme", PHONE).unwrap().expect("linked");
-        assert_eq!(asked.lid, "3@lid", "the latest, and of two at the same time the one written last");
-        assert_eq!(store.verified_link("acme", PHONE).unwrap(), Some(asked.clone()));
-        assert_eq!(store.known_verified_link("acme", PHONE), Some(Some(asked)), "answered from memory");
-    }
-
-    #[test]
-    fn a_tenant_with_more_links_than_memory_keeps_is_asked_of_sqlite() {
-        let store = acme();
-        for i in 0..=MAX_KNOWN_PER_TENANT {
-            insert_link(&store, &format!("{i}@lid"), &format!("{i}@s.whatsapp.net"), &now());
-        }
-        let last = format!("{MAX_KNOWN_PER_TENANT}@lid");
-        let link = store.verified_link("acme", &last).unwrap().expect("linked");
-        assert_eq!(link.phone_jid, format!("{MAX_KNOWN_PER_TENANT}@s.whatsapp.net"));
-        assert_eq!(store.verified_link("acme", "0@s.whatsapp.net").unwrap().map(|l| l.lid), Some("0@lid".into()));
-        assert_eq!(store.verified_link("acme", "unknown@lid").unwrap(), None);
-        assert_eq!(store.known_verified_link("acme", &last), None, "not kept in memory");
-    }
-
-    #[test]
-    fn an_answer_from_an_account_with_another_number_links_nothing() {
-        let store = acme();
+    fn an_answer_from_an_account_with_another_number_links_nothing(store) {
+        let store = acme(store);
         store.create_device("acme", "main").unwrap();
         let (verification, code) = start(&store, PHONE);
         let forwarded = text("A", "999@lid", Some("5511999999999@s.whatsapp.net"), &code);
@@ -636,9 +564,8 @@ mod tests {
         assert_eq!(confirmed[1].data["confirmed_by_whatsapp"], json!(true));
     }
 
-    #[test]
-    fn a_late_answer_links_nothing_and_a_link_is_dated_by_the_answer() {
-        let store = acme();
+    fn a_late_answer_links_nothing_and_a_link_is_dated_by_the_answer(store) {
+        let store = acme(store);
         store.create_device("acme", "main").unwrap();
         let (verification, code) = start(&store, PHONE);
         let late = NewEvent { at: rfc3339(Utc::now() + Duration::minutes(11)), ..text("A", LID, None, &code) };
@@ -656,17 +583,16 @@ mod tests {
         assert_eq!(read.linked_at, Some(answer_at), "when the LID answered, by WhatsApp's clock");
     }
 
-    #[test]
-    fn a_verification_expired_unanswered_for_a_week_goes() {
-        let store = acme();
+    fn a_verification_expired_unanswered_for_a_week_goes(store) {
+        let store = acme(store);
         store.create_device("acme", "main").unwrap();
         let (old, _) = start(&store, PHONE);
         let (kept, _) = start(&store, "5511999999999@s.whatsapp.net");
         let long_ago = rfc3339(Utc::now() - Duration::days(KEPT_DAYS) - Duration::minutes(1));
         let yesterday = rfc3339(Utc::now() - Duration::days(1));
         for (id, expired) in [(&old.id, &long_ago), (&kept.id, &yesterday)] {
-            let conn = store.lock();
-            conn.execute("UPDATE lid_verifications SET expires_at = ?1 WHERE id = ?2", params![expired, id]).unwrap();
+            let expire = "UPDATE lid_verifications SET expires_at = ?1 WHERE id = ?2";
+            store.transaction(|tx| tx.execute(expire, params![expired, id])).unwrap();
         }
         start(&store, "4915112345678@s.whatsapp.net");
         assert_eq!(store.lid_verification("acme", "main", &old.id).unwrap(), None, "gone after a week");
@@ -674,9 +600,8 @@ mod tests {
         assert_eq!(shown.state, LidVerificationState::Expired);
     }
 
-    #[test]
-    fn a_sender_with_five_wrong_answers_in_an_hour_is_not_heard() {
-        let store = acme();
+    fn a_sender_with_five_wrong_answers_in_an_hour_is_not_heard(store) {
+        let store = acme(store);
         store.create_device("acme", "main").unwrap();
         let (_, code) = start(&store, PHONE);
         for (i, guess) in ["AAAA-1111", "BBBB-2222", "CCCC-3333", "DDDD-4444", "EEEE-5555"].into_iter().enumerate() {
@@ -689,9 +614,8 @@ mod tests {
         assert_eq!(other.len(), 2, "another sender still is");
     }
 
-    #[test]
-    fn starts_are_limited_per_number_and_a_forgotten_one_does_not_count() {
-        let store = acme();
+    fn starts_are_limited_per_number_and_a_forgotten_one_does_not_count(store) {
+        let store = acme(store);
         store.create_device("acme", "main").unwrap();
         let (first, _) = start(&store, PHONE);
         store.forget_lid_verification("acme", "main", &first.id).unwrap();
@@ -715,5 +639,88 @@ mod tests {
         let unknown =
             NewVerification { device: "other".into(), phone_jid: "5511999999999@s.whatsapp.net".into(), ..new };
         assert!(matches!(store.start_lid_verification("acme", &unknown), Err(StoreError::NotFound(_))));
+    }
+    }
+
+    // Memory is for a store of one node (SQLite); a shared one asks the database each time.
+    #[test]
+    fn links_are_answered_from_memory_once_read_and_a_new_link_at_once() {
+        let store = acme(crate::tests::sqlite());
+        store.create_device("acme", "main").unwrap();
+        assert_eq!(store.known_verified_link("acme", LID), None, "not read yet");
+        assert_eq!(store.verified_link("acme", LID).unwrap(), None);
+        assert_eq!(store.known_verified_link("acme", LID), Some(None), "read: the tenant has no link");
+
+        let (_, code) = start(&store, PHONE);
+        store.append_events("acme", &[text("A", LID, None, &code)]).unwrap();
+        let link = store.verified_link("acme", LID).unwrap().expect("the new link, not the remembered absence");
+        assert_eq!(store.known_verified_link("acme", LID), Some(Some(link.clone())));
+        assert_eq!(store.known_verified_link("acme", PHONE), Some(Some(link)));
+
+        // A tenant deleted and made again under its id starts without links.
+        store.delete_tenant("acme").unwrap();
+        store.create_tenant(crate::tenants::NewTenant { id: "acme".into(), ..Default::default() }).unwrap();
+        assert_eq!(store.verified_link("acme", LID).unwrap(), None);
+    }
+
+    #[test]
+    fn memory_answers_as_the_database_does_when_a_number_was_linked_twice() {
+        let store = acme(crate::tests::sqlite());
+        // Rows written out of `linked_at` order, two of them at the same second.
+        let links =
+            [("1@lid", "2026-12-02T00:00:00Z"), ("2@lid", "2026-12-01T00:00:00Z"), ("3@lid", "2026-12-02T00:00:00Z")];
+        for (lid, at) in links {
+            store.transaction(|tx| insert_link(tx, lid, PHONE, at)).unwrap();
+        }
+        let asked = store.read(|conn| lookup(conn, "acme", PHONE)).unwrap().expect("linked");
+        assert_eq!(asked.lid, "3@lid", "the latest, and of two at the same time the one written last");
+        assert_eq!(store.verified_link("acme", PHONE).unwrap(), Some(asked.clone()));
+        assert_eq!(store.known_verified_link("acme", PHONE), Some(Some(asked)), "answered from memory");
+    }
+
+    #[test]
+    fn a_tenant_with_more_links_than_memory_keeps_is_asked_of_the_database() {
+        let store = acme(crate::tests::sqlite());
+        store
+            .transaction(|tx| {
+                for i in 0..=MAX_KNOWN_PER_TENANT {
+                    insert_link(tx, &format!("{i}@lid"), &format!("{i}@s.whatsapp.net"), &now())?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let last = format!("{MAX_KNOWN_PER_TENANT}@lid");
+        let link = store.verified_link("acme", &last).unwrap().expect("linked");
+        assert_eq!(link.phone_jid, format!("{MAX_KNOWN_PER_TENANT}@s.whatsapp.net"));
+        assert_eq!(store.verified_link("acme", "0@s.whatsapp.net").unwrap().map(|l| l.lid), Some("0@lid".into()));
+        assert_eq!(store.verified_link("acme", "unknown@lid").unwrap(), None);
+        assert_eq!(store.known_verified_link("acme", &last), None, "not kept in memory");
+    }
+
+    #[test]
+    #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+    fn a_link_another_node_made_is_seen_at_once() {
+        let url = waedge_test_postgres::Postgres::shared().unwrap().create_database().unwrap();
+        let (this, other) = (acme(Store::connect(&url).unwrap()), Store::connect(&url).unwrap());
+        this.create_device("acme", "main").unwrap();
+        assert_eq!(this.verified_link("acme", LID).unwrap(), None);
+        assert_eq!(this.known_verified_link("acme", LID), None, "a shared store keeps no links in memory");
+
+        let (_, code) = start(&other, PHONE);
+        other.append_events("acme", &[text("A", LID, None, &code)]).unwrap();
+        let link = this.verified_link("acme", LID).unwrap().expect("the other node's link, at once");
+        assert_eq!(link.phone_jid, PHONE);
+        assert_eq!(this.known_verified_link("acme", PHONE), None);
+    }
+
+    /// Links `lid` to `phone` in `acme` at `at`, in the database only (as if a verification
+    /// had).
+    fn insert_link(tx: &Conn<'_>, lid: &str, phone: &str, at: &str) -> Result<(), StoreError> {
+        tx.execute(
+            "INSERT INTO lid_links (tenant_id, lid, phone_jid, device, verification, linked_at)
+             VALUES ('acme', ?1, ?2, 'main', ?1, ?3)",
+            params![lid, phone, at],
+        )?;
+        Ok(())
     }
 }

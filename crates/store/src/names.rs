@@ -7,12 +7,12 @@
 //! event in the same transaction, and keeps the others as they are, so a restart, or a name
 //! heard again, makes no event.
 
-use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::json;
 use waedge_contract::types::Contact;
 
 use super::events::{self, CONTACT_NAME, EventRecord, NewEvent};
 use super::{Store, StoreError, now};
+use crate::db::{Conn, params};
 
 impl Store {
     /// Records the names of `contacts` that `device` of `tenant` learned: a name that is set
@@ -35,13 +35,12 @@ impl Store {
 
     /// The names `device` of `tenant` learned for `jid`, if it learned any.
     pub fn contact_names(&self, tenant: &str, device: &str, jid: &str) -> Result<Option<Contact>, StoreError> {
-        let conn = self.read()?;
-        Ok(recorded(&conn, tenant, device, jid)?)
+        self.read(|conn| recorded(conn, tenant, device, jid))
     }
 }
 
-fn recorded(conn: &rusqlite::Connection, tenant: &str, device: &str, jid: &str) -> rusqlite::Result<Option<Contact>> {
-    conn.query_row(
+fn recorded(conn: &Conn<'_>, tenant: &str, device: &str, jid: &str) -> Result<Option<Contact>, StoreError> {
+    conn.query_opt(
         "SELECT push_name, business_name, full_name FROM contact_names
          WHERE tenant_id = ?1 AND device = ?2 AND jid = ?3",
         params![tenant, device, jid],
@@ -54,16 +53,10 @@ fn recorded(conn: &rusqlite::Connection, tenant: &str, device: &str, jid: &str) 
             })
         },
     )
-    .optional()
 }
 
 /// Records the names of one contact, if they change anything, with their event.
-fn remember(
-    tx: &Transaction<'_>,
-    tenant: &str,
-    device: &str,
-    learned: &Contact,
-) -> Result<Option<EventRecord>, StoreError> {
+fn remember(tx: &Conn<'_>, tenant: &str, device: &str, learned: &Contact) -> Result<Option<EventRecord>, StoreError> {
     let was = recorded(tx, tenant, device, &learned.jid)?.unwrap_or_else(|| Contact::unnamed(&learned.jid));
     let pick = |new: &Option<String>, old: &Option<String>| new.clone().or_else(|| old.clone());
     let now_known = Contact {
@@ -105,7 +98,7 @@ fn remember(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tests::acme;
+    use crate::tests::{acme, on_both};
 
     const JOHN: &str = "6281234567890@s.whatsapp.net";
 
@@ -118,9 +111,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_new_or_changed_name_is_kept_with_its_event_and_one_heard_again_makes_none() {
-        let store = acme();
+    on_both! {
+    fn a_new_or_changed_name_is_kept_with_its_event_and_one_heard_again_makes_none(store) {
+        let store = acme(store);
         store.create_device("acme", "main").unwrap();
         let first = store.remember_names("acme", "main", &[learned(Some("John"), None)]).unwrap();
         assert_eq!((first.len(), first[0].kind.as_str(), first[0].chat.as_str()), (1, CONTACT_NAME, ""));
@@ -148,5 +141,6 @@ mod tests {
         );
         assert_eq!(store.contact_names("acme", "other", JOHN).unwrap(), None, "names are the device's");
         assert!(store.remember_names("acme", "gone", &[learned(Some("John"), None)]).unwrap().is_empty());
+    }
     }
 }

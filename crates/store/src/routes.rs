@@ -3,10 +3,10 @@
 use std::fmt;
 use std::str::FromStr;
 
-use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError, tenants};
+use crate::db::{Conn, params};
 
 /// What a route names as its component, spelt the same in the admin API, the configuration
 /// file and the store: `builtin:NAME`, `component:NAME`, `native:NAME`, or a file path.
@@ -82,9 +82,10 @@ pub struct RouteRecord {
 impl Store {
     /// Every route of `tenant`.
     pub fn routes(&self, tenant: &str) -> Result<Vec<RouteRecord>, StoreError> {
-        let conn = self.read()?;
-        tenants::require(&conn, tenant)?;
-        list(&conn, tenant)
+        self.read(|conn| {
+            tenants::require(conn, tenant)?;
+            list(conn, tenant)
+        })
     }
 
     /// Sets the component serving `route.prefix` for `tenant` (creating or replacing the route).
@@ -106,7 +107,7 @@ impl Store {
         let prefix = normalize_prefix(prefix)?;
         self.transaction(|tx| {
             tenants::require(tx, tenant)?;
-            match tx.execute("DELETE FROM routes WHERE tenant_id = ?1 AND prefix = ?2", [tenant, &prefix])? {
+            match tx.execute("DELETE FROM routes WHERE tenant_id = ?1 AND prefix = ?2", params![tenant, prefix])? {
                 0 => Err(StoreError::NotFound(format!("tenant `{tenant}` has no route `{prefix}`"))),
                 _ => Ok(()),
             }
@@ -114,17 +115,15 @@ impl Store {
     }
 }
 
-pub(super) fn list(conn: &Connection, tenant: &str) -> Result<Vec<RouteRecord>, StoreError> {
-    let mut statement =
-        conn.prepare_cached("SELECT prefix, component FROM routes WHERE tenant_id = ?1 ORDER BY prefix")?;
-    let routes = statement.query_map([tenant], |row| {
+pub(super) fn list(conn: &Conn<'_>, tenant: &str) -> Result<Vec<RouteRecord>, StoreError> {
+    let routes = "SELECT prefix, component FROM routes WHERE tenant_id = ?1 ORDER BY prefix";
+    conn.query(routes, params![tenant], |row| {
         let component: String = row.get(1)?;
         // Only an older store can hold a text that names nothing (`builtin:`): it reads as a
         // file that is not there, so that route is unavailable and the others are served.
         let component = component.parse().unwrap_or(ComponentRef::File(component));
         Ok(RouteRecord { prefix: row.get(0)?, component })
-    })?;
-    Ok(routes.collect::<Result<_, _>>()?)
+    })
 }
 
 /// `/devices/` → `/devices`; refuses prefixes not starting with `/`.
@@ -141,7 +140,7 @@ fn normalize_prefix(prefix: &str) -> Result<String, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tests::acme;
+    use crate::tests::{acme, on_both};
 
     #[test]
     fn component_references_read_back_what_they_write() {
@@ -164,9 +163,9 @@ mod tests {
         RouteRecord { prefix: prefix.into(), component: component.parse().unwrap() }
     }
 
-    #[test]
-    fn a_route_is_put_under_its_normalised_prefix_and_replaced_there() {
-        let store = acme();
+    on_both! {
+    fn a_route_is_put_under_its_normalised_prefix_and_replaced_there(store) {
+        let store = acme(store);
         assert_eq!(
             store.put_route("acme", route("/devices/", "builtin:devices-api")).unwrap(),
             route("/devices", "builtin:devices-api")
@@ -181,9 +180,8 @@ mod tests {
         assert_eq!(store.routes("acme").unwrap(), [route("/", "component:hello")]);
     }
 
-    #[test]
-    fn missing_routes_and_tenants_are_not_found_and_bad_prefixes_invalid() {
-        let store = acme();
+    fn missing_routes_and_tenants_are_not_found_and_bad_prefixes_invalid(store) {
+        let store = acme(store);
         assert!(matches!(store.delete_route("acme", "/devices"), Err(StoreError::NotFound(_))));
         assert!(matches!(
             store.put_route("globex", route("/devices", "builtin:devices-api")),
@@ -199,17 +197,18 @@ mod tests {
         assert!(store.routes("acme").unwrap().is_empty());
     }
 
-    #[test]
-    fn a_stored_route_that_names_nothing_does_not_hide_the_others() {
-        let store = acme();
+    fn a_stored_route_that_names_nothing_does_not_hide_the_others(store) {
+        let store = acme(store);
         let route = RouteRecord { prefix: "/devices".into(), component: ComponentRef::Builtin("devices-api".into()) };
         store.put_route("acme", route).unwrap();
         store
-            .lock()
-            .execute("INSERT INTO routes (tenant_id, prefix, component) VALUES ('acme', '/old', 'builtin:')", [])
+            .transaction(|conn| {
+                conn.execute("INSERT INTO routes (tenant_id, prefix, component) VALUES ('acme', '/old', 'builtin:')", &[])
+            })
             .unwrap();
         let routes = store.routes("acme").unwrap();
         assert_eq!(routes.len(), 2);
         assert_eq!(routes[1].component, ComponentRef::File("builtin:".into()));
+    }
     }
 }

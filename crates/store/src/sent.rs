@@ -8,12 +8,12 @@
 //! nacks it and the recipient's receipts come back, and every change is a `message.status`
 //! event in the outbox, in the same transaction.
 
-use rusqlite::{OptionalExtension, params};
 use serde_json::json;
 use waedge_contract::types::{MessageStatus, SentMessage};
 
 use super::events::{self, EventRecord, MESSAGE_STATUS, NewEvent};
-use super::{Store, StoreError, now};
+use super::{DatabaseError, Store, StoreError, now};
+use crate::db::{Conn, params};
 
 /// A message a device is about to send.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,8 +95,7 @@ impl Store {
 
     /// The message `id` that `device` of `tenant` sent, if it sent one.
     pub fn sent_message(&self, tenant: &str, device: &str, id: &str) -> Result<Option<SentMessage>, StoreError> {
-        let conn = self.read()?;
-        Ok(find(&conn, tenant, device, id)?.map(|(message, _)| message))
+        Ok(self.read(|conn| find(conn, tenant, device, id))?.map(|(message, _)| message))
     }
 
     /// Moves the messages of `changes` that `device` of `tenant` sent to their new status,
@@ -146,41 +145,32 @@ fn status_event(device: &str, message: &SentMessage, change: &StatusChange) -> N
 }
 
 /// The message `id` of `device` of `tenant` and the fingerprint of its request.
-fn find(
-    conn: &rusqlite::Connection,
-    tenant: &str,
-    device: &str,
-    id: &str,
-) -> Result<Option<(SentMessage, String)>, StoreError> {
-    let mut select = conn.prepare_cached(
+fn find(conn: &Conn<'_>, tenant: &str, device: &str, id: &str) -> Result<Option<(SentMessage, String)>, StoreError> {
+    conn.query_opt(
         "SELECT id, recipient, status, error_code, created_at, updated_at, request FROM sent_messages
          WHERE tenant_id = ?1 AND device = ?2 AND id = ?3",
-    )?;
-    let found = select
-        .query_row(params![tenant, device, id], |row| {
+        params![tenant, device, id],
+        |row| {
             let status: String = row.get(2)?;
             Ok((
                 SentMessage {
                     id: row.get(0)?,
                     to: row.get(1)?,
-                    status: status.parse().map_err(|e| {
-                        rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e))
-                    })?,
+                    status: status.parse().map_err(|e| DatabaseError::Column { index: 2, problem: format!("{e}") })?,
                     error_code: row.get(3)?,
                     created_at: row.get(4)?,
                     updated_at: row.get(5)?,
                 },
                 row.get(6)?,
             ))
-        })
-        .optional()?;
-    Ok(found)
+        },
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tests::acme;
+    use crate::tests::{acme, on_both};
 
     fn send(id: &str, request: &str) -> NewSend {
         NewSend { device: "main".into(), id: id.into(), to: "5511@s.whatsapp.net".into(), request: request.into() }
@@ -194,9 +184,9 @@ mod tests {
         store.sent_message("acme", "main", id).unwrap().unwrap().status
     }
 
-    #[test]
-    fn a_send_is_recorded_once_and_a_different_one_under_its_id_is_a_conflict() {
-        let store = acme();
+    on_both! {
+    fn a_send_is_recorded_once_and_a_different_one_under_its_id_is_a_conflict(store) {
+        let store = acme(store);
         store.create_device("acme", "main").unwrap();
         let Begun::New(first) = store.begin_send("acme", &send("3EB0A", "hello")).unwrap() else { panic!() };
         assert_eq!((first.status, first.to.as_str()), (MessageStatus::Pending, "5511@s.whatsapp.net"));
@@ -209,9 +199,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn statuses_move_forward_only_each_with_one_event_in_its_chat() {
-        let store = acme();
+    fn statuses_move_forward_only_each_with_one_event_in_its_chat(store) {
+        let store = acme(store);
         store.create_device("acme", "main").unwrap();
         store.begin_send("acme", &send("3EB0A", "hello")).unwrap();
         let events = store
@@ -238,9 +227,8 @@ mod tests {
         assert_eq!(status(&store, "3EB0A"), MessageStatus::Read);
     }
 
-    #[test]
-    fn a_refused_message_keeps_its_code_and_a_pending_one_can_be_forgotten() {
-        let store = acme();
+    fn a_refused_message_keeps_its_code_and_a_pending_one_can_be_forgotten(store) {
+        let store = acme(store);
         store.create_device("acme", "main").unwrap();
         store.begin_send("acme", &send("3EB0A", "a")).unwrap();
         store.begin_send("acme", &send("3EB0B", "b")).unwrap();
@@ -256,13 +244,13 @@ mod tests {
         assert!(matches!(store.begin_send("acme", &send("3EB0B", "b")).unwrap(), Begun::New(_)));
     }
 
-    #[test]
-    fn sent_messages_go_with_their_device() {
-        let store = acme();
+    fn sent_messages_go_with_their_device(store) {
+        let store = acme(store);
         store.create_device("acme", "main").unwrap();
         store.begin_send("acme", &send("3EB0A", "a")).unwrap();
         store.delete_device("acme", "main").unwrap();
         store.create_device("acme", "main").unwrap();
         assert_eq!(store.sent_message("acme", "main", "3EB0A").unwrap(), None);
+    }
     }
 }

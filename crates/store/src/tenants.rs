@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError, check_identifier, conflict_on_unique, from_json, now, to_json};
+use crate::db::{Conn, Param, Row, params};
 use crate::devices::{self, DeviceRecord};
 use crate::limits::LimitOverrides;
 
@@ -89,7 +89,12 @@ impl Store {
         let hosts = normalize_hosts(&new.hosts)?;
         let id = new.id.clone();
         self.transaction(|tx| {
-            refuse_case_twin(tx, "SELECT id FROM tenants WHERE id = ?1 COLLATE NOCASE AND id <> ?1", &[&id], "tenant")?;
+            refuse_case_twin(
+                tx,
+                "SELECT id FROM tenants WHERE lower(id) = lower(?1) AND id <> ?1",
+                params![id],
+                "tenant",
+            )?;
             tx.execute(
                 "INSERT INTO tenants (id, name, limits, outbound_hosts, outbound_private_hosts, settings, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -111,12 +116,12 @@ impl Store {
 
     /// The tenant `id`.
     pub fn tenant(&self, id: &str) -> Result<TenantRecord, StoreError> {
-        get(&*self.read()?, id)
+        self.read(|conn| get(conn, id))
     }
 
     /// Every tenant, by id.
     pub fn tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
-        list(&*self.read()?)
+        self.read(list)
     }
 
     /// Applies `patch` to the tenant `id`.
@@ -145,7 +150,7 @@ impl Store {
                 ],
             )?;
             if let Some(hosts) = &hosts {
-                tx.execute("DELETE FROM tenant_hosts WHERE tenant_id = ?1", [id])?;
+                tx.execute("DELETE FROM tenant_hosts WHERE tenant_id = ?1", params![id])?;
                 set_hosts(tx, id, hosts)?;
             }
             get(tx, id)
@@ -160,33 +165,34 @@ impl Store {
             let devices = devices::list(tx, id)?;
             // Its links go with it (a tenant made again under its id starts without them).
             self.links.forget(id);
-            tx.execute("DELETE FROM tenants WHERE id = ?1", [id])?;
+            tx.execute("DELETE FROM tenants WHERE id = ?1", params![id])?;
             Ok(devices)
         })
     }
 }
 
-pub(super) fn get(conn: &Connection, id: &str) -> Result<TenantRecord, StoreError> {
-    conn.query_row(
+pub(super) fn get(conn: &Conn<'_>, id: &str) -> Result<TenantRecord, StoreError> {
+    conn.query_opt(
         "SELECT id, name, limits, outbound_hosts, outbound_private_hosts, settings, created_at FROM tenants WHERE id = ?1",
-        [id],
+        params![id],
         read,
-    )
-    .optional()?
+    )?
     .ok_or_else(|| not_found(id))
     .and_then(|tenant| with_hosts(conn, tenant))
 }
 
-pub(super) fn list(conn: &Connection) -> Result<Vec<TenantRecord>, StoreError> {
-    let mut statement =
-        conn.prepare("SELECT id, name, limits, outbound_hosts, outbound_private_hosts, settings, created_at FROM tenants ORDER BY id")?;
-    let tenants = statement.query_map([], read)?.collect::<Result<Vec<_>, _>>()?;
+pub(super) fn list(conn: &Conn<'_>) -> Result<Vec<TenantRecord>, StoreError> {
+    let tenants = conn.query(
+        "SELECT id, name, limits, outbound_hosts, outbound_private_hosts, settings, created_at FROM tenants ORDER BY id",
+        &[],
+        read,
+    )?;
     tenants.into_iter().map(|tenant| with_hosts(conn, tenant)).collect()
 }
 
 /// [`StoreError::NotFound`] unless the tenant `id` exists.
-pub(super) fn require(conn: &Connection, id: &str) -> Result<(), StoreError> {
-    let exists: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM tenants WHERE id = ?1)", [id], |row| row.get(0))?;
+pub(super) fn require(conn: &Conn<'_>, id: &str) -> Result<(), StoreError> {
+    let exists: bool = conn.query_value("SELECT EXISTS (SELECT 1 FROM tenants WHERE id = ?1)", params![id])?;
     if exists { Ok(()) } else { Err(not_found(id)) }
 }
 
@@ -194,26 +200,26 @@ fn not_found(id: &str) -> StoreError {
     StoreError::NotFound(format!("tenant `{id}` does not exist"))
 }
 
-fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<TenantRecord> {
+fn read(row: &Row<'_>) -> Result<TenantRecord, StoreError> {
     Ok(TenantRecord {
         id: row.get(0)?,
         name: row.get(1)?,
         hosts: Vec::new(),
-        limits: from_json(&row.get::<_, String>(2)?)?,
-        outbound_hosts: from_json(&row.get::<_, String>(3)?)?,
-        outbound_private_hosts: from_json(&row.get::<_, String>(4)?)?,
-        settings: from_json(&row.get::<_, String>(5)?)?,
+        limits: from_json(&row.get::<String>(2)?)?,
+        outbound_hosts: from_json(&row.get::<String>(3)?)?,
+        outbound_private_hosts: from_json(&row.get::<String>(4)?)?,
+        settings: from_json(&row.get::<String>(5)?)?,
         created_at: row.get(6)?,
     })
 }
 
-fn with_hosts(conn: &Connection, mut tenant: TenantRecord) -> Result<TenantRecord, StoreError> {
-    let mut statement = conn.prepare_cached("SELECT host FROM tenant_hosts WHERE tenant_id = ?1 ORDER BY host")?;
-    tenant.hosts = statement.query_map([&tenant.id], |row| row.get(0))?.collect::<Result<_, _>>()?;
+fn with_hosts(conn: &Conn<'_>, mut tenant: TenantRecord) -> Result<TenantRecord, StoreError> {
+    let hosts = "SELECT host FROM tenant_hosts WHERE tenant_id = ?1 ORDER BY host";
+    tenant.hosts = conn.query(hosts, params![tenant.id], |row| row.get(0))?;
     Ok(tenant)
 }
 
-fn set_hosts(conn: &Connection, tenant: &str, hosts: &[String]) -> Result<(), StoreError> {
+fn set_hosts(conn: &Conn<'_>, tenant: &str, hosts: &[String]) -> Result<(), StoreError> {
     for host in hosts {
         conn.execute("INSERT INTO tenant_hosts (host, tenant_id) VALUES (?1, ?2)", params![host, tenant])
             .map_err(|e| conflict_on_unique(e, || format!("host `{host}` already belongs to a tenant")))?;
@@ -249,12 +255,12 @@ fn check_limits(limits: &LimitOverrides) -> Result<(), StoreError> {
 /// case: ids name directories, and on a case-insensitive file system (macOS, Windows, SMB)
 /// `Acme` and `acme` would share one device store — two tenants on one WhatsApp account.
 pub(super) fn refuse_case_twin(
-    tx: &rusqlite::Transaction,
+    tx: &Conn<'_>,
     query: &str,
-    params: &[&dyn rusqlite::ToSql],
+    params: &[&dyn Param],
     what: &str,
 ) -> Result<(), StoreError> {
-    let twin: Option<String> = tx.query_row(query, params, |row| row.get(0)).optional()?;
+    let twin: Option<String> = tx.query_opt(query, params, |row| row.get(0))?;
     match twin {
         Some(twin) => Err(StoreError::Conflict(format!(
             "{what} `{twin}` already exists: ids that differ only in case would share files; choose another id"
@@ -266,15 +272,14 @@ pub(super) fn refuse_case_twin(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tests::acme;
+    use crate::tests::{acme, on_both};
 
     fn tenant(id: &str, hosts: &[&str]) -> NewTenant {
         NewTenant { id: id.into(), hosts: hosts.iter().map(|h| h.to_string()).collect(), ..Default::default() }
     }
 
-    #[test]
-    fn a_tenant_reads_back_as_created_with_its_hosts_in_lower_case() {
-        let store = Store::open_in_memory().unwrap();
+    on_both! {
+    fn a_tenant_reads_back_as_created_with_its_hosts_in_lower_case(store) {
         let settings = BTreeMap::from([("greeting".to_string(), "hi".to_string())]);
         let created = store
             .create_tenant(NewTenant {
@@ -295,9 +300,7 @@ mod tests {
         assert_eq!(ids, ["acme", "globex"]);
     }
 
-    #[test]
-    fn a_patch_changes_only_what_it_gives() {
-        let store = Store::open_in_memory().unwrap();
+    fn a_patch_changes_only_what_it_gives(store) {
         let created = store.create_tenant(tenant("acme", &["acme.example.com"])).unwrap();
         let renamed = store.update_tenant("acme", TenantPatch { name: Some("Acme".into()), ..Default::default() });
         let renamed = renamed.unwrap();
@@ -310,9 +313,8 @@ mod tests {
         assert_eq!(store.tenant("acme").unwrap().name, "Acme");
     }
 
-    #[test]
-    fn a_duplicate_id_or_host_is_a_conflict_and_changes_nothing() {
-        let store = acme();
+    fn a_duplicate_id_or_host_is_a_conflict_and_changes_nothing(store) {
+        let store = acme(store);
         store
             .update_tenant("acme", TenantPatch { hosts: Some(vec!["acme.example.com".into()]), ..Default::default() })
             .unwrap();
@@ -330,9 +332,8 @@ mod tests {
         assert_eq!(store.tenant("acme").unwrap().hosts, ["acme.example.com"], "the host stays with its tenant");
     }
 
-    #[test]
-    fn what_is_not_there_is_not_found() {
-        let store = acme();
+    fn what_is_not_there_is_not_found(store) {
+        let store = acme(store);
         assert!(matches!(store.tenant("globex"), Err(StoreError::NotFound(_))));
         assert!(matches!(store.update_tenant("globex", TenantPatch::default()), Err(StoreError::NotFound(_))));
         assert!(matches!(store.delete_tenant("globex"), Err(StoreError::NotFound(_))));
@@ -343,9 +344,7 @@ mod tests {
         assert!(matches!(store.delete_tenant("acme"), Err(StoreError::NotFound(_))), "deleted once");
     }
 
-    #[test]
-    fn invalid_input_is_refused_with_what_to_change() {
-        let store = Store::open_in_memory().unwrap();
+    fn invalid_input_is_refused_with_what_to_change(store) {
         assert!(matches!(store.create_tenant(tenant("a b", &[])), Err(StoreError::Invalid(_))));
         assert!(matches!(store.create_tenant(tenant("acme", &["acme.example.com:8080"])), Err(StoreError::Invalid(_))));
         let out_of_range = LimitOverrides { memory_mib: Some(0), ..Default::default() };
@@ -361,14 +360,14 @@ mod tests {
         assert_eq!(store.tenant("acme").unwrap().limits, LimitOverrides::default());
     }
 
-    #[test]
-    fn deleting_a_tenant_deletes_what_belongs_to_it() {
-        let store = acme();
+    fn deleting_a_tenant_deletes_what_belongs_to_it(store) {
+        let store = acme(store);
         store.create_device("acme", "main").unwrap();
         let user = store.create_user("acme", crate::users::NewUser::default()).unwrap();
         store.delete_tenant("acme").unwrap();
         store.create_tenant(tenant("acme", &[])).unwrap();
         assert!(store.devices("acme").unwrap().is_empty());
         assert!(matches!(store.user("acme", &user.id), Err(StoreError::NotFound(_))));
+    }
     }
 }

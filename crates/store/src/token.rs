@@ -8,6 +8,8 @@
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::db::{Column, Value};
+
 /// The SHA-256 digest of an API token.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TokenHash([u8; 32]);
@@ -26,11 +28,6 @@ impl TokenHash {
         Ok(TokenHash(digest))
     }
 
-    /// A digest as stored.
-    pub fn from_bytes(digest: [u8; 32]) -> Self {
-        TokenHash(digest)
-    }
-
     /// The digest's bytes, to store.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
@@ -44,6 +41,17 @@ impl TokenHash {
     /// Compares two digests without leaking where they differ.
     pub fn ct_eq(&self, other: &TokenHash) -> bool {
         self.0.ct_eq(&other.0).into()
+    }
+}
+
+/// A digest as stored: 32 bytes.
+impl Column for TokenHash {
+    fn from_value(value: Value<'_>) -> Result<Self, &'static str> {
+        const EXPECTED: &str = "a SHA-256 digest (32 bytes)";
+        match value {
+            Value::Blob(bytes) => bytes.try_into().map(TokenHash).map_err(|_| EXPECTED),
+            _ => Err(EXPECTED),
+        }
     }
 }
 

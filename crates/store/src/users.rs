@@ -3,10 +3,10 @@
 //! A token is a random UUID v4 handed out once, at creation; the store keeps its SHA-256
 //! only. Revoking keeps the row (with `revoked_at`) so the history stays auditable.
 
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError, conflict_on_unique, from_json, now, tenants, to_json};
+use crate::db::{Conn, Row, params};
 use crate::token::TokenHash;
 
 /// An API user as stored and as the admin API shows it.
@@ -82,14 +82,15 @@ impl Store {
 
     /// The user `id` of `tenant`.
     pub fn user(&self, tenant: &str, id: &str) -> Result<UserRecord, StoreError> {
-        get(&*self.read()?, tenant, id)
+        self.read(|conn| get(conn, tenant, id))
     }
 
     /// Every user of `tenant`.
     pub fn users(&self, tenant: &str) -> Result<Vec<UserRecord>, StoreError> {
-        let conn = self.read()?;
-        tenants::require(&conn, tenant)?;
-        list(&conn, tenant)
+        self.read(|conn| {
+            tenants::require(conn, tenant)?;
+            list(conn, tenant)
+        })
     }
 
     /// Replaces the name, devices and scopes of the user `id` of `tenant`.
@@ -107,10 +108,12 @@ impl Store {
 
     /// Deletes the user `id` of `tenant` and its tokens.
     pub fn delete_user(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
-        match self.lock().execute("DELETE FROM users WHERE id = ?1 AND tenant_id = ?2", [id, tenant])? {
-            0 => Err(user_not_found(tenant, id)),
-            _ => Ok(()),
-        }
+        self.transaction(|tx| {
+            match tx.execute("DELETE FROM users WHERE id = ?1 AND tenant_id = ?2", params![id, tenant])? {
+                0 => Err(user_not_found(tenant, id)),
+                _ => Ok(()),
+            }
+        })
     }
 
     /// Gives the user `id` of `tenant` a new API token: returns its record and the token,
@@ -137,12 +140,14 @@ impl Store {
 
     /// Every token of the user `id` of `tenant`, revoked ones included.
     pub fn tokens(&self, tenant: &str, user: &str) -> Result<Vec<TokenRecord>, StoreError> {
-        let conn = self.read()?;
-        get(&conn, tenant, user)?;
-        let mut statement = conn.prepare(
-            "SELECT id, user_id, created_at, revoked_at FROM tokens WHERE user_id = ?1 ORDER BY created_at, id",
-        )?;
-        Ok(statement.query_map([user], read_token)?.collect::<Result<_, _>>()?)
+        self.read(|conn| {
+            get(conn, tenant, user)?;
+            conn.query(
+                "SELECT id, user_id, created_at, revoked_at FROM tokens WHERE user_id = ?1 ORDER BY created_at, id",
+                params![user],
+                read_token,
+            )
+        })
     }
 
     /// Revokes a token; it stops working as soon as the gateway reloads. Revoking twice is
@@ -160,52 +165,49 @@ impl Store {
     }
 }
 
-pub(super) fn list(conn: &Connection, tenant: &str) -> Result<Vec<UserRecord>, StoreError> {
-    let mut statement = conn.prepare_cached(
+pub(super) fn list(conn: &Conn<'_>, tenant: &str) -> Result<Vec<UserRecord>, StoreError> {
+    conn.query(
         "SELECT id, tenant_id, name, devices, scopes, created_at FROM users WHERE tenant_id = ?1 ORDER BY created_at, id",
-    )?;
-    Ok(statement.query_map([tenant], read)?.collect::<Result<_, _>>()?)
-}
-
-pub(super) fn active_token_hashes(conn: &Connection, user: &str) -> Result<Vec<TokenHash>, StoreError> {
-    let mut statement = conn.prepare_cached("SELECT sha256 FROM tokens WHERE user_id = ?1 AND revoked_at IS NULL")?;
-    let hashes = statement.query_map([user], |row| row.get::<_, [u8; 32]>(0))?;
-    Ok(hashes.map(|hash| hash.map(TokenHash::from_bytes)).collect::<Result<_, _>>()?)
-}
-
-fn get(conn: &Connection, tenant: &str, id: &str) -> Result<UserRecord, StoreError> {
-    tenants::require(conn, tenant)?;
-    conn.query_row(
-        "SELECT id, tenant_id, name, devices, scopes, created_at FROM users WHERE id = ?1 AND tenant_id = ?2",
-        [id, tenant],
+        params![tenant],
         read,
     )
-    .optional()?
+}
+
+pub(super) fn active_token_hashes(conn: &Conn<'_>, user: &str) -> Result<Vec<TokenHash>, StoreError> {
+    conn.query("SELECT sha256 FROM tokens WHERE user_id = ?1 AND revoked_at IS NULL", params![user], |row| row.get(0))
+}
+
+fn get(conn: &Conn<'_>, tenant: &str, id: &str) -> Result<UserRecord, StoreError> {
+    tenants::require(conn, tenant)?;
+    conn.query_opt(
+        "SELECT id, tenant_id, name, devices, scopes, created_at FROM users WHERE id = ?1 AND tenant_id = ?2",
+        params![id, tenant],
+        read,
+    )?
     .ok_or_else(|| user_not_found(tenant, id))
 }
 
-fn token(conn: &Connection, user: &str, id: &str) -> Result<TokenRecord, StoreError> {
-    conn.query_row(
+fn token(conn: &Conn<'_>, user: &str, id: &str) -> Result<TokenRecord, StoreError> {
+    conn.query_opt(
         "SELECT id, user_id, created_at, revoked_at FROM tokens WHERE id = ?1 AND user_id = ?2",
-        [id, user],
+        params![id, user],
         read_token,
-    )
-    .optional()?
+    )?
     .ok_or_else(|| StoreError::NotFound(format!("user `{user}` has no token `{id}`")))
 }
 
-fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
+fn read(row: &Row<'_>) -> Result<UserRecord, StoreError> {
     Ok(UserRecord {
         id: row.get(0)?,
         tenant: row.get(1)?,
         name: row.get(2)?,
-        devices: from_json(&row.get::<_, String>(3)?)?,
-        scopes: from_json(&row.get::<_, String>(4)?)?,
+        devices: from_json(&row.get::<String>(3)?)?,
+        scopes: from_json(&row.get::<String>(4)?)?,
         created_at: row.get(5)?,
     })
 }
 
-fn read_token(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
+fn read_token(row: &Row<'_>) -> Result<TokenRecord, StoreError> {
     Ok(TokenRecord { id: row.get(0)?, user: row.get(1)?, created_at: row.get(2)?, revoked_at: row.get(3)? })
 }
 
@@ -219,11 +221,10 @@ fn parse_uuid(id: &str) -> Result<String, StoreError> {
         .map_err(|_| StoreError::Invalid(format!("user id `{id}`: must be a UUID, or leave it out to get a fresh one")))
 }
 
-fn check_devices(conn: &Connection, tenant: &str, devices: &[String]) -> Result<(), StoreError> {
-    let mut statement =
-        conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM devices WHERE tenant_id = ?1 AND id = ?2)")?;
+fn check_devices(conn: &Conn<'_>, tenant: &str, devices: &[String]) -> Result<(), StoreError> {
     for device in devices {
-        if !statement.query_row([tenant, device], |row| row.get::<_, bool>(0))? {
+        let exists = "SELECT EXISTS (SELECT 1 FROM devices WHERE tenant_id = ?1 AND id = ?2)";
+        if !conn.query_value::<bool>(exists, params![tenant, device])? {
             return Err(StoreError::Conflict(format!(
                 "device `{device}` is not a device of tenant `{tenant}`: create it first"
             )));
@@ -235,15 +236,15 @@ fn check_devices(conn: &Connection, tenant: &str, devices: &[String]) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tests::acme;
+    use crate::tests::{acme, on_both};
 
     fn user(name: &str, devices: &[&str]) -> NewUser {
         NewUser { name: name.into(), devices: devices.iter().map(|d| d.to_string()).collect(), ..Default::default() }
     }
 
-    #[test]
-    fn a_user_reads_back_as_created_and_is_replaced_whole() {
-        let store = acme();
+    on_both! {
+    fn a_user_reads_back_as_created_and_is_replaced_whole(store) {
+        let store = acme(store);
         store.create_device("acme", "main").unwrap();
         let created = store.create_user("acme", NewUser { scopes: vec!["read".into()], ..user("ops", &["main"]) });
         let created = created.unwrap();
@@ -263,9 +264,8 @@ mod tests {
         assert!(matches!(store.update_user("acme", &created.id, user("x", &[])), Err(StoreError::NotFound(_))));
     }
 
-    #[test]
-    fn a_given_id_is_kept_and_may_be_used_once() {
-        let store = acme();
+    fn a_given_id_is_kept_and_may_be_used_once(store) {
+        let store = acme(store);
         let id = "0b5f1c1e-3a5e-4d0b-9c7a-2f1d8e6b4a90".to_string();
         let created = store.create_user("acme", NewUser { id: Some(id.clone()), ..Default::default() }).unwrap();
         assert_eq!(created.id, id);
@@ -275,9 +275,8 @@ mod tests {
         assert!(matches!(not_uuid, Err(StoreError::Invalid(_))));
     }
 
-    #[test]
-    fn a_user_may_only_use_devices_of_its_tenant() {
-        let store = acme();
+    fn a_user_may_only_use_devices_of_its_tenant(store) {
+        let store = acme(store);
         store.create_tenant(crate::tenants::NewTenant { id: "globex".into(), ..Default::default() }).unwrap();
         store.create_device("globex", "main").unwrap();
         assert!(matches!(store.create_user("acme", user("ops", &["main"])), Err(StoreError::Conflict(_))));
@@ -290,9 +289,8 @@ mod tests {
         assert!(matches!(store.create_user("initech", user("ops", &[])), Err(StoreError::NotFound(_))));
     }
 
-    #[test]
-    fn a_token_works_until_it_is_revoked_and_stays_listed() {
-        let store = acme();
+    fn a_token_works_until_it_is_revoked_and_stays_listed(store) {
+        let store = acme(store);
         let ops = store.create_user("acme", user("ops", &[])).unwrap();
         let (record, token) = store.create_token("acme", &ops.id).unwrap();
         assert_eq!((record.user.as_str(), record.revoked_at.as_deref()), (ops.id.as_str(), None));
@@ -308,9 +306,8 @@ mod tests {
         assert_eq!(store.tokens("acme", &ops.id).unwrap(), [again], "a revoked token stays listed");
     }
 
-    #[test]
-    fn a_token_is_one_users_and_unknown_ones_are_not_found() {
-        let store = acme();
+    fn a_token_is_one_users_and_unknown_ones_are_not_found(store) {
+        let store = acme(store);
         let ops = store.create_user("acme", user("ops", &[])).unwrap();
         let hash = TokenHash::of("0b5f1c1e-3a5e-4d0b-9c7a-2f1d8e6b4a90");
         store.add_token("acme", &ops.id, &hash).unwrap();
@@ -326,5 +323,6 @@ mod tests {
             matches!(store.revoke_token("acme", &other.id, &token.id), Err(StoreError::NotFound(_))),
             "not its token"
         );
+    }
     }
 }

@@ -20,10 +20,10 @@
 //!
 //! [delivered]: Store::delivered
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError, check_identifier, devices, events, from_json, now, tenants, to_json};
+use super::{DatabaseError, Store, StoreError, check_identifier, devices, events, from_json, now, tenants, to_json};
+use crate::db::{Conn, Row, params};
 use crate::events::{EVENT_TYPES, EventRecord};
 use crate::routes::ComponentRef;
 
@@ -216,8 +216,7 @@ impl Store {
                     other => other,
                 })?;
             }
-            let count: i64 =
-                tx.query_row("SELECT count(*) FROM webhooks WHERE tenant_id = ?1", [tenant], |row| row.get(0))?;
+            let count: i64 = tx.query_value("SELECT count(*) FROM webhooks WHERE tenant_id = ?1", params![tenant])?;
             if count >= MAX_WEBHOOKS as i64 {
                 return Err(StoreError::Conflict(format!(
                     "tenant `{tenant}` has {count} webhooks, the most a tenant may have: delete one first"
@@ -234,31 +233,32 @@ impl Store {
 
     /// The webhooks of `tenant` (NotFound for an unknown tenant), oldest first.
     pub fn webhooks(&self, tenant: &str) -> Result<Vec<WebhookRecord>, StoreError> {
-        let conn = self.read()?;
-        tenants::require(&conn, tenant)?;
-        let mut select =
-            conn.prepare_cached(&format!("SELECT {COLUMNS} FROM webhooks WHERE tenant_id = ?1 ORDER BY rowid"))?;
-        Ok(select.query_map([tenant], read)?.collect::<Result<_, _>>()?)
+        self.read(|conn| {
+            tenants::require(conn, tenant)?;
+            conn.query(
+                &format!("SELECT {COLUMNS} FROM webhooks WHERE tenant_id = ?1 ORDER BY rowid"),
+                params![tenant],
+                read,
+            )
+        })
     }
 
     /// Every webhook of every tenant (the delivery service starts one worker each), by
     /// tenant, oldest first.
     pub fn all_webhooks(&self) -> Result<Vec<WebhookRecord>, StoreError> {
-        let conn = self.read()?;
-        let mut select = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM webhooks ORDER BY tenant_id, rowid"))?;
-        Ok(select.query_map([], read)?.collect::<Result<_, _>>()?)
+        self.read(|conn| conn.query(&format!("SELECT {COLUMNS} FROM webhooks ORDER BY tenant_id, rowid"), &[], read))
     }
 
     /// One webhook of `tenant`.
     pub fn webhook(&self, tenant: &str, id: &str) -> Result<WebhookRecord, StoreError> {
-        get(&*self.read()?, tenant, id)
+        self.read(|conn| get(conn, tenant, id))
     }
 
     /// Deletes a webhook with its log and dead letters.
     pub fn delete_webhook(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
         self.transaction(|tx| {
             get(tx, tenant, id)?;
-            tx.execute("DELETE FROM webhooks WHERE id = ?1", [id])?;
+            tx.execute("DELETE FROM webhooks WHERE id = ?1", params![id])?;
             Ok(())
         })
     }
@@ -282,24 +282,26 @@ impl Store {
     /// not move past the events the webhook does not take until the event after them is
     /// delivered or given up on ([`Store::record_delivery`]).
     pub fn next_delivery_after(&self, webhook: &str, seen: i64) -> Result<Next, StoreError> {
-        let conn = self.read()?;
-        let (hook, position) = find(&conn, webhook)?;
-        let mut select = conn.prepare_cached(&format!(
-            "SELECT events.position, {} FROM events
-             WHERE tenant_id = ?1 AND position > ?2 AND (?3 IS NULL OR device = ?3)
-               AND (?4 = '[]' OR kind IN (SELECT value FROM json_each(?4)))
-             ORDER BY position LIMIT 1",
-            events::COLUMNS
-        ))?;
-        let types = to_json(&hook.events);
-        let next = select
-            .query_row(params![hook.tenant, position.max(seen), hook.device, types], |row| {
-                Ok(Pending { position: row.get(0)?, event: events::read(row, 1)? })
+        self.read(|conn| {
+            let (hook, position) = find(conn, webhook)?;
+            // The types, a JSON array, as rows.
+            let types = conn.pick("SELECT value FROM json_each(?4)", "SELECT json_array_elements_text(?4::text::json)");
+            let select = format!(
+                "SELECT events.position, {} FROM events
+                 WHERE tenant_id = ?1 AND position > ?2 AND (CAST(?3 AS TEXT) IS NULL OR device = ?3)
+                   AND (?4 = '[]' OR kind IN ({types}))
+                 ORDER BY position LIMIT 1",
+                events::COLUMNS
+            );
+            let next = conn.query_opt(
+                &select,
+                params![hook.tenant, position.max(seen), hook.device, to_json(&hook.events)],
+                |row| Ok(Pending { position: row.get(0)?, event: events::read(row, 1)? }),
+            )?;
+            Ok(match next {
+                Some(pending) => Next::Pending(Box::new(pending)),
+                None => Next::Idle(events::end(conn)?),
             })
-            .optional()?;
-        Ok(match next {
-            Some(pending) => Next::Pending(Box::new(pending)),
-            None => Next::Idle(events::end(&conn)?),
         })
     }
 
@@ -342,39 +344,42 @@ impl Store {
 
     /// The newest `limit` attempts of a webhook of `tenant`, newest first.
     pub fn attempts(&self, tenant: &str, webhook: &str, limit: usize) -> Result<Vec<Attempt>, StoreError> {
-        let conn = self.read()?;
-        get(&conn, tenant, webhook)?;
-        let mut select = conn.prepare_cached(
-            "SELECT event_id, attempt, status, error, at, millis FROM webhook_attempts
-             WHERE webhook_id = ?1 ORDER BY id DESC LIMIT ?2",
-        )?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = select.query_map(params![webhook, limit], |row| {
-            Ok(Attempt {
-                event_id: row.get(0)?,
-                attempt: row.get(1)?,
-                status: row.get(2)?,
-                error: row.get(3)?,
-                at: row.get(4)?,
-                millis: row.get::<_, i64>(5)?.max(0) as u64,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read(|conn| {
+            get(conn, tenant, webhook)?;
+            conn.query(
+                "SELECT event_id, attempt, status, error, at, millis FROM webhook_attempts
+                 WHERE webhook_id = ?1 ORDER BY id DESC LIMIT ?2",
+                params![webhook, limit],
+                |row| {
+                    Ok(Attempt {
+                        event_id: row.get(0)?,
+                        attempt: narrow(1, row.get(1)?)?,
+                        status: row.get::<Option<i64>>(2)?.map(|status| narrow(2, status)).transpose()?,
+                        error: row.get(3)?,
+                        at: row.get(4)?,
+                        millis: row.get::<i64>(5)?.max(0) as u64,
+                    })
+                },
+            )
+        })
     }
 
     /// The dead letters of a webhook of `tenant`, oldest first.
     pub fn dead_letters(&self, tenant: &str, webhook: &str) -> Result<Vec<DeadLetter>, StoreError> {
-        let conn = self.read()?;
-        get(&conn, tenant, webhook)?;
-        dead_letters(&conn, webhook, None)
+        self.read(|conn| {
+            get(conn, tenant, webhook)?;
+            dead_letters(conn, webhook, None)
+        })
     }
 
     /// The dead letter of event `event_id` (NotFound, saying to list the dead letters, when
     /// there is none).
     pub fn dead_letter_of(&self, tenant: &str, webhook: &str, event_id: &str) -> Result<DeadLetter, StoreError> {
-        let conn = self.read()?;
-        get(&conn, tenant, webhook)?;
-        dead_letters(&conn, webhook, Some(event_id))?.pop().ok_or_else(|| no_dead_letter(webhook, event_id))
+        self.read(|conn| {
+            get(conn, tenant, webhook)?;
+            dead_letters(conn, webhook, Some(event_id))?.pop().ok_or_else(|| no_dead_letter(webhook, event_id))
+        })
     }
 
     /// Removes the dead letter of `event_id` (it was delivered on replay).
@@ -394,63 +399,63 @@ impl Store {
 /// The columns of a webhook that [`read`] reads, in its order.
 const COLUMNS: &str = "id, tenant_id, url, device, events, secret, created_at";
 
-fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<WebhookRecord> {
+fn read(row: &Row<'_>) -> Result<WebhookRecord, StoreError> {
     Ok(WebhookRecord {
         id: row.get(0)?,
         tenant: row.get(1)?,
         url: row.get(2)?,
         device: row.get(3)?,
-        events: from_json(&row.get::<_, String>(4)?)?,
+        events: from_json(&row.get::<String>(4)?)?,
         secret: row.get(5)?,
         created_at: row.get(6)?,
     })
 }
 
 /// The event handlers of `tenant`: (webhook id, component) for each webhook naming a component.
-pub(crate) fn handlers(conn: &Connection, tenant: &str) -> Result<Vec<(String, ComponentRef)>, StoreError> {
-    let mut select = conn.prepare_cached("SELECT id, url FROM webhooks WHERE tenant_id = ?1 ORDER BY rowid")?;
-    let rows = select.query_map([tenant], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
-    let mut handlers = Vec::new();
-    for row in rows {
-        let (id, url) = row?;
-        handlers.extend(handler(&url).map(|component| (id, component)));
-    }
-    Ok(handlers)
+pub(crate) fn handlers(conn: &Conn<'_>, tenant: &str) -> Result<Vec<(String, ComponentRef)>, StoreError> {
+    let rows =
+        conn.query("SELECT id, url FROM webhooks WHERE tenant_id = ?1 ORDER BY rowid", params![tenant], |row| {
+            Ok((row.get::<String>(0)?, row.get::<String>(1)?))
+        })?;
+    Ok(rows.into_iter().filter_map(|(id, url)| handler(&url).map(|component| (id, component))).collect())
 }
 
 /// The webhook `id` of `tenant` ([`StoreError::NotFound`] if either does not exist).
-fn get(conn: &Connection, tenant: &str, id: &str) -> Result<WebhookRecord, StoreError> {
+fn get(conn: &Conn<'_>, tenant: &str, id: &str) -> Result<WebhookRecord, StoreError> {
     tenants::require(conn, tenant)?;
-    conn.query_row(&format!("SELECT {COLUMNS} FROM webhooks WHERE id = ?1 AND tenant_id = ?2"), [id, tenant], read)
-        .optional()?
-        .ok_or_else(|| StoreError::NotFound(format!("tenant `{tenant}` has no webhook `{id}`")))
+    conn.query_opt(
+        &format!("SELECT {COLUMNS} FROM webhooks WHERE id = ?1 AND tenant_id = ?2"),
+        params![id, tenant],
+        read,
+    )?
+    .ok_or_else(|| StoreError::NotFound(format!("tenant `{tenant}` has no webhook `{id}`")))
 }
 
 /// The webhook `id`, whatever its tenant, with its position.
-fn find(conn: &Connection, id: &str) -> Result<(WebhookRecord, i64), StoreError> {
-    conn.query_row(&format!("SELECT {COLUMNS}, position FROM webhooks WHERE id = ?1"), [id], |row| {
+fn find(conn: &Conn<'_>, id: &str) -> Result<(WebhookRecord, i64), StoreError> {
+    conn.query_opt(&format!("SELECT {COLUMNS}, position FROM webhooks WHERE id = ?1"), params![id], |row| {
         Ok((read(row)?, row.get(7)?))
-    })
-    .optional()?
+    })?
     .ok_or_else(|| gone(id))
 }
 
 /// Moves the position of `webhook` to `position`, unless it is there or past it already.
-fn advance(tx: &Transaction<'_>, webhook: &str, position: i64) -> Result<(), StoreError> {
+fn advance(tx: &Conn<'_>, webhook: &str, position: i64) -> Result<(), StoreError> {
     let end = events::end(tx)?;
     if position > end {
         return Err(StoreError::Invalid(format!(
             "position {position} is past the end of the outbox ({end}): give the position next_delivery returned"
         )));
     }
-    match tx.execute("UPDATE webhooks SET position = MAX(position, ?2) WHERE id = ?1", params![webhook, position])? {
+    let forward = "UPDATE webhooks SET position = CASE WHEN position < ?2 THEN ?2 ELSE position END WHERE id = ?1";
+    match tx.execute(forward, params![webhook, position])? {
         0 => Err(gone(webhook)),
         _ => Ok(()),
     }
 }
 
 /// Appends `attempt` to the delivery log of `webhook`, keeping its newest [`KEPT_ATTEMPTS`].
-fn append_attempt(tx: &Transaction<'_>, webhook: &str, attempt: &Attempt) -> Result<(), StoreError> {
+fn append_attempt(tx: &Conn<'_>, webhook: &str, attempt: &Attempt) -> Result<(), StoreError> {
     find(tx, webhook)?;
     tx.execute(
         "INSERT INTO webhook_attempts (webhook_id, event_id, attempt, status, error, at, millis)
@@ -459,7 +464,7 @@ fn append_attempt(tx: &Transaction<'_>, webhook: &str, attempt: &Attempt) -> Res
             webhook,
             attempt.event_id,
             attempt.attempt,
-            attempt.status,
+            attempt.status.map(i64::from),
             attempt.error,
             attempt.at,
             i64::try_from(attempt.millis).unwrap_or(i64::MAX)
@@ -476,10 +481,10 @@ fn append_attempt(tx: &Transaction<'_>, webhook: &str, attempt: &Attempt) -> Res
 
 /// Makes the event at `position` a dead letter of `webhook` (unless it is gone) and moves the
 /// webhook's position past it.
-fn give_up(tx: &Transaction<'_>, webhook: &str, position: i64, attempts: u32, error: &str) -> Result<(), StoreError> {
+fn give_up(tx: &Conn<'_>, webhook: &str, position: i64, attempts: u32, error: &str) -> Result<(), StoreError> {
     let (hook, _) = find(tx, webhook)?;
     let owner: Option<String> =
-        tx.query_row("SELECT tenant_id FROM events WHERE position = ?1", [position], |row| row.get(0)).optional()?;
+        tx.query_opt("SELECT tenant_id FROM events WHERE position = ?1", params![position], |row| row.get(0))?;
     match owner {
         Some(owner) if owner != hook.tenant => {
             return Err(StoreError::Invalid(format!(
@@ -502,18 +507,28 @@ fn give_up(tx: &Transaction<'_>, webhook: &str, position: i64, attempts: u32, er
 }
 
 /// The dead letters of `webhook`, oldest first; only that of `event` when given.
-fn dead_letters(conn: &Connection, webhook: &str, event: Option<&str>) -> Result<Vec<DeadLetter>, StoreError> {
-    let mut select = conn.prepare_cached(&format!(
+fn dead_letters(conn: &Conn<'_>, webhook: &str, event: Option<&str>) -> Result<Vec<DeadLetter>, StoreError> {
+    let select = format!(
         "SELECT dead_letters.attempts, dead_letters.error, dead_letters.at, {} FROM dead_letters
          JOIN events ON events.position = dead_letters.position
-         WHERE dead_letters.webhook_id = ?1 AND (?2 IS NULL OR events.id = ?2)
+         WHERE dead_letters.webhook_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR events.id = ?2)
          ORDER BY dead_letters.position",
         events::COLUMNS
-    ))?;
-    let rows = select.query_map(params![webhook, event], |row| {
-        Ok(DeadLetter { attempts: row.get(0)?, error: row.get(1)?, at: row.get(2)?, event: events::read(row, 3)? })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    );
+    conn.query(&select, params![webhook, event], |row| {
+        Ok(DeadLetter {
+            attempts: narrow(0, row.get(0)?)?,
+            error: row.get(1)?,
+            at: row.get(2)?,
+            event: events::read(row, 3)?,
+        })
+    })
+}
+
+/// `value`, read from column `index`, as the narrower integer the store wrote there (an
+/// attempt count, an HTTP status).
+fn narrow<T: TryFrom<i64>>(index: usize, value: i64) -> Result<T, StoreError> {
+    T::try_from(value).map_err(|_| DatabaseError::Column { index, problem: format!("{value} is out of range") }.into())
 }
 
 fn gone(webhook: &str) -> StoreError {
@@ -614,7 +629,7 @@ fn check_secret(secret: &str) -> Result<(), StoreError> {
 mod tests {
     use super::*;
     use crate::events::NewEvent;
-    use crate::tests::acme;
+    use crate::tests::{acme, on_both};
 
     const SECRET: &str = "s3cret-of-16-chars";
 
@@ -640,11 +655,13 @@ mod tests {
     }
 
     fn position(store: &Store, webhook: &str) -> i64 {
-        store.lock().query_row("SELECT position FROM webhooks WHERE id = ?1", [webhook], |row| row.get(0)).unwrap()
+        store
+            .transaction(|conn| conn.query_value("SELECT position FROM webhooks WHERE id = ?1", params![webhook]))
+            .unwrap()
     }
 
     fn rows(store: &Store, table: &str) -> i64 {
-        store.lock().query_row(&format!("SELECT count(*) FROM {table}"), [], |row| row.get(0)).unwrap()
+        store.transaction(|conn| conn.query_value(&format!("SELECT count(*) FROM {table}"), &[])).unwrap()
     }
 
     fn attempt(event: &str, n: u32) -> Attempt {
@@ -658,9 +675,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_webhook_naming_a_component_is_an_event_handler_without_a_secret() {
-        let store = acme();
+    on_both! {
+    fn a_webhook_naming_a_component_is_an_event_handler_without_a_secret(store) {
+        let store = acme(store);
         let created = store.create_webhook("acme", hook("component:auto-responder")).unwrap();
         assert_eq!(
             (created.secret.as_str(), created.handler()),
@@ -684,9 +701,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_webhook_reads_back_as_created_and_is_deleted_with_its_log_and_dead_letters() {
-        let store = acme();
+    fn a_webhook_reads_back_as_created_and_is_deleted_with_its_log_and_dead_letters(store) {
+        let store = acme(store);
         store.create_device("acme", "main").unwrap();
         let new = NewWebhook {
             device: Some("main".into()),
@@ -726,9 +742,8 @@ mod tests {
         assert!(matches!(store.webhooks("nobody"), Err(StoreError::NotFound(_))));
     }
 
-    #[test]
-    fn invalid_webhooks_are_refused_with_what_to_change() {
-        let store = acme();
+    fn invalid_webhooks_are_refused_with_what_to_change(store) {
+        let store = acme(store);
         let refused = |new: NewWebhook| store.create_webhook("acme", new).unwrap_err().to_string();
         let too_long = format!("https://example.com/{}", "a".repeat(MAX_URL_BYTES));
         for (url, says) in [
@@ -776,9 +791,8 @@ mod tests {
         assert_eq!(store.webhooks("acme").unwrap().len(), 2, "only the valid ones");
     }
 
-    #[test]
-    fn a_tenant_has_at_most_20_webhooks() {
-        let store = acme();
+    fn a_tenant_has_at_most_20_webhooks(store) {
+        let store = acme(store);
         for n in 0..MAX_WEBHOOKS {
             store.create_webhook("acme", hook(&format!("https://example.com/{n}"))).unwrap();
         }
@@ -791,9 +805,8 @@ mod tests {
         assert_eq!(store.webhooks("acme").unwrap().len(), 20);
     }
 
-    #[test]
-    fn next_delivery_honours_the_device_the_types_and_the_position() {
-        let store = acme();
+    fn next_delivery_honours_the_device_the_types_and_the_position(store) {
+        let store = acme(store);
         store.create_device("acme", "main").unwrap();
         store.create_device("acme", "backup").unwrap();
         let before = record(&store, "main", "message.received", "before");
@@ -828,9 +841,8 @@ mod tests {
         assert_eq!(next(&store, &main), Some((6, later.id)));
     }
 
-    #[test]
-    fn a_look_starts_after_the_end_the_last_one_reached_and_a_delivery_moves_past_the_events_skipped() {
-        let store = acme();
+    fn a_look_starts_after_the_end_the_last_one_reached_and_a_delivery_moves_past_the_events_skipped(store) {
+        let store = acme(store);
         store.create_device("acme", "main").unwrap();
         let received = NewWebhook { events: vec!["message.received".into()], ..hook("https://example.com/in") };
         let webhook = store.create_webhook("acme", received).unwrap().id;
@@ -849,39 +861,8 @@ mod tests {
         assert_eq!(store.next_delivery_after(&webhook, 0).unwrap(), Next::Idle(3));
     }
 
-    #[test]
-    fn looking_for_the_next_event_only_reads_and_answers_while_another_connection_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("waedge.db");
-        let store = Store::open(&path).unwrap();
-        store.create_tenant(crate::tenants::NewTenant { id: "acme".into(), ..Default::default() }).unwrap();
-        store.create_device("acme", "main").unwrap();
-        // A type that never occurs, and every type.
-        let status = NewWebhook { events: vec!["message.status".into()], ..hook("https://example.com/status") };
-        let status = store.create_webhook("acme", status).unwrap().id;
-        let every = store.create_webhook("acme", hook("https://example.com/every")).unwrap().id;
-        let events: Vec<EventRecord> =
-            ["A", "B", "C"].iter().map(|m| record(&store, "main", "message.received", m)).collect();
-
-        let writer = Connection::open(&path).unwrap();
-        let changes = store.lock().total_changes();
-        let version = |conn: &Connection| conn.pragma_query_value(None, "data_version", |row| row.get::<_, i64>(0));
-        let before = version(&writer).unwrap();
-        // Another connection holds the write lock: a look that wanted it would wait, then fail.
-        writer.execute_batch("BEGIN IMMEDIATE").unwrap();
-        for _ in 0..3 {
-            assert_eq!(store.next_delivery_after(&status, 0).unwrap(), Next::Idle(3));
-            assert_eq!(next(&store, &every), Some((1, events[0].id.clone())));
-        }
-        writer.execute_batch("COMMIT").unwrap();
-        assert_eq!(store.lock().total_changes(), changes, "no row written");
-        assert_eq!(version(&writer).unwrap(), before, "no commit by the store");
-        assert_eq!(position(&store, &status), 0, "the position stays behind the events it does not take");
-    }
-
-    #[test]
-    fn the_position_never_moves_back_nor_past_the_end() {
-        let store = acme();
+    fn the_position_never_moves_back_nor_past_the_end(store) {
+        let store = acme(store);
         store.create_device("acme", "main").unwrap();
         let webhook = store.create_webhook("acme", hook("https://example.com/in")).unwrap().id;
         let events: Vec<EventRecord> =
@@ -895,9 +876,8 @@ mod tests {
         assert_eq!(position(&store, &webhook), 2);
     }
 
-    #[test]
-    fn a_dead_letter_keeps_the_event_and_the_position_moves_past_it() {
-        let store = acme();
+    fn a_dead_letter_keeps_the_event_and_the_position_moves_past_it(store) {
+        let store = acme(store);
         store.create_device("acme", "main").unwrap();
         let webhook = store.create_webhook("acme", hook("https://example.com/in")).unwrap().id;
         let first = record(&store, "main", "message.received", "A");
@@ -927,9 +907,8 @@ mod tests {
         assert_eq!(next(&store, &webhook), Some((2, second.id)), "removing a dead letter moves nothing");
     }
 
-    #[test]
-    fn a_recorded_delivery_logs_the_attempt_and_moves_as_its_outcome_says() {
-        let store = acme();
+    fn a_recorded_delivery_logs_the_attempt_and_moves_as_its_outcome_says(store) {
+        let store = acme(store);
         store.create_device("acme", "main").unwrap();
         let webhook = store.create_webhook("acme", hook("https://example.com/in")).unwrap().id;
         let first = record(&store, "main", "message.received", "A");
@@ -952,9 +931,8 @@ mod tests {
         assert_eq!(log, [(second.id.clone(), 3), (first.id.clone(), 2), (first.id, 1)], "newest first");
     }
 
-    #[test]
-    fn the_delivery_log_keeps_the_newest_1000_attempts() {
-        let store = acme();
+    fn the_delivery_log_keeps_the_newest_1000_attempts(store) {
+        let store = acme(store);
         let webhook = store.create_webhook("acme", hook("https://example.com/in")).unwrap().id;
         let other = store.create_webhook("acme", hook("https://example.com/other")).unwrap().id;
         store.record_attempt(&other, &attempt("E0", 1)).unwrap();
@@ -972,9 +950,8 @@ mod tests {
         assert!(matches!(store.attempts("globex", &webhook, 2), Err(StoreError::NotFound(_))));
     }
 
-    #[test]
-    fn a_webhook_of_a_device_goes_with_it() {
-        let store = acme();
+    fn a_webhook_of_a_device_goes_with_it(store) {
+        let store = acme(store);
         store.create_device("acme", "main").unwrap();
         let of_main = NewWebhook { device: Some("main".into()), ..hook("https://example.com/main") };
         let of_main = store.create_webhook("acme", of_main).unwrap().id;
@@ -984,9 +961,8 @@ mod tests {
         assert!(matches!(store.next_delivery(&of_main), Err(StoreError::NotFound(_))));
     }
 
-    #[test]
-    fn the_secret_is_not_in_the_json_of_a_webhook() {
-        let store = acme();
+    fn the_secret_is_not_in_the_json_of_a_webhook(store) {
+        let store = acme(store);
         let created = store.create_webhook("acme", hook("https://example.com/in")).unwrap();
         let json = serde_json::to_value(&created).unwrap();
         assert_eq!(
@@ -1005,5 +981,94 @@ mod tests {
         let chosen =
             serde_json::from_value::<NewWebhook>(serde_json::json!({ "url": "https://x.example", "secret": SECRET }));
         assert!(chosen.is_err(), "a request cannot choose the secret");
+    }
+    }
+
+    /// Sets `store` (with acme) up for a look that only reads: device `main` with three events,
+    /// a webhook of a type that never occurs and one of every type; returns (the typed webhook,
+    /// the other, the events).
+    fn three_events_and_two_webhooks(store: &Store) -> (String, String, Vec<EventRecord>) {
+        store.create_device("acme", "main").unwrap();
+        // A type that never occurs, and every type.
+        let status = NewWebhook { events: vec!["message.status".into()], ..hook("https://example.com/status") };
+        let status = store.create_webhook("acme", status).unwrap().id;
+        let every = store.create_webhook("acme", hook("https://example.com/every")).unwrap().id;
+        let events = ["A", "B", "C"].iter().map(|m| record(store, "main", "message.received", m)).collect();
+        (status, every, events)
+    }
+
+    #[test]
+    fn sqlite_looking_for_the_next_event_only_reads_and_answers_while_another_connection_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("waedge.db");
+        let store = acme(Store::open(&path).unwrap());
+        let (status, every, events) = three_events_and_two_webhooks(&store);
+
+        let writer = rusqlite::Connection::open(&path).unwrap();
+        let changes = store.sqlite_writer().total_changes();
+        let version =
+            |conn: &rusqlite::Connection| conn.pragma_query_value(None, "data_version", |row| row.get::<_, i64>(0));
+        let before = version(&writer).unwrap();
+        // Another connection holds the write lock: a look that wanted it would wait, then fail.
+        writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+        for _ in 0..3 {
+            assert_eq!(store.next_delivery_after(&status, 0).unwrap(), Next::Idle(3));
+            assert_eq!(next(&store, &every), Some((1, events[0].id.clone())));
+        }
+        writer.execute_batch("COMMIT").unwrap();
+        assert_eq!(store.sqlite_writer().total_changes(), changes, "no row written");
+        assert_eq!(version(&writer).unwrap(), before, "no commit by the store");
+        assert_eq!(position(&store, &status), 0, "the position stays behind the events it does not take");
+    }
+
+    #[test]
+    #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+    fn postgres_looking_for_the_next_event_only_reads_and_answers_while_another_transaction_writes() {
+        use std::sync::mpsc::channel;
+        let store = acme(crate::tests::postgres());
+        let (status, every, events) = three_events_and_two_webhooks(&store);
+        // Every row version of the tables a look reads or a delivery writes: a write (even one
+        // that changes no value) makes a new version, with the writing transaction as its xmin.
+        let versions = |store: &Store| -> Vec<String> {
+            let versions = "SELECT t || ':' || xmin::text || '@' || ctid::text FROM (
+                     SELECT 'webhooks' AS t, xmin, ctid FROM webhooks
+                     UNION ALL SELECT 'events', xmin, ctid FROM events
+                     UNION ALL SELECT 'webhook_attempts', xmin, ctid FROM webhook_attempts
+                     UNION ALL SELECT 'dead_letters', xmin, ctid FROM dead_letters
+                 ) AS versions ORDER BY 1";
+            store.transaction(|conn| conn.query(versions, &[], |row| row.get(0))).unwrap()
+        };
+        let before = versions(&store);
+        assert_eq!(before.len(), 5, "two webhooks and three events: {before:?}");
+
+        // Another transaction holds the write lock until told: a look that wanted it would wait.
+        let (held, wait_for_hold) = channel();
+        let (release, until_released) = channel::<()>();
+        let writer = store.clone();
+        let hold = std::thread::spawn(move || {
+            writer.transaction(|_| {
+                held.send(()).unwrap();
+                until_released.recv().unwrap();
+                Ok(())
+            })
+        });
+        wait_for_hold.recv().unwrap();
+        let looker = store.clone();
+        let (answered, answer) = channel();
+        std::thread::spawn(move || {
+            let looks: Vec<_> =
+                (0..3).map(|_| (looker.next_delivery_after(&status, 0), next(&looker, &every))).collect();
+            answered.send((looks, status)).ok();
+        });
+        let looks = answer.recv_timeout(std::time::Duration::from_secs(10));
+        release.send(()).unwrap();
+        hold.join().unwrap().unwrap();
+        let (looks, status) = looks.expect("the looks answered while another transaction held the write lock");
+        for (idle, pending) in looks {
+            assert_eq!(idle.unwrap(), Next::Idle(3));
+            assert_eq!(pending, Some((1, events[0].id.clone())));
+        }
+        assert_eq!(versions(&store), before, "no row written");
+        assert_eq!(position(&store, &status), 0, "the position stays behind the events it does not take");
     }
 }

@@ -1,9 +1,9 @@
-//! The schema, as an append-only list of migrations.
-//!
-//! `PRAGMA user_version` records how many have been applied; [`migrate`] applies the rest in
-//! one transaction each. Never edit a released migration: add a new one.
+//! The schema in SQLite. `PRAGMA user_version` records how many migrations have been
+//! applied; [`migrate`] applies the rest in one transaction each.
 
 use rusqlite::{Connection, Transaction};
+
+use crate::StoreError;
 
 /// Every migration, in order; the database's `user_version` is the number applied.
 const MIGRATIONS: &[&str] = &[
@@ -216,8 +216,10 @@ const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
-/// Brings the schema up to date.
-pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+/// Brings the schema up to date, unless it is newer than this build's.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: u32 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    super::refuse_newer(version.into(), latest())?;
     for (index, sql) in (1u32..).zip(MIGRATIONS) {
         // Read the version under the write lock: two processes opening a new store at once
         // must not both apply a migration.
@@ -233,6 +235,6 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 }
 
 /// The schema version this build writes.
-pub fn latest() -> u32 {
-    MIGRATIONS.len() as u32
+pub(crate) fn latest() -> i64 {
+    MIGRATIONS.len() as i64
 }

@@ -1,0 +1,324 @@
+//! The store in PostgreSQL: the database several nodes share.
+//!
+//! The store's interface is synchronous, as SQLite is; PostgreSQL's client is asynchronous.
+//! Its connections are driven by a runtime of the store's own (one thread), and a call waits
+//! for its answer on the calling thread, whatever that thread is: so the store behaves as
+//! with SQLite from a blocking thread, a plain thread or a test, and never needs the caller's
+//! runtime.
+//!
+//! Write transactions are serialised across every node by one advisory lock, as SQLite
+//! serialises them with its write lock: the store's read-then-write checks (a case twin, an
+//! event's next `seq`, a webhook's position) then hold across nodes too, and the outbox's
+//! positions are given out in commit order. Reads run in `REPEATABLE READ` read-only
+//! transactions, so their statements all see one committed state, and never wait for a write.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::error::Error;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use tokio_postgres::{Client, NoTls, Statement};
+
+use super::{Conn, DatabaseError, Param, Row, Value, params};
+use crate::{StoreError, migrations};
+
+/// Arbitrary, fixed: the advisory lock every write transaction of the store takes.
+const WRITE_LOCK: i64 = 0x7761_6564_6765_0002;
+/// The longest a statement may run, waits for the write lock included (as SQLite's busy
+/// timeout bounds a wait for its write lock).
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a transaction may sit idle before the server ends it: a node stopped (SIGSTOP)
+/// or cut off in the middle of a write would otherwise hold every node's write lock.
+const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A store's connections to PostgreSQL; clones share them.
+#[derive(Clone)]
+pub(crate) struct Postgres {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: tokio_postgres::Config,
+    /// The connection of write transactions; none while it could not be (re)opened.
+    writer: Mutex<Option<Session>>,
+    /// The connection of read transactions.
+    reader: Mutex<Option<Session>>,
+    /// Declared last: the sessions' connections end before their runtime does.
+    driver: Driver,
+}
+
+/// The runtime that drives the store's connections.
+struct Driver(Option<tokio::runtime::Runtime>);
+
+/// One connection, with the statements prepared on it.
+pub(crate) struct Session {
+    client: Client,
+    prepared: RefCell<HashMap<String, Statement>>,
+}
+
+impl Postgres {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database`) and
+    /// brings the store's schema in it up to date.
+    pub(crate) fn connect(url: &str) -> Result<Postgres, StoreError> {
+        let config = waedge_pg::config(url).map_err(|e| {
+            StoreError::Invalid(format!(
+                "the store URL is not valid ({}): write it as postgres://user:password@host:port/database",
+                waedge_pg::describe(&e)
+            ))
+        })?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("waedge-store-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Invalid(format!("cannot start the store's PostgreSQL thread: {e}")))?;
+        let driver = Driver(Some(runtime));
+        let writer = Session::open(&config, &driver)?;
+        migrations::postgres::migrate(&writer)?;
+        let reader = Session::open(&config, &driver)?;
+        let shared = Shared { config, writer: Mutex::new(Some(writer)), reader: Mutex::new(Some(reader)), driver };
+        Ok(Postgres { shared: Arc::new(shared) })
+    }
+
+    /// Runs `f` in one write transaction, holding the store's write lock: all of its changes
+    /// or none.
+    pub(crate) fn transaction<T>(&self, f: impl FnOnce(&Conn<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let session = self.shared.session(&self.shared.writer)?;
+        let session = session.as_ref().expect("an open session");
+        let transaction = Open::begin(session, "BEGIN")?;
+        session.execute("SELECT pg_advisory_xact_lock(?1)", params![WRITE_LOCK])?;
+        let value = f(&Conn::Postgres(session))?;
+        transaction.commit()?;
+        Ok(value)
+    }
+
+    /// Runs `f` in one read-only transaction: its statements all see what was committed when
+    /// the first of them ran, without waiting for a write under way.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Conn<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let session = self.shared.session(&self.shared.reader)?;
+        let session = session.as_ref().expect("an open session");
+        let transaction = Open::begin(session, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+        let value = f(&Conn::Postgres(session))?;
+        transaction.commit()?;
+        Ok(value)
+    }
+}
+
+impl Shared {
+    /// The session in `slot`, opened again first if it is closed (the server restarted, the
+    /// network broke): the statement that found it closed failed, the next one reconnects.
+    fn session<'s>(&'s self, slot: &'s Mutex<Option<Session>>) -> Result<MutexGuard<'s, Option<Session>>, StoreError> {
+        // A panic mid-transaction leaves the session in it: the transaction's guard rolled
+        // it back while unwinding, so a poisoned lock still guards a usable session.
+        let mut session = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if session.as_ref().is_none_or(|session| session.client.is_closed()) {
+            *session = None;
+            *session = Some(Session::open(&self.config, &self.driver)?);
+        }
+        Ok(session)
+    }
+}
+
+/// A transaction under way: rolled back when dropped uncommitted (an error, a panic).
+struct Open<'s> {
+    session: &'s Session,
+    committed: bool,
+}
+
+impl<'s> Open<'s> {
+    fn begin(session: &'s Session, begin: &str) -> Result<Open<'s>, StoreError> {
+        session.batch(begin)?;
+        Ok(Open { session, committed: false })
+    }
+
+    fn commit(mut self) -> Result<(), StoreError> {
+        self.committed = true;
+        self.session.batch("COMMIT")
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            // A broken connection cannot roll back, and needs not: the server ends its
+            // transaction, and the session is replaced on its next use.
+            let _ = self.session.batch("ROLLBACK");
+        }
+    }
+}
+
+impl Session {
+    /// Opens a connection, driven by `driver`, with the store's timeouts.
+    fn open(config: &tokio_postgres::Config, driver: &Driver) -> Result<Session, StoreError> {
+        let connecting = config.clone();
+        let connected = driver.handle().spawn(async move {
+            let (client, connection) = connecting.connect(NoTls).await?;
+            // Ends when the connection does; its client then reports itself closed.
+            tokio::spawn(connection);
+            Ok::<_, tokio_postgres::Error>(client)
+        });
+        let client = futures_executor::block_on(connected)
+            .map_err(|e| StoreError::Invalid(format!("the store's PostgreSQL thread stopped: {e}")))?
+            .map_err(|source| DatabaseError::Connect { target: waedge_pg::target(config), source })?;
+        let session = Session { client, prepared: RefCell::default() };
+        session.batch(&format!(
+            "SET statement_timeout = {}; SET idle_in_transaction_session_timeout = {}",
+            STATEMENT_TIMEOUT.as_millis(),
+            IDLE_IN_TRANSACTION_TIMEOUT.as_millis()
+        ))?;
+        Ok(session)
+    }
+
+    /// Runs `sql`, one or more statements without parameters.
+    pub(crate) fn batch(&self, sql: &str) -> Result<(), StoreError> {
+        Ok(wait(self.client.batch_execute(sql))?)
+    }
+
+    pub(super) fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<usize, StoreError> {
+        let statement = self.prepare(sql)?;
+        let values = values(params);
+        let changed = wait(self.client.execute(&statement, &binds(&values)))?;
+        Ok(usize::try_from(changed).unwrap_or(usize::MAX))
+    }
+
+    pub(super) fn query<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        read: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let statement = self.prepare(sql)?;
+        let values = values(params);
+        let rows = wait(self.client.query(&statement, &binds(&values)))?;
+        let mut read = read;
+        rows.iter().map(|row| read(&Row::Postgres(row))).collect()
+    }
+
+    pub(super) fn query_opt<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        read: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let statement = self.prepare(sql)?;
+        let values = values(params);
+        let rows = wait(self.client.query(&statement, &binds(&values)))?;
+        rows.first().map(|row| read(&Row::Postgres(row))).transpose()
+    }
+
+    /// `sql` prepared on this connection, once.
+    fn prepare(&self, sql: &str) -> Result<Statement, StoreError> {
+        if let Some(statement) = self.prepared.borrow().get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = wait(self.client.prepare(&numbered(sql)))?;
+        self.prepared.borrow_mut().insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+}
+
+impl Driver {
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("the driver runs until dropped").handle()
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // Not `drop`: a store may be dropped on an async runtime's thread, where waiting for
+        // another runtime's threads is not allowed.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Waits for `answer` on this thread; the connection is driven by the store's runtime.
+fn wait<T>(answer: impl Future<Output = Result<T, tokio_postgres::Error>>) -> Result<T, DatabaseError> {
+    Ok(futures_executor::block_on(answer)?)
+}
+
+/// `sql` with SQLite's parameters (`?1`) written as PostgreSQL's (`$1`).
+fn numbered(sql: &str) -> String {
+    let mut numbered = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        let parameter = c == '?' && chars.peek().is_some_and(char::is_ascii_digit);
+        numbered.push(if parameter { '$' } else { c });
+    }
+    numbered
+}
+
+fn values<'p>(params: &'p [&dyn Param]) -> Vec<Value<'p>> {
+    params.iter().map(|param| param.value()).collect()
+}
+
+fn binds<'v>(values: &'v [Value<'_>]) -> Vec<&'v (dyn ToSql + Sync)> {
+    values.iter().map(|value| value as &(dyn ToSql + Sync)).collect()
+}
+
+/// Column `index` of `row`, by its PostgreSQL type.
+pub(super) fn value(row: &tokio_postgres::Row, index: usize) -> Result<Value<'_>, DatabaseError> {
+    let column_type = row.columns().get(index).map(|column| column.type_().clone());
+    let value = match column_type {
+        Some(Type::INT8) => row.try_get::<_, Option<i64>>(index)?.map(Value::Int),
+        Some(Type::INT4) => row.try_get::<_, Option<i32>>(index)?.map(|int| Value::Int(int.into())),
+        Some(Type::INT2) => row.try_get::<_, Option<i16>>(index)?.map(|int| Value::Int(int.into())),
+        Some(Type::BOOL) => row.try_get::<_, Option<bool>>(index)?.map(|flag| Value::Int(flag.into())),
+        Some(Type::BYTEA) => row.try_get::<_, Option<&[u8]>>(index)?.map(Value::Blob),
+        Some(ref text) if <&str as tokio_postgres::types::FromSql>::accepts(text) => {
+            row.try_get::<_, Option<&str>>(index)?.map(Value::Text)
+        }
+        other => {
+            let problem = match other {
+                Some(other) => format!("PostgreSQL type {other}, which the store never reads"),
+                None => "no such column".to_owned(),
+            };
+            return Err(DatabaseError::Column { index, problem });
+        }
+    };
+    Ok(value.unwrap_or(Value::Null))
+}
+
+impl ToSql for Value<'_> {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        match *self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(int) => match *ty {
+                Type::INT8 => int.to_sql(ty, out),
+                Type::INT4 => i32::try_from(int)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(int)?.to_sql(ty, out),
+                Type::BOOL => (int != 0).to_sql(ty, out),
+                _ => Err(format!("an integer was bound where PostgreSQL expects {ty}").into()),
+            },
+            Value::Text(text) if <&str as ToSql>::accepts(ty) => text.to_sql(ty, out),
+            Value::Blob(bytes) if <&[u8] as ToSql>::accepts(ty) => bytes.to_sql(ty, out),
+            Value::Text(_) | Value::Blob(_) => {
+                Err(format!("{} was bound where PostgreSQL expects {ty}", self.kind()).into())
+            }
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        // Checked by `to_sql`, per kind of value.
+        true
+    }
+
+    to_sql_checked!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::numbered;
+
+    #[test]
+    fn parameters_are_renumbered_and_nothing_else_changes() {
+        assert_eq!(
+            numbered("SELECT ?1, '?', x ?| y FROM t WHERE a = ?12"),
+            "SELECT $1, '?', x ?| y FROM t WHERE a = $12"
+        );
+    }
+}

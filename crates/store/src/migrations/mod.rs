@@ -1,0 +1,19 @@
+//! The store's schema, as an append-only list of migrations per database: SQLite's
+//! ([`sqlite`]) and PostgreSQL's ([`postgres`]). Each applies the rest of its list in one
+//! transaction per migration. Never edit a released migration: add a new one, to both lists
+//! (the PostgreSQL schema began with SQLite's ninth, so its versions count differently).
+
+pub(crate) mod postgres;
+pub(crate) mod sqlite;
+
+use crate::StoreError;
+
+/// [`StoreError::Invalid`] if a database's schema `found` is newer than this build's `known`.
+fn refuse_newer(found: i64, known: i64) -> Result<(), StoreError> {
+    if found > known {
+        return Err(StoreError::Invalid(format!(
+            "the database has schema version {found}, newer than this waedge knows ({known}): run a newer waedge"
+        )));
+    }
+    Ok(())
+}
