@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::watch;
@@ -34,6 +35,14 @@ impl Shared {
     /// The device state in `db`, under the leases `leases` holds.
     pub fn new(db: Arc<Database>, leases: Leases) -> Shared {
         Shared { db, leases }
+    }
+
+    /// Connects `connections` times to the PostgreSQL database at `url` (bringing the device
+    /// state's schema up to date) for the node `node`, whose leases last `lease` unless
+    /// renewed.
+    pub async fn connect(url: &str, connections: usize, node: &str, lease: Duration) -> anyhow::Result<Shared> {
+        let db = Arc::new(Database::connect(url, connections).await?);
+        Ok(Shared::new(db.clone(), Leases::new(db, node, lease)))
     }
 
     /// This node's leases.

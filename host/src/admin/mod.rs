@@ -147,7 +147,7 @@ impl From<StoreError> for Failure {
             StoreError::NotFound(m) => Failure::new(StatusCode::NOT_FOUND, "NOT_FOUND", m),
             StoreError::Conflict(m) => Failure::conflict(m),
             StoreError::Invalid(m) => Failure::invalid(m),
-            StoreError::Sqlite(e) => {
+            StoreError::Database(e) => {
                 tracing::error!("admin store operation failed: {e}");
                 Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "STORE_FAILED", "the store failed; see the server log")
             }

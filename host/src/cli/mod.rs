@@ -4,6 +4,7 @@
 
 mod client;
 mod commands;
+mod migrate;
 mod output;
 mod serve;
 
@@ -49,6 +50,15 @@ enum Command {
         #[arg(long, short, default_value = "waedge.toml", global = true)]
         config: PathBuf,
     },
+    /// Work on the store itself (run it where the data directory is, with the gateway
+    /// stopped).
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+        /// The configuration file naming the data directory and the store.
+        #[arg(long, short, default_value = "waedge.toml", global = true)]
+        config: PathBuf,
+    },
     /// Print the SHA-256 of an API token read from standard input (for `token_sha256`).
     HashToken,
     /// Make a new API token and print it with its hash (for a configuration file's seed).
@@ -84,6 +94,18 @@ enum AdminTokenAction {
     Revoke {
         /// The token's id, from `admin-token list`.
         id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreAction {
+    /// Copy the SQLite store of the data directory (`waedge.db`) into the PostgreSQL store
+    /// the configuration's `store` names, which must be empty: all of it, or nothing.
+    Migrate {
+        /// Copy even though devices are linked: their WhatsApp sessions stay in the data
+        /// directory's files, so each device has to be linked again.
+        #[arg(long)]
+        relink_devices: bool,
     },
 }
 
@@ -140,6 +162,9 @@ fn run() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::AdminToken { action, config } => admin_token(action, &config),
+        Command::Store { action: StoreAction::Migrate { relink_devices }, config } => {
+            migrate::migrate(&config, relink_devices)
+        }
         Command::HashToken => {
             let mut token = String::new();
             std::io::stdin().read_to_string(&mut token).context("reading the token from standard input")?;

@@ -5,13 +5,14 @@ use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use waedge_device::storage::Shared;
 use waedge_device::whatsapp::WhatsappDevices;
 use waedge_device::{DeviceManager, mailbox, recorder};
 use waedge_store::Store;
 use waedge_store::token::TokenHash;
 
 use crate::admin::Admin;
-use crate::config::Config;
+use crate::config::{Config, DatabaseUrl};
 use crate::runtime::Runtime;
 use crate::runtime::compiler::IsolatedCompiler;
 use crate::webhooks::Webhooks;
@@ -75,21 +76,31 @@ impl DataDirLock {
     }
 }
 
-/// Opens the store of `config` (creating the data directory), seeding an empty one from the
-/// configuration's tenants.
+/// Opens the store of `config` — PostgreSQL at `store`, else SQLite in the data directory
+/// (created if needed) — seeding an empty one from the configuration's tenants.
 pub fn open_store(config: &Config) -> anyhow::Result<Store> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
-    let path = config.data_dir.join(STORE_FILE);
-    let store = Store::open(&path).with_context(|| format!("opening the store {}", path.display()))?;
+    let (store, place) = match &config.store {
+        Some(url) => {
+            let store = Store::connect(url.expose()).context("opening the store")?;
+            (store, url.redacted())
+        }
+        None => {
+            let path = sqlite_store(config)?;
+            let store = Store::open(&path).with_context(|| format!("opening the store {}", path.display()))?;
+            (store, path.display().to_string())
+        }
+    };
     if config.seed(&store).context("seeding the store from the configuration")? {
-        tracing::info!(
-            "new store {}: seeded {} tenant(s) from the configuration",
-            path.display(),
-            config.tenants.len()
-        );
+        tracing::info!("new store {place}: seeded {} tenant(s) from the configuration", config.tenants.len());
     }
     Ok(store)
+}
+
+/// The SQLite store's file in the data directory of `config`, creating the directory.
+pub fn sqlite_store(config: &Config) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    Ok(config.data_dir.join(STORE_FILE))
 }
 
 /// Runs the gateway until SIGINT or SIGTERM; with `watch`, redeploys the components in that
@@ -117,9 +128,12 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
         .with_cache(config.data_dir.join("compiled"))
         .with_isolated_compiler(IsolatedCompiler::new(executable, config.compile));
     let (mailbox, appended) = mailbox::store_mailbox(&store);
-    let devices = whatsapp_devices(&config)?
+    let mut devices = whatsapp_devices(&config)?
         .with_observer(recorder::status_recorder(&store, appended.clone()))
         .with_mailbox(mailbox);
+    if let Some(url) = &config.store {
+        devices = devices.with_shared_storage(Arc::new(shared_device_state(url, &config).await?));
+    }
     let devices = Arc::new(devices);
     let gateway = Arc::new(app::gateway(runtime, devices.clone() as Arc<dyn DeviceManager>, &config)?);
     // Compiling every route's component is CPU work: off the async workers.
@@ -217,6 +231,43 @@ fn whatsapp_devices(config: &Config) -> anyhow::Result<WhatsappDevices> {
              test build (`cargo build -p waedge --features wa-sim`) to connect to a wa-sim"
         ),
     }
+}
+
+/// The devices' state in the PostgreSQL store at `url`, shared with the other nodes of the
+/// cluster under leases taken in this node's name.
+async fn shared_device_state(url: &DatabaseUrl, config: &Config) -> anyhow::Result<Shared> {
+    let cluster = config.cluster.clone().unwrap_or_default();
+    let node = match cluster.node {
+        Some(node) => node,
+        None => host_name().context("naming this node (set `node` in `[cluster]`)")?,
+    };
+    let lease = std::time::Duration::from_millis(cluster.lease_ms);
+    let shared = Shared::connect(url.expose(), cluster.connections, &node, lease)
+        .await
+        .context("opening the devices' state in the PostgreSQL store")?;
+    tracing::info!("node {node}: devices shared with the other nodes of {}", url.redacted());
+    Ok(shared)
+}
+
+/// This machine's host name, as a node name: its first label, in the characters a node name
+/// may have.
+fn host_name() -> anyhow::Result<String> {
+    let mut buffer = [0u8; 256];
+    // SAFETY: gethostname writes at most `buffer.len()` bytes into the buffer it is given.
+    if unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("reading the host name");
+    }
+    let name = buffer.split(|byte| *byte == 0).next().unwrap_or_default();
+    let name: String = String::from_utf8_lossy(name)
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(64)
+        .collect();
+    anyhow::ensure!(!name.is_empty(), "the host name is empty");
+    Ok(name)
 }
 
 /// Periodically returns the memory of component instances no request has needed for a while.

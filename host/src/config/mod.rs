@@ -63,6 +63,15 @@ pub struct Config {
     /// Directory for device sessions and other state; created if missing.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// Where the store lives. Unset: `waedge.db` in the data directory (SQLite, one
+    /// machine). A `postgres://user:password@host:port/database` URL: that PostgreSQL
+    /// database, which several nodes can share (`waedge store migrate` copies a SQLite store
+    /// into it).
+    #[serde(default)]
+    pub store: Option<DatabaseUrl>,
+    /// How this node shares the devices with the other nodes of a PostgreSQL `store`.
+    #[serde(default)]
+    pub cluster: Option<Cluster>,
     /// The tenant that serves requests matching no host name and no token (it may be one
     /// created later through the admin API).
     #[serde(default)]
@@ -231,6 +240,78 @@ pub struct RouteConfig {
     pub component: ComponentRef,
 }
 
+/// How a node takes part in a cluster: the nodes of one PostgreSQL store share its devices
+/// out, each device run by the one node that holds its lease.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cluster {
+    /// This node's name, in the leases and `waedge cluster status`. Unset: the host name.
+    pub node: Option<String>,
+    /// How long a node's hold on a device lasts unless renewed (every quarter of it). A device
+    /// whose node died is taken over by another within about 1.25 times this.
+    pub lease_ms: u64,
+    /// Connections this node keeps to PostgreSQL for the devices' state (all its devices
+    /// share them).
+    pub connections: usize,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster { node: None, lease_ms: 8_000, connections: 4 }
+    }
+}
+
+/// The shortest lease: a renewal waits up to 5 s for PostgreSQL before its connection is
+/// replaced, and must still land before the lease ends.
+const MIN_LEASE_MS: u64 = 6_000;
+
+/// A PostgreSQL URL, whose password is never printed (`Debug` shows `***` in its place).
+#[derive(Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL itself, password included: only for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL without its password, for messages.
+    pub fn redacted(&self) -> String {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return "***".into();
+        };
+        match rest.split_once('@') {
+            Some((credentials, place)) => {
+                let user = credentials.split_once(':').map_or(credentials, |(user, _)| user);
+                let hidden = if credentials.contains(':') { ":***" } else { "" };
+                format!("{scheme}://{user}{hidden}@{place}")
+            }
+            None => self.0.clone(),
+        }
+    }
+}
+
+impl TryFrom<String> for DatabaseUrl {
+    type Error = String;
+
+    fn try_from(url: String) -> Result<Self, Self::Error> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DatabaseUrl(url))
+        } else {
+            Err("`store` is a PostgreSQL URL, postgres://user:password@host:port/database; \
+                 leave it out for the SQLite store in the data directory"
+                .into())
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
@@ -296,6 +377,25 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
+        if let Some(cluster) = &self.cluster {
+            if self.store.is_none() {
+                return Err("`[cluster]` shares the devices of a PostgreSQL store: set `store = \"postgres://…\"`, \
+                            or remove the section"
+                    .into());
+            }
+            if cluster.lease_ms < MIN_LEASE_MS {
+                return Err(format!(
+                    "cluster.lease_ms: {} is too short; use at least {MIN_LEASE_MS}",
+                    cluster.lease_ms
+                ));
+            }
+            if !(1..=64).contains(&cluster.connections) {
+                return Err(format!("cluster.connections: {} is out of range; use 1 to 64", cluster.connections));
+            }
+            if cluster.node.as_deref().is_some_and(|node| !is_identifier(node)) {
+                return Err("cluster.node: use 1 to 64 letters, digits, `-` and `_`".into());
+            }
+        }
         let mut tenant_ids = HashSet::new();
         let mut hosts = HashSet::new();
         let mut tokens = HashSet::new();
@@ -402,6 +502,36 @@ mod tests {
         let limits = config.limits.overridden(&config.tenants[0].limits);
         assert_eq!(limits.memory_mib, 8);
         assert_eq!(limits.request_timeout_ms, Limits::default().request_timeout_ms);
+    }
+
+    #[test]
+    fn a_store_url_is_postgres_and_its_password_is_never_printed() {
+        let config = Config::parse("store = 'postgres://waedge:s3cret@db.internal:5432/waedge'").unwrap();
+        let url = config.store.as_ref().expect("the store URL");
+        assert_eq!(url.expose(), "postgres://waedge:s3cret@db.internal:5432/waedge");
+        assert_eq!(url.redacted(), "postgres://waedge:***@db.internal:5432/waedge");
+        assert!(!format!("{config:?}").contains("s3cret"), "a logged configuration shows no password");
+        let no_password = Config::parse("store = 'postgresql://waedge@db/waedge'").unwrap();
+        assert_eq!(no_password.store.unwrap().redacted(), "postgresql://waedge@db/waedge");
+        assert!(Config::parse("").unwrap().store.is_none(), "SQLite in the data directory by default");
+        let refused = Config::parse("store = 'sqlite:///var/lib/waedge.db'").unwrap_err().to_string();
+        assert!(refused.contains("leave it out for the SQLite store"), "{refused}");
+    }
+
+    #[test]
+    fn a_cluster_needs_a_postgres_store_and_sane_leases() {
+        let store = "store = 'postgres://waedge@db/waedge'\n";
+        let config = Config::parse(&format!("{store}[cluster]\nnode = 'node-1'")).unwrap();
+        assert_eq!(config.cluster, Some(Cluster { node: Some("node-1".into()), ..Cluster::default() }));
+        for (text, reason) in [
+            ("[cluster]\nnode = 'node-1'".to_string(), "set `store = \"postgres://…\"`"),
+            (format!("{store}[cluster]\nlease_ms = 1000"), "lease_ms: 1000 is too short; use at least 6000"),
+            (format!("{store}[cluster]\nconnections = 0"), "connections: 0 is out of range"),
+            (format!("{store}[cluster]\nnode = 'a b'"), "cluster.node: use 1 to 64 letters"),
+        ] {
+            let refused = Config::parse(&text).unwrap_err().to_string();
+            assert!(refused.contains(reason), "{text}: {refused}");
+        }
     }
 
     #[test]
