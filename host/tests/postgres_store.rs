@@ -176,3 +176,158 @@ async fn tenants_in(url: &str) -> Option<i64> {
         Err(e) => panic!("counting the tenants: {e}"),
     }
 }
+
+/// A configuration for the node `node` of a cluster on the PostgreSQL store at `url`, in
+/// `dir`.
+fn node_config(dir: &std::path::Path, url: &str, node: &str) -> std::path::PathBuf {
+    write_config(dir, &format!("store = \"{url}\"\n[cluster]\nnode = \"{node}\"\nlease_ms = 6000"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+async fn an_admin_change_on_one_node_is_served_by_every_node_when_its_call_returns() {
+    let url = database();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let configs = [node_config(dirs[0].path(), &url, "node-1"), node_config(dirs[1].path(), &url, "node-2")];
+    let admin = admin_token(&configs[0]);
+    let nodes = [Waedge::start(&configs[0]), Waedge::start(&configs[1])];
+
+    // Made on node 1, served by node 2 as soon as the calls return.
+    acme(&nodes[0], &admin).await;
+    nodes[0]
+        .admin_expect(reqwest::Method::POST, "/v1/tenants/acme/devices", &admin, json!({ "id": "main" }), 201)
+        .await;
+    let user = nodes[0]
+        .admin_expect(reqwest::Method::POST, "/v1/tenants/acme/users", &admin, json!({ "devices": ["main"] }), 201)
+        .await;
+    let tokens = format!("/v1/tenants/acme/users/{}/tokens", user["id"].as_str().unwrap());
+    let created = nodes[0].admin_expect(reqwest::Method::POST, &tokens, &admin, Value::Null, 201).await;
+    let token = created["token"].as_str().expect("the new token").to_owned();
+    for node in &nodes {
+        let answer = node.api("/devices/main/groups", &token).await;
+        assert_eq!(answer.json["error"]["code"], "DEVICE_NOT_CONNECTED", "{}", answer.text);
+    }
+
+    // A component deployed on node 2 serves on node 1.
+    nodes[1].deploy(&admin, "acme", "hello", waedge_e2e::guests::get("hello-http").to_vec()).await;
+    let route = json!({ "prefix": "/hello", "component": "component:hello" });
+    nodes[1].admin_expect(reqwest::Method::PUT, "/v1/tenants/acme/routes", &admin, route, 200).await;
+    let hello = nodes[0].api("/hello", &token).await;
+    assert_eq!((hello.status, hello.text.as_str()), (200, "Hello, world!\n"));
+
+    // A token revoked on node 2 is refused by node 1 when the call returns.
+    let revoke = format!("{tokens}/{}", created["id"].as_str().unwrap());
+    let revoked = nodes[1].admin(reqwest::Method::DELETE, &revoke, &admin, Value::Null).await;
+    assert_eq!((revoked.status, revoked.json["id"].clone()), (200, created["id"].clone()), "{}", revoked.text);
+    for node in &nodes {
+        let refused = node.api("/devices/main/groups", &token).await;
+        assert_eq!(refused.status, 401, "{}", refused.text);
+    }
+
+    // A node that stopped is not waited for: the next change answers at once.
+    let [one, two] = nodes;
+    two.stop();
+    let started = std::time::Instant::now();
+    let route = json!({ "prefix": "/contacts", "component": "builtin:contacts-api" });
+    one.admin_expect(reqwest::Method::PUT, "/v1/tenants/acme/routes", &admin, route, 200).await;
+    assert!(started.elapsed() < Duration::from_secs(2), "waited {:?} for a node that left", started.elapsed());
+    one.stop();
+}
+
+/// An endpoint that answers every request `200` after `delay`, counting the requests; returns
+/// its URL and the count.
+async fn slow_endpoint(delay: Duration) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                // The headers, then as much body as they announce (webhook bodies are small).
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(delay).await;
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+            });
+        }
+    });
+    (url, requests)
+}
+
+/// The delivery log of `acme`'s webhook `webhook`, as node `node` lists it.
+async fn deliveries(node: &Waedge, admin: &str, webhook: &str) -> Vec<Value> {
+    let path = format!("/v1/tenants/acme/webhooks/{webhook}/deliveries");
+    let log = node.admin_expect(reqwest::Method::GET, &path, admin, Value::Null, 200).await;
+    log["deliveries"].as_array().expect("a list of deliveries").clone()
+}
+
+/// Waits until the delivery log holds `count` deliveries (within `seconds`), then returns it.
+async fn delivered(node: &Waedge, admin: &str, webhook: &str, count: usize, seconds: u64) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+    loop {
+        let log = deliveries(node, admin, webhook).await;
+        if log.len() >= count || std::time::Instant::now() > deadline {
+            return log;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+async fn one_node_delivers_the_webhooks_and_another_takes_over_when_it_dies() {
+    const JOHN: &str = "6281234567890";
+    let url = database();
+    let sim = WaSim::start(SimConfig::new(world())).await.expect("wa-sim starts");
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let config = |dir: &tempfile::TempDir, node: &str| {
+        let extra = format!(
+            "whatsapp_server = \"{}\"\npublic_test_addresses = [\"127.0.0.1\"]\nstore = \"{url}\"\n\
+             [cluster]\nnode = \"{node}\"\nlease_ms = 6000",
+            sim.ws_url()
+        );
+        write_config(dir.path(), &extra)
+    };
+    let configs = [config(&dirs[0], "node-1"), config(&dirs[1], "node-2")];
+    let admin = admin_token(&configs[0]);
+    let first = Waedge::start(&configs[0]);
+    acme(&first, &admin).await;
+    first.link_new_device(&admin, &sim, ("acme", "main", SELF_PHONE), Duration::from_secs(30)).await;
+    // Slower than a worker's own look at the outbox (every 5 s): a second node delivering too
+    // would send the event again while the first waits for its answer.
+    let (endpoint, requests) = slow_endpoint(Duration::from_secs(7)).await;
+    let hook = json!({ "url": endpoint, "events": ["message.received"] });
+    let created = first.admin_expect(reqwest::Method::POST, "/v1/tenants/acme/webhooks", &admin, hook, 201).await;
+    let webhook = created["id"].as_str().expect("a webhook id").to_owned();
+    let second = Waedge::start(&configs[1]);
+
+    // Node 1 runs the device and delivers; node 2 delivers nothing.
+    sim.send_text(JOHN, SELF_PHONE, "hi").await.expect("John Doe sends a text");
+    assert_eq!(delivered(&first, &admin, &webhook, 1, 20).await.len(), 1);
+    let log = deliveries(&second, &admin, &webhook).await;
+    assert_eq!(log.len(), 1, "one delivery of the event: {log:?}");
+    assert_eq!((&log[0]["attempt"], &log[0]["status"]), (&json!(1), &json!(200)));
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 1, "the endpoint was called once");
+
+    // Node 1 dies: node 2 takes the device over (its lease runs out) and the delivery.
+    first.kill();
+    second.wait_for_device(&admin, "acme", "main", "connected", Duration::from_secs(30)).await;
+    sim.send_text(JOHN, SELF_PHONE, "still there?").await.expect("another text");
+    let log = delivered(&second, &admin, &webhook, 2, 30).await;
+    assert_eq!(log.len(), 2, "the second event delivered by node 2: {log:?}");
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_ne!(log[0]["event_id"], log[1]["event_id"]);
+    assert_eq!(sim.connections_of(SELF_PHONE), 1, "one client of the account, never two");
+    second.stop();
+}

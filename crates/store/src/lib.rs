@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod changes;
 pub mod components;
 pub mod copy;
 mod db;
@@ -53,7 +54,7 @@ pub mod webhooks;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::db::{Conn, Postgres, Sqlite};
+use crate::db::{Conn, Listener, Postgres, Sqlite};
 use crate::known_links::KnownLinks;
 use crate::token::TokenHash;
 pub use db::DatabaseError;
@@ -172,6 +173,16 @@ impl Store {
         match &self.database {
             Database::Sqlite(sqlite) => sqlite.writer(),
             Database::Postgres(_) => panic!("a SQLite store was expected"),
+        }
+    }
+
+    /// A connection of its own listening on `channel` (PostgreSQL only).
+    fn listen(&self, channel: &'static str) -> Result<Listener, StoreError> {
+        match &self.database {
+            Database::Postgres(postgres) => postgres.listen(channel),
+            Database::Sqlite(_) => {
+                Err(StoreError::Invalid("a SQLite store has one node: there are no other nodes to hear from".into()))
+            }
         }
     }
 
@@ -319,8 +330,13 @@ pub(crate) mod tests {
 
     /// An empty PostgreSQL store, in a new database on the test process's server.
     pub(crate) fn postgres() -> Store {
+        Store::connect(&postgres_url()).unwrap()
+    }
+
+    /// The URL of a new database on the test process's PostgreSQL server.
+    pub(crate) fn postgres_url() -> String {
         let server = waedge_test_postgres::Postgres::shared().expect("a PostgreSQL server for the tests");
-        Store::connect(&server.create_database().expect("a database for the test")).unwrap()
+        server.create_database().expect("a database for the test")
     }
 
     /// `store` with one tenant, `acme`.
@@ -375,13 +391,12 @@ pub(crate) mod tests {
     #[test]
     #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
     fn a_postgres_database_newer_than_this_build_is_refused() {
-        let url = waedge_test_postgres::Postgres::shared().unwrap().create_database().unwrap();
+        let url = postgres_url();
         let store = Store::connect(&url).unwrap();
         store.transaction(|conn| conn.execute("UPDATE store_schema SET version = version + 1", &[])).unwrap();
         let refused = Store::connect(&url).err().expect("a newer schema is refused");
         assert!(matches!(refused, StoreError::Invalid(ref m) if m.contains("run a newer waedge")), "{refused}");
-        let migrated_again =
-            Store::connect(&waedge_test_postgres::Postgres::shared().unwrap().create_database().unwrap());
+        let migrated_again = Store::connect(&postgres_url());
         assert!(migrated_again.is_ok(), "a new database is migrated (twice on one server: the lock is per database)");
     }
 

@@ -700,7 +700,7 @@ mod tests {
     #[test]
     #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
     fn a_link_another_node_made_is_seen_at_once() {
-        let url = waedge_test_postgres::Postgres::shared().unwrap().create_database().unwrap();
+        let url = crate::tests::postgres_url();
         let (this, other) = (acme(Store::connect(&url).unwrap()), Store::connect(&url).unwrap());
         this.create_device("acme", "main").unwrap();
         assert_eq!(this.verified_link("acme", LID).unwrap(), None);

@@ -12,6 +12,7 @@
 //! versions), [`events`] (what happened on the devices, paged or streamed), [`webhooks`] (where
 //! events go), and [`ops`] (health, metrics, OpenAPI, pairing page).
 
+mod cluster;
 pub mod components;
 pub mod devices;
 pub mod events;
@@ -67,6 +68,8 @@ pub struct Admin {
     reloads: Arc<tokio::sync::Mutex<u64>>,
     /// The event streams open.
     streams: Arc<events::Streams>,
+    /// This node among those sharing the store, if it shares it.
+    cluster: Option<Arc<cluster::Cluster>>,
 }
 
 /// A request's method, path segments, query and body, read whole.
@@ -167,6 +170,7 @@ impl Admin {
             remote: false,
             reloads: Arc::default(),
             streams: Arc::default(),
+            cluster: None,
         }
     }
 
@@ -251,10 +255,21 @@ impl Admin {
         Ok(value)
     }
 
+    /// Applies a change stored a moment ago: rebuilds the gateway from the store ([`reload`])
+    /// and, on a node sharing the store, waits until the other nodes serve it too.
+    ///
+    /// [`reload`]: Self::reload
+    async fn apply(&self) -> Result<(), Failure> {
+        match &self.cluster {
+            None => self.reload().await,
+            Some(cluster) => cluster.apply(self).await,
+        }
+    }
+
     /// Rebuilds the gateway from the store. A failed rebuild is retried until one succeeds;
     /// meanwhile the gateway is stale (`/readyz` says so). Answers once the gateway serves
     /// what the store holds, or with 503 after [`APPLY_WAIT`] while the retries go on.
-    async fn apply(&self) -> Result<(), Failure> {
+    async fn reload(&self) -> Result<(), Failure> {
         let admin = self.clone();
         let applied = tokio::spawn(async move {
             // Reloads take turns; one that starts after this change was stored applies it,

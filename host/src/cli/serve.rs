@@ -127,12 +127,18 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
         .map_err(|e| anyhow::anyhow!("starting the Wasm runtime: {e:#}"))?
         .with_cache(config.data_dir.join("compiled"))
         .with_isolated_compiler(IsolatedCompiler::new(executable, config.compile));
+    // A node of several sharing a PostgreSQL store: its name, and the store's changes it
+    // serves (counted before the gateway loads from the store).
+    let cluster = match &config.store {
+        Some(_) => Some((node_name(&config)?, store.changes()?)),
+        None => None,
+    };
     let (mailbox, appended) = mailbox::store_mailbox(&store);
     let mut devices = whatsapp_devices(&config)?
         .with_observer(recorder::status_recorder(&store, appended.clone()))
         .with_mailbox(mailbox);
-    if let Some(url) = &config.store {
-        devices = devices.with_shared_storage(Arc::new(shared_device_state(url, &config).await?));
+    if let (Some(url), Some((node, _))) = (&config.store, &cluster) {
+        devices = devices.with_shared_storage(Arc::new(shared_device_state(url, node, &config).await?));
     }
     let devices = Arc::new(devices);
     let gateway = Arc::new(app::gateway(runtime, devices.clone() as Arc<dyn DeviceManager>, &config)?);
@@ -165,10 +171,23 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
     };
     let sweeper = tokio::spawn(retire_idle_instances(gateway.clone()));
     let api = server::serve(api, gateway.clone(), config.connections, stopped(stopping.clone()));
-    let webhooks = Arc::new(Webhooks::new(store.clone(), gateway.clone(), appended));
+    let mut webhooks = Webhooks::new(store.clone(), gateway.clone(), appended);
+    if cluster.is_some() {
+        // One node delivers at a time: the one that takes the delivery over (`follow`).
+        webhooks = webhooks.standing_by();
+    }
+    let webhooks = Arc::new(webhooks);
     webhooks.reload().await.context("starting the webhooks")?;
-    let handler = Admin::new(store, gateway, webhooks.clone()).reachable_remotely(config.admin_allow_remote);
+    let mut handler =
+        Admin::new(store.clone(), gateway, webhooks.clone()).reachable_remotely(config.admin_allow_remote);
+    if let Some((node, served)) = &cluster {
+        handler = handler.in_cluster(node, *served);
+    }
     let handler = Arc::new(handler);
+    let follower = cluster.is_some().then(|| {
+        let handler = handler.clone();
+        tokio::spawn(async move { handler.follow().await })
+    });
     let watcher = watch.map(|dir| {
         let handler = handler.clone();
         tokio::spawn(async move { crate::admin::watch::watch(&handler, dir).await })
@@ -181,6 +200,14 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
     tokio::join!(api, admin, signal);
     if let Some(watcher) = watcher {
         watcher.abort();
+    }
+    if let (Some(follower), Some((node, _))) = (follower, &cluster) {
+        follower.abort();
+        // No change waits for a node that left.
+        let (store, node) = (store.clone(), node.clone());
+        if let Err(e) = tokio::task::spawn_blocking(move || store.forget_node(&node)).await? {
+            tracing::warn!("the other nodes count this one as gone in a few seconds only: {e}");
+        }
     }
     sweeper.abort();
     webhooks.shutdown();
@@ -235,18 +262,22 @@ fn whatsapp_devices(config: &Config) -> anyhow::Result<WhatsappDevices> {
 
 /// The devices' state in the PostgreSQL store at `url`, shared with the other nodes of the
 /// cluster under leases taken in this node's name.
-async fn shared_device_state(url: &DatabaseUrl, config: &Config) -> anyhow::Result<Shared> {
+async fn shared_device_state(url: &DatabaseUrl, node: &str, config: &Config) -> anyhow::Result<Shared> {
     let cluster = config.cluster.clone().unwrap_or_default();
-    let node = match cluster.node {
-        Some(node) => node,
-        None => host_name().context("naming this node (set `node` in `[cluster]`)")?,
-    };
     let lease = std::time::Duration::from_millis(cluster.lease_ms);
-    let shared = Shared::connect(url.expose(), cluster.connections, &node, lease)
+    let shared = Shared::connect(url.expose(), cluster.connections, node, lease)
         .await
         .context("opening the devices' state in the PostgreSQL store")?;
     tracing::info!("node {node}: devices shared with the other nodes of {}", url.redacted());
     Ok(shared)
+}
+
+/// This node's name among those sharing the store: `[cluster]`'s `node`, else the host name.
+fn node_name(config: &Config) -> anyhow::Result<String> {
+    match config.cluster.as_ref().and_then(|cluster| cluster.node.clone()) {
+        Some(node) => Ok(node),
+        None => host_name().context("naming this node (set `node` in `[cluster]`)"),
+    }
 }
 
 /// This machine's host name, as a node name: its first label, in the characters a node name

@@ -35,6 +35,7 @@ mod deliver;
 pub mod sign;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -80,6 +81,8 @@ pub struct Webhooks {
     /// Tells of commits that appended events, by tenant and device.
     appended: Appended,
     workers: Mutex<HashMap<String, JoinHandle<()>>>,
+    /// Whether this process delivers: of several nodes sharing a store, one does at a time.
+    delivering: AtomicBool,
     /// Reloads take turns: each reads the webhooks and applies what it read before the next
     /// reads, so an older list is never applied after a newer one.
     reloading: tokio::sync::Mutex<()>,
@@ -99,10 +102,27 @@ impl Webhooks {
             gateway,
             appended,
             workers: Mutex::default(),
+            delivering: AtomicBool::new(true),
             reloading: Default::default(),
             #[cfg(test)]
             idle: Mutex::default(),
         }
+    }
+
+    /// The same, delivering nothing until told to ([`Webhooks::set_delivering`]): for a node of
+    /// several sharing a store.
+    pub fn standing_by(self) -> Self {
+        self.delivering.store(false, Ordering::SeqCst);
+        self
+    }
+
+    /// Starts delivering (runs a worker per webhook) or stops (none), as this node takes the
+    /// delivery over or gives it up.
+    pub async fn set_delivering(self: &Arc<Self>, deliver: bool) -> Result<(), StoreError> {
+        if self.delivering.swap(deliver, Ordering::SeqCst) != deliver {
+            tracing::info!("{} the webhooks' deliveries", if deliver { "taking over" } else { "giving up" });
+        }
+        self.reload().await
     }
 
     /// What tells of the events appended, by tenant and device; event streams wait on it too.
@@ -111,10 +131,14 @@ impl Webhooks {
     }
 
     /// Starts a worker for each stored webhook that has none, and stops the workers of
-    /// webhooks that are gone. Events appended once it returned wake the new workers. Must be
-    /// called inside a tokio runtime.
+    /// webhooks that are gone (all of them while this process does not deliver). Events
+    /// appended once it returned wake the new workers. Must be called inside a tokio runtime.
     pub async fn reload(self: &Arc<Self>) -> Result<(), StoreError> {
         let _turn = self.reloading.lock().await;
+        if !self.delivering.load(Ordering::SeqCst) {
+            self.shutdown();
+            return Ok(());
+        }
         let webhooks = self.blocking(|store| store.all_webhooks()).await?;
         let mut workers = self.workers.lock().expect("workers lock");
         workers.retain(|id, worker| {

@@ -11,7 +11,7 @@
 mod postgres;
 mod sqlite;
 
-pub(crate) use postgres::{Postgres, Session};
+pub(crate) use postgres::{Listener, Postgres, Session};
 pub(crate) use sqlite::Sqlite;
 
 use crate::StoreError;

@@ -107,6 +107,43 @@ impl Postgres {
     }
 }
 
+/// A connection of its own that listens on a notification channel; dropping it closes the
+/// connection.
+pub(crate) struct Listener {
+    /// Also answers statements: a listener's own, never waiting for the store's connections.
+    pub(crate) client: Client,
+    /// Marked changed at each notification; closed when the connection ends.
+    pub(crate) notified: tokio::sync::watch::Receiver<()>,
+}
+
+impl Postgres {
+    /// Opens a connection of its own that listens on `channel` (`LISTEN`), driven by the
+    /// store's runtime like every other.
+    pub(crate) fn listen(&self, channel: &'static str) -> Result<Listener, StoreError> {
+        let config = self.shared.config.clone();
+        let listening = self.shared.driver.handle().spawn(async move {
+            let (client, mut connection) = config.connect(NoTls).await?;
+            let (notify, notified) = tokio::sync::watch::channel(());
+            // Polling for messages is what drives the connection: the listener's statements
+            // are answered by this loop too. It ends with the connection (the client dropped,
+            // the server gone), and with it the channel.
+            tokio::spawn(async move {
+                while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                    if matches!(message, tokio_postgres::AsyncMessage::Notification(_)) {
+                        notify.send_replace(());
+                    }
+                }
+            });
+            client.batch_execute(&format!("LISTEN {channel}")).await?;
+            Ok::<_, tokio_postgres::Error>(Listener { client, notified })
+        });
+        let listener = futures_executor::block_on(listening)
+            .map_err(|e| StoreError::Invalid(format!("the store's PostgreSQL thread stopped: {e}")))?
+            .map_err(|source| DatabaseError::Connect { target: waedge_pg::target(&self.shared.config), source })?;
+        Ok(listener)
+    }
+}
+
 impl Shared {
     /// The session in `slot`, opened again first if it is closed (the server restarted, the
     /// network broke): the statement that found it closed failed, the next one reconnects.

@@ -1,7 +1,8 @@
 //! The store's schema, as an append-only list of migrations per database: SQLite's
 //! ([`sqlite`]) and PostgreSQL's ([`postgres`]). Each applies the rest of its list in one
 //! transaction per migration. Never edit a released migration: add a new one, to both lists
-//! (the PostgreSQL schema began with SQLite's ninth, so its versions count differently).
+//! where both have what it changes (the PostgreSQL schema began with SQLite's ninth, and has
+//! the nodes' bookkeeping SQLite needs not, so its versions count differently).
 
 pub(crate) mod postgres;
 pub(crate) mod sqlite;

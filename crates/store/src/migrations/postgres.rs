@@ -12,7 +12,8 @@ use crate::db::{Conn, Session, params};
 const MIGRATION_LOCK: i64 = 0x7761_6564_6765_0003;
 
 /// Every migration, in order. The first is SQLite's schema at its ninth migration.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE tenants (
         id             TEXT COLLATE "C" PRIMARY KEY,
         name           TEXT COLLATE "C" NOT NULL,
@@ -195,7 +196,48 @@ const MIGRATIONS: &[&str] = &[r#"
         PRIMARY KEY (tenant_id, device, jid),
         FOREIGN KEY (tenant_id, device) REFERENCES devices(tenant_id, id) ON DELETE CASCADE
     );
-"#];
+"#,
+    // 2: what the nodes sharing the store serve from changed (see `changes`): every write to
+    //    it counts, in commit order, and is announced on the channel `waedge_store`; nodes
+    //    record the count they serve. A device's status, a webhook's progress and a device
+    //    state's writes are not counted: no node serves from them.
+    r#"
+    CREATE TABLE store_changes (count BIGINT NOT NULL);
+    INSERT INTO store_changes (count) VALUES (0);
+    CREATE TABLE store_nodes (
+        node    TEXT COLLATE "C" PRIMARY KEY,
+        serves  BIGINT NOT NULL,           -- the count of changes it serves
+        seen_at TIMESTAMPTZ NOT NULL       -- by the database's clock
+    );
+    CREATE FUNCTION store_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        counted BIGINT;
+    BEGIN
+        UPDATE store_changes SET count = count + 1 RETURNING count INTO counted;
+        PERFORM pg_notify('waedge_store', counted::text);
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER changed AFTER INSERT OR UPDATE OR DELETE ON tenants
+        FOR EACH STATEMENT EXECUTE FUNCTION store_changed();
+    CREATE TRIGGER changed AFTER INSERT OR UPDATE OR DELETE ON tenant_hosts
+        FOR EACH STATEMENT EXECUTE FUNCTION store_changed();
+    CREATE TRIGGER changed AFTER INSERT OR UPDATE OR DELETE ON users
+        FOR EACH STATEMENT EXECUTE FUNCTION store_changed();
+    CREATE TRIGGER changed AFTER INSERT OR UPDATE OR DELETE ON tokens
+        FOR EACH STATEMENT EXECUTE FUNCTION store_changed();
+    CREATE TRIGGER changed AFTER INSERT OR UPDATE OR DELETE ON routes
+        FOR EACH STATEMENT EXECUTE FUNCTION store_changed();
+    CREATE TRIGGER changed AFTER INSERT OR UPDATE OR DELETE ON component_versions
+        FOR EACH STATEMENT EXECUTE FUNCTION store_changed();
+    -- A device's row changes with its status; only its coming and going changes what is served.
+    CREATE TRIGGER changed AFTER INSERT OR DELETE ON devices
+        FOR EACH STATEMENT EXECUTE FUNCTION store_changed();
+    -- A webhook's row changes with every delivery; only its coming and going does.
+    CREATE TRIGGER changed AFTER INSERT OR DELETE ON webhooks
+        FOR EACH STATEMENT EXECUTE FUNCTION store_changed();
+    "#,
+];
 
 /// Brings the schema up to date, unless it is newer than this build's: all of it in one
 /// transaction holding [`MIGRATION_LOCK`], so a node never sees half a schema.
