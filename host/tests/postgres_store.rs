@@ -234,37 +234,6 @@ async fn an_admin_change_on_one_node_is_served_by_every_node_when_its_call_retur
     one.stop();
 }
 
-/// An endpoint that answers every request `200` after `delay`, counting the requests; returns
-/// its URL and the count.
-async fn slow_endpoint(delay: Duration) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use std::sync::atomic::Ordering;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = requests.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let counted = counted.clone();
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buffer = [0u8; 4096];
-                // The headers, then as much body as they announce (webhook bodies are small).
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buffer).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&buffer[..n]),
-                    }
-                }
-                counted.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(delay).await;
-                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
-            });
-        }
-    });
-    (url, requests)
-}
-
 /// The delivery log of `acme`'s webhook `webhook`, as node `node` lists it.
 async fn deliveries(node: &Waedge, admin: &str, webhook: &str) -> Vec<Value> {
     let path = format!("/v1/tenants/acme/webhooks/{webhook}/deliveries");
@@ -306,8 +275,9 @@ async fn one_node_delivers_the_webhooks_and_another_takes_over_when_it_dies() {
     first.link_new_device(&admin, &sim, ("acme", "main", SELF_PHONE), Duration::from_secs(30)).await;
     // Slower than a worker's own look at the outbox (every 5 s): a second node delivering too
     // would send the event again while the first waits for its answer.
-    let (endpoint, requests) = slow_endpoint(Duration::from_secs(7)).await;
-    let hook = json!({ "url": endpoint, "events": ["message.received"] });
+    let localhost = std::net::IpAddr::from([127, 0, 0, 1]);
+    let endpoint = waedge_e2e::stub::listen_answering_after(localhost, 0, "{}", Duration::from_secs(7)).await.unwrap();
+    let hook = json!({ "url": format!("http://127.0.0.1:{}/hook", endpoint.port), "events": ["message.received"] });
     let created = first.admin_expect(reqwest::Method::POST, "/v1/tenants/acme/webhooks", &admin, hook, 201).await;
     let webhook = created["id"].as_str().expect("a webhook id").to_owned();
     let second = Waedge::start(&configs[1]);
@@ -318,7 +288,7 @@ async fn one_node_delivers_the_webhooks_and_another_takes_over_when_it_dies() {
     let log = deliveries(&second, &admin, &webhook).await;
     assert_eq!(log.len(), 1, "one delivery of the event: {log:?}");
     assert_eq!((&log[0]["attempt"], &log[0]["status"]), (&json!(1), &json!(200)));
-    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 1, "the endpoint was called once");
+    assert_eq!(endpoint.connections(), 1, "the endpoint was called once");
 
     // Node 1 dies: node 2 takes the device over (its lease runs out) and the delivery.
     first.kill();
@@ -326,7 +296,7 @@ async fn one_node_delivers_the_webhooks_and_another_takes_over_when_it_dies() {
     sim.send_text(JOHN, SELF_PHONE, "still there?").await.expect("another text");
     let log = delivered(&second, &admin, &webhook, 2, 30).await;
     assert_eq!(log.len(), 2, "the second event delivered by node 2: {log:?}");
-    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(endpoint.connections(), 2);
     assert_ne!(log[0]["event_id"], log[1]["event_id"]);
     assert_eq!(sim.connections_of(SELF_PHONE), 1, "one client of the account, never two");
     second.stop();

@@ -124,6 +124,15 @@ mod tests {
 
     const PATIENCE: Duration = Duration::from_secs(10);
 
+    /// A new PostgreSQL store, followed by the nodes `node-1` and `node-2`.
+    async fn two_nodes() -> (Store, Changes, Changes) {
+        let url = postgres_url();
+        let store = tokio::task::spawn_blocking(move || Store::connect(&url).unwrap()).await.unwrap();
+        let (one, two) =
+            tokio::task::block_in_place(|| (store.follow("node-1").unwrap(), store.follow("node-2").unwrap()));
+        (store, one, two)
+    }
+
     #[test]
     #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
     fn what_nodes_serve_from_counts_as_a_change_and_nothing_else_does() {
@@ -181,10 +190,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
     async fn a_change_waits_for_the_live_nodes_that_do_not_serve_it_yet() {
-        let url = postgres_url();
-        let store = tokio::task::spawn_blocking(move || Store::connect(&url).unwrap()).await.unwrap();
-        let (one, two) =
-            tokio::task::block_in_place(|| (store.follow("node-1").unwrap(), store.follow("node-2").unwrap()));
+        let (store, one, two) = two_nodes().await;
         let count = one.count().await.unwrap();
         one.serve(count).await.unwrap();
         two.serve(count).await.unwrap();
@@ -209,10 +215,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
     async fn one_node_at_a_time_delivers_and_the_next_takes_over_when_it_goes() {
-        let url = postgres_url();
-        let store = tokio::task::spawn_blocking(move || Store::connect(&url).unwrap()).await.unwrap();
-        let (one, two) =
-            tokio::task::block_in_place(|| (store.follow("node-1").unwrap(), store.follow("node-2").unwrap()));
+        // The store drives the nodes' connections: kept to the end.
+        let (_store, one, two) = two_nodes().await;
         assert!(one.take_delivery().await.unwrap());
         assert!(!two.take_delivery().await.unwrap(), "node-1 delivers");
         drop(one);

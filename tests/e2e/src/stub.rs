@@ -3,6 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -27,6 +28,17 @@ impl Stub {
 
 /// Serves `body` (as JSON, status 200) to every request on `ip`:`port` (0: any free port).
 pub async fn listen(ip: IpAddr, port: u16, body: &'static str) -> std::io::Result<Stub> {
+    listen_answering_after(ip, port, body, Duration::ZERO).await
+}
+
+/// Like [`listen`], answering each request `delay` after it arrived. Each connection carries
+/// one request (the answers close it), so [`Stub::connections`] counts the requests.
+pub async fn listen_answering_after(
+    ip: IpAddr,
+    port: u16,
+    body: &'static str,
+    delay: Duration,
+) -> std::io::Result<Stub> {
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, port)).await?;
     let port = listener.local_addr()?.port();
     let connections = Arc::new(AtomicUsize::new(0));
@@ -43,6 +55,7 @@ pub async fn listen(ip: IpAddr, port: u16, body: &'static str) -> std::io::Resul
                         Ok(n) => request.extend_from_slice(&buffer[..n]),
                     }
                 }
+                tokio::time::sleep(delay).await;
                 let head = format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                     body.len()
