@@ -183,55 +183,110 @@ fn node_config(dir: &std::path::Path, url: &str, node: &str) -> std::path::PathB
     write_config(dir, &format!("store = \"{url}\"\n[cluster]\nnode = \"{node}\"\nlease_ms = 6000"))
 }
 
+/// Two nodes on one new PostgreSQL store, with tenant `acme` serving the devices API, its
+/// device `main` (not linked) and a user who may use it.
+struct TwoNodes {
+    _dirs: [tempfile::TempDir; 2],
+    admin: String,
+    nodes: [Waedge; 2],
+    /// The user's API token.
+    token: String,
+    /// The admin API's path of that token.
+    token_path: String,
+}
+
+impl TwoNodes {
+    async fn start() -> TwoNodes {
+        let url = database();
+        let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        let configs = [node_config(dirs[0].path(), &url, "node-1"), node_config(dirs[1].path(), &url, "node-2")];
+        let admin = admin_token(&configs[0]);
+        let nodes = [Waedge::start(&configs[0]), Waedge::start(&configs[1])];
+        acme(&nodes[0], &admin).await;
+        let device = json!({ "id": "main" });
+        nodes[0].admin_expect(reqwest::Method::POST, "/v1/tenants/acme/devices", &admin, device, 201).await;
+        let user = json!({ "devices": ["main"] });
+        let user = nodes[0].admin_expect(reqwest::Method::POST, "/v1/tenants/acme/users", &admin, user, 201).await;
+        let tokens = format!("/v1/tenants/acme/users/{}/tokens", user["id"].as_str().unwrap());
+        let created = nodes[0].admin_expect(reqwest::Method::POST, &tokens, &admin, Value::Null, 201).await;
+        let token = created["token"].as_str().expect("the new token").to_owned();
+        let token_path = format!("{tokens}/{}", created["id"].as_str().unwrap());
+        TwoNodes { _dirs: dirs, admin, nodes, token, token_path }
+    }
+
+    /// Revokes the user's token on node `on`, expecting 200.
+    async fn revoke(&self, on: usize) {
+        let revoked = self.nodes[on].admin(reqwest::Method::DELETE, &self.token_path, &self.admin, Value::Null).await;
+        assert_eq!(revoked.status, 200, "{}", revoked.text);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
 async fn an_admin_change_on_one_node_is_served_by_every_node_when_its_call_returns() {
-    let url = database();
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let configs = [node_config(dirs[0].path(), &url, "node-1"), node_config(dirs[1].path(), &url, "node-2")];
-    let admin = admin_token(&configs[0]);
-    let nodes = [Waedge::start(&configs[0]), Waedge::start(&configs[1])];
+    let cluster = TwoNodes::start().await;
+    let (nodes, admin, token) = (&cluster.nodes, &cluster.admin, &cluster.token);
 
-    // Made on node 1, served by node 2 as soon as the calls return.
-    acme(&nodes[0], &admin).await;
-    nodes[0]
-        .admin_expect(reqwest::Method::POST, "/v1/tenants/acme/devices", &admin, json!({ "id": "main" }), 201)
-        .await;
-    let user = nodes[0]
-        .admin_expect(reqwest::Method::POST, "/v1/tenants/acme/users", &admin, json!({ "devices": ["main"] }), 201)
-        .await;
-    let tokens = format!("/v1/tenants/acme/users/{}/tokens", user["id"].as_str().unwrap());
-    let created = nodes[0].admin_expect(reqwest::Method::POST, &tokens, &admin, Value::Null, 201).await;
-    let token = created["token"].as_str().expect("the new token").to_owned();
-    for node in &nodes {
-        let answer = node.api("/devices/main/groups", &token).await;
+    // Made on node 1, served by node 2 as soon as the calls returned.
+    for node in nodes {
+        let answer = node.api("/devices/main/groups", token).await;
         assert_eq!(answer.json["error"]["code"], "DEVICE_NOT_CONNECTED", "{}", answer.text);
     }
 
     // A component deployed on node 2 serves on node 1.
-    nodes[1].deploy(&admin, "acme", "hello", waedge_e2e::guests::get("hello-http").to_vec()).await;
+    nodes[1].deploy(admin, "acme", "hello", waedge_e2e::guests::get("hello-http").to_vec()).await;
     let route = json!({ "prefix": "/hello", "component": "component:hello" });
-    nodes[1].admin_expect(reqwest::Method::PUT, "/v1/tenants/acme/routes", &admin, route, 200).await;
-    let hello = nodes[0].api("/hello", &token).await;
+    nodes[1].admin_expect(reqwest::Method::PUT, "/v1/tenants/acme/routes", admin, route, 200).await;
+    let hello = nodes[0].api("/hello", token).await;
     assert_eq!((hello.status, hello.text.as_str()), (200, "Hello, world!\n"));
 
     // A token revoked on node 2 is refused by node 1 when the call returns.
-    let revoke = format!("{tokens}/{}", created["id"].as_str().unwrap());
-    let revoked = nodes[1].admin(reqwest::Method::DELETE, &revoke, &admin, Value::Null).await;
-    assert_eq!((revoked.status, revoked.json["id"].clone()), (200, created["id"].clone()), "{}", revoked.text);
-    for node in &nodes {
-        let refused = node.api("/devices/main/groups", &token).await;
+    cluster.revoke(1).await;
+    for node in nodes {
+        let refused = node.api("/devices/main/groups", token).await;
         assert_eq!(refused.status, 401, "{}", refused.text);
     }
 
     // A node that stopped is not waited for: the next change answers at once.
-    let [one, two] = nodes;
+    let TwoNodes { nodes: [one, two], admin, .. } = cluster;
     two.stop();
     let started = std::time::Instant::now();
     let route = json!({ "prefix": "/contacts", "component": "builtin:contacts-api" });
     one.admin_expect(reqwest::Method::PUT, "/v1/tenants/acme/routes", &admin, route, 200).await;
     assert!(started.elapsed() < Duration::from_secs(2), "waited {:?} for a node that left", started.elapsed());
     one.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+async fn a_node_paused_past_the_wait_serves_nothing_until_it_has_caught_up() {
+    let cluster = TwoNodes::start().await;
+    let signal = |name: &str, pid: u32| {
+        let status = std::process::Command::new("kill").args([name, &pid.to_string()]).status().expect("kill runs");
+        assert!(status.success());
+    };
+    let paused = cluster.nodes[1].pid();
+    signal("-STOP", paused);
+    // Node 1 waits for node 2 until it counts as gone (3 s), then answers.
+    let started = std::time::Instant::now();
+    cluster.revoke(0).await;
+    let waited = started.elapsed();
+    signal("-CONT", paused);
+    assert!(waited >= Duration::from_secs(1), "the revocation waited for the paused node: {waited:?}");
+
+    // Resumed, node 2 never accepts the revoked token: it refuses everything until it has
+    // heard from the store again, then refuses the token.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = cluster.nodes[1].api("/devices/main/groups", &cluster.token).await;
+        match (answer.status, answer.json["error"]["code"].as_str()) {
+            (401, _) => break,
+            (503, Some("NODE_BEHIND")) => assert_eq!(answer.headers["retry-after"], "1"),
+            _ => panic!("the paused node served a revoked token: {} {}", answer.status, answer.text),
+        }
+        assert!(std::time::Instant::now() < deadline, "node 2 never caught up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The delivery log of `acme`'s webhook `webhook`, as node `node` lists it.

@@ -2,50 +2,62 @@
 //! nodes are applied here within a heartbeat (announced by the store, see
 //! `waedge_store::changes`), and a change made here is answered once every live node serves
 //! it — a token revoked on one node is refused by all before the call returns — or with
-//! `503 NOT_APPLIED` naming the nodes that have not caught up.
+//! `503 NOT_APPLIED` naming the nodes that have not caught up. A node whose heartbeat lapses
+//! refuses API requests until its next one ([`Heartbeat`]): the others no longer wait for it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
-use waedge_store::changes::Changes;
+use waedge_store::changes::{Changes, NODE_TTL};
 
 use super::{Admin, Failure};
+use crate::gateway::heartbeat::Heartbeat;
 
 /// How often a node says it is alive and reads the count of changes, announced or not.
 const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How long a heartbeat lets this node serve: less than the others wait for it
+/// ([`NODE_TTL`], counted from when the heartbeat arrived), by a margin for requests under way.
+const HEARTBEAT_LASTS: Duration = NODE_TTL.saturating_sub(Duration::from_secs(1));
 /// How long a change made here waits for the other nodes to serve it.
 const SERVED_WAIT: Duration = Duration::from_secs(5);
 /// How often that wait asks.
 const SERVED_POLL: Duration = Duration::from_millis(25);
 
 /// This node among those sharing the store.
-pub(super) struct Cluster {
-    node: String,
+pub(super) struct Node {
+    /// Its name in the store: the configured name and a suffix of this process's own.
+    name: String,
     /// The count of the store's changes this node serves.
     served: AtomicI64,
+    /// When it last said so.
+    heartbeat: Arc<Heartbeat>,
 }
 
 impl Admin {
-    /// The admin API as the node `node` of those sharing its (PostgreSQL) store, serving the
-    /// store's changes up to `served` (counted before the gateway was loaded); run
-    /// [`follow`](Self::follow) beside it.
-    pub fn in_cluster(mut self, node: &str, served: i64) -> Self {
-        self.cluster = Some(Arc::new(Cluster { node: node.to_owned(), served: AtomicI64::new(served) }));
+    /// The admin API as the node `name` of those sharing its (PostgreSQL) store, which has
+    /// just told the store it serves the changes up to `served` (counted before the gateway
+    /// was loaded); run [`follow`](Self::follow) beside it. The gateway refuses requests
+    /// whenever the node's heartbeat lapses.
+    pub fn in_cluster(mut self, name: &str, served: i64) -> Self {
+        let heartbeat = Arc::new(Heartbeat::new(HEARTBEAT_LASTS));
+        self.gateway.follow_heartbeat(heartbeat.clone());
+        let node = Node { name: name.to_owned(), served: AtomicI64::new(served), heartbeat };
+        self.cluster = Some(Arc::new(node));
         self
     }
 
     /// Applies the changes other nodes make to the store, as they are announced and at every
-    /// heartbeat, and tells the other nodes what this one serves. Runs until the task is
-    /// aborted; a lost connection is opened again.
-    pub async fn follow(&self) {
-        let Some(cluster) = self.cluster.clone() else { return };
+    /// heartbeat, and tells the other nodes what this one serves, on `changes` (the
+    /// connection the node registered on) and on new connections when one is lost. Runs
+    /// until the task is aborted.
+    pub async fn follow(&self, changes: Changes) {
+        let Some(node) = self.cluster.clone() else { return };
+        let mut following = Ok(changes);
         loop {
-            let node = cluster.node.clone();
-            let following = self.run(move |store| store.follow(&node)).await;
             let stopped = match following {
-                Ok(changes) => cluster.keep_up(self, changes).await,
+                Ok(changes) => node.keep_up(self, changes).await,
                 Err(failure) => Err(failure),
             };
             if let Err(failure) = stopped {
@@ -56,11 +68,13 @@ impl Admin {
                 tracing::error!("the webhooks are not stopped: {e}");
             }
             tokio::time::sleep(HEARTBEAT).await;
+            let name = node.name.clone();
+            following = self.run(move |store| store.follow(&name)).await;
         }
     }
 }
 
-impl Cluster {
+impl Node {
     /// Reloads the gateway whenever the store has changes this node does not serve yet, and
     /// records what it serves — at every heartbeat, also while a reload fails, so that the
     /// other nodes' changes wait for it instead of taking it for gone — until the connection
@@ -85,7 +99,9 @@ impl Cluster {
                     Err(_) => {}
                 }
             }
+            let sent = Instant::now();
             changes.serve(self.served.load(Ordering::SeqCst)).await?;
+            self.heartbeat.beat(sent);
             tokio::select! {
                 heard = changes.announced() => if !heard {
                     return Err(Failure::new(StatusCode::SERVICE_UNAVAILABLE, "STORE_FAILED", "the store's connection closed"));
@@ -103,8 +119,8 @@ impl Cluster {
         self.served.fetch_max(count, Ordering::SeqCst);
         let deadline = Instant::now() + SERVED_WAIT;
         loop {
-            let node = self.node.clone();
-            let behind = admin.run(move |store| store.not_serving(count, &node)).await?;
+            let name = self.name.clone();
+            let behind = admin.run(move |store| store.not_serving(count, &name)).await?;
             if behind.is_empty() {
                 return Ok(());
             }
@@ -114,11 +130,12 @@ impl Cluster {
                     "NOT_APPLIED",
                     format!(
                         "the change is stored and served by node {}, but node(s) {} have not applied it within {}s; \
-                         they apply it as soon as they can (a node that stopped counts as gone after {}s)",
-                        self.node,
+                         they apply it as soon as they can (a node not heard from for {}s counts as gone, and \
+                         refuses requests until it is back)",
+                        self.name,
                         behind.join(", "),
                         SERVED_WAIT.as_secs(),
-                        waedge_store::changes::NODE_TTL.as_secs()
+                        NODE_TTL.as_secs()
                     ),
                 ));
             }

@@ -69,7 +69,7 @@ pub struct Admin {
     /// The event streams open.
     streams: Arc<events::Streams>,
     /// This node among those sharing the store, if it shares it.
-    cluster: Option<Arc<cluster::Cluster>>,
+    cluster: Option<Arc<cluster::Node>>,
 }
 
 /// A request's method, path segments, query and body, read whole.
@@ -308,7 +308,13 @@ impl Admin {
             }
         });
         match tokio::time::timeout(APPLY_WAIT, applied).await {
-            Ok(_) => Ok(()),
+            Ok(Ok(())) => Ok(()),
+            // The reload panicked: nothing was applied (the next change's reload tries again).
+            Ok(Err(panicked)) => Err(Failure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "NOT_APPLIED",
+                format!("the change is stored, but applying it failed ({panicked}); see the server log"),
+            )),
             Err(_) => Err(Failure::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "NOT_APPLIED",

@@ -31,8 +31,14 @@ pub async fn answer(admin: &Admin, call: &Call, name: &str) -> Answer {
                 }
             }
             // Stale: a stored change has not reached the gateway yet (it is being retried).
-            let (status, word) =
-                if admin.is_stale() { (StatusCode::SERVICE_UNAVAILABLE, "stale") } else { (StatusCode::OK, "ready") };
+            // Behind: this node lost touch with the other nodes of its store (it refuses requests).
+            let (status, word) = if admin.is_stale() {
+                (StatusCode::SERVICE_UNAVAILABLE, "stale")
+            } else if admin.gateway.is_behind() {
+                (StatusCode::SERVICE_UNAVAILABLE, "behind")
+            } else {
+                (StatusCode::OK, "ready")
+            };
             json(status, &json!({ "status": word, "tenants": tenants.iter().count(), "devices": devices }))
         }
         "metrics" => {

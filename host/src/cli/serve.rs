@@ -128,16 +128,22 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
         .with_cache(config.data_dir.join("compiled"))
         .with_isolated_compiler(IsolatedCompiler::new(executable, config.compile));
     // A node of several sharing a PostgreSQL store: its name, and the store's changes it
-    // serves (counted before the gateway loads from the store).
+    // serves (counted before the gateway loads from the store). In the store it goes by its
+    // name and a suffix of this process's own: two processes given one name (a copied
+    // configuration) are still two nodes.
     let cluster = match &config.store {
-        Some(_) => Some((node_name(&config)?, store.changes()?)),
+        Some(_) => {
+            let node = node_name(&config)?;
+            let instance = format!("{node}#{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+            Some((node, instance, store.changes()?))
+        }
         None => None,
     };
     let (mailbox, appended) = mailbox::store_mailbox(&store);
     let mut devices = whatsapp_devices(&config)?
         .with_observer(recorder::status_recorder(&store, appended.clone()))
         .with_mailbox(mailbox);
-    if let (Some(url), Some((node, _))) = (&config.store, &cluster) {
+    if let (Some(url), Some((node, _, _))) = (&config.store, &cluster) {
         devices = devices.with_shared_storage(Arc::new(shared_device_state(url, node, &config).await?));
     }
     let devices = Arc::new(devices);
@@ -156,6 +162,16 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
             "default_tenant `{default}` does not exist (yet): requests no tenant takes get 401 UNAUTHORIZED"
         );
     }
+    // Told to the other nodes before anything is served: from now on their changes wait for
+    // this node to serve them.
+    let changes = match &cluster {
+        Some((_, instance, served)) => {
+            let changes = store.follow(instance).context("following the other nodes' changes")?;
+            changes.serve(*served).await.context("joining the other nodes of the store")?;
+            Some(changes)
+        }
+        None => None,
+    };
     // Listened for before the listeners say they are up: a SIGTERM sent the moment they are is
     // a clean shutdown, not the signal's default (the process killed mid-way).
     let signal = shutdown_signal()?;
@@ -180,13 +196,13 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
     webhooks.reload().await.context("starting the webhooks")?;
     let mut handler =
         Admin::new(store.clone(), gateway, webhooks.clone()).reachable_remotely(config.admin_allow_remote);
-    if let Some((node, served)) = &cluster {
-        handler = handler.in_cluster(node, *served);
+    if let Some((_, instance, served)) = &cluster {
+        handler = handler.in_cluster(instance, *served);
     }
     let handler = Arc::new(handler);
-    let follower = cluster.is_some().then(|| {
+    let follower = changes.map(|changes| {
         let handler = handler.clone();
-        tokio::spawn(async move { handler.follow().await })
+        tokio::spawn(async move { handler.follow(changes).await })
     });
     let watcher = watch.map(|dir| {
         let handler = handler.clone();
@@ -201,16 +217,19 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
     if let Some(watcher) = watcher {
         watcher.abort();
     }
-    if let (Some(follower), Some((node, _))) = (follower, &cluster) {
+    // Deliveries stop before the delivery's lock goes with the follower's connection: the next
+    // node takes over from what is stored, never beside this one.
+    webhooks.shutdown();
+    if let (Some(follower), Some((_, instance, _))) = (follower, &cluster) {
         follower.abort();
+        let _ = follower.await;
         // No change waits for a node that left.
-        let (store, node) = (store.clone(), node.clone());
-        if let Err(e) = tokio::task::spawn_blocking(move || store.forget_node(&node)).await? {
+        let (store, instance) = (store.clone(), instance.clone());
+        if let Err(e) = tokio::task::spawn_blocking(move || store.forget_node(&instance)).await? {
             tracing::warn!("the other nodes count this one as gone in a few seconds only: {e}");
         }
     }
     sweeper.abort();
-    webhooks.shutdown();
     devices.shutdown().await;
     tracing::info!("waedge stopped");
     Ok(())

@@ -31,7 +31,20 @@ impl Envelope {
 
     /// `503 CAPACITY` with `Retry-After: 1`: the host, not the request, is short of something.
     pub(super) fn capacity(self, message: &str) -> Response<ResponseBody> {
-        let mut response = self.error(StatusCode::SERVICE_UNAVAILABLE, "CAPACITY", message);
+        self.retry_soon("CAPACITY", message)
+    }
+
+    /// `503 NODE_BEHIND` with `Retry-After: 1`: this node may be behind the changes of the
+    /// nodes it shares its store with (see [`Heartbeat`](super::heartbeat::Heartbeat)).
+    pub(super) fn behind(self) -> Response<ResponseBody> {
+        let message = "this node has lost touch with the other nodes of its store and may be behind their changes; \
+                       retry shortly, or on another node";
+        self.retry_soon("NODE_BEHIND", message)
+    }
+
+    /// A 503 with `code` and `message`, and `Retry-After: 1`.
+    fn retry_soon(self, code: &str, message: &str) -> Response<ResponseBody> {
+        let mut response = self.error(StatusCode::SERVICE_UNAVAILABLE, code, message);
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
         response
     }

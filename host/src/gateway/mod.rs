@@ -20,10 +20,11 @@
 mod components;
 mod envelope;
 mod events;
+pub mod heartbeat;
 mod request;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -46,6 +47,7 @@ use crate::telemetry::metrics::Metrics;
 use crate::tenancy::admission::Admission;
 use crate::tenancy::native::{NativeHandler, NativeRoute};
 use crate::tenancy::{Route, Tenant, Tenants};
+use heartbeat::Heartbeat;
 
 pub use components::Export;
 pub use envelope::{error, json_response};
@@ -73,6 +75,8 @@ pub struct Gateway {
     parts: Mutex<Parts>,
     /// Above it, new requests are shed.
     watermark: Option<Watermark>,
+    /// On a node sharing its store with others: past it, requests are refused.
+    heartbeat: OnceLock<Arc<Heartbeat>>,
     /// The native handlers `native:NAME` routes may name, by name.
     natives: HashMap<String, Arc<dyn NativeHandler>>,
 }
@@ -128,6 +132,7 @@ impl Gateway {
             tenants: ArcSwap::from_pointee(Tenants::default()),
             parts: Mutex::new(Parts::default()),
             watermark: None,
+            heartbeat: OnceLock::new(),
             natives: HashMap::new(),
         }
     }
@@ -139,6 +144,17 @@ impl Gateway {
             .with_outbound(Outbound::from_config(config)?);
         gateway.watermark = config.memory_watermark_mib.map(Watermark::new);
         Ok(gateway)
+    }
+
+    /// Refuses requests (`503 NODE_BEHIND`) whenever `heartbeat` no longer lasts: this node
+    /// shares its store with others and may be behind their changes. Set once.
+    pub fn follow_heartbeat(&self, heartbeat: Arc<Heartbeat>) {
+        let _ = self.heartbeat.set(heartbeat);
+    }
+
+    /// Whether this node may be behind the changes of the nodes it shares its store with.
+    pub fn is_behind(&self) -> bool {
+        self.heartbeat.get().is_some_and(|heartbeat| !heartbeat.lasts())
     }
 
     /// The gateway with components' outbound HTTP sent through `outbound` (else the system's

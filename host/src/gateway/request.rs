@@ -46,6 +46,8 @@ impl Gateway {
         let path = request.uri().path().to_string();
         async {
             let (mut response, served) = match &self.watermark {
+                // Refused before anything is looked up: this node may serve a revoked token.
+                _ if self.is_behind() => (Envelope::of_path(&path).behind(), Served::nobody()),
                 // Shed before anything is read or looked up: it is the cheapest answer there is.
                 Some(watermark) if watermark.exceeded() => {
                     let message =
