@@ -8,9 +8,6 @@ use tokio_postgres::Client;
 
 use crate::Error;
 
-/// Arbitrary, fixed: the advisory lock every node takes while it migrates.
-const MIGRATION_LOCK: i64 = 0x7761_6564_6765_0001;
-
 /// The migrations, in order; `wa_schema.version` counts those applied.
 const MIGRATIONS: &[&str] = &[r#"
     -- One row per device: who owns it (the lease), and since which epoch.
@@ -189,7 +186,7 @@ pub(crate) async fn apply(client: &Client) -> Result<(), Error> {
 }
 
 async fn migrate(client: &Client) -> Result<(), Error> {
-    client.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+    client.execute("SELECT pg_advisory_xact_lock($1)", &[&waedge_pg::locks::DEVICE_STATE_MIGRATIONS]).await?;
     client.batch_execute("CREATE TABLE IF NOT EXISTS wa_schema (version INTEGER NOT NULL)").await?;
     let version: i32 = match client.query_opt("SELECT version FROM wa_schema", &[]).await? {
         Some(row) => row.get(0),

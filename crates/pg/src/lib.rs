@@ -9,6 +9,19 @@ use std::time::Duration;
 use tokio_postgres::Config;
 use tokio_postgres::config::Host;
 
+/// The advisory locks waedge takes, each a fixed key (`waedge` in ASCII, then a number) of its own: one
+/// list, so that no two uses share a key.
+pub mod locks {
+    /// Held while a node brings the device state's schema up to date.
+    pub const DEVICE_STATE_MIGRATIONS: i64 = 0x7761_6564_6765_0001;
+    /// Held by every write transaction of the store: they run one at a time, across nodes.
+    pub const STORE_WRITES: i64 = 0x7761_6564_6765_0002;
+    /// Held while a node brings the store's schema up to date.
+    pub const STORE_MIGRATIONS: i64 = 0x7761_6564_6765_0003;
+    /// Held by the node that delivers the webhooks, for as long as its connection lasts.
+    pub const WEBHOOK_DELIVERY: i64 = 0x7761_6564_6765_0004;
+}
+
 /// The longest a connection attempt may take, unless the URL says otherwise.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Idle time before TCP keepalives probe a quiet connection, and the longest sent data may

@@ -21,9 +21,6 @@ use std::time::Duration;
 use crate::db::{Listener, params};
 use crate::{DatabaseError, Store, StoreError};
 
-/// Arbitrary, fixed: the advisory lock of the node that delivers the webhooks.
-const DELIVERY_LOCK: i64 = 0x7761_6564_6765_0004;
-
 /// How long a node that stopped saying it is alive still counts as one.
 pub const NODE_TTL: Duration = Duration::from_secs(3);
 
@@ -91,7 +88,11 @@ impl Changes {
     /// it, until this connection ends (then another node's next try takes it). Call it until
     /// it answers `true`, not after.
     pub async fn take_delivery(&self) -> Result<bool, StoreError> {
-        let taken = self.listener.client.query_one("SELECT pg_try_advisory_lock($1)", &[&DELIVERY_LOCK]).await;
+        let taken = self
+            .listener
+            .client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&waedge_pg::locks::WEBHOOK_DELIVERY])
+            .await;
         Ok(taken.map_err(DatabaseError::from)?.get(0))
     }
 
@@ -156,6 +157,8 @@ mod tests {
             data: serde_json::json!({}),
         };
         store.append_events("acme", &[event]).unwrap();
+        // Nor is a statement that changes no row.
+        store.transaction(|tx| tx.execute("DELETE FROM routes WHERE tenant_id = 'nobody'", &[])).unwrap();
         assert_eq!(store.changes().unwrap(), counted);
 
         let user = store.create_user("acme", crate::users::NewUser::default()).unwrap();

@@ -7,7 +7,7 @@
 //! counters continue after the source's (after the last event ever recorded, even one gone
 //! with its device), so nothing numbered before the copy is numbered again after it.
 
-use crate::db::{Conn, Dialect, Param, Value, params};
+use crate::db::{Conn, Param, Value, params};
 use crate::{Store, StoreError};
 
 /// The tables, parents before children (foreign keys), with the counter each continues: a
@@ -57,12 +57,17 @@ impl Store {
     /// table. All of it or nothing: the copy is one transaction on the target, read from one
     /// consistent view of this store.
     pub fn copy_to(&self, target: &Store, mut progress: impl FnMut(&Copied)) -> Result<Vec<Copied>, StoreError> {
+        // Checked first: a store in memory reads and writes on one connection, which the
+        // nested transactions below would wait for twice.
+        if self.is_shared() || !target.is_shared() {
+            return Err(StoreError::Invalid("a store is copied from SQLite into PostgreSQL".into()));
+        }
         self.read(|source| {
             target.transaction(|target| {
-                if (source.dialect(), target.dialect()) != (Dialect::Sqlite, Dialect::Postgres) {
-                    return Err(StoreError::Invalid("a store is copied from SQLite into PostgreSQL".into()));
-                }
                 refuse_unless_empty(target)?;
+                // The target waits while the source is read: longer than a store's own
+                // transactions may sit idle.
+                target.execute("SET LOCAL idle_in_transaction_session_timeout = 0", &[])?;
                 let mut copied = Vec::with_capacity(TABLES.len());
                 for (table, counter) in TABLES {
                     let rows = copy_table(source, target, table, *counter)?;

@@ -12,7 +12,9 @@
 //! transaction that sees what was last committed without waiting for a write under way. The
 //! store is synchronous (no async runtime; PostgreSQL's connections are driven by a thread of
 //! the store's own): callers on an async runtime run it on a blocking thread, except
-//! [`Store::known_verified_link`], which answers from memory without waiting for a connection.
+//! [`Store::known_verified_link`], which answers from memory without waiting for a connection
+//! (a SQLite store's only: a PostgreSQL one keeps no links in memory), and [`changes`]'
+//! asynchronous connection of its own.
 //!
 //! API tokens are never stored, only their SHA-256 ([`TokenHash`], in [`token`]).
 //!
@@ -273,9 +275,35 @@ where
     T::deserialize(deserializer).map(Some)
 }
 
-/// Writes a JSON column.
+/// Writes a JSON column, without NUL in its strings (see [`db::without_nul`]).
 pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("store values serialise")
+    let text = serde_json::to_string(value).expect("store values serialise");
+    // JSON writes a NUL as `\u0000` (an escaped backslash before `u0000` reads the same here,
+    // and only costs the round trip).
+    if !text.contains("\\u0000") {
+        return text;
+    }
+    let mut json = serde_json::to_value(value).expect("store values serialise");
+    replace_nul(&mut json);
+    json.to_string()
+}
+
+/// Replaces each NUL in the strings and keys of `json` (see [`db::without_nul`]).
+fn replace_nul(json: &mut serde_json::Value) {
+    match json {
+        serde_json::Value::String(text) if text.contains('\0') => *text = db::without_nul(text).into_owned(),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(replace_nul),
+        serde_json::Value::Object(fields) if fields.keys().any(|key| key.contains('\0')) => {
+            let mut clean: serde_json::Map<String, serde_json::Value> = std::mem::take(fields)
+                .into_iter()
+                .map(|(key, value)| (db::without_nul(&key).into_owned(), value))
+                .collect();
+            clean.values_mut().for_each(replace_nul);
+            *fields = clean;
+        }
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(replace_nul),
+        _ => {}
+    }
 }
 
 /// Whether `id` is a valid tenant or device id: 1–64 letters, digits, `-` or `_`.
@@ -365,6 +393,29 @@ pub(crate) mod tests {
         assert_eq!(acme.users[0].1, [TokenHash::of(&token)], "the token's hash, never the token");
         let globex = &snapshot.tenants[1];
         assert!(globex.users.is_empty() && globex.devices.is_empty() && globex.routes.is_empty());
+    }
+
+    fn a_nul_in_text_or_json_is_stored_as_a_replacement_character(store) {
+        use waedge_contract::types::{DeviceState, DeviceStatus};
+        let store = acme(store);
+        store.create_device("acme", "main").unwrap();
+        let push_name = Some("Ana\0Bob".to_owned());
+        let status = DeviceStatus { id: "main".into(), state: DeviceState::Connected, jid: None, lid: None, push_name };
+        store.record_device_statuses(&[("acme".into(), status)]).unwrap();
+        assert_eq!(store.device("acme", "main").unwrap().push_name.as_deref(), Some("Ana\u{FFFD}Bob"));
+        let event = events::NewEvent {
+            device: "main".into(),
+            kind: "message.received".into(),
+            chat: "1@s.whatsapp.net".into(),
+            dedup: Some("1@s.whatsapp.net|x\0".into()),
+            at: now(),
+            data: serde_json::json!({ "text": "a\0b", "k\0": [1, "\0"], "message_id": "m\0" }),
+        };
+        assert_eq!(store.append_events("acme", &[event]).unwrap().len(), 1);
+        let listed = store.events("acme", None, 10).unwrap();
+        let message = listed.iter().find(|event| event.kind == "message.received").expect("the event");
+        let clean = serde_json::json!({ "text": "a\u{FFFD}b", "k\u{FFFD}": [1, "\u{FFFD}"], "message_id": "m\u{FFFD}" });
+        assert_eq!(message.data, clean);
     }
 
     fn the_store_is_seeded_once_it_says_so(store) {

@@ -245,7 +245,7 @@ pub struct RouteConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Cluster {
-    /// This node's name, in the leases and `waedge cluster status`. Unset: the host name.
+    /// This node's name, in the leases and the nodes of the store. Unset: the host name.
     pub node: Option<String>,
     /// How long a node's hold on a device lasts unless renewed (every quarter of it). A device
     /// whose node died is taken over by another within about 1.25 times this.
@@ -276,19 +276,24 @@ impl DatabaseUrl {
         &self.0
     }
 
-    /// The URL without its password, for messages.
+    /// The URL without its password, for messages: the password of `user:password@` and the
+    /// whole query (where `password=` may be too) are shown as `***`.
     pub fn redacted(&self) -> String {
         let Some((scheme, rest)) = self.0.split_once("://") else {
             return "***".into();
         };
-        match rest.split_once('@') {
-            Some((credentials, place)) => {
-                let user = credentials.split_once(':').map_or(credentials, |(user, _)| user);
-                let hidden = if credentials.contains(':') { ":***" } else { "" };
-                format!("{scheme}://{user}{hidden}@{place}")
-            }
-            None => self.0.clone(),
-        }
+        let (place, query) = match rest.split_once('?') {
+            Some((place, _)) => (place, "?***"),
+            None => (rest, ""),
+        };
+        let place = match place.rsplit_once('@') {
+            Some((credentials, host)) => match credentials.split_once(':') {
+                Some((user, _)) => format!("{user}:***@{host}"),
+                None => format!("{credentials}@{host}"),
+            },
+            None => place.to_owned(),
+        };
+        format!("{scheme}://{place}{query}")
     }
 }
 
@@ -513,6 +518,10 @@ mod tests {
         assert!(!format!("{config:?}").contains("s3cret"), "a logged configuration shows no password");
         let no_password = Config::parse("store = 'postgresql://waedge@db/waedge'").unwrap();
         assert_eq!(no_password.store.unwrap().redacted(), "postgresql://waedge@db/waedge");
+        let in_query = Config::parse("store = 'postgres://db/waedge?user=w&password=s3cret'").unwrap();
+        assert_eq!(in_query.store.unwrap().redacted(), "postgres://db/waedge?***");
+        let at_in_password = Config::parse("store = 'postgres://w:p@ss@db/waedge'").unwrap();
+        assert_eq!(at_in_password.store.unwrap().redacted(), "postgres://w:***@db/waedge");
         assert!(Config::parse("").unwrap().store.is_none(), "SQLite in the data directory by default");
         let refused = Config::parse("store = 'sqlite:///var/lib/waedge.db'").unwrap_err().to_string();
         assert!(refused.contains("leave it out for the SQLite store"), "{refused}");

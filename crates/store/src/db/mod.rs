@@ -34,6 +34,13 @@ pub(crate) enum Dialect {
     Postgres,
 }
 
+/// `text` with each NUL replaced by U+FFFD: PostgreSQL stores no NUL in text (nor `\u0000` in
+/// JSON it reads), so neither database is given one — a sender cannot make a write fail on
+/// one database only by putting a NUL in a message or a name.
+pub(crate) fn without_nul(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') { text.replace('\0', "\u{FFFD}").into() } else { text.into() }
+}
+
 /// A value as both databases store it: a parameter or a column.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Value<'a> {

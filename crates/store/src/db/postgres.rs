@@ -19,20 +19,21 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use tokio_postgres::tls::NoTlsStream;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, NoTls, Socket, Statement};
 
 use super::{Conn, DatabaseError, Param, Row, Value, params};
 use crate::{StoreError, migrations};
 
-/// Arbitrary, fixed: the advisory lock every write transaction of the store takes.
-const WRITE_LOCK: i64 = 0x7761_6564_6765_0002;
 /// The longest a statement may run, waits for the write lock included (as SQLite's busy
 /// timeout bounds a wait for its write lock).
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a transaction may sit idle before the server ends it: a node stopped (SIGSTOP)
-/// or cut off in the middle of a write would otherwise hold every node's write lock.
-const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+/// or cut off in the middle of a write would otherwise hold every node's write lock. (A
+/// store's own transactions never wait on anything but the database; a copy, which reads
+/// its source in between, lifts it for itself.)
+const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A store's connections to PostgreSQL; clones share them.
 #[derive(Clone)]
@@ -89,7 +90,7 @@ impl Postgres {
         let session = self.shared.session(&self.shared.writer)?;
         let session = session.as_ref().expect("an open session");
         let transaction = Open::begin(session, "BEGIN")?;
-        session.execute("SELECT pg_advisory_xact_lock(?1)", params![WRITE_LOCK])?;
+        session.execute("SELECT pg_advisory_xact_lock(?1)", params![waedge_pg::locks::STORE_WRITES])?;
         let value = f(&Conn::Postgres(session))?;
         transaction.commit()?;
         Ok(value)
@@ -120,9 +121,7 @@ impl Postgres {
     /// Opens a connection of its own that listens on `channel` (`LISTEN`), driven by the
     /// store's runtime like every other.
     pub(crate) fn listen(&self, channel: &'static str) -> Result<Listener, StoreError> {
-        let config = self.shared.config.clone();
-        let listening = self.shared.driver.handle().spawn(async move {
-            let (client, mut connection) = config.connect(NoTls).await?;
+        let (client, notified) = self.shared.driver.connect(&self.shared.config, |mut connection| {
             let (notify, notified) = tokio::sync::watch::channel(());
             // Polling for messages is what drives the connection: the listener's statements
             // are answered by this loop too. It ends with the connection (the client dropped,
@@ -134,13 +133,10 @@ impl Postgres {
                     }
                 }
             });
-            client.batch_execute(&format!("LISTEN {channel}")).await?;
-            Ok::<_, tokio_postgres::Error>(Listener { client, notified })
-        });
-        let listener = futures_executor::block_on(listening)
-            .map_err(|e| StoreError::Invalid(format!("the store's PostgreSQL thread stopped: {e}")))?
-            .map_err(|source| DatabaseError::Connect { target: waedge_pg::target(&self.shared.config), source })?;
-        Ok(listener)
+            notified
+        })?;
+        wait(client.batch_execute(&format!("LISTEN {channel}")))?;
+        Ok(Listener { client, notified })
     }
 }
 
@@ -190,23 +186,10 @@ impl Drop for Open<'_> {
 impl Session {
     /// Opens a connection, driven by `driver`, with the store's timeouts.
     fn open(config: &tokio_postgres::Config, driver: &Driver) -> Result<Session, StoreError> {
-        let connecting = config.clone();
-        let connected = driver.handle().spawn(async move {
-            let (client, connection) = connecting.connect(NoTls).await?;
-            // Ends when the connection does; its client then reports itself closed.
-            tokio::spawn(connection);
-            Ok::<_, tokio_postgres::Error>(client)
-        });
-        let client = futures_executor::block_on(connected)
-            .map_err(|e| StoreError::Invalid(format!("the store's PostgreSQL thread stopped: {e}")))?
-            .map_err(|source| DatabaseError::Connect { target: waedge_pg::target(config), source })?;
-        let session = Session { client, prepared: RefCell::default() };
-        session.batch(&format!(
-            "SET statement_timeout = {}; SET idle_in_transaction_session_timeout = {}",
-            STATEMENT_TIMEOUT.as_millis(),
-            IDLE_IN_TRANSACTION_TIMEOUT.as_millis()
-        ))?;
-        Ok(session)
+        // The connection ends when its client is dropped or the server goes; the client then
+        // reports itself closed.
+        let (client, ()) = driver.connect(config, |connection| drop(tokio::spawn(connection)))?;
+        Ok(Session { client, prepared: RefCell::default() })
     }
 
     /// Runs `sql`, one or more statements without parameters.
@@ -258,9 +241,42 @@ impl Session {
 }
 
 impl Driver {
-    fn handle(&self) -> &tokio::runtime::Handle {
-        self.0.as_ref().expect("the driver runs until dropped").handle()
+    /// Connects to `config` on this runtime, hands the connection to `drive` (which spawns
+    /// what polls it, and may return a way to hear from it), and sets the session up with the
+    /// store's timeouts.
+    fn connect<Driven: Send + 'static>(
+        &self,
+        config: &tokio_postgres::Config,
+        drive: impl FnOnce(tokio_postgres::Connection<Socket, NoTlsStream>) -> Driven + Send + 'static,
+    ) -> Result<(Client, Driven), StoreError> {
+        let connecting = config.clone();
+        let runtime = self.0.as_ref().expect("the driver runs until dropped");
+        let connected = runtime.spawn(async move {
+            let (client, connection) = connecting.connect(NoTls).await?;
+            let driven = drive(connection);
+            client.batch_execute(&session_settings()).await?;
+            Ok::<_, tokio_postgres::Error>((client, driven))
+        });
+        Ok(futures_executor::block_on(connected)
+            .map_err(|e| StoreError::Invalid(format!("the store's PostgreSQL thread stopped: {e}")))?
+            .map_err(|source| DatabaseError::Connect { target: waedge_pg::target(config), source })?)
     }
+}
+
+/// What every session of the store sets: its timeouts, and TCP keepalives on the server's
+/// side too — a node that vanished without closing its connection (a power cut, a partition)
+/// then loses its session, and the advisory locks the session held, within a minute instead
+/// of the server's two hours.
+fn session_settings() -> String {
+    format!(
+        "SET statement_timeout = {}; SET idle_in_transaction_session_timeout = {}; \
+         SET tcp_keepalives_idle = {}; SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3; \
+         SET tcp_user_timeout = {}",
+        STATEMENT_TIMEOUT.as_millis(),
+        IDLE_IN_TRANSACTION_TIMEOUT.as_millis(),
+        waedge_pg::KEEPALIVES_IDLE.as_secs(),
+        waedge_pg::KEEPALIVES_IDLE.as_millis()
+    )
 }
 
 impl Drop for Driver {
@@ -278,12 +294,15 @@ fn wait<T>(answer: impl Future<Output = Result<T, tokio_postgres::Error>>) -> Re
     Ok(futures_executor::block_on(answer)?)
 }
 
-/// `sql` with SQLite's parameters (`?1`) written as PostgreSQL's (`$1`).
+/// `sql` with SQLite's parameters (`?1`) written as PostgreSQL's (`$1`); string literals are
+/// left as they are.
 fn numbered(sql: &str) -> String {
     let mut numbered = String::with_capacity(sql.len());
     let mut chars = sql.chars().peekable();
+    let mut in_literal = false;
     while let Some(c) = chars.next() {
-        let parameter = c == '?' && chars.peek().is_some_and(char::is_ascii_digit);
+        in_literal ^= c == '\'';
+        let parameter = !in_literal && c == '?' && chars.peek().is_some_and(char::is_ascii_digit);
         numbered.push(if parameter { '$' } else { c });
     }
     numbered
@@ -331,7 +350,7 @@ impl ToSql for Value<'_> {
                 Type::BOOL => (int != 0).to_sql(ty, out),
                 _ => Err(format!("an integer was bound where PostgreSQL expects {ty}").into()),
             },
-            Value::Text(text) if <&str as ToSql>::accepts(ty) => text.to_sql(ty, out),
+            Value::Text(text) if <&str as ToSql>::accepts(ty) => super::without_nul(text).as_ref().to_sql(ty, out),
             Value::Blob(bytes) if <&[u8] as ToSql>::accepts(ty) => bytes.to_sql(ty, out),
             Value::Text(_) | Value::Blob(_) => {
                 Err(format!("{} was bound where PostgreSQL expects {ty}", self.kind()).into())
@@ -353,9 +372,7 @@ mod tests {
 
     #[test]
     fn parameters_are_renumbered_and_nothing_else_changes() {
-        assert_eq!(
-            numbered("SELECT ?1, '?', x ?| y FROM t WHERE a = ?12"),
-            "SELECT $1, '?', x ?| y FROM t WHERE a = $12"
-        );
+        let sql = "SELECT ?1, '?2 it''s ?3', x ?| y FROM t WHERE a = ?12";
+        assert_eq!(numbered(sql), "SELECT $1, '?2 it''s ?3', x ?| y FROM t WHERE a = $12");
     }
 }

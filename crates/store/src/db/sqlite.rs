@@ -1,5 +1,6 @@
 //! The store in SQLite: one file, one connection that writes and one that reads.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -154,11 +155,14 @@ fn bind<'p>(params: &'p [&dyn Param]) -> impl rusqlite::Params + 'p {
 
 impl rusqlite::ToSql for Value<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::Borrowed(match *self {
-            Value::Null => ValueRef::Null,
-            Value::Int(int) => ValueRef::Integer(int),
-            Value::Text(text) => ValueRef::Text(text.as_bytes()),
-            Value::Blob(bytes) => ValueRef::Blob(bytes),
-        }))
+        Ok(match *self {
+            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::Int(int) => ToSqlOutput::Borrowed(ValueRef::Integer(int)),
+            Value::Text(text) => match super::without_nul(text) {
+                Cow::Borrowed(text) => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
+                Cow::Owned(text) => ToSqlOutput::Owned(rusqlite::types::Value::Text(text)),
+            },
+            Value::Blob(bytes) => ToSqlOutput::Borrowed(ValueRef::Blob(bytes)),
+        })
     }
 }

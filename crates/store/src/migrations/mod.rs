@@ -1,6 +1,6 @@
 //! The store's schema, as an append-only list of migrations per database: SQLite's
-//! ([`sqlite`]) and PostgreSQL's ([`postgres`]). Each applies the rest of its list in one
-//! transaction per migration. Never edit a released migration: add a new one, to both lists
+//! ([`sqlite`]) and PostgreSQL's ([`postgres`]). Each applies the rest of its list in
+//! transactions: SQLite one per migration, PostgreSQL all in one. Never edit a released migration: add a new one, to both lists
 //! where both have what it changes (the PostgreSQL schema began with SQLite's ninth, and has
 //! the nodes' bookkeeping SQLite needs not, so its versions count differently).
 

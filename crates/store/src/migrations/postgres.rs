@@ -7,10 +7,6 @@
 use crate::StoreError;
 use crate::db::{Conn, Session, params};
 
-/// Arbitrary, fixed: the advisory lock a node holds while it migrates, so that nodes
-/// starting together apply each migration once.
-const MIGRATION_LOCK: i64 = 0x7761_6564_6765_0003;
-
 /// Every migration, in order. The first is SQLite's schema at its ninth migration.
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -197,8 +193,9 @@ const MIGRATIONS: &[&str] = &[
         FOREIGN KEY (tenant_id, device) REFERENCES devices(tenant_id, id) ON DELETE CASCADE
     );
 "#,
-    // 2: what the nodes sharing the store serve from changed (see `changes`): every write to
-    //    it counts, in commit order, and is announced on the channel `waedge_store`; nodes
+    // 2: what the nodes sharing the store serve from changed (see `changes`): every row
+    //    written there counts (a statement that changes no row does not), in commit order,
+    //    and a transaction that wrote any is announced on the channel `waedge_store`; nodes
     //    record the count they serve. A device's status, a webhook's progress and a device
     //    state's writes are not counted: no node serves from them.
     r#"
@@ -210,47 +207,51 @@ const MIGRATIONS: &[&str] = &[
         seen_at TIMESTAMPTZ NOT NULL       -- by the database's clock
     );
     CREATE FUNCTION store_changed() RETURNS trigger LANGUAGE plpgsql AS $$
-    DECLARE
-        counted BIGINT;
     BEGIN
-        UPDATE store_changes SET count = count + 1 RETURNING count INTO counted;
-        PERFORM pg_notify('waedge_store', counted::text);
+        UPDATE store_changes SET count = count + 1;
+        -- One notification per transaction: the same channel and payload are sent once.
+        PERFORM pg_notify('waedge_store', '');
         RETURN NULL;
     END
     $$;
     CREATE TRIGGER changed AFTER INSERT OR UPDATE OR DELETE ON tenants
-        FOR EACH STATEMENT EXECUTE FUNCTION store_changed();
+        FOR EACH ROW EXECUTE FUNCTION store_changed();
     CREATE TRIGGER changed AFTER INSERT OR UPDATE OR DELETE ON tenant_hosts
-        FOR EACH STATEMENT EXECUTE FUNCTION store_changed();
+        FOR EACH ROW EXECUTE FUNCTION store_changed();
     CREATE TRIGGER changed AFTER INSERT OR UPDATE OR DELETE ON users
-        FOR EACH STATEMENT EXECUTE FUNCTION store_changed();
+        FOR EACH ROW EXECUTE FUNCTION store_changed();
     CREATE TRIGGER changed AFTER INSERT OR UPDATE OR DELETE ON tokens
-        FOR EACH STATEMENT EXECUTE FUNCTION store_changed();
+        FOR EACH ROW EXECUTE FUNCTION store_changed();
     CREATE TRIGGER changed AFTER INSERT OR UPDATE OR DELETE ON routes
-        FOR EACH STATEMENT EXECUTE FUNCTION store_changed();
+        FOR EACH ROW EXECUTE FUNCTION store_changed();
     CREATE TRIGGER changed AFTER INSERT OR UPDATE OR DELETE ON component_versions
-        FOR EACH STATEMENT EXECUTE FUNCTION store_changed();
+        FOR EACH ROW EXECUTE FUNCTION store_changed();
     -- A device's row changes with its status; only its coming and going changes what is served.
     CREATE TRIGGER changed AFTER INSERT OR DELETE ON devices
-        FOR EACH STATEMENT EXECUTE FUNCTION store_changed();
+        FOR EACH ROW EXECUTE FUNCTION store_changed();
     -- A webhook's row changes with every delivery; only its coming and going does.
     CREATE TRIGGER changed AFTER INSERT OR DELETE ON webhooks
-        FOR EACH STATEMENT EXECUTE FUNCTION store_changed();
+        FOR EACH ROW EXECUTE FUNCTION store_changed();
     "#,
 ];
 
 /// Brings the schema up to date, unless it is newer than this build's: all of it in one
-/// transaction holding [`MIGRATION_LOCK`], so a node never sees half a schema.
+/// transaction holding [`STORE_MIGRATIONS`](waedge_pg::locks::STORE_MIGRATIONS), so a node never sees half a schema.
 pub(crate) fn migrate(session: &Session) -> Result<(), StoreError> {
     session.batch("BEGIN")?;
-    let migrated = apply(session);
-    session.batch(if migrated.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
-    migrated
+    match apply(session) {
+        Ok(()) => session.batch("COMMIT"),
+        Err(e) => {
+            // The migration's own error is the one to tell, whatever the rollback says.
+            let _ = session.batch("ROLLBACK");
+            Err(e)
+        }
+    }
 }
 
 fn apply(session: &Session) -> Result<(), StoreError> {
     let conn = Conn::Postgres(session);
-    conn.execute("SELECT pg_advisory_xact_lock(?1)", params![MIGRATION_LOCK])?;
+    conn.execute("SELECT pg_advisory_xact_lock(?1)", params![waedge_pg::locks::STORE_MIGRATIONS])?;
     session.batch("CREATE TABLE IF NOT EXISTS store_schema (version BIGINT NOT NULL)")?;
     let applied: Option<i64> = conn.query_opt("SELECT version FROM store_schema", &[], |row| row.get(0))?;
     let applied = match applied {
