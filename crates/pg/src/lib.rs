@@ -20,6 +20,8 @@ pub mod locks {
     pub const STORE_MIGRATIONS: i64 = 0x7761_6564_6765_0003;
     /// Held by the node that delivers the webhooks, for as long as its connection lasts.
     pub const WEBHOOK_DELIVERY: i64 = 0x7761_6564_6765_0004;
+    /// Held by a node while it does what one node at a time may (seeding an empty store).
+    pub const STORE_EXCLUSIVE: i64 = 0x7761_6564_6765_0005;
 }
 
 /// The longest a connection attempt may take, unless the URL says otherwise.

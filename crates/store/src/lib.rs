@@ -178,6 +178,15 @@ impl Store {
         }
     }
 
+    /// Runs `f` while no other node of this store runs its own `exclusively` (in PostgreSQL; a
+    /// SQLite store has one node, and runs `f` as it is). `f` uses the store as usual.
+    pub fn exclusively<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        match &self.database {
+            Database::Postgres(postgres) => postgres.exclusively(f),
+            Database::Sqlite(_) => f(),
+        }
+    }
+
     /// A connection of its own listening on `channel` (PostgreSQL only).
     fn listen(&self, channel: &'static str) -> Result<Listener, StoreError> {
         match &self.database {

@@ -140,6 +140,17 @@ impl Postgres {
     }
 }
 
+impl Postgres {
+    /// Runs `f` while holding [`STORE_EXCLUSIVE`](waedge_pg::locks::STORE_EXCLUSIVE) on a
+    /// connection of its own: no other node runs its own `f` meanwhile.
+    pub(crate) fn exclusively<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let session = Session::open(&self.shared.config, &self.shared.driver)?;
+        session.execute("SELECT pg_advisory_lock(?1)", params![waedge_pg::locks::STORE_EXCLUSIVE])?;
+        // Dropping the session ends its connection, and the lock with it.
+        f()
+    }
+}
+
 impl Shared {
     /// The session in `slot`, opened again first if it is closed (the server restarted, the
     /// network broke): the statement that found it closed failed, the next one reconnects.
