@@ -178,6 +178,16 @@ impl Postgres {
         shared.as_ref().map_err(|message| anyhow!("{message}"))
     }
 
+    /// The postmaster's process id (the harness's own tests watch it).
+    pub fn pid(&self) -> u32 {
+        self.postmaster.0.id()
+    }
+
+    /// The temporary directory with the server's data, sockets and log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// The TCP port the server listens on, on `127.0.0.1`.
     pub fn port(&self) -> u16 {
         self.port
@@ -349,21 +359,10 @@ fn accepts_connections(bin: &BinDir, port: u16) -> Result<bool> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::{BufRead, BufReader, Lines};
     use std::net::TcpStream;
-    use std::process::{ChildStdout, Command};
     use std::thread;
 
     use super::*;
-
-    /// Tells [`helper_serves_until_killed`], in a copy of this test binary, to start a server.
-    const HELPER_ENV: &str = "WAEDGE_TEST_POSTGRES_SERVE_UNTIL_KILLED";
-    /// How [`helper_serves_until_killed`] starts its line with the postmaster's pid and the
-    /// server's directory.
-    const SERVING: &str = "serving:";
-    /// How long a watchdog may take to stop a server and delete its files: one STOP_TIMEOUT to
-    /// the SIGKILL, and a margin for a loaded machine.
-    const WATCHDOG_TIMEOUT: Duration = Duration::from_secs(15);
 
     /// The one row `psql` prints for `sql` on `database`.
     fn query(server: &Postgres, database: &str, sql: &str) -> String {
@@ -450,88 +449,5 @@ mod tests {
         urls.sort();
         urls.dedup();
         assert_eq!(urls.len(), 8 * 2);
-    }
-
-    #[test]
-    #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
-    fn a_killed_test_process_leaves_no_server_behind() {
-        let (mut helper, mut stdout) = start_helper();
-        let (pid, dir) = served(&mut stdout);
-        assert!(runs(pid) && dir.exists(), "the helper's server {pid} in {} is not up", dir.display());
-        helper.kill().unwrap(); // SIGKILL: no destructor runs, not even the server's Drop.
-        helper.wait().unwrap();
-        assert_stops_within(WATCHDOG_TIMEOUT, pid, &dir);
-    }
-
-    /// Started by [`a_killed_test_process_leaves_no_server_behind`] in a copy of this test binary,
-    /// with [`HELPER_ENV`] set: starts a server, says where it is, and waits to be killed. Does
-    /// nothing in an ordinary test run.
-    #[test]
-    #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
-    fn helper_serves_until_killed() {
-        if std::env::var_os(HELPER_ENV).is_none() {
-            return;
-        }
-        let server = Postgres::start().unwrap();
-        println!("{SERVING} {} {}", server.postmaster.0.id(), server.dir.path().display());
-        loop {
-            sleep(Duration::from_secs(3600));
-        }
-    }
-
-    /// Runs [`helper_serves_until_killed`] alone in a copy of this test binary, reading its
-    /// stdout.
-    fn start_helper() -> (Child, Lines<BufReader<ChildStdout>>) {
-        let mut helper = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "tests::helper_serves_until_killed", "--include-ignored", "--nocapture"])
-            .env(HELPER_ENV, "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = BufReader::new(helper.stdout.take().unwrap()).lines();
-        (helper, stdout)
-    }
-
-    /// The postmaster's pid and the server's directory, from the helper's [`SERVING`] line.
-    fn served(stdout: &mut Lines<BufReader<ChildStdout>>) -> (u32, PathBuf) {
-        let line = stdout
-            .map(|line| line.unwrap())
-            .find(|line| line.starts_with(SERVING))
-            .expect("the helper exited without starting a server (its stderr above says why)");
-        let (pid, dir) = line[SERVING.len()..].trim().split_once(' ').unwrap();
-        (pid.parse().unwrap(), PathBuf::from(dir))
-    }
-
-    /// Fails unless, within `timeout`, the postmaster `pid` has exited and `dir` is gone; a
-    /// postmaster still running then is killed, not to outlive the failed test.
-    fn assert_stops_within(timeout: Duration, pid: u32, dir: &Path) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let (running, exists) = (runs(pid), dir.exists());
-            if !running && !exists {
-                return;
-            }
-            if Instant::now() >= deadline {
-                // SAFETY: kill(2) touches no memory of ours.
-                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-                panic!(
-                    "{}s on, the postmaster {pid} runs: {running}, {} exists: {exists}",
-                    timeout.as_secs(),
-                    dir.display()
-                );
-            }
-            sleep(POLL);
-        }
-    }
-
-    /// Whether the process `pid` runs. An exited one that nobody reaps (an orphan, under an init
-    /// that does not reap them) stays a zombie, which kill(2) still finds, but /proc tells apart.
-    fn runs(pid: u32) -> bool {
-        // SAFETY: signal 0 only asks whether the process exists.
-        let exists = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let zombie = stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
-        exists && !zombie
     }
 }
