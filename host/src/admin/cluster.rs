@@ -16,7 +16,7 @@ use super::{Admin, Failure};
 use crate::gateway::heartbeat::Heartbeat;
 
 /// How often a node says it is alive and reads the count of changes, announced or not.
-const HEARTBEAT: Duration = Duration::from_secs(1);
+const HEARTBEAT: Duration = Duration::from_millis(500);
 /// How long a heartbeat lets this node serve: less than the others wait for it
 /// ([`NODE_TTL`], counted from when the heartbeat arrived), by a margin for requests under way.
 const HEARTBEAT_LASTS: Duration = NODE_TTL.saturating_sub(Duration::from_secs(1));
@@ -36,16 +36,31 @@ pub(super) struct Node {
 }
 
 impl Admin {
-    /// The admin API as the node `name` of those sharing its (PostgreSQL) store, which has
-    /// just told the store it serves the changes up to `served` (counted before the gateway
-    /// was loaded); run [`follow`](Self::follow) beside it. The gateway refuses requests
-    /// whenever the node's heartbeat lapses.
+    /// The admin API as the node `name` of those sharing its (PostgreSQL) store, serving its
+    /// changes up to `served` (counted before the gateway was loaded); [`join`](Self::join) before serving, then run [`follow`](Self::follow)
+    /// beside it. The gateway refuses requests until the first heartbeat (of `join`), and
+    /// whenever the heartbeat lapses.
     pub fn in_cluster(mut self, name: &str, served: i64) -> Self {
         let heartbeat = Arc::new(Heartbeat::new(HEARTBEAT_LASTS));
         self.gateway.follow_heartbeat(heartbeat.clone());
         let node = Node { name: name.to_owned(), served: AtomicI64::new(served), heartbeat };
         self.cluster = Some(Arc::new(node));
         self
+    }
+
+    /// Joins the other nodes of the store, before serving: tells them what this node serves,
+    /// catches up with the changes counted since, and records the first heartbeat.
+    pub async fn join(&self, changes: &Changes) -> anyhow::Result<()> {
+        let Some(node) = &self.cluster else { return Ok(()) };
+        let sent = Instant::now();
+        changes.serve(node.served.load(Ordering::SeqCst)).await?;
+        let count = changes.count().await?;
+        if count > node.served.load(Ordering::SeqCst) {
+            self.reload().await.map_err(|failure| anyhow::anyhow!(failure.message))?;
+            node.served.fetch_max(count, Ordering::SeqCst);
+        }
+        node.heartbeat.beat(sent);
+        Ok(())
     }
 
     /// Applies the changes other nodes make to the store, as they are announced and at every
@@ -75,37 +90,56 @@ impl Admin {
 }
 
 impl Node {
-    /// Reloads the gateway whenever the store has changes this node does not serve yet, and
-    /// records what it serves — at every heartbeat, also while a reload fails, so that the
-    /// other nodes' changes wait for it instead of taking it for gone — until the connection
-    /// is lost. Takes the webhooks' delivery over when no node has it.
+    /// Says at every heartbeat what this node serves, reloads the gateway whenever the store
+    /// has changes it does not serve yet (one reload at a time, however long it takes), and
+    /// runs the webhooks' deliveries while it holds their lock and its heartbeat lasts —
+    /// until the connection is lost.
+    ///
+    /// A heartbeat is recorded only if the node was still alive to the others when the store
+    /// acknowledged it, or serves every change counted after that: a node the others stopped
+    /// waiting for (paused, cut off) serves again only once it has caught up.
     async fn keep_up(&self, admin: &Admin, mut changes: Changes) -> Result<(), Failure> {
-        let mut delivering = false;
+        let (mut holds_delivery, mut delivering) = (false, false);
+        // The reload under way, and the count of changes it applies.
+        let mut reloading: Option<(i64, tokio::task::JoinHandle<Result<(), Failure>>)> = None;
         loop {
-            if !delivering && changes.take_delivery().await? {
-                delivering = true;
-                admin.webhooks.set_delivering(true).await?;
-            }
-            let count = changes.count().await?;
-            if count > self.served.load(Ordering::SeqCst) {
-                // The count was read first: the snapshot the reload takes has every change
-                // it counts. A reload that takes longer than a heartbeat goes on (the next
-                // turn waits for it again) while the heartbeat says what is served so far.
-                match tokio::time::timeout(HEARTBEAT, admin.reload()).await {
-                    Ok(Ok(())) => _ = self.served.fetch_max(count, Ordering::SeqCst),
-                    Ok(Err(failure)) => {
-                        tracing::error!("another node's change is not applied here yet: {}", failure.message)
-                    }
-                    Err(_) => {}
-                }
-            }
             let sent = Instant::now();
-            changes.serve(self.served.load(Ordering::SeqCst)).await?;
-            self.heartbeat.beat(sent);
+            let served = self.served.load(Ordering::SeqCst);
+            changes.serve(served).await?;
+            let count = changes.count().await?;
+            if self.heartbeat.lasts() || count <= served {
+                self.heartbeat.beat(sent);
+            }
+            if count > served && reloading.is_none() {
+                // The count was read first: the snapshot the reload takes has every change
+                // it counts.
+                let admin = admin.clone();
+                reloading = Some((count, tokio::spawn(async move { admin.reload().await })));
+            }
+            if !holds_delivery {
+                holds_delivery = changes.take_delivery().await?;
+            }
+            // A node whose heartbeat lapsed may lose the lock to another any moment: it
+            // stops delivering first.
+            let deliver = holds_delivery && self.heartbeat.lasts();
+            if deliver != delivering {
+                admin.webhooks.set_delivering(deliver).await?;
+                delivering = deliver;
+            }
             tokio::select! {
                 heard = changes.announced() => if !heard {
                     return Err(Failure::new(StatusCode::SERVICE_UNAVAILABLE, "STORE_FAILED", "the store's connection closed"));
                 },
+                reloaded = async { (&mut reloading.as_mut().expect("a reload under way").1).await }, if reloading.is_some() => {
+                    let (count, _) = reloading.take().expect("a reload under way");
+                    match reloaded {
+                        Ok(Ok(())) => _ = self.served.fetch_max(count, Ordering::SeqCst),
+                        Ok(Err(failure)) => {
+                            tracing::error!("another node's change is not applied here yet: {}", failure.message)
+                        }
+                        Err(panicked) => tracing::error!("reloading after another node's change panicked: {panicked}"),
+                    }
+                }
                 () = tokio::time::sleep(HEARTBEAT) => {}
             }
         }

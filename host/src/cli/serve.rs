@@ -162,14 +162,8 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
             "default_tenant `{default}` does not exist (yet): requests no tenant takes get 401 UNAUTHORIZED"
         );
     }
-    // Told to the other nodes before anything is served: from now on their changes wait for
-    // this node to serve them.
     let changes = match &cluster {
-        Some((_, instance, served)) => {
-            let changes = store.follow(instance).context("following the other nodes' changes")?;
-            changes.serve(*served).await.context("joining the other nodes of the store")?;
-            Some(changes)
-        }
+        Some((_, instance, _)) => Some(store.follow(instance).context("following the other nodes' changes")?),
         None => None,
     };
     // Listened for before the listeners say they are up: a SIGTERM sent the moment they are is
@@ -200,10 +194,16 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
         handler = handler.in_cluster(instance, *served);
     }
     let handler = Arc::new(handler);
-    let follower = changes.map(|changes| {
-        let handler = handler.clone();
-        tokio::spawn(async move { handler.follow(changes).await })
-    });
+    let follower = match changes {
+        Some(changes) => {
+            // Before anything is served (requests wait in the listeners' backlog): from now on
+            // the other nodes' changes wait for this node, which serves all of them so far.
+            handler.join(&changes).await.context("joining the other nodes of the store")?;
+            let handler = handler.clone();
+            Some(tokio::spawn(async move { handler.follow(changes).await }))
+        }
+        None => None,
+    };
     let watcher = watch.map(|dir| {
         let handler = handler.clone();
         tokio::spawn(async move { crate::admin::watch::watch(&handler, dir).await })

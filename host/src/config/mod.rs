@@ -282,18 +282,19 @@ impl DatabaseUrl {
         let Some((scheme, rest)) = self.0.split_once("://") else {
             return "***".into();
         };
-        let (place, query) = match rest.split_once('?') {
-            Some((place, _)) => (place, "?***"),
-            None => (rest, ""),
-        };
-        let place = match place.rsplit_once('@') {
-            Some((credentials, host)) => match credentials.split_once(':') {
-                Some((user, _)) => format!("{user}:***@{host}"),
-                None => format!("{credentials}@{host}"),
+        // Credentials run to the first `@`, as the driver reads them (a password may hold a `?`).
+        let (user, place) = match rest.split_once('@') {
+            Some((credentials, place)) => match credentials.split_once(':') {
+                Some((user, _)) => (format!("{user}:***@"), place),
+                None => (format!("{credentials}@"), place),
             },
-            None => place.to_owned(),
+            None => (String::new(), rest),
         };
-        format!("{scheme}://{place}{query}")
+        let (place, query) = match place.split_once('?') {
+            Some((place, _)) => (place, "?***"),
+            None => (place, ""),
+        };
+        format!("{scheme}://{user}{place}{query}")
     }
 }
 
@@ -520,8 +521,8 @@ mod tests {
         assert_eq!(no_password.store.unwrap().redacted(), "postgresql://waedge@db/waedge");
         let in_query = Config::parse("store = 'postgres://db/waedge?user=w&password=s3cret'").unwrap();
         assert_eq!(in_query.store.unwrap().redacted(), "postgres://db/waedge?***");
-        let at_in_password = Config::parse("store = 'postgres://w:p@ss@db/waedge'").unwrap();
-        assert_eq!(at_in_password.store.unwrap().redacted(), "postgres://w:***@db/waedge");
+        let question_in_password = Config::parse("store = 'postgres://w:pa?ss@db/waedge?sslmode=require'").unwrap();
+        assert_eq!(question_in_password.store.unwrap().redacted(), "postgres://w:***@db/waedge?***");
         assert!(Config::parse("").unwrap().store.is_none(), "SQLite in the data directory by default");
         let refused = Config::parse("store = 'sqlite:///var/lib/waedge.db'").unwrap_err().to_string();
         assert!(refused.contains("leave it out for the SQLite store"), "{refused}");

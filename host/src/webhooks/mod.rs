@@ -83,6 +83,8 @@ pub struct Webhooks {
     workers: Mutex<HashMap<String, JoinHandle<()>>>,
     /// Whether this process delivers: of several nodes sharing a store, one does at a time.
     delivering: AtomicBool,
+    /// Set by [`Webhooks::shutdown`]: no worker starts again.
+    closed: AtomicBool,
     /// Reloads take turns: each reads the webhooks and applies what it read before the next
     /// reads, so an older list is never applied after a newer one.
     reloading: tokio::sync::Mutex<()>,
@@ -103,6 +105,7 @@ impl Webhooks {
             appended,
             workers: Mutex::default(),
             delivering: AtomicBool::new(true),
+            closed: AtomicBool::new(false),
             reloading: Default::default(),
             #[cfg(test)]
             idle: Mutex::default(),
@@ -135,12 +138,17 @@ impl Webhooks {
     /// appended once it returned wake the new workers. Must be called inside a tokio runtime.
     pub async fn reload(self: &Arc<Self>) -> Result<(), StoreError> {
         let _turn = self.reloading.lock().await;
-        if !self.delivering.load(Ordering::SeqCst) {
-            self.shutdown();
+        if !self.delivering.load(Ordering::SeqCst) || self.closed.load(Ordering::SeqCst) {
+            self.stop_workers();
             return Ok(());
         }
         let webhooks = self.blocking(|store| store.all_webhooks()).await?;
         let mut workers = self.workers.lock().expect("workers lock");
+        // Under the workers' lock, which a shutdown takes after closing: its stop comes
+        // after this reload's starts, or this reload sees it.
+        if self.closed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         workers.retain(|id, worker| {
             let kept = webhooks.iter().any(|webhook| &webhook.id == id) && !worker.is_finished();
             if !kept {
@@ -158,8 +166,14 @@ impl Webhooks {
         Ok(())
     }
 
-    /// Stops every worker.
+    /// Stops every worker, for good: a reload under way or asked for later starts none (a
+    /// node shutting down hands the delivery over, and must not deliver beside the next).
     pub fn shutdown(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.stop_workers();
+    }
+
+    fn stop_workers(&self) {
         self.workers.lock().expect("workers lock").drain().for_each(|(_, worker)| worker.abort());
     }
 

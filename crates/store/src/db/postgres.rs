@@ -145,6 +145,8 @@ impl Postgres {
     /// connection of its own: no other node runs its own `f` meanwhile.
     pub(crate) fn exclusively<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
         let session = Session::open(&self.shared.config, &self.shared.driver)?;
+        // However long another node's `f` takes, this one waits for it.
+        session.batch("SET statement_timeout = 0")?;
         session.execute("SELECT pg_advisory_lock(?1)", params![waedge_pg::locks::STORE_EXCLUSIVE])?;
         // Dropping the session ends its connection, and the lock with it.
         f()
