@@ -164,6 +164,17 @@ async fn store_migrate_will_not_strand_a_linked_device_unless_told() {
     let copied = cli_ok(&["store", "migrate", "--config", config, "--relink-devices"], None);
     assert!(copied.is_empty(), "progress goes to standard error: {copied}");
     assert_eq!(tenants_in(&url).await, Some(1));
+    // Its session stayed behind: it is copied as a device to link again, not as linked.
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connecting");
+    tokio::spawn(connection);
+    let row = client.query_one("SELECT state, jid FROM devices WHERE id = 'main'", &[]).await.expect("the device");
+    assert_eq!((row.get::<_, String>(0), row.get::<_, Option<String>>(1)), ("unlinked".to_owned(), None));
+    let waedge = Waedge::start(&postgres);
+    waedge.wait_for_device(&admin, "acme", "main", "unlinked", Duration::from_secs(10)).await;
+    let device =
+        waedge.admin_expect(reqwest::Method::GET, "/v1/tenants/acme/devices/main", &admin, Value::Null, 200).await;
+    assert_eq!(device["jid"], Value::Null, "{device}");
+    waedge.stop();
 }
 
 /// How many tenants the PostgreSQL store at `url` has; `None` while it has no tables.

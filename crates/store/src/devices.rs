@@ -93,6 +93,18 @@ impl Store {
         })
     }
 
+    /// Records every device as unlinked, without the identity of the account it was linked
+    /// to: for a store copied without the devices' WhatsApp sessions, which are to be linked
+    /// again. Returns how many devices there are.
+    pub fn unlink_every_device(&self) -> Result<usize, StoreError> {
+        self.transaction(|tx| {
+            tx.execute(
+                "UPDATE devices SET state = 'unlinked', jid = NULL, lid = NULL, push_name = NULL, updated_at = ?1",
+                params![now()],
+            )
+        })
+    }
+
     /// Deletes the device `id` of `tenant` and removes it from its users.
     pub fn delete_device(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
         self.transaction(|tx| {
@@ -190,6 +202,19 @@ mod tests {
     }
 
     on_both! {
+    fn every_device_is_recorded_unlinked_when_its_session_stayed_behind(store) {
+        let store = acme(store);
+        for id in ["main", "backup"] {
+            store.create_device("acme", id).unwrap();
+        }
+        let linked = status("main", DeviceState::Connected, Some("6285550000001@s.whatsapp.net"));
+        store.record_device_statuses(&[("acme".into(), linked)]).unwrap();
+        assert_eq!(store.unlink_every_device().unwrap(), 2);
+        for device in store.devices("acme").unwrap() {
+            assert_eq!((device.state.as_str(), device.jid), ("unlinked", None), "{}", device.id);
+        }
+    }
+
     fn a_device_is_created_unlinked_and_reads_back(store) {
         let store = acme(store);
         let created = store.create_device("acme", "main").unwrap();

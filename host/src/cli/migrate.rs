@@ -51,6 +51,8 @@ pub fn migrate(config_path: &Path, relink_devices: bool) -> anyhow::Result<ExitC
         path.display()
     );
     if !linked.is_empty() {
+        // Their sessions stayed behind: shown as what they are now, not as linked.
+        target.unlink_every_device().context("recording the devices as unlinked")?;
         eprintln!("Link these devices again: {}.", linked.join(", "));
     }
     Ok(ExitCode::SUCCESS)
