@@ -198,6 +198,7 @@ fn node_config(dir: &std::path::Path, url: &str, node: &str) -> std::path::PathB
 /// device `main` (not linked) and a user who may use it.
 struct TwoNodes {
     _dirs: [tempfile::TempDir; 2],
+    configs: [std::path::PathBuf; 2],
     admin: String,
     nodes: [Waedge; 2],
     /// The user's API token.
@@ -222,7 +223,7 @@ impl TwoNodes {
         let created = nodes[0].admin_expect(reqwest::Method::POST, &tokens, &admin, Value::Null, 201).await;
         let token = created["token"].as_str().expect("the new token").to_owned();
         let token_path = format!("{tokens}/{}", created["id"].as_str().unwrap());
-        TwoNodes { _dirs: dirs, admin, nodes, token, token_path }
+        TwoNodes { _dirs: dirs, configs, admin, nodes, token, token_path }
     }
 
     /// Revokes the user's token on node `on`, expecting 200.
@@ -243,6 +244,23 @@ async fn an_admin_change_on_one_node_is_served_by_every_node_when_its_call_retur
         let answer = node.api("/devices/main/groups", token).await;
         assert_eq!(answer.json["error"]["code"], "DEVICE_NOT_CONNECTED", "{}", answer.text);
     }
+
+    // Both nodes are alive, and one of them takes the device's lease at its next turn.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let status = cli_ok(&["cluster", "status", "--config", cluster.configs[1].to_str().unwrap()], None);
+        let device = status.lines().find(|line| line.starts_with("acme/main")).unwrap_or_else(|| panic!("{status}"));
+        if device.split_whitespace().nth(1).is_some_and(|owner| owner.starts_with("node-")) {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "no node took the device: {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for name in ["node-1#", "node-2#"] {
+        let line = status.lines().find(|line| line.starts_with(name)).unwrap_or_else(|| panic!("{name}: {status}"));
+        assert_eq!(line.split_whitespace().nth(1), Some("yes"), "{line}");
+    }
+    assert!(status.contains("Devices per node: node-"), "{status}");
 
     // A component deployed on node 2 serves on node 1.
     nodes[1].deploy(admin, "acme", "hello", waedge_e2e::guests::get("hello-http").to_vec()).await;

@@ -38,6 +38,23 @@ pub struct Lease {
     pub stopped_as: Option<String>,
 }
 
+/// A device's lease as the database has it, for operators: who holds it, since which epoch,
+/// until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holding {
+    /// The tenant the device belongs to.
+    pub tenant: String,
+    /// The device's id within its tenant.
+    pub device: String,
+    /// The node process holding the lease (its name and suffix), unless none does or it
+    /// expired.
+    pub owner: Option<String>,
+    /// The device's epoch.
+    pub epoch: i64,
+    /// How long the lease has left, by the database's clock.
+    pub expires_in: Option<Duration>,
+}
+
 impl Lease {
     pub(crate) fn from_row(row: &tokio_postgres::Row) -> Lease {
         Lease {
@@ -156,6 +173,34 @@ impl Leases {
         let db = self.db.connection().await?;
         db.execute("DELETE FROM wa_devices WHERE tenant = $1 AND device = $2", &[&tenant, &device]).await?;
         Ok(())
+    }
+
+    /// Every device's lease as the database has it now, by tenant and device.
+    pub async fn holdings(&self) -> Result<Vec<Holding>, Error> {
+        let db = self.db.connection().await?;
+        let rows = db
+            .query(
+                "SELECT tenant, device, owner, epoch,
+                        (EXTRACT(EPOCH FROM expires_at - clock_timestamp()) * 1000)::float8 AS left_ms
+                 FROM wa_devices ORDER BY tenant, device",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let left: Option<f64> = row.get("left_ms");
+                let expires_in = left.filter(|ms| *ms > 0.0).map(|ms| Duration::from_secs_f64(ms / 1000.0));
+                let owner = expires_in.and(row.get("owner"));
+                Holding {
+                    tenant: row.get("tenant"),
+                    device: row.get("device"),
+                    owner,
+                    epoch: row.get("epoch"),
+                    expires_in,
+                }
+            })
+            .collect())
     }
 
     /// How often the node should take its turn ([`turn`](Self::turn)): four times per lease

@@ -23,7 +23,7 @@ mod state;
 
 pub use balance::Turn;
 pub use database::Database;
-pub use lease::{Lease, Leases};
+pub use lease::{Holding, Lease, Leases};
 pub use state::DeviceState;
 use waedge_pg::describe;
 

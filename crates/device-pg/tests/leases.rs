@@ -300,3 +300,25 @@ async fn the_state_a_device_stopped_in_reaches_its_next_holder_and_only_the_hold
     b.stopped_as(&next, None).await.unwrap();
     assert_eq!(b.renew().await.unwrap()[0].stopped_as, None, "cleared once it connects again");
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+async fn holdings_show_who_holds_each_device_until_when() {
+    let (_server, url, db) = database().await;
+    let (a, b) = (node(&db, "a"), node(&db, "b"));
+    let main = a.acquire("acme", "main").await.unwrap().unwrap();
+    b.acquire("acme", "backup").await.unwrap().unwrap();
+    a.register("globex", "main").await.unwrap();
+    expire(&url, "acme", "backup").await;
+
+    let holdings = a.holdings().await.unwrap();
+    let seen: Vec<(&str, &str, Option<&str>)> =
+        holdings.iter().map(|h| (h.tenant.as_str(), h.device.as_str(), h.owner.as_deref())).collect();
+    let owner = seen[1].2.expect("acme/main is held");
+    assert!(owner.starts_with("a#") && owner.len() == "a#".len() + 8, "{owner}");
+    assert_eq!(seen, [("acme", "backup", None), ("acme", "main", Some(owner)), ("globex", "main", None)]);
+    assert_eq!(holdings[1].epoch, main.epoch);
+    let left = holdings[1].expires_in.expect("a lease held has time left");
+    assert!(left > LONG - Duration::from_secs(30) && left <= LONG, "{left:?}");
+    assert_eq!(holdings[0].expires_in, None, "an expired lease has none");
+}

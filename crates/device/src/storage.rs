@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::watch;
+pub use waedge_device_pg::Holding;
 use waedge_device_pg::{Database, DeviceState, Lease, Leases};
 use whatsapp_rust::store::traits::Backend;
 use whatsapp_rust::store::{SqliteStore, SqliteStoreConfig, Synchronous};
@@ -43,6 +44,11 @@ impl Shared {
     pub async fn connect(url: &str, connections: usize, node: &str, lease: Duration) -> anyhow::Result<Shared> {
         let db = Arc::new(Database::connect(url, connections).await?);
         Ok(Shared::new(db.clone(), Leases::new(db, node, lease)))
+    }
+
+    /// Every device's lease as the database has it now, by tenant and device.
+    pub async fn holdings(&self) -> anyhow::Result<Vec<Holding>> {
+        Ok(self.leases.holdings().await?)
     }
 
     /// This node's leases.

@@ -24,6 +24,19 @@ use crate::{DatabaseError, Store, StoreError};
 /// How long a node that stopped saying it is alive still counts as one.
 pub const NODE_TTL: Duration = Duration::from_secs(3);
 
+/// A node of the store, as it last said it is alive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRecord {
+    /// Its name and the suffix of its process.
+    pub name: String,
+    /// The count of changes it serves.
+    pub serves: i64,
+    /// How long ago it last said so, by the database's clock.
+    pub seen_ago: Duration,
+    /// Whether the other nodes still count it as a node ([`NODE_TTL`]).
+    pub alive: bool,
+}
+
 /// A node's view of the store's changes: a PostgreSQL connection of its own, listening.
 pub struct Changes {
     node: String,
@@ -58,6 +71,25 @@ impl Store {
                  ORDER BY node",
                 params![count, node, NODE_TTL.as_secs() as i64],
                 |row| row.get(0),
+            )
+        })
+    }
+
+    /// The nodes that said they serve this store, by name (none in SQLite), alive or not: a
+    /// node that died is listed until it is forgotten.
+    pub fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        if !self.is_shared() {
+            return Ok(Vec::new());
+        }
+        self.read(|conn| {
+            conn.query(
+                "SELECT node, serves, CAST(EXTRACT(EPOCH FROM clock_timestamp() - seen_at) * 1000 AS BIGINT)
+                 FROM store_nodes ORDER BY node",
+                &[],
+                |row| {
+                    let seen_ago = Duration::from_millis(row.get::<i64>(2)?.max(0) as u64);
+                    Ok(NodeRecord { name: row.get(0)?, serves: row.get(1)?, seen_ago, alive: seen_ago <= NODE_TTL })
+                },
             )
         })
     }
@@ -209,6 +241,9 @@ mod tests {
         })
         .unwrap();
         assert!(waiting(count + 1).is_empty());
+        let nodes = tokio::task::block_in_place(|| store.nodes()).unwrap();
+        let seen: Vec<(&str, i64, bool)> = nodes.iter().map(|n| (n.name.as_str(), n.serves, n.alive)).collect();
+        assert_eq!(seen, [("node-1", count, true), ("node-2", count, false)], "a silent node is listed, not alive");
         two.serve(count).await.unwrap();
         assert_eq!(waiting(count + 1), ["node-2"]);
         tokio::task::block_in_place(|| store.forget_node("node-2")).unwrap();
@@ -236,6 +271,7 @@ mod tests {
         store.create_tenant(NewTenant { id: "acme".into(), ..Default::default() }).unwrap();
         assert_eq!(store.changes().unwrap(), 0);
         assert!(store.not_serving(1, "node-1").unwrap().is_empty());
+        assert!(store.nodes().unwrap().is_empty());
         assert!(matches!(store.follow("node-1"), Err(StoreError::Invalid(_))));
     }
 }

@@ -3,6 +3,7 @@
 //! tables or, with `--json`, the API's JSON ([`output`]).
 
 mod client;
+mod cluster;
 mod commands;
 mod migrate;
 mod output;
@@ -59,6 +60,15 @@ enum Command {
         #[arg(long, short, default_value = "waedge.toml", global = true)]
         config: PathBuf,
     },
+    /// The nodes sharing a PostgreSQL store and the devices each runs (read from the store
+    /// itself: run it where a node's configuration is).
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+        /// The configuration file naming the store.
+        #[arg(long, short, default_value = "waedge.toml", global = true)]
+        config: PathBuf,
+    },
     /// Print the SHA-256 of an API token read from standard input (for `token_sha256`).
     HashToken,
     /// Make a new API token and print it with its hash (for a configuration file's seed).
@@ -107,6 +117,13 @@ enum StoreAction {
         #[arg(long)]
         relink_devices: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum ClusterAction {
+    /// Print the nodes (alive or not, and the count of changes each serves), each device's
+    /// lease, and how many devices each node runs.
+    Status,
 }
 
 /// Where the admin API is and how to authenticate, and how to print answers.
@@ -162,6 +179,10 @@ fn run() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::AdminToken { action, config } => admin_token(action, &config),
+        Command::Cluster { action: ClusterAction::Status, config } => {
+            let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
+            runtime.block_on(cluster::status(&config))
+        }
         Command::Store { action: StoreAction::Migrate { relink_devices }, config } => {
             migrate::migrate(&config, relink_devices)
         }
