@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::linked::{Linked, is_message_event};
-use support::{SELF_PHONE, cli_ok};
+use support::{SELF_PHONE, cli_ok, read_events};
 
 /// John Doe in the world: his phone and his LID.
 const JOHN: &str = "6281234567890";
@@ -237,24 +237,6 @@ async fn a_device_reports_its_changes_of_state_as_events() {
     let new: Vec<_> =
         logged_out[linking.len()..].iter().map(|e| (&e["data"]["previous"], &e["data"]["state"])).collect();
     assert_eq!(new, [(&json!("connected"), &json!("logged-out"))]);
-}
-
-/// Reads `stream` until it has `count` events; returns each as (`id:`, `event:`, `data:` parsed).
-async fn read_events(stream: &mut reqwest::Response, count: usize) -> Vec<(String, String, Value)> {
-    let (mut text, mut events) = (String::new(), Vec::new());
-    while events.len() < count {
-        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk()).await;
-        let chunk = chunk.expect("an event within 10 s").expect("the stream reads").expect("the stream stays open");
-        text.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
-        while let Some(end) = text.find("\n\n") {
-            let block: String = text.drain(..end + 2).collect();
-            let field = |name: &str| block.lines().find_map(|l| l.strip_prefix(name)).map(str::to_string);
-            if let (Some(id), Some(kind), Some(data)) = (field("id: "), field("event: "), field("data: ")) {
-                events.push((id, kind, serde_json::from_str(&data).expect("data is JSON")));
-            }
-        }
-    }
-    events
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

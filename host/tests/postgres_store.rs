@@ -12,7 +12,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{SELF_PHONE, Waedge, admin_token, cli, cli_ok, world, write_config};
+use support::{SELF_PHONE, Waedge, admin_token, cli, cli_ok, read_events, world, write_config};
 use wa_sim::{SimConfig, WaSim};
 use waedge_test_postgres::Postgres;
 
@@ -366,8 +366,18 @@ async fn one_node_delivers_the_webhooks_and_another_takes_over_when_it_dies() {
     let webhook = created["id"].as_str().expect("a webhook id").to_owned();
     let second = Waedge::start(&configs[1]);
 
+    // Node 2 streams the events node 1 records, woken by their announcement (not by its own
+    // look at the outbox, every 5 s).
+    let recorded = second.admin_expect(reqwest::Method::GET, "/v1/tenants/acme/events", &admin, Value::Null, 200).await;
+    let stream = reqwest::Client::new().get(format!("{}/v1/tenants/acme/events/stream", second.admin));
+    let mut stream = stream.bearer_auth(&admin).send().await.expect("the stream opens");
+    read_events(&mut stream, recorded["events"].as_array().expect("events").len()).await;
+
     // Node 1 runs the device and delivers; node 2 delivers nothing.
+    let sent = std::time::Instant::now();
     sim.send_text(JOHN, SELF_PHONE, "hi").await.expect("John Doe sends a text");
+    let streamed = read_events(&mut stream, 1).await;
+    assert_eq!((streamed[0].1.as_str(), sent.elapsed() < Duration::from_secs(4)), ("message.received", true));
     assert_eq!(delivered(&first, &admin, &webhook, 1, 20).await.len(), 1);
     let log = deliveries(&second, &admin, &webhook).await;
     assert_eq!(log.len(), 1, "one delivery of the event: {log:?}");

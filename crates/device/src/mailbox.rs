@@ -61,12 +61,16 @@ impl Appended {
     pub(crate) fn notify(&self, events: &[EventRecord]) {
         let appended: BTreeSet<(&str, &str)> =
             events.iter().map(|event| (event.tenant.as_str(), event.device.as_str())).collect();
+        appended.into_iter().for_each(|(tenant, device)| self.wake(tenant, device));
+    }
+
+    /// Wakes the subscribers of `tenant` and of its `device`: events of the device were
+    /// committed (by another node, say).
+    pub fn wake(&self, tenant: &str, device: &str) {
         let channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        for (tenant, device) in appended {
-            for key in [(tenant.to_string(), None), (tenant.to_string(), Some(device.to_string()))] {
-                if let Some(sender) = channels.get(&key) {
-                    sender.send_replace(());
-                }
+        for key in [(tenant.to_string(), None), (tenant.to_string(), Some(device.to_string()))] {
+            if let Some(sender) = channels.get(&key) {
+                sender.send_replace(());
             }
         }
     }

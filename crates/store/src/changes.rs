@@ -10,6 +10,9 @@
 //! returns, or the call names the nodes that have not caught up. A notification lost with a
 //! connection costs nothing: the count is read again at each heartbeat.
 //!
+//! Events appended by any node are announced too ([`Announcement::Appended`]), so that every
+//! node's webhook workers and event streams wake for them.
+//!
 //! One node at a time delivers the webhooks: the one whose connection holds an advisory lock
 //! ([`Changes::take_delivery`]); when it goes, its connection and the lock go with it, and the
 //! next node to try takes the delivery over (deliveries stay at least once, never N times).
@@ -23,6 +26,25 @@ use crate::{DatabaseError, Store, StoreError};
 
 /// How long a node that stopped saying it is alive still counts as one.
 pub const NODE_TTL: Duration = Duration::from_secs(3);
+
+/// The channel on which the changes are announced (migration 2).
+const CHANGED: &str = "waedge_store";
+/// The channel on which the events appended are announced (migration 3).
+const APPENDED: &str = "waedge_events";
+
+/// What the store announced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Announcement {
+    /// Changes were committed to what nodes serve from.
+    Changed,
+    /// Events of `tenant`'s `device` were appended to the outbox.
+    Appended {
+        /// The tenant.
+        tenant: String,
+        /// The device.
+        device: String,
+    },
+}
 
 /// A node of the store, as it last said it is alive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,9 +74,10 @@ impl Store {
         self.read(|conn| conn.query_value("SELECT count FROM store_changes", &[]))
     }
 
-    /// Follows the changes of this PostgreSQL store as the node `node`.
+    /// Follows the changes of this PostgreSQL store, and the events appended to it, as the
+    /// node `node`.
     pub fn follow(&self, node: &str) -> Result<Changes, StoreError> {
-        let listener = self.listen("waedge_store")?;
+        let listener = self.listen(&[CHANGED, APPENDED])?;
         Ok(Changes { node: node.to_owned(), listener })
     }
 
@@ -104,10 +127,19 @@ impl Store {
 }
 
 impl Changes {
-    /// Waits for the next change announced; `false` once the connection is gone (follow
+    /// Waits for the store's next announcement; `None` once the connection is gone (follow
     /// again).
-    pub async fn announced(&mut self) -> bool {
-        self.listener.notified.changed().await.is_ok()
+    pub async fn next(&mut self) -> Option<Announcement> {
+        loop {
+            let (channel, payload) = self.listener.notifications.recv().await?;
+            match (channel.as_str(), payload.split_once(' ')) {
+                (CHANGED, _) => return Some(Announcement::Changed),
+                (APPENDED, Some((tenant, device))) => {
+                    return Some(Announcement::Appended { tenant: tenant.to_owned(), device: device.to_owned() });
+                }
+                _ => {}
+            }
+        }
     }
 
     /// How many changes have been committed so far.
@@ -217,9 +249,32 @@ mod tests {
         .await
         .unwrap()
         .unwrap();
-        let heard = tokio::time::timeout(PATIENCE, changes.announced()).await;
-        assert_eq!(heard, Ok(true), "the commit was announced");
+        let heard = tokio::time::timeout(PATIENCE, changes.next()).await;
+        assert_eq!(heard, Ok(Some(Announcement::Changed)), "the commit was announced");
         assert!(changes.count().await.unwrap() > before);
+
+        // Events are announced by tenant and device, once per commit and device.
+        let writer = there.clone();
+        tokio::task::spawn_blocking(move || {
+            writer.create_device("acme", "main")?;
+            let event = |chat: &str| crate::events::NewEvent {
+                device: "main".into(),
+                kind: "message.received".into(),
+                chat: chat.into(),
+                dedup: None,
+                at: crate::now(),
+                data: serde_json::json!({}),
+            };
+            writer.append_events("acme", &[event("1@s.whatsapp.net"), event("2@s.whatsapp.net")])
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let appended = Announcement::Appended { tenant: "acme".into(), device: "main".into() };
+        assert_eq!(tokio::time::timeout(PATIENCE, changes.next()).await, Ok(Some(Announcement::Changed)), "the device");
+        assert_eq!(tokio::time::timeout(PATIENCE, changes.next()).await, Ok(Some(appended)));
+        let nothing_more = tokio::time::timeout(std::time::Duration::from_millis(300), changes.next()).await;
+        assert!(nothing_more.is_err(), "one announcement for both events: {nothing_more:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -187,10 +187,10 @@ impl Store {
         }
     }
 
-    /// A connection of its own listening on `channel` (PostgreSQL only).
-    fn listen(&self, channel: &'static str) -> Result<Listener, StoreError> {
+    /// A connection of its own listening on `channels` (PostgreSQL only).
+    fn listen(&self, channels: &[&str]) -> Result<Listener, StoreError> {
         match &self.database {
-            Database::Postgres(postgres) => postgres.listen(channel),
+            Database::Postgres(postgres) => postgres.listen(channels),
             Database::Sqlite(_) => {
                 Err(StoreError::Invalid("a SQLite store has one node: there are no other nodes to hear from".into()))
             }

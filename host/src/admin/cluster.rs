@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
-use waedge_store::changes::{Changes, NODE_TTL};
+use waedge_store::changes::{Announcement, Changes, NODE_TTL};
 
 use super::{Admin, Failure};
 use crate::gateway::heartbeat::Heartbeat;
@@ -126,21 +126,33 @@ impl Node {
                 admin.webhooks.set_delivering(deliver).await?;
                 delivering = deliver;
             }
-            tokio::select! {
-                heard = changes.announced() => if !heard {
-                    return Err(Failure::new(StatusCode::SERVICE_UNAVAILABLE, "STORE_FAILED", "the store's connection closed"));
-                },
-                reloaded = async { (&mut reloading.as_mut().expect("a reload under way").1).await }, if reloading.is_some() => {
-                    let (count, _) = reloading.take().expect("a reload under way");
-                    match reloaded {
-                        Ok(Ok(())) => _ = self.served.fetch_max(count, Ordering::SeqCst),
-                        Ok(Err(failure)) => {
-                            tracing::error!("another node's change is not applied here yet: {}", failure.message)
+            // Until the next heartbeat, a change, or the end of the reload; events appended
+            // by any node wake this node's webhook workers and event streams meanwhile.
+            let heartbeat = tokio::time::sleep(HEARTBEAT);
+            tokio::pin!(heartbeat);
+            loop {
+                tokio::select! {
+                    announced = changes.next() => match announced {
+                        None => {
+                            let closed = "the store's connection closed";
+                            return Err(Failure::new(StatusCode::SERVICE_UNAVAILABLE, "STORE_FAILED", closed));
                         }
-                        Err(panicked) => tracing::error!("reloading after another node's change panicked: {panicked}"),
+                        Some(Announcement::Appended { tenant, device }) => admin.webhooks.appended().wake(&tenant, &device),
+                        Some(Announcement::Changed) => break,
+                    },
+                    reloaded = async { (&mut reloading.as_mut().expect("a reload under way").1).await }, if reloading.is_some() => {
+                        let (count, _) = reloading.take().expect("a reload under way");
+                        match reloaded {
+                            Ok(Ok(())) => _ = self.served.fetch_max(count, Ordering::SeqCst),
+                            Ok(Err(failure)) => {
+                                tracing::error!("another node's change is not applied here yet: {}", failure.message)
+                            }
+                            Err(panicked) => tracing::error!("reloading after another node's change panicked: {panicked}"),
+                        }
+                        break;
                     }
+                    () = &mut heartbeat => break,
                 }
-                () = tokio::time::sleep(HEARTBEAT) => {}
             }
         }
     }

@@ -304,3 +304,21 @@ async fn reply(request: reqwest::RequestBuilder) -> Reply {
     let json = serde_json::from_str(&text).unwrap_or(Value::Null);
     Reply { status, headers, json, text }
 }
+
+/// Reads `stream` until it has `count` events; returns each as (`id:`, `event:`, `data:` parsed).
+pub async fn read_events(stream: &mut reqwest::Response, count: usize) -> Vec<(String, String, Value)> {
+    let (mut text, mut events) = (String::new(), Vec::new());
+    while events.len() < count {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk()).await;
+        let chunk = chunk.expect("an event within 10 s").expect("the stream reads").expect("the stream stays open");
+        text.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            let field = |name: &str| block.lines().find_map(|l| l.strip_prefix(name)).map(str::to_string);
+            if let (Some(id), Some(kind), Some(data)) = (field("id: "), field("event: "), field("data: ")) {
+                events.push((id, kind, serde_json::from_str(&data).expect("data is JSON")));
+            }
+        }
+    }
+    events
+}

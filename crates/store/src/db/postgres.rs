@@ -108,39 +108,40 @@ impl Postgres {
     }
 }
 
-/// A connection of its own that listens on a notification channel; dropping it closes the
+/// A connection of its own that listens on notification channels; dropping it closes the
 /// connection.
 pub(crate) struct Listener {
     /// Also answers statements: a listener's own, never waiting for the store's connections.
     pub(crate) client: Client,
-    /// Marked changed at each notification; closed when the connection ends.
-    pub(crate) notified: tokio::sync::watch::Receiver<()>,
+    /// Each notification, as its channel and payload; closed when the connection ends.
+    pub(crate) notifications: tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
 }
 
 impl Postgres {
-    /// Opens a connection of its own that listens on `channel` (`LISTEN`), driven by the
+    /// Opens a connection of its own that listens on `channels` (`LISTEN`), driven by the
     /// store's runtime like every other.
-    pub(crate) fn listen(&self, channel: &'static str) -> Result<Listener, StoreError> {
-        let (client, notified) = self.shared.driver.connect(&self.shared.config, |mut connection| {
-            let (notify, notified) = tokio::sync::watch::channel(());
+    pub(crate) fn listen(&self, channels: &[&str]) -> Result<Listener, StoreError> {
+        let (client, notifications) = self.shared.driver.connect(&self.shared.config, |mut connection| {
+            let (notify, notifications) = tokio::sync::mpsc::unbounded_channel();
             // Polling for messages is what drives the connection: the listener's statements
             // are answered by this loop too. It ends with the connection (the client dropped,
-            // the server gone), and with it the channel.
+            // the server gone), or once nobody listens, and with it the channel.
             tokio::spawn(async move {
                 while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                    if matches!(message, tokio_postgres::AsyncMessage::Notification(_)) {
-                        notify.send_replace(());
+                    if let tokio_postgres::AsyncMessage::Notification(note) = message
+                        && notify.send((note.channel().to_owned(), note.payload().to_owned())).is_err()
+                    {
+                        break;
                     }
                 }
             });
-            notified
+            notifications
         })?;
-        wait(client.batch_execute(&format!("LISTEN {channel}")))?;
-        Ok(Listener { client, notified })
+        let listens: Vec<String> = channels.iter().map(|channel| format!("LISTEN {channel}")).collect();
+        wait(client.batch_execute(&listens.join("; ")))?;
+        Ok(Listener { client, notifications })
     }
-}
 
-impl Postgres {
     /// Runs `f` while holding [`STORE_EXCLUSIVE`](waedge_pg::locks::STORE_EXCLUSIVE) on a
     /// connection of its own: no other node runs its own `f` meanwhile.
     pub(crate) fn exclusively<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {

@@ -233,6 +233,18 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER changed AFTER INSERT OR DELETE ON webhooks
         FOR EACH ROW EXECUTE FUNCTION store_changed();
     "#,
+    // 3: the events appended, announced on the channel `waedge_events` as `TENANT DEVICE`
+    //    (once per transaction and device), so that every node's webhook workers and event
+    //    streams wake for the events any node commits.
+    r#"
+    CREATE FUNCTION events_appended() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('waedge_events', NEW.tenant_id || ' ' || NEW.device);
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER appended AFTER INSERT ON events FOR EACH ROW EXECUTE FUNCTION events_appended();
+    "#,
 ];
 
 /// Brings the schema up to date, unless it is newer than this build's: all of it in one
