@@ -4,6 +4,7 @@
 //! it — a token revoked on one node is refused by all before the call returns — or with
 //! `503 NOT_APPLIED` naming the nodes that have not caught up. A node whose heartbeat lapses
 //! refuses API requests until its next one ([`Heartbeat`]): the others no longer wait for it.
+//! The events any node appends wake this node's webhook workers and event streams.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -91,9 +92,10 @@ impl Admin {
 
 impl Node {
     /// Says at every heartbeat what this node serves, reloads the gateway whenever the store
-    /// has changes it does not serve yet (one reload at a time, however long it takes), and
-    /// runs the webhooks' deliveries while it holds their lock and its heartbeat lasts —
-    /// until the connection is lost.
+    /// has changes it does not serve yet (one reload at a time, however long it takes), runs
+    /// the webhooks' deliveries while it holds their lock and its heartbeat lasts, and wakes
+    /// the webhook workers and event streams for the events any node appends — until the
+    /// connection is lost.
     ///
     /// A heartbeat is recorded only if the node was still alive to the others when the store
     /// acknowledged it, or serves every change counted after that: a node the others stopped
