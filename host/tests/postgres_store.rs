@@ -210,8 +210,14 @@ struct TwoNodes {
 impl TwoNodes {
     async fn start() -> TwoNodes {
         let url = database();
+        TwoNodes::start_on([url.clone(), url]).await
+    }
+
+    /// Two nodes connecting to the store at `urls` (one database, as the users they name).
+    async fn start_on(urls: [String; 2]) -> TwoNodes {
         let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-        let configs = [node_config(dirs[0].path(), &url, "node-1"), node_config(dirs[1].path(), &url, "node-2")];
+        let configs =
+            [node_config(dirs[0].path(), &urls[0], "node-1"), node_config(dirs[1].path(), &urls[1], "node-2")];
         let admin = admin_token(&configs[0]);
         let nodes = [Waedge::start(&configs[0]), Waedge::start(&configs[1])];
         acme(&nodes[0], &admin).await;
@@ -316,6 +322,66 @@ async fn a_node_paused_past_the_wait_serves_nothing_until_it_has_caught_up() {
         assert!(std::time::Instant::now() < deadline, "node 2 never caught up");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Runs `sql` on the database at `url` (as its superuser).
+async fn run_sql(url: &str, sql: &str) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connecting");
+    tokio::spawn(connection);
+    client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// Waits until `node`'s `/readyz` answers `status` (within `seconds`).
+async fn wait_for_readiness(node: &Waedge, status: u16, seconds: u64) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+    loop {
+        let ready = reqwest::get(format!("{}/readyz", node.admin)).await.expect("GET /readyz");
+        let code = ready.status().as_u16();
+        let body: Value = serde_json::from_str(&ready.text().await.unwrap_or_default()).unwrap_or(Value::Null);
+        if code == status {
+            return body;
+        }
+        assert!(std::time::Instant::now() < deadline, "/readyz still {code}: {body}\n{}", node.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+async fn a_node_cut_off_from_the_database_serves_nothing_until_it_is_back_and_caught_up() {
+    // Node 2 connects as a role of its own, which the test can lock out.
+    let url = database();
+    let role = format!("node2_{}", url.rsplit('/').next().unwrap());
+    run_sql(&url, &format!("CREATE ROLE {role} LOGIN SUPERUSER")).await;
+    let second = url.replacen(&format!("://waedge:{PASSWORD}@"), &format!("://{role}@"), 1);
+    let cluster = TwoNodes::start_on([url.clone(), second]).await;
+    assert_eq!(wait_for_readiness(&cluster.nodes[1], 200, 10).await["status"], "ready");
+
+    // Cut off: its role may no longer log in, its connections are ended.
+    run_sql(
+        &url,
+        &format!(
+            "ALTER ROLE {role} NOLOGIN; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
+        ),
+    )
+    .await;
+    assert_eq!(wait_for_readiness(&cluster.nodes[1], 503, 10).await["status"], "behind");
+    let refused = cluster.nodes[1].api("/devices/main/groups", &cluster.token).await;
+    assert_eq!(
+        (refused.status, refused.json["error"]["code"].as_str()),
+        (503, Some("NODE_BEHIND")),
+        "{}",
+        refused.text
+    );
+    // Meanwhile a token is revoked: node 1 answers once node 2 counts as gone.
+    cluster.revoke(0).await;
+
+    // Back: node 2 reconnects, catches up, and refuses the revoked token.
+    run_sql(&url, &format!("ALTER ROLE {role} LOGIN")).await;
+    assert_eq!(wait_for_readiness(&cluster.nodes[1], 200, 20).await["status"], "ready");
+    let answer = cluster.nodes[1].api("/devices/main/groups", &cluster.token).await;
+    assert_eq!(answer.status, 401, "{}", answer.text);
 }
 
 /// The delivery log of `acme`'s webhook `webhook`, as node `node` lists it.

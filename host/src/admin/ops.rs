@@ -22,7 +22,11 @@ pub async fn answer(admin: &Admin, call: &Call, name: &str) -> Answer {
     match name {
         "healthz" => json(StatusCode::OK, &json!({ "status": "ok" })),
         "readyz" => {
-            admin.run(|store| store.is_empty()).await?;
+            // A node cut off from its shared store is behind, whatever else it could say; any
+            // other node whose store does not answer is not ready at all (500).
+            if !admin.gateway.is_behind() {
+                admin.run(|store| store.is_empty()).await?;
+            }
             let tenants = admin.gateway.tenants();
             let mut devices: BTreeMap<&str, usize> = BTreeMap::new();
             for tenant in tenants.iter() {
@@ -32,10 +36,10 @@ pub async fn answer(admin: &Admin, call: &Call, name: &str) -> Answer {
             }
             // Stale: a stored change has not reached the gateway yet (it is being retried).
             // Behind: this node lost touch with the other nodes of its store (it refuses requests).
-            let (status, word) = if admin.is_stale() {
-                (StatusCode::SERVICE_UNAVAILABLE, "stale")
-            } else if admin.gateway.is_behind() {
+            let (status, word) = if admin.gateway.is_behind() {
                 (StatusCode::SERVICE_UNAVAILABLE, "behind")
+            } else if admin.is_stale() {
+                (StatusCode::SERVICE_UNAVAILABLE, "stale")
             } else {
                 (StatusCode::OK, "ready")
             };
