@@ -77,6 +77,11 @@ impl Leases {
         Leases { db, node, ttl }
     }
 
+    /// The name this node process holds its leases under: its name and a suffix of its own.
+    pub fn holder(&self) -> &str {
+        &self.node
+    }
+
     /// Makes `tenant`'s `device` known to every node, so that one of them takes it (see
     /// [`turn`](Self::turn)). Registering a known device changes nothing.
     pub async fn register(&self, tenant: &str, device: &str) -> Result<(), Error> {

@@ -46,6 +46,11 @@ impl Shared {
         Ok(Shared::new(db.clone(), Leases::new(db, node, lease)))
     }
 
+    /// The name this node process holds its leases under (see [`Leases::holder`]).
+    pub fn holder(&self) -> &str {
+        self.leases.holder()
+    }
+
     /// Every device's lease as the database has it now, by tenant and device.
     pub async fn holdings(&self) -> anyhow::Result<Vec<Holding>> {
         Ok(self.leases.holdings().await?)

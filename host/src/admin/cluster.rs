@@ -38,9 +38,9 @@ pub(super) struct Node {
 
 impl Admin {
     /// The admin API as the node `name` of those sharing its (PostgreSQL) store, serving its
-    /// changes up to `served` (counted before the gateway was loaded); [`join`](Self::join) before serving, then run [`follow`](Self::follow)
-    /// beside it. The gateway refuses requests until the first heartbeat (of `join`), and
-    /// whenever the heartbeat lapses.
+    /// changes up to `served` (counted before the gateway was loaded); [`join`](Self::join)
+    /// before serving, then run [`follow`](Self::follow) beside it. The gateway refuses
+    /// requests until the first heartbeat (of `join`), and whenever the heartbeat lapses.
     pub fn in_cluster(mut self, name: &str, served: i64) -> Self {
         let heartbeat = Arc::new(Heartbeat::new(HEARTBEAT_LASTS));
         self.gateway.follow_heartbeat(heartbeat.clone());

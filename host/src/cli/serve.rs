@@ -127,24 +127,24 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
         .map_err(|e| anyhow::anyhow!("starting the Wasm runtime: {e:#}"))?
         .with_cache(config.data_dir.join("compiled"))
         .with_isolated_compiler(IsolatedCompiler::new(executable, config.compile));
-    // A node of several sharing a PostgreSQL store: its name, and the store's changes it
-    // serves (counted before the gateway loads from the store). In the store it goes by its
-    // name and a suffix of this process's own: two processes given one name (a copied
-    // configuration) are still two nodes.
-    let cluster = match &config.store {
-        Some(_) => {
-            let node = node_name(&config)?;
-            let instance = format!("{node}#{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-            Some((node, instance, store.changes()?))
+    // A node of several sharing a PostgreSQL store: the devices' state it shares, the name it
+    // goes by (its leases' holder: the configured name and a suffix of this process's own, so
+    // that two processes given one name are still two nodes), and the store's changes it
+    // serves (counted before the gateway loads from the store).
+    let (shared, cluster) = match &config.store {
+        Some(url) => {
+            let shared = Arc::new(shared_device_state(url, &node_name(&config)?, &config).await?);
+            let cluster = (shared.holder().to_owned(), store.changes()?);
+            (Some(shared), Some(cluster))
         }
-        None => None,
+        None => (None, None),
     };
     let (mailbox, appended) = mailbox::store_mailbox(&store);
     let mut devices = whatsapp_devices(&config)?
         .with_observer(recorder::status_recorder(&store, appended.clone()))
         .with_mailbox(mailbox);
-    if let (Some(url), Some((node, _, _))) = (&config.store, &cluster) {
-        devices = devices.with_shared_storage(Arc::new(shared_device_state(url, node, &config).await?));
+    if let Some(shared) = shared {
+        devices = devices.with_shared_storage(shared);
     }
     let devices = Arc::new(devices);
     let gateway = Arc::new(app::gateway(runtime, devices.clone() as Arc<dyn DeviceManager>, &config)?);
@@ -163,7 +163,7 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
         );
     }
     let changes = match &cluster {
-        Some((_, instance, _)) => Some(store.follow(instance).context("following the other nodes' changes")?),
+        Some((instance, _)) => Some(store.follow(instance).context("following the other nodes' changes")?),
         None => None,
     };
     // Listened for before the listeners say they are up: a SIGTERM sent the moment they are is
@@ -190,7 +190,7 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
     webhooks.reload().await.context("starting the webhooks")?;
     let mut handler =
         Admin::new(store.clone(), gateway, webhooks.clone()).reachable_remotely(config.admin_allow_remote);
-    if let Some((_, instance, served)) = &cluster {
+    if let Some((instance, served)) = &cluster {
         handler = handler.in_cluster(instance, *served);
     }
     let handler = Arc::new(handler);
@@ -220,7 +220,7 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
     // Deliveries stop before the delivery's lock goes with the follower's connection: the next
     // node takes over from what is stored, never beside this one.
     webhooks.shutdown();
-    if let (Some(follower), Some((_, instance, _))) = (follower, &cluster) {
+    if let (Some(follower), Some((instance, _))) = (follower, &cluster) {
         follower.abort();
         let _ = follower.await;
         // No change waits for a node that left.

@@ -89,11 +89,10 @@ impl Postgres {
     pub(crate) fn transaction<T>(&self, f: impl FnOnce(&Conn<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let session = self.shared.session(&self.shared.writer)?;
         let session = session.as_ref().expect("an open session");
-        let transaction = Open::begin(session, "BEGIN")?;
-        session.execute("SELECT pg_advisory_xact_lock(?1)", params![waedge_pg::locks::STORE_WRITES])?;
-        let value = f(&Conn::Postgres(session))?;
-        transaction.commit()?;
-        Ok(value)
+        session.within("BEGIN", || {
+            session.execute("SELECT pg_advisory_xact_lock(?1)", params![waedge_pg::locks::STORE_WRITES])?;
+            f(&Conn::Postgres(session))
+        })
     }
 
     /// Runs `f` in one read-only transaction: its statements all see what was committed when
@@ -101,10 +100,7 @@ impl Postgres {
     pub(crate) fn read<T>(&self, f: impl FnOnce(&Conn<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let session = self.shared.session(&self.shared.reader)?;
         let session = session.as_ref().expect("an open session");
-        let transaction = Open::begin(session, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
-        let value = f(&Conn::Postgres(session))?;
-        transaction.commit()?;
-        Ok(value)
+        session.within("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", || f(&Conn::Postgres(session)))
     }
 }
 
@@ -198,6 +194,15 @@ impl Drop for Open<'_> {
 }
 
 impl Session {
+    /// Runs `f` in the transaction `begin` opens: committed if `f` succeeds, rolled back if it
+    /// fails or panics (the rollback's own error never hides `f`'s).
+    pub(crate) fn within<T>(&self, begin: &str, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let transaction = Open::begin(self, begin)?;
+        let value = f()?;
+        transaction.commit()?;
+        Ok(value)
+    }
+
     /// Opens a connection, driven by `driver`, with the store's timeouts.
     fn open(config: &tokio_postgres::Config, driver: &Driver) -> Result<Session, StoreError> {
         // The connection ends when its client is dropped or the server goes; the client then
@@ -222,13 +227,9 @@ impl Session {
         &self,
         sql: &str,
         params: &[&dyn Param],
-        read: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+        mut read: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
-        let statement = self.prepare(sql)?;
-        let values = values(params);
-        let rows = wait(self.client.query(&statement, &binds(&values)))?;
-        let mut read = read;
-        rows.iter().map(|row| read(&Row::Postgres(row))).collect()
+        self.rows(sql, params)?.iter().map(|row| read(&Row::Postgres(row))).collect()
     }
 
     pub(super) fn query_opt<T>(
@@ -237,10 +238,14 @@ impl Session {
         params: &[&dyn Param],
         read: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
     ) -> Result<Option<T>, StoreError> {
+        self.rows(sql, params)?.first().map(|row| read(&Row::Postgres(row))).transpose()
+    }
+
+    /// The rows `sql` answers.
+    fn rows(&self, sql: &str, params: &[&dyn Param]) -> Result<Vec<tokio_postgres::Row>, StoreError> {
         let statement = self.prepare(sql)?;
         let values = values(params);
-        let rows = wait(self.client.query(&statement, &binds(&values)))?;
-        rows.first().map(|row| read(&Row::Postgres(row))).transpose()
+        Ok(wait(self.client.query(&statement, &binds(&values)))?)
     }
 
     /// `sql` prepared on this connection, once.

@@ -250,15 +250,7 @@ const MIGRATIONS: &[&str] = &[
 /// Brings the schema up to date, unless it is newer than this build's: all of it in one
 /// transaction holding [`STORE_MIGRATIONS`](waedge_pg::locks::STORE_MIGRATIONS), so a node never sees half a schema.
 pub(crate) fn migrate(session: &Session) -> Result<(), StoreError> {
-    session.batch("BEGIN")?;
-    match apply(session) {
-        Ok(()) => session.batch("COMMIT"),
-        Err(e) => {
-            // The migration's own error is the one to tell, whatever the rollback says.
-            let _ = session.batch("ROLLBACK");
-            Err(e)
-        }
-    }
+    session.within("BEGIN", || apply(session))
 }
 
 fn apply(session: &Session) -> Result<(), StoreError> {
