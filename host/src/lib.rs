@@ -15,6 +15,8 @@
 //!   `auth`, `config`, `logging`, outbound HTTP), each scoped to the calling tenant.
 //! - [`config`]: the TOML configuration file.
 //! - [`telemetry`]: the metrics and the sandbox-violation reports every layer writes to.
+//! - [`forward`]: on a node of a cluster, device calls forwarded to the node running the
+//!   device, and the cluster listener that answers them.
 //! - [`webhooks`]: the delivery of tenants' events from the outbox to their endpoints, through
 //!   the same outbound rules as components' HTTP.
 //! - [`admin`]: the admin API on its own listener; [`qr`] serves it.
@@ -35,6 +37,7 @@ pub mod body;
 pub mod capability;
 pub mod cli;
 pub mod config;
+pub mod forward;
 pub mod gateway;
 pub mod limits;
 pub mod memory;

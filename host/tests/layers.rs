@@ -12,7 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["main", "cli"],
     &["app"],
     &["admin", "bench"],
-    &["webhooks"],
+    &["webhooks", "forward"],
     &["server"],
     &["gateway"],
     &["tenancy"],

@@ -465,3 +465,128 @@ async fn one_node_delivers_the_webhooks_and_another_takes_over_when_it_dies() {
     assert_eq!(sim.connections_of(SELF_PHONE), 1, "one client of the account, never two");
     second.stop();
 }
+
+/// The secret the nodes of the forwarding test share.
+const CLUSTER_SECRET: &str = "forwarding-test-secret-0123456789abcdef";
+
+/// The configuration of node `node` on the store at `url`, its devices connecting to `sim`,
+/// with a cluster listener on a free port.
+fn forwarding_node(dir: &std::path::Path, url: &str, sim: &WaSim, node: &str) -> std::path::PathBuf {
+    let cluster =
+        format!("node = \"{node}\"\nlease_ms = 6000\nlisten = \"127.0.0.1:0\"\nsecret = \"{CLUSTER_SECRET}\"");
+    write_config(dir, &format!("whatsapp_server = \"{}\"\nstore = \"{url}\"\n[cluster]\n{cluster}", sim.ws_url()))
+}
+
+/// [`main_as_served`] once `node` answers them all, within `seconds`; until then every answer
+/// that is not one of them is `DEVICE_NOT_CONNECTED`.
+async fn main_once_served(node: &Waedge, token: &str, seconds: u64) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+    'again: loop {
+        let mut answers = Vec::new();
+        for path in ["/devices/main/groups", "/devices/main/profile?jid=6281234567890"] {
+            let reply = node.api(path, token).await;
+            if reply.status != 200 {
+                assert_eq!(reply.json["error"]["code"], "DEVICE_NOT_CONNECTED", "never another error: {}", reply.text);
+                assert!(std::time::Instant::now() < deadline, "not served within {seconds}s: {}", reply.text);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue 'again;
+            }
+            answers.push(reply.json);
+        }
+        return answers;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+async fn a_node_forwards_calls_on_a_device_another_node_runs_and_answers_as_that_node() {
+    let url = database();
+    let sim = WaSim::start(SimConfig::new(world())).await.expect("wa-sim starts");
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let configs =
+        [forwarding_node(dirs[0].path(), &url, &sim, "node-1"), forwarding_node(dirs[1].path(), &url, &sim, "node-2")];
+    let admin = admin_token(&configs[0]);
+    let one = Waedge::start(&configs[0]);
+    acme(&one, &admin).await;
+    one.link_new_device(&admin, &sim, ("acme", "main", SELF_PHONE), Duration::from_secs(30)).await;
+    let token = one.new_user_token(&admin, "acme", &["main"]).await;
+    let direct = main_as_served(&one, &token).await;
+
+    // Node 2 joins; node 1 keeps the device (its fair share of one), and node 2 forwards the
+    // calls on it: the same answers, with one client of the account.
+    let two = Waedge::start(&configs[1]);
+    let status = cli_ok(&["cluster", "status", "--config", configs[1].to_str().unwrap()], None);
+    let device = status.lines().find(|line| line.starts_with("acme/main")).unwrap_or_else(|| panic!("{status}"));
+    assert!(device.split_whitespace().nth(1).is_some_and(|owner| owner.starts_with("node-1#")), "{status}");
+    // Node 2's admin API shows the device as its node recorded it.
+    two.wait_for_device(&admin, "acme", "main", "connected", Duration::from_secs(5)).await;
+    assert_eq!(main_as_served(&two, &token).await, direct, "node 2 answers as node 1 does");
+    assert_eq!(sim.connections_of(SELF_PHONE), 1, "one client of the account, never two");
+    // A send through node 2 leaves from node 1's client, once per idempotency key.
+    let text = json!({ "to": "6281234567890", "text": "sent through node 2" });
+    let key = [("Idempotency-Key", "forwarded-1")];
+    let sent = two.api_post("/devices/main/messages", &token, &text, &key).await;
+    assert_eq!(sent.status, 202, "{}", sent.text);
+    let id = sent.json["data"]["id"].as_str().expect("a message id").to_owned();
+    let again = two.api_post("/devices/main/messages", &token, &text, &key).await;
+    assert_eq!(again.json["data"]["id"], id.as_str(), "{}", again.text);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sim.received("6281234567890").is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let received = sim.received("6281234567890");
+    assert_eq!(received.len(), 1, "{received:#?}");
+    assert_eq!((received[0].id.as_str(), received[0].from_phone.as_str()), (id.as_str(), SELF_PHONE));
+    let on_one = one.api(&format!("/devices/main/messages/{id}"), &token).await;
+    assert_eq!((on_one.status, &on_one.json["data"]["to"]), (200, &json!("6281234567890@s.whatsapp.net")));
+
+    // Only a node of the cluster gets an answer from a cluster listener.
+    let listener =
+        status.lines().find(|line| line.starts_with("node-1#")).and_then(|line| line.split_whitespace().last());
+    let listener = listener.unwrap_or_else(|| panic!("node 1's cluster listener: {status}"));
+    let http = reqwest::Client::new();
+    let call = |secret: &str, deadline: Option<&str>| {
+        let mut request = http.post(format!("http://{listener}/v1/devices/acme/main")).bearer_auth(secret);
+        if let Some(deadline) = deadline {
+            request = request.header("waedge-deadline-ms", deadline);
+        }
+        request.body(r#"{"call": "joined-groups"}"#).send()
+    };
+    let wrong = "forwarding-test-secret-0123456789abcdeX";
+    for (secret, deadline, status, code) in [
+        (wrong, Some("5000"), 401, "UNAUTHORIZED"),
+        ("", Some("5000"), 401, "UNAUTHORIZED"),
+        (CLUSTER_SECRET, None, 400, "BAD_REQUEST"),
+    ] {
+        let refused = call(secret, deadline).await.expect("the cluster listener answers");
+        assert_eq!(refused.status().as_u16(), status);
+        let refused: Value = serde_json::from_str(&refused.text().await.unwrap()).expect("a JSON error");
+        assert_eq!(refused["error"]["code"], code, "{refused}");
+    }
+    let answered = call(CLUSTER_SECRET, Some("5000")).await.expect("the cluster listener answers");
+    assert_eq!(answered.status().as_u16(), 200);
+    let answered: Value = serde_json::from_str(&answered.text().await.unwrap()).expect("the session's answer");
+    assert!(answered["Ok"].as_array().is_some_and(|groups| !groups.is_empty()), "{answered}");
+    // Node 2 does not run the device: it says so, and is not asked to forward again.
+    let node_two =
+        status.lines().find(|line| line.starts_with("node-2#")).and_then(|line| line.split_whitespace().last());
+    let node_two = node_two.unwrap_or_else(|| panic!("node 2's cluster listener: {status}"));
+    let misdirected = http
+        .post(format!("http://{node_two}/v1/devices/acme/main"))
+        .bearer_auth(CLUSTER_SECRET)
+        .header("waedge-deadline-ms", "5000")
+        .body(r#"{"call": "joined-groups"}"#)
+        .send()
+        .await
+        .expect("the cluster listener answers");
+    assert_eq!(misdirected.status().as_u16(), 421);
+
+    // Node 1 leaves: node 2 takes the device over and answers the same, itself; meanwhile a
+    // call answers DEVICE_NOT_CONNECTED, never another error.
+    let log = one.stop();
+    assert_eq!(main_once_served(&two, &token, 30).await, direct, "the same answers after the takeover");
+    assert_eq!(sim.connections_of(SELF_PHONE), 1, "one client of the account, never two");
+    let log = log + &two.stop();
+    assert!(!log.contains(CLUSTER_SECRET), "no cluster secret in the log");
+}

@@ -139,6 +139,10 @@ impl DeviceSession for Cached {
         self.inner.status()
     }
 
+    fn runs_here(&self) -> bool {
+        self.inner.runs_here()
+    }
+
     async fn user_info(&self, jids: &[Jid]) -> Result<Vec<UserInfo>, Error> {
         // What the cache knows of each JID now (`Some(None)`: a user WhatsApp does not know);
         // the answer is made of these and what is fetched, not read from the cache again, so

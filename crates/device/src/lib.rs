@@ -27,6 +27,7 @@
 #![deny(missing_docs)]
 
 pub mod cache;
+pub mod deadline;
 pub mod link;
 pub mod mailbox;
 pub mod names;
@@ -62,6 +63,12 @@ pub use verification::VerificationRequest;
 pub trait DeviceSession: Send + Sync + 'static {
     /// The current state and identity of the device. Cheap; never waits on the network.
     fn status(&self) -> DeviceStatus;
+
+    /// Whether this process runs the device's client: always, unless the device's state is
+    /// shared with other nodes and another of them holds its lease (or none does yet).
+    fn runs_here(&self) -> bool {
+        true
+    }
 
     /// User info for each of `jids` that WhatsApp knows; unknown users are left out.
     async fn user_info(&self, jids: &[Jid]) -> Result<Vec<UserInfo>, Error>;

@@ -1035,6 +1035,10 @@ impl DeviceSession for WhatsappDevice {
         self.status.read().expect("status lock").clone()
     }
 
+    fn runs_here(&self) -> bool {
+        self.storage.owned()
+    }
+
     async fn user_info(&self, jids: &[Jid]) -> Result<Vec<UserInfo>, Error> {
         let client = self.client()?;
         let queried = jids.iter().map(to_wa).collect::<Result<Vec<_>, _>>()?;

@@ -51,6 +51,8 @@ pub enum Announcement {
 pub struct NodeRecord {
     /// Its name and the suffix of its process.
     pub name: String,
+    /// Where it takes the device calls other nodes forward to it, if anywhere.
+    pub address: Option<String>,
     /// The count of changes it serves.
     pub serves: i64,
     /// How long ago it last said so, by the database's clock.
@@ -62,6 +64,7 @@ pub struct NodeRecord {
 /// A node's view of the store's changes: a PostgreSQL connection of its own, listening.
 pub struct Changes {
     node: String,
+    address: Option<String>,
     listener: Listener,
 }
 
@@ -75,10 +78,10 @@ impl Store {
     }
 
     /// Follows the changes of this PostgreSQL store, and the events appended to it, as the
-    /// node `node`.
-    pub fn follow(&self, node: &str) -> Result<Changes, StoreError> {
+    /// node `node`, which takes the device calls of the other nodes at `address`, if anywhere.
+    pub fn follow(&self, node: &str, address: Option<&str>) -> Result<Changes, StoreError> {
         let listener = self.listen(&[CHANGED, APPENDED])?;
-        Ok(Changes { node: node.to_owned(), listener })
+        Ok(Changes { node: node.to_owned(), address: address.map(str::to_owned), listener })
     }
 
     /// The live nodes other than `node` that do not serve the change `count` yet, by name.
@@ -106,12 +109,18 @@ impl Store {
         }
         self.read(|conn| {
             conn.query(
-                "SELECT node, serves, CAST(EXTRACT(EPOCH FROM clock_timestamp() - seen_at) * 1000 AS BIGINT)
+                "SELECT node, serves, CAST(EXTRACT(EPOCH FROM clock_timestamp() - seen_at) * 1000 AS BIGINT), address
                  FROM store_nodes ORDER BY node",
                 &[],
                 |row| {
                     let seen_ago = Duration::from_millis(row.get::<i64>(2)?.max(0) as u64);
-                    Ok(NodeRecord { name: row.get(0)?, serves: row.get(1)?, seen_ago, alive: seen_ago <= NODE_TTL })
+                    Ok(NodeRecord {
+                        name: row.get(0)?,
+                        address: row.get(3)?,
+                        serves: row.get(1)?,
+                        seen_ago,
+                        alive: seen_ago <= NODE_TTL,
+                    })
                 },
             )
         })
@@ -166,9 +175,10 @@ impl Changes {
             .listener
             .client
             .execute(
-                "INSERT INTO store_nodes (node, serves, seen_at) VALUES ($1, $2, clock_timestamp())
-                 ON CONFLICT (node) DO UPDATE SET serves = excluded.serves, seen_at = excluded.seen_at",
-                &[&self.node, &count],
+                "INSERT INTO store_nodes (node, serves, seen_at, address) VALUES ($1, $2, clock_timestamp(), $3)
+                 ON CONFLICT (node) DO UPDATE
+                 SET serves = excluded.serves, seen_at = excluded.seen_at, address = excluded.address",
+                &[&self.node, &count, &self.address],
             )
             .await;
         recorded.map_err(DatabaseError::from)?;
@@ -189,12 +199,14 @@ mod tests {
 
     const PATIENCE: Duration = Duration::from_secs(10);
 
-    /// A new PostgreSQL store, followed by the nodes `node-1` and `node-2`.
+    /// A new PostgreSQL store, followed by the nodes `node-1` (taking device calls at
+    /// `10.0.0.1:7700`) and `node-2` (taking none).
     async fn two_nodes() -> (Store, Changes, Changes) {
         let url = postgres_url();
         let store = tokio::task::spawn_blocking(move || Store::connect(&url).unwrap()).await.unwrap();
-        let (one, two) =
-            tokio::task::block_in_place(|| (store.follow("node-1").unwrap(), store.follow("node-2").unwrap()));
+        let (one, two) = tokio::task::block_in_place(|| {
+            (store.follow("node-1", Some("10.0.0.1:7700")).unwrap(), store.follow("node-2", None).unwrap())
+        });
         (store, one, two)
     }
 
@@ -240,7 +252,7 @@ mod tests {
             tokio::task::spawn_blocking(move || (Store::connect(&url).unwrap(), Store::connect(&url).unwrap()))
                 .await
                 .unwrap();
-        let mut changes = tokio::task::block_in_place(|| here.follow("node-1")).unwrap();
+        let mut changes = tokio::task::block_in_place(|| here.follow("node-1", None)).unwrap();
         let before = changes.count().await.unwrap();
         let writer = there.clone();
         tokio::task::spawn_blocking(move || {
@@ -297,8 +309,10 @@ mod tests {
         .unwrap();
         assert!(waiting(count + 1).is_empty());
         let nodes = tokio::task::block_in_place(|| store.nodes()).unwrap();
-        let seen: Vec<(&str, i64, bool)> = nodes.iter().map(|n| (n.name.as_str(), n.serves, n.alive)).collect();
-        assert_eq!(seen, [("node-1", count, true), ("node-2", count, false)], "a silent node is listed, not alive");
+        let seen: Vec<(&str, i64, bool, Option<&str>)> =
+            nodes.iter().map(|n| (n.name.as_str(), n.serves, n.alive, n.address.as_deref())).collect();
+        let expected = [("node-1", count, true, Some("10.0.0.1:7700")), ("node-2", count, false, None)];
+        assert_eq!(seen, expected, "a silent node is listed, not alive; each with its cluster listener");
         two.serve(count).await.unwrap();
         assert_eq!(waiting(count + 1), ["node-2"]);
         tokio::task::block_in_place(|| store.forget_node("node-2")).unwrap();
@@ -327,6 +341,6 @@ mod tests {
         assert_eq!(store.changes().unwrap(), 0);
         assert!(store.not_serving(1, "node-1").unwrap().is_empty());
         assert!(store.nodes().unwrap().is_empty());
-        assert!(matches!(store.follow("node-1"), Err(StoreError::Invalid(_))));
+        assert!(matches!(store.follow("node-1", None), Err(StoreError::Invalid(_))));
     }
 }

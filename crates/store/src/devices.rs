@@ -67,6 +67,19 @@ impl Store {
         })
     }
 
+    /// Every device of every tenant, by tenant and id, as last recorded: on a node sharing
+    /// the store, what the nodes running them reported.
+    pub fn every_device(&self) -> Result<Vec<DeviceRecord>, StoreError> {
+        self.read(|conn| {
+            conn.query(
+                "SELECT id, tenant_id, state, jid, lid, push_name, created_at, updated_at FROM devices
+                 ORDER BY tenant_id, id",
+                &[],
+                read,
+            )
+        })
+    }
+
     /// Records devices' states and identities as their sessions report them, in one
     /// transaction, in order (a later status of a device wins), each change of state with its
     /// `device.status` event; returns those events. A device deleted meanwhile is left deleted.
@@ -239,6 +252,8 @@ mod tests {
         store.create_tenant(crate::tenants::NewTenant { id: "globex".into(), ..Default::default() }).unwrap();
         store.create_device("globex", "main").unwrap();
         assert!(matches!(store.device("acme", "other"), Err(StoreError::NotFound(_))));
+        let every: Vec<(String, String)> = store.every_device().unwrap().into_iter().map(|d| (d.tenant, d.id)).collect();
+        assert_eq!(every, [("acme".into(), "main".into()), ("globex".into(), "main".into())]);
     }
 
     fn the_latest_status_of_a_device_is_recorded_and_a_deleted_device_stays_deleted(store) {

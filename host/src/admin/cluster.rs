@@ -30,6 +30,8 @@ const SERVED_POLL: Duration = Duration::from_millis(25);
 pub(super) struct Node {
     /// Its name in the store: the configured name and a suffix of this process's own.
     name: String,
+    /// Where the other nodes reach its cluster listener, if it has one.
+    address: Option<String>,
     /// The count of the store's changes this node serves.
     served: AtomicI64,
     /// When it last said so.
@@ -38,13 +40,14 @@ pub(super) struct Node {
 
 impl Admin {
     /// The admin API as the node `name` of those sharing its (PostgreSQL) store, serving its
-    /// changes up to `served` (counted before the gateway was loaded); [`join`](Self::join)
-    /// before serving, then run [`follow`](Self::follow) beside it. The gateway refuses
-    /// requests until the first heartbeat (of `join`), and whenever the heartbeat lapses.
-    pub fn in_cluster(mut self, name: &str, served: i64) -> Self {
+    /// changes up to `served` (counted before the gateway was loaded), whose cluster listener
+    /// the others reach at `address`, if it has one; [`join`](Self::join) before serving,
+    /// then run [`follow`](Self::follow) beside it. The gateway refuses requests until the
+    /// first heartbeat (of `join`), and whenever the heartbeat lapses.
+    pub fn in_cluster(mut self, name: &str, served: i64, address: Option<String>) -> Self {
         let heartbeat = Arc::new(Heartbeat::new(HEARTBEAT_LASTS));
         self.gateway.follow_heartbeat(heartbeat.clone());
-        let node = Node { name: name.to_owned(), served: AtomicI64::new(served), heartbeat };
+        let node = Node { name: name.to_owned(), address, served: AtomicI64::new(served), heartbeat };
         self.cluster = Some(Arc::new(node));
         self
     }
@@ -84,8 +87,8 @@ impl Admin {
                 tracing::error!("the webhooks are not stopped: {e}");
             }
             tokio::time::sleep(HEARTBEAT).await;
-            let name = node.name.clone();
-            following = self.run(move |store| store.follow(&name)).await;
+            let (name, address) = (node.name.clone(), node.address.clone());
+            following = self.run(move |store| store.follow(&name, address.as_deref())).await;
         }
     }
 }

@@ -44,8 +44,10 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
-    /// Runs `call` unless the deadline passes first, in which case it is `timed_out`.
+    /// Runs `call` unless the deadline passes first, in which case it is `timed_out`. A
+    /// session call that travels to another node takes the deadline with it.
     async fn within_deadline<T>(&self, call: impl Future<Output = T>, timed_out: T) -> T {
+        let call = waedge_device::deadline::within(self.deadline, call);
         tokio::time::timeout_at(self.deadline.into(), call).await.unwrap_or(timed_out)
     }
 }

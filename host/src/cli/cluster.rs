@@ -14,7 +14,7 @@ use super::output;
 use crate::config::Config;
 
 /// Prints the nodes of the store `config_path` names (alive or not, with the count of
-/// changes each serves), each device's lease, and how many devices each node runs.
+/// changes each serves and where its cluster listener is reached), each device's lease, and how many devices each node runs.
 pub async fn status(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
     let Some(url) = &config.store else {
@@ -36,10 +36,11 @@ pub async fn status(config_path: &Path) -> anyhow::Result<ExitCode> {
 
     println!("{changes} change(s) committed to what nodes serve from.\n");
     output::table(
-        &["NODE", "ALIVE", "SERVES", "SEEN"],
+        &["NODE", "ALIVE", "SERVES", "SEEN", "CLUSTER LISTENER"],
         nodes.iter().map(|node| {
             let alive = if node.alive { "yes" } else { "no" };
-            vec![node.name.clone(), alive.into(), node.serves.to_string(), ago(node.seen_ago)]
+            let address = node.address.clone().unwrap_or_else(|| "-".into());
+            vec![node.name.clone(), alive.into(), node.serves.to_string(), ago(node.seen_ago), address]
         }),
     );
     println!();

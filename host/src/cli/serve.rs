@@ -12,7 +12,10 @@ use waedge_store::Store;
 use waedge_store::token::TokenHash;
 
 use crate::admin::Admin;
-use crate::config::{Config, DatabaseUrl};
+use crate::config::{Cluster, ClusterSecret, Config, Connections, DatabaseUrl};
+use crate::forward::directory::Directory;
+use crate::forward::listener::Listener;
+use crate::forward::{Forwarder, Forwarding};
 use crate::runtime::Runtime;
 use crate::runtime::compiler::IsolatedCompiler;
 use crate::webhooks::Webhooks;
@@ -143,11 +146,21 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
     let mut devices = whatsapp_devices(&config)?
         .with_observer(recorder::status_recorder(&store, appended.clone()))
         .with_mailbox(mailbox);
-    if let Some(shared) = shared {
-        devices = devices.with_shared_storage(shared);
+    if let Some(shared) = &shared {
+        devices = devices.with_shared_storage(shared.clone());
     }
     let devices = Arc::new(devices);
-    let gateway = Arc::new(app::gateway(runtime, devices.clone() as Arc<dyn DeviceManager>, &config)?);
+    // A node with a cluster listener forwards the calls on devices other nodes run to them,
+    // and answers theirs.
+    let forwarding = match (&shared, config.cluster.as_ref()) {
+        (Some(shared), Some(cluster)) => ClusterListener::bind(&store, shared, cluster).await?,
+        _ => None,
+    };
+    let sessions: Arc<dyn DeviceManager> = match &forwarding {
+        Some(forwarding) => Arc::new(Forwarding::new(devices.clone(), forwarding.forwarder.clone())),
+        None => devices.clone(),
+    };
+    let gateway = Arc::new(app::gateway(runtime, sessions, &config)?);
     // Compiling every route's component is CPU work: off the async workers.
     let loading = (gateway.clone(), store.clone());
     let problems =
@@ -162,8 +175,11 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
             "default_tenant `{default}` does not exist (yet): requests no tenant takes get 401 UNAUTHORIZED"
         );
     }
+    let address = forwarding.as_ref().map(|forwarding| forwarding.address.clone());
     let changes = match &cluster {
-        Some((instance, _)) => Some(store.follow(instance).context("following the other nodes' changes")?),
+        Some((instance, _)) => {
+            Some(store.follow(instance, address.as_deref()).context("following the other nodes' changes")?)
+        }
         None => None,
     };
     // Listened for before the listeners say they are up: a SIGTERM sent the moment they are is
@@ -191,7 +207,7 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
     let mut handler =
         Admin::new(store.clone(), gateway, webhooks.clone()).reachable_remotely(config.admin_allow_remote);
     if let Some((instance, served)) = &cluster {
-        handler = handler.in_cluster(instance, *served);
+        handler = handler.in_cluster(instance, *served, address);
     }
     let handler = Arc::new(handler);
     let follower = match changes {
@@ -204,6 +220,26 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
         }
         None => None,
     };
+    // Where the devices run, known before the first request is served, and kept up.
+    let directory = match &forwarding {
+        Some(forwarding) => {
+            forwarding.directory.refresh(std::time::Instant::now()).await.context("reading where devices run")?;
+            let directory = forwarding.directory.clone();
+            Some(tokio::spawn(async move { directory.keep_up().await }))
+        }
+        None => None,
+    };
+    let forwarded = forwarding.map(|forwarding| {
+        let listener = Arc::new(Listener::new(forwarding.secret.expose(), forwarding.forwarder.locals()));
+        // The other nodes keep their connections open: idle ones are closed after minutes only.
+        let connections = Connections { idle_timeout_ms: CLUSTER_IDLE_MS, ..config.connections };
+        server::serve(forwarding.listener, listener, connections, stopped(stopping.clone()))
+    });
+    let forwarded = async move {
+        if let Some(forwarded) = forwarded {
+            forwarded.await;
+        }
+    };
     let watcher = watch.map(|dir| {
         let handler = handler.clone();
         tokio::spawn(async move { crate::admin::watch::watch(&handler, dir).await })
@@ -213,9 +249,12 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
         signal.await;
         let _ = stop.send(true);
     };
-    tokio::join!(api, admin, signal);
+    tokio::join!(api, admin, forwarded, signal);
     if let Some(watcher) = watcher {
         watcher.abort();
+    }
+    if let Some(directory) = directory {
+        directory.abort();
     }
     // Deliveries stop before the delivery's lock goes with the follower's connection: the next
     // node takes over from what is stored, never beside this one.
@@ -289,6 +328,41 @@ async fn shared_device_state(url: &DatabaseUrl, node: &str, config: &Config) -> 
         .context("opening the devices' state in the PostgreSQL store")?;
     tracing::info!("node {node}: devices shared with the other nodes of {}", url.redacted());
     Ok(shared)
+}
+
+/// How long a connection of another node to the cluster listener may stay idle.
+const CLUSTER_IDLE_MS: u64 = 10 * 60_000;
+
+/// A node's side of the forwarding: its cluster listener, bound, and its forwarder.
+struct ClusterListener {
+    listener: tokio::net::TcpListener,
+    /// Where the other nodes reach it.
+    address: String,
+    secret: ClusterSecret,
+    forwarder: Arc<Forwarder>,
+    directory: Arc<Directory>,
+}
+
+impl ClusterListener {
+    /// The cluster listener `cluster` configures, bound, if it configures one.
+    async fn bind(store: &Store, shared: &Arc<Shared>, cluster: &Cluster) -> anyhow::Result<Option<ClusterListener>> {
+        let (Some(listen), Some(secret)) = (cluster.listen, &cluster.secret) else {
+            tracing::warn!(
+                "no cluster listener (`[cluster]` sets no `listen`): calls on devices other nodes run answer \
+                 DEVICE_NOT_CONNECTED here"
+            );
+            return Ok(None);
+        };
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding the cluster listener {listen}"))?;
+        let directory = Arc::new(Directory::new(store.clone(), shared.clone()));
+        let forwarder = Arc::new(Forwarder::new(directory.clone(), secret.expose()));
+        let bound = listener.local_addr()?;
+        let address = cluster.advertise.clone().unwrap_or_else(|| bound.to_string());
+        tracing::info!("cluster listener on {bound} (the other nodes reach it at {address})");
+        Ok(Some(ClusterListener { listener, address, secret: secret.clone(), forwarder, directory }))
+    }
 }
 
 /// This node's name among those sharing the store: `[cluster]`'s `node`, else the host name.

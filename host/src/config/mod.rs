@@ -253,11 +253,58 @@ pub struct Cluster {
     /// Connections this node keeps to PostgreSQL for the devices' state (all its devices
     /// share them).
     pub connections: usize,
+    /// Where this node's cluster listener binds: the other nodes forward to it the calls on
+    /// the devices it runs. Unset: no node forwards to this one, and a call on a device
+    /// another node runs answers `DEVICE_NOT_CONNECTED` here. Needs `secret`.
+    pub listen: Option<SocketAddr>,
+    /// The address the other nodes reach the cluster listener at (`host:port`). Unset: the
+    /// address `listen` bound, which must then be one another machine can reach.
+    pub advertise: Option<String>,
+    /// What the nodes of the cluster prove they are with: the same on every node, at least
+    /// [`MIN_SECRET_CHARS`] characters (e.g. `openssl rand -hex 32`).
+    pub secret: Option<ClusterSecret>,
 }
 
 impl Default for Cluster {
     fn default() -> Self {
-        Cluster { node: None, lease_ms: 8_000, connections: 4 }
+        Cluster { node: None, lease_ms: 8_000, connections: 4, listen: None, advertise: None, secret: None }
+    }
+}
+
+/// The shortest cluster secret.
+pub const MIN_SECRET_CHARS: usize = 32;
+
+/// The secret the nodes of a cluster share, never printed (`Debug` shows `***`).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ClusterSecret(String);
+
+impl ClusterSecret {
+    /// The secret itself: only for proving and checking it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ClusterSecret {
+    type Error = String;
+
+    fn try_from(secret: String) -> Result<Self, Self::Error> {
+        let printable = secret.chars().all(|c| c.is_ascii_graphic());
+        if secret.chars().count() >= MIN_SECRET_CHARS && printable {
+            Ok(ClusterSecret(secret))
+        } else {
+            Err(format!(
+                "cluster.secret: use at least {MIN_SECRET_CHARS} printable ASCII characters without spaces \
+                 (e.g. `openssl rand -hex 32`), the same on every node"
+            ))
+        }
+    }
+}
+
+impl std::fmt::Debug for ClusterSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
     }
 }
 
@@ -401,6 +448,25 @@ impl Config {
             if cluster.node.as_deref().is_some_and(|node| !is_identifier(node)) {
                 return Err("cluster.node: use 1 to 64 letters, digits, `-` and `_`".into());
             }
+            if cluster.listen.is_some() != cluster.secret.is_some() {
+                return Err("cluster.listen and cluster.secret go together: the other nodes forward device calls \
+                            to the listener, proving with the secret that they are nodes of the cluster"
+                    .into());
+            }
+            if cluster.advertise.is_some() && cluster.listen.is_none() {
+                return Err("cluster.advertise names where the cluster listener is reached: set cluster.listen".into());
+            }
+            if let Some(advertise) = &cluster.advertise
+                && (advertise.contains('@')
+                    || advertise.parse::<http::uri::Authority>().ok().and_then(|a| a.port_u16()).is_none())
+            {
+                return Err(format!("cluster.advertise: `{advertise}` is not `host:port`"));
+            }
+            if cluster.advertise.is_none() && cluster.listen.is_some_and(|listen| listen.ip().is_unspecified()) {
+                return Err("cluster.listen binds every address: set cluster.advertise to the `host:port` the other \
+                            nodes reach this one at"
+                    .into());
+            }
         }
         let mut tenant_ids = HashSet::new();
         let mut hosts = HashSet::new();
@@ -528,16 +594,40 @@ mod tests {
         assert!(refused.contains("leave it out for the SQLite store"), "{refused}");
     }
 
+    /// A cluster secret long enough.
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
     #[test]
     fn a_cluster_needs_a_postgres_store_and_sane_leases() {
         let store = "store = 'postgres://waedge@db/waedge'\n";
         let config = Config::parse(&format!("{store}[cluster]\nnode = 'node-1'")).unwrap();
         assert_eq!(config.cluster, Some(Cluster { node: Some("node-1".into()), ..Cluster::default() }));
+        let listening = format!("{store}[cluster]\nlisten = '0.0.0.0:7700'\nadvertise = 'node-1.internal:7700'");
+        let config = Config::parse(&format!("{listening}\nsecret = '{SECRET}'")).unwrap();
+        let cluster = config.cluster.unwrap();
+        assert_eq!(cluster.advertise.as_deref(), Some("node-1.internal:7700"));
+        assert_eq!(cluster.secret.as_ref().map(ClusterSecret::expose), Some(SECRET));
+        assert!(!format!("{cluster:?}").contains(SECRET), "the secret is never printed: {cluster:?}");
+        let config = Config::parse(&format!("{store}[cluster]\nlisten = '10.0.0.1:7700'\nsecret = '{SECRET}'"));
+        assert_eq!(config.unwrap().cluster.unwrap().listen, Some("10.0.0.1:7700".parse().unwrap()));
         for (text, reason) in [
             ("[cluster]\nnode = 'node-1'".to_string(), "set `store = \"postgres://…\"`"),
             (format!("{store}[cluster]\nlease_ms = 1000"), "lease_ms: 1000 is too short; use at least 6000"),
             (format!("{store}[cluster]\nconnections = 0"), "connections: 0 is out of range"),
             (format!("{store}[cluster]\nnode = 'a b'"), "cluster.node: use 1 to 64 letters"),
+            (format!("{store}[cluster]\nlisten = '10.0.0.1:7700'"), "cluster.listen and cluster.secret go together"),
+            (format!("{store}[cluster]\nsecret = '{SECRET}'"), "cluster.listen and cluster.secret go together"),
+            (format!("{store}[cluster]\nlisten = '10.0.0.1:7700'\nsecret = 'short'"), "at least 32 printable"),
+            (format!("{store}[cluster]\nlisten = '0.0.0.0:7700'\nsecret = '{SECRET}'"), "set cluster.advertise"),
+            (
+                format!("{store}[cluster]\nlisten = '0.0.0.0:7700'\nadvertise = 'node-1'\nsecret = '{SECRET}'"),
+                "`node-1` is not `host:port`",
+            ),
+            (
+                format!("{store}[cluster]\nlisten = '0.0.0.0:7700'\nadvertise = 'a@b:1'\nsecret = '{SECRET}'"),
+                "`a@b:1` is not `host:port`",
+            ),
+            (format!("{store}[cluster]\nadvertise = 'node-1:7700'"), "set cluster.listen"),
         ] {
             let refused = Config::parse(&text).unwrap_err().to_string();
             assert!(refused.contains(reason), "{text}: {refused}");

@@ -75,8 +75,12 @@ pub fn error(status: StatusCode, code: &str, message: &str) -> Response<Response
 
 /// A host-generated JSON response.
 pub fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response<ResponseBody> {
-    let body = serde_json::to_string(value).unwrap_or_default();
-    let mut response = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed_unsync());
+    json_body(status, Bytes::from(serde_json::to_string(value).unwrap_or_default()))
+}
+
+/// A response whose `body` is JSON already.
+pub fn json_body(status: StatusCode, body: Bytes) -> Response<ResponseBody> {
+    let mut response = Response::new(Full::new(body).map_err(|never| match never {}).boxed_unsync());
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response

@@ -50,7 +50,7 @@ use crate::tenancy::{Route, Tenant, Tenants};
 use heartbeat::Heartbeat;
 
 pub use components::Export;
-pub use envelope::{error, json_response};
+pub use envelope::{error, json_body, json_response};
 pub use events::Unhandled;
 
 use components::{deployed_key, deployed_name, exports};

@@ -245,6 +245,10 @@ const MIGRATIONS: &[&str] = &[
     $$;
     CREATE TRIGGER appended AFTER INSERT ON events FOR EACH ROW EXECUTE FUNCTION events_appended();
     "#,
+    // 4: where each node takes the device calls the other nodes forward to it (NULL: nowhere).
+    r#"
+    ALTER TABLE store_nodes ADD COLUMN address TEXT;
+    "#,
 ];
 
 /// Brings the schema up to date, unless it is newer than this build's: all of it in one

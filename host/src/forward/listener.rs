@@ -1,0 +1,119 @@
+//! The owner's side of the channel: the node's cluster listener, which answers the device
+//! calls other nodes forward to it on the sessions it runs.
+//!
+//! Only nodes of the cluster may call: a request without the cluster's secret (compared in
+//! constant time) is refused before its body is read. A call is made on the session this
+//! node runs — never forwarded again, so a call cannot go round between nodes that disagree
+//! on an owner for a moment — and within the deadline the caller sent.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use waedge_contract::types::Error;
+use waedge_device::DeviceSession;
+use waedge_store::token::TokenHash;
+
+use super::wire::{self, Call, DEADLINE_HEADER, NOT_HERE, PATH_PREFIX};
+use crate::bearer::bearer;
+use crate::body::{ReadError, ResponseBody, read_body};
+use crate::gateway::{error, json_body};
+use crate::server::{Handler, RequestBody};
+
+/// The longest a forwarded call may run, whatever deadline it says.
+const MAX_CALL: Duration = Duration::from_secs(60);
+
+/// The largest call (a text to send is the largest part).
+const MAX_CALL_BYTES: usize = 256 << 10;
+
+/// The sessions this node opened, by tenant and device.
+pub type Locals = Mutex<HashMap<(String, String), Weak<dyn DeviceSession>>>;
+
+/// Answers the calls of the other nodes.
+pub struct Listener {
+    secret: TokenHash,
+    locals: Arc<Locals>,
+}
+
+impl Listener {
+    /// Answers the calls of nodes that know `secret` on the sessions of `locals`.
+    pub fn new(secret: &str, locals: Arc<Locals>) -> Listener {
+        Listener { secret: TokenHash::of(secret), locals }
+    }
+
+    async fn answer(&self, request: Request<RequestBody>) -> Response<ResponseBody> {
+        let allowed = bearer(request.headers()).is_some_and(|token| TokenHash::of(token).ct_eq(&self.secret));
+        if !allowed {
+            let message = "this is the cluster listener: only the nodes of the cluster, with its secret, may call it";
+            return error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message);
+        }
+        let Some((tenant, device)) = device_of(request.uri().path()) else {
+            let message = format!("POST {PATH_PREFIX}TENANT/DEVICE is the only call");
+            return error(StatusCode::NOT_FOUND, "NOT_FOUND", &message);
+        };
+        if request.method() != Method::POST {
+            return error(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "a call is a POST");
+        }
+        let left = request.headers().get(DEADLINE_HEADER).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let Some(left) = left else {
+            let message = format!("{DEADLINE_HEADER}: the milliseconds the call has left");
+            return error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message);
+        };
+        let session = self.locals.lock().expect("locals lock").get(&(tenant.clone(), device.clone())).cloned();
+        let Some(session) = session.and_then(|session| session.upgrade()).filter(|session| session.runs_here()) else {
+            let message = format!("this node does not run device {device} of tenant {tenant}");
+            return error(StatusCode::MISDIRECTED_REQUEST, NOT_HERE, &message);
+        };
+        let body = match read_body(request.into_body(), MAX_CALL_BYTES).await {
+            Ok(body) => body,
+            Err(ReadError::TooLarge(limit)) => {
+                let message = format!("a call has at most {limit} bytes");
+                return error(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", &message);
+            }
+            Err(ReadError::Failed(e)) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &e.to_string()),
+        };
+        let call: Call = match serde_json::from_slice(&body) {
+            Ok(call) => call,
+            Err(e) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &format!("not a call: {e}")),
+        };
+        let answer = if call.sends() {
+            // A send runs to its end, as it does on the node it was asked on: neither the
+            // deadline nor the caller going away leaves what it recorded half-done.
+            let sent = tokio::spawn(async move { call.answer(&*session).await });
+            sent.await.unwrap_or_else(|e| wire::encode::<()>(Err(Error::Upstream(format!("the send failed: {e}")))))
+        } else {
+            let left = Duration::from_millis(left).min(MAX_CALL);
+            let answered = tokio::time::timeout(left, call.answer(&*session)).await;
+            answered.unwrap_or_else(|_| wire::encode::<()>(Err(Error::Timeout)))
+        };
+        json_body(StatusCode::OK, Bytes::from(answer))
+    }
+}
+
+impl Handler for Listener {
+    fn handle(&self, request: Request<RequestBody>) -> impl Future<Output = Response<ResponseBody>> + Send {
+        self.answer(request)
+    }
+}
+
+/// The tenant and device of a call's path.
+fn device_of(path: &str) -> Option<(String, String)> {
+    let (tenant, device) = path.strip_prefix(PATH_PREFIX)?.split_once('/')?;
+    let valid = |id: &str| waedge_store::is_identifier(id);
+    (valid(tenant) && valid(device)).then(|| (tenant.to_owned(), device.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_names_one_device_of_one_tenant() {
+        assert_eq!(device_of("/v1/devices/acme/main"), Some(("acme".into(), "main".into())));
+        for path in ["/v1/devices/acme", "/v1/devices/acme/main/x", "/v1/devices/../main", "/v2/devices/acme/main"] {
+            assert_eq!(device_of(path), None, "{path}");
+        }
+    }
+}

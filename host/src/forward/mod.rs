@@ -1,0 +1,302 @@
+//! Device calls that land on a node not running the device, forwarded to the node that does.
+//!
+//! Requests land on any node of a cluster, and every node runs the tenant's components for
+//! them; but only the node holding a device's lease runs its WhatsApp client. So a node wraps
+//! each session it opens in a [`Routed`] session: a call the node can make itself it makes
+//! (it runs the device, or the call only reads the shared store), any other it forwards to
+//! the owner over the cluster's own channel — HTTP/2 between the nodes' cluster listeners,
+//! authenticated by the cluster's secret, carrying the request's deadline — and hands back
+//! the owner's answer as it came ([`wire`]). Where the owner is and how the device is comes
+//! from the [`directory`]. While a device has no owner (its node died, the next has not
+//! taken it yet) its calls answer `device-not-connected` (`connecting`), never another error.
+//!
+//! - [`wire`]: the call and its answer as they travel;
+//! - [`peers`]: the forwarding side, one HTTP/2 connection per node;
+//! - [`listener`]: the owner's side, the node's cluster listener;
+//! - [`directory`]: which node runs each device, and where it listens.
+
+pub mod directory;
+pub mod listener;
+pub mod peers;
+pub mod wire;
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use waedge_contract::types::{
+    BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group, LidMapping, LidVerification, OnWhatsapp,
+    ProfilePicture, SendOutcome, SentMessage, UserInfo, VerifiedLink,
+};
+use waedge_device::link::LinkState;
+use waedge_device::{DeviceManager, DeviceSession, TextMessage, VerificationRequest, deadline, not_connected};
+use waedge_jid::Jid;
+
+use directory::Directory;
+use listener::Locals;
+use peers::{Failed, Peers};
+use wire::{Call, texts};
+
+/// How long a forwarded call may take when its caller set no deadline (a send, which runs to
+/// its end).
+const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The forwarding of one node: where devices run, and the connections to their nodes.
+pub struct Forwarder {
+    directory: Arc<Directory>,
+    peers: Peers,
+    locals: Arc<Locals>,
+}
+
+impl Forwarder {
+    /// Forwards to the nodes `directory` names, authenticating with `secret`.
+    pub fn new(directory: Arc<Directory>, secret: &str) -> Forwarder {
+        Forwarder { directory, peers: Peers::new(secret), locals: Arc::default() }
+    }
+
+    /// The sessions this node opened, for its [`listener::Listener`].
+    pub fn locals(&self) -> Arc<Locals> {
+        self.locals.clone()
+    }
+
+    /// Makes `call` on `device` of `tenant` at the node running it: asked again once when
+    /// that node no longer runs it (the directory is read again first). Until the deadline,
+    /// or [`DEFAULT_DEADLINE`] for a send (which runs to its end, whatever its request's).
+    async fn forward<T: DeserializeOwned>(&self, (tenant, device): (&str, &str), call: Call) -> Result<T, Error> {
+        let deadline = deadline::current().unwrap_or_else(|| Instant::now() + DEFAULT_DEADLINE);
+        for _ in 0..2 {
+            let Some(owner) = self.directory.owner(tenant, device) else {
+                return Err(not_connected(DeviceState::Connecting));
+            };
+            let asked = Instant::now();
+            let failed = match self.peers.call(&owner, (tenant, device), &call, deadline).await {
+                Ok(answer) => {
+                    return serde_json::from_slice(&answer).unwrap_or_else(|e| {
+                        Err(Error::Upstream(format!("node {owner} answered what this node cannot read: {e}")))
+                    });
+                }
+                Err(failed) => failed,
+            };
+            match failed {
+                Failed::NotHere => {
+                    let reread = tokio::time::timeout_at(deadline.into(), self.directory.refresh(asked)).await;
+                    match reread {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::warn!(tenant, device, "reading which node runs the device: {e:#}"),
+                        Err(_) => return Err(Error::Timeout),
+                    }
+                }
+                Failed::TimedOut => return Err(Error::Timeout),
+                // The owner went away: the device waits for its next node.
+                Failed::Unreachable(reason) => {
+                    tracing::warn!(tenant, device, "forwarding a call to the device's node: {reason}");
+                    return Err(not_connected(DeviceState::Connecting));
+                }
+                // The owner may have sent it: as for a send whose request ran out of time, the
+                // caller finds it by its idempotency key.
+                Failed::Lost(reason) if call.sends() => {
+                    tracing::warn!(tenant, device, "forwarding a send to the device's node: {reason}");
+                    return Err(Error::Timeout);
+                }
+                Failed::Lost(reason) => {
+                    tracing::warn!(tenant, device, "forwarding a call to the device's node: {reason}");
+                    return Err(not_connected(DeviceState::Connecting));
+                }
+                // The nodes disagree on the secret or the calls: the operator's to mend.
+                Failed::Refused(reason) => {
+                    tracing::error!(
+                        tenant,
+                        device,
+                        "{reason}; check that every node has the same cluster secret and version"
+                    );
+                    return Err(Error::Upstream(format!("the node running the device refused the call: {reason}")));
+                }
+            }
+        }
+        Err(not_connected(DeviceState::Connecting))
+    }
+}
+
+/// A device session on a node of a cluster: this node's own session when it runs the device,
+/// else the owner's, through the [`Forwarder`].
+pub struct Routed {
+    tenant: String,
+    device: String,
+    local: Arc<dyn DeviceSession>,
+    forwarder: Arc<Forwarder>,
+}
+
+impl Routed {
+    async fn forward<T: DeserializeOwned>(&self, call: Call) -> Result<T, Error> {
+        self.forwarder.forward((&self.tenant, &self.device), call).await
+    }
+}
+
+#[async_trait]
+impl DeviceSession for Routed {
+    fn status(&self) -> DeviceStatus {
+        if self.local.runs_here() {
+            return self.local.status();
+        }
+        self.forwarder.directory.status(&self.tenant, &self.device).unwrap_or_else(|| self.local.status())
+    }
+
+    fn runs_here(&self) -> bool {
+        self.local.runs_here()
+    }
+
+    async fn user_info(&self, jids: &[Jid]) -> Result<Vec<UserInfo>, Error> {
+        if self.local.runs_here() {
+            return self.local.user_info(jids).await;
+        }
+        self.forward(Call::UserInfo { jids: texts(jids) }).await
+    }
+
+    async fn profile_picture(&self, jid: &Jid, preview: bool) -> Result<Option<ProfilePicture>, Error> {
+        if self.local.runs_here() {
+            return self.local.profile_picture(jid, preview).await;
+        }
+        self.forward(Call::ProfilePicture { jid: jid.to_string(), preview }).await
+    }
+
+    async fn business_profile(&self, jid: &Jid) -> Result<Option<BusinessProfile>, Error> {
+        if self.local.runs_here() {
+            return self.local.business_profile(jid).await;
+        }
+        self.forward(Call::BusinessProfile { jid: jid.to_string() }).await
+    }
+
+    async fn lid_mapping(&self, jid: &Jid) -> Result<Option<LidMapping>, Error> {
+        if self.local.runs_here() {
+            return self.local.lid_mapping(jid).await;
+        }
+        self.forward(Call::LidMapping { jid: jid.to_string() }).await
+    }
+
+    async fn is_on_whatsapp(&self, jids: &[Jid]) -> Result<Vec<OnWhatsapp>, Error> {
+        if self.local.runs_here() {
+            return self.local.is_on_whatsapp(jids).await;
+        }
+        self.forward(Call::IsOnWhatsapp { jids: texts(jids) }).await
+    }
+
+    async fn joined_groups(&self) -> Result<Vec<Group>, Error> {
+        if self.local.runs_here() {
+            return self.local.joined_groups().await;
+        }
+        self.forward(Call::JoinedGroups).await
+    }
+
+    async fn group_info(&self, jid: &Jid) -> Result<Group, Error> {
+        if self.local.runs_here() {
+            return self.local.group_info(jid).await;
+        }
+        self.forward(Call::GroupInfo { jid: jid.to_string() }).await
+    }
+
+    async fn contact(&self, jid: &Jid) -> Result<Option<Contact>, Error> {
+        if self.local.runs_here() {
+            return self.local.contact(jid).await;
+        }
+        self.forward(Call::Contact { jid: jid.to_string() }).await
+    }
+
+    async fn send_text(&self, message: &TextMessage) -> Result<SendOutcome, Error> {
+        if self.local.runs_here() {
+            return self.local.send_text(message).await;
+        }
+        self.forward(Call::send_text(message)).await
+    }
+
+    async fn sent_message(&self, id: &str) -> Result<Option<SentMessage>, Error> {
+        self.local.sent_message(id).await
+    }
+
+    async fn start_lid_verification(&self, request: &VerificationRequest) -> Result<LidVerification, Error> {
+        if self.local.runs_here() {
+            return self.local.start_lid_verification(request).await;
+        }
+        self.forward(Call::start_lid_verification(request)).await
+    }
+
+    async fn lid_verification(&self, id: &str) -> Result<Option<LidVerification>, Error> {
+        self.local.lid_verification(id).await
+    }
+
+    async fn verified_link(&self, jid: &Jid) -> Result<Option<VerifiedLink>, Error> {
+        self.local.verified_link(jid).await
+    }
+}
+
+/// The device sessions of a node of a cluster: `inner`'s, each [`Routed`] through the
+/// forwarder, and known to the node's [`listener::Listener`].
+pub struct Forwarding {
+    inner: Arc<dyn DeviceManager>,
+    forwarder: Arc<Forwarder>,
+}
+
+impl Forwarding {
+    /// `inner`'s sessions, forwarded by `forwarder` where another node runs them.
+    pub fn new(inner: Arc<dyn DeviceManager>, forwarder: Arc<Forwarder>) -> Forwarding {
+        Forwarding { inner, forwarder }
+    }
+}
+
+#[async_trait]
+impl DeviceManager for Forwarding {
+    fn open(&self, tenant: &str, device: &str, remembered: DeviceState) -> Arc<dyn DeviceSession> {
+        let local = self.inner.open(tenant, device, remembered);
+        let mut locals = self.forwarder.locals.lock().expect("locals lock");
+        locals.retain(|_, session| session.strong_count() > 0);
+        locals.insert((tenant.to_owned(), device.to_owned()), Arc::downgrade(&local) as Weak<dyn DeviceSession>);
+        Arc::new(Routed {
+            tenant: tenant.to_owned(),
+            device: device.to_owned(),
+            local,
+            forwarder: self.forwarder.clone(),
+        })
+    }
+
+    async fn link_qr(&self, tenant: &str, device: &str) -> anyhow::Result<watch::Receiver<LinkState>> {
+        self.inner.link_qr(tenant, device).await
+    }
+
+    async fn link_pair_code(
+        &self,
+        tenant: &str,
+        device: &str,
+        phone_number: &str,
+    ) -> anyhow::Result<(String, watch::Receiver<LinkState>)> {
+        self.inner.link_pair_code(tenant, device, phone_number).await
+    }
+
+    fn linking(&self, tenant: &str, device: &str) -> Option<watch::Receiver<LinkState>> {
+        self.inner.linking(tenant, device)
+    }
+
+    fn clients_running(&self) -> usize {
+        self.inner.clients_running()
+    }
+
+    async fn cancel_link(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
+        self.inner.cancel_link(tenant, device).await
+    }
+
+    async fn reconnect(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
+        self.inner.reconnect(tenant, device).await
+    }
+
+    async fn logout(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
+        self.inner.logout(tenant, device).await
+    }
+
+    async fn remove(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
+        self.inner.remove(tenant, device).await
+    }
+
+    async fn shutdown(&self) {
+        self.inner.shutdown().await
+    }
+}

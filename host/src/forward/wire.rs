@@ -1,0 +1,195 @@
+//! What travels between nodes: a device call and its answer, as JSON.
+//!
+//! The request is `POST /v1/devices/{tenant}/{device}` with the [`Call`] as its body, the
+//! cluster's secret as its bearer token and the time the call has left in [`DEADLINE_HEADER`];
+//! the answer is `200` with the call's `Result` as serde writes it (`{"Ok": …}` or
+//! `{"Err": …}`, the contract's own types), so the forwarding node hands its caller exactly
+//! what the owner's session answered. Any other status is the channel's own failure, with a
+//! JSON error as the other listeners write it; [`NOT_HERE`] says the device is not run by
+//! the node asked.
+
+use serde::{Deserialize, Serialize};
+use waedge_contract::types::Error;
+use waedge_device::{DeviceSession, TextMessage, VerificationRequest};
+use waedge_jid::Jid;
+
+/// The path of a device's calls: `/v1/devices/{tenant}/{device}`.
+pub const PATH_PREFIX: &str = "/v1/devices/";
+
+/// The request header carrying how many milliseconds the call has left.
+pub const DEADLINE_HEADER: &str = "waedge-deadline-ms";
+
+/// The error code of an answer from a node that does not run the device (status 421).
+pub const NOT_HERE: &str = "NOT_HERE";
+
+/// A call on a device session that needs the node running its client. (What a session reads
+/// from the store — sent messages, verifications, verified links — any node answers itself.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "call", rename_all = "kebab-case")]
+pub enum Call {
+    /// [`DeviceSession::user_info`].
+    UserInfo {
+        /// The users.
+        jids: Vec<String>,
+    },
+    /// [`DeviceSession::profile_picture`].
+    ProfilePicture {
+        /// The user or group.
+        jid: String,
+        /// The thumbnail instead of the picture.
+        preview: bool,
+    },
+    /// [`DeviceSession::business_profile`].
+    BusinessProfile {
+        /// The account.
+        jid: String,
+    },
+    /// [`DeviceSession::lid_mapping`].
+    LidMapping {
+        /// The LID or phone JID.
+        jid: String,
+    },
+    /// [`DeviceSession::is_on_whatsapp`].
+    IsOnWhatsapp {
+        /// The users.
+        jids: Vec<String>,
+    },
+    /// [`DeviceSession::joined_groups`].
+    JoinedGroups,
+    /// [`DeviceSession::group_info`].
+    GroupInfo {
+        /// The group.
+        jid: String,
+    },
+    /// [`DeviceSession::contact`].
+    Contact {
+        /// The contact.
+        jid: String,
+    },
+    /// [`DeviceSession::send_text`].
+    SendText {
+        /// The recipient.
+        to: String,
+        /// The text.
+        text: String,
+        /// The message it answers.
+        reply_to: Option<String>,
+        /// The caller's key for sending it at most once.
+        idempotency_key: Option<String>,
+    },
+    /// [`DeviceSession::start_lid_verification`].
+    StartLidVerification {
+        /// The phone JID the code goes to.
+        phone_jid: String,
+        /// The text, with the code's placeholder.
+        text: String,
+        /// How long the code is good for.
+        ttl_seconds: u32,
+    },
+}
+
+impl Call {
+    /// Whether the call sends a message: it runs to its end once made, and the caller finds
+    /// out how it went by its idempotency key.
+    pub fn sends(&self) -> bool {
+        matches!(self, Call::SendText { .. } | Call::StartLidVerification { .. })
+    }
+
+    /// The call sending `message`.
+    pub fn send_text(message: &TextMessage) -> Call {
+        Call::SendText {
+            to: message.to.to_string(),
+            text: message.text.clone(),
+            reply_to: message.reply_to.clone(),
+            idempotency_key: message.idempotency_key.clone(),
+        }
+    }
+
+    /// The call starting `request`.
+    pub fn start_lid_verification(request: &VerificationRequest) -> Call {
+        Call::StartLidVerification {
+            phone_jid: request.phone_jid.to_string(),
+            text: request.text.clone(),
+            ttl_seconds: request.ttl_seconds,
+        }
+    }
+
+    /// Makes the call on `session` and encodes its answer. A JID that does not parse is the
+    /// session's own `invalid-jid` answer (the forwarding node parsed it already).
+    pub async fn answer(self, session: &dyn DeviceSession) -> Vec<u8> {
+        match self {
+            Call::UserInfo { jids } => encode(async { session.user_info(&parse_all(&jids)?).await }.await),
+            Call::ProfilePicture { jid, preview } => {
+                encode(async { session.profile_picture(&parse(&jid)?, preview).await }.await)
+            }
+            Call::BusinessProfile { jid } => encode(async { session.business_profile(&parse(&jid)?).await }.await),
+            Call::LidMapping { jid } => encode(async { session.lid_mapping(&parse(&jid)?).await }.await),
+            Call::IsOnWhatsapp { jids } => encode(async { session.is_on_whatsapp(&parse_all(&jids)?).await }.await),
+            Call::JoinedGroups => encode(session.joined_groups().await),
+            Call::GroupInfo { jid } => encode(async { session.group_info(&parse(&jid)?).await }.await),
+            Call::Contact { jid } => encode(async { session.contact(&parse(&jid)?).await }.await),
+            Call::SendText { to, text, reply_to, idempotency_key } => encode(
+                async {
+                    let message = TextMessage { to: parse(&to)?, text, reply_to, idempotency_key };
+                    session.send_text(&message).await
+                }
+                .await,
+            ),
+            Call::StartLidVerification { phone_jid, text, ttl_seconds } => encode(
+                async {
+                    let request = VerificationRequest { phone_jid: parse(&phone_jid)?, text, ttl_seconds };
+                    session.start_lid_verification(&request).await
+                }
+                .await,
+            ),
+        }
+    }
+}
+
+/// The JSON of `answer`.
+pub fn encode<T: Serialize>(answer: Result<T, Error>) -> Vec<u8> {
+    serde_json::to_vec(&answer).unwrap_or_else(|e| {
+        let failed: Result<(), Error> = Err(Error::Upstream(format!("encoding the answer failed: {e}")));
+        serde_json::to_vec(&failed).expect("an error encodes")
+    })
+}
+
+fn parse(jid: &str) -> Result<Jid, Error> {
+    Jid::parse(jid).map_err(|e| Error::InvalidJid(format!("{jid}: {e}")))
+}
+
+fn parse_all(jids: &[String]) -> Result<Vec<Jid>, Error> {
+    jids.iter().map(|jid| parse(jid)).collect()
+}
+
+/// The JIDs as text.
+pub fn texts(jids: &[Jid]) -> Vec<String> {
+    jids.iter().map(Jid::to_string).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_reads_back_as_written_and_says_which_call_it_is() {
+        let call = Call::ProfilePicture { jid: "6281234567890@s.whatsapp.net".into(), preview: true };
+        let json = serde_json::to_value(&call).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"call": "profile-picture", "jid": "6281234567890@s.whatsapp.net", "preview": true})
+        );
+        assert_eq!(serde_json::from_value::<Call>(json).unwrap(), call);
+        let joined = serde_json::to_value(Call::JoinedGroups).unwrap();
+        assert_eq!(joined, serde_json::json!({"call": "joined-groups"}));
+        assert!(serde_json::from_str::<Call>(r#"{"call": "delete-everything"}"#).is_err());
+    }
+
+    #[test]
+    fn an_answer_is_the_result_of_the_contract_types() {
+        let answer: Result<Vec<String>, Error> =
+            Err(Error::DeviceNotConnected(waedge_contract::types::DeviceState::Connecting));
+        let decoded: Result<Vec<String>, Error> = serde_json::from_slice(&encode(answer.clone())).unwrap();
+        assert_eq!(decoded, answer);
+    }
+}
