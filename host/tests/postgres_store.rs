@@ -27,6 +27,10 @@ fn database() -> String {
     url.replacen("://waedge@", &format!("://waedge:{PASSWORD}@"), 1)
 }
 
+/// John Doe in the world: his phone number, and his chat's JID.
+const JOHN: &str = "6281234567890";
+const JOHN_JID: &str = "6281234567890@s.whatsapp.net";
+
 /// Creates tenant `acme` serving the devices API.
 async fn acme(waedge: &Waedge, admin: &str) {
     waedge.admin_expect(reqwest::Method::POST, "/v1/tenants", admin, json!({ "id": "acme" }), 201).await;
@@ -410,7 +414,6 @@ async fn delivered(node: &Waedge, admin: &str, webhook: &str, count: usize, seco
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
 async fn one_node_delivers_the_webhooks_and_another_takes_over_when_it_dies() {
-    const JOHN: &str = "6281234567890";
     let url = database();
     let sim = WaSim::start(SimConfig::new(world())).await.expect("wa-sim starts");
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
@@ -523,7 +526,7 @@ async fn a_node_forwards_calls_on_a_device_another_node_runs_and_answers_as_that
     assert_eq!(main_as_served(&two, &token).await, direct, "node 2 answers as node 1 does");
     assert_eq!(sim.connections_of(SELF_PHONE), 1, "one client of the account, never two");
     // A send through node 2 leaves from node 1's client, once per idempotency key.
-    let text = json!({ "to": "6281234567890", "text": "sent through node 2" });
+    let text = json!({ "to": JOHN, "text": "sent through node 2" });
     let key = [("Idempotency-Key", "forwarded-1")];
     let sent = two.api_post("/devices/main/messages", &token, &text, &key).await;
     assert_eq!(sent.status, 202, "{}", sent.text);
@@ -531,15 +534,15 @@ async fn a_node_forwards_calls_on_a_device_another_node_runs_and_answers_as_that
     let again = two.api_post("/devices/main/messages", &token, &text, &key).await;
     assert_eq!(again.json["data"]["id"], id.as_str(), "{}", again.text);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while sim.received("6281234567890").is_empty() && std::time::Instant::now() < deadline {
+    while sim.received(JOHN).is_empty() && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let received = sim.received("6281234567890");
+    let received = sim.received(JOHN);
     assert_eq!(received.len(), 1, "{received:#?}");
     assert_eq!((received[0].id.as_str(), received[0].from_phone.as_str()), (id.as_str(), SELF_PHONE));
     let on_one = one.api(&format!("/devices/main/messages/{id}"), &token).await;
-    assert_eq!((on_one.status, &on_one.json["data"]["to"]), (200, &json!("6281234567890@s.whatsapp.net")));
+    assert_eq!((on_one.status, &on_one.json["data"]["to"]), (200, &json!(JOHN_JID)));
 
     // Only a node of the cluster gets an answer from a cluster listener.
     let listener =
@@ -589,4 +592,66 @@ async fn a_node_forwards_calls_on_a_device_another_node_runs_and_answers_as_that
     assert_eq!(sim.connections_of(SELF_PHONE), 1, "one client of the account, never two");
     let log = log + &two.stop();
     assert!(!log.contains(CLUSTER_SECRET), "no cluster secret in the log");
+}
+
+/// Every `message.received` event of acme's device `main` in John Doe's chat, as `node`'s
+/// admin API lists them, oldest first.
+async fn received_from_john(node: &Waedge, admin: &str) -> Vec<Value> {
+    let (mut events, mut after) = (Vec::new(), None::<String>);
+    loop {
+        let cursor = after.as_ref().map(|id| format!("&after={id}")).unwrap_or_default();
+        let path = format!("/v1/tenants/acme/events?limit=100{cursor}");
+        let page = node.admin_expect(reqwest::Method::GET, &path, admin, Value::Null, 200).await;
+        let page = page["events"].as_array().expect("a list of events").clone();
+        let Some(last) = page.last() else { break };
+        after = Some(last["id"].as_str().expect("an event id").to_owned());
+        let john = page.into_iter().filter(|e| e["type"] == "message.received" && e["chat"] == JOHN_JID);
+        events.extend(john);
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+async fn a_takeover_while_a_chat_receives_loses_reorders_and_repeats_none_of_its_events() {
+    let url = database();
+    let sim = WaSim::start(SimConfig::new(world())).await.expect("wa-sim starts");
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let configs =
+        [forwarding_node(dirs[0].path(), &url, &sim, "node-1"), forwarding_node(dirs[1].path(), &url, &sim, "node-2")];
+    let admin = admin_token(&configs[0]);
+    let first = Waedge::start(&configs[0]);
+    acme(&first, &admin).await;
+    first.link_new_device(&admin, &sim, ("acme", "main", SELF_PHONE), Duration::from_secs(30)).await;
+    let second = Waedge::start(&configs[1]);
+
+    // John writes on while node 1, which runs the device, is killed mid-way: what node 1 had
+    // not committed (and so not acknowledged) WhatsApp delivers again to node 2 once it takes
+    // the device over; what it had, node 2 does not record twice.
+    const TEXTS: usize = 30;
+    let mut first = Some(first);
+    for i in 0..TEXTS {
+        sim.send_text(JOHN, SELF_PHONE, &format!("message {i}")).await.expect("John writes");
+        if i == TEXTS / 3 {
+            first.take().expect("node 1").kill();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let events = loop {
+        let events = received_from_john(&second, &admin).await;
+        if events.len() >= TEXTS || std::time::Instant::now() > deadline {
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let texts: Vec<&str> = events.iter().map(|e| e["data"]["message"]["text"].as_str().unwrap_or("?")).collect();
+    let expected: Vec<String> = (0..TEXTS).map(|i| format!("message {i}")).collect();
+    assert_eq!(texts, expected, "every text once, in the order John wrote them");
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().expect("a seq")).collect();
+    assert!(seqs.windows(2).all(|pair| pair[1] == pair[0] + 1), "the chat's numbers follow on: {seqs:?}");
+    let ids: std::collections::HashSet<&str> = events.iter().map(|e| e["id"].as_str().expect("an id")).collect();
+    assert_eq!(ids.len(), TEXTS, "one event id per message");
+    assert_eq!(sim.connections_of(SELF_PHONE), 1, "one client of the account, never two");
+    second.stop();
 }

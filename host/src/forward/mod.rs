@@ -129,8 +129,16 @@ pub struct Routed {
 }
 
 impl Routed {
-    async fn forward<T: DeserializeOwned>(&self, call: Call) -> Result<T, Error> {
-        self.forwarder.forward((&self.tenant, &self.device), call).await
+    /// `here`, this node's own call, when it runs the device; else `call` at the owner.
+    async fn route<T: DeserializeOwned>(
+        &self,
+        here: impl Future<Output = Result<T, Error>>,
+        call: impl FnOnce() -> Call,
+    ) -> Result<T, Error> {
+        if self.local.runs_here() {
+            return here.await;
+        }
+        self.forwarder.forward((&self.tenant, &self.device), call()).await
     }
 }
 
@@ -148,66 +156,40 @@ impl DeviceSession for Routed {
     }
 
     async fn user_info(&self, jids: &[Jid]) -> Result<Vec<UserInfo>, Error> {
-        if self.local.runs_here() {
-            return self.local.user_info(jids).await;
-        }
-        self.forward(Call::UserInfo { jids: texts(jids) }).await
+        self.route(self.local.user_info(jids), || Call::UserInfo { jids: texts(jids) }).await
     }
 
     async fn profile_picture(&self, jid: &Jid, preview: bool) -> Result<Option<ProfilePicture>, Error> {
-        if self.local.runs_here() {
-            return self.local.profile_picture(jid, preview).await;
-        }
-        self.forward(Call::ProfilePicture { jid: jid.to_string(), preview }).await
+        self.route(self.local.profile_picture(jid, preview), || Call::ProfilePicture { jid: jid.to_string(), preview })
+            .await
     }
 
     async fn business_profile(&self, jid: &Jid) -> Result<Option<BusinessProfile>, Error> {
-        if self.local.runs_here() {
-            return self.local.business_profile(jid).await;
-        }
-        self.forward(Call::BusinessProfile { jid: jid.to_string() }).await
+        self.route(self.local.business_profile(jid), || Call::BusinessProfile { jid: jid.to_string() }).await
     }
 
     async fn lid_mapping(&self, jid: &Jid) -> Result<Option<LidMapping>, Error> {
-        if self.local.runs_here() {
-            return self.local.lid_mapping(jid).await;
-        }
-        self.forward(Call::LidMapping { jid: jid.to_string() }).await
+        self.route(self.local.lid_mapping(jid), || Call::LidMapping { jid: jid.to_string() }).await
     }
 
     async fn is_on_whatsapp(&self, jids: &[Jid]) -> Result<Vec<OnWhatsapp>, Error> {
-        if self.local.runs_here() {
-            return self.local.is_on_whatsapp(jids).await;
-        }
-        self.forward(Call::IsOnWhatsapp { jids: texts(jids) }).await
+        self.route(self.local.is_on_whatsapp(jids), || Call::IsOnWhatsapp { jids: texts(jids) }).await
     }
 
     async fn joined_groups(&self) -> Result<Vec<Group>, Error> {
-        if self.local.runs_here() {
-            return self.local.joined_groups().await;
-        }
-        self.forward(Call::JoinedGroups).await
+        self.route(self.local.joined_groups(), || Call::JoinedGroups).await
     }
 
     async fn group_info(&self, jid: &Jid) -> Result<Group, Error> {
-        if self.local.runs_here() {
-            return self.local.group_info(jid).await;
-        }
-        self.forward(Call::GroupInfo { jid: jid.to_string() }).await
+        self.route(self.local.group_info(jid), || Call::GroupInfo { jid: jid.to_string() }).await
     }
 
     async fn contact(&self, jid: &Jid) -> Result<Option<Contact>, Error> {
-        if self.local.runs_here() {
-            return self.local.contact(jid).await;
-        }
-        self.forward(Call::Contact { jid: jid.to_string() }).await
+        self.route(self.local.contact(jid), || Call::Contact { jid: jid.to_string() }).await
     }
 
     async fn send_text(&self, message: &TextMessage) -> Result<SendOutcome, Error> {
-        if self.local.runs_here() {
-            return self.local.send_text(message).await;
-        }
-        self.forward(Call::send_text(message)).await
+        self.route(self.local.send_text(message), || Call::send_text(message)).await
     }
 
     async fn sent_message(&self, id: &str) -> Result<Option<SentMessage>, Error> {
@@ -215,10 +197,7 @@ impl DeviceSession for Routed {
     }
 
     async fn start_lid_verification(&self, request: &VerificationRequest) -> Result<LidVerification, Error> {
-        if self.local.runs_here() {
-            return self.local.start_lid_verification(request).await;
-        }
-        self.forward(Call::start_lid_verification(request)).await
+        self.route(self.local.start_lid_verification(request), || Call::start_lid_verification(request)).await
     }
 
     async fn lid_verification(&self, id: &str) -> Result<Option<LidVerification>, Error> {
