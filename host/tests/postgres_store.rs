@@ -480,6 +480,33 @@ fn forwarding_node(dir: &std::path::Path, url: &str, sim: &WaSim, node: &str) ->
     write_config(dir, &format!("whatsapp_server = \"{}\"\nstore = \"{url}\"\n[cluster]\n{cluster}", sim.ws_url()))
 }
 
+/// Two nodes' configurations with cluster listeners on one new store, their devices
+/// connecting to a new wa-sim, and node 1 started alone with acme's device `main` linked.
+struct LinkedOnNodeOne {
+    sim: WaSim,
+    _dirs: [tempfile::TempDir; 2],
+    configs: [std::path::PathBuf; 2],
+    admin: String,
+    one: Waedge,
+}
+
+impl LinkedOnNodeOne {
+    async fn start() -> LinkedOnNodeOne {
+        let url = database();
+        let sim = WaSim::start(SimConfig::new(world())).await.expect("wa-sim starts");
+        let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        let configs = [
+            forwarding_node(dirs[0].path(), &url, &sim, "node-1"),
+            forwarding_node(dirs[1].path(), &url, &sim, "node-2"),
+        ];
+        let admin = admin_token(&configs[0]);
+        let one = Waedge::start(&configs[0]);
+        acme(&one, &admin).await;
+        one.link_new_device(&admin, &sim, ("acme", "main", SELF_PHONE), Duration::from_secs(30)).await;
+        LinkedOnNodeOne { sim, _dirs: dirs, configs, admin, one }
+    }
+}
+
 /// [`main_as_served`] once `node` answers them all, within `seconds`; until then every answer
 /// that is not one of them is `DEVICE_NOT_CONNECTED`.
 async fn main_once_served(node: &Waedge, token: &str, seconds: u64) -> Vec<Value> {
@@ -503,15 +530,7 @@ async fn main_once_served(node: &Waedge, token: &str, seconds: u64) -> Vec<Value
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
 async fn a_node_forwards_calls_on_a_device_another_node_runs_and_answers_as_that_node() {
-    let url = database();
-    let sim = WaSim::start(SimConfig::new(world())).await.expect("wa-sim starts");
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let configs =
-        [forwarding_node(dirs[0].path(), &url, &sim, "node-1"), forwarding_node(dirs[1].path(), &url, &sim, "node-2")];
-    let admin = admin_token(&configs[0]);
-    let one = Waedge::start(&configs[0]);
-    acme(&one, &admin).await;
-    one.link_new_device(&admin, &sim, ("acme", "main", SELF_PHONE), Duration::from_secs(30)).await;
+    let LinkedOnNodeOne { sim, _dirs, configs, admin, one } = LinkedOnNodeOne::start().await;
     let token = one.new_user_token(&admin, "acme", &["main"]).await;
     let direct = main_as_served(&one, &token).await;
 
@@ -541,8 +560,11 @@ async fn a_node_forwards_calls_on_a_device_another_node_runs_and_answers_as_that
     let received = sim.received(JOHN);
     assert_eq!(received.len(), 1, "{received:#?}");
     assert_eq!((received[0].id.as_str(), received[0].from_phone.as_str()), (id.as_str(), SELF_PHONE));
-    let on_one = one.api(&format!("/devices/main/messages/{id}"), &token).await;
-    assert_eq!((on_one.status, &on_one.json["data"]["to"]), (200, &json!(JOHN_JID)));
+    // What a session reads from the store, each node answers itself.
+    for node in [&one, &two] {
+        let found = node.api(&format!("/devices/main/messages/{id}"), &token).await;
+        assert_eq!((found.status, &found.json["data"]["to"]), (200, &json!(JOHN_JID)), "{}", found.text);
+    }
 
     // Only a node of the cluster gets an answer from a cluster listener.
     let listener =
@@ -614,15 +636,7 @@ async fn received_from_john(node: &Waedge, admin: &str) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
 async fn a_takeover_while_a_chat_receives_loses_reorders_and_repeats_none_of_its_events() {
-    let url = database();
-    let sim = WaSim::start(SimConfig::new(world())).await.expect("wa-sim starts");
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let configs =
-        [forwarding_node(dirs[0].path(), &url, &sim, "node-1"), forwarding_node(dirs[1].path(), &url, &sim, "node-2")];
-    let admin = admin_token(&configs[0]);
-    let first = Waedge::start(&configs[0]);
-    acme(&first, &admin).await;
-    first.link_new_device(&admin, &sim, ("acme", "main", SELF_PHONE), Duration::from_secs(30)).await;
+    let LinkedOnNodeOne { sim, _dirs, configs, admin, one: first } = LinkedOnNodeOne::start().await;
     let second = Waedge::start(&configs[1]);
 
     // John writes on while node 1, which runs the device, is killed mid-way: what node 1 had

@@ -14,7 +14,8 @@ use super::output;
 use crate::config::Config;
 
 /// Prints the nodes of the store `config_path` names (alive or not, with the count of
-/// changes each serves and where its cluster listener is reached), each device's lease, and how many devices each node runs.
+/// changes each serves and where its cluster listener is reached), each device's lease, and
+/// how many devices each node runs.
 pub async fn status(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
     let Some(url) = &config.store else {

@@ -231,8 +231,13 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
     };
     let forwarded = forwarding.map(|forwarding| {
         let listener = Arc::new(Listener::new(forwarding.secret.expose(), forwarding.forwarder.locals()));
-        // The other nodes keep their connections open: idle ones are closed after minutes only.
-        let connections = Connections { idle_timeout_ms: CLUSTER_IDLE_MS, ..config.connections };
+        // The other nodes keep one connection each open, all their calls on it: idle ones are
+        // closed after minutes only, and many calls may be in flight on one.
+        let connections = Connections {
+            idle_timeout_ms: CLUSTER_IDLE_MS,
+            max_concurrent_streams: CLUSTER_STREAMS,
+            ..config.connections
+        };
         server::serve(forwarding.listener, listener, connections, stopped(stopping.clone()))
     });
     let forwarded = async move {
@@ -332,6 +337,8 @@ async fn shared_device_state(url: &DatabaseUrl, node: &str, config: &Config) -> 
 
 /// How long a connection of another node to the cluster listener may stay idle.
 const CLUSTER_IDLE_MS: u64 = 10 * 60_000;
+/// Calls in flight at once on one connection of another node to the cluster listener.
+const CLUSTER_STREAMS: u32 = 10_000;
 
 /// A node's side of the forwarding: its cluster listener, bound, and its forwarder.
 struct ClusterListener {

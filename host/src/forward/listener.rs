@@ -25,8 +25,9 @@ use crate::server::{Handler, RequestBody};
 /// The longest a forwarded call may run, whatever deadline it says.
 const MAX_CALL: Duration = Duration::from_secs(60);
 
-/// The largest call (a text to send is the largest part).
-const MAX_CALL_BYTES: usize = 256 << 10;
+/// The largest call: a text to send is the largest part, up to six times its bytes once
+/// escaped in JSON.
+const MAX_CALL_BYTES: usize = 1 << 20;
 
 /// The sessions this node opened, by tenant and device.
 pub type Locals = Mutex<HashMap<(String, String), Weak<dyn DeviceSession>>>;

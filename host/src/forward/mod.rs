@@ -74,7 +74,8 @@ impl Forwarder {
             let failed = match self.peers.call(&owner, (tenant, device), &call, deadline).await {
                 Ok(answer) => {
                     return serde_json::from_slice(&answer).unwrap_or_else(|e| {
-                        Err(Error::Upstream(format!("node {owner} answered what this node cannot read: {e}")))
+                        tracing::error!(tenant, device, "node {owner} answered what this node cannot read: {e}");
+                        Err(Error::Upstream("the node running the device answered what this one cannot read".into()))
                     });
                 }
                 Err(failed) => failed,
@@ -111,7 +112,8 @@ impl Forwarder {
                         device,
                         "{reason}; check that every node has the same cluster secret and version"
                     );
-                    return Err(Error::Upstream(format!("the node running the device refused the call: {reason}")));
+                    let refused = "the node running the device refused the call; the gateway's log says why";
+                    return Err(Error::Upstream(refused.into()));
                 }
             }
         }
