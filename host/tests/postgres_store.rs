@@ -12,7 +12,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{SELF_PHONE, Waedge, admin_token, cli, cli_ok, read_events, world, write_config};
+use support::{Reply, SELF_PHONE, Waedge, admin_token, cli, cli_ok, read_events, world, write_config};
 use wa_sim::{SimConfig, WaSim};
 use waedge_test_postgres::Postgres;
 
@@ -611,7 +611,8 @@ async fn a_node_forwards_calls_on_a_device_another_node_runs_and_answers_as_that
     // call answers DEVICE_NOT_CONNECTED, never another error.
     let log = one.stop();
     assert_eq!(main_once_served(&two, &token, 30).await, direct, "the same answers after the takeover");
-    assert_eq!(sim.connections_of(SELF_PHONE), 1, "one client of the account, never two");
+    assert_eq!(sim.connections_of(SELF_PHONE), 1, "one client of the account");
+    assert_eq!(sim.peak_connections_of(SELF_PHONE), 1, "never two at once");
     let log = log + &two.stop();
     assert!(!log.contains(CLUSTER_SECRET), "no cluster secret in the log");
 }
@@ -666,6 +667,138 @@ async fn a_takeover_while_a_chat_receives_loses_reorders_and_repeats_none_of_its
     assert!(seqs.windows(2).all(|pair| pair[1] == pair[0] + 1), "the chat's numbers follow on: {seqs:?}");
     let ids: std::collections::HashSet<&str> = events.iter().map(|e| e["id"].as_str().expect("an id")).collect();
     assert_eq!(ids.len(), TEXTS, "one event id per message");
-    assert_eq!(sim.connections_of(SELF_PHONE), 1, "one client of the account, never two");
+    assert_eq!(sim.connections_of(SELF_PHONE), 1, "one client of the account");
+    assert_eq!(sim.peak_connections_of(SELF_PHONE), 1, "never two at once");
     second.stop();
+}
+
+/// The devices of the three-node test, each linked to an account of the world.
+const THREE_DEVICES: [(&str, &str); 3] = [("d0", SELF_PHONE), ("d1", JOHN), ("d2", "5511999999999")];
+
+/// Each device's node (its name without the process suffix: `node-2`), per `cluster status`.
+fn owners(config: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    let status = cli_ok(&["cluster", "status", "--config", config.to_str().unwrap()], None);
+    status
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let device = words.next()?.strip_prefix("acme/")?;
+            let (node, _) = words.next()?.split_once('#')?;
+            Some((device.to_owned(), node.to_owned()))
+        })
+        .collect()
+}
+
+/// What a device's user sees of the device `device`: its groups, and a contact's profile
+/// through it.
+async fn as_served(node: &Waedge, token: &str, device: &str) -> Vec<Reply> {
+    let mut replies = Vec::new();
+    for path in [format!("/devices/{device}/groups"), format!("/devices/{device}/profile?jid=447700900123")] {
+        replies.push(node.api(&path, token).await);
+    }
+    replies
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+async fn three_nodes_share_the_devices_answer_for_all_of_them_and_survive_the_death_of_one() {
+    let url = database();
+    let sim = WaSim::start(SimConfig::new(world())).await.expect("wa-sim starts");
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let configs: Vec<_> = ["node-1", "node-2", "node-3"]
+        .iter()
+        .zip(&dirs)
+        .map(|(name, dir)| forwarding_node(dir.path(), &url, &sim, name))
+        .collect();
+    let admin = admin_token(&configs[0]);
+    let one = Waedge::start(&configs[0]);
+    acme(&one, &admin).await;
+    // Every answer straight from WhatsApp: no node's cache hides where a call went.
+    let limits = json!({ "limits": { "cache_ttl_seconds": 0 } });
+    one.admin_expect(reqwest::Method::PATCH, "/v1/tenants/acme", &admin, limits, 200).await;
+    for (device, phone) in THREE_DEVICES {
+        one.link_new_device(&admin, &sim, ("acme", device, phone), Duration::from_secs(30)).await;
+    }
+    let devices: Vec<&str> = THREE_DEVICES.iter().map(|(device, _)| *device).collect();
+    let token = one.new_user_token(&admin, "acme", &devices).await;
+    let mut single = Vec::new();
+    for device in &devices {
+        let replies = as_served(&one, &token, device).await;
+        assert!(replies.iter().all(|reply| reply.status == 200), "{replies:?}");
+        single.push(replies.into_iter().map(|reply| reply.json).collect::<Vec<_>>());
+    }
+
+    // Two nodes join: node 1 hands two devices over, one to each, without pairing again.
+    let mut nodes = vec![Some(one), Some(Waedge::start(&configs[1])), Some(Waedge::start(&configs[2]))];
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let spread = loop {
+        let owners = owners(&configs[0]);
+        let mut runs: Vec<&String> = owners.values().collect();
+        runs.sort();
+        if runs == ["node-1", "node-2", "node-3"] {
+            break owners;
+        }
+        assert!(std::time::Instant::now() < deadline, "the devices are not spread over the nodes: {owners:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    // Requests spread over the nodes get the single node's answers: two thirds forwarded.
+    for node in nodes.iter().flatten() {
+        for (device, expected) in devices.iter().zip(&single) {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let replies = as_served(node, &token, device).await;
+                let answers: Vec<&Value> = replies.iter().map(|reply| &reply.json).collect();
+                if replies.iter().all(|reply| reply.status == 200) {
+                    assert_eq!(answers, expected.iter().collect::<Vec<_>>(), "device {device}");
+                    break;
+                }
+                // A device being handed over is not connected for a moment, nothing worse.
+                for reply in &replies {
+                    assert!(reply.status == 200 || reply.json["error"]["code"] == "DEVICE_NOT_CONNECTED", "{reply:?}");
+                }
+                assert!(std::time::Instant::now() < deadline, "device {device} not served: {replies:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    // Under load on the two others, the node running d1 is killed: every device answers
+    // again within 10 s, and until then the only failure is DEVICE_NOT_CONNECTED.
+    let victim = spread["d1"].trim_start_matches("node-").parse::<usize>().unwrap() - 1;
+    let survivors: Vec<Waedge> = {
+        nodes[victim].take().expect("the victim").kill();
+        nodes.into_iter().flatten().collect()
+    };
+    let killed = std::time::Instant::now();
+    let mut failures = Vec::new();
+    let mut served_again = None;
+    while served_again.is_none() && killed.elapsed() < Duration::from_secs(20) {
+        let mut all_served = true;
+        for node in &survivors {
+            for device in &devices {
+                for reply in as_served(node, &token, device).await {
+                    if reply.status != 200 {
+                        all_served = false;
+                        failures.push((reply.status, reply.json["error"]["code"].clone()));
+                    }
+                }
+            }
+        }
+        if all_served {
+            served_again = Some(killed.elapsed());
+        }
+    }
+    let taken_over =
+        served_again.unwrap_or_else(|| panic!("not every device served 20 s after the kill: {failures:?}"));
+    assert!(taken_over <= Duration::from_secs(10), "every device served again only after {taken_over:?}");
+    assert!(!failures.is_empty(), "d1 had no node for a moment: its calls cannot all have been answered");
+    assert!(failures.iter().all(|(status, code)| *status == 503 && code == "DEVICE_NOT_CONNECTED"), "{failures:?}");
+    for (_, phone) in THREE_DEVICES {
+        assert_eq!(sim.connections_of(phone), 1, "one client of {phone} now");
+        assert_eq!(sim.peak_connections_of(phone), 1, "never two clients of {phone} at once");
+    }
+    for node in survivors {
+        node.stop();
+    }
 }

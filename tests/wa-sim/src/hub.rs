@@ -57,6 +57,8 @@ pub struct Hub {
     /// Messages sent to devices and not acknowledged yet.
     mailboxes: Mailboxes,
     waiting: Mutex<HashMap<String, oneshot::Sender<Node>>>,
+    /// The most connections each device had logged in at once.
+    peaks: Mutex<HashMap<DeviceAddr, usize>>,
 }
 
 impl Hub {
@@ -66,8 +68,20 @@ impl Hub {
         if let Some(d) = &device {
             lock(&self.linked).entry(d.phone.clone()).or_default().insert(d.device);
         }
-        lock(&self.conns).insert(id, Conn { tx, device, pairing: PairingState::default() });
+        let mut conns = lock(&self.conns);
+        conns.insert(id, Conn { tx, device: device.clone(), pairing: PairingState::default() });
+        if let Some(d) = device {
+            let concurrent = conns.values().filter(|c| c.device.as_ref() == Some(&d)).count();
+            let mut peaks = lock(&self.peaks);
+            let peak = peaks.entry(d).or_default();
+            *peak = (*peak).max(concurrent);
+        }
         id
+    }
+
+    /// The most connections any linked device of account `phone` had logged in at once.
+    pub fn peak_connections(&self, phone: &str) -> usize {
+        lock(&self.peaks).iter().filter(|(d, _)| d.phone == phone).map(|(_, peak)| *peak).max().unwrap_or(0)
     }
 
     /// How many connections are open, logged in or pairing.
@@ -247,4 +261,24 @@ impl Hub {
 /// Locks a mutex; a panic elsewhere while holding it does not wedge the sim.
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_peak_counts_the_connections_one_device_had_at_once() {
+        let hub = Hub::default();
+        let device = DeviceAddr { phone: "6285550000001".into(), device: 1 };
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let first = hub.register(tx.clone(), Some(device.clone()));
+        hub.unregister(first);
+        let _second = hub.register(tx.clone(), Some(device.clone()));
+        assert_eq!(hub.peak_connections("6285550000001"), 1, "one after the other is never two");
+        let _third = hub.register(tx.clone(), Some(device));
+        let _pairing = hub.register(tx, None);
+        assert_eq!(hub.peak_connections("6285550000001"), 2);
+        assert_eq!(hub.peak_connections("6281234567890"), 0);
+    }
 }

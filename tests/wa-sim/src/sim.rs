@@ -187,6 +187,12 @@ impl WaSim {
         self.shared.hub.connected_devices(phone).len()
     }
 
+    /// The most connections one linked device of account `phone` ever had logged in at once:
+    /// more than one means two clients ran one session side by side.
+    pub fn peak_connections_of(&self, phone: &str) -> usize {
+        self.shared.hub.peak_connections(phone)
+    }
+
     /// The phone of account `phone` scans a QR code a client displays, linking it.
     pub async fn scan_qr(&self, qr: &str, phone: &str) -> Result<(), SimError> {
         pairing::scan_qr(&self.shared, qr, phone).await
