@@ -543,6 +543,11 @@ async fn a_node_forwards_calls_on_a_device_another_node_runs_and_answers_as_that
     // Node 2's admin API shows the device as its node recorded it.
     two.wait_for_device(&admin, "acme", "main", "connected", Duration::from_secs(5)).await;
     assert_eq!(main_as_served(&two, &token).await, direct, "node 2 answers as node 1 does");
+    let metrics = reqwest::get(format!("{}/metrics", two.admin)).await.unwrap().text().await.unwrap();
+    let answered = metrics.lines().find_map(|line| {
+        line.strip_prefix("waedge_forwarded_call_duration_seconds_count{outcome=\"answered\"} ")?.parse::<u64>().ok()
+    });
+    assert!(answered.is_some_and(|count| count >= 2), "node 2 counts the calls it forwarded:\n{metrics}");
     assert_eq!(sim.connections_of(SELF_PHONE), 1, "one client of the account, never two");
     // A send through node 2 leaves from node 1's client, once per idempotency key.
     let text = json!({ "to": JOHN, "text": "sent through node 2" });

@@ -161,6 +161,9 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
         None => devices.clone(),
     };
     let gateway = Arc::new(app::gateway(runtime, sessions, &config)?);
+    if let Some(forwarding) = &forwarding {
+        forwarding.forwarder.count_in(gateway.metrics().clone());
+    }
     // Compiling every route's component is CPU work: off the async workers.
     let loading = (gateway.clone(), store.clone());
     let problems =

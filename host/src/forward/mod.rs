@@ -20,7 +20,7 @@ pub mod listener;
 pub mod peers;
 pub mod wire;
 
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -34,6 +34,7 @@ use waedge_device::link::LinkState;
 use waedge_device::{DeviceManager, DeviceSession, TextMessage, VerificationRequest, deadline, not_connected};
 use waedge_jid::Jid;
 
+use crate::telemetry::metrics::Metrics;
 use directory::Directory;
 use listener::Locals;
 use peers::{Failed, Peers};
@@ -48,12 +49,18 @@ pub struct Forwarder {
     directory: Arc<Directory>,
     peers: Peers,
     locals: Arc<Locals>,
+    metrics: OnceLock<Arc<Metrics>>,
 }
 
 impl Forwarder {
     /// Forwards to the nodes `directory` names, authenticating with `secret`.
     pub fn new(directory: Arc<Directory>, secret: &str) -> Forwarder {
-        Forwarder { directory, peers: Peers::new(secret), locals: Arc::default() }
+        Forwarder { directory, peers: Peers::new(secret), locals: Arc::default(), metrics: OnceLock::new() }
+    }
+
+    /// Counts the forwarded calls in `metrics` (the gateway's) from now on.
+    pub fn count_in(&self, metrics: Arc<Metrics>) {
+        let _ = self.metrics.set(metrics);
     }
 
     /// The sessions this node opened, for its [`listener::Listener`].
@@ -64,19 +71,35 @@ impl Forwarder {
     /// Makes `call` on `device` of `tenant` at the node running it: asked again once when
     /// that node no longer runs it (the directory is read again first). Until the deadline,
     /// or [`DEFAULT_DEADLINE`] for a send (which runs to its end, whatever its request's).
-    async fn forward<T: DeserializeOwned>(&self, (tenant, device): (&str, &str), call: Call) -> Result<T, Error> {
+    /// Each call is counted in the metrics, by how it ended.
+    async fn forward<T: DeserializeOwned>(&self, device: (&str, &str), call: Call) -> Result<T, Error> {
+        let started = Instant::now();
+        let (answer, outcome) = self.make(device, call).await;
+        if let Some(metrics) = self.metrics.get() {
+            metrics.forwarded(outcome, started.elapsed());
+        }
+        answer
+    }
+
+    /// [`forward`](Self::forward)'s call, and how it ended.
+    async fn make<T: DeserializeOwned>(
+        &self,
+        (tenant, device): (&str, &str),
+        call: Call,
+    ) -> (Result<T, Error>, &'static str) {
         let deadline = deadline::current().unwrap_or_else(|| Instant::now() + DEFAULT_DEADLINE);
         for _ in 0..2 {
             let Some(owner) = self.directory.owner(tenant, device) else {
-                return Err(not_connected(DeviceState::Connecting));
+                return (Err(not_connected(DeviceState::Connecting)), "no_owner");
             };
             let asked = Instant::now();
             let failed = match self.peers.call(&owner, (tenant, device), &call, deadline).await {
                 Ok(answer) => {
-                    return serde_json::from_slice(&answer).unwrap_or_else(|e| {
+                    let answer = serde_json::from_slice(&answer).unwrap_or_else(|e| {
                         tracing::error!(tenant, device, "node {owner} answered what this node cannot read: {e}");
                         Err(Error::Upstream("the node running the device answered what this one cannot read".into()))
                     });
+                    return (answer, "answered");
                 }
                 Err(failed) => failed,
             };
@@ -86,24 +109,24 @@ impl Forwarder {
                     match reread {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => tracing::warn!(tenant, device, "reading which node runs the device: {e:#}"),
-                        Err(_) => return Err(Error::Timeout),
+                        Err(_) => return (Err(Error::Timeout), "timed_out"),
                     }
                 }
-                Failed::TimedOut => return Err(Error::Timeout),
+                Failed::TimedOut => return (Err(Error::Timeout), "timed_out"),
                 // The owner went away: the device waits for its next node.
                 Failed::Unreachable(reason) => {
                     tracing::warn!(tenant, device, "forwarding a call to the device's node: {reason}");
-                    return Err(not_connected(DeviceState::Connecting));
+                    return (Err(not_connected(DeviceState::Connecting)), "unreachable");
                 }
                 // The owner may have sent it: as for a send whose request ran out of time, the
                 // caller finds it by its idempotency key.
                 Failed::Lost(reason) if call.sends() => {
                     tracing::warn!(tenant, device, "forwarding a send to the device's node: {reason}");
-                    return Err(Error::Timeout);
+                    return (Err(Error::Timeout), "lost");
                 }
                 Failed::Lost(reason) => {
                     tracing::warn!(tenant, device, "forwarding a call to the device's node: {reason}");
-                    return Err(not_connected(DeviceState::Connecting));
+                    return (Err(not_connected(DeviceState::Connecting)), "lost");
                 }
                 // The nodes disagree on the secret or the calls: the operator's to mend.
                 Failed::Refused(reason) => {
@@ -113,11 +136,11 @@ impl Forwarder {
                         "{reason}; check that every node has the same cluster secret and version"
                     );
                     let refused = "the node running the device refused the call; the gateway's log says why";
-                    return Err(Error::Upstream(refused.into()));
+                    return (Err(Error::Upstream(refused.into())), "refused");
                 }
             }
         }
-        Err(not_connected(DeviceState::Connecting))
+        (Err(not_connected(DeviceState::Connecting)), "not_here")
     }
 }
 

@@ -72,6 +72,7 @@ pub struct Metrics {
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
     violations: Mutex<BTreeMap<(String, String, String), u64>>,
+    forwarded: Mutex<BTreeMap<&'static str, Histogram>>,
 }
 
 impl Metrics {
@@ -91,6 +92,12 @@ impl Metrics {
     /// Counts a component of `tenant` hitting `limit`.
     pub fn violation(&self, tenant: &str, component: &str, limit: &str) {
         *lock(&self.violations).entry((tenant.to_string(), component.to_string(), limit.to_string())).or_default() += 1;
+    }
+
+    /// Records a device call forwarded to the node running the device: how it ended
+    /// (`answered`, `no_owner`, `unreachable`, …) and how long it took.
+    pub fn forwarded(&self, outcome: &'static str, elapsed: Duration) {
+        lock(&self.forwarded).entry(outcome).or_default().observe(elapsed);
     }
 
     /// Drops every series of a component that `serves(tenant, component)` says is no longer
@@ -168,6 +175,13 @@ impl Metrics {
             let _ =
                 writeln!(out, "waedge_guest_cpu_throttled_seconds_total{{tenant=\"{}\"}} {throttled}", escape(tenant));
         }
+        out.push_str(
+            "# HELP waedge_forwarded_call_duration_seconds Device calls forwarded to the node running the device, by outcome.\n",
+        );
+        out.push_str("# TYPE waedge_forwarded_call_duration_seconds histogram\n");
+        for (outcome, histogram) in lock(&self.forwarded).iter() {
+            histogram.render(&mut out, "waedge_forwarded_call_duration_seconds", &format!("outcome=\"{outcome}\""));
+        }
         out.push_str("# HELP waedge_device_state Device sessions, 1 for the state each is in.\n");
         out.push_str("# TYPE waedge_device_state gauge\n");
         for (tenant, device, state) in devices {
@@ -222,6 +236,7 @@ mod tests {
         metrics.request(&served, 200, Duration::from_millis(3));
         metrics.request(&served, 200, Duration::from_millis(30));
         metrics.cache_lookups(1, 0);
+        metrics.forwarded("answered", Duration::from_millis(2));
         let text = metrics.render([("acme", "main", "connected")].into_iter(), 1, [("acme", 0.25, 0.5)].into_iter());
         let labels = r#"tenant="acme",route="/devices",component="builtin:devices-api""#;
         assert!(text.contains(&format!("waedge_requests_total{{{labels},status=\"200\"}} 2\n")), "{text}");
@@ -241,6 +256,8 @@ mod tests {
         assert!(text.contains("waedge_guest_cpu_seconds_total{tenant=\"acme\"} 0.25\n"), "{text}");
         assert!(text.contains("waedge_guest_cpu_throttled_seconds_total{tenant=\"acme\"} 0.5\n"), "{text}");
         assert!(text.contains("\nwaedge_whatsapp_clients 1\n"), "{text}");
+        let forwarded = "waedge_forwarded_call_duration_seconds_bucket{outcome=\"answered\",le=\"0.0025\"} 1\n";
+        assert!(text.contains(forwarded), "{text}");
     }
 
     #[test]
