@@ -81,6 +81,12 @@ pub async fn serve<H: Handler>(
             tracing::debug!(%peer, "connection refused: too many open connections");
             continue;
         };
+        // A response's frames go out as they are written, not held back for the client's
+        // acknowledgement of the last ones (Nagle's algorithm against delayed ACKs: tens of
+        // milliseconds per HTTP/2 exchange).
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, "TCP_NODELAY not set: {e}");
+        }
         let connection = Connection { builder: builder.clone(), limits, stopping: stopping.clone() };
         let handler = handler.clone();
         tokio::spawn(async move {

@@ -22,6 +22,7 @@ pub struct Gateway {
     waedge: Waedge,
     admin_token: String,
     pid: u32,
+    config: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -39,16 +40,32 @@ fn limits(overrides: Value) -> Value {
 impl Gateway {
     /// Starts `waedge serve` on a new data directory with its devices connecting to `sim`.
     pub async fn start(sim: &Sim) -> Arc<Gateway> {
-        let setting = format!("whatsapp_server = \"{}\"", sim.url());
+        Gateway::start_with(sim, "").await
+    }
+
+    /// Like [`start`](Self::start), with `settings` (TOML) at the end of its configuration.
+    pub async fn start_with(sim: &Sim, settings: &str) -> Arc<Gateway> {
+        let settings = format!("whatsapp_server = \"{}\"\n{settings}", sim.url());
         let started = tokio::task::spawn_blocking(move || {
             let dir = tempfile::tempdir().expect("a temporary directory");
-            let config = support::write_config(dir.path(), &setting);
+            let config = support::write_config(dir.path(), &settings);
             let admin_token = support::admin_token(&config);
             let waedge = Waedge::start(&config);
             let pid = waedge.pid();
-            Gateway { waedge, admin_token, pid, _dir: dir }
+            Gateway { waedge, admin_token, pid, config, _dir: dir }
         });
         Arc::new(started.await.expect("starting waedge"))
+    }
+
+    /// Its configuration file, for the CLI.
+    pub fn config(&self) -> &std::path::Path {
+        &self.config
+    }
+
+    /// Kills the process (SIGKILL), as a crash would.
+    pub fn kill(&self) {
+        let killed = std::process::Command::new("kill").args(["-KILL", &self.pid.to_string()]).status();
+        assert!(killed.is_ok_and(|status| status.success()), "killing waedge {}", self.pid);
     }
 
     /// The API listener's base URL.

@@ -14,9 +14,11 @@
 //! 6. and 7. [`messages`]: texts from WhatsApp to a webhook against the same texts only
 //!    recorded, and texts sent through the devices API against as many lookups.
 //! 8. [`serve`]: a plain `wasi:http` component on a waedge route against `wasmtime serve`.
+//! 9. [`cluster`]: three nodes on one PostgreSQL against one: spread load, forwarded calls,
+//!    the takeover of a killed node's devices.
 //!
 //! Arguments that are not options choose the scenarios whose name contains one of them (`edge`,
-//! `hot-swap`, `sessions`, `tenants`, `attacks`, `messages`, `serve`): `cargo bench --bench load --
+//! `hot-swap`, `sessions`, `tenants`, `attacks`, `messages`, `serve`, `cluster`): `cargo bench --bench load --
 //! messages`. Every run fails on a lost, duplicated or reordered event and on a failed send.
 //!
 //! The report goes to `target/bench/report.md` (`report-smoke.md` for a smoke run; the names of
@@ -26,6 +28,7 @@
 mod support;
 
 mod attacks;
+mod cluster;
 mod edge;
 mod gateway;
 mod hot_swap;
@@ -67,6 +70,8 @@ pub struct Sizes {
     pub sends: usize,
     /// Concurrent clients making them.
     pub send_clients: usize,
+    /// Devices of the cluster in scenario 9.
+    pub cluster_devices: usize,
 }
 
 /// `cargo bench`. `wrk -t2 -c32`: on two cores one `wrk` thread (its Lua `request()` per
@@ -84,6 +89,7 @@ const FULL: Sizes = Sizes {
     texts: 800,
     sends: 2_000,
     send_clients: 16,
+    cluster_devices: 1_000,
 };
 
 /// `cargo test`: the same program at sizes a debug build gets through in seconds.
@@ -98,6 +104,7 @@ const SMOKE: Sizes = Sizes {
     texts: 8,
     sends: 20,
     send_clients: 4,
+    cluster_devices: 3,
 };
 
 /// The scenarios a run chose: their names contain one of these arguments (all without any).
@@ -128,7 +135,8 @@ async fn main() {
     let mode = if sizes.full { "full" } else { "smoke" };
     let chosen = Chosen::from_args();
     let edge_gateway = ["edge", "hot-swap", "attacks", "serve"].iter().any(|name| chosen.runs(name));
-    if (edge_gateway || chosen.runs("tenants")) && !wrk::installed() {
+    let wrk_needed = edge_gateway || chosen.runs("tenants") || chosen.runs("cluster");
+    if wrk_needed && !wrk::installed() {
         let missing = "wrk is not installed (apt-get install wrk)";
         if sizes.full || std::env::var_os("CI").is_some() {
             eprintln!("load bench failed: {missing}");
@@ -143,7 +151,8 @@ async fn main() {
     }
     println!("waedge load bench ({mode} run, wrk {}): {}", sizes.load, report::machine());
     let most_devices = sizes.devices.last().copied().unwrap_or(0);
-    let mut sim = Sim::start(1 + most_devices + sizes.tenants + messages::ACCOUNTS).await;
+    let accounts = 1 + most_devices + sizes.tenants + messages::ACCOUNTS + sizes.cluster_devices;
+    let mut sim = Sim::start(accounts).await;
     let mut tables = Vec::new();
     // Scenario 5 runs on scenario 1's gateway, but comes after scenario 4 in the report.
     let mut attack_table = None;
@@ -175,6 +184,9 @@ async fn main() {
         tables.extend(messages::run(&mut sim, sizes).await.map(shown));
     }
     tables.extend(serve_table);
+    if chosen.runs("cluster") {
+        tables.extend(cluster::run(&mut sim, sizes).await.map(shown));
+    }
     let heading = format!("waedge load benchmark ({mode} run, wrk {})", sizes.load);
     let file = chosen.report(if sizes.full { "report" } else { "report-smoke" });
     println!("report written to {}", report::write(&heading, &tables, &file).display());
