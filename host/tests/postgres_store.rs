@@ -304,10 +304,6 @@ async fn an_admin_change_on_one_node_is_served_by_every_node_when_its_call_retur
 #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
 async fn a_node_paused_past_the_wait_serves_nothing_until_it_has_caught_up() {
     let cluster = TwoNodes::start().await;
-    let signal = |name: &str, pid: u32| {
-        let status = std::process::Command::new("kill").args([name, &pid.to_string()]).status().expect("kill runs");
-        assert!(status.success());
-    };
     let paused = cluster.nodes[1].pid();
     signal("-STOP", paused);
     // Node 1 waits for node 2 until it counts as gone (3 s), then answers.
@@ -330,6 +326,12 @@ async fn a_node_paused_past_the_wait_serves_nothing_until_it_has_caught_up() {
         assert!(std::time::Instant::now() < deadline, "node 2 never caught up");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to the process `pid`.
+fn signal(signal: &str, pid: u32) {
+    let status = std::process::Command::new("kill").args([signal, &pid.to_string()]).status().expect("kill runs");
+    assert!(status.success());
 }
 
 /// Runs `sql` on the database at `url` (as its superuser).
@@ -806,4 +808,47 @@ async fn three_nodes_share_the_devices_answer_for_all_of_them_and_survive_the_de
     for node in survivors {
         node.stop();
     }
+}
+
+/// Waits up to `seconds` until `cluster status` (read with `config`) says `node` (a name
+/// without its process suffix) runs acme's device `main`.
+async fn wait_for_owner(config: &std::path::Path, node: &str, seconds: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+    loop {
+        let status = cli_ok(&["cluster", "status", "--config", config.to_str().unwrap()], None);
+        let device = status.lines().find(|line| line.starts_with("acme/main")).unwrap_or_default();
+        if device.split_whitespace().nth(1).is_some_and(|owner| owner.starts_with(&format!("{node}#"))) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{node} does not run the device after {seconds}s: {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+async fn a_node_paused_past_its_leases_is_fenced_when_it_resumes_and_leaves_the_device_to_its_new_node() {
+    let LinkedOnNodeOne { sim, _dirs, configs, admin, one } = LinkedOnNodeOne::start().await;
+    let token = one.new_user_token(&admin, "acme", &["main"]).await;
+    let direct = main_as_served(&one, &token).await;
+    let two = Waedge::start(&configs[1]);
+
+    // Node 1 is paused past its lease (6 s): node 2 takes the device over from the shared
+    // state, without pairing, and serves it.
+    signal("-STOP", one.pid());
+    wait_for_owner(&configs[1], "node-2", 20).await;
+    assert_eq!(main_once_served(&two, &token, 20).await, direct, "node 2 serves the device it took over");
+
+    // Resumed, node 1 finds its lease gone: it stops its client and records nothing of the
+    // device, and both nodes keep serving it through node 2 — no "replaced" loop.
+    signal("-CONT", one.pid());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for node in [&one, &two] {
+        assert_eq!(main_as_served(node, &token).await, direct, "served after node 1 resumed");
+        assert_eq!(node.device_state(&admin, "acme", "main").await, "connected");
+    }
+    assert_eq!(sim.connections_of(SELF_PHONE), 1, "one client of the account once node 1 has stopped its own");
+    let log = one.stop();
+    assert!(log.contains("no longer runs the device"), "node 1 says it gave the device up:\n{log}");
+    two.stop();
 }
