@@ -12,7 +12,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Reply, SELF_PHONE, Waedge, admin_token, cli, cli_ok, read_events, world, write_config};
+use support::{Reply, SELF_PHONE, Waedge, admin_token, cli, cli_ok, device_nodes, read_events, world, write_config};
 use wa_sim::{SimConfig, WaSim};
 use waedge_test_postgres::Postgres;
 
@@ -567,6 +567,17 @@ async fn a_node_forwards_calls_on_a_device_another_node_runs_and_answers_as_that
     let received = sim.received(JOHN);
     assert_eq!(received.len(), 1, "{received:#?}");
     assert_eq!((received[0].id.as_str(), received[0].from_phone.as_str()), (id.as_str(), SELF_PHONE));
+    // A device's send rate is counted where it runs, whichever node takes the request: three
+    // sends through node 2 use up the burst, and node 1's next send is refused.
+    let limits = json!({ "limits": { "send_burst": 3, "sends_per_minute": 1 } });
+    one.admin_expect(reqwest::Method::PATCH, "/v1/tenants/acme", &admin, limits, 200).await;
+    for (node, key, status) in
+        [(&two, "rated-1", 202), (&two, "rated-2", 202), (&two, "rated-3", 202), (&one, "rated-4", 429)]
+    {
+        let sent = node.api_post("/devices/main/messages", &token, &text, &[("Idempotency-Key", key)]).await;
+        assert_eq!(sent.status, status, "{key}: {}", sent.text);
+    }
+
     // What a session reads from the store, each node answers itself.
     for node in [&one, &two] {
         let found = node.api(&format!("/devices/main/messages/{id}"), &token).await;
@@ -682,20 +693,6 @@ async fn a_takeover_while_a_chat_receives_loses_reorders_and_repeats_none_of_its
 /// The devices of the three-node test, each linked to an account of the world.
 const THREE_DEVICES: [(&str, &str); 3] = [("d0", SELF_PHONE), ("d1", JOHN), ("d2", "5511999999999")];
 
-/// Each device's node (its name without the process suffix: `node-2`), per `cluster status`.
-fn owners(config: &std::path::Path) -> std::collections::BTreeMap<String, String> {
-    let status = cli_ok(&["cluster", "status", "--config", config.to_str().unwrap()], None);
-    status
-        .lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            let device = words.next()?.strip_prefix("acme/")?;
-            let (node, _) = words.next()?.split_once('#')?;
-            Some((device.to_owned(), node.to_owned()))
-        })
-        .collect()
-}
-
 /// What a device's user sees of the device `device`: its groups, and a contact's profile
 /// through it.
 async fn as_served(node: &Waedge, token: &str, device: &str) -> Vec<Reply> {
@@ -739,7 +736,7 @@ async fn three_nodes_share_the_devices_answer_for_all_of_them_and_survive_the_de
     let mut nodes = vec![Some(one), Some(Waedge::start(&configs[1])), Some(Waedge::start(&configs[2]))];
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let spread = loop {
-        let owners = owners(&configs[0]);
+        let owners = device_nodes(&configs[0], "acme");
         let mut runs: Vec<&String> = owners.values().collect();
         runs.sort();
         if runs == ["node-1", "node-2", "node-3"] {
@@ -770,8 +767,9 @@ async fn three_nodes_share_the_devices_answer_for_all_of_them_and_survive_the_de
         }
     }
 
-    // Under load on the two others, the node running d1 is killed: every device answers
-    // again within 10 s, and until then the only failure is DEVICE_NOT_CONNECTED.
+    // The node running d1 is killed while requests keep going to the two others: every
+    // device answers again within 10 s, and until then the only failure is
+    // DEVICE_NOT_CONNECTED.
     let victim = spread["d1"].trim_start_matches("node-").parse::<usize>().unwrap() - 1;
     let survivors: Vec<Waedge> = {
         nodes[victim].take().expect("the victim").kill();
@@ -814,13 +812,8 @@ async fn three_nodes_share_the_devices_answer_for_all_of_them_and_survive_the_de
 /// without its process suffix) runs acme's device `main`.
 async fn wait_for_owner(config: &std::path::Path, node: &str, seconds: u64) {
     let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
-    loop {
-        let status = cli_ok(&["cluster", "status", "--config", config.to_str().unwrap()], None);
-        let device = status.lines().find(|line| line.starts_with("acme/main")).unwrap_or_default();
-        if device.split_whitespace().nth(1).is_some_and(|owner| owner.starts_with(&format!("{node}#"))) {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "{node} does not run the device after {seconds}s: {status}");
+    while device_nodes(config, "acme").get("main").map(String::as_str) != Some(node) {
+        assert!(std::time::Instant::now() < deadline, "{node} does not run the device after {seconds}s");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -842,12 +835,23 @@ async fn a_node_paused_past_its_leases_is_fenced_when_it_resumes_and_leaves_the_
     // Resumed, node 1 finds its lease gone: it stops its client and records nothing of the
     // device, and both nodes keep serving it through node 2 — no "replaced" loop.
     signal("-CONT", one.pid());
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sim.connections_of(SELF_PHONE) != 1 {
+        assert!(std::time::Instant::now() < deadline, "node 1 still has a client of the account 10 s after resuming");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let forwarded = |metrics: &str| {
+        let count = "waedge_forwarded_call_duration_seconds_count{outcome=\"answered\"} ";
+        metrics.lines().find_map(|line| line.strip_prefix(count)?.parse::<u64>().ok()).unwrap_or(0)
+    };
+    let metrics = || async { reqwest::get(format!("{}/metrics", one.admin)).await.unwrap().text().await.unwrap() };
+    let before = forwarded(&metrics().await);
     for node in [&one, &two] {
         assert_eq!(main_as_served(node, &token).await, direct, "served after node 1 resumed");
         assert_eq!(node.device_state(&admin, "acme", "main").await, "connected");
     }
-    assert_eq!(sim.connections_of(SELF_PHONE), 1, "one client of the account once node 1 has stopped its own");
+    assert!(forwarded(&metrics().await) >= before + 2, "node 1 answers through node 2, not a client of its own");
+    assert_eq!(sim.connections_of(SELF_PHONE), 1, "one client of the account");
     let log = one.stop();
     assert!(log.contains("no longer runs the device"), "node 1 says it gave the device up:\n{log}");
     two.stop();

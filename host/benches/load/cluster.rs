@@ -9,7 +9,6 @@
 //! cached in front of WhatsApp here (`cache_ttl_seconds = 0`): every request is a call on
 //! a device session, local or forwarded.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,7 +20,7 @@ use crate::gateway::Gateway;
 use crate::link::{self, Link};
 use crate::report::{Row, Table, millis, per_second};
 use crate::sim::{CONTACT, Sim};
-use crate::support::cli_ok;
+use crate::support::device_nodes;
 use crate::wrk::{self, Stats, Target};
 
 /// The tenant of this scenario.
@@ -37,10 +36,14 @@ pub async fn run(sim: &mut Sim, sizes: &Sizes) -> Option<Table> {
     let server = match Postgres::shared() {
         Ok(server) => server,
         Err(e) if !sizes.full && std::env::var_os("CI").is_none() => {
-            println!("  skipped: no PostgreSQL server ({e:#}); scripts/setup --test-tools installs one");
+            println!(
+                "  skipped: no PostgreSQL server ({e:#}); scripts/setup --test-tools or --bench-tools installs one"
+            );
             return None;
         }
-        Err(e) => panic!("scenario 9 needs a PostgreSQL server (scripts/setup --test-tools installs one): {e:#}"),
+        Err(e) => panic!(
+            "scenario 9 needs a PostgreSQL server (scripts/setup --test-tools or --bench-tools installs one): {e:#}"
+        ),
     };
     let url = server.create_database().expect("a database for the cluster");
     let node = |name: &str| {
@@ -79,7 +82,7 @@ pub async fn run(sim: &mut Sim, sizes: &Sizes) -> Option<Table> {
         spread.as_secs_f64()
     );
     let forwarded_before = forwarded(&nodes).await;
-    let runs = futures_join3(&nodes, &every_device, sizes).await;
+    let runs = load_each(&nodes, &every_device, sizes).await;
     let forwarded_per_request =
         (forwarded(&nodes).await - forwarded_before) / runs.iter().map(|run| run.requests).sum::<u64>().max(1) as f64;
     let together = Stats::combine(&runs);
@@ -87,7 +90,7 @@ pub async fn run(sim: &mut Sim, sizes: &Sizes) -> Option<Table> {
     println!("  three nodes: {together} ({} together)", per_second(three_rps));
 
     // Node 1's calls on a device it runs against one another node runs, alternating.
-    let owners = owners(&one);
+    let owners = device_nodes(one.config(), TENANT);
     let local = owners.iter().find(|(_, node)| node.as_str() == "node-1").map(|(device, _)| profile(device));
     let remote = owners.iter().find(|(_, node)| node.as_str() != "node-1").map(|(device, _)| profile(device));
     let (local, remote) = (local.expect("a device node 1 runs"), remote.expect("a device another node runs"));
@@ -108,13 +111,13 @@ pub async fn run(sim: &mut Sim, sizes: &Sizes) -> Option<Table> {
     let killed = Instant::now();
     nodes[2].kill();
     let deadline = killed + sizes.reconnect_deadline;
-    let mut down = true;
+    let mut seen_down = false;
     while !victim_phones.is_empty() && Instant::now() < deadline {
         let connected = victim_phones.iter().filter(|phone| sim.server().connections_of(phone) == 1).count();
-        if down && connected < victim_phones.len() {
-            down = false;
+        if connected < victim_phones.len() {
+            seen_down = true;
         }
-        if !down && connected == victim_phones.len() {
+        if seen_down && connected == victim_phones.len() {
             break;
         }
         tokio::time::sleep(link::POLL).await;
@@ -150,7 +153,7 @@ pub async fn run(sim: &mut Sim, sizes: &Sizes) -> Option<Table> {
         title: "9. Three nodes on PostgreSQL vs one (baseline: one node, or a device the node runs)".into(),
         rows: vec![
             Row::info(
-                "throughput, requests spread over the nodes",
+                "throughput: a wrk on each node (three times the clients)",
                 per_second(alone.rps()),
                 per_second(three_rps),
                 Some(throughput),
@@ -229,27 +232,12 @@ async fn forwarded(nodes: &[Arc<Gateway>]) -> f64 {
     sum
 }
 
-/// `targets` under load on the three `nodes` at once.
-async fn futures_join3(nodes: &[Arc<Gateway>; 3], targets: &[Target], sizes: &Sizes) -> Vec<Stats> {
+/// `targets` under load on each of the three `nodes` at once: a `wrk` of its own each.
+async fn load_each(nodes: &[Arc<Gateway>; 3], targets: &[Target], sizes: &Sizes) -> Vec<Stats> {
     let (a, b, c) = tokio::join!(
         wrk::run(nodes[0].api(), targets, sizes.load),
         wrk::run(nodes[1].api(), targets, sizes.load),
         wrk::run(nodes[2].api(), targets, sizes.load),
     );
     vec![a, b, c]
-}
-
-/// Each device's node (its name without the process suffix), per `waedge cluster status`.
-fn owners(node: &Gateway) -> BTreeMap<String, String> {
-    let status = cli_ok(&["cluster", "status", "--config", node.config().to_str().unwrap()], None);
-    let prefix = format!("{TENANT}/");
-    status
-        .lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            let device = words.next()?.strip_prefix(&prefix)?;
-            let (node, _) = words.next()?.split_once('#')?;
-            Some((device.to_owned(), node.to_owned()))
-        })
-        .collect()
 }

@@ -173,7 +173,8 @@ impl Capabilities {
         let OutgoingText { text, reply_to, idempotency_key, .. } = message;
         let message = TextMessage { to, text, reply_to, idempotency_key };
         message.check().map_err(Error::Forbidden)?;
-        self.send(device, async move { session.send_text(&message).await }).await
+        let sending = session.clone();
+        self.send(device, &*session, async move { sending.send_text(&message).await }).await
     }
 
     /// The message `id` that `session` sent, if any.
@@ -201,7 +202,8 @@ impl Capabilities {
         let ttl_seconds = request.ttl_seconds.unwrap_or(verification::DEFAULT_TTL_SECONDS);
         let request = VerificationRequest { phone_jid, text: request.text, ttl_seconds };
         request.check().map_err(Error::Forbidden)?;
-        self.send(device, async move { session.start_lid_verification(&request).await }).await
+        let sending = session.clone();
+        self.send(device, &*session, async move { sending.start_lid_verification(&request).await }).await
     }
 
     /// The verification `id` that `session` started, if any.
@@ -222,19 +224,29 @@ impl Capabilities {
         self.query(session.verified_link(&jid)).await
     }
 
-    /// Runs `send` if the send rate of `device` allows it. The send runs to its end even when
-    /// the request's deadline passes first: what it recorded is finished, never left half-done.
+    /// Runs `send` on `session` if the send rate of `device` allows it: counted here when this
+    /// node runs the device, else by the node that does (every send of the device passes
+    /// there, whichever node took its request). The send runs to its end even when the
+    /// request's deadline passes first: what it recorded is finished, never left half-done.
     async fn send<T: Send + 'static>(
         &self,
         device: &str,
+        session: &dyn DeviceSession,
         send: impl Future<Output = Result<T, Error>> + Send + 'static,
     ) -> Result<T, Error> {
-        if let Err(wait) = self.scope.take_send(device) {
-            return Err(Error::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u32));
+        if session.runs_here()
+            && let Err(wait) = self.scope.take_send(device)
+        {
+            return Err(rate_limited(wait));
         }
         let send = tokio::spawn(send);
         self.query(async { send.await.unwrap_or_else(|e| Err(Error::Upstream(format!("the send failed: {e}")))) }).await
     }
+}
+
+/// The error of a send the device's send rate refuses for `wait`.
+pub fn rate_limited(wait: std::time::Duration) -> Error {
+    Error::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u32)
 }
 
 /// `Ok` when `session` is connected, else the error that says in which state it is.

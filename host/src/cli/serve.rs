@@ -208,7 +208,7 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
     let webhooks = Arc::new(webhooks);
     webhooks.reload().await.context("starting the webhooks")?;
     let mut handler =
-        Admin::new(store.clone(), gateway, webhooks.clone()).reachable_remotely(config.admin_allow_remote);
+        Admin::new(store.clone(), gateway.clone(), webhooks.clone()).reachable_remotely(config.admin_allow_remote);
     if let Some((instance, served)) = &cluster {
         handler = handler.in_cluster(instance, *served, address);
     }
@@ -233,7 +233,8 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
         None => None,
     };
     let forwarded = forwarding.map(|forwarding| {
-        let listener = Arc::new(Listener::new(forwarding.secret.expose(), forwarding.forwarder.locals()));
+        let listener = Listener::new(forwarding.secret.expose(), forwarding.forwarder.locals());
+        let listener = Arc::new(listener.rating_sends_of(gateway.clone()));
         // The other nodes keep one connection each open, all their calls on it: idle ones are
         // closed after minutes only, and many calls may be in flight on one.
         let connections = Connections {

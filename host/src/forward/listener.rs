@@ -17,8 +17,10 @@ use waedge_device::DeviceSession;
 use waedge_store::token::TokenHash;
 
 use super::wire::{self, Call, DEADLINE_HEADER, NOT_HERE, PATH_PREFIX};
+use crate::Gateway;
 use crate::bearer::bearer;
 use crate::body::{ReadError, ResponseBody, read_body};
+use crate::capability::whatsapp::rate_limited;
 use crate::gateway::{error, json_body};
 use crate::server::{Handler, RequestBody};
 
@@ -36,12 +38,29 @@ pub type Locals = Mutex<HashMap<(String, String), Weak<dyn DeviceSession>>>;
 pub struct Listener {
     secret: TokenHash,
     locals: Arc<Locals>,
+    /// The tenants' send rates, counted here for the devices this node runs.
+    gateway: Option<Arc<Gateway>>,
 }
 
 impl Listener {
     /// Answers the calls of nodes that know `secret` on the sessions of `locals`.
     pub fn new(secret: &str, locals: Arc<Locals>) -> Listener {
-        Listener { secret: TokenHash::of(secret), locals }
+        Listener { secret: TokenHash::of(secret), locals, gateway: None }
+    }
+
+    /// Counts the sends forwarded to this node against the send rates of `gateway`'s tenants,
+    /// as the sends of the requests it takes itself are.
+    pub fn rating_sends_of(mut self, gateway: Arc<Gateway>) -> Listener {
+        self.gateway = Some(gateway);
+        self
+    }
+
+    /// Whether the send rate of `device` of `tenant` allows one more send; `Err` is the answer.
+    fn take_send(&self, tenant: &str, device: &str) -> Result<(), Error> {
+        let Some(gateway) = &self.gateway else { return Ok(()) };
+        let tenants = gateway.tenants();
+        let Some(tenant) = tenants.get(tenant) else { return Ok(()) };
+        tenant.scope().take_send(device).map_err(rate_limited)
     }
 
     async fn answer(&self, request: Request<RequestBody>) -> Response<ResponseBody> {
@@ -79,15 +98,17 @@ impl Listener {
             Ok(call) => call,
             Err(e) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &format!("not a call: {e}")),
         };
-        let answer = if call.sends() {
+        let answer = if !call.sends() {
+            let left = Duration::from_millis(left).min(MAX_CALL);
+            let answered = tokio::time::timeout(left, call.answer(&*session)).await;
+            answered.unwrap_or_else(|_| wire::encode::<()>(Err(Error::Timeout)))
+        } else if let Err(limited) = self.take_send(&tenant, &device) {
+            wire::encode::<()>(Err(limited))
+        } else {
             // A send runs to its end, as it does on the node it was asked on: neither the
             // deadline nor the caller going away leaves what it recorded half-done.
             let sent = tokio::spawn(async move { call.answer(&*session).await });
             sent.await.unwrap_or_else(|e| wire::encode::<()>(Err(Error::Upstream(format!("the send failed: {e}")))))
-        } else {
-            let left = Duration::from_millis(left).min(MAX_CALL);
-            let answered = tokio::time::timeout(left, call.answer(&*session)).await;
-            answered.unwrap_or_else(|_| wire::encode::<()>(Err(Error::Timeout)))
         };
         json_body(StatusCode::OK, Bytes::from(answer))
     }

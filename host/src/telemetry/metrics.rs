@@ -175,9 +175,8 @@ impl Metrics {
             let _ =
                 writeln!(out, "waedge_guest_cpu_throttled_seconds_total{{tenant=\"{}\"}} {throttled}", escape(tenant));
         }
-        out.push_str(
-            "# HELP waedge_forwarded_call_duration_seconds Device calls forwarded to the node running the device, by outcome.\n",
-        );
+        out.push_str("# HELP waedge_forwarded_call_duration_seconds ");
+        out.push_str("Device calls forwarded to the node running the device, by outcome.\n");
         out.push_str("# TYPE waedge_forwarded_call_duration_seconds histogram\n");
         for (outcome, histogram) in lock(&self.forwarded).iter() {
             histogram.render(&mut out, "waedge_forwarded_call_duration_seconds", &format!("outcome=\"{outcome}\""));

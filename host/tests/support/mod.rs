@@ -92,6 +92,22 @@ pub fn cli_ok(args: &[&str], admin: Option<(&str, &str)>) -> String {
     String::from_utf8(output.stdout).expect("UTF-8 output")
 }
 
+/// Each device of `tenant`'s node (its name without the process suffix: `node-2`), as
+/// `waedge cluster status` with the configuration `config` lists them.
+pub fn device_nodes(config: &Path, tenant: &str) -> std::collections::BTreeMap<String, String> {
+    let status = cli_ok(&["cluster", "status", "--config", config.to_str().unwrap()], None);
+    let prefix = format!("{tenant}/");
+    status
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let device = words.next()?.strip_prefix(&prefix)?;
+            let (node, _) = words.next()?.split_once('#')?;
+            Some((device.to_owned(), node.to_owned()))
+        })
+        .collect()
+}
+
 /// A new admin token for the store of `config`, made by the CLI.
 pub fn admin_token(config: &Path) -> String {
     cli_ok(&["admin-token", "create", "--config", config.to_str().unwrap()], None).trim().to_string()
