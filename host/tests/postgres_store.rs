@@ -145,7 +145,7 @@ async fn store_migrate_moves_a_sqlite_store_into_postgres_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
-async fn store_migrate_will_not_strand_a_linked_device_unless_told() {
+async fn store_migrate_moves_the_sessions_of_linked_devices_so_they_connect_without_linking_again() {
     let sim = WaSim::start(SimConfig::new(world())).await.expect("wa-sim starts");
     let dir = tempfile::tempdir().unwrap();
     let server = format!("whatsapp_server = \"{}\"", sim.ws_url());
@@ -154,31 +154,55 @@ async fn store_migrate_will_not_strand_a_linked_device_unless_told() {
     let waedge = Waedge::start(&sqlite);
     acme(&waedge, &admin).await;
     waedge.link_new_device(&admin, &sim, ("acme", "main", SELF_PHONE), Duration::from_secs(30)).await;
+    waedge.link_new_device(&admin, &sim, ("acme", "spare", JOHN), Duration::from_secs(30)).await;
+    let token = waedge.new_user_token(&admin, "acme", &["main"]).await;
+    let before = main_as_served(&waedge, &token).await;
+    let linked =
+        waedge.admin_expect(reqwest::Method::GET, "/v1/tenants/acme/devices/main", &admin, Value::Null, 200).await;
     waedge.stop();
+    // The session file of `spare` is lost (a data directory restored without it, say).
+    let files = dir.path().join("data/devices/acme");
+    for file in std::fs::read_dir(&files).unwrap() {
+        let file = file.unwrap().path();
+        if file.file_name().unwrap().to_string_lossy().starts_with("spare.db") {
+            std::fs::remove_file(file).unwrap();
+        }
+    }
 
     let url = database();
     let postgres = write_config(dir.path(), &format!("{server}\nstore = \"{url}\""));
     let config = postgres.to_str().unwrap();
-    let refused = cli(&["store", "migrate", "--config", config], None);
-    let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success(), "{said}");
-    assert!(said.contains("1 device(s) are linked (acme/main)") && said.contains("--relink-devices"), "{said}");
-    assert_eq!(tenants_in(&url).await, None, "nothing was copied, not even the schema");
-
-    let copied = cli_ok(&["store", "migrate", "--config", config, "--relink-devices"], None);
-    assert!(copied.is_empty(), "progress goes to standard error: {copied}");
+    let migrate = cli(&["store", "migrate", "--config", config], None);
+    let said = String::from_utf8_lossy(&migrate.stderr);
+    assert!(migrate.status.success(), "{said}");
+    assert!(migrate.stdout.is_empty(), "progress goes to standard error");
+    let moved = said.lines().find(|line| line.trim_start().starts_with("acme/main")).expect("main's session moved");
+    assert!(moved.ends_with(" row(s)") && !moved.contains(" 0 row(s)"), "{said}");
+    assert!(said.contains("acme/spare") && said.contains("no session in the data directory"), "{said}");
+    assert!(said.contains("Link these devices again: acme/spare."), "{said}");
+    assert!(!said.contains(PASSWORD), "the URL's password is not printed: {said}");
     assert_eq!(tenants_in(&url).await, Some(1));
-    // Its session stayed behind: it is copied as a device to link again, not as linked.
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connecting");
-    tokio::spawn(connection);
-    let row = client.query_one("SELECT state, jid FROM devices WHERE id = 'main'", &[]).await.expect("the device");
-    assert_eq!((row.get::<_, String>(0), row.get::<_, Option<String>>(1)), ("unlinked".to_owned(), None));
+
+    // On PostgreSQL, `main` connects on the session it had — nobody links it again — and
+    // serves what it served; `spare` waits to be linked.
     let waedge = Waedge::start(&postgres);
-    waedge.wait_for_device(&admin, "acme", "main", "unlinked", Duration::from_secs(10)).await;
+    waedge.wait_for_device(&admin, "acme", "main", "connected", Duration::from_secs(30)).await;
+    assert_eq!(main_as_served(&waedge, &token).await, before, "the same answers after the move");
     let device =
         waedge.admin_expect(reqwest::Method::GET, "/v1/tenants/acme/devices/main", &admin, Value::Null, 200).await;
-    assert_eq!(device["jid"], Value::Null, "{device}");
+    assert_eq!((&device["jid"], &device["lid"]), (&linked["jid"], &linked["lid"]), "the same account: {device}");
+    assert_eq!(sim.connections_of(SELF_PHONE), 1, "one client of the account");
+    waedge.wait_for_device(&admin, "acme", "spare", "unlinked", Duration::from_secs(10)).await;
+    let spare =
+        waedge.admin_expect(reqwest::Method::GET, "/v1/tenants/acme/devices/spare", &admin, Value::Null, 200).await;
+    assert_eq!(spare["jid"], Value::Null, "{spare}");
     waedge.stop();
+
+    // A second run would mix two stores: refused before a session is moved.
+    let again = cli(&["store", "migrate", "--config", config], None);
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success() && said.contains("the target store is not empty"), "{said}");
+    assert!(!said.contains("Moving the WhatsApp sessions"), "{said}");
 }
 
 /// How many tenants the PostgreSQL store at `url` has; `None` while it has no tables.

@@ -58,6 +58,11 @@ impl Database {
         Ok(Database { config, slots: slots.into_boxed_slice(), next: AtomicUsize::new(0) })
     }
 
+    /// A connection of its own, outside the shared ones: for a transaction.
+    pub(crate) async fn dedicated(&self) -> Result<Client, Error> {
+        Ok(Connection::open(&self.config).await.map_err(|e| Error::connecting(&self.config, e))?.client)
+    }
+
     /// The next connection, round robin; a closed or stuck one is reopened first.
     pub(crate) async fn connection(&self) -> Result<Arc<Connection>, Error> {
         let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()];

@@ -12,17 +12,22 @@
 //!   share the devices out evenly and take over those of nodes that died;
 //! - [`DeviceState`]: whatsapp-rust's storage [`Backend`](wacore::store::traits::Backend)
 //!   for one device, whose every write carries the epoch of the lease it was opened with and
-//!   is refused ([`Error::Fenced`]) once another node has taken the device over.
+//!   is refused ([`Error::Fenced`]) once another node has taken the device over;
+//! - [`SqliteState`]: a device's state read from the SQLite file whatsapp-rust keeps on one
+//!   machine, which [`Database::import`] writes, so that a device linked there keeps its
+//!   session in a cluster.
 #![deny(missing_docs)]
 
 mod balance;
 mod database;
+mod import;
 mod lease;
 mod migrations;
 mod state;
 
 pub use balance::Turn;
 pub use database::Database;
+pub use import::SqliteState;
 pub use lease::{Holding, Lease, Leases};
 pub use state::DeviceState;
 use waedge_pg::describe;
@@ -57,6 +62,26 @@ pub enum Error {
         found: usize,
         /// The newest version this build knows.
         known: usize,
+    },
+    /// A device's SQLite file could not be read.
+    #[error("cannot read the device state in {}: {reason}", .path.display())]
+    Source {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A value read could not be written as the backend writes it.
+    #[error("cannot encode the device state: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// A row of a device's SQLite file was refused by its PostgreSQL table.
+    #[error("copying the device's {table}: {}", describe(.source))]
+    Table {
+        /// The table of the file.
+        table: &'static str,
+        /// Why.
+        #[source]
+        source: tokio_postgres::Error,
     },
     /// A write carried an epoch that is no longer the device's: another node owns it now.
     #[error("device {device} was taken over by another node: this node's lease (epoch {epoch}) is stale")]

@@ -6,14 +6,14 @@
 //! epoch, and once another node has taken the device over, the former owner's writes are
 //! refused and its client stops (see `waedge_device_pg`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::watch;
 pub use waedge_device_pg::Holding;
-use waedge_device_pg::{Database, DeviceState, Lease, Leases};
+use waedge_device_pg::{Database, DeviceState, Lease, Leases, SqliteState};
 use whatsapp_rust::store::traits::Backend;
 use whatsapp_rust::store::{SqliteStore, SqliteStoreConfig, Synchronous};
 
@@ -60,6 +60,24 @@ impl Shared {
     pub(crate) fn leases(&self) -> &Leases {
         &self.leases
     }
+
+    /// Moves `tenant`'s `device`'s state from the file a gateway on one machine keeps it in,
+    /// under `data_dir`, into the shared database — in one transaction, replacing what the
+    /// device had there — so that the node that takes the device runs it on the session it
+    /// had, without linking it again. Returns the rows it moved, or `None` when there was
+    /// nothing to move (no file, or the device was never linked). The file is left as it was.
+    pub async fn move_from_file(&self, data_dir: &Path, tenant: &str, device: &str) -> anyhow::Result<Option<u64>> {
+        let Some(state) = SqliteState::read(&file_of(&files_in(data_dir), tenant, device)).await? else {
+            return Ok(None);
+        };
+        self.db.import(tenant, device, &state).await?;
+        Ok(Some(state.rows()))
+    }
+}
+
+/// Where the device files of a gateway on one machine are: `DATA_DIR/devices`.
+pub(crate) fn files_in(data_dir: &Path) -> PathBuf {
+    data_dir.join("devices")
 }
 
 /// The page cache of each device store's connection, in KiB. A device store is a few hundred
@@ -119,7 +137,7 @@ impl Storage {
     }
 }
 
-fn file_of(dir: &std::path::Path, tenant: &str, device: &str) -> PathBuf {
+fn file_of(dir: &Path, tenant: &str, device: &str) -> PathBuf {
     dir.join(tenant).join(format!("{device}.db"))
 }
 

@@ -51,7 +51,7 @@ use super::link::{LINK_DEADLINE, LinkState, Linkings};
 use super::names::LearnedNames;
 use super::received::Received;
 use super::reconnect::{PacedReconnects, ReconnectPacer};
-use super::storage::{DeviceStorage, NOT_OWNED, Opened, Shared, Storage};
+use super::storage::{self, DeviceStorage, NOT_OWNED, Opened, Shared, Storage};
 use ownership::Turns;
 
 mod ownership;
@@ -120,7 +120,7 @@ impl WhatsappDevices {
             runtime: runtime.handle(),
         };
         WhatsappDevices {
-            storage: Storage::Files(data_dir.join("devices")),
+            storage: Storage::Files(storage::files_in(data_dir)),
             turns: Mutex::new(None),
             server,
             observer: None,

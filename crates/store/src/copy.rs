@@ -81,6 +81,15 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Refuses ([`StoreError::Conflict`]) unless this store is as [`copy_to`](Store::copy_to)
+    /// wants its target: no tenant, no admin token, never seeded. For what is moved before the
+    /// store is (the devices' WhatsApp sessions): `copy_to` checks again in its transaction.
+    pub fn ensure_empty(&self) -> Result<(), StoreError> {
+        self.read(refuse_unless_empty)
+    }
+}
+
 fn refuse_unless_empty(target: &Conn<'_>) -> Result<(), StoreError> {
     for table in ["tenants", "admin_tokens", "meta"] {
         let rows: i64 = target.query_value(&format!("SELECT count(*) FROM {table}"), &[])?;

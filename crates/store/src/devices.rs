@@ -106,15 +106,20 @@ impl Store {
         })
     }
 
-    /// Records every device as unlinked, without the identity of the account it was linked
-    /// to: for a store copied without the devices' WhatsApp sessions, which are to be linked
-    /// again. Returns how many devices there are.
-    pub fn unlink_every_device(&self) -> Result<usize, StoreError> {
+    /// Records each `(tenant, device)` of `devices` as unlinked, without the identity of the
+    /// account it was linked to: for devices copied without their WhatsApp sessions, which are
+    /// to be linked again. Returns how many it recorded.
+    pub fn unlink_devices(&self, devices: &[(String, String)]) -> Result<usize, StoreError> {
         self.transaction(|tx| {
-            tx.execute(
-                "UPDATE devices SET state = 'unlinked', jid = NULL, lid = NULL, push_name = NULL, updated_at = ?1",
-                params![now()],
-            )
+            let mut unlinked = 0;
+            for (tenant, device) in devices {
+                unlinked += tx.execute(
+                    "UPDATE devices SET state = 'unlinked', jid = NULL, lid = NULL, push_name = NULL, updated_at = ?3
+                     WHERE tenant_id = ?1 AND id = ?2",
+                    params![tenant, device, now()],
+                )?;
+            }
+            Ok(unlinked)
         })
     }
 
@@ -215,17 +220,23 @@ mod tests {
     }
 
     on_both! {
-    fn every_device_is_recorded_unlinked_when_its_session_stayed_behind(store) {
+    fn the_devices_whose_session_stayed_behind_are_recorded_unlinked(store) {
         let store = acme(store);
         for id in ["main", "backup"] {
             store.create_device("acme", id).unwrap();
+            let linked = status(id, DeviceState::Connected, Some("6285550000001@s.whatsapp.net"));
+            store.record_device_statuses(&[("acme".into(), linked)]).unwrap();
         }
-        let linked = status("main", DeviceState::Connected, Some("6285550000001@s.whatsapp.net"));
-        store.record_device_statuses(&[("acme".into(), linked)]).unwrap();
-        assert_eq!(store.unlink_every_device().unwrap(), 2);
-        for device in store.devices("acme").unwrap() {
-            assert_eq!((device.state.as_str(), device.jid), ("unlinked", None), "{}", device.id);
-        }
+        let stayed = [("acme".to_string(), "main".to_string()), ("acme".to_string(), "gone".to_string())];
+        assert_eq!(store.unlink_devices(&stayed).unwrap(), 1, "only devices there are");
+        let devices: Vec<_> = store.devices("acme").unwrap().into_iter().map(|d| (d.id, d.state, d.jid)).collect();
+        assert_eq!(
+            devices,
+            [
+                ("backup".into(), "connected".into(), Some("6285550000001@s.whatsapp.net".into())),
+                ("main".into(), "unlinked".into(), None)
+            ]
+        );
     }
 
     fn a_device_is_created_unlinked_and_reads_back(store) {

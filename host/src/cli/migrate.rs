@@ -1,20 +1,21 @@
-//! `waedge store migrate`: moves a SQLite store into PostgreSQL.
+//! `waedge store migrate`: moves a SQLite store, and the WhatsApp sessions of its devices,
+//! into PostgreSQL.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use waedge_device::storage::Shared;
 use waedge_store::Store;
 
 use super::serve::{DataDirLock, sqlite_store};
-use crate::config::Config;
+use crate::config::{Config, DatabaseUrl};
 
 /// Copies the SQLite store of the data directory that `config_path` names into the
-/// PostgreSQL store it names, which must be empty, printing each table's rows as it goes.
-/// Refuses while a gateway runs on the data directory, and — unless `relink_devices` — while
-/// a device is linked: its WhatsApp session is in the data directory's files, which the
-/// nodes of a PostgreSQL store do not read.
-pub fn migrate(config_path: &Path, relink_devices: bool) -> anyhow::Result<ExitCode> {
+/// PostgreSQL store it names, which must be empty, and moves the WhatsApp session of each
+/// linked device from its file in the data directory into the device state the nodes share,
+/// printing what it moved as it goes. Refuses while a gateway runs on the data directory.
+pub fn migrate(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
     let Some(url) = &config.store else {
         anyhow::bail!(
@@ -28,39 +29,73 @@ pub fn migrate(config_path: &Path, relink_devices: bool) -> anyhow::Result<ExitC
     anyhow::ensure!(path.exists(), "there is no SQLite store at {}: nothing to copy", path.display());
     let source = Store::open(&path).with_context(|| format!("opening the store {}", path.display()))?;
     let linked = linked_devices(&source)?;
-    if !linked.is_empty() && !relink_devices {
-        anyhow::bail!(
-            "{} device(s) are linked ({}): their WhatsApp sessions are files in {}, which the nodes of a \
-             PostgreSQL store do not read, so each would have to be linked again. Run this again with \
-             --relink-devices to copy the store anyway",
-            linked.len(),
-            linked.join(", "),
-            config.data_dir.display()
-        );
-    }
     let target = Store::connect(url.expose()).with_context(|| format!("opening the store {}", url.redacted()))?;
+    target
+        .ensure_empty()
+        .with_context(|| format!("copying the store into {} (nothing was written)", url.redacted()))?;
+
+    // The sessions go first, each in a transaction of its own that replaces what an earlier,
+    // interrupted run moved; no node runs a device before the store that names it is copied.
+    let stayed = if linked.is_empty() {
+        Vec::new()
+    } else {
+        let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
+        runtime.block_on(move_sessions(&config, url, &linked))?
+    };
+
     eprintln!("Copying {} into {} …", path.display(), url.redacted());
     let copied = source
         .copy_to(&target, |table| eprintln!("  {:<20} {} row(s)", table.table, table.rows))
-        .with_context(|| format!("copying the store into {} (nothing was written)", url.redacted()))?;
+        .with_context(|| format!("copying the store into {} (the store was not written)", url.redacted()))?;
     let rows: u64 = copied.iter().map(|table| table.rows).sum();
     eprintln!(
-        "Copied {rows} row(s) of {} tables. {} is left as it was: keep it as a backup. Start waedge with \
-         this configuration to serve from PostgreSQL.",
+        "Copied {rows} row(s) of {} tables and the sessions of {} device(s). {} and the device files are left \
+         as they were: keep them as a backup. Start waedge with this configuration to serve from PostgreSQL.",
         copied.len(),
+        linked.len() - stayed.len(),
         path.display()
     );
-    if !linked.is_empty() {
-        // Their sessions stayed behind: shown as what they are now, not as linked.
-        target.unlink_every_device().context("recording the devices as unlinked")?;
-        eprintln!("Link these devices again: {}.", linked.join(", "));
+    if !stayed.is_empty() {
+        // Recorded as what they are now, not as linked.
+        target.unlink_devices(&stayed).context("recording the devices without a session as unlinked")?;
+        let names: Vec<String> = stayed.iter().map(|(tenant, device)| format!("{tenant}/{device}")).collect();
+        eprintln!("Link these devices again: {}.", names.join(", "));
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The devices of `store` that have a linked WhatsApp account, as `tenant/device`.
-fn linked_devices(store: &Store) -> anyhow::Result<Vec<String>> {
+/// Moves the session of each of `linked` from its file into the device state in the
+/// PostgreSQL store at `url`. Returns the devices that had no session to move.
+async fn move_sessions(
+    config: &Config,
+    url: &DatabaseUrl,
+    linked: &[(String, String)],
+) -> anyhow::Result<Vec<(String, String)>> {
+    let lease = std::time::Duration::from_millis(config.cluster.clone().unwrap_or_default().lease_ms);
+    let shared = Shared::connect(url.expose(), 1, "store-migrate", lease)
+        .await
+        .context("opening the devices' state in the PostgreSQL store")?;
+    eprintln!("Moving the WhatsApp sessions of {} linked device(s) into {} …", linked.len(), url.redacted());
+    let mut stayed = Vec::new();
+    for (tenant, device) in linked {
+        let moved = shared
+            .move_from_file(&config.data_dir, tenant, device)
+            .await
+            .with_context(|| format!("moving the session of {tenant}/{device} (run this again to retry)"))?;
+        match moved {
+            Some(rows) => eprintln!("  {tenant}/{device:<20} {rows} row(s)"),
+            None => {
+                eprintln!("  {tenant}/{device:<20} no session in the data directory");
+                stayed.push((tenant.clone(), device.clone()));
+            }
+        }
+    }
+    Ok(stayed)
+}
+
+/// The devices of `store` that have a linked WhatsApp account, as `(tenant, device)`.
+fn linked_devices(store: &Store) -> anyhow::Result<Vec<(String, String)>> {
     let snapshot = store.snapshot()?;
     let devices = snapshot.tenants.iter().flat_map(|tenant| tenant.devices.iter());
-    Ok(devices.filter(|device| device.jid.is_some()).map(|device| format!("{}/{}", device.tenant, device.id)).collect())
+    Ok(devices.filter(|device| device.jid.is_some()).map(|device| (device.tenant.clone(), device.id.clone())).collect())
 }

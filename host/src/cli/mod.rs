@@ -110,13 +110,9 @@ enum AdminTokenAction {
 #[derive(Subcommand)]
 enum StoreAction {
     /// Copy the SQLite store of the data directory (`waedge.db`) into the PostgreSQL store
-    /// the configuration's `store` names, which must be empty: all of it, or nothing.
-    Migrate {
-        /// Copy even though devices are linked: their WhatsApp sessions stay in the data
-        /// directory's files, so each device has to be linked again.
-        #[arg(long)]
-        relink_devices: bool,
-    },
+    /// the configuration's `store` names, which must be empty — all of it, or nothing — and
+    /// the WhatsApp sessions of its linked devices with it.
+    Migrate,
 }
 
 #[derive(Subcommand)]
@@ -183,9 +179,7 @@ fn run() -> anyhow::Result<ExitCode> {
             let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
             runtime.block_on(cluster::status(&config))
         }
-        Command::Store { action: StoreAction::Migrate { relink_devices }, config } => {
-            migrate::migrate(&config, relink_devices)
-        }
+        Command::Store { action: StoreAction::Migrate, config } => migrate::migrate(&config),
         Command::HashToken => {
             let mut token = String::new();
             std::io::stdin().read_to_string(&mut token).context("reading the token from standard input")?;

@@ -2095,3 +2095,133 @@ pub async fn isolated(a: &dyn Backend, b: &dyn Backend) {
     );
     assert!(a.exists().await.must("a.exists"), "a's device row");
 }
+
+/// A value in every table of the device state of `backend` (a fresh one), for
+/// [`assert_same_state`]: what moving a device's state from one backend to another must keep.
+pub async fn fill(backend: &dyn Backend) {
+    let b = backend;
+    let mut device = Device::new();
+    device.pn = Some("15552100000@s.whatsapp.net".parse().expect("valid pn JID"));
+    device.lid = Some("100002100000:3@lid".parse().expect("valid lid JID"));
+    device.push_name = "Moved ✓".to_string();
+    device.next_pre_key_id = 31;
+    device.login_counter = 4;
+    b.save(&device).await.must("save");
+    b.put_identity("15552100001.0", [0x21; 32]).await.must("put_identity");
+    b.put_session("15552100001.0", b"session-21").await.must("put_session");
+    b.store_prekey(21, b"prekey-21", true).await.must("store_prekey");
+    b.store_prekey(22, b"prekey-22", false).await.must("store_prekey");
+    b.store_signed_prekey(5, b"signed-5").await.must("store_signed_prekey");
+    b.put_sender_key("120363000000002101@g.us::15552100001::0", b"sender-key").await.must("put_sender_key");
+    let key = AppStateSyncKey { key_data: vec![0x22; 32], fingerprint: vec![1, 2, 3], timestamp: T0 + 2101 };
+    b.set_sync_key(b"\x00\x00\x21\x01", key).await.must("set_sync_key");
+    let version = HashState { version: 21, hash: [0x23; 128], ..HashState::default() };
+    b.set_version("regular_high", version).await.must("set_version");
+    b.put_mutation_macs("regular_high", 21, &[mac(&[0x24; 32], b"value-mac")]).await.must("put_mutation_macs");
+    let statuses = [("15552100001:1@s.whatsapp.net", true), ("15552100002:2@s.whatsapp.net", false)];
+    b.set_sender_key_status("120363000000002101@g.us", &statuses).await.must("set_sender_key_status");
+    b.put_lid_mapping(&lid_entry("100002100001", "15552100001", T0 + 1, T0 + 2, "usync")).await.must("put_lid_mapping");
+    b.save_base_key("15552100001.0", "3EB0E0000000002101", b"base-key").await.must("save_base_key");
+    let list = DeviceListRecord {
+        user: "15552100001".to_string(),
+        devices: vec![DeviceInfo::new(0, None), DeviceInfo::new(7, Some(2)).with_hosting(true)],
+        timestamp: T0 + 2102,
+        phash: Some("2:bW92ZWQ=".to_string()),
+        raw_id: Some(21),
+    };
+    b.update_device_list(list).await.must("update_device_list");
+    b.put_group_metadata("120363000000002101@g.us", b"\x0a\x05moved").await.must("put_group_metadata");
+    b.put_tc_token("15552100001@s.whatsapp.net", &tc(b"tc-21", T0 + 3, Some(T0 + 4))).await.must("put_tc_token");
+    b.store_sent_message("15552100001@s.whatsapp.net", "3EB0E0000000002102", b"sent").await.must("store_sent_message");
+    b.store_pending_inbound("15552100001@s.whatsapp.net", "15552100001@s.whatsapp.net", "3EB0E0000000002103", b"in")
+        .await
+        .must("store_pending_inbound");
+    let secret = secret_entry(
+        "15552100001@s.whatsapp.net",
+        "15552100000@s.whatsapp.net",
+        "3EB0E0000000002104",
+        [0x25; 32],
+        0,
+        T0 + 5,
+    );
+    b.put_msg_secrets(vec![secret]).await.must("put_msg_secrets");
+}
+
+/// `actual` holds every value [`fill`] wrote into `expected`, read through the storage traits
+/// of each.
+pub async fn assert_same_state(expected: &dyn Backend, actual: &dyn Backend) {
+    let (e, a) = (expected, actual);
+    let device = e.load().await.must("load").expect("the device was saved");
+    let moved = a.load().await.must("load").unwrap_or_else(|| panic!("the device is missing"));
+    assert_same_device(&moved, &device, "the device");
+    let address = "15552100001.0";
+    assert_eq!(
+        a.load_identity(address).await.must("load_identity"),
+        e.load_identity(address).await.must("load_identity")
+    );
+    assert!(e.load_identity(address).await.must("load_identity").is_some(), "an identity was filled");
+    assert_eq!(a.get_session(address).await.must("get_session"), e.get_session(address).await.must("get_session"));
+    assert!(e.get_session(address).await.must("get_session").is_some(), "a session was filled");
+    assert_eq!(
+        sorted(a.load_prekeys_batch(&[21, 22]).await.must("load_prekeys_batch")),
+        sorted(e.load_prekeys_batch(&[21, 22]).await.must("load_prekeys_batch")),
+        "prekeys"
+    );
+    assert_eq!(a.get_max_prekey_id().await.must("get_max_prekey_id"), 22, "the greatest prekey id");
+    assert_eq!(
+        a.load_all_signed_prekeys().await.must("load_all_signed_prekeys"),
+        vec![(5, b"signed-5".to_vec())],
+        "signed prekeys"
+    );
+    let sender = "120363000000002101@g.us::15552100001::0";
+    assert_eq!(a.get_sender_key(sender).await.must("get_sender_key").as_deref(), Some(&b"sender-key"[..]));
+    let key_id = b"\x00\x00\x21\x01";
+    let key = |k: Option<AppStateSyncKey>| k.map(|k| (k.key_data, k.fingerprint, k.timestamp));
+    assert_eq!(
+        key(a.get_sync_key(key_id).await.must("get_sync_key")),
+        key(e.get_sync_key(key_id).await.must("get_sync_key"))
+    );
+    assert_eq!(a.get_latest_sync_key_id().await.must("get_latest_sync_key_id").as_deref(), Some(&key_id[..]));
+    let version = e.get_version("regular_high").await.must("get_version");
+    assert_eq!(version.version, 21, "the filled version");
+    assert_hash_state(&a.get_version("regular_high").await.must("get_version"), &version, "the app-state version");
+    assert_eq!(
+        a.get_mutation_mac("regular_high", &[0x24; 32]).await.must("get_mutation_mac").as_deref(),
+        Some(&b"value-mac"[..])
+    );
+    let group = "120363000000002101@g.us";
+    assert_eq!(
+        sorted(a.get_sender_key_devices(group).await.must("get_sender_key_devices")),
+        sorted(e.get_sender_key_devices(group).await.must("get_sender_key_devices")),
+        "sender key devices"
+    );
+    assert_eq!(a.get_sender_key_devices(group).await.must("get_sender_key_devices").len(), 2);
+    let mapping = e.get_lid_mapping("100002100001").await.must("get_lid_mapping").expect("the filled mapping");
+    assert_lid_entry(a.get_lid_mapping("100002100001").await.must("get_lid_mapping"), &mapping, "the LID mapping");
+    assert_lid_entry(a.get_pn_mapping("15552100001").await.must("get_pn_mapping"), &mapping, "the phone mapping");
+    assert!(
+        a.has_same_base_key("15552100001.0", "3EB0E0000000002101", b"base-key").await.must("has_same_base_key"),
+        "the base key"
+    );
+    let list = e.get_devices("15552100001").await.must("get_devices").expect("the filled device list");
+    assert_device_list(a.get_devices("15552100001").await.must("get_devices"), &list, "the device list");
+    assert_eq!(a.get_group_metadata(group).await.must("get_group_metadata").as_deref(), Some(&b"\x0a\x05moved"[..]));
+    let jid = "15552100001@s.whatsapp.net";
+    assert_eq!(tc_state(a, jid).await, Some((b"tc-21".to_vec(), T0 + 3, Some(T0 + 4))), "the tc token");
+    assert_eq!(tc_state(a, jid).await, tc_state(e, jid).await, "the tc token");
+    assert_eq!(
+        a.get_pending_inbound(jid, jid, "3EB0E0000000002103").await.must("get_pending_inbound").as_deref(),
+        Some(&b"in"[..])
+    );
+    let (me, secret_id) = ("15552100000@s.whatsapp.net", "3EB0E0000000002104");
+    assert_eq!(
+        a.get_msg_secret_with_ts(jid, me, secret_id).await.must("get_msg_secret_with_ts"),
+        Some((vec![0x25; 32], T0 + 5)),
+        "the message secret"
+    );
+    // Taken last: taking a sent message deletes it.
+    assert_eq!(
+        a.take_sent_message(jid, "3EB0E0000000002102").await.must("take_sent_message").as_deref(),
+        Some(&b"sent"[..])
+    );
+}
