@@ -533,6 +533,65 @@ impl LinkedOnNodeOne {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+async fn the_admin_api_of_any_node_logs_out_links_and_removes_a_device_another_node_runs() {
+    let LinkedOnNodeOne { sim, _dirs, configs, admin, one } = LinkedOnNodeOne::start().await;
+    let two = Waedge::start(&configs[1]);
+    two.wait_for_device(&admin, "acme", "main", "connected", Duration::from_secs(10)).await;
+    assert_eq!(device_nodes(&configs[1], "acme").get("main").map(String::as_str), Some("node-1"));
+    let device = "/v1/tenants/acme/devices/main";
+    async fn post(node: &Waedge, admin: &str, path: &str) -> Reply {
+        node.admin(reqwest::Method::POST, &format!("/v1/tenants/acme/devices/main{path}"), admin, Value::Null).await
+    }
+
+    // Refused as node 1 refuses it, with node 1's words.
+    let (on_one, on_two) = (post(&one, &admin, "/reconnect").await, post(&two, &admin, "/reconnect").await);
+    assert_eq!((on_two.status, &on_two.json), (on_one.status, &on_one.json), "{}", on_two.text);
+    assert_eq!(on_two.status, 409, "a connected device is not reconnected: {}", on_two.text);
+
+    // Logged out through node 2: node 1's client logs out, and node 2 answers with the state.
+    let logged_out = post(&two, &admin, "/logout").await;
+    assert_eq!((logged_out.status, &logged_out.json["state"]), (200, &json!("logged-out")), "{}", logged_out.text);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sim.connections_of(SELF_PHONE) != 0 {
+        assert!(std::time::Instant::now() < deadline, "node 1's client is still connected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    one.wait_for_device(&admin, "acme", "main", "logged-out", Duration::from_secs(5)).await;
+
+    // Linked again through node 2: its QR code is node 1's linking, shown on node 2 as it goes.
+    let link = post(&two, &admin, "/link").await;
+    let code = link.json["code"].as_str().unwrap_or_else(|| panic!("a QR code through node 2: {}", link.text));
+    sim.scan_qr(code, SELF_PHONE).await.expect("the phone scans the code node 2 shows");
+    two.wait_for_device(&admin, "acme", "main", "connected", Duration::from_secs(30)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let linking = two.admin(reqwest::Method::GET, &format!("{device}/link"), &admin, Value::Null).await;
+        if linking.json["state"] == "linked" {
+            assert_eq!(linking.json["jid"], json!(format!("{SELF_PHONE}@s.whatsapp.net")), "{}", linking.text);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "node 2 does not show the linking's end: {}", linking.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(device_nodes(&configs[1], "acme").get("main").map(String::as_str), Some("node-1"), "node 1 links it");
+    assert_eq!(sim.peak_connections_of(SELF_PHONE), 1, "one client of the account, never two");
+
+    // Removed through node 2: node 1 logs it out and stops its client; no node keeps it.
+    two.admin_expect(reqwest::Method::DELETE, device, &admin, Value::Null, 204).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sim.connections_of(SELF_PHONE) != 0 {
+        assert!(std::time::Instant::now() < deadline, "node 1's client outlived its device");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for node in [&one, &two] {
+        let gone = node.admin(reqwest::Method::GET, device, &admin, Value::Null).await;
+        assert_eq!(gone.status, 404, "{}", gone.text);
+    }
+    assert_eq!(device_nodes(&configs[1], "acme").get("main"), None, "its lease is gone");
+}
+
 /// [`main_as_served`] once `node` answers them all, within `seconds`; until then every answer
 /// that is not one of them is `DEVICE_NOT_CONNECTED`.
 async fn main_once_served(node: &Waedge, token: &str, seconds: u64) -> Vec<Value> {

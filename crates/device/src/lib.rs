@@ -121,6 +121,13 @@ pub trait DeviceManager: Send + Sync + 'static {
     /// tokio runtime, once per device.
     fn open(&self, tenant: &str, device: &str, remembered: DeviceState) -> Arc<dyn DeviceSession>;
 
+    /// Whether this process runs the client of `device` of `tenant`, and so may link, log
+    /// out, reconnect or remove it: always, unless the device's state is shared with other
+    /// nodes and another of them holds its lease (or none does yet).
+    fn runs_here(&self, _tenant: &str, _device: &str) -> bool {
+        true
+    }
+
     /// Starts linking an unlinked, logged-out, replaced or banned device by QR code; the view
     /// shows which code to show and how it ended.
     async fn link_qr(&self, tenant: &str, device: &str) -> anyhow::Result<watch::Receiver<LinkState>>;

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 /// How long a linking may take in all before it is cancelled: WhatsApp rotates its QR codes
@@ -16,7 +16,7 @@ use tokio::sync::watch;
 pub(crate) const LINK_DEADLINE: Duration = Duration::from_secs(300);
 
 /// Where a linking stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "kebab-case")]
 pub enum LinkState {
     /// Connecting to WhatsApp; no code yet.

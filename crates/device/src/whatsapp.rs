@@ -196,6 +196,14 @@ fn operation(operations: &Operations, key: &Key) -> Arc<Operation> {
 
 #[async_trait]
 impl DeviceManager for WhatsappDevices {
+    fn runs_here(&self, tenant: &str, device: &str) -> bool {
+        match self.sessions.lock().expect("sessions lock").get(&key(tenant, device)) {
+            Some(session) => session.storage.owned(),
+            // Not open here: a file of this node's, or a lease it cannot hold without a session.
+            None => matches!(self.storage, Storage::Files(_)),
+        }
+    }
+
     fn open(&self, tenant: &str, device: &str, remembered: DeviceState) -> Arc<dyn DeviceSession> {
         let storage = self.storage.of(tenant, device);
         let operation = self.operation(tenant, device);

@@ -234,7 +234,7 @@ pub async fn serve(config_path: &Path, watch: Option<PathBuf>) -> anyhow::Result
     };
     let forwarded = forwarding.map(|forwarding| {
         let listener = Listener::new(forwarding.secret.expose(), forwarding.forwarder.locals());
-        let listener = Arc::new(listener.rating_sends_of(gateway.clone()));
+        let listener = Arc::new(listener.rating_sends_of(gateway.clone()).managing(devices.clone()));
         // The other nodes keep one connection each open, all their calls on it: idle ones are
         // closed after minutes only, and many calls may be in flight on one.
         let connections = Connections {

@@ -3,8 +3,10 @@
 //!
 //! Only nodes of the cluster may call: a request without the cluster's secret (compared in
 //! constant time) is refused before its body is read. A call is made on the session this
-//! node runs — never forwarded again, so a call cannot go round between nodes that disagree
-//! on an owner for a moment — and within the deadline the caller sent.
+//! node runs — or, for a call on the device itself ([`Manage`]), on this node's own device
+//! manager — never forwarded again, so a call cannot go round between nodes that disagree on
+//! an owner for a moment, and within the deadline the caller sent; a call that changes the
+//! device runs to its end.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -13,10 +15,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use waedge_contract::types::Error;
-use waedge_device::DeviceSession;
+use waedge_device::{DeviceManager, DeviceSession};
 use waedge_store::token::TokenHash;
 
-use super::wire::{self, Call, DEADLINE_HEADER, NOT_HERE, PATH_PREFIX};
+use super::wire::{self, Call, DEADLINE_HEADER, Manage, NOT_HERE, PATH_PREFIX};
 use crate::Gateway;
 use crate::bearer::bearer;
 use crate::body::{ReadError, ResponseBody, read_body};
@@ -40,12 +42,21 @@ pub struct Listener {
     locals: Arc<Locals>,
     /// The tenants' send rates, counted here for the devices this node runs.
     gateway: Option<Arc<Gateway>>,
+    /// This node's own devices (not forwarding), for the calls on a device itself.
+    devices: Option<Arc<dyn DeviceManager>>,
 }
 
 impl Listener {
     /// Answers the calls of nodes that know `secret` on the sessions of `locals`.
     pub fn new(secret: &str, locals: Arc<Locals>) -> Listener {
-        Listener { secret: TokenHash::of(secret), locals, gateway: None }
+        Listener { secret: TokenHash::of(secret), locals, gateway: None, devices: None }
+    }
+
+    /// Answers the calls on the devices themselves (linking, log-out, removal …) that this
+    /// node runs, on `devices`: this node's own, which never forward.
+    pub fn managing(mut self, devices: Arc<dyn DeviceManager>) -> Listener {
+        self.devices = Some(devices);
+        self
     }
 
     /// Counts the sends forwarded to this node against the send rates of `gateway`'s tenants,
@@ -81,11 +92,6 @@ impl Listener {
             let message = format!("{DEADLINE_HEADER}: the milliseconds the call has left");
             return error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message);
         };
-        let session = self.locals.lock().expect("locals lock").get(&(tenant.clone(), device.clone())).cloned();
-        let Some(session) = session.and_then(|session| session.upgrade()).filter(|session| session.runs_here()) else {
-            let message = format!("this node does not run device {device} of tenant {tenant}");
-            return error(StatusCode::MISDIRECTED_REQUEST, NOT_HERE, &message);
-        };
         let body = match read_body(request.into_body(), MAX_CALL_BYTES).await {
             Ok(body) => body,
             Err(ReadError::TooLarge(limit)) => {
@@ -98,20 +104,64 @@ impl Listener {
             Ok(call) => call,
             Err(e) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &format!("not a call: {e}")),
         };
-        let answer = if !call.sends() {
-            let left = Duration::from_millis(left).min(MAX_CALL);
-            let answered = tokio::time::timeout(left, call.answer(&*session)).await;
-            answered.unwrap_or_else(|_| wire::encode::<()>(Err(Error::Timeout)))
-        } else if let Err(limited) = self.take_send(&tenant, &device) {
-            wire::encode::<()>(Err(limited))
-        } else {
-            // A send runs to its end, as it does on the node it was asked on: neither the
-            // deadline nor the caller going away leaves what it recorded half-done.
-            let sent = tokio::spawn(async move { call.answer(&*session).await });
-            sent.await.unwrap_or_else(|e| wire::encode::<()>(Err(Error::Upstream(format!("the send failed: {e}")))))
+        let not_here = || {
+            let message = format!("this node does not run device {device} of tenant {tenant}");
+            error(StatusCode::MISDIRECTED_REQUEST, NOT_HERE, &message)
+        };
+        let left = Duration::from_millis(left).min(MAX_CALL);
+        let answer = match call {
+            Call::Manage(manage) => {
+                let Some(devices) = self.devices.clone().filter(|devices| devices.runs_here(&tenant, &device)) else {
+                    return not_here();
+                };
+                manage_until(manage, devices, (tenant, device), left).await
+            }
+            call => {
+                let session = self.locals.lock().expect("locals lock").get(&(tenant.clone(), device.clone())).cloned();
+                let Some(session) = session.and_then(|session| session.upgrade()).filter(|session| session.runs_here())
+                else {
+                    return not_here();
+                };
+                if !call.sends() {
+                    let answered = tokio::time::timeout(left, call.answer(&*session)).await;
+                    answered.unwrap_or_else(|_| wire::encode::<()>(Err(Error::Timeout)))
+                } else if let Err(limited) = self.take_send(&tenant, &device) {
+                    wire::encode::<()>(Err(limited))
+                } else {
+                    // A send runs to its end, as it does on the node it was asked on: neither
+                    // the deadline nor the caller going away leaves what it recorded half-done.
+                    let sent = tokio::spawn(async move { call.answer(&*session).await });
+                    sent.await
+                        .unwrap_or_else(|e| wire::encode::<()>(Err(Error::Upstream(format!("the send failed: {e}")))))
+                }
+            }
         };
         json_body(StatusCode::OK, Bytes::from(answer))
     }
+}
+
+/// Makes `manage` on `devices`: a change runs to its end, as on the node it was asked on; a
+/// look at the linking ends at the deadline.
+async fn manage_until(
+    manage: Manage,
+    devices: Arc<dyn DeviceManager>,
+    (tenant, device): (String, String),
+    left: Duration,
+) -> Vec<u8> {
+    let changes = manage.changes();
+    let made = tokio::spawn(async move { manage.answer(&*devices, (&tenant, &device)).await });
+    if changes {
+        return made.await.unwrap_or_else(|e| failed(&e));
+    }
+    match tokio::time::timeout(left, made).await {
+        Ok(made) => made.unwrap_or_else(|e| failed(&e)),
+        Err(_) => failed(&"the deadline passed"),
+    }
+}
+
+/// The answer of a call on a device that failed on the way.
+fn failed(why: &dyn std::fmt::Display) -> Vec<u8> {
+    serde_json::to_vec(&Err::<(), _>(format!("the call failed: {why}"))).expect("text encodes")
 }
 
 impl Handler for Listener {

@@ -20,10 +20,13 @@ pub mod listener;
 pub mod peers;
 pub mod wire;
 
-use std::sync::{Arc, OnceLock, Weak};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use async_trait::async_trait;
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use waedge_contract::types::{
@@ -38,11 +41,15 @@ use crate::telemetry::metrics::Metrics;
 use directory::Directory;
 use listener::Locals;
 use peers::{Failed, Peers};
-use wire::{Call, texts};
+use wire::{Call, Manage, texts};
 
 /// How long a forwarded call may take when its caller set no deadline (a send, which runs to
 /// its end).
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How long a call on a device itself (a linking, a removal …) may take at its node: linking
+/// by pair code alone may wait 30 s for WhatsApp.
+const MANAGE_DEADLINE: Duration = Duration::from_secs(60);
 
 /// The forwarding of one node: where devices run, and the connections to their nodes.
 pub struct Forwarder {
@@ -68,39 +75,74 @@ impl Forwarder {
         self.locals.clone()
     }
 
-    /// Makes `call` on `device` of `tenant` at the node running it: asked again once when
-    /// that node no longer runs it (the directory is read again first). Until the deadline,
-    /// or [`DEFAULT_DEADLINE`] for a send (which runs to its end, whatever its request's).
-    /// Each call is counted in the metrics, by how it ended.
+    /// Makes `call` on `device` of `tenant` at the node running it, until the request's
+    /// deadline or [`DEFAULT_DEADLINE`] for a send (which runs to its end, whatever its
+    /// request's), and reads its answer.
     async fn forward<T: DeserializeOwned>(&self, device: (&str, &str), call: Call) -> Result<T, Error> {
+        let deadline = deadline::current().unwrap_or_else(|| Instant::now() + DEFAULT_DEADLINE);
+        let answer = self.exchange(device, call, deadline).await?;
+        serde_json::from_slice(&answer).unwrap_or_else(|e| {
+            tracing::error!(
+                tenant = device.0,
+                device = device.1,
+                "the device's node answered what this node cannot read: {e}"
+            );
+            Err(Error::Upstream("the node running the device answered what this one cannot read".into()))
+        })
+    }
+
+    /// Makes `manage` on `device` of `tenant` at the node running it, within
+    /// [`MANAGE_DEADLINE`]; an error says what to do. After a change, the directory is read
+    /// again: the device's status as its node recorded it is this node's from then on.
+    async fn manage<T: DeserializeOwned>(&self, (tenant, device): (&str, &str), manage: Manage) -> anyhow::Result<T> {
+        let asked = Instant::now();
+        let changes = manage.changes();
+        let answer = self.exchange((tenant, device), Call::Manage(manage), asked + MANAGE_DEADLINE).await;
+        if changes && let Err(e) = self.directory.refresh(asked).await {
+            tracing::warn!(tenant, device, "reading which node runs each device: {e:#}");
+        }
+        let answer = answer.map_err(|e| match e {
+            Error::DeviceNotConnected(_) => anyhow::anyhow!(
+                "no node runs device {tenant}/{device} at the moment (its node left, and the next takes it \
+                 within seconds): try again"
+            ),
+            Error::Timeout => anyhow::anyhow!(
+                "the node running device {tenant}/{device} did not answer in time: it may have done it; look at \
+                 the device before trying again"
+            ),
+            e => anyhow::anyhow!("asking the node that runs device {tenant}/{device}: {e}"),
+        })?;
+        let answer: Result<T, String> = serde_json::from_slice(&answer)
+            .with_context(|| format!("the node running device {tenant}/{device} answered what this one cannot read"))?;
+        answer.map_err(anyhow::Error::msg)
+    }
+
+    /// Sends `call` on `device` of `tenant` to the node running it and returns its answer as
+    /// it came: asked again once when that node no longer runs it (the directory is read
+    /// again first), until `deadline`. Each call is counted in the metrics, by how it ended.
+    async fn exchange(&self, device: (&str, &str), call: Call, deadline: Instant) -> Result<Bytes, Error> {
         let started = Instant::now();
-        let (answer, outcome) = self.make(device, call).await;
+        let (answer, outcome) = self.make(device, call, deadline).await;
         if let Some(metrics) = self.metrics.get() {
             metrics.forwarded(outcome, started.elapsed());
         }
         answer
     }
 
-    /// [`forward`](Self::forward)'s call, and how it ended.
-    async fn make<T: DeserializeOwned>(
+    /// [`exchange`](Self::exchange)'s call, and how it ended.
+    async fn make(
         &self,
         (tenant, device): (&str, &str),
         call: Call,
-    ) -> (Result<T, Error>, &'static str) {
-        let deadline = deadline::current().unwrap_or_else(|| Instant::now() + DEFAULT_DEADLINE);
+        deadline: Instant,
+    ) -> (Result<Bytes, Error>, &'static str) {
         for _ in 0..2 {
             let Some(owner) = self.directory.owner(tenant, device) else {
                 return (Err(not_connected(DeviceState::Connecting)), "no_owner");
             };
             let asked = Instant::now();
             let failed = match self.peers.call(&owner, (tenant, device), &call, deadline).await {
-                Ok(answer) => {
-                    let answer = serde_json::from_slice(&answer).unwrap_or_else(|e| {
-                        tracing::error!(tenant, device, "node {owner} answered what this node cannot read: {e}");
-                        Err(Error::Upstream("the node running the device answered what this one cannot read".into()))
-                    });
-                    return (answer, "answered");
-                }
+                Ok(answer) => return (Ok(answer), "answered"),
                 Err(failed) => failed,
             };
             match failed {
@@ -120,7 +162,7 @@ impl Forwarder {
                 }
                 // The owner may have sent it: as for a send whose request ran out of time, the
                 // caller finds it by its idempotency key.
-                Failed::Lost(reason) if call.sends() => {
+                Failed::Lost(reason) if call.changes() => {
                     tracing::warn!(tenant, device, "forwarding a send to the device's node: {reason}");
                     return (Err(Error::Timeout), "lost");
                 }
@@ -235,21 +277,70 @@ impl DeviceSession for Routed {
 }
 
 /// The device sessions of a node of a cluster: `inner`'s, each [`Routed`] through the
-/// forwarder, and known to the node's [`listener::Listener`].
+/// forwarder, and known to the node's [`listener::Listener`]. A call on a device another
+/// node runs (a linking, a log-out, a removal …) is made there; a linking started so is
+/// mirrored here, as the owner sees it, until it ends.
 pub struct Forwarding {
     inner: Arc<dyn DeviceManager>,
     forwarder: Arc<Forwarder>,
+    mirrors: Arc<Mirrors>,
 }
+
+/// The linkings this node started on other nodes, by tenant and device.
+type Mirrors = Mutex<HashMap<(String, String), watch::Receiver<LinkState>>>;
+
+/// How often a mirrored linking asks the owner where it stands: a new QR code shows here
+/// within this.
+const MIRROR_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How many times in a row a mirrored linking may fail to ask the owner before it is taken
+/// for failed.
+const MIRROR_MISSES: u32 = 10;
 
 impl Forwarding {
     /// `inner`'s sessions, forwarded by `forwarder` where another node runs them.
     pub fn new(inner: Arc<dyn DeviceManager>, forwarder: Arc<Forwarder>) -> Forwarding {
-        Forwarding { inner, forwarder }
+        Forwarding { inner, forwarder, mirrors: Arc::default() }
+    }
+
+    /// A view of the linking of `device` of `tenant` at its owner, which stood at `first`:
+    /// kept as the owner sees it until it ends.
+    fn mirror(&self, (tenant, device): (&str, &str), first: LinkState) -> watch::Receiver<LinkState> {
+        let key = (tenant.to_owned(), device.to_owned());
+        let (view, mirrored) = watch::channel(first);
+        self.mirrors.lock().expect("mirrors lock").insert(key.clone(), mirrored.clone());
+        let forwarder = self.forwarder.clone();
+        // Kept in `mirrors` once it ended, as the owner keeps its last linking.
+        tokio::spawn(async move {
+            let mut misses = 0;
+            while !view.borrow().is_final() {
+                tokio::time::sleep(MIRROR_INTERVAL).await;
+                let asked: anyhow::Result<Option<LinkState>> =
+                    forwarder.manage((&key.0, &key.1), Manage::Linking).await;
+                let now = match asked {
+                    Ok(Some(state)) => state,
+                    Ok(None) => LinkState::Failed { reason: "the node that ran the linking no longer has it".into() },
+                    Err(e) if misses + 1 < MIRROR_MISSES => {
+                        misses += 1;
+                        tracing::debug!(tenant = key.0, device = key.1, "asking where a linking stands: {e:#}");
+                        continue;
+                    }
+                    Err(e) => LinkState::Failed { reason: format!("lost sight of the linking: {e:#}") },
+                };
+                misses = 0;
+                view.send_if_modified(|shown| std::mem::replace(shown, now.clone()) != now);
+            }
+        });
+        mirrored
     }
 }
 
 #[async_trait]
 impl DeviceManager for Forwarding {
+    fn runs_here(&self, tenant: &str, device: &str) -> bool {
+        self.inner.runs_here(tenant, device)
+    }
+
     fn open(&self, tenant: &str, device: &str, remembered: DeviceState) -> Arc<dyn DeviceSession> {
         let local = self.inner.open(tenant, device, remembered);
         let mut locals = self.forwarder.locals.lock().expect("locals lock");
@@ -264,7 +355,11 @@ impl DeviceManager for Forwarding {
     }
 
     async fn link_qr(&self, tenant: &str, device: &str) -> anyhow::Result<watch::Receiver<LinkState>> {
-        self.inner.link_qr(tenant, device).await
+        if self.inner.runs_here(tenant, device) {
+            return self.inner.link_qr(tenant, device).await;
+        }
+        let first = self.forwarder.manage((tenant, device), Manage::LinkQr).await?;
+        Ok(self.mirror((tenant, device), first))
     }
 
     async fn link_pair_code(
@@ -273,11 +368,19 @@ impl DeviceManager for Forwarding {
         device: &str,
         phone_number: &str,
     ) -> anyhow::Result<(String, watch::Receiver<LinkState>)> {
-        self.inner.link_pair_code(tenant, device, phone_number).await
+        if self.inner.runs_here(tenant, device) {
+            return self.inner.link_pair_code(tenant, device, phone_number).await;
+        }
+        let call = Manage::LinkPairCode { phone_number: phone_number.to_owned() };
+        let (code, first) = self.forwarder.manage((tenant, device), call).await?;
+        Ok((code, self.mirror((tenant, device), first)))
     }
 
     fn linking(&self, tenant: &str, device: &str) -> Option<watch::Receiver<LinkState>> {
-        self.inner.linking(tenant, device)
+        if self.inner.runs_here(tenant, device) {
+            return self.inner.linking(tenant, device);
+        }
+        self.mirrors.lock().expect("mirrors lock").get(&(tenant.to_owned(), device.to_owned())).cloned()
     }
 
     fn clients_running(&self) -> usize {
@@ -285,19 +388,32 @@ impl DeviceManager for Forwarding {
     }
 
     async fn cancel_link(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
-        self.inner.cancel_link(tenant, device).await
+        if self.inner.runs_here(tenant, device) {
+            return self.inner.cancel_link(tenant, device).await;
+        }
+        self.forwarder.manage((tenant, device), Manage::CancelLink).await
     }
 
     async fn reconnect(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
-        self.inner.reconnect(tenant, device).await
+        if self.inner.runs_here(tenant, device) {
+            return self.inner.reconnect(tenant, device).await;
+        }
+        self.forwarder.manage((tenant, device), Manage::Reconnect).await
     }
 
     async fn logout(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
-        self.inner.logout(tenant, device).await
+        if self.inner.runs_here(tenant, device) {
+            return self.inner.logout(tenant, device).await;
+        }
+        self.forwarder.manage((tenant, device), Manage::Logout).await
     }
 
     async fn remove(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
-        self.inner.remove(tenant, device).await
+        self.mirrors.lock().expect("mirrors lock").remove(&(tenant.to_owned(), device.to_owned()));
+        if self.inner.runs_here(tenant, device) {
+            return self.inner.remove(tenant, device).await;
+        }
+        self.forwarder.manage((tenant, device), Manage::Remove).await
     }
 
     async fn shutdown(&self) {

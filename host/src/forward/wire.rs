@@ -6,11 +6,12 @@
 //! `{"Err": …}`, the contract's own types), so the forwarding node hands its caller exactly
 //! what the owner's session answered. Any other status is the channel's own failure, with a
 //! JSON error as the other listeners write it; [`NOT_HERE`] says the device is not run by
-//! the node asked.
+//! the node asked. A call on the device itself rather than its session ([`Manage`]: linking,
+//! reconnecting, logging out, removing) answers `{"Ok": …}` or `{"Err": "why"}`.
 
 use serde::{Deserialize, Serialize};
 use waedge_contract::types::Error;
-use waedge_device::{DeviceSession, TextMessage, VerificationRequest};
+use waedge_device::{DeviceManager, DeviceSession, TextMessage, VerificationRequest};
 use waedge_jid::Jid;
 
 /// The path of a device's calls: `/v1/devices/{tenant}/{device}`.
@@ -86,6 +87,65 @@ pub enum Call {
         /// How long the code is good for.
         ttl_seconds: u32,
     },
+    /// A call on the device rather than its session, made on the owner's device manager.
+    Manage(Manage),
+}
+
+/// A call on a device that needs the node running its client: the admin API's linking,
+/// reconnecting, logging out and removal, made on another node than the owner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "manage", rename_all = "kebab-case")]
+pub enum Manage {
+    /// [`DeviceManager::link_qr`]: answers where the linking stands.
+    LinkQr,
+    /// [`DeviceManager::link_pair_code`]: answers the code and where the linking stands.
+    LinkPairCode {
+        /// The account's number.
+        phone_number: String,
+    },
+    /// [`DeviceManager::linking`]: where the last linking stands, if there was one.
+    Linking,
+    /// [`DeviceManager::cancel_link`].
+    CancelLink,
+    /// [`DeviceManager::reconnect`].
+    Reconnect,
+    /// [`DeviceManager::logout`].
+    Logout,
+    /// [`DeviceManager::remove`].
+    Remove,
+}
+
+impl Manage {
+    /// Whether the call changes the device (all but a look at the linking): it runs to its
+    /// end on the owner once it arrived there, whatever its deadline and its caller.
+    pub fn changes(&self) -> bool {
+        *self != Manage::Linking
+    }
+
+    /// Makes the call on `devices` for `device` of `tenant` and encodes its answer, an error
+    /// as its message.
+    pub async fn answer(self, devices: &dyn DeviceManager, (tenant, device): (&str, &str)) -> Vec<u8> {
+        fn said<T: Serialize>(answer: anyhow::Result<T>) -> Vec<u8> {
+            let answer = answer.map_err(|e| format!("{e:#}"));
+            serde_json::to_vec(&answer).unwrap_or_else(|e| {
+                serde_json::to_vec(&Err::<(), _>(format!("encoding the answer failed: {e}"))).expect("text encodes")
+            })
+        }
+        match self {
+            Manage::LinkQr => said(devices.link_qr(tenant, device).await.map(|view| view.borrow().clone())),
+            Manage::LinkPairCode { phone_number } => {
+                said(devices.link_pair_code(tenant, device, &phone_number).await.map(|(code, view)| {
+                    let state = view.borrow().clone();
+                    (code, state)
+                }))
+            }
+            Manage::Linking => said(Ok(devices.linking(tenant, device).map(|view| view.borrow().clone()))),
+            Manage::CancelLink => said(devices.cancel_link(tenant, device).await),
+            Manage::Reconnect => said(devices.reconnect(tenant, device).await),
+            Manage::Logout => said(devices.logout(tenant, device).await),
+            Manage::Remove => said(devices.remove(tenant, device).await),
+        }
+    }
 }
 
 impl Call {
@@ -93,6 +153,15 @@ impl Call {
     /// out how it went by its idempotency key.
     pub fn sends(&self) -> bool {
         matches!(self, Call::SendText { .. } | Call::StartLidVerification { .. })
+    }
+
+    /// Whether the call changes something (a send, a log-out, a removal …): once it left, the
+    /// owner may have made it, and makes it to its end.
+    pub fn changes(&self) -> bool {
+        match self {
+            Call::Manage(manage) => manage.changes(),
+            call => call.sends(),
+        }
     }
 
     /// The call sending `message`.
@@ -115,9 +184,11 @@ impl Call {
     }
 
     /// Makes the call on `session` and encodes its answer. A JID that does not parse is the
-    /// session's own `invalid-jid` answer (the forwarding node parsed it already).
+    /// session's own `invalid-jid` answer (the forwarding node parsed it already). A
+    /// [`Manage`] call is the device manager's ([`Manage::answer`]), not a session's.
     pub async fn answer(self, session: &dyn DeviceSession) -> Vec<u8> {
         match self {
+            Call::Manage(manage) => encode::<()>(Err(Error::Upstream(format!("{manage:?} is not a session's call")))),
             Call::UserInfo { jids } => encode(async { session.user_info(&parse_all(&jids)?).await }.await),
             Call::ProfilePicture { jid, preview } => {
                 encode(async { session.profile_picture(&parse(&jid)?, preview).await }.await)
@@ -183,6 +254,15 @@ mod tests {
         let joined = serde_json::to_value(Call::JoinedGroups).unwrap();
         assert_eq!(joined, serde_json::json!({"call": "joined-groups"}));
         assert!(serde_json::from_str::<Call>(r#"{"call": "delete-everything"}"#).is_err());
+        let pair = Call::Manage(Manage::LinkPairCode { phone_number: "6281234567890".into() });
+        let json = serde_json::to_value(&pair).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"call": "manage", "manage": "link-pair-code", "phone_number": "6281234567890"})
+        );
+        assert_eq!(serde_json::from_value::<Call>(json).unwrap(), pair);
+        let remove = serde_json::json!({"call": "manage", "manage": "remove"});
+        assert_eq!(serde_json::from_value::<Call>(remove).unwrap(), Call::Manage(Manage::Remove));
     }
 
     #[test]
