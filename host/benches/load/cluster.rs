@@ -1,11 +1,12 @@
 //! Scenario 9, several nodes: three `waedge serve` processes on one PostgreSQL against one.
 //!
 //! The tenant's devices are linked on node 1 alone, which then serves the contact profile
-//! through every device (the baseline); nodes 2 and 3 join and get their share by hand-offs,
-//! and the same load is spread over the three, each node forwarding the calls on the devices
-//! it does not run. Then, on node 1, the profile through a device it runs against one another
-//! node runs (the cost of forwarding); and node 3 is killed (`kill -9`), its devices taken
-//! over by the others, timed until wa-sim sees each of them connected again. Nothing is
+//! through every device (the baseline). Node 1 is killed (`kill -9`) and nodes 2 and 3,
+//! started at once, take every device over: timed until wa-sim sees each connected again.
+//! Node 1 joins again and gets its share by hand-offs, and the same load is spread over the
+//! three, each node forwarding the calls on the devices it does not run. Then, on node 1, the
+//! profile through a device it runs against one another node runs (the cost of forwarding);
+//! and node 3 is killed, its share taken over by the two others, timed the same way. Nothing is
 //! cached in front of WhatsApp here (`cache_ttl_seconds = 0`): every request is a call on
 //! a device session, local or forwarded.
 
@@ -69,8 +70,20 @@ pub async fn run(sim: &mut Sim, sizes: &Sizes) -> Option<Table> {
     let alone = wrk::run(one.api(), &every_device, sizes.load).await;
     println!("  one node:    {alone}");
 
-    let nodes =
-        [one.clone(), Gateway::start_with(sim, &node("node-2")).await, Gateway::start_with(sim, &node("node-3")).await];
+    // Node 1, running every device, dies; two nodes started at once take them all over.
+    let killed = Instant::now();
+    one.kill();
+    let (node_2, node_3) = (node("node-2"), node("node-3"));
+    let (two, three) = tokio::join!(Gateway::start_with(sim, &node_2), Gateway::start_with(sim, &node_3));
+    let (all_back, all_taken_over) = reconnected(sim, &phones, killed, sizes.reconnect_deadline).await;
+    println!(
+        "  {all_back} of node 1's {} devices connected again {:.1} s after its kill",
+        phones.len(),
+        all_taken_over.as_secs_f64()
+    );
+
+    let one = Gateway::start_with(sim, &node("node-1")).await;
+    let nodes = [one.clone(), two, three];
     let spread = spread_over(&nodes, devices.len(), sizes.reconnect_deadline).await;
     for node in &nodes {
         for target in &every_device {
@@ -106,24 +119,11 @@ pub async fn run(sim: &mut Sim, sizes: &Sizes) -> Option<Table> {
     // Node 3 dies: its devices are taken over by the two others.
     let victims: Vec<&String> =
         devices.iter().filter(|device| owners.get(*device).is_some_and(|node| node == "node-3")).collect();
-    let victim_phones: Vec<&String> =
-        victims.iter().map(|device| &phones[devices.iter().position(|d| d == *device).unwrap()]).collect();
+    let victim_phones: Vec<String> =
+        victims.iter().map(|device| phones[devices.iter().position(|d| d == *device).unwrap()].clone()).collect();
     let killed = Instant::now();
     nodes[2].kill();
-    let deadline = killed + sizes.reconnect_deadline;
-    let mut seen_down = false;
-    while !victim_phones.is_empty() && Instant::now() < deadline {
-        let connected = victim_phones.iter().filter(|phone| sim.server().connections_of(phone) == 1).count();
-        if connected < victim_phones.len() {
-            seen_down = true;
-        }
-        if seen_down && connected == victim_phones.len() {
-            break;
-        }
-        tokio::time::sleep(link::POLL).await;
-    }
-    let taken_over = killed.elapsed();
-    let back = victim_phones.iter().filter(|phone| sim.server().connections_of(phone) == 1).count();
+    let (back, taken_over) = reconnected(sim, &victim_phones, killed, sizes.reconnect_deadline).await;
     println!(
         "  {back} of node 3's {} devices connected again {:.1} s after its kill",
         victims.len(),
@@ -137,6 +137,7 @@ pub async fn run(sim: &mut Sim, sizes: &Sizes) -> Option<Table> {
         together.assert_clean("three nodes");
         local_stats.assert_clean("node 1, a device it runs");
         remote_stats.assert_clean("node 1, a device another node runs");
+        assert_eq!(all_back, phones.len(), "node 1's devices are taken over");
         assert_eq!(back, victims.len(), "node 3's devices are taken over");
         assert_eq!(doubled, 0, "no device had two clients at once");
     }
@@ -167,6 +168,13 @@ pub async fn run(sim: &mut Sim, sizes: &Sizes) -> Option<Table> {
             latency("p50 latency, a device another node runs", |s| s.latency_us.p50),
             latency("p99 latency, a device another node runs", |s| s.latency_us.p99),
             Row::info(
+                format!("takeover of all {} devices after kill -9 of their node", phones.len()),
+                "—",
+                format!("{:.1} s", all_taken_over.as_secs_f64()),
+                None,
+            )
+            .target("≤ 10 s", all_back == phones.len() && all_taken_over <= Duration::from_secs(10)),
+            Row::info(
                 format!("takeover of node 3's {} devices after kill -9", victims.len()),
                 "—",
                 format!("{:.1} s", taken_over.as_secs_f64()),
@@ -181,13 +189,31 @@ pub async fn run(sim: &mut Sim, sizes: &Sizes) -> Option<Table> {
             "{} devices linked on node 1, one PostgreSQL, wa-sim in the bench process, no cache in front of WhatsApp: \
              `GET /devices/{{d}}/profile?jid={CONTACT}` rotating over the devices, wrk {} against node 1 alone, then \
              against each of the three nodes at once (their sum); node 1 then alternates {} rounds on a device it runs \
-             and one another node runs. The takeover is timed from the kill until wa-sim sees every device of node 3 \
-             connected again (leases of 6 s). All processes share this machine's cores.",
+             and one another node runs. A takeover is timed from the kill until wa-sim sees every device of the \
+             killed node connected again (leases of 6 s): first node 1, running every device, with nodes 2 and 3 \
+             started right after the kill; later node 3 of three. All processes share this machine's cores.",
             devices.len(),
             sizes.load,
             sizes.rounds
         )],
     })
+}
+
+/// Waits until wa-sim, having seen the accounts `phones` disconnected since `killed`, sees
+/// each of them with one connection again, or until `patience` has passed; returns how many
+/// it then sees connected, and how long after `killed`.
+async fn reconnected(sim: &Sim, phones: &[String], killed: Instant, patience: Duration) -> (usize, Duration) {
+    let connected = || phones.iter().filter(|phone| sim.server().connections_of(phone) == 1).count();
+    let mut seen_down = false;
+    while !phones.is_empty() && killed.elapsed() < patience {
+        let back = connected();
+        seen_down |= back < phones.len();
+        if seen_down && back == phones.len() {
+            break;
+        }
+        tokio::time::sleep(link::POLL).await;
+    }
+    (connected(), killed.elapsed())
 }
 
 /// Waits until the clients of the `devices` are spread over `nodes` (none runs more than its
