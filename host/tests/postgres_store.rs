@@ -592,6 +592,25 @@ async fn the_admin_api_of_any_node_logs_out_links_and_removes_a_device_another_n
     assert_eq!(device_nodes(&configs[1], "acme").get("main"), None, "its lease is gone");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+async fn a_device_removed_while_its_node_is_dead_leaves_no_state_and_no_client_behind() {
+    let LinkedOnNodeOne { sim, _dirs, configs, admin, one } = LinkedOnNodeOne::start().await;
+    let two = Waedge::start(&configs[1]);
+    two.wait_for_device(&admin, "acme", "main", "connected", Duration::from_secs(10)).await;
+
+    // Node 1, running the device, dies; before its lease runs out, the device is deleted on
+    // node 2, which cannot ask node 1 to log it out: it deletes its state and lease itself.
+    one.kill();
+    two.admin_expect(reqwest::Method::DELETE, "/v1/tenants/acme/devices/main", &admin, Value::Null, 204).await;
+    assert_eq!(device_nodes(&configs[1], "acme").get("main"), None, "no lease left");
+    // Past the dead node's lease, nobody runs it: no node takes a device that is gone.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(sim.connections_of(SELF_PHONE), 0, "no client of the deleted device");
+    let log = two.stop();
+    assert!(log.contains("it is not logged out of WhatsApp"), "the log says what is left to do:\n{log}");
+}
+
 /// [`main_as_served`] once `node` answers them all, within `seconds`; until then every answer
 /// that is not one of them is `DEVICE_NOT_CONNECTED`.
 async fn main_once_served(node: &Waedge, token: &str, seconds: u64) -> Vec<Value> {
@@ -633,6 +652,11 @@ async fn a_node_forwards_calls_on_a_device_another_node_runs_and_answers_as_that
         line.strip_prefix("waedge_forwarded_call_duration_seconds_count{outcome=\"answered\"} ")?.parse::<u64>().ok()
     });
     assert!(answered.is_some_and(|count| count >= 2), "node 2 counts the calls it forwarded:\n{metrics}");
+    // The device's state is node 1's to report: added up over the nodes, each device once.
+    let state = "waedge_device_state{tenant=\"acme\",device=\"main\",state=\"connected\"} 1";
+    assert!(!metrics.contains("waedge_device_state{tenant=\"acme\""), "node 2 does not run it:\n{metrics}");
+    let on_one = reqwest::get(format!("{}/metrics", one.admin)).await.unwrap().text().await.unwrap();
+    assert!(on_one.contains(state), "node 1 runs it:\n{on_one}");
     assert_eq!(sim.connections_of(SELF_PHONE), 1, "one client of the account, never two");
     // A send through node 2 leaves from node 1's client, once per idempotency key.
     let text = json!({ "to": JOHN, "text": "sent through node 2" });

@@ -11,6 +11,7 @@
 use std::path::Path;
 
 use bytes::BytesMut;
+use futures_util::future::try_join_all;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use wacore::appstate::hash::HashState;
 use wacore::store::Device;
@@ -83,8 +84,9 @@ const TABLES: &[Table] = &[
         name: "device_registry",
         read: "SELECT user_id, devices_json, timestamp, phash, raw_id, updated_at FROM device_registry
                WHERE device_id = ?1",
+        // The file holds the ADV key index's u32 raw id as an i32 (negative past 2^31).
         write: "INSERT INTO wa_device_lists (device, user_id, devices, timestamp, phash, raw_id, updated_at)
-                VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                VALUES ($1, $2, $3, $4, $5, CASE WHEN $6::bigint < 0 THEN $6::bigint + 4294967296 ELSE $6 END, $7)",
     },
     Table {
         name: "group_metadata",
@@ -140,9 +142,9 @@ pub struct SqliteState {
 }
 
 impl SqliteState {
-    /// Reads the state of the device in the file at `path` (which whatsapp-rust brings up to
-    /// its schema first, as opening it for the device would). `None` when the file holds no
-    /// device (it was never linked) or there is no file.
+    /// Reads the state of the device in the file at `path` (whose schema whatsapp-rust brings
+    /// up to date first, as starting the device would; its data is left as it was). `None`
+    /// when there is no file, or its device was never linked to an account.
     pub async fn read(path: &Path) -> Result<Option<SqliteState>, Error> {
         let failed = |e: &dyn std::fmt::Display| Error::Source { path: path.to_owned(), reason: e.to_string() };
         // Opening a file that is not there would create it.
@@ -151,7 +153,7 @@ impl SqliteState {
         }
         let url = path.to_str().ok_or_else(|| failed(&"the path is not UTF-8"))?;
         let store = SqliteStore::new_for_device(url, FILE_DEVICE).await.map_err(|e| failed(&e))?;
-        let Some(device) = store.load().await.map_err(|e| failed(&e))? else {
+        let Some(device) = store.load().await.map_err(|e| failed(&e))?.filter(|device| device.pn.is_some()) else {
             return Ok(None);
         };
         let owned = path.to_owned();
@@ -211,10 +213,10 @@ fn read_rows(path: &Path) -> rusqlite::Result<Rows> {
 }
 
 impl Database {
-    /// Writes `state` as `tenant`'s `device`'s, in one transaction, replacing whatever state
-    /// and lease the device had (a node still running it is refused its next write, and
-    /// stops). The device is then nobody's: the next node to take a turn runs it, on the
-    /// session it had.
+    /// Writes `state` as `tenant`'s `device`'s, in one transaction, replacing what an earlier
+    /// import wrote — never the state of a device a node has run ([`Error::Run`]: the file
+    /// would roll its Signal sessions back). The device is then nobody's: the next node to
+    /// take a turn runs it, on the session it had.
     pub async fn import(&self, tenant: &str, device: &str, state: &SqliteState) -> Result<(), Error> {
         let client = self.dedicated().await?;
         client.batch_execute("BEGIN").await?;
@@ -230,7 +232,12 @@ impl Database {
 }
 
 async fn write(client: &tokio_postgres::Client, tenant: &str, device: &str, state: &SqliteState) -> Result<(), Error> {
-    // The device's former lease and state go with their row (ON DELETE CASCADE).
+    // A device no node has taken (epoch 0) holds what an import wrote, or nothing; its state
+    // goes with its row (ON DELETE CASCADE).
+    let held = "SELECT epoch FROM wa_devices WHERE tenant = $1 AND device = $2 FOR UPDATE";
+    if client.query_opt(held, &[&tenant, &device]).await?.is_some_and(|row| row.get::<_, i64>(0) > 0) {
+        return Err(Error::Run { tenant: tenant.to_owned(), device: device.to_owned() });
+    }
     client.execute("DELETE FROM wa_devices WHERE tenant = $1 AND device = $2", &[&tenant, &device]).await?;
     let id: i64 = client
         .query_one("INSERT INTO wa_devices (tenant, device) VALUES ($1, $2) RETURNING id", &[&tenant, &device])
@@ -258,11 +265,14 @@ async fn write(client: &tokio_postgres::Client, tenant: &str, device: &str, stat
     }
     for (table, rows) in &state.tables {
         let statement = client.prepare(table.write).await?;
-        for row in rows {
+        // Sent together: the connection pipelines them, one round trip for the table.
+        let written = rows.iter().map(|row| {
             let params: Vec<&(dyn ToSql + Sync)> =
                 std::iter::once(&id as &(dyn ToSql + Sync)).chain(row.iter().map(|cell| cell as _)).collect();
-            client.execute(&statement, &params).await.map_err(|e| Error::Table { table: table.name, source: e })?;
-        }
+            let statement = &statement;
+            async move { client.execute(statement, &params).await }
+        });
+        try_join_all(written).await.map_err(|e| Error::Table { table: table.name, source: e })?;
     }
     Ok(())
 }

@@ -71,6 +71,17 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A device to import already has state a node ran: the file's would roll it back.
+    #[error(
+        "device {tenant}/{device} has run on a node of this database since: its state there is newer than its \
+         file's, which is not copied over it"
+    )]
+    Run {
+        /// The tenant.
+        tenant: String,
+        /// The device.
+        device: String,
+    },
     /// A value read could not be written as the backend writes it.
     #[error("cannot encode the device state: {0}")]
     Encode(#[source] serde_json::Error),

@@ -16,7 +16,7 @@ const FILLED_ROWS: u64 = 19;
 
 #[tokio::test]
 #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
-async fn a_device_file_moves_into_postgres_whole_and_replaces_what_was_there() {
+async fn a_device_file_moves_into_postgres_whole_and_never_over_a_state_a_node_ran() {
     let (_server, url, db) = common::database().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("main.db");
@@ -26,6 +26,13 @@ async fn a_device_file_moves_into_postgres_whole_and_replaces_what_was_there() {
     let state = SqliteState::read(&path).await.expect("the file reads").expect("the file holds a device");
     assert_eq!(state.rows(), 1 + FILLED_ROWS, "the device and every filled row");
     db.import("acme", "main", &state).await.expect("imported");
+    // Imported again (a migration run twice): replaced, not doubled.
+    let raw = common::raw(&url).await;
+    let first = device_key(&raw).await;
+    db.import("acme", "main", &state).await.expect("imported again");
+    assert_ne!(device_key(&raw).await, first, "a new row");
+    let rows: i64 = raw.query_one("SELECT count(*) FROM wa_sessions", &[]).await.unwrap().get(0);
+    assert_eq!(rows, 1, "one session, not two");
 
     // Nobody holds the imported device: the first node to ask takes it.
     let leases = Leases::new(db.clone(), "node-a", Duration::from_secs(60));
@@ -33,7 +40,6 @@ async fn a_device_file_moves_into_postgres_whole_and_replaces_what_was_there() {
     let moved = DeviceState::new(db.clone(), &lease);
 
     // Values no trait reads back are copied as they are: the upload marks and the times.
-    let raw = common::raw(&url).await;
     let uploaded: Vec<(i64, bool)> = raw
         .query("SELECT id, uploaded FROM wa_prekeys WHERE device = $1 ORDER BY id", &[&lease.id])
         .await
@@ -61,18 +67,12 @@ async fn a_device_file_moves_into_postgres_whole_and_replaces_what_was_there() {
     // (It takes the sent message: last.)
     conformance::assert_same_state(&file, &moved).await;
 
-    // Imported again (a migration run twice): the state is replaced, not doubled, and the
-    // node that held the device is refused its next write.
-    let key: i64 = raw.query_one("SELECT id FROM wa_devices WHERE device = 'main'", &[]).await.unwrap().get(0);
-    db.import("acme", "main", &state).await.expect("imported again");
-    let refused = moved.put_session("15552100009.0", b"late").await;
-    assert!(refused.is_err(), "the former holder's write is refused");
-    assert!(*moved.fenced().borrow(), "and it is told to stop");
-    let lease = leases.acquire("acme", "main").await.unwrap().expect("free again");
-    assert_ne!(lease.id, key, "a new row");
-    let rows: i64 = raw.query_one("SELECT count(*) FROM wa_sessions", &[]).await.unwrap().get(0);
-    assert_eq!(rows, 1, "one session, not two");
-    conformance::assert_same_state(&file, &DeviceState::new(db, &lease)).await;
+    // Once a node ran it, the file is older than the device's state: never copied over it.
+    moved.put_session("15552100009.0", b"newer").await.expect("the node writes");
+    let refused = db.import("acme", "main", &state).await;
+    assert!(matches!(refused, Err(waedge_device_pg::Error::Run { .. })), "{refused:?}");
+    assert_eq!(moved.get_session("15552100009.0").await.unwrap().as_deref(), Some(&b"newer"[..]), "untouched");
+    assert!(!*moved.fenced().borrow(), "and its node runs on");
 }
 
 #[tokio::test]
@@ -86,4 +86,13 @@ async fn a_missing_file_or_one_without_a_device_has_nothing_to_move() {
     let file = SqliteStore::new(empty.to_str().unwrap()).await.unwrap();
     assert!(!file.exists().await.unwrap());
     assert!(SqliteState::read(&empty).await.unwrap().is_none(), "a file whose device was never created");
+    // A client started on it once, but no phone linked it: nothing worth moving.
+    file.create().await.unwrap();
+    assert!(file.exists().await.unwrap());
+    assert!(SqliteState::read(&empty).await.unwrap().is_none(), "a device never linked");
+}
+
+/// The key of device `main` in the database.
+async fn device_key(raw: &tokio_postgres::Client) -> i64 {
+    raw.query_one("SELECT id FROM wa_devices WHERE device = 'main'", &[]).await.unwrap().get(0)
 }

@@ -166,6 +166,8 @@ pub trait DeviceManager: Send + Sync + 'static {
     /// a linking in progress fails. Waits for an operation on the device under way (a linking
     /// starting its client), finishes even if the caller goes away, and may be called again
     /// after a failure: once it returns `Ok`, no client and no store of the device are left.
+    /// (A shared device this node does not run is not logged out: its state and lease are
+    /// deleted, and the node running it stops its client at its next turn.)
     async fn remove(&self, tenant: &str, device: &str) -> anyhow::Result<()>;
 
     /// Disconnects every session, flushing its state, and waits for them to stop.

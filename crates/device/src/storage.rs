@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::watch;
-pub use waedge_device_pg::Holding;
-use waedge_device_pg::{Database, DeviceState, Lease, Leases, SqliteState};
+pub use waedge_device_pg::{Database, Holding};
+use waedge_device_pg::{DeviceState, Lease, Leases, SqliteState};
 use whatsapp_rust::store::traits::Backend;
 use whatsapp_rust::store::{SqliteStore, SqliteStoreConfig, Synchronous};
 
@@ -60,19 +60,26 @@ impl Shared {
     pub(crate) fn leases(&self) -> &Leases {
         &self.leases
     }
+}
 
-    /// Moves `tenant`'s `device`'s state from the file a gateway on one machine keeps it in,
-    /// under `data_dir`, into the shared database — in one transaction, replacing what the
-    /// device had there — so that the node that takes the device runs it on the session it
-    /// had, without linking it again. Returns the rows it moved, or `None` when there was
-    /// nothing to move (no file, or the device was never linked). The file is left as it was.
-    pub async fn move_from_file(&self, data_dir: &Path, tenant: &str, device: &str) -> anyhow::Result<Option<u64>> {
-        let Some(state) = SqliteState::read(&file_of(&files_in(data_dir), tenant, device)).await? else {
-            return Ok(None);
-        };
-        self.db.import(tenant, device, &state).await?;
-        Ok(Some(state.rows()))
-    }
+/// Moves `tenant`'s `device`'s state from the file a gateway on one machine keeps it in,
+/// under `data_dir`, into the device state in `db` — in one transaction, replacing what an
+/// earlier move wrote but never the state of a device a node has run — so that the node that
+/// takes the device runs it on the session it had, without linking it again. Returns the
+/// rows it moved, or `None` when there was nothing to move (no file, or the device was never
+/// linked). whatsapp-rust brings the file's schema up to date, as starting the device would;
+/// its data is left as it was.
+pub async fn move_from_file(db: &Database, data_dir: &Path, tenant: &str, device: &str) -> anyhow::Result<Option<u64>> {
+    let Some(state) = SqliteState::read(&file_in(data_dir, tenant, device)).await? else {
+        return Ok(None);
+    };
+    db.import(tenant, device, &state).await?;
+    Ok(Some(state.rows()))
+}
+
+/// The file of `tenant`'s `device` under `data_dir`, on a gateway on one machine.
+pub fn file_in(data_dir: &Path, tenant: &str, device: &str) -> PathBuf {
+    file_of(&files_in(data_dir), tenant, device)
 }
 
 /// Where the device files of a gateway on one machine are: `DATA_DIR/devices`.

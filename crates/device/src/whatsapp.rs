@@ -407,13 +407,17 @@ impl Removal {
         let operation = operation(&self.operations, &self.key);
         let _operation = operation.lock().await;
         let session = self.sessions.lock().expect("sessions lock").get(&self.key).cloned();
-        if let Storage::Shared(_) = &self.storage {
-            // Only the node running the device can log it out and stop its client.
-            anyhow::ensure!(
-                session.as_ref().is_some_and(|session| session.storage.owned()),
-                "device {}/{}: {NOT_OWNED}",
-                self.key.0,
-                self.key.1
+        if let Storage::Shared(_) = &self.storage
+            && !session.as_ref().is_some_and(|session| session.storage.owned())
+        {
+            // Only the node running the device can log it out. Its state and lease go all the
+            // same, from here: the node running it, if one does, is refused its next write and
+            // stops its client at its next turn.
+            tracing::warn!(
+                tenant = self.key.0,
+                device = self.key.1,
+                "removing a device this node does not run: it is not logged out of WhatsApp (remove it from the \
+                 phone's linked devices)"
             );
         }
         if let Some(session) = &session {

@@ -79,9 +79,7 @@ impl Store {
             })
         })
     }
-}
 
-impl Store {
     /// Refuses ([`StoreError::Conflict`]) unless this store is as [`copy_to`](Store::copy_to)
     /// wants its target: no tenant, no admin token, never seeded. For what is moved before the
     /// store is (the devices' WhatsApp sessions): `copy_to` checks again in its transaction.

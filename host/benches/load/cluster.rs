@@ -73,6 +73,7 @@ pub async fn run(sim: &mut Sim, sizes: &Sizes) -> Option<Table> {
     // Node 1, running every device, dies; two nodes started at once take them all over.
     let killed = Instant::now();
     one.kill();
+    disconnected(sim, &phones, sizes.reconnect_deadline).await;
     let (node_2, node_3) = (node("node-2"), node("node-3"));
     let (two, three) = tokio::join!(Gateway::start_with(sim, &node_2), Gateway::start_with(sim, &node_3));
     let (all_back, all_taken_over) = reconnected(sim, &phones, killed, sizes.reconnect_deadline).await;
@@ -123,6 +124,7 @@ pub async fn run(sim: &mut Sim, sizes: &Sizes) -> Option<Table> {
         victims.iter().map(|device| phones[devices.iter().position(|d| d == *device).unwrap()].clone()).collect();
     let killed = Instant::now();
     nodes[2].kill();
+    disconnected(sim, &victim_phones, sizes.reconnect_deadline).await;
     let (back, taken_over) = reconnected(sim, &victim_phones, killed, sizes.reconnect_deadline).await;
     println!(
         "  {back} of node 3's {} devices connected again {:.1} s after its kill",
@@ -199,18 +201,21 @@ pub async fn run(sim: &mut Sim, sizes: &Sizes) -> Option<Table> {
     })
 }
 
-/// Waits until wa-sim, having seen the accounts `phones` disconnected since `killed`, sees
-/// each of them with one connection again, or until `patience` has passed; returns how many
-/// it then sees connected, and how long after `killed`.
+/// Waits until wa-sim sees none of the accounts `phones` connected (their node was killed).
+async fn disconnected(sim: &Sim, phones: &[String], patience: Duration) {
+    let started = Instant::now();
+    while phones.iter().any(|phone| sim.server().connections_of(phone) > 0) {
+        assert!(started.elapsed() < patience, "the killed node's clients are still connected");
+        tokio::time::sleep(link::POLL).await;
+    }
+}
+
+/// Waits until wa-sim sees each of the accounts `phones` with one connection again, or until
+/// `patience` has passed since `killed`; returns how many it then sees connected, and how
+/// long after `killed`.
 async fn reconnected(sim: &Sim, phones: &[String], killed: Instant, patience: Duration) -> (usize, Duration) {
     let connected = || phones.iter().filter(|phone| sim.server().connections_of(phone) == 1).count();
-    let mut seen_down = false;
-    while !phones.is_empty() && killed.elapsed() < patience {
-        let back = connected();
-        seen_down |= back < phones.len();
-        if seen_down && back == phones.len() {
-            break;
-        }
+    while connected() < phones.len() && killed.elapsed() < patience {
         tokio::time::sleep(link::POLL).await;
     }
     (connected(), killed.elapsed())

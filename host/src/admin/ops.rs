@@ -50,7 +50,9 @@ pub async fn answer(admin: &Admin, call: &Call, name: &str) -> Answer {
             let states: Vec<(String, String, &'static str)> = tenants
                 .iter()
                 .flat_map(|tenant| {
-                    tenant.scope().devices().map(|device| {
+                    // The devices this node runs: the nodes of a cluster, added up, count each
+                    // device once.
+                    tenant.scope().devices().filter(|device| device.runs_here()).map(|device| {
                         let status = device.status();
                         (tenant.id().to_string(), status.id, status.state.name())
                     })

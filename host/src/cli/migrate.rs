@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use waedge_device::storage::Shared;
+use waedge_device::storage::{self, Database};
 use waedge_store::Store;
 
 use super::serve::{DataDirLock, sqlite_store};
@@ -40,7 +40,7 @@ pub fn migrate(config_path: &Path) -> anyhow::Result<ExitCode> {
         Vec::new()
     } else {
         let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
-        runtime.block_on(move_sessions(&config, url, &linked))?
+        runtime.block_on(move_sessions(&config.data_dir, url, &linked))?
     };
 
     eprintln!("Copying {} into {} …", path.display(), url.redacted());
@@ -64,28 +64,29 @@ pub fn migrate(config_path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Moves the session of each of `linked` from its file into the device state in the
-/// PostgreSQL store at `url`. Returns the devices that had no session to move.
+/// Moves the session of each of `linked` from its file in `data_dir` into the device state in
+/// the PostgreSQL store at `url`. Returns the devices that had no session to move.
 async fn move_sessions(
-    config: &Config,
+    data_dir: &Path,
     url: &DatabaseUrl,
     linked: &[(String, String)],
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let lease = std::time::Duration::from_millis(config.cluster.clone().unwrap_or_default().lease_ms);
-    let shared = Shared::connect(url.expose(), 1, "store-migrate", lease)
-        .await
-        .context("opening the devices' state in the PostgreSQL store")?;
+    let db = Database::connect(url.expose(), 1).await.context("opening the devices' state in the PostgreSQL store")?;
     eprintln!("Moving the WhatsApp sessions of {} linked device(s) into {} …", linked.len(), url.redacted());
     let mut stayed = Vec::new();
     for (tenant, device) in linked {
-        let moved = shared
-            .move_from_file(&config.data_dir, tenant, device)
-            .await
-            .with_context(|| format!("moving the session of {tenant}/{device} (run this again to retry)"))?;
+        let moved = storage::move_from_file(&db, data_dir, tenant, device).await.with_context(|| {
+            format!(
+                "moving the session of {tenant}/{device}: run this again to retry, or move {} away to link the \
+                 device again instead",
+                storage::file_in(data_dir, tenant, device).display()
+            )
+        })?;
+        let name = format!("{tenant}/{device}");
         match moved {
-            Some(rows) => eprintln!("  {tenant}/{device:<20} {rows} row(s)"),
+            Some(rows) => eprintln!("  {name:<30} {rows} row(s)"),
             None => {
-                eprintln!("  {tenant}/{device:<20} no session in the data directory");
+                eprintln!("  {name:<30} no session in the data directory");
                 stayed.push((tenant.clone(), device.clone()));
             }
         }

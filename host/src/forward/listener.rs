@@ -104,39 +104,40 @@ impl Listener {
             Ok(call) => call,
             Err(e) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &format!("not a call: {e}")),
         };
-        let not_here = || {
-            let message = format!("this node does not run device {device} of tenant {tenant}");
-            error(StatusCode::MISDIRECTED_REQUEST, NOT_HERE, &message)
-        };
         let left = Duration::from_millis(left).min(MAX_CALL);
         let answer = match call {
-            Call::Manage(manage) => {
-                let Some(devices) = self.devices.clone().filter(|devices| devices.runs_here(&tenant, &device)) else {
-                    return not_here();
-                };
-                manage_until(manage, devices, (tenant, device), left).await
-            }
-            call => {
-                let session = self.locals.lock().expect("locals lock").get(&(tenant.clone(), device.clone())).cloned();
-                let Some(session) = session.and_then(|session| session.upgrade()).filter(|session| session.runs_here())
-                else {
-                    return not_here();
-                };
-                if !call.sends() {
-                    let answered = tokio::time::timeout(left, call.answer(&*session)).await;
-                    answered.unwrap_or_else(|_| wire::encode::<()>(Err(Error::Timeout)))
-                } else if let Err(limited) = self.take_send(&tenant, &device) {
-                    wire::encode::<()>(Err(limited))
-                } else {
-                    // A send runs to its end, as it does on the node it was asked on: neither
-                    // the deadline nor the caller going away leaves what it recorded half-done.
-                    let sent = tokio::spawn(async move { call.answer(&*session).await });
-                    sent.await
-                        .unwrap_or_else(|e| wire::encode::<()>(Err(Error::Upstream(format!("the send failed: {e}")))))
-                }
-            }
+            Call::Manage(manage) => match self.devices.clone().filter(|devices| devices.runs_here(&tenant, &device)) {
+                Some(devices) => Some(manage_until(manage, devices, (tenant.clone(), device.clone()), left).await),
+                None => None,
+            },
+            call => self.on_session(call, (&tenant, &device), left).await,
         };
-        json_body(StatusCode::OK, Bytes::from(answer))
+        match answer {
+            Some(answer) => json_body(StatusCode::OK, Bytes::from(answer)),
+            None => {
+                let message = format!("this node does not run device {device} of tenant {tenant}");
+                error(StatusCode::MISDIRECTED_REQUEST, NOT_HERE, &message)
+            }
+        }
+    }
+
+    /// Makes `call` on this node's session of `device` of `tenant` within `left` (a send runs
+    /// to its end); `None` if this node does not run the device.
+    async fn on_session(&self, call: Call, (tenant, device): (&str, &str), left: Duration) -> Option<Vec<u8>> {
+        let session = self.locals.lock().expect("locals lock").get(&(tenant.to_owned(), device.to_owned())).cloned();
+        let session = session.and_then(|session| session.upgrade()).filter(|session| session.runs_here())?;
+        let answer = if !call.sends() {
+            let answered = tokio::time::timeout(left, call.answer(&*session)).await;
+            answered.unwrap_or_else(|_| wire::encode::<()>(Err(Error::Timeout)))
+        } else if let Err(limited) = self.take_send(tenant, device) {
+            wire::encode::<()>(Err(limited))
+        } else {
+            // A send runs to its end, as it does on the node it was asked on: neither the
+            // deadline nor the caller going away leaves what it recorded half-done.
+            let sent = tokio::spawn(async move { call.answer(&*session).await });
+            sent.await.unwrap_or_else(|e| wire::encode::<()>(Err(Error::Upstream(format!("the send failed: {e}")))))
+        };
+        Some(answer)
     }
 }
 
@@ -150,6 +151,7 @@ async fn manage_until(
 ) -> Vec<u8> {
     let changes = manage.changes();
     let made = tokio::spawn(async move { manage.answer(&*devices, (&tenant, &device)).await });
+    let failed = |why: &dyn std::fmt::Display| wire::refused(&format!("the call failed: {why}"));
     if changes {
         return made.await.unwrap_or_else(|e| failed(&e));
     }
@@ -157,11 +159,6 @@ async fn manage_until(
         Ok(made) => made.unwrap_or_else(|e| failed(&e)),
         Err(_) => failed(&"the deadline passed"),
     }
-}
-
-/// The answer of a call on a device that failed on the way.
-fn failed(why: &dyn std::fmt::Display) -> Vec<u8> {
-    serde_json::to_vec(&Err::<(), _>(format!("the call failed: {why}"))).expect("text encodes")
 }
 
 impl Handler for Listener {

@@ -80,7 +80,12 @@ impl Forwarder {
     /// request's), and reads its answer.
     async fn forward<T: DeserializeOwned>(&self, device: (&str, &str), call: Call) -> Result<T, Error> {
         let deadline = deadline::current().unwrap_or_else(|| Instant::now() + DEFAULT_DEADLINE);
-        let answer = self.exchange(device, call, deadline).await?;
+        let started = Instant::now();
+        let (answer, outcome) = self.make(device, &call, deadline).await;
+        if let Some(metrics) = self.metrics.get() {
+            metrics.forwarded(outcome, started.elapsed());
+        }
+        let answer = answer?;
         serde_json::from_slice(&answer).unwrap_or_else(|e| {
             tracing::error!(
                 tenant = device.0,
@@ -93,22 +98,23 @@ impl Forwarder {
 
     /// Makes `manage` on `device` of `tenant` at the node running it, within
     /// [`MANAGE_DEADLINE`]; an error says what to do. After a change, the directory is read
-    /// again: the device's status as its node recorded it is this node's from then on.
+    /// again: the device's status as its node recorded it is this node's from then on. (Not
+    /// counted in the metrics of forwarded calls, which are the sessions' calls.)
     async fn manage<T: DeserializeOwned>(&self, (tenant, device): (&str, &str), manage: Manage) -> anyhow::Result<T> {
-        let asked = Instant::now();
         let changes = manage.changes();
-        let answer = self.exchange((tenant, device), Call::Manage(manage), asked + MANAGE_DEADLINE).await;
-        if changes && let Err(e) = self.directory.refresh(asked).await {
+        let call = Call::Manage(manage);
+        let (answer, _) = self.make((tenant, device), &call, Instant::now() + MANAGE_DEADLINE).await;
+        if changes && let Err(e) = self.directory.refresh(Instant::now()).await {
             tracing::warn!(tenant, device, "reading which node runs each device: {e:#}");
         }
         let answer = answer.map_err(|e| match e {
             Error::DeviceNotConnected(_) => anyhow::anyhow!(
-                "no node runs device {tenant}/{device} at the moment (its node left, and the next takes it \
-                 within seconds): try again"
+                "no node runs device {tenant}/{device} at the moment (it is new, or its node left): a node takes \
+                 it within seconds; try again then"
             ),
             Error::Timeout => anyhow::anyhow!(
-                "the node running device {tenant}/{device} did not answer in time: it may have done it; look at \
-                 the device before trying again"
+                "the call on device {tenant}/{device} got no answer from the node running it (timed out, or the \
+                 connection failed): it may have been made; look at the device before trying again"
             ),
             e => anyhow::anyhow!("asking the node that runs device {tenant}/{device}: {e}"),
         })?;
@@ -118,22 +124,12 @@ impl Forwarder {
     }
 
     /// Sends `call` on `device` of `tenant` to the node running it and returns its answer as
-    /// it came: asked again once when that node no longer runs it (the directory is read
-    /// again first), until `deadline`. Each call is counted in the metrics, by how it ended.
-    async fn exchange(&self, device: (&str, &str), call: Call, deadline: Instant) -> Result<Bytes, Error> {
-        let started = Instant::now();
-        let (answer, outcome) = self.make(device, call, deadline).await;
-        if let Some(metrics) = self.metrics.get() {
-            metrics.forwarded(outcome, started.elapsed());
-        }
-        answer
-    }
-
-    /// [`exchange`](Self::exchange)'s call, and how it ended.
+    /// it came, and how the call ended: asked again once when that node no longer runs it
+    /// (the directory is read again first), until `deadline`.
     async fn make(
         &self,
         (tenant, device): (&str, &str),
-        call: Call,
+        call: &Call,
         deadline: Instant,
     ) -> (Result<Bytes, Error>, &'static str) {
         for _ in 0..2 {
@@ -141,7 +137,7 @@ impl Forwarder {
                 return (Err(not_connected(DeviceState::Connecting)), "no_owner");
             };
             let asked = Instant::now();
-            let failed = match self.peers.call(&owner, (tenant, device), &call, deadline).await {
+            let failed = match self.peers.call(&owner, (tenant, device), call, deadline).await {
                 Ok(answer) => return (Ok(answer), "answered"),
                 Err(failed) => failed,
             };
@@ -160,10 +156,10 @@ impl Forwarder {
                     tracing::warn!(tenant, device, "forwarding a call to the device's node: {reason}");
                     return (Err(not_connected(DeviceState::Connecting)), "unreachable");
                 }
-                // The owner may have sent it: as for a send whose request ran out of time, the
-                // caller finds it by its idempotency key.
+                // The owner may have made it (a send, a log-out …): as for a send whose request
+                // ran out of time, the caller looks before trying again.
                 Failed::Lost(reason) if call.changes() => {
-                    tracing::warn!(tenant, device, "forwarding a send to the device's node: {reason}");
+                    tracing::warn!(tenant, device, "forwarding a change to the device's node: {reason}");
                     return (Err(Error::Timeout), "lost");
                 }
                 Failed::Lost(reason) => {
@@ -283,11 +279,10 @@ impl DeviceSession for Routed {
 pub struct Forwarding {
     inner: Arc<dyn DeviceManager>,
     forwarder: Arc<Forwarder>,
-    mirrors: Arc<Mirrors>,
+    /// The linkings this node started on other nodes, by tenant and device: the latest of
+    /// each, kept once it ended as the owner keeps its own.
+    mirrors: Mutex<HashMap<(String, String), watch::Receiver<LinkState>>>,
 }
-
-/// The linkings this node started on other nodes, by tenant and device.
-type Mirrors = Mutex<HashMap<(String, String), watch::Receiver<LinkState>>>;
 
 /// How often a mirrored linking asks the owner where it stands: a new QR code shows here
 /// within this.
@@ -300,20 +295,32 @@ const MIRROR_MISSES: u32 = 10;
 impl Forwarding {
     /// `inner`'s sessions, forwarded by `forwarder` where another node runs them.
     pub fn new(inner: Arc<dyn DeviceManager>, forwarder: Arc<Forwarder>) -> Forwarding {
-        Forwarding { inner, forwarder, mirrors: Arc::default() }
+        Forwarding { inner, forwarder, mirrors: Mutex::default() }
+    }
+
+    /// `here` when this node runs `device` of `tenant`; else `manage`, made by the node that does.
+    async fn at_owner<T: DeserializeOwned>(
+        &self,
+        (tenant, device): (&str, &str),
+        here: impl Future<Output = anyhow::Result<T>>,
+        manage: Manage,
+    ) -> anyhow::Result<T> {
+        if self.inner.runs_here(tenant, device) {
+            return here.await;
+        }
+        self.forwarder.manage((tenant, device), manage).await
     }
 
     /// A view of the linking of `device` of `tenant` at its owner, which stood at `first`:
-    /// kept as the owner sees it until it ends.
+    /// kept as the owner sees it until it ends, or until nobody looks at it any more.
     fn mirror(&self, (tenant, device): (&str, &str), first: LinkState) -> watch::Receiver<LinkState> {
         let key = (tenant.to_owned(), device.to_owned());
         let (view, mirrored) = watch::channel(first);
         self.mirrors.lock().expect("mirrors lock").insert(key.clone(), mirrored.clone());
         let forwarder = self.forwarder.clone();
-        // Kept in `mirrors` once it ended, as the owner keeps its last linking.
         tokio::spawn(async move {
             let mut misses = 0;
-            while !view.borrow().is_final() {
+            while !view.borrow().is_final() && !view.is_closed() {
                 tokio::time::sleep(MIRROR_INTERVAL).await;
                 let asked: anyhow::Result<Option<LinkState>> =
                     forwarder.manage((&key.0, &key.1), Manage::Linking).await;
@@ -388,32 +395,32 @@ impl DeviceManager for Forwarding {
     }
 
     async fn cancel_link(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
-        if self.inner.runs_here(tenant, device) {
-            return self.inner.cancel_link(tenant, device).await;
-        }
-        self.forwarder.manage((tenant, device), Manage::CancelLink).await
+        self.at_owner((tenant, device), self.inner.cancel_link(tenant, device), Manage::CancelLink).await
     }
 
     async fn reconnect(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
-        if self.inner.runs_here(tenant, device) {
-            return self.inner.reconnect(tenant, device).await;
-        }
-        self.forwarder.manage((tenant, device), Manage::Reconnect).await
+        self.at_owner((tenant, device), self.inner.reconnect(tenant, device), Manage::Reconnect).await
     }
 
     async fn logout(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
-        if self.inner.runs_here(tenant, device) {
-            return self.inner.logout(tenant, device).await;
-        }
-        self.forwarder.manage((tenant, device), Manage::Logout).await
+        self.at_owner((tenant, device), self.inner.logout(tenant, device), Manage::Logout).await
     }
 
+    /// Removed by the node running the device, which logs it out of WhatsApp; by this one
+    /// when no node does or that node cannot be asked: its state and lease are deleted all
+    /// the same, but nobody logs it out (`inner` says so in the log).
     async fn remove(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
         self.mirrors.lock().expect("mirrors lock").remove(&(tenant.to_owned(), device.to_owned()));
         if self.inner.runs_here(tenant, device) {
             return self.inner.remove(tenant, device).await;
         }
-        self.forwarder.manage((tenant, device), Manage::Remove).await
+        match self.forwarder.manage((tenant, device), Manage::Remove).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::warn!(tenant, device, "removing the device at the node running it: {e:#}");
+                self.inner.remove(tenant, device).await
+            }
+        }
     }
 
     async fn shutdown(&self) {

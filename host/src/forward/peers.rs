@@ -137,7 +137,10 @@ impl Peers {
                 tracing::debug!("the connection to node {peer} ended: {e}");
             }
         });
-        self.connections.lock().expect("peers lock").insert(address.to_owned(), sender.clone());
+        let mut connections = self.connections.lock().expect("peers lock");
+        // Those closed for good go: a node that left, or came back on another port.
+        connections.retain(|_, open| !open.is_closed());
+        connections.insert(address.to_owned(), sender.clone());
         Ok(sender)
     }
 

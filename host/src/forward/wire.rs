@@ -123,16 +123,22 @@ impl Manage {
     }
 
     /// Makes the call on `devices` for `device` of `tenant` and encodes its answer, an error
-    /// as its message.
+    /// as its message. Linking by QR code a device being linked answers where that linking
+    /// stands, as the admin API does on the node it was asked on.
     pub async fn answer(self, devices: &dyn DeviceManager, (tenant, device): (&str, &str)) -> Vec<u8> {
         fn said<T: Serialize>(answer: anyhow::Result<T>) -> Vec<u8> {
             let answer = answer.map_err(|e| format!("{e:#}"));
-            serde_json::to_vec(&answer).unwrap_or_else(|e| {
-                serde_json::to_vec(&Err::<(), _>(format!("encoding the answer failed: {e}"))).expect("text encodes")
-            })
+            serde_json::to_vec(&answer).unwrap_or_else(|e| refused(&format!("encoding the answer failed: {e}")))
         }
         match self {
-            Manage::LinkQr => said(devices.link_qr(tenant, device).await.map(|view| view.borrow().clone())),
+            Manage::LinkQr => {
+                let going = devices.linking(tenant, device).filter(|view| !view.borrow().is_final());
+                let view = match going {
+                    Some(view) => Ok(view),
+                    None => devices.link_qr(tenant, device).await,
+                };
+                said(view.map(|view| view.borrow().clone()))
+            }
             Manage::LinkPairCode { phone_number } => {
                 said(devices.link_pair_code(tenant, device, &phone_number).await.map(|(code, view)| {
                     let state = view.borrow().clone();
@@ -188,7 +194,7 @@ impl Call {
     /// [`Manage`] call is the device manager's ([`Manage::answer`]), not a session's.
     pub async fn answer(self, session: &dyn DeviceSession) -> Vec<u8> {
         match self {
-            Call::Manage(manage) => encode::<()>(Err(Error::Upstream(format!("{manage:?} is not a session's call")))),
+            Call::Manage(_) => encode::<()>(Err(Error::Upstream("a call on a device is not a session's".into()))),
             Call::UserInfo { jids } => encode(async { session.user_info(&parse_all(&jids)?).await }.await),
             Call::ProfilePicture { jid, preview } => {
                 encode(async { session.profile_picture(&parse(&jid)?, preview).await }.await)
@@ -215,6 +221,11 @@ impl Call {
             ),
         }
     }
+}
+
+/// The answer of a [`Manage`] call that failed: `{"Err": why}`.
+pub fn refused(why: &str) -> Vec<u8> {
+    serde_json::to_vec(&Err::<(), _>(why)).expect("text encodes")
 }
 
 /// The JSON of `answer`.

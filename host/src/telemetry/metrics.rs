@@ -181,7 +181,7 @@ impl Metrics {
         for (outcome, histogram) in lock(&self.forwarded).iter() {
             histogram.render(&mut out, "waedge_forwarded_call_duration_seconds", &format!("outcome=\"{outcome}\""));
         }
-        out.push_str("# HELP waedge_device_state Device sessions, 1 for the state each is in.\n");
+        out.push_str("# HELP waedge_device_state Device sessions this node runs, 1 for the state each is in.\n");
         out.push_str("# TYPE waedge_device_state gauge\n");
         for (tenant, device, state) in devices {
             let _ = writeln!(

@@ -2127,7 +2127,8 @@ pub async fn fill(backend: &dyn Backend) {
         devices: vec![DeviceInfo::new(0, None), DeviceInfo::new(7, Some(2)).with_hosting(true)],
         timestamp: T0 + 2102,
         phash: Some("2:bW92ZWQ=".to_string()),
-        raw_id: Some(21),
+        // Past i32: the SQLite file holds it negative.
+        raw_id: Some(0x9000_0021),
     };
     b.update_device_list(list).await.must("update_device_list");
     b.put_group_metadata("120363000000002101@g.us", b"\x0a\x05moved").await.must("put_group_metadata");
