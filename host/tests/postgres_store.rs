@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::{Reply, SELF_PHONE, Waedge, admin_token, cli, cli_ok, device_nodes, read_events, world, write_config};
 use wa_sim::{SimConfig, WaSim};
+use waedge_e2e::guests::with_note;
 use waedge_test_postgres::Postgres;
 
 /// A password in the store URL: the test server trusts every connection and ignores it,
@@ -322,6 +323,69 @@ async fn an_admin_change_on_one_node_is_served_by_every_node_when_its_call_retur
     one.admin_expect(reqwest::Method::PUT, "/v1/tenants/acme/routes", &admin, route, 200).await;
     assert!(started.elapsed() < Duration::from_secs(2), "waited {:?} for a node that left", started.elapsed());
     one.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+async fn a_hot_swap_made_on_one_node_fails_no_request_on_another_and_switches_cleanly() {
+    let cluster = TwoNodes::start().await;
+    let (nodes, admin, token) = (&cluster.nodes, &cluster.admin, &cluster.token);
+    let hello = waedge_e2e::guests::get("hello-http");
+    let versions = [with_note(hello, "v1"), with_note(hello, "v2")];
+    // Both deployed on node 2, v1 last: v1 serves.
+    let mut served = Vec::new();
+    for version in versions.iter().rev() {
+        let deployed = nodes[1].deploy(admin, "acme", "hello", version.clone()).await;
+        served.push(deployed["sha256"].as_str().expect("the version's SHA-256").to_owned());
+    }
+    served.reverse();
+    let route = json!({ "prefix": "/hello", "component": "component:hello" });
+    nodes[1].admin_expect(reqwest::Method::PUT, "/v1/tenants/acme/routes", admin, route, 200).await;
+    let served_by = |reply: &reqwest::header::HeaderMap| {
+        let header = reply.get("x-waedge-component").and_then(|v| v.to_str().ok()).unwrap_or("none");
+        served.iter().position(|sha| header == format!("acme/hello@{}", &sha[..12]))
+    };
+
+    // Requests to node 1 all along, while node 2 swaps the version back and forth.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let (url, token, stop) = (format!("{}/hello", nodes[0].api), token.clone(), stop.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let mut replies = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let reply = http.get(&url).bearer_auth(&token).send().await.expect("node 1 answers");
+                    let (status, headers) = (reply.status().as_u16(), reply.headers().clone());
+                    replies.push((status, headers, reply.text().await.expect("a body")));
+                }
+                replies
+            })
+        })
+        .collect();
+    for swap in 0..10 {
+        let next = (swap + 1) % 2;
+        let activate = format!("/v1/tenants/acme/components/hello/versions/{}/activate", served[next]);
+        nodes[1].admin_expect(reqwest::Method::POST, &activate, admin, Value::Null, 200).await;
+        // Served on node 1 once the swap made on node 2 answered.
+        let after = reqwest::Client::new()
+            .get(format!("{}/hello", nodes[0].api))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("node 1 answers");
+        assert_eq!(served_by(after.headers()), Some(next), "swap {swap}: {:?}", after.headers());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut seen = [0usize; 2];
+    for client in clients {
+        for (status, headers, body) in client.await.expect("a client") {
+            assert_eq!((status, body.as_str()), (200, "Hello, world!\n"), "a request failed");
+            seen[served_by(&headers).unwrap_or_else(|| panic!("served by {headers:?}"))] += 1;
+        }
+    }
+    assert!(seen[0] > 0 && seen[1] > 0, "both versions served under load: {seen:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use waedge::runtime::builtin;
 use waedge_e2e::fixture::World;
+use waedge_e2e::guests::with_note;
 use waedge_e2e::server::{Reply, TestGateway, fixtures};
 use waedge_e2e::signing::signed_get;
 use waedge_e2e::tenants::{EVE, config};
@@ -21,21 +22,6 @@ use waedge_e2e::tenants::{EVE, config};
 async fn gateway() -> TestGateway {
     let world = World::load(&fixtures().join("world.toml")).expect("fixture world");
     TestGateway::start(&config(None), &world).await
-}
-
-/// `component` with a custom section carrying `note` appended: a new version (new hash)
-/// that behaves the same.
-fn with_note(component: &[u8], note: &str) -> Vec<u8> {
-    let name = b"note";
-    let mut payload = vec![name.len() as u8];
-    payload.extend_from_slice(name);
-    payload.extend_from_slice(note.as_bytes());
-    assert!(payload.len() < 128, "one-byte LEB128 size");
-    let mut bytes = component.to_vec();
-    bytes.push(0); // custom section id
-    bytes.push(payload.len() as u8);
-    bytes.extend_from_slice(&payload);
-    bytes
 }
 
 fn devices_api() -> Vec<u8> {
