@@ -654,6 +654,8 @@ async fn the_admin_api_of_any_node_logs_out_links_and_removes_a_device_another_n
         assert_eq!(gone.status, 404, "{}", gone.text);
     }
     assert_eq!(device_nodes(&configs[1], "acme").get("main"), None, "its lease is gone");
+    let log = two.stop();
+    assert!(!log.contains("not logged out of WhatsApp"), "node 1 logged it out, not node 2:\n{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

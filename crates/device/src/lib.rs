@@ -166,9 +166,16 @@ pub trait DeviceManager: Send + Sync + 'static {
     /// a linking in progress fails. Waits for an operation on the device under way (a linking
     /// starting its client), finishes even if the caller goes away, and may be called again
     /// after a failure: once it returns `Ok`, no client and no store of the device are left.
-    /// (A shared device this node does not run is not logged out: its state and lease are
-    /// deleted, and the node running it stops its client at its next turn.)
+    /// Refused for a shared device another node runs.
     async fn remove(&self, tenant: &str, device: &str) -> anyhow::Result<()>;
+
+    /// [`remove`](Self::remove) for a shared device whose node is gone (or cannot be asked):
+    /// its state and lease are deleted from here all the same — a node that still runs it
+    /// after all is refused its next write and stops its client at its next turn — but nobody
+    /// logs it out of WhatsApp. Where devices are not shared, `remove`.
+    async fn forget(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
+        self.remove(tenant, device).await
+    }
 
     /// Disconnects every session, flushing its state, and waits for them to stop.
     async fn shutdown(&self);

@@ -166,6 +166,21 @@ impl WhatsappDevices {
         operation(&self.operations, &key(tenant, device))
     }
 
+    /// Removes `device` of `tenant` (see [`Removal`]), in a task of its own, which finishes
+    /// even if the caller goes away: a removal cut short would leave a client running or a
+    /// store behind.
+    async fn removal(&self, tenant: &str, device: &str, forced: bool) -> anyhow::Result<()> {
+        let removal = Removal {
+            key: key(tenant, device),
+            forced,
+            storage: self.storage.clone(),
+            sessions: self.sessions.clone(),
+            operations: self.operations.clone(),
+            observer: self.observer.clone(),
+        };
+        tokio::spawn(removal.run()).await.context("removing the device session")?
+    }
+
     /// The open session of a device, taken once no other operation runs on it, with the
     /// operation lock that keeps it so.
     /// Refused (shared storage) when another node runs the device.
@@ -345,16 +360,11 @@ impl DeviceManager for WhatsappDevices {
     }
 
     async fn remove(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
-        let removal = Removal {
-            key: key(tenant, device),
-            storage: self.storage.clone(),
-            sessions: self.sessions.clone(),
-            operations: self.operations.clone(),
-            observer: self.observer.clone(),
-        };
-        // A task of its own, which finishes even if the caller goes away: a removal cut short
-        // would leave a client running or a store behind.
-        tokio::spawn(removal.run()).await.context("removing the device session")?
+        self.removal(tenant, device, false).await
+    }
+
+    async fn forget(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
+        self.removal(tenant, device, true).await
     }
 
     async fn shutdown(&self) {
@@ -392,6 +402,9 @@ const DELETE_RETRY: Duration = Duration::from_millis(200);
 /// Everything removing one device needs, so that it can run in a task of its own.
 struct Removal {
     key: Key,
+    /// Whether a shared device this node does not run is removed all the same (its node is
+    /// gone), rather than refused.
+    forced: bool,
     storage: Storage,
     sessions: Arc<Sessions>,
     operations: Arc<Operations>,
@@ -410,14 +423,15 @@ impl Removal {
         if let Storage::Shared(_) = &self.storage
             && !session.as_ref().is_some_and(|session| session.storage.owned())
         {
-            // Only the node running the device can log it out. Its state and lease go all the
-            // same, from here: the node running it, if one does, is refused its next write and
-            // stops its client at its next turn.
+            // Only the node running the device can log it out and stop its client. Forced (that
+            // node is gone), its state and lease go all the same, from here: a node that still
+            // runs it after all is refused its next write, and stops its client at its next turn.
+            anyhow::ensure!(self.forced, "device {}/{}: {NOT_OWNED}", self.key.0, self.key.1);
             tracing::warn!(
                 tenant = self.key.0,
                 device = self.key.1,
-                "removing a device this node does not run: it is not logged out of WhatsApp (remove it from the \
-                 phone's linked devices)"
+                "removing a device no node could be asked to log out: it is not logged out of WhatsApp (remove it \
+                 from the phone's linked devices)"
             );
         }
         if let Some(session) = &session {

@@ -77,8 +77,8 @@ async fn move_sessions(
     for (tenant, device) in linked {
         let moved = storage::move_from_file(&db, data_dir, tenant, device).await.with_context(|| {
             format!(
-                "moving the session of {tenant}/{device}: run this again to retry, or move {} away to link the \
-                 device again instead",
+                "moving the session of {tenant}/{device} (to leave it behind and link the device again instead, \
+                 move {} away and run this again)",
                 storage::file_in(data_dir, tenant, device).display()
             )
         })?;

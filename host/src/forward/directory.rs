@@ -80,7 +80,7 @@ impl Directory {
             .into_iter()
             .filter_map(|holding| Some((key(&holding.tenant, &holding.device), holding.owner?)))
             .collect();
-        let devices = devices
+        let mut devices: HashMap<Key, Entry> = devices
             .into_iter()
             .map(|record| {
                 let device = key(&record.tenant, &record.id);
@@ -96,6 +96,21 @@ impl Directory {
                 (device, Entry { held: owner.is_some(), address, status })
             })
             .collect();
+        // A device gone from the store whose lease a node still holds: where to ask that node
+        // to remove it.
+        for (device, owner) in owners {
+            if let std::collections::hash_map::Entry::Vacant(vacant) = devices.entry(device) {
+                let status = DeviceStatus {
+                    id: vacant.key().1.clone(),
+                    state: DeviceState::Connecting,
+                    jid: None,
+                    lid: None,
+                    push_name: None,
+                };
+                let address = addresses.get(&owner).cloned();
+                vacant.insert(Entry { held: true, address, status });
+            }
+        }
         *self.devices.lock().expect("directory lock") = devices;
         *read = Some(began);
         Ok(())

@@ -108,10 +108,7 @@ impl Forwarder {
             tracing::warn!(tenant, device, "reading which node runs each device: {e:#}");
         }
         let answer = answer.map_err(|e| match e {
-            Error::DeviceNotConnected(_) => anyhow::anyhow!(
-                "no node runs device {tenant}/{device} at the moment (it is new, or its node left): a node takes \
-                 it within seconds; try again then"
-            ),
+            Error::DeviceNotConnected(_) => anyhow::Error::new(NoNode { tenant: tenant.into(), device: device.into() }),
             Error::Timeout => anyhow::anyhow!(
                 "the call on device {tenant}/{device} got no answer from the node running it (timed out, or the \
                  connection failed): it may have been made; look at the device before trying again"
@@ -180,6 +177,20 @@ impl Forwarder {
         }
         (Err(not_connected(DeviceState::Connecting)), "not_here")
     }
+}
+
+/// Why a call on a device was not made: no node runs it (it is new, or its node left or
+/// cannot be reached).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no node runs device {tenant}/{device} at the moment (it is new, or its node left): a node takes it within \
+     seconds; try again then"
+)]
+pub struct NoNode {
+    /// The device's tenant.
+    pub tenant: String,
+    /// The device.
+    pub device: String,
 }
 
 /// A device session on a node of a cluster: this node's own session when it runs the device,
@@ -312,7 +323,8 @@ impl Forwarding {
     }
 
     /// A view of the linking of `device` of `tenant` at its owner, which stood at `first`:
-    /// kept as the owner sees it until it ends, or until nobody looks at it any more.
+    /// kept as the owner sees it until it ends, or until no view of it is left (the map's
+    /// went with a newer linking or the device's removal, and no event stream holds one).
     fn mirror(&self, (tenant, device): (&str, &str), first: LinkState) -> watch::Receiver<LinkState> {
         let key = (tenant.to_owned(), device.to_owned());
         let (view, mirrored) = watch::channel(first);
@@ -407,20 +419,23 @@ impl DeviceManager for Forwarding {
     }
 
     /// Removed by the node running the device, which logs it out of WhatsApp; by this one
-    /// when no node does or that node cannot be asked: its state and lease are deleted all
-    /// the same, but nobody logs it out (`inner` says so in the log).
+    /// when no node runs it or its node cannot be reached ([`NoNode`]): its state and lease
+    /// are deleted all the same, but nobody logs it out (`inner` says so in the log). Any
+    /// other failure (the node refused, or answered an error) is the answer.
     async fn remove(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
         self.mirrors.lock().expect("mirrors lock").remove(&(tenant.to_owned(), device.to_owned()));
         if self.inner.runs_here(tenant, device) {
             return self.inner.remove(tenant, device).await;
         }
         match self.forwarder.manage((tenant, device), Manage::Remove).await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                tracing::warn!(tenant, device, "removing the device at the node running it: {e:#}");
-                self.inner.remove(tenant, device).await
-            }
+            Err(e) if e.is::<NoNode>() => self.inner.forget(tenant, device).await,
+            answer => answer,
         }
+    }
+
+    async fn forget(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
+        self.mirrors.lock().expect("mirrors lock").remove(&(tenant.to_owned(), device.to_owned()));
+        self.inner.forget(tenant, device).await
     }
 
     async fn shutdown(&self) {
