@@ -82,6 +82,25 @@ impl Database {
     }
 }
 
+/// Runs `work` on `client` inside one transaction: committed if it succeeds, rolled back if
+/// it fails (its error then says what went wrong; a failed rollback would not).
+pub(crate) async fn in_transaction<T>(
+    client: &Client,
+    work: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    client.batch_execute("BEGIN").await?;
+    match work.await {
+        Ok(done) => {
+            client.batch_execute("COMMIT").await?;
+            Ok(done)
+        }
+        Err(e) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
 impl Connection {
     async fn open(config: &tokio_postgres::Config) -> Result<Connection, tokio_postgres::Error> {
         let (client, connection) = config.connect(NoTls).await?;

@@ -18,6 +18,7 @@ use wacore::store::Device;
 use wacore::store::traits::{AppStateSyncKey, AppSyncStore, DeviceStore};
 use whatsapp_rust_sqlite_storage::SqliteStore;
 
+use crate::database::in_transaction;
 use crate::{Database, Error};
 
 /// A table copied as it is: the columns read from the file (its device's rows, `?1`) and the
@@ -219,15 +220,7 @@ impl Database {
     /// take a turn runs it, on the session it had.
     pub async fn import(&self, tenant: &str, device: &str, state: &SqliteState) -> Result<(), Error> {
         let client = self.dedicated().await?;
-        client.batch_execute("BEGIN").await?;
-        match write(&client, tenant, device, state).await {
-            Ok(()) => Ok(client.batch_execute("COMMIT").await?),
-            Err(e) => {
-                // The import's error says what went wrong; a failed rollback would not.
-                let _ = client.batch_execute("ROLLBACK").await;
-                Err(e)
-            }
-        }
+        in_transaction(&client, write(&client, tenant, device, state)).await
     }
 }
 

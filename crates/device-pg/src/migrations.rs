@@ -174,15 +174,7 @@ const MIGRATIONS: &[&str] = &[r#"
 
 /// Applies the migrations `client`'s database lacks, in one transaction.
 pub(crate) async fn apply(client: &Client) -> Result<(), Error> {
-    client.batch_execute("BEGIN").await?;
-    match migrate(client).await {
-        Ok(()) => Ok(client.batch_execute("COMMIT").await?),
-        Err(e) => {
-            // The migration's error says what went wrong; a failed rollback would not.
-            let _ = client.batch_execute("ROLLBACK").await;
-            Err(e)
-        }
-    }
+    crate::database::in_transaction(client, migrate(client)).await
 }
 
 async fn migrate(client: &Client) -> Result<(), Error> {

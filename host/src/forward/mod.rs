@@ -81,7 +81,7 @@ impl Forwarder {
     async fn forward<T: DeserializeOwned>(&self, device: (&str, &str), call: Call) -> Result<T, Error> {
         let deadline = deadline::current().unwrap_or_else(|| Instant::now() + DEFAULT_DEADLINE);
         let started = Instant::now();
-        let (answer, outcome) = self.make(device, &call, deadline).await;
+        let (answer, outcome) = self.make(device, &call, call.sends(), deadline).await;
         if let Some(metrics) = self.metrics.get() {
             metrics.forwarded(outcome, started.elapsed());
         }
@@ -103,12 +103,20 @@ impl Forwarder {
     async fn manage<T: DeserializeOwned>(&self, (tenant, device): (&str, &str), manage: Manage) -> anyhow::Result<T> {
         let changes = manage.changes();
         let call = Call::Manage(manage);
-        let (answer, _) = self.make((tenant, device), &call, Instant::now() + MANAGE_DEADLINE).await;
+        let (answer, outcome) = self.make((tenant, device), &call, changes, Instant::now() + MANAGE_DEADLINE).await;
         if changes && let Err(e) = self.directory.refresh(Instant::now()).await {
             tracing::warn!(tenant, device, "reading which node runs each device: {e:#}");
         }
         let answer = answer.map_err(|e| match e {
-            Error::DeviceNotConnected(_) => anyhow::Error::new(NoNode { tenant: tenant.into(), device: device.into() }),
+            // Nobody holds the device, or its node cannot be reached (a node that answered,
+            // even "not here", is not gone).
+            _ if matches!(outcome, "no_owner" | "unreachable") => {
+                anyhow::Error::new(NoNode { tenant: tenant.into(), device: device.into() })
+            }
+            Error::DeviceNotConnected(_) => anyhow::anyhow!(
+                "the node running device {tenant}/{device} did not take the call (the nodes disagree on which runs \
+                 it for a moment): try again in a few seconds"
+            ),
             Error::Timeout => anyhow::anyhow!(
                 "the call on device {tenant}/{device} got no answer from the node running it (timed out, or the \
                  connection failed): it may have been made; look at the device before trying again"
@@ -122,11 +130,13 @@ impl Forwarder {
 
     /// Sends `call` on `device` of `tenant` to the node running it and returns its answer as
     /// it came, and how the call ended: asked again once when that node no longer runs it
-    /// (the directory is read again first), until `deadline`.
+    /// (the directory is read again first), until `deadline`. A call that `changes` the
+    /// device and lost its connection once it left may have been made: a timeout.
     async fn make(
         &self,
         (tenant, device): (&str, &str),
         call: &Call,
+        changes: bool,
         deadline: Instant,
     ) -> (Result<Bytes, Error>, &'static str) {
         for _ in 0..2 {
@@ -155,7 +165,7 @@ impl Forwarder {
                 }
                 // The owner may have made it (a send, a log-out …): as for a send whose request
                 // ran out of time, the caller looks before trying again.
-                Failed::Lost(reason) if call.changes() => {
+                Failed::Lost(reason) if changes => {
                     tracing::warn!(tenant, device, "forwarding a change to the device's node: {reason}");
                     return (Err(Error::Timeout), "lost");
                 }
@@ -431,11 +441,6 @@ impl DeviceManager for Forwarding {
             Err(e) if e.is::<NoNode>() => self.inner.forget(tenant, device).await,
             answer => answer,
         }
-    }
-
-    async fn forget(&self, tenant: &str, device: &str) -> anyhow::Result<()> {
-        self.mirrors.lock().expect("mirrors lock").remove(&(tenant.to_owned(), device.to_owned()));
-        self.inner.forget(tenant, device).await
     }
 
     async fn shutdown(&self) {

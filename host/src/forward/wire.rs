@@ -161,15 +161,6 @@ impl Call {
         matches!(self, Call::SendText { .. } | Call::StartLidVerification { .. })
     }
 
-    /// Whether the call changes something (a send, a log-out, a removal …): once it left, the
-    /// owner may have made it, and makes it to its end.
-    pub fn changes(&self) -> bool {
-        match self {
-            Call::Manage(manage) => manage.changes(),
-            call => call.sends(),
-        }
-    }
-
     /// The call sending `message`.
     pub fn send_text(message: &TextMessage) -> Call {
         Call::SendText {
