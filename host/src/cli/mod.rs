@@ -16,6 +16,7 @@ use waedge_store::admin::AdminScope;
 use waedge_store::token::TokenHash;
 
 use crate::config::Config;
+use crate::telemetry::log::LogWriter;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
@@ -140,15 +141,18 @@ pub struct Connection {
 /// The `waedge` command: sets up logging to standard error, parses the command line and runs
 /// the command; an error is printed as one line.
 ///
-/// Log lines (an access line per request among them) are handed to a thread of their own that
-/// writes them to standard error: a request never waits on the write, nor on another's (the
-/// load benchmark found a tenth of the gateway's CPU in writes and context switches behind
-/// standard error's lock). Should the thread fall behind by 128k lines, logging waits for it:
-/// no line is dropped. What is still queued is written when the command returns, before its
-/// error; a `kill -9` loses the lines of the last moments that were not written yet.
+/// Log lines (an access line per request among them) are written to standard error in
+/// batches by a thread of their own ([`LogWriter`]): a request never waits on the write, and
+/// never wakes the thread. No line is dropped; what is still waiting is written when the
+/// command returns, before its error, and by the panic hook before a panic aborts.
 pub fn main() -> ExitCode {
-    let (writer, written) =
-        tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(std::io::stderr());
+    let (writer, written) = LogWriter::new(std::io::stderr());
+    let panicking = writer.clone();
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |panic| {
+        panicking.write_pending();
+        report(panic);
+    }));
     tracing_subscriber::fmt()
         .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal())
