@@ -1,7 +1,8 @@
 //! Process metrics in the Prometheus text format, served by the admin API at `/metrics`.
 //!
-//! Counters and histograms live behind one mutex each and are updated once per request;
-//! device states are read from the sessions at scrape time.
+//! Counters and histograms live behind one mutex each and are updated once per request (a
+//! request's series are looked up, not rebuilt: the first request of a series allocates its
+//! labels); device states are read from the sessions at scrape time.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -45,6 +46,14 @@ impl Histogram {
     }
 }
 
+/// The requests one tenant, route and component served: how many of each status, and how
+/// long they took.
+#[derive(Default)]
+struct Requests {
+    by_status: BTreeMap<u16, u64>,
+    latency: Histogram,
+}
+
 /// Which tenant, route and component served a request.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Served {
@@ -66,8 +75,7 @@ impl Served {
 /// The gateway's metrics.
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(Served, u16), u64>>,
-    latency: Mutex<BTreeMap<Served, Histogram>>,
+    requests: Mutex<BTreeMap<Served, Requests>>,
     instantiation: Mutex<BTreeMap<String, Histogram>>,
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
@@ -80,8 +88,13 @@ impl Metrics {
     /// may answer any code up to 999) is counted as 0, so components cannot mint series.
     pub fn request(&self, served: &Served, status: u16, elapsed: Duration) {
         let status = if (100..=599).contains(&status) { status } else { 0 };
-        *lock(&self.requests).entry((served.clone(), status)).or_default() += 1;
-        lock(&self.latency).entry(served.clone()).or_default().observe(elapsed);
+        let mut requests = lock(&self.requests);
+        if !requests.contains_key(served) {
+            requests.insert(served.clone(), Requests::default());
+        }
+        let series = requests.get_mut(served).expect("inserted above");
+        *series.by_status.entry(status).or_default() += 1;
+        series.latency.observe(elapsed);
     }
 
     /// Records how long instantiating `component` took.
@@ -105,11 +118,10 @@ impl Metrics {
     /// not pile up with redeploys. Requests no tenant or no route took are kept.
     pub fn retire(&self, serves: impl Fn(&str, &str) -> bool) {
         let kept = |served: &Served| served.component == "-" || serves(&served.tenant, &served.component);
-        lock(&self.requests).retain(|(served, _), _| kept(served));
-        lock(&self.latency).retain(|served, _| kept(served));
+        lock(&self.requests).retain(|served, _| kept(served));
         lock(&self.violations).retain(|(tenant, component, _), _| serves(tenant, component));
         let live: std::collections::BTreeSet<String> =
-            lock(&self.latency).keys().map(|s| s.component.clone()).collect();
+            lock(&self.requests).keys().map(|s| s.component.clone()).collect();
         lock(&self.instantiation).retain(|component, _| live.contains(component) || serves("", component));
     }
 
@@ -125,14 +137,18 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP waedge_requests_total Requests served, by tenant, route, component and status.\n");
         out.push_str("# TYPE waedge_requests_total counter\n");
-        for ((served, status), count) in lock(&self.requests).iter() {
-            let _ = writeln!(out, "waedge_requests_total{{{},status=\"{status}\"}} {count}", labels(served));
+        let requests = lock(&self.requests);
+        for (served, series) in requests.iter() {
+            for (status, count) in &series.by_status {
+                let _ = writeln!(out, "waedge_requests_total{{{},status=\"{status}\"}} {count}", labels(served));
+            }
         }
         out.push_str("# HELP waedge_request_duration_seconds Request latency, by tenant, route and component.\n");
         out.push_str("# TYPE waedge_request_duration_seconds histogram\n");
-        for (served, histogram) in lock(&self.latency).iter() {
-            histogram.render(&mut out, "waedge_request_duration_seconds", &labels(served));
+        for (served, series) in requests.iter() {
+            series.latency.render(&mut out, "waedge_request_duration_seconds", &labels(served));
         }
+        drop(requests);
         out.push_str("# HELP waedge_component_instantiation_seconds Time to instantiate a component for a request.\n");
         out.push_str("# TYPE waedge_component_instantiation_seconds histogram\n");
         for (component, histogram) in lock(&self.instantiation).iter() {
