@@ -143,16 +143,11 @@ pub struct Connection {
 ///
 /// Log lines (an access line per request among them) are written to standard error in
 /// batches by a thread of their own ([`LogWriter`]): a request never waits on the write, and
-/// never wakes the thread. No line is dropped; what is still waiting is written when the
-/// command returns, before its error, and by the panic hook before a panic aborts.
+/// wakes the thread only when it is idle. No line is dropped; what is still waiting is written
+/// when the command returns (a panic of the main thread unwinds to here too), before its
+/// error.
 pub fn main() -> ExitCode {
     let (writer, written) = LogWriter::new(std::io::stderr());
-    let panicking = writer.clone();
-    let report = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |panic| {
-        panicking.write_pending();
-        report(panic);
-    }));
     tracing_subscriber::fmt()
         .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal())

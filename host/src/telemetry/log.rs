@@ -10,15 +10,16 @@
 //! [`BATCH_WAIT`] for more and writes them all with one call.
 //!
 //! No line is dropped: when [`MAX_PENDING`] bytes wait for the output, loggers wait for the
-//! writer. [`Flush`] (held by `main`) writes what is left when the command ends, and
-//! [`LogWriter::write_pending`] from the panic hook writes it before a panic aborts the process; lines
-//! logged after the end go to the output directly. Only a `kill -9` loses the last
-//! [`BATCH_WAIT`] of lines.
+//! writer. [`Flush`] (held by `main`) writes what is left when the command ends, waiting up
+//! to [`END_WAIT`] for an output that does not take it (a pipe nobody reads must not keep
+//! the process from exiting); lines logged after the end go to the output directly, after
+//! the last batch. A `kill -9` loses what was not written yet: the last [`BATCH_WAIT`] of
+//! lines while the output keeps up.
 
 use std::io::{self, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -28,14 +29,17 @@ pub const BATCH_WAIT: Duration = Duration::from_millis(10);
 /// How many bytes of lines may wait for the output before loggers wait for the writer.
 pub const MAX_PENDING: usize = 8 << 20;
 
+/// How long the end of the command waits for the last lines to be written.
+pub const END_WAIT: Duration = Duration::from_secs(5);
+
 /// The loggers' side: a [`MakeWriter`] for `tracing-subscriber`, cheap to clone.
 #[derive(Clone)]
 pub struct LogWriter {
     shared: Arc<Shared>,
 }
 
-/// The writer thread's handle: dropping it writes every line still waiting and stops the
-/// thread.
+/// The writer thread's handle: dropping it writes every line still waiting (within
+/// [`END_WAIT`]) and stops the thread.
 pub struct Flush {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
@@ -95,7 +99,7 @@ impl Write for &LogWriter {
         }
         if pending.ended {
             drop(pending);
-            return lock(&shared.output).write(line);
+            return lock(&shared.output).write_all(line).map(|()| line.len());
         }
         let quiet = pending.lines.is_empty();
         pending.lines.extend_from_slice(line);
@@ -108,17 +112,6 @@ impl Write for &LogWriter {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
-    }
-}
-
-impl LogWriter {
-    /// Writes the lines waiting, from the calling thread: for the panic hook, before a panic
-    /// aborts the process. Gives up rather than wait if another thread holds the lines.
-    pub fn write_pending(&self) {
-        let Ok(mut pending) = self.shared.pending.try_lock() else { return };
-        let lines = std::mem::take(&mut pending.lines);
-        drop(pending);
-        self.shared.write(&lines);
     }
 }
 
@@ -144,15 +137,20 @@ impl Shared {
                 let gathered = self.arrived.wait_timeout_while(pending, self.batch_wait, |pending| !pending.ended);
                 pending = gathered.map_or_else(|p| p.into_inner().0, |(pending, _)| pending);
             }
-            let ended = pending.ended;
             std::mem::swap(&mut batch, &mut pending.lines);
+            if pending.ended {
+                // Taken before the lines are let go: a line logged after the end, which goes
+                // to the output directly, comes after the last batch.
+                let mut output = lock(&self.output);
+                drop(pending);
+                self.room.notify_all();
+                let _ = output.write_all(&batch).and_then(|()| output.flush());
+                return;
+            }
             drop(pending);
             self.room.notify_all();
             self.write(&batch);
             batch.clear();
-            if ended {
-                return;
-            }
         }
     }
 
@@ -168,7 +166,12 @@ impl Drop for Flush {
         lock(&self.shared.pending).ended = true;
         self.shared.arrived.notify_one();
         self.shared.room.notify_all();
-        if let Some(thread) = self.thread.take() {
+        let Some(thread) = self.thread.take() else { return };
+        let deadline = Instant::now() + END_WAIT;
+        while !thread.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if thread.is_finished() {
             let _ = thread.join();
         }
     }
@@ -181,7 +184,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use std::sync::mpsc;
-    use std::time::Instant;
 
     use super::*;
 
@@ -279,8 +281,14 @@ mod tests {
         let (release, held) = mpsc::channel();
         let output = Output::default();
         let (writer, flush) = LogWriter::with_limits(Held(held, output.clone()), 64, BATCH_WAIT);
+        let pending = writer.shared.clone();
         let logger = std::thread::spawn(move || (0..100).for_each(|n| log(&writer, &format!("line {n:04}\n"))));
-        std::thread::sleep(Duration::from_millis(100));
+        let started = Instant::now();
+        while lock(&pending.pending).lines.len() < 64 {
+            assert!(started.elapsed() < Duration::from_secs(10), "the lines did not pile up");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(50));
         assert!(!logger.is_finished(), "the logger waits while 64 bytes are pending and the output is held");
         drop(release);
         logger.join().unwrap();
@@ -290,15 +298,35 @@ mod tests {
     }
 
     #[test]
-    fn write_pending_writes_the_waiting_lines_from_the_calling_thread() {
+    fn the_end_writes_what_is_waiting_without_waiting_out_the_gathering() {
         let output = Output::default();
-        // The writer thread would gather lines for an hour: only the call writes them.
+        // The writer thread would gather lines for an hour: the end cuts it short.
         let (writer, flush) = LogWriter::with_limits(output.clone(), MAX_PENDING, Duration::from_secs(3600));
-        log(&writer, "before a panic\n");
-        writer.write_pending();
-        assert_eq!(output.text(), "before a panic\n");
-        log(&writer, "and at the end\n");
+        log(&writer, "the last line\n");
+        let ended = Instant::now();
         drop(flush);
-        assert_eq!(output.text(), "before a panic\nand at the end\n", "the end does not wait out the gathering");
+        assert!(ended.elapsed() < END_WAIT, "the end waited for the gathering");
+        assert_eq!(output.text(), "the last line\n");
+    }
+
+    #[test]
+    fn the_end_gives_up_on_an_output_that_takes_nothing() {
+        /// An output that never returns from a write.
+        struct Stuck;
+        impl Write for Stuck {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                loop {
+                    std::thread::park();
+                }
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let (writer, flush) = LogWriter::with_limits(Stuck, MAX_PENDING, Duration::from_millis(1));
+        log(&writer, "never written\n");
+        let ended = Instant::now();
+        drop(flush);
+        assert!(ended.elapsed() < END_WAIT * 2, "the end did not give up after {END_WAIT:?}");
     }
 }
