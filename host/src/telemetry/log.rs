@@ -138,26 +138,20 @@ impl Shared {
                 pending = gathered.map_or_else(|p| p.into_inner().0, |(pending, _)| pending);
             }
             std::mem::swap(&mut batch, &mut pending.lines);
-            if pending.ended {
-                // Taken before the lines are let go: a line logged after the end, which goes
-                // to the output directly, comes after the last batch.
-                let mut output = lock(&self.output);
-                drop(pending);
-                self.room.notify_all();
-                let _ = output.write_all(&batch).and_then(|()| output.flush());
-                return;
-            }
+            let ended = pending.ended;
+            // The output is taken before the lines are let go: a line logged after the end,
+            // which goes to the output directly, comes after the last batch.
+            let mut output = lock(&self.output);
             drop(pending);
             self.room.notify_all();
-            self.write(&batch);
+            // A log that cannot be written has nowhere to say so.
+            let _ = output.write_all(&batch).and_then(|()| output.flush());
+            drop(output);
+            if ended {
+                return;
+            }
             batch.clear();
         }
-    }
-
-    /// Writes `lines` to the output. A log that cannot be written has nowhere to say so.
-    fn write(&self, lines: &[u8]) {
-        let mut output = lock(&self.output);
-        let _ = output.write_all(lines).and_then(|()| output.flush());
     }
 }
 
@@ -187,7 +181,7 @@ mod tests {
 
     use super::*;
 
-    /// An output whose bytes the test reads, and that can be held still.
+    /// An output whose bytes, and how many writes brought them, the test reads.
     #[derive(Clone, Default)]
     struct Output {
         bytes: Arc<Mutex<Vec<u8>>>,
@@ -210,6 +204,17 @@ mod tests {
         fn text(&self) -> String {
             String::from_utf8(self.bytes.lock().unwrap().clone()).unwrap()
         }
+    }
+
+    /// Whether dropping `flush` returns within `limit` (the drop goes on in a thread of its
+    /// own if it does not, so that the test fails instead of hanging).
+    fn ends_within(flush: Flush, limit: Duration) -> bool {
+        let ending = std::thread::spawn(move || drop(flush));
+        let started = Instant::now();
+        while !ending.is_finished() && started.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        ending.is_finished()
     }
 
     fn log(writer: &LogWriter, line: &str) {
@@ -303,9 +308,7 @@ mod tests {
         // The writer thread would gather lines for an hour: the end cuts it short.
         let (writer, flush) = LogWriter::with_limits(output.clone(), MAX_PENDING, Duration::from_secs(3600));
         log(&writer, "the last line\n");
-        let ended = Instant::now();
-        drop(flush);
-        assert!(ended.elapsed() < END_WAIT, "the end waited for the gathering");
+        assert!(ends_within(flush, END_WAIT), "the end waited for the gathering");
         assert_eq!(output.text(), "the last line\n");
     }
 
@@ -325,8 +328,6 @@ mod tests {
         }
         let (writer, flush) = LogWriter::with_limits(Stuck, MAX_PENDING, Duration::from_millis(1));
         log(&writer, "never written\n");
-        let ended = Instant::now();
-        drop(flush);
-        assert!(ended.elapsed() < END_WAIT * 2, "the end did not give up after {END_WAIT:?}");
+        assert!(ends_within(flush, END_WAIT * 2), "the end did not give up after {END_WAIT:?}");
     }
 }
