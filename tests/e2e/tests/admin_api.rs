@@ -327,8 +327,10 @@ async fn devices_and_routes_change_what_is_served() {
     );
     let main = gw.admin(Method::GET, "/v1/tenants/globex/devices/main", Value::Null).await;
     assert_eq!(main.json["state"], "connected", "{}", main.text);
+    // The list is each device as it is shown alone (live state, linking), in id order.
+    let second = gw.admin(Method::GET, "/v1/tenants/globex/devices/second", Value::Null).await;
     let listed = gw.admin(Method::GET, "/v1/tenants/globex/devices", Value::Null).await;
-    assert_eq!(listed.json["devices"].as_array().unwrap().len(), 2);
+    assert_eq!(listed.json, json!({ "devices": [main.json, second.json] }), "{}", listed.text);
     // Fixture devices are linked by their world file; a connected device is not linked again.
     assert_error(&gw.admin(Method::POST, "/v1/tenants/globex/devices/main/link", Value::Null).await, 409, "CONFLICT");
     assert_error(
