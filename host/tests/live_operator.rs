@@ -83,15 +83,28 @@ impl Operator {
         self
     }
 
-    /// Stops the gateway and checks the log of every gateway this operator ran: access lines,
-    /// and no token.
+    /// Stops the gateway and checks the log of every gateway this operator ran: a line per
+    /// request to either listener, with its status and time, and no token.
     fn finish(self) {
         let log = self.log + &self.waedge.stop();
         for secret in [&self.token, &self.admin_token] {
             assert!(!log.contains(secret.as_str()), "a token appears in the log");
         }
-        assert!(log.contains("waedge::access"), "the log has access lines: {log}");
+        for target in ["waedge::access", "waedge::admin"] {
+            assert!(log.lines().any(|line| is_request_line(line, target)), "no {target} request lines in: {log}");
+        }
     }
+}
+
+/// Whether `line` is a request line of `target`: `… target: method=… path="…" … status=200 micros=…`.
+fn is_request_line(line: &str, target: &str) -> bool {
+    let Some((_, fields)) = line.split_once(&format!(" {target}: method=")) else { return false };
+    let number = |field: Option<&str>, name: &str| {
+        field.and_then(|f| f.strip_prefix(name)).is_some_and(|n| n.parse::<u64>().is_ok())
+    };
+    let mut last = fields.rsplit(' ');
+    let micros = last.next();
+    fields.contains(" path=\"/") && number(last.next(), "status=") && number(micros, "micros=")
 }
 
 /// Asserts a 200 and returns the body's `data`.

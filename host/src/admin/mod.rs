@@ -25,7 +25,7 @@ pub mod webhooks;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -343,6 +343,7 @@ impl Admin {
 
 impl Handler for Admin {
     async fn handle(&self, request: Request<RequestBody>) -> Response<ResponseBody> {
+        let started = Instant::now();
         let method = request.method().clone();
         let path = request.uri().path().to_string();
         // On a task of its own: a client that goes away cannot stop a call half-way (a change
@@ -353,7 +354,8 @@ impl Handler for Admin {
             Err(Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "the call failed; see the server log"))
         });
         let response = answer.unwrap_or_else(Failure::into_response);
-        tracing::info!(target: "waedge::admin", %method, path, status = response.status().as_u16());
+        let (status, micros) = (response.status().as_u16(), started.elapsed().as_micros() as u64);
+        tracing::info!(target: "waedge::admin", %method, path, status, micros);
         response
     }
 }
