@@ -89,6 +89,12 @@ impl Gateway {
         succeeded(reply.status, &reply.text, reply.json, &format!("{method} {path}"))
     }
 
+    /// The URL of `path` on the admin listener and an admin token, for calls made away from the
+    /// bench's runtime.
+    pub fn admin_call(&self, path: &str) -> (String, String) {
+        (format!("{}{path}", self.waedge.admin), self.admin_token.clone())
+    }
+
     /// Creates a tenant with the benchmark [`limits`].
     pub async fn create_tenant(&self, tenant: &str) {
         self.admin(Method::POST, "/v1/tenants", json!({ "id": tenant, "limits": limits(json!({})) })).await;
