@@ -146,6 +146,11 @@ pub trait DeviceManager: Send + Sync + 'static {
     /// since its session opened.
     fn linking(&self, tenant: &str, device: &str) -> Option<watch::Receiver<LinkState>>;
 
+    /// The linking of `device` of `tenant` that is still going, if any.
+    fn linking_now(&self, tenant: &str, device: &str) -> Option<watch::Receiver<LinkState>> {
+        self.linking(tenant, device).filter(|view| !view.borrow().is_final())
+    }
+
     /// How many WhatsApp clients run now, one per session that is connected, connecting or
     /// linking. A device without one neither reconnects nor links by itself.
     fn clients_running(&self) -> usize;

@@ -193,7 +193,7 @@ async fn start_qr(admin: &Admin, tenant: &str, device: &str) -> Result<watch::Re
 
 /// The linking of the device that is still going, if any.
 fn in_progress(admin: &Admin, tenant: &str, device: &str) -> Option<watch::Receiver<LinkState>> {
-    admin.gateway.devices().linking(tenant, device).filter(|watch| !watch.borrow().is_final())
+    admin.gateway.devices().linking_now(tenant, device)
 }
 
 /// Logs out and closes the session of a device about to be deleted.

@@ -132,8 +132,7 @@ impl Manage {
         }
         match self {
             Manage::LinkQr => {
-                let going = devices.linking(tenant, device).filter(|view| !view.borrow().is_final());
-                let view = match going {
+                let view = match devices.linking_now(tenant, device) {
                     Some(view) => Ok(view),
                     None => devices.link_qr(tenant, device).await,
                 };
