@@ -146,7 +146,8 @@ pub trait DeviceManager: Send + Sync + 'static {
     /// since its session opened.
     fn linking(&self, tenant: &str, device: &str) -> Option<watch::Receiver<LinkState>>;
 
-    /// The linking of `device` of `tenant` that is still going, if any.
+    /// The linking of `device` of `tenant` that is still going, if any. Answered through
+    /// [`DeviceManager::linking`]: a manager that wraps another passes it on by that.
     fn linking_now(&self, tenant: &str, device: &str) -> Option<watch::Receiver<LinkState>> {
         self.linking(tenant, device).filter(|view| !view.borrow().is_final())
     }

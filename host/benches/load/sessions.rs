@@ -31,6 +31,8 @@ const MOST_IN_A_SECOND: f64 = 0.15;
 const ADMIN_STALL: f64 = 3.0;
 /// Admin device lists asked for, one every [`POLL`], for the idle baseline.
 const IDLE_LISTS: usize = 10;
+/// How long an admin device list may take before the run fails.
+const LIST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs the scenario on a fresh gateway.
 pub async fn run(sim: &mut Sim, sizes: &Sizes) -> Table {
@@ -135,7 +137,8 @@ async fn reconnects(gateway: &Gateway, total: usize, deadline: Duration) -> (Has
 
 /// Asks for the admin device list (which reads the store the reconnecting sessions write their
 /// states to, and each session's live state), [`POLL`] apart, `lists` times or (`None`) until
-/// `stop`; each answer must list the tenant's `devices`. Returns the slowest answer's time.
+/// `stop`; each answer must list the tenant's `devices`. Returns the slowest answer's time,
+/// from the request to the last byte of its answer.
 ///
 /// From a thread of its own, with its own runtime and connection: the bench's runtime also runs
 /// wa-sim, and its thousand handshakes during the reconnect held up the reading of the
@@ -152,19 +155,24 @@ fn time_device_lists(
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
         runtime.block_on(async {
-            let client = reqwest::Client::new();
+            let client = reqwest::Client::builder().timeout(LIST_TIMEOUT).build().expect("an HTTP client");
             let (mut slowest, mut answered) = (Duration::ZERO, 0);
             while !stop.load(Ordering::Relaxed) && lists.is_none_or(|n| answered < n) {
                 let asked = Instant::now();
-                let reply = client.get(&url).bearer_auth(&token).send().await;
-                let list: Value = match reply.and_then(reqwest::Response::error_for_status) {
-                    Ok(reply) => serde_json::from_slice(&reply.bytes().await.expect("the device list"))
-                        .expect("the device list is JSON"),
-                    Err(e) => panic!("GET {DEVICE_LIST}: {e}; see target/bench/{LOG}"),
+                let reply =
+                    client.get(&url).bearer_auth(&token).send().await.and_then(reqwest::Response::error_for_status);
+                let body = match reply {
+                    Ok(reply) => reply.bytes().await,
+                    Err(e) => Err(e),
                 };
+                let body = body.unwrap_or_else(|e| panic!("GET {DEVICE_LIST}: {e}; see target/bench/{LOG}"));
                 slowest = slowest.max(asked.elapsed());
+                let list: Value = serde_json::from_slice(&body).expect("the device list is JSON");
                 let listed = list["devices"].as_array().map_or(0, Vec::len);
-                assert_eq!(listed, devices, "GET {DEVICE_LIST} listed {listed} devices, not {devices}");
+                assert_eq!(
+                    listed, devices,
+                    "GET {DEVICE_LIST} listed {listed} devices, not {devices}; see target/bench/{LOG}"
+                );
                 answered += 1;
                 tokio::time::sleep(POLL).await;
             }
