@@ -174,12 +174,8 @@ fn time_device_lists(
 /// devices, and returns how long its answer took to arrive, to its last byte.
 async fn list_once(client: &reqwest::Client, (url, token): (&str, &str), devices: usize) -> Duration {
     let asked = Instant::now();
-    let reply = client.get(url).bearer_auth(token).send().await.and_then(reqwest::Response::error_for_status);
-    let body = match reply {
-        Ok(reply) => reply.bytes().await,
-        Err(e) => Err(e),
-    };
-    let body = body.unwrap_or_else(|e| panic!("GET {DEVICE_LIST}: {e}; see target/bench/{LOG}"));
+    let body = async { client.get(url).bearer_auth(token).send().await?.error_for_status()?.bytes().await };
+    let body = body.await.unwrap_or_else(|e| panic!("GET {DEVICE_LIST}: {e}; see target/bench/{LOG}"));
     let took = asked.elapsed();
     let list: Value = serde_json::from_slice(&body).expect("the device list is JSON");
     let listed = list["devices"].as_array().map_or(0, Vec::len);

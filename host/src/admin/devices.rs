@@ -16,8 +16,9 @@ use waedge_device::link::{LinkState, first_news};
 use waedge_store::DeviceRecord;
 use waedge_store::devices::recorded_state;
 
-use super::{Admin, Answer, Call, Failure, json, no_content, no_endpoint, respond};
 use crate::tenancy::Tenants;
+
+use super::{Admin, Answer, Call, Failure, json, no_content, no_endpoint, respond};
 
 /// How long `POST …/link` waits for the first QR code.
 const FIRST_CODE_TIMEOUT: Duration = Duration::from_secs(30);
