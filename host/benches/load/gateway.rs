@@ -179,12 +179,29 @@ impl Gateway {
             .unwrap_or_else(|| panic!("no VmRSS in /proc/{}/status: has waedge exited?", self.pid));
         kib * 1024.0 / 1e6
     }
+
+    /// The CPU time the process has used so far, user and system, in clock ticks (`USER_HZ`:
+    /// 100 a second on Linux).
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();
+        // The fields after the command's name (which may hold spaces) in parentheses start
+        // with the third, the state: `utime` and `stime`, the 14th and 15th, are the 12th and
+        // 13th of them.
+        let fields: Vec<&str> =
+            stat.rsplit_once(')').map_or_else(Vec::new, |(_, rest)| rest.split_whitespace().collect());
+        let ticks = |i: usize| fields.get(i).and_then(|field| field.parse::<u64>().ok());
+        match (ticks(11), ticks(12)) {
+            (Some(user), Some(system)) => user + system,
+            _ => panic!("no CPU times in /proc/{}/stat: has waedge exited?", self.pid),
+        }
+    }
 }
 
 impl Drop for Gateway {
-    /// When the run fails, keeps the gateway's log for the one-line failure to point to.
+    /// When the run fails (or with `WAEDGE_BENCH_KEEP_LOG` set, always), keeps the gateway's log for
+    /// the one-line failure to point to (or to read its timings).
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os("WAEDGE_BENCH_KEEP_LOG").is_some() {
             let path = report::output(LOG);
             match std::fs::write(&path, self.waedge.log()) {
                 Ok(()) => eprintln!("load bench: waedge's log is in {}", path.display()),
