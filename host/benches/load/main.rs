@@ -22,7 +22,10 @@
 //! messages`. Every run fails on a lost, duplicated or reordered event and on a failed send.
 //!
 //! The report goes to `target/bench/report.md` (`report-smoke.md` for a smoke run; the names of
-//! a run of chosen scenarios end with their arguments: `report-messages.md`).
+//! a run of chosen scenarios end with their arguments: `report-messages.md`). A failed run
+//! keeps the log of the gateway it failed on in `target/bench/waedge.log`; with
+//! `WAEDGE_BENCH_KEEP_LOG` set, every run keeps its last gateway's log there, whose lines say
+//! how long the gateway itself took to answer each call (`micros`).
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
