@@ -73,9 +73,8 @@ pub async fn run(sim: &mut Sim, sizes: &Sizes) -> Table {
     stop.store(true, Ordering::Relaxed);
     let reconnecting = finish(lists).await;
     // Like with like: the slowest of as many lists, asked for the same way, once the devices
-    // are back and the gateway idle (the sessions do work of their own for a while after they
-    // reconnect). The slowest of more answers is slower by chance alone (BENCHMARKS.md,
-    // 2026-12-07 15:30).
+    // are back and the gateway has fallen quiet; the slowest of more answers is slower by
+    // chance alone (BENCHMARKS.md, the runs of 2026-12-07 15:15–15:46).
     let quiet = quiet(&gateway).await;
     let idle_lists = finish(time_device_lists(&gateway, linked, Some(reconnecting.len().max(1)), Arc::default())).await;
     let slowest = |times: &[Duration]| times.iter().copied().max().unwrap_or_default();
