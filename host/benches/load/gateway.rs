@@ -198,8 +198,8 @@ impl Gateway {
 }
 
 impl Drop for Gateway {
-    /// When the run fails (or with `WAEDGE_BENCH_KEEP_LOG` set, always), keeps the gateway's log for
-    /// the one-line failure to point to (or to read its timings).
+    /// When the run fails (or, with `WAEDGE_BENCH_KEEP_LOG` set, always), keeps the gateway's
+    /// log for the one-line failure to point to (or to read its timings).
     fn drop(&mut self) {
         if std::thread::panicking() || std::env::var_os("WAEDGE_BENCH_KEEP_LOG").is_some() {
             let path = report::output(LOG);
