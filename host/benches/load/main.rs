@@ -67,6 +67,10 @@ pub struct Sizes {
     pub settle: Duration,
     /// How long scenario 3 waits for every device to come back after the outage.
     pub reconnect_deadline: Duration,
+    /// Idle admin device lists scenario 3 asks for before the outage: at least as many as it
+    /// answers during the outage and the reconnect (one every 100 ms), which are compared
+    /// with as many of them.
+    pub idle_lists: usize,
     /// Texts from WhatsApp in scenario 6, to each of its two devices.
     pub texts: usize,
     /// Sends, and lookups, in scenario 7.
@@ -89,6 +93,7 @@ const FULL: Sizes = Sizes {
     tenants: 100,
     settle: Duration::from_secs(5),
     reconnect_deadline: Duration::from_secs(120),
+    idle_lists: 100,
     texts: 800,
     sends: 2_000,
     send_clients: 16,
@@ -104,6 +109,7 @@ const SMOKE: Sizes = Sizes {
     tenants: 3,
     settle: Duration::from_secs(1),
     reconnect_deadline: Duration::from_secs(30),
+    idle_lists: 50,
     texts: 8,
     sends: 20,
     send_clients: 4,
