@@ -183,17 +183,8 @@ impl Gateway {
     /// The CPU time the process has used so far, user and system, in clock ticks (`USER_HZ`:
     /// 100 a second on Linux).
     pub fn cpu_ticks(&self) -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();
-        // The fields after the command's name (which may hold spaces) in parentheses start
-        // with the third, the state: `utime` and `stime`, the 14th and 15th, are the 12th and
-        // 13th of them.
-        let fields: Vec<&str> =
-            stat.rsplit_once(')').map_or_else(Vec::new, |(_, rest)| rest.split_whitespace().collect());
-        let ticks = |i: usize| fields.get(i).and_then(|field| field.parse::<u64>().ok());
-        match (ticks(11), ticks(12)) {
-            (Some(user), Some(system)) => user + system,
-            _ => panic!("no CPU times in /proc/{}/stat: has waedge exited?", self.pid),
-        }
+        waedge_e2e::process::cpu_ticks(&self.pid.to_string())
+            .unwrap_or_else(|| panic!("no CPU times in /proc/{}/stat: has waedge exited?", self.pid))
     }
 }
 

@@ -6,6 +6,7 @@
 //! - [`host`]: a gateway called in-process, on a runtime of the test's choosing;
 //! - [`live`]: a gateway on the real device layer against wa-sim, a WhatsApp server on loopback;
 //! - [`log`]: the host's log, for tests that read it;
+//! - [`process`]: what the kernel says of a process (its CPU time);
 //! - [`fixture`]: a [`DeviceSession`](waedge_device::DeviceSession) answering from a fixture
 //!   file, standing in for a linked phone;
 //! - [`server`]: a real waedge gateway and admin API on loopback ports, and a small HTTP
@@ -21,6 +22,7 @@ pub mod guests;
 pub mod host;
 pub mod live;
 pub mod log;
+pub mod process;
 pub mod server;
 pub mod signing;
 pub mod stub;

@@ -10,22 +10,13 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 use waedge_e2e::fixture::World;
+use waedge_e2e::process::cpu_ticks;
 use waedge_e2e::server::{Neighbour, TestGateway, fixtures};
 use waedge_e2e::tenants::{ALICE, EVE, config};
 
-/// CPU time this process has used, user and system, from `/proc/self/stat` (in the kernel's
-/// user-visible clock ticks, 100 a second on Linux).
+/// CPU time this process has used, user and system (clock ticks of 10 ms on Linux).
 fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat (Linux)");
-    // Fields after the command name, which is in parentheses and may hold spaces: the third
-    // field of the line (the state) is the first here; utime and stime are the 14th and 15th.
-    let fields: Vec<u64> = stat[stat.rfind(')').expect("a command name") + 2..]
-        .split(' ')
-        .skip(11)
-        .take(2)
-        .map(|f| f.parse().unwrap())
-        .collect();
-    Duration::from_millis((fields[0] + fields[1]) * 10)
+    Duration::from_millis(cpu_ticks("self").expect("/proc/self/stat (Linux)") * 10)
 }
 
 /// The value of `series` in a Prometheus text, e.g. `waedge_x{tenant="acme"}`.
