@@ -86,6 +86,18 @@ impl Live {
     }
 }
 
+/// Each device of `list` (an admin device list) and whether it is being linked, in order.
+fn linking(list: &Value) -> Vec<(String, bool)> {
+    let devices = list["devices"].as_array().unwrap_or_else(|| panic!("a device list: {list}"));
+    devices
+        .iter()
+        .map(|device| match (device["id"].as_str(), device["linking"].as_bool()) {
+            (Some(id), Some(linking)) => (id.to_string(), linking),
+            _ => panic!("a device with an id and a linking flag: {device}"),
+        })
+        .collect()
+}
+
 /// Which store file a device has (its inode) and which WhatsApp session it holds (its
 /// identity key).
 fn session_of(store: &Path) -> (u64, Vec<u8>) {
@@ -128,6 +140,27 @@ async fn a_device_deleted_while_it_is_being_linked_leaves_no_client_and_no_store
     // The id used again is a new device.
     live.create_device("d0").await;
     assert_eq!(live.state("d0").await, "unlinked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_list_shows_which_devices_are_being_linked() {
+    let live = Live::start().await;
+    live.create_device("main").await;
+    live.create_device("spare").await;
+    let list = "/v1/tenants/acme/devices";
+    let none = vec![("main".to_string(), false), ("spare".to_string(), false)];
+    assert_eq!(linking(&live.call(Method::GET, list, Value::Null, 200).await), none);
+
+    let link = live.call(Method::POST, "/v1/tenants/acme/devices/main/link", Value::Null, 200).await;
+    let code = link["code"].as_str().unwrap_or_else(|| panic!("a QR code: {link}"));
+    let listed = live.call(Method::GET, list, Value::Null, 200).await;
+    assert_eq!(linking(&listed), [("main".to_string(), true), ("spare".to_string(), false)], "{listed}");
+    let main = live.call(Method::GET, "/v1/tenants/acme/devices/main", Value::Null, 200).await;
+    assert_eq!(main["linking"], true, "the device alone says so too: {main}");
+
+    live.sim.scan_qr(code, SELF_PHONE).await.expect("the phone scans the QR code");
+    live.wait_for_state("main", "connected", 20).await;
+    assert_eq!(linking(&live.call(Method::GET, list, Value::Null, 200).await), none, "the linking is over");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -597,6 +597,14 @@ impl LinkedOnNodeOne {
     }
 }
 
+/// Whether each device of `acme`'s admin list on `node` is being linked, in the list's order.
+async fn linking_shown(node: &Waedge, admin: &str) -> Vec<Value> {
+    let listed = node.admin(reqwest::Method::GET, "/v1/tenants/acme/devices", admin, Value::Null).await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    let devices = listed.json["devices"].as_array().unwrap_or_else(|| panic!("a device list: {}", listed.text));
+    devices.iter().map(|device| device["linking"].clone()).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
 async fn the_admin_api_of_any_node_logs_out_links_and_removes_a_device_another_node_runs() {
@@ -627,6 +635,10 @@ async fn the_admin_api_of_any_node_logs_out_links_and_removes_a_device_another_n
     // Linked again through node 2: its QR code is node 1's linking, shown on node 2 as it goes.
     let link = post(&two, &admin, "/link").await;
     let code = link.json["code"].as_str().unwrap_or_else(|| panic!("a QR code through node 2: {}", link.text));
+    // Both nodes' device lists show it being linked: node 1 its own linking, node 2 its mirror.
+    for (n, node) in [(1, &one), (2, &two)] {
+        assert_eq!(linking_shown(node, &admin).await, [json!(true)], "node {n}");
+    }
     sim.scan_qr(code, SELF_PHONE).await.expect("the phone scans the code node 2 shows");
     two.wait_for_device(&admin, "acme", "main", "connected", Duration::from_secs(30)).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -640,6 +652,9 @@ async fn the_admin_api_of_any_node_logs_out_links_and_removes_a_device_another_n
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(device_nodes(&configs[1], "acme").get("main").map(String::as_str), Some("node-1"), "node 1 links it");
+    for (n, node) in [(1, &one), (2, &two)] {
+        assert_eq!(linking_shown(node, &admin).await, [json!(false)], "node {n}: the linking is over");
+    }
     assert_eq!(sim.peak_connections_of(SELF_PHONE), 1, "one client of the account, never two");
 
     // Removed through node 2: node 1 logs it out and stops its client; no node keeps it.

@@ -39,6 +39,7 @@ pub mod storage;
 pub mod verification;
 pub mod whatsapp;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -151,6 +152,11 @@ pub trait DeviceManager: Send + Sync + 'static {
     fn linking_now(&self, tenant: &str, device: &str) -> Option<watch::Receiver<LinkState>> {
         self.linking(tenant, device).filter(|view| !view.borrow().is_final())
     }
+
+    /// The devices of `tenant` whose linking is still going: those [`DeviceManager::linking_now`]
+    /// answers for, found in one call (a list of a tenant's thousand devices asks once, not a
+    /// thousand times). A manager that wraps another passes it on.
+    fn devices_linking(&self, tenant: &str) -> HashSet<String>;
 
     /// How many WhatsApp clients run now, one per session that is connected, connecting or
     /// linking. A device without one neither reconnects nor links by itself.

@@ -92,6 +92,11 @@ impl Linkings {
         self.last.clone()
     }
 
+    /// Whether the last linking is still going (not linked or failed yet).
+    pub fn going(&self) -> bool {
+        self.last.as_ref().is_some_and(|last| !last.borrow().is_final())
+    }
+
     /// Whether `view` is a view of the linking in progress.
     pub fn is_current(&self, view: &watch::Receiver<LinkState>) -> bool {
         self.in_progress.is_some() && self.last.as_ref().is_some_and(|last| last.same_channel(view))

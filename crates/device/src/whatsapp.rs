@@ -21,7 +21,7 @@
 //! device's store (emptied first unless the device was never linked) shows QR codes until the
 //! phone links it, and then is the device's normal session.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -316,6 +316,18 @@ impl DeviceManager for WhatsappDevices {
 
     fn linking(&self, tenant: &str, device: &str) -> Option<watch::Receiver<LinkState>> {
         self.session(tenant, device).ok()?.link.lock().expect("link lock").last()
+    }
+
+    fn devices_linking(&self, tenant: &str) -> HashSet<String> {
+        // Each session's link lock is taken under the sessions lock: nothing takes them the
+        // other way round.
+        let sessions = self.sessions.lock().expect("sessions lock");
+        sessions
+            .iter()
+            .filter(|((of, _), session)| of == tenant && !session.removed.load(Ordering::Acquire))
+            .filter(|(_, session)| session.link.lock().expect("link lock").going())
+            .map(|((_, device), _)| device.clone())
+            .collect()
     }
 
     fn clients_running(&self) -> usize {

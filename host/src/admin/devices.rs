@@ -1,6 +1,7 @@
 //! `/v1/tenants/{tenant}/devices…`: devices, their live status, linking (QR as JSON, PNG and
 //! server-sent events; pair code), reconnecting, log-out and removal.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,12 +12,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::watch;
 use waedge_contract::types::DeviceState;
-use waedge_device::is_terminal;
 use waedge_device::link::{LinkState, first_news};
+use waedge_device::{DeviceSession, is_terminal};
 use waedge_store::DeviceRecord;
 use waedge_store::devices::recorded_state;
-
-use crate::tenancy::Tenants;
 
 use super::{Admin, Answer, Call, Failure, json, no_content, no_endpoint, respond};
 
@@ -59,8 +58,18 @@ pub async fn answer(admin: &Admin, call: &Call, tenant: &str, rest: &[&str]) -> 
     match (&call.method, rest) {
         (&Method::GET, []) => {
             let records = admin.run(move |store| store.devices(&t)).await?;
+            // The tenant's sessions and linkings looked up once for the whole list.
             let tenants = admin.gateway.tenants();
-            let devices = records.into_iter().map(|record| live_view(admin, &tenants, record)).collect();
+            let scope = tenants.get(tenant).map(|tenant| tenant.scope());
+            let linking = admin.gateway.devices().devices_linking(tenant);
+            let devices = records
+                .into_iter()
+                .map(|record| {
+                    let session = scope.and_then(|scope| scope.device(&record.id));
+                    let linking = linking.contains(&record.id);
+                    live_view(record, session, linking)
+                })
+                .collect();
             json(StatusCode::OK, &DeviceList { devices })
         }
         (&Method::POST, []) => {
@@ -160,20 +169,23 @@ async fn current(admin: &Admin, tenant: &str, device: &str) -> Result<DeviceView
     Ok(view(admin, record))
 }
 
+/// `record` with the live state of its session, if it has one, and whether it is being linked.
 fn view(admin: &Admin, record: DeviceRecord) -> DeviceView {
-    live_view(admin, &admin.gateway.tenants(), record)
+    let tenants = admin.gateway.tenants();
+    let session = tenants.get(&record.tenant).and_then(|tenant| tenant.scope().device(&record.id));
+    let linking = admin.gateway.devices().linking_now(&record.tenant, &record.id).is_some();
+    live_view(record, session, linking)
 }
 
-/// `record` with the live state of its session among `tenants`, if it has one.
-fn live_view(admin: &Admin, tenants: &Tenants, mut record: DeviceRecord) -> DeviceView {
-    if let Some(session) = tenants.get(&record.tenant).and_then(|t| t.scope().device(&record.id)) {
+/// `record` with the live state of `session` (its device's session, if it has one).
+fn live_view(mut record: DeviceRecord, session: Option<&Arc<dyn DeviceSession>>, linking: bool) -> DeviceView {
+    if let Some(session) = session {
         let status = session.status();
         record.state = status.state.to_string();
         record.jid = status.jid;
         record.lid = status.lid;
         record.push_name = status.push_name;
     }
-    let linking = admin.gateway.devices().linking_now(&record.tenant, &record.id).is_some();
     DeviceView { record, linking }
 }
 

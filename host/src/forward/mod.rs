@@ -20,7 +20,7 @@ pub mod listener;
 pub mod peers;
 pub mod wire;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -410,6 +410,18 @@ impl DeviceManager for Forwarding {
             return self.inner.linking(tenant, device);
         }
         self.mirrors.lock().expect("mirrors lock").get(&(tenant.to_owned(), device.to_owned())).cloned()
+    }
+
+    fn devices_linking(&self, tenant: &str) -> HashSet<String> {
+        let mut linking = self.inner.devices_linking(tenant);
+        linking.retain(|device| self.inner.runs_here(tenant, device));
+        // The mirrors' lock is let go before `runs_here` takes the sessions' lock.
+        let mirrors = self.mirrors.lock().expect("mirrors lock");
+        let going = mirrors.iter().filter(|((of, _), view)| of == tenant && !view.borrow().is_final());
+        let mirrored: Vec<String> = going.map(|((_, device), _)| device.clone()).collect();
+        drop(mirrors);
+        linking.extend(mirrored.into_iter().filter(|device| !self.inner.runs_here(tenant, device)));
+        linking
     }
 
     fn clients_running(&self) -> usize {

@@ -1,7 +1,7 @@
 //! Fixture-backed device sessions: what each test device "knows" about WhatsApp, read from a
 //! TOML file a reader can open (`fixtures/world.toml`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -121,6 +121,10 @@ impl DeviceManager for FixtureDevices {
 
     fn linking(&self, _: &str, _: &str) -> Option<watch::Receiver<LinkState>> {
         None
+    }
+
+    fn devices_linking(&self, _: &str) -> HashSet<String> {
+        HashSet::new()
     }
 
     fn clients_running(&self) -> usize {

@@ -6,6 +6,7 @@
 //! do the built-in APIs', the messages endpoints' successes on fixture devices that take every
 //! send (the fixture world's own send nothing) and their refusals on the fixture world.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use reqwest::Method;
@@ -798,6 +799,10 @@ impl DeviceManager for Sending {
 
     fn linking(&self, tenant: &str, device: &str) -> Option<watch::Receiver<LinkState>> {
         self.0.linking(tenant, device)
+    }
+
+    fn devices_linking(&self, tenant: &str) -> HashSet<String> {
+        self.0.devices_linking(tenant)
     }
 
     fn clients_running(&self) -> usize {
