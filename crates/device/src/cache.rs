@@ -139,6 +139,10 @@ impl DeviceSession for Cached {
         self.inner.status()
     }
 
+    fn with_status(&self, show: &mut dyn FnMut(&DeviceStatus)) {
+        self.inner.with_status(show)
+    }
+
     fn runs_here(&self) -> bool {
         self.inner.runs_here()
     }

@@ -65,6 +65,13 @@ pub trait DeviceSession: Send + Sync + 'static {
     /// The current state and identity of the device. Cheap; never waits on the network.
     fn status(&self) -> DeviceStatus;
 
+    /// Shows the device's current status to `show` without copying it (what
+    /// [`DeviceSession::status`] returns): a list of a thousand devices reads theirs so. A
+    /// session that wraps another passes it on.
+    fn with_status(&self, show: &mut dyn FnMut(&DeviceStatus)) {
+        show(&self.status())
+    }
+
     /// Whether this process runs the device's client: always, unless the device's state is
     /// shared with other nodes and another of them holds its lease (or none does yet).
     fn runs_here(&self) -> bool {

@@ -1073,6 +1073,10 @@ impl DeviceSession for WhatsappDevice {
         self.status.read().expect("status lock").clone()
     }
 
+    fn with_status(&self, show: &mut dyn FnMut(&DeviceStatus)) {
+        show(&self.status.read().expect("status lock"))
+    }
+
     fn runs_here(&self) -> bool {
         self.storage.owned()
     }

@@ -13,27 +13,45 @@ use waedge_contract::types::{DeviceState, DeviceStatus};
 
 use super::events::{self, DEVICE_STATUS, EventRecord, NewEvent};
 use super::{Store, StoreError, check_identifier, conflict_on_unique, from_json, now, tenants, to_json};
-use crate::db::{Conn, Row, params};
+use crate::db::{Column, Conn, Row, params};
 
-/// A device as stored.
+/// A device as stored, its text owned (`String`), or borrowed from the store's answer (`&str`,
+/// as [`Store::each_device`] shows each device).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DeviceRecord {
+pub struct DeviceRecord<S = String> {
     /// The device id used in API paths, e.g. `main`.
-    pub id: String,
+    pub id: S,
     /// The tenant it belongs to.
-    pub tenant: String,
+    pub tenant: S,
     /// The last state recorded, as a WIT device-state name (`unlinked`, `connected`, …).
-    pub state: String,
+    pub state: S,
     /// The linked account's phone JID.
-    pub jid: Option<String>,
+    pub jid: Option<S>,
     /// The linked account's LID.
-    pub lid: Option<String>,
+    pub lid: Option<S>,
     /// The linked account's push name.
-    pub push_name: Option<String>,
+    pub push_name: Option<S>,
     /// When the device was created (RFC 3339).
-    pub created_at: String,
+    pub created_at: S,
     /// When its state last changed.
-    pub updated_at: String,
+    pub updated_at: S,
+}
+
+impl<S> DeviceRecord<S> {
+    /// The record with the state and identity its live session reports, `status`, instead of
+    /// the ones recorded.
+    pub fn live<'s>(self, status: &'s DeviceStatus) -> Self
+    where
+        S: From<&'s str>,
+    {
+        DeviceRecord {
+            state: status.state.name().into(),
+            jid: status.jid.as_deref().map(S::from),
+            lid: status.lid.as_deref().map(S::from),
+            push_name: status.push_name.as_deref().map(S::from),
+            ..self
+        }
+    }
 }
 
 impl Store {
@@ -64,6 +82,18 @@ impl Store {
         self.read(|conn| {
             tenants::require(conn, tenant)?;
             list(conn, tenant)
+        })
+    }
+
+    /// Shows every device of `tenant` to `visit`, in [`Store::devices`]' order, its text
+    /// borrowed from the store's answer: a list of a thousand devices is made without copying
+    /// eight thousand strings first (BENCHMARKS.md, issue #14).
+    pub fn each_device(&self, tenant: &str, mut visit: impl FnMut(DeviceRecord<&str>)) -> Result<(), StoreError> {
+        self.read(|conn| {
+            tenants::require(conn, tenant)?;
+            // Each row is read and let go in turn: the answer is a `Vec<()>`, which allocates nothing.
+            conn.query(LIST, params![tenant], |row| record(row).map(&mut visit))?;
+            Ok(())
         })
     }
 
@@ -172,13 +202,12 @@ pub fn recorded_state(record: &DeviceRecord) -> DeviceState {
 }
 
 pub(super) fn list(conn: &Conn<'_>, tenant: &str) -> Result<Vec<DeviceRecord>, StoreError> {
-    conn.query(
-        "SELECT id, tenant_id, state, jid, lid, push_name, created_at, updated_at FROM devices
-         WHERE tenant_id = ?1 ORDER BY id",
-        params![tenant],
-        read,
-    )
+    conn.query(LIST, params![tenant], read)
 }
+
+/// The devices of tenant `?1`, by id, in [`record`]'s columns.
+const LIST: &str = "SELECT id, tenant_id, state, jid, lid, push_name, created_at, updated_at FROM devices
+                    WHERE tenant_id = ?1 ORDER BY id";
 
 /// The device `id` of `tenant` ([`StoreError::NotFound`] if either does not exist).
 pub(super) fn get(conn: &Conn<'_>, tenant: &str, id: &str) -> Result<DeviceRecord, StoreError> {
@@ -193,6 +222,11 @@ pub(super) fn get(conn: &Conn<'_>, tenant: &str, id: &str) -> Result<DeviceRecor
 }
 
 fn read(row: &Row<'_>) -> Result<DeviceRecord, StoreError> {
+    record(row)
+}
+
+/// The device of `row`, its text owned or borrowed from the row.
+fn record<'r, S: Column<'r>>(row: &'r Row<'_>) -> Result<DeviceRecord<S>, StoreError> {
     Ok(DeviceRecord {
         id: row.get(0)?,
         tenant: row.get(1)?,
@@ -217,6 +251,51 @@ mod tests {
 
     fn status(id: &str, state: DeviceState, jid: Option<&str>) -> DeviceStatus {
         DeviceStatus { id: id.into(), state, jid: jid.map(Into::into), lid: None, push_name: None }
+    }
+
+    /// `device` with its text copied.
+    fn owned(device: DeviceRecord<&str>) -> DeviceRecord {
+        let text = |text: &str| text.to_string();
+        DeviceRecord {
+            id: text(device.id),
+            tenant: text(device.tenant),
+            state: text(device.state),
+            jid: device.jid.map(text),
+            lid: device.lid.map(text),
+            push_name: device.push_name.map(text),
+            created_at: text(device.created_at),
+            updated_at: text(device.updated_at),
+        }
+    }
+
+    #[test]
+    fn a_live_status_stands_for_the_recorded_state_and_identity() {
+        let recorded = DeviceRecord {
+            id: "main",
+            tenant: "acme",
+            state: "connected",
+            jid: Some("6285550000001@s.whatsapp.net"),
+            lid: Some("900000000000001@lid"),
+            push_name: Some("Acme"),
+            created_at: "2026-12-01T00:00:00Z",
+            updated_at: "2026-12-02T00:00:00Z",
+        };
+        let status = DeviceStatus {
+            id: "main".into(),
+            state: DeviceState::LoggedOut,
+            jid: None,
+            lid: Some("900000000000002@lid".into()),
+            push_name: Some("Acme Support".into()),
+        };
+        let expected = DeviceRecord {
+            state: "logged-out",
+            jid: None,
+            lid: Some("900000000000002@lid"),
+            push_name: Some("Acme Support"),
+            ..recorded.clone()
+        };
+        assert_eq!(recorded.clone().live(&status), expected);
+        assert_eq!(owned(recorded).live(&status), owned(expected), "owned text alike");
     }
 
     on_both! {
@@ -251,6 +330,22 @@ mod tests {
         store.create_device("acme", "backup").unwrap();
         let ids: Vec<String> = store.devices("acme").unwrap().into_iter().map(|d| d.id).collect();
         assert_eq!(ids, ["backup", "main"]);
+    }
+
+    fn each_device_shows_what_devices_answers_in_its_order(store) {
+        let store = acme(store);
+        for id in ["main", "backup"] {
+            store.create_device("acme", id).unwrap();
+        }
+        let linked = status("main", DeviceState::Connected, Some("6285550000001@s.whatsapp.net"));
+        store.record_device_statuses(&[("acme".into(), linked)]).unwrap();
+        let mut shown = Vec::new();
+        store.each_device("acme", |device| shown.push(owned(device))).unwrap();
+        assert_eq!(shown, store.devices("acme").unwrap());
+        let ids: Vec<&str> = shown.iter().map(|device| device.id.as_str()).collect();
+        assert_eq!(ids, ["backup", "main"]);
+        let missing = store.each_device("globex", |_| panic!("a tenant that does not exist has no device"));
+        assert!(matches!(missing, Err(StoreError::NotFound(_))), "{missing:?}");
     }
 
     fn a_duplicate_or_a_case_twin_is_a_conflict_and_bad_ids_are_invalid(store) {

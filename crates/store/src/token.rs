@@ -45,7 +45,7 @@ impl TokenHash {
 }
 
 /// A digest as stored: 32 bytes.
-impl Column for TokenHash {
+impl Column<'_> for TokenHash {
     fn from_value(value: Value<'_>) -> Result<Self, &'static str> {
         const EXPECTED: &str = "a SHA-256 digest (32 bytes)";
         match value {

@@ -235,6 +235,13 @@ impl DeviceSession for Routed {
         self.forwarder.directory.status(&self.tenant, &self.device).unwrap_or_else(|| self.local.status())
     }
 
+    fn with_status(&self, show: &mut dyn FnMut(&DeviceStatus)) {
+        if self.local.runs_here() {
+            return self.local.with_status(show);
+        }
+        show(&self.status())
+    }
+
     fn runs_here(&self) -> bool {
         self.local.runs_here()
     }

@@ -76,10 +76,11 @@ pub(crate) enum Row<'a> {
     Postgres(&'a tokio_postgres::Row),
 }
 
-/// A Rust type a column can be read as.
-pub(crate) trait Column: Sized {
+/// A Rust type a column can be read as: owned, or borrowed from the answer for as long as
+/// its row (`&'v str`).
+pub(crate) trait Column<'v>: Sized {
     /// Reads `value`; a value of another kind is an error naming what was expected.
-    fn from_value(value: Value<'_>) -> Result<Self, &'static str>;
+    fn from_value(value: Value<'v>) -> Result<Self, &'static str>;
 }
 
 impl Conn<'_> {
@@ -136,7 +137,7 @@ impl Conn<'_> {
 
     /// Runs `sql`, whose answer always has a row (an aggregate, `EXISTS`), and reads its first
     /// column.
-    pub(crate) fn query_value<T: Column>(&self, sql: &str, params: &[&dyn Param]) -> Result<T, StoreError> {
+    pub(crate) fn query_value<T: for<'v> Column<'v>>(&self, sql: &str, params: &[&dyn Param]) -> Result<T, StoreError> {
         self.query_opt(sql, params, |row| row.get(0))?
             .ok_or_else(|| DatabaseError::Column { index: 0, problem: "the query answered no row".into() }.into())
     }
@@ -152,8 +153,8 @@ impl Row<'_> {
     }
 
     /// Column `index` (from 0) as a `T`.
-    pub(crate) fn get<T: Column>(&self, index: usize) -> Result<T, StoreError> {
-        let read = |value: Value<'_>| {
+    pub(crate) fn get<'v, T: Column<'v>>(&'v self, index: usize) -> Result<T, StoreError> {
+        let read = |value: Value<'v>| {
             T::from_value(value).map_err(|expected| DatabaseError::Column {
                 index,
                 problem: format!("expected {expected}, found {}", value.kind()),
@@ -229,16 +230,22 @@ impl Value<'_> {
     }
 }
 
-impl Column for String {
+impl Column<'_> for String {
     fn from_value(value: Value<'_>) -> Result<Self, &'static str> {
+        <&str>::from_value(value).map(str::to_owned)
+    }
+}
+
+impl<'v> Column<'v> for &'v str {
+    fn from_value(value: Value<'v>) -> Result<Self, &'static str> {
         match value {
-            Value::Text(text) => Ok(text.to_owned()),
+            Value::Text(text) => Ok(text),
             _ => Err("text"),
         }
     }
 }
 
-impl Column for i64 {
+impl Column<'_> for i64 {
     fn from_value(value: Value<'_>) -> Result<Self, &'static str> {
         match value {
             Value::Int(int) => Ok(int),
@@ -247,7 +254,7 @@ impl Column for i64 {
     }
 }
 
-impl Column for bool {
+impl Column<'_> for bool {
     fn from_value(value: Value<'_>) -> Result<Self, &'static str> {
         match value {
             Value::Int(int) => Ok(int != 0),
@@ -256,7 +263,7 @@ impl Column for bool {
     }
 }
 
-impl Column for Vec<u8> {
+impl Column<'_> for Vec<u8> {
     fn from_value(value: Value<'_>) -> Result<Self, &'static str> {
         match value {
             Value::Blob(bytes) => Ok(bytes.to_vec()),
@@ -265,8 +272,8 @@ impl Column for Vec<u8> {
     }
 }
 
-impl<T: Column> Column for Option<T> {
-    fn from_value(value: Value<'_>) -> Result<Self, &'static str> {
+impl<'v, T: Column<'v>> Column<'v> for Option<T> {
+    fn from_value(value: Value<'v>) -> Result<Self, &'static str> {
         match value {
             Value::Null => Ok(None),
             value => T::from_value(value).map(Some),
