@@ -597,12 +597,12 @@ impl LinkedOnNodeOne {
     }
 }
 
-/// Whether each device of `acme`'s admin list on `node` is being linked, in the list's order.
-async fn linking_shown(node: &Waedge, admin: &str) -> Vec<Value> {
+/// Each device of `acme`'s admin list on `node`, in the list's order: its `field`.
+async fn listed(node: &Waedge, admin: &str, field: &str) -> Vec<Value> {
     let listed = node.admin(reqwest::Method::GET, "/v1/tenants/acme/devices", admin, Value::Null).await;
     assert_eq!(listed.status, 200, "{}", listed.text);
     let devices = listed.json["devices"].as_array().unwrap_or_else(|| panic!("a device list: {}", listed.text));
-    devices.iter().map(|device| device["linking"].clone()).collect()
+    devices.iter().map(|device| device[field].clone()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -637,7 +637,7 @@ async fn the_admin_api_of_any_node_logs_out_links_and_removes_a_device_another_n
     let code = link.json["code"].as_str().unwrap_or_else(|| panic!("a QR code through node 2: {}", link.text));
     // Both nodes' device lists show it being linked: node 1 its own linking, node 2 its mirror.
     for (n, node) in [(1, &one), (2, &two)] {
-        assert_eq!(linking_shown(node, &admin).await, [json!(true)], "node {n}");
+        assert_eq!(listed(node, &admin, "linking").await, [json!(true)], "node {n}");
     }
     sim.scan_qr(code, SELF_PHONE).await.expect("the phone scans the code node 2 shows");
     two.wait_for_device(&admin, "acme", "main", "connected", Duration::from_secs(30)).await;
@@ -652,8 +652,11 @@ async fn the_admin_api_of_any_node_logs_out_links_and_removes_a_device_another_n
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(device_nodes(&configs[1], "acme").get("main").map(String::as_str), Some("node-1"), "node 1 links it");
+    // Node 2 lists it as node 1 runs it: connected, to the account, no longer being linked.
     for (n, node) in [(1, &one), (2, &two)] {
-        assert_eq!(linking_shown(node, &admin).await, [json!(false)], "node {n}: the linking is over");
+        assert_eq!(listed(node, &admin, "linking").await, [json!(false)], "node {n}: the linking is over");
+        assert_eq!(listed(node, &admin, "state").await, [json!("connected")], "node {n}");
+        assert_eq!(listed(node, &admin, "jid").await, [json!(format!("{SELF_PHONE}@s.whatsapp.net"))], "node {n}");
     }
     assert_eq!(sim.peak_connections_of(SELF_PHONE), 1, "one client of the account, never two");
 

@@ -66,8 +66,9 @@ pub trait DeviceSession: Send + Sync + 'static {
     fn status(&self) -> DeviceStatus;
 
     /// Shows the device's current status to `show` without copying it (what
-    /// [`DeviceSession::status`] returns): a list of a thousand devices reads theirs so. A
-    /// session that wraps another passes it on.
+    /// [`DeviceSession::status`] returns): a list of a thousand devices reads theirs so. `show`
+    /// may run under the session's lock, which its status changes wait for: it must be short
+    /// and must not call the session. A session that wraps another passes it on.
     fn with_status(&self, show: &mut dyn FnMut(&DeviceStatus)) {
         show(&self.status())
     }

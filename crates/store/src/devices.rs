@@ -77,17 +77,20 @@ impl Store {
         self.read(|conn| get(conn, tenant, id))
     }
 
-    /// Every device of `tenant`.
-    pub fn devices(&self, tenant: &str) -> Result<Vec<DeviceRecord>, StoreError> {
+    /// Every device of `tenant`, by id, owned: for tests (the admin API writes its list as it
+    /// reads it, with [`Store::each_device`]).
+    #[cfg(test)]
+    pub(crate) fn devices(&self, tenant: &str) -> Result<Vec<DeviceRecord>, StoreError> {
         self.read(|conn| {
             tenants::require(conn, tenant)?;
             list(conn, tenant)
         })
     }
 
-    /// Shows every device of `tenant` to `visit`, in [`Store::devices`]' order, its text
-    /// borrowed from the store's answer: a list of a thousand devices is made without copying
-    /// eight thousand strings first (BENCHMARKS.md, issue #14).
+    /// Shows every device of `tenant` to `visit`, by id, its text borrowed from the store's
+    /// answer: a list of a thousand devices is made without copying eight thousand strings
+    /// first (BENCHMARKS.md, issue #14). `visit` runs inside the store's read, which other
+    /// reads wait for: keep it to writing the device out.
     pub fn each_device(&self, tenant: &str, mut visit: impl FnMut(DeviceRecord<&str>)) -> Result<(), StoreError> {
         self.read(|conn| {
             tenants::require(conn, tenant)?;
@@ -221,6 +224,8 @@ pub(super) fn get(conn: &Conn<'_>, tenant: &str, id: &str) -> Result<DeviceRecor
     .ok_or_else(|| device_not_found(tenant, id))
 }
 
+/// [`record`] owned, as a function that reads a row of any lifetime (`record`'s lifetime is
+/// bound by its `Column` bound, so it cannot be passed as one).
 fn read(row: &Row<'_>) -> Result<DeviceRecord, StoreError> {
     record(row)
 }

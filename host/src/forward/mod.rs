@@ -239,7 +239,10 @@ impl DeviceSession for Routed {
         if self.local.runs_here() {
             return self.local.with_status(show);
         }
-        show(&self.status())
+        match self.forwarder.directory.status(&self.tenant, &self.device) {
+            Some(status) => show(&status),
+            None => self.local.with_status(show),
+        }
     }
 
     fn runs_here(&self) -> bool {

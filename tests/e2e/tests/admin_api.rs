@@ -96,6 +96,10 @@ async fn tenants_are_created_changed_and_deleted() {
         (&json!("initech"), &json!("Initech"), &json!(["initech.test"]), &json!({"requests_per_second": 5}))
     );
     assert!(created.json["created_at"].as_str().unwrap().ends_with('Z'));
+    // A new tenant has no device; a tenant that does not exist has no device list.
+    let devices = gw.admin(Method::GET, "/v1/tenants/initech/devices", Value::Null).await;
+    assert_eq!((devices.status, &devices.json), (200, &json!({"devices": []})), "{}", devices.text);
+    assert_error(&gw.admin(Method::GET, "/v1/tenants/nobody/devices", Value::Null).await, 404, "NOT_FOUND");
     let listed = gw.admin(Method::GET, "/v1/tenants", Value::Null).await;
     let ids: Vec<&str> = listed.json["tenants"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["acme", "globex", "initech"]);
