@@ -472,6 +472,50 @@ pub(crate) mod tests {
         reads_answer_what_was_committed_while_a_write_is_under_way(postgres());
     }
 
+    /// A file store with tenant `acme` and its device `main`, in `dir`.
+    fn sqlite_file(dir: &tempfile::TempDir) -> Store {
+        let store = Store::open(&dir.path().join("waedge.db")).unwrap();
+        store.create_tenant(NewTenant { id: "acme".into(), ..Default::default() }).unwrap();
+        store.create_device("acme", "main").unwrap();
+        store
+    }
+
+    #[test]
+    fn a_sqlite_read_under_way_holds_up_no_other_read() {
+        use std::sync::mpsc::channel;
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_file(&dir);
+        // A read that holds its connection (the admin API writing a long device list) until told.
+        let (reading, wait_for_read) = channel();
+        let (finish, until_finished) = channel::<()>();
+        let long = store.clone();
+        let read = std::thread::spawn(move || {
+            long.each_device("acme", |_| {
+                reading.send(()).unwrap();
+                until_finished.recv().unwrap();
+            })
+        });
+        wait_for_read.recv().unwrap();
+        let other = store.clone();
+        let (answered, answer) = channel();
+        std::thread::spawn(move || answered.send(other.tenant("acme").map(|tenant| tenant.id)).ok());
+        let answer = answer.recv_timeout(std::time::Duration::from_secs(10));
+        finish.send(()).unwrap();
+        assert_eq!(answer.expect("another read answered while the first held its connection").unwrap(), "acme");
+        read.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_sqlite_read_that_panicked_leaves_every_connection_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_file(&dir);
+        let visit = std::panic::AssertUnwindSafe(|| store.each_device("acme", |_| panic!("a visitor that fails")));
+        assert!(std::panic::catch_unwind(visit).is_err());
+        // The next read takes the same connection, the first free one, its transaction still open.
+        assert_eq!(store.tenant("acme").unwrap().id, "acme", "a read after the panic answers");
+        assert_eq!(store.devices("acme").unwrap().len(), 1, "and the one after it");
+    }
+
     fn reads_answer_what_was_committed_while_a_write_is_under_way(store: Store) {
         use std::sync::mpsc::channel;
         store.create_tenant(NewTenant { id: "acme".into(), ..Default::default() }).unwrap();

@@ -170,8 +170,9 @@ fn view(admin: &Admin, record: DeviceRecord) -> DeviceView {
 /// shows it, its sessions among `tenants` and `linking` the devices being linked. Written as
 /// the store's answer is read, with nothing copied out of it or out of the sessions' statuses,
 /// where a list of a thousand devices made a thousand records and cloned a thousand statuses
-/// first: 13 % less CPU (BENCHMARKS.md, issue #14). The price: the store's other reads wait
-/// for the whole list, not only for its rows (about 3.5 ms for a thousand devices).
+/// first: 13 % less CPU (BENCHMARKS.md, issue #14). The list holds one of the store's
+/// reading connections while it is written (about 3.5 ms for a thousand devices): SQLite has
+/// others for the reads beside it; PostgreSQL's store has one, which they wait for.
 fn device_list(
     store: &Store,
     tenant: &str,

@@ -1,8 +1,8 @@
-//! The store in SQLite: one file, one connection that writes and one that reads.
+//! The store in SQLite: one file, one connection that writes and a few that read.
 
 use std::borrow::Cow;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -17,20 +17,23 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Statements kept prepared per connection: more than the store has, so none is prepared
 /// twice.
 const STATEMENT_CACHE: usize = 256;
+/// How many connections read: a long read (the admin API's list of a thousand devices, written
+/// while it is read) holds one, and the reads beside it take another.
+const READERS: usize = 4;
 
 /// A store's SQLite connections; clones share them.
 ///
 /// Writes are transactions in WAL mode with `synchronous = FULL`: an acknowledged change
-/// survives a `kill -9` or a power cut. One connection writes; reads go to a second,
-/// read-only connection, which sees what was last committed without waiting for a write under
-/// way.
+/// survives a `kill -9` or a power cut. One connection writes; reads go to read-only
+/// connections, which see what was last committed without waiting for a write under way, nor
+/// for each other.
 #[derive(Clone)]
 pub(crate) struct Sqlite {
-    /// The reading connection: in WAL mode it reads the last committed state while `writer`
-    /// writes. The same connection as `writer` in memory. Declared first, so that it closes
-    /// first: the last connection to close moves the WAL into the database file, which a
-    /// read-only one cannot do.
-    reader: Arc<Mutex<Connection>>,
+    /// The reading connections: in WAL mode they read the last committed state while `writer`
+    /// writes. Only `writer` itself in memory. Declared first, so that they close first: the
+    /// last connection to close moves the WAL into the database file, which a read-only one
+    /// cannot do.
+    readers: Arc<[Arc<Mutex<Connection>>]>,
     /// The connection that writes, and reads what must be read under the write lock.
     writer: Arc<Mutex<Connection>>,
 }
@@ -41,17 +44,21 @@ impl Sqlite {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let writer = init(Connection::open_with_flags(path, flags)?)?;
         // Opened once the writer has made the database and its WAL: a reader cannot create them.
-        let reader =
-            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
-        reader.busy_timeout(BUSY_TIMEOUT)?;
-        reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        Ok(Sqlite { reader: Arc::new(Mutex::new(reader)), writer: Arc::new(Mutex::new(writer)) })
+        let reader = || -> Result<_, StoreError> {
+            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            let reader = Connection::open_with_flags(path, flags)?;
+            reader.busy_timeout(BUSY_TIMEOUT)?;
+            reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+            Ok(Arc::new(Mutex::new(reader)))
+        };
+        let readers = (0..READERS).map(|_| reader()).collect::<Result<_, _>>()?;
+        Ok(Sqlite { readers, writer: Arc::new(Mutex::new(writer)) })
     }
 
     /// A database in memory only (tests): one connection writes and reads.
     pub(crate) fn open_in_memory() -> Result<Sqlite, StoreError> {
         let conn = Arc::new(Mutex::new(init(Connection::open_in_memory()?)?));
-        Ok(Sqlite { reader: conn.clone(), writer: conn })
+        Ok(Sqlite { readers: Arc::new([conn.clone()]), writer: conn })
     }
 
     /// Runs `f` in one write transaction: all of its changes or none.
@@ -65,10 +72,20 @@ impl Sqlite {
         Ok(value)
     }
 
-    /// Runs `f` in one read transaction on the reading connection: its statements all see
-    /// what was committed when the first of them ran, without waiting for a write under way.
+    /// Runs `f` in one read transaction on a reading connection that no other read holds (the
+    /// first one once they all are): its statements all see what was committed when the first
+    /// of them ran, without waiting for a write under way.
     pub(crate) fn read<T>(&self, f: impl FnOnce(&Conn<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let conn = lock(&self.reader);
+        let free = self.readers.iter().find_map(|reader| match reader.try_lock() {
+            Ok(conn) => Some(conn),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        });
+        let conn = free.unwrap_or_else(|| lock(&self.readers[0]));
+        // A read that panicked left its transaction open (and the lock poisoned): it ends here.
+        if !conn.is_autocommit() {
+            conn.execute_batch("ROLLBACK")?;
+        }
         conn.execute_batch("BEGIN DEFERRED")?;
         let value = f(&Conn::Sqlite(&conn));
         // A read transaction left open would pin the connection to an old commit.
