@@ -2,11 +2,11 @@
 
 use std::borrow::Cow;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use super::{Conn, DatabaseError, Param, Row, Value};
 use crate::{StoreError, migrations};
@@ -18,24 +18,37 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// twice.
 const STATEMENT_CACHE: usize = 256;
 /// How many connections read: a long read (the admin API's list of a thousand devices, written
-/// while it is read) holds one, and the reads beside it take another.
+/// while it is read) holds one, and the reads beside it take the others.
 const READERS: usize = 4;
 
 /// A store's SQLite connections; clones share them.
 ///
 /// Writes are transactions in WAL mode with `synchronous = FULL`: an acknowledged change
-/// survives a `kill -9` or a power cut. One connection writes; reads go to read-only
-/// connections, which see what was last committed without waiting for a write under way, nor
-/// for each other.
+/// survives a `kill -9` or a power cut. One connection writes; reads go to [`READERS`]
+/// read-only connections, which see what was last committed without waiting for a write under
+/// way, nor for another read while one of them is free.
 #[derive(Clone)]
 pub(crate) struct Sqlite {
     /// The reading connections: in WAL mode they read the last committed state while `writer`
-    /// writes. Only `writer` itself in memory. Declared first, so that they close first: the
-    /// last connection to close moves the WAL into the database file, which a read-only one
-    /// cannot do.
-    readers: Arc<[Arc<Mutex<Connection>>]>,
+    /// writes. None in memory, where `writer` reads too. Declared first, so that they close
+    /// first: the last connection to close moves the WAL into the database file, which a
+    /// read-only one cannot do.
+    readers: Option<Arc<Readers>>,
     /// The connection that writes, and reads what must be read under the write lock.
     writer: Arc<Mutex<Connection>>,
+}
+
+/// The read-only connections, each lent to one read at a time.
+struct Readers {
+    idle: Mutex<Vec<Connection>>,
+    /// Wakes a read waiting for a connection: one was returned.
+    returned: Condvar,
+}
+
+/// A reading connection lent to one read, returned when dropped (by a read that panicked too).
+struct Lent<'r> {
+    conn: Option<Connection>,
+    readers: &'r Readers,
 }
 
 impl Sqlite {
@@ -44,21 +57,14 @@ impl Sqlite {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let writer = init(Connection::open_with_flags(path, flags)?)?;
         // Opened once the writer has made the database and its WAL: a reader cannot create them.
-        let reader = || -> Result<_, StoreError> {
-            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-            let reader = Connection::open_with_flags(path, flags)?;
-            reader.busy_timeout(BUSY_TIMEOUT)?;
-            reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-            Ok(Arc::new(Mutex::new(reader)))
-        };
-        let readers = (0..READERS).map(|_| reader()).collect::<Result<_, _>>()?;
-        Ok(Sqlite { readers, writer: Arc::new(Mutex::new(writer)) })
+        let idle = (0..READERS).map(|_| open_reader(path)).collect::<Result<_, _>>()?;
+        let readers = Readers { idle: Mutex::new(idle), returned: Condvar::new() };
+        Ok(Sqlite { readers: Some(Arc::new(readers)), writer: Arc::new(Mutex::new(writer)) })
     }
 
     /// A database in memory only (tests): one connection writes and reads.
     pub(crate) fn open_in_memory() -> Result<Sqlite, StoreError> {
-        let conn = Arc::new(Mutex::new(init(Connection::open_in_memory()?)?));
-        Ok(Sqlite { readers: Arc::new([conn.clone()]), writer: conn })
+        Ok(Sqlite { readers: None, writer: Arc::new(Mutex::new(init(Connection::open_in_memory()?)?)) })
     }
 
     /// Runs `f` in one write transaction: all of its changes or none.
@@ -72,27 +78,14 @@ impl Sqlite {
         Ok(value)
     }
 
-    /// Runs `f` in one read transaction on a reading connection that no other read holds (the
-    /// first one once they all are): its statements all see what was committed when the first
-    /// of them ran, without waiting for a write under way.
+    /// Runs `f` in one read transaction on a reading connection no other read holds (waiting
+    /// for the first one returned when every one is): its statements all see what was
+    /// committed when the first of them ran, without waiting for a write under way.
     pub(crate) fn read<T>(&self, f: impl FnOnce(&Conn<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let free = self.readers.iter().find_map(|reader| match reader.try_lock() {
-            Ok(conn) => Some(conn),
-            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
-            Err(TryLockError::WouldBlock) => None,
-        });
-        let conn = free.unwrap_or_else(|| lock(&self.readers[0]));
-        // A read that panicked left its transaction open (and the lock poisoned): it ends here.
-        if !conn.is_autocommit() {
-            conn.execute_batch("ROLLBACK")?;
+        match &self.readers {
+            Some(readers) => read_on(&readers.lend(), f),
+            None => read_on(&lock(&self.writer), f),
         }
-        conn.execute_batch("BEGIN DEFERRED")?;
-        let value = f(&Conn::Sqlite(&conn));
-        // A read transaction left open would pin the connection to an old commit.
-        if conn.execute_batch("COMMIT").is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        value
     }
 
     /// The writing connection itself (tests that look under the store).
@@ -100,6 +93,51 @@ impl Sqlite {
     pub(crate) fn writer(&self) -> MutexGuard<'_, Connection> {
         lock(&self.writer)
     }
+}
+
+/// Runs `f` in one read transaction on `conn`, rolled back (it changed nothing) once `f` has
+/// returned or panicked: a transaction left open would pin the connection to an old commit.
+fn read_on<T>(conn: &Connection, f: impl FnOnce(&Conn<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Deferred)?;
+    f(&Conn::Sqlite(&tx))
+}
+
+impl Readers {
+    /// A connection no other read holds, waiting for one to be returned when every one is.
+    fn lend(&self) -> Lent<'_> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(conn) = idle.pop() {
+                return Lent { conn: Some(conn), readers: self };
+            }
+            idle = self.returned.wait(idle).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+impl std::ops::Deref for Lent<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("lent until dropped")
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.readers.idle.lock().unwrap_or_else(PoisonError::into_inner).push(conn);
+            self.readers.returned.notify_one();
+        }
+    }
+}
+
+/// A read-only connection to the database at `path`.
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let reader = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    reader.busy_timeout(BUSY_TIMEOUT)?;
+    reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(reader)
 }
 
 /// `mutex`'s connection. A panic while holding it cannot leave a transaction half-applied (it
@@ -181,5 +219,51 @@ impl rusqlite::ToSql for Value<'_> {
             },
             Value::Blob(bytes) => ToSqlOutput::Borrowed(ValueRef::Blob(bytes)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::{Receiver, channel};
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_read_waits_for_whichever_reading_connection_is_returned_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = Sqlite::open(&dir.path().join("waedge.db")).unwrap();
+        let count = |conn: &Conn<'_>| conn.query_value::<i64>("SELECT count(*) FROM tenants", &[]);
+        // Every reading connection held by a read, each until told.
+        let (started, all_started) = channel();
+        let held: Vec<_> = (0..READERS)
+            .map(|_| {
+                let (sqlite, started, (release, until_released)) = (sqlite.clone(), started.clone(), channel::<()>());
+                let read = std::thread::spawn(move || {
+                    sqlite.read(|conn| {
+                        started.send(()).unwrap();
+                        until_released.recv().unwrap();
+                        count(conn)
+                    })
+                });
+                (release, read)
+            })
+            .collect();
+        (0..READERS).for_each(|_| all_started.recv().unwrap());
+        let (answered, answer) = channel();
+        let waiting = sqlite.clone();
+        std::thread::spawn(move || answered.send(waiting.read(count)).ok());
+        let wait = |answer: &Receiver<_>, millis| answer.recv_timeout(Duration::from_millis(millis));
+        assert!(wait(&answer, 200).is_err(), "a read waits while every connection is held");
+        // The last held read ends first: the waiting read takes its connection.
+        let mut held = held;
+        let (release, read) = held.pop().unwrap();
+        release.send(()).unwrap();
+        assert_eq!(read.join().unwrap().unwrap(), 0);
+        assert_eq!(wait(&answer, 10_000).expect("the read took the connection returned").unwrap(), 0);
+        for (release, read) in held {
+            release.send(()).unwrap();
+            assert_eq!(read.join().unwrap().unwrap(), 0);
+        }
     }
 }
