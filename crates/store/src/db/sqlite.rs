@@ -40,6 +40,8 @@ pub(crate) struct Sqlite {
 
 /// The read-only connections, each lent to one read at a time.
 struct Readers {
+    /// The connections no read holds, the last returned last: it is lent first, its page cache
+    /// the warmest.
     idle: Mutex<Vec<Connection>>,
     /// Wakes a read waiting for a connection: one was returned.
     returned: Condvar,
@@ -47,7 +49,9 @@ struct Readers {
 
 /// A reading connection lent to one read, returned when dropped (by a read that panicked too).
 struct Lent<'r> {
+    /// The connection, until it is returned.
     conn: Option<Connection>,
+    /// Where it is returned to.
     readers: &'r Readers,
 }
 
@@ -98,12 +102,17 @@ impl Sqlite {
 /// Runs `f` in one read transaction on `conn`, rolled back (it changed nothing) once `f` has
 /// returned or panicked: a transaction left open would pin the connection to an old commit.
 fn read_on<T>(conn: &Connection, f: impl FnOnce(&Conn<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    // Only a rollback that failed could have left the last read's transaction open.
+    if !conn.is_autocommit() {
+        conn.execute_batch("ROLLBACK")?;
+    }
     let tx = Transaction::new_unchecked(conn, TransactionBehavior::Deferred)?;
     f(&Conn::Sqlite(&tx))
 }
 
 impl Readers {
-    /// A connection no other read holds, waiting for one to be returned when every one is.
+    /// A connection no other read holds (the last returned), waiting for one to be returned
+    /// when every one is.
     fn lend(&self) -> Lent<'_> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
@@ -225,7 +234,6 @@ impl rusqlite::ToSql for Value<'_> {
 #[cfg(test)]
 mod tests {
     use std::sync::mpsc::{Receiver, channel};
-    use std::time::Duration;
 
     use super::*;
 
@@ -234,9 +242,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sqlite = Sqlite::open(&dir.path().join("waedge.db")).unwrap();
         let count = |conn: &Conn<'_>| conn.query_value::<i64>("SELECT count(*) FROM tenants", &[]);
-        // Every reading connection held by a read, each until told.
+        // Every reading connection held by a read, each until told, taken one after the other.
         let (started, all_started) = channel();
-        let held: Vec<_> = (0..READERS)
+        let mut held: Vec<_> = (0..READERS)
             .map(|_| {
                 let (sqlite, started, (release, until_released)) = (sqlite.clone(), started.clone(), channel::<()>());
                 let read = std::thread::spawn(move || {
@@ -246,17 +254,16 @@ mod tests {
                         count(conn)
                     })
                 });
+                all_started.recv().unwrap();
                 (release, read)
             })
             .collect();
-        (0..READERS).for_each(|_| all_started.recv().unwrap());
         let (answered, answer) = channel();
         let waiting = sqlite.clone();
         std::thread::spawn(move || answered.send(waiting.read(count)).ok());
         let wait = |answer: &Receiver<_>, millis| answer.recv_timeout(Duration::from_millis(millis));
         assert!(wait(&answer, 200).is_err(), "a read waits while every connection is held");
-        // The last held read ends first: the waiting read takes its connection.
-        let mut held = held;
+        // The read that took a connection last ends first: the waiting read takes that one.
         let (release, read) = held.pop().unwrap();
         release.send(()).unwrap();
         assert_eq!(read.join().unwrap().unwrap(), 0);
