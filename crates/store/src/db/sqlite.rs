@@ -40,8 +40,8 @@ pub(crate) struct Sqlite {
 
 /// The read-only connections, each lent to one read at a time.
 struct Readers {
-    /// The connections no read holds, the last returned last: it is lent first, its page cache
-    /// the warmest.
+    /// The connections no read holds, in the order they came back: the last is lent first, its
+    /// page cache the warmest.
     idle: Mutex<Vec<Connection>>,
     /// Wakes a read waiting for a connection: one was returned.
     returned: Condvar,
