@@ -486,10 +486,37 @@ pub(crate) mod tests {
 
     #[test]
     fn a_sqlite_read_under_way_holds_up_no_other_read() {
-        use std::sync::mpsc::channel;
         let dir = tempfile::tempdir().unwrap();
-        let store = sqlite_file(&dir);
-        // A read that holds its connection (the admin API writing a long device list) until told.
+        a_read_under_way_holds_up_no_other_read(sqlite_file(&dir));
+    }
+
+    #[test]
+    #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+    fn a_postgres_read_under_way_holds_up_no_other_read() {
+        a_read_under_way_holds_up_no_other_read(with_main(postgres()));
+    }
+
+    #[test]
+    #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+    fn postgres_reads_open_their_sessions_again_once_the_server_ended_them() {
+        let store = with_main(postgres());
+        let ended = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND pid <> pg_backend_pid()";
+        // The reading session the store opened with, and another one beside it.
+        a_read_under_way_holds_up_no_other_read(store.clone());
+        let terminated = store.transaction(|conn| conn.query_value::<i64>(ended, &[])).unwrap();
+        assert!(terminated >= 2, "the reading sessions were ended ({terminated} sessions)");
+        // A read on an ended session fails, if the end was not noticed yet; the next one on it
+        // opens it again.
+        let reads: Vec<_> = (0..4).map(|_| store.tenant("acme").map(|tenant| tenant.id)).collect();
+        assert!(reads[..2].iter().any(Result::is_ok), "{reads:?}");
+        assert!(reads[2..].iter().all(|read| read.as_deref().ok() == Some("acme")), "{reads:?}");
+    }
+
+    /// A read answers while another holds its connection (the admin API writing a long device
+    /// list as it reads it).
+    fn a_read_under_way_holds_up_no_other_read(store: Store) {
+        use std::sync::mpsc::channel;
         let (reading, wait_for_read) = channel();
         let (finish, until_finished) = channel::<()>();
         let long = store.clone();
@@ -513,14 +540,23 @@ pub(crate) mod tests {
     fn a_sqlite_read_that_panicked_leaves_its_connection_usable_and_up_to_date() {
         let dir = tempfile::tempdir().unwrap();
         // In a file, reads have connections of their own; in memory, the writer's reads.
-        for store in [sqlite_file(&dir), with_main(sqlite())] {
-            let visit = std::panic::AssertUnwindSafe(|| store.each_device("acme", |_| panic!("a visitor that fails")));
-            assert!(std::panic::catch_unwind(visit).is_err());
-            // Written and read after it: the panicked read's transaction did not stay open.
-            store.create_device("acme", "second").unwrap();
-            let ids: Vec<String> = store.devices("acme").unwrap().into_iter().map(|device| device.id).collect();
-            assert_eq!(ids, ["main", "second"]);
-        }
+        a_read_that_panicked_leaves_its_connection_usable_and_up_to_date(sqlite_file(&dir));
+        a_read_that_panicked_leaves_its_connection_usable_and_up_to_date(with_main(sqlite()));
+    }
+
+    #[test]
+    #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
+    fn a_postgres_read_that_panicked_leaves_its_connection_usable_and_up_to_date() {
+        a_read_that_panicked_leaves_its_connection_usable_and_up_to_date(with_main(postgres()));
+    }
+
+    fn a_read_that_panicked_leaves_its_connection_usable_and_up_to_date(store: Store) {
+        let visit = std::panic::AssertUnwindSafe(|| store.each_device("acme", |_| panic!("a visitor that fails")));
+        assert!(std::panic::catch_unwind(visit).is_err());
+        // Written and read after it: the panicked read's transaction did not stay open.
+        store.create_device("acme", "second").unwrap();
+        let ids: Vec<String> = store.devices("acme").unwrap().into_iter().map(|device| device.id).collect();
+        assert_eq!(ids, ["main", "second"]);
     }
 
     fn reads_answer_what_was_committed_while_a_write_is_under_way(store: Store) {

@@ -8,6 +8,7 @@
 //! statement with [`Conn::dialect`]. Parameters and columns are the four kinds both databases
 //! store alike ([`Value`]): integers, text, bytes and NULL; a flag is an integer.
 
+mod lend;
 mod postgres;
 mod sqlite;
 

@@ -23,6 +23,7 @@ use tokio_postgres::tls::NoTlsStream;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, NoTls, Socket, Statement};
 
+use super::lend::{Lender, READERS};
 use super::{Conn, DatabaseError, Param, Row, Value, params};
 use crate::{StoreError, migrations};
 
@@ -45,8 +46,8 @@ struct Shared {
     config: tokio_postgres::Config,
     /// The connection of write transactions; none while it could not be (re)opened.
     writer: Mutex<Option<Session>>,
-    /// The connection of read transactions.
-    reader: Mutex<Option<Session>>,
+    /// The connections of read transactions, lent one to a read ([`lend`](super::lend)).
+    readers: Lender<Session>,
     /// Declared last: the sessions' connections end before their runtime does.
     driver: Driver,
 }
@@ -79,15 +80,16 @@ impl Postgres {
         let driver = Driver(Some(runtime));
         let writer = Session::open(&config, &driver)?;
         migrations::postgres::migrate(&writer)?;
-        let reader = Session::open(&config, &driver)?;
-        let shared = Shared { config, writer: Mutex::new(Some(writer)), reader: Mutex::new(Some(reader)), driver };
+        // One now, the others when reads need them.
+        let readers = Lender::new(READERS, vec![Session::open(&config, &driver)?]);
+        let shared = Shared { config, writer: Mutex::new(Some(writer)), readers, driver };
         Ok(Postgres { shared: Arc::new(shared) })
     }
 
     /// Runs `f` in one write transaction, holding the store's write lock: all of its changes
     /// or none.
     pub(crate) fn transaction<T>(&self, f: impl FnOnce(&Conn<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let session = self.shared.session(&self.shared.writer)?;
+        let session = self.shared.writer()?;
         let session = session.as_ref().expect("an open session");
         session.within("BEGIN", || {
             session.execute("SELECT pg_advisory_xact_lock(?1)", params![waedge_pg::locks::STORE_WRITES])?;
@@ -95,12 +97,18 @@ impl Postgres {
         })
     }
 
-    /// Runs `f` in one read-only transaction: its statements all see what was committed when
-    /// the first of them ran, without waiting for a write under way.
+    /// Runs `f` in one read-only transaction on a session no other read holds: its statements
+    /// all see what was committed when the first of them ran, without waiting for a write under
+    /// way.
     pub(crate) fn read<T>(&self, f: impl FnOnce(&Conn<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let session = self.shared.session(&self.shared.reader)?;
-        let session = session.as_ref().expect("an open session");
-        session.within("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", || f(&Conn::Postgres(session)))
+        let Shared { config, driver, .. } = &*self.shared;
+        let mut session = self.shared.readers.lend(|| Session::open(config, driver))?;
+        // Closed (the server restarted, the network broke): the read that found it so failed,
+        // this one opens it again. A session that cannot be is kept, to be tried again.
+        if session.client.is_closed() {
+            *session = Session::open(config, driver)?;
+        }
+        session.within("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", || f(&Conn::Postgres(&session)))
     }
 }
 
@@ -151,12 +159,12 @@ impl Postgres {
 }
 
 impl Shared {
-    /// The session in `slot`, opened again first if it is closed (the server restarted, the
+    /// The writing session, opened again first if it is closed (the server restarted, the
     /// network broke): the statement that found it closed failed, the next one reconnects.
-    fn session<'s>(&'s self, slot: &'s Mutex<Option<Session>>) -> Result<MutexGuard<'s, Option<Session>>, StoreError> {
+    fn writer(&self) -> Result<MutexGuard<'_, Option<Session>>, StoreError> {
         // A panic mid-transaction leaves the session in it: the transaction's guard rolled
         // it back while unwinding, so a poisoned lock still guards a usable session.
-        let mut session = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut session = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if session.as_ref().is_none_or(|session| session.client.is_closed()) {
             *session = None;
             *session = Some(Session::open(&self.config, &self.driver)?);

@@ -1,13 +1,14 @@
 //! The store in SQLite: one file, one connection that writes and a few that read.
 
 use std::borrow::Cow;
-use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
+use super::lend::{Lender, READERS};
 use super::{Conn, DatabaseError, Param, Row, Value};
 use crate::{StoreError, migrations};
 
@@ -17,16 +18,12 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Statements kept prepared per connection: more than the store has, so none is prepared
 /// twice.
 const STATEMENT_CACHE: usize = 256;
-/// How many connections read: a long read (the admin API's list of a thousand devices, written
-/// while it is read) holds one, and the reads beside it take the others.
-const READERS: usize = 4;
-
 /// A store's SQLite connections; clones share them.
 ///
 /// Writes are transactions in WAL mode with `synchronous = FULL`: an acknowledged change
-/// survives a `kill -9` or a power cut. One connection writes; reads go to [`READERS`]
-/// read-only connections, which see what was last committed without waiting for a write under
-/// way, nor for another read while one of them is free.
+/// survives a `kill -9` or a power cut. One connection writes; reads go to up to [`READERS`]
+/// read-only connections, lent one to a read ([`lend`](super::lend)), which see what was last
+/// committed without waiting for a write under way.
 #[derive(Clone)]
 pub(crate) struct Sqlite {
     /// The reading connections: in WAL mode they read the last committed state while `writer`
@@ -38,21 +35,12 @@ pub(crate) struct Sqlite {
     writer: Arc<Mutex<Connection>>,
 }
 
-/// The read-only connections, each lent to one read at a time.
+/// The read-only connections of a database file.
 struct Readers {
-    /// The connections no read holds, in the order they came back: the last is lent first, its
-    /// page cache the warmest.
-    idle: Mutex<Vec<Connection>>,
-    /// Wakes a read waiting for a connection: one was returned.
-    returned: Condvar,
-}
-
-/// A reading connection lent to one read, returned when dropped (by a read that panicked too).
-struct Lent<'r> {
-    /// The connection, until it is returned.
-    conn: Option<Connection>,
-    /// Where it is returned to.
-    readers: &'r Readers,
+    /// The file they read.
+    path: PathBuf,
+    /// The connections, opened as reads need them.
+    lender: Lender<Connection>,
 }
 
 impl Sqlite {
@@ -61,8 +49,9 @@ impl Sqlite {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let writer = init(Connection::open_with_flags(path, flags)?)?;
         // Opened once the writer has made the database and its WAL: a reader cannot create them.
-        let idle = (0..READERS).map(|_| open_reader(path)).collect::<Result<_, _>>()?;
-        let readers = Readers { idle: Mutex::new(idle), returned: Condvar::new() };
+        // One now, so that a file the process may not read fails here; the others when needed.
+        let lender = Lender::new(READERS, vec![open_reader(path)?]);
+        let readers = Readers { path: path.to_owned(), lender };
         Ok(Sqlite { readers: Some(Arc::new(readers)), writer: Arc::new(Mutex::new(writer)) })
     }
 
@@ -82,12 +71,12 @@ impl Sqlite {
         Ok(value)
     }
 
-    /// Runs `f` in one read transaction on a reading connection no other read holds (waiting
-    /// for the first one returned when every one is): its statements all see what was
-    /// committed when the first of them ran, without waiting for a write under way.
+    /// Runs `f` in one read transaction on a reading connection no other read holds: its
+    /// statements all see what was committed when the first of them ran, without waiting for a
+    /// write under way.
     pub(crate) fn read<T>(&self, f: impl FnOnce(&Conn<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
         match &self.readers {
-            Some(readers) => read_on(&readers.lend(), f),
+            Some(readers) => read_on(&*readers.lender.lend(|| open_reader(&readers.path))?, f),
             None => read_on(&lock(&self.writer), f),
         }
     }
@@ -108,37 +97,6 @@ fn read_on<T>(conn: &Connection, f: impl FnOnce(&Conn<'_>) -> Result<T, StoreErr
     }
     let tx = Transaction::new_unchecked(conn, TransactionBehavior::Deferred)?;
     f(&Conn::Sqlite(&tx))
-}
-
-impl Readers {
-    /// A connection no other read holds (the last returned), waiting for one to be returned
-    /// when every one is.
-    fn lend(&self) -> Lent<'_> {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            if let Some(conn) = idle.pop() {
-                return Lent { conn: Some(conn), readers: self };
-            }
-            idle = self.returned.wait(idle).unwrap_or_else(PoisonError::into_inner);
-        }
-    }
-}
-
-impl std::ops::Deref for Lent<'_> {
-    type Target = Connection;
-
-    fn deref(&self) -> &Connection {
-        self.conn.as_ref().expect("lent until dropped")
-    }
-}
-
-impl Drop for Lent<'_> {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            self.readers.idle.lock().unwrap_or_else(PoisonError::into_inner).push(conn);
-            self.readers.returned.notify_one();
-        }
-    }
 }
 
 /// A read-only connection to the database at `path`.
@@ -228,49 +186,5 @@ impl rusqlite::ToSql for Value<'_> {
             },
             Value::Blob(bytes) => ToSqlOutput::Borrowed(ValueRef::Blob(bytes)),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::mpsc::{Receiver, channel};
-
-    use super::*;
-
-    #[test]
-    fn a_read_waits_for_whichever_reading_connection_is_returned_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let sqlite = Sqlite::open(&dir.path().join("waedge.db")).unwrap();
-        let count = |conn: &Conn<'_>| conn.query_value::<i64>("SELECT count(*) FROM tenants", &[]);
-        // Every reading connection held by a read, each until told, taken one after the other.
-        let (started, all_started) = channel();
-        let mut held: Vec<_> = (0..READERS)
-            .map(|_| {
-                let (sqlite, started, (release, until_released)) = (sqlite.clone(), started.clone(), channel::<()>());
-                let read = std::thread::spawn(move || {
-                    sqlite.read(|conn| {
-                        started.send(()).unwrap();
-                        until_released.recv().unwrap();
-                        count(conn)
-                    })
-                });
-                all_started.recv().unwrap();
-                (release, read)
-            })
-            .collect();
-        let (answered, answer) = channel();
-        let waiting = sqlite.clone();
-        std::thread::spawn(move || answered.send(waiting.read(count)).ok());
-        let wait = |answer: &Receiver<_>, millis| answer.recv_timeout(Duration::from_millis(millis));
-        assert!(wait(&answer, 200).is_err(), "a read waits while every connection is held");
-        // The read that took a connection last ends first: the waiting read takes that one.
-        let (release, read) = held.pop().unwrap();
-        release.send(()).unwrap();
-        assert_eq!(read.join().unwrap().unwrap(), 0);
-        assert_eq!(wait(&answer, 10_000).expect("the read took the connection returned").unwrap(), 0);
-        for (release, read) in held {
-            release.send(()).unwrap();
-            assert_eq!(read.join().unwrap().unwrap(), 0);
-        }
     }
 }
