@@ -171,8 +171,8 @@ fn view(admin: &Admin, record: DeviceRecord) -> DeviceView {
 /// the store's answer is read, with nothing copied out of it or out of the sessions' statuses,
 /// where a list of a thousand devices made a thousand records and cloned a thousand statuses
 /// first: 13 % less CPU (BENCHMARKS.md, issue #14). The list holds one of the store's
-/// reading connections while it is written (about 3.5 ms for a thousand devices): SQLite has
-/// others for the reads beside it; PostgreSQL's store has one, which they wait for.
+/// reading connections while it is written (about 3.5 ms for a thousand devices); the reads
+/// beside it take others.
 fn device_list(
     store: &Store,
     tenant: &str,
