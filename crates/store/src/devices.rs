@@ -90,7 +90,7 @@ impl Store {
     /// Shows every device of `tenant` to `visit`, by id, its text borrowed from the store's
     /// answer: a list of a thousand devices is made without copying eight thousand strings
     /// first (BENCHMARKS.md, issue #14). `visit` runs inside the store's read, holding one of
-    /// its reading connections (PostgreSQL's only one): keep it to writing the device out.
+    /// its reading connections: keep it to writing the device out.
     pub fn each_device(&self, tenant: &str, mut visit: impl FnMut(DeviceRecord<&str>)) -> Result<(), StoreError> {
         self.read(|conn| {
             tenants::require(conn, tenant)?;

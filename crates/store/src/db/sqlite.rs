@@ -18,6 +18,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Statements kept prepared per connection: more than the store has, so none is prepared
 /// twice.
 const STATEMENT_CACHE: usize = 256;
+
 /// A store's SQLite connections; clones share them.
 ///
 /// Writes are transactions in WAL mode with `synchronous = FULL`: an acknowledged change
