@@ -127,8 +127,7 @@ impl Manage {
     /// stands, as the admin API does on the node it was asked on.
     pub async fn answer(self, devices: &dyn DeviceManager, (tenant, device): (&str, &str)) -> Vec<u8> {
         fn said<T: Serialize>(answer: anyhow::Result<T>) -> Vec<u8> {
-            let answer = answer.map_err(|e| format!("{e:#}"));
-            serde_json::to_vec(&answer).unwrap_or_else(|e| refused(&format!("encoding the answer failed: {e}")))
+            json(answer.map_err(|e| format!("{e:#}")), |why| why)
         }
         match self {
             Manage::LinkQr => {
@@ -215,13 +214,19 @@ impl Call {
 
 /// The answer of a [`Manage`] call that failed: `{"Err": why}`.
 pub fn refused(why: &str) -> Vec<u8> {
-    serde_json::to_vec(&Err::<(), _>(why)).expect("text encodes")
+    json::<(), _>(Err(why.to_owned()), |why| why)
 }
 
-/// The JSON of `answer`.
+/// The JSON of a session's answer.
 pub fn encode<T: Serialize>(answer: Result<T, Error>) -> Vec<u8> {
+    json(answer, Error::Upstream)
+}
+
+/// The JSON of `answer` (`{"Ok": …}` or `{"Err": …}`); an answer that does not encode is the
+/// error `failed` makes of why.
+fn json<T: Serialize, E: Serialize>(answer: Result<T, E>, failed: impl FnOnce(String) -> E) -> Vec<u8> {
     serde_json::to_vec(&answer).unwrap_or_else(|e| {
-        let failed: Result<(), Error> = Err(Error::Upstream(format!("encoding the answer failed: {e}")));
+        let failed = Err::<(), E>(failed(format!("encoding the answer failed: {e}")));
         serde_json::to_vec(&failed).expect("an error encodes")
     })
 }
@@ -272,5 +277,17 @@ mod tests {
             Err(Error::DeviceNotConnected(waedge_contract::types::DeviceState::Connecting));
         let decoded: Result<Vec<String>, Error> = serde_json::from_slice(&encode(answer.clone())).unwrap();
         assert_eq!(decoded, answer);
+    }
+
+    #[test]
+    fn an_answer_that_does_not_encode_is_an_error_saying_so() {
+        // JSON has no map keys but strings.
+        let unencodable = std::collections::BTreeMap::from([((1, 2), 3)]);
+        let decoded: Result<(), Error> = serde_json::from_slice(&encode(Ok(unencodable.clone()))).unwrap();
+        assert!(matches!(decoded, Err(Error::Upstream(ref why)) if why.starts_with("encoding the answer failed")));
+        let refused: Result<(), String> = serde_json::from_slice(&refused("the device is gone")).unwrap();
+        assert_eq!(refused, Err("the device is gone".to_owned()));
+        let said: Result<(), String> = serde_json::from_slice(&json(Ok(unencodable), |why| why)).unwrap();
+        assert!(said.is_err_and(|why| why.starts_with("encoding the answer failed")));
     }
 }
