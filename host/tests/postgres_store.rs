@@ -573,6 +573,7 @@ fn forwarding_node(dir: &std::path::Path, url: &str, sim: &WaSim, node: &str) ->
 /// Two nodes' configurations with cluster listeners on one new store, their devices
 /// connecting to a new wa-sim, and node 1 started alone with acme's device `main` linked.
 struct LinkedOnNodeOne {
+    url: String,
     sim: WaSim,
     _dirs: [tempfile::TempDir; 2],
     configs: [std::path::PathBuf; 2],
@@ -593,7 +594,7 @@ impl LinkedOnNodeOne {
         let one = Waedge::start(&configs[0]);
         acme(&one, &admin).await;
         one.link_new_device(&admin, &sim, ("acme", "main", SELF_PHONE), Duration::from_secs(30)).await;
-        LinkedOnNodeOne { sim, _dirs: dirs, configs, admin, one }
+        LinkedOnNodeOne { url, sim, _dirs: dirs, configs, admin, one }
     }
 }
 
@@ -608,7 +609,7 @@ async fn listed(node: &Waedge, admin: &str, field: &str) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
 async fn the_admin_api_of_any_node_logs_out_links_and_removes_a_device_another_node_runs() {
-    let LinkedOnNodeOne { sim, _dirs, configs, admin, one } = LinkedOnNodeOne::start().await;
+    let LinkedOnNodeOne { sim, _dirs, configs, admin, one, .. } = LinkedOnNodeOne::start().await;
     let two = Waedge::start(&configs[1]);
     two.wait_for_device(&admin, "acme", "main", "connected", Duration::from_secs(10)).await;
     assert_eq!(device_nodes(&configs[1], "acme").get("main").map(String::as_str), Some("node-1"));
@@ -679,7 +680,7 @@ async fn the_admin_api_of_any_node_logs_out_links_and_removes_a_device_another_n
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
 async fn a_device_removed_while_its_node_is_dead_leaves_no_state_and_no_client_behind() {
-    let LinkedOnNodeOne { sim, _dirs, configs, admin, one } = LinkedOnNodeOne::start().await;
+    let LinkedOnNodeOne { sim, _dirs, configs, admin, one, .. } = LinkedOnNodeOne::start().await;
     let two = Waedge::start(&configs[1]);
     two.wait_for_device(&admin, "acme", "main", "connected", Duration::from_secs(10)).await;
 
@@ -718,7 +719,7 @@ async fn main_once_served(node: &Waedge, token: &str, seconds: u64) -> Vec<Value
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
 async fn a_node_forwards_calls_on_a_device_another_node_runs_and_answers_as_that_node() {
-    let LinkedOnNodeOne { sim, _dirs, configs, admin, one } = LinkedOnNodeOne::start().await;
+    let LinkedOnNodeOne { url, sim, _dirs, configs, admin, one } = LinkedOnNodeOne::start().await;
     let token = one.new_user_token(&admin, "acme", &["main"]).await;
     let direct = main_as_served(&one, &token).await;
 
@@ -731,6 +732,15 @@ async fn a_node_forwards_calls_on_a_device_another_node_runs_and_answers_as_that
     // Node 2's admin API shows the device as its node recorded it.
     two.wait_for_device(&admin, "acme", "main", "connected", Duration::from_secs(5)).await;
     assert_eq!(main_as_served(&two, &token).await, direct, "node 2 answers as node 1 does");
+    // What is recorded of a device may lag behind it (a takeover's first status not written
+    // yet): node 2 asks node 1 whatever it read, and node 1 answers for itself.
+    let recorded =
+        |state: &str| format!("UPDATE devices SET state = '{state}' WHERE tenant_id = 'acme' AND id = 'main'");
+    run_sql(&url, &recorded("unlinked")).await;
+    two.wait_for_device(&admin, "acme", "main", "unlinked", Duration::from_secs(5)).await;
+    assert_eq!(main_as_served(&two, &token).await, direct, "forwarded, not refused on a lagging record");
+    run_sql(&url, &recorded("connected")).await;
+    two.wait_for_device(&admin, "acme", "main", "connected", Duration::from_secs(5)).await;
     let metrics = reqwest::get(format!("{}/metrics", two.admin)).await.unwrap().text().await.unwrap();
     let answered = metrics.lines().find_map(|line| {
         line.strip_prefix("waedge_forwarded_call_duration_seconds_count{outcome=\"answered\"} ")?.parse::<u64>().ok()
@@ -846,7 +856,7 @@ async fn received_from_john(node: &Waedge, admin: &str) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
 async fn a_takeover_while_a_chat_receives_loses_reorders_and_repeats_none_of_its_events() {
-    let LinkedOnNodeOne { sim, _dirs, configs, admin, one: first } = LinkedOnNodeOne::start().await;
+    let LinkedOnNodeOne { sim, _dirs, configs, admin, one: first, .. } = LinkedOnNodeOne::start().await;
     let second = Waedge::start(&configs[1]);
 
     // John writes on while node 1, which runs the device, is killed mid-way: what node 1 had
@@ -1012,7 +1022,7 @@ async fn wait_for_owner(config: &std::path::Path, node: &str, seconds: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
 async fn a_node_paused_past_its_leases_is_fenced_when_it_resumes_and_leaves_the_device_to_its_new_node() {
-    let LinkedOnNodeOne { sim, _dirs, configs, admin, one } = LinkedOnNodeOne::start().await;
+    let LinkedOnNodeOne { sim, _dirs, configs, admin, one, .. } = LinkedOnNodeOne::start().await;
     let token = one.new_user_token(&admin, "acme", &["main"]).await;
     let direct = main_as_served(&one, &token).await;
     let two = Waedge::start(&configs[1]);

@@ -16,7 +16,7 @@ use waedge_contract::types::{
     UserInfo, VerifiedLink,
 };
 use waedge_contract::whatsapp::{Host, HostDevice};
-use waedge_device::{DeviceSession, TextMessage, VerificationRequest, not_connected, verification};
+use waedge_device::{DeviceSession, TextMessage, VerificationRequest, is_terminal, not_connected, verification};
 use waedge_jid::Jid;
 use wasmtime::component::Resource;
 
@@ -249,10 +249,14 @@ pub fn rate_limited(wait: std::time::Duration) -> Error {
     Error::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u32)
 }
 
-/// `Ok` when `session` is connected, else the error that says in which state it is.
+/// `Ok` when `session` is connected, else the error that says in which state it is. A device
+/// another node runs is asked there unless it stopped for good: what is recorded of it may lag
+/// behind it (the node that took it over has not written its status yet), and that node
+/// answers for itself (or forwarding finds no node to ask).
 fn connected(session: &dyn DeviceSession) -> Result<(), Error> {
     match session.status().state {
         DeviceState::Connected => Ok(()),
+        state if !session.runs_here() && !is_terminal(state) => Ok(()),
         other => Err(not_connected(other)),
     }
 }
