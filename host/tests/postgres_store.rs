@@ -598,6 +598,14 @@ impl LinkedOnNodeOne {
     }
 }
 
+/// How many device calls `node` forwarded and got answered, by its `/metrics`, and the page.
+async fn forwarded(node: &Waedge) -> (u64, String) {
+    let metrics = reqwest::get(format!("{}/metrics", node.admin)).await.unwrap().text().await.unwrap();
+    let count = "waedge_forwarded_call_duration_seconds_count{outcome=\"answered\"} ";
+    let answered = metrics.lines().find_map(|line| line.strip_prefix(count)?.parse::<u64>().ok());
+    (answered.unwrap_or(0), metrics)
+}
+
 /// Each device of `acme`'s admin list on `node`, in the list's order: its `field`.
 async fn listed(node: &Waedge, admin: &str, field: &str) -> Vec<Value> {
     let listed = node.admin(reqwest::Method::GET, "/v1/tenants/acme/devices", admin, Value::Null).await;
@@ -719,7 +727,7 @@ async fn main_once_served(node: &Waedge, token: &str, seconds: u64) -> Vec<Value
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
 async fn a_node_forwards_calls_on_a_device_another_node_runs_and_answers_as_that_node() {
-    let LinkedOnNodeOne { url, sim, _dirs, configs, admin, one } = LinkedOnNodeOne::start().await;
+    let LinkedOnNodeOne { url, mut sim, _dirs, configs, admin, one } = LinkedOnNodeOne::start().await;
     let token = one.new_user_token(&admin, "acme", &["main"]).await;
     let direct = main_as_served(&one, &token).await;
 
@@ -732,20 +740,19 @@ async fn a_node_forwards_calls_on_a_device_another_node_runs_and_answers_as_that
     // Node 2's admin API shows the device as its node recorded it.
     two.wait_for_device(&admin, "acme", "main", "connected", Duration::from_secs(5)).await;
     assert_eq!(main_as_served(&two, &token).await, direct, "node 2 answers as node 1 does");
+    let (answered, metrics) = forwarded(&two).await;
+    assert!(answered >= 2, "node 2 counts the calls it forwarded:\n{metrics}");
     // What is recorded of a device may lag behind it (a takeover's first status not written
-    // yet): node 2 asks node 1 whatever it read, and node 1 answers for itself.
+    // yet): node 2 asks node 1 whatever it read, its cache aside, and node 1 answers for itself.
     let recorded =
         |state: &str| format!("UPDATE devices SET state = '{state}' WHERE tenant_id = 'acme' AND id = 'main'");
     run_sql(&url, &recorded("unlinked")).await;
     two.wait_for_device(&admin, "acme", "main", "unlinked", Duration::from_secs(5)).await;
     assert_eq!(main_as_served(&two, &token).await, direct, "forwarded, not refused on a lagging record");
+    let (asked, _) = forwarded(&two).await;
+    assert!(asked >= answered + 4, "every call of the two requests went to node 1 ({answered} → {asked})");
     run_sql(&url, &recorded("connected")).await;
     two.wait_for_device(&admin, "acme", "main", "connected", Duration::from_secs(5)).await;
-    let metrics = reqwest::get(format!("{}/metrics", two.admin)).await.unwrap().text().await.unwrap();
-    let answered = metrics.lines().find_map(|line| {
-        line.strip_prefix("waedge_forwarded_call_duration_seconds_count{outcome=\"answered\"} ")?.parse::<u64>().ok()
-    });
-    assert!(answered.is_some_and(|count| count >= 2), "node 2 counts the calls it forwarded:\n{metrics}");
     // The device's state is node 1's to report: added up over the nodes, each device once.
     let state = "waedge_device_state{tenant=\"acme\",device=\"main\",state=\"connected\"} 1";
     assert!(!metrics.contains("waedge_device_state{tenant=\"acme\""), "node 2 does not run it:\n{metrics}");
@@ -825,6 +832,27 @@ async fn a_node_forwards_calls_on_a_device_another_node_runs_and_answers_as_that
         .await
         .expect("the cluster listener answers");
     assert_eq!(misdirected.status().as_u16(), 421);
+    // A send its device cannot make now (WhatsApp out of reach) is refused for that by the
+    // node running it, before it counts against the device's send rate (spent above).
+    sim.stop_listening().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while one.device_state(&admin, "acme", "main").await == "connected" {
+        assert!(std::time::Instant::now() < deadline, "node 1 still shows the device connected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let send = json!({ "call": "send-text", "to": JOHN_JID, "text": "while down", "reply_to": null, "idempotency_key": "down-1" });
+    let refused = http
+        .post(format!("http://{listener}/v1/devices/acme/main"))
+        .bearer_auth(CLUSTER_SECRET)
+        .header("waedge-deadline-ms", "5000")
+        .body(send.to_string())
+        .send()
+        .await
+        .expect("the cluster listener answers");
+    let refused: Value = serde_json::from_str(&refused.text().await.unwrap()).expect("the session's answer");
+    assert!(refused["Err"]["DeviceNotConnected"].is_string(), "{refused}");
+    sim.listen_again().await.expect("wa-sim listens again");
+    one.wait_for_device(&admin, "acme", "main", "connected", Duration::from_secs(20)).await;
 
     // Node 1 leaves: node 2 takes the device over and answers the same, itself; meanwhile a
     // call answers DEVICE_NOT_CONNECTED, never another error.
@@ -1041,17 +1069,12 @@ async fn a_node_paused_past_its_leases_is_fenced_when_it_resumes_and_leaves_the_
         assert!(std::time::Instant::now() < deadline, "node 1 still has a client of the account 10 s after resuming");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let forwarded = |metrics: &str| {
-        let count = "waedge_forwarded_call_duration_seconds_count{outcome=\"answered\"} ";
-        metrics.lines().find_map(|line| line.strip_prefix(count)?.parse::<u64>().ok()).unwrap_or(0)
-    };
-    let metrics = || async { reqwest::get(format!("{}/metrics", one.admin)).await.unwrap().text().await.unwrap() };
-    let before = forwarded(&metrics().await);
+    let (before, _) = forwarded(&one).await;
     for node in [&one, &two] {
         assert_eq!(main_as_served(node, &token).await, direct, "served after node 1 resumed");
         assert_eq!(node.device_state(&admin, "acme", "main").await, "connected");
     }
-    assert!(forwarded(&metrics().await) >= before + 2, "node 1 answers through node 2, not a client of its own");
+    assert!(forwarded(&one).await.0 >= before + 2, "node 1 answers through node 2, not a client of its own");
     assert_eq!(sim.connections_of(SELF_PHONE), 1, "one client of the account");
     let log = one.stop();
     assert!(log.contains("no longer runs the device"), "node 1 says it gave the device up:\n{log}");

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use waedge_contract::types::{
-    BusinessProfile, Contact, DeviceStatus, Error, Group, LidMapping, LidVerification, OnWhatsapp, ProfilePicture,
-    SendOutcome, SentMessage, UserInfo, VerifiedLink,
+    BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group, LidMapping, LidVerification, OnWhatsapp,
+    ProfilePicture, SendOutcome, SentMessage, UserInfo, VerifiedLink,
 };
 use waedge_jid::Jid;
 
@@ -107,7 +107,9 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlMap<K, V> {
     }
 }
 
-/// A [`DeviceSession`] that caches the network look-ups of another.
+/// A [`DeviceSession`] that caches the network look-ups of another, while that one shows its
+/// device connected: a device another node runs whose recorded status says otherwise (it may
+/// lag) is asked there each time, so that every node answers alike.
 pub struct Cached {
     inner: Arc<dyn DeviceSession>,
     metrics: Arc<dyn CacheMetrics>,
@@ -131,6 +133,25 @@ impl Cached {
             group_info: TtlMap::new(ttl),
         }
     }
+
+    /// Whether `inner` shows its device connected: only then are answers cached or taken
+    /// from the cache.
+    fn live(&self) -> bool {
+        let mut live = false;
+        self.inner.with_status(&mut |status| live = status.state == DeviceState::Connected);
+        live
+    }
+
+    /// `map`'s answer for `key`, or `fetch`'s, as [`TtlMap::get_or_fetch`] gives it while the
+    /// device shows connected; `fetch`'s alone otherwise.
+    async fn through<K, V, F>(&self, map: &TtlMap<K, V>, key: K, fetch: F) -> Result<V, Error>
+    where
+        K: Eq + Hash + Clone,
+        V: Clone,
+        F: Future<Output = Result<V, Error>>,
+    {
+        if self.live() { map.get_or_fetch(&*self.metrics, key, fetch).await } else { fetch.await }
+    }
 }
 
 #[async_trait]
@@ -148,6 +169,9 @@ impl DeviceSession for Cached {
     }
 
     async fn user_info(&self, jids: &[Jid]) -> Result<Vec<UserInfo>, Error> {
+        if !self.live() {
+            return self.inner.user_info(jids).await;
+        }
         // What the cache knows of each JID now (`Some(None)`: a user WhatsApp does not know);
         // the answer is made of these and what is fetched, not read from the cache again, so
         // an entry that expires during the fetch is not lost from it.
@@ -166,13 +190,11 @@ impl DeviceSession for Cached {
     }
 
     async fn profile_picture(&self, jid: &Jid, preview: bool) -> Result<Option<ProfilePicture>, Error> {
-        self.pictures
-            .get_or_fetch(&*self.metrics, (jid.clone(), preview), self.inner.profile_picture(jid, preview))
-            .await
+        self.through(&self.pictures, (jid.clone(), preview), self.inner.profile_picture(jid, preview)).await
     }
 
     async fn business_profile(&self, jid: &Jid) -> Result<Option<BusinessProfile>, Error> {
-        self.businesses.get_or_fetch(&*self.metrics, jid.clone(), self.inner.business_profile(jid)).await
+        self.through(&self.businesses, jid.clone(), self.inner.business_profile(jid)).await
     }
 
     async fn lid_mapping(&self, jid: &Jid) -> Result<Option<LidMapping>, Error> {
@@ -184,11 +206,11 @@ impl DeviceSession for Cached {
     }
 
     async fn joined_groups(&self) -> Result<Vec<Group>, Error> {
-        self.groups.get_or_fetch(&*self.metrics, (), self.inner.joined_groups()).await
+        self.through(&self.groups, (), self.inner.joined_groups()).await
     }
 
     async fn group_info(&self, jid: &Jid) -> Result<Group, Error> {
-        self.group_info.get_or_fetch(&*self.metrics, jid.clone(), self.inner.group_info(jid)).await
+        self.through(&self.group_info, jid.clone(), self.inner.group_info(jid)).await
     }
 
     async fn contact(&self, jid: &Jid) -> Result<Option<Contact>, Error> {
@@ -219,8 +241,6 @@ impl DeviceSession for Cached {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-
-    use waedge_contract::types::DeviceState;
 
     use super::*;
 
@@ -293,12 +313,21 @@ mod tests {
         known: Vec<&'static str>,
         delay: Duration,
         failing: std::sync::atomic::AtomicBool,
+        /// What its status shows: connected unless set otherwise.
+        state: Mutex<DeviceState>,
         asked: Mutex<Vec<Vec<String>>>,
     }
 
     impl Phone {
         fn new(known: &[&'static str], delay: Duration) -> Arc<Phone> {
-            Arc::new(Phone { known: known.to_vec(), delay, failing: Default::default(), asked: Mutex::default() })
+            let state = Mutex::new(DeviceState::Connected);
+            Arc::new(Phone {
+                known: known.to_vec(),
+                delay,
+                failing: Default::default(),
+                state,
+                asked: Mutex::default(),
+            })
         }
 
         fn knowing(known: &[&'static str]) -> Arc<Phone> {
@@ -313,7 +342,8 @@ mod tests {
     #[async_trait]
     impl DeviceSession for Phone {
         fn status(&self) -> DeviceStatus {
-            DeviceStatus { id: "main".into(), state: DeviceState::Connected, jid: None, lid: None, push_name: None }
+            let state = *self.state.lock().unwrap();
+            DeviceStatus { id: "main".into(), state, jid: None, lid: None, push_name: None }
         }
 
         async fn user_info(&self, jids: &[Jid]) -> Result<Vec<UserInfo>, Error> {
@@ -415,6 +445,24 @@ mod tests {
         assert_eq!(answered(cached.user_info(&jids(&[BOB, CAT])).await.unwrap()), [BOB, CAT]);
         assert!(phone.asked().is_empty(), "a full hit asks nothing");
         assert_eq!(lookups.counted(), (4, 3));
+    }
+
+    #[tokio::test]
+    async fn a_device_not_shown_connected_is_asked_each_time_and_nothing_it_answers_is_cached() {
+        let phone = Phone::knowing(&[ANN, BOB]);
+        let lookups = Arc::new(Lookups::default());
+        let cached = Cached::new(phone.clone(), Duration::from_secs(60), lookups.clone());
+        cached.user_info(&jids(&[ANN])).await.unwrap();
+        // Run by another node whose recorded status lags: asked there, cache or not.
+        *phone.state.lock().unwrap() = DeviceState::Disconnected;
+        for _ in 0..2 {
+            assert_eq!(answered(cached.user_info(&jids(&[ANN, BOB])).await.unwrap()), [ANN, BOB]);
+        }
+        assert_eq!(phone.asked(), [vec![ANN], vec![ANN, BOB], vec![ANN, BOB]]);
+        *phone.state.lock().unwrap() = DeviceState::Connected;
+        assert_eq!(answered(cached.user_info(&jids(&[ANN, BOB])).await.unwrap()), [ANN, BOB]);
+        assert_eq!(phone.asked(), [[BOB]], "what was cached while connected, and nothing since");
+        assert_eq!(lookups.counted(), (1, 2), "the calls made past the cache are not counted");
     }
 
     #[tokio::test]

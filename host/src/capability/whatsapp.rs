@@ -250,10 +250,10 @@ pub fn rate_limited(wait: std::time::Duration) -> Error {
 }
 
 /// `Ok` when `session` is connected, else the error that says in which state it is. A device
-/// another node runs is asked there unless it stopped for good: what is recorded of it may lag
-/// behind it (the node that took it over has not written its status yet), and that node
-/// answers for itself (or forwarding finds no node to ask).
-fn connected(session: &dyn DeviceSession) -> Result<(), Error> {
+/// another node runs passes unless it stopped for good: what is recorded of it may lag behind
+/// it (the node that took it over has not written its status yet), so its calls are made
+/// there, where the session answers for itself, or answer `connecting` when no node runs it.
+pub(crate) fn connected(session: &dyn DeviceSession) -> Result<(), Error> {
     match session.status().state {
         DeviceState::Connected => Ok(()),
         state if !session.runs_here() && !is_terminal(state) => Ok(()),

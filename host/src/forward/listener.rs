@@ -22,7 +22,7 @@ use super::wire::{self, Call, DEADLINE_HEADER, Manage, NOT_HERE, PATH_PREFIX};
 use crate::Gateway;
 use crate::bearer::bearer;
 use crate::body::{ReadError, ResponseBody, read_body};
-use crate::capability::whatsapp::rate_limited;
+use crate::capability::whatsapp::{connected, rate_limited};
 use crate::gateway::{error, json_body};
 use crate::server::{Handler, RequestBody};
 
@@ -129,8 +129,10 @@ impl Listener {
         let answer = if !call.sends() {
             let answered = tokio::time::timeout(left, call.answer(&*session)).await;
             answered.unwrap_or_else(|_| wire::encode::<()>(Err(Error::Timeout)))
-        } else if let Err(limited) = self.take_send(tenant, device) {
-            wire::encode::<()>(Err(limited))
+        } else if let Err(refused) = connected(&*session).and_then(|()| self.take_send(tenant, device)) {
+            // A send the device cannot make now does not count against its rate: as on the
+            // node that runs it, the state is checked first.
+            wire::encode::<()>(Err(refused))
         } else {
             // A send runs to its end, as it does on the node it was asked on: neither the
             // deadline nor the caller going away leaves what it recorded half-done.
