@@ -8,7 +8,7 @@
 //! token or a deleted route stops working as soon as the change is acknowledged. Writes are
 //! transactions, run one at a time (in PostgreSQL, across every node: one advisory lock),
 //! and an acknowledged change survives a `kill -9` or a power cut (SQLite: WAL mode with
-//! `synchronous = FULL`). Reads that decide no write run on a connection of their own, in a
+//! `synchronous = FULL`). Reads that decide no write run on connections of their own, each in a
 //! transaction that sees what was last committed without waiting for a write under way. The
 //! store is synchronous (no async runtime; PostgreSQL's connections are driven by a thread of
 //! the store's own): callers on an async runtime run it on a blocking thread, except
@@ -501,7 +501,7 @@ pub(crate) mod tests {
     fn postgres_reads_open_their_sessions_again_once_the_server_ended_them() {
         let store = with_main(postgres());
         // Each ended, its server process gone (waited for up to 5 s), except the one asking.
-        let ended = "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity \
+        let ended = "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity \
                      WHERE datname = current_database() AND pid <> pg_backend_pid()";
         // The reading session the store opened with, and another one beside it.
         a_read_under_way_holds_up_no_other_read(store.clone());

@@ -163,43 +163,29 @@ mod tests {
         assert_eq!((*again, opened.load(Ordering::SeqCst)), (0, 1), "the free one lent again, none opened");
         let beside = lender.lend(opener(&opened)).unwrap();
         assert_eq!(*beside, 1, "a second read beside the first opens a connection");
-        let third = lend_beside(&lender, opener(&opened));
-        assert!(still_waiting(&third), "a third waits: two are the most");
+        let third = Beside::lend(&lender, opener(&opened));
+        assert!(third.still_waiting(), "a third waits: two are the most");
         drop(beside);
-        assert_eq!(answered(&third).unwrap(), 1, "it takes the one returned");
+        assert_eq!(third.answered().unwrap(), 1, "it takes the one returned");
         assert_eq!(opened.load(Ordering::SeqCst), 2);
     }
 
     #[test]
     fn a_read_waits_for_whichever_connection_is_returned_first() {
         let (lender, opened) = lender(3);
-        // Every connection held by a read, each until told, taken one after the other.
-        let (started, all_started) = channel();
-        let mut held: Vec<_> = (0..3)
-            .map(|_| {
-                let (lender, opened, started, (release, until_released)) =
-                    (lender.clone(), opened.clone(), started.clone(), channel::<()>());
-                let read = std::thread::spawn(move || {
-                    let conn = lender.lend(opener(&opened)).unwrap();
-                    started.send(()).unwrap();
-                    until_released.recv().unwrap();
-                    *conn
-                });
-                all_started.recv().unwrap();
-                (release, read)
+        // Every connection held by a read, taken one after the other.
+        let mut held: Vec<Beside> = (0..3)
+            .map(|index| {
+                let read = Beside::lend(&lender, opener(&opened));
+                assert_eq!(read.answered().unwrap(), index);
+                read
             })
             .collect();
-        let waiting = lend_beside(&lender, opener(&opened));
-        assert!(still_waiting(&waiting), "a read waits while every connection is held");
+        let waiting = Beside::lend(&lender, opener(&opened));
+        assert!(waiting.still_waiting(), "a read waits while every connection is held");
         // Neither the first taken nor the last: the waiting read takes the one returned.
-        let (release, read) = held.remove(1);
-        release.send(()).unwrap();
-        assert_eq!(read.join().unwrap(), 1);
-        assert_eq!(answered(&waiting).unwrap(), 1);
-        for (release, read) in held {
-            release.send(()).unwrap();
-            read.join().unwrap();
-        }
+        drop(held.remove(1));
+        assert_eq!(waiting.answered().unwrap(), 1);
     }
 
     #[test]
@@ -219,32 +205,41 @@ mod tests {
         let (lender, opened) = lender(2);
         let held = lender.lend(opener(&opened)).unwrap();
         // The server refuses a second connection (at its limit, say): the read waits.
-        let waiting = lend_beside(&lender, || Err(gone()));
-        assert!(still_waiting(&waiting), "a read waits for the open connection");
+        let (failing, tried) = Failing::opener();
+        let waiting = Beside::lend(&lender, failing);
+        tried.wait_until_opening();
+        tried.fail();
+        assert!(waiting.still_waiting(), "a read waits for the open connection");
         assert_eq!(lender.state().open, 1, "the failed opening freed its place");
         drop(held);
-        assert_eq!(answered(&waiting).unwrap(), 0, "it takes the connection returned");
+        assert_eq!(waiting.answered().unwrap(), 0, "it takes the connection returned");
     }
 
     #[test]
-    fn a_place_freed_by_a_failed_opening_wakes_a_waiting_read_to_open_one() {
-        let (lender, opened) = lender(2);
+    fn a_place_freed_by_a_failed_opening_wakes_a_read_that_can_open_one() {
+        let (lender, opened) = lender(3);
         let held = lender.lend(opener(&opened)).unwrap();
-        // A read opening the second connection, until told to fail.
-        let (fail, until_failed) = channel::<()>();
-        let failing = lend_beside(&lender, move || {
-            until_failed.recv().unwrap();
-            Err(gone())
-        });
-        while lender.state().open < 2 {
-            std::thread::yield_now();
-        }
-        let waiting = lend_beside(&lender, opener(&opened));
-        assert!(still_waiting(&waiting), "two are the most: a third read waits");
-        fail.send(()).unwrap();
-        assert_eq!(answered(&waiting).unwrap(), 1, "the freed place let the waiting read open one");
-        drop(held);
-        assert_eq!(answered(&failing).unwrap(), 0, "the failed read took the connection returned");
+        // Two reads opening a connection each, until told to fail: all three places taken.
+        let (first_opener, first) = Failing::opener();
+        let first_read = Beside::lend(&lender, first_opener);
+        first.wait_until_opening();
+        let (second_opener, second) = Failing::opener();
+        let second_read = Beside::lend(&lender, second_opener);
+        second.wait_until_opening();
+        let early = Beside::lend(&lender, opener(&opened));
+        assert!(early.still_waiting(), "three are the most");
+        first.fail();
+        assert_eq!(early.answered().unwrap(), 1, "the first failure's place let the waiting read open one");
+        // The first failed read waits for a connection returned; a later read waits beside it.
+        let late = Beside::lend(&lender, opener(&opened));
+        assert!(late.still_waiting() && first_read.still_waiting());
+        second.fail();
+        assert_eq!(late.answered().unwrap(), 2, "woken by the place, not only the read that cannot use it");
+        drop((held, early, late));
+        assert!(
+            first_read.answered().is_ok() && second_read.answered().is_ok(),
+            "the failed reads take those returned"
+        );
     }
 
     /// The error of an opening the server refused.
@@ -258,25 +253,65 @@ mod tests {
         move || Ok(opened.fetch_add(1, Ordering::SeqCst))
     }
 
-    /// A read of `lender` on a thread of its own, opening with `open`: the connection it got
-    /// (returned at once), or its error.
-    fn lend_beside(
-        lender: &Arc<Lender<usize>>,
-        open: impl FnOnce() -> Result<usize, StoreError> + Send + 'static,
-    ) -> Receiver<Result<usize, StoreError>> {
-        let (answered, answer) = channel();
-        let lender = lender.clone();
-        std::thread::spawn(move || answered.send(lender.lend(open).map(|conn| *conn)).ok());
-        answer
+    /// The test's side of an opening that fails when told.
+    struct Failing {
+        opening: Receiver<()>,
+        fail: std::sync::mpsc::Sender<()>,
     }
 
-    /// Whether the read answering on `answer` still waits after a while.
-    fn still_waiting(answer: &Receiver<Result<usize, StoreError>>) -> bool {
-        answer.recv_timeout(Duration::from_millis(200)).is_err()
+    impl Failing {
+        /// An opener that says when it runs and fails when told, and the handle that tells it.
+        fn opener() -> (impl FnOnce() -> Result<usize, StoreError> + Send + 'static, Failing) {
+            let ((opening, opened), (fail, until_failed)) = (channel(), channel());
+            let open = move || {
+                opening.send(()).unwrap();
+                until_failed.recv().unwrap();
+                Err(gone())
+            };
+            (open, Failing { opening: opened, fail })
+        }
+
+        /// Waits until the opening runs, holding its place.
+        fn wait_until_opening(&self) {
+            self.opening.recv_timeout(Duration::from_secs(10)).expect("the opening runs");
+        }
+
+        /// Makes the opening fail (once it runs).
+        fn fail(&self) {
+            self.fail.send(()).unwrap();
+        }
+    }
+    /// A read of a lender on a thread of its own, holding the connection it got until dropped.
+    struct Beside {
+        answer: Receiver<Result<usize, StoreError>>,
+        /// Dropped: the read returns its connection.
+        _release: std::sync::mpsc::Sender<()>,
     }
 
-    /// What the read answering on `answer` got, waiting for it.
-    fn answered(answer: &Receiver<Result<usize, StoreError>>) -> Result<usize, StoreError> {
-        answer.recv_timeout(Duration::from_secs(10)).expect("the read answered")
+    impl Beside {
+        /// Lends a connection of `lender`, opening with `open`.
+        fn lend(
+            lender: &Arc<Lender<usize>>,
+            open: impl FnOnce() -> Result<usize, StoreError> + Send + 'static,
+        ) -> Beside {
+            let ((answered, answer), (release, until_released)) = (channel(), channel::<()>());
+            let lender = lender.clone();
+            std::thread::spawn(move || {
+                let lent = lender.lend(open);
+                answered.send(lent.as_ref().map(|conn| **conn).map_err(|e| StoreError::Invalid(e.to_string()))).ok();
+                until_released.recv().ok();
+            });
+            Beside { answer, _release: release }
+        }
+
+        /// Whether the read still waits after a while.
+        fn still_waiting(&self) -> bool {
+            self.answer.recv_timeout(Duration::from_millis(200)).is_err()
+        }
+
+        /// What the read got, waiting for it.
+        fn answered(&self) -> Result<usize, StoreError> {
+            self.answer.recv_timeout(Duration::from_secs(10)).expect("the read answered")
+        }
     }
 }
