@@ -205,9 +205,7 @@ mod tests {
         let (lender, opened) = lender(2);
         let held = lender.lend(opener(&opened)).unwrap();
         // The server refuses a second connection (at its limit, say): the read waits.
-        let (failing, tried) = Failing::opener();
-        let waiting = Beside::lend(&lender, failing);
-        tried.wait_until_opening();
+        let (waiting, tried) = Failing::beside(&lender);
         tried.fail();
         assert!(waiting.still_waiting(), "a read waits for the open connection");
         assert_eq!(lender.state().open, 1, "the failed opening freed its place");
@@ -220,12 +218,8 @@ mod tests {
         let (lender, opened) = lender(3);
         let held = lender.lend(opener(&opened)).unwrap();
         // Two reads opening a connection each, until told to fail: all three places taken.
-        let (first_opener, first) = Failing::opener();
-        let first_read = Beside::lend(&lender, first_opener);
-        first.wait_until_opening();
-        let (second_opener, second) = Failing::opener();
-        let second_read = Beside::lend(&lender, second_opener);
-        second.wait_until_opening();
+        let (first_read, first) = Failing::beside(&lender);
+        let (second_read, second) = Failing::beside(&lender);
         let early = Beside::lend(&lender, opener(&opened));
         assert!(early.still_waiting(), "three are the most");
         first.fail();
@@ -255,32 +249,30 @@ mod tests {
 
     /// The test's side of an opening that fails when told.
     struct Failing {
-        opening: Receiver<()>,
         fail: std::sync::mpsc::Sender<()>,
     }
 
     impl Failing {
-        /// An opener that says when it runs and fails when told, and the handle that tells it.
-        fn opener() -> (impl FnOnce() -> Result<usize, StoreError> + Send + 'static, Failing) {
+        /// A read of `lender` beside, once its opening runs (holding its place), and the
+        /// handle that makes that opening fail.
+        fn beside(lender: &Arc<Lender<usize>>) -> (Beside, Failing) {
             let ((opening, opened), (fail, until_failed)) = (channel(), channel());
             let open = move || {
                 opening.send(()).unwrap();
                 until_failed.recv().unwrap();
                 Err(gone())
             };
-            (open, Failing { opening: opened, fail })
+            let read = Beside::lend(lender, open);
+            opened.recv_timeout(Duration::from_secs(10)).expect("the opening runs");
+            (read, Failing { fail })
         }
 
-        /// Waits until the opening runs, holding its place.
-        fn wait_until_opening(&self) {
-            self.opening.recv_timeout(Duration::from_secs(10)).expect("the opening runs");
-        }
-
-        /// Makes the opening fail (once it runs).
+        /// Makes the opening fail.
         fn fail(&self) {
             self.fail.send(()).unwrap();
         }
     }
+
     /// A read of a lender on a thread of its own, holding the connection it got until dropped.
     struct Beside {
         answer: Receiver<Result<usize, StoreError>>,
