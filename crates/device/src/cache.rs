@@ -4,8 +4,9 @@
 //!
 //! Only successful answers are cached; errors (a dropped connection, a timeout) are retried
 //! by the next request. Local look-ups that never touch the network (LID mappings, contact
-//! names, status) pass straight through. Hits and misses are counted by whoever makes the
-//! cache ([`CacheMetrics`]: the host's metrics).
+//! names, status) pass straight through, and so does every look-up while the session does not
+//! show its device connected (see [`Cached`]). Hits and misses of the look-ups made through the
+//! cache are counted by whoever makes it ([`CacheMetrics`]: the host's metrics).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -136,21 +137,21 @@ impl Cached {
 
     /// Whether `inner` shows its device connected: only then are answers cached or taken
     /// from the cache.
-    fn live(&self) -> bool {
-        let mut live = false;
-        self.inner.with_status(&mut |status| live = status.state == DeviceState::Connected);
-        live
+    fn shows_connected(&self) -> bool {
+        let mut connected = false;
+        self.inner.with_status(&mut |status| connected = status.state == DeviceState::Connected);
+        connected
     }
 
     /// `map`'s answer for `key`, or `fetch`'s, as [`TtlMap::get_or_fetch`] gives it while the
-    /// device shows connected; `fetch`'s alone otherwise.
-    async fn through<K, V, F>(&self, map: &TtlMap<K, V>, key: K, fetch: F) -> Result<V, Error>
+    /// device shows connected; `fetch`'s alone, uncounted, otherwise.
+    async fn get_or_fetch<K, V, F>(&self, map: &TtlMap<K, V>, key: K, fetch: F) -> Result<V, Error>
     where
         K: Eq + Hash + Clone,
         V: Clone,
         F: Future<Output = Result<V, Error>>,
     {
-        if self.live() { map.get_or_fetch(&*self.metrics, key, fetch).await } else { fetch.await }
+        if self.shows_connected() { map.get_or_fetch(&*self.metrics, key, fetch).await } else { fetch.await }
     }
 }
 
@@ -169,7 +170,7 @@ impl DeviceSession for Cached {
     }
 
     async fn user_info(&self, jids: &[Jid]) -> Result<Vec<UserInfo>, Error> {
-        if !self.live() {
+        if !self.shows_connected() {
             return self.inner.user_info(jids).await;
         }
         // What the cache knows of each JID now (`Some(None)`: a user WhatsApp does not know);
@@ -190,11 +191,11 @@ impl DeviceSession for Cached {
     }
 
     async fn profile_picture(&self, jid: &Jid, preview: bool) -> Result<Option<ProfilePicture>, Error> {
-        self.through(&self.pictures, (jid.clone(), preview), self.inner.profile_picture(jid, preview)).await
+        self.get_or_fetch(&self.pictures, (jid.clone(), preview), self.inner.profile_picture(jid, preview)).await
     }
 
     async fn business_profile(&self, jid: &Jid) -> Result<Option<BusinessProfile>, Error> {
-        self.through(&self.businesses, jid.clone(), self.inner.business_profile(jid)).await
+        self.get_or_fetch(&self.businesses, jid.clone(), self.inner.business_profile(jid)).await
     }
 
     async fn lid_mapping(&self, jid: &Jid) -> Result<Option<LidMapping>, Error> {
@@ -206,11 +207,11 @@ impl DeviceSession for Cached {
     }
 
     async fn joined_groups(&self) -> Result<Vec<Group>, Error> {
-        self.through(&self.groups, (), self.inner.joined_groups()).await
+        self.get_or_fetch(&self.groups, (), self.inner.joined_groups()).await
     }
 
     async fn group_info(&self, jid: &Jid) -> Result<Group, Error> {
-        self.through(&self.group_info, jid.clone(), self.inner.group_info(jid)).await
+        self.get_or_fetch(&self.group_info, jid.clone(), self.inner.group_info(jid)).await
     }
 
     async fn contact(&self, jid: &Jid) -> Result<Option<Contact>, Error> {
@@ -316,17 +317,20 @@ mod tests {
         /// What its status shows: connected unless set otherwise.
         state: Mutex<DeviceState>,
         asked: Mutex<Vec<Vec<String>>>,
+        /// How many times it was asked for its groups.
+        groups_asked: AtomicUsize,
     }
 
     impl Phone {
         fn new(known: &[&'static str], delay: Duration) -> Arc<Phone> {
-            let state = Mutex::new(DeviceState::Connected);
+            let (state, known) = (Mutex::new(DeviceState::Connected), known.to_vec());
             Arc::new(Phone {
-                known: known.to_vec(),
+                known,
                 delay,
-                failing: Default::default(),
                 state,
-                asked: Mutex::default(),
+                failing: Default::default(),
+                asked: Default::default(),
+                groups_asked: Default::default(),
             })
         }
 
@@ -356,51 +360,52 @@ mod tests {
         }
 
         async fn profile_picture(&self, _: &Jid, _: bool) -> Result<Option<ProfilePicture>, Error> {
-            unreachable!("the cache tests ask for user info only")
+            unreachable!("the cache tests ask for user info and groups only")
         }
 
         async fn business_profile(&self, _: &Jid) -> Result<Option<BusinessProfile>, Error> {
-            unreachable!("the cache tests ask for user info only")
+            unreachable!("the cache tests ask for user info and groups only")
         }
 
         async fn lid_mapping(&self, _: &Jid) -> Result<Option<LidMapping>, Error> {
-            unreachable!("the cache tests ask for user info only")
+            unreachable!("the cache tests ask for user info and groups only")
         }
 
         async fn is_on_whatsapp(&self, _: &[Jid]) -> Result<Vec<OnWhatsapp>, Error> {
-            unreachable!("the cache tests ask for user info only")
+            unreachable!("the cache tests ask for user info and groups only")
         }
 
         async fn joined_groups(&self) -> Result<Vec<Group>, Error> {
-            unreachable!("the cache tests ask for user info only")
+            self.groups_asked.fetch_add(1, Ordering::SeqCst);
+            Ok(Vec::new())
         }
 
         async fn group_info(&self, _: &Jid) -> Result<Group, Error> {
-            unreachable!("the cache tests ask for user info only")
+            unreachable!("the cache tests ask for user info and groups only")
         }
 
         async fn contact(&self, _: &Jid) -> Result<Option<Contact>, Error> {
-            unreachable!("the cache tests ask for user info only")
+            unreachable!("the cache tests ask for user info and groups only")
         }
 
         async fn send_text(&self, _: &TextMessage) -> Result<SendOutcome, Error> {
-            unreachable!("the cache tests ask for user info only")
+            unreachable!("the cache tests ask for user info and groups only")
         }
 
         async fn sent_message(&self, _: &str) -> Result<Option<SentMessage>, Error> {
-            unreachable!("the cache tests ask for user info only")
+            unreachable!("the cache tests ask for user info and groups only")
         }
 
         async fn start_lid_verification(&self, _: &VerificationRequest) -> Result<LidVerification, Error> {
-            unreachable!("the cache tests ask for user info only")
+            unreachable!("the cache tests ask for user info and groups only")
         }
 
         async fn lid_verification(&self, _: &str) -> Result<Option<LidVerification>, Error> {
-            unreachable!("the cache tests ask for user info only")
+            unreachable!("the cache tests ask for user info and groups only")
         }
 
         async fn verified_link(&self, _: &Jid) -> Result<Option<VerifiedLink>, Error> {
-            unreachable!("the cache tests ask for user info only")
+            unreachable!("the cache tests ask for user info and groups only")
         }
     }
 
@@ -463,6 +468,15 @@ mod tests {
         assert_eq!(answered(cached.user_info(&jids(&[ANN, BOB])).await.unwrap()), [ANN, BOB]);
         assert_eq!(phone.asked(), [[BOB]], "what was cached while connected, and nothing since");
         assert_eq!(lookups.counted(), (1, 2), "the calls made past the cache are not counted");
+        // The other cached look-ups alike (groups for all of them).
+        let groups = || async { cached.joined_groups().await.unwrap() };
+        groups().await;
+        *phone.state.lock().unwrap() = DeviceState::Disconnected;
+        groups().await;
+        groups().await;
+        *phone.state.lock().unwrap() = DeviceState::Connected;
+        groups().await;
+        assert_eq!(phone.groups_asked.load(Ordering::SeqCst), 3, "once while connected, twice while not");
     }
 
     #[tokio::test]

@@ -130,8 +130,8 @@ impl Listener {
             let answered = tokio::time::timeout(left, call.answer(&*session)).await;
             answered.unwrap_or_else(|_| wire::encode::<()>(Err(Error::Timeout)))
         } else if let Err(refused) = connected(&*session).and_then(|()| self.take_send(tenant, device)) {
-            // A send the device cannot make now does not count against its rate: as on the
-            // node that runs it, the state is checked first.
+            // A send the device cannot make now does not count against its rate: the state is
+            // checked first, as for the sends of the requests this node takes itself.
             wire::encode::<()>(Err(refused))
         } else {
             // A send runs to its end, as it does on the node it was asked on: neither the

@@ -155,7 +155,9 @@ impl Metrics {
             let labels = format!("component=\"{}\"", escape(component));
             histogram.render(&mut out, "waedge_component_instantiation_seconds", &labels);
         }
-        out.push_str("# HELP waedge_cache_lookups_total WhatsApp look-ups, by whether the cache answered.\n");
+        out.push_str(
+            "# HELP waedge_cache_lookups_total WhatsApp look-ups made through the cache, by whether it answered.\n",
+        );
         out.push_str("# TYPE waedge_cache_lookups_total counter\n");
         let _ =
             writeln!(out, "waedge_cache_lookups_total{{result=\"hit\"}} {}", self.cache_hits.load(Ordering::Relaxed));

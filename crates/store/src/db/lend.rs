@@ -142,7 +142,7 @@ impl<C> Drop for Lent<'_, C> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::mpsc::{Receiver, channel};
+    use std::sync::mpsc::{Receiver, Sender, channel};
     use std::sync::{Arc, atomic::AtomicUsize, atomic::Ordering};
     use std::time::Duration;
 
@@ -207,8 +207,12 @@ mod tests {
         // The server refuses a second connection (at its limit, say): the read waits.
         let (waiting, tried) = Failing::beside(&lender);
         tried.fail();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while lender.state().open > 1 {
+            assert!(std::time::Instant::now() < deadline, "the failed opening did not free its place");
+            std::thread::yield_now();
+        }
         assert!(waiting.still_waiting(), "a read waits for the open connection");
-        assert_eq!(lender.state().open, 1, "the failed opening freed its place");
         drop(held);
         assert_eq!(waiting.answered().unwrap(), 0, "it takes the connection returned");
     }
@@ -249,7 +253,7 @@ mod tests {
 
     /// The test's side of an opening that fails when told.
     struct Failing {
-        fail: std::sync::mpsc::Sender<()>,
+        fail: Sender<()>,
     }
 
     impl Failing {
@@ -277,7 +281,7 @@ mod tests {
     struct Beside {
         answer: Receiver<Result<usize, StoreError>>,
         /// Dropped: the read returns its connection.
-        _release: std::sync::mpsc::Sender<()>,
+        _release: Sender<()>,
     }
 
     impl Beside {
@@ -288,10 +292,12 @@ mod tests {
         ) -> Beside {
             let ((answered, answer), (release, until_released)) = (channel(), channel::<()>());
             let lender = lender.clone();
-            std::thread::spawn(move || {
-                let lent = lender.lend(open);
-                answered.send(lent.as_ref().map(|conn| **conn).map_err(|e| StoreError::Invalid(e.to_string()))).ok();
-                until_released.recv().ok();
+            std::thread::spawn(move || match lender.lend(open) {
+                Ok(conn) => {
+                    answered.send(Ok(*conn)).ok();
+                    until_released.recv().ok();
+                }
+                Err(error) => drop(answered.send(Err(error))),
             });
             Beside { answer, _release: release }
         }
