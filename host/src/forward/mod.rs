@@ -229,12 +229,13 @@ impl Routed {
 #[async_trait]
 impl DeviceSession for Routed {
     fn status(&self) -> DeviceStatus {
-        if self.local.runs_here() {
-            return self.local.status();
-        }
-        self.forwarder.directory.status(&self.tenant, &self.device).unwrap_or_else(|| self.local.status())
+        let mut copy = None;
+        self.with_status(&mut |status| copy = Some(status.clone()));
+        copy.expect("a session always shows a status")
     }
 
+    /// This node's own status of a device it runs; else the directory's, as the device's node
+    /// recorded it, or this node's own when the directory does not know the device.
     fn with_status(&self, show: &mut dyn FnMut(&DeviceStatus)) {
         if self.local.runs_here() {
             return self.local.with_status(show);
