@@ -23,6 +23,9 @@ const WASM_TARGET: &str = "wasm32-unknown-unknown";
 const GUEST_PROFILE: &str = "guest";
 const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
 const DEBIAN_STD_SOURCES: &str = "/usr/lib/rustlib/src/rust/library/std";
+/// The libraries guests depend on (relative to the workspace), wherever the guests are: a
+/// change to one is a change to every guest.
+const GUEST_LIBRARIES: &[&str] = &["components/sdk", "components/jid"];
 const INSTALL_HINT: &str = "no Wasm toolchain for the guest components: run `rustup target add wasm32-unknown-unknown` \
      (or, without rustup downloads, `apt-get install rustc-web rust-web-src`), or just `scripts/setup`";
 
@@ -36,14 +39,17 @@ pub struct Guest {
 
 /// Builds every guest crate directly under each of `dirs` (paths relative to `workspace`)
 /// into a component in `out_dir`, sorted by name; tells cargo to rerun the build script
-/// when any of them, the WIT, the lock file or the workspace manifest (the guest profile)
-/// changes. Fails the build with a clear line on any error.
+/// when any of them, the libraries they share (the SDK, the JID library), the WIT, the lock
+/// file or the workspace manifest (the guest profile) changes. Fails the build with a clear line on any error.
 pub fn build(workspace: &Path, dirs: &[&str], out_dir: &Path) -> Vec<Guest> {
     println!("cargo:rerun-if-changed={}", workspace.join("wit").display());
     println!("cargo:rerun-if-changed={}", workspace.join("Cargo.lock").display());
     // The guest profile is in the workspace manifest.
     println!("cargo:rerun-if-changed={}", workspace.join("Cargo.toml").display());
     println!("cargo:rerun-if-env-changed=WAEDGE_GUEST_TOOLCHAIN");
+    for library in GUEST_LIBRARIES {
+        println!("cargo:rerun-if-changed={}", workspace.join(library).display());
+    }
     let mut guests = Vec::new();
     for dir in dirs {
         let dir = workspace.join(dir);
