@@ -36,6 +36,8 @@ mod authentication;
 pub mod config;
 mod error;
 mod events;
+#[cfg(all(feature = "allocator", target_arch = "wasm32", not(target_feature = "atomics")))]
+mod heap;
 mod io;
 pub mod logging;
 mod lookup;

@@ -19,7 +19,11 @@
 //! - `devices?n=N`: opens device `main` N times, keeping every handle; answers how many;
 //! - `bodies?n=N&kb=K`: creates N outgoing responses and writes as much as the host takes,
 //!   up to K KiB, into each one's body without ever sending it, keeping them all; answers how
-//!   many bytes the host took.
+//!   many bytes the host took;
+//! - `heap?kb=N&fill=B`: allocates N KiB zeroed, fills them with byte B (0 unless given) and
+//!   keeps them until it answers `{"served": S, "zeroed": Z, "grown_pages": P}`: whether the
+//!   allocation was all zeros, and how many 64 KiB pages the instance's memory has grown by
+//!   since it was made.
 //!
 //! It is an event handler too (both exports in one component, through the SDK's two macros):
 //! each event is counted with the requests and logged as `probe handled TYPE ID`.
@@ -137,9 +141,31 @@ impl Handler for Probe {
                 let opened: Vec<_> = (0..n).filter_map(|_| whatsapp::open_device("main").ok()).collect();
                 Response::json(200, &json!({ "opened": opened.len() }))
             }
+            Some("heap") => {
+                let kb = query.get("kb").and_then(|n| n.parse().ok()).unwrap_or(1usize);
+                let fill = query.get("fill").and_then(|b| b.parse().ok()).unwrap_or(0u8);
+                let mut block = black_box(vec![0u8; kb << 10]);
+                let zeroed = block.iter().all(|&byte| byte == 0);
+                block.fill(fill);
+                let grown_pages = core::arch::wasm32::memory_size(0) - initial_pages();
+                let answer = json!({ "served": served, "zeroed": zeroed, "grown_pages": grown_pages });
+                drop(black_box(block));
+                Response::json(200, &answer)
+            }
             _ => Response::json(404, &json!({ "error": "no such probe" })),
         }
     }
+}
+
+/// The pages of linear memory the instance started with: the linker makes it just large
+/// enough for the stack and the statics, which end at `__heap_base`.
+fn initial_pages() -> usize {
+    unsafe extern "C" {
+        static __heap_base: u8;
+    }
+    // Only the symbol's address is taken, never its byte.
+    let heap_base = &raw const __heap_base as usize;
+    heap_base.div_ceil(64 << 10)
 }
 
 /// Recurses until the stack runs out (the depth that would end it is never reached).
