@@ -147,7 +147,7 @@ impl Handler for Probe {
                 let mut block = black_box(vec![0u8; kb << 10]);
                 let zeroed = block.iter().all(|&byte| byte == 0);
                 block.fill(fill);
-                let grown_pages = core::arch::wasm32::memory_size(0) - initial_pages();
+                let grown_pages = grown_pages();
                 let answer = json!({ "served": served, "zeroed": zeroed, "grown_pages": grown_pages });
                 drop(black_box(block));
                 Response::json(200, &answer)
@@ -157,15 +157,21 @@ impl Handler for Probe {
     }
 }
 
-/// The pages of linear memory the instance started with: the linker makes it just large
-/// enough for the stack and the statics, which end at `__heap_base`.
-fn initial_pages() -> usize {
-    unsafe extern "C" {
-        static __heap_base: u8;
+/// How many 64 KiB pages the instance's memory has grown by since it was made: its size now
+/// against the size the linker gave it, just enough for the stack and the statics, which end
+/// at `__heap_base`. (A build for the host, as clippy's, has no linear memory: 0.)
+fn grown_pages() -> usize {
+    #[cfg(target_arch = "wasm32")]
+    {
+        unsafe extern "C" {
+            static __heap_base: u8;
+        }
+        // Only the symbol's address is taken, never its byte.
+        let initial = (&raw const __heap_base as usize).div_ceil(64 << 10);
+        core::arch::wasm32::memory_size(0) - initial
     }
-    // Only the symbol's address is taken, never its byte.
-    let heap_base = &raw const __heap_base as usize;
-    heap_base.div_ceil(64 << 10)
+    #[cfg(not(target_arch = "wasm32"))]
+    0
 }
 
 /// Recurses until the stack runs out (the depth that would end it is never reached).
