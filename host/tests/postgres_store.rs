@@ -429,6 +429,22 @@ async fn run_sql(url: &str, sql: &str) {
     client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
+/// The epoch `acme`'s `main` device's status was last recorded under, and the epoch of its
+/// lease.
+async fn status_and_lease_epochs(url: &str) -> (i64, i64) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connecting");
+    tokio::spawn(connection);
+    let row = client
+        .query_one(
+            "SELECT d.status_epoch, w.epoch FROM devices d JOIN wa_devices w ON w.tenant = d.tenant_id AND w.device = d.id
+             WHERE d.tenant_id = 'acme' AND d.id = 'main'",
+            &[],
+        )
+        .await
+        .expect("the device and its lease");
+    (row.get(0), row.get(1))
+}
+
 /// Waits until `node`'s `/readyz` answers `status` (within `seconds`).
 async fn wait_for_readiness(node: &Waedge, status: u16, seconds: u64) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
@@ -1053,16 +1069,29 @@ async fn wait_for_owner(config: &std::path::Path, node: &str, seconds: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL's server binaries: scripts/test runs it where scripts/setup --test-tools installed them"]
 async fn a_node_paused_past_its_leases_is_fenced_when_it_resumes_and_leaves_the_device_to_its_new_node() {
-    let LinkedOnNodeOne { sim, _dirs, configs, admin, one, .. } = LinkedOnNodeOne::start().await;
+    let LinkedOnNodeOne { url, sim, _dirs, configs, admin, one } = LinkedOnNodeOne::start().await;
     let token = one.new_user_token(&admin, "acme", &["main"]).await;
     let direct = main_as_served(&one, &token).await;
     let two = Waedge::start(&configs[1]);
+    let (first, taken) = status_and_lease_epochs(&url).await;
+    assert_eq!(first, taken, "node 1 records the device's status under its lease's epoch");
 
     // Node 1 is paused past its lease (6 s): node 2 takes the device over from the shared
     // state, without pairing, and serves it.
     signal("-STOP", one.pid());
     wait_for_owner(&configs[1], "node-2", 20).await;
     assert_eq!(main_once_served(&two, &token, 20).await, direct, "node 2 serves the device it took over");
+    // It records the status under its own, later epoch: node 1's reports under the one before
+    // are left out from then on, whatever it noted before its pause.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (recorded, lease) = status_and_lease_epochs(&url).await;
+        if recorded == lease && lease > taken {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "status under epoch {recorded}, lease at {lease} (from {taken})");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Resumed, node 1 finds its lease gone: it stops its client and records nothing of the
     // device, and both nodes keep serving it through node 2 — no "replaced" loop.

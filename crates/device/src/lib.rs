@@ -201,16 +201,19 @@ pub trait DeviceManager: Send + Sync + 'static {
     async fn shutdown(&self);
 }
 
-/// Is told every change of a device's status, with the device's tenant, and records it.
+/// Is told every change of a device's status, with the device's tenant and the epoch of the
+/// lease its session runs under (0 where no lease guards it), and records it unless the
+/// device's status was recorded under a later epoch since.
 #[async_trait]
 pub trait StatusObserver: Send + Sync + 'static {
     /// Notes a change, to be recorded soon after; never waits. Of the changes of one device
     /// not recorded yet, the latest wins.
-    fn changed(&self, tenant: &str, status: &DeviceStatus);
+    fn changed(&self, tenant: &str, status: &DeviceStatus, epoch: i64);
 
     /// Notes a change the device must not forget in a crash (a terminal state) and returns
-    /// once it is recorded, with every change noted before it.
-    async fn settled(&self, tenant: &str, status: &DeviceStatus) -> anyhow::Result<()>;
+    /// once it is recorded (or left out for a later epoch's), with every change noted before
+    /// it.
+    async fn settled(&self, tenant: &str, status: &DeviceStatus, epoch: i64) -> anyhow::Result<()>;
 
     /// Returns once every change noted so far is recorded.
     async fn flushed(&self) -> anyhow::Result<()>;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::{Notify, watch};
 use waedge_contract::types::DeviceStatus;
-use waedge_store::Store;
+use waedge_store::{StatusReport, Store};
 
 use super::StatusObserver;
 use super::mailbox::Appended;
@@ -50,7 +50,7 @@ struct StatusQueue {
 #[derive(Default)]
 struct Pending {
     /// The latest unrecorded status of each device, by tenant and device id.
-    latest: HashMap<(String, String), DeviceStatus>,
+    latest: HashMap<(String, String), StatusReport>,
     /// How many changes were noted so far.
     noted: u64,
 }
@@ -63,10 +63,11 @@ impl StatusQueue {
 
 impl StatusRecorder {
     /// Notes a change; returns its number.
-    fn note(&self, tenant: &str, status: &DeviceStatus) -> u64 {
+    fn note(&self, tenant: &str, status: &DeviceStatus, epoch: i64) -> u64 {
+        let report = StatusReport { tenant: tenant.to_string(), status: status.clone(), epoch };
         let noted = {
             let mut pending = self.queue.pending();
-            pending.latest.insert((tenant.to_string(), status.id.clone()), status.clone());
+            pending.latest.insert((tenant.to_string(), status.id.clone()), report);
             pending.noted += 1;
             pending.noted
         };
@@ -84,12 +85,12 @@ impl StatusRecorder {
 
 #[async_trait]
 impl StatusObserver for StatusRecorder {
-    fn changed(&self, tenant: &str, status: &DeviceStatus) {
-        self.note(tenant, status);
+    fn changed(&self, tenant: &str, status: &DeviceStatus, epoch: i64) {
+        self.note(tenant, status, epoch);
     }
 
-    async fn settled(&self, tenant: &str, status: &DeviceStatus) -> anyhow::Result<()> {
-        let noted = self.note(tenant, status);
+    async fn settled(&self, tenant: &str, status: &DeviceStatus, epoch: i64) -> anyhow::Result<()> {
+        let noted = self.note(tenant, status, epoch);
         self.recorded(noted).await
     }
 
@@ -113,8 +114,7 @@ async fn record_statuses(store: Store, queue: Arc<StatusQueue>, recorded: watch:
                 () = recorded.closed() => return,
             }
         }
-        let changes: Arc<Vec<(String, DeviceStatus)>> =
-            Arc::new(latest.into_iter().map(|((tenant, _), status)| (tenant, status)).collect());
+        let changes: Arc<Vec<StatusReport>> = Arc::new(latest.into_values().collect());
         let written = changes.clone();
         let writer = store.clone();
         match tokio::task::spawn_blocking(move || writer.record_device_statuses(&written))
@@ -129,9 +129,10 @@ async fn record_statuses(store: Store, queue: Arc<StatusQueue>, recorded: watch:
                 tracing::error!("recording {} device status change(s) failed, retrying: {e}", changes.len());
                 {
                     let mut pending = queue.pending();
-                    for (tenant, status) in changes.iter() {
+                    for report in changes.iter() {
                         // A change noted meanwhile is newer: it wins.
-                        pending.latest.entry((tenant.clone(), status.id.clone())).or_insert_with(|| status.clone());
+                        let key = (report.tenant.clone(), report.status.id.clone());
+                        pending.latest.entry(key).or_insert_with(|| report.clone());
                     }
                 }
                 tokio::time::sleep(RECORD_RETRY).await;
@@ -161,8 +162,8 @@ mod tests {
     async fn a_settled_status_is_recorded_when_settled_returns() {
         let store = with_device(Store::open_in_memory().unwrap());
         let recorder = status_recorder(&store, Appended::default());
-        recorder.changed("acme", &status(DeviceState::Connected));
-        recorder.settled("acme", &status(DeviceState::LoggedOut)).await.unwrap();
+        recorder.changed("acme", &status(DeviceState::Connected), 0);
+        recorder.settled("acme", &status(DeviceState::LoggedOut), 0).await.unwrap();
         assert_eq!(store.device("acme", "main").unwrap().state, "logged-out");
     }
 
@@ -175,7 +176,7 @@ mod tests {
         // Another process holds the write lock longer than the busy timeout: the write fails.
         let mut other = Connection::open(&path).unwrap();
         let holding = other.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).unwrap();
-        recorder.changed("acme", &status(DeviceState::Banned));
+        recorder.changed("acme", &status(DeviceState::Banned), 0);
         tokio::time::sleep(Duration::from_secs(6)).await;
         holding.rollback().unwrap();
         tokio::time::timeout(Duration::from_secs(5), recorder.flushed()).await.expect("recorded in time").unwrap();

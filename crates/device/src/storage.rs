@@ -228,6 +228,17 @@ impl DeviceStorage {
         }
     }
 
+    /// The epoch of the lease this node holds on the device, 0 if none guards it: what the
+    /// device's status is recorded under.
+    pub(crate) fn epoch(&self) -> i64 {
+        match self {
+            DeviceStorage::File(_) => 0,
+            DeviceStorage::Shared { lease, .. } => {
+                lease.lock().expect("lease lock").as_ref().map_or(0, |held| held.epoch)
+            }
+        }
+    }
+
     /// Holds the device under `lease` from now on, or (`None`) no longer.
     pub(crate) fn set_lease(&self, held: Option<Lease>) {
         if let DeviceStorage::Shared { lease, .. } = self {

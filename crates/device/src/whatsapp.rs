@@ -829,7 +829,7 @@ impl WhatsappDevice {
         let Some(observer) = self.observer() else { return };
         let mut settled = self.status();
         settled.state = state;
-        if let Err(e) = observer.settled(&self.tenant, &settled).await {
+        if let Err(e) = observer.settled(&self.tenant, &settled, self.storage.epoch()).await {
             tracing::error!(device = settled.id, "recording that the device is {}: {e:#}", state);
         }
     }
@@ -875,7 +875,7 @@ impl WhatsappDevice {
         if *status != before
             && let Some(observer) = self.observer()
         {
-            observer.changed(&self.tenant, &status);
+            observer.changed(&self.tenant, &status, self.storage.epoch());
         }
     }
 

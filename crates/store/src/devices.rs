@@ -15,6 +15,19 @@ use super::events::{self, DEVICE_STATUS, EventRecord, NewEvent};
 use super::{Store, StoreError, check_identifier, conflict_on_unique, from_json, now, tenants, to_json};
 use crate::db::{Column, Conn, Row, params};
 
+/// A device's status as the session running it reported it, for
+/// [`Store::record_device_statuses`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusReport {
+    /// The tenant the device belongs to.
+    pub tenant: String,
+    /// What the session reported.
+    pub status: DeviceStatus,
+    /// The epoch of the lease the session runs the device under (see `waedge-device-pg`);
+    /// 0 where no lease guards it (a store of one node).
+    pub epoch: i64,
+}
+
 /// A device as stored, its text owned (`String`), or borrowed from the store's answer (`&str`,
 /// as [`Store::each_device`] shows each device).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -116,22 +129,25 @@ impl Store {
     /// Records devices' states and identities as their sessions report them, in one
     /// transaction, in order (a later status of a device wins), each change of state with its
     /// `device.status` event; returns those events. A device deleted meanwhile is left deleted.
-    pub fn record_device_statuses(&self, changes: &[(String, DeviceStatus)]) -> Result<Vec<EventRecord>, StoreError> {
+    /// A report under an older lease epoch than the device's last recorded one is left out: it
+    /// comes from a node that no longer runs the device (one that resumed after a pause, say),
+    /// and must not overwrite what the node running it now recorded.
+    pub fn record_device_statuses(&self, reports: &[StatusReport]) -> Result<Vec<EventRecord>, StoreError> {
         self.transaction(|tx| {
             let mut appended = Vec::new();
-            for (tenant, status) in changes {
+            for StatusReport { tenant, status, epoch } in reports {
                 let previous = match get(tx, tenant, &status.id) {
                     Ok(previous) => previous,
                     Err(StoreError::NotFound(_)) => continue, // deleted meanwhile: it stays deleted
                     Err(e) => return Err(e),
                 };
                 let state = status.state.name();
-                tx.execute(
-                    "UPDATE devices SET state = ?3, jid = ?4, lid = ?5, push_name = ?6, updated_at = ?7
-                     WHERE tenant_id = ?1 AND id = ?2",
-                    params![tenant, status.id, state, status.jid, status.lid, status.push_name, now()],
+                let recorded = tx.execute(
+                    "UPDATE devices SET state = ?3, jid = ?4, lid = ?5, push_name = ?6, updated_at = ?7, status_epoch = ?8
+                     WHERE tenant_id = ?1 AND id = ?2 AND status_epoch <= ?8",
+                    params![tenant, status.id, state, status.jid, status.lid, status.push_name, now(), epoch],
                 )?;
-                if previous.state != state {
+                if recorded > 0 && previous.state != state {
                     appended.extend(events::append(tx, tenant, &status_event(&previous.state, status))?);
                 }
             }
@@ -258,6 +274,11 @@ mod tests {
         DeviceStatus { id: id.into(), state, jid: jid.map(Into::into), lid: None, push_name: None }
     }
 
+    /// `status` of an `acme` device, reported where no lease guards it.
+    fn report(status: DeviceStatus) -> StatusReport {
+        StatusReport { tenant: "acme".into(), status, epoch: 0 }
+    }
+
     /// `device` with its text copied.
     fn owned(device: DeviceRecord<&str>) -> DeviceRecord {
         let text = |text: &str| text.to_string();
@@ -309,7 +330,7 @@ mod tests {
         for id in ["main", "backup"] {
             store.create_device("acme", id).unwrap();
             let linked = status(id, DeviceState::Connected, Some("6285550000001@s.whatsapp.net"));
-            store.record_device_statuses(&[("acme".into(), linked)]).unwrap();
+            store.record_device_statuses(&[report(linked)]).unwrap();
         }
         let stayed = [("acme".to_string(), "main".to_string()), ("acme".to_string(), "gone".to_string())];
         assert_eq!(store.unlink_devices(&stayed).unwrap(), 1, "only devices there are");
@@ -343,7 +364,7 @@ mod tests {
             store.create_device("acme", id).unwrap();
         }
         let linked = status("main", DeviceState::Connected, Some("6285550000001@s.whatsapp.net"));
-        store.record_device_statuses(&[("acme".into(), linked)]).unwrap();
+        store.record_device_statuses(&[report(linked)]).unwrap();
         let mut shown = Vec::new();
         store.each_device("acme", |device| shown.push(owned(device))).unwrap();
         assert_eq!(shown, store.devices("acme").unwrap());
@@ -374,9 +395,9 @@ mod tests {
         store.delete_device("acme", "gone").unwrap();
         let jid = Some("6281234567890@s.whatsapp.net");
         let changes = [
-            ("acme".to_string(), status("main", DeviceState::Connecting, None)),
-            ("acme".to_string(), status("gone", DeviceState::Connected, jid)),
-            ("acme".to_string(), status("main", DeviceState::LoggedOut, jid)),
+            report(status("main", DeviceState::Connecting, None)),
+            report(status("gone", DeviceState::Connected, jid)),
+            report(status("main", DeviceState::LoggedOut, jid)),
         ];
         let events = store.record_device_statuses(&changes).unwrap();
         let main = store.device("acme", "main").unwrap();
@@ -394,8 +415,34 @@ mod tests {
         );
         // A change of identity or name alone is no event.
         let renamed = DeviceStatus { push_name: Some("Acme".into()), ..status("main", DeviceState::LoggedOut, jid) };
-        assert_eq!(store.record_device_statuses(&[("acme".to_string(), renamed)]).unwrap(), []);
+        assert_eq!(store.record_device_statuses(&[report(renamed)]).unwrap(), []);
         assert_eq!(store.device("acme", "main").unwrap().push_name.as_deref(), Some("Acme"));
+    }
+
+    fn a_status_reported_under_an_older_lease_epoch_is_left_out(store) {
+        let store = acme(store);
+        store.create_device("acme", "main").unwrap();
+        let jid = Some("6281234567890@s.whatsapp.net");
+        let under = |epoch: i64, state: DeviceState| StatusReport { epoch, ..report(status("main", state, jid)) };
+        let recorded = |store: &Store| store.device("acme", "main").unwrap().state;
+
+        // The node that took the device over (epoch 2) records it connected; the node that
+        // ran it before (epoch 1) and resumed after a pause reports it disconnected: left out,
+        // with no event, in a batch of its own or beside the new owner's report.
+        assert_eq!(store.record_device_statuses(&[under(2, DeviceState::Connected)]).unwrap().len(), 1);
+        assert_eq!(store.record_device_statuses(&[under(1, DeviceState::Disconnected)]).unwrap(), []);
+        assert_eq!(recorded(&store), "connected");
+        let batch = [under(2, DeviceState::Connecting), under(1, DeviceState::Unlinked)];
+        let events = store.record_device_statuses(&batch).unwrap();
+        assert_eq!(events.iter().map(|e| e.data["state"].clone()).collect::<Vec<_>>(), [json!("connecting")]);
+        assert_eq!(recorded(&store), "connecting");
+
+        // The owner's reports, and those of a later owner, are recorded.
+        assert_eq!(store.record_device_statuses(&[under(2, DeviceState::Connected)]).unwrap().len(), 1);
+        assert_eq!(store.record_device_statuses(&[under(3, DeviceState::LoggedOut)]).unwrap().len(), 1);
+        assert_eq!(recorded(&store), "logged-out");
+        assert_eq!(store.record_device_statuses(&[under(2, DeviceState::Connected)]).unwrap(), []);
+        assert_eq!(recorded(&store), "logged-out");
     }
 
     fn deleting_a_device_takes_it_from_its_users(store) {

@@ -249,6 +249,10 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE store_nodes ADD COLUMN address TEXT;
     "#,
+    // 5: the lease epoch a device's status was recorded under (see `record_device_statuses`).
+    r#"
+    ALTER TABLE devices ADD COLUMN status_epoch BIGINT NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// Brings the schema up to date, unless it is newer than this build's: all of it in one

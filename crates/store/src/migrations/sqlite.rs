@@ -214,6 +214,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_received_by_message_id ON events (tenant_id, device, chat, message_id, seq)
         WHERE kind = 'message.received';
     "#,
+    // 10: the lease epoch a device's status was recorded under (see `record_device_statuses`).
+    r#"
+    ALTER TABLE devices ADD COLUMN status_epoch INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// Brings the schema up to date, unless it is newer than this build's.
