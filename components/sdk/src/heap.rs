@@ -9,8 +9,9 @@
 //! zeroed static: it costs no bytes in the component (zeroed data is not stored), and the
 //! host's memory only where a request writes to it.
 //!
-//! Only on `wasm32` without threads (the target guests are built for): nothing else can call
-//! the allocator while it runs.
+//! Only on `wasm32` without threads (`wasm32-unknown-unknown`, which the workspace builds its
+//! guests for, and `wasm32-wasip2`, where the C library's own allocator, if anything calls it,
+//! grows the memory beside this one): nothing else can call the allocator while it runs.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::{Cell, UnsafeCell};
@@ -43,8 +44,10 @@ struct Memory {
 }
 
 // SAFETY: dlmalloc's contract: `alloc` returns regions no one else uses, at least `size`
-// bytes long and zeroed (the initial heap is zero until dlmalloc writes it; new pages are
-// zero); the memory is never given back, moved or split.
+// bytes long; the memory is never given back, moved or split. Both kinds of region are zeroed
+// when handed out (the initial heap is zero until dlmalloc writes it, new pages are zero), as
+// `allocates_zeros` says — though dlmalloc 0.2 asks it only of regions it maps itself, which
+// it never does here, and clears what `calloc` returns.
 unsafe impl Allocator for Memory {
     fn alloc(&self, size: usize) -> (*mut u8, usize, u32) {
         if size <= INITIAL_HEAP && !self.taken.replace(true) {

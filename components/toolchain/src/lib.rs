@@ -39,8 +39,9 @@ pub struct Guest {
 
 /// Builds every guest crate directly under each of `dirs` (paths relative to `workspace`)
 /// into a component in `out_dir`, sorted by name; tells cargo to rerun the build script
-/// when any of them, the libraries they share (the SDK, the JID library), the WIT, the lock
-/// file or the workspace manifest (the guest profile) changes. Fails the build with a clear line on any error.
+/// when any of them, the libraries they share (the SDK, the JID library), the WIT, the
+/// lock file or the workspace manifest (the guest profile) changes. Fails the build with a
+/// clear line on any error.
 pub fn build(workspace: &Path, dirs: &[&str], out_dir: &Path) -> Vec<Guest> {
     println!("cargo:rerun-if-changed={}", workspace.join("wit").display());
     println!("cargo:rerun-if-changed={}", workspace.join("Cargo.lock").display());

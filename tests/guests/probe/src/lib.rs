@@ -168,7 +168,7 @@ fn grown_pages() -> usize {
         }
         // Only the symbol's address is taken, never its byte.
         let initial = (&raw const __heap_base as usize).div_ceil(64 << 10);
-        core::arch::wasm32::memory_size(0) - initial
+        core::arch::wasm32::memory_size(0).saturating_sub(initial)
     }
     #[cfg(not(target_arch = "wasm32"))]
     0
