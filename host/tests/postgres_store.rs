@@ -429,20 +429,21 @@ async fn run_sql(url: &str, sql: &str) {
     client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
-/// The epoch `acme`'s `main` device's status was last recorded under, and the epoch of its
-/// lease.
-async fn status_and_lease_epochs(url: &str) -> (i64, i64) {
+/// The lease and epoch `acme`'s `main` device's status was last recorded under, and those of
+/// its lease now.
+async fn status_and_lease_epochs(url: &str) -> ((i64, i64), (i64, i64)) {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connecting");
     tokio::spawn(connection);
     let row = client
         .query_one(
-            "SELECT d.status_epoch, w.epoch FROM devices d JOIN wa_devices w ON w.tenant = d.tenant_id AND w.device = d.id
+            "SELECT d.status_lease, d.status_epoch, w.id, w.epoch
+             FROM devices d JOIN wa_devices w ON w.tenant = d.tenant_id AND w.device = d.id
              WHERE d.tenant_id = 'acme' AND d.id = 'main'",
             &[],
         )
         .await
         .expect("the device and its lease");
-    (row.get(0), row.get(1))
+    ((row.get(0), row.get(1)), (row.get(2), row.get(3)))
 }
 
 /// Waits until `node`'s `/readyz` answers `status` (within `seconds`).
@@ -1081,15 +1082,16 @@ async fn a_node_paused_past_its_leases_is_fenced_when_it_resumes_and_leaves_the_
     signal("-STOP", one.pid());
     wait_for_owner(&configs[1], "node-2", 20).await;
     assert_eq!(main_once_served(&two, &token, 20).await, direct, "node 2 serves the device it took over");
-    // It records the status under its own, later epoch: node 1's reports under the one before
-    // are left out from then on, whatever it noted before its pause.
+    // It records the status under its own, later epoch as it takes the device over: node 1's
+    // reports under the one before are left out from then on, whatever it noted before its
+    // pause.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let (recorded, lease) = status_and_lease_epochs(&url).await;
         if recorded == lease && lease > taken {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "status under epoch {recorded}, lease at {lease} (from {taken})");
+        assert!(std::time::Instant::now() < deadline, "status under {recorded:?}, lease at {lease:?} (from {taken:?})");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -1101,6 +1103,8 @@ async fn a_node_paused_past_its_leases_is_fenced_when_it_resumes_and_leaves_the_
         assert!(std::time::Instant::now() < deadline, "node 1 still has a client of the account 10 s after resuming");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Resumed, it refuses requests until it has caught up with the store (503 NODE_BEHIND).
+    wait_for_readiness(&one, 200, 10).await;
     let (before, _) = forwarded(&one).await;
     for node in [&one, &two] {
         assert_eq!(main_as_served(node, &token).await, direct, "served after node 1 resumed");

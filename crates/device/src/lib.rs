@@ -52,6 +52,7 @@ use waedge_contract::types::{
     BusinessProfile, Contact, DeviceState, DeviceStatus, Error, Group, LidMapping, LidVerification, OnWhatsapp,
     ProfilePicture, SendOutcome, SentMessage, UserInfo, VerifiedLink,
 };
+use waedge_store::LeaseEpoch;
 use waedge_store::events::NewEvent;
 use waedge_store::links::{NewVerification, Started};
 use waedge_store::sent::{Begun, NewSend, StatusChange};
@@ -201,19 +202,19 @@ pub trait DeviceManager: Send + Sync + 'static {
     async fn shutdown(&self);
 }
 
-/// Is told every change of a device's status, with the device's tenant and the epoch of the
-/// lease its session runs under (0 where no lease guards it), and records it unless the
-/// device's status was recorded under a later epoch since.
+/// Is told every change of a device's status, with the device's tenant and the lease its
+/// session runs under, and records it unless the device's status was recorded under a later
+/// lease since (see [`Store::record_device_statuses`](waedge_store::Store::record_device_statuses)).
 #[async_trait]
 pub trait StatusObserver: Send + Sync + 'static {
     /// Notes a change, to be recorded soon after; never waits. Of the changes of one device
-    /// not recorded yet, the latest wins.
-    fn changed(&self, tenant: &str, status: &DeviceStatus, epoch: i64);
+    /// not recorded yet, the latest under the latest lease wins.
+    fn changed(&self, tenant: &str, status: &DeviceStatus, under: LeaseEpoch);
 
     /// Notes a change the device must not forget in a crash (a terminal state) and returns
-    /// once it is recorded (or left out for a later epoch's), with every change noted before
+    /// once it is recorded (or left out for a later lease's), with every change noted before
     /// it.
-    async fn settled(&self, tenant: &str, status: &DeviceStatus, epoch: i64) -> anyhow::Result<()>;
+    async fn settled(&self, tenant: &str, status: &DeviceStatus, under: LeaseEpoch) -> anyhow::Result<()>;
 
     /// Returns once every change noted so far is recorded.
     async fn flushed(&self) -> anyhow::Result<()>;

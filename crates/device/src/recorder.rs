@@ -9,9 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use std::collections::hash_map::Entry;
 use tokio::sync::{Notify, watch};
 use waedge_contract::types::DeviceStatus;
-use waedge_store::{StatusReport, Store};
+
+use waedge_store::{LeaseEpoch, StatusReport, Store};
 
 use super::StatusObserver;
 use super::mailbox::Appended;
@@ -61,13 +63,43 @@ impl StatusQueue {
     }
 }
 
+impl Pending {
+    /// Keeps `report`, the device's latest, unless what waits of the device was reported
+    /// under a later lease (the store would leave `report` out).
+    fn note(&mut self, report: StatusReport) {
+        match self.latest.entry((report.tenant.clone(), report.status.id.clone())) {
+            Entry::Occupied(waiting) if waiting.get().under > report.under => {}
+            Entry::Occupied(mut waiting) => {
+                waiting.insert(report);
+            }
+            Entry::Vacant(vacant) => {
+                vacant.insert(report);
+            }
+        }
+    }
+
+    /// Puts back `report`, whose write failed, unless a report of the device under the same or
+    /// a later lease was noted since (it is newer).
+    fn put_back(&mut self, report: StatusReport) {
+        match self.latest.entry((report.tenant.clone(), report.status.id.clone())) {
+            Entry::Occupied(mut waiting) if waiting.get().under < report.under => {
+                waiting.insert(report);
+            }
+            Entry::Occupied(_) => {}
+            Entry::Vacant(vacant) => {
+                vacant.insert(report);
+            }
+        }
+    }
+}
+
 impl StatusRecorder {
     /// Notes a change; returns its number.
-    fn note(&self, tenant: &str, status: &DeviceStatus, epoch: i64) -> u64 {
-        let report = StatusReport { tenant: tenant.to_string(), status: status.clone(), epoch };
+    fn note(&self, tenant: &str, status: &DeviceStatus, under: LeaseEpoch) -> u64 {
+        let report = StatusReport { tenant: tenant.to_string(), status: status.clone(), under };
         let noted = {
             let mut pending = self.queue.pending();
-            pending.latest.insert((tenant.to_string(), status.id.clone()), report);
+            pending.note(report);
             pending.noted += 1;
             pending.noted
         };
@@ -85,12 +117,12 @@ impl StatusRecorder {
 
 #[async_trait]
 impl StatusObserver for StatusRecorder {
-    fn changed(&self, tenant: &str, status: &DeviceStatus, epoch: i64) {
-        self.note(tenant, status, epoch);
+    fn changed(&self, tenant: &str, status: &DeviceStatus, under: LeaseEpoch) {
+        self.note(tenant, status, under);
     }
 
-    async fn settled(&self, tenant: &str, status: &DeviceStatus, epoch: i64) -> anyhow::Result<()> {
-        let noted = self.note(tenant, status, epoch);
+    async fn settled(&self, tenant: &str, status: &DeviceStatus, under: LeaseEpoch) -> anyhow::Result<()> {
+        let noted = self.note(tenant, status, under);
         self.recorded(noted).await
     }
 
@@ -114,8 +146,8 @@ async fn record_statuses(store: Store, queue: Arc<StatusQueue>, recorded: watch:
                 () = recorded.closed() => return,
             }
         }
-        let changes: Arc<Vec<StatusReport>> = Arc::new(latest.into_values().collect());
-        let written = changes.clone();
+        let reports: Arc<Vec<StatusReport>> = Arc::new(latest.into_values().collect());
+        let written = reports.clone();
         let writer = store.clone();
         match tokio::task::spawn_blocking(move || writer.record_device_statuses(&written))
             .await
@@ -126,14 +158,10 @@ async fn record_statuses(store: Store, queue: Arc<StatusQueue>, recorded: watch:
                 recorded.send_replace(noted);
             }
             Err(e) => {
-                tracing::error!("recording {} device status change(s) failed, retrying: {e}", changes.len());
+                tracing::error!("recording {} device status change(s) failed, retrying: {e}", reports.len());
                 {
                     let mut pending = queue.pending();
-                    for report in changes.iter() {
-                        // A change noted meanwhile is newer: it wins.
-                        let key = (report.tenant.clone(), report.status.id.clone());
-                        pending.latest.entry(key).or_insert_with(|| report.clone());
-                    }
+                    reports.iter().for_each(|report| pending.put_back(report.clone()));
                 }
                 tokio::time::sleep(RECORD_RETRY).await;
             }
@@ -158,12 +186,35 @@ mod tests {
         store
     }
 
+    #[test]
+    fn what_waits_of_a_device_is_its_latest_report_under_its_latest_lease() {
+        let report = |state, epoch| StatusReport {
+            tenant: "acme".into(),
+            status: status(state),
+            under: LeaseEpoch { lease: 1, epoch },
+        };
+        let waiting = |pending: &Pending| {
+            let report = &pending.latest[&("acme".to_string(), "main".to_string())];
+            (report.status.state, report.under.epoch)
+        };
+        let mut pending = Pending::default();
+        pending.note(report(DeviceState::Connecting, 2));
+        pending.note(report(DeviceState::Connected, 2));
+        assert_eq!(waiting(&pending), (DeviceState::Connected, 2), "the later report");
+        pending.note(report(DeviceState::Disconnected, 1));
+        assert_eq!(waiting(&pending), (DeviceState::Connected, 2), "not one under an earlier lease");
+        pending.put_back(report(DeviceState::Connecting, 2));
+        assert_eq!(waiting(&pending), (DeviceState::Connected, 2), "a failed write is older than what waits");
+        pending.put_back(report(DeviceState::LoggedOut, 3));
+        assert_eq!(waiting(&pending), (DeviceState::LoggedOut, 3), "unless it is under a later lease");
+    }
+
     #[tokio::test]
     async fn a_settled_status_is_recorded_when_settled_returns() {
         let store = with_device(Store::open_in_memory().unwrap());
         let recorder = status_recorder(&store, Appended::default());
-        recorder.changed("acme", &status(DeviceState::Connected), 0);
-        recorder.settled("acme", &status(DeviceState::LoggedOut), 0).await.unwrap();
+        recorder.changed("acme", &status(DeviceState::Connected), LeaseEpoch::default());
+        recorder.settled("acme", &status(DeviceState::LoggedOut), LeaseEpoch::default()).await.unwrap();
         assert_eq!(store.device("acme", "main").unwrap().state, "logged-out");
     }
 
@@ -176,7 +227,7 @@ mod tests {
         // Another process holds the write lock longer than the busy timeout: the write fails.
         let mut other = Connection::open(&path).unwrap();
         let holding = other.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).unwrap();
-        recorder.changed("acme", &status(DeviceState::Banned), 0);
+        recorder.changed("acme", &status(DeviceState::Banned), LeaseEpoch::default());
         tokio::time::sleep(Duration::from_secs(6)).await;
         holding.rollback().unwrap();
         tokio::time::timeout(Duration::from_secs(5), recorder.flushed()).await.expect("recorded in time").unwrap();

@@ -16,6 +16,7 @@ use diesel::connection::{CacheSize, Connection};
 use tokio::sync::watch;
 pub use waedge_device_pg::{Database, Holding};
 use waedge_device_pg::{DeviceState, Lease, Leases, SqliteState};
+use waedge_store::LeaseEpoch;
 use whatsapp_rust::store::traits::Backend;
 use whatsapp_rust::store::{SqliteStore, SqliteStoreConfig, Synchronous};
 
@@ -214,9 +215,18 @@ impl DeviceStorage {
 
     /// Whether this node may run the device: always for a file, under a lease if shared.
     pub(crate) fn owned(&self) -> bool {
+        self.held().is_some()
+    }
+
+    /// What this node runs the device under, if it may run it: no lease for a file, the lease
+    /// it holds if shared. What the device's status is recorded under.
+    pub(crate) fn held(&self) -> Option<LeaseEpoch> {
         match self {
-            DeviceStorage::File(_) => true,
-            DeviceStorage::Shared { .. } => self.lease().is_some(),
+            DeviceStorage::File(_) => Some(LeaseEpoch::default()),
+            DeviceStorage::Shared { lease, .. } => {
+                let held = lease.lock().expect("lease lock");
+                held.as_ref().map(|held| LeaseEpoch { lease: held.id, epoch: held.epoch })
+            }
         }
     }
 
@@ -225,17 +235,6 @@ impl DeviceStorage {
         match self {
             DeviceStorage::File(_) => None,
             DeviceStorage::Shared { lease, .. } => lease.lock().expect("lease lock").clone(),
-        }
-    }
-
-    /// The epoch of the lease this node holds on the device, 0 if none guards it: what the
-    /// device's status is recorded under.
-    pub(crate) fn epoch(&self) -> i64 {
-        match self {
-            DeviceStorage::File(_) => 0,
-            DeviceStorage::Shared { lease, .. } => {
-                lease.lock().expect("lease lock").as_ref().map_or(0, |held| held.epoch)
-            }
         }
     }
 

@@ -37,6 +37,7 @@ use waedge_contract::types::{
     VerifiedLink,
 };
 use waedge_jid::Jid;
+use waedge_store::LeaseEpoch;
 use whatsapp_rust::http::UreqHttpClient;
 use whatsapp_rust::lid_pn_cache::LidPnEntry;
 use whatsapp_rust::pair_code::PairCodeOptions;
@@ -826,10 +827,10 @@ impl WhatsappDevice {
     /// crash cannot make a restart reconnect a device WhatsApp dropped.
     async fn settle(&self, state: DeviceState) {
         self.storage.stopped_as(Some(state.name())).await;
-        let Some(observer) = self.observer() else { return };
+        let Some((observer, under)) = self.observer() else { return };
         let mut settled = self.status();
         settled.state = state;
-        if let Err(e) = observer.settled(&self.tenant, &settled, self.storage.epoch()).await {
+        if let Err(e) = observer.settled(&self.tenant, &settled, under).await {
             tracing::error!(device = settled.id, "recording that the device is {}: {e:#}", state);
         }
     }
@@ -873,16 +874,28 @@ impl WhatsappDevice {
         change(&mut status);
         // Told under the lock (the observer only queues it), so changes reach it in order.
         if *status != before
-            && let Some(observer) = self.observer()
+            && let Some((observer, under)) = self.observer()
         {
-            observer.changed(&self.tenant, &status, self.storage.epoch());
+            observer.changed(&self.tenant, &status, under);
         }
     }
 
-    /// Who is told of status changes: no one once the device is being removed, nor while
-    /// another node runs it (its status is that node's to record).
-    fn observer(&self) -> Option<&Arc<dyn StatusObserver>> {
-        self.observer.as_ref().filter(|_| !self.removed.load(Ordering::Acquire) && self.storage.owned())
+    /// Tells the observer the status as it is, changed or not: a node that takes the device
+    /// over records it under its own lease at once, which leaves out the former owner's
+    /// reports from then on.
+    fn announce(&self) {
+        let status = self.status.read().expect("status lock");
+        if let Some((observer, under)) = self.observer() {
+            observer.changed(&self.tenant, &status, under);
+        }
+    }
+
+    /// Who is told of status changes, and the lease they are reported under: no one once the
+    /// device is being removed, nor while another node runs it (its status is that node's to
+    /// record).
+    fn observer(&self) -> Option<(&Arc<dyn StatusObserver>, LeaseEpoch)> {
+        let observer = self.observer.as_ref().filter(|_| !self.removed.load(Ordering::Acquire))?;
+        Some((observer, self.storage.held()?))
     }
 
     /// Commits messages WhatsApp delivered past the inbound durability hook (see

@@ -193,10 +193,10 @@ mod tests {
     use waedge_contract::types::{DeviceState, DeviceStatus};
 
     use super::*;
-    use crate::StatusReport;
     use crate::events::NewEvent;
     use crate::tenants::NewTenant;
     use crate::tests::postgres_url;
+    use crate::{LeaseEpoch, StatusReport};
 
     const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -224,7 +224,9 @@ mod tests {
         // What devices do all day is not a change of what is served.
         let status =
             DeviceStatus { id: "main".into(), state: DeviceState::Connected, jid: None, lid: None, push_name: None };
-        store.record_device_statuses(&[StatusReport { tenant: "acme".into(), status, epoch: 0 }]).unwrap();
+        store
+            .record_device_statuses(&[StatusReport { tenant: "acme".into(), status, under: LeaseEpoch::default() }])
+            .unwrap();
         let event = NewEvent {
             device: "main".into(),
             kind: "message.received".into(),

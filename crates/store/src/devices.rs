@@ -23,8 +23,19 @@ pub struct StatusReport {
     pub tenant: String,
     /// What the session reported.
     pub status: DeviceStatus,
-    /// The epoch of the lease the session runs the device under (see `waedge-device-pg`);
-    /// 0 where no lease guards it (a store of one node).
+    /// The lease the session runs the device under.
+    pub under: LeaseEpoch,
+}
+
+/// A device's lease at one epoch (see `waedge-device-pg`'s `Lease`): the lease row's number,
+/// which a device registered again gets anew, higher, and the epoch, which each takeover of
+/// the lease increments. Ordered by both: a later one is a later owner's. Where no lease
+/// guards a device (a store of one node), both are 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LeaseEpoch {
+    /// The lease row's number.
+    pub lease: i64,
+    /// The lease's epoch.
     pub epoch: i64,
 }
 
@@ -127,15 +138,16 @@ impl Store {
     }
 
     /// Records devices' states and identities as their sessions report them, in one
-    /// transaction, in order (a later status of a device wins), each change of state with its
-    /// `device.status` event; returns those events. A device deleted meanwhile is left deleted.
-    /// A report under an older lease epoch than the device's last recorded one is left out: it
-    /// comes from a node that no longer runs the device (one that resumed after a pause, say),
-    /// and must not overwrite what the node running it now recorded.
+    /// transaction, in order (a later status of a device under the same or a later lease wins),
+    /// each change of state with its `device.status` event; returns those events. A device
+    /// deleted meanwhile is left deleted. A report under an earlier lease than the device's
+    /// last recorded one is left out: it comes from a node that no longer runs the device (one
+    /// that resumed after a pause, say), and must not overwrite what the node running it now
+    /// recorded.
     pub fn record_device_statuses(&self, reports: &[StatusReport]) -> Result<Vec<EventRecord>, StoreError> {
         self.transaction(|tx| {
             let mut appended = Vec::new();
-            for StatusReport { tenant, status, epoch } in reports {
+            for StatusReport { tenant, status, under } in reports {
                 let previous = match get(tx, tenant, &status.id) {
                     Ok(previous) => previous,
                     Err(StoreError::NotFound(_)) => continue, // deleted meanwhile: it stays deleted
@@ -143,9 +155,20 @@ impl Store {
                 };
                 let state = status.state.name();
                 let recorded = tx.execute(
-                    "UPDATE devices SET state = ?3, jid = ?4, lid = ?5, push_name = ?6, updated_at = ?7, status_epoch = ?8
-                     WHERE tenant_id = ?1 AND id = ?2 AND status_epoch <= ?8",
-                    params![tenant, status.id, state, status.jid, status.lid, status.push_name, now(), epoch],
+                    "UPDATE devices SET state = ?3, jid = ?4, lid = ?5, push_name = ?6, updated_at = ?7,
+                         status_lease = ?8, status_epoch = ?9
+                     WHERE tenant_id = ?1 AND id = ?2 AND (status_lease, status_epoch) <= (?8, ?9)",
+                    params![
+                        tenant,
+                        status.id,
+                        state,
+                        status.jid,
+                        status.lid,
+                        status.push_name,
+                        now(),
+                        under.lease,
+                        under.epoch
+                    ],
                 )?;
                 if recorded > 0 && previous.state != state {
                     appended.extend(events::append(tx, tenant, &status_event(&previous.state, status))?);
@@ -276,7 +299,7 @@ mod tests {
 
     /// `status` of an `acme` device, reported where no lease guards it.
     fn report(status: DeviceStatus) -> StatusReport {
-        StatusReport { tenant: "acme".into(), status, epoch: 0 }
+        StatusReport { tenant: "acme".into(), status, under: LeaseEpoch::default() }
     }
 
     /// `device` with its text copied.
@@ -419,30 +442,38 @@ mod tests {
         assert_eq!(store.device("acme", "main").unwrap().push_name.as_deref(), Some("Acme"));
     }
 
-    fn a_status_reported_under_an_older_lease_epoch_is_left_out(store) {
+    fn a_status_reported_under_an_earlier_lease_is_left_out(store) {
         let store = acme(store);
         store.create_device("acme", "main").unwrap();
         let jid = Some("6281234567890@s.whatsapp.net");
-        let under = |epoch: i64, state: DeviceState| StatusReport { epoch, ..report(status("main", state, jid)) };
+        let under = |lease: i64, epoch: i64, state: DeviceState| StatusReport {
+            under: LeaseEpoch { lease, epoch },
+            ..report(status("main", state, jid))
+        };
         let recorded = |store: &Store| store.device("acme", "main").unwrap().state;
 
         // The node that took the device over (epoch 2) records it connected; the node that
         // ran it before (epoch 1) and resumed after a pause reports it disconnected: left out,
         // with no event, in a batch of its own or beside the new owner's report.
-        assert_eq!(store.record_device_statuses(&[under(2, DeviceState::Connected)]).unwrap().len(), 1);
-        assert_eq!(store.record_device_statuses(&[under(1, DeviceState::Disconnected)]).unwrap(), []);
+        assert_eq!(store.record_device_statuses(&[under(7, 2, DeviceState::Connected)]).unwrap().len(), 1);
+        assert_eq!(store.record_device_statuses(&[under(7, 1, DeviceState::Disconnected)]).unwrap(), []);
         assert_eq!(recorded(&store), "connected");
-        let batch = [under(2, DeviceState::Connecting), under(1, DeviceState::Unlinked)];
+        let batch = [under(7, 2, DeviceState::Connecting), under(7, 1, DeviceState::Unlinked)];
         let events = store.record_device_statuses(&batch).unwrap();
         assert_eq!(events.iter().map(|e| e.data["state"].clone()).collect::<Vec<_>>(), [json!("connecting")]);
         assert_eq!(recorded(&store), "connecting");
 
         // The owner's reports, and those of a later owner, are recorded.
-        assert_eq!(store.record_device_statuses(&[under(2, DeviceState::Connected)]).unwrap().len(), 1);
-        assert_eq!(store.record_device_statuses(&[under(3, DeviceState::LoggedOut)]).unwrap().len(), 1);
+        assert_eq!(store.record_device_statuses(&[under(7, 2, DeviceState::Connected)]).unwrap().len(), 1);
+        assert_eq!(store.record_device_statuses(&[under(7, 3, DeviceState::LoggedOut)]).unwrap().len(), 1);
         assert_eq!(recorded(&store), "logged-out");
-        assert_eq!(store.record_device_statuses(&[under(2, DeviceState::Connected)]).unwrap(), []);
-        assert_eq!(recorded(&store), "logged-out");
+        assert_eq!(store.record_device_statuses(&[under(7, 2, DeviceState::Connected)]).unwrap(), []);
+
+        // A device registered again has a lease of its own, numbered higher, whose epochs
+        // start again: its reports are recorded, and the former lease's are left out.
+        assert_eq!(store.record_device_statuses(&[under(9, 1, DeviceState::Connecting)]).unwrap().len(), 1);
+        assert_eq!(store.record_device_statuses(&[under(7, 3, DeviceState::Banned)]).unwrap(), []);
+        assert_eq!(recorded(&store), "connecting");
     }
 
     fn deleting_a_device_takes_it_from_its_users(store) {

@@ -60,7 +60,7 @@ use crate::db::{Conn, Listener, Postgres, Sqlite};
 use crate::known_links::KnownLinks;
 use crate::token::TokenHash;
 pub use db::DatabaseError;
-pub use devices::{DeviceRecord, StatusReport};
+pub use devices::{DeviceRecord, LeaseEpoch, StatusReport};
 pub use routes::{ComponentRef, RouteRecord};
 pub use tenants::TenantRecord;
 pub use users::{TokenRecord, UserRecord};
@@ -410,7 +410,7 @@ pub(crate) mod tests {
         store.create_device("acme", "main").unwrap();
         let push_name = Some("Ana\0Bob".to_owned());
         let status = DeviceStatus { id: "main".into(), state: DeviceState::Connected, jid: None, lid: None, push_name };
-        store.record_device_statuses(&[StatusReport { tenant: "acme".into(), status, epoch: 0 }]).unwrap();
+        store.record_device_statuses(&[StatusReport { tenant: "acme".into(), status, under: LeaseEpoch::default() }]).unwrap();
         assert_eq!(store.device("acme", "main").unwrap().push_name.as_deref(), Some("Ana\u{FFFD}Bob"));
         let event = events::NewEvent {
             device: "main".into(),

@@ -24,7 +24,7 @@ use waedge_e2e::live::{Live, SELF_PHONE};
 use waedge_e2e::server::{Reply, TestGateway, fixtures};
 use waedge_e2e::tenants::{EVE, config};
 use waedge_jid::Jid;
-use waedge_store::StatusReport;
+use waedge_store::{LeaseEpoch, StatusReport};
 
 const EVE_ID: &str = "e7e00000-0000-4000-8000-000000000004";
 
@@ -360,7 +360,7 @@ async fn every_admin_operation_answers_as_documented() {
         lid: None,
         push_name: Some("Globex".into()),
     };
-    let report = StatusReport { tenant: "globex".into(), status: connected, epoch: 0 };
+    let report = StatusReport { tenant: "globex".into(), status: connected, under: LeaseEpoch::default() };
     assert_eq!(gw.store().record_device_statuses(&[report]).unwrap().len(), 1);
     contact_events(gw.store());
     let listed = gw.admin(Method::GET, "/v1/tenants/globex/events", Value::Null).await;

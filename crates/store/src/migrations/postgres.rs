@@ -249,8 +249,9 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE store_nodes ADD COLUMN address TEXT;
     "#,
-    // 5: the lease epoch a device's status was recorded under (see `record_device_statuses`).
+    // 5: the lease a device's status was recorded under (see `record_device_statuses`).
     r#"
+    ALTER TABLE devices ADD COLUMN status_lease BIGINT NOT NULL DEFAULT 0;
     ALTER TABLE devices ADD COLUMN status_epoch BIGINT NOT NULL DEFAULT 0;
     "#,
 ];

@@ -214,8 +214,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_received_by_message_id ON events (tenant_id, device, chat, message_id, seq)
         WHERE kind = 'message.received';
     "#,
-    // 10: the lease epoch a device's status was recorded under (see `record_device_statuses`).
+    // 10: the lease a device's status was recorded under (see `record_device_statuses`).
     r#"
+    ALTER TABLE devices ADD COLUMN status_lease INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE devices ADD COLUMN status_epoch INTEGER NOT NULL DEFAULT 0;
     "#,
 ];
