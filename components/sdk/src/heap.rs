@@ -4,7 +4,7 @@
 //!
 //! Growing a linear memory costs the host a system call on the instance's memory (`mprotect`),
 //! and the next instance in the same slot another one to take the growth back, each followed
-//! by a flush of every core's TLB. Rust's own allocator on `wasm32-unknown-unknown` grows the
+//! by a flush of the TLB of every core that runs the host. Rust's own allocator on `wasm32-unknown-unknown` grows the
 //! memory for its first allocation, so every fresh instance paid for both. The heap here is a
 //! zeroed static: it costs no bytes in the component (zeroed data is not stored), and the
 //! host's memory only where a request writes to it.
@@ -19,8 +19,8 @@ use core::ptr;
 
 use dlmalloc::{Allocator, Dlmalloc};
 
-/// Bytes of the heap in the initial memory: what a request of the built-in components
-/// allocates at most (a profile, a page of contacts or groups), with room to spare.
+/// Bytes of the heap in the initial memory: four times the one page of memory a profile
+/// request of the built-in devices API grew by under Rust's own allocator.
 const INITIAL_HEAP: usize = 256 << 10;
 
 /// The size of a WebAssembly page, by which the memory grows.

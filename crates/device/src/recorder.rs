@@ -9,10 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use std::collections::hash_map::Entry;
 use tokio::sync::{Notify, watch};
 use waedge_contract::types::DeviceStatus;
-
 use waedge_store::{LeaseEpoch, StatusReport, Store};
 
 use super::StatusObserver;
@@ -67,27 +65,24 @@ impl Pending {
     /// Keeps `report`, the device's latest, unless what waits of the device was reported
     /// under a later lease (the store would leave `report` out).
     fn note(&mut self, report: StatusReport) {
-        match self.latest.entry((report.tenant.clone(), report.status.id.clone())) {
-            Entry::Occupied(waiting) if waiting.get().under > report.under => {}
-            Entry::Occupied(mut waiting) => {
-                waiting.insert(report);
-            }
-            Entry::Vacant(vacant) => {
-                vacant.insert(report);
-            }
-        }
+        self.keep(report, |waiting, report| waiting <= report);
     }
 
     /// Puts back `report`, whose write failed, unless a report of the device under the same or
     /// a later lease was noted since (it is newer).
     fn put_back(&mut self, report: StatusReport) {
-        match self.latest.entry((report.tenant.clone(), report.status.id.clone())) {
-            Entry::Occupied(mut waiting) if waiting.get().under < report.under => {
-                waiting.insert(report);
-            }
-            Entry::Occupied(_) => {}
-            Entry::Vacant(vacant) => {
-                vacant.insert(report);
+        self.keep(report, |waiting, report| waiting < report);
+    }
+
+    /// Keeps `report` where nothing of its device waits, or where `replaces` says so of the
+    /// leases of what waits and of `report`.
+    fn keep(&mut self, report: StatusReport, replaces: impl FnOnce(LeaseEpoch, LeaseEpoch) -> bool) {
+        let key = (report.tenant.clone(), report.status.id.clone());
+        match self.latest.get_mut(&key) {
+            Some(waiting) if replaces(waiting.under, report.under) => *waiting = report,
+            Some(_) => {}
+            None => {
+                self.latest.insert(key, report);
             }
         }
     }

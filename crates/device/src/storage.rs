@@ -218,8 +218,8 @@ impl DeviceStorage {
         self.held().is_some()
     }
 
-    /// What this node runs the device under, if it may run it: no lease for a file, the lease
-    /// it holds if shared. What the device's status is recorded under.
+    /// What this node runs the device under, if it may run it: for a file, no lease (lease and
+    /// epoch 0); if shared, the lease it holds. What the device's status is recorded under.
     pub(crate) fn held(&self) -> Option<LeaseEpoch> {
         match self {
             DeviceStorage::File(_) => Some(LeaseEpoch::default()),

@@ -880,16 +880,6 @@ impl WhatsappDevice {
         }
     }
 
-    /// Tells the observer the status as it is, changed or not: a node that takes the device
-    /// over records it under its own lease at once, which leaves out the former owner's
-    /// reports from then on.
-    fn announce(&self) {
-        let status = self.status.read().expect("status lock");
-        if let Some((observer, under)) = self.observer() {
-            observer.changed(&self.tenant, &status, under);
-        }
-    }
-
     /// Who is told of status changes, and the lease they are reported under: no one once the
     /// device is being removed, nor while another node runs it (its status is that node's to
     /// record).

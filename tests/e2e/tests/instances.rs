@@ -88,7 +88,9 @@ async fn the_sdks_allocator_serves_a_request_from_the_initial_memory_and_grows_i
     assert_eq!((served, zeroed), (1, true));
     assert!(grown >= 64, "4 MiB is at least 64 pages more: {grown}");
 
-    // On a reused instance, memory the last request filled is handed out zeroed when asked so.
+    // On a reused instance, memory the last request filled is handed out zeroed when asked so
+    // (dlmalloc 0.2 clears whatever `calloc` reuses; this holds the SDK to it, whatever its
+    // allocator becomes).
     let limits = json!({"limits": {"requests_per_instance": 3}});
     assert_eq!(gw.admin(Method::PATCH, "/v1/tenants/acme", limits).await.status, 200);
     assert_eq!(heap(&gw, "kb=128&fill=255").await, (1, true, 0));

@@ -152,9 +152,6 @@ impl Node {
                         None if !is_terminal(session.status().state) => session.set_state(DeviceState::Connecting),
                         None => {}
                     }
-                    // Recorded under this node's lease, changed or not: from then on the
-                    // former owner's reports are left out.
-                    session.announce();
                 }
                 if should_start(session) {
                     session.clone().start().await;
