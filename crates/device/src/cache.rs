@@ -138,9 +138,7 @@ impl Cached {
     /// Whether `inner` shows its device connected: only then are answers cached or taken
     /// from the cache.
     fn shows_connected(&self) -> bool {
-        let mut connected = false;
-        self.inner.with_status(&mut |status| connected = status.state == DeviceState::Connected);
-        connected
+        self.inner.state() == DeviceState::Connected
     }
 
     /// `map`'s answer for `key`, or `fetch`'s, as [`TtlMap::get_or_fetch`] gives it while the

@@ -74,6 +74,14 @@ pub trait DeviceSession: Send + Sync + 'static {
         show(&self.status())
     }
 
+    /// The device's current state, read through [`DeviceSession::with_status`] (nothing
+    /// copied): what every device call on the request path checks.
+    fn state(&self) -> DeviceState {
+        let mut state = DeviceState::Unlinked;
+        self.with_status(&mut |status| state = status.state);
+        state
+    }
+
     /// Whether this process runs the device's client: always, unless the device's state is
     /// shared with other nodes and another of them holds its lease (or none does yet).
     fn runs_here(&self) -> bool {

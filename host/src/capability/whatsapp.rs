@@ -254,10 +254,7 @@ pub fn rate_limited(wait: std::time::Duration) -> Error {
 /// it (the node that took it over has not written its status yet), so its calls are made
 /// there, where the session answers for itself, or answer `connecting` when no node runs it.
 pub(crate) fn connected(session: &dyn DeviceSession) -> Result<(), Error> {
-    // Shown, not copied: every device call on the request path asks it.
-    let mut state = DeviceState::Unlinked;
-    session.with_status(&mut |status| state = status.state);
-    match state {
+    match session.state() {
         DeviceState::Connected => Ok(()),
         state if !session.runs_here() && !is_terminal(state) => Ok(()),
         other => Err(not_connected(other)),
